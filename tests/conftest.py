@@ -29,3 +29,31 @@ def make_wallet(wallet_path: Path) -> Callable[..., bt.Wallet]:
         return create_wallet(name or f"w{next(_counter)}", hotkey, str(wallet_path))
 
     return _make
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without these, chromium tries to reach Google's hosts on start and the closed network
+# here refuses the connections.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (``scripts/test.sh`` installs it)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
