@@ -127,7 +127,7 @@ def check_weights(
             "incorrect_version_key",
             f"version key {version_key} is below the subnet's weights_version {rules.weights_version}",
         )
-    nonzero = [(u, int(w)) for u, w in zip(uids, weights) if int(w) > 0]
+    nonzero = [(u, int(w)) for u, w in zip(uids, weights, strict=True) if int(w) > 0]
     self_only = len(nonzero) == 1 and own_uid is not None and nonzero[0][0] == own_uid
     if not self_only and len(nonzero) < min(rules.min_allowed_weights, n_neurons):
         raise WeightsRejected(

@@ -1,0 +1,1 @@
+"""The Dojo miner: serves validators' requests and hands tasks to its workers."""

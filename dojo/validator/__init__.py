@@ -1,0 +1,1 @@
+"""The Dojo validator: sends tasks to miners, scores them and sets weights."""

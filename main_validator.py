@@ -1,0 +1,18 @@
+"""Entry point of the Dojo validator: `python main_validator.py --netuid 98 --wallet.name ... --axon.port 9603`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dojo.validator.neuron import ValidatorNeuron
+    from template.config import ValidatorConfig, parse_settings
+    from template.neuron import run_neuron
+
+    config = parse_settings(ValidatorConfig, argv, prog="main_validator.py")
+    return run_neuron(ValidatorNeuron, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The signed fan-out client a validator uses to call many miners at once.
+
+One ``aiohttp.ClientSession`` for all targets, bounded concurrency, a timeout per call, and
+a typed :class:`Outcome` per target: a bad miner (down, slow, refusing, answering garbage)
+becomes an outcome, never an exception in the caller's loop.
+
+aiohttp rather than httpx, by measurement on these machines: 256 concurrent signed calls to
+8 uvicorn servers took 0.08 s through one aiohttp session, 0.37 s through one httpx client
+per host and 2.0 s through one shared ``httpx.AsyncClient``. ``benchmarks/transport.py``
+measures it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import bittensor as bt
+from pydantic import BaseModel, ValidationError
+
+ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"  # connection refused, reset, or unreachable
+    UNAUTHORIZED = "unauthorized"  # 401: the signature was refused
+    FORBIDDEN = "forbidden"  # 403: blacklisted
+    CLIENT_ERROR = "client_error"  # any other 4xx
+    SERVER_ERROR = "server_error"  # 5xx
+    INVALID_REPLY = "invalid_reply"  # 2xx whose body is not the expected reply
+
+
+@dataclass(frozen=True)
+class Target:
+    """A neuron to call: its hotkey (the signature's receiver) and its endpoint URL."""
+
+    hotkey: str
+    url: str
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[ReplyT]):
+    target: Target
+    status: Status
+    reply: ReplyT | None = None
+    http_status: int | None = None
+    detail: str = ""
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+
+class SignedClient:
+    """Signs every request with ``keypair`` (the caller's hotkey) and sends it with aiohttp.
+
+    Use as ``async with SignedClient(wallet.hotkey) as client: ...`` or call :meth:`close`.
+    """
+
+    def __init__(self, keypair: Any, *, timeout: float = 12.0, max_concurrency: int = 256):
+        self.keypair = keypair
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+
+    async def __aenter__(self) -> SignedClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _session_for_loop(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def call(
+        self,
+        target: Target,
+        request: BaseModel,
+        reply_model: type[ReplyT],
+        *,
+        timeout: float | None = None,
+    ) -> Outcome[ReplyT]:
+        """Send ``request`` to ``POST /<its class name>`` on ``target``; never raises for the target's faults."""
+        path = f"/{type(request).__name__}"
+        body = request.model_dump_json().encode()
+        started = time.perf_counter()
+        limit = self.timeout if timeout is None else timeout
+        async with self._semaphore:
+            # Sign inside the semaphore so the nonce is fresh when the request leaves.
+            headers = bt.http_auth.sign(
+                self.keypair, method="POST", path=path, body=body, receiver_ss58=target.hotkey
+            )
+            headers["Content-Type"] = "application/json"
+            try:
+                async with self._session_for_loop().post(
+                    target.url.rstrip("/") + path,
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                ) as response:
+                    raw = await response.read()
+                    status_code = response.status
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                return Outcome(target, Status.TIMEOUT, detail=f"no reply within {limit:g}s",
+                               elapsed=time.perf_counter() - started)
+            except (aiohttp.ClientError, OSError) as exc:
+                return Outcome(target, Status.REFUSED, detail=f"{type(exc).__name__}: {exc}",
+                               elapsed=time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if status_code >= 300:
+            return Outcome(target, _status_for(status_code), http_status=status_code,
+                           detail=_detail(raw), elapsed=elapsed)
+        try:
+            reply = reply_model.model_validate_json(raw)
+        except ValidationError as exc:
+            return Outcome(target, Status.INVALID_REPLY, http_status=status_code,
+                           detail=str(exc).splitlines()[0], elapsed=elapsed)
+        return Outcome(target, Status.OK, reply=reply, http_status=status_code, elapsed=elapsed)
+
+    async def fanout(
+        self,
+        targets: Iterable[Target],
+        request: BaseModel | Sequence[BaseModel],
+        reply_model: type[ReplyT],
+        *,
+        timeout: float | None = None,
+    ) -> list[Outcome[ReplyT]]:
+        """Call every target concurrently; one request for all, or one per target (same order)."""
+        targets = list(targets)
+        requests = [request] * len(targets) if isinstance(request, BaseModel) else list(request)
+        if len(requests) != len(targets):
+            raise ValueError(f"{len(targets)} targets but {len(requests)} requests")
+        return list(
+            await asyncio.gather(
+                *(self.call(t, r, reply_model, timeout=timeout) for t, r in zip(targets, requests, strict=True))
+            )
+        )
+
+
+def _status_for(code: int) -> Status:
+    if code == 401:
+        return Status.UNAUTHORIZED
+    if code == 403:
+        return Status.FORBIDDEN
+    if 400 <= code < 500:
+        return Status.CLIENT_ERROR
+    if code >= 500:
+        return Status.SERVER_ERROR
+    return Status.INVALID_REPLY
+
+
+def _detail(raw: bytes) -> str:
+    text = raw[:1000].decode("utf-8", "replace")
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict) and "detail" in value:
+            return str(value["detail"])
+    except ValueError:
+        pass
+    return text

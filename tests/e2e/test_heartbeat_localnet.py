@@ -1,0 +1,70 @@
+"""A local chain, one validator and two miners as separate processes on loopback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from dojo.localnet import LocalNet
+
+pytestmark = pytest.mark.e2e
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_validator_sees_both_miners_then_everything_stops(tmp_path):
+    net = LocalNet(tmp_path, miners=2, block_time=0.2, epoch_length=5, heartbeat_interval=0.5)
+    net.prepare()
+    try:
+        net.start()
+        miners = {n.uid for n in net.neurons if n.role == "miner"}
+        assert len(miners) == 2
+        assert set(net.wait_for_active_set(miners, timeout=60)) == miners
+    finally:
+        codes = net.stop()
+    assert codes == {"validator": 0, "miner1": 0, "miner2": 0}, {n.name: n.log()[-2000:] for n in net.neurons}
+    for neuron in net.neurons:
+        assert not _alive(neuron.process.pid), f"{neuron.name} still running"
+        assert f"{neuron.role} uid {neuron.uid} stopped" in neuron.log()
+
+
+def test_miner_that_goes_down_leaves_the_active_set(tmp_path):
+    net = LocalNet(tmp_path, miners=2, block_time=0.2, epoch_length=5, heartbeat_interval=0.5)
+    net.prepare()
+    try:
+        net.start()
+        miners = {n.uid for n in net.neurons if n.role == "miner"}
+        net.wait_for_active_set(miners, timeout=60)
+        gone = next(n for n in net.neurons if n.role == "miner")
+        gone.process.terminate()
+        assert gone.process.wait(20) == 0
+        assert set(net.wait_for_active_set(miners - {gone.uid}, timeout=30)) == miners - {gone.uid}
+    finally:
+        net.stop()
+
+
+def test_unregistered_neuron_names_the_register_command(tmp_path):
+    import subprocess
+    import sys
+
+    from dojo.localnet import ROOT
+    from template.chain.local import LocalChain
+    from template.wallets import create_wallet
+
+    LocalChain.init(tmp_path / "chain", netuid=1, block_time=0.2)
+    create_wallet("lonely", "default", str(tmp_path / "wallets"))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main_miner.py"), "--netuid", "1", "--subtensor.network", str(tmp_path / "chain"),
+         "--wallet.name", "lonely", "--wallet.path", str(tmp_path / "wallets"), "--axon.ip", "127.0.0.1"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "is not registered on subnet 1" in result.stderr
+    assert "dojo chain register --dir" in result.stderr

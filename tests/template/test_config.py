@@ -1,0 +1,114 @@
+"""Settings resolution: flags over environment over .env over defaults; bad values exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from template.config import ConfigError, MinerConfig, ValidatorConfig, describe, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The original Dojo testnet command, unchanged.
+PM2_MINER_ARGS = [
+    "--netuid", "98", "--wallet.name", "coldkey", "--wallet.hotkey", "hotkey", "--logging.debug",
+    "--axon.port", "9602", "--neuron.type", "miner", "--scoring_method", "dojo", "--subtensor.network", "test",
+]
+
+
+def test_original_pm2_flags_resolve():
+    config = resolve(MinerConfig, PM2_MINER_ARGS, environ={}, env_file=None)
+    assert config.netuid == 98
+    assert config.wallet.name == "coldkey" and config.wallet.hotkey == "hotkey"
+    assert config.logging.debug is True
+    assert config.axon.port == 9602
+    assert config.subtensor.network == "test"
+    assert config.scoring_method == "dojo"
+
+
+def test_validator_flags_and_defaults():
+    config = resolve(
+        ValidatorConfig,
+        ["--neuron.sample_size", "16", "--neuron.moving_average_alpha", "0.05", "--neuron.epoch_length", "360"],
+        environ={},
+        env_file=None,
+    )
+    assert config.neuron.type == "validator" and config.axon.port == 9603
+    assert config.neuron.sample_size == 16
+    assert config.neuron.moving_average_alpha == 0.05
+    assert config.neuron.epoch_length == 360
+
+
+def test_precedence_flag_over_env_over_dotenv(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text('NETUID=7\nAXON_PORT=1111\nDOJO_API_KEY="sk-from-file"\nWALLET_NAME=filewallet\n')
+    config = resolve(
+        MinerConfig, ["--axon.port", "3333"], environ={"NETUID": "8", "AXON_PORT": "2222"}, env_file=env_file
+    )
+    assert config.axon.port == 3333  # flag
+    assert config.netuid == 8  # environment beats .env
+    assert config.wallet.name == "filewallet"  # .env beats default
+    assert config.dojo_api_key.get_secret_value() == "sk-from-file"
+
+
+def test_local_chain_directory_is_a_network(tmp_path):
+    (tmp_path / "chain.sqlite").write_bytes(b"")
+    config = resolve(MinerConfig, ["--subtensor.network", str(tmp_path)], environ={}, env_file=None)
+    assert config.subtensor.network == str(tmp_path.resolve())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--axon.port", "70000"], "--axon.port (env AXON_PORT): Input should be less than or equal to 65535"),
+        (["--axon.port", "http"], "--axon.port (env AXON_PORT): Input should be a valid integer"),
+        (["--netuid", "-1"], "--netuid (env NETUID): Input should be greater than or equal to 0"),
+        (["--neuron.type", "worker"], "--neuron.type (env NEURON_TYPE): Input should be 'miner' or 'validator'"),
+        (["--scoring_method", "other"], "--scoring_method (env SCORING_METHOD): Input should be 'dojo'"),
+        (["--subtensor.network", "nowhere"], "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local"),
+        (["--subtensor.chain_endpoint", "http://x"], "accepts a ws:// or wss:// URL"),
+        (["--logging.debug", "perhaps"], "--logging.debug (env LOGGING_DEBUG): accepts true or false"),
+        (["--neuron.moving_average_alpha", "0"], "--neuron.moving_average_alpha"),
+        (["--unknown.flag", "1"], "unrecognized arguments: --unknown.flag"),
+        (["--wallet.nam", "x"], "unrecognized arguments: --wallet.nam"),  # no abbreviations
+    ],
+)
+def test_bad_values_name_the_flag(argv, expected):
+    with pytest.raises(ConfigError) as info:
+        resolve(ValidatorConfig, argv, environ={}, env_file=None)
+    assert expected in str(info.value)
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match=r"--axon.port \(env AXON_PORT\)"):
+        resolve(MinerConfig, [], environ={"AXON_PORT": "nope"}, env_file=None)
+
+
+def test_describe_masks_secrets():
+    config = resolve(MinerConfig, [], environ={"DOJO_API_KEY": "sk-secret-value"}, env_file=None)
+    text = describe(config)
+    assert "sk-secret-value" not in text
+    assert "--dojo_api_key = ********" in text
+    assert "--netuid = 52" in text
+
+
+@pytest.mark.parametrize("script", ["main_miner.py", "main_validator.py"])
+def test_entry_point_exits_2_on_bad_value(script, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), "--axon.port", "99999"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--axon.port" in result.stderr and "65535" in result.stderr
+
+
+def test_entry_point_exits_2_on_unknown_flag(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main_miner.py"), "--axon.prot", "9602"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unrecognized arguments: --axon.prot" in result.stderr
