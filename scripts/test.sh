@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install Dojo with its test tools into .venv, make sure the services the tests use are
+# there (Debian's chromium for the browser tests, the PostgreSQL server on 127.0.0.1:5432),
+# lint, and run the whole test suite. Extra arguments go to pytest.
+. "$(dirname "$0")/_venv.sh" requirements-dev.txt
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi; }
+
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's chromium for the browser tests"
+  { as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null; } \
+    || echo "could not install chromium: the browser tests will skip" >&2
+fi
+if command -v pg_ctlcluster >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "starting the PostgreSQL server"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start \
+    || echo "could not start PostgreSQL: the PostgreSQL tests will skip" >&2
+fi
+
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
