@@ -24,7 +24,7 @@ class ValidatorNeuron(BaseNeuron):
         self.server.protocol_version = PROTOCOL_VERSION
         self.server.route(Heartbeat, self.heartbeat)
         self.client = SignedClient(self.keypair, timeout=self.config.neuron.timeout)
-        self.active_uids: set[int] = set()
+        self.active_uids: set[int] | None = None  # None until the first round, which always logs
 
     async def heartbeat(self, request: Heartbeat, caller: CallerInfo) -> HeartbeatReply:
         return HeartbeatReply(hotkey=self.hotkey)

@@ -68,3 +68,17 @@ def test_unregistered_neuron_names_the_register_command(tmp_path):
     assert result.returncode == 1
     assert "is not registered on subnet 1" in result.stderr
     assert "dojo chain register --dir" in result.stderr
+
+
+def test_miners_started_after_the_validator_join_at_the_next_resync(tmp_path):
+    net = LocalNet(tmp_path, miners=2, block_time=0.2, epoch_length=5, heartbeat_interval=0.5)
+    net.prepare()
+    try:
+        net.start(roles=("validator",))
+        net.wait_for_active_set(set(), timeout=60)
+        net.start(roles=("miner",))
+        miners = {n.uid for n in net.neurons if n.role == "miner"}
+        assert set(net.wait_for_active_set(miners, timeout=60)) == miners
+    finally:
+        codes = net.stop()
+    assert set(codes.values()) == {0}
