@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -43,8 +44,9 @@ def test_miner_that_goes_down_leaves_the_active_set(tmp_path):
         miners = {n.uid for n in net.neurons if n.role == "miner"}
         net.wait_for_active_set(miners, timeout=60)
         gone = next(n for n in net.neurons if n.role == "miner")
-        gone.process.terminate()
+        gone.process.send_signal(signal.SIGINT)  # Ctrl-C stops a neuron as cleanly as SIGTERM
         assert gone.process.wait(20) == 0
+        assert f"miner uid {gone.uid} stopped" in gone.log()
         assert set(net.wait_for_active_set(miners - {gone.uid}, timeout=30)) == miners - {gone.uid}
     finally:
         net.stop()
