@@ -7,10 +7,16 @@ constructs a ``bt.Subtensor``.
 
 Errors::
 
-    ChainError
+    ChainError (RuntimeError)
     ├── ChainUnavailable     the chain cannot be reached or opened
-    ├── NotRegistered        the hotkey has no uid on the subnet
-    └── WeightsRejected      (template.chain.weights) the weights break a subnet rule
+    └── NotRegistered        the hotkey has no uid on the subnet
+    WeightsRejected (ValueError, template.chain.weights)
+                             the weights break a subnet rule; ``.reason`` names it
+                             (length_mismatch, duplicate_uids, uid_not_registered,
+                             invalid_values, too_few_weights, max_weight_exceeded,
+                             incorrect_version_key, rate_limited, no_validator_permit,
+                             hotkey_not_registered; from a real chain also
+                             not_enough_stake, commit_reveal_enabled)
 """
 
 from __future__ import annotations

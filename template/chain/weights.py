@@ -151,6 +151,21 @@ def check_weights(
 def weights_for_chain(
     uids: Sequence[int], scores: Sequence[float], rules: WeightRules
 ) -> tuple[list[int], list[int]]:
-    """Scores per uid to the u16 weights the chain accepts: cap by the max weight limit, upscale."""
+    """Scores per uid to the u16 weights the chain accepts: cap by the max weight limit, upscale.
+
+    Unlike :func:`to_u16`, values are rounded up: rounding down, or dropping a weight
+    that rounds to zero, shrinks the total and can push the largest share past the
+    limit by more than the chain tolerates. Only zero scores are dropped.
+    """
     w = normalize_max_weight(np.asarray(scores, dtype=np.float64), rules.max_weight_limit)
-    return to_u16(uids, w)
+    u = np.asarray(uids, dtype=np.int64)
+    if w.shape != u.shape:
+        raise WeightsRejected("length_mismatch", f"{u.size} uids but {w.size} weights")
+    top = w.max(initial=0.0)
+    if top <= 0:
+        return [], []
+    # The epsilon keeps float noise on exact values (the top is exactly U16_MAX) from
+    # rounding up a whole step.
+    scaled = np.minimum(np.ceil(w / top * U16_MAX - 1e-9), U16_MAX).astype(np.int64)
+    keep = scaled > 0
+    return u[keep].tolist(), scaled[keep].tolist()
