@@ -1,0 +1,409 @@
+"""The incentive simulator: how the scoring treats honest and dishonest miners.
+
+A scenario (JSON, see ``scenarios/``) describes rounds of synthetic tasks and groups of
+simulated miners, each with a behaviour. Every round the simulator draws the tasks, the
+true order of their completions and the ground truth the validator holds, lets every
+miner answer, and then runs exactly what the validator runs: :func:`commons.scoring.score_round`,
+:meth:`RoundResult.miner_scores`, :class:`commons.scoring.MovingScores` and its u16
+chain weights. Nothing of the scoring is re-implemented here.
+
+Scenario keys (defaults in brackets)::
+
+    seed [0], rounds [20], tasks_per_round [50], completions [[4, 6]] (inclusive range,
+    or one int), gt_known_fraction [1.0], gt_error_rate [0.0], criteria ["ranking"] or
+    "score", alpha [0.1] (moving average), max_weight_limit [1.0], groups (required)
+
+- ``gt_known_fraction``: the chance that each completion's true rank is known to the
+  validator (partial ground truth); 0 gives rounds without ground truth.
+- ``gt_error_rate``: the share of tasks whose ground truth is wrong: a random ranking of
+  its completions, the true order reversed if the draw happens to be the true order.
+  Workers still see the true order.
+- ``criteria: "score"`` makes miners send scores (higher = better) instead of ranks.
+
+Group behaviours and their parameters:
+
+- ``honest`` (``noise`` [0.3], ``workers`` [3]): each worker ranks the completions by
+  true rank + N(0, noise²); the miner submits the mean of its workers' ranks. ``noise``
+  may be ``[lo, hi]``: spread evenly over the group's miners.
+- ``random``: a uniformly random ranking each task.
+- ``constant``: ranking 1, 2, … in presentation order, whatever the task.
+- ``reverse``: the true order reversed.
+- ``colluding``: the whole group submits one shared random ranking per task.
+- ``heuristic`` (``rho`` [0.5]): ranks by a feature ``rho·z + sqrt(1 - rho²)·ε``, ``z``
+  the standardised true ranks, so its correlation with the true order is about ``rho``.
+- ``lazy`` (``participation`` [0.5], ``noise``, ``workers``): honest on a random share
+  ``participation`` of its tasks, silent on the rest.
+- ``oracle``: submits the ground truth exactly as the validator holds it (a leak): wrong
+  where it is wrong; completions with unknown truth tied in the middle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from loguru import logger
+
+from commons.scoring import MovingScores, ScoringParams, average_ranks, score_round
+from template.chain.weights import WeightRules
+
+BEHAVIOURS: dict[str, dict[str, Any]] = {
+    "honest": {"noise": 0.3, "workers": 3},
+    "random": {},
+    "constant": {},
+    "reverse": {},
+    "colluding": {},
+    "heuristic": {"rho": 0.5},
+    "lazy": {"participation": 0.5, "noise": 0.3, "workers": 3},
+    "oracle": {},
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    name: str
+    count: int
+    behaviour: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    groups: tuple[GroupSpec, ...]
+    seed: int = 0
+    rounds: int = 20
+    tasks_per_round: int = 50
+    completions: tuple[int, int] = (4, 6)
+    gt_known_fraction: float = 1.0
+    gt_error_rate: float = 0.0
+    criteria: str = "ranking"
+    alpha: float = 0.1
+    max_weight_limit: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
+        known = {f for f in cls.__dataclass_fields__} | {"description"}
+        unknown = set(data) - known
+        if unknown:
+            raise ScenarioError(f"unknown scenario keys {sorted(unknown)}; allowed: {sorted(known)}")
+        comp = data.get("completions", [4, 6])
+        comp = (comp, comp) if isinstance(comp, int) else tuple(comp)
+        if len(comp) != 2 or not all(isinstance(c, int) for c in comp) or not 2 <= comp[0] <= comp[1] <= 60:
+            raise ScenarioError("completions must be an int or [lo, hi] with 2 <= lo <= hi <= 60")
+        raw_groups = data.get("groups")
+        if not raw_groups:
+            raise ScenarioError("a scenario needs a non-empty 'groups' list")
+        groups = []
+        names: set[str] = set()
+        for i, g in enumerate(raw_groups):
+            behaviour = g.get("behaviour")
+            if behaviour not in BEHAVIOURS:
+                raise ScenarioError(f"group {i}: behaviour {behaviour!r} is not one of {sorted(BEHAVIOURS)}")
+            name = str(g.get("name", behaviour))
+            if name in names:
+                raise ScenarioError(f"group name {name!r} appears twice")
+            names.add(name)
+            count = g.get("count")
+            if not isinstance(count, int) or count < 1:
+                raise ScenarioError(f"group {name!r}: count must be a positive integer")
+            extra = set(g) - {"name", "count", "behaviour"} - set(BEHAVIOURS[behaviour])
+            if extra:
+                raise ScenarioError(f"group {name!r}: {sorted(extra)} are not parameters of {behaviour!r}")
+            params = {**BEHAVIOURS[behaviour], **{k: g[k] for k in BEHAVIOURS[behaviour] if k in g}}
+            groups.append(GroupSpec(name, count, behaviour, params))
+        out = cls(
+            groups=tuple(groups),
+            seed=int(data.get("seed", 0)),
+            rounds=int(data.get("rounds", 20)),
+            tasks_per_round=int(data.get("tasks_per_round", 50)),
+            completions=(int(comp[0]), int(comp[1])),
+            gt_known_fraction=float(data.get("gt_known_fraction", 1.0)),
+            gt_error_rate=float(data.get("gt_error_rate", 0.0)),
+            criteria=str(data.get("criteria", "ranking")),
+            alpha=float(data.get("alpha", 0.1)),
+            max_weight_limit=float(data.get("max_weight_limit", 1.0)),
+        )
+        if out.rounds < 1 or out.tasks_per_round < 1:
+            raise ScenarioError("rounds and tasks_per_round must be >= 1")
+        if not (0 <= out.gt_known_fraction <= 1 and 0 <= out.gt_error_rate <= 1):
+            raise ScenarioError("gt_known_fraction and gt_error_rate must be within [0, 1]")
+        if out.criteria not in ("ranking", "score"):
+            raise ScenarioError("criteria must be 'ranking' or 'score'")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ScenarioError(f"scenario {path} must hold a JSON object")
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class SimMiner:
+    uid: int
+    hotkey: str
+    group: str
+    behaviour: str
+    params: Mapping[str, Any]
+
+
+@dataclass
+class SimulationResult:
+    """Outcome of :func:`simulate`; ``to_dict`` is ``results.json``."""
+
+    scenario: Scenario
+    miners: list[SimMiner]
+    mean_score: np.ndarray  # (M,) mean of round scores
+    weights: np.ndarray  # (M,) final chain weights, normalised to sum 1
+    share_history: np.ndarray  # (rounds, groups) weight share of each group after each round
+    wrong_gt_score: np.ndarray  # (M,) mean score on tasks with wrong ground truth (NaN if none)
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.scenario.groups]
+
+    def group_mask(self, name: str) -> np.ndarray:
+        return np.array([m.group == name for m in self.miners])
+
+    def to_dict(self) -> dict[str, Any]:
+        miners = [
+            {
+                "uid": m.uid,
+                "group": m.group,
+                "behaviour": m.behaviour,
+                "params": dict(m.params),
+                "mean_score": float(self.mean_score[i]),
+                "weight": float(self.weights[i]),
+            }
+            for i, m in enumerate(self.miners)
+        ]
+        groups: dict[str, Any] = {}
+        for g in self.scenario.groups:
+            mask = self.group_mask(g.name)
+            entry: dict[str, Any] = {
+                "weight_share": float(self.weights[mask].sum()),
+                "mean_score": float(self.mean_score[mask].mean()),
+                "count": int(mask.sum()),
+                "behaviour": g.behaviour,
+            }
+            wrong = self.wrong_gt_score[mask]
+            if np.isfinite(wrong).any():
+                entry["mean_score_wrong_gt"] = float(np.nanmean(wrong))
+            groups[g.name] = entry
+        return {"miners": miners, "groups": groups}
+
+
+def _miners(scenario: Scenario) -> list[SimMiner]:
+    miners: list[SimMiner] = []
+    for g in scenario.groups:
+        noise = g.params.get("noise")
+        spread = np.linspace(noise[0], noise[1], g.count) if isinstance(noise, (list, tuple)) else None
+        for i in range(g.count):
+            params = dict(g.params)
+            if spread is not None:
+                params["noise"] = float(spread[i])
+            uid = len(miners)
+            miners.append(SimMiner(uid, f"sim-hotkey-{uid}", g.name, g.behaviour, params))
+    return miners
+
+
+def _random_ranks(rng: np.random.Generator, shape: tuple[int, ...], items: np.ndarray) -> np.ndarray:
+    return average_ranks(rng.random(shape), mask=np.broadcast_to(items, shape))
+
+
+def _answers(
+    rng: np.random.Generator,
+    miner_ids: list[int],
+    miners: list[SimMiner],
+    true: np.ndarray,
+    held_gt: np.ndarray,
+    items: np.ndarray,
+    n_comp: np.ndarray,
+) -> np.ndarray:
+    """Submissions ``(len(miner_ids), T, C)`` of one group (ranks, 1 = best, NaN padding)."""
+    g = len(miner_ids)
+    n_tasks, width = true.shape
+    behaviour = miners[miner_ids[0]].behaviour
+    params = [miners[i].params for i in miner_ids]
+    if behaviour in ("honest", "lazy"):
+        workers = int(params[0]["workers"])  # a group parameter; noise may vary per miner
+        noise = np.array([float(p["noise"]) for p in params])[:, None, None, None]
+        noisy = true[None, None] + noise * rng.normal(size=(g, workers, n_tasks, width))
+        out = np.mean(average_ranks(noisy, mask=np.broadcast_to(items, noisy.shape)), axis=1)
+        if behaviour == "lazy":
+            participation = np.array([float(p["participation"]) for p in params])[:, None]
+            out[rng.random((g, n_tasks)) >= participation] = np.nan
+        return out
+    if behaviour == "random":
+        return _random_ranks(rng, (g, n_tasks, width), items)
+    if behaviour == "constant":
+        ranks = np.where(items, np.arange(1.0, width + 1.0)[None, :], np.nan)
+        return np.broadcast_to(ranks, (g, n_tasks, width)).copy()
+    if behaviour == "reverse":
+        return np.broadcast_to(n_comp[:, None] + 1.0 - true, (g, n_tasks, width)).copy()
+    if behaviour == "colluding":
+        shared = _random_ranks(rng, (n_tasks, width), items)
+        return np.broadcast_to(shared, (g, n_tasks, width)).copy()
+    if behaviour == "heuristic":
+        z = true - (n_comp[:, None] + 1.0) / 2.0
+        z = z / np.sqrt(np.nanmean(z * z, axis=-1, keepdims=True))
+        rho = np.array([float(p["rho"]) for p in params])[:, None, None]
+        feature = rho * z[None] + np.sqrt(np.clip(1.0 - rho * rho, 0.0, 1.0)) * rng.normal(
+            size=(g, n_tasks, width)
+        )
+        return average_ranks(feature, mask=np.broadcast_to(items, feature.shape))
+    if behaviour == "oracle":
+        known = np.isfinite(held_gt)
+        leak = np.where(known, held_gt, (n_comp[:, None] + 1.0) / 2.0)
+        return np.broadcast_to(np.where(items, leak, np.nan), (g, n_tasks, width)).copy()
+    raise ScenarioError(f"unknown behaviour {behaviour!r}")
+
+
+def simulate(scenario: Scenario, params: ScoringParams | None = None) -> SimulationResult:
+    """Run a scenario through the validator's scoring, aggregation and weights."""
+    rng = np.random.default_rng(scenario.seed)
+    miners = _miners(scenario)
+    n = len(miners)
+    hotkeys = [m.hotkey for m in miners]
+    uids = [m.uid for m in miners]
+    groups = [g.name for g in scenario.groups]
+    members = {name: [m.uid for m in miners if m.group == name] for name in groups}
+    rules = WeightRules(max_weight_limit=scenario.max_weight_limit)
+    moving = MovingScores(alpha=scenario.alpha)
+    lo, hi = scenario.completions
+    n_tasks = scenario.tasks_per_round
+
+    score_sum = np.zeros(n)
+    wrong_sum = np.zeros(n)
+    wrong_count = 0
+    history = np.zeros((scenario.rounds, len(groups)))
+    weights = np.zeros(n)
+    for rnd in range(scenario.rounds):
+        n_comp = rng.integers(lo, hi + 1, size=n_tasks)
+        items = np.arange(hi)[None, :] < n_comp[:, None]
+        true = _random_ranks(rng, (n_tasks, hi), items)
+        gt_full = true.copy()
+        wrong = rng.random(n_tasks) < scenario.gt_error_rate
+        if wrong.any():
+            fake = _random_ranks(rng, (n_tasks, hi), items)
+            same = np.all((fake == true) | ~items, axis=-1)
+            fake[same] = (n_comp[:, None] + 1.0 - true)[same]
+            gt_full[wrong] = fake[wrong]
+        known = items & (rng.random((n_tasks, hi)) < scenario.gt_known_fraction)
+        held_gt = np.where(known, gt_full, np.nan)
+
+        subs = np.full((n, n_tasks, hi), np.nan)
+        for name in groups:
+            ids = members[name]
+            subs[ids] = _answers(rng, ids, miners, true, held_gt, items, n_comp)
+        higher = scenario.criteria == "score"
+        if higher:
+            subs = hi + 1.0 - subs  # scores: higher is better
+        result = score_round(
+            subs,
+            n_comp,
+            None if scenario.gt_known_fraction == 0 else held_gt,
+            higher_is_better=higher,
+            params=params,
+        )
+        round_scores = result.miner_scores()
+        moving.update(hotkeys, uids, round_scores)
+        score_sum += round_scores
+        wrong_tasks = wrong & result.has_ground_truth
+        if wrong_tasks.any():
+            wrong_sum += result.scores[:, wrong_tasks].sum(axis=1)
+            wrong_count += int(wrong_tasks.sum())
+        weights = _normalised_weights(moving, n, rules)
+        history[rnd] = [weights[members[name]].sum() for name in groups]
+        logger.debug(
+            "simulate round {}: shares {}", rnd, dict(zip(groups, history[rnd].round(3), strict=True))
+        )
+
+    return SimulationResult(
+        scenario=scenario,
+        miners=miners,
+        mean_score=score_sum / scenario.rounds,
+        weights=weights,
+        share_history=history,
+        wrong_gt_score=wrong_sum / wrong_count if wrong_count else np.full(n, np.nan),
+    )
+
+
+def _normalised_weights(moving: MovingScores, n: int, rules: WeightRules) -> np.ndarray:
+    """The u16 weights the validator would set, as shares summing to 1."""
+    uids, u16 = moving.weights(n, rules)
+    out = np.zeros(n)
+    if u16:
+        out[np.asarray(uids)] = np.asarray(u16, dtype=np.float64)
+        out /= out.sum()
+    return out
+
+
+def summary_markdown(result: SimulationResult) -> str:
+    s = result.scenario
+    lines = [
+        "# Simulation summary",
+        "",
+        f"seed {s.seed}, {s.rounds} rounds x {s.tasks_per_round} tasks, completions {s.completions[0]}-"
+        f"{s.completions[1]}, ground truth known {s.gt_known_fraction:.0%}, wrong {s.gt_error_rate:.0%}, "
+        f"criteria {s.criteria}",
+        "",
+        "| group | behaviour | miners | weight share | weight per miner | mean score |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    data = result.to_dict()["groups"]
+    for name, g in data.items():
+        per = g["weight_share"] / g["count"]
+        lines.append(
+            f"| {name} | {g['behaviour']} | {g['count']} | {g['weight_share']:.4f} | {per:.4f} | {g['mean_score']:.4f} |"
+        )
+    wrong = {k: v["mean_score_wrong_gt"] for k, v in data.items() if "mean_score_wrong_gt" in v}
+    if wrong:
+        lines += ["", "Mean task score on tasks whose ground truth was wrong:", ""]
+        lines += [f"- {k}: {v:.4f}" for k, v in wrong.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_shares(result: SimulationResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rounds = np.arange(1, result.share_history.shape[0] + 1)
+    ax.stackplot(rounds, result.share_history.T, labels=result.group_names)
+    ax.set_xlabel("round")
+    ax.set_ylabel("weight share")
+    ax.set_ylim(0, 1)
+    ax.set_xlim(1, max(int(rounds[-1]), 2))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Weight share by group")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(result: SimulationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json``, ``summary.md`` and ``weights.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.json", "summary": out / "summary.md", "plot": out / "weights.png"}
+    paths["results"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    paths["summary"].write_text(summary_markdown(result))
+    plot_shares(result, paths["plot"])
+    return paths
