@@ -22,11 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import bittensor as bt
-import httpx
-import uvloop
+# Run from the repository root's view: the script's own folder would shadow the standard
+# library's `platform` module with benchmarks/platform.py.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bittensor as bt  # noqa: E402
+import httpx  # noqa: E402
+import uvloop  # noqa: E402
 
 from commons.protocol import Heartbeat, HeartbeatReply  # noqa: E402
 from dojo.localnet import LocalNet  # noqa: E402

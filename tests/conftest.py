@@ -45,9 +45,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's chromium driven by Playwright (``scripts/test.sh`` installs it)."""
+    """Debian's chromium driven by Playwright (``scripts/test.sh`` installs it).
+
+    Module-scoped: Playwright's sync API keeps an event loop installed in this thread while
+    it runs, and asyncio tests in later modules would find it ("Cannot run the event loop
+    while another loop is running"). Stopping it at the end of each module that uses it
+    hands the thread back clean.
+    """
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

@@ -51,10 +51,24 @@ def test_round_trip_keeps_everything():
         feedback(
             criteria=[{"type": "ranking"}, {"type": "multi-score", "min": 1, "max": 10}],
             completions=[
-                Completion(completion_id="a", model="m", content=CodeContent(
-                    files=[CodeFile(filename="index.html", content="<p>hi</p>", language="html")])).model_dump(),
-                {"completion_id": "b", "model": "m", "content": {"kind": "dialogue", "turns": [
-                    {"role": "user", "message": "hi"}, {"role": "assistant", "message": "hello"}]}},
+                Completion(
+                    completion_id="a",
+                    model="m",
+                    content=CodeContent(
+                        files=[CodeFile(filename="index.html", content="<p>hi</p>", language="html")]
+                    ),
+                ).model_dump(),
+                {
+                    "completion_id": "b",
+                    "model": "m",
+                    "content": {
+                        "kind": "dialogue",
+                        "turns": [
+                            {"role": "user", "message": "hi"},
+                            {"role": "assistant", "message": "hello"},
+                        ],
+                    },
+                },
             ],
         )
     )
@@ -78,9 +92,19 @@ def test_every_request_carries_the_protocol_version():
         ({"prompt": ""}, "prompt"),
         ({"completions": [completion(0).model_dump()]}, "completions"),
         ({"completions": [completion(i).model_dump() for i in range(MAX_COMPLETIONS + 1)]}, "completions"),
-        ({"completions": [completion(0).model_dump(), {"completion_id": "c1", "model": "m",
-                                                        "content": {"kind": "text", "text": "y" * (MAX_CONTENT + 1)}}]},
-         "completions.1.content.text.text"),
+        (
+            {
+                "completions": [
+                    completion(0).model_dump(),
+                    {
+                        "completion_id": "c1",
+                        "model": "m",
+                        "content": {"kind": "text", "text": "y" * (MAX_CONTENT + 1)},
+                    },
+                ]
+            },
+            "completions.1.content.text.text",
+        ),
         ({"criteria": []}, "criteria"),
         ({"criteria": [{"type": "multi-score", "min": 5, "max": 1}]}, "criteria.0.multi-score"),
         ({"criteria": [{"type": "stars"}]}, "criteria.0"),
@@ -98,13 +122,17 @@ def test_invalid_requests_name_the_field(overrides, field):
 
 def test_duplicate_completion_ids_are_refused():
     with pytest.raises(ValidationError, match="completion ids must be unique"):
-        FeedbackRequest.model_validate(feedback(completions=[completion(1).model_dump(), completion(1).model_dump()]))
+        FeedbackRequest.model_validate(
+            feedback(completions=[completion(1).model_dump(), completion(1).model_dump()])
+        )
 
 
 def test_code_files_are_capped():
     files = [{"filename": f"f{i}.js", "content": "", "language": "js"} for i in range(21)]
     with pytest.raises(ValidationError) as info:
-        Completion.model_validate({"completion_id": "a", "model": "m", "content": {"kind": "code", "files": files}})
+        Completion.model_validate(
+            {"completion_id": "a", "model": "m", "content": {"kind": "code", "files": files}}
+        )
     assert "content.code.files" in field_errors(info)
 
 
@@ -115,10 +143,15 @@ def test_scores_are_bounded_and_finite():
 
 
 def test_results_reply_caps_and_rejects_non_finite_values():
-    result = {"worker_id": "w1", "criteria_type": "ranking", "values": {"a": 1, "b": 2},
-              "submitted_at": datetime.now().astimezone().isoformat()}
-    assert TaskResultReply.model_validate({"request_id": "r", "results": [result]}).results[0] == \
-        WorkerResult.model_validate(result)
+    result = {
+        "worker_id": "w1",
+        "criteria_type": "ranking",
+        "values": {"a": 1, "b": 2},
+        "submitted_at": datetime.now().astimezone().isoformat(),
+    }
+    assert TaskResultReply.model_validate({"request_id": "r", "results": [result]}).results[
+        0
+    ] == WorkerResult.model_validate(result)
     with pytest.raises(ValidationError):
         TaskResultReply.model_validate({"request_id": "r", "results": [{**result, "values": {"a": "inf"}}]})
     with pytest.raises(ValidationError) as info:

@@ -1,0 +1,322 @@
+"""The ``llm`` backend: instructions, variants and completions from a chat-completions model.
+
+Any OpenAI-compatible endpoint works: OpenRouter (the default, ``OPENROUTER_API_KEY``),
+Together (``TOGETHER_API_KEY``), OpenAI (``OPENAI_API_KEY``), or a local vLLM or Ollama
+server given by base URL. Every answer is requested as JSON and validated with pydantic;
+an answer that is not valid JSON of the right shape is asked for again, with the
+validation error, up to ``max_retries`` times. HTTP 429 and 5xx are retried after the
+server's ``Retry-After`` (or an exponential backoff), timeouts likewise. Each task has a
+time and token allowance (:class:`~dojo.synthetic.backend.TaskBudget`) that bounds every
+request's timeout and ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import httpx
+from loguru import logger
+from pydantic import BaseModel, Field, ValidationError
+
+from commons.protocol import CodeFile
+from dojo.synthetic.backend import (
+    BudgetExceeded,
+    GeneratedCompletion,
+    GenerationError,
+    Instruction,
+    TaskBudget,
+)
+
+PROVIDERS: dict[str, tuple[str, str | None]] = {
+    # name -> (base URL, environment variable holding the key)
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "vllm": ("http://127.0.0.1:8000/v1", None),
+    "ollama": ("http://127.0.0.1:11434/v1", None),
+}
+
+# Domains of the original Dojo code-generation tasks; the instructor combines a few.
+TASK_SEEDS = (
+    "particle system", "physics simulation with gravity", "interactive bar chart", "line chart with tooltips",
+    "analogue clock", "colour palette generator", "drawing canvas", "maze game", "memory card game",
+    "solar system orbit model", "sorting algorithm visualiser", "cellular automaton", "fractal tree",
+    "weather dashboard with mock data", "music visualiser with oscillators", "flocking birds", "snake game",
+    "pendulum wave", "fireworks", "typing speed test", "interactive map of fictional islands",
+    "traffic light intersection", "aquarium with fish", "spirograph", "pixel art editor",
+)
+
+
+class InstructionAnswer(BaseModel):
+    instruction: str = Field(min_length=20, max_length=4000)
+
+
+class VariantsAnswer(BaseModel):
+    variants: list[str] = Field(min_length=1, max_length=9)
+
+
+class FileAnswer(BaseModel):
+    filename: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-/]+$")
+    content: str = Field(min_length=1, max_length=200_000)
+    language: str = Field(max_length=32)
+
+
+class CompletionAnswer(BaseModel):
+    files: list[FileAnswer] = Field(min_length=1, max_length=10)
+
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+@dataclass
+class LLMSettings:
+    """Where the model is and how hard to try. ``models`` are drawn at random per completion."""
+
+    base_url: str = PROVIDERS["openrouter"][0]
+    api_key: str | None = None
+    models: list[str] = field(default_factory=lambda: ["anthropic/claude-3.5-sonnet"])
+    instruction_model: str | None = None  # defaults to the first of ``models``
+    request_timeout: float = 120.0
+    max_retries: int = 3
+    max_tokens: int = 8000
+    temperature: float = 0.8
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    json_schema: bool = True  # response_format json_schema; off for servers that only know json_object
+
+
+class ChatError(GenerationError):
+    """The endpoint kept failing or never gave a valid answer."""
+
+
+class ChatClient:
+    """A minimal OpenAI-compatible chat-completions client with validated JSON answers."""
+
+    def __init__(self, settings: LLMSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        headers = {"Content-Type": "application/json"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/"), headers=headers, transport=transport, timeout=settings.request_timeout
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def ask(
+        self, model: str, messages: list[dict[str, str]], schema: type[Answer], budget: TaskBudget
+    ) -> Answer:
+        """``schema`` parsed from the model's answer; retries as the module docstring says."""
+        s = self.settings
+        messages = list(messages)
+        problem = ""
+        for attempt in range(s.max_retries + 1):
+            budget.check()
+            max_tokens = s.max_tokens
+            left = budget.tokens_left()
+            if left is not None:
+                max_tokens = min(max_tokens, left)
+            body = {
+                "model": model,
+                "messages": messages,
+                "temperature": s.temperature,
+                "max_tokens": max_tokens,
+                "response_format": _response_format(schema) if s.json_schema else {"type": "json_object"},
+            }
+            timeout = max(0.001, min(s.request_timeout, budget.remaining()))
+            delay: float | None = None
+            try:
+                response = await self._client.post("/chat/completions", json=body, timeout=timeout)
+            except httpx.TimeoutException:
+                problem = f"no answer within {timeout:.1f}s"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        payload = response.json()
+                        usage = payload.get("usage") or {}
+                        budget.spend(int(usage.get("total_tokens") or 0))
+                        content = payload["choices"][0]["message"]["content"] or ""
+                    except (ValueError, KeyError, IndexError, TypeError) as exc:
+                        problem = f"the response is not a chat completion: {exc!r}"
+                    else:
+                        try:
+                            return schema.model_validate_json(_strip_fences(content))
+                        except ValidationError as exc:
+                            problem = f"the answer is not valid JSON of the requested shape: {_first_error(exc)}"
+                            # Show the model its mistake; the next answer is usually right.
+                            messages = [
+                                *messages,
+                                {"role": "assistant", "content": content[:4000]},
+                                {"role": "user", "content": f"That was not valid: {problem}. Answer again with JSON only."},
+                            ]
+                            delay = 0.0
+                elif response.status_code in (408, 409, 425, 429) or response.status_code >= 500:
+                    problem = f"HTTP {response.status_code}"
+                    delay = _retry_after(response)
+                else:
+                    raise ChatError(
+                        f"{s.base_url} refused the request with HTTP {response.status_code}: {response.text[:300]} "
+                        "(check the API key and the model name)"
+                    )
+            if attempt == s.max_retries:
+                break
+            if delay is None:
+                delay = min(s.max_backoff, s.backoff * 2**attempt) * (0.5 + random.random() / 2)
+            if delay > budget.remaining():
+                raise BudgetExceeded(f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit")
+            logger.warning("{} {}: {}; retry {}/{} in {:.1f}s", s.base_url, model, problem, attempt + 1, s.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise ChatError(f"{model} at {s.base_url} failed {s.max_retries + 1} times; last problem: {problem}")
+
+
+def _response_format(schema: type[BaseModel]) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def _strip_fences(content: str) -> str:
+    # Some servers ignore response_format and wrap the JSON in a markdown fence.
+    match = _FENCE.match(content)
+    return match.group(1) if match else content
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error.get("loc", ())) or "answer"
+    return f"{where}: {error['msg']}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+_INSTRUCT_SYSTEM = (
+    "You write tasks for a code-generation benchmark judged by humans. Each task asks for one "
+    "self-contained interactive web page (HTML, CSS and JavaScript, no external libraries or "
+    "network access) whose result a person can check by looking at it and using it: name "
+    "concrete counts, colours, layouts, motions and interactions. Answer with JSON: "
+    '{"instruction": "..."}.'
+)
+_AUGMENT_SYSTEM = (
+    "You rewrite a task instruction into degraded variants for building a ranking with a known "
+    "answer. Variant 1 changes exactly one concrete, visible requirement of the original (a "
+    "count, colour, shape, layout, motion or interaction) to something different; variant 2 "
+    "keeps variant 1's change and changes one more; and so on, each variant deviating one step "
+    "further from the original. Keep the wording and length close to the original so the "
+    "variants read alike. Answer with JSON: {\"variants\": [\"...\", ...]}."
+)
+_GENERATE_SYSTEM = (
+    "You are an expert front-end developer. Write a complete, working answer to the instruction: "
+    "an index.html that runs by itself in a browser (you may add .css and .js files it links to "
+    "by relative path). No external libraries, fonts or network requests; no comments that "
+    "restate the instruction. Answer with JSON: "
+    '{"files": [{"filename": "index.html", "content": "...", "language": "html"}, ...]}.'
+)
+
+
+class LLMBackend:
+    """The production backend; see the module docstring."""
+
+    name = "llm"
+
+    def __init__(self, settings: LLMSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if not settings.models:
+            raise ValueError("the llm backend needs at least one model")
+        self.settings = settings
+        self.chat = ChatClient(settings, transport)
+
+    async def aclose(self) -> None:
+        await self.chat.aclose()
+
+    async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:
+        seeds = rng.sample(TASK_SEEDS, 2)
+        shown = "\n".join(f"- {e}" for e in examples) or "(none yet)"
+        prompt = (
+            f"Existing tasks (write something clearly different):\n{shown}\n\n"
+            f"Write one new task that combines these themes: {seeds[0]} and {seeds[1]}."
+        )
+        answer = await self.chat.ask(
+            self.settings.instruction_model or self.settings.models[0],
+            [{"role": "system", "content": _INSTRUCT_SYSTEM}, {"role": "user", "content": prompt}],
+            InstructionAnswer,
+            budget,
+        )
+        return Instruction(text=answer.instruction.strip())
+
+    async def augment(
+        self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget
+    ) -> list[Instruction]:
+        prompt = f"Original instruction:\n{original.text}\n\nWrite exactly {levels} variants."
+        answer = await self.chat.ask(
+            self.settings.instruction_model or self.settings.models[0],
+            [{"role": "system", "content": _AUGMENT_SYSTEM}, {"role": "user", "content": prompt}],
+            VariantsAnswer,
+            budget,
+        )
+        if len(answer.variants) != levels:
+            raise GenerationError(f"asked for {levels} variants, the model wrote {len(answer.variants)}")
+        return [Instruction(text=text.strip(), deviation=k) for k, text in enumerate(answer.variants, start=1)]
+
+    async def generate(
+        self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
+    ) -> GeneratedCompletion:
+        model = rng.choice(self.settings.models)
+        messages = [
+            {"role": "system", "content": _GENERATE_SYSTEM},
+            {"role": "user", "content": instruction.text},
+        ]
+        if feedback:
+            messages.append(
+                {"role": "user", "content": f"Your previous answer failed these checks; fix them: {feedback}"}
+            )
+        answer = await self.chat.ask(model, messages, CompletionAnswer, budget)
+        files = [CodeFile(filename=f.filename, content=f.content, language=f.language.lower()) for f in answer.files]
+        pages = [f for f in files if f.filename.lower().endswith((".html", ".htm"))]
+        if not any(f.filename == "index.html" for f in files) and len(pages) == 1:
+            # The renderer opens index.html; a lone page under another name is that page.
+            files = [
+                CodeFile(filename="index.html", content=f.content, language="html") if f is pages[0] else f
+                for f in files
+            ]
+        return GeneratedCompletion(files=files, model=model)
+
+
+def settings_from_env(
+    environ: dict[str, str],
+    *,
+    provider: str | None = None,
+    base_url: str | None = None,
+    models: Sequence[str] | None = None,
+) -> LLMSettings:
+    """LLM settings from flags (arguments) and the environment: ``SYNTHETIC_LLM_PROVIDER``,
+    ``SYNTHETIC_LLM_BASE_URL``, ``SYNTHETIC_LLM_MODELS`` (comma-separated),
+    ``SYNTHETIC_LLM_API_KEY`` or the provider's own key variable."""
+    provider = provider or environ.get("SYNTHETIC_LLM_PROVIDER") or "openrouter"
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown LLM provider {provider!r}; use one of {', '.join(PROVIDERS)} or give a base URL")
+    default_url, key_var = PROVIDERS[provider]
+    key = environ.get("SYNTHETIC_LLM_API_KEY") or (environ.get(key_var) if key_var else None)
+    chosen = list(models or [m.strip() for m in environ.get("SYNTHETIC_LLM_MODELS", "").split(",") if m.strip()])
+    settings = LLMSettings(base_url=base_url or environ.get("SYNTHETIC_LLM_BASE_URL") or default_url, api_key=key)
+    if chosen:
+        settings.models = chosen
+    if key_var and not key and not (base_url or environ.get("SYNTHETIC_LLM_BASE_URL")):
+        raise ValueError(f"the {provider} provider needs an API key: set {key_var} (or SYNTHETIC_LLM_API_KEY)")
+    return settings
+
+
+__all__ = ["ChatClient", "ChatError", "LLMBackend", "LLMSettings", "PROVIDERS", "TASK_SEEDS", "settings_from_env"]

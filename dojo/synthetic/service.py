@@ -1,0 +1,190 @@
+"""The synthetic API (``dojo synthetic serve``): tasks with known rankings, over HTTP.
+
+- ``GET /api/synthetic-gen`` hands out the oldest queued task (format in
+  :mod:`commons.synthetic_api`); with the queue empty, the request waits for one task to
+  be generated for it.
+- ``GET /health`` reports the backend and the queue.
+
+A background loop keeps the persisted queue at its target size. The service hands out
+ground truth, so it listens on loopback by default; with a token configured, every
+``/api`` request must carry ``Authorization: Bearer <token>`` (and a token is required to
+listen anywhere else; see :mod:`dojo.synthetic.settings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from loguru import logger
+
+from commons.synthetic_api import SyntheticTask
+from dojo.synthetic.backend import Backend, GenerationError
+from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
+from dojo.synthetic.settings import ServiceSettings
+from dojo.synthetic.store import SyntheticStore
+
+
+def build_backend(settings: ServiceSettings, environ: dict[str, str] | None = None) -> Backend:
+    if settings.backend == "procedural":
+        from dojo.synthetic.procedural import ProceduralBackend
+
+        return ProceduralBackend()
+    import os
+
+    from dojo.synthetic.llm import LLMBackend, settings_from_env
+
+    llm = settings_from_env(
+        dict(os.environ if environ is None else environ),
+        provider=settings.llm_provider,
+        base_url=settings.llm_base_url,
+        models=settings.llm_models or None,
+    )
+    return LLMBackend(llm)
+
+
+def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Backend | None = None) -> SyntheticPipeline:
+    options = PipelineOptions(
+        n_completions=settings.completions,
+        similarity_threshold=settings.similarity,
+        task_seconds=settings.task_seconds,
+        task_tokens=settings.task_tokens,
+    )
+    return SyntheticPipeline(backend or build_backend(settings), store, seed=settings.seed, options=options)
+
+
+class TaskQueue:
+    """The persisted queue and the loop that keeps it full."""
+
+    def __init__(self, store: SyntheticStore, pipeline: SyntheticPipeline, target: int) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.target = target
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._refill(), name="synthetic-refill")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def size(self) -> int:
+        return await asyncio.to_thread(self.store.queue_size)
+
+    async def take(self) -> SyntheticTask:
+        task = await asyncio.to_thread(self.store.pop_task)
+        self._wake.set()
+        if task is None:
+            logger.info("synthetic queue empty: generating a task for this request")
+            task = await self.pipeline.generate_task()
+        return task
+
+    async def _refill(self) -> None:
+        failures = 0
+        while True:
+            if await self.size() >= self.target:
+                self._wake.clear()
+                # Woken by take(); the timeout re-checks in case another process shares the queue.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                continue
+            try:
+                task = await self.pipeline.generate_task()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep serving whatever goes wrong in one task
+                failures += 1
+                delay = min(60.0, 0.5 * 2 ** min(failures, 7))
+                logger.warning("synthetic refill failed ({}: {}); next try in {:.1f}s", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            await asyncio.to_thread(self.store.push_task, task)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    pipeline_factory: Callable[[SyntheticStore], SyntheticPipeline] | None = None,
+) -> FastAPI:
+    """The FastAPI application; the store, pipeline and refill loop live for its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = SyntheticStore(settings.db)
+        pipeline = (pipeline_factory or (lambda s: build_pipeline(settings, s)))(store)
+        queue = TaskQueue(store, pipeline, settings.queue_size)
+        app.state.queue = queue
+        queue.start()
+        logger.info("synthetic API ready on {}:{} ({})", settings.host, settings.port, settings.masked())
+        try:
+            yield
+        finally:
+            await queue.stop()
+            await pipeline.aclose()
+            store.close()
+
+    app = FastAPI(title="Dojo synthetic API", lifespan=lifespan)
+    token = settings.token.get_secret_value() if settings.token else None
+
+    def authorised(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise _Unauthorised()
+
+    @app.exception_handler(_Unauthorised)
+    async def _unauthorised(request: Request, exc: _Unauthorised) -> JSONResponse:
+        return JSONResponse(
+            {"success": False, "body": None, "error": "missing or wrong bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.get("/api/synthetic-gen", dependencies=[Depends(authorised)])
+    async def synthetic_gen(request: Request) -> JSONResponse:
+        queue: TaskQueue = request.app.state.queue
+        try:
+            task = await queue.take()
+        except GenerationError as exc:
+            logger.warning("synthetic-gen failed: {}", exc)
+            return JSONResponse({"success": False, "body": None, "error": str(exc)}, status_code=503)
+        return JSONResponse({"success": True, "body": task.model_dump(mode="json"), "error": None})
+
+    @app.get("/health")
+    async def health(request: Request) -> dict:
+        queue: TaskQueue = request.app.state.queue
+        return {"status": "ok", "backend": settings.backend, "queue_size": await queue.size(), "queue_target": queue.target}
+
+    return app
+
+
+class _Unauthorised(Exception):
+    pass
+
+
+def serve(settings: ServiceSettings) -> None:
+    """Run the service until interrupted; a missing LLM key is reported before it starts."""
+    import os
+
+    import uvicorn
+
+    if settings.backend == "llm":
+        from dojo.synthetic.llm import settings_from_env
+
+        settings_from_env(
+            dict(os.environ), provider=settings.llm_provider, base_url=settings.llm_base_url,
+            models=settings.llm_models or None,
+        )
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -1,0 +1,106 @@
+"""The synthetic API under uvicorn on loopback, through raw HTTP and the commons client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+
+from commons.synthetic_api import SyntheticAPIAuthError, SyntheticAPIClient
+from dojo.synthetic.service import create_app
+from dojo.synthetic.settings import ServiceSettings, SettingsError, resolve_settings
+from dojo.synthetic.store import SyntheticStore
+
+
+@contextlib.asynccontextmanager
+async def running(settings: ServiceSettings) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the server did not start"
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def wait_for_queue(url: str, size: int, timeout: float = 30.0) -> None:
+    async with httpx.AsyncClient(base_url=url) as http:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (await http.get("/health")).json()["queue_size"] != size:
+            assert asyncio.get_running_loop().time() < deadline, "the queue did not reach its target"
+            await asyncio.sleep(0.05)
+
+
+async def test_serves_tasks_in_the_documented_format_and_refills(tmp_path):
+    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=2, seed="service")
+    async with running(settings) as url:
+        await wait_for_queue(url, 2)
+        async with httpx.AsyncClient(base_url=url) as http:
+            health = (await http.get("/health")).json()
+            assert health == {"status": "ok", "backend": "procedural", "queue_size": 2, "queue_target": 2}
+            reply = (await http.get("/api/synthetic-gen")).json()
+        assert set(reply) == {"success", "body", "error"} and reply["success"] is True and reply["error"] is None
+        body = reply["body"]
+        assert set(body) == {"prompt", "responses", "ground_truth"}
+        for response in body["responses"]:
+            assert set(response) == {"model", "completion", "cid"}
+            for file in response["completion"]["files"]:
+                assert set(file) == {"filename", "content", "language"}
+        assert sorted(body["ground_truth"].values()) == [1, 2, 3, 4]
+        await wait_for_queue(url, 2)  # refilled after the hand-out
+        async with SyntheticAPIClient(url) as client:
+            task = await client.next_task()
+        assert task.prompt != body["prompt"]
+
+
+async def test_a_token_guards_the_tasks(tmp_path):
+    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=1, token="s3cret")
+    async with running(settings) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert (await http.get("/api/synthetic-gen")).status_code == 401
+            bad = await http.get("/api/synthetic-gen", headers={"Authorization": "Bearer nope"})
+            assert bad.status_code == 401 and bad.json()["success"] is False
+            assert (await http.get("/health")).status_code == 200
+        async with SyntheticAPIClient(url, "wrong") as client:
+            with pytest.raises(SyntheticAPIAuthError):
+                await client.next_task()
+        async with SyntheticAPIClient(url, "s3cret") as client:
+            assert len((await client.next_task()).responses) == 4
+
+
+async def test_the_queue_survives_a_restart_and_an_empty_queue_still_answers(tmp_path):
+    db = str(tmp_path / "s.sqlite")
+    async with running(ServiceSettings(db=db, queue_size=2, seed="persist")) as url:
+        await wait_for_queue(url, 2)
+    store = SyntheticStore(db)
+    assert store.queue_size() == 2
+    store.close()
+    async with running(ServiceSettings(db=db, queue_size=0)) as url, SyntheticAPIClient(url) as client:
+        await client.next_task()
+        await client.next_task()
+        assert (await client.health())["queue_size"] == 0
+        fresh = await client.next_task()  # generated for this request
+        assert len(fresh.responses) == 4
+    store = SyntheticStore(db)
+    assert store.instruction_counts()["accepted"] == 3
+    store.close()
+
+
+def test_settings_refuse_an_open_bind_without_a_token():
+    with pytest.raises(SettingsError, match="needs a bearer token"):
+        resolve_settings({"host": "0.0.0.0"}, {})
+    assert resolve_settings({"host": "0.0.0.0"}, {"SYNTHETIC_API_TOKEN": "t"}).token is not None
+    assert resolve_settings({}, {}).host == "127.0.0.1"
+    env = resolve_settings({"port": 6000}, {"SYNTHETIC_PORT": "7000", "SYNTHETIC_QUEUE_SIZE": "5", "SYNTHETIC_LLM_MODELS": "a,b"})
+    assert env.port == 6000 and env.queue_size == 5 and env.llm_models == ["a", "b"]
+    assert "s3" not in str(resolve_settings({"token": "s3"}, {}).masked())
+    with pytest.raises(SettingsError, match="--port"):
+        resolve_settings({"port": 70000}, {})
