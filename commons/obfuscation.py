@@ -109,38 +109,37 @@ class ObfuscationError(ValueError):
     """The source could not be tokenised (an unterminated string or comment, say)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Token:
+    """One significant token. Immutable and compared by identity: the line cache below
+    hands the same token objects to every script that contains the same line."""
+
     kind: str  # ident, num, str, regex, punct, tmpl
     text: str
     nl_before: bool = False
-    role: str = ""  # for idents: var, prop, key, keyword
+    role: str = ""  # "keyword" for an ident used as a keyword (not after "." or "?.")
     bracket: int = 0  # +1 opens a bracket ({ ( [ or a template's ${), -1 closes one
 
 
-def tokenize_javascript(source: str) -> list[Token]:
-    """Significant tokens of ``source``; comments dropped, ``nl_before`` marks line breaks."""
+def _tokenize(source: str, newline: bool = False, regex_ok: bool = True, after_dot: bool = False) -> list[Token]:
+    """Significant tokens of ``source``; comments dropped, ``nl_before`` marks line breaks.
+
+    ``newline``, ``regex_ok`` and ``after_dot`` describe what precedes ``source`` when it
+    is one line of a larger script: a line break, a token after which ``/`` starts a regex
+    literal, a ``.`` (after which a keyword's spelling is a property name).
+    """
     tokens: list[Token] = []
     append = tokens.append
     match_token = _JS_TOKEN.match
     search_break = _LINE_BREAK.search
+    keywords = JS_KEYWORDS
     pos = 0
-    newline = False
     template_depths: list[int] = []  # brace depth at which each open ${ ... } resumes its template
     depth = 0
     end = len(source)
 
     def regex_allowed() -> bool:
-        if not tokens:
-            return True
-        last = tokens[-1]
-        if last.kind in ("num", "str", "regex"):
-            return False
-        if last.kind == "tmpl":
-            return last.text.endswith("${")
-        if last.kind == "ident":
-            return last.text in _REGEX_AFTER_KEYWORDS
-        return last.text not in (")", "]", "++", "--")
+        return _regex_allowed_after(tokens[-1]) if tokens else regex_ok
 
     def template_chunk(start: int, opener: str) -> int:
         chunk = _TEMPLATE_CHUNK.match(source, start)
@@ -201,12 +200,107 @@ def tokenize_javascript(source: str) -> list[Token]:
             pos = template_chunk(begin + 1, "`")
             newline = False
             continue
+        elif kind == "ident" and text in keywords:
+            dotted = tokens[-1].text in (".", "?.") if tokens else after_dot
+            if not dotted:
+                append(Token(kind, text, newline, "keyword"))
+                newline = False
+                pos = match.end()
+                continue
         append(Token(kind, text, newline))  # type: ignore[arg-type]
         newline = False
         pos = match.end()
     if template_depths:
         raise ObfuscationError("unterminated template literal")
     return tokens
+
+
+def _regex_allowed_after(last: Token) -> bool:
+    if last.kind in ("num", "str", "regex"):
+        return False
+    if last.kind == "tmpl":
+        return last.text.endswith("${")
+    if last.kind == "ident":
+        return last.text in _REGEX_AFTER_KEYWORDS
+    return last.text not in (")", "]", "++", "--")
+
+
+class _Line:
+    """The tokens of one source line that tokenises on its own (see :func:`_tokenize_lines`)."""
+
+    __slots__ = ("tokens", "idents")
+
+    def __init__(self, tokens: tuple[Token, ...]) -> None:
+        self.tokens = tokens
+        self.idents = frozenset(t.text for t in tokens if t.kind == "ident")
+
+
+# Caches shared by every script obfuscated in this process, keyed by identical input
+# only. The procedural backend's completions are one engine with different values, so
+# nearly every line of every script has been seen before; tokenising, analysing and
+# laying out a script then costs a dictionary look-up per line instead of Python work per
+# token. Bounded: each is emptied when it grows past _CACHE_LIMIT entries.
+_CACHE_LIMIT = 50_000
+_LINE_CACHE: dict[tuple[str, bool, bool, bool], _Line | None] = {}
+_ANALYSIS_CACHE: dict[tuple, tuple] = {}
+_LAYOUT_CACHE: dict[tuple[_Line, bool], tuple] = {}
+
+
+def _remember(cache: dict, key: object, value: object) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
+def _tokenize_lines(source: str) -> tuple[list[Token], list[_Line], list[int]] | None:
+    """``(tokens, lines, starts)``: the tokens of ``source`` and the same tokens grouped by
+    source line (lines without tokens left out; ``starts[k]`` is the index in ``tokens``
+    of line ``k``'s first token); ``None`` when some line does not stand alone.
+
+    A line stands alone when no token crosses its end (a block comment, a template or a
+    string continued on the next line) and no line break other than its own end starts a
+    token in it. Each such line tokenises the same whatever surrounds it, given the line
+    text and three facts about what precedes it (the key of the line cache), so the
+    result equals :func:`_tokenize` of the whole source.
+    """
+    tokens: list[Token] = []
+    lines: list[_Line] = []
+    starts: list[int] = []
+    cache = _LINE_CACHE
+    last: Token | None = None
+    newline = False
+    for text in source.split("\n"):
+        if last is None:
+            key = (text, newline, True, False)
+        else:
+            key = (text, newline, _regex_allowed_after(last), last.text in (".", "?."))
+        line = cache.get(key, _MISSING)
+        if line is _MISSING:
+            try:
+                found = _tokenize(text, *key[1:])
+            except ObfuscationError:
+                line = None  # crosses into the next line, or is bad: the whole-source path decides
+            else:
+                line = None if any(t.nl_before for t in found[1:]) else _Line(tuple(found))
+            _remember(cache, key, line)
+        if line is None:
+            return None
+        newline = True
+        if line.tokens:  # type: ignore[union-attr]
+            starts.append(len(tokens))
+            lines.append(line)  # type: ignore[arg-type]
+            tokens += line.tokens  # type: ignore[union-attr]
+            last = tokens[-1]
+    return tokens, lines, starts
+
+
+_MISSING = object()
+
+
+def tokenize_javascript(source: str) -> list[Token]:
+    """Significant tokens of ``source``; comments dropped, ``nl_before`` marks line breaks."""
+    by_line = _tokenize_lines(source)
+    return by_line[0] if by_line is not None else _tokenize(source)
 
 
 def _is_open(tok: Token) -> bool:

@@ -1,0 +1,357 @@
+"""Benchmark the worker platform: simulated workers loop next-task and submit.
+
+    .venv/bin/python benchmarks/platform.py [--duration 30] [--workers 200] [--db sqlite|postgres|both]
+
+For each database the script creates a local chain, a miner with an API key, enough tasks
+(``maxResults`` 3) and ``--workers`` workers subscribed to the miner (through the
+platform's own service functions, so setup does not count), starts ``dojo platform serve``
+in its own process, and then runs the workers as aiohttp coroutines on one shared session
+(httpx's client is the bottleneck at this concurrency; aiohttp is not). Each worker loops:
+``POST /api/v1/worker/tasks/next``, then ``POST …/result`` with a ranking. Afterwards the
+database is checked for tasks holding more results than ``maxResults``.
+
+The last line printed is one JSON object: per database, submissions per second, p50 and
+p99 latency of the submissions and of all requests (ms), errors (non-2xx other than
+"no task", and transport errors) and over-filled tasks. Targets on 2 cores: ≥ 500
+submissions/s on SQLite, p99 < 100 ms, no errors, no over-filled task.
+"""
+
+# ruff: noqa: E402 - the sys.path fix below must precede every other import
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``platform``, which aiohttp imports; run as
+# a script its directory leads sys.path, so take it out before importing anything else.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import numpy as np
+
+PG_URL = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
+CIDS = ["c0", "c1", "c2", "c3"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _postgres_base() -> str | None:
+    import psycopg
+
+    for user in ("postgres", "root"):
+        try:
+            with psycopg.connect(f"host=127.0.0.1 port=5432 dbname=test user={user}", connect_timeout=3):
+                return PG_URL.format(user=user)
+        except psycopg.OperationalError:
+            continue
+    return None
+
+
+def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_results: int) -> list[str]:
+    """Chain, miner, tasks and workers; returns the workers' session tokens."""
+    from bittensor import sp_core
+
+    from dojo.platform import auth
+    from dojo.platform import tasks as task_service
+    from dojo.platform.db import Database
+    from dojo.platform.models import Subscription
+    from dojo.platform.schemas import CreateTasksIn
+    from dojo.platform.settings import PlatformSettings
+    from template.chain.local import LocalChain
+
+    keypair = sp_core.Keypair.create_from_mnemonic(sp_core.Keypair.generate_mnemonic())
+    chain = LocalChain.init(chain_dir, netuid=1, block_time=12.0)
+    chain.register(keypair.ss58_address, keypair.ss58_address, stake=1.0)
+    settings = PlatformSettings(database_url=database_url)
+    database = Database(database_url, pool_size=2)
+    database.migrate()
+    expire = (datetime.now(timezone.utc) + timedelta(hours=4)).isoformat()
+    completions = [
+        {"cid": cid, "model": f"m-{cid}", "completion": f"def solve():\n    return {i}\n"}
+        for i, cid in enumerate(CIDS)
+    ]
+    task_data = {
+        "prompt": "Write solve()",
+        "responses": completions,
+        "task": "CODE_GENERATION",
+        "criteria": [{"type": "ranking"}],
+    }
+    tokens = []
+    with database.session() as db:
+        miner = auth.get_or_create_miner(db, keypair.ss58_address)
+        for start in range(0, tasks, 10):
+            payload = CreateTasksIn.model_validate(
+                {
+                    "title": "bench",
+                    "body": "",
+                    "expireAt": expire,
+                    "maxResults": max_results,
+                    "taskData": [task_data] * min(10, tasks - start),
+                }
+            )
+            task_service.create_tasks(db, miner, payload)
+        for _ in range(workers):
+            worker = auth._new_worker(db)
+            db.add(Subscription(worker_id=worker.id, miner_id=miner.id, key_id=None, name="bench"))
+            tokens.append(auth.open_worker_session_for(db, settings, worker).token)
+    if not database.is_sqlite:
+        # A platform that has been running has planner statistics (autovacuum); a table
+        # filled a second ago has none, and PostgreSQL would then sort every open task per
+        # claim instead of walking the deadline index.
+        with database.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    database.dispose()
+    return tokens
+
+
+def _overfilled(database_url: str) -> tuple[int, int]:
+    from sqlalchemy import text
+
+    from dojo.platform.db import Database
+
+    database = Database(database_url, pool_size=1)
+    with database.read_session() as db:
+        by_results = db.execute(
+            text(
+                "SELECT count(*) FROM (SELECT t.id FROM tasks t JOIN results r ON r.task_id = t.id"
+                " GROUP BY t.id, t.max_results HAVING count(*) > t.max_results) AS over"
+            )
+        ).scalar_one()
+        stored = db.execute(text("SELECT count(*) FROM results")).scalar_one()
+    database.dispose()
+    return int(by_results), int(stored)
+
+
+async def _run_workers(url: str, tokens: list[str], duration: float) -> dict:
+    submit_latencies: list[float] = []
+    request_latencies: list[float] = []
+    counts = {"submissions": 0, "empty": 0, "errors": 0}
+    errors: dict[str, int] = {}
+    ranking = [{"type": "ranking", "value": {cid: i + 1 for i, cid in enumerate(CIDS)}}]
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async with aiohttp.ClientSession(base_url=url, connector=connector, timeout=timeout) as http:
+        start = time.perf_counter()
+        deadline = start + duration
+
+        def error(kind: str) -> None:
+            counts["errors"] += 1
+            errors[kind] = errors.get(kind, 0) + 1
+
+        async def worker(token: str) -> None:
+            headers = {"authorization": f"Bearer {token}"}
+            while time.perf_counter() < deadline:
+                try:
+                    t0 = time.perf_counter()
+                    async with http.post("/api/v1/worker/tasks/next", headers=headers) as response:
+                        body = await response.read()
+                        status = response.status
+                    request_latencies.append(time.perf_counter() - t0)
+                    if status == 204:
+                        counts["empty"] += 1
+                        await asyncio.sleep(0.05)
+                        continue
+                    if status != 200:
+                        error(f"next {status}")
+                        continue
+                    task_id = json.loads(body)["id"]
+                    t1 = time.perf_counter()
+                    async with http.post(
+                        f"/api/v1/worker/tasks/{task_id}/result",
+                        headers=headers,
+                        json={"resultData": ranking},
+                    ) as response:
+                        await response.read()
+                        status = response.status
+                    elapsed = time.perf_counter() - t1
+                    request_latencies.append(elapsed)
+                    if status == 200:
+                        submit_latencies.append(elapsed)
+                        counts["submissions"] += 1
+                    else:
+                        error(f"submit {status}")
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    error(type(exc).__name__)
+
+        await asyncio.gather(*(worker(token) for token in tokens))
+        elapsed = time.perf_counter() - start
+
+    def pct(values: list[float], q: float) -> float | None:
+        return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+    return {
+        "elapsed_s": round(elapsed, 1),
+        "submissions": counts["submissions"],
+        "submissions_per_s": round(counts["submissions"] / elapsed, 1),
+        "p50_ms": pct(submit_latencies, 50),
+        "p99_ms": pct(submit_latencies, 99),
+        "request_p50_ms": pct(request_latencies, 50),
+        "request_p99_ms": pct(request_latencies, 99),
+        "requests": len(request_latencies),
+        "no_task_replies": counts["empty"],
+        "errors": counts["errors"],
+        "error_kinds": errors,
+    }
+
+
+def _serve(database_url: str, chain_dir: Path, port: int, processes: int) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "dojo",
+        "platform",
+        "serve",
+        "--db",
+        database_url,
+        "--port",
+        str(port),
+        "--subtensor.network",
+        str(chain_dir),
+        "--netuid",
+        "1",
+        "--log-level",
+        "warning",
+        "--workers",
+        str(processes),
+    ]
+    env = {**os.environ, "LOGURU_LEVEL": "WARNING"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the platform exited: {process.stderr.read().decode() if process.stderr else ''}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the platform did not start within 120 s")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and its children (uvicorn's workers), from /proc; None elsewhere."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # After the name: state, ppid, …; utime and stime are fields 14 and 15 of the line.
+            if int(entry.name) == pid or int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / ticks
+    except OSError:
+        return None
+    return total
+
+
+def bench(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
+    if kind == "sqlite":
+        database_url = f"sqlite:///{workdir / 'platform.sqlite'}"
+        cleanup = None
+    else:
+        base = _postgres_base()
+        if base is None:
+            return {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
+        import psycopg
+
+        schema = f"bench_{os.getpid()}"
+        conninfo = base.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        database_url = f"{base}?options=-csearch_path%3D{schema}"
+
+        def cleanup() -> None:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    chain_dir = workdir / f"chain-{kind}"
+    tasks = args.tasks or max(1000, int(args.duration * 1500 / args.max_results))
+    print(f"[{kind}] preparing {tasks} tasks and {args.workers} workers…", flush=True)
+    tokens = _prepare(database_url, chain_dir, tasks, args.workers, args.max_results)
+    port = _free_port()
+    server = _serve(database_url, chain_dir, port, args.server_processes)
+    try:
+        print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)
+        cpu_before = _cpu_seconds(server.pid)
+        result = asyncio.run(_run_workers(f"http://127.0.0.1:{port}", tokens, args.duration))
+        cpu_after = _cpu_seconds(server.pid)
+        if cpu_before is not None and cpu_after is not None and result["requests"]:
+            # What one request costs the server, whatever else the machine is running.
+            result["server_cpu_ms_per_request"] = round(
+                (cpu_after - cpu_before) * 1000 / result["requests"], 2
+            )
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    overfilled, stored = _overfilled(database_url)
+    result.update(
+        overfilled_tasks=overfilled,
+        results_stored=stored,
+        tasks=tasks,
+        server_processes=args.server_processes,
+    )
+    if cleanup:
+        cleanup()
+    print(f"[{kind}] {json.dumps(result)}", flush=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of load per database (default 30)"
+    )
+    parser.add_argument("--workers", type=int, default=200, help="concurrent simulated workers (default 200)")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--tasks", type=int, default=0, help="tasks to create (default: enough for the run)")
+    parser.add_argument("--max-results", dest="max_results", type=int, default=3)
+    parser.add_argument(
+        "--server-processes",
+        dest="server_processes",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1)",
+    )
+    args = parser.parse_args()
+    kinds = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    with tempfile.TemporaryDirectory(prefix="dojo-bench-") as tmp:
+        results = {kind: bench(kind, args, Path(tmp)) for kind in kinds}
+    summary = results if len(kinds) > 1 else {"db": kinds[0], **results[kinds[0]]}
+    summary = {"duration_s": args.duration, "workers": args.workers, **summary}
+    print(json.dumps(summary))
+    failed = any(r.get("errors") or r.get("overfilled_tasks") for r in results.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The interactive ``dojo`` shell: a miner's keys on a worker platform, by hand.
+
+``dojo`` with no arguments runs :func:`run_shell`, the original Dojo CLI's flow: choose the
+wallet path, the coldkey and hotkey (TAB completes names from the wallet directory), the
+platform URL, then commands (TAB completes them too)::
+
+    authenticate                              log in with the hotkey (session cached on disk)
+    api_key generate | list | delete          API keys: the miner's .env DOJO_API_KEY
+    subscription_key generate | list | delete subscription keys: workers enter them in the UI
+    logout, help, exit
+
+The same operations for scripts are ``dojo authenticate``, ``dojo api-key ...`` and
+``dojo subscription-key ...`` (:mod:`dojo.cli.keys`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer, NestedCompleter, PathCompleter, WordCompleter
+from rich.console import Console
+from rich.text import Text
+
+from commons.dojo_api import DojoAPI, DojoAPIError, normalize_base_url
+from dojo.cli.platform_account import (
+    KEY_KINDS,
+    KeyNotFound,
+    MinerAccount,
+    SessionCache,
+    cli_logging,
+    default_platform_url,
+    hotkey_names,
+    key_labels,
+    wallet_names,
+)
+from template.wallets import DEFAULT_WALLET_PATH, WalletMissing, load_wallet
+
+if TYPE_CHECKING:
+    import bittensor as bt
+
+KEY_ACTIONS = ("generate", "list", "delete")
+COMMANDS: dict[str, dict[str, None] | None] = {
+    "authenticate": None,
+    "api_key": dict.fromkeys(KEY_ACTIONS),
+    "subscription_key": dict.fromkeys(KEY_ACTIONS),
+    "logout": None,
+    "help": None,
+    "exit": None,
+}
+
+HELP = """\
+Commands (TAB completes):
+  authenticate                          log in to the platform with your hotkey
+  api_key generate|list|delete          API keys: put one in the miner's .env as DOJO_API_KEY
+  subscription_key generate|list|delete subscription keys: your workers enter them in the web UI
+  logout                                forget the cached session
+  help                                  this text
+  exit                                  leave the shell"""
+
+
+class ShellOutput:
+    """The shell's messages, in the original CLI's style."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def _say(self, symbol: str, message: str, style: str) -> None:
+        self.console.print(Text(f"{symbol} {message}", style=style), soft_wrap=True)
+
+    def success(self, message: str) -> None:
+        self._say("✅", message, "green")
+
+    def info(self, message: str) -> None:
+        self._say("ℹ️ ", message, "white")
+
+    def warning(self, message: str) -> None:
+        self._say("⚠️ ", message, "yellow")
+
+    def error(self, message: str) -> None:
+        self._say("❌", message, "red")
+
+    def plain(self, message: str) -> None:
+        self.console.print(Text(message), soft_wrap=True)
+
+
+class DojoShell:
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        session_cache: SessionCache | None = None,
+        default_wallet_path: str = DEFAULT_WALLET_PATH,
+        default_platform: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.out = ShellOutput(console or Console(highlight=False))
+        self.cache = session_cache or SessionCache()
+        self.default_wallet_path = Path(default_wallet_path).expanduser()
+        self.default_platform = default_platform or default_platform_url()
+        self.transport = transport
+        self._prompts: PromptSession[str] = PromptSession()
+
+    async def _ask(self, message: str, completer: Completer | None = None) -> str:
+        return (await self._prompts.prompt_async(message, completer=completer)).strip()
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    async def _ask_wallet_path(self) -> Path:
+        while True:
+            answer = (
+                await self._ask(
+                    f"Do you want to use the default wallet path {self.default_wallet_path}? (y/n): "
+                )
+            ).lower()
+            if answer in ("y", "yes"):
+                return self.default_wallet_path
+            if answer not in ("n", "no"):
+                self.out.warning("Please answer y or n.")
+                continue
+            entered = await self._ask(
+                "Enter the wallet path: ", PathCompleter(only_directories=True, expanduser=True)
+            )
+            path = _existing_dir(entered)
+            if path is not None:
+                return path
+            self.out.error(f"Invalid wallet path {entered}, please try again.")
+
+    async def _ask_wallet(self, wallet_path: Path) -> bt.Wallet:
+        self.out.info("Please specify the wallet coldkey name and hotkey name to perform key management.")
+        while True:
+            name = await self._ask(
+                "Enter the wallet coldkey name: ",
+                WordCompleter(wallet_names(wallet_path), ignore_case=True, WORD=True),
+            )
+            coldkey_path = wallet_path / name
+            if name and coldkey_path.is_dir():
+                break
+            self.out.error(
+                f"Coldkey path is invalid {coldkey_path}; known wallets: {wallet_names(wallet_path)}"
+            )
+        while True:
+            hotkey = await self._ask(
+                "Enter the wallet hotkey name: ",
+                WordCompleter(hotkey_names(wallet_path, name), ignore_case=True, WORD=True),
+            )
+            hotkey_path = coldkey_path / "hotkeys" / hotkey
+            if not (hotkey and hotkey_path.is_file()):
+                self.out.error(
+                    f"Hotkey path is invalid {hotkey_path}; known hotkeys: {hotkey_names(wallet_path, name)}"
+                )
+                continue
+            try:
+                wallet = await asyncio.to_thread(load_wallet, name, hotkey, str(wallet_path))
+            except (WalletMissing, OSError, ValueError) as exc:
+                self.out.error(f"Cannot open hotkey {hotkey}: {exc}")
+                continue
+            self.out.info(f"Coldkey path: {coldkey_path}")
+            self.out.info(f"Hotkey path: {hotkey_path}")
+            self.out.success("Wallet coldkey name and hotkey name set successfully.")
+            return wallet
+
+    async def _ask_platform(self) -> str:
+        while True:
+            entered = await self._ask(f"Enter the platform URL (default {self.default_platform}): ")
+            try:
+                return normalize_base_url(entered or self.default_platform)
+            except ValueError as exc:
+                self.out.error(str(exc))
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        try:
+            wallet_path = await self._ask_wallet_path()
+            wallet = await self._ask_wallet(wallet_path)
+            platform = await self._ask_platform()
+        except EOFError:
+            return 0
+        except KeyboardInterrupt:
+            return 130
+        self.out.info(f"Platform: {platform}. Type `help` for the commands; TAB completes.")
+        async with DojoAPI(platform, transport=self.transport) as api:
+            account = MinerAccount(api, wallet.hotkey, self.cache, on_event=self.out.info)
+            completer = NestedCompleter.from_nested_dict(COMMANDS)
+            while True:
+                try:
+                    line = await self._ask(">>> ", completer)
+                    # Commands are case-blind; a key prefix after them is not.
+                    parts = line.split()
+                    words = [w.lower() for w in parts[:2]] + parts[2:]
+                    if words in (["exit"], ["quit"]):
+                        break
+                    await self._dispatch(account, words)
+                except KeyboardInterrupt:
+                    continue  # Ctrl-C drops the line (or the selection), as in a shell
+                except EOFError:
+                    break
+                except (DojoAPIError, KeyNotFound) as exc:
+                    self.out.error(str(exc))
+        return 0
+
+    async def _dispatch(self, account: MinerAccount, words: list[str]) -> None:
+        match words:
+            case []:
+                return
+            case ["help"]:
+                self.out.plain(HELP)
+            case ["authenticate"]:
+                session = await account.authenticate()
+                self.out.success(
+                    f"Authenticated as {account.address} on {account.platform}; "
+                    f"session valid until {session.expires_at:%Y-%m-%d %H:%M:%S %Z}."
+                )
+            case ["logout"]:
+                if await account.logout():
+                    self.out.success("Session cleared.")
+                else:
+                    self.out.info("No cached session.")
+            case [group, "generate"] if group in KEY_KINDS:
+                await self._generate(account, group)
+            case [group, "list"] if group in KEY_KINDS:
+                await self._list(account, group)
+            case [group, "delete", *ref] if group in KEY_KINDS and len(ref) <= 1:
+                await self._delete(account, group, ref[0] if ref else None)
+            case _:
+                self.out.warning("Invalid action, please try again. Type `help` for the commands.")
+
+    async def _generate(self, account: MinerAccount, group: str) -> None:
+        kind = KEY_KINDS[group]
+        new_key = await account.generate(kind.kind)
+        self.out.success(f"New {kind.singular}: {new_key.key}")
+        self.out.info("It is shown only this once: store it now. Lists show its prefix.")
+        keys = await account.list_active(kind.kind)
+        self.out.success(f"All {kind.plural}: {key_labels(keys)}")
+
+    async def _list(self, account: MinerAccount, group: str) -> None:
+        kind = KEY_KINDS[group]
+        keys = await account.list_active(kind.kind)
+        if keys:
+            self.out.success(f"All {kind.plural}: {key_labels(keys)}")
+        else:
+            self.out.warning(f"No {kind.plural} found, please generate one.")
+
+    async def _delete(self, account: MinerAccount, group: str, ref: str | None) -> None:
+        kind = KEY_KINDS[group]
+        keys = await account.list_active(kind.kind)
+        if not keys:
+            self.out.warning(f"No {kind.plural} found, please generate one.")
+            return
+        if ref is None:
+            self.out.success(f"All {kind.plural}: {key_labels(keys)}")
+            choices = key_labels(keys) + [k.id for k in keys]
+            ref = await self._ask(
+                f"Select {_article(kind.singular)} to delete: ", WordCompleter(choices, WORD=True)
+            )
+        key = await account.disable(kind.kind, ref)
+        self.out.success(f"Disabled {kind.singular} {key.prefix}.")
+        remaining = await account.list_active(kind.kind)
+        self.out.success(f"Remaining {kind.plural}: {key_labels(remaining)}")
+
+
+def _existing_dir(entered: str) -> Path | None:
+    path = Path(entered).expanduser()
+    return path if entered and path.is_dir() else None
+
+
+def _article(noun: str) -> str:
+    return f"an {noun}" if noun[0].lower() in "aeiou" else f"a {noun}"
+
+
+def run_shell(console: Console | None = None, **options: Any) -> int:
+    """Run the interactive shell until ``exit`` (or end of input); returns the exit code.
+
+    ``options`` go to :class:`DojoShell` (session cache, defaults, an httpx transport).
+    """
+    shell = DojoShell(console, **options)
+    with cli_logging():
+        return asyncio.run(shell.run())

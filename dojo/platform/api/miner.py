@@ -1,0 +1,169 @@
+"""Miner log-in, API and subscription keys, and the miner dashboard."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from dojo.platform import auth, keys
+from dojo.platform.dashboard import miner_dashboard
+from dojo.platform.db import Database
+from dojo.platform.deps import (
+    MINER_COOKIE,
+    bearer_scheme,
+    current_miner,
+    get_database,
+    get_registry,
+    get_settings,
+    login_rate_limit,
+)
+from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner
+from dojo.platform.registry import HotkeyRegistry
+from dojo.platform.schemas import (
+    DB_INT_MAX,
+    ChallengeOut,
+    DashboardOut,
+    KeyCreatedOut,
+    KeyDisabledOut,
+    KeyListOut,
+    KeyOut,
+    MinerChallengeIn,
+    MinerSessionIn,
+    SessionOut,
+    iso,
+)
+from dojo.platform.settings import PlatformSettings
+
+router = APIRouter(prefix="/api/v1/miner", tags=["miner"])
+
+
+@router.post("/challenge", response_model=ChallengeOut, dependencies=[Depends(login_rate_limit)])
+def miner_challenge(
+    body: MinerChallengeIn,
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> ChallengeOut:
+    with database.session() as db:
+        challenge = auth.miner_challenge(db, settings, body.hotkey)
+    return ChallengeOut(
+        nonce=challenge.nonce, expires_at=iso(challenge.expires_at), message=challenge.message
+    )
+
+
+@router.post(
+    "/session",
+    response_model=SessionOut,
+    dependencies=[Depends(login_rate_limit)],
+    responses={
+        401: {"description": "bad signature, unknown, used or expired nonce"},
+        403: {"description": "hotkey not registered"},
+    },
+)
+def miner_session(
+    body: MinerSessionIn,
+    response: Response,
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+    registry: HotkeyRegistry = Depends(get_registry),
+) -> SessionOut:
+    with database.session() as db:
+        opened = auth.open_miner_session(db, settings, registry, body.hotkey, body.nonce, body.signature)
+    response.set_cookie(
+        MINER_COOKIE,
+        opened.token,
+        max_age=settings.miner_session_ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+    )
+    return SessionOut(token=opened.token, expires_at=iso(opened.expires_at))
+
+
+@router.post("/logout", status_code=204)
+def miner_logout(
+    request: Request,
+    response: Response,
+    _miner: Miner = Depends(current_miner),
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    database: Database = Depends(get_database),
+) -> None:
+    token = bearer.credentials if bearer else request.cookies.get(MINER_COOKIE, "")
+    with database.session() as db:
+        auth.end_miner_session(db, token)
+    response.delete_cookie(MINER_COOKIE)
+
+
+@router.get("/me")
+def miner_me(miner: Miner = Depends(current_miner)) -> dict[str, str]:
+    return {"hotkey": miner.hotkey}
+
+
+@router.get("/dashboard", response_model=DashboardOut)
+def dashboard(
+    miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
+) -> DashboardOut:
+    with database.read_session() as db:
+        view = miner_dashboard(db, miner)
+    return DashboardOut(
+        hotkey=view.hotkey,
+        tasks=[
+            {
+                "id": t.id,
+                "title": t.title,
+                "task_type": t.task_type,
+                "status": t.status,
+                "num_results": t.num_results,
+                "max_results": t.max_results,
+                "expire_at": iso(t.expire_at),
+                "created_at": iso(t.created_at),
+                "agreement": t.agreement,
+            }
+            for t in view.tasks
+        ],
+        total_tasks=view.total_tasks,
+        total_results=view.total_results,
+        workers=view.workers,
+    )
+
+
+def _key_out(row: ApiKey) -> KeyOut:
+    return KeyOut(
+        id=row.id,
+        prefix=row.prefix,
+        created_at=iso(row.created_at),
+        last_used_at=iso(row.last_used_at),
+        disabled=row.disabled_at is not None,
+    )
+
+
+def _key_routes(path: str, kind: str) -> None:
+    label = kind.replace("subscription", "subscription key").replace("api", "API key")
+
+    @router.post(path, response_model=KeyCreatedOut, name=f"create {label}", status_code=201)
+    def create(
+        miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
+    ) -> KeyCreatedOut:
+        with database.session() as db:
+            row, key = keys.create_key(db, miner, kind)
+        return KeyCreatedOut(id=row.id, key=key, prefix=row.prefix, created_at=iso(row.created_at))
+
+    @router.get(path, response_model=KeyListOut, name=f"list {label}s")
+    def list_(
+        miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
+    ) -> KeyListOut:
+        with database.read_session() as db:
+            return KeyListOut(keys=[_key_out(row) for row in keys.list_keys(db, miner, kind)])
+
+    @router.delete(path + "/{key_id}", response_model=KeyDisabledOut, name=f"disable {label}")
+    def disable(
+        key_id: int = Path(ge=1, le=DB_INT_MAX),
+        miner: Miner = Depends(current_miner),
+        database: Database = Depends(get_database),
+    ) -> KeyDisabledOut:
+        with database.session() as db:
+            row = keys.disable_key(db, miner, kind, key_id)
+        return KeyDisabledOut(id=row.id, disabled=True)
+
+
+_key_routes("/api-keys", KEY_KIND_API)
+_key_routes("/subscription-keys", KEY_KIND_SUBSCRIPTION)

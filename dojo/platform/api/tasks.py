@@ -1,0 +1,130 @@
+"""The miner's task endpoints (header ``x-api-key``): create, status, results."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from dojo.platform import tasks
+from dojo.platform.db import Database
+from dojo.platform.deps import api_key_miner, get_database
+from dojo.platform.errors import BadRequest, Invalid
+from dojo.platform.models import Miner
+from dojo.platform.schemas import (
+    CreateTasksIn,
+    CreateTasksOut,
+    TaskResultOut,
+    TaskResultsBody,
+    TaskResultsOut,
+    TaskStatusOut,
+    iso,
+)
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+FORM_FIELDS = ("title", "body", "expireAt", "taskData", "maxResults")
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "properties": {name: {"type": "string"} for name in FORM_FIELDS},
+    "required": ["title", "expireAt", "taskData"],
+}
+
+
+def validation_detail(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{location}: {error['msg']}" if location else error["msg"])
+    return "; ".join(parts)
+
+
+async def _create_tasks_body(request: Request) -> CreateTasksIn:
+    content_type = request.headers.get("content-type", "")
+    data: Any
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        data = {name: form.get(name) for name in FORM_FIELDS if form.get(name) is not None}
+        if any(not isinstance(v, str) for v in data.values()):
+            raise BadRequest("form fields must be plain values, not files")
+        if "taskData" in data:
+            try:
+                data["taskData"] = json.loads(data["taskData"])
+            except json.JSONDecodeError as exc:
+                raise Invalid(f"taskData must be a JSON string: {exc}") from None
+            if isinstance(data["taskData"], dict):
+                data["taskData"] = [data["taskData"]]
+    else:
+        try:
+            data = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"send the tasks as JSON (or the multipart form): {exc}") from None
+    try:
+        return CreateTasksIn.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid(validation_detail(exc)) from None
+
+
+@router.post(
+    "/create-tasks",
+    response_model=CreateTasksOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CreateTasksIn"}},
+                "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def create_tasks(
+    request: Request, miner: Miner = Depends(api_key_miner), database: Database = Depends(get_database)
+) -> CreateTasksOut:
+    payload = await _create_tasks_body(request)
+
+    def create() -> list[str]:
+        with database.session() as db:
+            return tasks.create_tasks(db, miner, payload)
+
+    return CreateTasksOut(body=await run_in_threadpool(create))
+
+
+@router.get("/task-result/{task_id}", response_model=TaskResultsOut)
+def task_results(
+    task_id: str, miner: Miner = Depends(api_key_miner), database: Database = Depends(get_database)
+) -> TaskResultsOut:
+    with database.read_session() as db:
+        results = tasks.get_task_results(db, miner, task_id)
+    return TaskResultsOut(
+        body=TaskResultsBody(
+            task_results=[
+                TaskResultOut(
+                    id=r.id,
+                    worker_id=r.worker_id,
+                    result_data=r.result_data,
+                    created_at=iso(r.created_at),
+                    updated_at=iso(r.updated_at),
+                )
+                for r in results
+            ]
+        )
+    )
+
+
+@router.get("/{task_id}", response_model=TaskStatusOut)
+def task_status(
+    task_id: str, miner: Miner = Depends(api_key_miner), database: Database = Depends(get_database)
+) -> TaskStatusOut:
+    with database.read_session() as db:
+        view = tasks.get_task_status(db, miner, task_id)
+    return TaskStatusOut(
+        id=view.id,
+        status=view.status,
+        num_results=view.num_results,
+        max_results=view.max_results,
+        expire_at=iso(view.expire_at),
+    )

@@ -1,0 +1,302 @@
+"""Worker log-in (wallet or invite link), subscriptions, and the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from dojo.platform import auth, queue, subscriptions
+from dojo.platform.db import Database
+from dojo.platform.deps import (
+    WORKER_COOKIE,
+    bearer_scheme,
+    current_worker,
+    get_database,
+    get_settings,
+    login_rate_limit,
+    optional_worker,
+    run_db,
+)
+from dojo.platform.models import Worker
+from dojo.platform.schemas import (
+    DB_INT_MAX,
+    ChallengeOut,
+    SkipOut,
+    SubmitResultIn,
+    SubmitResultOut,
+    SubscriptionIn,
+    SubscriptionListOut,
+    SubscriptionOut,
+    WorkerChallengeIn,
+    WorkerLoginIn,
+    WorkerMeOut,
+    WorkerSessionOut,
+    WorkerTaskListOut,
+    WorkerTaskOut,
+    iso,
+)
+from dojo.platform.settings import PlatformSettings
+from dojo.platform.subscriptions import SubscriptionView, WorkerTaskView
+
+router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
+invite_router = APIRouter(tags=["worker"])
+
+
+def set_worker_cookie(response: Response, settings: PlatformSettings, token: str) -> None:
+    response.set_cookie(
+        WORKER_COOKIE,
+        token,
+        max_age=settings.worker_session_ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+    )
+
+
+@router.post("/challenge", response_model=ChallengeOut, dependencies=[Depends(login_rate_limit)])
+def worker_challenge(
+    body: WorkerChallengeIn,
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> ChallengeOut:
+    with database.session() as db:
+        challenge = auth.worker_challenge(db, settings, body.address)
+    return ChallengeOut(
+        nonce=challenge.nonce, expires_at=iso(challenge.expires_at), message=challenge.message
+    )
+
+
+@router.post("/login", response_model=WorkerSessionOut, dependencies=[Depends(login_rate_limit)])
+def worker_login(
+    body: WorkerLoginIn,
+    response: Response,
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> WorkerSessionOut:
+    with database.session() as db:
+        worker, opened = auth.open_worker_session(db, settings, body.address, body.signature, body.nonce)
+    set_worker_cookie(response, settings, opened.token)
+    return WorkerSessionOut(token=opened.token, expires_at=iso(opened.expires_at), worker_id=worker.public_id)
+
+
+@router.post("/logout", status_code=204)
+def worker_logout(
+    request: Request,
+    response: Response,
+    _worker: Worker = Depends(current_worker),
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    database: Database = Depends(get_database),
+) -> None:
+    token = bearer.credentials if bearer else request.cookies.get(WORKER_COOKIE, "")
+    with database.session() as db:
+        auth.end_worker_session(db, token)
+    request.app.state.worker_sessions.evict(token)
+    response.delete_cookie(WORKER_COOKIE)
+
+
+@router.get("/me", response_model=WorkerMeOut)
+def worker_me(
+    worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> WorkerMeOut:
+    with database.read_session() as db:
+        progress = queue.worker_progress(db, worker)
+    return WorkerMeOut(
+        worker_id=worker.public_id,
+        address=worker.address,
+        results_today=progress.results_today,
+        results_total=progress.results_total,
+    )
+
+
+def _subscription_out(view: SubscriptionView) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=view.id,
+        name=view.name,
+        miner_hotkey=view.miner_hotkey,
+        key_prefix=view.key_prefix,
+        active=view.active,
+        created_at=iso(view.created_at),
+    )
+
+
+@router.get("/subscriptions", response_model=SubscriptionListOut)
+def list_subscriptions(
+    worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> SubscriptionListOut:
+    with database.read_session() as db:
+        views = subscriptions.list_subscriptions(db, worker)
+    return SubscriptionListOut(subscriptions=[_subscription_out(v) for v in views])
+
+
+@router.post("/subscriptions", response_model=SubscriptionOut, status_code=201)
+def add_subscription(
+    body: SubscriptionIn, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> SubscriptionOut:
+    with database.session() as db:
+        view = subscriptions.add_subscription(db, worker, body.name, body.key)
+    return _subscription_out(view)
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=204)
+def remove_subscription(
+    subscription_id: int = Path(ge=1, le=DB_INT_MAX),
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+) -> None:
+    with database.session() as db:
+        subscriptions.remove_subscription(db, worker, subscription_id)
+
+
+@router.get("/tasks", response_model=WorkerTaskListOut)
+def list_tasks(
+    include_closed: bool = False,
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+) -> WorkerTaskListOut:
+    with database.read_session() as db:
+        rows = subscriptions.worker_tasks(db, worker, include_closed=include_closed)
+    return WorkerTaskListOut(
+        tasks=[
+            {
+                "id": t.id,
+                "title": t.title,
+                "task_type": t.task_type,
+                "num_results": t.num_results,
+                "max_results": t.max_results,
+                "expire_at": iso(t.expire_at),
+                "status": t.status,
+                "my_status": t.my_status,
+            }
+            for t in rows
+        ]
+    )
+
+
+def task_out(view: WorkerTaskView) -> WorkerTaskOut:
+    return WorkerTaskOut(
+        id=view.id,
+        title=view.title,
+        body=view.body,
+        prompt=view.prompt,
+        task_type=view.task_type,
+        criteria=view.criteria,
+        completions=view.completions,
+        num_results=view.num_results,
+        max_results=view.max_results,
+        expire_at=iso(view.expire_at),
+        held_until=iso(view.held_until),
+        my_result=view.my_result,
+    )
+
+
+def task_json(view: WorkerTaskView) -> dict[str, Any]:
+    """The wire form of :class:`WorkerTaskOut`, built directly (the queue's hot path)."""
+    return {
+        "id": view.id,
+        "title": view.title,
+        "body": view.body,
+        "prompt": view.prompt,
+        "taskType": view.task_type,
+        "criteria": view.criteria,
+        "completions": view.completions,
+        "numResults": view.num_results,
+        "maxResults": view.max_results,
+        "expireAt": iso(view.expire_at),
+        "heldUntil": iso(view.held_until),
+        "myResult": view.my_result,
+    }
+
+
+@router.post(
+    "/tasks/next",
+    response_model=WorkerTaskOut,
+    responses={204: {"description": "no task is available for you now"}},
+)
+async def next_task(
+    request: Request,
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> Response:
+    def claim() -> WorkerTaskView | None:
+        # One trip to a thread for both halves: the hop costs more CPU than either query.
+        with database.read_connection() as db:
+            plan = queue.plan_next_task(db, worker)
+        if plan.held is not None or not plan.miner_ids:
+            return plan.held
+        with database.write_connection() as db:
+            return queue.claim_next_task(db, settings, worker, plan)
+
+    view = await run_db(request, claim)
+    if view is None:
+        return Response(status_code=204)
+    return JSONResponse(task_json(view))
+
+
+@router.get("/tasks/{task_id}", response_model=WorkerTaskOut)
+def get_task(
+    task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> WorkerTaskOut:
+    with database.read_session() as db:
+        return task_out(subscriptions.worker_task(db, worker, task_id))
+
+
+@router.post("/tasks/{task_id}/result", response_model=SubmitResultOut)
+async def submit_result(
+    request: Request,
+    task_id: str,
+    body: SubmitResultIn,
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> Response:
+    data = [item.model_dump() for item in body.result_data]
+
+    def submit() -> queue.Submitted:
+        with database.write_connection() as db:
+            return queue.submit_result(db, settings, worker, task_id, data)
+
+    done = await run_db(request, submit)
+    return JSONResponse(
+        {
+            "taskId": done.task_id,
+            "status": "done",
+            "replaced": done.replaced,
+            "updatedAt": iso(done.updated_at),
+        }
+    )
+
+
+@router.post("/tasks/{task_id}/skip", response_model=SkipOut)
+def skip_task(
+    task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> SkipOut:
+    with database.session() as db:
+        queue.skip_task(db, worker, task_id)
+    return SkipOut(task_id=task_id)
+
+
+@invite_router.get(
+    "/invite/{token}",
+    status_code=303,
+    response_class=RedirectResponse,
+    dependencies=[Depends(login_rate_limit)],
+    responses={303: {"description": "logged in; redirect to /"}, 404: {}, 410: {}},
+)
+def accept_invite(
+    token: str,
+    worker: Worker | None = Depends(optional_worker),
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> RedirectResponse:
+    with database.session() as db:
+        if worker is not None:
+            worker = db.merge(worker, load=True)
+        _worker, opened = auth.accept_invite(db, settings, token, worker)
+    response = RedirectResponse("/", status_code=303)
+    if opened is not None:
+        set_worker_cookie(response, settings, opened.token)
+    return response

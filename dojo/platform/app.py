@@ -1,0 +1,126 @@
+"""The FastAPI application of the worker platform: :func:`create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from loguru import logger
+
+from dojo.platform.api import miner as miner_api
+from dojo.platform.api import tasks as tasks_api
+from dojo.platform.api import worker as worker_api
+from dojo.platform.db import Database
+from dojo.platform.deps import SessionCache
+from dojo.platform.errors import PlatformError, RateLimited
+from dojo.platform.registry import HotkeyRegistry
+from dojo.platform.schemas import CreateTasksIn
+from dojo.platform.security import RateLimiter, SecurityMiddleware
+from dojo.platform.settings import PlatformSettings
+from template.chain import Chain, open_chain
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(settings: PlatformSettings, chain: Chain | None = None) -> FastAPI:
+    """The platform app. Opens the database (migrating it unless told not to) and the chain.
+
+    ``chain`` defaults to ``open_chain(settings.network, settings.netuid)``; a chain passed
+    in stays the caller's to close.
+    """
+    database = Database(settings.database_url, pool_size=settings.db_pool_size)
+    if settings.migrate_on_start:
+        database.migrate()
+    owns_chain = chain is None
+    if chain is None:
+        if not settings.network:
+            raise ValueError("the platform needs a chain: set --subtensor.network and --netuid")
+        chain = open_chain(settings.network, settings.netuid, settings.chain_endpoint)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        logger.info("worker platform at {} on {}", settings.base_url, chain.describe())
+        try:
+            yield
+        finally:
+            database.dispose()
+            if owns_chain:
+                chain.close()
+
+    app = FastAPI(
+        title="Dojo worker platform",
+        version="1",
+        description="The Dojo API: miner log-in and keys, tasks and results, workers and their queue.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.chain = chain
+    app.state.registry = HotkeyRegistry(chain, settings.registration_refresh_seconds)
+    app.state.worker_sessions = SessionCache()
+    app.state.db_limiter = anyio.CapacityLimiter(settings.db_threads)
+    app.state.login_limiter = RateLimiter(settings.login_rate_limit, settings.login_rate_window_seconds)
+
+    @app.exception_handler(PlatformError)
+    async def _platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
+        headers = (
+            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        )
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.get("/health", tags=["platform"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(miner_api.router)
+    app.include_router(tasks_api.router)
+    app.include_router(worker_api.router)
+    app.include_router(worker_api.invite_router)
+    try:
+        from dojo.platform.web import router as web_router
+    except ModuleNotFoundError as exc:
+        if exc.name != "dojo.platform.web":
+            raise
+    else:
+        app.include_router(web_router)
+
+    app.add_middleware(
+        SecurityMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        large_body_paths={"/api/v1/tasks/create-tasks": settings.max_task_body_bytes},
+        secure_cookies=settings.secure_cookies,
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            # create-tasks reads its body itself (JSON or the multipart form); publish the JSON model.
+            model = CreateTasksIn.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(model.pop("$defs", {}))
+            components["CreateTasksIn"] = model
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,342 @@
+"""Log-in for miners (sr25519 hotkey signature) and workers (EIP-191 wallet signature or an
+invite link), and the sessions they open.
+
+Both signature log-ins are a challenge: the platform issues a single-use nonce that expires
+(``nonce_ttl_seconds``, 5 minutes by default) inside a message binding the platform's public
+URL, the subject and the expiry; the client signs that exact text; the platform verifies the
+signature against the stored message, consumes the nonce with a conditional UPDATE (so a
+replay, even a concurrent one, fails), and opens a session. Session tokens are returned once
+and stored hashed.
+
+Functions take an open SQLAlchemy session; the caller owns the transaction
+(``Database.session()``). Errors are :mod:`dojo.platform.errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bittensor import sp_core
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import is_address, to_checksum_address
+from loguru import logger
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
+from dojo.platform.models import (
+    Invite,
+    LoginNonce,
+    Miner,
+    MinerSession,
+    Subscription,
+    Worker,
+    WorkerSession,
+    utcnow,
+)
+from dojo.platform.registry import HotkeyRegistry
+from dojo.platform.schemas import iso
+from dojo.platform.security import (
+    INVITE_PREFIX,
+    MINER_TOKEN_PREFIX,
+    WORKER_TOKEN_PREFIX,
+    hash_secret,
+    new_secret,
+)
+from dojo.platform.settings import PlatformSettings
+
+MINER = "miner"
+WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    nonce: str
+    expires_at: datetime
+    message: str
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    token: str
+    expires_at: datetime
+
+
+def _expiry(settings: PlatformSettings) -> datetime:
+    return (utcnow() + timedelta(seconds=settings.nonce_ttl_seconds)).replace(microsecond=0)
+
+
+# --- miners ------------------------------------------------------------------------------------
+
+
+def check_hotkey(hotkey: str) -> str:
+    try:
+        sp_core.Keypair(ss58_address=hotkey)
+    except ValueError as exc:
+        raise Invalid(f"hotkey {hotkey!r} is not an SS58 address: {exc}") from None
+    return hotkey
+
+
+def miner_login_message(base_url: str, hotkey: str, nonce: str, expires_at: datetime) -> str:
+    return (
+        "dojo-platform-login\n"
+        f"platform: {base_url}\n"
+        f"hotkey: {hotkey}\n"
+        f"nonce: {nonce}\n"
+        f"expires: {iso(expires_at)}"
+    )
+
+
+def miner_challenge(db: Session, settings: PlatformSettings, hotkey: str) -> Challenge:
+    check_hotkey(hotkey)
+    nonce = secrets.token_hex(16)
+    expires_at = _expiry(settings)
+    message = miner_login_message(settings.base_url, hotkey, nonce, expires_at)
+    db.add(LoginNonce(nonce=nonce, kind=MINER, subject=hotkey, message=message, expires_at=expires_at))
+    return Challenge(nonce, expires_at, message)
+
+
+def _signature_bytes(signature: str) -> bytes:
+    text = signature[2:] if signature.startswith(("0x", "0X")) else signature
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise Unauthorized("signature must be hex (0x…) of the signed message") from None
+
+
+def verify_sr25519(message: str, signature: str, hotkey: str) -> bool:
+    """The hotkey signed ``message`` (as raw bytes, or wrapped in ``<Bytes>`` as polkadot.js does)."""
+    raw = _signature_bytes(signature)
+    data = message.encode()
+    try:
+        return sp_core.verify(data, raw, hotkey, sp_core.CRYPTO_SR25519) or sp_core.verify(
+            b"<Bytes>" + data + b"</Bytes>", raw, hotkey, sp_core.CRYPTO_SR25519
+        )
+    except ValueError:
+        return False
+
+
+def _consume_nonce(db: Session, kind: str, subject: str, nonce: str) -> None:
+    consumed = db.execute(
+        update(LoginNonce)
+        .where(
+            LoginNonce.nonce == nonce,
+            LoginNonce.kind == kind,
+            LoginNonce.subject == subject,
+            LoginNonce.used_at.is_(None),
+            LoginNonce.expires_at > utcnow(),
+        )
+        .values(used_at=utcnow())
+    ).rowcount
+    if consumed != 1:
+        raise Unauthorized("this challenge was already used; request a new one")
+
+
+def _live_nonce(db: Session, kind: str, subject: str, nonce: str | None) -> LoginNonce:
+    query = select(LoginNonce).where(LoginNonce.kind == kind, LoginNonce.subject == subject)
+    if nonce is not None:
+        query = query.where(LoginNonce.nonce == nonce)
+    else:
+        query = query.where(LoginNonce.used_at.is_(None)).order_by(LoginNonce.created_at.desc()).limit(1)
+    row = db.scalar(query)
+    if row is None:
+        raise Unauthorized("unknown challenge: request one first, then sign its message")
+    if row.used_at is not None:
+        raise Unauthorized("this challenge was already used; request a new one")
+    if row.expires_at <= utcnow():
+        raise Unauthorized("this challenge has expired; request a new one")
+    return row
+
+
+def open_miner_session(
+    db: Session,
+    settings: PlatformSettings,
+    registry: HotkeyRegistry,
+    hotkey: str,
+    nonce: str,
+    signature: str,
+) -> OpenedSession:
+    """Verify the signed challenge and registration; open a session. 401 or 403 otherwise."""
+    check_hotkey(hotkey)
+    challenge = _live_nonce(db, MINER, hotkey, nonce)
+    if not verify_sr25519(challenge.message, signature, hotkey):
+        raise Unauthorized("the signature does not match the challenge message and hotkey")
+    if not registry.is_registered(hotkey):
+        raise Forbidden(f"hotkey {hotkey} is not registered on subnet {registry.netuid}; register it first")
+    _consume_nonce(db, MINER, hotkey, nonce)
+    miner = db.scalar(select(Miner).where(Miner.hotkey == hotkey))
+    if miner is None:
+        miner = Miner(hotkey=hotkey)
+        db.add(miner)
+        db.flush()
+    token = new_secret(MINER_TOKEN_PREFIX)
+    expires_at = (utcnow() + timedelta(seconds=settings.miner_session_ttl_seconds)).replace(microsecond=0)
+    db.add(MinerSession(token_hash=hash_secret(token), miner_id=miner.id, expires_at=expires_at))
+    logger.info("miner {} logged in", hotkey)
+    return OpenedSession(token, expires_at)
+
+
+def miner_for_token(db: Session, token: str) -> Miner | None:
+    if not token.startswith(MINER_TOKEN_PREFIX):
+        return None
+    return db.scalar(
+        select(Miner)
+        .join(MinerSession, MinerSession.miner_id == Miner.id)
+        .where(MinerSession.token_hash == hash_secret(token), MinerSession.expires_at > utcnow())
+    )
+
+
+def end_miner_session(db: Session, token: str) -> None:
+    db.execute(
+        update(MinerSession).where(MinerSession.token_hash == hash_secret(token)).values(expires_at=utcnow())
+    )
+
+
+def get_or_create_miner(db: Session, hotkey: str) -> Miner:
+    check_hotkey(hotkey)
+    miner = db.scalar(select(Miner).where(Miner.hotkey == hotkey))
+    if miner is None:
+        miner = Miner(hotkey=hotkey)
+        db.add(miner)
+        db.flush()
+    return miner
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+def check_address(address: str) -> str:
+    if not is_address(address):
+        raise Invalid(f"{address!r} is not an Ethereum address (0x and 40 hex digits)")
+    return to_checksum_address(address)
+
+
+def worker_login_message(base_url: str, address: str, nonce: str, expires_at: datetime) -> str:
+    return (
+        "dojo-platform-worker-login\n"
+        f"platform: {base_url}\n"
+        f"address: {address}\n"
+        f"nonce: {nonce}\n"
+        f"expires: {iso(expires_at)}"
+    )
+
+
+def worker_challenge(db: Session, settings: PlatformSettings, address: str) -> Challenge:
+    address = check_address(address)
+    nonce = secrets.token_hex(16)
+    expires_at = _expiry(settings)
+    message = worker_login_message(settings.base_url, address, nonce, expires_at)
+    db.add(LoginNonce(nonce=nonce, kind=WORKER, subject=address, message=message, expires_at=expires_at))
+    return Challenge(nonce, expires_at, message)
+
+
+def _new_worker(db: Session, address: str | None = None) -> Worker:
+    worker = Worker(public_id=uuid.uuid4().hex, address=address)
+    db.add(worker)
+    db.flush()
+    return worker
+
+
+def open_worker_session_for(db: Session, settings: PlatformSettings, worker: Worker) -> OpenedSession:
+    token = new_secret(WORKER_TOKEN_PREFIX)
+    expires_at = (utcnow() + timedelta(seconds=settings.worker_session_ttl_seconds)).replace(microsecond=0)
+    db.add(WorkerSession(token_hash=hash_secret(token), worker_id=worker.id, expires_at=expires_at))
+    return OpenedSession(token, expires_at)
+
+
+def open_worker_session(
+    db: Session, settings: PlatformSettings, address: str, signature: str, nonce: str | None = None
+) -> tuple[Worker, OpenedSession]:
+    """Verify an EIP-191 ``personal_sign`` of the challenge; the worker is created on first log-in."""
+    address = check_address(address)
+    challenge = _live_nonce(db, WORKER, address, nonce)
+    try:
+        signer = Account.recover_message(encode_defunct(text=challenge.message), signature=signature)
+    except Exception:  # eth-account raises several types for malformed signatures
+        raise Unauthorized(
+            "the signature is not a valid EIP-191 signature of the challenge message"
+        ) from None
+    if signer != address:
+        raise Unauthorized("the signature was made by another address than the one logging in")
+    _consume_nonce(db, WORKER, address, challenge.nonce)
+    worker = db.scalar(select(Worker).where(Worker.address == address)) or _new_worker(db, address)
+    logger.info("worker {} logged in with wallet", worker.public_id)
+    return worker, open_worker_session_for(db, settings, worker)
+
+
+def worker_for_token(db: Session, token: str) -> Worker | None:
+    if not token.startswith(WORKER_TOKEN_PREFIX):
+        return None
+    return db.scalar(
+        select(Worker)
+        .join(WorkerSession, WorkerSession.worker_id == Worker.id)
+        .where(WorkerSession.token_hash == hash_secret(token), WorkerSession.expires_at > utcnow())
+    )
+
+
+def end_worker_session(db: Session, token: str) -> None:
+    db.execute(
+        update(WorkerSession)
+        .where(WorkerSession.token_hash == hash_secret(token))
+        .values(expires_at=utcnow())
+    )
+
+
+def worker_pseudonym(worker_public_id: str, miner_hotkey: str) -> str:
+    """The worker id a miner sees: stable for this miner, unlinkable across miners."""
+    return hashlib.sha256(f"{worker_public_id}:{miner_hotkey}".encode()).hexdigest()[:16]
+
+
+# --- invites -----------------------------------------------------------------------------------
+
+
+def create_invite(db: Session, settings: PlatformSettings, miner_hotkey: str) -> str:
+    """A one-time link that logs a new worker in (no wallet) and subscribes them to the miner."""
+    miner = get_or_create_miner(db, miner_hotkey)
+    token = new_secret(INVITE_PREFIX)
+    expires_at = utcnow() + timedelta(seconds=settings.invite_ttl_seconds)
+    db.add(Invite(token_hash=hash_secret(token), miner_id=miner.id, expires_at=expires_at))
+    return f"{settings.base_url}/invite/{token}"
+
+
+def accept_invite(
+    db: Session, settings: PlatformSettings, token: str, current: Worker | None = None
+) -> tuple[Worker, OpenedSession | None]:
+    """Use the invite: the current worker (if logged in) or a new one joins the miner's team.
+
+    Returns the worker and, for a new worker, the session to set as its cookie.
+    """
+    invite = db.scalar(select(Invite).where(Invite.token_hash == hash_secret(token)))
+    if invite is None:
+        raise NotFound("unknown invite link; ask the miner for a new one")
+    now = utcnow()
+    used = db.execute(
+        update(Invite)
+        .where(Invite.id == invite.id, Invite.used_at.is_(None), Invite.expires_at > now)
+        .values(used_at=now)
+    ).rowcount
+    if used != 1:
+        raise Gone("this invite link was already used or has expired; ask the miner for a new one")
+    worker = current if current is not None else _new_worker(db)
+    db.execute(update(Invite).where(Invite.id == invite.id).values(worker_id=worker.id))
+    miner = db.get(Miner, invite.miner_id)
+    assert miner is not None
+    existing = db.scalar(
+        select(Subscription).where(Subscription.worker_id == worker.id, Subscription.miner_id == miner.id)
+    )
+    if existing is None:
+        db.add(
+            Subscription(
+                worker_id=worker.id, miner_id=miner.id, key_id=None, name=f"invite from {miner.hotkey[:8]}"
+            )
+        )
+    else:
+        existing.key_id = None  # an invite is access that no key's disabling takes away
+    session = None if current is not None else open_worker_session_for(db, settings, worker)
+    logger.info("worker {} joined miner {} by invite", worker.public_id, miner.hotkey)
+    return worker, session

@@ -1,0 +1,188 @@
+"""FastAPI dependencies shared by the JSON API and the UI's page routes.
+
+- :func:`get_settings`, :func:`get_database`, :func:`get_registry`: the app's singletons
+  (``async`` so FastAPI does not send them to a thread; from plain code read
+  ``request.app.state.settings`` / ``.db`` / ``.registry``).
+- :func:`current_miner`: the miner of the request's session (``Authorization: Bearer dms_…``
+  or the ``dojo_miner_session`` cookie); 401 without one.
+- :func:`api_key_miner`: the miner an ``x-api-key`` header belongs to; 401 otherwise.
+- :func:`current_worker` / :func:`optional_worker`: the worker of the request's session
+  (``Authorization: Bearer dws_…`` or the ``dojo_worker_session`` cookie); 401 / ``None``.
+
+Cookie-authenticated unsafe requests (POST, PUT, PATCH, DELETE) must carry the CSRF token
+(:func:`dojo.platform.security.check_csrf`), checked here so no route can forget it. The
+objects returned are detached from any session: read their columns, and open
+``database.session()`` to change anything.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from dojo.platform import auth
+from dojo.platform.db import Database
+from dojo.platform.errors import Unauthorized
+from dojo.platform.keys import miner_for_api_key
+from dojo.platform.models import Miner, Worker
+from dojo.platform.registry import HotkeyRegistry
+from dojo.platform.security import RateLimiter, check_csrf
+from dojo.platform.settings import PlatformSettings
+
+T = TypeVar("T")
+MINER_COOKIE = "dojo_miner_session"
+SESSION_CACHE_SECONDS = 5.0
+WORKER_COOKIE = "dojo_worker_session"
+
+# These only describe the credentials in the OpenAPI schema; the functions below check them.
+bearer_scheme = HTTPBearer(auto_error=False, description="a session token from a log-in")
+miner_cookie_scheme = APIKeyCookie(name=MINER_COOKIE, auto_error=False)
+worker_cookie_scheme = APIKeyCookie(name=WORKER_COOKIE, auto_error=False)
+api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False, description="an API key, sk-…")
+
+
+class SessionCache:
+    """Worker session token → worker, for a few seconds: workers call next/submit in a loop.
+
+    A log-out evicts its token at once in this process; other replicas forget it within
+    ``ttl`` seconds. Only the token's worker is cached: access to a miner's tasks (the
+    subscription and its key) is checked on every request.
+    """
+
+    MISSING: Any = object()
+
+    def __init__(self, ttl: float = SESSION_CACHE_SECONDS, max_entries: int = 50_000):
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Worker | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Any:
+        entry = self._entries.get(token)
+        if entry is None or entry[0] < time.monotonic():
+            return self.MISSING
+        return entry[1]
+
+    def put(self, token: str, worker: Worker | None) -> None:
+        if worker is None:  # unknown tokens are not remembered: nothing to gain, memory to lose
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[token] = (time.monotonic() + self.ttl, worker)
+
+    def evict(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
+
+
+async def run_db(request: Request, work: Callable[[], T]) -> T:
+    """Run blocking database work in a worker thread, at most ``db_threads`` at once.
+
+    Few threads beat many here: a thread that has the database's write lock must win the
+    GIL back after every statement, and with dozens of runnable threads that wait, not the
+    database, would set the pace.
+    """
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.db_limiter)
+
+
+async def get_settings(request: Request) -> PlatformSettings:
+    return request.app.state.settings
+
+
+async def get_database(request: Request) -> Database:
+    return request.app.state.db
+
+
+async def get_registry(request: Request) -> HotkeyRegistry:
+    return request.app.state.registry
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def login_rate_limit(request: Request) -> None:
+    """Count a log-in attempt from the client's address; 429 past the limit."""
+    limiter: RateLimiter = request.app.state.login_limiter
+    limiter.hit(client_address(request))
+
+
+async def _session_token(
+    request: Request, bearer: HTTPAuthorizationCredentials | None, cookie: str
+) -> str | None:
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials
+    token = request.cookies.get(cookie)
+    if token:
+        await check_csrf(request)
+    return token or None
+
+
+async def current_miner(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    _cookie: str | None = Depends(miner_cookie_scheme),
+) -> Miner:
+    token = await _session_token(request, bearer, MINER_COOKIE)
+    if token is None:
+        raise Unauthorized("log in first: POST /api/v1/miner/challenge, sign, POST /api/v1/miner/session")
+    database: Database = request.app.state.db
+
+    def lookup() -> Miner | None:
+        with database.read_session() as db:
+            return auth.miner_for_token(db, token)
+
+    miner = await run_in_threadpool(lookup)
+    if miner is None:
+        raise Unauthorized("your session has expired or is unknown; log in again")
+    return miner
+
+
+async def api_key_miner(request: Request, key: str | None = Depends(api_key_scheme)) -> Miner:
+    database: Database = request.app.state.db
+
+    def lookup() -> Miner:
+        with database.session() as db:
+            return miner_for_api_key(db, key)
+
+    return await run_in_threadpool(lookup)
+
+
+async def optional_worker(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    _cookie: str | None = Depends(worker_cookie_scheme),
+) -> Worker | None:
+    token = await _session_token(request, bearer, WORKER_COOKIE)
+    if token is None:
+        return None
+    cache: SessionCache = request.app.state.worker_sessions
+    cached = cache.get(token)
+    if cached is not SessionCache.MISSING:
+        return cached
+    database: Database = request.app.state.db
+
+    def lookup() -> Worker | None:
+        with database.read_session() as db:
+            return auth.worker_for_token(db, token)
+
+    worker = await run_db(request, lookup)
+    cache.put(token, worker)
+    return worker
+
+
+async def current_worker(worker: Worker | None = Depends(optional_worker)) -> Worker:
+    if worker is None:
+        raise Unauthorized("log in first: with your wallet (POST /api/v1/worker/login) or an invite link")
+    return worker

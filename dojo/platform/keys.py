@@ -1,0 +1,91 @@
+"""API keys (a miner's scripts call the task endpoints with them) and subscription keys
+(a miner hands them to workers, who add them to see the miner's tasks).
+
+A key is ``sk-`` and 256 random bits, returned once by :func:`create_key` and stored as its
+SHA-256. Lists show the first characters, creation and last use. Disabling takes effect at
+once: every lookup checks ``disabled_at``, nothing is cached.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from dojo.platform.errors import Conflict, NotFound, Unauthorized
+from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner, utcnow
+from dojo.platform.security import KEY_PREFIX, display_prefix, hash_secret, new_secret
+
+KINDS = (KEY_KIND_API, KEY_KIND_SUBSCRIPTION)
+MAX_ACTIVE_KEYS = 50
+# last_used_at is written at most this often per key, so a busy key does not write per request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def create_key(db: Session, miner: Miner, kind: str) -> tuple[ApiKey, str]:
+    """A new key; the returned string is the only time the full key exists outside the caller."""
+    assert kind in KINDS
+    active = db.scalar(
+        select(func.count()).where(
+            ApiKey.miner_id == miner.id, ApiKey.kind == kind, ApiKey.disabled_at.is_(None)
+        )
+    )
+    if active >= MAX_ACTIVE_KEYS:
+        raise Conflict(f"at most {MAX_ACTIVE_KEYS} active {kind} keys; disable one first")
+    key = new_secret(KEY_PREFIX)
+    row = ApiKey(miner_id=miner.id, kind=kind, key_hash=hash_secret(key), prefix=display_prefix(key))
+    db.add(row)
+    db.flush()
+    return row, key
+
+
+def list_keys(db: Session, miner: Miner, kind: str) -> list[ApiKey]:
+    return list(
+        db.scalars(select(ApiKey).where(ApiKey.miner_id == miner.id, ApiKey.kind == kind).order_by(ApiKey.id))
+    )
+
+
+def disable_key(db: Session, miner: Miner, kind: str, key_id: int) -> ApiKey:
+    row = db.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.miner_id == miner.id, ApiKey.kind == kind)
+    )
+    if row is None:
+        raise NotFound(f"no {kind} key with id {key_id} among yours")
+    if row.disabled_at is None:
+        row.disabled_at = utcnow()
+    return row
+
+
+def miner_for_api_key(db: Session, key: str | None) -> Miner:
+    """The miner an ``x-api-key`` belongs to; 401 for a missing, unknown or disabled key."""
+    if not key:
+        raise Unauthorized("send your API key in the x-api-key header (dojo api-key generate)")
+    row = db.scalar(select(ApiKey).where(ApiKey.key_hash == hash_secret(key), ApiKey.kind == KEY_KIND_API))
+    if row is None:
+        raise Unauthorized("unknown API key")
+    if row.disabled_at is not None:
+        raise Unauthorized("this API key is disabled; generate a new one")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        db.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+    miner = db.get(Miner, row.miner_id)
+    assert miner is not None
+    return miner
+
+
+def active_subscription_key(db: Session, key: str) -> ApiKey:
+    """The enabled subscription key ``key`` is; 404 otherwise (never says whether it existed)."""
+    row = db.scalar(
+        select(ApiKey).where(
+            ApiKey.key_hash == hash_secret(key),
+            ApiKey.kind == KEY_KIND_SUBSCRIPTION,
+            ApiKey.disabled_at.is_(None),
+        )
+    )
+    if row is None:
+        raise NotFound("no active subscription key matches; check it with the miner")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+    return row

@@ -1,0 +1,385 @@
+"""The worker's side of tasks: the next task, submitting a result, skipping.
+
+The invariant: a task never collects more than ``max_results`` results. A claim counts
+the task's results (``tasks.num_results``) plus the live holds of other workers, and is
+made only while that is below ``max_results``; a submission without a live hold of its own
+makes the same check. Both happen under the task's row lock (``SELECT … FOR UPDATE`` on
+PostgreSQL; on SQLite the write transaction's ``BEGIN IMMEDIATE`` lock), so concurrent
+claims and submissions on one task are serialised and each sees the others' commits. On
+PostgreSQL a claim first tries the open tasks with ``SKIP LOCKED``, so concurrent workers
+spread over tasks instead of queueing on one, then waits on the first open task, so a
+task locked for a moment never reads as "no task".
+
+A hold lasts ``hold_ttl_seconds``; an expired hold frees its place. One result per worker
+per task: a resubmission before the task expires replaces it (and does not count twice).
+
+This is the platform's hot path (every worker loops next → submit), so it runs a few
+prepared SQL statements, the same text on SQLite and PostgreSQL, instead of building ORM
+queries per call.
+
+For the UI's page routes: :func:`next_task`, :func:`submit_result`, :func:`skip_task`,
+:func:`worker_progress`. Each takes an open write session (``Database.session()``).
+The API splits :func:`next_task` into :func:`plan_next_task` (a read transaction, no
+write lock) and :func:`claim_next_task` (a short write transaction).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Connection, DateTime, Integer, String, TextClause, bindparam, func, select, text
+from sqlalchemy.orm import Session
+
+from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
+from dojo.platform.models import DONE, HOLD, SKIPPED, Result, Worker, utcnow
+from dojo.platform.settings import PlatformSettings
+from dojo.platform.subscriptions import WorkerTaskView
+
+# How many open tasks a claim tries, and over how many the read-only look spreads them.
+CANDIDATES = 16
+SPREAD = 24
+
+_TIMES = ("now", "until")
+
+
+def _sql(statement: str, **columns: Any) -> TextClause:
+    clause = text(statement)
+    binds = [bindparam(name, type_=DateTime()) for name in _TIMES if f":{name}" in statement]
+    if ":data" in statement:
+        binds.append(bindparam("data", type_=JSON()))
+    if binds:
+        clause = clause.bindparams(*binds)
+    return clause.columns(**columns) if columns else clause
+
+
+_LIVE_SUBSCRIPTION = (
+    "SELECT 1 FROM subscriptions s LEFT JOIN api_keys k ON k.id = s.key_id"
+    " WHERE s.worker_id = :w AND s.miner_id = {miner} AND (s.key_id IS NULL OR k.disabled_at IS NULL)"
+)
+_TASK_COLUMNS = {
+    "id": String,
+    "miner_id": Integer,
+    "title": String,
+    "body": String,
+    "prompt": String,
+    "task_type": String,
+    "criteria": JSON,
+    "completions": JSON,
+    "num_results": Integer,
+    "max_results": Integer,
+    "expire_at": DateTime,
+}
+_SELECT_TASK = "SELECT " + ", ".join(f"t.{c}" for c in _TASK_COLUMNS) + " FROM tasks t WHERE t.id = :t"
+
+HELD = _sql(
+    "SELECT t.id, a.held_until FROM assignments a JOIN tasks t ON t.id = a.task_id"
+    " WHERE a.worker_id = :w AND a.status = 'held' AND a.held_until > :now AND t.expire_at > :now"
+    f" AND EXISTS ({_LIVE_SUBSCRIPTION.format(miner='t.miner_id')})"
+    " ORDER BY t.expire_at LIMIT 1",
+    id=String,
+    held_until=DateTime,
+)
+LIVE_MINERS = _sql(
+    "SELECT s.miner_id FROM subscriptions s LEFT JOIN api_keys k ON k.id = s.key_id"
+    " WHERE s.worker_id = :w AND (s.key_id IS NULL OR k.disabled_at IS NULL)"
+)
+# One miner per query, so the scan walks the partial index ix_tasks_open in deadline order
+# and stops at the limit (an IN over several miners would sort every open task first).
+OPEN_TASKS = _sql(
+    "SELECT t.id, t.expire_at FROM tasks t"
+    " WHERE t.miner_id = :m AND t.num_results < t.max_results AND t.expire_at > :now"
+    " AND t.num_results + (SELECT count(*) FROM assignments a"
+    "   WHERE a.task_id = t.id AND a.status = 'held' AND a.held_until > :now) < t.max_results"
+    " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.task_id = t.id AND a.worker_id = :w"
+    "   AND (a.status <> 'held' OR a.held_until > :now))"
+    # Not "expire_at, id": the index holds (expire_at, rowid), and sorting ties by id would
+    # make SQLite sort every open task of the miner.
+    " ORDER BY t.expire_at LIMIT :limit",
+    id=String,
+    expire_at=DateTime,
+)
+TASK = _sql(_SELECT_TASK, **_TASK_COLUMNS)
+TASK_FOR_UPDATE = _sql(_SELECT_TASK + " FOR UPDATE", **_TASK_COLUMNS)
+TASK_SKIP_LOCKED = _sql(_SELECT_TASK + " FOR UPDATE SKIP LOCKED", **_TASK_COLUMNS)
+OTHERS_HOLDING = _sql(
+    "SELECT count(*) FROM assignments"
+    " WHERE task_id = :t AND status = 'held' AND held_until > :now AND worker_id <> :w"
+)
+SET_ASSIGNMENT = _sql(
+    "INSERT INTO assignments (task_id, worker_id, status, held_until, created_at, updated_at)"
+    " VALUES (:t, :w, :status, :until, :now, :now)"
+    " ON CONFLICT (task_id, worker_id) DO UPDATE"
+    " SET status = excluded.status, held_until = excluded.held_until, updated_at = excluded.updated_at"
+)
+ACCESS = _sql(_LIVE_SUBSCRIPTION.format(miner=":m"))
+MINE = _sql(
+    "SELECT (SELECT id FROM results WHERE task_id = :t AND worker_id = :w) AS result_id,"
+    " (SELECT status FROM assignments WHERE task_id = :t AND worker_id = :w) AS status,"
+    " (SELECT held_until FROM assignments WHERE task_id = :t AND worker_id = :w) AS held_until",
+    result_id=Integer,
+    status=String,
+    held_until=DateTime,
+)
+REPLACE_RESULT = _sql("UPDATE results SET result_data = :data, updated_at = :now WHERE id = :id")
+INSERT_RESULT = _sql(
+    "INSERT INTO results (task_id, worker_id, result_data, created_at, updated_at)"
+    " VALUES (:t, :w, :data, :now, :now)"
+)
+COUNT_RESULT = _sql("UPDATE tasks SET num_results = num_results + 1 WHERE id = :t")
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task as the queue reads it."""
+
+    id: str
+    miner_id: int
+    title: str
+    body: str
+    prompt: str
+    task_type: str
+    criteria: list[dict[str, Any]]
+    completions: list[dict[str, Any]]
+    num_results: int
+    max_results: int
+    expire_at: datetime
+
+
+# The functions take an ORM Session (page routes) or a Core Connection (the API's hot path,
+# which skips the Session's bookkeeping); both execute the statements alike.
+Db = Session | Connection
+
+
+def _is_postgres(db: Db) -> bool:
+    dialect = db.dialect if isinstance(db, Connection) else db.get_bind().dialect
+    return dialect.name == "postgresql"
+
+
+def _task(db: Db, statement: TextClause, task_id: str) -> TaskRow | None:
+    row = db.execute(statement, {"t": task_id}).first()
+    return None if row is None else TaskRow(*row)
+
+
+def _lock_task(db: Db, task_id: str) -> TaskRow | None:
+    return _task(db, TASK_FOR_UPDATE if _is_postgres(db) else TASK, task_id)
+
+
+def _others_holding(db: Db, task_id: str, worker_id: int, now: datetime) -> int:
+    return int(db.execute(OTHERS_HOLDING, {"t": task_id, "w": worker_id, "now": now}).scalar_one())
+
+
+def _set_assignment(
+    db: Db, task_id: str, worker_id: int, status: str, until: datetime, now: datetime
+) -> None:
+    db.execute(SET_ASSIGNMENT, {"t": task_id, "w": worker_id, "status": status, "until": until, "now": now})
+
+
+def _view(task: TaskRow, held_until: datetime | None) -> WorkerTaskView:
+    return WorkerTaskView(
+        id=task.id,
+        title=task.title,
+        body=task.body,
+        prompt=task.prompt,
+        task_type=task.task_type,
+        criteria=task.criteria,
+        completions=[{"cid": c["cid"], "completion": c["completion"]} for c in task.completions],
+        num_results=task.num_results,
+        max_results=task.max_results,
+        expire_at=task.expire_at,
+        held_until=held_until,
+        # A held task has no result of this worker: submitting turns the hold into "done".
+        my_result=None,
+    )
+
+
+def _candidates(
+    db: Db, worker: Worker, miner_ids: list[int], now: datetime, limit: int = CANDIDATES
+) -> list[str]:
+    found: list[tuple[datetime, str]] = []
+    for miner_id in miner_ids:
+        rows = db.execute(OPEN_TASKS, {"m": miner_id, "w": worker.id, "now": now, "limit": limit})
+        found.extend((expire_at, task_id) for task_id, expire_at in rows)
+    return [task_id for _, task_id in sorted(found)[:limit]]
+
+
+def _claim(
+    db: Db, settings: PlatformSettings, worker: Worker, task: TaskRow | None, now: datetime
+) -> WorkerTaskView | None:
+    """Hold ``task`` (already row-locked) for the worker if it still has a free place."""
+    if task is None or task.expire_at <= now or task.num_results >= task.max_results:
+        return None
+    if task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
+        return None
+    until = now + timedelta(seconds=settings.hold_ttl_seconds)
+    _set_assignment(db, task.id, worker.id, HOLD, until, now)
+    return _view(task, until)
+
+
+@dataclass(frozen=True)
+class NextTaskPlan:
+    """What a read-only look finds: the worker's live hold, or its miners and open tasks."""
+
+    held: WorkerTaskView | None
+    miner_ids: list[int]
+    candidates: list[str]
+
+
+def plan_next_task(db: Db, worker: Worker, spread: int = SPREAD) -> NextTaskPlan:
+    """The read-only half of :func:`next_task`; run it in a read transaction.
+
+    Up to ``spread`` open tasks come back shuffled, so that concurrent workers try different
+    tasks first instead of all queueing for the oldest.
+    """
+    now = utcnow()
+    held = db.execute(HELD, {"w": worker.id, "now": now}).first()
+    if held is not None:
+        task = _task(db, TASK, held.id)
+        assert task is not None
+        return NextTaskPlan(_view(task, held.held_until), [], [])
+    miner_ids = list(db.execute(LIVE_MINERS, {"w": worker.id}).scalars())
+    candidates = _candidates(db, worker, miner_ids, now, spread) if miner_ids else []
+    random.shuffle(candidates)
+    return NextTaskPlan(None, miner_ids, candidates)
+
+
+def claim_next_task(
+    db: Db, settings: PlatformSettings, worker: Worker, plan: NextTaskPlan
+) -> WorkerTaskView | None:
+    """The writing half of :func:`next_task`: claim one of the plan's tasks, or search again.
+
+    Each claim re-checks its task under the row lock, so a stale plan costs a retry, never a
+    wrong claim; when none of its tasks is still free the search runs again in this
+    transaction, so "no task" is never the answer while one is free.
+    """
+    if plan.held is not None:
+        return plan.held
+    if not plan.miner_ids:
+        return None
+    now = utcnow()
+    live = set(plan.miner_ids)
+    fresh_read = _is_postgres(db)
+    for task_id in plan.candidates[:CANDIDATES]:
+        task = _task(db, TASK_SKIP_LOCKED, task_id) if fresh_read else _task(db, TASK, task_id)
+        if task is not None and task.miner_id in live:
+            view = _claim(db, settings, worker, task, now)
+            if view is not None:
+                return view
+    for task_id in _candidates(db, worker, plan.miner_ids, now):
+        view = _claim(db, settings, worker, _lock_task(db, task_id), now)
+        if view is not None:
+            return view
+    return None
+
+
+def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
+    """The task held for this worker: its live hold if it has one, else a newly claimed one."""
+    return claim_next_task(db, settings, worker, plan_next_task(db, worker))
+
+
+def validate_result_data(task: TaskRow, result_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check a result against the task's criteria; return it normalised (rankings as ``{cid: rank}``).
+
+    A ranking is a permutation of the task's completion ids: ``{cid: rank}`` with ranks
+    1..n (1 best), or the list of cids best first. A multi-score is one finite number per
+    completion within the criterion's min and max.
+    """
+    cids = [c["cid"] for c in task.completions]
+    criteria = {c["type"]: c for c in task.criteria}
+    given = [item["type"] for item in result_data]
+    if len(set(given)) != len(given):
+        raise Invalid("one entry per criterion type in resultData")
+    if set(given) != set(criteria):
+        raise Invalid(
+            f"resultData must answer exactly the task's criteria: {sorted(criteria)}; got {sorted(given)}"
+        )
+    normalised = []
+    for item in result_data:
+        kind, value = item["type"], item["value"]
+        if kind == "ranking":
+            if isinstance(value, list):
+                if sorted(map(str, value)) != sorted(cids) or not all(isinstance(v, str) for v in value):
+                    raise Invalid(f"a ranking list must be a permutation of the completion ids {cids}")
+                value = {cid: rank for rank, cid in enumerate(value, start=1)}
+            if set(value) != set(cids):
+                raise Invalid(f"a ranking must rank exactly the completion ids {cids}")
+            ranks = list(value.values())
+            if any(type(r) is not int for r in ranks) or sorted(ranks) != list(range(1, len(cids) + 1)):
+                raise Invalid(f"ranks must be the integers 1..{len(cids)}, each once (1 is best)")
+            normalised.append({"type": "ranking", "value": {cid: value[cid] for cid in cids}})
+        else:
+            low, high = criteria[kind]["min"], criteria[kind]["max"]
+            if not isinstance(value, dict) or set(value) != set(cids):
+                raise Invalid(f"multi-score needs one score for each completion id {cids}")
+            for cid in cids:
+                score = value[cid]
+                if type(score) not in (int, float) or not math.isfinite(score) or not low <= score <= high:
+                    raise Invalid(f"score for {cid!r} must be a number within {low}..{high}; got {score!r}")
+            normalised.append({"type": kind, "value": {cid: value[cid] for cid in cids}})
+    return normalised
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task_id: str
+    replaced: bool
+    updated_at: datetime
+
+
+def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> TaskRow:
+    task = _lock_task(db, task_id)
+    if task is None or db.execute(ACCESS, {"w": worker.id, "m": task.miner_id}).first() is None:
+        raise NotFound("no such task among your subscriptions")
+    return task
+
+
+def submit_result(
+    db: Db, settings: PlatformSettings, worker: Worker, task_id: str, result_data: list[dict[str, Any]]
+) -> Submitted:
+    """Store (or replace) this worker's result. 404 not yours, 410 expired, 409 full, 422 invalid."""
+    task = _accessible_locked_task(db, worker, task_id)
+    now = utcnow()
+    if task.expire_at <= now:
+        raise Gone(f"task {task_id} expired at {task.expire_at.isoformat()}Z; it takes no more results")
+    data = validate_result_data(task, result_data)
+    mine = db.execute(MINE, {"t": task.id, "w": worker.id}).one()
+    if mine.result_id is not None:
+        db.execute(REPLACE_RESULT, {"data": data, "now": now, "id": mine.result_id})
+        return Submitted(task.id, True, now)
+    holding = mine.status == HOLD and mine.held_until is not None and mine.held_until > now
+    if not holding and task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
+        raise Conflict(f"task {task_id} already has its {task.max_results} results (or they are held)")
+    db.execute(INSERT_RESULT, {"t": task.id, "w": worker.id, "data": data, "now": now})
+    db.execute(COUNT_RESULT, {"t": task.id})
+    _set_assignment(db, task.id, worker.id, DONE, now, now)
+    return Submitted(task.id, False, now)
+
+
+def skip_task(db: Db, worker: Worker, task_id: str) -> None:
+    """Release this worker's hold and never offer the task to it again."""
+    task = _accessible_locked_task(db, worker, task_id)
+    if db.execute(MINE, {"t": task.id, "w": worker.id}).one().result_id is not None:
+        raise Conflict("you already submitted a result for this task; resubmit to change it")
+    now = utcnow()
+    _set_assignment(db, task.id, worker.id, SKIPPED, now, now)
+
+
+@dataclass(frozen=True)
+class WorkerProgress:
+    results_today: int
+    results_total: int
+
+
+def worker_progress(db: Db, worker: Worker) -> WorkerProgress:
+    """Results this worker has submitted since midnight UTC, and in all."""
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    today = db.scalar(
+        select(func.count())
+        .select_from(Result)
+        .where(Result.worker_id == worker.id, Result.created_at >= midnight)
+    )
+    total = db.scalar(select(func.count()).select_from(Result).where(Result.worker_id == worker.id))
+    return WorkerProgress(today or 0, total or 0)

@@ -1,0 +1,321 @@
+"""Request and response bodies of the Dojo API (camelCase on the wire, as the original).
+
+The contract is ``docs/platform-api.md``; change both together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+MAX_TITLE = 200
+MAX_TEXT = 64 * 1024
+MAX_COMPLETION_BYTES = 512 * 1024
+MIN_COMPLETIONS = 2
+MAX_COMPLETIONS = 10
+MAX_TASKS_PER_REQUEST = 10
+MAX_RESULTS_LIMIT = 100
+CRITERION_TYPES = ("ranking", "multi-score")
+# Ids are 32-bit integers in the database; a larger one in a path is a 422, not a driver error.
+DB_INT_MAX = 2**31 - 1
+
+
+class Camel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+
+def iso(value: datetime | None) -> str | None:
+    """Naive UTC → ISO 8601 with ``Z``."""
+    if value is None:
+        return None
+    return value.replace(microsecond=0).isoformat() + "Z"
+
+
+def to_naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+# --- miner log-in and keys -------------------------------------------------------------------
+
+
+class MinerChallengeIn(Camel):
+    hotkey: str = Field(min_length=1, max_length=64)
+
+
+class ChallengeOut(Camel):
+    nonce: str
+    expires_at: str
+    message: str
+
+
+class MinerSessionIn(Camel):
+    hotkey: str = Field(min_length=1, max_length=64)
+    nonce: str = Field(min_length=1, max_length=64)
+    signature: str = Field(
+        min_length=1, max_length=300, description="0x-hex sr25519 signature of the message"
+    )
+
+
+class SessionOut(Camel):
+    token: str
+    expires_at: str
+
+
+class KeyCreatedOut(Camel):
+    id: int
+    key: str = Field(description="the full key; shown only in this response")
+    prefix: str
+    created_at: str
+
+
+class KeyOut(Camel):
+    id: int
+    prefix: str
+    created_at: str
+    last_used_at: str | None
+    disabled: bool
+
+
+class KeyListOut(Camel):
+    keys: list[KeyOut]
+
+
+class KeyDisabledOut(Camel):
+    id: int
+    disabled: bool
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+class CompletionIn(Camel):
+    model: str = Field("", max_length=200)
+    completion: str | dict[str, Any] | list[Any]
+    cid: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("completion")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        size = len(value.encode()) if isinstance(value, str) else len(json.dumps(value).encode())
+        if size > MAX_COMPLETION_BYTES:
+            raise ValueError(
+                f"a completion may hold at most {MAX_COMPLETION_BYTES} bytes; this one holds {size}"
+            )
+        return value
+
+
+class CriterionIn(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the original sent "options" too; kept as given
+
+    type: Literal["ranking", "multi-score"]
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> CriterionIn:
+        if self.type == "multi-score":
+            if self.min is None or self.max is None:
+                raise ValueError("a multi-score criterion needs min and max")
+            if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min >= self.max:
+                raise ValueError("a multi-score criterion needs finite min < max")
+        return self
+
+
+class TaskDataIn(Camel):
+    prompt: str = Field(max_length=MAX_TEXT)
+    responses: list[CompletionIn] = Field(min_length=MIN_COMPLETIONS, max_length=MAX_COMPLETIONS)
+    task: str = Field("CODE_GENERATION", min_length=1, max_length=64)
+    criteria: list[CriterionIn] = Field(min_length=1, max_length=len(CRITERION_TYPES))
+
+    @model_validator(mode="after")
+    def _unique(self) -> TaskDataIn:
+        types = [c.type for c in self.criteria]
+        if len(set(types)) != len(types):
+            raise ValueError("each criterion type may appear once")
+        cids = [r.cid or r.model for r in self.responses]
+        if any(not cid for cid in cids):
+            raise ValueError("every response needs a cid (or a model name to stand for it)")
+        if len(set(cids)) != len(cids):
+            raise ValueError("completion ids (cid, or model where cid is absent) must be distinct")
+        return self
+
+
+class CreateTasksIn(Camel):
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    body: str = Field("", max_length=MAX_TEXT)
+    expire_at: datetime
+    task_data: list[TaskDataIn] = Field(min_length=1, max_length=MAX_TASKS_PER_REQUEST)
+    max_results: int = Field(1, ge=1, le=MAX_RESULTS_LIMIT)
+
+
+class CreateTasksOut(BaseModel):
+    success: bool = True
+    body: list[str]
+    error: str | None = None
+
+
+class TaskStatusOut(Camel):
+    id: str
+    status: Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
+    num_results: int
+    max_results: int
+    expire_at: str
+
+
+class ResultItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(max_length=32)
+    value: dict[str, Any] | list[Any]
+
+
+class TaskResultOut(Camel):
+    id: int
+    worker_id: str = Field(description="pseudonymous: stable per worker and miner, unlinkable across miners")
+    status: Literal["COMPLETED"] = "COMPLETED"
+    result_data: list[ResultItem]
+    created_at: str
+    updated_at: str
+
+
+class TaskResultsBody(Camel):
+    task_results: list[TaskResultOut]
+
+
+class TaskResultsOut(BaseModel):
+    success: bool = True
+    body: TaskResultsBody
+    error: str | None = None
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+
+class WorkerChallengeIn(Camel):
+    address: str = Field(min_length=1, max_length=64)
+
+
+class WorkerLoginIn(Camel):
+    address: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=300)
+    nonce: str | None = Field(
+        None, max_length=64, description="the challenge's nonce; the latest one if absent"
+    )
+
+
+class WorkerSessionOut(Camel):
+    token: str
+    expires_at: str
+    worker_id: str
+
+
+class WorkerMeOut(Camel):
+    worker_id: str
+    address: str | None
+    results_today: int
+    results_total: int
+
+
+class SubscriptionIn(Camel):
+    name: str = Field(min_length=1, max_length=100)
+    key: str = Field(min_length=1, max_length=200)
+
+
+class SubscriptionOut(Camel):
+    id: int
+    name: str
+    miner_hotkey: str
+    key_prefix: str | None
+    active: bool
+    created_at: str
+
+
+class SubscriptionListOut(Camel):
+    subscriptions: list[SubscriptionOut]
+
+
+class CompletionOut(Camel):
+    cid: str
+    completion: str | dict[str, Any] | list[Any]
+
+
+class WorkerTaskSummary(Camel):
+    id: str
+    title: str
+    task_type: str
+    num_results: int
+    max_results: int
+    expire_at: str
+    status: Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
+    my_status: Literal["held", "done", "skipped"] | None
+
+
+class WorkerTaskListOut(Camel):
+    tasks: list[WorkerTaskSummary]
+
+
+class WorkerTaskOut(Camel):
+    id: str
+    title: str
+    body: str
+    prompt: str
+    task_type: str
+    criteria: list[dict[str, Any]]
+    completions: list[CompletionOut]
+    num_results: int
+    max_results: int
+    expire_at: str
+    held_until: str | None
+    my_result: list[ResultItem] | None
+
+
+class SubmitResultIn(Camel):
+    result_data: list[ResultItem] = Field(min_length=1, max_length=len(CRITERION_TYPES))
+
+
+class SubmitResultOut(Camel):
+    task_id: str
+    status: Literal["done"] = "done"
+    replaced: bool
+    updated_at: str
+
+
+class SkipOut(Camel):
+    task_id: str
+    status: Literal["skipped"] = "skipped"
+
+
+# --- miner dashboard ----------------------------------------------------------------------------
+
+
+class DashboardTask(Camel):
+    id: str
+    title: str
+    task_type: str
+    status: Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
+    num_results: int
+    max_results: int
+    expire_at: str
+    created_at: str
+    agreement: float | None = Field(
+        description="Kendall's W over the workers' rankings, 0..1; none below 2 results"
+    )
+
+
+class DashboardOut(Camel):
+    hotkey: str
+    tasks: list[DashboardTask]
+    total_tasks: int
+    total_results: int
+    workers: int

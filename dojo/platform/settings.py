@@ -1,0 +1,92 @@
+"""The worker platform's settings, resolved once per process into one typed object.
+
+Precedence: ``dojo platform serve`` flags > environment (``DATABASE_URL``, ``PUBLIC_URL``) >
+defaults. :meth:`PlatformSettings.describe` prints them with the database password masked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import make_url
+
+DEFAULT_DB_PATH = "~/.dojo/platform.sqlite"
+
+
+def default_database_url() -> str:
+    """``DATABASE_URL`` from the environment, else a SQLite file under ``~/.dojo``."""
+    env = os.environ.get("DATABASE_URL")
+    if env:
+        return normalize_database_url(env)
+    return f"sqlite:///{Path(DEFAULT_DB_PATH).expanduser()}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the forms operators type: a bare path, ``postgres://`` and ``postgresql://``."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class PlatformSettings(BaseModel):
+    """Everything the platform process needs; the defaults suit one machine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(default_factory=default_database_url)
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = Field(None, description="base URL workers and miners reach; signed into logins")
+    network: str | None = Field(
+        None, description="--subtensor.network: a network name or a local-chain directory"
+    )
+    chain_endpoint: str | None = None
+    netuid: int = Field(52, ge=0, le=65535)
+    # How stale the registration snapshot may be before a request refreshes it.
+    registration_refresh_seconds: float = Field(12.0, ge=0)
+    nonce_ttl_seconds: int = Field(300, ge=10)
+    miner_session_ttl_seconds: int = Field(24 * 3600, ge=60)
+    # Invited workers have no wallet to log in again with, so their session is long.
+    worker_session_ttl_seconds: int = Field(30 * 24 * 3600, ge=60)
+    invite_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    hold_ttl_seconds: int = Field(
+        600, ge=5, description="how long a task stays held for the worker it was given to"
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body, except create-tasks")
+    max_task_body_bytes: int = Field(8 << 20, ge=1024, description="largest create-tasks body")
+    login_rate_limit: int = Field(30, ge=1, description="log-in requests per client address per window")
+    login_rate_window_seconds: float = Field(60.0, gt=0)
+    cookie_secure: bool | None = Field(None, description="Secure cookies; default: when public_url is https")
+    migrate_on_start: bool = True
+    db_pool_size: int = Field(20, ge=1)
+    db_threads: int = Field(4, ge=1, description="threads running the queue's database work at once")
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.base_url.startswith("https://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def describe(self) -> str:
+        """One line per setting, the database password masked."""
+        shown = self.model_dump()
+        shown["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        shown["public_url"] = self.base_url
+        return "\n".join(f"  {key}: {value}" for key, value in shown.items())

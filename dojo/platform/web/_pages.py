@@ -1,0 +1,205 @@
+"""The web UI's page routes: server-rendered HTML over the platform's service modules.
+
+Pages only read; every change (log-in, keys, answers) goes through the JSON API from the
+page's JavaScript with the CSRF header, so there is one code path for each write. The
+routes are plain ``def`` functions: the services use a blocking SQLAlchemy session, which
+FastAPI runs in its thread pool, never on the event loop.
+
+Content-Security-Policy: pages allow scripts from the platform only. The task page must
+also allow inline scripts, because an ``srcdoc`` iframe inherits its parent's policy and a
+completion's preview runs inline scripts; the preview itself runs with an opaque origin
+(``sandbox="allow-scripts"``) under its own policy that forbids every fetch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from dojo.platform.errors import PlatformError
+from dojo.platform.web import _views as views
+from dojo.platform.web._templating import CONTENT_TYPES, render, static_body
+
+WORKER_COOKIE = "dojo_worker_session"
+MINER_COOKIE = "dojo_miner_session"
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+TASK_PAGE_CSP = PAGE_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is looking at a page: a worker, a miner (one browser can be both), or nobody."""
+
+    worker: Any = None
+    miner: Any = None
+
+
+@contextmanager
+def _read(request: Request) -> Iterator[Session]:
+    with request.app.state.db.read_session() as db:
+        yield db
+
+
+def _visitor(request: Request, db: Session) -> Visitor:
+    from dojo.platform import auth
+
+    worker_token = request.cookies.get(WORKER_COOKIE)
+    miner_token = request.cookies.get(MINER_COOKIE)
+    return Visitor(
+        worker=auth.worker_for_token(db, worker_token) if worker_token else None,
+        miner=auth.miner_for_token(db, miner_token) if miner_token else None,
+    )
+
+
+def _page(
+    request: Request,
+    template: str,
+    visitor: Visitor,
+    status_code: int = 200,
+    csp: str = PAGE_CSP,
+    **context: Any,
+) -> HTMLResponse:
+    worker = visitor.worker
+    miner = visitor.miner
+    body = render(
+        template,
+        worker=views.worker_badge(worker) if worker is not None else None,
+        miner=views.miner_badge(miner) if miner is not None else None,
+        csrf_token=getattr(request.state, "csrf_token", ""),
+        title=context.pop("title", "Dojo"),
+        active=context.pop("active", ""),
+        **context,
+    )
+    headers = {"Content-Security-Policy": csp, "Cache-Control": "no-store"}
+    return HTMLResponse(body, status_code=status_code, headers=headers)
+
+
+def _message(
+    request: Request,
+    visitor: Visitor,
+    status_code: int,
+    heading: str,
+    message: str,
+    link: tuple[str, str] | None = None,
+) -> HTMLResponse:
+    return _page(
+        request,
+        "message.html",
+        visitor,
+        status_code=status_code,
+        title=heading,
+        heading=heading,
+        message=message,
+        link={"href": link[0], "text": link[1]} if link else None,
+    )
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/static/{name}")
+def static_file(name: str) -> Response:
+    body = static_body(name)
+    if body is None:
+        return Response("no such file", status_code=404, media_type="text/plain")
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    return Response(
+        body,
+        media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        # URLs carry the content's hash (static_url), so a cached copy is never stale.
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+    if visitor.worker is not None:
+        return RedirectResponse("/tasks", status_code=303)
+    if visitor.miner is not None:
+        return RedirectResponse("/miner", status_code=303)
+    return _to_login(request)
+
+
+@router.get("/login")
+def login(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+    return _page(request, "login.html", visitor, title="Log in", active="login")
+
+
+@router.get("/miner/login")
+def miner_login(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+    return _page(request, "miner_login.html", visitor, title="Miner sign-in", active="login")
+
+
+@router.get("/keys")
+def subscription_keys(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.worker is None:
+            return _to_login(request)
+        subscriptions = views.subscription_rows(db, visitor.worker)
+    return _page(
+        request, "keys.html", visitor, title="Subscription keys", active="keys", subscriptions=subscriptions
+    )
+
+
+@router.get("/tasks")
+def task_list(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.worker is None:
+            return _to_login(request)
+        page = views.task_list(db, visitor.worker)
+    return _page(request, "tasks.html", visitor, title="Tasks", active="tasks", **page)
+
+
+@router.get("/tasks/{task_id}")
+def task_page(request: Request, task_id: str) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.worker is None:
+            return _to_login(request)
+        try:
+            page = views.task_page(db, visitor.worker, task_id)
+        except PlatformError as exc:
+            return _message(
+                request,
+                visitor,
+                exc.status_code,
+                "Task not available",
+                exc.detail,
+                ("/tasks", "Back to tasks"),
+            )
+    return _page(
+        request, "task.html", visitor, csp=TASK_PAGE_CSP, title=page["task"].title, active="tasks", **page
+    )
+
+
+@router.get("/miner")
+def miner_dashboard(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.miner is None:
+            return RedirectResponse("/miner/login", status_code=303)
+        page = views.miner_dashboard(db, visitor.miner)
+    return _page(request, "miner.html", visitor, title="Miner dashboard", active="miner", **page)
+
+
+__all__ = ["MINER_COOKIE", "PAGE_CSP", "TASK_PAGE_CSP", "WORKER_COOKIE", "router"]

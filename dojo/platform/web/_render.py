@@ -1,0 +1,243 @@
+"""Turn a task's completions into what the task page shows.
+
+A completion arrives as the miner sent it (``docs/platform-api.md``): plain text, a
+dialogue (a list of turns), or code (a dict with ``files``, each a filename, content and
+language). This module decides how each is shown: text as text, code highlighted on the
+server with Pygments (no JavaScript highlighter), one tab per file, and a live preview for
+HTML/JavaScript built as an ``srcdoc`` for a sandboxed iframe.
+
+The preview document always begins with a Content-Security-Policy ``<meta>`` that forbids
+every network fetch, so a completion can run its own scripts and styles but cannot load or
+send anything; the iframe's ``sandbox="allow-scripts"`` (without ``allow-same-origin``)
+gives it an opaque origin, so it cannot read the platform's cookies or its parent's DOM.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
+from pygments.lexers.special import TextLexer
+from pygments.util import ClassNotFound
+
+PREVIEW_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+HIGHLIGHT_CLASS = "hl"
+PYGMENTS_STYLE = "default"
+_HTML_LANGUAGES = {"html", "htm", "xhtml"}
+_JS_LANGUAGES = {"javascript", "js"}
+_CSS_LANGUAGES = {"css"}
+
+
+@dataclass(frozen=True)
+class CodeFile:
+    """One file of a code completion, highlighted for display."""
+
+    filename: str
+    language: str
+    content: str
+    highlighted: Markup
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CompletionView:
+    """A completion as the task page shows it; ``kind`` is ``text``, ``dialogue`` or ``code``."""
+
+    cid: str
+    label: str
+    kind: str
+    text: str = ""
+    turns: tuple[Turn, ...] = ()
+    files: tuple[CodeFile, ...] = ()
+    notes: str = ""
+    preview_srcdoc: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def highlight_css() -> str:
+    """The stylesheet for the highlighted code (Pygments' classes under ``.hl``)."""
+    return HtmlFormatter(style=PYGMENTS_STYLE).get_style_defs(f".{HIGHLIGHT_CLASS}")
+
+
+def highlight_code(content: str, filename: str = "", language: str = "") -> Markup:
+    """Highlight ``content`` as HTML; an unknown language falls back to escaped plain text."""
+    lexer = None
+    if language:
+        try:
+            lexer = get_lexer_by_name(language.lower(), stripnl=False)
+        except ClassNotFound:
+            lexer = None
+    if lexer is None and filename:
+        try:
+            lexer = get_lexer_for_filename(filename, content, stripnl=False)
+        except ClassNotFound:
+            lexer = None
+    if lexer is None:
+        lexer = TextLexer(stripnl=False)
+    formatter = HtmlFormatter(cssclass=HIGHLIGHT_CLASS, wrapcode=True)
+    # Pygments escapes the source it emits, so its output is safe to mark as HTML.
+    return Markup(highlight(content, lexer, formatter))  # noqa: S704
+
+
+def _language_of(filename: str, language: str) -> str:
+    if language:
+        return language.lower()
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return {"htm": "html", "js": "javascript", "mjs": "javascript", "py": "python"}.get(suffix, suffix)
+
+
+def _script_safe(text: str) -> str:
+    # Inlined into <script>/<style>: a literal closing tag would end the element early.
+    return re.sub(r"</(script|style)", r"<\\/\1", text, flags=re.IGNORECASE)
+
+
+def preview_srcdoc(files: list[tuple[str, str, str]]) -> str | None:
+    """An ``srcdoc`` that runs a completion's HTML/JS/CSS files, or None if it has none.
+
+    ``files`` are ``(filename, language, content)``. The first HTML file is the page; the
+    scripts and stylesheets it references by a file's name are inlined in its place (they
+    could not be fetched: the policy forbids the network), and JavaScript or CSS files it
+    does not reference are appended. With no HTML file, JavaScript runs in an empty page.
+    """
+    html = [(n, c) for n, lang, c in files if lang in _HTML_LANGUAGES]
+    scripts = [(n, c) for n, lang, c in files if lang in _JS_LANGUAGES]
+    styles = [(n, c) for n, lang, c in files if lang in _CSS_LANGUAGES]
+    if not html and not scripts:
+        return None
+    body = html[0][1] if html else ""
+    used: set[str] = set()
+
+    def inline_script(match: re.Match[str]) -> str:
+        src = match.group(2).split("/")[-1]
+        for name, content in scripts:
+            if name.split("/")[-1] == src:
+                used.add(name)
+                return f"<script>{_script_safe(content)}</script>"
+        return ""  # a script from elsewhere could not load anyway
+
+    def inline_style(match: re.Match[str]) -> str:
+        href = match.group(2).split("/")[-1]
+        for name, content in styles:
+            if name.split("/")[-1] == href:
+                used.add(name)
+                return f"<style>{_script_safe(content)}</style>"
+        return ""
+
+    body = re.sub(
+        r"<script\b[^>]*\bsrc\s*=\s*(['\"])([^'\"]+)\1[^>]*>\s*</script\s*>", inline_script, body, flags=re.I
+    )
+    body = re.sub(r"<link\b[^>]*\bhref\s*=\s*(['\"])([^'\"]+\.css)\1[^>]*>", inline_style, body, flags=re.I)
+    body = re.sub(r"^\s*<!doctype[^>]*>", "", body, flags=re.I)
+    extra_styles = "".join(f"<style>{_script_safe(c)}</style>" for n, c in styles if n not in used)
+    extra_scripts = "".join(f"<script>{_script_safe(c)}</script>" for n, c in scripts if n not in used)
+    # The policy comes first so that it governs everything the completion contains; the
+    # parser folds the completion's own <html>/<head> tags into these.
+    return (
+        "<!DOCTYPE html><html><head>"
+        f'<meta http-equiv="Content-Security-Policy" content="{PREVIEW_CSP}">'
+        '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"{extra_styles}</head>{body}{extra_scripts}</html>"
+    )
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _turns(value: list[Any]) -> tuple[Turn, ...] | None:
+    turns = []
+    for item in value:
+        if not isinstance(item, dict):
+            return None
+        role = item.get("role") or item.get("speaker") or ""
+        text = item.get("message", item.get("content", item.get("text")))
+        if text is None:
+            return None
+        turns.append(Turn(role=str(role), text=_as_text(text)))
+    return tuple(turns)
+
+
+def _file_entries(value: dict[str, Any]) -> list[tuple[str, str, str]] | None:
+    files = value.get("files")
+    if isinstance(files, dict):  # {"index.html": "..."}
+        files = [{"filename": k, "content": v} for k, v in files.items()]
+    if not isinstance(files, list) or not files:
+        return None
+    entries = []
+    for i, item in enumerate(files):
+        if not isinstance(item, dict):
+            return None
+        name = str(item.get("filename") or item.get("name") or f"file{i + 1}")
+        content = _as_text(item.get("content", ""))
+        entries.append((name, _language_of(name, str(item.get("language") or "")), content))
+    return entries
+
+
+def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
+    """The view of the ``index``-th completion (0-based) as the page lays them out."""
+    # Numbered, as the number keys rank them; the page never shows the (obfuscated) model id.
+    label = str(index + 1)
+    if isinstance(completion, list):
+        turns = _turns(completion)
+        if turns is not None:
+            return CompletionView(cid=cid, label=label, kind="dialogue", turns=turns)
+        return CompletionView(cid=cid, label=label, kind="text", text=_as_text(completion))
+    if isinstance(completion, dict):
+        entries = _file_entries(completion)
+        if entries is not None:
+            files = tuple(
+                CodeFile(name, lang, content, highlight_code(content, name, lang))
+                for name, lang, content in entries
+            )
+            notes = completion.get("additional_notes") or completion.get("notes") or ""
+            return CompletionView(
+                cid=cid,
+                label=label,
+                kind="code",
+                files=files,
+                notes=_as_text(notes),
+                preview_srcdoc=preview_srcdoc(entries),
+            )
+        for key in ("messages", "dialogue", "conversation"):
+            if isinstance(completion.get(key), list) and (turns := _turns(completion[key])) is not None:
+                return CompletionView(cid=cid, label=label, kind="dialogue", turns=turns)
+        for key in ("text", "content", "completion", "response"):
+            if isinstance(completion.get(key), str):
+                return CompletionView(cid=cid, label=label, kind="text", text=completion[key])
+        if isinstance(completion.get("code"), str):
+            lang = _language_of("", str(completion.get("language") or ""))
+            entries = [("code", lang, completion["code"])]
+            code = CodeFile(
+                "code", lang, completion["code"], highlight_code(completion["code"], language=lang)
+            )
+            return CompletionView(
+                cid=cid, label=label, kind="code", files=(code,), preview_srcdoc=preview_srcdoc(entries)
+            )
+    return CompletionView(cid=cid, label=label, kind="text", text=_as_text(completion))
+
+
+__all__ = [
+    "PREVIEW_CSP",
+    "CodeFile",
+    "CompletionView",
+    "Turn",
+    "completion_view",
+    "highlight_code",
+    "highlight_css",
+    "preview_srcdoc",
+]

@@ -1,0 +1,260 @@
+/* Dojo worker platform: the JavaScript every page shares (API calls with CSRF, login,
+ * subscription keys, next task, miner keys). No framework, no build step. */
+"use strict";
+
+const Dojo = (() => {
+  const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+  function cookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const [k, ...v] = part.trim().split("=");
+      if (k === name) return decodeURIComponent(v.join("="));
+    }
+    return "";
+  }
+
+  /* The double-submit token: the page carries it (the cookie may be HttpOnly), else the cookie. */
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return (meta && meta.content) || cookie("dojo_csrf");
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail || `The server answered ${status}.`);
+      this.status = status;
+    }
+  }
+
+  async function api(method, url, body) {
+    method = method.toUpperCase();
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (UNSAFE.has(method)) headers["x-csrf-token"] = csrfToken();
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, "Could not reach the platform. Check your connection and try again.");
+    }
+    if (response.status === 204) return null;
+    let data = null;
+    const text = await response.text();
+    if (text) {
+      try { data = JSON.parse(text); } catch (err) { data = { detail: text }; }
+    }
+    if (!response.ok) {
+      let detail = data && data.detail;
+      if (Array.isArray(detail)) detail = detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+      if (response.status === 401) detail = detail || "Your session has ended. Log in again.";
+      throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail));
+    }
+    return data;
+  }
+
+  function showError(el, err) {
+    if (!el) return;
+    el.textContent = err instanceof Error ? err.message : String(err);
+    el.hidden = false;
+  }
+
+  function flash(message) {
+    const el = document.getElementById("flash");
+    if (!el) return;
+    el.textContent = message;
+    el.hidden = false;
+  }
+
+  /* The id of a task as the API returns it, whatever envelope it comes in. */
+  function taskIdOf(data) {
+    if (!data) return null;
+    if (data.body !== undefined && typeof data.body === "object" && data.body !== null) return taskIdOf(data.body);
+    return data.id || data.taskId || (data.task && (data.task.id || data.task.taskId)) || null;
+  }
+
+  /* Hold the next task for this worker and open it; none left: back to the list. */
+  async function openNextTask() {
+    const data = await api("POST", "/api/v1/worker/tasks/next");
+    const id = taskIdOf(data);
+    window.location.assign(id ? `/tasks/${encodeURIComponent(id)}` : "/tasks?none=1");
+  }
+
+  function toHex(str) {
+    return "0x" + Array.from(new TextEncoder().encode(str), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function walletLogin(button) {
+    const eth = window.ethereum;
+    if (!eth) {
+      document.getElementById("wallet-missing").hidden = false;
+      return;
+    }
+    button.disabled = true;
+    try {
+      const accounts = await eth.request({ method: "eth_requestAccounts" });
+      const address = accounts && accounts[0];
+      if (!address) throw new Error("The wallet shared no account.");
+      const challenge = await api("POST", "/api/v1/worker/challenge", { address });
+      // EIP-191 personal_sign: params are [message as hex, address].
+      const signature = await eth.request({ method: "personal_sign", params: [toHex(challenge.message), address] });
+      await api("POST", "/api/v1/worker/login", { address, signature, nonce: challenge.nonce });
+      window.location.assign("/tasks");
+    } catch (err) {
+      const help = document.getElementById("wallet-help");
+      help.classList.add("error");
+      help.setAttribute("role", "alert");
+      help.textContent = err && err.code === 4001 ? "You declined the signature request." : (err.message || String(err));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function initLogin() {
+    const button = document.getElementById("wallet-login");
+    if (!button) return;
+    if (!window.ethereum) document.getElementById("wallet-missing").hidden = false;
+    button.addEventListener("click", () => walletLogin(button));
+  }
+
+  function initSubscriptions() {
+    const form = document.getElementById("add-subscription");
+    if (form) {
+      const error = document.getElementById("add-subscription-error");
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        error.hidden = true;
+        const name = form.elements.name.value.trim();
+        const key = form.elements.key.value.trim();
+        if (!name) return showError(error, "Give the key a name, e.g. your miner's team.");
+        if (!key.startsWith("sk-")) return showError(error, "A subscription key starts with sk-. Copy the whole key from your miner.");
+        try {
+          await api("POST", "/api/v1/worker/subscriptions", { name, key });
+          window.location.assign("/keys?added=1");
+        } catch (err) {
+          showError(error, err);
+        }
+      });
+    }
+    document.querySelectorAll("[data-remove-subscription]").forEach((button) => {
+      button.addEventListener("click", async () => {
+        const id = button.dataset.removeSubscription;
+        button.disabled = true;
+        try {
+          await api("DELETE", `/api/v1/worker/subscriptions/${encodeURIComponent(id)}`);
+          const row = button.closest("tr");
+          row.remove();
+          flash("Key removed.");
+        } catch (err) {
+          button.disabled = false;
+          flash(err.message);
+        }
+      });
+    });
+  }
+
+  function initTaskList() {
+    const next = document.getElementById("next-task");
+    if (!next) return;
+    next.addEventListener("click", async () => {
+      next.disabled = true;
+      try {
+        await openNextTask();
+      } catch (err) {
+        next.disabled = false;
+        flash(err.message);
+      }
+    });
+    const params = new URLSearchParams(window.location.search);
+    if (params.has("none")) flash("No task is waiting for you right now. Well done!");
+    if (params.has("submitted")) flash("Answer saved.");
+  }
+
+  function initMinerLogin() {
+    const challengeForm = document.getElementById("miner-challenge");
+    if (!challengeForm) return;
+    const sessionForm = document.getElementById("miner-session");
+    const error = document.getElementById("miner-login-error");
+    let challenge = null;
+    challengeForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      try {
+        const hotkey = challengeForm.elements.hotkey.value.trim();
+        challenge = { hotkey, ...(await api("POST", "/api/v1/miner/challenge", { hotkey })) };
+        document.getElementById("miner-message").value = challenge.message;
+        sessionForm.hidden = false;
+        document.getElementById("miner-signature").focus();
+      } catch (err) {
+        showError(error, err);
+      }
+    });
+    sessionForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      try {
+        let signature = sessionForm.elements.signature.value.trim();
+        if (signature && !signature.startsWith("0x")) signature = "0x" + signature;
+        await api("POST", "/api/v1/miner/session", { hotkey: challenge.hotkey, nonce: challenge.nonce, signature });
+        window.location.assign("/miner");
+      } catch (err) {
+        showError(error, err);
+      }
+    });
+  }
+
+  function initMinerKeys() {
+    document.querySelectorAll("[data-key-kind]").forEach((column) => {
+      const kind = column.dataset.keyKind;
+      const out = column.querySelector(".new-key");
+      column.querySelector("[data-generate-key]").addEventListener("click", async () => {
+        try {
+          const data = await api("POST", `/api/v1/miner/${kind}`);
+          out.textContent = `New key (copy it now, it is not shown again): ${data.key}`;
+          out.hidden = false;
+        } catch (err) {
+          flash(err.message);
+        }
+      });
+      column.querySelectorAll("[data-disable-key]").forEach((button) => {
+        button.addEventListener("click", async () => {
+          try {
+            await api("DELETE", `/api/v1/miner/${kind}/${encodeURIComponent(button.dataset.disableKey)}`);
+            button.replaceWith(Object.assign(document.createElement("span"), { className: "badge", textContent: "disabled" }));
+          } catch (err) {
+            flash(err.message);
+          }
+        });
+      });
+    });
+  }
+
+  function initLogout() {
+    document.querySelectorAll("[data-logout]").forEach((button) => {
+      button.addEventListener("click", async () => {
+        try {
+          await api("POST", `/api/v1/${button.dataset.logout}/logout`);
+        } catch (err) {
+          // an expired session is as good as logged out
+        }
+        window.location.assign(button.dataset.logout === "miner" ? "/miner/login" : "/login");
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    initLogout();
+    initLogin();
+    initSubscriptions();
+    initTaskList();
+    initMinerLogin();
+    initMinerKeys();
+    if (new URLSearchParams(window.location.search).has("added")) flash("Key added. Its miner's tasks now appear under Tasks.");
+  });
+
+  return { api, csrfToken, flash, showError, openNextTask, ApiError };
+})();

@@ -1,0 +1,130 @@
+"""Migrations: upgrading a database that holds data, and the models matching the head.
+
+Revision 0002 adds ``tasks.num_results`` and backfills it from the results table, so a
+database written at 0001 must come out with the right counts, and the API must then serve
+its old tasks and results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from dojo.cli import main as dojo_main
+from dojo.platform.app import create_app
+from dojo.platform.db import Database, alembic_config, current_revision, head_revision, migrate
+from dojo.platform.models import Base
+from dojo.platform.security import hash_secret
+from dojo.platform.settings import PlatformSettings
+from tests.dojo.platform._support import LiveServer, postgres_schema
+
+API_KEY = "sk-" + "k" * 43
+HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database with no tables at all (a fresh file, or a fresh PostgreSQL schema)."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'old.sqlite'}", pool_size=1)
+        yield database
+        database.dispose()
+        return
+    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        database = Database(url, pool_size=1)
+        yield database
+        database.dispose()
+
+
+def _fill_at_0001(database: Database) -> None:
+    completions = [{"cid": c, "model": f"m-{c}", "completion": f"answer {c}"} for c in ("a", "b", "c")]
+    rows = [
+        (
+            "INSERT INTO miners (id, hotkey, created_at) VALUES (1, :hk, '2026-11-20 10:00:00')",
+            {"hk": HOTKEY},
+        ),
+        (
+            "INSERT INTO api_keys (id, miner_id, kind, key_hash, prefix, created_at)"
+            " VALUES (1, 1, 'api', :h, 'sk-kkkkkkkk', '2026-11-20 10:00:00')",
+            {"h": hash_secret(API_KEY)},
+        ),
+        *[
+            (
+                "INSERT INTO workers (id, public_id, address, created_at) VALUES (:i, :p, NULL, '2026-11-20 10:00:00')",
+                {"i": i, "p": f"{i:032x}"},
+            )
+            for i in (1, 2)
+        ],
+        *[
+            (
+                "INSERT INTO tasks (id, miner_id, title, body, prompt, task_type, criteria, completions,"
+                " max_results, expire_at, created_at) VALUES (:id, 1, 'old task', '', 'prompt', 'CODE_GENERATION',"
+                " :crit, :comp, 3, '2099-01-01 00:00:00', '2026-11-20 10:00:00')",
+                {"id": task_id, "crit": json.dumps([{"type": "ranking"}]), "comp": json.dumps(completions)},
+            )
+            for task_id in ("task-two-results", "task-no-results")
+        ],
+        *[
+            (
+                "INSERT INTO results (task_id, worker_id, result_data, created_at, updated_at)"
+                " VALUES ('task-two-results', :w, :d, '2026-11-20 11:00:00', '2026-11-20 11:00:00')",
+                {"w": w, "d": json.dumps([{"type": "ranking", "value": {"a": 1, "b": 2, "c": 3}}])},
+            )
+            for w in (1, 2)
+        ],
+    ]
+    with database.session() as db:
+        for statement, params in rows:
+            db.execute(text(statement), params)
+
+
+def test_upgrade_from_0001_keeps_data_and_backfills_counts(empty_database: Database, chain):
+    migrate(empty_database.engine, "0001")
+    assert current_revision(empty_database.engine) == "0001"
+    assert "invites" not in inspect(empty_database.engine).get_table_names()
+    _fill_at_0001(empty_database)
+
+    settings = PlatformSettings(database_url=empty_database.url, public_url="http://platform.test", netuid=7)
+    server = LiveServer(create_app(settings, chain=chain)).start()  # migrates at start
+    try:
+        assert current_revision(empty_database.engine) == head_revision() == "0002"
+        with empty_database.read_session() as db:
+            counts = dict(db.execute(text("SELECT id, num_results FROM tasks")).all())
+        assert counts == {"task-two-results": 2, "task-no-results": 0}
+        with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}) as http:
+            status = http.get("/api/v1/tasks/task-two-results").json()
+            assert (status["numResults"], status["maxResults"], status["status"]) == (2, 3, "IN_PROGRESS")
+            results = http.get("/api/v1/tasks/task-result/task-two-results").json()["body"]["taskResults"]
+            assert [r["resultData"][0]["value"] for r in results] == [{"a": 1, "b": 2, "c": 3}] * 2
+    finally:
+        server.stop()
+
+
+def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database):
+    migrate(empty_database.engine)
+    with empty_database.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+    config = alembic_config()
+    with empty_database.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+    assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
+    migrate(empty_database.engine)
+    assert current_revision(empty_database.engine) == "0002"
+
+
+def test_migrate_command(tmp_path: Path, capsys):
+    path = tmp_path / "cli.sqlite"
+    assert dojo_main(["platform", "migrate", "--db", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "platform database at revision 0002"
+    assert dojo_main(["platform", "migrate", "--db", f"sqlite:///{path}"]) == 0  # idempotent
+    assert current_revision(Database(f"sqlite:///{path}").engine) == "0002"
