@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 # One line per command group: the module that registers it.
 COMMAND_MODULES: tuple[str, ...] = (
-    "dojo.cli.platform",
     "dojo.cli.wallet",
     "dojo.cli.chain",
-    "dojo.cli.simulate",
-    "dojo.cli.keys",
     "dojo.cli.localnet",
+    "dojo.cli.platform",
+    "dojo.cli.keys",
     "dojo.cli.synthetic",
+    "dojo.cli.simulate",
 )
 
 
