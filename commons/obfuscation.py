@@ -37,6 +37,7 @@ import re
 import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
@@ -226,58 +227,123 @@ def _regex_allowed_after(last: Token) -> bool:
 
 
 class _Line:
-    """The tokens of one source line that tokenises on its own (see :func:`_tokenize_lines`)."""
+    """The tokens of one source line that tokenises on its own (see :func:`_tokenize_lines`),
+    with what the per-script passes need of it, worked out once."""
 
-    __slots__ = ("tokens", "idents")
+    __slots__ = ("tokens", "idents", "regex_after", "dot_after", "pair_keys", "pair_values", "closers", "openers")
 
     def __init__(self, tokens: tuple[Token, ...]) -> None:
         self.tokens = tokens
         self.idents = frozenset(t.text for t in tokens if t.kind == "ident")
+        last = tokens[-1] if tokens else None
+        self.regex_after = last is not None and _regex_allowed_after(last)
+        self.dot_after = last is not None and last.text in (".", "?.")
+        # Brackets as :func:`_matching` pairs them: the pairs within the line (offsets,
+        # both ways), then the closers that pair with earlier lines and the openers left
+        # for later ones (every such closer comes before every such opener).
+        keys: list[int] = []
+        values: list[int] = []
+        closers: list[int] = []
+        stack: list[int] = []
+        for i, tok in enumerate(tokens):
+            closes = tok.bracket == -1 or (tok.kind == "tmpl" and tok.text.startswith("}"))
+            opens = tok.bracket == 1 or (tok.kind == "tmpl" and tok.text.endswith("${"))
+            if closes:
+                if stack:
+                    j = stack.pop()
+                    keys += (i, j)
+                    values += (j, i)
+                else:
+                    closers.append(i)
+            if opens:
+                stack.append(i)
+        self.pair_keys, self.pair_values = tuple(keys), tuple(values)
+        self.closers, self.openers = tuple(closers), tuple(stack)
+
+
+class _LazyMatch:
+    """:func:`_matching_lines` of the given blocks, computed on the first look-up."""
+
+    __slots__ = ("_blocks", "_starts", "_pairs")
+
+    def __init__(self, blocks: Sequence[_Block], starts: Sequence[int]) -> None:
+        self._blocks, self._starts = blocks, starts
+        self._pairs: dict[int, int] | None = None
+
+    def get(self, index: int, default: int | None = None) -> int | None:
+        if self._pairs is None:
+            self._pairs = _matching_lines(self._blocks, self._starts)
+        return self._pairs.get(index, default)
+
+
+def _matching_lines(lines: Sequence[_Line | _Block], starts: Sequence[int]) -> dict[int, int]:
+    """:func:`_matching` of the tokens of ``lines``, from each line's own pairs."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for line, start in zip(lines, starts, strict=True):
+        if line.pair_keys:
+            pairs.update(zip(map(start.__add__, line.pair_keys), map(start.__add__, line.pair_values), strict=True))
+        for offset in line.closers:
+            if stack:
+                i, j = start + offset, stack.pop()
+                pairs[i], pairs[j] = j, i
+        if line.openers:
+            stack += map(start.__add__, line.openers)
+    return pairs
 
 
 # Caches shared by every script obfuscated in this process, keyed by identical input
 # only. The procedural backend's completions are one engine with different values, so
 # nearly every line of every script has been seen before; tokenising, analysing and
 # laying out a script then costs a dictionary look-up per line instead of Python work per
-# token. Bounded: each is emptied when it grows past _CACHE_LIMIT entries.
-_CACHE_LIMIT = 50_000
+# token. Bounded: each is emptied when it grows past _CACHE_LIMIT entries (a few tens of
+# megabytes at most); the lines and blocks worth keeping come back within a few tasks.
+_CACHE_LIMIT = 20_000
 _LINE_CACHE: dict[tuple[str, bool, bool, bool], _Line | None] = {}
+_BLOCK_CACHE: dict[tuple[str, bool, bool, bool], object] = {}
 _ANALYSIS_CACHE: dict[tuple, tuple] = {}
 _LAYOUT_CACHE: dict[tuple[_Line, bool], tuple] = {}
 
 
-def _remember(cache: dict, key: object, value: object) -> None:
-    if len(cache) >= _CACHE_LIMIT:
+def _remember(cache: dict, key: object, value: object, limit: int = _CACHE_LIMIT) -> None:
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = value
 
 
-def _tokenize_lines(source: str) -> tuple[list[Token], list[_Line], list[int]] | None:
-    """``(tokens, lines, starts)``: the tokens of ``source`` and the same tokens grouped by
-    source line (lines without tokens left out; ``starts[k]`` is the index in ``tokens``
-    of line ``k``'s first token); ``None`` when some line does not stand alone.
+class _Block:
+    """Lines of a source between blank lines (a statement or a function, usually), as
+    :class:`_Line` does for one line: the unit of the caches above lines."""
 
-    A line stands alone when no token crosses its end (a block comment, a template or a
-    string continued on the next line) and no line break other than its own end starts a
-    token in it. Each such line tokenises the same whatever surrounds it, given the line
-    text and three facts about what precedes it (the key of the line cache), so the
-    result equals :func:`_tokenize` of the whole source.
-    """
-    tokens: list[Token] = []
-    lines: list[_Line] = []
-    starts: list[int] = []
+    __slots__ = ("lines", "offsets", "tokens", "idents", "regex_after", "dot_after", "pair_keys", "pair_values", "closers", "openers")
+
+    def __init__(self, lines: Sequence[_Line], regex_after: bool, dot_after: bool) -> None:
+        self.lines = tuple(lines)
+        offsets: list[int] = []
+        tokens: list[Token] = []
+        for line in lines:
+            offsets.append(len(tokens))
+            tokens += line.tokens
+        self.offsets = tuple(offsets)
+        self.tokens = tuple(tokens)
+        self.idents = frozenset().union(*(line.idents for line in lines))
+        self.regex_after, self.dot_after = regex_after, dot_after
+        whole = _Line(self.tokens)
+        self.pair_keys, self.pair_values = whole.pair_keys, whole.pair_values
+        self.closers, self.openers = whole.closers, whole.openers
+
+
+def _tokenize_block(text: str, newline: bool, regex_ok: bool, after_dot: bool) -> _Block | None:
+    """The lines of ``text`` (which follows what ``newline``, ``regex_ok`` and
+    ``after_dot`` describe), each from the line cache; ``None`` if one does not stand alone."""
     cache = _LINE_CACHE
-    last: Token | None = None
-    newline = False
-    for text in source.split("\n"):
-        if last is None:
-            key = (text, newline, True, False)
-        else:
-            key = (text, newline, _regex_allowed_after(last), last.text in (".", "?."))
+    lines: list[_Line] = []
+    for text_line in text.split("\n"):
+        key = (text_line, newline, regex_ok, after_dot)
         line = cache.get(key, _MISSING)
         if line is _MISSING:
             try:
-                found = _tokenize(text, *key[1:])
+                found = _tokenize(text_line, newline, regex_ok, after_dot)
             except ObfuscationError:
                 line = None  # crosses into the next line, or is bad: the whole-source path decides
             else:
@@ -287,11 +353,49 @@ def _tokenize_lines(source: str) -> tuple[list[Token], list[_Line], list[int]] |
             return None
         newline = True
         if line.tokens:  # type: ignore[union-attr]
-            starts.append(len(tokens))
             lines.append(line)  # type: ignore[arg-type]
-            tokens += line.tokens  # type: ignore[union-attr]
-            last = tokens[-1]
-    return tokens, lines, starts
+            regex_ok, after_dot = line.regex_after, line.dot_after  # type: ignore[union-attr]
+    return _Block(lines, regex_ok, after_dot)
+
+
+def _tokenize_lines(source: str) -> tuple[list[Token], list[_Line], list[int], list[_Block], list[int]] | None:
+    """``(tokens, lines, starts, blocks, block_starts)``: the tokens of ``source``, the same
+    tokens grouped by source line (lines without tokens left out; ``starts[k]`` is the
+    index in ``tokens`` of line ``k``'s first token) and by block of lines between blank
+    lines (blocks without tokens left out); ``None`` when some line does not stand alone.
+
+    A line stands alone when no token crosses its end (a block comment, a template or a
+    string continued on the next line) and no line break other than its own end starts a
+    token in it. Each such line tokenises the same whatever surrounds it, given the line
+    text and three facts about what precedes it (the key of the line cache), so the
+    result equals :func:`_tokenize` of the whole source. Blocks are cached the same way.
+    """
+    tokens: list[Token] = []
+    lines: list[_Line] = []
+    starts: list[int] = []
+    blocks: list[_Block] = []
+    block_starts: list[int] = []
+    cache = _BLOCK_CACHE
+    regex_ok, after_dot = True, False  # about the last token so far
+    # Splitting at "\n\n" keeps every line: the empty line between two blocks has no
+    # tokens, and a line break precedes every block but the first either way.
+    for n, text in enumerate(source.split("\n\n")):
+        key = (text, n > 0, regex_ok, after_dot)
+        block = cache.get(key, _MISSING)
+        if block is _MISSING:
+            block = _tokenize_block(*key)
+            _remember(cache, key, block, _CACHE_LIMIT // 10)  # a block holds many lines
+        if block is None:
+            return None
+        if block.tokens:  # type: ignore[union-attr]
+            start = len(tokens)
+            block_starts.append(start)
+            blocks.append(block)  # type: ignore[arg-type]
+            lines += block.lines  # type: ignore[union-attr]
+            starts += map(start.__add__, block.offsets)  # type: ignore[union-attr]
+            tokens += block.tokens  # type: ignore[union-attr]
+            regex_ok, after_dot = block.regex_after, block.dot_after  # type: ignore[union-attr]
+    return tokens, lines, starts, blocks, block_starts
 
 
 _MISSING = object()
@@ -320,150 +424,285 @@ _OBJECT_AFTER_KEYWORDS = frozenset(["return", "typeof", "void", "yield", "await"
 @dataclass
 class JavaScriptSource:
     """One script, tokenised and analysed: the names it declares and the names that must
-    keep their spelling."""
+    keep their spelling. ``lines``/``starts`` and ``blocks``/``block_starts`` group the
+    tokens by source line and by block of lines when every line stands alone (see
+    :func:`_tokenize_lines`), else they are empty."""
 
     tokens: list[Token]
     source: str = ""
     declared: set[str] = field(default_factory=set)
     pinned: set[str] = field(default_factory=set)
     match_close: dict[int, int] = field(default_factory=dict)
+    lines: list[_Line] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    blocks: list[_Block] = field(default_factory=list)
+    block_starts: list[int] = field(default_factory=list)
+    idents: set[str] = field(default_factory=set)
 
     @classmethod
     def parse(cls, source: str) -> JavaScriptSource:
-        script = cls(tokenize_javascript(source), source)
-        script._analyse()
+        by_line = _tokenize_lines(source)
+        if by_line is None:
+            script = cls(_tokenize(source), source)
+            script.match_close = _matching(script.tokens)
+            _analyse_span(script.tokens, script.match_close, 0, len(script.tokens), [["{block", 0]], None, None, script.declared, script.pinned)
+            script.idents = {t.text for t in script.tokens if t.kind == "ident"}
+        else:
+            tokens, lines, starts, blocks, block_starts = by_line
+            script = cls(tokens, source, lines=lines, starts=starts, blocks=blocks, block_starts=block_starts)
+            # Most scripts never need the bracket pairs (the cached analyses and the
+            # block-level function spans do without): worked out on first use.
+            script.match_close = _LazyMatch(blocks, block_starts)  # type: ignore[assignment]
+            script._analyse_by_block()
+            script.idents = set().union(*(block.idents for block in blocks))
+        script.pinned.update(n for n in script.declared if n in JS_KEYWORDS or n in JS_GLOBALS)
         return script
 
-    def _analyse(self) -> None:
+    def _analyse_by_block(self) -> None:
+        """The analysis of :func:`_analyse_span`, a block of lines at a time (else a line at
+        a time), each outcome cached under everything it depends on: the block's or line's
+        tokens, the context it starts in, and the tokens around it it may look at (two
+        before, one after). An outcome that looked further (a parameter list running
+        onto later lines, say) is not cached."""
         toks = self.tokens
         n = len(toks)
-        # Context stack entries: "(", "[", "${", "{obj", "{block", "{class"; plus a count of
-        # open "?" per entry, to tell a ternary's ":" from a label's or a case's.
-        stack: list[list] = [["{block", 0]]
-        class_depth: int | None = None
-        decl_depth: int | None = None
-        match_close = self.match_close = _matching(toks)
-        for i, tok in enumerate(toks):
-            prev = toks[i - 1] if i else None
-            nxt = toks[i + 1] if i + 1 < n else None
-            ctx = stack[-1]
-            if tok.kind == "tmpl":
-                for literal in _template_text(tok.text):
-                    self.pinned.update(_words(literal))
-                if tok.text.startswith("}") and len(stack) > 1:
-                    stack.pop()
-                if tok.text.endswith("${"):
-                    stack.append(["${", 0])
-                continue
-            if tok.kind == "str":
-                self.pinned.update(_words(tok.text[1:-1]))
-                continue
-            if tok.kind == "punct":
-                text = tok.text
-                if text == "?":
-                    ctx[1] += 1
-                elif text == ":" and ctx[1] > 0:
-                    ctx[1] -= 1
-                elif text == ";" and decl_depth == len(stack):
-                    decl_depth = None
-                elif text == "(" or text == "[":
-                    stack.append([text, 0])
-                elif text == "{":
-                    stack.append([self._brace_kind(prev, ctx, class_depth, len(stack)), 0])
-                    if stack[-1][0] == "{class":
-                        class_depth = None
-                elif text in (")", "]", "}"):
-                    if len(stack) > 1:
-                        stack.pop()
-                    if decl_depth is not None and decl_depth > len(stack):
-                        decl_depth = None
-                elif text == "," and decl_depth == len(stack) and nxt is not None and nxt.kind == "ident":
-                    self.declared.add(nxt.text)
-                elif text == "=>" and prev is not None and prev.text == ")" and (i - 1) in match_close:
-                    # (a, b) => ...: the parenthesised parameters of an arrow function.
-                    self.declared.update(_pattern_names(toks, match_close[i - 1], match_close))
-                continue
-            if tok.kind != "ident":
-                continue
-            name = tok.text
-            if name in JS_KEYWORDS and not (prev is not None and prev.text in (".", "?.")):
-                tok.role = "keyword"
-                if name in ("var", "let", "const"):
-                    decl_depth = len(stack)
-                    if nxt is not None and nxt.kind == "ident":
-                        self.declared.add(nxt.text)
-                    elif nxt is not None and nxt.text == "[":
-                        self.declared.update(_pattern_names(toks, i + 1, match_close))
-                elif name == "class":
-                    class_depth = len(stack)
-                    if nxt is not None and nxt.kind == "ident" and nxt.text not in JS_KEYWORDS:
-                        self.declared.add(nxt.text)
-                elif name == "function":
-                    j = i + 1
-                    if j < n and toks[j].text == "*":
-                        j += 1
-                    if j < n and toks[j].kind == "ident" and toks[j].text not in JS_KEYWORDS:
-                        self.declared.add(toks[j].text)
-                        j += 1
-                    if j < n and toks[j].text == "(":
-                        self.declared.update(_pattern_names(toks, j, match_close))
-                elif name == "catch" and nxt is not None and nxt.text == "(":
-                    self.declared.update(_pattern_names(toks, i + 1, match_close))
-                continue
-            role = self._ident_role(i, prev, nxt, ctx, match_close)
-            tok.role = role
-            if role != "var":
-                self.pinned.add(name)
-            if name.startswith("#"):
-                self.pinned.add(name)
-            if nxt is not None:
-                if nxt.text == "=>":
-                    self.declared.add(name)
-                elif role == "key" and nxt.text == "(":
-                    # key(a, b) { ... }: a method definition's parameters.
-                    self.declared.update(_pattern_names(toks, i + 1, match_close))
-        self.pinned.update(n for n in self.declared if n in JS_KEYWORDS or n in JS_GLOBALS)
+        cache = _ANALYSIS_CACHE
+        state: tuple = ((("{block", 0),), None, None)  # context stack, class_depth, decl_depth
+        lines, starts = self.lines, self.starts
+        first_line = 0
+        for block, start in zip(self.blocks, self.block_starts, strict=True):
+            end = start + len(block.tokens)
+            count = len(block.lines)
+            key = (
+                block, state,
+                toks[start - 2] if start >= 2 else None,
+                toks[start - 1] if start >= 1 else None,
+                toks[end] if end < n else None,
+            )
+            outcome = cache.get(key)
+            if outcome is None:
+                new_declared: set[str] = set()
+                new_pinned: set[str] = set()
+                exit_state, far = self._analyse_lines(
+                    lines[first_line : first_line + count], starts[first_line : first_line + count], state, new_declared, new_pinned
+                )
+                outcome = (exit_state, frozenset(new_declared), frozenset(new_pinned))
+                if not far:
+                    _remember(cache, key, outcome)
+            state, new_declared, new_pinned = outcome  # type: ignore[assignment]
+            if new_declared:
+                self.declared |= new_declared
+            if new_pinned:
+                self.pinned |= new_pinned
+            first_line += count
 
-    @staticmethod
-    def _brace_kind(prev: Token | None, ctx: list, class_depth: int | None, depth: int) -> str:
-        if class_depth is not None and class_depth == depth:
-            return "{class"
-        if prev is None:
-            return "{block"
-        if prev.kind == "tmpl":
-            return "{obj" if prev.text.endswith("${") else "{block"
-        if prev.kind == "ident":
-            return "{obj" if prev.role == "keyword" and prev.text in _OBJECT_AFTER_KEYWORDS else "{block"
-        if prev.kind != "punct":
-            return "{block"
-        if prev.text == ":":
-            # An object's value or a ternary's branch, unless it is `case x: {` or a label.
-            return "{obj" if ctx[0] != "{block" or ctx[1] > 0 else "{block"
-        return "{obj" if prev.text in _OBJECT_AFTER_PUNCT else "{block"
-
-    def _ident_role(self, i: int, prev: Token | None, nxt: Token | None, ctx: list, match_close: dict[int, int]) -> str:
+    def _analyse_lines(
+        self, lines: Sequence[_Line], starts: Sequence[int], state: tuple, declared: set[str], pinned: set[str]
+    ) -> tuple[tuple, bool]:
+        """:meth:`_analyse_by_block` for single lines; returns the state after them and
+        whether any line looked outside its window."""
         toks = self.tokens
-        if prev is not None and prev.text in (".", "?."):
-            return "prop"
-        kind = ctx[0]
-        after = nxt.text if nxt is not None else ""
-        before = prev.text if prev is not None else ""
-        if kind == "{class":
-            return "key"
-        if kind == "{obj":
-            lead = before in ("{", ",")
-            if not lead and before in ("get", "set", "async", "*", "static") and i >= 2:
-                lead = toks[i - 2].text in ("{", ",")
-            if lead and after in (":", "(", ",", "}", "="):
-                return "key"
-            return "var"
-        if kind == "{block" and before in ("{", ",", ";", "}") and after == ":" and ctx[1] == 0:
-            return "key"  # a label, or an object literal taken for a block
-        if after == "(" and before != "function":
-            close = match_close.get(i + 1)
-            if close is not None and close + 1 < len(toks) and toks[close + 1].text == "{" and not toks[close + 1].nl_before:
-                return "key"  # name(args) { ... }: a method definition in an object taken for a block
-        return "var"
+        n = len(toks)
+        cache = _ANALYSIS_CACHE
+        any_far = False
+        for line, start in zip(lines, starts, strict=True):
+            end = start + len(line.tokens)
+            key = (
+                line, state,
+                toks[start - 2] if start >= 2 else None,
+                toks[start - 1] if start >= 1 else None,
+                toks[end] if end < n else None,
+            )
+            outcome = cache.get(key)
+            if outcome is None:
+                stack, class_depth, decl_depth = state
+                working = [list(entry) for entry in stack]
+                new_declared: set[str] = set()
+                new_pinned: set[str] = set()
+                class_depth, decl_depth, far = _analyse_span(
+                    toks, self.match_close, start, end, working, class_depth, decl_depth, new_declared, new_pinned
+                )
+                outcome = ((tuple(map(tuple, working)), class_depth, decl_depth), frozenset(new_declared), frozenset(new_pinned))
+                if far:
+                    any_far = True
+                else:
+                    _remember(cache, key, outcome)
+            state, new_declared, new_pinned = outcome  # type: ignore[assignment]
+            if new_declared:
+                declared |= new_declared
+            if new_pinned:
+                pinned |= new_pinned
+        return state, any_far
+
+
+def _analyse_span(
+    toks: Sequence[Token],
+    match_close: dict[int, int],
+    start: int,
+    end: int,
+    stack: list[list],
+    class_depth: int | None,
+    decl_depth: int | None,
+    declared: set[str],
+    pinned: set[str],
+) -> tuple[int | None, int | None, bool]:
+    """Analyse ``toks[start:end]``: add the names they declare to ``declared`` and the
+    names that must keep their spelling to ``pinned``.
+
+    ``stack`` (updated in place) holds the bracket contexts: "(", "[", "${", "{obj",
+    "{block", "{class", each with a count of open "?" (to tell a ternary's ":" from a
+    label's or a case's). Returns the new ``class_depth`` and ``decl_depth`` and whether
+    the analysis looked at a token outside ``toks[start - 2 : end + 1]``.
+    """
+    n = len(toks)
+    lo, hi = start - 2, end  # the tokens a line's cached outcome may depend on
+    far = False
+    for i in range(start, end):
+        tok = toks[i]
+        prev = toks[i - 1] if i else None
+        nxt = toks[i + 1] if i + 1 < n else None
+        ctx = stack[-1]
+        if tok.kind == "tmpl":
+            for literal in _template_text(tok.text):
+                pinned.update(_words(literal))
+            if tok.text.startswith("}") and len(stack) > 1:
+                stack.pop()
+            if tok.text.endswith("${"):
+                stack.append(["${", 0])
+            continue
+        if tok.kind == "str":
+            pinned.update(_words(tok.text[1:-1]))
+            continue
+        if tok.kind == "punct":
+            text = tok.text
+            if text == "?":
+                ctx[1] += 1
+            elif text == ":" and ctx[1] > 0:
+                ctx[1] -= 1
+            elif text == ";" and decl_depth == len(stack):
+                decl_depth = None
+            elif text == "(" or text == "[":
+                stack.append([text, 0])
+            elif text == "{":
+                stack.append([_brace_kind(prev, ctx, class_depth, len(stack)), 0])
+                if stack[-1][0] == "{class":
+                    class_depth = None
+            elif text in (")", "]", "}"):
+                if len(stack) > 1:
+                    stack.pop()
+                if decl_depth is not None and decl_depth > len(stack):
+                    decl_depth = None
+            elif text == "," and decl_depth == len(stack) and nxt is not None and nxt.kind == "ident":
+                declared.add(nxt.text)
+            elif text == "=>" and prev is not None and prev.text == ")":
+                opener = match_close.get(i - 1)
+                if opener is None or opener < lo:
+                    far = True
+                if opener is not None:
+                    # (a, b) => ...: the parenthesised parameters of an arrow function.
+                    declared.update(_pattern_names(toks, opener, match_close))
+            continue
+        if tok.kind != "ident":
+            continue
+        name = tok.text
+        if tok.role == "keyword":
+            if name in ("var", "let", "const"):
+                decl_depth = len(stack)
+                if nxt is not None and nxt.kind == "ident":
+                    declared.add(nxt.text)
+                elif nxt is not None and nxt.text == "[":
+                    far |= _beyond(match_close, i + 1, hi)
+                    declared.update(_pattern_names(toks, i + 1, match_close))
+            elif name == "class":
+                class_depth = len(stack)
+                if nxt is not None and nxt.kind == "ident" and nxt.text not in JS_KEYWORDS:
+                    declared.add(nxt.text)
+            elif name == "function":
+                j = i + 1
+                if j < n and toks[j].text == "*":
+                    j += 1
+                if j < n and toks[j].kind == "ident" and toks[j].text not in JS_KEYWORDS:
+                    declared.add(toks[j].text)
+                    j += 1
+                if j > hi:
+                    far = True
+                if j < n and toks[j].text == "(":
+                    far |= _beyond(match_close, j, hi)
+                    declared.update(_pattern_names(toks, j, match_close))
+            elif name == "catch" and nxt is not None and nxt.text == "(":
+                far |= _beyond(match_close, i + 1, hi)
+                declared.update(_pattern_names(toks, i + 1, match_close))
+            continue
+        role, looked = _ident_role(toks, i, prev, nxt, ctx, match_close)
+        if looked is not None and looked > hi:
+            far = True
+        if role != "var":
+            pinned.add(name)
+        if name.startswith("#"):
+            pinned.add(name)
+        if nxt is not None:
+            if nxt.text == "=>":
+                declared.add(name)
+            elif role == "key" and nxt.text == "(":
+                # key(a, b) { ... }: a method definition's parameters.
+                far |= _beyond(match_close, i + 1, hi)
+                declared.update(_pattern_names(toks, i + 1, match_close))
+    return class_depth, decl_depth, far
+
+
+def _beyond(match_close: dict[int, int], opener: int, hi: int) -> bool:
+    """Whether the bracket at ``opener`` closes after token ``hi`` (or not at all)."""
+    close = match_close.get(opener)
+    return close is None or close > hi
+
+
+def _brace_kind(prev: Token | None, ctx: list, class_depth: int | None, depth: int) -> str:
+    if class_depth is not None and class_depth == depth:
+        return "{class"
+    if prev is None:
+        return "{block"
+    if prev.kind == "tmpl":
+        return "{obj" if prev.text.endswith("${") else "{block"
+    if prev.kind == "ident":
+        return "{obj" if prev.role == "keyword" and prev.text in _OBJECT_AFTER_KEYWORDS else "{block"
+    if prev.kind != "punct":
+        return "{block"
+    if prev.text == ":":
+        # An object's value or a ternary's branch, unless it is `case x: {` or a label.
+        return "{obj" if ctx[0] != "{block" or ctx[1] > 0 else "{block"
+    return "{obj" if prev.text in _OBJECT_AFTER_PUNCT else "{block"
+
+
+def _ident_role(
+    toks: Sequence[Token], i: int, prev: Token | None, nxt: Token | None, ctx: list, match_close: dict[int, int]
+) -> tuple[str, int | None]:
+    """The role of the name at ``i`` (var, key or prop), and the index of the furthest
+    token looked at beyond ``i + 1`` (``None`` if none; ``len(toks)`` when a bracket's
+    partner was looked for and not found)."""
+    if prev is not None and prev.text in (".", "?."):
+        return "prop", None
+    kind = ctx[0]
+    after = nxt.text if nxt is not None else ""
+    before = prev.text if prev is not None else ""
+    if kind == "{class":
+        return "key", None
+    if kind == "{obj":
+        lead = before in ("{", ",")
+        if not lead and before in ("get", "set", "async", "*", "static") and i >= 2:
+            lead = toks[i - 2].text in ("{", ",")
+        if lead and after in (":", "(", ",", "}", "="):
+            return "key", None
+        return "var", None
+    if kind == "{block" and before in ("{", ",", ";", "}") and after == ":" and ctx[1] == 0:
+        return "key", None  # a label, or an object literal taken for a block
+    if after == "(" and before != "function":
+        close = match_close.get(i + 1)
+        if close is None:
+            return "var", len(toks)
+        if close + 1 < len(toks) and toks[close + 1].text == "{" and not toks[close + 1].nl_before:
+            return "key", close + 1  # name(args) { ... }: a method definition in an object taken for a block
+        return "var", close + 1
+    return "var", None
 
 
 def _matching(toks: Sequence[Token]) -> dict[int, int]:
@@ -522,25 +761,29 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _ALPHANUMERIC = _LETTERS + "0123456789"
 
 
+_PAIRS = tuple(a + b for b in _ALPHANUMERIC for a in _ALPHANUMERIC)  # _PAIRS[k]: k's two base-36 digits, low first
+
+
 def _fresh_names(count: int, taken: set[str], rng: random.Random) -> list[str]:
     """``count`` new names of 3 to 5 characters, none in ``taken`` (which they join).
 
     A digit in every name keeps clear of keywords and of the browser's global names. One
     draw of random bits per name: drawing each character separately cost more than all
-    the rest of the renaming.
+    the rest of the renaming. The name is those bits' digits: a length (3 to 5), a letter,
+    then base-36 characters, low digits first (read two at a time from ``_PAIRS``).
     """
     names: list[str] = []
     while len(names) < count:
         bits = rng.getrandbits(48)
         length = 3 + bits % 3
         bits //= 3
-        chars = [_LETTERS[bits % 26]]
-        bits //= 26
-        for _ in range(length - 1):
-            chars.append(_ALPHANUMERIC[bits % 36])
-            bits //= 36
-        name = "".join(chars)
-        if name not in taken and any(c.isdigit() for c in name):
+        rest = bits // 26
+        name = _LETTERS[bits % 26] + _PAIRS[rest % 1296]
+        if length == 4:
+            name += _ALPHANUMERIC[(rest // 1296) % 36]
+        elif length == 5:
+            name += _PAIRS[(rest // 1296) % 1296]
+        if name not in taken and not name.isalpha():  # isalpha: no digit among [a-z0-9]
             taken.add(name)
             names.append(name)
     return names
@@ -555,7 +798,7 @@ def rename_map(scripts: Iterable[JavaScriptSource], rng: random.Random, pinned: 
     for script in scripts:
         declared |= script.declared
         keep |= script.pinned
-        every.update(t.text for t in script.tokens if t.kind == "ident")
+        every |= script.idents
     names = sorted(declared - keep)
     return dict(zip(names, _fresh_names(len(names), every | keep, rng), strict=True))
 
@@ -621,7 +864,12 @@ def _spacing_key(tok: Token) -> tuple[str, str, str]:
 
 
 def emit_javascript(tokens: Sequence[Token], renames: dict[str, str], indent: str = "  ", base: str = "") -> str:
-    """Canonical text for ``tokens``: renamed, one space where one is needed, indented by nesting."""
+    """Canonical text for ``tokens``: renamed, one space where one is needed, indented by nesting.
+
+    Every identifier is looked up in ``renames``: a name that appears anywhere as a
+    keyword, property or key is pinned (see :class:`JavaScriptSource`), so the names in
+    ``renames`` only ever appear as variables.
+    """
     out: list[str] = []
     append = out.append
     content_indents: list[int] = []
@@ -632,7 +880,7 @@ def emit_javascript(tokens: Sequence[Token], renames: dict[str, str], indent: st
     cache = _SPACE_CACHE
     for tok in tokens:
         kind = tok.kind
-        text = renames.get(tok.text, tok.text) if kind == "ident" and tok.role == "var" else tok.text
+        text = renames.get(tok.text, tok.text) if kind == "ident" else tok.text
         key = _spacing_key(tok)
         closes = tok.bracket == -1 or (kind == "tmpl" and text[0] == "}")
         if prev is None or tok.nl_before:
@@ -665,12 +913,124 @@ def emit_javascript(tokens: Sequence[Token], renames: dict[str, str], indent: st
     return "".join(out) + "\n"
 
 
-def _shuffle_function_declarations(
-    tokens: list[Token], rng: random.Random, match_close: dict[int, int] | None = None
-) -> list[Token]:
-    """Top-level ``function`` declarations are hoisted: their order among themselves is free."""
-    if match_close is None:
-        match_close = _matching(tokens)
+_UNARY_TEXTS = frozenset(("+", "-", "++", "--", "!", "~"))
+
+
+def _layout_line(line: _Line, after_unary_context: bool) -> tuple[tuple[str, ...], bool, int, int]:
+    """One line of :func:`emit_javascript`'s output, before renaming and indentation:
+    ``(pieces, first token closes a bracket, brackets closed that the line did not open,
+    brackets left open)``. ``after_unary_context`` is ``_is_unary`` of the token before
+    the line, the only thing about what precedes a line its layout depends on."""
+    pieces: list[str] = []
+    append = pieces.append
+    toks = line.tokens
+    first = toks[0]
+    append(first.text)
+    closes_first = first.bracket == -1 or (first.kind == "tmpl" and first.text[0] == "}")
+    cache = _SPACE_CACHE
+    opened = 0  # brackets opened on this line and not yet closed
+    outer = 0  # brackets closed on this line that earlier lines opened
+    prev = first
+    prev_key = _spacing_key(first)
+    prev_unary = False
+    for n, tok in enumerate(toks):
+        kind, text = tok.kind, tok.text
+        if n:
+            key = _spacing_key(tok)
+            space = cache.get((prev_key, key, prev_unary))
+            if space is None:
+                space = _needs_space(prev, tok, prev_unary)
+                cache[(prev_key, key, prev_unary)] = space
+            if kind == "ident":
+                if space:
+                    append(" ")
+                append(text)
+            else:
+                # Only identifiers are renamed: the rest joins the text before it.
+                last = pieces[-1]
+                if last in line.idents:
+                    append((" " if space else "") + text)
+                else:
+                    pieces[-1] = last + (" " if space else "") + text
+            prev_key = key
+        if tok.bracket == -1 or (kind == "tmpl" and text[0] == "}"):
+            if opened:
+                opened -= 1
+            else:
+                outer += 1
+        if tok.bracket == 1 or (kind == "tmpl" and text[-1] == "{"):
+            opened += 1
+        prev_unary = kind == "punct" and text in _UNARY_TEXTS and (
+            (after_unary_context if n == 0 else _is_unary(prev)) or (tok.nl_before and text in ("++", "--"))
+        )
+        prev = tok
+    return tuple(pieces), closes_first, outer, opened
+
+
+def _emit_lines(
+    lines: Sequence[_Line], out: list[str], content_indents: list[int], before: Token | None, base: str, indent: str
+) -> bool:
+    """Append :func:`emit_javascript`'s output for ``lines`` to ``out`` (each line as "\\n",
+    its indentation, then its pieces, not yet renamed), one cached line layout at a time;
+    ``before`` is the token before them. False when the brackets close more than they
+    open (only the token-by-token emission handles that the same way)."""
+    cache = _LAYOUT_CACHE
+    for line in lines:
+        first = line.tokens[0]
+        context = first.kind == "punct" and first.text in _UNARY_TEXTS and _is_unary(before)
+        layout = cache.get((line, context))
+        if layout is None:
+            layout = _layout_line(line, context)
+            _remember(cache, (line, context), layout)
+        pieces, closes_first, outer, opened = layout
+        if len(content_indents) < outer:
+            return False
+        level = content_indents[-1] - closes_first if content_indents else 0
+        out.append("\n" + base + indent * max(level, 0))
+        out += pieces
+        if outer:
+            del content_indents[-outer:]
+        if opened:
+            content_indents += [level + 1] * opened
+        before = line.tokens[-1]
+    return True
+
+
+def _emit_units(units: Sequence[_Line | _Block], renames: dict[str, str], base: str = "", indent: str = "  ") -> str | None:
+    """:func:`emit_javascript` of the tokens of ``units`` (lines, or blocks of lines whose
+    layout is cached whole under the indentation they start at); ``None`` where
+    :func:`_emit_lines` gives up."""
+    out: list[str] = []
+    content_indents: list[int] = []
+    cache = _LAYOUT_CACHE
+    before: Token | None = None
+    for unit in units:
+        if isinstance(unit, _Block):
+            first = unit.tokens[0]
+            context = first.kind == "punct" and first.text in _UNARY_TEXTS and _is_unary(before)
+            key = (unit, tuple(content_indents), context, base, indent)
+            layout = cache.get(key)
+            if layout is None:
+                pieces: list[str] = []
+                if not _emit_lines(unit.lines, pieces, content_indents, before, base, indent):
+                    return None
+                layout = (tuple(pieces), tuple(content_indents))
+                _remember(cache, key, layout)
+            else:
+                content_indents[:] = layout[1]
+            out += layout[0]
+        elif not _emit_lines((unit,), out, content_indents, before, base, indent):
+            return None
+        before = unit.tokens[-1]
+    out.append("\n")
+    text = "".join(map(renames.get, out, out)) if renames else "".join(out)
+    return text[1:]  # the first line has no line break before it
+
+
+def _function_spans(tokens: Sequence[Token], match_close: dict[int, int]) -> list[tuple[int, int]] | None:
+    """The token spans of top-level ``function`` declarations, which are hoisted, so their
+    order among themselves is free; ``None`` when fewer than two, or when a name repeats
+    (the last declaration wins, so order matters)."""
     spans: list[tuple[int, int]] = []
     names: list[str] = []
     n = len(tokens)
@@ -694,7 +1054,85 @@ def _shuffle_function_declarations(
             continue
         i += 1
     if len(spans) < 2 or len(set(names)) != len(names):
-        return tokens  # a repeated name: the last declaration wins, so order matters
+        return None
+    return spans
+
+
+_NOT_LOCAL = object()
+_SPANS_CACHE: dict[tuple[_Block, bool, bool], object] = {}
+
+
+def _block_spans(block: _Block, first: bool, after_separator: bool) -> object:
+    """:func:`_function_spans`' scan over one block that closes every bracket it opens,
+    entered at the top level: ``(spans as offsets, names)``, or ``_NOT_LOCAL`` when the
+    scan would look past the block (then only the whole-script scan will do)."""
+    if block.closers or block.openers:
+        return _NOT_LOCAL
+    tokens = block.tokens
+    pairs = dict(zip(block.pair_keys, block.pair_values, strict=True))
+    spans: list[tuple[int, int]] = []
+    names: list[str] = []
+    n = len(tokens)
+    i = 0
+    while i < n:
+        tok = tokens[i]
+        if tok.role == "keyword" and tok.text == "function" and (
+            (i == 0 and (first or after_separator)) or tok.nl_before or (i > 0 and tokens[i - 1].text in (";", "}"))
+        ):
+            j = i + 1
+            if j + 1 >= n:
+                return _NOT_LOCAL
+            if tokens[j].kind == "ident" and tokens[j + 1].text == "(":
+                close_paren = pairs[j + 1]
+                if close_paren + 1 >= n:
+                    return _NOT_LOCAL
+                if tokens[close_paren + 1].text == "{":
+                    end = pairs[close_paren + 1]
+                    names.append(tokens[j].text)
+                    spans.append((i, end))
+                    i = end + 1
+                    continue
+        if tok.bracket == 1 or (tok.kind == "tmpl" and tok.text.endswith("${")):
+            i = pairs[i] + 1
+            continue
+        i += 1
+    return tuple(spans), tuple(names)
+
+
+def _script_function_spans(script: JavaScriptSource) -> list[tuple[int, int]] | None:
+    """:func:`_function_spans` of ``script``, from each block's cached scan when every
+    block allows it."""
+    spans: list[tuple[int, int]] = []
+    names: list[str] = []
+    before: Token | None = None
+    cache = _SPANS_CACHE
+    for block, start in zip(script.blocks, script.block_starts, strict=True):
+        key = (block, start == 0, before is not None and before.text in (";", "}"))
+        found = cache.get(key)
+        if found is None:
+            found = _block_spans(block, *key[1:])
+            _remember(cache, key, found)
+        if found is _NOT_LOCAL:
+            return _function_spans(script.tokens, script.match_close)
+        local_spans, local_names = found  # type: ignore[misc]
+        spans += [(start + a, start + b) for a, b in local_spans]
+        names += local_names
+        before = block.tokens[-1]
+    if len(spans) < 2 or len(set(names)) != len(names):
+        return None
+    return spans
+
+
+def _shuffle_function_declarations(
+    tokens: list[Token], rng: random.Random, match_close: dict[int, int] | None = None
+) -> list[Token]:
+    """``tokens`` with the top-level function declarations in a random order."""
+    if match_close is None:
+        match_close = _matching(tokens)
+    spans = _function_spans(tokens, match_close)
+    if spans is None:
+        return tokens
+    n = len(tokens)
     bodies = [tokens[a : b + 1] for a, b in spans]
     rng.shuffle(bodies)
     result: list[Token] = []
@@ -712,11 +1150,59 @@ def _shuffle_function_declarations(
     return result
 
 
+def _shuffle_units(
+    units: Sequence[_Line | _Block], unit_starts: Sequence[int], spans: list[tuple[int, int]], n_tokens: int, rng: random.Random
+) -> list[_Line | _Block] | None:
+    """:func:`_shuffle_function_declarations` on whole lines or blocks: ``units``
+    reordered, drawing the same random numbers; ``None`` (and no draw) when a declaration
+    starts or ends within a unit."""
+    unit_at = {start: k for k, start in enumerate(unit_starts)}
+    ranges: list[tuple[int, int]] = []
+    for a, b in spans:
+        first = unit_at.get(a)
+        after = unit_at.get(b + 1) if b + 1 < n_tokens else len(units)
+        if first is None or after is None:
+            return None
+        ranges.append((first, after))
+    order = list(range(len(ranges)))
+    rng.shuffle(order)  # the same draws as shuffling the spans themselves
+    result: list[_Line | _Block] = []
+    cursor = 0
+    for (first, after), k in zip(ranges, order, strict=True):
+        result += units[cursor:first]
+        result += units[ranges[k][0] : ranges[k][1]]
+        cursor = after
+    result += units[cursor:]
+    return result
+
+
+def _emit_script(script: JavaScriptSource, rng: random.Random, renames: dict[str, str], base: str = "") -> str:
+    """``script`` with its top-level function declarations shuffled, renamed and laid out:
+    from the caches, by blocks or lines, when its lines stand alone, else token by token."""
+    if script.lines:
+        state = rng.getstate()
+        spans = _script_function_spans(script)
+        units: list[_Line | _Block] | None
+        if spans is None:
+            units = list(script.blocks)
+        else:
+            n = len(script.tokens)
+            units = _shuffle_units(script.blocks, script.block_starts, spans, n, rng)
+            if units is None:
+                units = _shuffle_units(script.lines, script.starts, spans, n, rng)
+        if units is not None:
+            text = _emit_units(units, renames, base)
+            if text is not None:
+                return text
+        rng.setstate(state)  # the token-level path draws the same numbers again
+    return emit_javascript(_shuffle_function_declarations(script.tokens, rng, script.match_close), renames, base=base)
+
+
 def obfuscate_javascript(source: str, rng: random.Random, *, rename: bool = True) -> str:
     """One standalone script, obfuscated (see the module docstring)."""
     script = JavaScriptSource.parse(source)
     renames = rename_map([script], rng) if rename else {}
-    return emit_javascript(_shuffle_function_declarations(script.tokens, rng, script.match_close), renames)
+    return _emit_script(script, rng, renames)
 
 
 # --- CSS -------------------------------------------------------------------------------------
@@ -788,11 +1274,17 @@ def _emit_css(items: list, rng: random.Random, level: int, out: list[str]) -> No
 
 def obfuscate_css(source: str, rng: random.Random) -> str:
     """Comments dropped, canonical layout, declarations of a rule shuffled where that is safe."""
-    tokens = [(m.lastgroup or "", m.group()) for m in _CSS_TOKEN.finditer(source) if m.lastgroup != "comment"]
-    items, _ = _css_items(tokens, 0)
     out: list[str] = []
-    _emit_css(items, rng, 0, out)
+    _emit_css(_parse_css(source), rng, 0, out)
     return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def _parse_css(source: str) -> list:
+    # Cached by the exact text: a task's completions share their stylesheet. Safe to
+    # share: _emit_css shuffles a copy and never changes the items.
+    tokens = [(m.lastgroup or "", m.group()) for m in _CSS_TOKEN.finditer(source) if m.lastgroup != "comment"]
+    return _css_items(tokens, 0)[0]
 
 
 # --- Python ----------------------------------------------------------------------------------
@@ -828,8 +1320,69 @@ _VOID = frozenset(["area", "base", "br", "col", "embed", "hr", "img", "input", "
 _JS_SCRIPT_TYPES = frozenset({"", "text/javascript", "application/javascript", "module"})
 
 
+class _HTMLRecorder(HTMLParser):
+    """Parses once and records the handler calls, for :func:`_html_events`."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.events: list[tuple] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.events.append(("handle_starttag", tag, tuple(attrs)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.events.append(("handle_startendtag", tag, tuple(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.events.append(("handle_endtag", tag))
+
+    def handle_data(self, data: str) -> None:
+        self.events.append(("handle_data", data))
+
+    def handle_entityref(self, name: str) -> None:
+        self.events.append(("handle_entityref", name))
+
+    def handle_charref(self, name: str) -> None:
+        self.events.append(("handle_charref", name))
+
+    def handle_comment(self, data: str) -> None:
+        self.events.append(("handle_comment", data))
+
+    def handle_decl(self, decl: str) -> None:
+        self.events.append(("handle_decl", decl))
+
+    def handle_pi(self, data: str) -> None:
+        self.events.append(("handle_pi", data))
+
+    def unknown_decl(self, data: str) -> None:
+        self.events.append(("unknown_decl", data))
+
+
+@lru_cache(maxsize=512)
+def _html_events(content: str) -> tuple[tuple, ...]:
+    """The handler calls :class:`HTMLParser` (``convert_charrefs=False``) makes for
+    ``content``, cached by the exact text: the scan and the rewrite of a page replay one
+    parse, and pages repeat (a task's completions often share theirs)."""
+    recorder = _HTMLRecorder()
+    recorder.feed(content)
+    recorder.close()
+    return tuple(recorder.events)
+
+
+def _replay(events: tuple[tuple, ...], parser: HTMLParser) -> None:
+    for name, *args in events:
+        if name in ("handle_starttag", "handle_startendtag"):
+            getattr(parser, name)(args[0], list(args[1]))
+        else:
+            getattr(parser, name)(*args)
+
+
 class _HTMLScan(HTMLParser):
-    """First pass: inline scripts, names used by event attributes, and file references."""
+    """First pass: inline scripts, names used by event attributes, and file references.
+
+    Fed the events of a ``convert_charrefs=False`` parse (:func:`_replay`): it reads only
+    tags, attributes (unescaped either way) and the text of scripts, which is raw text,
+    never split or unescaped differently by that setting."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -931,9 +1484,7 @@ class _HTMLRewrite(HTMLParser):
         base = "  " * len(self.stack)
         if self.raw == "js" and source.strip():
             script = self.scripts.pop(source, None) or JavaScriptSource.parse(source)
-            body = emit_javascript(
-                _shuffle_function_declarations(script.tokens, self.rng, script.match_close), self.renames if self.rename else {}, base=base
-            )
+            body = _emit_script(script, self.rng, self.renames if self.rename else {}, base=base)
             self.out.append("\n" + body + "  " * max(len(self.stack) - 1, 0))
         elif self.raw == "css" and source.strip():
             css = obfuscate_css(source, self.rng)
@@ -984,9 +1535,16 @@ class _HTMLRewrite(HTMLParser):
         self.out.append(f"<![{data}]>")
 
 
+@lru_cache(maxsize=1024)
+def _path_parts(filename: str) -> tuple[str, str]:
+    """``(stem, suffix)`` of a file name, as pathlib has them (cached: pathlib is slow)."""
+    path = PurePosixPath(filename)
+    return path.stem, path.suffix
+
+
 def _kind(file: CodeFile) -> str:
     language = file.language.lower()
-    suffix = PurePosixPath(file.filename).suffix.lower()
+    suffix = _path_parts(file.filename)[1].lower()
     for kind, languages, suffixes in (
         ("html", ("html", "htm"), (".html", ".htm")),
         ("js", ("javascript", "js"), (".js",)),
@@ -1010,8 +1568,8 @@ def _file_renames(files: Sequence[CodeFile], references: list[str], entry: str, 
         mentions = sum(f.content.count(file.filename) for f in files)
         if mentions != referenced.count(file.filename):
             continue  # named somewhere we would not rewrite (an import, a fetch)
-        suffix = PurePosixPath(file.filename).suffix
-        stem = _fresh_names(1, {PurePosixPath(t).stem for t in taken}, rng)[0]
+        suffix = _path_parts(file.filename)[1]
+        stem = _fresh_names(1, {_path_parts(t)[0] for t in taken}, rng)[0]
         renames[file.filename] = stem + suffix
         taken.add(stem + suffix)
     return renames
@@ -1033,8 +1591,7 @@ def obfuscate_files(
         kind = _kind(file)
         if kind == "html":
             scan = _HTMLScan()
-            scan.feed(file.content)
-            scan.close()
+            _replay(_html_events(file.content), scan)
             inline = [JavaScriptSource.parse(s) for s in scan.scripts if s.strip()]
             parsed[n] = inline
             js_sources += inline
@@ -1050,13 +1607,12 @@ def obfuscate_files(
         kind = _kind(file)
         if kind == "html":
             writer = _HTMLRewrite(rng, renames, file_names, rename, parsed[n])  # type: ignore[arg-type]
-            writer.feed(file.content)
-            writer.close()
+            _replay(_html_events(file.content), writer)
             content = "".join(writer.out).strip() + "\n"
         elif kind == "js":
             script = parsed[n]
             assert isinstance(script, JavaScriptSource)
-            content = emit_javascript(_shuffle_function_declarations(script.tokens, rng, script.match_close), renames)
+            content = _emit_script(script, rng, renames)
         elif kind == "css":
             content = obfuscate_css(file.content, rng)
         elif kind == "python":

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
@@ -220,7 +221,7 @@ class CompletionChecker:
             problems.append(f"{file.filename}: no HTML elements")
         for reference in parser.references:
             target = reference.split("?")[0].split("#")[0]
-            if _is_local(target) and str(PurePosixPath(target.removeprefix("./"))) not in names:
+            if _is_local(target) and _normalised(target) not in names:
                 problems.append(f"{file.filename}: references {reference!r}, which is not in the completion")
         for n, script in enumerate(parser.scripts, start=1):
             problems += self._javascript(script, f"{file.filename} <script> #{n}")
@@ -231,9 +232,20 @@ class CompletionChecker:
         return [] if error is None else [f"{filename}: JavaScript syntax error: {error}"]
 
 
+@lru_cache(maxsize=1024)
+def _normalised(reference: str) -> str:
+    # Cached: pathlib costs more than the rest of the HTML check, and names repeat.
+    return str(PurePosixPath(reference.removeprefix("./")))
+
+
 def _kind(file: CodeFile) -> str:
-    language = file.language.lower()
-    suffix = PurePosixPath(file.filename).suffix.lower()
+    return _kind_of(file.language, file.filename)
+
+
+@lru_cache(maxsize=1024)
+def _kind_of(language: str, filename: str) -> str:
+    language = language.lower()
+    suffix = PurePosixPath(filename).suffix.lower()
     if language in ("html", "htm") or suffix in (".html", ".htm"):
         return "html"
     if language in ("javascript", "js") or suffix in (".js", ".mjs", ".cjs"):

@@ -47,9 +47,15 @@ class InstructionFilter:
         )
         self._ids: list[int] = []
         self._texts: list[str] = []
-        self._rows: list[sp.csr_matrix] = []  # not yet stacked into _matrix
-        self._matrix = sp.csr_matrix((0, N_FEATURES))
-        self._df = np.zeros(N_FEATURES)
+        # The accepted rows, unweighted (IDF moves as the corpus grows), over a compact
+        # vocabulary: only hashed terms some accepted instruction uses get a column, so
+        # every check works on arrays the size of that vocabulary and of the rows' terms,
+        # not on all 2**18 hashed features.
+        self._columns: dict[int, int] = {}  # hashed feature -> compact column
+        self._df = np.zeros(0)
+        # Every accepted row's terms, concatenated: row number, compact column, 1 + ln tf.
+        self._flat = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows not yet in _flat
         for row_id, text in store.accepted_instructions():
             self._remember(row_id, text, self._tf(text))
 
@@ -59,10 +65,17 @@ class InstructionFilter:
         return counts
 
     def _remember(self, row_id: int, text: str, tf: sp.csr_matrix) -> None:
+        columns = self._columns
+        for feature in tf.indices.tolist():
+            if feature not in columns:
+                columns[feature] = len(columns)
+        if len(columns) > len(self._df):
+            self._df = np.concatenate([self._df, np.zeros(max(len(columns), 2 * len(self._df)) - len(self._df))])
+        cols = np.fromiter((columns[f] for f in tf.indices.tolist()), dtype=np.int64, count=tf.nnz)
+        self._df[cols] += 1
+        self._pending.append((np.full(tf.nnz, len(self._ids), dtype=np.int64), cols, tf.data.astype(float)))
         self._ids.append(row_id)
         self._texts.append(text)
-        self._rows.append(tf)
-        self._df[tf.indices] += 1
 
     def sample_accepted(self, rng: random.Random, k: int) -> list[str]:
         """Up to ``k`` accepted instructions drawn at random (self-instruct examples)."""
@@ -75,19 +88,27 @@ class InstructionFilter:
             return self._nearest(self._tf(text))
 
     def _nearest(self, tf: sp.csr_matrix) -> tuple[float, int | None]:
-        if self._rows:
-            self._matrix = sp.vstack([self._matrix, *self._rows], format="csr")
-            self._rows = []
-        n = self._matrix.shape[0]
+        n = len(self._ids)
         if n == 0 or tf.nnz == 0:
             return 0.0, None
-        idf = np.log((1.0 + n) / (1.0 + self._df)) + 1.0
-        query = tf.multiply(idf).tocsr()
-        query_norm = float(np.sqrt(query.multiply(query).sum()))
-        # Rows are stored unweighted (IDF moves as the corpus grows): weight both sides here.
-        dots = (self._matrix @ query.multiply(idf).tocsr().T).toarray().ravel()
-        squared = self._matrix.multiply(self._matrix) @ (idf * idf)
-        norms = np.sqrt(np.asarray(squared).ravel()) * query_norm
+        if self._pending:
+            self._flat = tuple(np.concatenate([old, *new]) for old, *new in zip(self._flat, *self._pending, strict=True))  # type: ignore[assignment]
+            self._pending = []
+        row_of, cols, vals = self._flat
+        vocabulary = len(self._columns)
+        idf = np.log((1.0 + n) / (1.0 + self._df[:vocabulary])) + 1.0
+        unseen_idf = np.log(1.0 + n) + 1.0  # a term no accepted instruction has: df = 0
+        # The query, TF-IDF weighted; its terms outside the vocabulary count in its norm only.
+        query_cols = np.fromiter((self._columns.get(f, -1) for f in tf.indices.tolist()), dtype=np.int64, count=tf.nnz)
+        known = query_cols >= 0
+        query = tf.data * np.where(known, idf[np.where(known, query_cols, 0)], unseen_idf)
+        query_norm = float(np.sqrt(np.dot(query, query)))
+        weights = np.zeros(vocabulary)
+        weights[query_cols[known]] = query[known] * idf[query_cols[known]]
+        row_idf = idf[cols]
+        dots = np.bincount(row_of, weights=vals * weights[cols], minlength=n)
+        squared = np.bincount(row_of, weights=vals * vals * row_idf * row_idf, minlength=n)
+        norms = np.sqrt(squared) * query_norm
         scores = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
         best = int(np.argmax(scores))
         return float(scores[best]), self._ids[best]

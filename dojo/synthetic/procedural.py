@@ -17,6 +17,7 @@ differ from the instruction's words and from completion to completion:
 from __future__ import annotations
 
 import colorsys
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -379,6 +380,11 @@ def _colour_literal(rgb: tuple[int, int, int], rng: random.Random) -> str:
 def _count_expression(n: int, rng: random.Random) -> str:
     """``n`` as ``a * b + c`` or ``a * b - c`` with single digits: never its own digits,
     and always the same width."""
+    return rng.choice(_count_forms(n))
+
+
+@functools.cache
+def _count_forms(n: int) -> tuple[str, ...]:
     forms: list[str] = []
     for a in range(2, 10):
         for b in range(2, 10):
@@ -387,13 +393,15 @@ def _count_expression(n: int, rng: random.Random) -> str:
                 forms.append(f"{a} * {b} + {c}")
             elif 1 <= -c <= 9:
                 forms.append(f"{a} * {b} - {-c}")
-    return rng.choice(forms)
+    return tuple(forms)
 
 
 def _index_table(entries: dict[str, str], chosen: str, rng: random.Random) -> tuple[str, int]:
     names = list(entries)
     rng.shuffle(names)
-    body = ",\n".join(f"  {entries[name]}" for name in names) + ","
+    # A blank line between entries: the obfuscator drops blank lines, and caches its work
+    # by blocks of lines between them, so each entry is met again whatever the order.
+    body = ",\n\n".join(f"  {entries[name]}" for name in names) + ","
     return body, names.index(chosen)
 
 

@@ -421,3 +421,25 @@ def _pixels(png: bytes) -> bytes:
     # Pillow comes with matplotlib, a runtime requirement.
     image = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
     return image.open(io.BytesIO(png)).convert("RGBA").tobytes()
+
+
+def test_the_cached_line_and_block_path_gives_the_token_by_token_result(monkeypatch):
+    # The obfuscator caches its work by lines and blocks of lines (the procedural backend's
+    # completions repeat most of them); with those caches bypassed, every script goes
+    # token by token. Both must write the same text, cold caches and warm.
+    from commons import obfuscation
+    from dojo.synthetic.procedural import FileLayout, render_scene
+    from dojo.synthetic.spec import deviate, sample_spec
+
+    rng = random.Random(11)
+    completions = [HANDWRITTEN, [CodeFile(filename="index.html", content=f"<script>{PROGRAM}</script>", language="html")]]
+    for kind in ("inline", "script", "split") * 3:
+        spec = sample_spec(rng)
+        for level in (spec, *deviate(spec, 2, rng)):
+            completions.append(render_scene(level, FileLayout(kind, "app.js", "style.css"), rng))
+    cached = [[obfuscate_files(files, random.Random(n)) for n, files in enumerate(completions)] for _ in range(2)]
+    cached_program = obfuscate_javascript(PROGRAM, random.Random(4))
+    monkeypatch.setattr(obfuscation, "_tokenize_lines", lambda source: None)
+    plain = [obfuscate_files(files, random.Random(n)) for n, files in enumerate(completions)]
+    assert cached[0] == plain and cached[1] == plain
+    assert obfuscate_javascript(PROGRAM, random.Random(4)) == cached_program
