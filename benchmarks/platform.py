@@ -12,7 +12,12 @@ database is checked for tasks holding more results than ``maxResults``.
 
 The last line printed is one JSON object: per database, submissions per second, p50 and
 p99 latency of the submissions and of all requests (ms), errors (non-2xx other than
-"no task", and transport errors) and over-filled tasks. Targets on 2 cores: ≥ 500
+"no task", and transport errors) and over-filled tasks; also the CPU one request cost the
+server and the client (ms), and the machine's 1-minute load average before and after (the
+client shares the machine, and so may other work).
+
+With N closed-loop workers the latency is about N / (requests per second): p99 < 100 ms
+with 200 workers needs some 2000 requests/s. Targets on 2 cores: ≥ 500
 submissions/s on SQLite, p99 < 100 ms, no errors, no over-filled task.
 """
 
@@ -300,13 +305,21 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
     try:
         print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)
         cpu_before = _cpu_seconds(server.pid)
+        client_before = time.process_time()
+        load_before = os.getloadavg()[0]
         result = asyncio.run(_run_workers(f"http://127.0.0.1:{port}", tokens, args.duration))
+        client_cpu = time.process_time() - client_before
         cpu_after = _cpu_seconds(server.pid)
         if cpu_before is not None and cpu_after is not None and result["requests"]:
             # What one request costs the server, whatever else the machine is running.
             result["server_cpu_ms_per_request"] = round(
                 (cpu_after - cpu_before) * 1000 / result["requests"], 2
             )
+        if result["requests"]:
+            # The client shares the machine: what it spends is not there for the server.
+            result["client_cpu_ms_per_request"] = round(client_cpu * 1000 / result["requests"], 2)
+        # The machine may be shared: the 1-minute load average before and after the run.
+        result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     finally:
         server.send_signal(signal.SIGINT)
         try:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -17,8 +18,9 @@ from dojo.platform.api import miner as miner_api
 from dojo.platform.api import tasks as tasks_api
 from dojo.platform.api import worker as worker_api
 from dojo.platform.db import Database
-from dojo.platform.deps import SessionCache
+from dojo.platform.deps import SessionCache, lookup_worker
 from dojo.platform.errors import PlatformError, RateLimited
+from dojo.platform.hotpath import QueueHotPath
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.schemas import CreateTasksIn
 from dojo.platform.security import RateLimiter, SecurityMiddleware
@@ -49,12 +51,19 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> FastAP
             raise ValueError("the platform needs a chain: set --subtensor.network and --netuid")
         chain = open_chain(settings.network, settings.netuid, settings.chain_endpoint)
 
+    # The queue's database work (deps.run_db): one thread on SQLite, whose writers take
+    # turns anyway, so no two threads contend for the GIL and the write lock.
+    db_executor = ThreadPoolExecutor(
+        max_workers=1 if database.is_sqlite else settings.db_threads, thread_name_prefix="dojo-db"
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logger.info("worker platform at {} on {}", settings.base_url, chain.describe())
         try:
             yield
         finally:
+            db_executor.shutdown(wait=True)
             database.dispose()
             if owns_chain:
                 chain.close()
@@ -70,7 +79,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> FastAP
     app.state.chain = chain
     app.state.registry = HotkeyRegistry(chain, settings.registration_refresh_seconds)
     app.state.worker_sessions = SessionCache()
-    app.state.db_limiter = anyio.CapacityLimiter(settings.db_threads)
+    app.state.db_executor = db_executor
     app.state.login_limiter = RateLimiter(settings.login_rate_limit, settings.login_rate_window_seconds)
 
     @app.exception_handler(PlatformError)
@@ -100,6 +109,19 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> FastAP
     else:
         app.include_router(web_router)
 
+    # Inside SecurityMiddleware (added after it, so wrapped by it): caps and headers apply.
+    app.add_middleware(
+        QueueHotPath,
+        database=database,
+        settings=settings,
+        sessions=app.state.worker_sessions,
+        executor=db_executor,
+        lookup_worker=partial(lookup_worker, database),
+        claim=worker_api.claim_next,
+        submit=worker_api.submit_result_now,
+        render_task=worker_api.task_json,
+        render_submitted=worker_api.submitted_json,
+    )
     app.add_middleware(
         SecurityMiddleware,
         max_body_bytes=settings.max_body_bytes,

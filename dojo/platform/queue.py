@@ -17,10 +17,12 @@ This is the platform's hot path (every worker loops next → submit), so it runs
 prepared SQL statements, the same text on SQLite and PostgreSQL, instead of building ORM
 queries per call.
 
-For the UI's page routes: :func:`next_task`, :func:`submit_result`, :func:`skip_task`,
-:func:`worker_progress`. Each takes an open write session (``Database.session()``).
-The API splits :func:`next_task` into :func:`plan_next_task` (a read transaction, no
-write lock) and :func:`claim_next_task` (a short write transaction).
+For the UI's page routes and the API: :func:`next_task`, :func:`submit_result`,
+:func:`skip_task`, :func:`worker_progress`. Each takes an open write transaction: an ORM
+Session (``Database.session()``), a Core Connection, or the driver's own connection
+(``Database.raw_write()``, the API's hot path: ~30 µs a statement instead of ~200 µs
+through SQLAlchemy's execution). :func:`plan_next_task` (read-only) and
+:func:`claim_next_task` can also run in two transactions, the look without the write lock.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Connection, DateTime, Integer, String, TextClause, bindparam, func, select, text
+from sqlalchemy import JSON, Connection, DateTime, TextClause, bindparam, column, func, select, text
 from sqlalchemy.orm import Session
 
+from dojo.platform.db import RawDb, RawStatement
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
 from dojo.platform.models import DONE, HOLD, SKIPPED, Result, Worker, utcnow
 from dojo.platform.settings import PlatformSettings
@@ -44,52 +47,85 @@ CANDIDATES = 16
 SPREAD = 24
 
 _TIMES = ("now", "until")
+_SA_TYPES = {"datetime": DateTime, "json": JSON, None: None}
 
 
-def _sql(statement: str, **columns: Any) -> TextClause:
-    clause = text(statement)
-    binds = [bindparam(name, type_=DateTime()) for name in _TIMES if f":{name}" in statement]
-    if ":data" in statement:
-        binds.append(bindparam("data", type_=JSON()))
-    if binds:
-        clause = clause.bindparams(*binds)
-    return clause.columns(**columns) if columns else clause
+class Stmt:
+    """One statement of the queue, runnable on an ORM Session, a Core Connection or a :class:`RawDb`.
+
+    ``columns`` names the result columns and their kinds (``"datetime"``, ``"json"`` or
+    ``None``), as SQLAlchemy's ``TextClause.columns`` would type them.
+    """
+
+    def __init__(self, statement: str, **columns: str | None):
+        binds = [bindparam(name, type_=DateTime()) for name in _TIMES if f":{name}" in statement]
+        json_params = ["data"] if ":data" in statement else []
+        binds.extend(bindparam(name, type_=JSON()) for name in json_params)
+        clause = text(statement)
+        if binds:
+            clause = clause.bindparams(*binds)
+        if columns:
+            clause = clause.columns(*(column(name, _SA_TYPES[kind]) for name, kind in columns.items()))
+        self.clause: TextClause = clause
+        self.raw = RawStatement(
+            statement,
+            times=[name for name in _TIMES if f":{name}" in statement],
+            json_params=json_params,
+            columns=list(columns.values()),
+        )
+
+
+# The functions take an ORM Session (page routes), a Core Connection, or a RawDb (the API's
+# hot path, which skips SQLAlchemy's execution machinery); all run the same statements.
+Db = Session | Connection | RawDb
+
+
+def _rows(db: Db, statement: Stmt, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    if isinstance(db, RawDb):
+        return db.execute(statement.raw, params)
+    result = db.execute(statement.clause, params)
+    return [tuple(row) for row in result] if result.returns_rows else []
+
+
+def _first(db: Db, statement: Stmt, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    rows = _rows(db, statement, params)
+    return rows[0] if rows else None
 
 
 _LIVE_SUBSCRIPTION = (
     "SELECT 1 FROM subscriptions s LEFT JOIN api_keys k ON k.id = s.key_id"
     " WHERE s.worker_id = :w AND s.miner_id = {miner} AND (s.key_id IS NULL OR k.disabled_at IS NULL)"
 )
-_TASK_COLUMNS = {
-    "id": String,
-    "miner_id": Integer,
-    "title": String,
-    "body": String,
-    "prompt": String,
-    "task_type": String,
-    "criteria": JSON,
-    "completions": JSON,
-    "num_results": Integer,
-    "max_results": Integer,
-    "expire_at": DateTime,
+_TASK_COLUMNS: dict[str, str | None] = {
+    "id": None,
+    "miner_id": None,
+    "title": None,
+    "body": None,
+    "prompt": None,
+    "task_type": None,
+    "criteria": "json",
+    "completions": "json",
+    "num_results": None,
+    "max_results": None,
+    "expire_at": "datetime",
 }
 _SELECT_TASK = "SELECT " + ", ".join(f"t.{c}" for c in _TASK_COLUMNS) + " FROM tasks t WHERE t.id = :t"
 
-HELD = _sql(
+HELD = Stmt(
     "SELECT t.id, a.held_until FROM assignments a JOIN tasks t ON t.id = a.task_id"
     " WHERE a.worker_id = :w AND a.status = 'held' AND a.held_until > :now AND t.expire_at > :now"
     f" AND EXISTS ({_LIVE_SUBSCRIPTION.format(miner='t.miner_id')})"
     " ORDER BY t.expire_at LIMIT 1",
-    id=String,
-    held_until=DateTime,
+    id=None,
+    held_until="datetime",
 )
-LIVE_MINERS = _sql(
+LIVE_MINERS = Stmt(
     "SELECT s.miner_id FROM subscriptions s LEFT JOIN api_keys k ON k.id = s.key_id"
     " WHERE s.worker_id = :w AND (s.key_id IS NULL OR k.disabled_at IS NULL)"
 )
 # One miner per query, so the scan walks the partial index ix_tasks_open in deadline order
 # and stops at the limit (an IN over several miners would sort every open task first).
-OPEN_TASKS = _sql(
+OPEN_TASKS = Stmt(
     "SELECT t.id, t.expire_at FROM tasks t"
     " WHERE t.miner_id = :m AND t.num_results < t.max_results AND t.expire_at > :now"
     " AND t.num_results + (SELECT count(*) FROM assignments a"
@@ -99,37 +135,37 @@ OPEN_TASKS = _sql(
     # Not "expire_at, id": the index holds (expire_at, rowid), and sorting ties by id would
     # make SQLite sort every open task of the miner.
     " ORDER BY t.expire_at LIMIT :limit",
-    id=String,
-    expire_at=DateTime,
+    id=None,
+    expire_at="datetime",
 )
-TASK = _sql(_SELECT_TASK, **_TASK_COLUMNS)
-TASK_FOR_UPDATE = _sql(_SELECT_TASK + " FOR UPDATE", **_TASK_COLUMNS)
-TASK_SKIP_LOCKED = _sql(_SELECT_TASK + " FOR UPDATE SKIP LOCKED", **_TASK_COLUMNS)
-OTHERS_HOLDING = _sql(
+TASK = Stmt(_SELECT_TASK, **_TASK_COLUMNS)
+TASK_FOR_UPDATE = Stmt(_SELECT_TASK + " FOR UPDATE", **_TASK_COLUMNS)
+TASK_SKIP_LOCKED = Stmt(_SELECT_TASK + " FOR UPDATE SKIP LOCKED", **_TASK_COLUMNS)
+OTHERS_HOLDING = Stmt(
     "SELECT count(*) FROM assignments"
     " WHERE task_id = :t AND status = 'held' AND held_until > :now AND worker_id <> :w"
 )
-SET_ASSIGNMENT = _sql(
+SET_ASSIGNMENT = Stmt(
     "INSERT INTO assignments (task_id, worker_id, status, held_until, created_at, updated_at)"
     " VALUES (:t, :w, :status, :until, :now, :now)"
     " ON CONFLICT (task_id, worker_id) DO UPDATE"
     " SET status = excluded.status, held_until = excluded.held_until, updated_at = excluded.updated_at"
 )
-ACCESS = _sql(_LIVE_SUBSCRIPTION.format(miner=":m"))
-MINE = _sql(
+ACCESS = Stmt(_LIVE_SUBSCRIPTION.format(miner=":m"))
+MINE = Stmt(
     "SELECT (SELECT id FROM results WHERE task_id = :t AND worker_id = :w) AS result_id,"
     " (SELECT status FROM assignments WHERE task_id = :t AND worker_id = :w) AS status,"
     " (SELECT held_until FROM assignments WHERE task_id = :t AND worker_id = :w) AS held_until",
-    result_id=Integer,
-    status=String,
-    held_until=DateTime,
+    result_id=None,
+    status=None,
+    held_until="datetime",
 )
-REPLACE_RESULT = _sql("UPDATE results SET result_data = :data, updated_at = :now WHERE id = :id")
-INSERT_RESULT = _sql(
+REPLACE_RESULT = Stmt("UPDATE results SET result_data = :data, updated_at = :now WHERE id = :id")
+INSERT_RESULT = Stmt(
     "INSERT INTO results (task_id, worker_id, result_data, created_at, updated_at)"
     " VALUES (:t, :w, :data, :now, :now)"
 )
-COUNT_RESULT = _sql("UPDATE tasks SET num_results = num_results + 1 WHERE id = :t")
+COUNT_RESULT = Stmt("UPDATE tasks SET num_results = num_results + 1 WHERE id = :t")
 
 
 @dataclass(frozen=True)
@@ -149,18 +185,15 @@ class TaskRow:
     expire_at: datetime
 
 
-# The functions take an ORM Session (page routes) or a Core Connection (the API's hot path,
-# which skips the Session's bookkeeping); both execute the statements alike.
-Db = Session | Connection
-
-
 def _is_postgres(db: Db) -> bool:
+    if isinstance(db, RawDb):
+        return not db.is_sqlite
     dialect = db.dialect if isinstance(db, Connection) else db.get_bind().dialect
     return dialect.name == "postgresql"
 
 
-def _task(db: Db, statement: TextClause, task_id: str) -> TaskRow | None:
-    row = db.execute(statement, {"t": task_id}).first()
+def _task(db: Db, statement: Stmt, task_id: str) -> TaskRow | None:
+    row = _first(db, statement, {"t": task_id})
     return None if row is None else TaskRow(*row)
 
 
@@ -169,13 +202,13 @@ def _lock_task(db: Db, task_id: str) -> TaskRow | None:
 
 
 def _others_holding(db: Db, task_id: str, worker_id: int, now: datetime) -> int:
-    return int(db.execute(OTHERS_HOLDING, {"t": task_id, "w": worker_id, "now": now}).scalar_one())
+    return int(_rows(db, OTHERS_HOLDING, {"t": task_id, "w": worker_id, "now": now})[0][0])
 
 
 def _set_assignment(
     db: Db, task_id: str, worker_id: int, status: str, until: datetime, now: datetime
 ) -> None:
-    db.execute(SET_ASSIGNMENT, {"t": task_id, "w": worker_id, "status": status, "until": until, "now": now})
+    _rows(db, SET_ASSIGNMENT, {"t": task_id, "w": worker_id, "status": status, "until": until, "now": now})
 
 
 def _view(task: TaskRow, held_until: datetime | None) -> WorkerTaskView:
@@ -201,7 +234,7 @@ def _candidates(
 ) -> list[str]:
     found: list[tuple[datetime, str]] = []
     for miner_id in miner_ids:
-        rows = db.execute(OPEN_TASKS, {"m": miner_id, "w": worker.id, "now": now, "limit": limit})
+        rows = _rows(db, OPEN_TASKS, {"m": miner_id, "w": worker.id, "now": now, "limit": limit})
         found.extend((expire_at, task_id) for task_id, expire_at in rows)
     return [task_id for _, task_id in sorted(found)[:limit]]
 
@@ -235,12 +268,13 @@ def plan_next_task(db: Db, worker: Worker, spread: int = SPREAD) -> NextTaskPlan
     tasks first instead of all queueing for the oldest.
     """
     now = utcnow()
-    held = db.execute(HELD, {"w": worker.id, "now": now}).first()
+    held = _first(db, HELD, {"w": worker.id, "now": now})
     if held is not None:
-        task = _task(db, TASK, held.id)
+        held_id, held_until = held
+        task = _task(db, TASK, held_id)
         assert task is not None
-        return NextTaskPlan(_view(task, held.held_until), [], [])
-    miner_ids = list(db.execute(LIVE_MINERS, {"w": worker.id}).scalars())
+        return NextTaskPlan(_view(task, held_until), [], [])
+    miner_ids = [row[0] for row in _rows(db, LIVE_MINERS, {"w": worker.id})]
     candidates = _candidates(db, worker, miner_ids, now, spread) if miner_ids else []
     random.shuffle(candidates)
     return NextTaskPlan(None, miner_ids, candidates)
@@ -276,8 +310,14 @@ def claim_next_task(
 
 
 def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
-    """The task held for this worker: its live hold if it has one, else a newly claimed one."""
-    return claim_next_task(db, settings, worker, plan_next_task(db, worker))
+    """The task held for this worker: its live hold if it has one, else a newly claimed one.
+
+    Run it in one write transaction. On SQLite that transaction holds the database's write
+    lock from its first statement, so the first open task found is still free when claimed:
+    no spread is needed, and the search stops at one task.
+    """
+    spread = SPREAD if _is_postgres(db) else 1
+    return claim_next_task(db, settings, worker, plan_next_task(db, worker, spread))
 
 
 def validate_result_data(task: TaskRow, result_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -331,7 +371,7 @@ class Submitted:
 
 def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> TaskRow:
     task = _lock_task(db, task_id)
-    if task is None or db.execute(ACCESS, {"w": worker.id, "m": task.miner_id}).first() is None:
+    if task is None or _first(db, ACCESS, {"w": worker.id, "m": task.miner_id}) is None:
         raise NotFound("no such task among your subscriptions")
     return task
 
@@ -345,15 +385,15 @@ def submit_result(
     if task.expire_at <= now:
         raise Gone(f"task {task_id} expired at {task.expire_at.isoformat()}Z; it takes no more results")
     data = validate_result_data(task, result_data)
-    mine = db.execute(MINE, {"t": task.id, "w": worker.id}).one()
-    if mine.result_id is not None:
-        db.execute(REPLACE_RESULT, {"data": data, "now": now, "id": mine.result_id})
+    result_id, status, held_until = _rows(db, MINE, {"t": task.id, "w": worker.id})[0]
+    if result_id is not None:
+        _rows(db, REPLACE_RESULT, {"data": data, "now": now, "id": result_id})
         return Submitted(task.id, True, now)
-    holding = mine.status == HOLD and mine.held_until is not None and mine.held_until > now
+    holding = status == HOLD and held_until is not None and held_until > now
     if not holding and task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
         raise Conflict(f"task {task_id} already has its {task.max_results} results (or they are held)")
-    db.execute(INSERT_RESULT, {"t": task.id, "w": worker.id, "data": data, "now": now})
-    db.execute(COUNT_RESULT, {"t": task.id})
+    _rows(db, INSERT_RESULT, {"t": task.id, "w": worker.id, "data": data, "now": now})
+    _rows(db, COUNT_RESULT, {"t": task.id})
     _set_assignment(db, task.id, worker.id, DONE, now, now)
     return Submitted(task.id, False, now)
 
@@ -361,7 +401,7 @@ def submit_result(
 def skip_task(db: Db, worker: Worker, task_id: str) -> None:
     """Release this worker's hold and never offer the task to it again."""
     task = _accessible_locked_task(db, worker, task_id)
-    if db.execute(MINE, {"t": task.id, "w": worker.id}).one().result_id is not None:
+    if _rows(db, MINE, {"t": task.id, "w": worker.id})[0][0] is not None:
         raise Conflict("you already submitted a result for this task; resubmit to change it")
     now = utcnow()
     _set_assignment(db, task.id, worker.id, SKIPPED, now, now)

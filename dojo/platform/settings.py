@@ -65,7 +65,9 @@ class PlatformSettings(BaseModel):
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: when public_url is https")
     migrate_on_start: bool = True
     db_pool_size: int = Field(20, ge=1)
-    db_threads: int = Field(4, ge=1, description="threads running the queue's database work at once")
+    db_threads: int = Field(
+        4, ge=1, description="threads running the queue's database work on PostgreSQL (SQLite: always 1)"
+    )
 
     @property
     def base_url(self) -> str:

@@ -210,6 +210,33 @@ def task_json(view: WorkerTaskView) -> dict[str, Any]:
     }
 
 
+def claim_next(database: Database, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
+    """The queue work of ``POST /tasks/next`` (blocking; run it with ``run_db``)."""
+    # One write transaction for both halves. On PostgreSQL the look takes no locks; on
+    # SQLite this process runs its queue work on one thread (deps.run_db), so holding
+    # the write lock through the look costs no concurrency and saves a transaction.
+    with database.raw_write() as db:
+        return queue.next_task(db, settings, worker)
+
+
+def submit_result_now(
+    database: Database, settings: PlatformSettings, worker: Worker, task_id: str, data: list[dict[str, Any]]
+) -> queue.Submitted:
+    """The queue work of ``POST /tasks/{id}/result`` (blocking; run it with ``run_db``)."""
+    with database.raw_write() as db:
+        return queue.submit_result(db, settings, worker, task_id, data)
+
+
+def submitted_json(done: queue.Submitted) -> dict[str, Any]:
+    """The wire form of :class:`SubmitResultOut`, built directly (the queue's hot path)."""
+    return {
+        "taskId": done.task_id,
+        "status": "done",
+        "replaced": done.replaced,
+        "updatedAt": iso(done.updated_at),
+    }
+
+
 @router.post(
     "/tasks/next",
     response_model=WorkerTaskOut,
@@ -221,16 +248,7 @@ async def next_task(
     database: Database = Depends(get_database),
     settings: PlatformSettings = Depends(get_settings),
 ) -> Response:
-    def claim() -> WorkerTaskView | None:
-        # One trip to a thread for both halves: the hop costs more CPU than either query.
-        with database.read_connection() as db:
-            plan = queue.plan_next_task(db, worker)
-        if plan.held is not None or not plan.miner_ids:
-            return plan.held
-        with database.write_connection() as db:
-            return queue.claim_next_task(db, settings, worker, plan)
-
-    view = await run_db(request, claim)
+    view = await run_db(request, lambda: claim_next(database, settings, worker))
     if view is None:
         return Response(status_code=204)
     return JSONResponse(task_json(view))
@@ -255,19 +273,8 @@ async def submit_result(
 ) -> Response:
     data = [item.model_dump() for item in body.result_data]
 
-    def submit() -> queue.Submitted:
-        with database.write_connection() as db:
-            return queue.submit_result(db, settings, worker, task_id, data)
-
-    done = await run_db(request, submit)
-    return JSONResponse(
-        {
-            "taskId": done.task_id,
-            "status": "done",
-            "replaced": done.replaced,
-            "updatedAt": iso(done.updated_at),
-        }
-    )
+    done = await run_db(request, lambda: submit_result_now(database, settings, worker, task_id, data))
+    return JSONResponse(submitted_json(done))
 
 
 @router.post("/tasks/{task_id}/skip", response_model=SkipOut)

@@ -1,0 +1,185 @@
+"""The queue's two hottest calls answered in plain ASGI: next task and submit, bearer-authenticated.
+
+Every worker loops ``POST /api/v1/worker/tasks/next`` → ``POST …/tasks/{id}/result``, and
+FastAPI's routing, dependency solving and request/response objects cost more CPU than the
+queue's database work. :class:`QueueHotPath` sits inside :class:`SecurityMiddleware` (so
+body caps, security headers and the CSRF cookie apply as everywhere) and answers those two
+calls itself only when the request is the ordinary one: a ``Bearer`` session token of a
+live worker session and, for a submission, a JSON body that :class:`SubmitResultIn`
+accepts. Anything else — no or unknown credentials, a cookie session (which needs the
+CSRF check), an unreadable or invalid body — goes on to the FastAPI routes unchanged (the
+body already read is handed on), so every error keeps its one wording. The routes remain
+the documented API (OpenAPI) and run the same functions (``api.worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from dojo.platform.db import Database
+from dojo.platform.errors import PlatformError
+from dojo.platform.schemas import SubmitResultIn
+from dojo.platform.security import ASGIApp, Message, Receive, Scope, Send
+from dojo.platform.settings import PlatformSettings
+
+NEXT_PATH = "/api/v1/worker/tasks/next"
+_RESULT_PATH = re.compile(r"^/api/v1/worker/tasks/([^/]+)/result$")
+_JSON = b"application/json"
+
+
+def _json_body(payload: Any) -> bytes:
+    # As starlette's JSONResponse renders it.
+    return json.dumps(
+        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
+
+
+async def _respond(send: Send, status: int, payload: Any = None) -> None:
+    if status == 204:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = _json_body(payload)
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class QueueHotPath:
+    """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        database: Database,
+        settings: PlatformSettings,
+        sessions: Any,
+        executor: Executor,
+        lookup_worker: Callable[[str], Any],
+        claim: Callable[..., Any],
+        submit: Callable[..., Any],
+        render_task: Callable[[Any], dict[str, Any]],
+        render_submitted: Callable[[Any], dict[str, Any]],
+    ):
+        self.app = app
+        self.database = database
+        self.settings = settings
+        self.sessions = sessions
+        self.executor = executor
+        self.lookup_worker = lookup_worker
+        self.claim = claim
+        self.submit = submit
+        self.render_task = render_task
+        self.render_submitted = render_submitted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == NEXT_PATH:
+            task_id = None
+        else:
+            match = _RESULT_PATH.match(path) if path.endswith("/result") else None
+            if match is None:
+                await self.app(scope, receive, send)
+                return
+            task_id = match.group(1)
+        token = None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization" and token is None:
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                token = credentials if scheme.lower() == "bearer" and credentials else ""
+            elif name == b"content-type" and not content_type:
+                content_type = value
+        worker = await self._worker(token) if token else None
+        if worker is None:  # no, unknown or expired bearer session, or a cookie session
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        if task_id is None:
+            try:
+                view = await loop.run_in_executor(
+                    self.executor, self.claim, self.database, self.settings, worker
+                )
+            except PlatformError as exc:
+                await _respond(send, exc.status_code, {"detail": exc.detail})
+                return
+            if view is None:
+                await _respond(send, 204)
+            else:
+                await _respond(send, 200, self.render_task(view))
+            return
+
+        try:
+            body = await self._read_body(receive)
+        except HTTPException as exc:  # the body cap of SecurityMiddleware
+            await _respond(send, exc.status_code, {"detail": exc.detail})
+            return
+        except _Disconnected:  # the client went away; nothing to answer
+            return
+        data = None
+        if content_type.split(b";", 1)[0].strip().lower() == _JSON and body:
+            try:
+                # As FastAPI does: json.loads, then the model in Python mode.
+                parsed = SubmitResultIn.model_validate(json.loads(body))
+                data = [item.model_dump() for item in parsed.result_data]
+            except (ValueError, ValidationError):
+                data = None
+        if data is None:  # let FastAPI word the error
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            done = await loop.run_in_executor(
+                self.executor, self.submit, self.database, self.settings, worker, task_id, data
+            )
+        except PlatformError as exc:
+            await _respond(send, exc.status_code, {"detail": exc.detail})
+            return
+        await _respond(send, 200, self.render_submitted(done))
+
+    async def _worker(self, token: str) -> Any:
+        cached = self.sessions.get(token)
+        if cached is not self.sessions.MISSING:
+            return cached
+        worker = await asyncio.get_running_loop().run_in_executor(self.executor, self.lookup_worker, token)
+        self.sessions.put(token, worker)
+        return worker
+
+    @staticmethod
+    async def _read_body(receive: Receive) -> bytes:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, then whatever the connection says next (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

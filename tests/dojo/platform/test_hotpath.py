@@ -1,0 +1,85 @@
+"""The queue's hot path (dojo.platform.hotpath) answers as the FastAPI routes do.
+
+Bearer-authenticated next-task and submit are answered in plain ASGI; everything else (no
+or unknown credentials, cookie sessions, unreadable or invalid bodies) goes to the routes.
+"""
+
+from __future__ import annotations
+
+from dojo.platform.security import CSRF_COOKIE
+from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, subscribed_worker
+
+RESULT = {"resultData": ranking(["c1", "c0", "c2"])}
+
+
+def test_bearer_next_and_submit_carry_the_security_headers(client, miner):
+    (task_id,) = create_tasks(client, miner)
+    worker = subscribed_worker(client, miner)
+    claimed = client.post("/api/v1/worker/tasks/next", headers=worker.auth)
+    assert claimed.status_code == 200 and claimed.json()["id"] == task_id
+    assert claimed.headers["content-type"] == "application/json"
+    assert claimed.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in claimed.headers["content-security-policy"]
+    done = client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT, headers=worker.auth)
+    assert done.status_code == 200
+    body = done.json()
+    assert (body["taskId"], body["status"], body["replaced"]) == (task_id, "done", False)
+    assert body["updatedAt"].endswith("Z")
+    assert done.headers["x-frame-options"] == "DENY"
+    again = client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT, headers=worker.auth)
+    assert again.json()["replaced"] is True
+    empty = client.post("/api/v1/worker/tasks/next", headers=worker.auth)
+    assert empty.status_code == 204 and empty.content == b""
+
+
+def test_queue_errors_keep_their_status_and_detail(client, miner):
+    worker = subscribed_worker(client, miner)
+    missing = client.post("/api/v1/worker/tasks/no-such-task/result", json=RESULT, headers=worker.auth)
+    assert missing.status_code == 404 and "no such task" in missing.json()["detail"]
+    (task_id,) = create_tasks(client, miner)
+    wrong = {"resultData": ranking(["c1", "c0"])}
+    refused = client.post(f"/api/v1/worker/tasks/{task_id}/result", json=wrong, headers=worker.auth)
+    assert refused.status_code == 422 and "ranking" in refused.json()["detail"]
+
+
+def test_bodies_the_model_refuses_get_the_routes_wording(client, miner):
+    (task_id,) = create_tasks(client, miner)
+    worker = subscribed_worker(client, miner)
+    url = f"/api/v1/worker/tasks/{task_id}/result"
+    not_json = client.post(url, content=b"{nope", headers={**worker.auth, "content-type": "application/json"})
+    assert not_json.status_code == 422 and isinstance(not_json.json()["detail"], str)
+    no_data = client.post(url, json={}, headers=worker.auth)
+    assert no_data.status_code == 422 and "resultData" in no_data.json()["detail"]
+    bad_type = client.post(url, json={"resultData": [{"type": "vote", "value": {}}]}, headers=worker.auth)
+    assert bad_type.status_code == 422
+    # Nothing was stored by any of them: the one good submission is the first.
+    assert client.post(url, json=RESULT, headers=worker.auth).json()["replaced"] is False
+
+
+def test_unknown_bearer_tokens_and_cookie_sessions_go_through_the_routes(client, miner):
+    (task_id,) = create_tasks(client, miner)
+    forged = {"authorization": "Bearer dws_forged"}
+    assert client.post("/api/v1/worker/tasks/next", headers=forged).status_code == 401
+    assert (
+        client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT, headers=forged).status_code == 401
+    )
+    worker = sign_in_worker(client)  # the session cookie is now in the client
+    client.post(
+        "/api/v1/worker/subscriptions",
+        json={"name": "team", "key": miner.subscription_key},
+        headers=worker.auth,
+    ).raise_for_status()
+    # A cookie session must send the CSRF token on POSTs, next-task and submit included.
+    assert client.post("/api/v1/worker/tasks/next").status_code == 403
+    assert client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT).status_code == 403
+    csrf = {"x-csrf-token": client.cookies[CSRF_COOKIE]}
+    assert client.post("/api/v1/worker/tasks/next", headers=csrf).json()["id"] == task_id
+    assert client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT, headers=csrf).status_code == 200
+
+
+def test_a_logged_out_bearer_token_stops_working_at_once(client, miner):
+    create_tasks(client, miner)
+    worker = subscribed_worker(client, miner)
+    assert client.post("/api/v1/worker/tasks/next", headers=worker.auth).status_code == 200
+    assert client.post("/api/v1/worker/logout", headers=worker.auth).status_code == 204
+    assert client.post("/api/v1/worker/tasks/next", headers=worker.auth).status_code == 401
