@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aiohttp
-import bittensor as bt
+from bittensor import http_auth as auth
+from bittensor.signing import resolve_signer
+from bittensor.wallets import CRYPTO_TYPE_NAMES
 from pydantic import BaseModel, ValidationError
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -69,6 +71,10 @@ class SignedClient:
 
     def __init__(self, keypair: Any, *, timeout: float = 12.0, max_concurrency: int = 256):
         self.keypair = keypair
+        # Resolved once: bt.http_auth.sign resolves the signer on every call, and its
+        # Protocol isinstance checks cost as much as the signature itself.
+        self._signer = resolve_signer(keypair, role="hotkey")
+        self._scheme = CRYPTO_TYPE_NAMES[self._signer.crypto_type]
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self._session: aiohttp.ClientSession | None = None
@@ -86,6 +92,24 @@ class SignedClient:
             self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         return self._session
 
+    def sign(self, path: str, body: bytes, receiver: str) -> dict[str, str]:
+        """btauth/1 headers for ``POST path`` with ``body`` to ``receiver``; the same as ``bt.http_auth.sign``."""
+        nonce = time.time_ns()
+        payload = auth.build_payload(
+            scheme=self._scheme, method="POST", path=path, body=body, nonce_ns=nonce,
+            sender_ss58=self._signer.ss58_address, receiver_ss58=receiver,
+        )
+        headers = {
+            auth.HEADER_VERSION: auth.VERSION,
+            auth.HEADER_HOTKEY: self._signer.ss58_address,
+            auth.HEADER_NONCE: str(nonce),
+            auth.HEADER_SIGNATURE: "0x" + bytes(self._signer.sign(payload)).hex(),
+            auth.HEADER_RECEIVER: receiver,
+        }
+        if self._scheme != "sr25519":
+            headers[auth.HEADER_CRYPTO] = self._scheme
+        return headers
+
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
@@ -98,17 +122,20 @@ class SignedClient:
         reply_model: type[ReplyT],
         *,
         timeout: float | None = None,
+        body: bytes | None = None,
     ) -> Outcome[ReplyT]:
-        """Send ``request`` to ``POST /<its class name>`` on ``target``; never raises for the target's faults."""
+        """Send ``request`` to ``POST /<its class name>`` on ``target``; never raises for the target's faults.
+
+        ``body`` is ``request`` already serialised, when the caller sends it to many targets.
+        """
         path = f"/{type(request).__name__}"
-        body = request.model_dump_json().encode()
+        if body is None:
+            body = request.model_dump_json().encode()
         started = time.perf_counter()
         limit = self.timeout if timeout is None else timeout
         async with self._semaphore:
             # Sign inside the semaphore so the nonce is fresh when the request leaves.
-            headers = bt.http_auth.sign(
-                self.keypair, method="POST", path=path, body=body, receiver_ss58=target.hotkey
-            )
+            headers = self.sign(path, body, target.hotkey)
             headers["Content-Type"] = "application/json"
             try:
                 async with self._session_for_loop().post(
@@ -146,14 +173,15 @@ class SignedClient:
     ) -> list[Outcome[ReplyT]]:
         """Call every target concurrently; one request for all, or one per target (same order)."""
         targets = list(targets)
-        requests = [request] * len(targets) if isinstance(request, BaseModel) else list(request)
-        if len(requests) != len(targets):
-            raise ValueError(f"{len(targets)} targets but {len(requests)} requests")
-        return list(
-            await asyncio.gather(
-                *(self.call(t, r, reply_model, timeout=timeout) for t, r in zip(targets, requests, strict=True))
-            )
-        )
+        if isinstance(request, BaseModel):
+            body = request.model_dump_json().encode()  # serialised once, signed per target
+            calls = [self.call(t, request, reply_model, timeout=timeout, body=body) for t in targets]
+        else:
+            requests = list(request)
+            if len(requests) != len(targets):
+                raise ValueError(f"{len(targets)} targets but {len(requests)} requests")
+            calls = [self.call(t, r, reply_model, timeout=timeout) for t, r in zip(targets, requests, strict=True)]
+        return list(await asyncio.gather(*calls))
 
 
 def _status_for(code: int) -> Status:

@@ -1,4 +1,4 @@
-"""The signed HTTP endpoint a neuron serves (its "axon"): FastAPI under uvicorn.
+"""The signed HTTP endpoint a neuron serves (its "axon"): Starlette under uvicorn.
 
 Every route is ``POST /<MessageName>`` and every request is checked, in this order:
 
@@ -22,16 +22,19 @@ import contextlib
 import heapq
 import itertools
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import bittensor as bt
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 from loguru import logger
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from template.chain.base import Metagraph
@@ -206,8 +209,9 @@ class SignedServer:
         self.max_age = max_age
         self.nonces = bt.http_auth.InMemoryNonceStore(retention=max(60.0, max_age + 5))
         self.gate = PriorityGate(max_concurrent)
-        self.app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-        self.app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+        # Bare Starlette: every route parses and checks its own body, so a framework layer of
+        # dependency injection would only add cost to each of the many small calls.
+        self.app = Starlette(middleware=[Middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)])
         self._server: uvicorn.Server | None = None
 
     def route(self, request_model: type[BaseModel], handler: Handler) -> None:
@@ -217,8 +221,6 @@ class SignedServer:
         async def endpoint(request: Request) -> Response:
             return await self._handle(request, path, request_model, handler)
 
-        # A plain Starlette route: the endpoint parses its own body, so FastAPI's dependency
-        # solving would only add cost to every call.
         self.app.router.routes.append(Route(path, endpoint, methods=["POST"], name=request_model.__name__))
 
     async def _handle(
@@ -254,7 +256,7 @@ class SignedServer:
             )
         async with self.gate.admit(info.stake):
             try:
-                reply = await asyncio.wait_for(handler(message, info), self.handler_timeout)
+                reply = await _within(handler(message, info), self.handler_timeout)
             except asyncio.TimeoutError:
                 logger.warning("{} from {} timed out after {}s", path, caller.hotkey_ss58, self.handler_timeout)
                 return JSONResponse(
@@ -298,6 +300,17 @@ class HandlerRefusal(Exception):
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[BaseModel], seconds: float) -> BaseModel:
+        # asyncio.timeout bounds the handler without the extra task wait_for creates per call.
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+    _within = asyncio.wait_for
 
 
 def _validation_detail(exc: ValidationError) -> str:

@@ -352,3 +352,18 @@ async def test_priority_comes_from_chain_stake_not_the_request(keys, metagraph):
     with ServerThread(server) as thread:
         outcome = await call_as(keys, "validator", thread)
     assert outcome.ok and seen == [1000.0]
+
+
+def test_client_signature_is_btauth_and_verifies(keys):
+    client = SignedClient(keys["validator"])
+    body = b'{"protocol_version":1}'
+    receiver = keys["miner"].ss58_address
+    headers = client.sign("/Heartbeat", body, receiver)
+    reference = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body, receiver_ss58=receiver)
+    assert set(headers) == set(reference)
+    caller = bt.http_auth.verify(headers, body, method="POST", path="/Heartbeat", self_hotkey_ss58=receiver,
+                                 nonce_store=bt.http_auth.InMemoryNonceStore())
+    assert caller.hotkey_ss58 == keys["validator"].ss58_address
+    with pytest.raises(bt.http_auth.BadSignature):
+        bt.http_auth.verify(headers, body + b" ", method="POST", path="/Heartbeat", self_hotkey_ss58=receiver,
+                            nonce_store=bt.http_auth.InMemoryNonceStore())
