@@ -212,21 +212,8 @@ def _set_assignment(
 
 
 def _view(task: TaskRow, held_until: datetime | None) -> WorkerTaskView:
-    return WorkerTaskView(
-        id=task.id,
-        title=task.title,
-        body=task.body,
-        prompt=task.prompt,
-        task_type=task.task_type,
-        criteria=task.criteria,
-        completions=[{"cid": c["cid"], "completion": c["completion"]} for c in task.completions],
-        num_results=task.num_results,
-        max_results=task.max_results,
-        expire_at=task.expire_at,
-        held_until=held_until,
-        # A held task has no result of this worker: submitting turns the hold into "done".
-        my_result=None,
-    )
+    # A held task has no result of this worker: submitting turns the hold into "done".
+    return WorkerTaskView.of(task, held_until, None)
 
 
 def _candidates(

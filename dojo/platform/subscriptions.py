@@ -181,6 +181,24 @@ class WorkerTaskView:
     held_until: datetime | None
     my_result: list[dict[str, Any]] | None
 
+    @classmethod
+    def of(cls, task: Any, held_until: datetime | None, my_result: list[dict[str, Any]] | None) -> WorkerTaskView:
+        """The view of a task (an ORM ``Task`` or the queue's raw row); model names are left out."""
+        return cls(
+            id=task.id,
+            title=task.title,
+            body=task.body,
+            prompt=task.prompt,
+            task_type=task.task_type,
+            criteria=task.criteria,
+            completions=[{"cid": c["cid"], "completion": c["completion"]} for c in task.completions],
+            num_results=task.num_results,
+            max_results=task.max_results,
+            expire_at=task.expire_at,
+            held_until=held_until,
+            my_result=my_result,
+        )
+
 
 def task_view(db: Session, worker: Worker, task: Task) -> WorkerTaskView:
     now = utcnow()
@@ -195,20 +213,7 @@ def task_view(db: Session, worker: Worker, task: Task) -> WorkerTaskView:
     mine = db.scalar(
         select(Result.result_data).where(Result.task_id == task.id, Result.worker_id == worker.id)
     )
-    return WorkerTaskView(
-        id=task.id,
-        title=task.title,
-        body=task.body,
-        prompt=task.prompt,
-        task_type=task.task_type,
-        criteria=task.criteria,
-        completions=[{"cid": c["cid"], "completion": c["completion"]} for c in task.completions],
-        num_results=task.num_results,
-        max_results=task.max_results,
-        expire_at=task.expire_at,
-        held_until=held_until,
-        my_result=mine,
-    )
+    return WorkerTaskView.of(task, held_until, mine)
 
 
 def worker_task(db: Session, worker: Worker, task_id: str) -> WorkerTaskView:
