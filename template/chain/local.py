@@ -455,23 +455,34 @@ class LocalChain(Chain):
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        db = _connect(self.path)
-        try:
-            # One read transaction so a snapshot is consistent across its queries.
-            db.execute("BEGIN")
-            yield db
-            db.execute("COMMIT")
-        finally:
-            db.close()
+        with self._unavailable_on_database_error():
+            db = _connect(self.path)
+            try:
+                # One read transaction so a snapshot is consistent across its queries.
+                db.execute("BEGIN")
+                yield db
+                db.execute("COMMIT")
+            finally:
+                db.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        db = _connect(self.path)
+        with self._unavailable_on_database_error():
+            db = _connect(self.path)
+            try:
+                with _immediate(db):
+                    yield db
+            finally:
+                db.close()
+
+    @contextlib.contextmanager
+    def _unavailable_on_database_error(self) -> Iterator[None]:
+        # A damaged or unreadable file is the chain being unavailable, which callers handle;
+        # a raw sqlite3 error would escape the adapter's error tree.
         try:
-            with _immediate(db):
-                yield db
-        finally:
-            db.close()
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise ChainUnavailable(f"cannot use the local chain at {self.path}: {exc}") from exc
 
     def _params(self, db: sqlite3.Connection) -> SubnetParams:
         row = db.execute(

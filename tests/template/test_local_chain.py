@@ -436,3 +436,16 @@ def test_two_processes_registering_at_once_get_distinct_uids(chain_dir: Path, tm
     assert mg.n == 40 and len(set(mg.hotkeys)) == 40
     assert len(mg.serving()) == 40
     assert {n.hotkey for n in mg.neurons} == {f"{p}-hotkey-{i}" for p in "ab" for i in range(20)}
+
+
+def test_a_damaged_chain_file_is_unavailable_not_a_raw_sqlite_error(tmp_path):
+    from template.chain import ChainUnavailable
+
+    chain = LocalChain.init(tmp_path, netuid=1, block_time=0.1)
+    for name in ("chain.sqlite-wal", "chain.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "chain.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ChainUnavailable, match="cannot use the local chain"):
+        chain.metagraph()
+    with pytest.raises(ChainUnavailable, match="cannot use the local chain"):
+        chain.register("5" * 48, "5" * 48, 1.0)
