@@ -48,14 +48,10 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 import numpy as np
 
+from dojo.localnet import free_port
+
 PG_URL = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 CIDS = ["c0", "c1", "c2", "c3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _postgres_base() -> str | None:
@@ -300,7 +296,7 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
     tasks = args.tasks or max(1000, int(args.duration * 1500 / args.max_results))
     print(f"[{kind}] preparing {tasks} tasks and {args.workers} workers…", flush=True)
     tokens = _prepare(database_url, chain_dir, tasks, args.workers, args.max_results)
-    port = _free_port()
+    port = free_port()
     server = _serve(database_url, chain_dir, port, args.server_processes)
     try:
         print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)

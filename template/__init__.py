@@ -5,5 +5,3 @@ Nothing in this package imports ``commons`` or ``dojo``.
 """
 
 __version__ = "0.1.0"
-# The version key sent with weights: major*1000 + minor*10 + patch, as subnets conventionally do.
-SPEC_VERSION = 10

@@ -14,7 +14,7 @@ import time
 
 from loguru import logger
 
-from template.chain import Chain
+from template.chain import Chain, ChainError
 
 
 class HotkeyRegistry:
@@ -42,9 +42,7 @@ class HotkeyRegistry:
                 return self._hotkeys
             try:
                 metagraph = self.chain.metagraph()
-            except (
-                Exception
-            ) as exc:  # any adapter failure (ChainError, a driver's own error): fall back, loudly
+            except ChainError as exc:  # the adapters raise nothing else for a chain fault: fall back, loudly
                 if self._hotkeys is None:
                     raise
                 logger.warning(

@@ -6,6 +6,7 @@ the wallets' hotkeys, EIP-191 signatures made with eth-account, a LocalChain on 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -29,16 +30,30 @@ PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 PG_USERS = ("postgres", "root")
 
 
-class LiveServer:
-    """The app under a real uvicorn server on a free loopback port, in a thread."""
+def bound_socket() -> socket.socket:
+    """A loopback socket bound to a free port, to build an app that must know its own URL
+    (the platform signs it into every log-in message) before the server starts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
-    def __init__(self, app: FastAPI):
+
+class LiveServer:
+    """The app under a real uvicorn server on loopback, in a thread: on ``sock`` when given
+    (see :func:`bound_socket`), else on a free port."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket | None = None):
         self.app = app
+        self.sock = sock
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", access_log=False
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="platform-server", daemon=True)
+        run_kwargs = {"sockets": [sock]} if sock is not None else {}
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs=run_kwargs, name="platform-server", daemon=True
+        )
         self.url = ""
 
     def start(self) -> LiveServer:
@@ -55,6 +70,8 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+        if self.sock is not None:
+            self.sock.close()
 
 
 def postgres_admin_url() -> str | None:

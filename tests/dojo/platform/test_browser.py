@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,11 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from dojo.platform import PlatformSettings, create_app
 from dojo.platform.auth import create_invite
 from template.chain.local import LocalChain
+from tests.dojo.platform._support import LiveServer, bound_socket
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
@@ -33,12 +31,6 @@ NETUID = 7
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Canary:
@@ -185,7 +177,8 @@ const s = document.createElement("script"); s.src = "{canary}/script.js"; docume
 def platform(tmp_path_factory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("platform")
     LocalChain.init(root / "chain", netuid=NETUID, block_time=1.0)
-    port = _free_port()
+    sock = bound_socket()
+    port = sock.getsockname()[1]
     settings = PlatformSettings(
         database_url=f"sqlite:///{root / 'platform.sqlite'}",
         host="127.0.0.1",
@@ -194,16 +187,7 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
         netuid=NETUID,
     )
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the platform did not start")
-        time.sleep(0.05)
+    server = LiveServer(app, sock).start()
     canary = _Canary()
     url = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=url, timeout=10) as client:
@@ -211,8 +195,7 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
             yield Platform(url, app, settings, client, canary)
         finally:
             canary.close()
-            server.should_exit = True
-            thread.join(timeout=10)
+            server.stop()
 
 
 @pytest.fixture(scope="module")
