@@ -127,8 +127,19 @@ def _serve(args: argparse.Namespace) -> int:
     except (ChainError, ValueError) as exc:
         logger.error("cannot start the platform: {}", exc)
         return 1
+    _freeze_heap()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
+
+
+def _freeze_heap() -> None:
+    """Take what start-up allocated (modules, the app, ORM metadata) out of the garbage
+    collector's view. Under load a full collection over all of it took 100–140 ms each
+    time, stalling every request in flight; objects made later are collected as ever."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def app_from_environment():  # type: ignore[no-untyped-def]
@@ -136,7 +147,9 @@ def app_from_environment():  # type: ignore[no-untyped-def]
     from dojo.platform.app import create_app
     from dojo.platform.settings import PlatformSettings
 
-    return create_app(PlatformSettings.model_validate_json(os.environ[SETTINGS_ENV]))
+    app = create_app(PlatformSettings.model_validate_json(os.environ[SETTINGS_ENV]))
+    _freeze_heap()
+    return app
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -11,15 +11,25 @@ views and lists never queue behind writers.
 
 SQLite admits one writer at a time, and a writer that finds the lock taken polls for it
 with growing sleeps (up to 100 ms each), so under contention most of a request's time
-would be spent asleep. Within one process the writers therefore queue on a
-``threading.Lock`` instead and each is woken the moment the previous one commits; the
-``busy_timeout`` remains for writers in other processes.
+would be spent asleep. The platform's writers therefore queue on a :class:`WriterLock`
+first — a ``threading.Lock`` for this process's threads and an exclusive ``flock`` on a
+file beside the database for the other processes (``serve --workers N``) — and each is
+woken the moment the previous one commits. ``busy_timeout`` remains for writers that do
+not take it (a migration, the ``sqlite3`` shell).
+
+:meth:`Database.raw_write_nowait` is for a caller that must not block for long (the event
+loop): when another writer holds the lock it waits at most a few milliseconds, then
+raises :class:`WriteBusy`, having changed nothing, so the caller can hand the work to a
+thread that waits.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +53,137 @@ _READ_ONLY = "dojo_read_only"
 _MIGRATION_LOCK_KEY = 0x646F6A6F
 # A raw hot-path connection unused this long is pinged before its next use.
 RAW_IDLE_PING_SECONDS = 10.0
+
+
+# How long raw_write_nowait waits for another process's writer before giving up.
+NOWAIT_PATIENCE_SECONDS = 0.005
+
+
+class WriterLock:
+    """Mutual exclusion for one SQLite database's writers, in this process and across processes.
+
+    A ``threading.Lock`` orders this process's threads; for a database file, an exclusive
+    ``flock`` on ``<file>-writer.lock`` orders the processes (each opens the file itself,
+    so create the :class:`Database` after a fork, as ``uvicorn --workers`` does). A
+    blocked ``flock`` sleeps in the kernel and wakes when the holder lets go: no polling.
+    """
+
+    def __init__(self, database_file: str | None):
+        self._thread = threading.Lock()
+        self._fd: int | None = None
+        if database_file:
+            self._fd = os.open(f"{database_file}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> WriterLock:
+        self._thread.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # lets go of the GIL while it waits
+            except BaseException:
+                self._thread.release()
+                raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def try_acquire(self, patience: float = NOWAIT_PATIENCE_SECONDS) -> bool:
+        """Take the lock unless a thread of this process holds it, waiting at most
+        ``patience`` seconds for another process's writer (whose transactions are short)."""
+        started = time.monotonic()
+        if not self._thread.acquire(timeout=patience):
+            return False
+        if self._fd is None:
+            return True
+        deadline = started + patience
+        tries = 0
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+            if time.monotonic() >= deadline:
+                self._thread.release()
+                return False
+            tries += 1
+            # First give the holder the CPU, then sleep a little: a hot-path write takes ~0.1 ms.
+            if tries <= 20:
+                os.sched_yield()
+            else:
+                time.sleep(0.0001)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log back into the database file on a thread of its own.
+
+    A committing connection checkpoints itself once the log passes 1000 pages: copying
+    every page written since, and ``fsync``, inside that ``COMMIT`` — on the event loop, a
+    stall of every request in flight. The event loop's connection calls :meth:`written`
+    after each commit, and this thread then runs a passive checkpoint (which neither waits
+    for nor blocks readers and writers) at most every ``interval``, so that when the
+    commit's own checkpoint comes, little is left to copy. That one still runs: only a
+    checkpoint made while no writer is appending lets the next writer start the log
+    afresh, and without it the log grows for as long as writes keep coming.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 0.05):
+        self._engine = engine
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="dojo-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def written(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            while True:
+                self._wake.wait()
+                if self._stopping:
+                    return
+                time.sleep(self._interval)  # let commits gather
+                self._wake.clear()
+                try:
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.fetchall()
+                except sqlite3.Error as exc:  # the next commit wakes us to try again
+                    logger.warning("SQLite checkpoint failed: {}", exc)
+        finally:
+            connection.invalidate()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+
+class WriteBusy(Exception):
+    """Another writer holds SQLite's write lock; nothing was written (``raw_write_nowait``)."""
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: the database's write lock is taken."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "database is locked" in str(exc) or "database table is locked" in str(exc)
 
 
 def make_engine(url: str, pool_size: int = 20) -> Engine:
@@ -81,6 +222,14 @@ def _sqlite_events(engine: Engine) -> None:
     def _begin(conn) -> None:  # type: ignore[no-untyped-def]
         read_only = conn.get_execution_options().get(_READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine, or ``None`` (in memory, a ``file:`` URI)."""
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return str(Path(database).expanduser().resolve())
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -181,9 +330,10 @@ class Database:
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
         self._read = sessionmaker(self._read_engine, expire_on_commit=False)
-        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._write_lock = WriterLock(_sqlite_file(self.engine)) if self.is_sqlite else None
         # The raw hot path's connections, one per thread (see _thread_connection).
         self._local = threading.local()
+        self._checkpointer: Checkpointer | None = None
         self._held: list[Any] = []
         self._held_lock = threading.Lock()
 
@@ -222,14 +372,34 @@ class Database:
             yield db
 
     @contextmanager
+    def raw_write_nowait(self) -> Iterator[RawDb]:
+        """:meth:`raw_write` for a thread that must not wait (SQLite only): raises
+        :class:`WriteBusy`, with nothing written, when another writer of this process or
+        of another holds the write lock, or takes it while this transaction runs."""
+        assert self._write_lock is not None, "raw_write_nowait is for SQLite"
+        if not self._write_lock.try_acquire():
+            raise WriteBusy
+        try:
+            with self._raw(write=True, wait=False) as db:
+                yield db
+            if self._checkpointer is not None:
+                self._checkpointer.written()
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):  # _raw rolled the transaction back
+                raise WriteBusy from exc
+            raise
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
     def raw_read(self) -> Iterator[RawDb]:
         """A read-only transaction on the driver's connection; never waits for writers."""
         with self._raw(write=False) as db:
             yield db
 
     @contextmanager
-    def _raw(self, write: bool) -> Iterator[RawDb]:
-        connection = self._thread_connection()
+    def _raw(self, write: bool, wait: bool = True) -> Iterator[RawDb]:
+        connection = self._thread_connection(wait)
         cursor = connection.cursor()
         try:
             if self.is_sqlite:
@@ -244,19 +414,22 @@ class Database:
             self._after_failure(connection)
             raise
         finally:
-            self._local.used = time.monotonic()
+            self._local.used[wait] = time.monotonic()
 
-    def _thread_connection(self) -> Any:
+    def _thread_connection(self, wait: bool = True) -> Any:
         """This thread's own pooled connection for the raw transactions, kept checked out.
 
         A checkout costs ~25 µs of pool bookkeeping and, on PostgreSQL, a ping (a round
         trip); the hot path's few threads keep one connection each instead, pinged only
-        after ``RAW_IDLE_PING_SECONDS`` unused, and replaced once it fails.
+        after ``RAW_IDLE_PING_SECONDS`` unused, and replaced once it fails. With ``wait``
+        false it is a second connection whose SQLite ``busy_timeout`` is 0.
         """
         local = self._local
-        connection = getattr(local, "connection", None)
+        if not hasattr(local, "connections"):
+            local.connections, local.used = {}, {}
+        connection = local.connections.get(wait)
         if connection is not None and connection.is_valid:
-            if time.monotonic() - local.used < RAW_IDLE_PING_SECONDS:
+            if time.monotonic() - local.used[wait] < RAW_IDLE_PING_SECONDS:
                 return connection
             try:
                 cursor = connection.cursor()
@@ -268,8 +441,16 @@ class Database:
             except Exception:
                 connection.invalidate()
         connection = self.engine.raw_connection()
-        local.connection = connection
-        local.used = time.monotonic()
+        if not wait:
+            # The event loop's connection: it never waits for the lock, and most of the
+            # checkpointing is done for it by the Checkpointer's thread.
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=0")
+            cursor.close()
+            if self.is_sqlite and self._checkpointer is None:
+                self._checkpointer = Checkpointer(self.engine)
+        local.connections[wait] = connection
+        local.used[wait] = time.monotonic()
         with self._held_lock:
             self._held.append(connection)
         return connection
@@ -287,12 +468,17 @@ class Database:
         migrate(self.engine, revision)
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._held_lock:
             held, self._held = self._held, []
         for connection in held:
             if connection.is_valid:
                 connection.invalidate()  # closes it; it was never returned to the pool
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
 
 def alembic_config() -> Config:

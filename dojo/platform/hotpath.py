@@ -2,14 +2,23 @@
 
 Every worker loops ``POST /api/v1/worker/tasks/next`` → ``POST …/tasks/{id}/result``, and
 FastAPI's routing, dependency solving and request/response objects cost more CPU than the
-queue's database work. :class:`QueueHotPath` sits inside :class:`SecurityMiddleware` (so
-body caps, security headers and the CSRF cookie apply as everywhere) and answers those two
-calls itself only when the request is the ordinary one: a ``Bearer`` session token of a
-live worker session and, for a submission, a JSON body that :class:`SubmitResultIn`
-accepts. Anything else — no or unknown credentials, a cookie session (which needs the
-CSRF check), an unreadable or invalid body — goes on to the FastAPI routes unchanged (the
-body already read is handed on), so every error keeps its one wording. The routes remain
-the documented API (OpenAPI) and run the same functions (``api.worker``).
+queue's database work. :class:`QueueHotPath` sits in front of the FastAPI application,
+inside :class:`SecurityMiddleware` (so body caps, security headers and the CSRF cookie
+apply as everywhere), and answers those two calls itself only when the request is the
+ordinary one: a ``Bearer`` session token of a live worker session and, for a submission, a
+JSON body that :class:`SubmitResultIn` accepts. Anything else — no or unknown credentials,
+a cookie session (which needs the CSRF check), an unreadable or invalid body — goes on to
+the FastAPI routes unchanged (the body already read is handed on), so every error keeps
+its one wording. The routes remain the documented API (OpenAPI) and run the same
+functions (``api.worker``).
+
+Where the queue's transaction runs: on PostgreSQL, on the database threads (each statement
+is a round trip). On SQLite, on the event loop itself when the write lock is free
+(``Database.raw_write_nowait``): a claim or a submission is some 0.1 ms of SQLite, writers
+take turns anyway, and a thread would only add GIL hand-offs — the sqlite3 module lets go
+of the GIL around every statement, and each time the database thread then waits for the
+busy loop to let go of it again. When another writer holds the lock (a page route, the
+miner API, another process), the work goes to the database thread, which waits its turn.
 """
 
 from __future__ import annotations
@@ -19,12 +28,13 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from dojo.platform.db import Database
+from dojo.platform.db import Database, WriteBusy
 from dojo.platform.errors import PlatformError
 from dojo.platform.schemas import SubmitResultIn
 from dojo.platform.security import ASGIApp, Message, Receive, Scope, Send
@@ -105,12 +115,9 @@ class QueueHotPath:
         if worker is None:  # no, unknown or expired bearer session, or a cookie session
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
         if task_id is None:
             try:
-                view = await loop.run_in_executor(
-                    self.executor, self.claim, self.database, self.settings, worker
-                )
+                view = await self._queue_work(self.claim, worker)
             except PlatformError as exc:
                 await _respond(send, exc.status_code, {"detail": exc.detail})
                 return
@@ -139,19 +146,32 @@ class QueueHotPath:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
-            done = await loop.run_in_executor(
-                self.executor, self.submit, self.database, self.settings, worker, task_id, data
-            )
+            done = await self._queue_work(self.submit, worker, task_id, data)
         except PlatformError as exc:
             await _respond(send, exc.status_code, {"detail": exc.detail})
             return
         await _respond(send, 200, self.render_submitted(done))
 
+    async def _queue_work(self, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(database, settings, *args)``: inline on SQLite when no writer holds the
+        lock, else on the database threads (see the module docstring)."""
+        if self.database.is_sqlite:
+            try:
+                return work(self.database, self.settings, *args, wait=False)
+            except WriteBusy:
+                pass
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, partial(work, self.database, self.settings, *args)
+        )
+
     async def _worker(self, token: str) -> Any:
         cached = self.sessions.get(token)
         if cached is not self.sessions.MISSING:
             return cached
-        worker = await asyncio.get_running_loop().run_in_executor(self.executor, self.lookup_worker, token)
+        if self.database.is_sqlite:  # a read: under WAL it never waits for a writer
+            worker = self.lookup_worker(token)
+        else:
+            worker = await asyncio.get_running_loop().run_in_executor(self.executor, self.lookup_worker, token)
         self.sessions.put(token, worker)
         return worker
 

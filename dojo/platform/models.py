@@ -166,7 +166,8 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("task_id", "worker_id"),
-        Index("ix_assignments_task_status", "task_id", "status"),
+        # Covers the queue's per-task look: live holds, and this worker's own (revision 0003).
+        Index("ix_assignments_task_worker_state", "task_id", "worker_id", "status", "held_until"),
         Index("ix_assignments_worker_status", "worker_id", "status"),
     )
 

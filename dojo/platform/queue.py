@@ -125,8 +125,8 @@ LIVE_MINERS = Stmt(
 )
 # One miner per query, so the scan walks the partial index ix_tasks_open in deadline order
 # and stops at the limit (an IN over several miners would sort every open task first).
-OPEN_TASKS = Stmt(
-    "SELECT t.id, t.expire_at FROM tasks t"
+_OPEN_TASKS = (
+    " FROM tasks t"
     " WHERE t.miner_id = :m AND t.num_results < t.max_results AND t.expire_at > :now"
     " AND t.num_results + (SELECT count(*) FROM assignments a"
     "   WHERE a.task_id = t.id AND a.status = 'held' AND a.held_until > :now) < t.max_results"
@@ -134,10 +134,11 @@ OPEN_TASKS = Stmt(
     "   AND (a.status <> 'held' OR a.held_until > :now))"
     # Not "expire_at, id": the index holds (expire_at, rowid), and sorting ties by id would
     # make SQLite sort every open task of the miner.
-    " ORDER BY t.expire_at LIMIT :limit",
-    id=None,
-    expire_at="datetime",
+    " ORDER BY t.expire_at LIMIT :limit"
 )
+OPEN_TASKS = Stmt("SELECT t.id, t.expire_at" + _OPEN_TASKS, id=None, expire_at="datetime")
+# The same search returning whole tasks: on SQLite, where what it finds is still free.
+OPEN_TASK_ROWS = Stmt("SELECT " + ", ".join(f"t.{c}" for c in _TASK_COLUMNS) + _OPEN_TASKS, **_TASK_COLUMNS)
 TASK = Stmt(_SELECT_TASK, **_TASK_COLUMNS)
 TASK_FOR_UPDATE = Stmt(_SELECT_TASK + " FOR UPDATE", **_TASK_COLUMNS)
 TASK_SKIP_LOCKED = Stmt(_SELECT_TASK + " FOR UPDATE SKIP LOCKED", **_TASK_COLUMNS)
@@ -301,10 +302,26 @@ def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskV
 
     Run it in one write transaction. On SQLite that transaction holds the database's write
     lock from its first statement, so the first open task found is still free when claimed:
-    no spread is needed, and the search stops at one task.
+    no spread is needed, the search stops at one task, and what it read needs no second look.
     """
-    spread = SPREAD if _is_postgres(db) else 1
-    return claim_next_task(db, settings, worker, plan_next_task(db, worker, spread))
+    if _is_postgres(db):
+        return claim_next_task(db, settings, worker, plan_next_task(db, worker, SPREAD))
+    now = utcnow()
+    held = _first(db, HELD, {"w": worker.id, "now": now})
+    if held is not None:
+        task = _task(db, TASK, held[0])
+        assert task is not None
+        return _view(task, held[1])
+    best: TaskRow | None = None
+    for (miner_id,) in _rows(db, LIVE_MINERS, {"w": worker.id}):
+        row = _first(db, OPEN_TASK_ROWS, {"m": miner_id, "w": worker.id, "now": now, "limit": 1})
+        if row is not None and (best is None or (row[-1], row[0]) < (best.expire_at, best.id)):
+            best = TaskRow(*row)
+    if best is None:
+        return None
+    until = now + timedelta(seconds=settings.hold_ttl_seconds)
+    _set_assignment(db, best.id, worker.id, HOLD, until, now)
+    return _view(best, until)
 
 
 def validate_result_data(task: TaskRow, result_data: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from dojo.cli import build_parser, main
-from dojo.platform.db import Database, current_revision
+from dojo.platform.db import Database, current_revision, head_revision
 
 
 def _free_port() -> int:
@@ -87,7 +87,7 @@ def test_serve_migrates_and_answers(tmp_path: Path, chain):
             json={"hotkey": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"},
         ).json()
         assert "platform: http://workers.example\n" in challenge["message"]
-        assert current_revision(Database(f"sqlite:///{db_path}").engine) == "0002"
+        assert current_revision(Database(f"sqlite:///{db_path}").engine) == head_revision()
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()

@@ -6,6 +6,12 @@ or unknown credentials, cookie sessions, unreadable or invalid bodies) goes to t
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
 from dojo.platform.security import CSRF_COOKIE
 from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, subscribed_worker
 
@@ -83,3 +89,34 @@ def test_a_logged_out_bearer_token_stops_working_at_once(client, miner):
     assert client.post("/api/v1/worker/tasks/next", headers=worker.auth).status_code == 200
     assert client.post("/api/v1/worker/logout", headers=worker.auth).status_code == 204
     assert client.post("/api/v1/worker/tasks/next", headers=worker.auth).status_code == 401
+
+
+def test_on_sqlite_a_claim_waits_its_turn_behind_another_writer(platform, client, miner):
+    """The hot path writes on the event loop only when the lock is free; behind another
+    writer it hands the work to the database thread, which waits, instead of failing."""
+    if not platform.database_url.startswith("sqlite"):
+        pytest.skip("only SQLite has one write lock for the whole database")
+    (task_id,) = create_tasks(client, miner)
+    worker = subscribed_worker(client, miner)
+    database = platform.app.state.db
+    holding, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with database.session():
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    try:
+        assert holding.wait(5)
+        with ThreadPoolExecutor(1) as pool:
+            claim = pool.submit(client.post, "/api/v1/worker/tasks/next", headers=worker.auth)
+            time.sleep(0.3)
+            assert not claim.done()  # it waits for the writer, neither failing nor writing past it
+            release.set()
+            claimed = claim.result(timeout=10)
+    finally:
+        release.set()
+        writer.join()
+    assert claimed.status_code == 200 and claimed.json()["id"] == task_id

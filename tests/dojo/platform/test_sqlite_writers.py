@@ -1,0 +1,135 @@
+"""SQLite's writers: one lock across threads and processes, and the event loop's writes.
+
+``Database`` queues its writers on a ``WriterLock`` (a thread lock and an ``flock`` beside
+the database file) instead of SQLite's polling ``busy_timeout``; ``raw_write_nowait``
+refuses, having written nothing, while another writer holds it; and the connection that
+writes on the event loop leaves checkpoints to a thread of their own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from dojo.platform.db import Database, WriteBusy
+
+
+def _database(path: Path) -> Database:
+    database = Database(f"sqlite:///{path}", pool_size=2)
+    with database.session() as db:
+        db.execute(text("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
+        db.execute(text("INSERT OR IGNORE INTO counter (id, n) VALUES (1, 0)"))
+    return database
+
+
+def _count(database: Database) -> int:
+    with database.read_session() as db:
+        return int(db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+
+
+def _increment(path: str, times: int) -> None:
+    database = Database(f"sqlite:///{path}", pool_size=2)
+    for _ in range(times):
+        with database.session() as db:
+            n = db.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one()
+            db.execute(text("UPDATE counter SET n = :n WHERE id = 1"), {"n": n + 1})
+    database.dispose()
+
+
+def _hold_the_lock(path: str, holding: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
+    database = Database(f"sqlite:///{path}", pool_size=2)
+    with database.session() as db:
+        db.execute(text("UPDATE counter SET n = n + 100 WHERE id = 1"))
+        holding.set()
+        release.wait(30)
+    database.dispose()
+
+
+@pytest.fixture
+def spawn() -> multiprocessing.context.BaseContext:
+    return multiprocessing.get_context("spawn")
+
+
+def test_writers_in_three_processes_take_turns_and_lose_no_update(tmp_path: Path, spawn):
+    database = _database(tmp_path / "db.sqlite")
+    workers = [spawn.Process(target=_increment, args=(str(tmp_path / "db.sqlite"), 150)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert _count(database) == 450
+    database.dispose()
+
+
+def test_a_nowait_write_refuses_while_another_process_writes_and_changes_nothing(tmp_path: Path, spawn):
+    path = tmp_path / "db.sqlite"
+    database = _database(path)
+    holding, release = spawn.Event(), spawn.Event()
+    other = spawn.Process(target=_hold_the_lock, args=(str(path), holding, release))
+    other.start()
+    try:
+        assert holding.wait(60)
+        with pytest.raises(WriteBusy), database.raw_write_nowait() as db:
+            db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+        release.set()
+        other.join(30)
+        assert other.exitcode == 0
+    finally:
+        release.set()
+        other.join(30)
+    assert _count(database) == 100  # the other process's write; the refused one left no trace
+    with database.raw_write_nowait() as db:
+        db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+    assert _count(database) == 101
+    database.dispose()
+
+
+def test_the_event_loops_writes_reach_the_database_file_soon(tmp_path: Path):
+    """Fifty small writes would not fill the log enough for a commit to checkpoint; the
+    checkpointer's thread copies them into the database file soon after."""
+    path = tmp_path / "db.sqlite"
+    database = _database(path)
+    for _ in range(50):
+        with database.raw_write_nowait() as db:
+            db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+    deadline = time.monotonic() + 10
+    while True:
+        # The database file alone, as a copy without its write-ahead log would read it.
+        copy = tmp_path / f"copy-{time.monotonic_ns()}.sqlite"
+        shutil.copyfile(path, copy)
+        alone = sqlite3.connect(copy)
+        try:
+            n = alone.execute("SELECT n FROM counter WHERE id = 1").fetchone()[0]
+        except sqlite3.OperationalError:  # not even the table has reached the file yet
+            n = None
+        finally:
+            alone.close()
+        if n == 50 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert n == 50
+    database.dispose()
+
+
+def test_the_write_ahead_log_stays_bounded_under_nonstop_writes(tmp_path: Path):
+    """Checkpoints that run beside the writer never let the log start afresh; the one the
+    writer's commit makes does, so the log stays near 1000 pages however long writes go on."""
+    path = tmp_path / "db.sqlite"
+    database = _database(path)
+    with database.session() as db:
+        db.execute(text("CREATE TABLE log (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
+    for i in range(6000):
+        with database.raw_write_nowait() as db:
+            db.cursor.execute("INSERT INTO log (body) VALUES (?)", ("x" * 2000 + str(i),))
+    with database.read_session() as db:
+        assert db.execute(text("SELECT count(*) FROM log")).scalar_one() == 6000
+    # 6000 rows of 2 kB are 12 MB of pages; a log never restarted would hold them all.
+    assert (tmp_path / "db.sqlite-wal").stat().st_size < 8 * 1024 * 1024
+    database.dispose()
