@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from loguru import logger
 
+from dojo.platform import queue
 from dojo.platform.api import miner as miner_api
 from dojo.platform.api import tasks as tasks_api
 from dojo.platform.api import worker as worker_api
@@ -135,8 +136,8 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         sessions=app.state.worker_sessions,
         executor=db_executor,
         lookup_worker=partial(lookup_worker, database),
-        claim=worker_api.claim_next,
-        submit=worker_api.submit_result_now,
+        claim=queue.next_task,
+        submit=queue.submit_result,
         render_task=worker_api.task_json,
         render_submitted=worker_api.submitted_json,
     )

@@ -12,7 +12,8 @@ catch them and render the message. The message says what was wrong and what to d
     ├── Gone              410  task expired, invite used
     ├── Invalid           422  a body that breaks the contract (bad ranking, score out of range)
     ├── PayloadTooLarge   413
-    └── RateLimited       429
+    ├── RateLimited       429
+    └── Unavailable       503  the database could not commit; nothing was stored
 """
 
 from __future__ import annotations
@@ -64,3 +65,7 @@ class RateLimited(PlatformError):
     def __init__(self, detail: str, retry_after: float):
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class Unavailable(PlatformError):
+    status_code = 503

@@ -13,12 +13,12 @@ its one wording. The routes remain the documented API (OpenAPI) and run the same
 functions (``api.worker``).
 
 Where the queue's transaction runs: on PostgreSQL, on the database threads (each statement
-is a round trip). On SQLite, on the event loop itself when the write lock is free
-(``Database.raw_write_nowait``): a claim or a submission is some 0.1 ms of SQLite, writers
-take turns anyway, and a thread would only add GIL hand-offs — the sqlite3 module lets go
-of the GIL around every statement, and each time the database thread then waits for the
-busy loop to let go of it again. When another writer holds the lock (a page route, the
-miner API, another process), the work goes to the database thread, which waits its turn.
+is a round trip). On SQLite, on the event loop itself, in the loop's group commit
+(``Database.write_group``): a claim or a submission is some 0.1 ms of SQLite, writers take
+turns anyway, and a thread would only add GIL hand-offs — the sqlite3 module lets go of
+the GIL around every statement, and each time the database thread then waits for the busy
+loop to let go of it again. When another writer holds the lock (a page route, the miner
+API, another process), the work goes to the database thread, which waits its turn.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
-from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -64,7 +63,11 @@ async def _respond(send: Send, status: int, payload: Any = None) -> None:
 
 
 class QueueHotPath:
-    """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``."""
+    """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``.
+
+    ``claim(db, settings, worker)`` and ``submit(db, settings, worker, task_id, data)``
+    (``queue.next_task``, ``queue.submit_result``) run inside a write transaction.
+    """
 
     def __init__(
         self,
@@ -89,6 +92,7 @@ class QueueHotPath:
         self.submit = submit
         self.render_task = render_task
         self.render_submitted = render_submitted
+        self._group = database.write_group() if database.is_sqlite else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
@@ -153,16 +157,21 @@ class QueueHotPath:
         await _respond(send, 200, self.render_submitted(done))
 
     async def _queue_work(self, work: Callable[..., Any], *args: Any) -> Any:
-        """``work(database, settings, *args)``: inline on SQLite when no writer holds the
-        lock, else on the database threads (see the module docstring)."""
-        if self.database.is_sqlite:
+        """``work(db, settings, *args)`` in a write transaction: on SQLite the loop's group
+        commit unless another writer holds the lock, else on the database threads (see the
+        module docstring)."""
+        if self._group is not None:
             try:
-                return work(self.database, self.settings, *args, wait=False)
+                return await self._group.run(lambda db: work(db, self.settings, *args))
             except WriteBusy:
                 pass
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor, partial(work, self.database, self.settings, *args)
+            self.executor, self._in_transaction, work, *args
         )
+
+    def _in_transaction(self, work: Callable[..., Any], *args: Any) -> Any:
+        with self.database.raw_write() as db:
+            return work(db, self.settings, *args)
 
     async def _worker(self, token: str) -> Any:
         cached = self.sessions.get(token)
@@ -171,7 +180,9 @@ class QueueHotPath:
         if self.database.is_sqlite:  # a read: under WAL it never waits for a writer
             worker = self.lookup_worker(token)
         else:
-            worker = await asyncio.get_running_loop().run_in_executor(self.executor, self.lookup_worker, token)
+            worker = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.lookup_worker, token
+            )
         self.sessions.put(token, worker)
         return worker
 

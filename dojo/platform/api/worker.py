@@ -210,33 +210,20 @@ def task_json(view: WorkerTaskView) -> dict[str, Any]:
     }
 
 
-def claim_next(
-    database: Database, settings: PlatformSettings, worker: Worker, *, wait: bool = True
-) -> WorkerTaskView | None:
-    """The queue work of ``POST /tasks/next`` (blocking; run it with ``run_db``).
-
-    With ``wait`` false (SQLite, on the event loop) it raises ``WriteBusy`` instead of
-    waiting for another writer.
-    """
+def claim_next(database: Database, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
+    """The queue work of ``POST /tasks/next`` (blocking; run it with ``run_db``)."""
     # One write transaction for both halves. On PostgreSQL the look takes no locks; on
-    # SQLite writers take turns anyway, so holding the write lock through the look costs
-    # no concurrency and saves a transaction.
-    with database.raw_write() if wait else database.raw_write_nowait() as db:
+    # SQLite this process runs its queue work on one thread (deps.run_db), so holding
+    # the write lock through the look costs no concurrency and saves a transaction.
+    with database.raw_write() as db:
         return queue.next_task(db, settings, worker)
 
 
 def submit_result_now(
-    database: Database,
-    settings: PlatformSettings,
-    worker: Worker,
-    task_id: str,
-    data: list[dict[str, Any]],
-    *,
-    wait: bool = True,
+    database: Database, settings: PlatformSettings, worker: Worker, task_id: str, data: list[dict[str, Any]]
 ) -> queue.Submitted:
-    """The queue work of ``POST /tasks/{id}/result`` (blocking; run it with ``run_db``);
-    ``wait`` as for :func:`claim_next`."""
-    with database.raw_write() if wait else database.raw_write_nowait() as db:
+    """The queue work of ``POST /tasks/{id}/result`` (blocking; run it with ``run_db``)."""
+    with database.raw_write() as db:
         return queue.submit_result(db, settings, worker, task_id, data)
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
+from sqlalchemy import text
 
 from dojo.platform.security import CSRF_COOKIE
 from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, subscribed_worker
@@ -91,18 +91,23 @@ def test_a_logged_out_bearer_token_stops_working_at_once(client, miner):
     assert client.post("/api/v1/worker/tasks/next", headers=worker.auth).status_code == 401
 
 
-def test_on_sqlite_a_claim_waits_its_turn_behind_another_writer(platform, client, miner):
-    """The hot path writes on the event loop only when the lock is free; behind another
-    writer it hands the work to the database thread, which waits, instead of failing."""
-    if not platform.database_url.startswith("sqlite"):
-        pytest.skip("only SQLite has one write lock for the whole database")
+def test_a_claim_waits_its_turn_behind_another_writer(platform, client, miner):
+    """On SQLite the hot path writes on the event loop only when the lock is free; behind
+    another writer it hands the work to the database thread, which waits. On PostgreSQL a
+    claim skips a locked task, then waits for the first open one. Either way the claim
+    neither fails nor writes past the other transaction."""
     (task_id,) = create_tasks(client, miner)
     worker = subscribed_worker(client, miner)
     database = platform.app.state.db
     holding, release = threading.Event(), threading.Event()
 
     def other_writer() -> None:
-        with database.session():
+        with database.session() as db:
+            # SQLite: the session holds the database's one write lock. PostgreSQL: lock the task's row.
+            db.execute(
+                text("SELECT id FROM tasks WHERE id = :t" + ("" if database.is_sqlite else " FOR UPDATE")),
+                {"t": task_id},
+            )
             holding.set()
             release.wait(10)
 
@@ -113,7 +118,7 @@ def test_on_sqlite_a_claim_waits_its_turn_behind_another_writer(platform, client
         with ThreadPoolExecutor(1) as pool:
             claim = pool.submit(client.post, "/api/v1/worker/tasks/next", headers=worker.auth)
             time.sleep(0.3)
-            assert not claim.done()  # it waits for the writer, neither failing nor writing past it
+            assert not claim.done()
             release.set()
             claimed = claim.result(timeout=10)
     finally:

@@ -1,13 +1,15 @@
 """SQLite's writers: one lock across threads and processes, and the event loop's writes.
 
 ``Database`` queues its writers on a ``WriterLock`` (a thread lock and an ``flock`` beside
-the database file) instead of SQLite's polling ``busy_timeout``; ``raw_write_nowait``
-refuses, having written nothing, while another writer holds it; and the connection that
-writes on the event loop leaves checkpoints to a thread of their own.
+the database file) instead of SQLite's polling ``busy_timeout``. The event loop writes in a
+``WriteGroup`` (group commit, a savepoint per write), which refuses, having written
+nothing, while another writer holds the lock; a thread of its own does most of the
+checkpointing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import shutil
 import sqlite3
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from dojo.platform.db import Database, WriteBusy
+from dojo.platform.db import Database, RawStatement, WriteBusy
 
 
 def _database(path: Path) -> Database:
@@ -42,13 +44,29 @@ def _increment(path: str, times: int) -> None:
     database.dispose()
 
 
-def _hold_the_lock(path: str, holding: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:
+def _hold_the_lock(
+    path: str, holding: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event
+) -> None:
     database = Database(f"sqlite:///{path}", pool_size=2)
     with database.session() as db:
         db.execute(text("UPDATE counter SET n = n + 100 WHERE id = 1"))
         holding.set()
         release.wait(30)
     database.dispose()
+
+
+def _in_groups(database: Database, statements: list[tuple[str, tuple]]) -> None:
+    """Each statement in a write group of its own, one after another, on an event loop."""
+
+    async def write_all() -> None:
+        group = database.write_group()
+        for sql, params in statements:
+            await group.run(lambda db, sql=sql, params=params: db.cursor.execute(sql, params))
+
+    asyncio.run(write_all())
+
+
+INCREMENT = ("UPDATE counter SET n = n + 1 WHERE id = 1", ())
 
 
 @pytest.fixture
@@ -68,7 +86,7 @@ def test_writers_in_three_processes_take_turns_and_lose_no_update(tmp_path: Path
     database.dispose()
 
 
-def test_a_nowait_write_refuses_while_another_process_writes_and_changes_nothing(tmp_path: Path, spawn):
+def test_a_write_group_refuses_while_another_process_writes_and_changes_nothing(tmp_path: Path, spawn):
     path = tmp_path / "db.sqlite"
     database = _database(path)
     holding, release = spawn.Event(), spawn.Event()
@@ -76,8 +94,8 @@ def test_a_nowait_write_refuses_while_another_process_writes_and_changes_nothing
     other.start()
     try:
         assert holding.wait(60)
-        with pytest.raises(WriteBusy), database.raw_write_nowait() as db:
-            db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+        with pytest.raises(WriteBusy):
+            _in_groups(database, [INCREMENT])
         release.set()
         other.join(30)
         assert other.exitcode == 0
@@ -85,8 +103,7 @@ def test_a_nowait_write_refuses_while_another_process_writes_and_changes_nothing
         release.set()
         other.join(30)
     assert _count(database) == 100  # the other process's write; the refused one left no trace
-    with database.raw_write_nowait() as db:
-        db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+    _in_groups(database, [INCREMENT])
     assert _count(database) == 101
     database.dispose()
 
@@ -96,9 +113,7 @@ def test_the_event_loops_writes_reach_the_database_file_soon(tmp_path: Path):
     checkpointer's thread copies them into the database file soon after."""
     path = tmp_path / "db.sqlite"
     database = _database(path)
-    for _ in range(50):
-        with database.raw_write_nowait() as db:
-            db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+    _in_groups(database, [INCREMENT] * 50)
     deadline = time.monotonic() + 10
     while True:
         # The database file alone, as a copy without its write-ahead log would read it.
@@ -125,11 +140,39 @@ def test_the_write_ahead_log_stays_bounded_under_nonstop_writes(tmp_path: Path):
     database = _database(path)
     with database.session() as db:
         db.execute(text("CREATE TABLE log (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
-    for i in range(6000):
-        with database.raw_write_nowait() as db:
-            db.cursor.execute("INSERT INTO log (body) VALUES (?)", ("x" * 2000 + str(i),))
+    _in_groups(database, [("INSERT INTO log (body) VALUES (?)", ("x" * 2000 + str(i),)) for i in range(6000)])
     with database.read_session() as db:
         assert db.execute(text("SELECT count(*) FROM log")).scalar_one() == 6000
     # 6000 rows of 2 kB are 12 MB of pages; a log never restarted would hold them all.
     assert (tmp_path / "db.sqlite-wal").stat().st_size < 8 * 1024 * 1024
+    database.dispose()
+
+
+def test_writes_of_one_pass_commit_together_and_a_failing_one_takes_only_itself_back(tmp_path: Path):
+    database = _database(tmp_path / "db.sqlite")
+    seen_by_others: list[int] = []
+
+    async def one_pass() -> list[object]:
+        group = database.write_group()
+
+        def increment(db) -> int:
+            db.cursor.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+            return db.execute(RawStatement("SELECT n FROM counter WHERE id = 1"), {})[0][0]
+
+        def increment_then_fail(db) -> None:
+            increment(db)
+            raise ValueError("this write changes its mind")
+
+        def look_from_outside_then_increment(db) -> int:
+            seen_by_others.append(_count(database))  # another connection, before the commit
+            return increment(db)
+
+        work = [increment] * 4 + [increment_then_fail] + [increment] * 3 + [look_from_outside_then_increment]
+        return await asyncio.gather(*(group.run(w) for w in work), return_exceptions=True)
+
+    outcomes = asyncio.run(one_pass())
+    assert outcomes[:4] == [1, 2, 3, 4] and outcomes[5:] == [5, 6, 7, 8]
+    assert isinstance(outcomes[4], ValueError)
+    assert seen_by_others == [0]  # the eight writes before it were not yet committed: one commit for all
+    assert _count(database) == 8
     database.dispose()
