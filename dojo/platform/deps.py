@@ -18,6 +18,7 @@ objects returned are detached from any session: read their columns, and open
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ class SessionCache:
     """Worker session token → worker, for a few seconds: workers call next/submit in a loop.
 
     A log-out evicts its token at once in this process; other replicas forget it within
-    ``ttl`` seconds. Only the token's worker is cached: access to a miner's tasks (the
+    ``ttl`` seconds (each entry lives between 3/4 of that and all of it). Only the token's worker is cached: access to a miner's tasks (the
     subscription and its key) is checked on every request.
     """
 
@@ -79,7 +80,8 @@ class SessionCache:
                 self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
                 if len(self._entries) >= self.max_entries:
                     self._entries.clear()
-            self._entries[token] = (time.monotonic() + self.ttl, worker)
+            # Jittered, so that workers who started together do not all expire together.
+            self._entries[token] = (time.monotonic() + self.ttl * random.uniform(0.75, 1.0), worker)
 
     def evict(self, token: str) -> None:
         with self._lock:
