@@ -118,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=settings.port,
             workers=args.workers,
             log_level=args.log_level,
+            server_header=False,
         )
         return 0
     from dojo.platform.app import create_app
@@ -128,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
         logger.error("cannot start the platform: {}", exc)
         return 1
     _freeze_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, server_header=False)
     return 0
 
 
