@@ -282,9 +282,12 @@ async def _run_workers(
             )
 
         try:
-            await loop(post)
+            # A server that stops answering must not hang the benchmark: 30 s of grace.
+            await asyncio.wait_for(loop(post), timeout=deadline - time.perf_counter() + 30)
         except (OSError, httptools.HttpParserError):
             pass
+        except asyncio.TimeoutError:
+            error("TimeoutError")
         finally:
             connection.close()
 

@@ -332,9 +332,9 @@ class WriteGroup:
     milliseconds: see :class:`WriteBusy`), begins a transaction and schedules its commit
     for the end of the pass; every write of that pass runs inside it, each in its own
     savepoint, and waits for that one ``COMMIT``. A commit is the costliest statement of a
-    claim or a submission (it appends the pages to the log), so under load one per pass
-    instead of one per request buys the loop a fifth more requests. Nothing is answered
-    before its write is committed.
+    claim or a submission (it appends the pages to the log): under load, one per pass
+    instead of one per request took the server's CPU per request from 0.34 ms to about
+    0.25 ms in ``benchmarks/platform.py``. Nothing is answered before its write is committed.
 
     A write that raises rolls back to its savepoint and leaves the others be. If the
     transaction is lost (SQLite rolls it all back on a full disk or an I/O error) or the

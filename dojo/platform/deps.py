@@ -53,8 +53,9 @@ class SessionCache:
     """Worker session token → worker, for a few seconds: workers call next/submit in a loop.
 
     A log-out evicts its token at once in this process; other replicas forget it within
-    ``ttl`` seconds (each entry lives between 3/4 of that and all of it). Only the token's worker is cached: access to a miner's tasks (the
-    subscription and its key) is checked on every request.
+    ``ttl`` seconds (each entry lives between 3/4 of that and all of it). Only the token's
+    worker is cached: access to a miner's tasks (the subscription and its key) is checked
+    on every request.
     """
 
     MISSING: Any = object()

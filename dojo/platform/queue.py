@@ -235,9 +235,24 @@ def _claim(
         return None
     if task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
         return None
+    return _hold(db, settings, worker, task, now)
+
+
+def _hold(db: Db, settings: PlatformSettings, worker: Worker, task: TaskRow, now: datetime) -> WorkerTaskView:
     until = now + timedelta(seconds=settings.hold_ttl_seconds)
     _set_assignment(db, task.id, worker.id, HOLD, until, now)
     return _view(task, until)
+
+
+def _live_hold(db: Db, worker: Worker, now: datetime) -> WorkerTaskView | None:
+    """The task this worker holds now, if any."""
+    held = _first(db, HELD, {"w": worker.id, "now": now})
+    if held is None:
+        return None
+    held_id, held_until = held
+    task = _task(db, TASK, held_id)
+    assert task is not None
+    return _view(task, held_until)
 
 
 @dataclass(frozen=True)
@@ -256,12 +271,9 @@ def plan_next_task(db: Db, worker: Worker, spread: int = SPREAD) -> NextTaskPlan
     tasks first instead of all queueing for the oldest.
     """
     now = utcnow()
-    held = _first(db, HELD, {"w": worker.id, "now": now})
+    held = _live_hold(db, worker, now)
     if held is not None:
-        held_id, held_until = held
-        task = _task(db, TASK, held_id)
-        assert task is not None
-        return NextTaskPlan(_view(task, held_until), [], [])
+        return NextTaskPlan(held, [], [])
     miner_ids = [row[0] for row in _rows(db, LIVE_MINERS, {"w": worker.id})]
     candidates = _candidates(db, worker, miner_ids, now, spread) if miner_ids else []
     random.shuffle(candidates)
@@ -307,21 +319,15 @@ def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskV
     if _is_postgres(db):
         return claim_next_task(db, settings, worker, plan_next_task(db, worker, SPREAD))
     now = utcnow()
-    held = _first(db, HELD, {"w": worker.id, "now": now})
+    held = _live_hold(db, worker, now)
     if held is not None:
-        task = _task(db, TASK, held[0])
-        assert task is not None
-        return _view(task, held[1])
+        return held
     best: TaskRow | None = None
     for (miner_id,) in _rows(db, LIVE_MINERS, {"w": worker.id}):
         row = _first(db, OPEN_TASK_ROWS, {"m": miner_id, "w": worker.id, "now": now, "limit": 1})
         if row is not None and (best is None or (row[-1], row[0]) < (best.expire_at, best.id)):
             best = TaskRow(*row)
-    if best is None:
-        return None
-    until = now + timedelta(seconds=settings.hold_ttl_seconds)
-    _set_assignment(db, best.id, worker.id, HOLD, until, now)
-    return _view(best, until)
+    return None if best is None else _hold(db, settings, worker, best, now)
 
 
 def validate_result_data(task: TaskRow, result_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
