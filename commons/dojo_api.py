@@ -515,8 +515,15 @@ class DojoAPI:
             "taskData": list(task_data),
             "maxResults": max_results,
         }
+        # One key for every retry of this call: a retry after a timeout that came when the
+        # platform had already stored the tasks gets those tasks back, not new ones.
         reply = await self._call(
-            _CreateTasksReply, "POST", "/api/v1/tasks/create-tasks", json=payload, auth="api_key"
+            _CreateTasksReply,
+            "POST",
+            "/api/v1/tasks/create-tasks",
+            json=payload,
+            auth="api_key",
+            headers={"idempotency-key": uuid.uuid4().hex},
         )
         if not reply.success or not reply.body:
             raise RequestRejected(
@@ -557,8 +564,11 @@ class DojoAPI:
         json: Any = None,
         auth: str | None = None,
         retry: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> _M:
-        response = await self._send(method, path, json=json, headers=self._auth_headers(auth), retry=retry)
+        response = await self._send(
+            method, path, json=json, headers={**self._auth_headers(auth), **(headers or {})}, retry=retry
+        )
         try:
             return model.model_validate(response.json())
         except (ValueError, pydantic.ValidationError) as exc:

@@ -206,3 +206,19 @@ class Invite(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
+
+
+class CreateRequest(Base):
+    """A create-tasks request that came with an ``Idempotency-Key`` (revision 0004): a retry
+    with the same key gets the same task ids instead of new tasks."""
+
+    __tablename__ = "create_requests"
+    __table_args__ = (UniqueConstraint("miner_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    # SHA-256 of the request as validated: the same key with other tasks is refused.
+    body_hash: Mapped[str] = mapped_column(String(64))
+    task_ids: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

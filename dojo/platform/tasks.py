@@ -7,27 +7,50 @@ the task: for anyone else the task does not exist (404).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dojo.platform.auth import worker_pseudonym
-from dojo.platform.errors import Invalid, NotFound
-from dojo.platform.models import Miner, Result, Task, Worker, utcnow
+from dojo.platform.errors import Conflict, Invalid, NotFound
+from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker, utcnow
 from dojo.platform.schemas import CreateTasksIn, to_naive_utc
 from dojo.platform.subscriptions import task_status
 
 MAX_TASK_LIFETIME = timedelta(days=5)
 # A client that computes "now + 5 days" and sends it a moment later is still within limits.
 CLOCK_GRACE = timedelta(seconds=60)
+# Longer than a task lives: a retry of a create-tasks request comes long before.
+IDEMPOTENCY_KEY_DAYS = 7
 
 
-def create_tasks(db: Session, miner: Miner, payload: CreateTasksIn) -> list[str]:
-    """One task per ``taskData`` entry; returns their ids in order."""
+def create_tasks(
+    db: Session, miner: Miner, payload: CreateTasksIn, idempotency_key: str | None = None
+) -> list[str]:
+    """One task per ``taskData`` entry; returns their ids in order.
+
+    With an ``idempotency_key`` (the ``Idempotency-Key`` header) a repeat of the request
+    returns the ids the first one created, and creates nothing; the same key with other
+    tasks is a 409. Keys are remembered for ``IDEMPOTENCY_KEY_DAYS`` days.
+    """
+    body_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+    if idempotency_key is not None:
+        earlier = db.execute(
+            select(CreateRequest).where(
+                CreateRequest.miner_id == miner.id, CreateRequest.key == idempotency_key
+            )
+        ).scalar_one_or_none()
+        if earlier is not None:
+            if earlier.body_hash != body_hash:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for other tasks; send a new key for new tasks"
+                )
+            return list(earlier.task_ids)
     now = utcnow()
     expire_at = to_naive_utc(payload.expire_at)
     if expire_at <= now:
@@ -58,6 +81,14 @@ def create_tasks(db: Session, miner: Miner, payload: CreateTasksIn) -> list[str]
             )
         )
         ids.append(task_id)
+    if idempotency_key is not None:
+        db.execute(
+            delete(CreateRequest).where(
+                CreateRequest.miner_id == miner.id,
+                CreateRequest.created_at < now - timedelta(days=IDEMPOTENCY_KEY_DAYS),
+            )
+        )
+        db.add(CreateRequest(miner_id=miner.id, key=idempotency_key, body_hash=body_hash, task_ids=ids))
     return ids
 
 

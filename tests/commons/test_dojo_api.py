@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -524,3 +525,39 @@ async def test_every_miner_call_against_the_real_platform(real_platform, make_wa
         with pytest.raises(AuthError) as expired:
             await api.list_api_keys()
         assert expired.value.status_code == 401
+
+
+class _LoseFirstCreateReply(httpx.AsyncBaseTransport):
+    """Real HTTP; the platform's reply to the first create-tasks is lost, as a timeout would lose it."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.lost: list[list[str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path.endswith("/create-tasks") and not self.lost:
+            await response.aread()
+            self.lost.append(json.loads(response.content)["body"])  # stored on the platform
+            raise httpx.ReadTimeout("the reply was lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_create_retried_after_its_reply_was_lost_creates_the_tasks_once(real_platform, make_wallet):
+    miner = make_wallet("retrying-miner")
+    real_platform.register(miner)
+    async with DojoAPI(real_platform.url, retry=FAST) as api:
+        await api.login(miner.hotkey)
+        api_key = (await api.generate_api_key()).key
+    transport = _LoseFirstCreateReply()
+    async with DojoAPI(real_platform.url, api_key=api_key, retry=FAST, transport=transport) as api:
+        expire = datetime.now(timezone.utc) + timedelta(hours=1)
+        ids = await api.create_task(
+            title="Rank", body="b", expire_at=expire, task_data=_task_data() * 2, max_results=2
+        )
+    # The retry carried the same Idempotency-Key: the platform answered with the tasks the
+    # lost reply named instead of creating two more.
+    assert transport.lost == [ids] and len(ids) == 2

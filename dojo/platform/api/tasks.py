@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from dojo.platform import tasks
@@ -26,6 +28,7 @@ from dojo.platform.schemas import (
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 FORM_FIELDS = ("title", "body", "expireAt", "taskData", "maxResults")
 MULTIPART_SCHEMA = {
     "type": "object",
@@ -82,13 +85,29 @@ async def _create_tasks_body(request: Request) -> CreateTasksIn:
     },
 )
 async def create_tasks(
-    request: Request, miner: Miner = Depends(api_key_miner), database: Database = Depends(get_database)
+    request: Request,
+    miner: Miner = Depends(api_key_miner),
+    database: Database = Depends(get_database),
+    idempotency_key: str | None = Header(
+        None,
+        description="any unique string up to 128 printable characters, the same on every retry "
+        "of one request: a repeat returns the tasks the first one created",
+    ),
 ) -> CreateTasksOut:
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise BadRequest("Idempotency-Key must be 1 to 128 printable ASCII characters")
     payload = await _create_tasks_body(request)
 
     def create() -> list[str]:
-        with database.session() as db:
-            return tasks.create_tasks(db, miner, payload)
+        try:
+            with database.session() as db:
+                return tasks.create_tasks(db, miner, payload, idempotency_key)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # The same key in a concurrent request that committed first: its tasks are the answer.
+            with database.session() as db:
+                return tasks.create_tasks(db, miner, payload, idempotency_key)
 
     return CreateTasksOut(body=await run_in_threadpool(create))
 

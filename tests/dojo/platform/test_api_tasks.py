@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 
 from tests.dojo.platform._support import (
     create_tasks,
@@ -169,3 +172,74 @@ def test_the_platform_stores_no_ground_truth(client, miner, platform):
     assert response.status_code == 200
     stored = sql(platform.database_url, "SELECT criteria, completions FROM tasks")
     assert "groundTruth" not in str(stored) and '"rank"' not in str(stored)
+
+
+# --- Idempotency-Key: a retried create-tasks creates nothing twice ------------------------
+
+
+def _tasks_of(platform, miner) -> int:
+    rows = sql(
+        platform.database_url,
+        "SELECT count(*) FROM tasks t JOIN miners m ON m.id = t.miner_id WHERE m.hotkey = :h",
+        h=miner.hotkey,
+    )
+    return int(rows[0][0])
+
+
+def test_a_repeated_idempotency_key_returns_the_first_tasks_and_creates_none(platform, client, miner):
+    body = task_body(tasks=2)
+    headers = {**miner.key, "idempotency-key": "retry-me-1"}
+    first = client.post("/api/v1/tasks/create-tasks", json=body, headers=headers)
+    again = client.post("/api/v1/tasks/create-tasks", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["body"] == first.json()["body"] and len(first.json()["body"]) == 2
+    assert _tasks_of(platform, miner) == 2
+    # Without a key, or with another one, the same body creates new tasks.
+    assert client.post("/api/v1/tasks/create-tasks", json=body, headers=miner.key).status_code == 200
+    other = client.post(
+        "/api/v1/tasks/create-tasks", json=body, headers={**miner.key, "idempotency-key": "2"}
+    )
+    assert other.status_code == 200 and set(other.json()["body"]).isdisjoint(first.json()["body"])
+    assert _tasks_of(platform, miner) == 6
+
+
+def test_an_idempotency_key_reused_for_other_tasks_is_refused(platform, client, miner):
+    headers = {**miner.key, "idempotency-key": "once"}
+    assert client.post("/api/v1/tasks/create-tasks", json=task_body(), headers=headers).status_code == 200
+    refused = client.post("/api/v1/tasks/create-tasks", json=task_body(max_results=5), headers=headers)
+    assert refused.status_code == 409 and "Idempotency-Key" in refused.json()["detail"]
+    assert _tasks_of(platform, miner) == 1
+
+
+def test_a_malformed_idempotency_key_is_a_400(platform, client, miner):
+    for key in ("x" * 129, "has space"):
+        refused = client.post(
+            "/api/v1/tasks/create-tasks", json=task_body(), headers={**miner.key, "idempotency-key": key}
+        )
+        assert refused.status_code == 400 and "Idempotency-Key" in refused.json()["detail"]
+    assert _tasks_of(platform, miner) == 0
+
+
+def test_idempotency_keys_belong_to_one_miner(platform, client, miner, register_hotkey):
+    other = miner_with_keys(client, register_hotkey())
+    mine = client.post(
+        "/api/v1/tasks/create-tasks", json=task_body(), headers={**miner.key, "idempotency-key": "k"}
+    )
+    theirs = client.post(
+        "/api/v1/tasks/create-tasks", json=task_body(), headers={**other.key, "idempotency-key": "k"}
+    )
+    assert mine.status_code == theirs.status_code == 200
+    assert mine.json()["body"] != theirs.json()["body"]
+    assert _tasks_of(platform, miner) == _tasks_of(platform, other) == 1
+
+
+def test_concurrent_requests_with_one_idempotency_key_create_one_set_of_tasks(platform, client, miner):
+    body = task_body(tasks=3)
+    headers = {**miner.key, "idempotency-key": "raced"}
+    with httpx.Client(base_url=platform.url, timeout=30) as http, ThreadPoolExecutor(8) as pool:
+        replies = list(
+            pool.map(lambda _: http.post("/api/v1/tasks/create-tasks", json=body, headers=headers), range(8))
+        )
+    assert [r.status_code for r in replies] == [200] * 8
+    assert len({tuple(r.json()["body"]) for r in replies}) == 1
+    assert _tasks_of(platform, miner) == 3
