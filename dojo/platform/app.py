@@ -119,7 +119,6 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     app.include_router(miner_api.router)
     app.include_router(tasks_api.router)
     app.include_router(worker_api.router)
-    app.include_router(worker_api.invite_router)
     try:
         from dojo.platform.web import router as web_router
     except ModuleNotFoundError as exc:

@@ -304,6 +304,20 @@ def create_invite(db: Session, settings: PlatformSettings, miner_hotkey: str) ->
     return f"{settings.base_url}/invite/{token}"
 
 
+def look_at_invite(db: Session, token: str) -> tuple[Miner, datetime]:
+    """The miner whose team an unused, unexpired invite joins, and when the invite stops
+    working (naive UTC); the invite stays unused. 404 for an unknown link, 410 for a used
+    or expired one."""
+    invite = db.scalar(select(Invite).where(Invite.token_hash == hash_secret(token)))
+    if invite is None:
+        raise NotFound("unknown invite link; ask the miner for a new one")
+    if invite.used_at is not None or invite.expires_at <= utcnow():
+        raise Gone("this invite link was already used or has expired; ask the miner for a new one")
+    miner = db.get(Miner, invite.miner_id)
+    assert miner is not None
+    return miner, invite.expires_at
+
+
 def accept_invite(
     db: Session, settings: PlatformSettings, token: str, current: Worker | None = None
 ) -> tuple[Worker, OpenedSession | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from dojo.platform import auth, queue, subscriptions
@@ -17,7 +17,6 @@ from dojo.platform.deps import (
     get_database,
     get_settings,
     login_rate_limit,
-    optional_worker,
     run_db,
 )
 from dojo.platform.models import Worker
@@ -42,7 +41,6 @@ from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import SubscriptionView, WorkerTaskView
 
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
-invite_router = APIRouter(tags=["worker"])
 
 
 def set_worker_cookie(response: Response, settings: PlatformSettings, token: str) -> None:
@@ -284,26 +282,3 @@ def skip_task(
     with database.session() as db:
         queue.skip_task(db, worker, task_id)
     return SkipOut(task_id=task_id)
-
-
-@invite_router.get(
-    "/invite/{token}",
-    status_code=303,
-    response_class=RedirectResponse,
-    dependencies=[Depends(login_rate_limit)],
-    responses={303: {"description": "logged in; redirect to /"}, 404: {}, 410: {}},
-)
-def accept_invite(
-    token: str,
-    worker: Worker | None = Depends(optional_worker),
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
-) -> RedirectResponse:
-    with database.session() as db:
-        if worker is not None:
-            worker = db.merge(worker, load=True)
-        _worker, opened = auth.accept_invite(db, settings, token, worker)
-    response = RedirectResponse("/", status_code=303)
-    if opened is not None:
-        set_worker_cookie(response, settings, opened.token)
-    return response

@@ -1,7 +1,9 @@
 """The web UI's page routes: server-rendered HTML over the platform's service modules.
 
 Pages only read; every change (log-in, keys, answers) goes through the JSON API from the
-page's JavaScript with the CSRF header, so there is one code path for each write. The
+page's JavaScript with the CSRF header, so there is one code path for each write. The one
+exception is the invite link: opening it only shows the invitation (a chat app's link
+preview must not spend it), and its form, with the CSRF token, joins the team. The
 routes are plain ``def`` functions: the services use a blocking SQLAlchemy session, which
 FastAPI runs in its thread pool, never on the event loop.
 
@@ -18,11 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from dojo.platform import auth as auth_service
+from dojo.platform.api.worker import set_worker_cookie
+from dojo.platform.deps import login_rate_limit, optional_worker
 from dojo.platform.errors import PlatformError
+from dojo.platform.security import check_csrf
 from dojo.platform.web import _views as views
 from dojo.platform.web._templating import CONTENT_TYPES, render, static_body
 
@@ -203,3 +210,53 @@ def miner_dashboard(request: Request) -> Response:
 
 
 __all__ = ["MINER_COOKIE", "PAGE_CSP", "TASK_PAGE_CSP", "WORKER_COOKIE", "router"]
+
+
+def _invite_problem(request: Request, visitor: Visitor, exc: PlatformError) -> HTMLResponse:
+    return _message(
+        request, visitor, exc.status_code, "Invite link not valid", exc.detail, ("/login", "Log in")
+    )
+
+
+@router.get("/invite/{token}")
+def invite(request: Request, token: str) -> Response:
+    """The invitation: who invites, and a form to join. Reading it spends nothing."""
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        try:
+            miner, expires_at = auth_service.look_at_invite(db, token)
+        except PlatformError as exc:
+            return _invite_problem(request, visitor, exc)
+    return _page(
+        request,
+        "invite.html",
+        visitor,
+        title="Join a team",
+        token=token,
+        miner_hotkey=miner.hotkey,
+        expires=expires_at.strftime("%Y-%m-%d %H:%M"),
+    )
+
+
+@router.post("/invite/{token}", dependencies=[Depends(login_rate_limit)])
+async def join_by_invite(request: Request, token: str, worker: Any = Depends(optional_worker)) -> Response:
+    """Spend the invite: the visitor's worker account (or a new one) joins the miner's team."""
+    if worker is None:  # a new visitor's form: the CSRF cookie and field must agree all the same
+        await check_csrf(request)
+    database = request.app.state.db
+    settings = request.app.state.settings
+
+    def join() -> Response:
+        try:
+            with database.session() as db:
+                current = db.merge(worker, load=True) if worker is not None else None
+                _worker, opened = auth_service.accept_invite(db, settings, token, current)
+        except PlatformError as exc:
+            with _read(request) as db:
+                return _invite_problem(request, _visitor(request, db), exc)
+        response = RedirectResponse("/", status_code=303)
+        if opened is not None:
+            set_worker_cookie(response, settings, opened.token)
+        return response
+
+    return await run_in_threadpool(join)

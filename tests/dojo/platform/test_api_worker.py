@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from eth_account import Account
@@ -88,11 +90,24 @@ def _invite(platform, hotkey: str, capsys) -> str:
     return url
 
 
+def _join(browser: httpx.Client, url: str) -> httpx.Response:
+    """Open the invite link as a browser does, then press the page's button (its form)."""
+    page = browser.get(url)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return browser.post(url, data={"csrf_token": csrf.group(1)})
+
+
 def test_invite_link_logs_in_once_and_subscribes(client, platform, miner, capsys):
     url = _invite(platform, miner.hotkey, capsys)
     (task_id,) = create_tasks(client, miner)
+    with httpx.Client(base_url=platform.url) as preview:  # a chat app unfurling the link
+        shown = preview.get(url)
+        assert shown.status_code == 200 and miner.hotkey in shown.text and "Join the team" in shown.text
+        assert "set-cookie" not in shown.headers or "dojo_worker_session" not in shown.headers["set-cookie"]
     with httpx.Client(base_url=platform.url) as browser:
-        response = browser.get(url)
+        response = _join(browser, url)  # the preview did not spend it
         assert response.status_code == 303 and response.headers["location"] == "/"
         assert "HttpOnly" in response.headers["set-cookie"]
         tasks = browser.get("/api/v1/worker/tasks").json()["tasks"]
@@ -101,15 +116,28 @@ def test_invite_link_logs_in_once_and_subscribes(client, platform, miner, capsys
         assert subs[0]["minerHotkey"] == miner.hotkey and subs[0]["keyPrefix"] is None and subs[0]["active"]
     with httpx.Client(base_url=platform.url) as second:
         used = second.get(url)
-        assert used.status_code == 410
-        assert second.get(f"{platform.url}/invite/inv_unknown").status_code == 404
+        assert used.status_code == 410 and used.headers["content-type"].startswith("text/html")
+        assert "already used" in used.text
+        unknown = second.get(f"{platform.url}/invite/inv_unknown")
+        assert unknown.status_code == 404 and "unknown invite link" in unknown.text
+
+
+def test_joining_by_invite_needs_the_pages_csrf_token(client, platform, miner, capsys):
+    url = _invite(platform, miner.hotkey, capsys)
+    with httpx.Client(base_url=platform.url) as browser:
+        browser.get(url)
+        forged = browser.post(url, data={"csrf_token": "not-the-cookie"})
+        assert forged.status_code == 403
+        assert _join(browser, url).status_code == 303  # the refused post spent nothing
+        again = browser.post(url, data={"csrf_token": browser.cookies[CSRF_COOKIE]})
+        assert again.status_code == 410 and "already used" in again.text
 
 
 def test_invite_for_a_logged_in_worker_adds_the_miner(client, platform, miner, register_hotkey, capsys):
     other = miner_with_keys(client, register_hotkey())
     worker = subscribed_worker(client, miner)
     url = _invite(platform, other.hotkey, capsys)
-    response = client.get(url, headers=worker.auth)
+    response = client.post(url, headers=worker.auth)
     assert response.status_code == 303
     assert "dojo_worker_session" not in response.headers.get(
         "set-cookie", ""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from tests.dojo.platform._support import LiveServer, bound_socket
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 NETUID = 7
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -261,6 +264,13 @@ def _no_horizontal_overflow(page) -> None:
     assert widths[0] <= widths[1], f"the page scrolls sideways: content {widths[0]} px in {widths[1]} px"
 
 
+def _join_by_invite(page: Page, platform: Platform, miner: MinerOnPlatform) -> None:
+    """Log the page's browser in as a new worker on ``miner``'s team, by invite."""
+    page.goto(platform.invite(miner))
+    page.get_by_role("button", name="Join the team").click()
+    page.wait_for_url(f"{platform.url}/tasks")
+
+
 def test_worker_joins_by_invite_adds_a_key_and_ranks_by_keyboard_alone(browser, platform, miners):
     alpha, beta = miners["alpha"], miners["beta"]
     task_id = _ball_task(platform, beta)
@@ -269,8 +279,11 @@ def test_worker_joins_by_invite_adds_a_key_and_ranks_by_keyboard_alone(browser, 
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        # An invite from alpha logs the worker in (no wallet) and lands on the task list.
+        # An invite from alpha shows who invites; joining logs the worker in (no wallet)
+        # and lands on the task list.
         page.goto(platform.invite(alpha))
+        assert page.get_by_text(alpha.hotkey).is_visible()
+        page.get_by_role("button", name="Join the team").click()
         page.wait_for_url(f"{platform.url}/tasks")
         assert page.locator("#task-list").count() == 0  # alpha has no tasks
 
@@ -330,8 +343,7 @@ def test_html_completion_runs_sandboxed_without_cookies_or_network(browser, plat
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     try:
-        page.goto(platform.invite(beta))
-        page.wait_for_url(f"{platform.url}/tasks")
+        _join_by_invite(page, platform, beta)
         page.goto(f"{platform.url}/tasks/{task_id}")
         # The page itself can read its (non-HttpOnly) CSRF cookie: there is something to steal.
         assert "dojo_csrf=" in page.evaluate("document.cookie")
@@ -365,8 +377,7 @@ def test_pages_fit_a_laptop_and_a_phone_and_the_task_page_screenshot(browser, pl
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     try:
-        page.goto(platform.invite(beta))
-        page.wait_for_url(f"{platform.url}/tasks")
+        _join_by_invite(page, platform, beta)
         for viewport in (DESKTOP, PHONE):
             page.set_viewport_size(viewport)
             for path in ("/tasks", "/keys", f"/tasks/{task_id}", "/login"):
@@ -408,8 +419,7 @@ def test_ranking_by_drag_and_drop_and_the_miner_dashboard(browser, platform, min
     for drag in (True, False):
         context = browser.new_context(viewport=DESKTOP)
         page = context.new_page()
-        page.goto(platform.invite(beta))
-        page.wait_for_url(f"{platform.url}/tasks")
+        _join_by_invite(page, platform, beta)
         page.goto(f"{platform.url}/tasks/{task_id}")
         if drag:
             page.locator('.rank-item[data-cid="r2"]').drag_to(
