@@ -209,9 +209,6 @@ def miner_dashboard(request: Request) -> Response:
     return _page(request, "miner.html", visitor, title="Miner dashboard", active="miner", **page)
 
 
-__all__ = ["MINER_COOKIE", "PAGE_CSP", "TASK_PAGE_CSP", "WORKER_COOKIE", "router"]
-
-
 def _invite_problem(request: Request, visitor: Visitor, exc: PlatformError) -> HTMLResponse:
     return _message(
         request, visitor, exc.status_code, "Invite link not valid", exc.detail, ("/login", "Log in")
@@ -260,3 +257,6 @@ async def join_by_invite(request: Request, token: str, worker: Any = Depends(opt
         return response
 
     return await run_in_threadpool(join)
+
+
+__all__ = ["MINER_COOKIE", "PAGE_CSP", "TASK_PAGE_CSP", "WORKER_COOKIE", "router"]
