@@ -304,15 +304,23 @@ def create_invite(db: Session, settings: PlatformSettings, miner_hotkey: str) ->
     return f"{settings.base_url}/invite/{token}"
 
 
+_INVITE_SPENT = "this invite link was already used or has expired; ask the miner for a new one"
+
+
+def _invite(db: Session, token: str) -> Invite:
+    invite = db.scalar(select(Invite).where(Invite.token_hash == hash_secret(token)))
+    if invite is None:
+        raise NotFound("unknown invite link; ask the miner for a new one")
+    return invite
+
+
 def look_at_invite(db: Session, token: str) -> tuple[Miner, datetime]:
     """The miner whose team an unused, unexpired invite joins, and when the invite stops
     working (naive UTC); the invite stays unused. 404 for an unknown link, 410 for a used
     or expired one."""
-    invite = db.scalar(select(Invite).where(Invite.token_hash == hash_secret(token)))
-    if invite is None:
-        raise NotFound("unknown invite link; ask the miner for a new one")
+    invite = _invite(db, token)
     if invite.used_at is not None or invite.expires_at <= utcnow():
-        raise Gone("this invite link was already used or has expired; ask the miner for a new one")
+        raise Gone(_INVITE_SPENT)
     miner = db.get(Miner, invite.miner_id)
     assert miner is not None
     return miner, invite.expires_at
@@ -325,9 +333,7 @@ def accept_invite(
 
     Returns the worker and, for a new worker, the session to set as its cookie.
     """
-    invite = db.scalar(select(Invite).where(Invite.token_hash == hash_secret(token)))
-    if invite is None:
-        raise NotFound("unknown invite link; ask the miner for a new one")
+    invite = _invite(db, token)
     now = utcnow()
     used = db.execute(
         update(Invite)
@@ -335,7 +341,7 @@ def accept_invite(
         .values(used_at=now)
     ).rowcount
     if used != 1:
-        raise Gone("this invite link was already used or has expired; ask the miner for a new one")
+        raise Gone(_INVITE_SPENT)
     worker = current if current is not None else _new_worker(db)
     db.execute(update(Invite).where(Invite.id == invite.id).values(worker_id=worker.id))
     miner = db.get(Miner, invite.miner_id)

@@ -472,6 +472,8 @@ class Database:
     def write_group(self) -> WriteGroup:
         """Group commit for the event loop's writes (SQLite); see :class:`WriteGroup`."""
         assert self._write_lock is not None, "write groups are for SQLite"
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.engine)
         return WriteGroup(self)
 
     @contextmanager
@@ -532,8 +534,6 @@ class Database:
             cursor = connection.cursor()
             cursor.execute("PRAGMA busy_timeout=0")
             cursor.close()
-            if self._checkpointer is None:
-                self._checkpointer = Checkpointer(self.engine)
         local.connections[wait] = connection
         local.taken[wait] = now
         with self._held_lock:

@@ -38,8 +38,9 @@ def create_tasks(
     returns the ids the first one created, and creates nothing; the same key with other
     tasks is a 409. Keys are remembered for ``IDEMPOTENCY_KEY_DAYS`` days.
     """
-    body_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
+    body_hash = None
     if idempotency_key is not None:
+        body_hash = hashlib.sha256(payload.model_dump_json().encode()).hexdigest()
         earlier = db.execute(
             select(CreateRequest).where(
                 CreateRequest.miner_id == miner.id, CreateRequest.key == idempotency_key
@@ -81,7 +82,7 @@ def create_tasks(
             )
         )
         ids.append(task_id)
-    if idempotency_key is not None:
+    if idempotency_key is not None and body_hash is not None:
         db.execute(
             delete(CreateRequest).where(
                 CreateRequest.miner_id == miner.id,
