@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 NETWORK_NAMES = ("finney", "test", "local", "archive")
+# The password of a URL (scheme://user:password@host), masked in the start-up log.
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
 class ConfigError(ValueError):
@@ -94,6 +97,25 @@ class NeuronSettings(_Section):
     heartbeat_interval: float = Field(30.0, gt=0, description="seconds between heartbeats (validator)")
     timeout: float = Field(12.0, gt=0, description="per-call timeout in seconds (validator)")
     data_dir: str = Field("~/.dojo", min_length=1, description="directory for databases and state")
+    database_url: str | None = Field(
+        None,
+        description="database URL (postgresql://… or sqlite:///…); default: a SQLite file in the data dir",
+        json_schema_extra={"env": "DATABASE_URL"},
+    )
+    task_interval: float = Field(300.0, gt=0, description="seconds between new synthetic tasks (validator)")
+    task_deadline: float = Field(
+        14400.0, gt=0, le=5 * 86400, description="seconds workers have for a task before collection (validator)"
+    )
+    collection_grace: float = Field(
+        3600.0, ge=0, description="seconds after the deadline during which collection is retried (validator)"
+    )
+    scoring_interval: float = Field(60.0, gt=0, description="seconds between scoring rounds (validator)")
+
+
+class WandbSettings(_Section):
+    off: bool = Field(False, description="do not log scoring rounds to Weights & Biases")
+    project: str = Field("dojo", min_length=1, description="Weights & Biases project")
+    entity: str | None = Field(None, description="Weights & Biases entity (team or user)")
 
 
 class NeuronConfig(_Section):
@@ -122,6 +144,9 @@ class MinerConfig(NeuronConfig):
     dojo_api_key: SecretStr | None = Field(
         None, description="API key from `dojo api-key generate`", json_schema_extra={"env": "DOJO_API_KEY"}
     )
+    task_max_results: int = Field(
+        3, ge=1, le=100, description="worker results wanted per task", json_schema_extra={"env": "TASK_MAX_RESULTS"}
+    )
 
 
 class ValidatorConfig(NeuronConfig):
@@ -139,6 +164,7 @@ class ValidatorConfig(NeuronConfig):
     wandb_api_key: SecretStr | None = Field(
         None, description="Weights & Biases key", json_schema_extra={"env": "WANDB_API_KEY"}
     )
+    wandb: WandbSettings = WandbSettings()
 
 
 # --- resolution ---------------------------------------------------------------------------
@@ -280,5 +306,7 @@ def describe(settings: BaseModel) -> str:
             value = getattr(value, key)
         if isinstance(value, SecretStr):
             value = "********" if value.get_secret_value() else ""
+        elif isinstance(value, str) and "://" in value:
+            value = _URL_PASSWORD.sub(r"\1********@", value)
         lines.append(f"{option.flag} = {value}")
     return "\n".join(lines)

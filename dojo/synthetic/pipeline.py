@@ -18,6 +18,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from loguru import logger
 
@@ -58,15 +59,17 @@ class SyntheticPipeline:
     def __init__(
         self,
         backend: Backend,
-        store: SyntheticStore | None = None,
+        store: SyntheticStore | str | Path | None = None,
         *,
         seed: int | str | None = None,
         options: PipelineOptions | None = None,
         checker: CompletionChecker | None = None,
     ) -> None:
         self.backend = backend
-        self.store = store if store is not None else SyntheticStore()
-        self._owns_store = store is None
+        # A path opens a store the pipeline owns: the instructions it has used outlive the
+        # process, so the duplicate filter remembers them across restarts.
+        self._owns_store = not isinstance(store, SyntheticStore)
+        self.store = store if isinstance(store, SyntheticStore) else SyntheticStore(store)
         self.options = options or PipelineOptions()
         self.seed = seed if seed is not None else uuid.uuid4().hex
         self.filter = InstructionFilter(self.store, self.options.similarity_threshold)
@@ -188,7 +191,17 @@ class InProcessTaskSource:
         await self.pipeline.aclose()
 
 
-def default_task_source(**client_options: object) -> SyntheticTaskSource:
-    """What the validator pulls tasks from: the service at ``SYNTHETIC_API_URL`` (with
-    ``SYNTHETIC_API_TOKEN``) when set, otherwise in-process procedural generation."""
-    return task_source_from_env(InProcessTaskSource, **client_options)  # type: ignore[arg-type]
+def default_task_source(
+    *, url: str | None = None, store_path: str | Path | None = None, **client_options: object
+) -> SyntheticTaskSource:
+    """What the validator pulls tasks from: the service at ``url`` (default
+    ``SYNTHETIC_API_URL``, with ``SYNTHETIC_API_TOKEN``) when set, otherwise in-process
+    procedural generation, whose duplicate filter keeps the instructions it used in the
+    SQLite file ``store_path`` (in memory when ``None``)."""
+
+    def in_process() -> InProcessTaskSource:
+        from dojo.synthetic.procedural import ProceduralBackend
+
+        return InProcessTaskSource(SyntheticPipeline(ProceduralBackend(), store_path))
+
+    return task_source_from_env(in_process, url=url, **client_options)  # type: ignore[arg-type]

@@ -1,20 +1,87 @@
-"""The validator neuron: keeps the set of live miners by heartbeat.
+"""The validator neuron: carries each task from synthetic generation to weights on chain.
 
-Every ``--neuron.heartbeat_interval`` seconds it sends a signed ``Heartbeat`` to every
-neuron serving an endpoint on the subnet (but itself), and the ones that answer with the
-protocol version it speaks form the active set, logged on every change.
+Loops, each independent (a slow or failing one never stalls the others):
+
+- **heartbeat** (every ``--neuron.heartbeat_interval`` s): the miners that answer with our
+  protocol version form the active set.
+- **tasks** (every ``--neuron.task_interval`` s): take one synthetic task, pick up to
+  ``--neuron.sample_size`` active miners at random (``secrets.SystemRandom``), give each its
+  own completion order and ids, write the task and every assignment to the database, then
+  send ``FeedbackRequest`` and record each outcome. On start, assignments written but never
+  answered are sent again with the same request id.
+- **collection**: after the deadline (``--neuron.task_deadline``), ask every miner that
+  accepted for its results (``TaskResultRequest``), retrying with backoff within
+  ``--neuron.collection_grace``; check them (:mod:`dojo.validator.results`) and store them.
+- **scoring** (every ``--neuron.scoring_interval`` s): score the collected tasks in a round
+  (in a thread), fold it into the moving scores, tell each miner its own score.
+- **weights**: once per epoch (``--neuron.epoch_length`` blocks, and never faster than the
+  subnet's weights rate limit), set weights from the moving scores, in a thread.
+
+Everything is in the task database (:mod:`dojo.validator.store`), written before it is
+acted on; ``docs/lifecycle.md`` walks through what a crash at each step leaves behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
 
 from loguru import logger
 
-from commons.protocol import PROTOCOL_VERSION, Heartbeat, HeartbeatReply
+from commons.protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Completion,
+    FeedbackReply,
+    FeedbackRequest,
+    Heartbeat,
+    HeartbeatReply,
+    ScoringResult,
+    TaskResultReply,
+    TaskResultRequest,
+)
+from commons.storage import utcnow
+from commons.synthetic_api import SyntheticTask, SyntheticTaskSource
+from dojo.validator.models import CollectStatus, SendStatus
+from dojo.validator.results import ResultsRefused, check_results
+from dojo.validator.rounds import score_inputs
+from dojo.validator.store import (
+    DueCollection,
+    NewAssignment,
+    NewCompletion,
+    NewTask,
+    Outgoing,
+    SendOutcome,
+    TaskStore,
+)
+from dojo.validator.wandb_log import RoundLogger
+from template import spec_version
+from template.chain import Metagraph, WeightsRejected
+from template.chain.weights import check_weights
+from template.failpoints import failpoint
 from template.neuron import BaseNeuron
-from template.transport import CallerInfo, SignedClient, Status, Target
+from template.transport import CallerInfo, Outcome, SignedClient, Status, Target
+
+# A task found unsent after a restart is sent only with this share of its deadline left
+# (and never with less than MIN_LEAD_SECONDS): workers need the time, and a miner must not
+# score 0 for a task the validator's downtime left it no time for.
+MIN_LEAD_SHARE = 0.25
+MIN_LEAD_SECONDS = 10.0
+MAX_ROUND_TASKS = 1000
+COLLECT_BASE_DELAY = 5.0
+COLLECT_MAX_DELAY = 300.0
+WEIGHT_ATTEMPTS = 3
+
+_SEND_STATUS = {
+    Status.OK: SendStatus.ACCEPTED,
+    Status.TIMEOUT: SendStatus.TIMEOUT,
+    Status.REFUSED: SendStatus.UNREACHABLE,
+}
 
 
 class ValidatorNeuron(BaseNeuron):
@@ -25,12 +92,44 @@ class ValidatorNeuron(BaseNeuron):
         self.server.route(Heartbeat, self.heartbeat)
         self.client = SignedClient(self.keypair, timeout=self.config.neuron.timeout)
         self.active_uids: set[int] | None = None  # None until the first round, which always logs
+        self.store = TaskStore.for_config(self.config.neuron.database_url, self.config.data_dir)
+        self._rng = secrets.SystemRandom()
+        self._source: SyntheticTaskSource | None = None
+        self._last_weights_attempt: int | None = None
+        self.wandb = RoundLogger(
+            enabled=not self.config.wandb.off,
+            project=self.config.wandb.project,
+            entity=self.config.wandb.entity,
+            api_key=self.config.wandb_api_key.get_secret_value() if self.config.wandb_api_key else None,
+            directory=self.config.data_dir / "wandb",
+            run_name=f"validator-{self.hotkey[:8]}",
+            config={"netuid": self.config.netuid, "hotkey": self.hotkey, "sample_size": self.config.neuron.sample_size},
+        )
+
+    # --- endpoint -----------------------------------------------------------------------
 
     async def heartbeat(self, request: Heartbeat, caller: CallerInfo) -> HeartbeatReply:
         return HeartbeatReply(hotkey=self.hotkey)
 
-    def loops(self):
-        return [self._heartbeat_loop]
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop, self._weights_loop]
+
+    async def _every(self, seconds: float, what: str, step: Callable[[], Awaitable[Any]], first: float = 0.0) -> None:
+        """Run ``step`` every ``seconds`` until stopped; a failing step is logged, the next runs."""
+        await self._sleep(first)
+        while not self.stop_event.is_set():
+            try:
+                await step()
+            except Exception:  # a bug in one step is logged with its traceback; the loop goes on
+                logger.exception("{} failed", what)
+            await self._sleep(seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), seconds)
+
+    # --- heartbeat ----------------------------------------------------------------------
 
     def miner_targets(self) -> list[Target]:
         return [
@@ -60,13 +159,341 @@ class ValidatorNeuron(BaseNeuron):
         return active
 
     async def _heartbeat_loop(self) -> None:
-        while not self.stop_event.is_set():
+        await self._every(self.config.neuron.heartbeat_interval, "heartbeat round", self.heartbeat_round)
+
+    # --- tasks and fan-out --------------------------------------------------------------------
+
+    def task_source(self) -> SyntheticTaskSource:
+        if self._source is None:
+            from dojo.synthetic import default_task_source
+
+            self._source = default_task_source(
+                url=self.config.synthetic_api_url or "", store_path=self.config.data_dir / "synthetic.sqlite"
+            )
+        return self._source
+
+    async def _task_loop(self) -> None:
+        await self.resend_pending()
+        interval = self.config.neuron.task_interval
+        # The first task waits for the first heartbeat round, which finds the miners.
+        await self._every(interval, "task round", self.task_round, first=min(interval, 2.0))
+
+    async def resend_pending(self) -> None:
+        """Send again what was written but never answered before a restart."""
+        lead = timedelta(seconds=max(MIN_LEAD_SECONDS, MIN_LEAD_SHARE * self.config.neuron.task_deadline))
+        outgoing = await asyncio.to_thread(self.store.pending_sends, utcnow(), lead)
+        if outgoing:
+            logger.info("sending {} assignments again that a restart left unanswered", len(outgoing))
+            await self.send(outgoing)
+
+    async def task_round(self) -> str | None:
+        """Take one task, assign it to miners, write it down, send it; returns the task id."""
+        if not self.active_uids:
+            logger.info("no active miners; no task this round")
+            return None
+        source = self.task_source()
+        timeout = max(5.0, min(self.config.neuron.task_interval, 120.0))
+        try:
+            synthetic = await asyncio.wait_for(source.next_task(), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("the synthetic task source gave no task within {:g}s; trying again next round", timeout)
+            return None
+        except Exception as exc:  # a source that is down is retried on the next tick
+            logger.warning("no synthetic task this round: {}: {}", type(exc).__name__, exc)
+            return None
+        miners = self.sample_miners()
+        if not miners:
+            return None
+        task, assignments = self.plan_task(synthetic, miners)
+        outgoing = await asyncio.to_thread(self.store.add_task, task, assignments)
+        failpoint("validator.fanout.after_write")
+        logger.info("task {} written for {} miners (uids {}), due {}", task.task_id, len(assignments),
+                    sorted(a.miner_uid for a in assignments), task.expire_at.isoformat())
+        await self.send(outgoing)
+        return task.task_id
+
+    def sample_miners(self) -> list[tuple[int, str]]:
+        by_uid = {n.uid: n for n in self.metagraph.neurons}
+        active = sorted(uid for uid in (self.active_uids or set()) if uid in by_uid)
+        chosen = self._rng.sample(active, min(self.config.neuron.sample_size, len(active)))
+        return [(uid, by_uid[uid].hotkey) for uid in sorted(chosen)]
+
+    def plan_task(self, synthetic: SyntheticTask, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
+        now = utcnow()
+        completions = tuple(
+            NewCompletion(
+                completion_id=r.cid,
+                model=r.model,
+                content={"kind": "code", "files": [f.model_dump() for f in r.completion.files]},
+                ground_truth_rank=synthetic.ground_truth.get(r.cid),
+            )
+            for r in synthetic.responses
+        )
+        task = NewTask(
+            task_id=uuid.uuid4().hex,
+            created_at=now,
+            task_type="code_generation",
+            prompt=synthetic.prompt,
+            criteria=[{"type": "ranking"}],
+            expire_at=now + timedelta(seconds=self.config.neuron.task_deadline),
+            source=self.config.synthetic_api_url or "in-process",
+            completions=completions,
+        )
+        assignments = []
+        for uid, hotkey in miners:
+            order = [c.completion_id for c in completions]
+            self._rng.shuffle(order)
+            assignments.append(
+                NewAssignment(
+                    miner_hotkey=hotkey,
+                    miner_uid=uid,
+                    request_id=uuid.uuid4().hex,
+                    completions=tuple((secrets.token_hex(8), cid) for cid in order),
+                )
+            )
+        return task, assignments
+
+    @staticmethod
+    def feedback_request(o: Outgoing) -> FeedbackRequest:
+        return FeedbackRequest(
+            request_id=o.request_id,
+            prompt=o.prompt,
+            task_type=o.task_type,  # type: ignore[arg-type]
+            criteria=o.criteria,  # type: ignore[arg-type]
+            completions=[
+                Completion(completion_id=cid, model=model, content=content)  # type: ignore[arg-type]
+                for cid, model, content in o.completions
+            ],
+            expire_at=o.expire_at,
+        )
+
+    def _target(self, hotkey: str, uid: int) -> Target | None:
+        neuron = self.metagraph.get(hotkey)
+        if neuron is None or neuron.uid != uid or neuron.axon is None or not neuron.axon.is_serving:
+            return None
+        return Target(hotkey=hotkey, url=neuron.axon.url, uid=uid)
+
+    async def send(self, outgoing: list[Outgoing]) -> list[SendOutcome]:
+        """Send each assignment its ``FeedbackRequest`` and record every outcome."""
+        results: list[SendOutcome] = []
+        calls: list[tuple[Outgoing, Target]] = []
+        for o in outgoing:
+            target = self._target(o.miner_hotkey, o.miner_uid)
+            if target is None:
+                results.append(SendOutcome(o.assignment_id, SendStatus.UNREACHABLE,
+                                           "the miner no longer serves an endpoint at this uid"))
+            else:
+                calls.append((o, target))
+        requests = [self.feedback_request(o) for o, _ in calls]
+        outcomes = await self.client.fanout([t for _, t in calls], requests, FeedbackReply)
+        failpoint("validator.fanout.after_send")
+        for (o, _), outcome in zip(calls, outcomes, strict=True):
+            results.append(self._send_outcome(o, outcome))
+        await asyncio.to_thread(self.store.record_sends, results, utcnow())
+        accepted = sum(r.status == SendStatus.ACCEPTED for r in results)
+        logger.info("fan-out: {} of {} miners accepted", accepted, len(results))
+        return results
+
+    @staticmethod
+    def _send_outcome(o: Outgoing, outcome: Outcome[FeedbackReply]) -> SendOutcome:
+        if outcome.status is Status.OK and outcome.reply is not None:
+            if outcome.reply.request_id != o.request_id:
+                return SendOutcome(o.assignment_id, SendStatus.REFUSED,
+                                   f"reply names request {outcome.reply.request_id}", outcome.http_status)
+            return SendOutcome(o.assignment_id, SendStatus.ACCEPTED, None, outcome.http_status,
+                               outcome.reply.dojo_task_id)
+        status = _SEND_STATUS.get(outcome.status, SendStatus.REFUSED)
+        logger.debug("uid {} refused task {}: {} {}", o.miner_uid, o.task_id, outcome.status.value, outcome.detail)
+        return SendOutcome(o.assignment_id, status, f"{outcome.status.value}: {outcome.detail}"[:2000],
+                           outcome.http_status)
+
+    # --- collection ---------------------------------------------------------------------
+
+    async def _collection_loop(self) -> None:
+        interval = max(0.5, min(5.0, self.config.neuron.task_deadline / 10))
+        await self._every(interval, "collection", self.collect_due)
+
+    async def collect_due(self) -> int:
+        """Ask for the results of every assignment due; returns how many were asked."""
+        now = utcnow()
+        due = await asyncio.to_thread(self.store.due_collections, now)
+        if due:
+            calls: list[tuple[DueCollection, Target]] = []
+            for d in due:
+                target = self._target(d.miner_hotkey, d.miner_uid)
+                if target is None:
+                    await asyncio.to_thread(self.store.record_collection, d.assignment_id, CollectStatus.NO_RESULT,
+                                            "the miner left the subnet or stopped serving", [], now)
+                else:
+                    calls.append((d, target))
+            requests = [TaskResultRequest(request_id=d.request_id) for d, _ in calls]
+            outcomes = await self.client.fanout([t for _, t in calls], requests, TaskResultReply)
+            for (d, _), outcome in zip(calls, outcomes, strict=True):
+                await self._record_collection(d, outcome)
+                failpoint("validator.collect.after_store")
+        await asyncio.to_thread(self.store.settle_due_tasks, utcnow())
+        return len(due)
+
+    async def _record_collection(self, d: DueCollection, outcome: Outcome[TaskResultReply]) -> None:
+        now = utcnow()
+        store = self.store
+        if outcome.status is Status.OK and outcome.reply is not None:
+            if outcome.reply.request_id != d.request_id:
+                detail = f"reply names request {outcome.reply.request_id}, not {d.request_id}"
+                logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, detail)
+                await asyncio.to_thread(store.record_collection, d.assignment_id, CollectStatus.INVALID, detail, [], now)
+                return
             try:
-                await self.heartbeat_round()
-            except Exception:  # a bug in one round is logged with its traceback; the next round runs
-                logger.exception("heartbeat round failed")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), self.config.neuron.heartbeat_interval)
+                accepted = check_results(outcome.reply.results, completion_ids=d.completion_ids, criteria=d.criteria,
+                                         sent_at=d.sent_at, now=now)
+            except ResultsRefused as exc:
+                logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, exc)
+                await asyncio.to_thread(store.record_collection, d.assignment_id, CollectStatus.INVALID, str(exc),
+                                        [], now)
+                return
+            status = CollectStatus.COLLECTED if accepted else CollectStatus.NO_RESULT
+            detail = None if accepted else "the miner returned no results"
+            logger.info("uid {} task {}: {} results", d.miner_uid, d.task_id, len(accepted))
+            await asyncio.to_thread(store.record_collection, d.assignment_id, status, detail, accepted, now)
+            return
+        detail = f"{outcome.status.value}: {outcome.detail}"[:2000]
+        transient = outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.SERVER_ERROR, Status.INVALID_REPLY)
+        delay = min(COLLECT_MAX_DELAY, COLLECT_BASE_DELAY * 2.0**d.attempts) * (0.5 + 0.5 * self._rng.random())
+        next_at = now + timedelta(seconds=delay)
+        give_up_at = d.expire_at + timedelta(seconds=self.config.neuron.collection_grace)
+        if transient and next_at <= give_up_at:
+            logger.debug("uid {} task {}: collection failed ({}); again in {:.0f}s", d.miner_uid, d.task_id,
+                         detail, delay)
+            await asyncio.to_thread(store.retry_collection, d.assignment_id, detail, next_at)
+            return
+        if transient:
+            detail = f"no answer within the collection grace; last: {detail}"
+        logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, detail)
+        await asyncio.to_thread(store.record_collection, d.assignment_id, CollectStatus.NO_RESULT, detail, [], now)
+
+    # --- scoring ------------------------------------------------------------------------
+
+    async def _scoring_loop(self) -> None:
+        interval = self.config.neuron.scoring_interval
+        await self._every(interval, "scoring round", self.scoring_round, first=min(interval, 1.0))
+
+    async def scoring_round(self) -> int | None:
+        """Score one round (a round left unfinished by a crash first); returns its id."""
+        round_id = await asyncio.to_thread(self.store.unfinished_round)
+        if round_id is None:
+            round_id = await asyncio.to_thread(self.store.open_round, MAX_ROUND_TASKS, utcnow())
+        if round_id is not None:
+            inputs = await asyncio.to_thread(self.store.round_inputs, round_id)
+            scores = await asyncio.to_thread(score_inputs, inputs)
+            failpoint("validator.scoring.before_commit")
+            uid_to_hotkey = {n.uid: n.hotkey for n in self.metagraph.neurons}
+            committed = await asyncio.to_thread(self.store.commit_round, scores, self.config.neuron.moving_average_alpha,
+                                                uid_to_hotkey, utcnow())
+            failpoint("validator.scoring.after_commit")
+            if committed:
+                round_scores = [s for _, s in scores.miner_round_scores.values()]
+                logger.info("round {} scored: {} tasks, {} miners: {}", round_id, len(inputs.tasks),
+                            len(round_scores), {h[:8]: round(s, 3) for h, (_, s) in scores.miner_round_scores.items()})
+                status = await asyncio.to_thread(self.store.status)
+                agreements = [a for a, _ in scores.task_agreement.values()]
+                self.wandb.log_round(
+                    round_id,
+                    {
+                        "tasks_in_round": len(inputs.tasks),
+                        "mean_task_agreement": sum(agreements) / len(agreements) if agreements else 0.0,
+                        "tasks_sent": status["tasks"]["total"],
+                        "tasks_collected": status["tasks"]["collected"] + status["tasks"]["scored"],
+                        "tasks_scored": status["tasks"]["scored"],
+                    },
+                    round_scores,
+                )
+        await self.send_scores()
+        return round_id
+
+    async def send_scores(self) -> None:
+        """Tell each miner its own score for each request, once it is scored."""
+        since = utcnow() - timedelta(seconds=max(self.config.neuron.collection_grace, 600.0))
+        pending = await asyncio.to_thread(self.store.scores_to_send, since)
+        calls = [(p, t) for p in pending if (t := self._target(p.miner_hotkey, p.miner_uid)) is not None]
+        if not calls:
+            return
+        requests = [ScoringResult(request_id=p.request_id, hotkey=p.miner_hotkey, score=p.score) for p, _ in calls]
+        outcomes = await self.client.fanout([t for _, t in calls], requests, Ack)
+        delivered = [p.assignment_id for (p, _), o in zip(calls, outcomes, strict=True) if o.ok]
+        await asyncio.to_thread(self.store.mark_scores_sent, delivered, utcnow())
+        logger.debug("scores delivered: {} of {}", len(delivered), len(calls))
+
+    # --- weights ------------------------------------------------------------------------
+
+    async def on_resync(self, metagraph: Metagraph) -> None:
+        uid_to_hotkey = {n.uid: n.hotkey for n in metagraph.neurons}
+        dropped = await asyncio.to_thread(self.store.sync_miners, uid_to_hotkey,
+                                          self.config.neuron.moving_average_alpha, utcnow())
+        if dropped:
+            logger.info("moving scores reset for {} hotkeys no longer at their uid", len(dropped))
+
+    async def _weights_loop(self) -> None:
+        await self._every(max(1.0, self.block_poll_interval), "weights", self.maybe_set_weights, first=1.0)
+
+    async def maybe_set_weights(self) -> bool:
+        """Set weights when an epoch has passed since the last weights the chain took."""
+        block = await asyncio.to_thread(self.chain.block)
+        hyper = await asyncio.to_thread(self.chain.hyperparameters)
+        last = await asyncio.to_thread(self.store.last_weights_block)
+        every = max(self.config.neuron.epoch_length, hyper.weights.weights_rate_limit)
+        if last is not None and block - last < every:
+            return False
+        # A refused or failed attempt is not repeated every poll: wait a tenth of an epoch.
+        if self._last_weights_attempt is not None and block - self._last_weights_attempt < max(1, every // 10):
+            return False
+        moving = await asyncio.to_thread(self.store.moving_scores, self.config.neuron.moving_average_alpha)
+        metagraph = await asyncio.to_thread(self.chain.metagraph)
+        moving.sync({n.uid: n.hotkey for n in metagraph.neurons})
+        uids, weights = moving.weights(metagraph.n, hyper.weights)
+        if not uids:
+            logger.debug("no scores yet; no weights to set")
+            return False
+        by_uid = {n.uid: n.hotkey for n in metagraph.neurons}
+        hotkeys = [by_uid.get(u, "") for u in uids]
+        version_key = spec_version()
+        attempted_at = utcnow()
+        self._last_weights_attempt = block
+        outcome, detail, attempts = "failed", None, 0
+        try:
+            check_weights(uids, weights, n_neurons=metagraph.n, own_uid=self.uid, rules=hyper.weights,
+                          version_key=version_key)
+        except WeightsRejected as exc:
+            outcome, detail = "rejected", str(exc)
+        else:
+            for attempts in range(1, WEIGHT_ATTEMPTS + 1):
+                try:
+                    await asyncio.to_thread(self.chain.set_weights, self.wallet, uids, weights, version_key)
+                except WeightsRejected as exc:
+                    outcome, detail = "rejected", str(exc)
+                    break
+                except Exception as exc:  # the chain's fault (node down, timeout): try again shortly
+                    outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
+                    logger.warning("set_weights attempt {} failed: {}", attempts, detail)
+                    await self._sleep(2.0 * attempts)
+                    if self.stop_event.is_set():
+                        break
+                else:
+                    outcome, detail = "set", None
+                    break
+        await asyncio.to_thread(
+            self.store.record_weights, attempted_at=attempted_at, block=block, uids=uids, weights=weights,
+            hotkeys=hotkeys, version_key=version_key, outcome=outcome, detail=detail, attempts=max(attempts, 1),
+        )
+        self.wandb.log_weights(block, uids, weights, outcome)
+        if outcome == "set":
+            logger.info("weights set at block {}: {}", block, dict(zip(uids, weights, strict=True)))
+        else:
+            logger.warning("weights not set at block {}: {}", block, detail)
+        return outcome == "set"
 
     async def shutdown(self) -> None:
         await self.client.close()
+        if self._source is not None:
+            await self._source.aclose()
+        await asyncio.to_thread(self.wandb.close, 10.0)
+        self.store.close()

@@ -1,0 +1,139 @@
+"""Storage helpers shared by the neurons' databases (the validator's task database, the
+miner's task mappings): engine, UTC timestamps, Alembic migrations.
+
+SQLite (a file in WAL mode, ``synchronous=FULL`` so that a commit is on disk before the
+neuron acknowledges what it wrote) by default; PostgreSQL by URL. Write transactions on
+SQLite begin ``IMMEDIATE``, so a read-then-write holds the single write lock from its
+first statement and a second writer waits (``busy_timeout``) instead of failing.
+
+Each database keeps its migrations in an Alembic script directory of its own package;
+:func:`migrate` upgrades one, safely from several processes at once (an advisory lock on
+PostgreSQL, the write lock on SQLite).
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from loguru import logger
+from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "UTCDateTime",
+    "current_revision",
+    "database_url",
+    "head_revision",
+    "make_engine",
+    "migrate",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware (UTC)")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def database_url(url_or_path: str | Path) -> str:
+    """A SQLAlchemy URL from a URL (``sqlite:///…``, ``postgresql://…``) or a file path.
+
+    ``postgresql://`` URLs are given the psycopg 3 driver, the one installed.
+    """
+    value = str(url_or_path)
+    if "://" not in value:
+        return f"sqlite:///{Path(value).expanduser().resolve()}"
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (see :func:`database_url`); a SQLite file's folder is created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver, so that the "begin" hook below decides how to BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _config(script_location: Path) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    return config
+
+
+def migrate(engine: Engine, script_location: Path, *, label: str, revision: str = "head") -> str | None:
+    """Upgrade the database behind ``engine`` with the migrations in ``script_location``.
+
+    Returns the revision it is at afterwards. The script directory's ``env.py`` reads the
+    connection from ``config.attributes["connection"]``.
+    """
+    config = _config(script_location)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Any constant works, one per database kind: replicas of one kind take turns.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(label.encode())})
+        before = MigrationContext.configure(conn).get_current_revision()
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+        after = MigrationContext.configure(conn).get_current_revision()
+    if before != after:
+        logger.info("{} database migrated from {} to {}", label, before or "empty", after)
+    return after
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(script_location: Path) -> str:
+    head = ScriptDirectory.from_config(_config(script_location)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {script_location}")
+    return head

@@ -1,0 +1,1 @@
+"""Revisions of the validator's task database, oldest first."""
