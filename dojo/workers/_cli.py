@@ -1,0 +1,144 @@
+"""The process entry point of a simulated team, for the localnet and the end-to-end tests.
+
+``python -m dojo.workers --platform URL --subscription-key KEY --mix honest:2,random:1
+[--oracle-db PATH_OR_URL] [--invite URL ...] [--think LO,HI] [--poll S] [--seed N]
+[--duration S] [--debug]``
+
+Logs one line per submission; stops cleanly on SIGINT/SIGTERM or after ``--duration``.
+Exit status: 0 when stopped, 1 when a worker could not join or had to stop (a bad key, a
+spent invite), 2 for bad arguments. The key may come from ``DOJO_SUBSCRIPTION_KEY``
+instead of the command line, where other users of the machine can read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+
+from loguru import logger
+
+from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
+from dojo.workers._oracle import ValidatorDatabaseOracle
+from dojo.workers._team import SimulatedTeam
+from template.log import setup_logging
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI seconds, e.g. 0.2,1.0") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not 0 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI seconds with 0 <= LO <= HI")
+    return parts[0], parts[1]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dojo.workers", description="Run a team of simulated workers on a worker platform."
+    )
+    parser.add_argument(
+        "--platform", required=True, help="the platform's public URL, e.g. http://127.0.0.1:8080"
+    )
+    parser.add_argument(
+        "--subscription-key",
+        default=os.environ.get("DOJO_SUBSCRIPTION_KEY"),
+        help="the miner's subscription key (default: $DOJO_SUBSCRIPTION_KEY); not needed if every worker has --invite",
+    )
+    parser.add_argument("--mix", default="honest", help=f"the workers' behaviours, e.g. {MIX_EXAMPLE}")
+    parser.add_argument(
+        "--oracle-db", help="the validator's database (path or URL) to learn true orders from, read-only"
+    )
+    parser.add_argument(
+        "--invite",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="invite links; the first workers join by these instead of by wallet",
+    )
+    parser.add_argument("--think", type=_pair, default=(0.2, 1.0), metavar="LO,HI", help="think time (s)")
+    parser.add_argument(
+        "--poll", type=_positive, default=1.0, metavar="S", help="poll interval with no task (s)"
+    )
+    parser.add_argument("--seed", type=int, help="makes the workers' answers reproducible")
+    parser.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    parser.add_argument("--debug", action="store_true", help="log debug lines too")
+    return parser
+
+
+async def _serve(team: SimulatedTeam, duration: float | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    await team.run(stop)
+    stats = team.stats()
+    totals = stats.to_dict()
+    logger.info(
+        "simulated team stopped: {} submitted, {} skipped, {} missed, {} errors",
+        totals["submitted"],
+        totals["skipped"],
+        totals["missed"],
+        totals["errors"],
+    )
+    return 1 if totals["failed"] else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a simulated team until SIGINT/SIGTERM or ``--duration``; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        behaviours = parse_mix(args.mix)
+    except WorkerSpecError as exc:
+        parser.error(f"--mix: {exc}")
+    setup_logging(debug=args.debug, neuron="workers")
+    oracle = ValidatorDatabaseOracle(args.oracle_db) if args.oracle_db else None
+    try:
+        team = SimulatedTeam(
+            args.platform,
+            args.subscription_key,
+            behaviours,
+            oracle,
+            invites=args.invite,
+            think_time=args.think,
+            poll_interval=args.poll,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    key = args.subscription_key
+    logger.info(
+        "simulated team: {} workers ({}) on {}, subscription key {}, {} invites, oracle {}, think {}-{}s, poll {}s",
+        len(behaviours),
+        args.mix,
+        team.workers[0].platform_url,
+        f"{key[:11]}…" if key else "none",
+        len(args.invite),
+        oracle.url if oracle is not None else "none",
+        *args.think,
+        args.poll,
+    )
+    try:
+        return asyncio.run(_serve(team, args.duration))
+    finally:
+        if oracle is not None:
+            oracle.close()

@@ -1,0 +1,129 @@
+"""Where a simulated worker learns the true order of a task's completions.
+
+Only the simulation knows it: nothing the miner or the platform sends carries a ground
+truth. An :class:`Oracle` maps the completion ids a worker sees to their true ranks;
+:class:`ValidatorDatabaseOracle` reads them from the validator's task database (for the
+localnet and the end-to-end tests), :class:`DictOracle` from a mapping (for tests).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from loguru import logger
+from sqlalchemy import Engine, and_, create_engine, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from commons.storage import database_url
+from dojo.validator.models import Assignment, AssignmentCompletion, TaskCompletion
+
+# Beyond this many remembered ids the cache starts afresh, so a long run stays small.
+MAX_CACHED_IDS = 100_000
+
+
+class Oracle(Protocol):
+    def true_ranks(self, completion_ids: Sequence[str]) -> dict[str, int] | None:
+        """True rank (1 = best) of each id it knows, or None when it knows none of them.
+
+        May block (it is called from a thread).
+        """
+        ...
+
+
+class DictOracle:
+    """An oracle over a fixed mapping of completion id to true rank."""
+
+    def __init__(self, mapping: Mapping[str, int]):
+        self._ranks = dict(mapping)
+
+    def true_ranks(self, completion_ids: Sequence[str]) -> dict[str, int] | None:
+        known = {cid: self._ranks[cid] for cid in completion_ids if cid in self._ranks}
+        return known or None
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: a SQLite file opened ``mode=ro`` (no write lock, never
+    created), or a PostgreSQL database in read-only transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
+    database = parsed.database or ""
+    if not database or database == ":memory:":
+        raise ValueError(f"{url!r} names no database file; give the validator's database path or URL")
+    if database.startswith("file:"):  # already a SQLite URI: the caller chose its mode
+        return create_engine(url, poolclass=NullPool)
+    uri = f"file:{quote(str(Path(database).expanduser().resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
+        connection.execute("PRAGMA query_only=ON")
+        return connection
+
+    # No pool: a connection is cheap to open and none stays open between questions.
+    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
+
+
+class ValidatorDatabaseOracle:
+    """True ranks from the validator's task database, read-only.
+
+    The ids a worker sees are the ones the miner put on the platform: the validator's
+    per-miner ids (``assignment_completions.miner_completion_id``), whose ground truth is
+    ``task_completions.ground_truth_rank`` of the same task and completion. ``db`` is a
+    SQLAlchemy URL or a SQLite file path. A database that does not exist yet, or has no
+    tables yet, knows nothing (None); a rank once found is remembered, an absence never.
+    """
+
+    def __init__(self, db: str | Path):
+        self.url = database_url(db)
+        self._engine = read_only_engine(self.url)
+        self._found: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def true_ranks(self, completion_ids: Sequence[str]) -> dict[str, int] | None:
+        with self._lock:
+            wanted = [cid for cid in dict.fromkeys(completion_ids) if cid not in self._found]
+        if wanted:
+            found = self._look_up(wanted)
+            with self._lock:
+                if len(self._found) + len(found) > MAX_CACHED_IDS:
+                    self._found.clear()
+                self._found.update(found)
+        with self._lock:
+            known = {cid: self._found[cid] for cid in completion_ids if cid in self._found}
+        return known or None
+
+    def _look_up(self, ids: list[str]) -> dict[str, int]:
+        statement = (
+            select(AssignmentCompletion.miner_completion_id, TaskCompletion.ground_truth_rank)
+            .join(Assignment, Assignment.assignment_id == AssignmentCompletion.assignment_id)
+            .join(
+                TaskCompletion,
+                and_(
+                    TaskCompletion.task_id == Assignment.task_id,
+                    TaskCompletion.completion_id == AssignmentCompletion.completion_id,
+                ),
+            )
+            .where(AssignmentCompletion.miner_completion_id.in_(ids))
+        )
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(statement).all()
+        except DBAPIError as exc:
+            # Before the validator has created (or migrated) its database there is nothing to know.
+            logger.debug("oracle: cannot read the validator database ({}): {}", self._shown_url, exc.orig)
+            return {}
+        return {str(cid): int(rank) for cid, rank in rows if rank is not None}
+
+    @property
+    def _shown_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self._engine.dispose()
