@@ -504,8 +504,15 @@ class DojoAPI:
         expire_at: datetime,
         task_data: Sequence[dict[str, Any]],
         max_results: int,
+        idempotency_key: str | None = None,
     ) -> list[str]:
-        """Create a task for the miner's workers; returns the platform's task ids."""
+        """Create a task for the miner's workers; returns the platform's task ids.
+
+        ``idempotency_key`` (1–128 printable ASCII characters) names this create across
+        calls: a caller that may repeat it after a crash passes a key derived from what it
+        is creating, and gets the first call's tasks back. Without one, a fresh key covers
+        this call's own retries only.
+        """
         if expire_at.tzinfo is None:
             raise ValueError("expire_at must be timezone-aware (UTC)")
         payload = {
@@ -523,7 +530,7 @@ class DojoAPI:
             "/api/v1/tasks/create-tasks",
             json=payload,
             auth="api_key",
-            headers={"idempotency-key": uuid.uuid4().hex},
+            headers={"idempotency-key": idempotency_key or uuid.uuid4().hex},
         )
         if not reply.success or not reply.body:
             raise RequestRejected(

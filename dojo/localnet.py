@@ -199,7 +199,7 @@ class LocalNet:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # A process of the local network takes its settings from its flags, not from an
         # operator's shell or .env (DATABASE_URL, a failpoint, a real API key).
-        for name in ("DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL", "SYNTHETIC_API_URL"):
+        for name in ("DATABASE_URL", "MINER_DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL", "SYNTHETIC_API_URL"):
             env.pop(name, None)
         if neuron.role == "miner" and self.platform:
             keys = self.keys()[neuron.name]

@@ -112,6 +112,16 @@ class NeuronSettings(_Section):
     scoring_interval: float = Field(60.0, gt=0, description="seconds between scoring rounds (validator)")
 
 
+class MinerNeuronSettings(NeuronSettings):
+    # Not DATABASE_URL: a miner often runs its worker platform beside it, whose database
+    # that variable names, and the two must never share one.
+    database_url: str | None = Field(
+        None,
+        description="database URL (postgresql://… or sqlite:///…); default: a SQLite file in the data dir",
+        json_schema_extra={"env": "MINER_DATABASE_URL"},
+    )
+
+
 class WandbSettings(_Section):
     off: bool = Field(False, description="do not log scoring rounds to Weights & Biases")
     project: str = Field("dojo", min_length=1, description="Weights & Biases project")
@@ -135,6 +145,7 @@ class NeuronConfig(_Section):
 
 
 class MinerConfig(NeuronConfig):
+    neuron: MinerNeuronSettings = MinerNeuronSettings()
     scoring_method: Literal["dojo"] = Field("dojo", description="dojo")
     dojo_api_base_url: str = Field(
         "http://127.0.0.1:8080",

@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dojo.cli.keys",
     "dojo.cli.synthetic",
     "dojo.cli.simulate",
+    "dojo.cli.miner",
+    "dojo.cli.validator",
 )
 
 

@@ -359,6 +359,19 @@ async def test_tasks_with_an_api_key(api, platform, miner, make_wallet):
             await tasks.task_status(task_id)
 
 
+async def test_create_task_sends_the_callers_idempotency_key(api, platform, miner):
+    await api.login(miner.hotkey)
+    api.api_key = (await api.generate_api_key()).key
+    expire = datetime.now(timezone.utc) + timedelta(hours=1)
+    for key in ("k", None, None):
+        await api.create_task(
+            title="t", body="b", expire_at=expire, task_data=_task_data(), max_results=1, idempotency_key=key
+        )
+    sent = [r.headers["idempotency-key"] for r in platform.requests if r.url.path.endswith("/create-tasks")]
+    # The caller's key as given; without one, a fresh key per call.
+    assert sent[0] == "k" and len(set(sent)) == 3
+
+
 async def test_task_calls_need_an_api_key(api):
     with pytest.raises(AuthError, match="DOJO_API_KEY"):
         await api.task_status("t1")

@@ -1,0 +1,121 @@
+"""``dojo miner status``: what a miner has received from validators and sent back, from its database.
+
+    dojo miner status [--data-dir D] [--db URL] [--json]
+
+Reads the database the miner neuron writes: ``--db`` (or ``MINER_DATABASE_URL``, as the neuron's
+``--neuron.database_url``), else ``<data dir>/miner.sqlite`` with the neuron's default data
+dir ``~/.dojo``. It never creates or migrates anything. ``--json`` prints::
+
+    {"tasks_received": n, "results_returned": n, "scores_received": n,
+     "validators": {hotkey: {"tasks_received", "results_returned", "scores_received",
+                             "mean_score", "latest_score", "latest_score_at"}}}
+
+Exit codes: 0 printed, 1 no miner database where it looked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+DEFAULT_DATA_DIR = "~/.dojo"
+EXIT_OK, EXIT_MISSING = 0, 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("miner", help="the miner's own records: tasks, results, scores")
+    group.set_defaults(handler=lambda args, p=group: _usage(p))
+    commands = group.add_subparsers(dest="command", metavar="COMMAND")
+    status = commands.add_parser("status", help="tasks received, results returned and scores, per validator")
+    status.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="the miner's --neuron.data_dir (default ~/.dojo); its database is miner.sqlite there",
+    )
+    status.add_argument(
+        "--db",
+        default=None,
+        help="the miner's database URL (default: MINER_DATABASE_URL, else the data dir's file)",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_usage()
+    return 2
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dojo.miner.store import MinerStore, miner_database_url
+
+    setting = args.db or os.environ.get("MINER_DATABASE_URL") or None
+    url = miner_database_url(args.data_dir, setting)
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
+        # Opening it would create an empty file, and the operator would read zeros.
+        print(
+            f"no miner database at {parsed.database}: has the miner run with --neuron.data_dir "
+            f"{args.data_dir}? Give its data dir with --data-dir or its database with --db.",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING
+    store = MinerStore(url, migrate_schema=False)
+    try:
+        try:
+            if not inspect(store.engine).has_table("miner_tasks"):
+                print(f"{shown} holds no miner tables: it is not a miner database", file=sys.stderr)
+                return EXIT_MISSING
+            summary = store.summary()
+        except SQLAlchemyError as exc:
+            print(f"cannot read the miner database {shown}: {exc}", file=sys.stderr)
+            return EXIT_MISSING
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_table(summary, shown))
+    return EXIT_OK
+
+
+def _table(summary: dict[str, Any], where: str) -> str:
+    def score(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"miner database {where}",
+        f"tasks received {summary['tasks_received']}, results returned {summary['results_returned']}, "
+        f"scores received {summary['scores_received']}",
+    ]
+    if not summary["validators"]:
+        lines.append("no validator has sent a task yet")
+        return "\n".join(lines)
+    header = ("validator", "tasks", "returned", "scores", "mean", "latest", "latest at")
+    rows = [
+        (
+            hotkey,
+            str(v["tasks_received"]),
+            str(v["results_returned"]),
+            str(v["scores_received"]),
+            score(v["mean_score"]),
+            score(v["latest_score"]),
+            v["latest_score_at"] or "-",
+        )
+        for hotkey, v in summary["validators"].items()
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines.append("")
+    for row in (header, *rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the miner database, applied by the miner at start."""

@@ -1,0 +1,267 @@
+"""The miner's store: task mappings, validators' scores and the pseudonym secret, on disk.
+
+A mapping (validator hotkey, request id) → platform task is committed before the miner
+replies, so a restarted miner answers a validator's repeat with the same task and a later
+``TaskResultRequest`` finds it. Every method is synchronous and short; the neuron calls
+them through ``asyncio.to_thread`` so that the event loop never waits on the disk.
+
+The database is ``--neuron.database_url`` (``DATABASE_URL``) when set, else the SQLite file
+``<data dir>/miner.sqlite``; its schema comes from the Alembic migrations in
+``dojo/miner/migrations/`` (run by :class:`MinerStore` on opening), never from
+``create_all``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from commons.storage import database_url, make_engine, migrate, utcnow
+from dojo.miner.models import MinerSecret, MinerTask, ValidatorScore
+
+__all__ = [
+    "DB_FILENAME",
+    "MIGRATIONS_DIR",
+    "MinerStore",
+    "StoredScore",
+    "StoredTask",
+    "miner_database_url",
+]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+DB_FILENAME = "miner.sqlite"
+SECRET_BYTES = 32
+
+
+def miner_database_url(data_dir: str | Path, database_url_setting: str | None = None) -> str:
+    """The miner's database: the configured URL if any, else ``<data_dir>/miner.sqlite``."""
+    if database_url_setting:
+        return database_url(database_url_setting)
+    return database_url(Path(data_dir).expanduser() / DB_FILENAME)
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """One accepted request and the platform task it became."""
+
+    validator_hotkey: str
+    request_id: str
+    dojo_task_id: str
+    request_hash: str
+    completion_ids: tuple[str, ...]
+    criteria_types: tuple[str, ...]
+    expire_at: datetime
+    created_at: datetime
+    results_returned_at: datetime | None
+    results_returned: int | None
+
+
+@dataclass(frozen=True)
+class StoredScore:
+    validator_hotkey: str
+    request_id: str
+    score: float
+    received_at: datetime
+
+
+def _stored(row: MinerTask) -> StoredTask:
+    return StoredTask(
+        validator_hotkey=row.validator_hotkey,
+        request_id=row.request_id,
+        dojo_task_id=row.dojo_task_id,
+        request_hash=row.request_hash,
+        completion_ids=tuple(row.completion_ids),
+        criteria_types=tuple(row.criteria_types),
+        expire_at=row.expire_at,
+        created_at=row.created_at,
+        results_returned_at=row.results_returned_at,
+        results_returned=row.results_returned,
+    )
+
+
+class MinerStore:
+    """The miner database behind ``url`` (see :func:`miner_database_url`).
+
+    ``migrate_schema=True`` (the neuron) upgrades the schema on opening; ``False`` (the
+    ``dojo miner status`` command) only reads what is there.
+    """
+
+    def __init__(self, url: str, *, migrate_schema: bool = True):
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        self._secret: bytes | None = None
+        if migrate_schema:
+            migrate(self.engine, MIGRATIONS_DIR, label="miner")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        """An INSERT that can say ON CONFLICT, in the dialect of this database."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def find_task(self, validator_hotkey: str, request_id: str) -> StoredTask | None:
+        with Session(self.engine) as db, db.begin():
+            row = db.execute(
+                select(MinerTask).where(
+                    MinerTask.validator_hotkey == validator_hotkey, MinerTask.request_id == request_id
+                )
+            ).scalar_one_or_none()
+            return None if row is None else _stored(row)
+
+    def save_task(
+        self,
+        *,
+        validator_hotkey: str,
+        request_id: str,
+        dojo_task_id: str,
+        request_hash: str,
+        completion_ids: Sequence[str],
+        criteria_types: Sequence[str],
+        expire_at: datetime,
+    ) -> StoredTask:
+        """Store a mapping in one transaction; returns the stored one.
+
+        When the (validator, request id) is already stored (another process of this miner
+        got there first), the earlier mapping is kept and returned: the caller compares
+        its hash.
+        """
+        with Session(self.engine) as db, db.begin():
+            db.execute(
+                self._insert(MinerTask.__table__)
+                .values(
+                    validator_hotkey=validator_hotkey,
+                    request_id=request_id,
+                    dojo_task_id=dojo_task_id,
+                    request_hash=request_hash,
+                    completion_ids=list(completion_ids),
+                    criteria_types=list(criteria_types),
+                    expire_at=expire_at,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["validator_hotkey", "request_id"])
+            )
+            row = db.execute(
+                select(MinerTask).where(
+                    MinerTask.validator_hotkey == validator_hotkey, MinerTask.request_id == request_id
+                )
+            ).scalar_one()
+            return _stored(row)
+
+    def record_results_returned(
+        self, validator_hotkey: str, request_id: str, count: int, at: datetime | None = None
+    ) -> None:
+        """Note that ``count`` worker results went back to the validator (the latest time wins)."""
+        with Session(self.engine) as db, db.begin():
+            db.execute(
+                update(MinerTask)
+                .where(MinerTask.validator_hotkey == validator_hotkey, MinerTask.request_id == request_id)
+                .values(results_returned_at=at or utcnow(), results_returned=count)
+            )
+
+    # --- scores --------------------------------------------------------------------------
+
+    def save_score(
+        self, validator_hotkey: str, request_id: str, score: float, received_at: datetime | None = None
+    ) -> StoredScore:
+        """Store a validator's score for one of its requests; a repeat overwrites it."""
+        received_at = received_at or utcnow()
+        insert = self._insert(ValidatorScore.__table__).values(
+            validator_hotkey=validator_hotkey, request_id=request_id, score=score, received_at=received_at
+        )
+        with Session(self.engine) as db, db.begin():
+            db.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["validator_hotkey", "request_id"],
+                    set_={"score": insert.excluded.score, "received_at": insert.excluded.received_at},
+                )
+            )
+        return StoredScore(validator_hotkey, request_id, score, received_at)
+
+    def score_of(self, validator_hotkey: str, request_id: str) -> StoredScore | None:
+        with Session(self.engine) as db, db.begin():
+            row = db.get(ValidatorScore, (validator_hotkey, request_id))
+            if row is None:
+                return None
+            return StoredScore(row.validator_hotkey, row.request_id, row.score, row.received_at)
+
+    # --- the pseudonym secret ------------------------------------------------------------
+
+    def worker_secret(self) -> bytes:
+        """The miner's random 32-byte secret, created on first use and kept for good.
+
+        Worker pseudonyms are derived from it, so they stay the same across restarts and
+        mean nothing without it.
+        """
+        if self._secret is None:
+            with Session(self.engine) as db, db.begin():
+                db.execute(
+                    self._insert(MinerSecret.__table__)
+                    .values(id=1, secret=secrets.token_bytes(SECRET_BYTES), created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["id"])
+                )
+                self._secret = db.execute(select(MinerSecret.secret).where(MinerSecret.id == 1)).scalar_one()
+        return self._secret
+
+    # --- the operator's view -------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and scores per validator, as ``dojo miner status --json`` prints them."""
+        with Session(self.engine) as db, db.begin():
+            task_rows = db.execute(
+                select(
+                    MinerTask.validator_hotkey,
+                    func.count(),
+                    func.count(MinerTask.results_returned_at),
+                ).group_by(MinerTask.validator_hotkey)
+            ).all()
+            score_rows = db.execute(
+                select(
+                    ValidatorScore.validator_hotkey,
+                    func.count(),
+                    func.avg(ValidatorScore.score),
+                ).group_by(ValidatorScore.validator_hotkey)
+            ).all()
+            latest_rows = db.execute(
+                select(
+                    ValidatorScore.validator_hotkey, ValidatorScore.score, ValidatorScore.received_at
+                ).order_by(ValidatorScore.validator_hotkey, ValidatorScore.received_at)
+            ).all()
+        validators: dict[str, dict[str, Any]] = {}
+
+        def entry(hotkey: str) -> dict[str, Any]:
+            return validators.setdefault(
+                hotkey,
+                {
+                    "tasks_received": 0,
+                    "results_returned": 0,
+                    "scores_received": 0,
+                    "mean_score": None,
+                    "latest_score": None,
+                    "latest_score_at": None,
+                },
+            )
+
+        for hotkey, received, returned in task_rows:
+            entry(hotkey).update(tasks_received=received, results_returned=returned)
+        for hotkey, count, mean in score_rows:
+            entry(hotkey).update(scores_received=count, mean_score=float(mean))
+        for hotkey, score, received_at in latest_rows:  # ordered by time: the last one stays
+            entry(hotkey).update(latest_score=score, latest_score_at=received_at.isoformat())
+        return {
+            "tasks_received": sum(v["tasks_received"] for v in validators.values()),
+            "results_returned": sum(v["results_returned"] for v in validators.values()),
+            "scores_received": sum(v["scores_received"] for v in validators.values()),
+            "validators": dict(sorted(validators.items())),
+        }
