@@ -304,8 +304,7 @@ class ValidatorNeuron(BaseNeuron):
                                outcome.reply.dojo_task_id)
         status = _SEND_STATUS.get(outcome.status, SendStatus.REFUSED)
         logger.debug("uid {} refused task {}: {} {}", o.miner_uid, o.task_id, outcome.status.value, outcome.detail)
-        return SendOutcome(o.assignment_id, status, f"{outcome.status.value}: {outcome.detail}"[:2000],
-                           outcome.http_status)
+        return SendOutcome(o.assignment_id, status, _describe(outcome), outcome.http_status)
 
     # --- collection ---------------------------------------------------------------------
 
@@ -356,12 +355,13 @@ class ValidatorNeuron(BaseNeuron):
             logger.info("uid {} task {}: {} results", d.miner_uid, d.task_id, len(accepted))
             await asyncio.to_thread(store.record_collection, d.assignment_id, status, detail, accepted, now)
             return
-        detail = f"{outcome.status.value}: {outcome.detail}"[:2000]
+        detail = _describe(outcome)
         transient = outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.SERVER_ERROR, Status.INVALID_REPLY)
         delay = min(COLLECT_MAX_DELAY, COLLECT_BASE_DELAY * 2.0**d.attempts) * (0.5 + 0.5 * self._rng.random())
-        next_at = now + timedelta(seconds=delay)
         give_up_at = d.expire_at + timedelta(seconds=self.config.neuron.collection_grace)
-        if transient and next_at <= give_up_at:
+        # The last try comes at the end of the grace, however far the backoff has grown.
+        next_at = min(now + timedelta(seconds=delay), give_up_at)
+        if transient and now < give_up_at:
             logger.debug("uid {} task {}: collection failed ({}); again in {:.0f}s", d.miner_uid, d.task_id,
                          detail, delay)
             await asyncio.to_thread(store.retry_collection, d.assignment_id, detail, next_at)
@@ -497,3 +497,9 @@ class ValidatorNeuron(BaseNeuron):
             await self._source.aclose()
         await asyncio.to_thread(self.wandb.close, 10.0)
         self.store.close()
+
+
+def _describe(outcome: Outcome[Any]) -> str:
+    """``server_error 503: worker platform unavailable``: what a failed call is stored as."""
+    code = f" {outcome.http_status}" if outcome.http_status else ""
+    return f"{outcome.status.value}{code}: {outcome.detail}"[:2000]

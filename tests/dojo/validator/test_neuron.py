@@ -1,0 +1,309 @@
+"""The validator against miners that misbehave: every outcome recorded, no loop stalled.
+
+Each miner here is a real signed endpoint on loopback (``SignedServer``) registered and
+served on a local chain, with handlers that answer well, refuse, time out, answer with
+garbage or are not there at all. The validator is the real ``ValidatorNeuron``; its loops'
+steps are called one by one so that each outcome can be checked in its database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commons.protocol import (
+    Ack,
+    FeedbackReply,
+    FeedbackRequest,
+    Heartbeat,
+    HeartbeatReply,
+    ScoringResult,
+    TaskResultReply,
+    TaskResultRequest,
+    WorkerResult,
+    utcnow,
+)
+from dojo.localnet import free_port
+from dojo.validator.models import (
+    Assignment,
+    CollectStatus,
+    MinerScore,
+    SendStatus,
+    Task,
+    TaskStatus,
+    WeightSet,
+)
+from dojo.validator.neuron import ValidatorNeuron
+from dojo.workers import ValidatorDatabaseOracle
+from template.chain import Metagraph
+from template.chain.local import LocalChain
+from template.config import ValidatorConfig, resolve
+from template.transport import HandlerRefusal, SignedServer
+
+NETUID = 1
+
+
+class FakeMiner:
+    """A miner endpoint whose answers the test chooses; it remembers what it was sent."""
+
+    def __init__(self, name: str, wallet: Any, chain: LocalChain, behaviour: str):
+        self.name = name
+        self.wallet = wallet
+        self.hotkey = wallet.hotkey.ss58_address
+        self.behaviour = behaviour
+        self.port = free_port()
+        self.sent: dict[str, FeedbackRequest] = {}
+        self.scores: list[ScoringResult] = []
+        self.result_calls = 0
+        self.oracle: Any = None
+        self.server = SignedServer(wallet.hotkey, chain.metagraph, handler_timeout=10)
+        self.server.route(Heartbeat, self.heartbeat)
+        self.server.route(FeedbackRequest, self.feedback)
+        self.server.route(TaskResultRequest, self.results)
+        self.server.route(ScoringResult, self.scoring)
+
+    async def heartbeat(self, request: Heartbeat, caller: Any) -> HeartbeatReply:
+        return HeartbeatReply(hotkey=self.hotkey)
+
+    async def feedback(self, request: FeedbackRequest, caller: Any) -> FeedbackReply:
+        if self.behaviour == "refuses":
+            raise HandlerRefusal(503, "worker platform unavailable")
+        self.sent[request.request_id] = request
+        if self.behaviour == "slow":
+            await asyncio.sleep(5)
+        request_id = "someone-else" if self.behaviour == "wrong_id" else request.request_id
+        return FeedbackReply(request_id=request_id, dojo_task_id=f"dojo-{request.request_id}")
+
+    def _ranking(self, request: FeedbackRequest, best_first: bool = True) -> dict[str, float]:
+        # The workers' side of the simulation learns the truth from the validator's database,
+        # as the simulated workers do; nothing the validator sent carries it.
+        truth = self.oracle.true_ranks([c.completion_id for c in request.completions])
+        assert truth is not None and len(truth) == len(request.completions)
+        n = len(truth)
+        return {cid: float(rank if best_first else n + 1 - rank) for cid, rank in truth.items()}
+
+    async def results(self, request: TaskResultRequest, caller: Any) -> TaskResultReply:
+        self.result_calls += 1
+        sent = self.sent.get(request.request_id)
+        if sent is None:
+            raise HandlerRefusal(404, "unknown request")
+        now = utcnow()
+        good = [
+            WorkerResult(worker_id=f"w{i}", criteria_type="ranking", values=self._ranking(sent), submitted_at=now)
+            for i in range(3)
+        ]
+        if self.behaviour == "flaky" and self.result_calls == 1:
+            raise HandlerRefusal(502, "platform hiccup")  # a 5xx: the validator asks again later
+        if self.behaviour == "garbage":
+            bad = dict(good[0].values)
+            bad["not-a-completion"] = bad.pop(next(iter(bad)))
+            good[1] = good[1].model_copy(update={"values": bad})
+        if self.behaviour == "duplicate_worker":
+            good[2] = good[2].model_copy(update={"worker_id": "w0"})
+        if self.behaviour == "partial":
+            good[0] = good[0].model_copy(update={"values": dict(list(good[0].values.items())[:-1])})
+        if self.behaviour == "liar":
+            good = [g.model_copy(update={"values": self._ranking(sent, best_first=False)}) for g in good]
+        if self.behaviour == "silent":
+            await asyncio.sleep(5)
+        if self.behaviour == "empty":
+            good = []
+        return TaskResultReply(request_id=request.request_id, results=good)
+
+    async def scoring(self, request: ScoringResult, caller: Any) -> Ack:
+        self.scores.append(request)
+        return Ack()
+
+
+@pytest.fixture
+async def network(tmp_path: Path, make_wallet):
+    """Builds a local chain, a validator and one fake miner per behaviour; stops them all after."""
+    tasks: list[asyncio.Task] = []
+    miners: list[FakeMiner] = []
+    neurons: list[ValidatorNeuron] = []
+
+    async def build(behaviours: list[str], **flags: str) -> tuple[ValidatorNeuron, list[FakeMiner]]:
+        chain = LocalChain.init(tmp_path / "chain", netuid=NETUID, block_time=0.2, weights_rate_limit=1,
+                                exist_ok=True)
+        validator = make_wallet("validator")
+        chain.register(validator.hotkey.ss58_address, validator.coldkeypub.ss58_address, stake=1000.0)
+        for i, behaviour in enumerate(behaviours):
+            wallet = make_wallet(f"miner{i}")
+            chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
+            miner = FakeMiner(f"miner{i}", wallet, chain, behaviour)
+            if behaviour != "down":
+                ready = asyncio.Event()
+                tasks.append(asyncio.create_task(miner.server.serve("127.0.0.1", miner.port, ready)))
+                await asyncio.wait_for(ready.wait(), 10)
+            chain.serve_axon(wallet, "127.0.0.1", miner.port)
+            miners.append(miner)
+        settings = {
+            "--netuid": str(NETUID), "--subtensor.network": str(tmp_path / "chain"),
+            "--wallet.name": "validator", "--wallet.path": str(tmp_path / "wallets"),
+            "--axon.ip": "127.0.0.1", "--axon.port": str(free_port()),
+            "--neuron.data_dir": str(tmp_path / "validator"), "--neuron.timeout": "1",
+            "--neuron.task_deadline": "1", "--neuron.collection_grace": "2", "--neuron.epoch_length": "1",
+            "--wandb.off": "true", **flags,
+        }
+        config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None)
+        neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID))
+        neurons.append(neuron)
+        for miner in miners:
+            miner.oracle = ValidatorDatabaseOracle(neuron.store.url)
+        await neuron.heartbeat_round()
+        return neuron, miners
+
+    yield build
+    for miner in miners:
+        miner.server.stop()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
+    for neuron in neurons:
+        await neuron.shutdown()
+
+
+def _assignments(neuron: ValidatorNeuron) -> dict[str, Assignment]:
+    with Session(neuron.store.engine) as db:
+        return {a.miner_hotkey: a for a in db.scalars(select(Assignment))}
+
+
+async def _collect_until_settled(neuron: ValidatorNeuron, seconds: float = 8.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await neuron.collect_due()
+        with Session(neuron.store.engine) as db:
+            if all(t.status == TaskStatus.COLLECTED for t in db.scalars(select(Task))):
+                return
+        await asyncio.sleep(0.3)
+    raise AssertionError("the tasks were not collected in time")
+
+
+async def test_every_send_outcome_is_recorded_and_a_slow_miner_stalls_nothing(network):
+    neuron, miners = await network(["good", "refuses", "slow", "wrong_id", "down"])
+    by_name = {m.name: m for m in miners}
+    assert neuron.active_uids == {1, 2, 3, 4}  # the miner that is down did not answer its heartbeat
+    neuron.active_uids = {1, 2, 3, 4, 5}  # send to it anyway: it was up at the last heartbeat
+    started = time.monotonic()
+    task_id = await neuron.task_round()
+    # Bounded by the per-call timeout (1 s), not by the slow miner's 5 s.
+    assert time.monotonic() - started < 4
+    rows = _assignments(neuron)
+    status = {m.name: rows[m.hotkey].send_status for m in miners}
+    assert status == {
+        "miner0": SendStatus.ACCEPTED,
+        "miner1": SendStatus.REFUSED,
+        "miner2": SendStatus.TIMEOUT,
+        "miner3": SendStatus.REFUSED,
+        "miner4": SendStatus.UNREACHABLE,
+    }
+    assert rows[by_name["miner0"].hotkey].dojo_task_id.startswith("dojo-")
+    assert "503" in rows[by_name["miner1"].hotkey].send_detail
+    with Session(neuron.store.engine) as db:
+        assert db.get(Task, task_id).status == TaskStatus.WAITING
+    # Each miner got its own request id and completion ids, and no ground truth.
+    requests = [m.sent for m in miners if m.sent]
+    ids = [set(c.completion_id for c in r.completions) for s in requests for r in s.values()]
+    assert len(ids) == 3 and not (ids[0] & ids[1]) and not (ids[0] & ids[2])
+    body = next(iter(by_name["miner0"].sent.values())).model_dump_json()
+    assert "ground_truth" not in body
+
+
+async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
+    neuron, miners = await network(["good", "good", "garbage", "duplicate_worker", "partial", "empty", "liar"])
+    await neuron.task_round()
+    await asyncio.sleep(1.2)  # the 1 s deadline
+    await _collect_until_settled(neuron)
+    rows = _assignments(neuron)
+    outcome = {m.behaviour: (rows[m.hotkey].collect_status, rows[m.hotkey].collect_detail) for m in miners}
+    assert outcome["good"][0] == CollectStatus.COLLECTED
+    assert outcome["garbage"][0] == CollectStatus.INVALID and "not given" in outcome["garbage"][1]
+    assert outcome["duplicate_worker"][0] == CollectStatus.INVALID and "twice" in outcome["duplicate_worker"][1]
+    assert outcome["partial"][0] == CollectStatus.INVALID and "misses" in outcome["partial"][1]
+    assert outcome["empty"][0] == CollectStatus.NO_RESULT
+    assert outcome["liar"][0] == CollectStatus.COLLECTED
+    round_id = await neuron.scoring_round()
+    assert round_id == 1
+    rows = _assignments(neuron)
+    scores = {m.behaviour: rows[m.hotkey].score for m in miners}
+    assert scores["good"] > 0.5
+    for refused in ("garbage", "duplicate_worker", "partial", "empty", "liar"):
+        assert scores[refused] == 0.0, (refused, scores)
+    # Each miner is told its own score, and only its own.
+    for miner in miners:
+        assert [(s.hotkey, s.score) for s in miner.scores] == [(miner.hotkey, rows[miner.hotkey].score)]
+    # A second scoring pass finds nothing new and sends nothing twice.
+    assert await neuron.scoring_round() is None
+    assert all(len(m.scores) == 1 for m in miners)
+
+
+async def test_collection_is_retried_within_the_grace_then_given_up(network):
+    neuron, miners = await network(["good", "good", "flaky", "silent"])
+    await neuron.task_round()
+    await asyncio.sleep(1.2)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        await neuron.collect_due()
+        rows = _assignments(neuron)
+        if all(a.collect_status != CollectStatus.PENDING for a in rows.values()):
+            break
+        # Force the retries due now: the backoff's first step is seconds, the grace 2 s.
+        with Session(neuron.store.engine) as db, db.begin():
+            for a in db.scalars(select(Assignment).where(Assignment.collect_status == CollectStatus.PENDING)):
+                if a.next_collect_at is not None:
+                    a.next_collect_at = utcnow() - timedelta(seconds=1)
+        await asyncio.sleep(0.2)
+    rows = _assignments(neuron)
+    by_behaviour = {m.behaviour: rows[m.hotkey] for m in miners}
+    # A 502 is the miner's answer (5xx: transient), so it is asked again and answers.
+    assert by_behaviour["flaky"].collect_status == CollectStatus.COLLECTED
+    assert by_behaviour["flaky"].collect_attempts == 2
+    # A miner that never answers in time is given up on once the grace is over.
+    assert by_behaviour["silent"].collect_status == CollectStatus.NO_RESULT
+    assert "grace" in by_behaviour["silent"].collect_detail
+
+
+async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(network):
+    neuron, miners = await network(["good", "good", "liar"], **{"--neuron.epoch_length": "1000"})
+    for _ in range(2):
+        await neuron.task_round()
+    await asyncio.sleep(1.2)
+    await _collect_until_settled(neuron)
+    await neuron.scoring_round()
+    assert await neuron.maybe_set_weights() is True
+    weights = neuron.chain.weights_of(neuron.uid)
+    assert set(weights) == {1, 2} and 3 not in weights  # the liar scored 0: no weight
+    with Session(neuron.store.engine) as db:
+        [attempt] = db.scalars(select(WeightSet)).all()
+        assert attempt.outcome == "set" and dict(zip(attempt.uids, attempt.weights, strict=True)) == weights
+        assert attempt.version_key > 0
+    # Within the rate limit nothing is tried again.
+    assert await neuron.maybe_set_weights() is False
+    # uid 1 is now held by another hotkey: its moving score is forgotten at the resync.
+    metagraph = neuron.chain.metagraph()
+    replaced = tuple(
+        n if n.uid != 1 else type(n)(**{**n.__dict__, "hotkey": "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"})
+        for n in metagraph.neurons
+    )
+    await neuron.on_resync(Metagraph(netuid=metagraph.netuid, block=metagraph.block, neurons=replaced))
+    with Session(neuron.store.engine) as db:
+        assert miners[0].hotkey not in {s.miner_hotkey for s in db.scalars(select(MinerScore))}
+
+
+def test_weight_attempts_are_stored_as_json_lists(tmp_path):
+    # The weight_sets columns readers use are plain JSON arrays.
+    from dojo.validator.store import TaskStore
+
+    store = TaskStore(tmp_path / "v.sqlite")
+    store.record_weights(attempted_at=utcnow(), block=3, uids=[1], weights=[65535], hotkeys=["hk"], version_key=1,
+                         outcome="set", detail=None, attempts=1)
+    with store.engine.connect() as conn:
+        raw = conn.exec_driver_sql("SELECT uids, weights FROM weight_sets").one()
+    assert json.loads(raw[0]) == [1] and json.loads(raw[1]) == [65535]
+    store.close()
