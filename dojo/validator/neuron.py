@@ -73,6 +73,7 @@ from template.transport import CallerInfo, Outcome, SignedClient, Status, Target
 MIN_LEAD_SHARE = 0.25
 MIN_LEAD_SECONDS = 10.0
 MAX_ROUND_TASKS = 1000
+FEEDBACK_TIMEOUT_FACTOR = 3.0
 COLLECT_BASE_DELAY = 5.0
 COLLECT_MAX_DELAY = 300.0
 WEIGHT_ATTEMPTS = 3
@@ -285,7 +286,10 @@ class ValidatorNeuron(BaseNeuron):
             else:
                 calls.append((o, target))
         requests = [self.feedback_request(o) for o, _ in calls]
-        outcomes = await self.client.fanout([t for _, t in calls], requests, FeedbackReply)
+        # A miner may retry its worker platform before it answers; a timeout here would
+        # leave it a task the validator never collects, so this call is given more time.
+        outcomes = await self.client.fanout([t for _, t in calls], requests, FeedbackReply,
+                                            timeout=FEEDBACK_TIMEOUT_FACTOR * self.config.neuron.timeout)
         failpoint("validator.fanout.after_send")
         for (o, _), outcome in zip(calls, outcomes, strict=True):
             results.append(self._send_outcome(o, outcome))
