@@ -102,7 +102,7 @@ class ValidatorNeuron(BaseNeuron):
             project=self.config.wandb.project,
             entity=self.config.wandb.entity,
             api_key=self.config.wandb_api_key.get_secret_value() if self.config.wandb_api_key else None,
-            directory=self.config.data_dir / "wandb",
+            directory=self.config.data_dir,  # wandb adds its own wandb/ folder
             run_name=f"validator-{self.hotkey[:8]}",
             config={"netuid": self.config.netuid, "hotkey": self.hotkey, "sample_size": self.config.neuron.sample_size},
         )

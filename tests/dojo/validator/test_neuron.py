@@ -270,7 +270,8 @@ async def test_collection_is_retried_within_the_grace_then_given_up(network):
 
 
 async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(network):
-    neuron, miners = await network(["good", "good", "liar"], **{"--neuron.epoch_length": "1000"})
+    # With wandb on and no WANDB_API_KEY: an offline run beside the database.
+    neuron, miners = await network(["good", "good", "liar"], **{"--neuron.epoch_length": "1000", "--wandb.off": "false"})
     for _ in range(2):
         await neuron.task_round()
     await asyncio.sleep(1.2)
@@ -294,6 +295,9 @@ async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(
     await neuron.on_resync(Metagraph(netuid=metagraph.netuid, block=metagraph.block, neurons=replaced))
     with Session(neuron.store.engine) as db:
         assert miners[0].hotkey not in {s.miner_hotkey for s in db.scalars(select(MinerScore))}
+    await asyncio.to_thread(neuron.wandb.close, 20.0)
+    assert neuron.wandb.logged == 2 and not neuron.wandb.failed  # one round, one weight setting
+    assert list((neuron.config.data_dir / "wandb").glob("offline-run-*/*.wandb"))
 
 
 def test_weight_attempts_are_stored_as_json_lists(tmp_path):
