@@ -27,8 +27,11 @@ from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
+from commons.protocol import utcnow  # re-exported: the one aware "now" of the neurons' databases
+
 __all__ = [
     "UTCDateTime",
+    "run_migrations",
     "current_revision",
     "database_url",
     "head_revision",
@@ -36,11 +39,6 @@ __all__ = [
     "migrate",
     "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -125,6 +123,24 @@ def migrate(engine: Engine, script_location: Path, *, label: str, revision: str 
     if before != after:
         logger.info("{} database migrated from {} to {}", label, before or "empty", after)
     return after
+
+
+def run_migrations(target_metadata: Any) -> None:
+    """The body of a migrations package's ``env.py``: run on the connection :func:`migrate`
+    (or a database's own ``migrate``) hands Alembic, with SQLite's batch mode."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run these migrations through the database's migrate function, not the alembic CLI")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def current_revision(engine: Engine) -> str | None:

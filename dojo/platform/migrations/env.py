@@ -1,20 +1,8 @@
-"""Alembic environment: runs on the connection that ``dojo.platform.db.migrate`` hands it."""
+"""Alembic environment of the platform database: runs on the connection its migrate function hands it."""
 
 from __future__ import annotations
 
-from alembic import context
-
+from commons.storage import run_migrations
 from dojo.platform.models import Base
 
-connection = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("run migrations through `dojo platform migrate` (dojo.platform.db.migrate)")
-
-context.configure(
-    connection=connection,
-    target_metadata=Base.metadata,
-    render_as_batch=connection.dialect.name == "sqlite",
-    compare_type=True,
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations(Base.metadata)
