@@ -28,7 +28,7 @@ import contextlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from loguru import logger
@@ -51,11 +51,14 @@ from dojo.validator.models import CollectStatus, SendStatus
 from dojo.validator.results import ResultsRefused, check_results
 from dojo.validator.rounds import score_inputs
 from dojo.validator.store import (
+    CollectionOutcome,
     DueCollection,
     NewAssignment,
     NewCompletion,
     NewTask,
     Outgoing,
+    RoundScores,
+    RoundTask,
     SendOutcome,
     TaskStore,
 )
@@ -113,7 +116,8 @@ class ValidatorNeuron(BaseNeuron):
         return HeartbeatReply(hotkey=self.hotkey)
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
-        return [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop, self._weights_loop]
+        return [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop,
+                self._score_delivery_loop, self._weights_loop]
 
     async def _every(self, seconds: float, what: str, step: Callable[[], Awaitable[Any]], first: float = 0.0) -> None:
         """Run ``step`` every ``seconds`` until stopped; a failing step is logged, the next runs."""
@@ -317,63 +321,62 @@ class ValidatorNeuron(BaseNeuron):
         await self._every(interval, "collection", self.collect_due)
 
     async def collect_due(self) -> int:
-        """Ask for the results of every assignment due; returns how many were asked."""
+        """Ask for the results of every assignment due; returns how many were asked.
+
+        Every outcome of the pass is written in one transaction: nothing is acknowledged to
+        the miners here, so a crash before the commit only means asking again.
+        """
         now = utcnow()
         due = await asyncio.to_thread(self.store.due_collections, now)
-        if due:
-            calls: list[tuple[DueCollection, Target]] = []
-            for d in due:
-                target = self._target(d.miner_hotkey, d.miner_uid)
-                if target is None:
-                    await asyncio.to_thread(self.store.record_collection, d.assignment_id, CollectStatus.NO_RESULT,
-                                            "the miner left the subnet or stopped serving", [], now)
-                else:
-                    calls.append((d, target))
+        outcomes: list[CollectionOutcome] = []
+        calls: list[tuple[DueCollection, Target]] = []
+        for d in due:
+            target = self._target(d.miner_hotkey, d.miner_uid)
+            if target is None:
+                outcomes.append(CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT,
+                                                  "the miner left the subnet or stopped serving"))
+            else:
+                calls.append((d, target))
+        if calls:
             requests = [TaskResultRequest(request_id=d.request_id) for d, _ in calls]
-            outcomes = await self.client.fanout([t for _, t in calls], requests, TaskResultReply)
-            for (d, _), outcome in zip(calls, outcomes, strict=True):
-                await self._record_collection(d, outcome)
-                failpoint("validator.collect.after_store")
+            replies = await self.client.fanout([t for _, t in calls], requests, TaskResultReply)
+            now = utcnow()
+            outcomes += [self._collection_outcome(d, reply, now) for (d, _), reply in zip(calls, replies, strict=True)]
+        await asyncio.to_thread(self.store.record_collections, outcomes, now)
+        if outcomes:
+            failpoint("validator.collect.after_store")
         await asyncio.to_thread(self.store.settle_due_tasks, utcnow())
         return len(due)
 
-    async def _record_collection(self, d: DueCollection, outcome: Outcome[TaskResultReply]) -> None:
-        now = utcnow()
-        store = self.store
+    def _collection_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
+        """Checked results, a refusal with its reason, or the next try within the grace."""
         if outcome.status is Status.OK and outcome.reply is not None:
-            if outcome.reply.request_id != d.request_id:
-                detail = f"reply names request {outcome.reply.request_id}, not {d.request_id}"
-                logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, detail)
-                await asyncio.to_thread(store.record_collection, d.assignment_id, CollectStatus.INVALID, detail, [], now)
-                return
             try:
+                if outcome.reply.request_id != d.request_id:
+                    raise ResultsRefused(f"reply names request {outcome.reply.request_id}, not {d.request_id}")
                 accepted = check_results(outcome.reply.results, completion_ids=d.completion_ids, criteria=d.criteria,
                                          sent_at=d.sent_at, now=now)
             except ResultsRefused as exc:
                 logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, exc)
-                await asyncio.to_thread(store.record_collection, d.assignment_id, CollectStatus.INVALID, str(exc),
-                                        [], now)
-                return
-            status = CollectStatus.COLLECTED if accepted else CollectStatus.NO_RESULT
-            detail = None if accepted else "the miner returned no results"
+                return CollectionOutcome(d.assignment_id, CollectStatus.INVALID, str(exc))
             logger.info("uid {} task {}: {} results", d.miner_uid, d.task_id, len(accepted))
-            await asyncio.to_thread(store.record_collection, d.assignment_id, status, detail, accepted, now)
-            return
+            if not accepted:
+                return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, "the miner returned no results")
+            return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
         detail = _describe(outcome)
         transient = outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.SERVER_ERROR, Status.INVALID_REPLY)
         delay = min(COLLECT_MAX_DELAY, COLLECT_BASE_DELAY * 2.0**d.attempts) * (0.5 + 0.5 * self._rng.random())
         give_up_at = d.expire_at + timedelta(seconds=self.config.neuron.collection_grace)
-        # The last try comes at the end of the grace, however far the backoff has grown.
-        next_at = min(now + timedelta(seconds=delay), give_up_at)
         if transient and now < give_up_at:
-            logger.debug("uid {} task {}: collection failed ({}); again in {:.0f}s", d.miner_uid, d.task_id,
-                         detail, delay)
-            await asyncio.to_thread(store.retry_collection, d.assignment_id, detail, next_at)
-            return
+            # The last try comes at the end of the grace, however far the backoff has grown.
+            next_at = min(now + timedelta(seconds=delay), give_up_at)
+            logger.debug("uid {} task {}: collection failed ({}); again at {}", d.miner_uid, d.task_id, detail,
+                         next_at.isoformat())
+            return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, detail, retry_at=next_at)
         if transient:
             detail = f"no answer within the collection grace; last: {detail}"
         logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, detail)
-        await asyncio.to_thread(store.record_collection, d.assignment_id, CollectStatus.NO_RESULT, detail, [], now)
+        return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, detail)
 
     # --- scoring ------------------------------------------------------------------------
 
@@ -395,24 +398,30 @@ class ValidatorNeuron(BaseNeuron):
                                                 uid_to_hotkey, utcnow())
             failpoint("validator.scoring.after_commit")
             if committed:
-                round_scores = [s for _, s in scores.miner_round_scores.values()]
                 logger.info("round {} scored: {} tasks, {} miners: {}", round_id, len(inputs.tasks),
-                            len(round_scores), {h[:8]: round(s, 3) for h, (_, s) in scores.miner_round_scores.items()})
-                status = await asyncio.to_thread(self.store.status)
-                agreements = [a for a, _ in scores.task_agreement.values()]
-                self.wandb.log_round(
-                    round_id,
-                    {
-                        "tasks_in_round": len(inputs.tasks),
-                        "mean_task_agreement": sum(agreements) / len(agreements) if agreements else 0.0,
-                        "tasks_sent": status["tasks"]["total"],
-                        "tasks_collected": status["tasks"]["collected"] + status["tasks"]["scored"],
-                        "tasks_scored": status["tasks"]["scored"],
-                    },
-                    round_scores,
-                )
-        await self.send_scores()
+                            len(scores.miner_round_scores),
+                            {h[:8]: round(s, 3) for h, (_, s) in scores.miner_round_scores.items()})
+                if not self.config.wandb.off:
+                    await self._log_round(round_id, inputs.tasks, scores)
         return round_id
+
+    async def _log_round(self, round_id: int, tasks: list[RoundTask], scores: RoundScores) -> None:
+        status = await asyncio.to_thread(self.store.status)
+        agreements = [a for a, _ in scores.task_agreement.values()]
+        self.wandb.log_round(
+            round_id,
+            {
+                "tasks_in_round": len(tasks),
+                "mean_task_agreement": sum(agreements) / len(agreements) if agreements else 0.0,
+                "tasks_sent": status["tasks"]["total"],
+                "tasks_collected": status["tasks"]["collected"] + status["tasks"]["scored"],
+                "tasks_scored": status["tasks"]["scored"],
+            },
+            [s for _, s in scores.miner_round_scores.values()],
+        )
+
+    async def _score_delivery_loop(self) -> None:
+        await self._every(max(1.0, self.config.neuron.scoring_interval / 2), "score delivery", self.send_scores)
 
     async def send_scores(self) -> None:
         """Tell each miner its own score for each request, once it is scored."""

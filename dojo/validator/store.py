@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, select, update
+from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commons.scoring import MovingScores
@@ -127,6 +127,18 @@ class AcceptedResult:
     criteria_type: str
     values: dict[str, float]  # task completion id -> value
     submitted_at: datetime
+
+
+@dataclass(frozen=True)
+class CollectionOutcome:
+    """What one try to collect an assignment came to: final (``status`` with ``results``),
+    or another try at ``retry_at``."""
+
+    assignment_id: int
+    status: str
+    detail: str | None
+    results: tuple[AcceptedResult, ...] = ()
+    retry_at: datetime | None = None
 
 
 @dataclass
@@ -402,45 +414,61 @@ class TaskStore:
                 for a, t in rows
             ]
 
-    def record_collection(
-        self,
-        assignment_id: int,
-        status: str,
-        detail: str | None,
-        results: Sequence[AcceptedResult],
-        now: datetime,
-    ) -> None:
-        """The final outcome of collecting one assignment: its accepted results, or why none."""
+    def record_collections(self, outcomes: Sequence[CollectionOutcome], now: datetime) -> None:
+        """The outcomes of one collection pass, in one transaction: each assignment's final
+        status with its accepted results, or its next try (``retry_at``). An assignment
+        already final is left as it is: a second answer changes nothing."""
+        if not outcomes:
+            return
         with self._sessions.begin() as db:
-            assignment = db.get(Assignment, assignment_id)
-            if assignment is None or assignment.collect_status != CollectStatus.PENDING:
-                return  # already final: a second answer changes nothing
-            assignment.collect_status = status
-            assignment.collect_detail = detail
-            assignment.collect_attempts += 1
-            assignment.collected_at = now
-            assignment.next_collect_at = None
-            for r in results:
-                db.add(
-                    MinerResult(
-                        assignment_id=assignment_id,
-                        worker_id=r.worker_id,
-                        criteria_type=r.criteria_type,
-                        values=r.values,
-                        submitted_at=r.submitted_at,
+            ids = [o.assignment_id for o in outcomes]
+            rows = {
+                a.assignment_id: a
+                for a in db.scalars(
+                    select(Assignment).where(
+                        Assignment.assignment_id.in_(ids), Assignment.collect_status == CollectStatus.PENDING
                     )
                 )
+            }
+            results: list[dict[str, Any]] = []
+            settle: set[str] = set()
+            for o in outcomes:
+                assignment = rows.get(o.assignment_id)
+                if assignment is None:
+                    continue
+                assignment.collect_attempts += 1
+                assignment.collect_detail = o.detail
+                if o.retry_at is not None:
+                    assignment.next_collect_at = o.retry_at
+                    continue
+                assignment.collect_status = o.status
+                assignment.collected_at = now
+                assignment.next_collect_at = None
+                settle.add(assignment.task_id)
+                results.extend(
+                    {
+                        "assignment_id": o.assignment_id,
+                        "worker_id": r.worker_id,
+                        "criteria_type": r.criteria_type,
+                        "values": r.values,
+                        "submitted_at": r.submitted_at,
+                    }
+                    for r in o.results
+                )
             db.flush()
-            self._settle_collection(db, assignment.task_id, now)
+            if results:
+                db.execute(insert(MinerResult), results)
+            for task_id in settle:
+                self._settle_collection(db, task_id, now)
+
+    def record_collection(
+        self, assignment_id: int, status: str, detail: str | None, results: Sequence[AcceptedResult], now: datetime
+    ) -> None:
+        """The final outcome of collecting one assignment (see :meth:`record_collections`)."""
+        self.record_collections([CollectionOutcome(assignment_id, status, detail, tuple(results))], now)
 
     def retry_collection(self, assignment_id: int, detail: str, next_at: datetime) -> None:
-        with self._sessions.begin() as db:
-            assignment = db.get(Assignment, assignment_id)
-            if assignment is None or assignment.collect_status != CollectStatus.PENDING:
-                return
-            assignment.collect_attempts += 1
-            assignment.collect_detail = detail
-            assignment.next_collect_at = next_at
+        self.record_collections([CollectionOutcome(assignment_id, CollectStatus.PENDING, detail, (), next_at)], utcnow())
 
     def settle_due_tasks(self, now: datetime) -> int:
         """Tasks past their deadline with nothing left to collect become ``collected``
@@ -499,47 +527,49 @@ class TaskStore:
             return round_.round_id
 
     def round_inputs(self, round_id: int) -> RoundInputs:
+        """What scoring needs of a round's tasks: ids, ground truth, assignments, results
+        (only those columns: completion contents are never read here)."""
+        in_round = Task.round_id == round_id
         with self._sessions.begin() as db:
-            tasks = db.scalars(select(Task).where(Task.round_id == round_id).order_by(Task.task_id)).all()
-            task_ids = [t.task_id for t in tasks]
-            completions: dict[str, list[TaskCompletion]] = {t: [] for t in task_ids}
-            for c in db.scalars(
-                select(TaskCompletion)
-                .where(TaskCompletion.task_id.in_(task_ids))
+            tasks = {
+                task_id: RoundTask(task_id, [], [], list(criteria))
+                for task_id, criteria in db.execute(
+                    select(Task.task_id, Task.criteria).where(in_round).order_by(Task.task_id)
+                )
+            }
+            for task_id, completion_id, rank in db.execute(
+                select(TaskCompletion.task_id, TaskCompletion.completion_id, TaskCompletion.ground_truth_rank)
+                .join(Task, Task.task_id == TaskCompletion.task_id)
+                .where(in_round)
                 .order_by(TaskCompletion.task_id, TaskCompletion.position)
             ):
-                completions[c.task_id].append(c)
-            assignments = [
-                RoundAssignment(a.assignment_id, a.task_id, a.miner_hotkey, a.miner_uid)
-                for a in db.scalars(
-                    select(Assignment)
-                    .where(Assignment.task_id.in_(task_ids), Assignment.send_status != SendStatus.UNSENT)
+                tasks[task_id].completion_ids.append(completion_id)
+                tasks[task_id].ground_truth.append(rank)
+            assignments = {
+                row[0]: RoundAssignment(*row)
+                for row in db.execute(
+                    select(Assignment.assignment_id, Assignment.task_id, Assignment.miner_hotkey, Assignment.miner_uid)
+                    .join(Task, Task.task_id == Assignment.task_id)
+                    .where(in_round, Assignment.send_status != SendStatus.UNSENT)
                     .order_by(Assignment.assignment_id)
                 )
-            ]
-            by_id = {a.assignment_id: a for a in assignments}
-            if by_id:
-                for r in db.scalars(
-                    select(MinerResult)
-                    .where(MinerResult.assignment_id.in_(list(by_id)))
-                    .order_by(MinerResult.result_id)
-                ):
-                    by_id[r.assignment_id].results.append(
-                        AcceptedResult(r.worker_id, r.criteria_type, dict(r.values), r.submitted_at)
-                    )
-            return RoundInputs(
-                round_id=round_id,
-                tasks=[
-                    RoundTask(
-                        task_id=t.task_id,
-                        completion_ids=[c.completion_id for c in completions[t.task_id]],
-                        ground_truth=[c.ground_truth_rank for c in completions[t.task_id]],
-                        criteria=list(t.criteria),
-                    )
-                    for t in tasks
-                ],
-                assignments=assignments,
-            )
+            }
+            for assignment_id, worker_id, kind, values, submitted_at in db.execute(
+                select(
+                    MinerResult.assignment_id,
+                    MinerResult.worker_id,
+                    MinerResult.criteria_type,
+                    MinerResult.values,
+                    MinerResult.submitted_at,
+                )
+                .join(Assignment, Assignment.assignment_id == MinerResult.assignment_id)
+                .join(Task, Task.task_id == Assignment.task_id)
+                .where(in_round)
+                .order_by(MinerResult.result_id)
+            ):
+                if assignment_id in assignments:
+                    assignments[assignment_id].results.append(AcceptedResult(worker_id, kind, dict(values), submitted_at))
+            return RoundInputs(round_id=round_id, tasks=list(tasks.values()), assignments=list(assignments.values()))
 
     def commit_round(
         self, scores: RoundScores, alpha: float, uid_to_hotkey: Mapping[int, str], now: datetime
@@ -555,36 +585,39 @@ class TaskStore:
             round_ = db.get(Round, scores.round_id, with_for_update=True)
             if round_ is None or round_.status != "scoring":
                 return False
-            for s in scores.task_scores:
-                db.add(
-                    TaskScore(
-                        round_id=scores.round_id,
-                        task_id=s.task_id,
-                        miner_hotkey=s.miner_hotkey,
-                        miner_uid=s.miner_uid,
-                        answered=s.answered,
-                        score=s.score,
-                        agreement=s.agreement,
-                        kappa=s.kappa,
-                        rho_consensus=s.rho_consensus,
-                        rho_ground_truth=s.rho_ground_truth,
-                        distance=s.distance,
-                        answer=s.answer,
-                        n_workers=s.n_workers,
-                    )
+            # Bulk statements: one per table, not one per row (a round is up to 1 000 tasks).
+            if scores.task_scores:
+                db.execute(
+                    insert(TaskScore),
+                    [
+                        {
+                            "round_id": scores.round_id,
+                            "task_id": s.task_id,
+                            "miner_hotkey": s.miner_hotkey,
+                            "miner_uid": s.miner_uid,
+                            "answered": s.answered,
+                            "score": s.score,
+                            "agreement": s.agreement,
+                            "kappa": s.kappa,
+                            "rho_consensus": s.rho_consensus,
+                            "rho_ground_truth": s.rho_ground_truth,
+                            "distance": s.distance,
+                            "answer": s.answer,
+                            "n_workers": s.n_workers,
+                        }
+                        for s in scores.task_scores
+                    ],
                 )
                 db.execute(
-                    update(Assignment)
-                    .where(Assignment.assignment_id == s.assignment_id)
-                    .values(score=s.score)
-                    .execution_options(synchronize_session=False)
+                    update(Assignment), [{"assignment_id": s.assignment_id, "score": s.score} for s in scores.task_scores]
                 )
-            for task_id, (agreement, trust) in scores.task_agreement.items():
+            if scores.task_agreement:
                 db.execute(
-                    update(Task)
-                    .where(Task.task_id == task_id)
-                    .values(status=TaskStatus.SCORED, task_agreement=agreement, consensus_trust=trust)
-                    .execution_options(synchronize_session=False)
+                    update(Task),
+                    [
+                        {"task_id": task_id, "status": TaskStatus.SCORED, "task_agreement": a, "consensus_trust": trust}
+                        for task_id, (a, trust) in scores.task_agreement.items()
+                    ],
                 )
             moving = self._moving(db, alpha)
             moving.sync(uid_to_hotkey)
@@ -820,6 +853,7 @@ def _weights_view(row: WeightSet) -> dict[str, Any]:
 
 __all__ = [
     "AcceptedResult",
+    "CollectionOutcome",
     "DueCollection",
     "NewAssignment",
     "NewCompletion",

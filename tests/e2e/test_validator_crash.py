@@ -101,9 +101,10 @@ def test_a_crash_during_collection_or_scoring_scores_each_round_once(tmp_path):
     net = _net(tmp_path)
     try:
         net.start(roles=("platform", "miner", "workers"))
-        # 1. Killed right after storing the first miner's results.
+        # 1. Killed right after storing the first collection pass, with later tasks still to collect.
         _crash_at(net, "validator.collect.after_store")
-        assert _count(net, "SELECT count(*) FROM assignments WHERE collect_status = 'collected'") == 1
+        assert _count(net, "SELECT count(*) FROM assignments WHERE collect_status = 'collected'") >= 1
+        assert _count(net, "SELECT count(*) FROM assignments WHERE collect_status = 'pending'") >= 1
         assert _count(net, "SELECT count(*) FROM miner_results") >= 1
         # 2. Started again, it collects the rest; killed after scoring a round, before committing it.
         _crash_at(net, "validator.scoring.before_commit")

@@ -230,6 +230,7 @@ async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
     assert outcome["liar"][0] == CollectStatus.COLLECTED
     round_id = await neuron.scoring_round()
     assert round_id == 1
+    await neuron.send_scores()
     rows = _assignments(neuron)
     scores = {m.behaviour: rows[m.hotkey].score for m in miners}
     assert scores["good"] > 0.5
@@ -240,6 +241,7 @@ async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
         assert [(s.hotkey, s.score) for s in miner.scores] == [(miner.hotkey, rows[miner.hotkey].score)]
     # A second scoring pass finds nothing new and sends nothing twice.
     assert await neuron.scoring_round() is None
+    await neuron.send_scores()
     assert all(len(m.scores) == 1 for m in miners)
 
 
