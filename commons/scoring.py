@@ -36,8 +36,9 @@ Metrics, batched over every leading axis, items on the last axis, optional item 
 Scoring a round::
 
     score_round(submissions, n_completions, ground_truth=None, *, higher_is_better=False,
-                reliability=None, params=ScoringParams()) -> RoundResult
+                reliability=None, params=ScoringParams(), slot_miners=None) -> RoundResult
     window_mean(scores, assigned=None) -> ndarray
+    slot_window_mean(scores, slot_miners, n_miners) -> ndarray   (the compact layout's)
 
 Aggregation and weights::
 
@@ -91,6 +92,7 @@ __all__ = [
     "multi_rater_kappa",
     "quadratic_weighted_kappa",
     "score_round",
+    "slot_window_mean",
     "spearman_rho",
     "window_mean",
 ]
@@ -560,6 +562,43 @@ def window_mean(scores: np.ndarray, assigned: np.ndarray | None = None) -> np.nd
     return _safe_div((s * a).sum(axis=-1), a.sum(axis=-1))
 
 
+def _check_slots(slot_miners: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    slots = np.asarray(slot_miners)
+    if slots.shape != shape or not np.issubdtype(slots.dtype, np.integer):
+        raise ValueError(f"slot_miners must be integers shaped {shape}, got {slots.dtype} {slots.shape}")
+    if np.any(slots < -1):
+        raise ValueError("slot_miners holds miner indices, or -1 for an empty slot")
+    ordered = np.sort(slots, axis=0)
+    if np.any((ordered[1:] == ordered[:-1]) & (ordered[1:] >= 0)):
+        raise ValueError("a miner appears in two slots of one task")
+    return slots.astype(np.int64)
+
+
+def _by_slot(per_miner: np.ndarray, slots: np.ndarray | None) -> np.ndarray:
+    """A per-miner ``(M,)`` value laid out like the answers: ``(M, 1)``, or ``(K, T)`` by slot."""
+    if slots is None:
+        return per_miner[:, None]
+    return np.where(slots >= 0, per_miner[np.maximum(slots, 0)], 0.0)
+
+
+def _per_miner_mean(values: np.ndarray, answered: np.ndarray, slots: np.ndarray | None, n_miners: int) -> np.ndarray:
+    """Each miner's mean of ``values`` over the tasks it answered (:func:`window_mean`)."""
+    if slots is None:
+        return window_mean(values, answered)
+    return slot_window_mean(values, np.where(answered, slots, -1), n_miners)
+
+
+def slot_window_mean(scores: np.ndarray, slot_miners: np.ndarray, n_miners: int) -> np.ndarray:
+    """:func:`window_mean` for the compact layout: each miner's mean score over the slots
+    it holds (``(K, T)`` scores and slots, ``-1`` empty), 0 for a miner with none."""
+    slots = np.asarray(slot_miners)
+    held = slots >= 0
+    total = np.bincount(slots[held], weights=np.nan_to_num(np.asarray(scores, dtype=np.float64))[held],
+                        minlength=n_miners)
+    count = np.bincount(slots[held], minlength=n_miners).astype(np.float64)
+    return _safe_div(total, count)
+
+
 def _orient(submissions: np.ndarray, higher_is_better: bool | np.ndarray) -> np.ndarray:
     hib = np.asarray(higher_is_better, dtype=bool)
     if hib.ndim == 0:
@@ -575,12 +614,21 @@ def score_round(
     higher_is_better: bool | Sequence[bool] | np.ndarray = False,
     reliability: np.ndarray | None = None,
     params: ScoringParams | None = None,
+    slot_miners: np.ndarray | None = None,
 ) -> RoundResult:
     """Score one round: every miner on every task, from agreement and ground truth.
 
     Shapes: ``submissions (M, T, C)``, ``n_completions (T,)``, ``ground_truth (T, C)`` or
     None, ``higher_is_better`` a bool or ``(T,)``, ``reliability (M,)`` or None (the
     initial consensus weights, e.g. from earlier rounds; uniform by default).
+
+    Compact layout, for rounds where each task goes to a few of many miners:
+    ``slot_miners (K, T)`` of ints says which miner answered in slot ``k`` of task ``t``
+    (``-1`` for an empty slot, whose answer must be NaN; a miner at most once per task),
+    and ``submissions`` is then ``(K, T, C)``. The result is the same as the dense round
+    with every other miner missing, its ``(M, T)`` outputs given as ``(K, T)`` by slot;
+    ``reliability`` stays per miner, ``M = len(reliability)`` or ``slot_miners.max() + 1``.
+    Memory and time then grow with ``K``, not ``M``.
 
     Per miner ``m`` and task ``t`` (``R`` = average ranks, best = 1):
 
@@ -617,7 +665,16 @@ def score_round(
     x = np.asarray(submissions, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"submissions must be (miners, tasks, completions), got shape {x.shape}")
-    n_miners, n_tasks, width = x.shape
+    n_slots, n_tasks, width = x.shape
+    slots = None if slot_miners is None else _check_slots(slot_miners, x.shape[:2])
+    if slots is None:
+        n_miners = n_slots
+    elif reliability is not None:
+        n_miners = int(np.asarray(reliability).size)
+    else:
+        n_miners = int(slots.max(initial=-1)) + 1
+    if slots is not None and int(slots.max(initial=-1)) >= n_miners:
+        raise ValueError(f"slot_miners names miner {int(slots.max())}, but reliability has {n_miners} entries")
     n_comp = np.asarray(n_completions, dtype=np.int64).reshape(-1)
     if n_comp.shape != (n_tasks,):
         raise ValueError(f"n_completions has {n_comp.size} entries for {n_tasks} tasks")
@@ -627,6 +684,8 @@ def score_round(
     items = items & (n_comp[:, None] >= 2)
 
     x = _orient(x, higher_is_better)
+    if slots is not None:
+        x = np.where((slots >= 0)[..., None], x, np.nan)  # an empty slot never answers
     answered = np.all(np.isfinite(x) | ~items[None], axis=-1) & (n_comp >= 2)[None]  # (M, T)
     valid = items[None] & answered[..., None]  # (M, T, C)
     ranks = _ranks(x, valid)
@@ -680,9 +739,9 @@ def score_round(
         # Agreement weighted by reliability floored at agreement_floor: attackers count
         # little, yet a few lucky miners among unreliable ones cannot make up agreement.
         q_agree = np.maximum(q / max(float(q.max(initial=0.0)), _EPS), p.agreement_floor)
-        task_agreement = _multi_kappa(ranks, q_agree[:, None] * answered, stats)
+        task_agreement = _multi_kappa(ranks, _by_slot(q_agree, slots) * answered, stats)
         trust = np.clip((task_agreement - p.kappa_min) / (p.kappa_full - p.kappa_min), 0.0, 1.0)
-        w = (q * q)[:, None] * answered  # (M, T)
+        w = _by_slot(q * q, slots) * answered  # (M, T), or (K, T) by slot
         # The leave-one-out weighted sum: its ranks are the consensus's (a positive scale).
         own = w[..., None] * ranks
         consensus = own.sum(axis=0)[None] - own
@@ -706,7 +765,7 @@ def score_round(
         w_c = trust[None] * cons_ok
         w_g = gt_info[None] * gt_ok * (1.0 - w_c * (1.0 - corroboration**2))
         blend = _safe_div(w_c * a_c + w_g * a_gt, w_c + w_g)
-        q_new = window_mean(np.maximum(blend, 0.0), answered)
+        q_new = _per_miner_mean(np.maximum(blend, 0.0), answered, slots, n_miners)
         q = q_new if np.any(q_new > 0) else q
 
     scores = np.where(answered, np.maximum(blend, 0.0) ** p.sharpness, 0.0)

@@ -193,6 +193,7 @@ def test_public_api_is_exactly_all() -> None:
         "multi_rater_kappa",
         "quadratic_weighted_kappa",
         "score_round",
+        "slot_window_mean",
         "spearman_rho",
         "window_mean",
     ]
