@@ -3,7 +3,9 @@
 ``dojo localnet up`` creates the chain and the wallets under one directory, registers the
 neurons (the validator with stake, so it holds a permit), starts every neuron as its own
 process on loopback, and stops them all on Ctrl-C, SIGTERM or after ``--duration``. The
-end-to-end tests drive the same class.
+end-to-end tests drive the same class; with ``platform=True`` it also runs a worker
+platform, gives each miner its keys through the real log-in flow, and a team of simulated
+workers per miner (``python -m dojo.workers``), so that tasks live their whole life.
 """
 
 from __future__ import annotations
