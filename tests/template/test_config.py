@@ -112,3 +112,32 @@ def test_entry_point_exits_2_on_unknown_flag(tmp_path):
     )
     assert result.returncode == 2
     assert "unrecognized arguments: --axon.prot" in result.stderr
+
+
+def test_database_urls_come_from_each_neurons_own_variable_and_their_password_is_masked():
+    environ = {"DATABASE_URL": "postgresql://dojo:hunter2@db/validator", "MINER_DATABASE_URL": "sqlite:///m.sqlite"}
+    validator = resolve(ValidatorConfig, [], environ=environ, env_file=None)
+    miner = resolve(MinerConfig, [], environ=environ, env_file=None)
+    # A miner beside its worker platform never takes the platform's DATABASE_URL.
+    assert miner.neuron.database_url == "sqlite:///m.sqlite"
+    assert validator.neuron.database_url == "postgresql://dojo:hunter2@db/validator"
+    text = describe(validator)
+    assert "hunter2" not in text and "--neuron.database_url = postgresql://dojo:********@db/validator" in text
+
+
+def test_the_lifecycle_settings_have_the_original_defaults():
+    config = resolve(ValidatorConfig, [], environ={}, env_file=None)
+    assert (config.neuron.task_interval, config.neuron.task_deadline, config.neuron.collection_grace) == (
+        300.0, 14400.0, 3600.0
+    )
+    assert config.wandb.off is False
+    assert resolve(ValidatorConfig, ["--wandb.off"], environ={}, env_file=None).wandb.off is True
+    with pytest.raises(ConfigError, match="--neuron.task_deadline"):
+        resolve(ValidatorConfig, ["--neuron.task_deadline", str(6 * 86400)], environ={}, env_file=None)
+
+
+def test_the_version_key_is_the_version_as_one_integer():
+    from template import __version__, spec_version
+
+    assert spec_version("1.2.3") == 1_002_003
+    assert spec_version() == spec_version(__version__) > 0
