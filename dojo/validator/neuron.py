@@ -107,7 +107,12 @@ class ValidatorNeuron(BaseNeuron):
             api_key=self.config.wandb_api_key.get_secret_value() if self.config.wandb_api_key else None,
             directory=self.config.data_dir,  # wandb adds its own wandb/ folder
             run_name=f"validator-{self.hotkey[:8]}",
-            config={"netuid": self.config.netuid, "hotkey": self.hotkey, "sample_size": self.config.neuron.sample_size},
+            config={
+                "netuid": self.config.netuid,
+                "hotkey": self.hotkey,
+                "sample_size": self.config.neuron.sample_size,
+                "task_deadline": self.config.neuron.task_deadline,
+            },
         )
 
     # --- endpoint -----------------------------------------------------------------------
@@ -178,7 +183,10 @@ class ValidatorNeuron(BaseNeuron):
         return self._source
 
     async def _task_loop(self) -> None:
-        await self.resend_pending()
+        try:
+            await self.resend_pending()
+        except Exception:  # logged; what is still pending is sent again at the next start
+            logger.exception("sending again what a restart left unanswered failed")
         interval = self.config.neuron.task_interval
         # The first task waits for the first heartbeat round, which finds the miners.
         await self._every(interval, "task round", self.task_round, first=min(interval, 2.0))
