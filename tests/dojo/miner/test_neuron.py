@@ -580,3 +580,19 @@ async def test_a_miner_killed_after_the_platform_created_the_task_gets_that_task
     assert board["totalTasks"] == 1 and [t["id"] for t in board["tasks"]] == [retried.reply.dojo_task_id]
     stored = await asyncio.to_thread(stored_task, data_dir, net.validator, request.request_id)
     assert stored is not None and stored.dojo_task_id == retried.reply.dojo_task_id
+
+
+async def test_a_replayed_feedback_request_is_401_and_creates_nothing(net, account, tmp_path):
+    request = feedback_request(new_request_id())
+    body = request.model_dump_json().encode()
+    async with running_miner(net, account, tmp_path / "data") as target, aiohttp.ClientSession() as http:
+        signer = SignedClient(net.validator.hotkey)
+        headers = {**signer.sign("/FeedbackRequest", body, target.hotkey), "content-type": "application/json"}
+        answers = []
+        for _ in range(2):  # the very same signed bytes, sent twice
+            async with http.post(target.url + "/FeedbackRequest", data=body, headers=headers) as response:
+                answers.append((response.status, await response.text()))
+        await signer.close()
+    assert answers[0][0] == 200, answers
+    assert answers[1][0] == 401 and "Replayed" in answers[1][1], answers
+    assert (await asyncio.to_thread(dashboard, net, account))["totalTasks"] == 1
