@@ -1,10 +1,21 @@
 """Packaging for Dojo: the subnet neurons, the worker platform and the `dojo` CLI."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+
+
+def _version() -> str:
+    """``__version__`` from template/__init__.py, read as text: the one place the version is
+    bumped (the autoupdater compares it too), without importing the package at build time."""
+    text = (HERE / "template" / "__init__.py").read_text()
+    found = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError('template/__init__.py has no __version__ = "X.Y.Z" line')
+    return found.group(1)
 
 
 def _requirements() -> list[str]:
@@ -14,7 +25,7 @@ def _requirements() -> list[str]:
 
 setup(
     name="dojo-subnet",
-    version="0.1.0",
+    version=_version(),
     description="Dojo: a Bittensor subnet that crowdsources human preference data",
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
