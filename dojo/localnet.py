@@ -1,18 +1,27 @@
 """A whole Dojo subnet on one machine: a local chain, miners and a validator as processes.
 
 ``dojo localnet up`` creates the chain and the wallets under one directory, registers the
-neurons (the validator with stake, so it holds a permit), starts every neuron as its own
-process on loopback, and stops them all on Ctrl-C, SIGTERM or after ``--duration``. The
-end-to-end tests drive the same class; with ``platform=True`` it also runs a worker
-platform, gives each miner its keys through the real log-in flow, and a team of simulated
-workers per miner (``python -m dojo.workers``), so that tasks live their whole life.
+neurons (the validator with stake, so it holds a permit), starts one worker platform
+(each miner's API key and subscription key made through the real log-in flow), the
+synthetic API, the validator, the miners and one team of simulated workers per miner,
+each its own process on loopback; it shows what they do (:mod:`dojo.localnet_view`) and
+stops them all, in order, on Ctrl-C, SIGTERM, ``dojo localnet down`` or after
+``--duration``. A second ``up`` in the same directory resumes: same chain, wallets, keys
+and databases. What ``status`` and ``down`` need from another terminal (pids with their
+start times, ports, URLs) is in ``DIR/localnet.json``.
+
+The end-to-end tests drive :class:`LocalNet` itself; by default it generates tasks in
+the validator's process and runs no platform, and ``platform=True`` / ``synthetic=True``
+add the platform with its workers and the synthetic API as processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
+import math
 import os
 import random
 import re
@@ -20,9 +29,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TextIO
 
 import httpx
 from loguru import logger
@@ -32,6 +45,20 @@ from template.wallets import create_wallet, load_wallet
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVE_SET = re.compile(r"active set: (\d+) of (\d+) serving miners: uids \[([0-9, ]*)\]")
+STATE_FILE = "localnet.json"
+LOCK_FILE = "localnet.lock"
+
+# Start in this order; stop in the reverse of it (workers first, the platform last).
+START_ORDER = ("platform", "synthetic", "miner", "validator", "workers")
+STOP_ORDER = ("workers", "validator", "miner", "synthetic", "platform")
+
+# Environment a process of the local network must not inherit: it takes its settings from
+# its flags, not from an operator's shell or .env (a database URL, a failpoint, a real API
+# key, another synthetic service or public URL).
+_FOREIGN_ENV = (
+    "DATABASE_URL", "MINER_DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL",
+    "SYNTHETIC_API_URL", "SYNTHETIC_API_TOKEN", "PUBLIC_URL", "DOJO_SUBSCRIPTION_KEY",
+)
 
 
 # Ports are taken below Linux's ephemeral range (32768-60999): a port the kernel picked
@@ -41,34 +68,133 @@ _PORT_RANGE = (20000, 32767)
 _handed_out: set[int] = set()
 
 
-def free_port() -> int:
-    """A loopback port that is free now and outside the ephemeral range."""
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int | None = None) -> int:
+    """A loopback port that is free now and outside the ephemeral range; ``preferred``
+    (the port of the last run, say) when it is free."""
+    if preferred and preferred not in _handed_out and _bindable(preferred):
+        _handed_out.add(preferred)
+        return preferred
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randint(*_PORT_RANGE)
-        if port in _handed_out:
+        if port in _handed_out or not _bindable(port):
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
         _handed_out.add(port)
         return port
     raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
+# --- which process is ours ------------------------------------------------------------------
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as the kernel counts it; None when no such process is
+    running (a zombie counts as gone). With the pid it names one process for good: a pid
+    the system hands out again gets another start time."""
+    if pid <= 0:
+        return None
+    if Path("/proc/self/stat").exists():
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # Field 2 (the command) may hold spaces and parentheses: count from its last ')'.
+        fields = text[text.rindex(")") + 2 :].split()
+        state, start = fields[0], fields[19]  # fields 3 and 22 of proc(5)
+        return None if state in ("Z", "X") else start
+    result = subprocess.run(["ps", "-o", "stat=,lstart=", "-p", str(pid)], capture_output=True, text=True)
+    line = result.stdout.strip()
+    if result.returncode != 0 or not line or line.startswith("Z"):
+        return None
+    return line.split(None, 1)[1] if " " in line else line
+
+
+def is_running(pid: int | None, start: str | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``start``."""
+    return pid is not None and start is not None and process_start(pid) == start
+
+
+# --- the worker mix -------------------------------------------------------------------------
+
+
+def team_mixes(mix: str, miners: int, workers_per_miner: int) -> list[str]:
+    """Each miner's team, in miner order, from a mix of behaviours shared out over the miners.
+
+    ``mix`` (the :mod:`dojo.workers` syntax) says how many miners of each kind there are for
+    every so many miners: ``honest:2,random:1`` gives two of every three miners a team of
+    honest workers and the last a random team; with another number of miners the shares
+    are kept as nearly as whole miners allow (largest remainder; ``--miners 2`` gives one
+    honest and one random team). Each team has ``workers_per_miner`` workers of its kind.
+    """
+    from dojo.workers import parse_mix
+
+    if miners < 1:
+        raise ValueError("--miners must be at least 1")
+    if workers_per_miner < 1:
+        raise ValueError("--workers-per-miner must be at least 1")
+    entries: list[tuple[Any, int]] = []
+    for behaviour in parse_mix(mix):
+        if entries and entries[-1][0] == behaviour:
+            entries[-1] = (behaviour, entries[-1][1] + 1)
+        else:
+            entries.append((behaviour, 1))
+    total = sum(count for _, count in entries)
+    quotas = [count * miners / total for _, count in entries]
+    counts = [math.floor(q) for q in quotas]
+    by_remainder = sorted(range(len(entries)), key=lambda i: (counts[i] - quotas[i], i))
+    for i in by_remainder[: miners - sum(counts)]:
+        counts[i] += 1
+    teams: list[str] = []
+    for (behaviour, _), count in zip(entries, counts, strict=True):
+        teams += [f"{_spelled(behaviour)}:{workers_per_miner}"] * count
+    return teams
+
+
+def _spelled(behaviour: Any) -> str:
+    """A behaviour as the mix syntax writes it, without the parameters left at their defaults."""
+    from dojo.workers import BEHAVIOURS
+
+    return behaviour.name if dict(behaviour.params) == BEHAVIOURS[behaviour.name] else str(behaviour)
+
+
+def describe_team(spec: str) -> str:
+    """``honest(noise=1):3`` as a person reads it: ``3 honest``."""
+    from dojo.workers import parse_mix
+
+    workers = parse_mix(spec)
+    kinds: list[Any] = []  # Behaviour holds a dict, so it cannot key a dict itself
+    for behaviour in workers:
+        if behaviour not in kinds:
+            kinds.append(behaviour)
+    return ", ".join(f"{workers.count(behaviour)} {_spelled(behaviour)}" for behaviour in kinds)
+
+
+# --- the processes --------------------------------------------------------------------------
+
+
 @dataclass
 class NeuronProcess:
-    """One process of the local network: a neuron, the worker platform, or a team of workers."""
+    """One process of the local network: a neuron, the worker platform, the synthetic API,
+    or a team of workers."""
 
     name: str
-    role: str  # "validator", "miner", "platform" or "workers"
+    role: str  # "validator", "miner", "platform", "synthetic" or "workers"
     uid: int
     port: int
     log_path: Path
     process: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
+    hotkey: str = ""
+    start_time: str | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -82,11 +208,14 @@ class NeuronProcess:
 class LocalNet:
     """A local chain with a validator and miners; with ``platform=True`` also one worker
     platform (each miner with its own API key and subscription key, made through the real
-    log-in flow) and a team of simulated workers per miner, so tasks go their whole way.
+    log-in flow) and a team of simulated workers per miner, so tasks go their whole way;
+    with ``synthetic=True`` the validator takes its tasks from the synthetic API run as its
+    own process instead of generating them itself.
 
     ``worker_mix`` gives each miner's team (``["honest:3", "honest:3", "random:3"]``, one
     entry per miner, the last repeated); the honest workers learn the true order from the
     validator's database, never from what the miner or the platform sends.
+    ``preferred_ports`` (name to port, the last run's) are used again where free.
     """
 
     directory: Path
@@ -108,6 +237,9 @@ class LocalNet:
     worker_think: tuple[float, float] = (0.05, 0.3)
     weights_rate_limit: int = 2
     neurons: list[NeuronProcess] = field(default_factory=list)
+    synthetic: bool = False
+    synthetic_queue_size: int = 4
+    preferred_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def chain_dir(self) -> Path:
@@ -125,11 +257,20 @@ class LocalNet:
         return self.data_dir("validator") / "validator.sqlite"
 
     @property
+    def platform_db(self) -> Path:
+        return self.data_dir("platform") / "platform.sqlite"
+
+    @property
     def platform_url(self) -> str:
         return f"http://127.0.0.1:{self.process('platform').port}"
 
+    @property
+    def synthetic_url(self) -> str:
+        return f"http://127.0.0.1:{self.process('synthetic').port}"
+
     def prepare(self) -> None:
-        """Create the chain, the wallets and the registrations (idempotent)."""
+        """Create the chain, the wallets and the registrations (idempotent: a second call,
+        or a later run in the same directory, keeps every key and uid)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "logs").mkdir(exist_ok=True)
         chain = LocalChain.init(
@@ -141,12 +282,21 @@ class LocalNet:
         self.neurons = []
         for name, role, stake in plan:
             wallet = create_wallet(name, "default", str(self.wallet_path))
-            uid = chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake)
-            self.neurons.append(NeuronProcess(name, role, uid, free_port(), self._log(name)))
+            hotkey = wallet.hotkey.ss58_address
+            uid = chain.register(hotkey, wallet.coldkeypub.ss58_address, stake)
+            self.neurons.append(NeuronProcess(name, role, uid, self._port(name), self._log(name), hotkey=hotkey))
         if self.platform:
-            self.neurons.append(NeuronProcess("platform", "platform", -1, free_port(), self._log("platform")))
+            self.neurons.append(NeuronProcess("platform", "platform", -1, self._port("platform"), self._log("platform")))
+        if self.synthetic:
+            self.neurons.append(
+                NeuronProcess("synthetic", "synthetic", -1, self._port("synthetic"), self._log("synthetic"))
+            )
+        if self.platform:
             for i in range(1, self.miners + 1):
                 self.neurons.append(NeuronProcess(f"workers{i}", "workers", -1, 0, self._log(f"workers{i}")))
+
+    def _port(self, name: str) -> int:
+        return free_port(self.preferred_ports.get(name))
 
     def _log(self, name: str) -> Path:
         return self.directory / "logs" / f"{name}.log"
@@ -154,21 +304,31 @@ class LocalNet:
     def process(self, name: str) -> NeuronProcess:
         return next(n for n in self.neurons if n.name == name)
 
+    def team(self, index: int) -> str:
+        """The worker mix of miner ``index`` (1-based)."""
+        return self.worker_mix[min(index - 1, len(self.worker_mix) - 1)]
+
     def command(self, neuron: NeuronProcess) -> list[str]:
         if neuron.role == "platform":
             return [
                 sys.executable, "-m", "dojo", "platform", "serve",
-                "--db", str(self.directory / "data" / "platform" / "platform.sqlite"),
+                "--db", str(self.platform_db),
                 "--host", "127.0.0.1", "--port", str(neuron.port),
                 "--subtensor.network", str(self.chain_dir), "--netuid", str(self.netuid), "--log-level", "warning",
+            ]
+        if neuron.role == "synthetic":
+            return [
+                sys.executable, "-m", "dojo", "synthetic", "serve", "--backend", "procedural",
+                "--host", "127.0.0.1", "--port", str(neuron.port),
+                "--db", str(self.data_dir("synthetic") / "synthetic.sqlite"),
+                "--queue-size", str(self.synthetic_queue_size),
             ]
         if neuron.role == "workers":
             index = int(neuron.name.removeprefix("workers"))
             keys = self.keys()[f"miner{index}"]
-            mix = self.worker_mix[min(index - 1, len(self.worker_mix) - 1)]
             return [
                 sys.executable, "-m", "dojo.workers", "--platform", self.platform_url,
-                "--subscription-key", keys["subscription_key"], "--mix", mix,
+                "--subscription-key", keys["subscription_key"], "--mix", self.team(index),
                 "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
             ]
@@ -193,16 +353,21 @@ class LocalNet:
                 "--neuron.sample_size", str(self.sample_size),
                 "--wandb.off",
             ]
+            if self.synthetic:
+                cmd += ["--synthetic_api_url", self.synthetic_url]
         if self.debug:
             cmd.append("--logging.debug")
         return cmd
 
     def _environment(self, neuron: NeuronProcess) -> dict[str, str]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # A process of the local network takes its settings from its flags, not from an
-        # operator's shell or .env (DATABASE_URL, a failpoint, a real API key).
-        for name in ("DATABASE_URL", "MINER_DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL", "SYNTHETIC_API_URL"):
+        for name in _FOREIGN_ENV:
             env.pop(name, None)
+        if neuron.role == "synthetic":
+            # Its settings come from its flags; a SYNTHETIC_BACKEND=llm in the shell must not
+            # turn the local network into a paid one.
+            for name in [n for n in env if n.startswith("SYNTHETIC_")]:
+                env.pop(name)
         if neuron.role == "miner" and self.platform:
             keys = self.keys()[neuron.name]
             env.update(DOJO_API_BASE_URL=self.platform_url, DOJO_API_KEY=keys["api_key"],
@@ -210,9 +375,10 @@ class LocalNet:
         env.update(neuron.env)
         return env
 
-    def start(self, roles: tuple[str, ...] = ("platform", "miner", "validator", "workers")) -> None:
-        order = ("platform", "miner", "validator", "workers")
-        for role in order:
+    def start(self, roles: tuple[str, ...] = START_ORDER) -> None:
+        """Start the processes of ``roles``, in :data:`START_ORDER`; the platform and the
+        synthetic API answer before anything that needs them starts."""
+        for role in START_ORDER:
             if role not in roles:
                 continue
             for neuron in [n for n in self.neurons if n.role == role]:
@@ -220,6 +386,8 @@ class LocalNet:
             if role == "platform" and any(n.role == "platform" for n in self.neurons):
                 self.wait_for_platform()
                 self.provision_keys()
+            if role == "synthetic" and any(n.role == "synthetic" for n in self.neurons):
+                self.wait_for_health(self.process("synthetic"))
 
     def start_process(self, neuron: NeuronProcess, env: dict[str, str] | None = None) -> None:
         """Start (or start again) one process; ``env`` adds to its environment for this run."""
@@ -229,6 +397,7 @@ class LocalNet:
                 self.command(neuron), stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
                 env=self._environment(neuron), start_new_session=True,
             )
+        neuron.start_time = process_start(neuron.process.pid)
         logger.info("started {} (uid {}) on port {}, pid {}", neuron.name, neuron.uid, neuron.port,
                     neuron.process.pid)
 
@@ -240,19 +409,42 @@ class LocalNet:
             os.killpg(neuron.process.pid, signal.SIGKILL)
         return neuron.process.wait(30)
 
-    def wait_for_platform(self, timeout: float = 60.0) -> None:
+    def wait_for_health(self, neuron: NeuronProcess, timeout: float = 60.0) -> None:
+        """Until ``GET /health`` on the process's port answers 200."""
+        url = f"http://127.0.0.1:{neuron.port}/health"
         deadline = time.monotonic() + timeout
-        platform = self.process("platform")
         while time.monotonic() < deadline:
-            if not platform.alive:
-                raise RuntimeError(f"the platform exited early; see {platform.log_path}")
+            if not neuron.alive:
+                raise RuntimeError(f"the {neuron.name} process exited early; see {neuron.log_path}")
             try:
-                if httpx.get(f"{self.platform_url}/health", timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError(f"the platform did not answer on {self.platform_url} within {timeout:g}s")
+        raise TimeoutError(f"{neuron.name} did not answer on {url} within {timeout:g}s; see {neuron.log_path}")
+
+    def wait_for_platform(self, timeout: float = 60.0) -> None:
+        self.wait_for_health(self.process("platform"), timeout)
+
+    def wait_for_axons(self, timeout: float = 60.0) -> None:
+        """Until every started miner listens on its port and the chain shows it there, so the
+        validator's first metagraph has them all."""
+        chain = LocalChain(self.chain_dir, self.netuid)
+        waiting = [n for n in self.neurons if n.role == "miner" and n.process is not None]
+        deadline = time.monotonic() + timeout
+        while waiting:
+            dead = [n for n in waiting if not n.alive]
+            if dead:
+                raise RuntimeError(f"{dead[0].name} exited early; see {dead[0].log_path}")
+            metagraph = chain.metagraph()
+            waiting = [n for n in waiting if not _serves(metagraph.get(n.hotkey), n.port)]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(n.name for n in waiting)
+                raise TimeoutError(f"{names} did not serve within {timeout:g}s; see {self.directory / 'logs'}")
+            time.sleep(0.2)
 
     @property
     def keys_path(self) -> Path:
@@ -281,9 +473,20 @@ class LocalNet:
                 keys[neuron.name] = {"api_key": api_key.key, "subscription_key": subscription_key.key}
 
         asyncio.run(make())
-        fd = os.open(self.keys_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(keys, fh, indent=1)
+        _write_private(self.keys_path, json.dumps(keys, indent=1))
+
+    def invite(self, miner: str) -> str:
+        """A one-time link with which a person joins ``miner``'s team on the platform
+        (``dojo platform invite``, as the miner's operator would run it)."""
+        env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+        result = subprocess.run(
+            [sys.executable, "-m", "dojo", "platform", "invite", "--miner", self.process(miner).hotkey,
+             "--db", str(self.platform_db), "--public-url", self.platform_url],
+            capture_output=True, text=True, timeout=120, env=env, cwd=self.directory,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"dojo platform invite failed: {result.stderr.strip()}")
+        return result.stdout.strip().splitlines()[-1]
 
     @property
     def validator(self) -> NeuronProcess:
@@ -312,55 +515,347 @@ class LocalNet:
         raise TimeoutError(f"active set is {self.active_set()} after {timeout:g}s, expected {sorted(expected)}")
 
     def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
-        """SIGTERM every process (workers, validator, miners, platform in that order), then
-        SIGKILL what is still running; returns the exit codes."""
-        order = {"workers": 0, "validator": 1, "miner": 2, "platform": 3}
+        """SIGTERM every process, one role after the other in :data:`STOP_ORDER` (workers,
+        validator, miners, synthetic API, platform), waiting for each role before the next;
+        SIGKILL what does not stop within ``timeout``; returns the exit codes."""
         codes: dict[str, int | None] = {}
-        for neuron in sorted(self.neurons, key=lambda n: order.get(n.role, 9)):
-            if neuron.process is None:
-                continue
-            if neuron.process.poll() is None:
-                neuron.process.send_signal(signal.SIGTERM)
-            try:
-                codes[neuron.name] = neuron.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("{} did not stop within {}s; killing it", neuron.name, timeout)
-                os.killpg(neuron.process.pid, signal.SIGKILL)
-                codes[neuron.name] = neuron.process.wait()
+        for role in STOP_ORDER:
+            group = [n for n in self.neurons if n.role == role and n.process is not None]
+            for neuron in group:
+                if neuron.process.poll() is None:
+                    neuron.process.send_signal(signal.SIGTERM)
+            for neuron in group:
+                try:
+                    codes[neuron.name] = neuron.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    logger.warning("{} did not stop within {}s; killing it", neuron.name, timeout)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(neuron.process.pid, signal.SIGKILL)
+                    codes[neuron.name] = neuron.process.wait()
         return codes
 
 
-def run_localnet(directory: Path, miners: int, duration: float | None, debug: bool) -> int:
-    net = LocalNet(directory, miners=miners, debug=debug)
-    net.prepare()
-    stop = False
+def _serves(neuron: Any, port: int) -> bool:
+    if neuron is None or neuron.axon is None or neuron.axon.port != port:
+        return False
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    net.start()
-    print(f"localnet in {directory}: chain {net.chain_dir}, logs in {directory / 'logs'}")
-    for n in net.neurons:
-        print(f"  {n.role:<9} {n.name:<10} uid {n.uid:<3} http://127.0.0.1:{n.port}")
-    expected = {n.uid for n in net.neurons if n.role == "miner"}
-    started = time.monotonic()
-    reported: list[int] | None = None
+# --- DIR/localnet.json ----------------------------------------------------------------------
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a reader sees the old file or the new, never a
+    part), readable by this user only."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        while not stop and (duration is None or time.monotonic() - started < duration):
-            current = net.active_set()
-            if current != reported and current is not None:
-                marker = "all miners answer" if set(current) == expected else "waiting for the others"
-                print(f"validator active set: uids {current} ({marker})", flush=True)
-                reported = current
-            if any(n.process is not None and n.process.poll() is not None for n in net.neurons):
-                print("a neuron exited; see the logs", file=sys.stderr)
-                break
-            time.sleep(0.5)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_state(directory: Path) -> dict[str, Any] | None:
+    """What the last ``up`` in ``directory`` wrote, or None if none ran there."""
+    path = directory / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"{path} is not valid JSON ({exc}); delete it if no localnet runs there") from None
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    _write_private(directory / STATE_FILE, json.dumps(state, indent=1))
+
+
+def running_processes(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The processes of ``state`` (the supervisor among them) that still run."""
+    if not state:
+        return []
+    records = [state.get("supervisor") or {}] + list(state.get("processes", []))
+    return [r for r in records if is_running(r.get("pid"), r.get("start_time"))]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- up -------------------------------------------------------------------------------------
+
+# The demo's pace, with the defaults of `dojo localnet up` (block time 1 s): weights every
+# 20 blocks, never faster than 10; a heartbeat every 2 s; a round every 5 s.
+EPOCH_BLOCKS = 20
+WEIGHTS_RATE_LIMIT = 10
+HEARTBEAT_INTERVAL = 2.0
+SCORING_INTERVAL = 5.0
+# Long enough that tasks whose deadline passed while the network was down are still
+# collected when it is up again.
+COLLECTION_GRACE = 3600.0
+WORKER_THINK = (0.5, 3.0)
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    """What ``dojo localnet up`` was asked for."""
+
+    directory: Path
+    miners: int = 3
+    workers_per_miner: int = 3
+    worker_mix: str = "honest:2,random:1"
+    deadline: float = 60.0
+    task_interval: float = 10.0
+    block_time: float = 1.0
+    duration: float | None = None
+    debug: bool = False
+
+
+class LocalNetRunning(RuntimeError):
+    """An ``up`` in a directory whose local network still runs."""
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Hold ``DIR/localnet.lock`` for the whole run: a second ``up`` in the same directory
+    finds it taken. The descriptor is not inherited by the processes started."""
+    fh = (directory / LOCK_FILE).open("a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LocalNetRunning(_running_message(directory)) from None
+        yield
     finally:
+        fh.close()
+
+
+def _running_message(directory: Path) -> str:
+    return f"a localnet is already running in {directory}; stop it with `dojo localnet down --dir {directory}`"
+
+
+def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet:
+    ports = {p["name"]: p["port"] for p in (previous or {}).get("processes", []) if p.get("port")}
+    return LocalNet(
+        settings.directory,
+        miners=settings.miners,
+        block_time=settings.block_time,
+        epoch_length=EPOCH_BLOCKS,
+        weights_rate_limit=WEIGHTS_RATE_LIMIT,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        debug=settings.debug,
+        platform=True,
+        synthetic=True,
+        worker_mix=team_mixes(settings.worker_mix, settings.miners, settings.workers_per_miner),
+        task_deadline=settings.deadline,
+        task_interval=settings.task_interval,
+        scoring_interval=SCORING_INTERVAL,
+        collection_grace=COLLECTION_GRACE,
+        # One place more than the simulated team: room for a person with the invite link.
+        task_max_results=settings.workers_per_miner + 1,
+        worker_think=WORKER_THINK,
+        preferred_ports=ports,
+    )
+
+
+def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any) -> dict[str, Any]:
+    """What ``status`` and ``down`` need from another terminal."""
+    names = [n.name for n in net.neurons]
+    return {
+        "version": 1,
+        "directory": str(net.directory),
+        "netuid": net.netuid,
+        "supervisor": {"pid": os.getpid(), "start_time": process_start(os.getpid())},
+        "started_at": started_at,
+        "stopped_at": None,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "platform_url": net.platform_url if "platform" in names else None,
+        "synthetic_url": net.synthetic_url if "synthetic" in names else None,
+        "invite_url": None,
+        "invite_for": None,
+        "validator": {"name": net.validator.name, "uid": net.validator.uid, "hotkey": net.validator.hotkey},
+        "miners": [
+            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i))}
+            for i, n in enumerate((n for n in net.neurons if n.role == "miner"), start=1)
+        ],
+        "processes": [
+            {
+                "name": n.name,
+                "role": n.role,
+                "uid": n.uid,
+                "port": n.port or None,
+                "pid": n.process.pid if n.process else None,
+                "pgid": n.process.pid if n.process else None,  # each is its own session's leader
+                "start_time": n.start_time,
+                "exit_code": n.process.returncode if n.process else None,
+                "log": str(n.log_path),
+            }
+            for n in sorted(net.neurons, key=lambda n: START_ORDER.index(n.role))
+        ],
+        **extra,
+    }
+
+
+def run_localnet(settings: UpSettings, out: TextIO | None = None) -> int:
+    """``dojo localnet up``: prepare, start everything, show it until asked to stop, stop
+    everything in order. Returns the exit status: 0 when every process ran until stopped."""
+    out = out or sys.stdout
+    directory = settings.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "logs").mkdir(exist_ok=True)
+    try:
+        with _exclusive(directory):
+            previous = read_state(directory)
+            if running_processes(previous):
+                raise LocalNetRunning(_running_message(directory))
+            return _run(settings, previous, out)
+    except LocalNetRunning as exc:
+        print(f"dojo localnet up: {exc}", file=sys.stderr)
+        return 1
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> int:
+    from dojo.localnet_view import show
+
+    directory = settings.directory
+    net = build_net(settings, previous)
+    net.prepare()
+    chain = LocalChain(net.chain_dir, net.netuid)
+    if not math.isclose(chain.block_time, settings.block_time):
+        print(f"note: the chain in {directory} keeps the block time it was made with, {chain.block_time:g}s",
+              file=out, flush=True)
+    resumed = previous is not None
+    started_at = _now()
+    extra: dict[str, Any] = {}
+
+    def record(**changes: Any) -> None:
+        extra.update(changes)
+        write_state(directory, state_of(net, settings, started_at, **extra))
+
+    previous_handlers = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failed: str | None = None
+    try:
+        record()
+        print(f"{'resuming' if resumed else 'starting'} the localnet in {directory} "
+              f"({settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
+        for role in ("platform", "synthetic", "miner"):
+            net.start(roles=(role,))
+            record()
+        net.wait_for_axons()
+        for role in ("validator", "workers"):
+            net.start(roles=(role,))
+            record()
+        first_miner = next(n.name for n in net.neurons if n.role == "miner")
+        try:
+            invite = net.invite(first_miner)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            logger.warning("no invite link: {}", exc)
+            invite = None
+        record(invite_url=invite, invite_for=first_miner)
+        _introduce(net, settings, invite, first_miner, out)
+        failed = show(net, settings, lambda: state_of(net, settings, started_at, **extra), out)
+    except KeyboardInterrupt:
+        pass
+    except (RuntimeError, TimeoutError) as exc:
+        failed = str(exc)
+        print(f"dojo localnet up: {exc}", file=sys.stderr, flush=True)
+    finally:
+        # Nothing interrupts the stopping itself: a second Ctrl-C would leave processes behind.
+        for sig in previous_handlers:
+            signal.signal(sig, signal.SIG_IGN)
+        print("stopping: workers, validator, miners, synthetic API, platform …", file=out, flush=True)
         codes = net.stop()
-        print(f"stopped: {codes}")
-    ok = reported is not None and set(reported) == expected and all(c == 0 for c in codes.values())
-    return 0 if ok else 1
+        record(stopped_at=_now())
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+    summary = ", ".join(f"{name} {code}" for name, code in codes.items())
+    print(f"stopped ({summary}); everything is kept in {directory}: "
+          f"`dojo localnet up --dir {directory}` resumes", file=out, flush=True)
+    # uvicorn (the platform, the synthetic API) re-raises the SIGTERM it handled.
+    clean = all(code == 0 or (code == -signal.SIGTERM and name in ("platform", "synthetic"))
+                for name, code in codes.items())
+    return 0 if failed is None and clean else 1
+
+
+def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: str, out: TextIO) -> None:
+    d = settings.directory
+    lines = [
+        f"worker platform: {net.platform_url}",
+        f"invite link:     {invite}  (join {miner}'s team and rank tasks beside the simulated workers)"
+        if invite else "invite link:     none (see the log above)",
+        f"synthetic API:   {net.synthetic_url}",
+        f"first weights after the first deadline ({settings.deadline:g}s) and its round; "
+        f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",
+    ]
+    print("\n".join(lines), file=out, flush=True)
+
+
+# --- down -----------------------------------------------------------------------------------
+
+
+def stop_recorded(
+    directory: Path, timeout: float = 30.0, say: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    """``dojo localnet down``: ask the running ``up`` to stop everything in order; then
+    SIGTERM, role by role in :data:`STOP_ORDER`, whatever recorded process still runs
+    (an ``up`` that was killed leaves its processes behind), and SIGKILL what remains after
+    ``timeout``. Only a process whose pid and start time are both the recorded ones is
+    signalled. Removes nothing, so ``up`` resumes. Returns the records it found running."""
+    state = read_state(directory)
+    if state is None:
+        raise FileNotFoundError(f"no localnet in {directory} ({STATE_FILE} is missing)")
+    found = running_processes(state)
+    supervisor = state.get("supervisor") or {}
+    if is_running(supervisor.get("pid"), supervisor.get("start_time")):
+        say(f"asking dojo localnet up (pid {supervisor['pid']}) to stop its processes")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor["pid"], signal.SIGTERM)
+        _wait_gone([supervisor], 2 * timeout + 30)
+    order = {role: i for i, role in enumerate(STOP_ORDER)}
+    records = sorted(state.get("processes", []), key=lambda r: order.get(r.get("role"), len(order)))
+    for role in STOP_ORDER:
+        group = [r for r in records if r.get("role") == role and _running(r)]
+        for r in group:
+            say(f"stopping {r['name']} (pid {r['pid']})")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(r["pid"], signal.SIGTERM)
+        for r in _wait_gone(group, timeout):
+            say(f"{r['name']} (pid {r['pid']}) did not stop within {timeout:g}s; killing it")
+            _kill_group(r)
+    _wait_gone(records, 10.0)
+    return found
+
+
+def _running(record: dict[str, Any]) -> bool:
+    return is_running(record.get("pid"), record.get("start_time"))
+
+
+def _wait_gone(records: Sequence[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    """Wait until none of ``records`` runs; the ones still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    left = [r for r in records if _running(r)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [r for r in left if _running(r)]
+    return left
+
+
+def _kill_group(record: dict[str, Any]) -> None:
+    """SIGKILL the process and its group (what it started), checked to be ours first."""
+    pid, pgid = record["pid"], record.get("pgid")
+    with contextlib.suppress(ProcessLookupError):
+        if pgid and _running(record) and os.getpgid(pid) == pgid:
+            os.killpg(pgid, signal.SIGKILL)
+        elif _running(record):
+            os.kill(pid, signal.SIGKILL)
