@@ -515,23 +515,23 @@ class LocalNet:
         raise TimeoutError(f"active set is {self.active_set()} after {timeout:g}s, expected {sorted(expected)}")
 
     def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
-        """SIGTERM every process, one role after the other in :data:`STOP_ORDER` (workers,
-        validator, miners, synthetic API, platform), waiting for each role before the next;
-        SIGKILL what does not stop within ``timeout``; returns the exit codes."""
+        """SIGTERM every process, one at a time in :data:`STOP_ORDER` (workers, validator,
+        miners, synthetic API, platform), each waited for before the next; SIGKILL what does
+        not stop within ``timeout``; returns the exit codes."""
+        order = {role: i for i, role in enumerate(STOP_ORDER)}
         codes: dict[str, int | None] = {}
-        for role in STOP_ORDER:
-            group = [n for n in self.neurons if n.role == role and n.process is not None]
-            for neuron in group:
-                if neuron.process.poll() is None:
-                    neuron.process.send_signal(signal.SIGTERM)
-            for neuron in group:
-                try:
-                    codes[neuron.name] = neuron.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    logger.warning("{} did not stop within {}s; killing it", neuron.name, timeout)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(neuron.process.pid, signal.SIGKILL)
-                    codes[neuron.name] = neuron.process.wait()
+        for neuron in sorted(self.neurons, key=lambda n: order.get(n.role, len(order))):
+            if neuron.process is None:
+                continue
+            if neuron.process.poll() is None:
+                neuron.process.send_signal(signal.SIGTERM)
+            try:
+                codes[neuron.name] = neuron.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("{} did not stop within {}s; killing it", neuron.name, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(neuron.process.pid, signal.SIGKILL)
+                codes[neuron.name] = neuron.process.wait()
         return codes
 
 
@@ -694,7 +694,7 @@ def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any)
                 "pid": n.process.pid if n.process else None,
                 "pgid": n.process.pid if n.process else None,  # each is its own session's leader
                 "start_time": n.start_time,
-                "exit_code": n.process.returncode if n.process else None,
+                "exit_code": n.process.poll() if n.process else None,
                 "log": str(n.log_path),
             }
             for n in sorted(net.neurons, key=lambda n: START_ORDER.index(n.role))
@@ -716,7 +716,7 @@ def run_localnet(settings: UpSettings, out: TextIO | None = None) -> int:
             if running_processes(previous):
                 raise LocalNetRunning(_running_message(directory))
             return _run(settings, previous, out)
-    except LocalNetRunning as exc:
+    except (LocalNetRunning, RuntimeError) as exc:  # RuntimeError: an unreadable localnet.json
         print(f"dojo localnet up: {exc}", file=sys.stderr)
         return 1
 
@@ -782,10 +782,14 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
     summary = ", ".join(f"{name} {code}" for name, code in codes.items())
     print(f"stopped ({summary}); everything is kept in {directory}: "
           f"`dojo localnet up --dir {directory}` resumes", file=out, flush=True)
-    # uvicorn (the platform, the synthetic API) re-raises the SIGTERM it handled.
-    clean = all(code == 0 or (code == -signal.SIGTERM and name in ("platform", "synthetic"))
-                for name, code in codes.items())
+    clean = all(code is not None and clean_exit(net.process(name).role, code) for name, code in codes.items())
     return 0 if failed is None and clean else 1
+
+
+def clean_exit(role: str, code: int) -> bool:
+    """Whether a process of ``role`` that was asked to stop stopped cleanly: uvicorn (the
+    platform, the synthetic API) re-raises the SIGTERM it handled."""
+    return code == 0 or (code == -signal.SIGTERM and role in ("platform", "synthetic"))
 
 
 def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: str, out: TextIO) -> None:
@@ -793,7 +797,7 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
     lines = [
         f"worker platform: {net.platform_url}",
         f"invite link:     {invite}  (join {miner}'s team and rank tasks beside the simulated workers)"
-        if invite else "invite link:     none (see the log above)",
+        if invite else f"invite link:     none; see {d / 'logs' / 'localnet.log'}",
         f"synthetic API:   {net.synthetic_url}",
         f"first weights after the first deadline ({settings.deadline:g}s) and its round; "
         f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",

@@ -34,6 +34,8 @@ class BaseNeuron:
     """Subclasses add routes in :meth:`setup` and long-running loops in :meth:`loops`."""
 
     neuron_type = "neuron"
+    # Seconds the loops get to finish their step in flight after SIGINT/SIGTERM.
+    stop_grace = 10.0
 
     def __init__(self, config: NeuronConfig, chain: Chain | None = None, *, block_poll_interval: float = 1.0):
         self.config = config
@@ -151,7 +153,10 @@ class BaseNeuron:
         tasks = [asyncio.create_task(self._epoch_loop())] + [asyncio.create_task(fn()) for fn in self.loops()]
         await self.stop_event.wait()
         logger.info("stopping {} uid {}", self.neuron_type, self.uid)
-        for task in tasks:
+        # Each loop ends at its next wait on stop_event; a step in flight (a fan-out whose
+        # answers are still to be recorded) gets a moment to finish before it is cancelled.
+        _, unfinished = await asyncio.wait(tasks, timeout=self.stop_grace)
+        for task in unfinished:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.server.stop()

@@ -1,25 +1,158 @@
-"""``dojo localnet up``: a local chain, miners and a validator on this machine."""
+"""``dojo localnet``: a whole subnet on this machine (see :mod:`dojo.localnet`).
+
+- ``dojo localnet up [--dir .localnet] [--miners 3] [--workers-per-miner 3]
+  [--worker-mix honest:2,random:1] [--deadline 60] [--task-interval 10] [--block-time 1]
+  [--duration S] [--debug]`` — a local chain, a worker platform, the synthetic API, a
+  validator, the miners and a team of simulated workers per miner, until Ctrl-C; a live
+  view on a terminal, one line per event otherwise. Run again in the same directory, it
+  resumes.
+- ``dojo localnet status [--dir .localnet] [--json]`` — the processes and what the
+  validator has done, from another terminal.
+- ``dojo localnet down [--dir .localnet]`` — stop every process ``up`` started, in order.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
+DEFAULT_DIR = ".localnet"
 
-def _up(args: argparse.Namespace) -> int:
-    from dojo.localnet import run_localnet
-    from template.log import setup_logging
 
-    setup_logging(debug=args.debug, neuron="localnet")
-    return run_localnet(Path(args.dir).resolve(), args.miners, args.duration, args.debug)
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("localnet", help="run a whole subnet on this machine")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    up = commands.add_parser("up", help="start a local chain, miners and a validator until Ctrl-C")
-    up.add_argument("--dir", default=".localnet", help="directory for the chain, wallets and logs (default .localnet)")
-    up.add_argument("--miners", type=int, default=2, help="number of miners (default 2)")
-    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    up.add_argument("--debug", action="store_true", help="debug logging in every neuron")
+
+    up = commands.add_parser(
+        "up",
+        help="start a local chain, a worker platform, the synthetic API, a validator, miners and workers",
+        description="Run a whole Dojo subnet on this machine until Ctrl-C (or --duration): tasks generated, "
+        "ranked by simulated workers, scored, weights set. A second run in the same --dir resumes.",
+    )
+    _add_dir(up)
+    up.add_argument("--miners", type=_count, default=3, help="number of miners (default 3)")
+    up.add_argument("--workers-per-miner", dest="workers_per_miner", type=_count, default=3,
+                    help="simulated workers in each miner's team (default 3)")
+    up.add_argument(
+        "--worker-mix", dest="worker_mix", default="honest:2,random:1",
+        help="how the miners' teams behave, as shares of the miners in order: honest:2,random:1 (the default) "
+        "gives two of every three miners an honest team and the last a random one; behaviours: honest(noise), "
+        "random, constant, reverse, lazy(participation,noise)",
+    )
+    up.add_argument("--deadline", type=_positive, default=60.0,
+                    help="seconds workers have for a task before the validator collects it (default 60)")
+    up.add_argument("--task-interval", dest="task_interval", type=_positive, default=10.0,
+                    help="seconds between new tasks (default 10)")
+    up.add_argument("--block-time", dest="block_time", type=_positive, default=1.0,
+                    help="seconds per block of a new local chain (default 1); an existing chain keeps its own")
+    up.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds, counted once everything has started")
+    up.add_argument("--debug", action="store_true", help="debug logging in every process")
     up.set_defaults(handler=_up)
+
+    status = commands.add_parser("status", help="the processes and what the validator has done")
+    _add_dir(status)
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(handler=_status)
+
+    down = commands.add_parser("down", help="stop every process `dojo localnet up` started, in order")
+    _add_dir(down)
+    down.add_argument("--timeout", type=_positive, default=30.0,
+                      help="seconds each process has to stop before it is killed (default 30)")
+    down.set_defaults(handler=_down)
+
+
+def _add_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", default=DEFAULT_DIR,
+                        help=f"directory for the chain, wallets, databases and logs (default {DEFAULT_DIR})")
+
+
+def _up(args: argparse.Namespace) -> int:
+    from loguru import logger
+
+    from dojo.localnet import UpSettings, run_localnet, team_mixes
+    from dojo.workers import WorkerSpecError
+    from template.log import FORMAT, setup_logging
+
+    directory = Path(args.dir).resolve()
+    try:
+        team_mixes(args.worker_mix, args.miners, args.workers_per_miner)
+    except (WorkerSpecError, ValueError) as exc:
+        print(f"dojo localnet up: --worker-mix: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(debug=args.debug, neuron="localnet")
+    if sys.stdout.isatty():
+        logger.remove()  # the live view owns the terminal; this process's own log goes to its file
+    (directory / "logs").mkdir(parents=True, exist_ok=True)
+    logger.add(directory / "logs" / "localnet.log", level="DEBUG" if args.debug else "INFO", format=FORMAT,
+               backtrace=False, diagnose=False)
+    settings = UpSettings(
+        directory=directory,
+        miners=args.miners,
+        workers_per_miner=args.workers_per_miner,
+        worker_mix=args.worker_mix,
+        deadline=args.deadline,
+        task_interval=args.task_interval,
+        block_time=args.block_time,
+        duration=args.duration,
+        debug=args.debug,
+    )
+    return run_localnet(settings)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dojo.localnet_view import render, status
+
+    directory = Path(args.dir).resolve()
+    try:
+        snapshot = status(directory)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"dojo localnet status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(snapshot, indent=2))
+        return 0
+    from rich.console import Console
+
+    Console().print(render(snapshot))
+    if not snapshot["running"]:
+        print(f"not running; `dojo localnet up --dir {args.dir}` resumes")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from dojo.localnet import stop_recorded
+
+    directory = Path(args.dir).resolve()
+    try:
+        found = stop_recorded(directory, timeout=args.timeout)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"dojo localnet down: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"nothing was running in {directory}")
+    else:
+        print(f"stopped {len(found)} processes; everything is kept in {directory}: "
+              f"`dojo localnet up --dir {args.dir}` resumes")
+    return 0

@@ -1,0 +1,451 @@
+"""What a local network is doing, read and shown: the status of ``dojo localnet status``
+and the live view of ``dojo localnet up``.
+
+A *snapshot* is one dict, the shape ``dojo localnet status --json`` prints: the processes
+(pid, alive), per miner tasks received, answered and scored, latest and moving score and
+weight on chain, the counts of tasks sent, results collected, rounds scored and weights
+set, the next deadline and the last weights. :class:`StatusReader` makes one from
+``DIR/localnet.json`` (:func:`dojo.localnet.state_of`), the validator's database (read
+through :meth:`dojo.validator.store.TaskStore.status`) and the local chain.
+
+On a terminal, :func:`show` keeps a rich ``Live`` table of the latest snapshot, read in a
+thread every second so a busy database never freezes the view; otherwise it prints one
+plain line per event, found by comparing consecutive snapshots (:func:`events`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from dojo.localnet import LocalNet, UpSettings
+
+READ_INTERVAL = 1.0
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class StatusReader:
+    """Reads snapshots of the local network in ``directory``; keeps the database open
+    between reads. The validator's database is opened once it exists (the validator makes
+    it), never created here."""
+
+    def __init__(self, directory: Path, netuid: int = 1):
+        self.directory = directory
+        self.netuid = netuid
+        self.validator_db = directory / "data" / "validator" / "validator.sqlite"
+        self._store: Any = None
+        self._chain: Any = None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def read(self, state: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+        """The snapshot for ``state`` (the ``localnet.json`` shape) as things are now."""
+        from dojo.localnet import is_running
+
+        now = now or datetime.now(timezone.utc)
+        processes = [
+            {
+                "name": p["name"],
+                "role": p["role"],
+                "pid": p.get("pid"),
+                "alive": is_running(p.get("pid"), p.get("start_time")),
+                "exit_code": p.get("exit_code"),
+                "port": p.get("port"),
+                "log": p.get("log"),
+            }
+            for p in state.get("processes", [])
+        ]
+        supervisor = state.get("supervisor") or {}
+        status, weights_set, next_deadline = self._validator(now)
+        block, chain_weights = self._chain_weights(state["validator"]["uid"])
+        by_uid = {m["uid"]: m for m in state.get("miners", [])}
+        total = sum(chain_weights.values())
+        shares = {uid: w / total for uid, w in chain_weights.items()} if total else {}
+        per_hotkey = status["miners"] if status else {}
+        miners = []
+        for m in state.get("miners", []):
+            row = per_hotkey.get(m["hotkey"], {})
+            miners.append({
+                "name": m["name"],
+                "uid": m["uid"],
+                "hotkey": m["hotkey"],
+                "team": m.get("team"),
+                "received": row.get("accepted", 0),
+                "answered": row.get("answered", 0),
+                "scored": row.get("scored", 0),
+                "latest_score": row.get("latest_score"),
+                "moving_score": row.get("moving_score"),
+                "weight": shares.get(m["uid"], 0.0),
+            })
+        tasks = status["tasks"] if status else {}
+        last = status["last_weights"] if status else None
+        return {
+            "time": _iso(now),
+            "directory": state.get("directory"),
+            "running": is_running(supervisor.get("pid"), supervisor.get("start_time")),
+            "started_at": state.get("started_at"),
+            "stopped_at": state.get("stopped_at"),
+            "block": block,
+            "platform_url": state.get("platform_url"),
+            "synthetic_url": state.get("synthetic_url"),
+            "invite_url": state.get("invite_url"),
+            "invite_for": state.get("invite_for"),
+            "processes": processes,
+            "tasks_sent": int(tasks.get("total", 0)) - int(tasks.get("unsent", 0)),
+            "assignments_sent": status["assignments_sent"] if status else 0,
+            "results_collected": status["results_collected"] if status else 0,
+            "rounds_scored": status["rounds_scored"] if status else 0,
+            "weights_set": weights_set,
+            "tasks": tasks,
+            "next_deadline": next_deadline,
+            "last_round": status["last_round"] if status else None,
+            "last_weights": None if last is None else {"block": last["block"], "at": last["attempted_at"]},
+            "validator": state["validator"],
+            "miners": miners,
+            "weights": {by_uid[uid]["hotkey"] if uid in by_uid else str(uid): w for uid, w in shares.items()},
+            "settings": state.get("settings", {}),
+        }
+
+    def _validator(self, now: datetime) -> tuple[dict[str, Any] | None, int, str | None]:
+        if self._store is None:
+            if not self.validator_db.is_file():
+                return None, 0, None
+            self._store = _read_only_store(self.validator_db)
+        from sqlalchemy import func, select
+        from sqlalchemy.orm import Session
+
+        from dojo.validator.models import Task, TaskStatus, WeightSet
+
+        status = self._store.status(now)
+        with Session(self._store.engine) as db:
+            weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
+            deadline = db.scalar(
+                select(func.min(Task.expire_at)).where(
+                    Task.status.in_([TaskStatus.SENDING, TaskStatus.WAITING]), Task.expire_at > now
+                )
+            )
+        return status, int(weights_set or 0), None if deadline is None else _iso(deadline, "milliseconds")
+
+    def _chain_weights(self, validator_uid: int) -> tuple[int | None, dict[int, int]]:
+        from template.chain.base import ChainUnavailable
+        from template.chain.local import LocalChain
+
+        try:
+            if self._chain is None:
+                self._chain = LocalChain(self.directory / "chain", self.netuid)
+            return self._chain.block(), self._chain.weights_of(validator_uid)
+        except ChainUnavailable:
+            return None, {}
+
+
+def _read_only_store(path: Path) -> Any:
+    """A :class:`~dojo.validator.store.TaskStore` whose reads go over a read-only SQLite
+    connection: it never migrates the validator's database (that is the validator's job,
+    at its own start), never writes, and takes no write lock from the running validator.
+
+    It sets up what ``TaskStore.status`` uses (``engine``, ``_sessions``) instead of
+    calling ``TaskStore.__init__``, which migrates; the view's tests read through it."""
+    import sqlite3
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.pool import NullPool
+
+    from commons.storage import database_url
+    from dojo.validator.store import TaskStore
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
+        connection.execute("PRAGMA query_only=ON")
+        return connection
+
+    store = TaskStore.__new__(TaskStore)
+    store.url = database_url(path)
+    store.engine = create_engine("sqlite://", creator=connect, poolclass=NullPool)
+    store._sessions = sessionmaker(store.engine, expire_on_commit=False)
+    return store
+
+
+def status(directory: Path) -> dict[str, Any]:
+    """The snapshot of the local network in ``directory`` (``dojo localnet status``)."""
+    from dojo.localnet import STATE_FILE, read_state
+
+    state = read_state(directory)
+    if state is None:
+        raise FileNotFoundError(
+            f"no localnet in {directory} ({STATE_FILE} is missing); start one with `dojo localnet up --dir {directory}`"
+        )
+    reader = StatusReader(directory, state.get("netuid", 1))
+    try:
+        return reader.read(state)
+    finally:
+        reader.close()
+
+
+class Poller:
+    """Reads a snapshot every ``interval`` seconds in a thread; :attr:`latest` is the last good one."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]], interval: float = READ_INTERVAL):
+        self._read = read
+        self._interval = interval
+        self._stop = threading.Event()
+        self.latest: dict[str, Any] | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="localnet-status", daemon=True)
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.latest = self._read()
+                self.error = None
+            except Exception as exc:  # a locked or half-made database: keep the last view, say why
+                self.error = f"{type(exc).__name__}: {exc}"
+                logger.warning("reading the localnet's status failed: {}", self.error)
+            self._stop.wait(self._interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """What happened between two snapshots, one line each (without the time)."""
+    if before is None:
+        if not (after["tasks_sent"] or after["results_collected"] or after["rounds_scored"] or after["weights_set"]):
+            return []
+        return [
+            f"so far: {after['tasks_sent']} tasks sent, {after['results_collected']} results collected, "
+            f"{after['rounds_scored']} rounds scored, {after['weights_set']} weight sets"
+        ]
+    lines: list[str] = []
+    tasks = after["tasks_sent"] - before["tasks_sent"]
+    if tasks > 0:
+        assignments = after["assignments_sent"] - before["assignments_sent"]
+        if tasks == 1:
+            lines.append(f"task sent to {assignments} miners ({after['tasks_sent']} in all)")
+        else:
+            lines.append(f"{tasks} tasks sent ({assignments} assignments, {after['tasks_sent']} in all)")
+    results = after["results_collected"] - before["results_collected"]
+    if results > 0:
+        lines.append(f"results collected: {results} ({after['results_collected']} in all)")
+    if after["rounds_scored"] > before["rounds_scored"]:
+        last = after.get("last_round") or {}
+        scores = ", ".join(
+            f"{m['name']} {_score(m['latest_score'])}" for m in after["miners"] if m["latest_score"] is not None
+        )
+        agreement = last.get("mean_task_agreement")
+        lines.append(
+            f"round {last.get('round_id', after['rounds_scored'])} scored: {_plural(last.get('tasks'), 'task')}, "
+            f"{_plural(last.get('miners'), 'miner')}, mean agreement {_score(agreement)}; scores {scores or '-'}"
+        )
+    if after["weights_set"] > before["weights_set"]:
+        block = (after.get("last_weights") or {}).get("block")
+        shares = ", ".join(f"{m['name']} {m['weight']:.3f}" for m in after["miners"])
+        lines.append(f"weights set at block {block}: {shares}")
+    was_alive = {p["name"]: p["alive"] for p in before["processes"]}
+    for p in after["processes"]:
+        if was_alive.get(p["name"]) and not p["alive"]:
+            code = "" if p.get("exit_code") is None else f" with code {p['exit_code']}"
+            lines.append(f"process {p['name']} (pid {p['pid']}) exited{code}; see {p['log']}")
+    return lines
+
+
+def _plural(n: int | None, word: str) -> str:
+    return f"{n if n is not None else '?'} {word}{'' if n == 1 else 's'}"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _iso(value: datetime, timespec: str = "seconds") -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if not value else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _seconds(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# --- the live view ----------------------------------------------------------------------------
+
+
+def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str | None = None) -> RenderableType:
+    """The status view of one snapshot: a header with the URLs, a row per miner, what the
+    validator did, the processes."""
+    from rich.columns import Columns
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    from dojo.localnet import clean_exit
+
+    if snap is None:
+        return Text("reading the localnet's status …", style="dim")
+    now = now or datetime.now(timezone.utc)
+    directory = snap.get("directory") or ""
+
+    links = Table.grid(padding=(0, 2))
+    links.add_column(style="bold")
+    links.add_column(overflow="fold")
+    if snap.get("platform_url"):
+        links.add_row("worker platform", Text(snap["platform_url"], style="cyan"))
+    if snap.get("invite_url"):
+        links.add_row("invite link", Text(snap["invite_url"], style="cyan"))
+        links.add_row("", Text(f"one use: join {snap.get('invite_for')}'s team and rank tasks in the browser",
+                               style="dim"))
+    if snap.get("synthetic_url"):
+        links.add_row("synthetic API", Text(snap["synthetic_url"], style="cyan"))
+    started = _parse(snap.get("started_at"))
+    title = Text.assemble(
+        ("Dojo localnet", "bold magenta"),
+        f"  {directory}",
+        f"  block {snap['block']}" if snap.get("block") is not None else "",
+        f"  up {_seconds((now - started).total_seconds())}" if started and snap.get("running") else "  stopped",
+    )
+
+    # Fits 80 columns: one space between columns, a bar of at most 10.
+    miners = Table(expand=False, box=None, header_style="bold", pad_edge=False, padding=(0, 1, 0, 0))
+    for name, justify in (("miner", "left"), ("uid", "right"), ("team", "left"), ("received", "right"),
+                          ("answered", "right"), ("scored", "right"), ("latest", "right"),
+                          ("moving", "right"), ("weight", "right"), ("", "left")):
+        miners.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    top = max((m["weight"] for m in snap["miners"]), default=0.0)
+    for m in snap["miners"]:
+        honest = (m.get("team") or "").endswith("honest")
+        bar = "█" * round(10 * m["weight"]) if m["weight"] else ""
+        miners.add_row(
+            m["name"], str(m["uid"]), Text(m.get("team") or "-", style="green" if honest else "yellow"),
+            str(m["received"]), str(m["answered"]), str(m["scored"]),
+            _score(m["latest_score"]), _score(m["moving_score"]),
+            Text(f"{m['weight']:.3f}", style="bold" if m["weight"] and m["weight"] == top else ""),
+            Text(bar, style="green" if honest else "yellow"),
+        )
+
+    t = snap.get("tasks") or {}
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row(
+        "tasks",
+        f"{snap['tasks_sent']} sent · {t.get('pending', 0)} with the workers · "
+        f"{t.get('awaiting_collection', 0)} to collect · {t.get('scored', 0)} scored",
+    )
+    facts.add_row("results", f"{snap['results_collected']} collected · {snap['rounds_scored']} rounds scored")
+    deadline = _parse(snap.get("next_deadline"))
+    facts.add_row("next deadline", f"in {_seconds((deadline - now).total_seconds())}" if deadline else "none pending")
+    last = snap.get("last_weights")
+    if last:
+        at = _parse(last.get("at"))
+        ago = f", {_seconds((now - at).total_seconds())} ago" if at else ""
+        facts.add_row("last weights", f"block {last['block']}{ago} · {snap['weights_set']} sets so far")
+    else:
+        deadline_s = (snap.get("settings") or {}).get("deadline")
+        after = f" ({deadline_s:g}s)" if isinstance(deadline_s, (int, float)) else ""
+        facts.add_row("last weights", Text(f"none yet; the first come after the first deadline{after}", style="dim"))
+
+    procs: list[Text] = []
+    for p in snap["processes"]:
+        code = p.get("exit_code")
+        if p["alive"]:
+            procs.append(Text.assemble(("● ", "green"), p["name"]))
+        elif code is not None and clean_exit(p["role"], code):
+            procs.append(Text(f"○ {p['name']}", style="dim"))
+        else:
+            state = "not running" if code is None else f"exited {code}"
+            procs.append(Text(f"✗ {p['name']} ({state})", style="red"))
+    facts.add_row("processes", Columns(procs, padding=(0, 2)))
+
+    footer = Text(f"Ctrl-C stops everything · logs in {directory}/logs", style="dim")
+    parts: list[Any] = [links, Text(""), miners, Text(""), facts, Text(""), footer]
+    if note:
+        parts.append(Text(note, style="red"))
+    return Panel(Group(*parts), title=title, title_align="left", border_style="magenta", expand=False)
+
+
+def show(net: LocalNet, settings: UpSettings, state: Callable[[], dict[str, Any]], out: TextIO) -> str | None:
+    """Show the network until Ctrl-C (KeyboardInterrupt), ``settings.duration`` or every
+    process has exited; returns what went wrong (processes that exited), or None."""
+    reader = StatusReader(net.directory, net.netuid)
+    poller = Poller(lambda: reader.read(state())).start()
+    started = time.monotonic()
+
+    def finished() -> bool:
+        timed_out = settings.duration is not None and time.monotonic() - started >= settings.duration
+        return timed_out or not any(n.alive for n in net.neurons)
+
+    try:
+        if out.isatty():
+            _live(poller, finished, out)
+        else:
+            _plain(poller, finished, out)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        poller.close()
+        reader.close()
+    dead = [n.name for n in net.neurons if n.process is not None and not n.alive]
+    return f"{', '.join(dead)} exited while running; see {net.directory / 'logs'}" if dead else None
+
+
+def _live(poller: Poller, finished: Callable[[], bool], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(file=out)
+    with Live(console=console, refresh_per_second=2, get_renderable=lambda: render(poller.latest, note=poller.error),
+              redirect_stderr=False):
+        while not finished():
+            time.sleep(0.25)
+
+
+def _plain(poller: Poller, finished: Callable[[], bool], out: TextIO) -> None:
+    previous: dict[str, Any] | None = None
+    seen: dict[str, Any] | None = None
+    while not finished():
+        time.sleep(0.25)
+        snap = poller.latest
+        if snap is None or snap is seen:
+            continue
+        seen = snap
+        clock = datetime.now().strftime("%H:%M:%S")
+        for line in events(previous, snap):
+            print(f"{clock} {line}", file=out, flush=True)
+        previous = snap
+    # What the last read saw before the end (a process that exited, say) is still news.
+    if poller.latest is not None and poller.latest is not seen:
+        for line in events(previous, poller.latest):
+            print(f"{datetime.now().strftime('%H:%M:%S')} {line}", file=out, flush=True)
