@@ -10,9 +10,15 @@ Wire format of ``GET /api/synthetic-gen`` (``dojo synthetic serve``)::
     {"success": true,
      "body": {"prompt": "...",
               "responses": [{"model": "...", "cid": "...",
-                             "completion": {"files": [{"filename", "content", "language"}]}}],
+                             "completion": {"files": [{"filename", "content", "language"}],
+                                            "original": [{"filename", "content", "language"}]}}],
               "ground_truth": {"<cid>": 1, ...}},
      "error": null}
+
+``files`` are what miners get (obfuscated); ``original`` (optional, absent = unknown) is the
+same completion before obfuscation, for the validator's dataset export. A validator older
+than this field refuses responses that carry it (``extra="forbid"``): upgrade validators
+before the synthetic API.
 
 and ``GET /health`` → ``{"status": "ok", "backend", "queue_size", "queue_target"}``. The
 service hands out ground truth, so it asks for ``Authorization: Bearer <token>`` whenever
@@ -69,7 +75,12 @@ class _Model(BaseModel):
 
 
 class SyntheticCompletion(_Model):
+    """A completion's files as miners will get them (obfuscated), and optionally the same
+    completion before obfuscation (``original``; absent = unknown), which the validator keeps
+    for the dataset export and never sends to a miner."""
+
     files: list[CodeFile] = Field(min_length=1)
+    original: list[CodeFile] | None = Field(None, min_length=1)
 
 
 class SyntheticResponse(_Model):

@@ -128,6 +128,14 @@ class WandbSettings(_Section):
     entity: str | None = Field(None, description="Weights & Biases entity (team or user)")
 
 
+class ExportSettings(_Section):
+    interval: float = Field(
+        0.0, ge=0, description="seconds between exports of the task database as a dataset (validator); 0 = off"
+    )
+    dir: str | None = Field(None, description="where dataset exports go (validator); default: <data dir>/export")
+    keep: int = Field(3, ge=1, le=1000, description="dated dataset exports kept; older ones are removed (validator)")
+
+
 class NeuronConfig(_Section):
     """Settings common to miners and validators."""
 
@@ -176,6 +184,7 @@ class ValidatorConfig(NeuronConfig):
         None, description="Weights & Biases key", json_schema_extra={"env": "WANDB_API_KEY"}
     )
     wandb: WandbSettings = WandbSettings()
+    export: ExportSettings = ExportSettings()
 
 
 # --- resolution ---------------------------------------------------------------------------

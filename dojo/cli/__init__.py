@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dojo.cli.simulate",
     "dojo.cli.miner",
     "dojo.cli.validator",
+    "dojo.cli.export",
 )
 
 

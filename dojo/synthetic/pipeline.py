@@ -5,7 +5,9 @@ obfuscator → checks → shuffle.
 the original instruction, one completion per deviation level (the original's and each
 variant's), each obfuscated with its own random names and checked (the files that will be
 used are the files checked; a completion that fails is regenerated), shuffled, with fresh
-completion ids, and the ground truth ``{cid: deviation + 1}``.
+completion ids, and the ground truth ``{cid: deviation + 1}``. Each completion also carries
+its files before obfuscation (``SyntheticCompletion.original``), which the validator keeps
+for the dataset export and never sends to miners.
 
 Determinism: task ``i`` of a pipeline seeded ``s`` draws everything from
 ``random.Random(f"{s}:{i}")`` and its children, so the same seed on the same database
@@ -106,7 +108,10 @@ class SyntheticPipeline:
             cid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             responses.append(
                 SyntheticResponse(
-                    model=completions[k].model, completion=SyntheticCompletion(files=obfuscated[k]), cid=cid
+                    model=completions[k].model,
+                    # The files before obfuscation go along for the validator's dataset export.
+                    completion=SyntheticCompletion(files=obfuscated[k], original=list(completions[k].files)),
+                    cid=cid,
                 )
             )
             ground_truth[cid] = levels[k].deviation + 1

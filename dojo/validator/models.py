@@ -84,7 +84,11 @@ class Task(Base):
     task_agreement: Mapped[float | None] = mapped_column(Float)
     consensus_trust: Mapped[float | None] = mapped_column(Float)
 
-    __table_args__ = (Index("ix_tasks_status_expire", "status", "expire_at"),)
+    __table_args__ = (
+        Index("ix_tasks_status_expire", "status", "expire_at"),
+        # The dataset export reads scored tasks in (created_at, task_id) order, a batch at a time.
+        Index("ix_tasks_status_created", "status", "created_at", "task_id"),
+    )
 
 
 class TaskCompletion(Base):
@@ -97,6 +101,10 @@ class TaskCompletion(Base):
     # The protocol's content as sent ({"kind": "code", "files": [...]}).
     content: Mapped[dict[str, Any]]
     ground_truth_rank: Mapped[int | None]
+    # The same content before obfuscation, for the dataset export; NULL = unknown (a task from
+    # before revision 0003, or a synthetic source that does not send it). Never sent to a
+    # miner; deferred, so that loading a completion to send it does not read it.
+    original_content: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), deferred=True)
 
 
 class Assignment(Base):

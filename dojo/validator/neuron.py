@@ -16,6 +16,9 @@ Loops, each independent (a slow or failing one never stalls the others):
   (in a thread), fold it into the moving scores, tell each miner its own score.
 - **weights**: once per epoch (``--neuron.epoch_length`` blocks, and never faster than the
   subnet's weights rate limit), set weights from the moving scores, in a thread.
+- **dataset export** (every ``--export.interval`` s, when set): the scored tasks exported to a
+  new dated folder under ``--export.dir``, ``latest`` pointed at it, logged to wandb as an
+  artifact; in a thread (``docs/dataset.md``).
 
 Everything is in the task database (:mod:`dojo.validator.store`), written before it is
 acted on; ``docs/lifecycle.md`` walks through what a crash at each step leaves behind.
@@ -29,6 +32,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -80,6 +84,7 @@ FEEDBACK_TIMEOUT_FACTOR = 3.0
 COLLECT_BASE_DELAY = 5.0
 COLLECT_MAX_DELAY = 300.0
 WEIGHT_ATTEMPTS = 3
+EXPORT_FIRST_DELAY = 60.0  # seconds from start to the first dataset export, when there is none yet
 
 _SEND_STATUS = {
     Status.OK: SendStatus.ACCEPTED,
@@ -121,8 +126,11 @@ class ValidatorNeuron(BaseNeuron):
         return HeartbeatReply(hotkey=self.hotkey)
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
-        return [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop,
-                self._score_delivery_loop, self._weights_loop]
+        loops = [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop,
+                 self._score_delivery_loop, self._weights_loop]
+        if self.config.export.interval > 0:
+            loops.append(self._export_loop)
+        return loops
 
     async def _every(self, seconds: float, what: str, step: Callable[[], Awaitable[Any]], first: float = 0.0) -> None:
         """Run ``step`` every ``seconds`` until stopped; a failing step is logged, the next runs."""
@@ -239,6 +247,9 @@ class ValidatorNeuron(BaseNeuron):
                 model=r.model,
                 content={"kind": "code", "files": [f.model_dump() for f in r.completion.files]},
                 ground_truth_rank=synthetic.ground_truth.get(r.cid),
+                original_content=None
+                if r.completion.original is None
+                else {"kind": "code", "files": [f.model_dump() for f in r.completion.original]},
             )
             for r in synthetic.responses
         )
@@ -511,6 +522,39 @@ class ValidatorNeuron(BaseNeuron):
         else:
             logger.warning("weights not set at block {}: {}", block, detail)
         return outcome == "set"
+
+    # --- dataset export -------------------------------------------------------------------
+
+    @property
+    def export_dir(self) -> Path:
+        setting = self.config.export.dir
+        return Path(setting).expanduser() if setting else self.config.data_dir / "export"
+
+    async def _export_loop(self) -> None:
+        interval = self.config.export.interval
+        # Due an interval after the export `latest` names, so that restarts do not export
+        # every time; the first ever waits a little, past the start-up.
+        from dojo.export import latest_export
+
+        last = await asyncio.to_thread(latest_export, self.export_dir)
+        first = min(interval, EXPORT_FIRST_DELAY) if last is None else \
+            max(0.0, interval - (utcnow() - last[1]).total_seconds())
+        await self._every(interval, "dataset export", self.export_dataset, first=first)
+
+    async def export_dataset(self) -> Path:
+        """Export the task database to a new dated folder, point ``latest`` at it (in a
+        thread: it reads the whole database), and log it to wandb; returns the folder."""
+        from dojo.export import export_to_dated_folder
+
+        summary = await asyncio.to_thread(export_to_dated_folder, self.store.url, self.export_dir,
+                                          keep=self.config.export.keep)
+        logger.info("dataset exported to {}: {} tasks, {} preference pairs, in {:.1f}s", summary.out, summary.tasks,
+                    summary.preferences, summary.seconds)
+        self.wandb.log_artifact(summary.out, "dojo-dataset", {
+            "tasks": summary.tasks, "preferences": summary.preferences, "exported_at": summary.exported_at_iso,
+            "format": summary.format, "min_agreement": summary.min_agreement,
+        })
+        return summary.out
 
     async def shutdown(self) -> None:
         await self.client.close()

@@ -55,8 +55,10 @@ DB_FILE = "validator.sqlite"
 class NewCompletion:
     completion_id: str
     model: str
-    content: dict[str, Any]
+    content: dict[str, Any]  # as miners get it (obfuscated)
     ground_truth_rank: int | None
+    # The content before obfuscation, kept for the dataset export only; None = unknown.
+    original_content: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ class TaskStore:
                         model=c.model,
                         content=c.content,
                         ground_truth_rank=c.ground_truth_rank,
+                        original_content=c.original_content,
                     )
                 )
             rows = []

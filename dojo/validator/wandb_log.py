@@ -2,8 +2,9 @@
 
 After each scoring round the validator calls :meth:`RoundLogger.log_round` (the round's metrics,
 e.g. task counts and mean agreement, plus every miner's score, logged as a histogram with its
-mean, median, min and max); after each weight-setting attempt, :meth:`RoundLogger.log_weights`.
-Both only put an event on a bounded queue and return; a single daemon thread imports wandb,
+mean, median, min and max); after each weight-setting attempt, :meth:`RoundLogger.log_weights`;
+after each scheduled dataset export, :meth:`RoundLogger.log_artifact` (the export's folder as
+a ``dataset`` artifact). Each only puts an event on a bounded queue and return; a single daemon thread imports wandb,
 starts the run and logs the events, so a slow, hanging or failing wandb never holds up or stops
 the validator. The first wandb error is logged once and turns the logger off.
 
@@ -95,6 +96,14 @@ class RoundLogger:
     ) -> None:
         self._put(("weights", block, list(uids), list(weights), outcome))
 
+    def log_artifact(self, path: str | Path, name: str, metadata: Mapping[str, Any] | None = None) -> None:
+        """Log the folder ``path`` as a dataset artifact ``name`` (alias ``latest``).
+
+        The files are referenced where they are, not copied (``policy="immutable"``): they must
+        not change, and an offline run needs them still there when it is synced.
+        """
+        self._put(("artifact", str(path), name, dict(metadata or {})))
+
     def close(self, timeout: float = 10.0) -> None:
         """Log what is queued and finish the run, waiting at most ``timeout`` seconds; never raises."""
         with self._lock:
@@ -171,6 +180,11 @@ class RoundLogger:
             while (event := self._queue.get()) is not _STOP:
                 if event[0] == "round":
                     run.log(_round_record(wandb, *event[1:]))
+                elif event[0] == "artifact":
+                    _, path, name, metadata = event
+                    artifact = wandb.Artifact(name, type="dataset", metadata=metadata)
+                    artifact.add_dir(path, policy="immutable", skip_cache=True)
+                    run.log_artifact(artifact, aliases=["latest"])
                 else:
                     attempts += 1
                     run.log({"weights/attempt": attempts, **_weights_record(wandb, *event[1:])})

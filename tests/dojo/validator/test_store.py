@@ -238,3 +238,54 @@ def test_the_store_is_migrated_from_the_previous_revision_with_its_data(tmp_path
         assert store.status()["tasks"]["total"] == 1
     finally:
         store.close()
+
+
+def test_revision_0003_keeps_the_data_of_0002_and_adds_the_original_content(tmp_path, make_task):
+    from dataclasses import replace
+
+    from sqlalchemy.orm import undefer
+
+    from commons.storage import current_revision, make_engine, migrate
+    from dojo.validator.store import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    assert migrate(engine, MIGRATIONS, label="validator", revision="0002") == "0002"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tasks (task_id, created_at, task_type, prompt, criteria, expire_at, status, source)"
+                " VALUES ('old', '2026-11-30 10:00:00', 'code_generation', 'p', '[{\"type\": \"ranking\"}]',"
+                " '2026-11-30 14:00:00', 'scored', 'in-process')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO task_completions (task_id, completion_id, position, model, content, ground_truth_rank)"
+                " VALUES ('old', 'c0', 0, 'm', '{\"kind\": \"text\", \"text\": \"sent\"}', 1)"
+            )
+        )
+    engine.dispose()
+    store = TaskStore(url)  # opening migrates to head
+    try:
+        assert current_revision(store.engine) == "0003"
+        with Session(store.engine) as db:
+            old = db.scalars(select(TaskCompletion).options(undefer(TaskCompletion.original_content))).one()
+            assert old.content == {"kind": "text", "text": "sent"} and old.ground_truth_rank == 1
+            assert old.original_content is None
+            indexes = {row[1] for row in db.execute(text("PRAGMA index_list('tasks')")).all()}
+            assert {"ix_tasks_created_at", "ix_tasks_status_created"} <= indexes
+        task, assignments = make_task(MINERS)
+        original = {"kind": "text", "text": "before obfuscation"}
+        task = replace(task, completions=(replace(task.completions[0], original_content=original),
+                                          *task.completions[1:]))
+        outgoing = store.add_task(task, assignments)
+        # What is sent is the content, never the original.
+        assert all(content != original for o in outgoing for _, _, content in o.completions)
+        with store.engine.connect() as conn:
+            stored = conn.execute(text("SELECT original_content FROM task_completions WHERE task_id = :t"
+                                       " ORDER BY position"), {"t": task.task_id}).scalars().all()
+        assert stored[0] is not None and '"before obfuscation"' in stored[0]
+        assert stored[1:] == [None] * (len(stored) - 1)  # unknown is SQL NULL, not JSON null
+    finally:
+        store.close()

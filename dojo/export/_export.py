@@ -1,0 +1,294 @@
+"""``export_dataset``: the validator's scored tasks as files people can load and train on."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dojo.export._reader import ExportError, Snapshot, TaskRow
+from dojo.export._records import (
+    DEFAULT_MIN_AGREEMENT,
+    Consensus,
+    Pseudonyms,
+    consensus_batch,
+    content_record,
+    preference_pairs,
+    render_content,
+)
+
+Progress = Callable[[int, int], None]  # (tasks written, tasks in the snapshot)
+
+CARD = "README.md"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how; the flags of ``dojo export``."""
+
+    format: str = "parquet"  # or "jsonl"
+    since: datetime | None = None  # tasks created at or after this (UTC)
+    min_agreement: float = DEFAULT_MIN_AGREEMENT  # task kappa a task's pairs need
+    include_synthetic_metadata: bool = False
+    batch_size: int = 1000  # tasks per read and per Parquet row group
+
+    def __post_init__(self) -> None:
+        if self.format not in ("parquet", "jsonl"):
+            raise ExportError(f"format {self.format!r}: accepts parquet or jsonl")
+        if not math.isfinite(self.min_agreement):
+            raise ExportError("min_agreement must be a number (a kappa, at most 1)")
+        if self.batch_size < 1:
+            raise ExportError("batch_size must be at least 1")
+        if self.since is not None and self.since.tzinfo is None:
+            raise ExportError("since must be timezone-aware (UTC)")
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote; :meth:`to_dict` is what ``dojo export --json`` prints."""
+
+    out: Path
+    format: str
+    files: dict[str, str]
+    exported_at: datetime
+    since: datetime | None
+    min_agreement: float
+    synthetic_metadata: bool
+    software_version: str
+    tasks: int = 0
+    completions: int = 0
+    completions_original_unknown: int = 0
+    worker_rankings: int = 0
+    preferences: int = 0
+    tasks_with_preferences: int = 0
+    seconds: float = 0.0
+    mean_task_kappa: float | None = None
+    mean_rho: float | None = None
+    miners: int = 0
+    workers: int = 0
+    _miners: set[str] = field(default_factory=set, repr=False)
+    _workers: set[str] = field(default_factory=set, repr=False)
+    _kappa_sum: float = field(default=0.0, repr=False)
+    _kappa_n: int = field(default=0, repr=False)
+    _rho_sum: float = field(default=0.0, repr=False)
+    _rho_n: int = field(default=0, repr=False)
+
+    @property
+    def exported_at_iso(self) -> str:
+        return self.exported_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    @property
+    def format_loader(self) -> str:
+        """The ``datasets`` builder that reads this format."""
+        return "parquet" if self.format == "parquet" else "json"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        data["out"] = str(self.out)
+        data["exported_at"] = self.exported_at_iso
+        data["since"] = None if self.since is None else self.since.isoformat().replace("+00:00", "Z")
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def export_dataset(
+    db: str | Path,
+    out: str | Path,
+    options: ExportOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    pseudonym_key: bytes | None = None,
+) -> ExportSummary:
+    """Export the scored tasks of the validator database ``db`` (URL or SQLite path) to ``out``.
+
+    Writes ``tasks.<ext>``, ``preferences.<ext>`` and the dataset card ``README.md`` (see
+    ``docs/dataset.md``), reading one consistent snapshot in batches of
+    ``options.batch_size`` tasks, so memory holds one batch whatever the database's size.
+    ``progress(done, total)`` is called after each batch. ``pseudonym_key`` fixes the
+    pseudonyms' key (tests); by default each export draws its own and forgets it.
+    """
+    from template import __version__
+
+    options = options or ExportOptions()
+    started = time.perf_counter()
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    ext = options.format
+    names = Pseudonyms(pseudonym_key)
+    summary = ExportSummary(
+        out=out,
+        format=options.format,
+        files={"tasks": f"tasks.{ext}", "preferences": f"preferences.{ext}", "card": CARD},
+        exported_at=datetime.now(timezone.utc),
+        since=options.since,
+        min_agreement=options.min_agreement,
+        synthetic_metadata=options.include_synthetic_metadata,
+        software_version=__version__,
+    )
+    from dojo.export._schema import preferences_schema, tasks_schema
+    from dojo.export._writers import BackgroundWriter, open_sink
+
+    sinks = []
+    writer = BackgroundWriter()
+    try:
+        with Snapshot(db, since=options.since, synthetic_metadata=options.include_synthetic_metadata) as snapshot:
+            total = snapshot.count()
+            summary.exported_at = datetime.now(timezone.utc)  # the snapshot's moment
+            tasks_sink = open_sink(options.format, out / summary.files["tasks"],
+                                   tasks_schema(options.include_synthetic_metadata))
+            sinks.append(tasks_sink)
+            prefs_sink = open_sink(options.format, out / summary.files["preferences"], preferences_schema())
+            sinks.append(prefs_sink)
+            done = 0
+            for batch in snapshot.batches(options.batch_size):
+                consensus = consensus_batch(
+                    [t.answers for t in batch],
+                    [len(t.completions) for t in batch],
+                    [t.criteria_type == "multi-score" for t in batch],
+                )
+                task_rows, pref_rows = [], []
+                for task, cons in zip(batch, consensus, strict=True):
+                    task_rows.append(_task_record(task, cons, names, options.include_synthetic_metadata, summary))
+                    pref_rows.extend(_preference_records(task, cons, options.min_agreement, summary))
+                writer.write(tasks_sink, task_rows)
+                writer.write(prefs_sink, pref_rows)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+        writer.finish()
+        for sink in sinks:
+            sink.commit()
+    except BaseException:
+        # The error being raised says what went wrong first; the writer's would only follow it.
+        with contextlib.suppress(Exception):
+            writer.finish()
+        for sink in sinks:
+            sink.abort()
+        raise
+    summary.miners, summary.workers = len(summary._miners), len(summary._workers)
+    summary.mean_task_kappa = summary._kappa_sum / summary._kappa_n if summary._kappa_n else None
+    summary.mean_rho = summary._rho_sum / summary._rho_n if summary._rho_n else None
+    _remove_other_format(out, options.format)
+    summary.seconds = time.perf_counter() - started
+    from dojo.export._card import dataset_card
+
+    _write_atomic(out / CARD, dataset_card(summary))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _task_record(
+    task: TaskRow, cons: Consensus, names: Pseudonyms, metadata: bool, summary: ExportSummary
+) -> dict[str, Any]:
+    completions = []
+    for c in task.completions:
+        record = {
+            "completion_id": c.completion_id,
+            "model": c.model,
+            "content": content_record(c.content),
+            "original_known": c.original_known,
+        }
+        if metadata:
+            record["sent_content"] = None if c.sent_content is None else content_record(c.sent_content)
+        completions.append(record)
+        summary.completions_original_unknown += not c.original_known
+    miners = []
+    n_workers = 0
+    for a, weight in zip(task.answers, cons.weights, strict=True):
+        miner = names.miner(a.hotkey)
+        workers = [{"worker": names.worker(a.hotkey, w), "values": values} for w, values in a.workers]
+        summary._miners.add(miner)
+        summary._workers.update(w["worker"] for w in workers)
+        summary.worker_rankings += len(workers)
+        n_workers += a.n_workers
+        miners.append({
+            "miner": miner, "answer": a.answer, "n_workers": a.n_workers, "weight": weight,
+            "score": a.score, "workers": workers,
+        })
+    summary.tasks += 1
+    summary.completions += len(completions)
+    if task.task_agreement is not None:
+        summary._kappa_sum += task.task_agreement
+        summary._kappa_n += 1
+    if cons.mean_rho is not None:
+        summary._rho_sum += cons.mean_rho
+        summary._rho_n += 1
+    row: dict[str, Any] = {
+        "task_id": task.task_id,
+        "created_at": task.created_at,
+        "task_type": task.task_type,
+        "criteria_type": task.criteria_type,
+        "prompt": task.prompt,
+        "completions": completions,
+        "ground_truth_ranking": [c.ground_truth_rank for c in task.completions],
+        "miners": miners,
+        "consensus_mean_ranks": cons.mean_ranks,
+        "consensus_ranking": cons.ranks,
+        "task_kappa": task.task_agreement,
+        "mean_rho": cons.mean_rho,
+        "n_miners": len(miners),
+        "n_workers": n_workers,
+    }
+    if metadata:
+        import json
+
+        row.update({
+            "source": task.source,
+            "criteria": json.dumps(task.criteria),
+            "expire_at": task.expire_at,
+            "round_id": task.round_id,
+            "consensus_trust": task.consensus_trust,
+        })
+    return row
+
+
+def _preference_records(
+    task: TaskRow, cons: Consensus, min_agreement: float, summary: ExportSummary
+) -> list[dict[str, Any]]:
+    if cons.mean_ranks is None or task.task_agreement is None or task.task_agreement < min_agreement:
+        return []
+    pairs = preference_pairs(cons.mean_ranks)
+    if not pairs:
+        return []
+    texts = [render_content(c.content) for c in task.completions]
+    ids = [c.completion_id for c in task.completions]
+    summary.preferences += len(pairs)
+    summary.tasks_with_preferences += 1
+    return [
+        {
+            "prompt": task.prompt,
+            "chosen": texts[i],
+            "rejected": texts[j],
+            "margin": margin,
+            "agreement": task.task_agreement,
+            "task_id": task.task_id,
+            "chosen_id": ids[i],
+            "rejected_id": ids[j],
+        }
+        for i, j, margin in pairs
+    ]
+
+
+def _remove_other_format(out: Path, fmt: str) -> None:
+    """A previous export in the other format would sit beside this one and contradict its card."""
+    for other in ("parquet", "jsonl"):
+        if other != fmt:
+            for name in ("tasks", "preferences"):
+                (out / f"{name}.{other}").unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
