@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bittensor as bt
@@ -12,6 +12,21 @@ import pytest
 from template.wallets import create_wallet
 
 _counter = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty validator database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'validator.sqlite'}"
+        return
+    from tests.dojo.platform._support import postgres_admin_url, postgres_schema
+
+    admin = postgres_admin_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL server accepts connections on 127.0.0.1:5432 (database test)")
+    with postgres_schema(admin) as url:
+        yield url
 
 
 @pytest.fixture

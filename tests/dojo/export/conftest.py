@@ -24,7 +24,6 @@ from dojo.validator.store import (
     SendOutcome,
     TaskStore,
 )
-from tests.dojo.platform._support import postgres_admin_url, postgres_schema
 
 # `datasets` reads local files only here: never the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,19 +40,6 @@ def _hub_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # its cache too: nothing outside the test
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty validator database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'validator.sqlite'}"
-        return
-    admin = postgres_admin_url()
-    if admin is None:
-        pytest.skip("no PostgreSQL server accepts connections on 127.0.0.1:5432 (database test)")
-    with postgres_schema(admin) as url:
-        yield url
 
 
 def code(name: str, body: str) -> dict[str, Any]:

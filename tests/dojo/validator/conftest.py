@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from commons.storage import utcnow
 from dojo.validator.store import NewAssignment, NewCompletion, NewTask, TaskStore
-from tests.dojo.platform._support import postgres_admin_url, postgres_schema
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty validator database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'validator.sqlite'}"
-        return
-    admin = postgres_admin_url()
-    if admin is None:
-        pytest.skip("no PostgreSQL server accepts connections on 127.0.0.1:5432 (database test)")
-    with postgres_schema(admin) as url:
-        yield url
 
 
 @pytest.fixture
