@@ -13,10 +13,12 @@ PostgreSQL, the write lock on SQLite).
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -25,6 +27,7 @@ from alembic.script import ScriptDirectory
 from loguru import logger
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from commons.protocol import utcnow  # re-exported: the one aware "now" of the neurons' databases
@@ -37,6 +40,7 @@ __all__ = [
     "head_revision",
     "make_engine",
     "migrate",
+    "read_only_engine",
     "utcnow",
 ]
 
@@ -97,6 +101,29 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: a SQLite file opened ``mode=ro`` (no write lock, never
+    created), or a PostgreSQL database in read-only transactions. For the readers of a
+    database another process owns and migrates (the workers' oracle, the local net's view)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
+    database = parsed.database or ""
+    if not database or database == ":memory:":
+        raise ValueError(f"{url!r} names no database file; give the database's path or URL")
+    if database.startswith("file:"):  # already a SQLite URI: the caller chose its mode
+        return create_engine(url, poolclass=NullPool)
+    uri = f"file:{quote(str(Path(database).expanduser().resolve()))}?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
+        connection.execute("PRAGMA query_only=ON")
+        return connection
+
+    # No pool: a connection is cheap to open and none stays open between questions.
+    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
 
 def _config(script_location: Path) -> Config:

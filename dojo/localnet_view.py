@@ -124,7 +124,9 @@ class StatusReader:
         if self._store is None:
             if not self.validator_db.is_file():
                 return None, 0, None
-            self._store = _read_only_store(self.validator_db)
+            from dojo.validator.store import TaskStore
+
+            self._store = TaskStore.read_only(self.validator_db)
         from sqlalchemy import func, select
         from sqlalchemy.orm import Session
 
@@ -150,37 +152,6 @@ class StatusReader:
             return self._chain.block(), self._chain.weights_of(validator_uid)
         except ChainUnavailable:
             return None, {}
-
-
-def _read_only_store(path: Path) -> Any:
-    """A :class:`~dojo.validator.store.TaskStore` whose reads go over a read-only SQLite
-    connection: it never migrates the validator's database (that is the validator's job,
-    at its own start), never writes, and takes no write lock from the running validator.
-
-    It sets up what ``TaskStore.status`` uses (``engine``, ``_sessions``) instead of
-    calling ``TaskStore.__init__``, which migrates; the view's tests read through it."""
-    import sqlite3
-    from urllib.parse import quote
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
-    from sqlalchemy.pool import NullPool
-
-    from commons.storage import database_url
-    from dojo.validator.store import TaskStore
-
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-
-    def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
-        connection.execute("PRAGMA query_only=ON")
-        return connection
-
-    store = TaskStore.__new__(TaskStore)
-    store.url = database_url(path)
-    store.engine = create_engine("sqlite://", creator=connect, poolclass=NullPool)
-    store._sessions = sessionmaker(store.engine, expire_on_commit=False)
-    return store
 
 
 def status(directory: Path) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def _status(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"no validator database at {path}; pass the validator's --data-dir or --db", file=sys.stderr)
             return 1
-    store = TaskStore.for_config(args.db, Path(args.data_dir).expanduser())
+    # Read only: a status never migrates or locks the database of a running validator.
+    store = TaskStore.read_only(args.db or Path(args.data_dir).expanduser() / DB_FILE)
     try:
         status = store.status()
     finally:

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commons.scoring import MovingScores
-from commons.storage import database_url, make_engine, migrate, utcnow
+from commons.storage import database_url, make_engine, migrate, read_only_engine, utcnow
 from dojo.validator.models import (
     Assignment,
     AssignmentCompletion,
@@ -217,6 +217,17 @@ class TaskStore:
         # Moving scores are read, changed and written back in one transaction; the lock
         # keeps two threads of this process from interleaving theirs on PostgreSQL.
         self._scores_lock = threading.Lock()
+
+    @classmethod
+    def read_only(cls, url: str | Path) -> TaskStore:
+        """The database at ``url`` for reading only (``status`` and the other reads): it is
+        neither migrated nor written, and no write lock is taken from the running validator."""
+        store = cls.__new__(cls)
+        store.url = database_url(url)
+        store.engine = read_only_engine(store.url)
+        store._sessions = sessionmaker(store.engine, expire_on_commit=False)
+        store._scores_lock = threading.Lock()
+        return store
 
     @classmethod
     def for_config(cls, database_url_setting: str | None, data_dir: Path) -> TaskStore:

@@ -8,20 +8,17 @@ localnet and the end-to-end tests), :class:`DictOracle` from a mapping (for test
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote
 
 from loguru import logger
-from sqlalchemy import Engine, and_, create_engine, select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
-from commons.storage import database_url
+from commons.storage import database_url, read_only_engine
 from dojo.validator.models import Assignment, AssignmentCompletion, TaskCompletion
 
 # Beyond this many remembered ids the cache starts afresh, so a long run stays small.
@@ -46,28 +43,6 @@ class DictOracle:
     def true_ranks(self, completion_ids: Sequence[str]) -> dict[str, int] | None:
         known = {cid: self._ranks[cid] for cid in completion_ids if cid in self._ranks}
         return known or None
-
-
-def read_only_engine(url: str) -> Engine:
-    """An engine that cannot write: a SQLite file opened ``mode=ro`` (no write lock, never
-    created), or a PostgreSQL database in read-only transactions."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
-    database = parsed.database or ""
-    if not database or database == ":memory:":
-        raise ValueError(f"{url!r} names no database file; give the validator's database path or URL")
-    if database.startswith("file:"):  # already a SQLite URI: the caller chose its mode
-        return create_engine(url, poolclass=NullPool)
-    uri = f"file:{quote(str(Path(database).expanduser().resolve()))}?mode=ro"
-
-    def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
-        connection.execute("PRAGMA query_only=ON")
-        return connection
-
-    # No pool: a connection is cheap to open and none stays open between questions.
-    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
 
 class ValidatorDatabaseOracle:
