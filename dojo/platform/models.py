@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -103,6 +104,8 @@ class Worker(Base):
     # Random; the pseudonym a miner sees is derived from it and the miner's hotkey.
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     address: Mapped[str | None] = mapped_column(String(42), unique=True)
+    # SHA-256 of the recovery code an invited worker logs back in with (revision 0005).
+    recovery_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -190,6 +193,23 @@ class Result(Base):
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
     result_data: Mapped[list[Any]]
+    # Seconds the worker spent on it, summed over resubmissions (revision 0005).
+    lead_time: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Flag(Base):
+    """A worker's report that one completion of a task is broken (revision 0005)."""
+
+    __tablename__ = "flags"
+    __table_args__ = (UniqueConstraint("task_id", "worker_id", "cid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    cid: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
