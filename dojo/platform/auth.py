@@ -287,6 +287,50 @@ def end_worker_session(db: Session, token: str) -> None:
     )
 
 
+# --- recovery codes ----------------------------------------------------------------------------
+# An invited worker has no wallet: its session cookie is its only identity, and a new invite
+# after logging out would make a second worker, offered tasks the same person already ranked.
+# A recovery code (shown once, stored as its SHA-256) logs back in to the same worker.
+
+RECOVERY_PREFIX = "dojo-rc"
+_RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"  # no look-alikes (0/O, 1/I/L, U/V)
+_RECOVERY_GROUPS = 5  # 5 groups of 5 from 30 symbols: about 123 bits
+
+
+def _normalise_recovery_code(code: str) -> str:
+    cleaned = "".join(ch for ch in code.upper() if ch.isalnum())
+    prefix = RECOVERY_PREFIX.replace("-", "").upper()
+    return cleaned.removeprefix(prefix)
+
+
+def new_recovery_code(db: Session, worker: Worker) -> str:
+    """A fresh recovery code for ``worker``; any earlier one stops working."""
+    symbols = [secrets.choice(_RECOVERY_ALPHABET) for _ in range(5 * _RECOVERY_GROUPS)]
+    groups = ["".join(symbols[i : i + 5]) for i in range(0, len(symbols), 5)]
+    code = "-".join([RECOVERY_PREFIX, *groups])
+    db.execute(
+        update(Worker)
+        .where(Worker.id == worker.id)
+        .values(recovery_hash=hash_secret(_normalise_recovery_code(code)))
+    )
+    worker.recovery_hash = hash_secret(_normalise_recovery_code(code))
+    return code
+
+
+def recover_worker_session(db: Session, settings: PlatformSettings, code: str) -> tuple[Worker, OpenedSession]:
+    """Log in with a recovery code: the same worker as before, a new session. 401 otherwise."""
+    normalised = _normalise_recovery_code(code)
+    worker = (
+        db.scalar(select(Worker).where(Worker.recovery_hash == hash_secret(normalised)))
+        if normalised
+        else None
+    )
+    if worker is None:
+        raise Unauthorized("unknown recovery code; check it, or ask the miner for a new invite link")
+    logger.info("worker {} logged in with a recovery code", worker.public_id)
+    return worker, open_worker_session_for(db, settings, worker)
+
+
 def worker_pseudonym(worker_public_id: str, miner_hotkey: str) -> str:
     """The worker id a miner sees: stable for this miner, unlinkable across miners."""
     return hashlib.sha256(f"{worker_public_id}:{miner_hotkey}".encode()).hexdigest()[:16]
@@ -328,10 +372,11 @@ def look_at_invite(db: Session, token: str) -> tuple[Miner, datetime]:
 
 def accept_invite(
     db: Session, settings: PlatformSettings, token: str, current: Worker | None = None
-) -> tuple[Worker, OpenedSession | None]:
+) -> tuple[Worker, OpenedSession | None, str | None]:
     """Use the invite: the current worker (if logged in) or a new one joins the miner's team.
 
-    Returns the worker and, for a new worker, the session to set as its cookie.
+    Returns the worker and, for a new worker, the session to set as its cookie and its
+    recovery code (to show once: the way back to this worker after logging out).
     """
     invite = _invite(db, token)
     now = utcnow()
@@ -357,6 +402,9 @@ def accept_invite(
         )
     else:
         existing.key_id = None  # an invite is access that no key's disabling takes away
-    session = None if current is not None else open_worker_session_for(db, settings, worker)
+    session, code = None, None
+    if current is None:
+        session = open_worker_session_for(db, settings, worker)
+        code = new_recovery_code(db, worker)
     logger.info("worker {} joined miner {} by invite", worker.public_id, miner.hotkey)
-    return worker, session
+    return worker, session, code

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from dojo.platform.db import RawDb, RawStatement
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
-from dojo.platform.models import DONE, HOLD, SKIPPED, Result, Worker, utcnow
+from dojo.platform.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker, utcnow
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
 
@@ -154,17 +155,22 @@ SET_ASSIGNMENT = Stmt(
 )
 ACCESS = Stmt(_LIVE_SUBSCRIPTION.format(miner=":m"))
 MINE = Stmt(
-    "SELECT (SELECT id FROM results WHERE task_id = :t AND worker_id = :w) AS result_id,"
-    " (SELECT status FROM assignments WHERE task_id = :t AND worker_id = :w) AS status,"
-    " (SELECT held_until FROM assignments WHERE task_id = :t AND worker_id = :w) AS held_until",
+    "SELECT r.id, r.lead_time, a.status, a.held_until, a.created_at"
+    " FROM (SELECT 1 AS one) AS x"
+    " LEFT JOIN results r ON r.task_id = :t AND r.worker_id = :w"
+    " LEFT JOIN assignments a ON a.task_id = :t AND a.worker_id = :w",
     result_id=None,
+    lead_time=None,
     status=None,
     held_until="datetime",
+    claimed_at="datetime",
 )
-REPLACE_RESULT = Stmt("UPDATE results SET result_data = :data, updated_at = :now WHERE id = :id")
+REPLACE_RESULT = Stmt(
+    "UPDATE results SET result_data = :data, lead_time = :lead, updated_at = :now WHERE id = :id"
+)
 INSERT_RESULT = Stmt(
-    "INSERT INTO results (task_id, worker_id, result_data, created_at, updated_at)"
-    " VALUES (:t, :w, :data, :now, :now)"
+    "INSERT INTO results (task_id, worker_id, result_data, lead_time, created_at, updated_at)"
+    " VALUES (:t, :w, :data, :lead, :now, :now)"
 )
 COUNT_RESULT = Stmt("UPDATE tasks SET num_results = num_results + 1 WHERE id = :t")
 
@@ -379,6 +385,24 @@ class Submitted:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class Mine:
+    """This worker's standing on a task: its result (and lead time) and its assignment."""
+
+    result_id: int | None
+    lead_time: float | None
+    status: str | None
+    held_until: datetime | None
+    claimed_at: datetime | None
+
+    def holds(self, now: datetime) -> bool:
+        return self.status == HOLD and self.held_until is not None and self.held_until > now
+
+
+def _mine(db: Db, task_id: str, worker_id: int) -> Mine:
+    return Mine(*_rows(db, MINE, {"t": task_id, "w": worker_id})[0])
+
+
 def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> TaskRow:
     task = _lock_task(db, task_id)
     if task is None or _first(db, ACCESS, {"w": worker.id, "m": task.miner_id}) is None:
@@ -386,32 +410,105 @@ def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> TaskRow:
     return task
 
 
+def _refuse_closed(task: TaskRow, now: datetime) -> None:
+    if task.expire_at <= now:
+        raise Gone(f"task {task.id} expired at {task.expire_at.isoformat()}Z; it takes no more results")
+
+
+SKIPPED_DETAIL = "you skipped this task; it takes no answer from you"
+
+
+def _no_free_place(db: Db, task: TaskRow, worker: Worker, now: datetime) -> str | None:
+    """Why the worker cannot take a place on ``task`` now (it holds none), or None."""
+    if task.num_results >= task.max_results:
+        return f"task {task.id} already has its {task.max_results} results"
+    if task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
+        return f"other workers hold the remaining places of task {task.id}; try again later"
+    return None
+
+
+def lead_time_total(mine: Mine, given: float | None, now: datetime) -> float | None:
+    """The seconds to store with a result: what the worker spent, summed over resubmissions.
+
+    ``given`` is what the page measured (Label Studio's lead time); without it, the time since
+    the claim counts for a first answer. The total never exceeds the time since the worker
+    first claimed the task, when it did.
+    """
+    wall = (now - mine.claimed_at).total_seconds() if mine.claimed_at is not None else None
+    if given is None:
+        given = wall if mine.result_id is None else None
+    if given is None:
+        return mine.lead_time
+    total = (mine.lead_time or 0.0) + given
+    return min(total, max(wall, 0.0)) if wall is not None else total
+
+
 def submit_result(
-    db: Db, settings: PlatformSettings, worker: Worker, task_id: str, result_data: list[dict[str, Any]]
+    db: Db,
+    settings: PlatformSettings,
+    worker: Worker,
+    task_id: str,
+    result_data: list[dict[str, Any]],
+    lead_time: float | None = None,
 ) -> Submitted:
-    """Store (or replace) this worker's result. 404 not yours, 410 expired, 409 full, 422 invalid."""
+    """Store (or replace) this worker's result. 404 not yours, 410 expired, 409 full or
+    skipped, 422 invalid. ``lead_time``: the seconds the worker spent on it, if measured."""
     task = _accessible_locked_task(db, worker, task_id)
     now = utcnow()
-    if task.expire_at <= now:
-        raise Gone(f"task {task_id} expired at {task.expire_at.isoformat()}Z; it takes no more results")
+    _refuse_closed(task, now)
     data = validate_result_data(task, result_data)
-    result_id, status, held_until = _rows(db, MINE, {"t": task.id, "w": worker.id})[0]
-    if result_id is not None:
-        _rows(db, REPLACE_RESULT, {"data": data, "now": now, "id": result_id})
+    mine = _mine(db, task.id, worker.id)
+    lead = lead_time_total(mine, lead_time, now)
+    if mine.result_id is not None:
+        _rows(db, REPLACE_RESULT, {"data": data, "lead": lead, "now": now, "id": mine.result_id})
         return Submitted(task.id, True, now)
-    holding = status == HOLD and held_until is not None and held_until > now
-    if not holding and task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
-        raise Conflict(f"task {task_id} already has its {task.max_results} results (or they are held)")
-    _rows(db, INSERT_RESULT, {"t": task.id, "w": worker.id, "data": data, "now": now})
+    if mine.status == SKIPPED:
+        raise Conflict(SKIPPED_DETAIL)
+    if not mine.holds(now):
+        refusal = _no_free_place(db, task, worker, now)
+        if refusal is not None:
+            raise Conflict(refusal + " (or they are held)")
+    _rows(db, INSERT_RESULT, {"t": task.id, "w": worker.id, "data": data, "lead": lead, "now": now})
     _rows(db, COUNT_RESULT, {"t": task.id})
     _set_assignment(db, task.id, worker.id, DONE, now, now)
     return Submitted(task.id, False, now)
 
 
+@dataclass(frozen=True)
+class Hold:
+    task_id: str
+    held_until: datetime | None
+    expire_at: datetime
+
+
+def extend_hold(db: Db, settings: PlatformSettings, worker: Worker, task_id: str) -> Hold:
+    """Claim ``task_id`` for the worker, or extend its live hold, for another hold TTL.
+
+    The page calls it while the worker is at work, so a hold never lapses under an active
+    worker. A worker with a stored result needs no hold (its place is kept): ``held_until``
+    is None. 404 not yours, 410 expired, 409 skipped, full or held by others.
+    """
+    task = _accessible_locked_task(db, worker, task_id)
+    now = utcnow()
+    _refuse_closed(task, now)
+    mine = _mine(db, task.id, worker.id)
+    if mine.result_id is not None:
+        return Hold(task.id, None, task.expire_at)
+    if mine.status == SKIPPED:
+        raise Conflict(SKIPPED_DETAIL)
+    if not mine.holds(now):
+        refusal = _no_free_place(db, task, worker, now)
+        if refusal is not None:
+            raise Conflict(refusal)
+    until = min(now + timedelta(seconds=settings.hold_ttl_seconds), task.expire_at)
+    _set_assignment(db, task.id, worker.id, HOLD, until, now)
+    return Hold(task.id, until, task.expire_at)
+
+
 def skip_task(db: Db, worker: Worker, task_id: str) -> None:
     """Release this worker's hold and never offer the task to it again."""
     task = _accessible_locked_task(db, worker, task_id)
-    if _rows(db, MINE, {"t": task.id, "w": worker.id})[0][0] is not None:
+    if _mine(db, task.id, worker.id).result_id is not None:
         raise Conflict("you already submitted a result for this task; resubmit to change it")
     now = utcnow()
     _set_assignment(db, task.id, worker.id, SKIPPED, now, now)
@@ -421,10 +518,14 @@ def skip_task(db: Db, worker: Worker, task_id: str) -> None:
 class WorkerProgress:
     results_today: int
     results_total: int
+    skipped_total: int = 0
+    lead_time_total: float = 0.0
+    lead_time_median: float | None = None
 
 
 def worker_progress(db: Db, worker: Worker) -> WorkerProgress:
-    """Results this worker has submitted since midnight UTC, and in all."""
+    """Results this worker has submitted since midnight UTC and in all, tasks skipped, and
+    the time spent on results (in all, and the median per result where it was measured)."""
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     today = db.scalar(
         select(func.count())
@@ -432,4 +533,22 @@ def worker_progress(db: Db, worker: Worker) -> WorkerProgress:
         .where(Result.worker_id == worker.id, Result.created_at >= midnight)
     )
     total = db.scalar(select(func.count()).select_from(Result).where(Result.worker_id == worker.id))
-    return WorkerProgress(today or 0, total or 0)
+    skipped = db.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.worker_id == worker.id, Assignment.status == SKIPPED)
+    )
+    times = sorted(
+        t
+        for t in db.scalars(
+            select(Result.lead_time).where(Result.worker_id == worker.id, Result.lead_time.is_not(None))
+        )
+        if t is not None
+    )
+    return WorkerProgress(
+        today or 0,
+        total or 0,
+        skipped or 0,
+        float(sum(times)),
+        statistics.median(times) if times else None,
+    )

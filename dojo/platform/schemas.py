@@ -225,6 +225,18 @@ class WorkerMeOut(Camel):
     address: str | None
     results_today: int
     results_total: int
+    skipped_total: int = 0
+    lead_time_total: float = Field(0.0, description="seconds spent on all results")
+    lead_time_median: float | None = Field(None, description="median seconds per result")
+    has_recovery_code: bool = False
+
+
+class RecoverIn(Camel):
+    code: str = Field(min_length=1, max_length=100, description="the recovery code shown when you joined")
+
+
+class RecoveryCodeOut(Camel):
+    code: str = Field(description="shown only in this response; it replaces any earlier code")
 
 
 class SubscriptionIn(Camel):
@@ -257,7 +269,7 @@ class WorkerTaskSummary(Camel):
     num_results: int
     max_results: int
     expire_at: str
-    status: Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
+    status: Literal["IN_PROGRESS", "HELD_BY_OTHERS", "COMPLETED", "EXPIRED"]
     my_status: Literal["held", "done", "skipped"] | None
 
 
@@ -278,10 +290,24 @@ class WorkerTaskOut(Camel):
     expire_at: str
     held_until: str | None
     my_result: list[ResultItem] | None
+    my_status: Literal["held", "done", "skipped"] | None = None
+    closed_reason: str | None = Field(
+        None, description="why this worker cannot answer the task now; null when it can"
+    )
+
+
+MAX_LEAD_TIME = 24 * 3600.0
 
 
 class SubmitResultIn(Camel):
     result_data: list[ResultItem] = Field(min_length=1, max_length=len(CRITERION_TYPES))
+    lead_time: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_LEAD_TIME,
+        allow_inf_nan=False,
+        description="seconds the worker spent on this answer (the page measures it)",
+    )
 
 
 class SubmitResultOut(Camel):
@@ -294,6 +320,44 @@ class SubmitResultOut(Camel):
 class SkipOut(Camel):
     task_id: str
     status: Literal["skipped"] = "skipped"
+
+
+class HoldOut(Camel):
+    task_id: str
+    held_until: str | None = Field(description="null when the worker's stored result keeps its place")
+    expire_at: str
+
+
+MAX_FLAG_REASON = 500
+
+
+class FlagIn(Camel):
+    cid: str = Field(min_length=1, max_length=64, description="the completion that is broken")
+    reason: str = Field(min_length=1, max_length=MAX_FLAG_REASON)
+
+
+class FlagOut(Camel):
+    task_id: str
+    cid: str
+    reason: str
+    created_at: str
+    updated_at: str
+
+
+class HistoryItem(Camel):
+    task_id: str
+    title: str
+    task_type: str
+    task_status: Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
+    submitted_at: str
+    updated_at: str
+    lead_time: float | None
+    ranking: dict[str, int] | None = Field(description="{cid: rank}, 1 best")
+
+
+class HistoryOut(Camel):
+    results: list[HistoryItem]
+    total: int
 
 
 # --- miner dashboard ----------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy import select
 
 from dojo.platform import auth, queue, subscriptions
 from dojo.platform.db import Database
@@ -23,6 +24,13 @@ from dojo.platform.models import Worker
 from dojo.platform.schemas import (
     DB_INT_MAX,
     ChallengeOut,
+    FlagIn,
+    FlagOut,
+    HistoryItem,
+    HistoryOut,
+    HoldOut,
+    RecoverIn,
+    RecoveryCodeOut,
     SkipOut,
     SubmitResultIn,
     SubmitResultOut,
@@ -80,6 +88,31 @@ def worker_login(
     return WorkerSessionOut(token=opened.token, expires_at=iso(opened.expires_at), worker_id=worker.public_id)
 
 
+@router.post("/recover", response_model=WorkerSessionOut, dependencies=[Depends(login_rate_limit)])
+def worker_recover(
+    body: RecoverIn,
+    response: Response,
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> WorkerSessionOut:
+    """Log back in to the same worker with the recovery code shown when it joined by invite."""
+    with database.session() as db:
+        worker, opened = auth.recover_worker_session(db, settings, body.code)
+    set_worker_cookie(response, settings, opened.token)
+    return WorkerSessionOut(token=opened.token, expires_at=iso(opened.expires_at), worker_id=worker.public_id)
+
+
+@router.post("/recovery-code", response_model=RecoveryCodeOut, status_code=201)
+def new_recovery_code(
+    worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> RecoveryCodeOut:
+    """A new recovery code for this worker, shown only here; the earlier one stops working."""
+    with database.session() as db:
+        current = db.merge(worker, load=True)
+        code = auth.new_recovery_code(db, current)
+    return RecoveryCodeOut(code=code)
+
+
 @router.post("/logout", status_code=204)
 def worker_logout(
     request: Request,
@@ -101,11 +134,44 @@ def worker_me(
 ) -> WorkerMeOut:
     with database.read_session() as db:
         progress = queue.worker_progress(db, worker)
+        has_code = db.scalar(select(Worker.recovery_hash).where(Worker.id == worker.id)) is not None
     return WorkerMeOut(
         worker_id=worker.public_id,
         address=worker.address,
         results_today=progress.results_today,
         results_total=progress.results_total,
+        skipped_total=progress.skipped_total,
+        lead_time_total=round(progress.lead_time_total, 3),
+        lead_time_median=None if progress.lead_time_median is None else round(progress.lead_time_median, 3),
+        has_recovery_code=has_code,
+    )
+
+
+@router.get("/history", response_model=HistoryOut)
+def worker_history(
+    limit: int = Query(50, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=DB_INT_MAX),
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+) -> HistoryOut:
+    """This worker's own submissions, newest first."""
+    with database.read_session() as db:
+        entries, total = subscriptions.history(db, worker, limit=limit, offset=offset)
+    return HistoryOut(
+        results=[
+            HistoryItem(
+                task_id=e.task_id,
+                title=e.title,
+                task_type=e.task_type,
+                task_status=e.task_status,
+                submitted_at=iso(e.submitted_at),
+                updated_at=iso(e.updated_at),
+                lead_time=e.lead_time,
+                ranking=e.ranking,
+            )
+            for e in entries
+        ],
+        total=total,
     )
 
 
@@ -187,6 +253,8 @@ def task_out(view: WorkerTaskView) -> WorkerTaskOut:
         expire_at=iso(view.expire_at),
         held_until=iso(view.held_until),
         my_result=view.my_result,
+        my_status=view.my_status,
+        closed_reason=view.closed,
     )
 
 
@@ -205,6 +273,8 @@ def task_json(view: WorkerTaskView) -> dict[str, Any]:
         "expireAt": iso(view.expire_at),
         "heldUntil": iso(view.held_until),
         "myResult": view.my_result,
+        "myStatus": view.my_status,
+        "closedReason": view.closed,
     }
 
 
@@ -218,11 +288,16 @@ def claim_next(database: Database, settings: PlatformSettings, worker: Worker) -
 
 
 def submit_result_now(
-    database: Database, settings: PlatformSettings, worker: Worker, task_id: str, data: list[dict[str, Any]]
+    database: Database,
+    settings: PlatformSettings,
+    worker: Worker,
+    task_id: str,
+    data: list[dict[str, Any]],
+    lead_time: float | None = None,
 ) -> queue.Submitted:
     """The queue work of ``POST /tasks/{id}/result`` (blocking; run it with ``run_db``)."""
     with database.raw_write() as db:
-        return queue.submit_result(db, settings, worker, task_id, data)
+        return queue.submit_result(db, settings, worker, task_id, data, lead_time=lead_time)
 
 
 def submitted_json(done: queue.Submitted) -> dict[str, Any]:
@@ -271,8 +346,49 @@ async def submit_result(
 ) -> Response:
     data = [item.model_dump() for item in body.result_data]
 
-    done = await run_db(request, lambda: submit_result_now(database, settings, worker, task_id, data))
+    done = await run_db(
+        request, lambda: submit_result_now(database, settings, worker, task_id, data, body.lead_time)
+    )
     return JSONResponse(submitted_json(done))
+
+
+@router.post("/tasks/{task_id}/hold", response_model=HoldOut)
+async def hold_task(
+    request: Request,
+    task_id: str,
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+    settings: PlatformSettings = Depends(get_settings),
+) -> HoldOut:
+    """Claim the task for this worker, or extend its hold: the page calls it while the
+    worker is at work on the task, so the hold does not lapse under them."""
+
+    def hold() -> queue.Hold:
+        with database.raw_write() as db:
+            return queue.extend_hold(db, settings, worker, task_id)
+
+    held = await run_db(request, hold)
+    return HoldOut(task_id=held.task_id, held_until=iso(held.held_until), expire_at=iso(held.expire_at))
+
+
+@router.post("/tasks/{task_id}/flags", response_model=FlagOut, status_code=201)
+def flag_completion(
+    task_id: str,
+    body: FlagIn,
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+) -> FlagOut:
+    """Report that one completion of the task is broken (it does not render, is empty, is
+    cut off…), with a reason the miner reads. Flagging does not answer the task."""
+    with database.session() as db:
+        flag = subscriptions.flag_completion(db, worker, task_id, body.cid, body.reason)
+        return FlagOut(
+            task_id=flag.task_id,
+            cid=flag.cid,
+            reason=flag.reason,
+            created_at=iso(flag.created_at),
+            updated_at=iso(flag.updated_at),
+        )
 
 
 @router.post("/tasks/{task_id}/skip", response_model=SkipOut)

@@ -247,7 +247,7 @@ async def join_by_invite(request: Request, token: str, worker: Any = Depends(opt
         try:
             with database.session() as db:
                 current = db.merge(worker, load=True) if worker is not None else None
-                _worker, opened = auth_service.accept_invite(db, settings, token, current)
+                _worker, opened, _recovery_code = auth_service.accept_invite(db, settings, token, current)
         except PlatformError as exc:
             with _read(request) as db:
                 return _invite_problem(request, _visitor(request, db), exc)

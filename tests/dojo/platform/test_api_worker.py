@@ -44,6 +44,10 @@ def test_wallet_login_sets_an_httponly_cookie_and_token(client, platform):
         "address": account.address,
         "resultsToday": 0,
         "resultsTotal": 0,
+        "skippedTotal": 0,
+        "leadTimeTotal": 0.0,
+        "leadTimeMedian": None,
+        "hasRecoveryCode": False,
     }
     # Logging in again is the same worker.
     assert sign_in_worker(client, account).worker_id == login.json()["workerId"]
@@ -166,7 +170,9 @@ def test_subscriptions_add_list_remove(client, miner):
     api_key = client.post(
         "/api/v1/worker/subscriptions", json={"name": "x", "key": miner.api_key}, headers=worker.auth
     )
-    assert api_key.status_code == 404  # an API key is not a subscription key
+    # An API key is not a subscription key, and the worker is told so (not "unknown key").
+    assert api_key.status_code == 422
+    assert "API key" in api_key.json()["detail"] and "subscription key" in api_key.json()["detail"]
     added = client.post(
         "/api/v1/worker/subscriptions",
         json={"name": "Team A", "key": miner.subscription_key},
@@ -268,7 +274,9 @@ def test_next_task_is_held_and_shown_without_model_names(client, miner, register
         t["id"]: t["myStatus"]
         for t in client.get("/api/v1/worker/tasks", headers=worker.auth).json()["tasks"]
     }
-    assert listed == {first: "done", second: "skipped"}
+    assert listed == {first: "done"}  # a skipped task is not one the worker can work
+    everything = client.get("/api/v1/worker/tasks?include_closed=true", headers=worker.auth).json()
+    assert {t["id"]: t["myStatus"] for t in everything["tasks"]} == {first: "done", second: "skipped"}
     assert client.get("/api/v1/worker/me", headers=worker.auth).json()["resultsToday"] == 1
 
 
