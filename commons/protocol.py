@@ -1,8 +1,9 @@
 """The messages validators and miners exchange, one HTTP route each (``POST /<MessageName>``).
 
-Every request carries ``protocol_version``; a neuron refuses a request of another major
-version with 400 and says which it speaks. Every string and list has a size cap, so a
-request that passes validation is bounded in memory, and validation errors name the field
+Every request carries ``protocol_version``, a JSON integer (``"1"``, ``1.0`` or ``true`` are
+refused with 422 naming the field); a neuron refuses a request of another major version with
+400 and says which it speaks. Every string and list has a size cap, so a request that passes
+validation is bounded in memory, and validation errors name the field
 (``completions.3.content.files.0.content: String should have at most 200000 characters``).
 
 =====================  ==========================  =========================================
@@ -40,6 +41,9 @@ MAX_COMPLETIONS = 10
 MAX_RESULTS = 1_000
 
 ShortId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+# Strict: a version is a JSON integer. Lax mode reads "1", 1.0 and true as version 1, so a peer
+# that does not follow the protocol's types would pass the version check.
+ProtocolVersion = Annotated[int, Field(strict=True, ge=0, le=1_000)]
 
 
 def new_request_id() -> str:
@@ -51,7 +55,7 @@ class Message(BaseModel):
 
 
 class Request(Message):
-    protocol_version: int = Field(PROTOCOL_VERSION, ge=0, le=1_000)
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
 
 
 # --- task content --------------------------------------------------------------------------
@@ -121,7 +125,7 @@ class Heartbeat(Request):
 
 
 class HeartbeatReply(Message):
-    protocol_version: int = PROTOCOL_VERSION
+    protocol_version: ProtocolVersion = PROTOCOL_VERSION
     software_version: str = Field(__version__, max_length=32)
     hotkey: str = Field(max_length=64)
 

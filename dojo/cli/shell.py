@@ -2,7 +2,10 @@
 
 ``dojo`` with no arguments runs :func:`run_shell`, the original Dojo CLI's flow: choose the
 wallet path, the coldkey and hotkey (TAB completes names from the wallet directory), the
-platform URL, then commands (TAB completes them too)::
+platform URL, then commands. Commands complete as in bash: TAB completes the word being typed
+in place and adds a space, inserts what the candidates share when several match, and lists
+them when they share nothing more; ``api_key`` or ``subscription_key`` alone lists its
+actions::
 
     authenticate                              log in with the hotkey (session cached on disk)
     api_key generate | list | delete          API keys: the miner's .env DOJO_API_KEY
@@ -16,12 +19,22 @@ The same operations for scripts are ``dojo authenticate``, ``dojo api-key ...`` 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import Completer, NestedCompleter, PathCompleter, WordCompleter
+from prompt_toolkit.completion import (
+    CompleteEvent,
+    Completer,
+    Completion,
+    NestedCompleter,
+    PathCompleter,
+    WordCompleter,
+)
+from prompt_toolkit.document import Document
+from prompt_toolkit.shortcuts import CompleteStyle
 from rich.console import Console
 from rich.text import Text
 
@@ -60,6 +73,23 @@ Commands (TAB completes):
   logout                                forget the cached session
   help                                  this text
   exit                                  leave the shell"""
+
+
+class CommandCompleter(Completer):
+    """The shell's commands, word by word (``COMMANDS``); each completion ends in a space.
+
+    The space is what bash adds after a unique completion: without it, TAB on ``api`` left
+    ``api_key`` and the next word typed glued to it (``api_keygen``).
+    """
+
+    def __init__(self) -> None:
+        self._words = NestedCompleter.from_nested_dict(COMMANDS)
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+        for word in self._words.get_completions(document, complete_event):
+            yield Completion(
+                word.text + " ", word.start_position, display=word.display, display_meta=word.display_meta
+            )
 
 
 class ShellOutput:
@@ -104,8 +134,11 @@ class DojoShell:
         self.transport = transport
         self._prompts: PromptSession[str] = PromptSession()
 
-    async def _ask(self, message: str, completer: Completer | None = None) -> str:
-        return (await self._prompts.prompt_async(message, completer=completer)).strip()
+    async def _ask(
+        self, message: str, completer: Completer | None = None, style: CompleteStyle = CompleteStyle.COLUMN
+    ) -> str:
+        # Given every time: a PromptSession keeps the last complete_style it was given.
+        return (await self._prompts.prompt_async(message, completer=completer, complete_style=style)).strip()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -185,10 +218,13 @@ class DojoShell:
         self.out.info(f"Platform: {platform}. Type `help` for the commands; TAB completes.")
         async with DojoAPI(platform, transport=self.transport) as api:
             account = MinerAccount(api, wallet.hotkey, self.cache, on_event=self.out.info)
-            completer = NestedCompleter.from_nested_dict(COMMANDS)
+            completer = CommandCompleter()
             while True:
                 try:
-                    line = await self._ask(">>> ", completer)
+                    # Readline-style: the menu style pops up while typing and TAB takes its first
+                    # entry, so "api_key " TAB put "generate" in and the next letters glued to it
+                    # ("generateg"). Readline-style TAB completes only what is being typed.
+                    line = await self._ask(">>> ", completer, CompleteStyle.READLINE_LIKE)
                     # Commands are case-blind; a key prefix after them is not.
                     parts = line.split()
                     words = [w.lower() for w in parts[:2]] + parts[2:]
@@ -220,6 +256,8 @@ class DojoShell:
                     self.out.success("Session cleared.")
                 else:
                     self.out.info("No cached session.")
+            case [group] if group in KEY_KINDS:
+                self.out.info(f"{group} takes an action: {' | '.join(KEY_ACTIONS)} (e.g. `{group} list`).")
             case [group, "generate"] if group in KEY_KINDS:
                 await self._generate(account, group)
             case [group, "list"] if group in KEY_KINDS:

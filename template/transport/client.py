@@ -16,15 +16,17 @@ import asyncio
 import enum
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 from bittensor import http_auth as auth
 from bittensor.signing import resolve_signer
 from bittensor.wallets import CRYPTO_TYPE_NAMES
 from pydantic import BaseModel, ValidationError
+from yarl import URL
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
@@ -93,11 +95,20 @@ class SignedClient:
         return self._session
 
     def sign(self, path: str, body: bytes, receiver: str) -> dict[str, str]:
-        """btauth/1 headers for ``POST path`` with ``body`` to ``receiver``; the same as ``bt.http_auth.sign``."""
+        """btauth/1 headers for ``POST path`` with ``body`` to ``receiver``; the same as ``bt.http_auth.sign``.
+
+        ``path`` is the request target exactly as sent, query string included
+        (``/Heartbeat?round=3``): btauth/1 signs it whole, and the server verifies it whole.
+        """
         nonce = time.time_ns()
         payload = auth.build_payload(
-            scheme=self._scheme, method="POST", path=path, body=body, nonce_ns=nonce,
-            sender_ss58=self._signer.ss58_address, receiver_ss58=receiver,
+            scheme=self._scheme,
+            method="POST",
+            path=path,
+            body=body,
+            nonce_ns=nonce,
+            sender_ss58=self._signer.ss58_address,
+            receiver_ss58=receiver,
         )
         headers = {
             auth.HEADER_VERSION: auth.VERSION,
@@ -123,12 +134,18 @@ class SignedClient:
         *,
         timeout: float | None = None,
         body: bytes | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> Outcome[ReplyT]:
         """Send ``request`` to ``POST /<its class name>`` on ``target``; never raises for the target's faults.
 
         ``body`` is ``request`` already serialised, when the caller sends it to many targets.
+        ``query`` is encoded once; the signature covers it.
         """
         path = f"/{type(request).__name__}"
+        if query:
+            path += "?" + urlencode(query)
+        # encoded=True: yarl sends the target as given, so the bytes on the wire are the bytes signed.
+        url = URL(target.url.rstrip("/") + path, encoded=True)
         if body is None:
             body = request.model_dump_json().encode()
         started = time.perf_counter()
@@ -139,7 +156,7 @@ class SignedClient:
             headers["Content-Type"] = "application/json"
             try:
                 async with self._session_for_loop().post(
-                    target.url.rstrip("/") + path,
+                    url,
                     data=body,
                     headers=headers,
                     timeout=aiohttp.ClientTimeout(total=limit),
@@ -147,20 +164,38 @@ class SignedClient:
                     raw = await response.read()
                     status_code = response.status
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                return Outcome(target, Status.TIMEOUT, detail=f"no reply within {limit:g}s",
-                               elapsed=time.perf_counter() - started)
+                return Outcome(
+                    target,
+                    Status.TIMEOUT,
+                    detail=f"no reply within {limit:g}s",
+                    elapsed=time.perf_counter() - started,
+                )
             except (aiohttp.ClientError, OSError) as exc:
-                return Outcome(target, Status.REFUSED, detail=f"{type(exc).__name__}: {exc}",
-                               elapsed=time.perf_counter() - started)
+                return Outcome(
+                    target,
+                    Status.REFUSED,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    elapsed=time.perf_counter() - started,
+                )
         elapsed = time.perf_counter() - started
         if status_code >= 300:
-            return Outcome(target, _status_for(status_code), http_status=status_code,
-                           detail=_detail(raw), elapsed=elapsed)
+            return Outcome(
+                target,
+                _status_for(status_code),
+                http_status=status_code,
+                detail=_detail(raw),
+                elapsed=elapsed,
+            )
         try:
             reply = reply_model.model_validate_json(raw)
         except ValidationError as exc:
-            return Outcome(target, Status.INVALID_REPLY, http_status=status_code,
-                           detail=str(exc).splitlines()[0], elapsed=elapsed)
+            return Outcome(
+                target,
+                Status.INVALID_REPLY,
+                http_status=status_code,
+                detail=str(exc).splitlines()[0],
+                elapsed=elapsed,
+            )
         return Outcome(target, Status.OK, reply=reply, http_status=status_code, elapsed=elapsed)
 
     async def fanout(
@@ -170,17 +205,23 @@ class SignedClient:
         reply_model: type[ReplyT],
         *,
         timeout: float | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> list[Outcome[ReplyT]]:
         """Call every target concurrently; one request for all, or one per target (same order)."""
         targets = list(targets)
         if isinstance(request, BaseModel):
             body = request.model_dump_json().encode()  # serialised once, signed per target
-            calls = [self.call(t, request, reply_model, timeout=timeout, body=body) for t in targets]
+            calls = [
+                self.call(t, request, reply_model, timeout=timeout, body=body, query=query) for t in targets
+            ]
         else:
             requests = list(request)
             if len(requests) != len(targets):
                 raise ValueError(f"{len(targets)} targets but {len(requests)} requests")
-            calls = [self.call(t, r, reply_model, timeout=timeout) for t, r in zip(targets, requests, strict=True)]
+            calls = [
+                self.call(t, r, reply_model, timeout=timeout, query=query)
+                for t, r in zip(targets, requests, strict=True)
+            ]
         return list(await asyncio.gather(*calls))
 
 

@@ -3,11 +3,13 @@
 Every route is ``POST /<MessageName>`` and every request is checked, in this order:
 
 1. body size: over the limit → 413 (checked on ``Content-Length`` and while streaming);
-2. signature (``bt.http_auth``, btauth/1): malformed, bad, stale, replayed or addressed to
-   another hotkey → 401 with the reason;
+2. signature (``bt.http_auth``, btauth/1, over the method, the path with its query string
+   as sent, and the raw body): malformed, bad, stale, replayed or addressed to another
+   hotkey → 401 with the reason;
 3. blacklist against the chain's metagraph: caller not registered, without a validator
    permit (when required) or below the minimum stake → 403 with the reason;
-4. body validation against the route's pydantic model → 422 naming the field, a request of
+4. body validation against the route's pydantic model, in its strict types where the model
+   asks (``protocol_version`` is a JSON integer) → 422 naming the field; a request of
    another protocol version → 400;
 5. the handler, admitted by the caller's stake as the chain reports it (never by anything
    the caller sends) when more calls wait than may run, and bounded by a timeout → 504.
@@ -227,19 +229,25 @@ class SignedServer:
         self, request: Request, path: str, model: type[BaseModel], handler: Handler
     ) -> Response:
         raw = await request.body()
+        target = _signed_target(path, request.scope.get("query_string", b""))
         try:
             caller = bt.http_auth.verify(
                 request.headers,
                 raw,
                 method="POST",
-                path=path,
+                path=target,
                 self_hotkey_ss58=self.hotkey,
                 max_age=self.max_age,
                 nonce_store=self.nonces,
             )
         except bt.http_auth.AuthError as exc:
-            logger.debug("refused {} from {}: {}", path, request.client, exc)
-            return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=401)
+            logger.debug("refused {} from {}: {}", target, request.client, exc)
+            detail = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, bt.http_auth.BadSignature):
+                # Say what was checked: a client that signed the path without its query, or
+                # a query changed on the way, reads why here.
+                detail += f" (verified POST {target} with the body as received)"
+            return JSONResponse({"detail": detail}, status_code=401)
         info, reason = self.policy.check(caller.hotkey_ss58, self.metagraph())
         if info is None:
             logger.debug("blacklisted {} on {}: {}", caller.hotkey_ss58, path, reason)
@@ -251,14 +259,18 @@ class SignedServer:
         version = getattr(message, "protocol_version", None)
         if self.protocol_version is not None and version is not None and version != self.protocol_version:
             return JSONResponse(
-                {"detail": f"protocol version {version} is not supported; this neuron speaks {self.protocol_version}"},
+                {
+                    "detail": f"protocol version {version} is not supported; this neuron speaks {self.protocol_version}"
+                },
                 status_code=400,
             )
         async with self.gate.admit(info.stake):
             try:
                 reply = await _within(handler(message, info), self.handler_timeout)
             except asyncio.TimeoutError:
-                logger.warning("{} from {} timed out after {}s", path, caller.hotkey_ss58, self.handler_timeout)
+                logger.warning(
+                    "{} from {} timed out after {}s", path, caller.hotkey_ss58, self.handler_timeout
+                )
                 return JSONResponse(
                     {"detail": f"handler did not finish within {self.handler_timeout:g}s"}, status_code=504
                 )
@@ -269,7 +281,12 @@ class SignedServer:
     async def serve(self, host: str, port: int, ready: asyncio.Event | None = None) -> None:
         """Run until :meth:`stop`; binds exactly ``host:port``."""
         config = uvicorn.Config(
-            self.app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+            self.app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
@@ -311,6 +328,16 @@ if sys.version_info >= (3, 11):
 
 else:  # pragma: no cover - Python 3.10
     _within = asyncio.wait_for
+
+
+def _signed_target(path: str, query: bytes) -> str:
+    """The request target btauth/1 signs: the route's path and the query string as sent.
+
+    The query is the raw bytes of the request line, never unquoted or re-encoded, so any
+    change to it after signing fails the signature. uvicorn refuses a request line that is
+    not ASCII (400), so latin-1 here only turns bytes into the same characters.
+    """
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def _validation_detail(exc: ValidationError) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 from prompt_toolkit.application import create_app_session
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.completion import CompleteEvent, get_common_complete_suffix
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -27,29 +29,32 @@ from rich.console import Console
 
 from commons.dojo_api import DojoAPI, Session
 from dojo.cli.platform_account import SessionCache, hotkey_names, wallet_names
-from dojo.cli.shell import COMMANDS, run_shell
+from dojo.cli.shell import CommandCompleter, run_shell
 from tests.commons.contract_platform import ContractPlatform
 
 ENTER = "\r"
 TAB = "\t"
 
 
-def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
+def _wait_for(condition, what, timeout: float = 10.0) -> None:
+    """Wait for ``condition``; ``what`` (text, or a function giving it) says what never came."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"the shell never got to: {what}")
+            raise AssertionError(f"the shell never got to: {what() if callable(what) else what}")
         time.sleep(0.005)
 
 
 def drive_shell(keys: str, **options) -> tuple[int, str]:
     """Run the shell on typed keys; returns its exit code and everything it printed.
 
-    prompt_toolkit computes completions in background tasks, so a TAB typed before the
-    completions of the word exist would do nothing, and a key typed right after it would
-    race the insertion. The typist therefore watches the prompt's buffer, as a person
-    watches the screen: it presses TAB once the completion menu is up, and goes on once
-    the completion is in.
+    At the prompts with a completion menu (wallet names, key selection) prompt_toolkit
+    computes completions in background tasks, so a TAB typed before the completions of the
+    word exist would do nothing, and a key typed right after it would race the insertion.
+    The typist therefore watches the prompt's buffer, as a person watches the screen: it
+    presses TAB once the menu is up, and goes on once the completion is in. The command
+    prompt completes readline-style, inside the TAB key press, so there it only waits for
+    the word to be typed.
     """
     printed = io.StringIO()
     console = Console(file=printed, width=400, color_system=None, highlight=False)
@@ -65,15 +70,18 @@ def drive_shell(keys: str, **options) -> tuple[int, str]:
                 pipe.send_text(part)
                 word = part.split(ENTER)[-1]
 
-                def menu_is_up(word=word) -> bool:
+                def ready(word=word) -> bool:
                     b = buffer()
-                    return b is not None and b.text == word and b.complete_state is not None
+                    if b is None or not b.text.endswith(word):
+                        return False
+                    return b.complete_state is not None or not b.complete_while_typing()
 
-                _wait_for(menu_is_up, f"completions for {word!r}")
+                _wait_for(ready, lambda word=word: f"completions for {word!r}; the line is {buffer().text!r}")
+                b = buffer()
+                before, menu = b.text, b.complete_while_typing()
                 pipe.send_text(TAB)
-                _wait_for(
-                    lambda word=word: (b := buffer()) is not None and b.text != word, f"completing {word!r}"
-                )
+                if menu:
+                    _wait_for(lambda before=before: buffer().text != before, f"completing {word!r}")
             pipe.send_text(parts[-1])
             pipe.close()  # end of input after the typed keys: a shell waiting for more gets EOF
 
@@ -271,17 +279,58 @@ def test_wallet_and_hotkey_names_for_completion(make_wallet, wallet_path):
     assert hotkey_names(wallet_path, "nobody") == []
 
 
-def test_command_completion():
-    from prompt_toolkit.completion import CompleteEvent, NestedCompleter
+@pytest.mark.parametrize(
+    ("typed", "completion", "start", "line"),
+    [
+        ("api_key gen", "generate ", -3, "api_key generate "),
+        ("api_key   GEN", "generate ", -3, "api_key   generate "),  # the word typed is replaced, case and all
+        ("api", "api_key ", -3, "api_key "),  # the space: the next word typed does not glue on
+        ("api_key", "api_key ", -7, "api_key "),
+        ("subscription_key d", "delete ", -1, "subscription_key delete "),
+        ("authen", "authenticate ", -6, "authenticate "),
+    ],
+)
+def test_a_command_word_completes_in_place(typed, completion, start, line):
+    document = Document(typed)
+    [found] = CommandCompleter().get_completions(document, CompleteEvent(completion_requested=True))
+    assert (found.text, found.start_position) == (completion, start)
+    buffer = Buffer(document=document)
+    buffer.apply_completion(found)
+    assert buffer.text == line and buffer.cursor_position == len(line)
 
-    completer = NestedCompleter.from_nested_dict(COMMANDS)
 
-    def complete(text: str) -> list[str]:
-        return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
+def test_several_command_words_are_listed_not_guessed():
+    event = CompleteEvent(completion_requested=True)
+    for typed, words in [("api_key ", ["generate", "list", "delete"]), ("a", ["authenticate", "api_key"])]:
+        document = Document(typed)
+        found = list(CommandCompleter().get_completions(document, event))
+        assert [c.display_text for c in found] == words  # shown as words, without the space
+        # Nothing in common to insert: readline-style TAB lists them and leaves the line alone.
+        assert get_common_complete_suffix(document, found) == ""
+    assert list(CommandCompleter().get_completions(Document("bogus "), event)) == []
 
-    assert complete("sub") == ["subscription_key"]
-    assert complete("api_key ") == ["generate", "list", "delete"]
-    assert complete("subscription_key d") == ["delete"]
+
+def test_tab_completes_commands_in_place_and_a_group_alone_lists_its_actions(
+    miner, wallet_path, platform, options
+):
+    code, out = drive_shell(
+        lines("n", str(wallet_path), "miner", "hot1", platform.base_url)
+        + f"api_key gen{TAB}{ENTER}"
+        + f"api_key {TAB}li{TAB}{ENTER}"  # TAB on no letters lists the actions and inserts none
+        + f"subs{TAB}gen{TAB}{ENTER}"  # the space after subscription_key came with the TAB
+        + lines("api_key", "subscription_key", "exit"),
+        **options,
+    )
+    assert code == 0
+    address = miner.hotkey.ss58_address
+    [api_key] = platform.keys[address]["api-keys"]
+    [sub] = platform.keys[address]["subscription-keys"]
+    assert f"✅ New API key: {api_key.secret}" in out
+    assert out.count(f"✅ All API keys: ['{api_key.prefix}']") == 2  # after generate, and listed
+    assert f"✅ New subscription key: {sub.secret}" in out
+    assert "ℹ️  api_key takes an action: generate | list | delete (e.g. `api_key list`)." in out
+    assert "ℹ️  subscription_key takes an action: generate | list | delete" in out
+    assert "Invalid action" not in out
 
 
 @pytest.fixture(scope="module")

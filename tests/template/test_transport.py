@@ -12,6 +12,7 @@ from datetime import timedelta
 import aiohttp
 import bittensor as bt
 import pytest
+from yarl import URL
 
 from commons.protocol import (
     Ack,
@@ -65,13 +66,22 @@ class ServerThread:
 
 
 def neuron(uid: int, keypair, stake: float, permit: bool) -> NeuronInfo:
-    return NeuronInfo(uid=uid, hotkey=keypair.ss58_address, coldkey=keypair.ss58_address, stake=stake,
-                      validator_permit=permit, axon=AxonEndpoint("127.0.0.1", 1), last_update=0)
+    return NeuronInfo(
+        uid=uid,
+        hotkey=keypair.ss58_address,
+        coldkey=keypair.ss58_address,
+        stake=stake,
+        validator_permit=permit,
+        axon=AxonEndpoint("127.0.0.1", 1),
+        last_update=0,
+    )
 
 
 @pytest.fixture
 def keys(make_wallet):
-    return {name: make_wallet(name).hotkey for name in ("miner", "validator", "small", "nopermit", "stranger")}
+    return {
+        name: make_wallet(name).hotkey for name in ("miner", "validator", "small", "nopermit", "stranger")
+    }
 
 
 @pytest.fixture
@@ -137,8 +147,19 @@ async def call_as(keys, sender: str, thread, request=None, receiver="miner", rep
 
 
 async def raw_post(url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.post(url + path, data=body, headers=headers) as response:
+    """POST to ``url + path`` with the target sent exactly as given (no re-encoding by yarl)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(URL(url + path, encoded=True), data=body, headers=headers) as response,
+    ):
         return response.status, await response.text()
+
+
+def signed(keys, path: str, body: bytes, sender: str = "validator") -> dict[str, str]:
+    """Headers from the SDK's own signer, addressed to the served miner."""
+    return bt.http_auth.sign(
+        keys[sender], method="POST", path=path, body=body, receiver_ss58=keys["miner"].ss58_address
+    )
 
 
 async def test_good_call(served, keys):
@@ -152,11 +173,21 @@ async def test_good_call(served, keys):
 async def test_bad_signature_is_401(served, keys):
     thread, _ = served
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                receiver_ss58=keys["miner"].ss58_address)
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+    )
     # Signed by the stranger, claimed by the validator.
-    forged = bt.http_auth.sign(keys["stranger"], method="POST", path="/Heartbeat", body=body,
-                               receiver_ss58=keys["miner"].ss58_address)
+    forged = bt.http_auth.sign(
+        keys["stranger"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+    )
     headers["X-Bittensor-Signature"] = forged["X-Bittensor-Signature"]
     headers["X-Bittensor-Nonce"] = forged["X-Bittensor-Nonce"]
     status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
@@ -167,8 +198,13 @@ async def test_bad_signature_is_401(served, keys):
 async def test_tampered_body_is_401(served, keys):
     thread, handlers = served
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                receiver_ss58=keys["miner"].ss58_address)
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+    )
     status, text = await raw_post(thread.url, "/Heartbeat", body.replace(b"1", b"2"), headers)
     assert status == 401 and "BadSignature" in text
     assert handlers.calls == []
@@ -177,8 +213,13 @@ async def test_tampered_body_is_401(served, keys):
 async def test_replay_is_401(served, keys):
     thread, handlers = served
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                receiver_ss58=keys["miner"].ss58_address)
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+    )
     first = await raw_post(thread.url, "/Heartbeat", body, headers)
     second = await raw_post(thread.url, "/Heartbeat", body, headers)
     assert first[0] == 200
@@ -198,8 +239,14 @@ async def test_stale_nonce_is_401(served, keys):
     thread, _ = served
     body = Heartbeat().model_dump_json().encode()
     old = time.time_ns() - 60 * 10**9
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                receiver_ss58=keys["miner"].ss58_address, nonce_ns=old)
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+        nonce_ns=old,
+    )
     status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
     assert status == 401 and "StaleRequest" in text
 
@@ -229,8 +276,13 @@ async def test_blacklisted_callers_get_403_with_reason(served, keys, sender, rea
 async def test_oversized_body_is_413(served, keys):
     thread, _ = served
     body = b'{"protocol_version": 1, "pad": "' + b"x" * (70 * 1024) + b'"}'
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                receiver_ss58=keys["miner"].ss58_address)
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+    )
     status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
     assert status == 413 and "exceeds the limit of 65536 bytes" in text
 
@@ -242,23 +294,45 @@ async def test_oversized_chunked_body_is_413(served, keys):
         for _ in range(20):
             yield b"x" * 8192
 
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=b"",
-                                receiver_ss58=keys["miner"].ss58_address)
-    async with aiohttp.ClientSession() as session, session.post(
-        thread.url + "/Heartbeat", data=chunks(), headers=headers
-    ) as response:
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=b"",
+        receiver_ss58=keys["miner"].ss58_address,
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(thread.url + "/Heartbeat", data=chunks(), headers=headers) as response,
+    ):
         assert response.status == 413
 
 
 async def test_validation_error_names_the_field(served, keys):
     thread, _ = served
     request = FeedbackRequest.model_construct(
-        request_id="r1", prompt="p", task_type="code_generation", criteria=[], completions=[],
-        expire_at=utcnow() + timedelta(hours=1), protocol_version=1,
+        request_id="r1",
+        prompt="p",
+        task_type="code_generation",
+        criteria=[],
+        completions=[],
+        expire_at=utcnow() + timedelta(hours=1),
+        protocol_version=1,
     )
     outcome = await call_as(keys, "validator", thread, request=request, reply=Ack)
     assert outcome.status is Status.CLIENT_ERROR and outcome.http_status == 422
     assert "criteria" in outcome.detail and "completions" in outcome.detail
+
+
+@pytest.mark.parametrize("version", ['"1"', "1.0", "true"])
+async def test_protocol_version_must_be_a_json_integer(served, keys, version):
+    """Lax parsing would read each of these as version 1 and run the handler."""
+    thread, handlers = served
+    body = b'{"protocol_version": ' + version.encode() + b"}"
+    status, text = await raw_post(thread.url, "/Heartbeat", body, signed(keys, "/Heartbeat", body))
+    assert status == 422
+    assert "protocol_version: Input should be a valid integer" in text
+    assert handlers.calls == []
 
 
 async def test_other_protocol_version_is_400(served, keys):
@@ -268,18 +342,59 @@ async def test_other_protocol_version_is_400(served, keys):
     assert "speaks 1" in outcome.detail
 
 
+async def test_a_signed_query_string_verifies(served, keys):
+    thread, handlers = served
+    async with SignedClient(keys["validator"]) as client:
+        outcome = await client.call(
+            target(thread, keys), Heartbeat(), HeartbeatReply, query={"round": "3", "note": "a b/é~"}
+        )
+    assert outcome.status is Status.OK, outcome.detail
+    # The SDK's signer over the same target, query included, is accepted too.
+    body = Heartbeat().model_dump_json().encode()
+    status, text = await raw_post(
+        thread.url, "/Heartbeat?round=3", body, signed(keys, "/Heartbeat?round=3", body)
+    )
+    assert status == 200, text
+    assert len(handlers.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("signed_target", "sent_target"),
+    [
+        ("/Heartbeat?round=3", "/Heartbeat?round=4"),  # changed
+        ("/Heartbeat", "/Heartbeat?round=3"),  # added
+        ("/Heartbeat?round=3", "/Heartbeat"),  # dropped
+        ("/Heartbeat?note=a+b", "/Heartbeat?note=a%20b"),  # re-encoded: the same words, other bytes
+    ],
+)
+async def test_a_query_changed_after_signing_is_401(served, keys, signed_target, sent_target):
+    thread, handlers = served
+    body = Heartbeat().model_dump_json().encode()
+    status, text = await raw_post(thread.url, sent_target, body, signed(keys, signed_target, body))
+    assert status == 401
+    assert "BadSignature" in text and f"verified POST {sent_target} with the body as received" in text
+    assert handlers.calls == []
+
+
 async def test_handler_timeout_is_504(served, keys):
     thread, _ = served
-    outcome = await call_as(keys, "validator", thread, request=TaskResultRequest(request_id="r1"),
-                            reply=TaskResultReply)
+    outcome = await call_as(
+        keys, "validator", thread, request=TaskResultRequest(request_id="r1"), reply=TaskResultReply
+    )
     assert outcome.status is Status.SERVER_ERROR and outcome.http_status == 504
     assert "did not finish within 0.5s" in outcome.detail
 
 
 async def test_client_timeout_is_an_outcome(served, keys):
     thread, _ = served
-    outcome = await call_as(keys, "validator", thread, request=TaskResultRequest(request_id="r1"),
-                            reply=TaskResultReply, timeout=0.1)
+    outcome = await call_as(
+        keys,
+        "validator",
+        thread,
+        request=TaskResultRequest(request_id="r1"),
+        reply=TaskResultReply,
+        timeout=0.1,
+    )
     assert outcome.status is Status.TIMEOUT
 
 
@@ -301,8 +416,9 @@ async def test_miner_down_is_refused_and_fanout_never_raises(served, keys):
     thread, _ = served
     down = Target(hotkey=keys["miner"].ss58_address, url=f"http://127.0.0.1:{free_port()}", uid=5)
     async with SignedClient(keys["validator"], timeout=2) as client:
-        outcomes = await client.fanout([target(thread, keys), down, target(thread, keys, "stranger")],
-                                       Heartbeat(), HeartbeatReply)
+        outcomes = await client.fanout(
+            [target(thread, keys), down, target(thread, keys, "stranger")], Heartbeat(), HeartbeatReply
+        )
     assert [o.status for o in outcomes] == [Status.OK, Status.REFUSED, Status.UNAUTHORIZED]
 
 
@@ -312,7 +428,10 @@ def test_server_binds_only_the_address_given(keys, metagraph):
     with ServerThread(server, host="127.0.0.2") as thread:
         with socket.create_connection(("127.0.0.2", thread.port), timeout=2):
             pass
-        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", thread.port), timeout=2):
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", thread.port), timeout=2),
+        ):
             pass
 
 
@@ -359,11 +478,47 @@ def test_client_signature_is_btauth_and_verifies(keys):
     body = b'{"protocol_version":1}'
     receiver = keys["miner"].ss58_address
     headers = client.sign("/Heartbeat", body, receiver)
-    reference = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body, receiver_ss58=receiver)
+    reference = bt.http_auth.sign(
+        keys["validator"], method="POST", path="/Heartbeat", body=body, receiver_ss58=receiver
+    )
     assert set(headers) == set(reference)
-    caller = bt.http_auth.verify(headers, body, method="POST", path="/Heartbeat", self_hotkey_ss58=receiver,
-                                 nonce_store=bt.http_auth.InMemoryNonceStore())
+    caller = bt.http_auth.verify(
+        headers,
+        body,
+        method="POST",
+        path="/Heartbeat",
+        self_hotkey_ss58=receiver,
+        nonce_store=bt.http_auth.InMemoryNonceStore(),
+    )
     assert caller.hotkey_ss58 == keys["validator"].ss58_address
     with pytest.raises(bt.http_auth.BadSignature):
-        bt.http_auth.verify(headers, body + b" ", method="POST", path="/Heartbeat", self_hotkey_ss58=receiver,
-                            nonce_store=bt.http_auth.InMemoryNonceStore())
+        bt.http_auth.verify(
+            headers,
+            body + b" ",
+            method="POST",
+            path="/Heartbeat",
+            self_hotkey_ss58=receiver,
+            nonce_store=bt.http_auth.InMemoryNonceStore(),
+        )
+
+
+def test_client_signs_the_query_string_as_btauth_does(keys):
+    client = SignedClient(keys["validator"])
+    body = b'{"protocol_version":1}'
+    receiver = keys["miner"].ss58_address
+    headers = client.sign("/Heartbeat?round=3&note=a+b", body, receiver)
+
+    def verify(path: str) -> str:
+        return bt.http_auth.verify(
+            headers,
+            body,
+            method="POST",
+            path=path,
+            self_hotkey_ss58=receiver,
+            nonce_store=bt.http_auth.InMemoryNonceStore(),
+        ).hotkey_ss58
+
+    assert verify("/Heartbeat?round=3&note=a+b") == keys["validator"].ss58_address
+    for other in ("/Heartbeat", "/Heartbeat?round=4&note=a+b", "/Heartbeat?note=a+b&round=3"):
+        with pytest.raises(bt.http_auth.BadSignature):
+            verify(other)
