@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvloop
 from loguru import logger
@@ -66,7 +67,7 @@ class BaseNeuron:
     def setup(self) -> None:
         """Register routes on ``self.server``."""
 
-    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+    def loops(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
         """Long-running coroutines to run beside the endpoint; each should end when ``stop_event`` is set."""
         return []
 

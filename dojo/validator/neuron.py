@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ class ValidatorNeuron(BaseNeuron):
     async def heartbeat(self, request: Heartbeat, caller: CallerInfo) -> HeartbeatReply:
         return HeartbeatReply(hotkey=self.hotkey)
 
-    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+    def loops(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
         loops = [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop,
                  self._score_delivery_loop, self._weights_loop]
         if self.config.export.interval > 0:

@@ -54,7 +54,7 @@ def normalize_max_weight(weights: np.ndarray, limit: float) -> np.ndarray:
     All-zero input gives a uniform vector. ``limit`` below ``1/n`` is raised to ``1/n``,
     the smallest cap any vector summing to 1 can meet.
     """
-    w = np.asarray(weights, dtype=np.float64).copy()
+    w: np.ndarray = np.asarray(weights, dtype=np.float64).copy()
     n = w.size
     if n == 0:
         return w
