@@ -141,7 +141,7 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pyte
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("commons.scoring.os.replace", broken)
+    monkeypatch.setattr("commons.scoring._moving.os.replace", broken)
     moving.update(["a"], [0], [1.0])
     with pytest.raises(OSError, match="disk full"):
         moving.save(path)

@@ -427,7 +427,7 @@ def test_the_cached_line_and_block_path_gives_the_token_by_token_result(monkeypa
     # The obfuscator caches its work by lines and blocks of lines (the procedural backend's
     # completions repeat most of them); with those caches bypassed, every script goes
     # token by token. Both must write the same text, cold caches and warm.
-    from commons import obfuscation
+    from commons.obfuscation import _js_tokens as obfuscation
     from dojo.synthetic.procedural import FileLayout, render_scene
     from dojo.synthetic.spec import deviate, sample_spec
 
