@@ -1,4 +1,9 @@
-"""The FastAPI application of the worker platform: :func:`create_app`."""
+"""The FastAPI application of the worker platform: :func:`create_app`.
+
+Every error is ``{"detail": "<what was wrong and what to do>"}`` (:class:`ErrorOut`),
+FastAPI's own included; the OpenAPI schema lists each operation's error statuses with
+that model (:func:`document_errors`), so a client, and schemathesis, can hold us to it.
+"""
 
 from __future__ import annotations
 
@@ -23,18 +28,102 @@ from dojo.platform.deps import SessionCache, lookup_worker
 from dojo.platform.errors import PlatformError, RateLimited
 from dojo.platform.hotpath import QueueHotPath
 from dojo.platform.registry import HotkeyRegistry
-from dojo.platform.schemas import CreateTasksIn
-from dojo.platform.security import ASGIApp, RateLimiter, Receive, Scope, SecurityMiddleware, Send
+from dojo.platform.schemas import CreateTasksIn, ErrorOut
+from dojo.platform.security import (
+    INTERNAL_ERROR,
+    UNSAFE_METHODS,
+    ASGIApp,
+    JsonBodyCheck,
+    RateLimiter,
+    Receive,
+    Scope,
+    SecurityMiddleware,
+    Send,
+)
 from dojo.platform.settings import PlatformSettings
 from template.chain import Chain, open_chain
+from template.validation import request_field, validation_detail
+
+CREATE_TASKS_PATH = "/api/v1/tasks/create-tasks"
 
 
-def _validation_detail(exc: RequestValidationError) -> str:
-    parts = []
+def _json_invalid_detail(exc: RequestValidationError) -> str | None:
+    """FastAPI's own word for a body that is not JSON, as the platform's 400 says it.
+    (JsonBodyCheck answers such bodies first; this keeps one status if one slips by.)"""
     for error in exc.errors():
-        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
-    return "; ".join(parts) or "invalid request"
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "JSON decode error")
+            return f"the body is not valid JSON: {reason} (char {error.get('loc', ('', '?'))[-1]})"
+    return None
+
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+ERROR_DESCRIPTIONS = {
+    400: "unreadable body: not JSON (or the form), nested too deeply, a non-finite number",
+    401: "missing, unknown or expired credentials",
+    403: "not allowed: a cookie session without the CSRF header, an unregistered hotkey",
+    404: "absent, or not yours",
+    409: "conflict with the current state",
+    410: "gone: expired",
+    413: "request body too large",
+    422: "the body or a parameter breaks the rules",
+    429: "too many log-in attempts from this address; see Retry-After",
+}
+# Statuses particular to an operation, which no rule below can see (a route may also
+# declare its own with ``responses={...}``). The log-in endpoints are rate-limited (429).
+OPERATION_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("post", "/api/v1/miner/challenge"): (429,),
+    ("post", "/api/v1/miner/session"): (401, 403, 429),
+    ("post", "/api/v1/worker/challenge"): (429,),
+    ("post", "/api/v1/worker/login"): (401, 429),
+    ("post", "/api/v1/worker/recover"): (401, 429),
+    ("post", CREATE_TASKS_PATH): (409,),
+    ("post", "/api/v1/miner/api-keys"): (409,),
+    ("post", "/api/v1/miner/subscription-keys"): (409,),
+    ("post", "/api/v1/worker/subscriptions"): (404, 409),
+    ("post", "/api/v1/worker/tasks/{task_id}/result"): (409, 410),
+    ("post", "/api/v1/worker/tasks/{task_id}/hold"): (409, 410),
+    ("post", "/api/v1/worker/tasks/{task_id}/skip"): (409,),
+}
+_HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _error_statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
+    """The error statuses ``operation`` can answer: those its shape implies, those it declares."""
+    statuses = {int(code) for code in operation.get("responses", {}) if code.isdigit() and int(code) >= 400}
+    statuses.update(OPERATION_ERRORS.get((method, path), ()))
+    if operation.get("requestBody"):
+        statuses.update((400, 413, 422))
+    if operation.get("parameters"):
+        statuses.add(422)
+    if "{" in path:
+        statuses.add(404)
+    security = operation.get("security")
+    if security:
+        statuses.add(401)
+        if method.upper() in UNSAFE_METHODS and any("Cookie" in name for req in security for name in req):
+            statuses.add(403)  # a cookie session without the CSRF header
+    return statuses
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """List every operation's error statuses with :class:`ErrorOut`, in place of FastAPI's
+    ``HTTPValidationError`` (a list of objects, which this platform never sends)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components["ErrorOut"] = ErrorOut.model_json_schema()
+    for path, item in schema.get("paths", {}).items():
+        for method in _HTTP_METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status in sorted(_error_statuses(method, path, operation)):
+                entry = responses.setdefault(str(status), {})
+                if not entry.get("description") or entry["description"] == "Validation Error":
+                    entry["description"] = ERROR_DESCRIPTIONS.get(status, "error")
+                entry["content"] = {"application/json": {"schema": ERROR_REF}}
 
 
 class PlatformApp(FastAPI):
@@ -110,7 +199,16 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+        not_json = _json_invalid_detail(exc)
+        if not_json is not None:
+            return JSONResponse({"detail": not_json}, status_code=400)
+        return JSONResponse({"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:
+        # Starlette sends this, then raises the exception again: SecurityMiddleware logs it
+        # and keeps the connection.
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
     @app.get("/health", tags=["platform"])
     def health() -> dict[str, str]:
@@ -127,9 +225,11 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     else:
         app.include_router(web_router)
 
-    # The hot path inside SecurityMiddleware (caps and headers apply), both in front of FastAPI.
+    # The hot path inside SecurityMiddleware (caps, headers, gzip apply), both in front of
+    # FastAPI; behind the hot path (which reads its bodies itself) the JSON check, so that no
+    # body FastAPI parses is too deep or holds NaN.
     hot_path = QueueHotPath(
-        app.fastapi_call,
+        JsonBodyCheck(app.fastapi_call, own_parsers={CREATE_TASKS_PATH}),
         database=database,
         settings=settings,
         sessions=app.state.worker_sessions,
@@ -143,7 +243,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     app.front = SecurityMiddleware(
         hot_path,
         max_body_bytes=settings.max_body_bytes,
-        large_body_paths={"/api/v1/tasks/create-tasks": settings.max_task_body_bytes},
+        large_body_paths={CREATE_TASKS_PATH: settings.max_task_body_bytes},
         secure_cookies=settings.secure_cookies,
     )
 
@@ -159,6 +259,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(model.pop("$defs", {}))
             components["CreateTasksIn"] = model
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -10,7 +10,9 @@
   (``Authorization: Bearer dws_…`` or the ``dojo_worker_session`` cookie); 401 / ``None``.
 
 Cookie-authenticated unsafe requests (POST, PUT, PATCH, DELETE) must carry the CSRF token
-(:func:`dojo.platform.security.check_csrf`), checked here so no route can forget it. The
+(:func:`dojo.platform.security.check_csrf`), checked here so no route can forget it: once
+the cookie proved a live session, so an unknown or expired session cookie is a 401 and a
+live one without the token a 403. The
 objects returned are detached from any session: read their columns, and open
 ``database.session()`` to change anything.
 """
@@ -148,15 +150,14 @@ async def login_rate_limit(request: Request) -> None:
     limiter.hit(client_address(request))
 
 
-async def _session_token(
+def _session_token(
     request: Request, bearer: HTTPAuthorizationCredentials | None, cookie: str
-) -> str | None:
+) -> tuple[str | None, bool]:
+    """The session token, and whether it came from the (ambient, so CSRF-checked) cookie."""
     if bearer is not None and bearer.credentials:
-        return bearer.credentials
+        return bearer.credentials, False
     token = request.cookies.get(cookie)
-    if token:
-        await check_csrf(request)
-    return token or None
+    return token or None, bool(token)
 
 
 async def current_miner(
@@ -164,7 +165,7 @@ async def current_miner(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     _cookie: str | None = Depends(miner_cookie_scheme),
 ) -> Miner:
-    token = await _session_token(request, bearer, MINER_COOKIE)
+    token, from_cookie = _session_token(request, bearer, MINER_COOKIE)
     if token is None:
         raise Unauthorized("log in first: POST /api/v1/miner/challenge, sign, POST /api/v1/miner/session")
     database: Database = request.app.state.db
@@ -176,6 +177,8 @@ async def current_miner(
     miner = await run_in_threadpool(lookup)
     if miner is None:
         raise Unauthorized("your session has expired or is unknown; log in again")
+    if from_cookie:
+        await check_csrf(request)
     return miner
 
 
@@ -194,16 +197,17 @@ async def optional_worker(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     _cookie: str | None = Depends(worker_cookie_scheme),
 ) -> Worker | None:
-    token = await _session_token(request, bearer, WORKER_COOKIE)
+    token, from_cookie = _session_token(request, bearer, WORKER_COOKIE)
     if token is None:
         return None
     cache: SessionCache = request.app.state.worker_sessions
-    cached = cache.get(token)
-    if cached is not SessionCache.MISSING:
-        return cached
-    database: Database = request.app.state.db
-    worker = await run_db(request, lambda: lookup_worker(database, token))
-    cache.put(token, worker)
+    worker = cache.get(token)
+    if worker is SessionCache.MISSING:
+        database: Database = request.app.state.db
+        worker = await run_db(request, lambda: lookup_worker(database, token))
+        cache.put(token, worker)
+    if worker is not None and from_cookie:
+        await check_csrf(request)
     return worker
 
 

@@ -6,11 +6,12 @@ queue's database work. :class:`QueueHotPath` sits in front of the FastAPI applic
 inside :class:`SecurityMiddleware` (so body caps, security headers and the CSRF cookie
 apply as everywhere), and answers those two calls itself only when the request is the
 ordinary one: a ``Bearer`` session token of a live worker session and, for a submission, a
-JSON body that :class:`SubmitResultIn` accepts. Anything else — no or unknown credentials,
-a cookie session (which needs the CSRF check), an unreadable or invalid body — goes on to
-the FastAPI routes unchanged (the body already read is handed on), so every error keeps
-its one wording. The routes remain the documented API (OpenAPI) and run the same
-functions (``api.worker``).
+JSON body that :class:`SubmitResultIn` accepts. A body :func:`load_json` refuses (not
+JSON, too deep, a non-finite number) is answered here with the 400 the routes would give.
+Anything else — no or unknown credentials, a cookie session (which needs the CSRF check),
+a body the model refuses — goes on to the FastAPI routes unchanged (the body already read
+is handed on), so every error keeps its one wording. The routes remain the documented API
+(OpenAPI) and run the same functions (``api.worker``).
 
 Where the queue's transaction runs: on PostgreSQL, on the database threads (each statement
 is a round trip). On SQLite, on the event loop itself, in the loop's group commit
@@ -28,6 +29,7 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,7 +38,17 @@ from starlette.exceptions import HTTPException
 from dojo.platform.db import Database, WriteBusy
 from dojo.platform.errors import PlatformError
 from dojo.platform.schemas import SubmitResultIn
-from dojo.platform.security import ASGIApp, Message, Receive, Scope, Send
+from dojo.platform.security import (
+    ASGIApp,
+    Disconnected,
+    Receive,
+    Scope,
+    Send,
+    is_json_content_type,
+    load_json,
+    read_body,
+    replay,
+)
 from dojo.platform.settings import PlatformSettings
 
 NEXT_PATH = "/api/v1/worker/tasks/next"
@@ -65,8 +77,9 @@ async def _respond(send: Send, status: int, payload: Any = None) -> None:
 class QueueHotPath:
     """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``.
 
-    ``claim(db, settings, worker)`` and ``submit(db, settings, worker, task_id, data)``
-    (``queue.next_task``, ``queue.submit_result``) run inside a write transaction.
+    ``claim(db, settings, worker)`` and ``submit(db, settings, worker, task_id, data,
+    lead_time=…)`` (``queue.next_task``, ``queue.submit_result``) run inside a write
+    transaction.
     """
 
     def __init__(
@@ -132,25 +145,31 @@ class QueueHotPath:
             return
 
         try:
-            body = await self._read_body(receive)
+            body = await read_body(receive)
         except HTTPException as exc:  # the body cap of SecurityMiddleware
             await _respond(send, exc.status_code, {"detail": exc.detail})
             return
-        except _Disconnected:  # the client went away; nothing to answer
+        except Disconnected:  # the client went away; nothing to answer
             return
-        data = None
-        if content_type.split(b";", 1)[0].strip().lower() == _JSON and body:
+        parsed = None
+        if body and is_json_content_type(content_type):
             try:
-                # As FastAPI does: json.loads, then the model in Python mode.
-                parsed = SubmitResultIn.model_validate(json.loads(body))
-                data = [item.model_dump() for item in parsed.result_data]
-            except (ValueError, ValidationError):
-                data = None
-        if data is None:  # let FastAPI word the error
-            await self.app(scope, _replay(body, receive), send)
+                payload = load_json(body)
+            except PlatformError as exc:
+                await _respond(send, exc.status_code, {"detail": exc.detail})
+                return
+            try:
+                # As FastAPI does: the model in Python mode.
+                parsed = SubmitResultIn.model_validate(payload)
+            except ValidationError:
+                parsed = None
+        if parsed is None:  # let FastAPI word the error
+            await self.app(scope, replay(body, receive), send)
             return
+        data = [item.model_dump() for item in parsed.result_data]
+        submit = partial(self.submit, lead_time=parsed.lead_time)
         try:
-            done = await self._queue_work(self.submit, worker, task_id, data)
+            done = await self._queue_work(submit, worker, task_id, data)
         except PlatformError as exc:
             await _respond(send, exc.status_code, {"detail": exc.detail})
             return
@@ -185,32 +204,3 @@ class QueueHotPath:
             )
         self.sessions.put(token, worker)
         return worker
-
-    @staticmethod
-    async def _read_body(receive: Receive) -> bytes:
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _Disconnected
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-
-class _Disconnected(Exception):
-    pass
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body already read, then whatever the connection says next (a disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -46,6 +46,12 @@ def to_naive_utc(value: datetime) -> datetime:
     return value
 
 
+class ErrorOut(BaseModel):
+    """Every error the API answers: a precise 4xx (or a 500) and what to do about it."""
+
+    detail: str = Field(description="what was wrong and what to do")
+
+
 # --- miner log-in and keys -------------------------------------------------------------------
 
 
@@ -157,6 +163,18 @@ class CreateTasksIn(Camel):
     expire_at: datetime
     task_data: list[TaskDataIn] = Field(min_length=1, max_length=MAX_TASKS_PER_REQUEST)
     max_results: int = Field(1, ge=1, le=MAX_RESULTS_LIMIT)
+
+    @field_validator("expire_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """Naive UTC, here: ``9999-12-31T23:59:59-12:00`` is a valid time whose UTC falls
+        past the calendar's end (``datetime`` raises OverflowError), and a 422 must say so."""
+        try:
+            return to_naive_utc(value)
+        except OverflowError:
+            raise ValueError(
+                f"{value.isoformat()} lies outside the calendar in UTC; send a time in the next 5 days"
+            ) from None
 
 
 class CreateTasksOut(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -25,6 +24,8 @@ from dojo.platform.schemas import (
     TaskStatusOut,
     iso,
 )
+from dojo.platform.security import load_json
+from template.validation import validation_detail
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -37,15 +38,10 @@ MULTIPART_SCHEMA = {
 }
 
 
-def validation_detail(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        location = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{location}: {error['msg']}" if location else error["msg"])
-    return "; ".join(parts)
-
-
 async def _create_tasks_body(request: Request) -> CreateTasksIn:
+    """The body as JSON or as the original multipart form. Read here, not by FastAPI (and
+    not by the front's JSON check, see ``app.py``), with the one JSON reader of the edge:
+    a malformed, too deep or non-finite taskData is the same 400 in either form."""
     content_type = request.headers.get("content-type", "")
     data: Any
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
@@ -54,21 +50,15 @@ async def _create_tasks_body(request: Request) -> CreateTasksIn:
         if any(not isinstance(v, str) for v in data.values()):
             raise BadRequest("form fields must be plain values, not files")
         if "taskData" in data:
-            try:
-                data["taskData"] = json.loads(data["taskData"])
-            except json.JSONDecodeError as exc:
-                raise Invalid(f"taskData must be a JSON string: {exc}") from None
+            data["taskData"] = load_json(data["taskData"], what="the taskData field")
             if isinstance(data["taskData"], dict):
                 data["taskData"] = [data["taskData"]]
     else:
-        try:
-            data = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"send the tasks as JSON (or the multipart form): {exc}") from None
+        data = load_json(await request.body())
     try:
         return CreateTasksIn.model_validate(data)
     except ValidationError as exc:
-        raise Invalid(validation_detail(exc)) from None
+        raise Invalid(validation_detail(exc, limit=None)) from None
 
 
 @router.post(

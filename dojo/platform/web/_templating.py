@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,17 @@ TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 GENERATED_STATIC = {"pygments.css": highlight_css}
 CONTENT_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+# What a static file may be called. Anything else (a NUL byte, a name too long for the file
+# system, a separator) is no file of ours, answered 404 before the file system refuses it.
+STATIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def static_body(name: str) -> bytes | None:
     """The bytes of static file ``name``, or None when there is no such file."""
     if name in GENERATED_STATIC:
         return GENERATED_STATIC[name]().encode()
+    if not STATIC_NAME.fullmatch(name):
+        return None
     path = (STATIC_DIR / name).resolve()
     if path.parent != STATIC_DIR.resolve() or not path.is_file():
         return None

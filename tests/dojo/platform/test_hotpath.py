@@ -53,7 +53,8 @@ def test_bodies_the_model_refuses_get_the_routes_wording(client, miner):
     worker = subscribed_worker(client, miner)
     url = f"/api/v1/worker/tasks/{task_id}/result"
     not_json = client.post(url, content=b"{nope", headers={**worker.auth, "content-type": "application/json"})
-    assert not_json.status_code == 422 and isinstance(not_json.json()["detail"], str)
+    # Not JSON at all is a 400 (docs/platform-api.md), JSON the model refuses a 422.
+    assert not_json.status_code == 400 and isinstance(not_json.json()["detail"], str)
     no_data = client.post(url, json={}, headers=worker.auth)
     assert no_data.status_code == 422 and "resultData" in no_data.json()["detail"]
     bad_type = client.post(url, json={"resultData": [{"type": "vote", "value": {}}]}, headers=worker.auth)

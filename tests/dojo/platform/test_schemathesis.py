@@ -1,4 +1,5 @@
-"""Schemathesis over the platform's OpenAPI schema, with real credentials: no 5xx.
+"""Schemathesis over the platform's OpenAPI schema, with real credentials: no 5xx, and every
+answer as the schema says (a documented status, its content type, a body of its schema).
 
 Every API operation is fed generated requests (valid by the schema, then invalid) with a
 live miner session, API key and worker session, so the fuzzing reaches past
@@ -11,10 +12,27 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.dojo.platform._support import create_tasks, subscribed_worker
 
 EXAMPLES = {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 2}
+# What the server answers, checked on every response. (Not the checks that judge whether a
+# request should have been accepted: a generated task id the schema allows is still absent.)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 def _order(label: str) -> tuple[int, str]:
@@ -23,7 +41,7 @@ def _order(label: str) -> tuple[int, str]:
     return (1 if method == "DELETE" or label.endswith("/logout") else 0, label)
 
 
-def test_no_server_errors_under_fuzzing(platform, client, miner):
+def test_no_server_errors_and_no_schema_violations_under_fuzzing(platform, client, miner):
     create_tasks(client, miner, tasks=2)
     worker = subscribed_worker(client, miner)
     schema = schemathesis.openapi.from_url(f"{platform.url}/openapi.json")
@@ -41,7 +59,7 @@ def test_no_server_errors_under_fuzzing(platform, client, miner):
             headers = miner.key
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _fuzz(platform.url, operation, mode, headers, failures)
-    assert failures == []
+    assert failures == [], "\n\n".join(failures)
 
 
 def _fuzz(url, operation, mode, headers, failures: list[str]) -> None:
@@ -55,9 +73,10 @@ def _fuzz(url, operation, mode, headers, failures: list[str]) -> None:
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case):
-        response = case.call(base_url=url, headers=headers, timeout=30)
-        if response.status_code >= 500:
-            failures.append(f"{operation.label}: {response.status_code} for {case.as_curl_command()}")
+        try:
+            case.call_and_validate(base_url=url, headers=headers, timeout=30, checks=CHECKS)
+        except FailureGroup as exc:  # every check that failed, with the curl command
+            failures.append(f"{operation.label} ({mode.value}): {exc}")
 
     try:
         check()
