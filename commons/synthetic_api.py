@@ -53,6 +53,8 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from commons.protocol import CodeFile
+from commons.retry import RetryPolicy, retry_after
+from template.validation import validation_messages
 
 __all__ = [
     "CodeFile",
@@ -167,8 +169,8 @@ class SyntheticAPIClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.retry = RetryPolicy(attempts=max_retries + 1, base_delay=backoff, max_delay=max_backoff)
+        self._rng = random.Random()
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -196,7 +198,7 @@ class SyntheticAPIClient:
         except ValidationError as exc:
             raise SyntheticAPIResponseError(
                 f"{self.base_url}/api/synthetic-gen answered with something that is not a task: "
-                f"{exc.errors()[0]['msg']}"
+                f"{validation_messages(exc, limit=1)[0]}"
             ) from exc
         if not envelope.success or envelope.body is None:
             raise SyntheticAPIResponseError(f"the synthetic API reported an error: {envelope.error}")
@@ -205,7 +207,7 @@ class SyntheticAPIClient:
     async def _request(self, path: str) -> httpx.Response:
         last_problem = ""
         for attempt in range(self.max_retries + 1):
-            delay: float | None = None
+            after: float | None = None
             try:
                 response = await self._client.get(path)
             except httpx.TransportError as exc:
@@ -223,30 +225,20 @@ class SyntheticAPIClient:
                         f"{self.base_url}{path} answered {response.status_code}: {response.text[:200]}"
                     )
                 last_problem = f"HTTP {response.status_code}"
-                delay = _retry_after(response)
+                after = retry_after(response.headers)
             if attempt == self.max_retries:
                 break
-            if delay is None:
-                delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+            # The server's Retry-After too waits at most max_backoff.
+            delay = min(self.retry.delay(attempt, self._rng, after), self.retry.max_delay)
             logger.warning(
                 "synthetic API {}{} failed ({}); retry {}/{} in {:.2f}s",
                 self.base_url, path, last_problem, attempt + 1, self.max_retries, delay,
             )
-            await asyncio.sleep(min(delay, self.max_backoff))
+            await asyncio.sleep(delay)
         raise SyntheticAPIUnavailable(
             f"{self.base_url}{path} failed after {self.max_retries + 1} attempts ({last_problem}); "
             "is `dojo synthetic serve` running there?"
         )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # HTTP-date form: fall back to our own backoff
 
 
 def task_source_from_env(

@@ -24,6 +24,7 @@ from loguru import logger
 from pydantic import BaseModel, Field, ValidationError
 
 from commons.protocol import CodeFile
+from commons.retry import RetryPolicy, retry_after
 from dojo.synthetic.backend import (
     BudgetExceeded,
     GeneratedCompletion,
@@ -31,6 +32,7 @@ from dojo.synthetic.backend import (
     Instruction,
     TaskBudget,
 )
+from template.validation import dotted, validation_messages
 
 PROVIDERS: dict[str, tuple[str, str | None]] = {
     # name -> (base URL, environment variable holding the key)
@@ -89,6 +91,11 @@ class LLMSettings:
     max_backoff: float = 60.0
     json_schema: bool = True  # response_format json_schema; off for servers that only know json_object
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """``max_retries`` more tries after the first, backing off from ``backoff`` seconds."""
+        return RetryPolicy(attempts=self.max_retries + 1, base_delay=self.backoff, max_delay=self.max_backoff)
+
 
 class ChatError(GenerationError):
     """The endpoint kept failing or never gave a valid answer."""
@@ -99,6 +106,7 @@ class ChatClient:
 
     def __init__(self, settings: LLMSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
+        self._rng = random.Random()
         headers = {"Content-Type": "application/json"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -160,7 +168,7 @@ class ChatClient:
                             delay = 0.0
                 elif response.status_code in (408, 409, 425, 429) or response.status_code >= 500:
                     problem = f"HTTP {response.status_code}"
-                    delay = _retry_after(response)
+                    delay = retry_after(response.headers)
                 else:
                     raise ChatError(
                         f"{s.base_url} refused the request with HTTP {response.status_code}: {response.text[:300]} "
@@ -168,8 +176,7 @@ class ChatClient:
                     )
             if attempt == s.max_retries:
                 break
-            if delay is None:
-                delay = min(s.max_backoff, s.backoff * 2**attempt) * (0.5 + random.random() / 2)
+            delay = s.retry.delay(attempt, self._rng, delay)
             if delay > budget.remaining():
                 raise BudgetExceeded(f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit")
             logger.warning("{} {}: {}; retry {}/{} in {:.1f}s", s.base_url, model, problem, attempt + 1, s.max_retries, delay)
@@ -191,17 +198,7 @@ def _strip_fences(content: str) -> str:
 
 
 def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error.get("loc", ())) or "answer"
-    return f"{where}: {error['msg']}"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    return validation_messages(exc, where=lambda loc: dotted(loc) or "answer", limit=1)[0]
 
 
 _INSTRUCT_SYSTEM = (

@@ -29,7 +29,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from loguru import logger
 
-from commons.dojo_api import RetryPolicy, normalize_base_url
+from commons.dojo_api import normalize_base_url
+from commons.retry import RetryPolicy, retry_after
 from dojo.workers._behaviours import Behaviour, UnsupportedTask, result_data
 from dojo.workers._oracle import Oracle
 
@@ -77,13 +78,6 @@ def _detail(response: httpx.Response) -> str:
         return response.text.strip()[:200] or response.reason_phrase
     detail = body.get("detail") if isinstance(body, dict) else None
     return str(detail if detail is not None else body)[:200]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers["retry-after"]))
-    except (KeyError, ValueError):
-        return None
 
 
 class SimulatedWorker:
@@ -167,8 +161,7 @@ class SimulatedWorker:
                 self.stats.errors += 1
             else:
                 if response.status_code == 429:
-                    after = _retry_after(response)
-                    wait = after if after is not None else BACKOFF.delay(attempt, self._backoff_rng)
+                    wait = BACKOFF.delay(attempt, self._backoff_rng, retry_after(response.headers))
                     reason = "429 rate limited"
                     self.stats.rate_limited += 1
                 elif response.status_code >= 500:
