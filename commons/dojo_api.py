@@ -2,7 +2,8 @@
 
 The contract is ``docs/platform-api.md``: hotkey login (challenge, then a session opened
 with the challenge message signed by the hotkey), API keys and subscription keys
-(generate, list, disable), and tasks (create, status, results) under an API key.
+(generate, list, disable), invite links for workers, and tasks (create, status, results)
+under an API key.
 
 Transient failures (timeouts, connection errors, 5xx) are retried with exponential
 backoff and jitter; a 4xx is the platform's answer and is never retried. Every error a
@@ -14,11 +15,14 @@ caller can meet is one of these::
     ├── BadResponse              a 2xx whose body breaks the contract, or a challenge
     │                            that does not name this platform, hotkey and nonce
     └── RequestRejected          a 4xx: the platform refused the request (not retried)
-        ├── AuthError            401/403: not logged in, bad signature, reused nonce,
+        ├── AuthRejected         401/403: not logged in, bad signature, reused nonce,
         │                        hotkey not registered, disabled or unknown key
-        ├── NotFound             404: no such task or key, or another miner's
-        ├── ValidationError      400/409/413/422: the request itself is wrong
+        ├── ResourceNotFound     404: no such task or key, or another miner's
+        ├── RequestInvalid       400/409/413/422: the request itself is wrong
         └── RateLimited          429: too many requests; .retry_after in seconds
+
+The names differ from pydantic's ``ValidationError`` and the platform's own ``NotFound``
+(``dojo.platform.errors``), so that code meeting both can tell them apart.
 
 Example::
 
@@ -36,7 +40,6 @@ import asyncio
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Protocol, TypeVar
@@ -47,20 +50,24 @@ import pydantic
 from loguru import logger
 from pydantic.alias_generators import to_camel
 
+from commons.retry import RetryPolicy, retry_after
+
 __all__ = [
     "DEFAULT_BASE_URL",
-    "KeyInfo",
-    "AuthError",
+    "AuthRejected",
     "BadResponse",
     "Challenge",
     "DojoAPI",
     "DojoAPIError",
     "GeneratedKey",
     "Hotkey",
+    "Invite",
+    "KeyInfo",
     "KeyKind",
-    "NotFound",
     "RateLimited",
+    "RequestInvalid",
     "RequestRejected",
+    "ResourceNotFound",
     "ResultItem",
     "RetryPolicy",
     "ServerError",
@@ -68,7 +75,6 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "Unreachable",
-    "ValidationError",
     "normalize_base_url",
 ]
 
@@ -104,15 +110,15 @@ class RequestRejected(DojoAPIError):
     """The platform refused the request with a 4xx; retrying the same request cannot help."""
 
 
-class AuthError(RequestRejected):
+class AuthRejected(RequestRejected):
     """401/403: no or expired session, bad signature, unregistered hotkey, disabled key."""
 
 
-class NotFound(RequestRejected):
+class ResourceNotFound(RequestRejected):
     """404: the task or key does not exist, or belongs to another miner."""
 
 
-class ValidationError(RequestRejected):
+class RequestInvalid(RequestRejected):
     """400/409/413/422: the request is malformed or breaks a rule of the platform."""
 
 
@@ -125,46 +131,15 @@ class RateLimited(RequestRejected):
 
 
 _STATUS_ERRORS: dict[int, type[RequestRejected]] = {
-    400: ValidationError,
-    401: AuthError,
-    403: AuthError,
-    404: NotFound,
-    409: ValidationError,
-    413: ValidationError,
-    422: ValidationError,
+    400: RequestInvalid,
+    401: AuthRejected,
+    403: AuthRejected,
+    404: ResourceNotFound,
+    409: RequestInvalid,
+    413: RequestInvalid,
+    422: RequestInvalid,
     429: RateLimited,
 }
-
-
-# --- retry policy -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter.
-
-    Attempt ``n`` (0-based) that fails transiently waits ``d * (1 - jitter * u)`` before the
-    next one, where ``d = min(max_delay, base_delay * 2**n)`` and ``u`` is uniform on
-    [0, 1): the wait lies in ``[d * (1 - jitter), d]``, so many miners that lost the
-    platform at once do not come back in lockstep.
-    """
-
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        if not 0.0 <= self.jitter <= 1.0:
-            raise ValueError("jitter must be within [0, 1]")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must not be negative")
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2.0**attempt)
-        return ceiling * (1.0 - self.jitter * rng.random())
 
 
 # --- response models ----------------------------------------------------------------------
@@ -211,6 +186,13 @@ class KeyInfo(_Model):
     created_at: datetime
     last_used_at: datetime | None = None
     disabled: bool = False
+
+
+class Invite(_Model):
+    """A one-time invite link to the miner's team, and when it stops working."""
+
+    url: str
+    expires_at: datetime
 
 
 class _KeyList(_Model):
@@ -312,14 +294,6 @@ def _detail_of(response: httpx.Response) -> str:
         if detail is not None:
             return str(detail)[:500]
     return str(body)[:300]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class _NoCookies(DefaultCookiePolicy):
@@ -494,6 +468,12 @@ class DojoAPI:
     async def disable_subscription_key(self, key_id: str) -> str:
         return await self.disable_key(KeyKind.SUBSCRIPTION, key_id)
 
+    # -- invites ---------------------------------------------------------------------------
+
+    async def create_invite(self) -> Invite:
+        """A new one-time invite link for a worker to join this miner's team (no wallet needed)."""
+        return await self._call(Invite, "POST", "/api/v1/miner/invites", auth="session")
+
     # -- tasks -----------------------------------------------------------------------------
 
     async def create_task(
@@ -554,11 +534,11 @@ class DojoAPI:
     def _auth_headers(self, auth: str | None) -> dict[str, str]:
         if auth == "session":
             if not self.token:
-                raise AuthError("no miner session: log in first (`authenticate` in the `dojo` shell)")
+                raise AuthRejected("no miner session: log in first (`authenticate` in the `dojo` shell)")
             return {"authorization": f"Bearer {self.token}"}
         if auth == "api_key":
             if not self.api_key:
-                raise AuthError("no API key: set DOJO_API_KEY (generate one with `dojo api-key generate`)")
+                raise AuthRejected("no API key: set DOJO_API_KEY (generate one with `dojo api-key generate`)")
             return {"x-api-key": self.api_key}
         return {}
 
@@ -642,7 +622,7 @@ class DojoAPI:
         cls = _STATUS_ERRORS.get(status, RequestRejected)
         message = f"{what}: {status} {detail}"
         if cls is RateLimited:
-            return RateLimited(message, status_code=status, detail=detail, retry_after=_retry_after(response))
+            return RateLimited(message, status_code=status, detail=detail, retry_after=retry_after(response.headers))
         return cls(message, status_code=status, detail=detail)
 
 

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     auth = subparsers.add_parser(
         "authenticate", help="log in to a worker platform with the hotkey and cache the session"
     )
-    _add_account_flags(auth)
+    add_account_flags(auth)
     auth.set_defaults(handler=_authenticate)
 
     for group, (kind, help_text) in _GROUPS.items():
@@ -48,11 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 sub.add_argument("--id", required=True, help="the key's id or prefix (see `list`)")
             if action != "delete":
                 sub.add_argument("--json", action="store_true", help="print JSON")
-            _add_account_flags(sub)
+            add_account_flags(sub)
             sub.set_defaults(handler=_key_handler, key_group=kind, key_command=group, key_action=action)
 
 
-def _add_account_flags(parser: argparse.ArgumentParser) -> None:
+def add_account_flags(parser: argparse.ArgumentParser) -> None:
+    """The wallet, platform and session-cache flags of every command that logs in as the miner."""
     add_wallet_flags(parser)
     parser.add_argument(
         "--platform",
@@ -83,7 +84,7 @@ def _authenticate(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
 
-    return _run_with_account(args, run)
+    return run_with_account(args, run)
 
 
 def _key_handler(args: argparse.Namespace) -> int:
@@ -122,10 +123,10 @@ def _key_handler(args: argparse.Namespace) -> int:
         _success(f"Disabled {kind.singular} {key.prefix} (id {key.id}).")
         return EXIT_OK
 
-    return _run_with_account(args, run)
+    return run_with_account(args, run)
 
 
-def _run_with_account(args: argparse.Namespace, run: Callable[[Any], Awaitable[int]]) -> int:
+def run_with_account(args: argparse.Namespace, run: Callable[[Any], Awaitable[int]]) -> int:
     """Open the wallet and the platform, run one operation, and map failures to exit codes."""
     import asyncio
 

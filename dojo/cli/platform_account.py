@@ -2,7 +2,8 @@
 
 It opens the wallet, logs in with the hotkey when no fresh session is cached, keeps the
 session on disk (``~/.dojo/sessions/<platform>/<hotkey>.json``, mode 0600) and runs the
-key operations, logging in again once if the platform has forgotten a cached session.
+key and invite operations, logging in again once if the platform has forgotten a cached
+session.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from loguru import logger
 
 from commons.dojo_api import (
     DEFAULT_BASE_URL,
-    AuthError,
+    AuthRejected,
     DojoAPI,
     GeneratedKey,
     Hotkey,
+    Invite,
     KeyInfo,
     KeyKind,
     Session,
@@ -161,7 +163,7 @@ def find_key(keys: list[KeyInfo], ref: str) -> KeyInfo:
 
 
 class MinerAccount:
-    """One hotkey on one platform: a session when needed, and the key operations."""
+    """One hotkey on one platform: a session when needed, and the key and invite operations."""
 
     def __init__(
         self,
@@ -202,7 +204,7 @@ class MinerAccount:
         self.api.token = session.token
         try:
             await self.api.logout()
-        except AuthError:
+        except AuthRejected:
             pass  # the platform had already ended it
         finally:
             self.api.token = None
@@ -227,7 +229,7 @@ class MinerAccount:
         reused = await self._ensure_session()
         try:
             return await call()
-        except AuthError as exc:
+        except AuthRejected as exc:
             # A cached session the platform no longer knows (restarted, revoked): log in
             # again once. A fresh session refused is a real refusal.
             if not reused or exc.status_code != 401:
@@ -243,6 +245,10 @@ class MinerAccount:
     async def list_active(self, kind: str) -> list[KeyInfo]:
         keys = await self._with_session(lambda: self.api.list_keys(kind))
         return [k for k in keys if not k.disabled]
+
+    async def invite(self) -> Invite:
+        """A one-time invite link to this miner's team."""
+        return await self._with_session(self.api.create_invite)
 
     async def disable(self, kind: str, ref: str) -> KeyInfo:
         """Disable the active key whose id or prefix is ``ref``."""

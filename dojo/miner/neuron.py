@@ -44,16 +44,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from commons.dojo_api import (
-    AuthError,
+    AuthRejected,
     BadResponse,
     DojoAPI,
     DojoAPIError,
     RateLimited,
+    RequestInvalid,
     RetryPolicy,
     ServerError,
     TaskResult,
     Unreachable,
-    ValidationError,
 )
 from commons.protocol import (
     MAX_RESULTS,
@@ -260,7 +260,7 @@ class MinerNeuron(BaseNeuron):
         """The answer for a platform failure: 503 when retrying later (or a fixed key) can help."""
         if isinstance(exc, (Unreachable, ServerError)):
             return HandlerRefusal(503, f"worker platform unavailable: {exc}")
-        if isinstance(exc, AuthError):
+        if isinstance(exc, AuthRejected):
             return HandlerRefusal(
                 503,
                 f"the worker platform at {self.platform.base_url} refused this miner's DOJO_API_KEY "
@@ -269,7 +269,7 @@ class MinerNeuron(BaseNeuron):
         if isinstance(exc, RateLimited):
             later = f" for {exc.retry_after:g} s" if exc.retry_after is not None else ""
             return HandlerRefusal(503, f"worker platform unavailable: it rate-limited this miner{later}")
-        if isinstance(exc, ValidationError) and what == "create":
+        if isinstance(exc, RequestInvalid) and what == "create":
             # 409: the idempotency key was used for another body, i.e. this request id was
             # used before for another request (the mapping was lost in a crash).
             status = 409 if exc.status_code == 409 else 422

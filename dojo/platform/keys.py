@@ -1,9 +1,21 @@
 """API keys (a miner's scripts call the task endpoints with them) and subscription keys
 (a miner hands them to workers, who add them to see the miner's tasks).
 
-A key is ``sk-`` and 256 random bits, returned once by :func:`create_key` and stored as its
-SHA-256. Lists show the first characters, creation and last use. Disabling takes effect at
-once: every lookup checks ``disabled_at``, nothing is cached.
+A key is a prefix naming its kind and 256 random bits, returned once by :func:`create_key`
+and stored as its SHA-256:
+
+- ``dojo_api_…`` for API keys, ``dojo_sub_…`` for subscription keys. One look tells a
+  person (and code: :func:`looks_like_api_key`) which kind a pasted key is, so a worker
+  who pastes the miner's API key can be told so instead of "no such key", and a miner
+  sees at once that a subscription key does not belong in ``DOJO_API_KEY``. The ``dojo_``
+  start says whose secret it is: the old shared ``sk-`` is also OpenAI's key prefix, so
+  secret scanners and people mistook one for the other.
+- Keys issued before, ``sk-…`` of either kind, keep working: lookups are by hash and kind,
+  never by prefix.
+
+Lists show the first :data:`DISPLAY_LENGTH` characters (the prefix column holds 16),
+creation and last use, and whether the key is disabled. Disabling takes effect at once:
+every lookup checks ``disabled_at``, nothing is cached.
 """
 
 from __future__ import annotations
@@ -15,12 +27,29 @@ from sqlalchemy.orm import Session
 
 from dojo.platform.errors import Conflict, NotFound, Unauthorized
 from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner, utcnow
-from dojo.platform.security import KEY_PREFIX, display_prefix, hash_secret, new_secret
+from dojo.platform.security import hash_secret, new_secret
 
-KINDS = (KEY_KIND_API, KEY_KIND_SUBSCRIPTION)
+API_KEY_PREFIX = "dojo_api_"
+SUBSCRIPTION_KEY_PREFIX = "dojo_sub_"
+KEY_PREFIXES = {KEY_KIND_API: API_KEY_PREFIX, KEY_KIND_SUBSCRIPTION: SUBSCRIPTION_KEY_PREFIX}
+KINDS = tuple(KEY_PREFIXES)
+# The prefix and 7 random characters (42 bits): enough to tell keys apart in a list, and
+# what fits ``api_keys.prefix`` (16 characters). An old ``sk-`` key shows its first 11.
+DISPLAY_LENGTH = 16
 MAX_ACTIVE_KEYS = 50
 # last_used_at is written at most this often per key, so a busy key does not write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def display_prefix(key: str) -> str:
+    """What a key list shows of a key: its first characters, never enough to use it."""
+    return key[:DISPLAY_LENGTH]
+
+
+def looks_like_api_key(key: str) -> bool:
+    """Whether ``key`` is written as an API key (by its prefix; an old ``sk-`` key is
+    either kind, so it is not). For telling a worker who pasted one where it belongs."""
+    return key.strip().startswith(API_KEY_PREFIX)
 
 
 def create_key(db: Session, miner: Miner, kind: str) -> tuple[ApiKey, str]:
@@ -33,7 +62,7 @@ def create_key(db: Session, miner: Miner, kind: str) -> tuple[ApiKey, str]:
     )
     if active >= MAX_ACTIVE_KEYS:
         raise Conflict(f"at most {MAX_ACTIVE_KEYS} active {kind} keys; disable one first")
-    key = new_secret(KEY_PREFIX)
+    key = new_secret(KEY_PREFIXES[kind])
     row = ApiKey(miner_id=miner.id, kind=kind, key_hash=hash_secret(key), prefix=display_prefix(key))
     db.add(row)
     db.flush()

@@ -44,7 +44,7 @@ class _Key:
 
     @property
     def prefix(self) -> str:
-        return self.secret[:11]
+        return self.secret[:16]  # as the platform shows it
 
 
 @dataclass
@@ -153,7 +153,8 @@ class ContractPlatform:
             return _error(404, "no such route")
         mine = self.keys.setdefault(hotkey, {}).setdefault(kind, [])
         if method == "POST" and len(parts) == 1:
-            key = _Key(secrets.token_hex(8), "sk-" + secrets.token_hex(16), _now())
+            start = "dojo_api_" if kind == "api-keys" else "dojo_sub_"
+            key = _Key(secrets.token_hex(8), start + secrets.token_hex(16), _now())
             mine.append(key)
             return httpx.Response(
                 200,

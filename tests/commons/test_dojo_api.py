@@ -13,17 +13,17 @@ import pytest
 
 import commons.dojo_api as dojo_api
 from commons.dojo_api import (
-    AuthError,
+    AuthRejected,
     BadResponse,
     DojoAPI,
     DojoAPIError,
-    NotFound,
     RateLimited,
+    RequestInvalid,
     RequestRejected,
+    ResourceNotFound,
     RetryPolicy,
     ServerError,
     Unreachable,
-    ValidationError,
 )
 from tests.commons.contract_platform import ContractPlatform
 
@@ -91,7 +91,7 @@ def test_public_names_are_exported():
 
 
 def test_error_tree():
-    for cls in (AuthError, NotFound, ValidationError, RateLimited):
+    for cls in (AuthRejected, ResourceNotFound, RequestInvalid, RateLimited):
         assert issubclass(cls, RequestRejected)
     for cls in (RequestRejected, ServerError, Unreachable, BadResponse):
         assert issubclass(cls, DojoAPIError)
@@ -107,7 +107,7 @@ async def test_login_signs_the_challenge_and_keys_round_trip(api, platform, mine
     assert platform.sessions[session.token] == miner.hotkey.ss58_address
 
     new_key = await api.generate_api_key()
-    assert new_key.key.startswith("sk-") and new_key.key.startswith(new_key.prefix)
+    assert new_key.key.startswith("dojo_api_") and new_key.key.startswith(new_key.prefix)
     sub = await api.generate_subscription_key()
     [listed] = await api.list_api_keys()
     assert (listed.id, listed.prefix, listed.disabled) == (new_key.id, new_key.prefix, False)
@@ -124,7 +124,7 @@ async def test_login_signs_the_challenge_and_keys_round_trip(api, platform, mine
 
 async def test_unregistered_hotkey_is_refused_with_the_platforms_reason(api, platform, make_wallet):
     stranger = make_wallet("stranger")
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(AuthRejected) as caught:
         await api.login(stranger.hotkey)
     assert caught.value.status_code == 403
     assert "not registered" in str(caught.value)
@@ -141,7 +141,7 @@ async def test_a_signature_by_another_key_is_refused(api, platform, miner, make_
         def sign(data: bytes) -> bytes:
             return impostor.hotkey.sign(data)
 
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(AuthRejected) as caught:
         await api.login(WrongSigner())
     assert caught.value.status_code == 401
     assert _paths(platform).count("POST /api/v1/miner/session") == 1  # a 401 is not retried
@@ -155,14 +155,14 @@ async def test_refuses_to_sign_a_challenge_for_another_platform(api, platform, m
 
 
 async def test_key_calls_need_a_session(api, platform):
-    with pytest.raises(AuthError, match="log in first"):
+    with pytest.raises(AuthRejected, match="log in first"):
         await api.list_api_keys()
     assert platform.requests == []
 
 
 async def test_an_expired_or_unknown_token_is_an_auth_error(api, platform, miner):
     api.token = "not-a-token"
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(AuthRejected) as caught:
         await api.generate_api_key()
     assert caught.value.status_code == 401 and "log in again" in caught.value.detail
 
@@ -196,10 +196,10 @@ async def test_5xx_on_every_attempt_is_a_server_error(api, platform, miner):
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (400, ValidationError),
-        (404, NotFound),
-        (409, ValidationError),
-        (422, ValidationError),
+        (400, RequestInvalid),
+        (404, ResourceNotFound),
+        (409, RequestInvalid),
+        (422, RequestInvalid),
         (405, RequestRejected),
     ],
 )
@@ -329,7 +329,7 @@ async def test_tasks_with_an_api_key(api, platform, miner, make_wallet):
         )
         [result] = await tasks.task_results(task_id)
         assert result.worker_id == "w-1" and result.result_data[0].value == {"c1": 1.0, "c2": 2.0}
-        with pytest.raises(ValidationError, match="future"):
+        with pytest.raises(RequestInvalid, match="future"):
             await tasks.create_task(
                 title="t",
                 body="b",
@@ -348,14 +348,14 @@ async def test_tasks_with_an_api_key(api, platform, miner, make_wallet):
         await api.login(other.hotkey)
         other_key = await api.generate_api_key()
         tasks.api_key = other_key.key
-        with pytest.raises(NotFound):
+        with pytest.raises(ResourceNotFound):
             await tasks.task_results(task_id)
 
         # A disabled key stops working at once.
         await api.login(miner.hotkey)
         await api.disable_api_key(key.id)
         tasks.api_key = key.key
-        with pytest.raises(AuthError, match="disabled"):
+        with pytest.raises(AuthRejected, match="disabled"):
             await tasks.task_status(task_id)
 
 
@@ -373,13 +373,13 @@ async def test_create_task_sends_the_callers_idempotency_key(api, platform, mine
 
 
 async def test_task_calls_need_an_api_key(api):
-    with pytest.raises(AuthError, match="DOJO_API_KEY"):
+    with pytest.raises(AuthRejected, match="DOJO_API_KEY"):
         await api.task_status("t1")
 
 
 async def test_ids_cannot_escape_their_path_segment(api, platform, miner):
     await api.login(miner.hotkey)
-    with pytest.raises(NotFound):
+    with pytest.raises(ResourceNotFound):
         await api.disable_api_key("../subscription-keys")
     assert platform.requests[-1].url.raw_path == b"/api/v1/miner/api-keys/..%2Fsubscription-keys"
 
@@ -474,7 +474,7 @@ async def test_every_miner_call_against_the_real_platform(real_platform, make_wa
     real_platform.register(miner)
     real_platform.register(other)
     async with DojoAPI(real_platform.url, retry=FAST) as api:
-        with pytest.raises(AuthError) as refused:
+        with pytest.raises(AuthRejected) as refused:
             await api.login(stranger.hotkey)
         assert refused.value.status_code == 403
 
@@ -509,7 +509,7 @@ async def test_every_miner_call_against_the_real_platform(real_platform, make_wa
         assert result.result_data[0].value == {"c1": 2, "c2": 1}
         assert (await api.task_status(task_id)).num_results == 1
 
-        with pytest.raises(ValidationError):
+        with pytest.raises(RequestInvalid):
             await api.create_task(
                 title="Rank",
                 body="b",
@@ -522,20 +522,20 @@ async def test_every_miner_call_against_the_real_platform(real_platform, make_wa
         await api.login(other.hotkey)
         other_key = await api.generate_api_key()
         async with DojoAPI(real_platform.url, api_key=other_key.key) as others:
-            with pytest.raises(NotFound):
+            with pytest.raises(ResourceNotFound):
                 await others.task_results(task_id)
         await api.login(miner.hotkey)
         assert await api.disable_api_key(key.id) == key.id
-        with pytest.raises(AuthError):
+        with pytest.raises(AuthRejected):
             await api.task_status(task_id)
-        with pytest.raises(NotFound):
+        with pytest.raises(ResourceNotFound):
             await api.disable_subscription_key("999999")
 
         # Logging out ends the session on the platform.
         token = api.token
         await api.logout()
         api.token = token
-        with pytest.raises(AuthError) as expired:
+        with pytest.raises(AuthRejected) as expired:
             await api.list_api_keys()
         assert expired.value.status_code == 401
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from commons.dojo_api import AuthError, DojoAPI, Session
+from commons.dojo_api import AuthRejected, DojoAPI, Session
 from dojo.cli import main
 from dojo.cli.platform_account import SessionCache
 
@@ -78,7 +78,7 @@ def test_key_lifecycle_and_the_key_works(dojo, miner, real_platform):
     code, out, err = dojo("api-key", "generate", wallet=miner)
     assert code == 0, err
     key = out.strip()
-    assert key.startswith("sk-") and "\n" not in key  # stdout is the key alone, for KEY=$(...)
+    assert key.startswith("dojo_api_") and "\n" not in key  # stdout is the key alone, for KEY=$(...)
     assert "shown only this once" in err
     assert "logging in with the hotkey" in err  # no cached session yet
 
@@ -122,7 +122,7 @@ def test_key_lifecycle_and_the_key_works(dojo, miner, real_platform):
     code, out, err = dojo("api-key", "delete", "--id", listed["prefix"], wallet=miner)
     assert code == 0, err
     assert out.strip() == f"✅ Disabled API key {listed['prefix']} (id {listed['id']})."
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthRejected):
         asyncio.run(task_status(task_id))
 
     code, out, err = dojo("api-key", "list", wallet=miner)

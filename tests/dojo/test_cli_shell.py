@@ -363,7 +363,7 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
         + lines("authenticate", f"API_KEY DELETE {old_key.prefix}")
         + lines("api_key generate", "subscription_key generate", "subscription_key generate")
         + lines("subscription_key delete")
-        + "sk-"
+        + "dojo_sub_"
         + TAB
         + ENTER  # the selection prompt completes the key prefixes
         + lines("api_key list", "exit"),
@@ -375,9 +375,9 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
     assert disabled.id == old_key.id and disabled.disabled
     assert f"✅ Disabled API key {old_key.prefix}." in out
     assert f"✅ Authenticated as {miner.hotkey.ss58_address} on {real_platform.url}" in out
-    assert "✅ New API key: sk-" in out
+    assert "✅ New API key: dojo_api_" in out
     assert f"✅ All API keys: ['{api_key.prefix}']" in out
-    # "sk-" TAB completes to the first listed prefix: that subscription key is disabled.
+    # "dojo_sub_" TAB completes to the first listed prefix: that subscription key is disabled.
     assert [s.disabled for s in subs] == [True, False]
     assert f"✅ Disabled subscription key {subs[0].prefix}." in out
     assert f"✅ Remaining subscription keys: ['{subs[1].prefix}']" in out

@@ -146,9 +146,10 @@ def test_keys_generate_list_disable(client, register_hotkey, kind):
     created = client.post(f"/api/v1/miner/{kind}", headers=headers)
     assert created.status_code == 201
     key = created.json()["key"]
-    # sk- and 256 random bits in URL-safe base64 (43 characters).
-    assert re.fullmatch(r"sk-[A-Za-z0-9_-]{43}", key)
-    assert created.json()["prefix"] == key[:11]
+    # The kind's prefix and 256 random bits in URL-safe base64 (43 characters).
+    start = "dojo_api_" if kind == "api-keys" else "dojo_sub_"
+    assert re.fullmatch(start + r"[A-Za-z0-9_-]{43}", key)
+    assert created.json()["prefix"] == key[:16]
     second = client.post(f"/api/v1/miner/{kind}", headers=headers).json()
     assert second["key"] != key
 
@@ -156,7 +157,7 @@ def test_keys_generate_list_disable(client, register_hotkey, kind):
     assert listed.status_code == 200
     assert key not in listed.text and second["key"] not in listed.text
     rows = listed.json()["keys"]
-    assert [r["prefix"] for r in rows] == [key[:11], second["key"][:11]]
+    assert [r["prefix"] for r in rows] == [key[:16], second["key"][:16]]
     assert all(r["createdAt"].endswith("Z") and r["lastUsedAt"] is None and not r["disabled"] for r in rows)
 
     disabled = client.delete(f"/api/v1/miner/{kind}/{created.json()['id']}", headers=headers)

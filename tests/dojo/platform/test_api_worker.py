@@ -86,7 +86,21 @@ def test_worker_logout(client):
 
 def _invite(platform, hotkey: str, capsys) -> str:
     code = dojo_main(
-        ["platform", "invite", "--miner", hotkey, "--db", platform.database_url, "--public-url", platform.url]
+        [
+            "platform",
+            "invite",
+            "--miner",
+            hotkey,
+            "--db",
+            platform.database_url,
+            "--public-url",
+            platform.url,
+            # The registration of the miner's hotkey is checked on the platform's chain.
+            "--subtensor.network",
+            str(platform.chain.directory),
+            "--netuid",
+            str(platform.settings.netuid),
+        ]
     )
     assert code == 0
     url = capsys.readouterr().out.strip().splitlines()[-1]
@@ -181,7 +195,7 @@ def test_subscriptions_add_list_remove(client, miner):
     assert added.status_code == 201
     assert (
         added.json()["minerHotkey"] == miner.hotkey
-        and added.json()["keyPrefix"] == miner.subscription_key[:11]
+        and added.json()["keyPrefix"] == miner.subscription_key[:16]
     )
     again = client.post(
         "/api/v1/worker/subscriptions",
@@ -455,5 +469,6 @@ def test_miner_dashboard_counts_results_and_agreement(client, miner):
     board = client.get("/api/v1/miner/dashboard", headers=miner.session).json()
     by_id = {t["id"]: t for t in board["tasks"]}
     assert by_id[agree]["numResults"] == 3 and by_id[agree]["agreement"] == pytest.approx(1.0)
-    assert by_id[split]["numResults"] == 2 and by_id[split]["agreement"] == pytest.approx(0.0)
+    # The validator's kappa: two reversed rankings are opposed (-1), not merely unrelated.
+    assert by_id[split]["numResults"] == 2 and by_id[split]["agreement"] == pytest.approx(-1.0)
     assert (board["totalTasks"], board["totalResults"], board["workers"]) == (2, 5, 3)

@@ -509,6 +509,6 @@ def test_miner_signs_in_on_the_page_with_a_hotkey_signature(browser, platform, m
         # Generating a subscription key from the dashboard shows it once, in full.
         column = page.locator('[data-key-kind="subscription-keys"]')
         column.get_by_role("button", name="Generate subscription key").click()
-        expect(column.locator(".new-key")).to_contain_text("sk-")
+        expect(column.locator(".new-key")).to_contain_text("dojo_sub_")
     finally:
         context.close()
