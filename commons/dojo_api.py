@@ -50,6 +50,7 @@ import pydantic
 from loguru import logger
 from pydantic.alias_generators import to_camel
 
+from commons.platform_contract import LOGIN_MESSAGE_HEADER
 from commons.retry import RetryPolicy, retry_after
 
 __all__ = [
@@ -79,7 +80,6 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-LOGIN_MESSAGE_HEADER = "dojo-platform-login"
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -185,14 +185,5 @@ class Ack(Message):
     ok: bool = True
 
 
-# The routes a miner serves: request type -> reply type.
-MINER_ROUTES: dict[type[Request], type[Message]] = {
-    Heartbeat: HeartbeatReply,
-    FeedbackRequest: FeedbackReply,
-    TaskResultRequest: TaskResultReply,
-    ScoringResult: Ack,
-}
-
-
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 
 FORMATS = ("parquet", "jsonl")
 _TEXTS = {"prompt", "chosen", "rejected"}  # long strings: no Parquet statistics
-EXTENSIONS = {"parquet": "parquet", "jsonl": "jsonl"}
 
 
 class Sink:

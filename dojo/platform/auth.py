@@ -28,6 +28,7 @@ from loguru import logger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from commons.platform_contract import LOGIN_MESSAGE_HEADER
 from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
 from dojo.platform.models import (
     Invite,
@@ -84,7 +85,7 @@ def check_hotkey(hotkey: str) -> str:
 
 def miner_login_message(base_url: str, hotkey: str, nonce: str, expires_at: datetime) -> str:
     return (
-        "dojo-platform-login\n"
+        f"{LOGIN_MESSAGE_HEADER}\n"
         f"platform: {base_url}\n"
         f"hotkey: {hotkey}\n"
         f"nonce: {nonce}\n"

@@ -44,7 +44,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from loguru import logger
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -450,18 +450,6 @@ class Database:
         """A read-only transaction that never waits for writers."""
         with self._read() as db, db.begin():
             yield db
-
-    @contextmanager
-    def write_connection(self) -> Iterator[Connection]:
-        """A write transaction on a Core connection (no ORM Session): the queue's hot path."""
-        with self._write_lock or nullcontext(), self.engine.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def read_connection(self) -> Iterator[Connection]:
-        """A read-only transaction on a Core connection."""
-        with self._read_engine.begin() as conn:
-            yield conn
 
     @contextmanager
     def raw_write(self) -> Iterator[RawDb]:

@@ -30,6 +30,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
 from dojo.platform import auth
 from dojo.platform.db import Database, RawStatement
 from dojo.platform.errors import Unauthorized
@@ -40,9 +41,7 @@ from dojo.platform.security import WORKER_TOKEN_PREFIX, RateLimiter, check_csrf,
 from dojo.platform.settings import PlatformSettings
 
 T = TypeVar("T")
-MINER_COOKIE = "dojo_miner_session"
 SESSION_CACHE_SECONDS = 5.0
-WORKER_COOKIE = "dojo_worker_session"
 
 # These only describe the credentials in the OpenAPI schema; the functions below check them.
 bearer_scheme = HTTPBearer(auto_error=False, description="a session token from a log-in")

@@ -11,7 +11,6 @@ catch them and render the message. The message says what was wrong and what to d
     ├── Conflict          409  task full, already submitted, …
     ├── Gone              410  task expired, invite used
     ├── Invalid           422  a body that breaks the contract (bad ranking, score out of range)
-    ├── PayloadTooLarge   413
     ├── RateLimited       429
     └── Unavailable       503  the database could not commit; nothing was stored
 """
@@ -49,10 +48,6 @@ class Conflict(PlatformError):
 
 class Gone(PlatformError):
     status_code = 410
-
-
-class PayloadTooLarge(PlatformError):
-    status_code = 413
 
 
 class Invalid(PlatformError):

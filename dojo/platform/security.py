@@ -40,14 +40,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 
+from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER
 from dojo.platform.errors import BadRequest, Forbidden, RateLimited
 
-KEY_PREFIX = "sk-"
 MINER_TOKEN_PREFIX = "dms_"
 WORKER_TOKEN_PREFIX = "dws_"
 INVITE_PREFIX = "inv_"
-CSRF_COOKIE = "dojo_csrf"
-CSRF_HEADER = "x-csrf-token"
 CSRF_FORM_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -65,11 +63,6 @@ def new_secret(prefix: str) -> str:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def display_prefix(key: str) -> str:
-    """What a key list shows: ``sk-`` and the next 8 characters."""
-    return key[: len(KEY_PREFIX) + 8]
 
 
 def mask_csrf(token: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from dojo.platform.errors import Conflict, Invalid, NotFound
-from dojo.platform.keys import active_subscription_key
+from dojo.platform.keys import active_subscription_key, looks_like_api_key
 from dojo.platform.models import (
     DONE,
     HOLD,
@@ -94,21 +94,6 @@ def live_subscription(worker_id: int) -> ColumnElement[bool]:
     )
 
 
-def can_access(db: Session, worker: Worker, miner_id: int) -> bool:
-    return (
-        db.scalar(
-            select(Subscription.id)
-            .outerjoin(ApiKey, ApiKey.id == Subscription.key_id)
-            .where(
-                Subscription.worker_id == worker.id,
-                Subscription.miner_id == miner_id,
-                or_(Subscription.key_id.is_(None), ApiKey.disabled_at.is_(None)),
-            )
-        )
-        is not None
-    )
-
-
 @dataclass(frozen=True)
 class SubscriptionView:
     id: int
@@ -148,12 +133,12 @@ API_KEY_PASTED = (
 
 def add_subscription(db: Session, worker: Worker, name: str, key: str) -> SubscriptionView:
     """Subscribe with a miner's subscription key; 404 for an unknown or disabled key, 422
-    for a miner's API key pasted by mistake."""
+    for a miner's API key pasted by mistake (one issued, or one written as an API key)."""
     key = key.strip()
     pasted_api_key = db.scalar(
         select(ApiKey.id).where(ApiKey.key_hash == hash_secret(key), ApiKey.kind == KEY_KIND_API)
     )
-    if pasted_api_key is not None:
+    if pasted_api_key is not None or looks_like_api_key(key):
         raise Invalid(API_KEY_PASTED)
     key_row = active_subscription_key(db, key)
     existing = db.scalar(

@@ -30,13 +30,11 @@ from eth_account.messages import encode_defunct
 from loguru import logger
 
 from commons.dojo_api import normalize_base_url
+from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER, WORKER_COOKIE
 from commons.retry import RetryPolicy, retry_after
 from dojo.workers._behaviours import Behaviour, UnsupportedTask, result_data
 from dojo.workers._oracle import Oracle
 
-CSRF_COOKIE = "dojo_csrf"
-CSRF_HEADER = "x-csrf-token"
-WORKER_COOKIE = "dojo_worker_session"
 SUBMIT_ATTEMPTS = 4
 LOGIN_ATTEMPTS = 3
 BACKOFF = RetryPolicy(base_delay=0.5, max_delay=8.0, jitter=0.5)

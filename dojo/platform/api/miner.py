@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import Field
 
+from commons.platform_contract import MINER_COOKIE
 from dojo.platform import auth, keys
 from dojo.platform.dashboard import DashboardAnswer, DashboardFlag, miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.deps import (
-    MINER_COOKIE,
     bearer_scheme,
     current_miner,
     get_database,

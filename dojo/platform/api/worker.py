@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
+from commons.platform_contract import WORKER_COOKIE
 from dojo.platform import auth, queue, subscriptions
 from dojo.platform.db import Database
 from dojo.platform.deps import (
-    WORKER_COOKIE,
     bearer_scheme,
     current_worker,
     get_database,

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from dojo.platform.security import CSRF_COOKIE
+from commons.platform_contract import CSRF_COOKIE
 from tests.dojo.platform._support import sign_in_miner, sql
 
 

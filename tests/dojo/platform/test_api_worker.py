@@ -9,8 +9,8 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from commons.platform_contract import CSRF_COOKIE
 from dojo.cli import main as dojo_main
-from dojo.platform.security import CSRF_COOKIE
 from tests.dojo.platform._support import (
     create_tasks,
     miner_with_keys,

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from dojo.platform.security import CSRF_COOKIE
+from commons.platform_contract import CSRF_COOKIE
 from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, subscribed_worker
 
 RESULT = {"resultData": ranking(["c1", "c0", "c2"])}

@@ -19,10 +19,11 @@ import httpx
 import pytest
 import uvicorn
 
+from commons.platform_contract import CSRF_COOKIE
 from dojo.cli import build_parser
 from dojo.cli.platform import uvicorn_options
 from dojo.platform.app import create_app
-from dojo.platform.security import CSRF_COOKIE, MAX_JSON_DEPTH
+from dojo.platform.security import MAX_JSON_DEPTH
 from tests.dojo.platform._support import (
     create_tasks,
     sign_in_worker,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from commons.platform_contract import CSRF_COOKIE
 from dojo.platform.registry import HotkeyRegistry
-from dojo.platform.security import CSRF_COOKIE
 
 
 def test_security_headers_on_api_responses(client):
