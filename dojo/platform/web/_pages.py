@@ -3,9 +3,11 @@
 Pages only read; every change (log-in, keys, answers) goes through the JSON API from the
 page's JavaScript with the CSRF header, so there is one code path for each write. The one
 exception is the invite link: opening it only shows the invitation (a chat app's link
-preview must not spend it), and its form, with the CSRF token, joins the team. The
-routes are plain ``def`` functions: the services use a blocking SQLAlchemy session, which
-FastAPI runs in its thread pool, never on the event loop.
+preview must not spend it), and its form, with the CSRF token, joins the team; a new
+worker's recovery code then rides a short-lived HttpOnly cookie to ``/welcome``, which
+shows it once and deletes the cookie. The routes are plain ``def`` functions: the
+services use a blocking SQLAlchemy session, which FastAPI runs in its thread pool, never
+on the event loop.
 
 Content-Security-Policy: pages allow scripts from the platform only. The task page must
 also allow inline scripts, because an ``srcdoc`` iframe inherits its parent's policy and a
@@ -25,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
 from dojo.platform import auth as auth_service
 from dojo.platform.api.worker import set_worker_cookie
 from dojo.platform.deps import login_rate_limit, optional_worker
@@ -33,8 +36,11 @@ from dojo.platform.security import check_csrf
 from dojo.platform.web import _views as views
 from dojo.platform.web._templating import CONTENT_TYPES, render, static_body
 
-WORKER_COOKIE = "dojo_worker_session"
-MINER_COOKIE = "dojo_miner_session"
+# A new invited worker's recovery code, from the invite's POST to the one page that shows
+# it (Post/Redirect/Get: a reload does not re-send the spent invite). HttpOnly, short-lived,
+# and deleted by that page, so the code is shown once.
+RECOVERY_COOKIE = "dojo_recovery_once"
+RECOVERY_COOKIE_SECONDS = 600
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -99,6 +105,7 @@ def _message(
     heading: str,
     message: str,
     link: tuple[str, str] | None = None,
+    hint: str | None = None,
 ) -> HTMLResponse:
     return _page(
         request,
@@ -109,6 +116,7 @@ def _message(
         heading=heading,
         message=message,
         link={"href": link[0], "text": link[1]} if link else None,
+        hint=hint,
     )
 
 
@@ -135,6 +143,8 @@ def home(request: Request) -> Response:
     with _read(request) as db:
         visitor = _visitor(request, db)
     if visitor.worker is not None:
+        if request.cookies.get(RECOVERY_COOKIE):
+            return RedirectResponse("/welcome", status_code=303)
         return RedirectResponse("/tasks", status_code=303)
     if visitor.miner is not None:
         return RedirectResponse("/miner", status_code=303)
@@ -177,6 +187,38 @@ def task_list(request: Request) -> Response:
     return _page(request, "tasks.html", visitor, title="Tasks", active="tasks", **page)
 
 
+@router.get("/history")
+def history(request: Request, page: int = 1) -> Response:
+    """The worker's own submissions, its totals, and its recovery code (invited workers)."""
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.worker is None:
+            return _to_login(request)
+        context = views.history_page(db, visitor.worker, max(1, min(page, 1_000_000)))
+    return _page(request, "history.html", visitor, title="Your work", active="history", **context)
+
+
+@router.get("/welcome")
+def welcome(request: Request) -> Response:
+    """A new invited worker's recovery code, once: the page deletes the cookie it came in."""
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+    if visitor.worker is None:
+        return _to_login(request)
+    code = request.cookies.get(RECOVERY_COOKIE) or None
+    response = _page(
+        request,
+        "welcome.html",
+        visitor,
+        title="Welcome",
+        active="tasks",
+        recovery_code=code,
+        invited=visitor.worker.address is None,
+    )
+    response.delete_cookie(RECOVERY_COOKIE, path="/")
+    return response
+
+
 @router.get("/tasks/{task_id}")
 def task_page(request: Request, task_id: str) -> Response:
     with _read(request) as db:
@@ -209,9 +251,22 @@ def miner_dashboard(request: Request) -> Response:
     return _page(request, "miner.html", visitor, title="Miner dashboard", active="miner", **page)
 
 
+# A used invite link is what someone who joined with it, then logged out, opens again.
+INVITE_RECOVERY_HINT = (
+    "Joined with this link before? Log in with the recovery code you were given when you joined:"
+    " it brings back the same account, with your work so far."
+)
+
+
 def _invite_problem(request: Request, visitor: Visitor, exc: PlatformError) -> HTMLResponse:
     return _message(
-        request, visitor, exc.status_code, "Invite link not valid", exc.detail, ("/login", "Log in")
+        request,
+        visitor,
+        exc.status_code,
+        "Invite link not valid",
+        exc.detail,
+        ("/login#recover", "Log in"),
+        hint=None if visitor.worker is not None else INVITE_RECOVERY_HINT,
     )
 
 
@@ -247,16 +302,25 @@ async def join_by_invite(request: Request, token: str, worker: Any = Depends(opt
         try:
             with database.session() as db:
                 current = db.merge(worker, load=True) if worker is not None else None
-                _worker, opened, _recovery_code = auth_service.accept_invite(db, settings, token, current)
+                _worker, opened, recovery_code = auth_service.accept_invite(db, settings, token, current)
         except PlatformError as exc:
             with _read(request) as db:
                 return _invite_problem(request, _visitor(request, db), exc)
         response = RedirectResponse("/", status_code=303)
         if opened is not None:
             set_worker_cookie(response, settings, opened.token)
+        if recovery_code is not None:  # a new worker: "/" shows it its code first (/welcome)
+            response.set_cookie(
+                RECOVERY_COOKIE,
+                recovery_code,
+                max_age=RECOVERY_COOKIE_SECONDS,
+                httponly=True,
+                samesite="strict",
+                secure=settings.secure_cookies,
+            )
         return response
 
     return await run_in_threadpool(join)
 
 
-__all__ = ["MINER_COOKIE", "PAGE_CSP", "TASK_PAGE_CSP", "WORKER_COOKIE", "router"]
+__all__ = ["PAGE_CSP", "TASK_PAGE_CSP", "router"]

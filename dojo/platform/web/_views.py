@@ -9,12 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dojo.platform import dashboard, queue
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
-from dojo.platform.models import DONE, KEY_KIND_API, KEY_KIND_SUBSCRIPTION, SKIPPED, Miner, Worker, utcnow
+from dojo.platform.models import (
+    DONE,
+    HOLD,
+    KEY_KIND_API,
+    KEY_KIND_SUBSCRIPTION,
+    SKIPPED,
+    Flag,
+    Miner,
+    Task,
+    Worker,
+    utcnow,
+)
 from dojo.platform.web._render import CompletionView, completion_view
 from dojo.platform.web._templating import short
 
@@ -45,6 +57,7 @@ class SubscriptionRow:
     miner: str
     created_at: Any
     active: bool
+    by_invite: bool = False  # an invite link's access: no key to add, none to renew
 
 
 def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
@@ -56,9 +69,25 @@ def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
             miner=s.miner_hotkey,
             created_at=s.created_at,
             active=s.active,
+            by_invite=s.key_prefix is None,
         )
         for s in subscription_service.list_subscriptions(db, worker)
     ]
+
+
+def spent(seconds: float | None) -> str:
+    """Time on a task as a person says it: ``42 s``, ``3 min 5 s``, ``1 h 2 min``; a dash
+    where nothing was measured (results from before the page measured lead time)."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, whole = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {whole} s" if whole else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 @dataclass(frozen=True)
@@ -66,11 +95,39 @@ class Progress:
     done_today: int
     done_total: int
     available: int
+    skipped_total: int = 0
+    time_total: float = 0.0
+    time_median: float | None = None
+
+    @property
+    def median_spent(self) -> str:
+        return spent(self.time_median)
+
+    @property
+    def total_spent(self) -> str:
+        return spent(self.time_total) if self.done_total else "—"
 
 
 def _progress(db: Session, worker: Worker, available: int) -> Progress:
     p = queue.worker_progress(db, worker)
-    return Progress(done_today=p.results_today, done_total=p.results_total, available=available)
+    return Progress(
+        done_today=p.results_today,
+        done_total=p.results_total,
+        available=available,
+        skipped_total=p.skipped_total,
+        time_total=p.lead_time_total,
+        time_median=p.lead_time_median,
+    )
+
+
+def _workable(tasks: list[subscription_service.WorkerTaskSummary]) -> int:
+    """How many of the listed tasks wait for an answer from this worker."""
+    return sum(1 for t in tasks if t.status == "IN_PROGRESS" and t.my_status not in (DONE, SKIPPED))
+
+
+# What the list says of a task the worker cannot answer now (only an answered task of
+# the worker's can be closed and still listed, or any with include_closed).
+TASK_STATE_WORDS = {"HELD_BY_OTHERS": "held by others", "COMPLETED": "full", "EXPIRED": "expired"}
 
 
 @dataclass(frozen=True)
@@ -81,12 +138,14 @@ class TaskRow:
     num_results: int
     max_results: int
     expire_at: Any
-    my_status: str | None
-    full: bool
+    my_status: str | None  # "held" (a live hold of this worker's), "done", "skipped" or None
+    state: str  # "open", or why nobody new can answer: "held by others", "full", "expired"
 
 
 def task_list(db: Session, worker: Worker) -> dict[str, Any]:
+    """The tasks this worker can work now (the service leaves out the others) and its day."""
     subs = subscription_service.list_subscriptions(db, worker)
+    tasks = subscription_service.worker_tasks(db, worker)
     rows = [
         TaskRow(
             id=t.id,
@@ -95,16 +154,15 @@ def task_list(db: Session, worker: Worker) -> dict[str, Any]:
             num_results=t.num_results,
             max_results=t.max_results,
             expire_at=t.expire_at,
-            my_status=t.my_status if t.my_status in (DONE, SKIPPED) else None,
-            full=t.num_results >= t.max_results,
+            my_status=t.my_status,
+            state=TASK_STATE_WORDS.get(t.status, "open"),
         )
-        for t in subscription_service.worker_tasks(db, worker)
+        for t in tasks
     ]
-    available = sum(1 for t in rows if t.my_status is None and not t.full)
     return {
         "tasks": rows,
         "subscriptions_count": sum(1 for s in subs if s.active),
-        "progress": _progress(db, worker, available),
+        "progress": _progress(db, worker, _workable(tasks)),
     }
 
 
@@ -145,10 +203,22 @@ class TaskHeader:
     num_results: int
     max_results: int
     expire_at: Any
-    closed: str | None
+    closed: str | None  # why this worker cannot answer now (the service's words), or None
+    my_status: str | None = None
+    held_until: Any = None
+
+
+def _my_flags(db: Session, worker: Worker, task_id: str) -> dict[str, str]:
+    """The reasons this worker gave for the completions it flagged on the task, by cid."""
+    rows = db.execute(
+        select(Flag.cid, Flag.reason).where(Flag.task_id == task_id, Flag.worker_id == worker.id)
+    )
+    return {cid: reason for cid, reason in rows}
 
 
 def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
+    """The task page: the task as the worker may see it, its earlier answer, and whether it
+    can answer now. The page's script claims or extends the hold (POST …/hold) on load."""
     view = subscription_service.worker_task(db, worker, task_id)
     completions: list[CompletionView] = [
         completion_view(i, str(c["cid"]), c["completion"]) for i, c in enumerate(view.completions)
@@ -161,11 +231,6 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
             order = sorted(order, key=lambda cid: item["value"][cid])
         elif item.get("type") == "multi-score":
             scores = {cid: _number(v) for cid, v in item["value"].items()}
-    closed = None
-    if view.expire_at <= utcnow():
-        closed = "its deadline has passed"
-    elif view.num_results >= view.max_results and view.my_result is None:
-        closed = "it has all the results it needs"
     header = TaskHeader(
         id=view.id,
         title=view.title,
@@ -174,12 +239,9 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         num_results=view.num_results,
         max_results=view.max_results,
         expire_at=view.expire_at,
-        closed=closed,
-    )
-    available = sum(
-        1
-        for t in subscription_service.worker_tasks(db, worker)
-        if t.my_status not in (DONE, SKIPPED) and t.num_results < t.max_results
+        closed=view.closed,
+        my_status=view.my_status,
+        held_until=view.held_until if view.my_status == HOLD else None,
     )
     return {
         "task": header,
@@ -189,7 +251,79 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         "criteria": _criteria(view.criteria),
         "scores": scores,
         "has_result": view.my_result is not None,
-        "progress": _progress(db, worker, available),
+        "flags": _my_flags(db, worker, view.id),
+        # Keys the browser's draft of this answer (localStorage) to this worker.
+        "worker_id": worker.public_id,
+        # The server's clock, so that the page counts the hold down in the server's time.
+        "now": utcnow(),
+        "progress": _progress(db, worker, _workable(subscription_service.worker_tasks(db, worker))),
+    }
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    task_id: str
+    title: str
+    kind: str
+    state: str  # "open", "complete" or "expired"
+    submitted_at: Any
+    updated_at: Any
+    lead_time: float | None
+    order: list[str] | None  # the response numbers, best first, as the task page showed them
+
+    @property
+    def time_spent(self) -> str:
+        return spent(self.lead_time)
+
+    @property
+    def edited(self) -> bool:
+        return self.updated_at is not None and self.updated_at != self.submitted_at
+
+
+HISTORY_PAGE_SIZE = 50
+
+
+def _labels_best_first(
+    ranking: dict[str, int] | None, completions: list[dict[str, Any]] | None
+) -> list[str] | None:
+    """``{cid: rank}`` as the response numbers the worker saw (1 for the task's first completion)."""
+    if not ranking or not completions:
+        return None
+    label = {str(c["cid"]): str(i + 1) for i, c in enumerate(completions)}
+    return [label.get(cid, "?") for cid in sorted(ranking, key=lambda cid: ranking[cid])]
+
+
+def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
+    """The worker's own submissions, newest first, a page at a time, and its totals."""
+    entries, total = subscription_service.history(
+        db, worker, limit=HISTORY_PAGE_SIZE, offset=(page - 1) * HISTORY_PAGE_SIZE
+    )
+    ids = [e.task_id for e in entries]
+    completions = (
+        dict(db.execute(select(Task.id, Task.completions).where(Task.id.in_(ids))).all()) if ids else {}
+    )
+    rows = [
+        HistoryRow(
+            task_id=e.task_id,
+            title=e.title,
+            kind=_kind(e.task_type),
+            state=STATUS_WORDS.get(e.task_status, e.task_status.lower()),
+            submitted_at=e.submitted_at,
+            updated_at=e.updated_at,
+            lead_time=e.lead_time,
+            order=_labels_best_first(e.ranking, completions.get(e.task_id)),
+        )
+        for e in entries
+    ]
+    pages = max(1, -(-total // HISTORY_PAGE_SIZE))
+    return {
+        "results": rows,
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "invited": worker.address is None,
+        "has_recovery_code": worker.recovery_hash is not None,
+        "progress": _progress(db, worker, _workable(subscription_service.worker_tasks(db, worker))),
     }
 
 
@@ -200,16 +334,42 @@ class KeyRow:
     created_at: Any
     last_used_at: Any
     disabled: bool
+    disabled_at: Any = None
 
 
 def _keys(db: Session, miner: Miner, kind: str) -> list[KeyRow]:
-    return [
-        KeyRow(k.id, k.prefix, k.created_at, k.last_used_at, k.disabled_at is not None)
+    """The miner's keys of one kind, active ones first (oldest first within each)."""
+    rows = [
+        KeyRow(k.id, k.prefix, k.created_at, k.last_used_at, k.disabled_at is not None, k.disabled_at)
         for k in key_service.list_keys(db, miner, kind)
     ]
+    return sorted(rows, key=lambda k: k.disabled)
 
 
 STATUS_WORDS = {"IN_PROGRESS": "open", "COMPLETED": "complete", "EXPIRED": "expired"}
+
+
+@dataclass(frozen=True)
+class MinerAnswerRow:
+    worker: str
+    order: list[str]  # cids, best first
+    scores: dict[str, float] | None
+    lead_time: float | None
+    submitted_at: Any
+
+    @property
+    def time_spent(self) -> str:
+        """``42 s``, ``3 min 5 s``, ``1 h 2 min``; a dash where the page did not measure it."""
+        if self.lead_time is None:
+            return "—"
+        seconds = round(self.lead_time)
+        if seconds < 60:
+            return f"{seconds} s"
+        minutes, seconds = divmod(seconds, 60)
+        if minutes < 60:
+            return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 @dataclass(frozen=True)
@@ -223,6 +383,9 @@ class MinerTaskRow:
     expire_at: Any
     created_at: Any
     agreement: float | None
+    models: dict[str, str]  # cid -> model name
+    answers: list[MinerAnswerRow]
+    flags: list[dashboard.DashboardFlag]
 
 
 @dataclass(frozen=True)
@@ -247,6 +410,11 @@ def miner_dashboard(db: Session, miner: Miner) -> dict[str, Any]:
             expire_at=t.expire_at,
             created_at=t.created_at,
             agreement=t.agreement,
+            models={c["cid"]: c["model"] for c in t.completions},
+            answers=[
+                MinerAnswerRow(a.worker, a.order, a.scores, a.lead_time, a.submitted_at) for a in t.answers
+            ],
+            flags=t.flags,
         )
         for t in board.tasks
     ]

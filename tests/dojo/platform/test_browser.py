@@ -268,6 +268,13 @@ def _join_by_invite(page: Page, platform: Platform, miner: MinerOnPlatform) -> N
     """Log the page's browser in as a new worker on ``miner``'s team, by invite."""
     page.goto(platform.invite(miner))
     page.get_by_role("button", name="Join the team").click()
+    _past_the_welcome(page, platform)
+
+
+def _past_the_welcome(page: Page, platform: Platform) -> None:
+    """A new invited worker first sees its recovery code, once; then its task list."""
+    page.wait_for_url(f"{platform.url}/welcome")
+    page.get_by_role("link", name="to my tasks").click()
     page.wait_for_url(f"{platform.url}/tasks")
 
 
@@ -279,12 +286,12 @@ def test_worker_joins_by_invite_adds_a_key_and_ranks_by_keyboard_alone(browser, 
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        # An invite from alpha shows who invites; joining logs the worker in (no wallet)
-        # and lands on the task list.
+        # An invite from alpha shows who invites; joining logs the worker in (no wallet),
+        # shows its recovery code, and then the task list.
         page.goto(platform.invite(alpha))
         assert page.get_by_text(alpha.hotkey).is_visible()
         page.get_by_role("button", name="Join the team").click()
-        page.wait_for_url(f"{platform.url}/tasks")
+        _past_the_welcome(page, platform)
         assert page.locator("#task-list").count() == 0  # alpha has no tasks
 
         # The worker adds beta's subscription key, and beta's task appears.

@@ -1,9 +1,11 @@
-/* Dojo worker platform: the JavaScript every page shares (API calls with CSRF, login,
- * subscription keys, next task, miner keys). No framework, no build step. */
+/* Dojo worker platform: the JavaScript every page shares (API calls with CSRF, login by
+ * wallet or recovery code, a new recovery code, subscription keys, next task, miner keys and
+ * invites, copy buttons). No framework, no build step. */
 "use strict";
 
 const Dojo = (() => {
   const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+  const KEY_STARTS = ["dojo_sub_", "dojo_api_", "sk-"];
 
   function cookie(name) {
     for (const part of document.cookie.split(";")) {
@@ -103,7 +105,7 @@ const Dojo = (() => {
       // EIP-191 personal_sign: params are [message as hex, address].
       const signature = await eth.request({ method: "personal_sign", params: [toHex(challenge.message), address] });
       await api("POST", "/api/v1/worker/login", { address, signature, nonce: challenge.nonce });
-      window.location.assign("/tasks");
+      window.location.assign(nextPath());
     } catch (err) {
       const help = document.getElementById("wallet-help");
       help.classList.add("error");
@@ -121,6 +123,69 @@ const Dojo = (() => {
     button.addEventListener("click", () => walletLogin(button));
   }
 
+  /* Where to go after logging in: the page's ?next= when it is a path on this site, else the tasks. */
+  function nextPath() {
+    const next = new URLSearchParams(window.location.search).get("next") || "";
+    return /^\/(?![\/\\])/.test(next) ? next : "/tasks";
+  }
+
+  /* "Have a recovery code?" on the login page: back in to the same invited worker. */
+  function initRecover() {
+    const form = document.getElementById("recover-form");
+    if (!form) return;
+    const details = document.getElementById("recover");
+    const input = form.elements.code;
+    const error = document.getElementById("recover-error");
+    // /login#recover (from an invite page) opens the form; the focus waits for the browser's
+    // own move to the fragment, which would take it away again.
+    const openOnHash = () => {
+      if (window.location.hash !== "#recover") return;
+      details.open = true;
+      setTimeout(() => input.focus(), 0);
+    };
+    window.addEventListener("load", openOnHash);
+    window.addEventListener("hashchange", openOnHash);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      const code = input.value.trim();
+      if (!code) return showError(error, "Enter the recovery code you saved when you joined; it starts with dojo-rc-.");
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      try {
+        await api("POST", "/api/v1/worker/recover", { code });
+        window.location.assign(nextPath());
+      } catch (err) {
+        button.disabled = false;
+        showError(error, err.status === 401
+          ? "That recovery code does not work. Check it letter by letter; if you made a newer code, only the newest one works. Without a working code, ask your miner for a new invite link (it makes a new account)."
+          : err);
+        input.focus();
+      }
+    });
+  }
+
+  /* "Make a new recovery code" on the history page: shown once; the old code stops working. */
+  function initNewRecoveryCode() {
+    const button = document.getElementById("new-recovery");
+    if (!button) return;
+    const result = document.getElementById("new-recovery-result");
+    const error = document.getElementById("recovery-error");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      error.hidden = true;
+      try {
+        const data = await api("POST", "/api/v1/worker/recovery-code");
+        document.getElementById("new-recovery-code").textContent = data.code;
+        result.hidden = false;
+      } catch (err) {
+        showError(error, err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
   function initSubscriptions() {
     const form = document.getElementById("add-subscription");
     if (form) {
@@ -131,7 +196,10 @@ const Dojo = (() => {
         const name = form.elements.name.value.trim();
         const key = form.elements.key.value.trim();
         if (!name) return showError(error, "Give the key a name, e.g. your miner's team.");
-        if (!key.startsWith("sk-")) return showError(error, "A subscription key starts with sk-. Copy the whole key from your miner.");
+        // dojo_api_ (a pasted API key) goes to the server, which says what it is; sk- keys are the old form.
+        if (!KEY_STARTS.some((start) => key.startsWith(start))) {
+          return showError(error, "A subscription key starts with dojo_sub_. Copy the whole key from your miner.");
+        }
         try {
           await api("POST", "/api/v1/worker/subscriptions", { name, key });
           window.location.assign("/keys?added=1");
@@ -147,8 +215,8 @@ const Dojo = (() => {
         try {
           await api("DELETE", `/api/v1/worker/subscriptions/${encodeURIComponent(id)}`);
           const row = button.closest("tr");
+          flash(row.hasAttribute("data-by-invite") ? "You left the team; coming back takes a new invite link." : "Key removed.");
           row.remove();
-          flash("Key removed.");
         } catch (err) {
           button.disabled = false;
           flash(err.message);
@@ -207,6 +275,54 @@ const Dojo = (() => {
     });
   }
 
+  /* Put text on the clipboard; where the Clipboard API is unavailable (a page not served
+   * from a secure context), copy a selection the old way. */
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    const area = Object.assign(document.createElement("textarea"), { value: text, readOnly: true });
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) throw new Error("Could not copy: select the text and copy it yourself.");
+  }
+
+  /* Every [data-copy-from="ID"] button copies the value (or text) of element ID. Delegated,
+   * so buttons revealed or added later work too. */
+  function initCopyButtons() {
+    document.addEventListener("click", async (event) => {
+      const button = event.target.closest("[data-copy-from]");
+      if (!button) return;
+      const source = document.getElementById(button.dataset.copyFrom);
+      if (!source) return;
+      const text = "value" in source ? source.value : source.textContent;
+      const label = button.dataset.label || button.textContent;
+      button.dataset.label = label;
+      try {
+        await copyText(text);
+        button.textContent = "Copied";
+        setTimeout(() => { button.textContent = label; }, 2000);
+      } catch (err) {
+        if (source.select) source.select();
+        flash(err.message || "Could not copy: select the text and copy it yourself.");
+      }
+    });
+  }
+
+  function markKeyDisabled(item) {
+    item.classList.add("key-disabled");
+    item.dataset.disabled = "";
+    const code = item.querySelector("code");
+    if (code && !code.querySelector("s")) code.replaceChildren(Object.assign(document.createElement("s"), { textContent: code.textContent }));
+    const badge = item.querySelector(".badge");
+    if (badge) Object.assign(badge, { className: "badge", textContent: "disabled" });
+  }
+
   function initMinerKeys() {
     document.querySelectorAll("[data-key-kind]").forEach((column) => {
       const kind = column.dataset.keyKind;
@@ -214,7 +330,7 @@ const Dojo = (() => {
       column.querySelector("[data-generate-key]").addEventListener("click", async () => {
         try {
           const data = await api("POST", `/api/v1/miner/${kind}`);
-          out.textContent = `New key (copy it now, it is not shown again): ${data.key}`;
+          out.querySelector("[data-new-key]").textContent = data.key;
           out.hidden = false;
         } catch (err) {
           flash(err.message);
@@ -224,12 +340,37 @@ const Dojo = (() => {
         button.addEventListener("click", async () => {
           try {
             await api("DELETE", `/api/v1/miner/${kind}/${encodeURIComponent(button.dataset.disableKey)}`);
-            button.replaceWith(Object.assign(document.createElement("span"), { className: "badge", textContent: "disabled" }));
+            markKeyDisabled(button.closest("li"));
+            button.remove();
           } catch (err) {
             flash(err.message);
           }
         });
       });
+    });
+  }
+
+  function initMinerInvite() {
+    const button = document.getElementById("invite-worker");
+    if (!button) return;
+    const result = document.getElementById("invite-result");
+    const error = document.getElementById("invite-error");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      error.hidden = true;
+      try {
+        const data = await api("POST", "/api/v1/miner/invites");
+        document.getElementById("invite-url").value = data.url;
+        const expires = document.getElementById("invite-expires");
+        expires.dateTime = data.expiresAt;
+        expires.textContent = new Date(data.expiresAt).toUTCString().replace("GMT", "UTC");
+        result.hidden = false;
+        button.textContent = "Invite another worker";
+      } catch (err) {
+        showError(error, err);
+      } finally {
+        button.disabled = false;
+      }
     });
   }
 
@@ -249,12 +390,16 @@ const Dojo = (() => {
   document.addEventListener("DOMContentLoaded", () => {
     initLogout();
     initLogin();
+    initRecover();
+    initNewRecoveryCode();
     initSubscriptions();
     initTaskList();
     initMinerLogin();
     initMinerKeys();
+    initMinerInvite();
+    initCopyButtons();
     if (new URLSearchParams(window.location.search).has("added")) flash("Key added. Its miner's tasks now appear under Tasks.");
   });
 
-  return { api, csrfToken, flash, showError, openNextTask, ApiError };
+  return { api, csrfToken, flash, showError, openNextTask, ApiError, copyText };
 })();
