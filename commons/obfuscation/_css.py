@@ -6,15 +6,19 @@ from __future__ import annotations
 import random
 import re
 from functools import lru_cache
+from typing import Literal
 
 _CSS_TOKEN = re.compile(
     r"""(?P<comment>/\*[\s\S]*?\*/)|(?P<str>"(?:[^"\\]|\\[\s\S])*"|'(?:[^'\\]|\\[\s\S])*')"""
     r"""|(?P<brace>[{};])|(?P<text>[^{};"'/]+|/)"""
 )
 
+# A declaration ("decl", text), or a rule ("rule", selector, its items).
+_Item = tuple[Literal["decl"], str] | tuple[Literal["rule"], str, list["_Item"]]
 
-def _css_items(tokens: list[tuple[str, str]], i: int) -> tuple[list, int]:
-    items: list = []
+
+def _css_items(tokens: list[tuple[str, str]], i: int) -> tuple[list[_Item], int]:
+    items: list[_Item] = []
     buf: list[str] = []
     while i < len(tokens):
         kind, text = tokens[i]
@@ -52,7 +56,7 @@ def _css_family(decl: str) -> str | None:
     return parts[0] if parts else None
 
 
-def _emit_css(items: list, rng: random.Random, level: int, out: list[str]) -> None:
+def _emit_css(items: list[_Item], rng: random.Random, level: int, out: list[str]) -> None:
     pad = "  " * level
     if items and all(item[0] == "decl" for item in items):
         families = [_css_family(item[1]) for item in items]
@@ -80,7 +84,7 @@ def obfuscate_css(source: str, rng: random.Random) -> str:
 
 
 @lru_cache(maxsize=256)
-def _parse_css(source: str) -> list:
+def _parse_css(source: str) -> list[_Item]:
     # Cached by the exact text: a task's completions share their stylesheet. Safe to
     # share: _emit_css shuffles a copy and never changes the items.
     tokens = [(m.lastgroup or "", m.group()) for m in _CSS_TOKEN.finditer(source) if m.lastgroup != "comment"]

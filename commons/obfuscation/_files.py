@@ -45,12 +45,17 @@ _VOID = frozenset(
 _JS_SCRIPT_TYPES = frozenset({"", "text/javascript", "application/javascript", "module"})
 
 
+# One handler call of HTMLParser: the handler's name and its arguments (a tag's attributes
+# as a tuple, so that the events of a page can be cached and shared).
+_HTMLEvent = tuple[str, str] | tuple[str, str, tuple[tuple[str, str | None], ...]]
+
+
 class _HTMLRecorder(HTMLParser):
     """Parses once and records the handler calls, for :func:`_html_events`."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
-        self.events: list[tuple] = []
+        self.events: list[_HTMLEvent] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.events.append(("handle_starttag", tag, tuple(attrs)))
@@ -84,7 +89,7 @@ class _HTMLRecorder(HTMLParser):
 
 
 @lru_cache(maxsize=512)
-def _html_events(content: str) -> tuple[tuple, ...]:
+def _html_events(content: str) -> tuple[_HTMLEvent, ...]:
     """The handler calls :class:`HTMLParser` (``convert_charrefs=False``) makes for
     ``content``, cached by the exact text: the scan and the rewrite of a page replay one
     parse, and pages repeat (a task's completions often share theirs)."""
@@ -94,7 +99,7 @@ def _html_events(content: str) -> tuple[tuple, ...]:
     return tuple(recorder.events)
 
 
-def _replay(events: tuple[tuple, ...], parser: HTMLParser) -> None:
+def _replay(events: tuple[_HTMLEvent, ...], parser: HTMLParser) -> None:
     for name, *args in events:
         if name in ("handle_starttag", "handle_startendtag"):
             getattr(parser, name)(args[0], list(args[1]))
@@ -315,7 +320,8 @@ def obfuscate_files(
     for code whose renamed form no longer checks.
     """
     js_sources: list[JavaScriptSource] = []
-    parsed: dict[int, JavaScriptSource | list[JavaScriptSource]] = {}
+    inline_scripts: dict[int, list[JavaScriptSource]] = {}  # by index of the HTML file
+    scripts: dict[int, JavaScriptSource] = {}  # by index of the JavaScript file
     handler_names: set[str] = set()
     references: list[str] = []
     for n, file in enumerate(files):
@@ -324,26 +330,24 @@ def obfuscate_files(
             scan = _HTMLScan()
             _replay(_html_events(file.content), scan)
             inline = [JavaScriptSource.parse(s) for s in scan.scripts if s.strip()]
-            parsed[n] = inline
+            inline_scripts[n] = inline
             js_sources += inline
             handler_names |= scan.handler_names
             references += scan.references
         elif kind == "js":
-            parsed[n] = JavaScriptSource.parse(file.content)
-            js_sources.append(parsed[n])  # type: ignore[arg-type]
+            scripts[n] = JavaScriptSource.parse(file.content)
+            js_sources.append(scripts[n])
     renames = rename_map(js_sources, rng, handler_names) if rename else {}
     file_names = _file_renames(files, references, entry, rng) if rename else {}
     result: list[CodeFile] = []
     for n, file in enumerate(files):
         kind = _kind(file)
         if kind == "html":
-            writer = _HTMLRewrite(rng, renames, file_names, rename, parsed[n])  # type: ignore[arg-type]
+            writer = _HTMLRewrite(rng, renames, file_names, rename, inline_scripts[n])
             _replay(_html_events(file.content), writer)
             content = "".join(writer.out).strip() + "\n"
         elif kind == "js":
-            script = parsed[n]
-            assert isinstance(script, JavaScriptSource)
-            content = _emit_script(script, rng, renames)
+            content = _emit_script(scripts[n], rng, renames)
         elif kind == "css":
             content = obfuscate_css(file.content, rng)
         elif kind == "python":

@@ -9,9 +9,11 @@ same text from the same random draws.
 
 from __future__ import annotations
 
+import enum
 import random
 import re
 from collections.abc import Sequence
+from typing import Final
 
 from commons.obfuscation._js_tokens import (
     _PUNCT_PREFIXES,
@@ -19,6 +21,7 @@ from commons.obfuscation._js_tokens import (
     JavaScriptSource,
     Token,
     _Block,
+    _BracketPairs,
     _Line,
     _matching,
     _remember,
@@ -75,13 +78,20 @@ def _needs_space(prev: Token, tok: Token, prev_unary: bool) -> bool:
     return True
 
 
-_SPACE_CACHE: dict[tuple, bool] = {}
-# The layouts of lines and blocks: one of the caches the comment above _CACHE_LIMIT in
-# _js_tokens explains, bounded the same way.
-_LAYOUT_CACHE: dict[tuple[_Line, bool], tuple] = {}
+_SpacingKey = tuple[str, str, str]
+_SPACE_CACHE: dict[tuple[_SpacingKey, _SpacingKey, bool], bool] = {}
+# The layouts of lines and of blocks: caches of the kind the comment above _CACHE_LIMIT in
+# _js_tokens explains, bounded the same way. A line's is what _layout_line returns; a
+# block's, keyed also by the indentation it starts at and the indent strings, is its
+# pieces and the indentation it leaves.
+_LineLayout = tuple[tuple[str, ...], bool, int, int]
+_LINE_LAYOUT_CACHE: dict[tuple[_Line, bool], _LineLayout] = {}
+_BLOCK_LAYOUT_CACHE: dict[
+    tuple[_Block, tuple[int, ...], bool, str, str], tuple[tuple[str, ...], tuple[int, ...]]
+] = {}
 
 
-def _spacing_key(tok: Token) -> tuple[str, str, str]:
+def _spacing_key(tok: Token) -> _SpacingKey:
     # Spacing depends on a token's kind and edges, not on which name or string it is.
     if tok.kind == "ident" and tok.role != "keyword" or tok.kind == "str":
         return (tok.kind, "", tok.role)
@@ -105,7 +115,7 @@ def emit_javascript(
     level = 0
     prev: Token | None = None
     prev_unary = False
-    prev_key: tuple[str, str, str] = ("", "", "")
+    prev_key: _SpacingKey = ("", "", "")
     cache = _SPACE_CACHE
     for tok in tokens:
         kind = tok.kind
@@ -147,7 +157,7 @@ def emit_javascript(
 _UNARY_TEXTS = frozenset(("+", "-", "++", "--", "!", "~"))
 
 
-def _layout_line(line: _Line, after_unary_context: bool) -> tuple[tuple[str, ...], bool, int, int]:
+def _layout_line(line: _Line, after_unary_context: bool) -> _LineLayout:
     """One line of :func:`emit_javascript`'s output, before renaming and indentation:
     ``(pieces, first token closes a bracket, brackets closed that the line did not open,
     brackets left open)``. ``after_unary_context`` is ``_is_unary`` of the token before
@@ -215,7 +225,7 @@ def _emit_lines(
     its indentation, then its pieces, not yet renamed), one cached line layout at a time;
     ``before`` is the token before them. False when the brackets close more than they
     open (only the token-by-token emission handles that the same way)."""
-    cache = _LAYOUT_CACHE
+    cache = _LINE_LAYOUT_CACHE
     for line in lines:
         first = line.tokens[0]
         context = first.kind == "punct" and first.text in _UNARY_TEXTS and _is_unary(before)
@@ -245,7 +255,7 @@ def _emit_units(
     :func:`_emit_lines` gives up."""
     out: list[str] = []
     content_indents: list[int] = []
-    cache = _LAYOUT_CACHE
+    cache = _BLOCK_LAYOUT_CACHE
     before: Token | None = None
     for unit in units:
         if isinstance(unit, _Block):
@@ -270,7 +280,7 @@ def _emit_units(
     return text[1:]  # the first line has no line break before it
 
 
-def _function_spans(tokens: Sequence[Token], match_close: dict[int, int]) -> list[tuple[int, int]] | None:
+def _function_spans(tokens: Sequence[Token], match_close: _BracketPairs) -> list[tuple[int, int]] | None:
     """The token spans of top-level ``function`` declarations, which are hoisted, so their
     order among themselves is free; ``None`` when fewer than two, or when a name repeats
     (the last declaration wins, so order matters)."""
@@ -305,11 +315,19 @@ def _function_spans(tokens: Sequence[Token], match_close: dict[int, int]) -> lis
     return spans
 
 
-_NOT_LOCAL = object()
-_SPANS_CACHE: dict[tuple[_Block, bool, bool], object] = {}
+class _NotLocal(enum.Enum):
+    """:func:`_block_spans` of a block whose scan would look past it."""
+
+    NOT_LOCAL = enum.auto()
 
 
-def _block_spans(block: _Block, first: bool, after_separator: bool) -> object:
+_NOT_LOCAL: Final = _NotLocal.NOT_LOCAL
+# A block's function declarations: their spans as offsets in the block, and their names.
+_BlockSpans = tuple[tuple[tuple[int, int], ...], tuple[str, ...]]
+_SPANS_CACHE: dict[tuple[_Block, bool, bool], _BlockSpans | _NotLocal] = {}
+
+
+def _block_spans(block: _Block, first: bool, after_separator: bool) -> _BlockSpans | _NotLocal:
     """:func:`_function_spans`' scan over one block that closes every bracket it opens,
     entered at the top level: ``(spans as offsets, names)``, or ``_NOT_LOCAL`` when the
     scan would look past the block (then only the whole-script scan will do)."""
@@ -367,7 +385,7 @@ def _script_function_spans(script: JavaScriptSource) -> list[tuple[int, int]] | 
             _remember(cache, key, found)
         if found is _NOT_LOCAL:
             return _function_spans(script.tokens, script.match_close)
-        local_spans, local_names = found  # type: ignore[misc]
+        local_spans, local_names = found
         spans += [(start + a, start + b) for a, b in local_spans]
         names += local_names
         before = block.tokens[-1]
@@ -377,7 +395,7 @@ def _script_function_spans(script: JavaScriptSource) -> list[tuple[int, int]] | 
 
 
 def _shuffle_function_declarations(
-    tokens: list[Token], rng: random.Random, match_close: dict[int, int] | None = None
+    tokens: list[Token], rng: random.Random, match_close: _BracketPairs | None = None
 ) -> list[Token]:
     """``tokens`` with the top-level function declarations in a random order."""
     if match_close is None:

@@ -9,10 +9,12 @@ can check the result (the synthetic pipeline does, with node) fall back to
 
 from __future__ import annotations
 
+import enum
 import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final, Protocol, TypeVar, overload
 
 JS_KEYWORDS = frozenset(
     [
@@ -333,6 +335,7 @@ def _tokenize(
                 break  # trailing whitespace
             raise ObfuscationError(f"cannot tokenise JavaScript at offset {pos}: {source[pos : pos + 20]!r}")
         kind = match.lastgroup
+        assert kind is not None  # every alternative of _JS_TOKEN is a named group
         begin = match.start(kind)
         # Whitespace or a comment holding a line break is a line terminator (ASI).
         if begin != pos and not newline and search_break(source, pos, begin):
@@ -380,7 +383,7 @@ def _tokenize(
                 newline = False
                 pos = match.end()
                 continue
-        append(Token(kind, text, newline))  # type: ignore[arg-type]
+        append(Token(kind, text, newline))
         newline = False
         pos = match.end()
     if template_depths:
@@ -442,6 +445,16 @@ class _Line:
         self.closers, self.openers = tuple(closers), tuple(stack)
 
 
+class _BracketPairs(Protocol):
+    """The index of each bracket's partner, both ways: what :func:`_matching` returns, or
+    a :class:`_LazyMatch`."""
+
+    @overload
+    def get(self, key: int, /) -> int | None: ...
+    @overload
+    def get(self, key: int, default: int, /) -> int: ...
+
+
 class _LazyMatch:
     """:func:`_matching_lines` of the given blocks, computed on the first look-up."""
 
@@ -451,7 +464,11 @@ class _LazyMatch:
         self._blocks, self._starts = blocks, starts
         self._pairs: dict[int, int] | None = None
 
-    def get(self, index: int, default: int | None = None) -> int | None:
+    @overload
+    def get(self, index: int, /) -> int | None: ...
+    @overload
+    def get(self, index: int, default: int, /) -> int: ...
+    def get(self, index: int, default: int | None = None, /) -> int | None:
         if self._pairs is None:
             self._pairs = _matching_lines(self._blocks, self._starts)
         return self._pairs.get(index, default)
@@ -475,6 +492,24 @@ def _matching_lines(lines: Sequence[_Line | _Block], starts: Sequence[int]) -> d
     return pairs
 
 
+# The analysis state between lines (see _analyse_span): the bracket contexts, each as
+# (kind, count of open "?"), then class_depth and decl_depth.
+_State = tuple[tuple[tuple[str, int], ...], int | None, int | None]
+# What the analysis of a line or block leads to: the state after it, the names it
+# declares and the names it pins.
+_Outcome = tuple[_State, frozenset[str], frozenset[str]]
+
+
+class _Context:
+    """One bracket context of :func:`_analyse_span`'s stack: its kind ("(", "[", "${",
+    "{obj", "{block" or "{class") and the count of "?" open in it."""
+
+    __slots__ = ("kind", "ternaries")
+
+    def __init__(self, kind: str, ternaries: int = 0) -> None:
+        self.kind, self.ternaries = kind, ternaries
+
+
 # Caches shared by every script obfuscated in this process, keyed by identical input
 # only. The procedural backend's completions are one engine with different values, so
 # nearly every line of every script has been seen before; tokenising, analysing and
@@ -483,11 +518,26 @@ def _matching_lines(lines: Sequence[_Line | _Block], starts: Sequence[int]) -> d
 # megabytes at most); the lines and blocks worth keeping come back within a few tasks.
 _CACHE_LIMIT = 20_000
 _LINE_CACHE: dict[tuple[str, bool, bool, bool], _Line | None] = {}
-_BLOCK_CACHE: dict[tuple[str, bool, bool, bool], object] = {}
-_ANALYSIS_CACHE: dict[tuple, tuple] = {}
+_BLOCK_CACHE: dict[tuple[str, bool, bool, bool], _Block | None] = {}
+# What the analysis of a line or block depends on, and what it found: see
+# JavaScriptSource._analyse_by_block.
+_ANALYSIS_CACHE: dict[tuple[_Line | _Block, _State, Token | None, Token | None, Token | None], _Outcome] = {}
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
 
-def _remember(cache: dict, key: object, value: object, limit: int = _CACHE_LIMIT) -> None:
+class _Missing(enum.Enum):
+    """What a cache look-up returns for a key it does not hold (``None`` is a value the
+    caches hold)."""
+
+    MISSING = enum.auto()
+
+
+_MISSING: Final = _Missing.MISSING
+
+
+def _remember(cache: dict[_Key, _Value], key: _Key, value: _Value, limit: int = _CACHE_LIMIT) -> None:
     if len(cache) >= limit:
         cache.clear()
     cache[key] = value
@@ -545,9 +595,9 @@ def _tokenize_block(text: str, newline: bool, regex_ok: bool, after_dot: bool) -
         if line is None:
             return None
         newline = True
-        if line.tokens:  # type: ignore[union-attr]
-            lines.append(line)  # type: ignore[arg-type]
-            regex_ok, after_dot = line.regex_after, line.dot_after  # type: ignore[union-attr]
+        if line.tokens:
+            lines.append(line)
+            regex_ok, after_dot = line.regex_after, line.dot_after
     return _Block(lines, regex_ok, after_dot)
 
 
@@ -582,18 +632,15 @@ def _tokenize_lines(
             _remember(cache, key, block, _CACHE_LIMIT // 10)  # a block holds many lines
         if block is None:
             return None
-        if block.tokens:  # type: ignore[union-attr]
+        if block.tokens:
             start = len(tokens)
             block_starts.append(start)
-            blocks.append(block)  # type: ignore[arg-type]
-            lines += block.lines  # type: ignore[union-attr]
-            starts += map(start.__add__, block.offsets)  # type: ignore[union-attr]
-            tokens += block.tokens  # type: ignore[union-attr]
-            regex_ok, after_dot = block.regex_after, block.dot_after  # type: ignore[union-attr]
+            blocks.append(block)
+            lines += block.lines
+            starts += map(start.__add__, block.offsets)
+            tokens += block.tokens
+            regex_ok, after_dot = block.regex_after, block.dot_after
     return tokens, lines, starts, blocks, block_starts
-
-
-_MISSING = object()
 
 
 def tokenize_javascript(source: str) -> list[Token]:
@@ -667,7 +714,7 @@ class JavaScriptSource:
     source: str = ""
     declared: set[str] = field(default_factory=set)
     pinned: set[str] = field(default_factory=set)
-    match_close: dict[int, int] = field(default_factory=dict)
+    match_close: _BracketPairs = field(default_factory=dict[int, int])
     lines: list[_Line] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     blocks: list[_Block] = field(default_factory=list)
@@ -685,7 +732,7 @@ class JavaScriptSource:
                 script.match_close,
                 0,
                 len(script.tokens),
-                [["{block", 0]],
+                [_Context("{block")],
                 None,
                 None,
                 script.declared,
@@ -697,7 +744,7 @@ class JavaScriptSource:
             script = cls(tokens, source, lines=lines, starts=starts, blocks=blocks, block_starts=block_starts)
             # Most scripts never need the bracket pairs (the cached analyses and the
             # block-level function spans do without): worked out on first use.
-            script.match_close = _LazyMatch(blocks, block_starts)  # type: ignore[assignment]
+            script.match_close = _LazyMatch(blocks, block_starts)
             script._analyse_by_block()
             script.idents = set().union(*(block.idents for block in blocks))
         script.pinned.update(n for n in script.declared if n in JS_KEYWORDS or n in JS_GLOBALS)
@@ -712,7 +759,7 @@ class JavaScriptSource:
         toks = self.tokens
         n = len(toks)
         cache = _ANALYSIS_CACHE
-        state: tuple = ((("{block", 0),), None, None)  # context stack, class_depth, decl_depth
+        state: _State = ((("{block", 0),), None, None)
         lines, starts = self.lines, self.starts
         first_line = 0
         for block, start in zip(self.blocks, self.block_starts, strict=True):
@@ -727,19 +774,19 @@ class JavaScriptSource:
             )
             outcome = cache.get(key)
             if outcome is None:
-                new_declared: set[str] = set()
-                new_pinned: set[str] = set()
+                found_declared: set[str] = set()
+                found_pinned: set[str] = set()
                 exit_state, far = self._analyse_lines(
                     lines[first_line : first_line + count],
                     starts[first_line : first_line + count],
                     state,
-                    new_declared,
-                    new_pinned,
+                    found_declared,
+                    found_pinned,
                 )
-                outcome = (exit_state, frozenset(new_declared), frozenset(new_pinned))
+                outcome = (exit_state, frozenset(found_declared), frozenset(found_pinned))
                 if not far:
                     _remember(cache, key, outcome)
-            state, new_declared, new_pinned = outcome  # type: ignore[assignment]
+            state, new_declared, new_pinned = outcome
             if new_declared:
                 self.declared |= new_declared
             if new_pinned:
@@ -750,10 +797,10 @@ class JavaScriptSource:
         self,
         lines: Sequence[_Line],
         starts: Sequence[int],
-        state: tuple,
+        state: _State,
         declared: set[str],
         pinned: set[str],
-    ) -> tuple[tuple, bool]:
+    ) -> tuple[_State, bool]:
         """:meth:`_analyse_by_block` for single lines; returns the state after them and
         whether any line looked outside its window."""
         toks = self.tokens
@@ -772,9 +819,9 @@ class JavaScriptSource:
             outcome = cache.get(key)
             if outcome is None:
                 stack, class_depth, decl_depth = state
-                working = [list(entry) for entry in stack]
-                new_declared: set[str] = set()
-                new_pinned: set[str] = set()
+                working = [_Context(kind, ternaries) for kind, ternaries in stack]
+                found_declared: set[str] = set()
+                found_pinned: set[str] = set()
                 class_depth, decl_depth, far = _analyse_span(
                     toks,
                     self.match_close,
@@ -783,19 +830,19 @@ class JavaScriptSource:
                     working,
                     class_depth,
                     decl_depth,
-                    new_declared,
-                    new_pinned,
+                    found_declared,
+                    found_pinned,
                 )
                 outcome = (
-                    (tuple(map(tuple, working)), class_depth, decl_depth),
-                    frozenset(new_declared),
-                    frozenset(new_pinned),
+                    (tuple((ctx.kind, ctx.ternaries) for ctx in working), class_depth, decl_depth),
+                    frozenset(found_declared),
+                    frozenset(found_pinned),
                 )
                 if far:
                     any_far = True
                 else:
                     _remember(cache, key, outcome)
-            state, new_declared, new_pinned = outcome  # type: ignore[assignment]
+            state, new_declared, new_pinned = outcome
             if new_declared:
                 declared |= new_declared
             if new_pinned:
@@ -805,10 +852,10 @@ class JavaScriptSource:
 
 def _analyse_span(
     toks: Sequence[Token],
-    match_close: dict[int, int],
+    match_close: _BracketPairs,
     start: int,
     end: int,
-    stack: list[list],
+    stack: list[_Context],
     class_depth: int | None,
     decl_depth: int | None,
     declared: set[str],
@@ -836,7 +883,7 @@ def _analyse_span(
             if tok.text.startswith("}") and len(stack) > 1:
                 stack.pop()
             if tok.text.endswith("${"):
-                stack.append(["${", 0])
+                stack.append(_Context("${"))
             continue
         if tok.kind == "str":
             pinned.update(_words(tok.text[1:-1]))
@@ -844,16 +891,16 @@ def _analyse_span(
         if tok.kind == "punct":
             text = tok.text
             if text == "?":
-                ctx[1] += 1
-            elif text == ":" and ctx[1] > 0:
-                ctx[1] -= 1
+                ctx.ternaries += 1
+            elif text == ":" and ctx.ternaries > 0:
+                ctx.ternaries -= 1
             elif text == ";" and decl_depth == len(stack):
                 decl_depth = None
             elif text == "(" or text == "[":
-                stack.append([text, 0])
+                stack.append(_Context(text))
             elif text == "{":
-                stack.append([_brace_kind(prev, ctx, class_depth, len(stack)), 0])
-                if stack[-1][0] == "{class":
+                stack.append(_Context(_brace_kind(prev, ctx, class_depth, len(stack))))
+                if stack[-1].kind == "{class":
                     class_depth = None
             elif text in (")", "]", "}"):
                 if len(stack) > 1:
@@ -918,13 +965,13 @@ def _analyse_span(
     return class_depth, decl_depth, far
 
 
-def _beyond(match_close: dict[int, int], opener: int, hi: int) -> bool:
+def _beyond(match_close: _BracketPairs, opener: int, hi: int) -> bool:
     """Whether the bracket at ``opener`` closes after token ``hi`` (or not at all)."""
     close = match_close.get(opener)
     return close is None or close > hi
 
 
-def _brace_kind(prev: Token | None, ctx: list, class_depth: int | None, depth: int) -> str:
+def _brace_kind(prev: Token | None, ctx: _Context, class_depth: int | None, depth: int) -> str:
     if class_depth is not None and class_depth == depth:
         return "{class"
     if prev is None:
@@ -937,7 +984,7 @@ def _brace_kind(prev: Token | None, ctx: list, class_depth: int | None, depth: i
         return "{block"
     if prev.text == ":":
         # An object's value or a ternary's branch, unless it is `case x: {` or a label.
-        return "{obj" if ctx[0] != "{block" or ctx[1] > 0 else "{block"
+        return "{obj" if ctx.kind != "{block" or ctx.ternaries > 0 else "{block"
     return "{obj" if prev.text in _OBJECT_AFTER_PUNCT else "{block"
 
 
@@ -946,15 +993,15 @@ def _ident_role(
     i: int,
     prev: Token | None,
     nxt: Token | None,
-    ctx: list,
-    match_close: dict[int, int],
+    ctx: _Context,
+    match_close: _BracketPairs,
 ) -> tuple[str, int | None]:
     """The role of the name at ``i`` (var, key or prop), and the index of the furthest
     token looked at beyond ``i + 1`` (``None`` if none; ``len(toks)`` when a bracket's
     partner was looked for and not found)."""
     if prev is not None and prev.text in (".", "?."):
         return "prop", None
-    kind = ctx[0]
+    kind = ctx.kind
     after = nxt.text if nxt is not None else ""
     before = prev.text if prev is not None else ""
     if kind == "{class":
@@ -966,7 +1013,7 @@ def _ident_role(
         if lead and after in (":", "(", ",", "}", "="):
             return "key", None
         return "var", None
-    if kind == "{block" and before in ("{", ",", ";", "}") and after == ":" and ctx[1] == 0:
+    if kind == "{block" and before in ("{", ",", ";", "}") and after == ":" and ctx.ternaries == 0:
         return "key", None  # a label, or an object literal taken for a block
     if after == "(" and before != "function":
         close = match_close.get(i + 1)
@@ -997,7 +1044,7 @@ def _matching(toks: Sequence[Token]) -> dict[int, int]:
     return pairs
 
 
-def _pattern_names(toks: Sequence[Token], opener: int, match_close: dict[int, int]) -> set[str]:
+def _pattern_names(toks: Sequence[Token], opener: int, match_close: _BracketPairs) -> set[str]:
     """Plain names bound directly inside the brackets at ``opener``: ``(a, b = 1, ...c)``, ``[a, b]``."""
     close = match_close.get(opener)
     if close is None:

@@ -11,6 +11,7 @@ moments it computes once.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 _EPS = 1e-12
 
@@ -18,14 +19,14 @@ _EPS = 1e-12
 # --------------------------------------------------------------------------- helpers
 
 
-def _valid(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    valid = np.isfinite(x)
+def _valid(x: np.ndarray, mask: np.ndarray | None) -> npt.NDArray[np.bool_]:
+    valid: npt.NDArray[np.bool_] = np.isfinite(x)
     if mask is not None:
         valid = valid & np.asarray(mask, dtype=bool)
     return valid
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def _safe_div(num: np.ndarray, den: np.ndarray) -> npt.NDArray[np.float64]:
     """``num / den`` where ``|den| > eps``, else 0 (never a warning, never NaN)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
@@ -36,11 +37,13 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def _rowsum(x: np.ndarray) -> np.ndarray:
     """Sum over the last axis (einsum: several times faster than ``sum`` on short rows)."""
-    return np.einsum("...c->...", x)
+    total: np.ndarray = np.einsum("...c->...", x)
+    return total
 
 
 def _rowdot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.einsum("...c,...c->...", x, y)
+    dot: np.ndarray = np.einsum("...c,...c->...", x, y)
+    return dot
 
 
 def _ranks(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -89,18 +92,22 @@ def _rank_moments(rx: np.ndarray, ry: np.ndarray, valid: np.ndarray) -> tuple[np
     return n, mean, mean, _rowdot(dx, dy), _rowdot(dx, dx), _rowdot(dy, dy)
 
 
-def _pearson_from(n: np.ndarray, sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray) -> np.ndarray:
+def _pearson_from(
+    n: np.ndarray, sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray
+) -> npt.NDArray[np.float64]:
     # Ranks are multiples of 1/2, so a constant row has exactly zero spread; the tolerance
     # only guards against arbitrary float input.
     ok = (sxx > 1e-12) & (syy > 1e-12) & (n >= 2)
-    return np.clip(_safe_div(sxy, np.sqrt(sxx * syy)) * ok, -1.0, 1.0)
+    rho: npt.NDArray[np.float64] = np.clip(_safe_div(sxy, np.sqrt(sxx * syy)) * ok, -1.0, 1.0)
+    return rho
 
 
 def _kappa_from(
     n: np.ndarray, mx: np.ndarray, my: np.ndarray, sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray
-) -> np.ndarray:
+) -> npt.NDArray[np.float64]:
     den = sxx + syy + n * (mx - my) ** 2
-    return np.clip(_safe_div(2.0 * sxy, den) * (n >= 1), -1.0, 1.0)
+    kappa: npt.NDArray[np.float64] = np.clip(_safe_div(2.0 * sxy, den) * (n >= 1), -1.0, 1.0)
+    return kappa
 
 
 def _pearson(x: np.ndarray, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -150,12 +157,14 @@ def _pair_stats(rx: np.ndarray, rt: np.ndarray, both: np.ndarray) -> tuple[np.nd
     return s_, ux_, ut_, ux_ + ut_ - b_ - s_, n
 
 
-def _tau_from(s: np.ndarray, ux: np.ndarray, ut: np.ndarray) -> np.ndarray:
-    return np.clip(_safe_div(s, np.sqrt(ux * ut)), -1.0, 1.0)
+def _tau_from(s: np.ndarray, ux: np.ndarray, ut: np.ndarray) -> npt.NDArray[np.float64]:
+    tau: npt.NDArray[np.float64] = np.clip(_safe_div(s, np.sqrt(ux * ut)), -1.0, 1.0)
+    return tau
 
 
-def _kdist_from(d: np.ndarray, n: np.ndarray) -> np.ndarray:
-    return np.clip(_safe_div(d, n * (n - 1.0)), 0.0, 1.0)
+def _kdist_from(d: np.ndarray, n: np.ndarray) -> npt.NDArray[np.float64]:
+    dist: npt.NDArray[np.float64] = np.clip(_safe_div(d, n * (n - 1.0)), 0.0, 1.0)
+    return dist
 
 
 # --------------------------------------------------------------------------- metrics
@@ -276,10 +285,11 @@ def quadratic_weighted_kappa(
     return _lin_kappa(a, b, valid)
 
 
-def _items(r: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def _items(r: np.ndarray, mask: np.ndarray | None) -> npt.NDArray[np.bool_]:
     """The items of each row: ``mask`` if given, else those some rater has a value for."""
     if mask is None:
-        return np.any(np.isfinite(r), axis=0)
+        rated: npt.NDArray[np.bool_] = np.any(np.isfinite(r), axis=0)
+        return rated
     return np.broadcast_to(np.asarray(mask, dtype=bool), r.shape[1:])
 
 
@@ -330,7 +340,7 @@ def _rater_stats(r: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, ...]:
     return r2, n, m, var
 
 
-def _multi_kappa(r: np.ndarray, w: np.ndarray, stats: tuple[np.ndarray, ...]) -> np.ndarray:
+def _multi_kappa(r: np.ndarray, w: np.ndarray, stats: tuple[np.ndarray, ...]) -> npt.NDArray[np.float64]:
     r2, n, m, var = stats
     big_w = w.sum(axis=0)
     s1 = np.einsum("m...,m...c->...c", w, r)
@@ -342,7 +352,10 @@ def _multi_kappa(r: np.ndarray, w: np.ndarray, stats: tuple[np.ndarray, ...]) ->
     wm2 = (w * m * m).sum(axis=0)
     d_exp = 2.0 * big_w * wv - 2.0 * w2v + 2.0 * (big_w * wm2 - wm * wm)
     two_raters = (w > 0).sum(axis=0) >= 2
-    return np.clip((1.0 - _safe_div(d_obs, d_exp)) * two_raters * (d_exp > _EPS), -1.0, 1.0)
+    kappa: npt.NDArray[np.float64] = np.clip(
+        (1.0 - _safe_div(d_obs, d_exp)) * two_raters * (d_exp > _EPS), -1.0, 1.0
+    )
+    return kappa
 
 
 def footrule_distance(x: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -372,9 +385,12 @@ def footrule_distance(x: np.ndarray, truth: np.ndarray, mask: np.ndarray | None 
     return _footrule(_ranks(x, valid), _ranks(truth, valid), valid)
 
 
-def _footrule(rx: np.ndarray, rt: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _footrule(rx: np.ndarray, rt: np.ndarray, valid: np.ndarray) -> npt.NDArray[np.float64]:
     n = valid.sum(axis=-1)
-    return np.clip(_safe_div((np.abs(rx - rt) * valid).sum(axis=-1), np.floor(n * n / 2.0)), 0.0, 1.0)
+    dist: npt.NDArray[np.float64] = np.clip(
+        _safe_div((np.abs(rx - rt) * valid).sum(axis=-1), np.floor(n * n / 2.0)), 0.0, 1.0
+    )
+    return dist
 
 
 def kendall_distance(x: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -147,7 +147,7 @@ def slot_window_mean(scores: np.ndarray, slot_miners: np.ndarray, n_miners: int)
     return _safe_div(total, count)
 
 
-def _orient(submissions: np.ndarray, higher_is_better: bool | np.ndarray) -> np.ndarray:
+def _orient(submissions: np.ndarray, higher_is_better: bool | Sequence[bool] | np.ndarray) -> np.ndarray:
     hib = np.asarray(higher_is_better, dtype=bool)
     if hib.ndim == 0:
         return -submissions if hib else submissions

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 U16_MAX = 65535
 
@@ -149,7 +150,7 @@ def check_weights(
 
 
 def weights_for_chain(
-    uids: Sequence[int], scores: Sequence[float], rules: WeightRules
+    uids: Sequence[int], scores: Sequence[float] | npt.NDArray[np.float64], rules: WeightRules
 ) -> tuple[list[int], list[int]]:
     """Scores per uid to the u16 weights the chain accepts: cap by the max weight limit, upscale.
 

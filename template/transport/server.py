@@ -38,8 +38,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from template.chain.base import Metagraph
+from template.validation import dotted, validation_detail
 
 Handler = Callable[[Any, "CallerInfo"], Awaitable[BaseModel]]
 
@@ -130,11 +132,11 @@ class _Admission:
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413, whether announced or streamed."""
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -150,7 +152,7 @@ class BodyLimitMiddleware:
         received = 0
         refused = False
 
-        async def limited_receive() -> dict:
+        async def limited_receive() -> Message:
             nonlocal received, refused
             message = await receive()
             if message["type"] == "http.request":
@@ -171,7 +173,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(limit: int, send: Callable) -> None:
+async def _too_large(limit: int, send: Send) -> None:
     body = json.dumps({"detail": f"request body exceeds the limit of {limit} bytes"}).encode()
     await send(
         {
@@ -255,7 +257,8 @@ class SignedServer:
         try:
             message = model.model_validate_json(raw)
         except ValidationError as exc:
-            return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+            detail = "invalid request: " + validation_detail(exc, where=_body_field)
+            return JSONResponse({"detail": detail}, status_code=422)
         version = getattr(message, "protocol_version", None)
         if self.protocol_version is not None and version is not None and version != self.protocol_version:
             return JSONResponse(
@@ -290,8 +293,6 @@ class SignedServer:
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
-        # Signals belong to the neuron, which stops the server itself.
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         task = asyncio.create_task(self._server.serve())
         while not self._server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.01)
@@ -300,7 +301,12 @@ class SignedServer:
             with contextlib.suppress(SystemExit):
                 task.result()
             raise OSError(f"could not serve on {host}:{port} (address in use or not available)")
-        logger.info("serving {} on http://{}:{}", sorted(r.path for r in self.app.routes), host, port)
+        logger.info(
+            "serving {} on http://{}:{}",
+            sorted(r.path for r in self.app.routes if isinstance(r, Route)),
+            host,
+            port,
+        )
         if ready is not None:
             ready.set()
         await task
@@ -340,9 +346,5 @@ def _signed_target(path: str, query: bytes) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-def _validation_detail(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:10]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "invalid request: " + "; ".join(parts)
+def _body_field(loc: tuple[Any, ...]) -> str:
+    return dotted(loc) or "body"
