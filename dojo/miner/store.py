@@ -5,7 +5,7 @@ replies, so a restarted miner answers a validator's repeat with the same task an
 ``TaskResultRequest`` finds it. Every method is synchronous and short; the neuron calls
 them through ``asyncio.to_thread`` so that the event loop never waits on the disk.
 
-The database is ``--neuron.database_url`` (``DATABASE_URL``) when set, else the SQLite file
+The database is ``--neuron.database_url`` (``MINER_DATABASE_URL``) when set, else the SQLite file
 ``<data dir>/miner.sqlite``; its schema comes from the Alembic migrations in
 ``dojo/miner/migrations/`` (run by :class:`MinerStore` on opening), never from
 ``create_all``.

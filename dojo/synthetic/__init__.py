@@ -1,7 +1,7 @@
 """Synthetic task generation: tasks whose right ranking the validator knows.
 
 The pipeline (:mod:`dojo.synthetic.pipeline`) runs instructor → filter → augmenter →
-output generator → checks → obfuscator → shuffle over a backend: ``procedural``
+output generator → obfuscator → checks → shuffle over a backend: ``procedural``
 (:mod:`dojo.synthetic.procedural`, offline, deterministic) or ``llm``
 (:mod:`dojo.synthetic.llm`, any OpenAI-compatible endpoint). The service
 (:mod:`dojo.synthetic.service`) serves tasks over HTTP; the client lives in
