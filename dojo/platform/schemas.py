@@ -5,6 +5,7 @@ The contract is ``docs/platform-api.md``; change both together.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import datetime, timezone
@@ -38,6 +39,23 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.replace(microsecond=0).isoformat() + "Z"
+
+
+@functools.cache
+def _wire_names(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, field.serialization_alias or name) for name, field in model.model_fields.items())
+
+
+def wire(record: Any, model: type[BaseModel]) -> dict[str, Any]:
+    """``record`` (a service's dataclass) as ``model``'s JSON: each of the model's fields
+    read from the attribute of the same name, under its camelCase name, datetimes as
+    :func:`iso`. The models here are the one declaration of each record's wire form; the
+    services' records carry the same names, so nothing copies a field list by hand."""
+    out = {}
+    for name, alias in _wire_names(model):
+        value = getattr(record, name)
+        out[alias] = iso(value) if isinstance(value, datetime) else value
+    return out
 
 
 def to_naive_utc(value: datetime) -> datetime:

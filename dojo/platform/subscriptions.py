@@ -256,7 +256,7 @@ class WorkerTaskView:
     my_result: list[dict[str, Any]] | None
     # The worker's live assignment ("held", "done", "skipped") and why it cannot answer now.
     my_status: str | None = None
-    closed: str | None = None
+    closed_reason: str | None = None
 
     @classmethod
     def of(
@@ -265,7 +265,7 @@ class WorkerTaskView:
         held_until: datetime | None,
         my_result: list[dict[str, Any]] | None,
         my_status: str | None = None,
-        closed: str | None = None,
+        closed_reason: str | None = None,
     ) -> WorkerTaskView:
         """The view of a task (an ORM ``Task`` or the queue's raw row); model names are left out."""
         return cls(
@@ -282,7 +282,7 @@ class WorkerTaskView:
             held_until=held_until,
             my_result=my_result,
             my_status=my_status,
-            closed=closed,
+            closed_reason=closed_reason,
         )
 
 
@@ -314,7 +314,7 @@ def task_view(db: Session, worker: Worker, task: Task) -> WorkerTaskView:
         )
     )
     closed = closed_reason(task, status, mine is not None, others or 0, now)
-    return WorkerTaskView.of(task, held_until, mine, status, closed)
+    return WorkerTaskView.of(task, held_until, mine, status, closed_reason=closed)
 
 
 def worker_task(db: Session, worker: Worker, task_id: str) -> WorkerTaskView:

@@ -44,7 +44,9 @@ from dojo.platform.schemas import (
     WorkerTaskListOut,
     WorkerTaskOut,
     iso,
+    wire,
 )
+from dojo.platform.schemas import WorkerTaskSummary as WorkerTaskSummaryOut
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import SubscriptionView, WorkerTaskView
 
@@ -157,33 +159,11 @@ def worker_history(
     """This worker's own submissions, newest first."""
     with database.read_session() as db:
         entries, total = subscriptions.history(db, worker, limit=limit, offset=offset)
-    return HistoryOut(
-        results=[
-            HistoryItem(
-                task_id=e.task_id,
-                title=e.title,
-                task_type=e.task_type,
-                task_status=e.task_status,
-                submitted_at=iso(e.submitted_at),
-                updated_at=iso(e.updated_at),
-                lead_time=e.lead_time,
-                ranking=e.ranking,
-            )
-            for e in entries
-        ],
-        total=total,
-    )
+    return HistoryOut(results=[wire(e, HistoryItem) for e in entries], total=total)
 
 
 def _subscription_out(view: SubscriptionView) -> SubscriptionOut:
-    return SubscriptionOut(
-        id=view.id,
-        name=view.name,
-        miner_hotkey=view.miner_hotkey,
-        key_prefix=view.key_prefix,
-        active=view.active,
-        created_at=iso(view.created_at),
-    )
+    return SubscriptionOut.model_validate(wire(view, SubscriptionOut))
 
 
 @router.get("/subscriptions", response_model=SubscriptionListOut)
@@ -222,60 +202,13 @@ def list_tasks(
 ) -> WorkerTaskListOut:
     with database.read_session() as db:
         rows = subscriptions.worker_tasks(db, worker, include_closed=include_closed)
-    return WorkerTaskListOut(
-        tasks=[
-            {
-                "id": t.id,
-                "title": t.title,
-                "task_type": t.task_type,
-                "num_results": t.num_results,
-                "max_results": t.max_results,
-                "expire_at": iso(t.expire_at),
-                "status": t.status,
-                "my_status": t.my_status,
-            }
-            for t in rows
-        ]
-    )
-
-
-def task_out(view: WorkerTaskView) -> WorkerTaskOut:
-    return WorkerTaskOut(
-        id=view.id,
-        title=view.title,
-        body=view.body,
-        prompt=view.prompt,
-        task_type=view.task_type,
-        criteria=view.criteria,
-        completions=view.completions,
-        num_results=view.num_results,
-        max_results=view.max_results,
-        expire_at=iso(view.expire_at),
-        held_until=iso(view.held_until),
-        my_result=view.my_result,
-        my_status=view.my_status,
-        closed_reason=view.closed,
-    )
+    return WorkerTaskListOut.model_validate({"tasks": [wire(t, WorkerTaskSummaryOut) for t in rows]})
 
 
 def task_json(view: WorkerTaskView) -> dict[str, Any]:
-    """The wire form of :class:`WorkerTaskOut`, built directly (the queue's hot path)."""
-    return {
-        "id": view.id,
-        "title": view.title,
-        "body": view.body,
-        "prompt": view.prompt,
-        "taskType": view.task_type,
-        "criteria": view.criteria,
-        "completions": view.completions,
-        "numResults": view.num_results,
-        "maxResults": view.max_results,
-        "expireAt": iso(view.expire_at),
-        "heldUntil": iso(view.held_until),
-        "myResult": view.my_result,
-        "myStatus": view.my_status,
-        "closedReason": view.closed,
-    }
+    """The wire form of :class:`WorkerTaskOut`, built directly, without a second validation
+    of what the queue read (the queue's hot path sends it as it is)."""
+    return wire(view, WorkerTaskOut)
 
 
 def claim_next(database: Database, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
@@ -332,7 +265,7 @@ def get_task(
     task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
 ) -> WorkerTaskOut:
     with database.read_session() as db:
-        return task_out(subscriptions.worker_task(db, worker, task_id))
+        return WorkerTaskOut.model_validate(task_json(subscriptions.worker_task(db, worker, task_id)))
 
 
 @router.post("/tasks/{task_id}/result", response_model=SubmitResultOut)

@@ -239,7 +239,7 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         num_results=view.num_results,
         max_results=view.max_results,
         expire_at=view.expire_at,
-        closed=view.closed,
+        closed=view.closed_reason,
         my_status=view.my_status,
         held_until=view.held_until if view.my_status == HOLD else None,
     )
