@@ -35,7 +35,7 @@ from dojo.platform import auth
 from dojo.platform.db import Database, RawStatement
 from dojo.platform.errors import Unauthorized
 from dojo.platform.keys import miner_for_api_key
-from dojo.platform.models import Miner, Worker, utcnow
+from dojo.platform.models import Miner, Worker, naive_utcnow
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.security import WORKER_TOKEN_PREFIX, RateLimiter, check_csrf, hash_secret
 from dojo.platform.settings import PlatformSettings
@@ -120,7 +120,7 @@ def lookup_worker(database: Database, token: str) -> Worker | None:
     if not token.startswith(WORKER_TOKEN_PREFIX):
         return None
     with database.raw_read() as db:
-        rows = db.execute(_WORKER_FOR_TOKEN, {"token_hash": hash_secret(token), "now": utcnow()})
+        rows = db.execute(_WORKER_FOR_TOKEN, {"token_hash": hash_secret(token), "now": naive_utcnow()})
     if not rows:
         return None
     worker_id, public_id, address, created_at = rows[0]

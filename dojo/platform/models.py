@@ -1,6 +1,6 @@
 """The platform's tables (SQLAlchemy 2), the head of the migrations in ``migrations/``.
 
-Times are naive UTC everywhere (SQLite keeps no zone); :func:`utcnow` makes them. Secrets
+Times are naive UTC everywhere (SQLite keeps no zone); :func:`naive_utcnow` makes them. Secrets
 (session tokens, API and subscription keys, invite tokens) are stored only as SHA-256
 hashes. The platform holds what workers answered and never any ground truth.
 """
@@ -39,7 +39,10 @@ DONE = "done"
 SKIPPED = "skipped"
 
 
-def utcnow() -> datetime:
+def naive_utcnow() -> datetime:
+    """Now in UTC without a zone, as every time column of the platform holds it (its
+    schemas turn such times into ISO strings with ``Z``). Not ``commons.protocol.utcnow``,
+    which is zone-aware, as the neurons' messages are."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -53,7 +56,7 @@ class Miner(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hotkey: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class LoginNonce(Base):
@@ -65,7 +68,7 @@ class LoginNonce(Base):
     kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(64), index=True)
     message: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
@@ -76,7 +79,7 @@ class MinerSession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     expires_at: Mapped[datetime]
 
 
@@ -90,7 +93,7 @@ class ApiKey(Base):
     kind: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     last_used_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
 
@@ -106,7 +109,7 @@ class Worker(Base):
     address: Mapped[str | None] = mapped_column(String(42), unique=True)
     # SHA-256 of the recovery code an invited worker logs back in with (revision 0005).
     recovery_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class WorkerSession(Base):
@@ -115,7 +118,7 @@ class WorkerSession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     expires_at: Mapped[datetime]
 
 
@@ -130,7 +133,7 @@ class Subscription(Base):
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class Task(Base):
@@ -160,7 +163,7 @@ class Task(Base):
     # Kept in step with the results table under the task's row lock (revision 0002).
     num_results: Mapped[int] = mapped_column(default=0, server_default="0")
     expire_at: Mapped[datetime] = mapped_column(index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class Assignment(Base):
@@ -179,8 +182,8 @@ class Assignment(Base):
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     held_until: Mapped[datetime]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class Result(Base):
@@ -195,8 +198,8 @@ class Result(Base):
     result_data: Mapped[list[Any]]
     # Seconds the worker spent on it, summed over resubmissions (revision 0005).
     lead_time: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class Flag(Base):
@@ -210,8 +213,8 @@ class Flag(Base):
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
     cid: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
 
 
 class Invite(Base):
@@ -222,7 +225,7 @@ class Invite(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
@@ -241,4 +244,4 @@ class CreateRequest(Base):
     # SHA-256 of the request as validated: the same key with other tasks is refused.
     body_hash: Mapped[str] = mapped_column(String(64))
     task_ids: Mapped[list[Any]]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)

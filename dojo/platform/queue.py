@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from dojo.platform.db import RawDb, RawStatement
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
-from dojo.platform.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker, utcnow
+from dojo.platform.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker, naive_utcnow
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
 
@@ -276,7 +276,7 @@ def plan_next_task(db: Db, worker: Worker, spread: int = SPREAD) -> NextTaskPlan
     Up to ``spread`` open tasks come back shuffled, so that concurrent workers try different
     tasks first instead of all queueing for the oldest.
     """
-    now = utcnow()
+    now = naive_utcnow()
     held = _live_hold(db, worker, now)
     if held is not None:
         return NextTaskPlan(held, [], [])
@@ -299,7 +299,7 @@ def claim_next_task(
         return plan.held
     if not plan.miner_ids:
         return None
-    now = utcnow()
+    now = naive_utcnow()
     live = set(plan.miner_ids)
     fresh_read = _is_postgres(db)
     for task_id in plan.candidates[:CANDIDATES]:
@@ -324,7 +324,7 @@ def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskV
     """
     if _is_postgres(db):
         return claim_next_task(db, settings, worker, plan_next_task(db, worker, SPREAD))
-    now = utcnow()
+    now = naive_utcnow()
     held = _live_hold(db, worker, now)
     if held is not None:
         return held
@@ -454,7 +454,7 @@ def submit_result(
     """Store (or replace) this worker's result. 404 not yours, 410 expired, 409 full or
     skipped, 422 invalid. ``lead_time``: the seconds the worker spent on it, if measured."""
     task = _accessible_locked_task(db, worker, task_id)
-    now = utcnow()
+    now = naive_utcnow()
     _refuse_closed(task, now)
     data = validate_result_data(task, result_data)
     mine = _mine(db, task.id, worker.id)
@@ -489,7 +489,7 @@ def extend_hold(db: Db, settings: PlatformSettings, worker: Worker, task_id: str
     is None. 404 not yours, 410 expired, 409 skipped, full or held by others.
     """
     task = _accessible_locked_task(db, worker, task_id)
-    now = utcnow()
+    now = naive_utcnow()
     _refuse_closed(task, now)
     mine = _mine(db, task.id, worker.id)
     if mine.result_id is not None:
@@ -510,7 +510,7 @@ def skip_task(db: Db, worker: Worker, task_id: str) -> None:
     task = _accessible_locked_task(db, worker, task_id)
     if _mine(db, task.id, worker.id).result_id is not None:
         raise Conflict("you already submitted a result for this task; resubmit to change it")
-    now = utcnow()
+    now = naive_utcnow()
     _set_assignment(db, task.id, worker.id, SKIPPED, now, now)
 
 
@@ -526,7 +526,7 @@ class WorkerProgress:
 def worker_progress(db: Db, worker: Worker) -> WorkerProgress:
     """Results this worker has submitted since midnight UTC and in all, tasks skipped, and
     the time spent on results (in all, and the median per result where it was measured)."""
-    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = naive_utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     today = db.scalar(
         select(func.count())
         .select_from(Result)

@@ -33,7 +33,7 @@ from dojo.platform.models import (
     Subscription,
     Task,
     Worker,
-    utcnow,
+    naive_utcnow,
 )
 from dojo.platform.security import hash_secret
 
@@ -41,7 +41,7 @@ from dojo.platform.security import hash_secret
 def task_status(task: Task, now: datetime | None = None) -> str:
     if task.num_results >= task.max_results:
         return "COMPLETED"
-    if task.expire_at <= (now or utcnow()):
+    if task.expire_at <= (now or naive_utcnow()):
         return "EXPIRED"
     return "IN_PROGRESS"
 
@@ -191,7 +191,7 @@ def worker_tasks(
     for it (its own hold, or one no other worker holds), or already answered by it (it may
     resubmit). With ``include_closed``, also expired, complete, skipped and wholly held ones
     (``HELD_BY_OTHERS``)."""
-    now = utcnow()
+    now = naive_utcnow()
     mine = (
         select(Assignment.status)
         .where(Assignment.task_id == Task.id, Assignment.worker_id == worker.id)
@@ -287,7 +287,7 @@ class WorkerTaskView:
 
 
 def task_view(db: Session, worker: Worker, task: Task) -> WorkerTaskView:
-    now = utcnow()
+    now = naive_utcnow()
     assignment = db.execute(
         select(Assignment.status, Assignment.held_until).where(
             Assignment.task_id == task.id, Assignment.worker_id == worker.id
@@ -343,7 +343,7 @@ class HistoryEntry:
 def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tuple[list[HistoryEntry], int]:
     """This worker's own results, newest first, and how many there are in all. Tasks of
     miners the worker no longer subscribes to stay in its history: the answers are its own."""
-    now = utcnow()
+    now = naive_utcnow()
     total = db.scalar(select(func.count()).select_from(Result).where(Result.worker_id == worker.id)) or 0
     rows = db.execute(
         select(Result, Task)
@@ -383,7 +383,7 @@ def flag_completion(db: Session, worker: Worker, task_id: str, cid: str, reason:
     reason = reason.strip()
     if not reason:
         raise Invalid("say what is broken: the reason must not be blank")
-    now = utcnow()
+    now = naive_utcnow()
     flag = db.scalar(select(Flag).where(Flag.task_id == task.id, Flag.worker_id == worker.id, Flag.cid == cid))
     if flag is None:
         flag = Flag(task_id=task.id, worker_id=worker.id, cid=cid, reason=reason, created_at=now, updated_at=now)

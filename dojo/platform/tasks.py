@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
-from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker, utcnow
+from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker, naive_utcnow
 from dojo.platform.schemas import CreateTasksIn, to_naive_utc
 from dojo.platform.subscriptions import task_status
 
@@ -52,7 +52,7 @@ def create_tasks(
                     f"Idempotency-Key {idempotency_key!r} was used for other tasks; send a new key for new tasks"
                 )
             return list(earlier.task_ids)
-    now = utcnow()
+    now = naive_utcnow()
     expire_at = to_naive_utc(payload.expire_at)
     if expire_at <= now:
         raise Invalid(f"expireAt {expire_at.isoformat()}Z is in the past; send a time in the next 5 days")

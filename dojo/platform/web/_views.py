@@ -25,7 +25,7 @@ from dojo.platform.models import (
     Miner,
     Task,
     Worker,
-    utcnow,
+    naive_utcnow,
 )
 from dojo.platform.web._render import CompletionView, completion_view
 from dojo.platform.web._templating import short
@@ -255,7 +255,7 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         # Keys the browser's draft of this answer (localStorage) to this worker.
         "worker_id": worker.public_id,
         # The server's clock, so that the page counts the hold down in the server's time.
-        "now": utcnow(),
+        "now": naive_utcnow(),
         "progress": _progress(db, worker, _workable(subscription_service.worker_tasks(db, worker))),
     }
 
