@@ -10,6 +10,12 @@ The preview document always begins with a Content-Security-Policy ``<meta>`` tha
 every network fetch, so a completion can run its own scripts and styles but cannot load or
 send anything; the iframe's ``sandbox="allow-scripts"`` (without ``allow-same-origin``)
 gives it an opaque origin, so it cannot read the platform's cookies or its parent's DOM.
+
+A click into a preview gives it the keyboard, and the task page's shortcuts would stop
+working there without a word. So the preview document also starts with a small script
+(:data:`KEY_RELAY`) that hands the shortcut keys up to the page with ``postMessage``,
+unless the preview used the key itself or one of its own fields has the focus. The page
+accepts such messages only from its own preview frames, and only those keys.
 """
 
 from __future__ import annotations
@@ -33,6 +39,19 @@ PYGMENTS_STYLE = "default"
 _HTML_LANGUAGES = {"html", "htm", "xhtml"}
 _JS_LANGUAGES = {"javascript", "js"}
 _CSS_LANGUAGES = {"css"}
+# The task page's shortcut keys (see task.js), handed up from a preview to the page.
+RELAYED_KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "Backspace", "Escape", "s", "S", "?")
+KEY_RELAY = (
+    "<script>(function () {"
+    f" var keys = {json.dumps(list(RELAYED_KEYS))};"
+    ' addEventListener("keydown", function (e) {'
+    "  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || keys.indexOf(e.key) < 0) return;"
+    "  var t = e.target;"
+    '  if (t && t.closest && t.closest("input, textarea, select, [contenteditable]")) return;'
+    '  parent.postMessage({ dojoKey: e.key }, "*");'
+    " });"
+    "})();</script>"
+)
 
 
 @dataclass(frozen=True)
@@ -144,12 +163,14 @@ def preview_srcdoc(files: list[tuple[str, str, str]]) -> str | None:
     extra_styles = "".join(f"<style>{_script_safe(c)}</style>" for n, c in styles if n not in used)
     extra_scripts = "".join(f"<script>{_script_safe(c)}</script>" for n, c in scripts if n not in used)
     # The policy comes first so that it governs everything the completion contains; the
-    # parser folds the completion's own <html>/<head> tags into these.
+    # parser folds the completion's own <html>/<head> tags into these. The key relay comes
+    # before the completion's scripts, so that a key the completion handles on its own
+    # elements (and prevents) is not handed up.
     return (
         "<!DOCTYPE html><html><head>"
         f'<meta http-equiv="Content-Security-Policy" content="{PREVIEW_CSP}">'
         '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"{extra_styles}</head>{body}{extra_scripts}</html>"
+        f"{KEY_RELAY}{extra_styles}</head>{body}{extra_scripts}</html>"
     )
 
 
@@ -232,7 +253,9 @@ def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
 
 
 __all__ = [
+    "KEY_RELAY",
     "PREVIEW_CSP",
+    "RELAYED_KEYS",
     "CodeFile",
     "CompletionView",
     "Turn",
