@@ -2,9 +2,10 @@
 
     dojo miner status [--data-dir D] [--db URL] [--json]
 
-Reads the database the miner neuron writes: ``--db`` (or ``MINER_DATABASE_URL``, as the neuron's
-``--neuron.database_url``), else ``<data dir>/miner.sqlite`` with the neuron's default data
-dir ``~/.dojo``. It never creates or migrates anything. ``--json`` prints::
+Reads the database the miner neuron writes, found as the neuron finds it (:mod:`template.config`:
+flag > environment > ``.env``): ``--db`` (the neuron's ``--neuron.database_url``,
+``MINER_DATABASE_URL``), else ``miner.sqlite`` in ``--data-dir`` (its ``--neuron.data_dir``,
+``NEURON_DATA_DIR``, default ``~/.dojo``). It never creates or migrates anything. ``--json`` prints::
 
     {"tasks_received": n, "results_returned": n, "scores_received": n,
      "validators": {hotkey: {"tasks_received", "results_returned", "scores_received",
@@ -16,31 +17,30 @@ Exit codes: 0 printed, 1 no miner database where it looked.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-DEFAULT_DATA_DIR = "~/.dojo"
 EXIT_OK, EXIT_MISSING = 0, 1
+# The neuron's settings this command reads, under this command's flags.
+NEURON_SETTINGS = {"neuron.data_dir": "--data-dir", "neuron.database_url": "--db"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from template.config import DeferredParser
+
     group = subparsers.add_parser("miner", help="the miner's own records: tasks, results, scores")
     group.set_defaults(handler=lambda args, p=group: _usage(p))
-    commands = group.add_subparsers(dest="command", metavar="COMMAND")
+    commands = group.add_subparsers(dest="command", metavar="COMMAND", parser_class=DeferredParser)
     status = commands.add_parser("status", help="tasks received, results returned and scores, per validator")
-    status.add_argument(
-        "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help="the miner's --neuron.data_dir (default ~/.dojo); its database is miner.sqlite there",
-    )
-    status.add_argument(
-        "--db",
-        default=None,
-        help="the miner's database URL (default: MINER_DATABASE_URL, else the data dir's file)",
-    )
+    status.defer(_add_neuron_flags)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)
+
+
+def _add_neuron_flags(parser: argparse.ArgumentParser) -> None:
+    from template.config import MinerConfig, add_options
+
+    add_options(parser, MinerConfig, NEURON_SETTINGS)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -57,16 +57,20 @@ def _status(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from dojo.miner.store import MinerStore, miner_database_url
+    from template.config import ConfigError, MinerConfig, print_config_error, resolve_args
 
-    setting = args.db or os.environ.get("MINER_DATABASE_URL") or None
-    url = miner_database_url(args.data_dir, setting)
+    try:
+        neuron = resolve_args(MinerConfig, args).neuron
+    except ConfigError as exc:
+        return print_config_error("dojo miner status", exc)
+    url = miner_database_url(neuron.data_dir, neuron.database_url)
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
         # Opening it would create an empty file, and the operator would read zeros.
         print(
             f"no miner database at {parsed.database}: has the miner run with --neuron.data_dir "
-            f"{args.data_dir}? Give its data dir with --data-dir or its database with --db.",
+            f"{neuron.data_dir}? Give its data dir with --data-dir or its database with --db.",
             file=sys.stderr,
         )
         return EXIT_MISSING

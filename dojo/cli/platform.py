@@ -3,11 +3,20 @@
 - ``dojo platform serve [--db URL] [--host H] [--port 8080] [--public-url URL]
   --subtensor.network N --netuid U`` — the Dojo API and web UI; migrations run first.
 - ``dojo platform migrate [--db URL]`` — upgrade the database schema and exit.
-- ``dojo platform invite --miner HOTKEY [--db URL] [--public-url URL]`` — print a one-time
-  invite link that logs a worker in (no wallet needed) and joins them to the miner's team.
+- ``dojo platform invite --wallet.name W [--wallet.hotkey H] [--platform URL]`` — ask the
+  running platform (logged in with the miner's hotkey, as ``dojo api-key`` does) for a
+  one-time invite link that logs a worker in (no wallet needed) and joins them to the
+  miner's team, and print it.
+- ``dojo platform invite --db URL --miner HOTKEY [--public-url URL | --host H --port P]
+  --subtensor.network N --netuid U`` — the same, written straight into the database, for an
+  operator on the platform's host: the hotkey must be registered on the subnet, and the
+  link names the URL the platform serves at (as ``serve`` with the same flags).
 
 ``--db`` takes a SQLAlchemy URL (``sqlite:///path``, ``postgresql://user@host/db``) or a
-file path; without it ``DATABASE_URL`` or ``~/.dojo/platform.sqlite``.
+file path; without it ``DATABASE_URL`` or ``~/.dojo/platform.sqlite``. The settings resolve
+as the neurons' do (:mod:`template.config`): flag > environment variable > ``.env`` >
+default, each flag's variable named in ``--help`` and in :mod:`dojo.platform.settings`; a
+bad value exits 2 naming both.
 """
 
 from __future__ import annotations
@@ -15,93 +24,76 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dojo.platform.settings import PlatformSettings
 
 SETTINGS_ENV = "DOJO_PLATFORM_SETTINGS"
 
 
+# The flags of the platform's database, address and chain: ``serve``'s, and ``invite --db``'s
+# (which writes the link the platform at that address serves).
+HOST_SETTINGS = ("database_url", "host", "port", "public_url", "network", "chain_endpoint", "netuid")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from template.config import DeferredParser
+
     group = subparsers.add_parser("platform", help="the worker platform: serve, migrate, invite")
-    commands = group.add_subparsers(dest="command", metavar="COMMAND")
+    commands = group.add_subparsers(dest="command", metavar="COMMAND", parser_class=DeferredParser)
 
     serve = commands.add_parser("serve", help="run the Dojo API and the web UI")
-    _add_db(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    _add_public_url(serve)
-    serve.add_argument(
-        "--subtensor.network",
-        dest="network",
-        default=os.environ.get("SUBTENSOR_NETWORK", "finney"),
-        help="finney, test, local, or a local-chain directory (default finney)",
-    )
-    serve.add_argument(
-        "--subtensor.chain_endpoint",
-        dest="chain_endpoint",
-        default=None,
-        help="ws:// endpoint of a subtensor node",
-    )
-    serve.add_argument("--netuid", type=int, default=int(os.environ.get("NETUID", "52")), help="subnet uid")
+    serve.defer(lambda parser: _add_settings(parser, (*HOST_SETTINGS, "forwarded_allow_ips")))
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="upgrade the platform database to the latest schema")
-    _add_db(migrate)
+    migrate.defer(lambda parser: _add_settings(parser, ("database_url",)))
     migrate.set_defaults(handler=_migrate)
 
-    invite = commands.add_parser("invite", help="print a one-time invite link for a worker")
-    invite.add_argument("--miner", required=True, help="the miner's hotkey (SS58) the worker joins")
-    _add_db(invite)
-    _add_public_url(invite)
+    invite = commands.add_parser(
+        "invite",
+        help="print a one-time invite link for a worker",
+        description="Ask the platform for a one-time invite link, logged in with the miner's hotkey "
+        "(--wallet.*); or, on the platform's host, write it into the database (--db with --miner).",
+    )
+    _add_invite_flags(invite)
+    invite.defer(_add_invite_host_flags)
     invite.set_defaults(handler=_invite)
 
 
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db", default=None, help="database URL or SQLite path (default: DATABASE_URL or ~/.dojo)"
-    )
+def _add_settings(
+    parser: argparse.ArgumentParser, names: tuple[str, ...], group: argparse._ArgumentGroup | None = None
+) -> None:
+    from dojo.platform.settings import PlatformSettings
+    from template.config import add_options
+
+    add_options(parser, PlatformSettings, names, group=group)
 
 
-def _add_public_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--public-url",
-        dest="public_url",
-        default=os.environ.get("PUBLIC_URL"),
-        help="base URL workers and miners reach the platform at (default http://HOST:PORT)",
-    )
+def _settings(args: argparse.Namespace, prog: str) -> PlatformSettings | int:
+    """The settings ``args`` and the environment give, or the exit code after saying what is wrong."""
+    from dojo.platform.settings import PlatformSettings
+    from template.config import ConfigError, print_config_error, resolve_args
 
-
-def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-untyped-def]
-    from dojo.platform.settings import PlatformSettings, normalize_database_url
-
-    values = {key: value for key, value in extra.items() if value is not None}
-    if args.db:
-        values["database_url"] = normalize_database_url(args.db)
-    if getattr(args, "public_url", None):
-        values["public_url"] = args.public_url
-    return PlatformSettings(**values)
+    try:
+        return resolve_args(PlatformSettings, args)
+    except ConfigError as exc:
+        return print_config_error(prog, exc)
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from loguru import logger
-    from pydantic import ValidationError
 
     from dojo.platform.db import Database
     from template.chain import ChainError
 
-    try:
-        settings = _settings(
-            args,
-            host=args.host,
-            port=args.port,
-            network=args.network,
-            netuid=args.netuid,
-            chain_endpoint=args.chain_endpoint,
-        )
-    except ValidationError as exc:
-        print(f"dojo platform serve: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(args, "dojo platform serve")
+    if isinstance(settings, int):
+        return settings
     print("worker platform settings:\n" + settings.describe(), flush=True)
     database = Database(settings.database_url)
     try:
@@ -114,11 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(
             "dojo.cli.platform:app_from_environment",
             factory=True,
-            host=settings.host,
-            port=settings.port,
             workers=args.workers,
-            log_level=args.log_level,
-            server_header=False,
+            **uvicorn_options(settings, args.log_level),
         )
         return 0
     from dojo.platform.app import create_app
@@ -129,8 +118,27 @@ def _serve(args: argparse.Namespace) -> int:
         logger.error("cannot start the platform: {}", exc)
         return 1
     _freeze_heap()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, server_header=False)
+    uvicorn.run(app, **uvicorn_options(settings, args.log_level))
     return 0
+
+
+def uvicorn_options(settings: PlatformSettings, log_level: str) -> dict[str, object]:
+    """How ``serve`` runs uvicorn for ``settings``.
+
+    Proxy headers only from the proxies the operator names: uvicorn's default believes
+    ``X-Forwarded-For`` from 127.0.0.1, so on a host without a proxy any local client (or
+    anything relaying through loopback) could claim a new address on every request and so
+    escape the log-in rate limit, which counts per client address.
+    """
+    trusted = settings.forwarded_allow_ips
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        "server_header": False,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or "",
+    }
 
 
 def _freeze_heap() -> None:
@@ -156,7 +164,9 @@ def app_from_environment():  # type: ignore[no-untyped-def]
 def _migrate(args: argparse.Namespace) -> int:
     from dojo.platform.db import Database, current_revision
 
-    settings = _settings(args)
+    settings = _settings(args, "dojo platform migrate")
+    if isinstance(settings, int):
+        return settings
     database = Database(settings.database_url)
     try:
         database.migrate()
@@ -166,20 +176,99 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_invite_flags(invite: argparse.ArgumentParser) -> None:
+    from dojo.cli.keys import add_account_flags
+
+    add_account_flags(invite)
+    for action in invite._actions:
+        if action.dest == "wallet_name":
+            action.required = False  # not with --db; _invite_through_api asks for it
+
+
+def _add_invite_host_flags(invite: argparse.ArgumentParser) -> None:
+    host = invite.add_argument_group(
+        "on the platform's host (--db)",
+        "write the invite into the platform's database; the link names the URL that serve, given the same flags, serves at",
+    )
+    host.add_argument("--miner", default=None, help="the miner's hotkey (SS58) the worker joins")
+    _add_settings(invite, HOST_SETTINGS, host)
+
+
 def _invite(args: argparse.Namespace) -> int:
+    """Exit codes as ``dojo api-key``: 0 printed, 1 refused or unreachable, 2 usage."""
+    return _invite_on_host(args) if args.db else _invite_through_api(args)
+
+
+def _invite_problem(message: str, code: int) -> int:
+    print(f"dojo platform invite: {message}", file=sys.stderr)
+    return code
+
+
+def _invite_through_api(args: argparse.Namespace) -> int:
+    from typing import Any
+
+    from dojo.cli.keys import EXIT_OK, EXIT_USAGE, run_with_account
+
+    if not args.wallet_name:
+        return _invite_problem(
+            "give the miner's wallet (--wallet.name, --wallet.hotkey) to ask the platform for an invite, "
+            "or --db and --miner on the platform's host",
+            EXIT_USAGE,
+        )
+
+    async def run(account: Any) -> int:
+        if args.miner and args.miner != account.address:
+            return _invite_problem(
+                f"--miner {args.miner} is not the wallet's hotkey {account.address}; an invite through "
+                "the platform is for the hotkey that logs in",
+                EXIT_USAGE,
+            )
+        invite = await account.invite()
+        print(invite.url)
+        print(f"One use, valid until {invite.expires_at.isoformat()}.", file=sys.stderr)
+        return EXIT_OK
+
+    return run_with_account(args, run)
+
+
+def _invite_on_host(args: argparse.Namespace) -> int:
     from dojo.platform import auth
     from dojo.platform.db import Database
     from dojo.platform.errors import PlatformError
+    from dojo.platform.registry import HotkeyRegistry
+    from template.chain import ChainError, open_chain
 
-    settings = _settings(args)
+    if not args.miner:
+        return _invite_problem("--db needs --miner HOTKEY: the miner whose team the worker joins", 2)
+    settings = _settings(args, "dojo platform invite")
+    if isinstance(settings, int):
+        return settings
+    try:
+        auth.check_hotkey(args.miner)
+    except PlatformError as exc:
+        return _invite_problem(exc.detail, 2)
+    # The platform lets only registered miners log in; an invite must not open a back door.
+    try:
+        chain = open_chain(settings.network, settings.netuid, settings.chain_endpoint)
+    except (ChainError, ValueError) as exc:
+        return _invite_problem(f"cannot open the chain to check the hotkey's registration: {exc}", 1)
+    try:
+        registered = HotkeyRegistry(chain).is_registered(args.miner)
+    except ChainError as exc:
+        return _invite_problem(f"cannot read the subnet's registrations: {exc}", 1)
+    finally:
+        chain.close()
+    if not registered:
+        return _invite_problem(
+            f"hotkey {args.miner} is not registered on subnet {settings.netuid}; register it first", 1
+        )
     database = Database(settings.database_url)
     try:
         database.migrate()
         with database.session() as db:
             url = auth.create_invite(db, settings, args.miner)
     except PlatformError as exc:
-        print(f"dojo platform invite: {exc.detail}", file=sys.stderr)
-        return 2
+        return _invite_problem(exc.detail, 2)
     finally:
         database.dispose()
     print(url)

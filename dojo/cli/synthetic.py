@@ -1,4 +1,8 @@
-"""``dojo synthetic``: run the synthetic API, sample tasks, preview one (see :mod:`dojo.synthetic`)."""
+"""``dojo synthetic``: run the synthetic API, sample tasks, preview one (see :mod:`dojo.synthetic`).
+
+``serve``'s flags are :class:`dojo.synthetic.settings.ServiceSettings`' fields, each with its
+environment variable, resolved as the neurons' settings are (:mod:`template.config`).
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,13 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from template.config import DeferredParser
+
     group = subparsers.add_parser("synthetic", help="synthetic tasks: serve the API, sample, preview")
-    commands = group.add_subparsers(dest="command", metavar="COMMAND")
+    commands = group.add_subparsers(dest="command", metavar="COMMAND", parser_class=DeferredParser)
 
     serve = commands.add_parser("serve", help="run the synthetic API (GET /api/synthetic-gen, /health)")
-    serve.add_argument("--backend", choices=("procedural", "llm"), default=None, help="generator (default procedural)")
-    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 5003)")
-    serve.add_argument("--db", default=None, help="task database file (default ~/.dojo/synthetic.sqlite)")
-    serve.add_argument("--token", default=None, help="bearer token clients must send (required off loopback)")
-    serve.add_argument("--queue-size", dest="queue_size", type=int, default=None, help="tasks kept ready (default 32)")
-    serve.add_argument("--seed", default=None, help="seed, for reproducible tasks")
-    serve.add_argument("--completions", type=int, default=None, help="completions per task (default 4)")
-    serve.add_argument("--similarity", type=float, default=None, help="filter threshold, TF-IDF cosine (default 0.8)")
-    serve.add_argument("--task-seconds", dest="task_seconds", type=float, default=None, help="time limit per task")
-    serve.add_argument("--task-tokens", dest="task_tokens", type=int, default=None, help="token limit per task (llm)")
-    serve.add_argument(
-        "--llm-provider", dest="llm_provider", default=None, help="openrouter (default), together, openai, vllm, ollama"
-    )
-    serve.add_argument("--llm-base-url", dest="llm_base_url", default=None, help="OpenAI-compatible base URL")
-    serve.add_argument(
-        "--llm-model", dest="llm_models", action="append", default=None, help="model id; repeat for several"
-    )
+    serve.defer(_add_service_flags)
     serve.set_defaults(handler=_serve)
 
     sample = commands.add_parser("sample", help="generate tasks in-process and write them as JSONL")
@@ -45,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.set_defaults(handler=_preview)
 
 
+def _add_service_flags(parser: argparse.ArgumentParser) -> None:
+    from dojo.synthetic.settings import ServiceSettings
+    from template.config import add_options
+
+    add_options(parser, ServiceSettings)
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -54,13 +50,13 @@ def _serve(args: argparse.Namespace) -> int:
     from loguru import logger
 
     from dojo.synthetic.service import serve
-    from dojo.synthetic.settings import SettingsError, environment, resolve_settings
+    from dojo.synthetic.settings import SettingsError, settings_from_args
+    from template.config import print_config_error
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("handler", "group", "command")}
     try:
-        settings = resolve_settings(flags, environment())
+        settings = settings_from_args(args)
     except SettingsError as exc:
-        return _fail(str(exc))
+        return print_config_error("dojo synthetic serve", exc)
     logger.info("dojo synthetic serve: {}", settings.masked())
     try:
         serve(settings)

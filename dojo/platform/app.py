@@ -155,8 +155,6 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         database.migrate()
     owns_chain = chain is None
     if chain is None:
-        if not settings.network:
-            raise ValueError("the platform needs a chain: set --subtensor.network and --netuid")
         chain = open_chain(settings.network, settings.netuid, settings.chain_endpoint)
 
     # The queue's database work (deps.run_db): one thread on SQLite, whose writers take

@@ -1,25 +1,29 @@
 """The worker platform's settings, resolved once per process into one typed object.
 
-Precedence: ``dojo platform serve`` flags > environment (``DATABASE_URL``, ``PUBLIC_URL``) >
-defaults. :meth:`PlatformSettings.describe` prints them with the database password masked.
+``dojo platform`` resolves them with :mod:`template.config`, as the neurons resolve theirs:
+flag > environment variable > ``.env`` > default. The settings with a flag name it and their
+variable on the field: ``--db`` / ``DATABASE_URL``, ``--public-url`` / ``PUBLIC_URL``,
+``--subtensor.network`` / ``SUBTENSOR_NETWORK``, ``--subtensor.chain_endpoint`` /
+``SUBTENSOR_CHAIN_ENDPOINT``, ``--netuid`` / ``NETUID``, ``--host`` / ``PLATFORM_HOST``,
+``--port`` / ``PLATFORM_PORT``, ``--forwarded-allow-ips`` / ``PLATFORM_FORWARDED_ALLOW_IPS``.
+:meth:`PlatformSettings.describe` prints them with the database password masked.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import make_url
+
+from template.config import ChainEndpoint, NetworkOrPath
 
 DEFAULT_DB_PATH = "~/.dojo/platform.sqlite"
 
 
 def default_database_url() -> str:
-    """``DATABASE_URL`` from the environment, else a SQLite file under ``~/.dojo``."""
-    env = os.environ.get("DATABASE_URL")
-    if env:
-        return normalize_database_url(env)
+    """A SQLite file under ``~/.dojo``."""
     return f"sqlite:///{Path(DEFAULT_DB_PATH).expanduser()}"
 
 
@@ -39,15 +43,30 @@ class PlatformSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    database_url: str = Field(default_factory=default_database_url)
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    public_url: str | None = Field(None, description="base URL workers and miners reach; signed into logins")
-    network: str | None = Field(
-        None, description="--subtensor.network: a network name or a local-chain directory"
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="database URL or SQLite path (default ~/.dojo/platform.sqlite)",
+        json_schema_extra={"flag": "--db", "env": "DATABASE_URL"},
     )
-    chain_endpoint: str | None = None
-    netuid: int = Field(52, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="address to bind", json_schema_extra={"env": "PLATFORM_HOST"})
+    port: int = Field(8080, ge=0, le=65535, description="port", json_schema_extra={"env": "PLATFORM_PORT"})
+    public_url: str | None = Field(
+        None,
+        description="base URL workers and miners reach the platform at, signed into logins "
+        "(default http://HOST:PORT)",
+        json_schema_extra={"flag": "--public-url", "env": "PUBLIC_URL"},
+    )
+    network: NetworkOrPath = Field(
+        "finney",
+        description="finney, test, local, or a local-chain directory (dojo chain init)",
+        json_schema_extra={"flag": "--subtensor.network", "env": "SUBTENSOR_NETWORK"},
+    )
+    chain_endpoint: ChainEndpoint = Field(
+        None,
+        description="ws:// endpoint of a subtensor node",
+        json_schema_extra={"flag": "--subtensor.chain_endpoint", "env": "SUBTENSOR_CHAIN_ENDPOINT"},
+    )
+    netuid: int = Field(52, ge=0, le=65535, description="subnet uid", json_schema_extra={"env": "NETUID"})
     # How stale the registration snapshot may be before a request refreshes it.
     registration_refresh_seconds: float = Field(12.0, ge=0)
     nonce_ttl_seconds: int = Field(300, ge=10)
@@ -63,11 +82,23 @@ class PlatformSettings(BaseModel):
     login_rate_limit: int = Field(30, ge=1, description="log-in requests per client address per window")
     login_rate_window_seconds: float = Field(60.0, gt=0)
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: when public_url is https")
+    forwarded_allow_ips: str | None = Field(
+        None,
+        description="behind a reverse proxy: its addresses (comma-separated, or *), whose X-Forwarded-For "
+        "and X-Forwarded-Proto are then believed (default: trust none, so a client cannot pick its own "
+        "address; the log-in rate limit counts per client address)",
+        json_schema_extra={"flag": "--forwarded-allow-ips", "env": "PLATFORM_FORWARDED_ALLOW_IPS"},
+    )
     migrate_on_start: bool = True
     db_pool_size: int = Field(20, ge=1)
     db_threads: int = Field(
         4, ge=1, description="threads running the queue's database work on PostgreSQL (SQLite: always 1)"
     )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        return normalize_database_url(value) if isinstance(value, str) else value
 
     @property
     def base_url(self) -> str:

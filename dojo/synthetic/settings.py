@@ -1,49 +1,106 @@
 """The synthetic service's settings, resolved once from flags, environment and ``.env``.
 
-Precedence: flag > environment variable > ``.env`` > default. Environment variables:
+``dojo synthetic serve`` resolves them with :mod:`template.config`, as the neurons resolve
+theirs: flag > environment variable > ``.env`` > default; a bad value exits 2 naming the flag
+and the variable. Environment variables (each declared on its field):
 ``SYNTHETIC_BACKEND``, ``SYNTHETIC_HOST``, ``SYNTHETIC_PORT``, ``SYNTHETIC_DB``,
 ``SYNTHETIC_API_TOKEN``, ``SYNTHETIC_QUEUE_SIZE``, ``SYNTHETIC_SEED``,
 ``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
-``SYNTHETIC_TASK_TOKENS``, and for the llm backend those read by
-:func:`dojo.synthetic.llm.settings_from_env`.
+``SYNTHETIC_TASK_TOKENS``, ``SYNTHETIC_LLM_PROVIDER``, ``SYNTHETIC_LLM_BASE_URL``,
+``SYNTHETIC_LLM_MODELS`` (comma-separated; the flag ``--llm-model`` once per model), and for
+the llm backend those read by :func:`dojo.synthetic.llm.settings_from_env`.
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
-from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from template.config import ConfigError, resolve_args, resolve_values
 
 DEFAULT_PORT = 5003
 DEFAULT_DB = "~/.dojo/synthetic.sqlite"
 
+# A setting is missing or invalid; the message names the flag and the variable.
+SettingsError = ConfigError
 
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message says which and what to do."""
+
+def _named(env: str, flag: str | None = None) -> dict[str, Any]:
+    """A field's variable (and flag, when not ``--<name>``)."""
+    return {"env": env, "flag": flag} if flag else {"env": env}
 
 
 class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["procedural", "llm"] = "procedural"
-    host: str = "127.0.0.1"
-    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
-    db: str = DEFAULT_DB
-    token: SecretStr | None = None
-    queue_size: int = Field(32, ge=0, le=10_000)
-    seed: str | None = None
-    completions: int = Field(4, ge=2, le=10)
-    similarity: float = Field(0.8, gt=0, le=1)
-    task_seconds: float = Field(600.0, gt=0)
-    task_tokens: int | None = Field(None, gt=0)
-    llm_provider: str | None = None
-    llm_base_url: str | None = None
-    llm_models: list[str] = Field(default_factory=list)
+    backend: Literal["procedural", "llm"] = Field(
+        "procedural",
+        description="generator: procedural or llm",
+        json_schema_extra=_named("SYNTHETIC_BACKEND"),
+    )
+    host: str = Field(
+        "127.0.0.1", description="address to listen on", json_schema_extra=_named("SYNTHETIC_HOST")
+    )
+    port: int = Field(
+        DEFAULT_PORT, ge=0, le=65535, description="port", json_schema_extra=_named("SYNTHETIC_PORT")
+    )
+    db: str = Field(DEFAULT_DB, description="task database file", json_schema_extra=_named("SYNTHETIC_DB"))
+    token: SecretStr | None = Field(
+        None,
+        description="bearer token clients must send (required off loopback)",
+        json_schema_extra=_named("SYNTHETIC_API_TOKEN"),
+    )
+    queue_size: int = Field(
+        32,
+        ge=0,
+        le=10_000,
+        description="tasks kept ready",
+        json_schema_extra=_named("SYNTHETIC_QUEUE_SIZE", "--queue-size"),
+    )
+    seed: str | None = Field(
+        None, description="seed, for reproducible tasks", json_schema_extra=_named("SYNTHETIC_SEED")
+    )
+    completions: int = Field(
+        4, ge=2, le=10, description="completions per task", json_schema_extra=_named("SYNTHETIC_COMPLETIONS")
+    )
+    similarity: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="filter threshold, TF-IDF cosine",
+        json_schema_extra=_named("SYNTHETIC_SIMILARITY"),
+    )
+    task_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="time limit per task",
+        json_schema_extra=_named("SYNTHETIC_TASK_SECONDS", "--task-seconds"),
+    )
+    task_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="token limit per task (llm)",
+        json_schema_extra=_named("SYNTHETIC_TASK_TOKENS", "--task-tokens"),
+    )
+    llm_provider: str | None = Field(
+        None,
+        description="openrouter (default), together, openai, vllm, ollama",
+        json_schema_extra=_named("SYNTHETIC_LLM_PROVIDER", "--llm-provider"),
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL",
+        json_schema_extra=_named("SYNTHETIC_LLM_BASE_URL", "--llm-base-url"),
+    )
+    llm_models: list[str] = Field(
+        default_factory=list,
+        description="model id; repeat for several",
+        json_schema_extra=_named("SYNTHETIC_LLM_MODELS", "--llm-model"),
+    )
 
     def masked(self) -> dict[str, Any]:
         """For the start-up log line: everything, the token hidden."""
@@ -65,50 +122,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-_ENV = {
-    "backend": "SYNTHETIC_BACKEND",
-    "host": "SYNTHETIC_HOST",
-    "port": "SYNTHETIC_PORT",
-    "db": "SYNTHETIC_DB",
-    "token": "SYNTHETIC_API_TOKEN",
-    "queue_size": "SYNTHETIC_QUEUE_SIZE",
-    "seed": "SYNTHETIC_SEED",
-    "completions": "SYNTHETIC_COMPLETIONS",
-    "similarity": "SYNTHETIC_SIMILARITY",
-    "task_seconds": "SYNTHETIC_TASK_SECONDS",
-    "task_tokens": "SYNTHETIC_TASK_TOKENS",
-    "llm_provider": "SYNTHETIC_LLM_PROVIDER",
-    "llm_base_url": "SYNTHETIC_LLM_BASE_URL",
-    "llm_models": "SYNTHETIC_LLM_MODELS",
-}
-
-
-def environment(env_file: str | Path | None = ".env") -> dict[str, str]:
-    """The process environment over the ``.env`` file's values."""
-    merged: dict[str, str] = {}
-    if env_file and Path(env_file).is_file():
-        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    merged.update(os.environ)
-    return merged
-
-
 def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str]) -> ServiceSettings:
-    """Flags (``None`` = not given) over environment over defaults; raises :class:`SettingsError`."""
-    values: dict[str, Any] = {}
-    for name, var in _ENV.items():
-        if flags.get(name) not in (None, []):
-            values[name] = flags[name]
-        elif environ.get(var):
-            raw = environ[var]
-            values[name] = [m.strip() for m in raw.split(",") if m.strip()] if name == "llm_models" else raw
-    try:
-        settings = ServiceSettings(**values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else "?"
-        raise SettingsError(
-            f"--{name.replace('_', '-')} / {_ENV.get(name, '?')}: {error['msg']} (got {error.get('input')!r})"
-        ) from exc
+    """Flags by field name (``None`` = not given) over environment over defaults; raises :class:`SettingsError`."""
+    return _checked(resolve_values(ServiceSettings, flags, environ))
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+    """The settings of ``dojo synthetic serve``: its flags over the environment over ``.env``."""
+    return _checked(resolve_args(ServiceSettings, args, environ))
+
+
+def _checked(settings: ServiceSettings) -> ServiceSettings:
     if not settings.loopback and settings.token is None:
         raise SettingsError(
             f"the synthetic API hands out ground truth: listening on {settings.host} needs a bearer token "

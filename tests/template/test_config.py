@@ -141,3 +141,25 @@ def test_the_version_key_is_the_version_as_one_integer():
 
     assert spec_version("1.2.3") == 1_002_003
     assert spec_version() == spec_version(__version__) > 0
+
+
+def test_a_subcommand_resolves_its_flags_as_the_neurons_do(tmp_path):
+    import argparse
+
+    from template.config import add_options, resolve_args
+
+    parser = argparse.ArgumentParser(prog="dojo")
+    command = parser.add_subparsers(dest="command").add_parser("status")
+    add_options(command, MinerConfig, {"axon.port": "--port", "subtensor.network": "--subtensor.network"})
+    (tmp_path / ".env").write_text("SUBTENSOR_NETWORK=test\nAXON_PORT=1111\n")
+
+    args = parser.parse_args(["status", "--port", "4444"])
+    assert (args.port, args.network) == (4444, "finney")  # typed; a default until resolved
+    config = resolve_args(MinerConfig, args, environ={"AXON_PORT": "2222"}, env_file=tmp_path / ".env")
+    assert (config.axon.port, config.subtensor.network) == (4444, "test")
+    # Settings without a flag here are not read from the environment.
+    assert resolve_args(MinerConfig, args, environ={"NETUID": "9"}, env_file=None).netuid == 52
+    with pytest.raises(ConfigError, match=r"--port \(env AXON_PORT\): Input should be a valid integer"):
+        resolve_args(MinerConfig, parser.parse_args(["status", "--port", "http"]), environ={}, env_file=None)
+    with pytest.raises(ConfigError, match=r"--subtensor.network \(env SUBTENSOR_NETWORK\): accepts finney"):
+        resolve_args(MinerConfig, parser.parse_args(["status"]), environ={"SUBTENSOR_NETWORK": "x"}, env_file=None)

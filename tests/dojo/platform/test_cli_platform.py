@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from dojo.cli import build_parser, main
 from dojo.platform.db import Database, current_revision, head_revision
+from dojo.platform.settings import PlatformSettings
+from template.config import resolve_args
 
 
 def _free_port() -> int:
@@ -110,3 +113,110 @@ def test_serve_reports_a_missing_chain(tmp_path: Path, capsys):
         ]
     )
     assert code == 1
+
+
+# --- settings: flag > environment > .env > default, as the neurons' -----------------------
+
+ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory of one's own to run in (its .env is the one read), no platform variables set."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "PUBLIC_URL", "SUBTENSOR_NETWORK", "SUBTENSOR_CHAIN_ENDPOINT", "NETUID"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def _resolved(command: str, argv: list[str], environ: dict[str, str]) -> PlatformSettings:
+    args = build_parser().parse_args(["platform", command, *argv])
+    return resolve_args(PlatformSettings, args, environ=environ)
+
+
+def test_serve_takes_its_settings_from_the_environment(workdir: Path, chain):
+    settings = _resolved(
+        "serve",
+        [],
+        {
+            "DATABASE_URL": "postgres://dojo:hunter2@db/dojo",
+            "PUBLIC_URL": "https://workers.example",
+            "SUBTENSOR_NETWORK": str(chain.directory),
+            "SUBTENSOR_CHAIN_ENDPOINT": "ws://node:9944",
+            "NETUID": "7",
+            "PLATFORM_PORT": "9100",
+            "PLATFORM_FORWARDED_ALLOW_IPS": "10.0.0.1",
+        },
+    )
+    assert settings.database_url == "postgresql+psycopg://dojo:hunter2@db/dojo"
+    assert settings.base_url == "https://workers.example"
+    assert (settings.network, settings.chain_endpoint) == (str(chain.directory.resolve()), "ws://node:9944")
+    assert (settings.netuid, settings.port, settings.forwarded_allow_ips) == (7, 9100, "10.0.0.1")
+    assert "hunter2" not in settings.describe()
+
+
+def test_a_flag_beats_its_variable_and_an_empty_variable_is_unset(workdir: Path):
+    settings = _resolved(
+        "serve",
+        ["--netuid", "3", "--db", "flag.sqlite", "--public-url", "https://flag.example"],
+        {"NETUID": "5", "DATABASE_URL": "sqlite:///env.sqlite", "PUBLIC_URL": "https://env.example", "PLATFORM_PORT": ""},
+    )
+    assert settings.netuid == 3
+    assert settings.database_url == f"sqlite:///{workdir.resolve() / 'flag.sqlite'}"
+    assert settings.base_url == "https://flag.example"
+    assert settings.port == 8080
+
+
+def test_dotenv_is_read_under_the_environment(workdir: Path):
+    (workdir / ".env").write_text('PUBLIC_URL="https://from-file.example"\nNETUID=9\nSUBTENSOR_NETWORK=test\n')
+    settings = _resolved("serve", [], {"NETUID": "4"})
+    assert (settings.base_url, settings.network, settings.netuid) == ("https://from-file.example", "test", 4)
+    other = workdir / "other.env"
+    other.write_text("NETUID=11\n")
+    assert _resolved("serve", ["--env-file", str(other)], {}).netuid == 11
+
+
+def test_migrate_finds_its_database_in_the_environment_or_dotenv(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    from_file, from_env, from_flag = (workdir / f"{name}.sqlite" for name in ("file", "env", "flag"))
+    (workdir / ".env").write_text(f"DATABASE_URL=sqlite:///{from_file}\n")
+    assert main(["platform", "migrate"]) == 0
+    monkeypatch.setenv("DATABASE_URL", str(from_env))
+    assert main(["platform", "migrate"]) == 0
+    assert main(["platform", "migrate", "--db", str(from_flag)]) == 0
+    for path in (from_file, from_env, from_flag):
+        database = Database(f"sqlite:///{path}")
+        assert current_revision(database.engine) == head_revision()
+        database.dispose()
+
+
+def test_invite_on_the_host_takes_the_same_flags_as_serve(workdir: Path):
+    flags = ["--db", "x.sqlite", "--host", "0.0.0.0", "--port", "9001", "--subtensor.network", "test"]
+    flags += ["--subtensor.chain_endpoint", "ws://node:9944", "--netuid", "7"]
+    served = _resolved("serve", flags, {})
+    invited = _resolved("invite", ["--miner", ALICE, *flags], {})
+    assert invited == served
+    assert invited.base_url == "http://127.0.0.1:9001"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["invite", "--miner", ALICE, "--db", "x.sqlite"]])
+def test_a_bad_network_name_exits_2_naming_the_flag(command: list[str], workdir: Path, capsys):
+    assert main(["platform", *command, "--subtensor.network", "finny"]) == 2
+    err = capsys.readouterr().err
+    assert "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local" in err and "'finny'" in err
+    assert not (workdir / "x.sqlite").exists()  # nothing was written
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SUBTENSOR_NETWORK", "finny", "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local"),
+        ("NETUID", "52a", "--netuid (env NETUID): Input should be a valid integer"),
+        ("PLATFORM_PORT", "70000", "--port (env PLATFORM_PORT): Input should be less than or equal to 65535"),
+        ("SUBTENSOR_CHAIN_ENDPOINT", "http://node", "--subtensor.chain_endpoint (env SUBTENSOR_CHAIN_ENDPOINT)"),
+    ],
+)
+def test_a_bad_variable_exits_2_naming_flag_and_variable(variable, value, expected, workdir, monkeypatch, capsys):
+    monkeypatch.setenv(variable, value)
+    assert main(["platform", "serve", "--db", str(workdir / "x.sqlite")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (workdir / "x.sqlite").exists()
