@@ -55,7 +55,8 @@ class RetryPolicy:
         """Seconds to wait after failed attempt ``attempt`` (0-based)."""
         if retry_after is not None:
             return retry_after
-        ceiling = min(self.max_delay, self.base_delay * 2.0**attempt)
+        # 2**64 is past any max_delay; beyond 1023 the power would overflow a float.
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt, 64))
         return ceiling * (1.0 - self.jitter * rng.random())
 
 

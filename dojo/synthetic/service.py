@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -23,11 +24,13 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 
+from commons.retry import RetryPolicy
 from commons.synthetic_api import SyntheticTask
 from dojo.synthetic.backend import Backend, GenerationError
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
 from dojo.synthetic.settings import ServiceSettings
 from dojo.synthetic.store import SyntheticStore
+from template.config import environment
 
 
 def build_backend(settings: ServiceSettings, environ: dict[str, str] | None = None) -> Backend:
@@ -35,12 +38,10 @@ def build_backend(settings: ServiceSettings, environ: dict[str, str] | None = No
         from dojo.synthetic.procedural import ProceduralBackend
 
         return ProceduralBackend()
-    import os
-
     from dojo.synthetic.llm import LLMBackend, settings_from_env
 
     llm = settings_from_env(
-        dict(os.environ if environ is None else environ),
+        environment(environ),  # the key may be kept in .env, as every other setting
         provider=settings.llm_provider,
         base_url=settings.llm_base_url,
         models=settings.llm_models or None,
@@ -57,6 +58,9 @@ def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Ba
     )
     return SyntheticPipeline(backend or build_backend(settings), store, seed=settings.seed, options=options)
 
+# After a failed refill: 1 s, doubling, at most a minute (no jitter: one process, one loop).
+REFILL_BACKOFF = RetryPolicy(base_delay=0.5, max_delay=60.0, jitter=0.0)
+
 
 class TaskQueue:
     """The persisted queue and the loop that keeps it full."""
@@ -67,6 +71,7 @@ class TaskQueue:
         self.target = target
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._backoff_rng = random.Random()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._refill(), name="synthetic-refill")
@@ -103,7 +108,7 @@ class TaskQueue:
                 raise
             except Exception as exc:  # keep serving whatever goes wrong in one task
                 failures += 1
-                delay = min(60.0, 0.5 * 2 ** min(failures, 7))
+                delay = REFILL_BACKOFF.delay(failures, self._backoff_rng)
                 logger.warning("synthetic refill failed ({}: {}); next try in {:.1f}s", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -175,7 +180,6 @@ class _Unauthorised(Exception):
 
 def serve(settings: ServiceSettings) -> None:
     """Run the service until interrupted; a missing LLM key is reported before it starts."""
-    import os
 
     import uvicorn
 
@@ -183,7 +187,7 @@ def serve(settings: ServiceSettings) -> None:
         from dojo.synthetic.llm import settings_from_env
 
         settings_from_env(
-            dict(os.environ), provider=settings.llm_provider, base_url=settings.llm_base_url,
+            environment(), provider=settings.llm_provider, base_url=settings.llm_base_url,
             models=settings.llm_models or None,
         )
 

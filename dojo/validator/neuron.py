@@ -49,6 +49,7 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
 )
+from commons.retry import RetryPolicy
 from commons.storage import utcnow
 from commons.synthetic_api import SyntheticTask, SyntheticTaskSource
 from dojo.validator.models import CollectStatus, SendStatus
@@ -81,8 +82,8 @@ MIN_LEAD_SHARE = 0.25
 MIN_LEAD_SECONDS = 10.0
 MAX_ROUND_TASKS = 1000
 FEEDBACK_TIMEOUT_FACTOR = 3.0
-COLLECT_BASE_DELAY = 5.0
-COLLECT_MAX_DELAY = 300.0
+# Between collection tries of one assignment: 5 s, doubling, at most 5 minutes, jittered.
+COLLECT_BACKOFF = RetryPolicy(base_delay=5.0, max_delay=300.0)
 WEIGHT_ATTEMPTS = 3
 EXPORT_FIRST_DELAY = 60.0  # seconds from start to the first dataset export, when there is none yet
 
@@ -384,7 +385,7 @@ class ValidatorNeuron(BaseNeuron):
             return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
         detail = _describe(outcome)
         transient = outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.SERVER_ERROR, Status.INVALID_REPLY)
-        delay = min(COLLECT_MAX_DELAY, COLLECT_BASE_DELAY * 2.0**d.attempts) * (0.5 + 0.5 * self._rng.random())
+        delay = COLLECT_BACKOFF.delay(d.attempts, self._rng)
         give_up_at = d.expire_at + timedelta(seconds=self.config.neuron.collection_grace)
         if transient and now < give_up_at:
             # The last try comes at the end of the grace, however far the backoff has grown.

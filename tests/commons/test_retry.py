@@ -45,3 +45,8 @@ def test_the_servers_word_wins_over_the_backoff():
     assert [policy.delay(n, rng) for n in range(4)] == [1.0, 2.0, 4.0, 4.0]
     assert policy.delay(0, rng, retry_after=30.0) == 30.0
     assert policy.delay(3, rng, retry_after=0.0) == 0.0
+
+
+def test_the_backoff_stays_finite_however_many_attempts_failed():
+    policy = RetryPolicy(base_delay=0.5, max_delay=60.0, jitter=0.0)
+    assert policy.delay(5000, random.Random(0)) == 60.0
