@@ -353,7 +353,7 @@ class DojoAPI:
     async def __aenter__(self) -> DojoAPI:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

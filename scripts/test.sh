@@ -19,4 +19,5 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/python -m mypy
+.venv/bin/vulture
 exec .venv/bin/python -m pytest "$@"

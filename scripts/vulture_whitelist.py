@@ -1,0 +1,52 @@
+"""Names vulture cannot see used (``scripts/test.sh`` runs it over the code and the tests).
+
+Each is used where vulture does not look: by a framework that calls it by name, by a Jinja
+template, by a client reading a JSON field, or by a protocol a fake implements. Dead code
+does not belong here: delete it instead.
+"""
+# ruff: noqa
+
+from types import SimpleNamespace
+
+_ = SimpleNamespace()
+
+# Called by name by the libraries they plug into.
+_.connection_made  # asyncio.Protocol (benchmarks/platform.py's load client)
+_.data_received
+_.connection_lost
+_.on_body  # httptools' parser callbacks (the same client)
+_.on_message_complete
+_.set_ok  # http.cookiejar.CookiePolicy (commons/dojo_api.py refuses every cookie)
+_.required  # argparse.Action's attribute (dojo/cli/platform.py)
+app_from_environment  # uvicorn's factory for `dojo platform serve --workers N`, by its import path
+option_string  # argparse.Action.__call__'s parameter (template/config.py)
+
+# Read by the Jinja templates (dojo/platform/web/templates/).
+highlighted
+by_invite
+done_today
+_.median_spent
+_.total_spent
+_.time_spent
+_.edited
+
+# Fields of the API's responses, the database's columns, the counters a run reports.
+has_recovery_code  # GET /api/v1/worker/me
+collected_at  # the validator's assignments: when each was collected, for the dataset and for people
+_.collected_at
+rate_limited  # a simulated worker's stats, as `python -m dojo.workers` prints them
+_.rate_limited
+openrouter_api_key  # --openrouter_api_key / OPENROUTER_API_KEY: validated and masked; the llm backend reads the variable
+
+# The substrate interface's methods and keywords, as the SDK calls them on the fake
+# substrate (tests/template/test_subtensor_chain.py).
+_.balance
+_.block_number
+_.finalized_block_number
+_.query_map
+_.runtime_call
+_.compose
+_.estimate_fee
+period
+wait_for_inclusion
+wait_for_finalization
