@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -149,7 +149,14 @@ async def login_rate_limit(request: Request) -> None:
     limiter.hit(client_address(request))
 
 
-def _session_token(
+def set_session_cookie(response: Response, settings: PlatformSettings, name: str, token: str, max_age: int) -> None:
+    """A session cookie as the platform sets each: HttpOnly, SameSite=Lax, Secure under https."""
+    response.set_cookie(
+        name, token, max_age=max_age, httponly=True, samesite="lax", secure=settings.secure_cookies
+    )
+
+
+def session_token(
     request: Request, bearer: HTTPAuthorizationCredentials | None, cookie: str
 ) -> tuple[str | None, bool]:
     """The session token, and whether it came from the (ambient, so CSRF-checked) cookie."""
@@ -164,7 +171,7 @@ async def current_miner(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     _cookie: str | None = Depends(miner_cookie_scheme),
 ) -> Miner:
-    token, from_cookie = _session_token(request, bearer, MINER_COOKIE)
+    token, from_cookie = session_token(request, bearer, MINER_COOKIE)
     if token is None:
         raise Unauthorized("log in first: POST /api/v1/miner/challenge, sign, POST /api/v1/miner/session")
     database: Database = request.app.state.db
@@ -196,7 +203,7 @@ async def optional_worker(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     _cookie: str | None = Depends(worker_cookie_scheme),
 ) -> Worker | None:
-    token, from_cookie = _session_token(request, bearer, WORKER_COOKIE)
+    token, from_cookie = session_token(request, bearer, WORKER_COOKIE)
     if token is None:
         return None
     cache: SessionCache = request.app.state.worker_sessions

@@ -17,6 +17,8 @@ from dojo.platform.deps import (
     get_registry,
     get_settings,
     login_rate_limit,
+    session_token,
+    set_session_cookie,
 )
 from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner
 from dojo.platform.registry import HotkeyRegistry
@@ -106,14 +108,7 @@ def miner_session(
 ) -> SessionOut:
     with database.session() as db:
         opened = auth.open_miner_session(db, settings, registry, body.hotkey, body.nonce, body.signature)
-    response.set_cookie(
-        MINER_COOKIE,
-        opened.token,
-        max_age=settings.miner_session_ttl_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-    )
+    set_session_cookie(response, settings, MINER_COOKIE, opened.token, settings.miner_session_ttl_seconds)
     return SessionOut(token=opened.token, expires_at=iso(opened.expires_at))
 
 
@@ -125,7 +120,7 @@ def miner_logout(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     database: Database = Depends(get_database),
 ) -> None:
-    token = bearer.credentials if bearer else request.cookies.get(MINER_COOKIE, "")
+    token = session_token(request, bearer, MINER_COOKIE)[0] or ""
     with database.session() as db:
         auth.end_miner_session(db, token)
     response.delete_cookie(MINER_COOKIE)

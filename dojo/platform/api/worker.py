@@ -19,6 +19,8 @@ from dojo.platform.deps import (
     get_settings,
     login_rate_limit,
     run_db,
+    session_token,
+    set_session_cookie,
 )
 from dojo.platform.models import Worker
 from dojo.platform.schemas import (
@@ -54,14 +56,7 @@ router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
 
 def set_worker_cookie(response: Response, settings: PlatformSettings, token: str) -> None:
-    response.set_cookie(
-        WORKER_COOKIE,
-        token,
-        max_age=settings.worker_session_ttl_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-    )
+    set_session_cookie(response, settings, WORKER_COOKIE, token, settings.worker_session_ttl_seconds)
 
 
 @router.post("/challenge", response_model=ChallengeOut, dependencies=[Depends(login_rate_limit)])
@@ -123,7 +118,7 @@ def worker_logout(
     bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     database: Database = Depends(get_database),
 ) -> None:
-    token = bearer.credentials if bearer else request.cookies.get(WORKER_COOKIE, "")
+    token = session_token(request, bearer, WORKER_COOKIE)[0] or ""
     with database.session() as db:
         auth.end_worker_session(db, token)
     request.app.state.worker_sessions.evict(token)

@@ -194,20 +194,6 @@ def _criteria(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(criteria, key=lambda c: c["type"] != "ranking")
 
 
-@dataclass(frozen=True)
-class TaskHeader:
-    id: str
-    title: str
-    prompt: str
-    kind: str
-    num_results: int
-    max_results: int
-    expire_at: Any
-    closed: str | None  # why this worker cannot answer now (the service's words), or None
-    my_status: str | None = None
-    held_until: Any = None
-
-
 def _my_flags(db: Session, worker: Worker, task_id: str) -> dict[str, str]:
     """The reasons this worker gave for the completions it flagged on the task, by cid."""
     rows = db.execute(
@@ -231,20 +217,13 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
             order = sorted(order, key=lambda cid: item["value"][cid])
         elif item.get("type") == "multi-score":
             scores = {cid: _number(v) for cid, v in item["value"].items()}
-    header = TaskHeader(
-        id=view.id,
-        title=view.title,
-        prompt=view.prompt or view.body,
-        kind=_kind(view.task_type),
-        num_results=view.num_results,
-        max_results=view.max_results,
-        expire_at=view.expire_at,
-        closed=view.closed_reason,
-        my_status=view.my_status,
-        held_until=view.held_until if view.my_status == HOLD else None,
-    )
     return {
-        "task": header,
+        # The worker's view of the task, as the API gives it (closed_reason: why it cannot
+        # answer now), with what the page words differently.
+        "task": view,
+        "kind": _kind(view.task_type),
+        "prompt": view.prompt or view.body,
+        "held_until": view.held_until if view.my_status == HOLD else None,
         "completions": completions,
         "completions_by_cid": by_cid,
         "ranking_order": order,
