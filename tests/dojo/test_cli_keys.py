@@ -1,4 +1,5 @@
-"""``dojo authenticate`` / ``dojo api-key`` / ``dojo subscription-key`` against the real platform.
+"""``dojo authenticate`` / ``dojo api-key`` / ``dojo subscription-key`` / ``dojo platform invite``
+against the real platform.
 
 The platform runs under uvicorn on loopback with a LocalChain holding the registrations;
 the commands run through ``dojo.cli.main`` exactly as the console script does, and are
@@ -12,11 +13,13 @@ import json
 import stat
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 
 from commons.dojo_api import AuthRejected, DojoAPI, Session
 from dojo.cli import main
 from dojo.cli.platform_account import SessionCache
+from tests.dojo.live_platform import NETUID
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +205,42 @@ def test_an_unreachable_platform_exits_1(dojo, miner):
     code, out, err = dojo("authenticate", wallet=miner, platform=f"http://127.0.0.1:{port}")
     assert code == 1
     assert "did not answer" in err and "ConnectError" in err
+
+
+def test_platform_invite_asks_the_running_platform_for_a_working_link(dojo, miner, real_platform):
+    code, out, err = dojo("platform", "invite", wallet=miner)
+    assert code == 0, err
+    url = out.strip()  # stdout is the link alone, for LINK=$(...)
+    assert url.startswith(f"{real_platform.url}/invite/inv_") and "\n" not in url
+    assert "One use, valid until" in err
+    page = httpx.get(url)
+    assert page.status_code == 200 and miner.hotkey.ss58_address in page.text
+
+
+def test_platform_invite_refuses_an_unregistered_hotkey_either_way(dojo, make_wallet, real_platform, tmp_path, capsys):
+    stranger = make_wallet(hotkey="stranger")  # never registered on the subnet
+    code, out, err = dojo("platform", "invite", wallet=stranger)
+    assert code == 1 and out == ""
+    assert "not registered" in err
+
+    # On the platform's host, straight into a database: the chain is asked too.
+    on_host = [
+        "platform",
+        "invite",
+        "--db",
+        str(tmp_path / "platform.sqlite"),
+        "--public-url",
+        real_platform.url,
+        "--subtensor.network",
+        str(real_platform.chain.directory),
+        "--netuid",
+        str(NETUID),
+    ]
+    capsys.readouterr()
+    assert main([*on_host, "--miner", stranger.hotkey.ss58_address]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and f"hotkey {stranger.hotkey.ss58_address} is not registered on subnet {NETUID}" in err
+    registered = make_wallet(hotkey="member")
+    real_platform.register(registered)
+    assert main([*on_host, "--miner", registered.hotkey.ss58_address]) == 0
+    assert capsys.readouterr().out.strip().startswith(f"{real_platform.url}/invite/inv_")
