@@ -247,7 +247,9 @@ def test_history_pages_totals_and_a_new_recovery_code(browser, platform, miners)
         # A new recovery code, shown once; the old one stops working, the new one logs back in.
         page.get_by_role("button", name="Make a new recovery code").click()
         result = page.locator("#new-recovery-result")
+        expect(result).to_be_visible()  # once the platform has answered
         expect(result).to_contain_text("Your old code no longer works")
+        expect(page.locator("#new-recovery-code")).to_have_text(CODE)
         new_code = page.locator("#new-recovery-code").text_content().strip()
         assert CODE.fullmatch(new_code) and new_code != old_code
         who = page.locator(".who .pill").get_attribute("title")
