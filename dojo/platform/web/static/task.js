@@ -450,10 +450,12 @@
     const flagForm = $(`flag-${label}`);
     const input = flagForm.querySelector("input");
     const flagError = flagForm.querySelector(".error");
-    const toggle = (open) => {
+    // Closed by Cancel or Esc, the keyboard goes back to the button; after a report is sent,
+    // to the answer, so that the numbers and Enter rank and submit at once.
+    const toggle = (open, next = opener) => {
       flagForm.hidden = !open;
       opener.setAttribute("aria-expanded", String(open));
-      (open ? input : opener).focus();
+      (open ? input : next).focus({ preventScroll: !open && next !== opener });
     };
     opener.addEventListener("click", () => toggle(flagForm.hidden));
     flagForm.querySelector("[data-flag-cancel]").addEventListener("click", () => toggle(false));
@@ -472,7 +474,7 @@
         shown.hidden = false;
         opener.firstChild.textContent = "Change your report";
         opener.querySelector(".sr-only").textContent = ` on response ${label}`;
-        toggle(false);
+        toggle(false, answer);
       } catch (err) {
         Dojo.showError(flagError, err);
       }
