@@ -108,12 +108,15 @@ class Progress:
         return spent(self.time_total) if self.done_total else "—"
 
 
-def _progress(db: Session, worker: Worker, available: int) -> Progress:
+def _progress(
+    db: Session, worker: Worker, tasks: list[subscription_service.WorkerTaskSummary] | None = None
+) -> Progress:
+    """The worker's day, and how many of ``tasks`` (default: its list now) wait for it."""
     p = queue.worker_progress(db, worker)
     return Progress(
         done_today=p.results_today,
         done_total=p.results_total,
-        available=available,
+        available=_workable(subscription_service.worker_tasks(db, worker) if tasks is None else tasks),
         skipped_total=p.skipped_total,
         time_total=p.lead_time_total,
         time_median=p.lead_time_median,
@@ -162,7 +165,7 @@ def task_list(db: Session, worker: Worker) -> dict[str, Any]:
     return {
         "tasks": rows,
         "subscriptions_count": sum(1 for s in subs if s.active),
-        "progress": _progress(db, worker, _workable(tasks)),
+        "progress": _progress(db, worker, tasks),
     }
 
 
@@ -235,7 +238,7 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         "worker_id": worker.public_id,
         # The server's clock, so that the page counts the hold down in the server's time.
         "now": naive_utcnow(),
-        "progress": _progress(db, worker, _workable(subscription_service.worker_tasks(db, worker))),
+        "progress": _progress(db, worker),
     }
 
 
@@ -302,7 +305,7 @@ def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
         "pages": pages,
         "invited": worker.address is None,
         "has_recovery_code": worker.recovery_hash is not None,
-        "progress": _progress(db, worker, _workable(subscription_service.worker_tasks(db, worker))),
+        "progress": _progress(db, worker),
     }
 
 
