@@ -168,7 +168,6 @@ class SyntheticAPIClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self.max_retries = max_retries
         self.retry = RetryPolicy(attempts=max_retries + 1, base_delay=backoff, max_delay=max_backoff)
         self._rng = random.Random()
         self._client = httpx.AsyncClient(
@@ -206,7 +205,7 @@ class SyntheticAPIClient:
 
     async def _request(self, path: str) -> httpx.Response:
         last_problem = ""
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.retry.attempts):
             after: float | None = None
             try:
                 response = await self._client.get(path)
@@ -226,17 +225,17 @@ class SyntheticAPIClient:
                     )
                 last_problem = f"HTTP {response.status_code}"
                 after = retry_after(response.headers)
-            if attempt == self.max_retries:
+            if attempt + 1 == self.retry.attempts:
                 break
             # The server's Retry-After too waits at most max_backoff.
             delay = min(self.retry.delay(attempt, self._rng, after), self.retry.max_delay)
             logger.warning(
                 "synthetic API {}{} failed ({}); retry {}/{} in {:.2f}s",
-                self.base_url, path, last_problem, attempt + 1, self.max_retries, delay,
+                self.base_url, path, last_problem, attempt + 1, self.retry.attempts - 1, delay,
             )
             await asyncio.sleep(delay)
         raise SyntheticAPIUnavailable(
-            f"{self.base_url}{path} failed after {self.max_retries + 1} attempts ({last_problem}); "
+            f"{self.base_url}{path} failed after {self.retry.attempts} attempts ({last_problem}); "
             "is `dojo synthetic serve` running there?"
         )
 

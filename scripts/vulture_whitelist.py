@@ -25,9 +25,9 @@ option_string  # argparse.Action.__call__'s parameter (template/config.py)
 highlighted
 by_invite
 done_today
-_.median_spent
-_.total_spent
-_.time_spent
+done_total
+time_total
+time_median
 _.edited
 
 # Fields of the API's responses, the database's columns, the counters a run reports.

@@ -23,7 +23,7 @@ import copy
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar, get_origin
 
@@ -368,24 +368,6 @@ def add_options(
     for option in options:
         default = [] if option.is_list and option.default is None else option.default
         _add_argument(container, option, dest=option.dest, default=default)
-
-
-class DeferredParser(argparse.ArgumentParser):
-    """A subcommand's parser that adds some flags only when it parses (:meth:`defer`): as
-    ``parser_class`` of a command group's subparsers, building the whole command line (for
-    ``dojo --help``) imports no settings model."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
-
-    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
-        self._deferred.append(add)
-
-    def parse_known_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> Any:
-        while self._deferred:
-            self._deferred.pop(0)(self)
-        return super().parse_known_args(args, namespace)
 
 
 def environment(

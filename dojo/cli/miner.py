@@ -26,7 +26,7 @@ NEURON_SETTINGS = {"neuron.data_dir": "--data-dir", "neuron.database_url": "--db
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from template.config import DeferredParser
+    from dojo.cli._deferred import DeferredParser
 
     group = subparsers.add_parser("miner", help="the miner's own records: tasks, results, scores")
     group.set_defaults(handler=lambda args, p=group: _usage(p))

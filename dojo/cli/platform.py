@@ -38,7 +38,7 @@ HOST_SETTINGS = ("database_url", "host", "port", "public_url", "network", "chain
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from template.config import DeferredParser
+    from dojo.cli._deferred import DeferredParser
 
     group = subparsers.add_parser("platform", help="the worker platform: serve, migrate, invite")
     commands = group.add_subparsers(dest="command", metavar="COMMAND", parser_class=DeferredParser)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from template.config import DeferredParser
+    from dojo.cli._deferred import DeferredParser
 
     group = subparsers.add_parser("synthetic", help="synthetic tasks: serve the API, sample, preview")
     commands = group.add_subparsers(dest="command", metavar="COMMAND", parser_class=DeferredParser)

@@ -9,7 +9,7 @@ import functools
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -42,19 +42,32 @@ def iso(value: datetime | None) -> str | None:
 
 
 @functools.cache
-def _wire_names(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
-    return tuple((name, field.serialization_alias or name) for name, field in model.model_fields.items())
+def _wire_fields(model: type[BaseModel]) -> tuple[tuple[str, str, type[BaseModel] | None], ...]:
+    """Each field's name, JSON name, and the model of its items when it is a list of models."""
+    fields = []
+    for name, field in model.model_fields.items():
+        args = get_args(field.annotation)
+        item = args[0] if get_origin(field.annotation) is list and args else None
+        nested = item if isinstance(item, type) and issubclass(item, BaseModel) else None
+        fields.append((name, field.serialization_alias or name, nested))
+    return tuple(fields)
 
 
 def wire(record: Any, model: type[BaseModel]) -> dict[str, Any]:
     """``record`` (a service's dataclass) as ``model``'s JSON: each of the model's fields
     read from the attribute of the same name, under its camelCase name, datetimes as
-    :func:`iso`. The models here are the one declaration of each record's wire form; the
-    services' records carry the same names, so nothing copies a field list by hand."""
+    :func:`iso`, a list of records as the list of its items' JSON (items that are already
+    JSON objects pass as they are). The models here are the one declaration of each
+    record's wire form; the services' records carry the same names, so nothing copies a
+    field list by hand."""
     out = {}
-    for name, alias in _wire_names(model):
+    for name, alias, nested in _wire_fields(model):
         value = getattr(record, name)
-        out[alias] = iso(value) if isinstance(value, datetime) else value
+        if isinstance(value, datetime):
+            value = iso(value)
+        elif nested is not None and value is not None:
+            value = [item if isinstance(item, dict) else wire(item, nested) for item in value]
+        out[alias] = value
     return out
 
 
@@ -399,6 +412,28 @@ class HistoryOut(Camel):
 # --- miner dashboard ----------------------------------------------------------------------------
 
 
+class InviteOut(Camel):
+    url: str = Field(description="the one-time link to hand to a worker, at the platform's base URL")
+    expires_at: str
+
+
+class DashboardAnswer(Camel):
+    worker: str = Field(alias="workerId", description="pseudonymous, as in task results")
+    ranking: dict[str, int] | None = Field(description="{cid: rank}, 1 best; null without a ranking")
+    scores: dict[str, float] | None = Field(description="{cid: score} of a multi-score criterion, else null")
+    lead_time: float | None = Field(description="seconds the worker spent on it; null when unknown")
+    submitted_at: str
+    updated_at: str
+
+
+class DashboardFlag(Camel):
+    worker: str = Field(alias="workerId", description="pseudonymous, as in task results")
+    cid: str
+    reason: str
+    created_at: str
+    updated_at: str
+
+
 class DashboardTask(Camel):
     id: str
     title: str
@@ -409,8 +444,11 @@ class DashboardTask(Camel):
     expire_at: str
     created_at: str
     agreement: float | None = Field(
-        description="Kendall's W over the workers' rankings, 0..1; none below 2 results"
+        description="the validator's agreement measure over the workers' answers (multi-rater "
+        "quadratic-weighted kappa, -1..1); null below 2 complete answers"
     )
+    answers: list[DashboardAnswer]
+    flags: list[DashboardFlag]
 
 
 class DashboardOut(Camel):

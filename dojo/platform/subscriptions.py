@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.keys import active_subscription_key, looks_like_api_key
@@ -338,6 +338,7 @@ class HistoryEntry:
     updated_at: datetime
     lead_time: float | None
     ranking: dict[str, int] | None
+    cids: tuple[str, ...] = ()  # the task's completions in its order (response 1 first)
 
 
 def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tuple[list[HistoryEntry], int]:
@@ -348,6 +349,7 @@ def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tu
     rows = db.execute(
         select(Result, Task)
         .join(Task, Task.id == Result.task_id)
+        .options(defer(Task.body), defer(Task.prompt))  # only the completions' ids are shown
         .where(Result.worker_id == worker.id)
         .order_by(Result.updated_at.desc(), Result.id.desc())
         .limit(limit)
@@ -366,6 +368,7 @@ def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tu
                 updated_at=result.updated_at,
                 lead_time=result.lead_time,
                 ranking=ranking,
+                cids=tuple(str(c["cid"]) for c in task.completions),
             )
         )
     return entries, total

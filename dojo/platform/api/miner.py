@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import Field
 
 from commons.platform_contract import MINER_COOKIE
 from dojo.platform import auth, keys
-from dojo.platform.dashboard import DashboardAnswer, DashboardFlag, miner_dashboard
+from dojo.platform.dashboard import miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.deps import (
     bearer_scheme,
@@ -24,10 +23,9 @@ from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Mi
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.schemas import (
     DB_INT_MAX,
-    Camel,
     ChallengeOut,
     DashboardOut,
-    DashboardTask,
+    InviteOut,
     KeyCreatedOut,
     KeyDisabledOut,
     KeyListOut,
@@ -36,45 +34,11 @@ from dojo.platform.schemas import (
     MinerSessionIn,
     SessionOut,
     iso,
+    wire,
 )
 from dojo.platform.settings import PlatformSettings
 
 router = APIRouter(prefix="/api/v1/miner", tags=["miner"])
-
-
-class InviteOut(Camel):
-    url: str = Field(description="the one-time link to hand to a worker, at the platform's base URL")
-    expires_at: str
-
-
-class DashboardAnswerOut(Camel):
-    worker_id: str = Field(description="pseudonymous, as in task results")
-    ranking: dict[str, int] | None = Field(description="{cid: rank}, 1 best; null without a ranking")
-    scores: dict[str, float] | None = Field(description="{cid: score} of a multi-score criterion, else null")
-    lead_time: float | None = Field(description="seconds the worker spent on it; null when unknown")
-    submitted_at: str
-    updated_at: str
-
-
-class DashboardFlagOut(Camel):
-    worker_id: str = Field(description="pseudonymous, as in task results")
-    cid: str
-    reason: str
-    created_at: str
-    updated_at: str
-
-
-class DashboardTaskOut(DashboardTask):
-    agreement: float | None = Field(
-        description="the validator's agreement measure over the workers' answers (multi-rater "
-        "quadratic-weighted kappa, -1..1); null below 2 complete answers"
-    )
-    answers: list[DashboardAnswerOut]
-    flags: list[DashboardFlagOut]
-
-
-class MinerDashboardOut(DashboardOut):
-    tasks: list[DashboardTaskOut]  # type: ignore[assignment]
 
 
 @router.post("/challenge", response_model=ChallengeOut, dependencies=[Depends(login_rate_limit)])
@@ -144,56 +108,14 @@ def create_invite(
     return InviteOut(url=url, expires_at=iso(expires_at))
 
 
-def _answer_out(answer: DashboardAnswer) -> DashboardAnswerOut:
-    return DashboardAnswerOut(
-        worker_id=answer.worker,
-        ranking=answer.ranking,
-        scores=answer.scores,
-        lead_time=answer.lead_time,
-        submitted_at=iso(answer.submitted_at),
-        updated_at=iso(answer.updated_at),
-    )
-
-
-def _flag_out(flag: DashboardFlag) -> DashboardFlagOut:
-    return DashboardFlagOut(
-        worker_id=flag.worker,
-        cid=flag.cid,
-        reason=flag.reason,
-        created_at=iso(flag.created_at),
-        updated_at=iso(flag.updated_at),
-    )
-
-
-@router.get("/dashboard", response_model=MinerDashboardOut)
+@router.get("/dashboard", response_model=DashboardOut)
 def dashboard(
     miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
-) -> MinerDashboardOut:
+) -> DashboardOut:
     """The latest 100 tasks, each with its answers and the flags workers raised on it."""
     with database.read_session() as db:
         view = miner_dashboard(db, miner)
-    return MinerDashboardOut(
-        hotkey=view.hotkey,
-        tasks=[
-            DashboardTaskOut(
-                id=t.id,
-                title=t.title,
-                task_type=t.task_type,
-                status=t.status,
-                num_results=t.num_results,
-                max_results=t.max_results,
-                expire_at=iso(t.expire_at),
-                created_at=iso(t.created_at),
-                agreement=t.agreement,
-                answers=[_answer_out(a) for a in t.answers],
-                flags=[_flag_out(f) for f in t.flags],
-            )
-            for t in view.tasks
-        ],
-        total_tasks=view.total_tasks,
-        total_results=view.total_results,
-        workers=view.workers,
-    )
+    return DashboardOut.model_validate(wire(view, DashboardOut))
 
 
 def _key_out(row: ApiKey) -> KeyOut:

@@ -111,6 +111,21 @@ def agreement(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def spent(seconds: float | None) -> str:
+    """Time on a task as a person says it: ``42 s``, ``3 min 5 s``, ``1 h 2 min``; a dash
+    where nothing was measured (results from before the page measured lead time)."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, whole = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {whole} s" if whole else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
 @functools.cache
 def environment() -> Environment:
     env = Environment(
@@ -120,7 +135,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(iso=iso, when=when, until=until, short=short, num=num, agreement=agreement)
+    env.filters.update(iso=iso, when=when, until=until, short=short, num=num, agreement=agreement, spent=spent)
     env.globals.update(static=static_url)
     return env
 

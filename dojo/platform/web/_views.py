@@ -17,13 +17,11 @@ from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
 from dojo.platform.models import (
     DONE,
-    HOLD,
     KEY_KIND_API,
     KEY_KIND_SUBSCRIPTION,
     SKIPPED,
     Flag,
     Miner,
-    Task,
     Worker,
     naive_utcnow,
 )
@@ -75,21 +73,6 @@ def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
     ]
 
 
-def spent(seconds: float | None) -> str:
-    """Time on a task as a person says it: ``42 s``, ``3 min 5 s``, ``1 h 2 min``; a dash
-    where nothing was measured (results from before the page measured lead time)."""
-    if seconds is None:
-        return "—"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, whole = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {whole} s" if whole else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
 @dataclass(frozen=True)
 class Progress:
     done_today: int
@@ -98,14 +81,6 @@ class Progress:
     skipped_total: int = 0
     time_total: float = 0.0
     time_median: float | None = None
-
-    @property
-    def median_spent(self) -> str:
-        return spent(self.time_median)
-
-    @property
-    def total_spent(self) -> str:
-        return spent(self.time_total) if self.done_total else "—"
 
 
 def _progress(
@@ -226,7 +201,6 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         "task": view,
         "kind": _kind(view.task_type),
         "prompt": view.prompt or view.body,
-        "held_until": view.held_until if view.my_status == HOLD else None,
         "completions": completions,
         "completions_by_cid": by_cid,
         "ranking_order": order,
@@ -254,10 +228,6 @@ class HistoryRow:
     order: list[str] | None  # the response numbers, best first, as the task page showed them
 
     @property
-    def time_spent(self) -> str:
-        return spent(self.lead_time)
-
-    @property
     def edited(self) -> bool:
         return self.updated_at is not None and self.updated_at != self.submitted_at
 
@@ -265,13 +235,11 @@ class HistoryRow:
 HISTORY_PAGE_SIZE = 50
 
 
-def _labels_best_first(
-    ranking: dict[str, int] | None, completions: list[dict[str, Any]] | None
-) -> list[str] | None:
+def _labels_best_first(ranking: dict[str, int] | None, cids: tuple[str, ...]) -> list[str] | None:
     """``{cid: rank}`` as the response numbers the worker saw (1 for the task's first completion)."""
-    if not ranking or not completions:
+    if not ranking or not cids:
         return None
-    label = {str(c["cid"]): str(i + 1) for i, c in enumerate(completions)}
+    label = {cid: str(i + 1) for i, cid in enumerate(cids)}
     return [label.get(cid, "?") for cid in sorted(ranking, key=lambda cid: ranking[cid])]
 
 
@@ -279,10 +247,6 @@ def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
     """The worker's own submissions, newest first, a page at a time, and its totals."""
     entries, total = subscription_service.history(
         db, worker, limit=HISTORY_PAGE_SIZE, offset=(page - 1) * HISTORY_PAGE_SIZE
-    )
-    ids = [e.task_id for e in entries]
-    completions = (
-        dict(db.execute(select(Task.id, Task.completions).where(Task.id.in_(ids))).all()) if ids else {}
     )
     rows = [
         HistoryRow(
@@ -293,7 +257,7 @@ def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
             submitted_at=e.submitted_at,
             updated_at=e.updated_at,
             lead_time=e.lead_time,
-            order=_labels_best_first(e.ranking, completions.get(e.task_id)),
+            order=_labels_best_first(e.ranking, e.cids),
         )
         for e in entries
     ]
@@ -332,29 +296,6 @@ STATUS_WORDS = {"IN_PROGRESS": "open", "COMPLETED": "complete", "EXPIRED": "expi
 
 
 @dataclass(frozen=True)
-class MinerAnswerRow:
-    worker: str
-    order: list[str]  # cids, best first
-    scores: dict[str, float] | None
-    lead_time: float | None
-    submitted_at: Any
-
-    @property
-    def time_spent(self) -> str:
-        """``42 s``, ``3 min 5 s``, ``1 h 2 min``; a dash where the page did not measure it."""
-        if self.lead_time is None:
-            return "—"
-        seconds = round(self.lead_time)
-        if seconds < 60:
-            return f"{seconds} s"
-        minutes, seconds = divmod(seconds, 60)
-        if minutes < 60:
-            return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-        hours, minutes = divmod(minutes, 60)
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
-@dataclass(frozen=True)
 class MinerTaskRow:
     id: str
     title: str
@@ -366,7 +307,7 @@ class MinerTaskRow:
     created_at: Any
     agreement: float | None
     models: dict[str, str]  # cid -> model name
-    answers: list[MinerAnswerRow]
+    answers: list[dashboard.DashboardAnswer]
     flags: list[dashboard.DashboardFlag]
 
 
@@ -393,9 +334,7 @@ def miner_dashboard(db: Session, miner: Miner) -> dict[str, Any]:
             created_at=t.created_at,
             agreement=t.agreement,
             models={c["cid"]: c["model"] for c in t.completions},
-            answers=[
-                MinerAnswerRow(a.worker, a.order, a.scores, a.lead_time, a.submitted_at) for a in t.answers
-            ],
+            answers=t.answers,
             flags=t.flags,
         )
         for t in board.tasks
