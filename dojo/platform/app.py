@@ -19,10 +19,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from loguru import logger
 
-from dojo.platform import queue
+from dojo.platform import queue, state
 from dojo.platform.api import miner as miner_api
 from dojo.platform.api import tasks as tasks_api
 from dojo.platform.api import worker as worker_api
+from dojo.platform.apidocs import add_docs
 from dojo.platform.db import Database
 from dojo.platform.deps import SessionCache, lookup_worker
 from dojo.platform.errors import PlatformError, RateLimited
@@ -153,6 +154,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     database = Database(settings.database_url, pool_size=settings.db_pool_size)
     if settings.migrate_on_start:
         database.migrate()
+    csrf_secret = state.secret(database)
     owns_chain = chain is None
     if chain is None:
         chain = open_chain(settings.network, settings.netuid, settings.chain_endpoint)
@@ -179,8 +181,14 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         version="1",
         description="The Dojo API: miner log-in and keys, tasks and results, workers and their queue.",
         lifespan=lifespan,
+        # Off unless --docs: see dojo.platform.apidocs (pinned, with integrity hashes).
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.docs:
+        add_docs(app)
     app.state.settings = settings
+    app.state.csrf_secret = csrf_secret
     app.state.db = database
     app.state.chain = chain
     app.state.registry = HotkeyRegistry(chain, settings.registration_refresh_seconds)
@@ -243,6 +251,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         max_body_bytes=settings.max_body_bytes,
         large_body_paths={CREATE_TASKS_PATH: settings.max_task_body_bytes},
         secure_cookies=settings.secure_cookies,
+        csrf_secret=csrf_secret,
     )
 
     def openapi() -> dict[str, Any]:

@@ -57,6 +57,10 @@ class Miner(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hotkey: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    # What the miner tells its team (how and what it pays, how to reach it), shown to its
+    # workers and on its invite links (revision 0006).
+    team_message: Mapped[str | None] = mapped_column(Text)
+    team_message_at: Mapped[datetime | None]
 
 
 class LoginNonce(Base):
@@ -164,6 +168,9 @@ class Task(Base):
     num_results: Mapped[int] = mapped_column(default=0, server_default="0")
     expire_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    # The validator's score for this task, as the miner reported it (0..1; revision 0006).
+    score: Mapped[float | None] = mapped_column(Float)
+    scored_at: Mapped[datetime | None]
 
 
 class Assignment(Base):
@@ -229,6 +236,8 @@ class Invite(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
+    # The miner took the link back before anyone used it (revision 0006).
+    revoked_at: Mapped[datetime | None]
 
 
 class CreateRequest(Base):
@@ -245,3 +254,16 @@ class CreateRequest(Base):
     body_hash: Mapped[str] = mapped_column(String(64))
     task_ids: Mapped[list[Any]]
     created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+
+
+class PlatformState(Base):
+    """Named values the platform keeps for itself (revision 0006): ``csrf_secret``, the
+    server secret CSRF tokens are derived from (made on first start, shared by every
+    replica); ``base_url``, the URL the platform last served at (``dojo platform invite
+    --db`` prints links at it)."""
+
+    __tablename__ = "platform_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)

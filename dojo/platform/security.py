@@ -2,13 +2,23 @@
 
 - Secrets (session tokens, API/subscription keys, invite tokens) carry 256 random bits and
   are stored as their SHA-256 (a slow hash buys nothing for secrets this long).
-- CSRF: cookie-authenticated unsafe requests must echo the ``dojo_csrf`` cookie in the
-  ``x-csrf-token`` header (double-submit cookie; plain HTML forms may send a
-  ``csrf_token`` field instead). :class:`SecurityMiddleware` sets the cookie on any response
-  to a request that lacks it, and puts the token in ``request.state.csrf_token`` so a page
-  can embed it: masked (:func:`mask_csrf`), a different string in every response, which
-  :func:`check_csrf` accepts as it accepts the cookie's own value. Bearer tokens and
-  ``x-api-key`` are not ambient, so need no CSRF token.
+- CSRF (:func:`check_csrf`), on every unsafe request a cookie authenticates (and the
+  invite form of a visitor not logged in), two checks:
+
+  * where the request comes from: an ``Origin`` header must name this platform (its
+    public URL, or the host the request was sent to); ``Origin: null`` never does.
+    Without ``Origin``, a ``Sec-Fetch-Site`` other than ``same-origin`` (or ``none``, a
+    person's own navigation) is refused. A client that sends neither (not a browser)
+    passes on to the token.
+  * the token: ``x-csrf-token`` (or a form's ``csrf_token`` field) must be the HMAC of
+    the browser's session cookies under the platform's secret (:func:`csrf_token`;
+    before any log-in, of the anonymous ``dojo_csrf`` cookie). A token is therefore good
+    for one session only, and no one without the secret can make one: an attacker who
+    can plant cookies (a sibling subdomain, plain HTTP) still cannot pair them with a
+    header that passes. :class:`SecurityMiddleware` sets the anonymous cookie on any
+    response to a request that lacks it and puts the token in ``request.state.csrf_token``
+    for the page to embed, masked (:func:`mask_csrf`): a different string in every
+    response. Bearer tokens and ``x-api-key`` are not ambient, so need neither check.
 - :class:`RateLimiter`: a sliding window per client address for the log-in endpoints.
 - :class:`SecurityMiddleware`: body caps (413 before the app reads the body when
   Content-Length says so, and while streaming otherwise), the security headers, gzip for
@@ -31,16 +41,16 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, MutableMapping
-from http.cookies import SimpleCookie
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from loguru import logger
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 
-from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER
+from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER, MINER_COOKIE, WORKER_COOKIE
 from dojo.platform.errors import BadRequest, Forbidden, RateLimited
 
 MINER_TOKEN_PREFIX = "dms_"
@@ -89,22 +99,78 @@ def _unmask_csrf(sent: str) -> bytes:
     return (int.from_bytes(pad, "big") ^ int.from_bytes(masked, "big")).to_bytes(half, "big")
 
 
-def csrf_matches(cookie: str, sent: str) -> bool:
-    """Whether ``sent`` is the cookie's token, as it is or masked by :func:`mask_csrf`.
+# The cookies a CSRF token is bound to: the sessions a browser may hold at once.
+SESSION_COOKIES = (WORKER_COOKIE, MINER_COOKIE)
+
+
+def csrf_token(secret: bytes, cookies: Mapping[str, str]) -> str:
+    """The CSRF token of a browser with these ``cookies``: the HMAC-SHA256, under the
+    platform's ``secret``, of its session cookies (both, when it is a worker and a miner
+    at once), or, before any log-in, of its anonymous ``dojo_csrf`` cookie. A log-in or
+    log-out changes it: the page the browser opens next carries the new one."""
+    sessions = [f"{name}={cookies[name]}" for name in SESSION_COOKIES if cookies.get(name)]
+    binding = "session\n" + "\n".join(sessions) if sessions else "anonymous\n" + cookies.get(CSRF_COOKIE, "")
+    digest = hmac.new(secret, b"dojo-csrf\n" + binding.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def csrf_matches(expected: str, sent: str) -> bool:
+    """Whether ``sent`` is the ``expected`` token, as it is or masked by :func:`mask_csrf`.
     Compared as bytes: ``hmac.compare_digest`` refuses ``str`` with non-ASCII characters,
-    which a client may put in either header."""
-    if not cookie or not sent:
+    which a client may put in the header."""
+    if not expected or not sent:
         return False
-    expected = cookie.encode()
+    want = expected.encode()
     as_sent = sent.encode()
-    return hmac.compare_digest(expected, as_sent) or hmac.compare_digest(expected, _unmask_csrf(sent))
+    return hmac.compare_digest(want, as_sent) or hmac.compare_digest(want, _unmask_csrf(sent))
+
+
+def _origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lower case, the default port left out (as
+    browsers write ``Origin``)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def request_origin_problem(request: Request, public_url: str) -> str | None:
+    """Why an unsafe cookie request must be refused for where it comes from, or None.
+
+    Allowed: an ``Origin`` that is the platform's public URL or the request's own host;
+    without ``Origin``, a ``Sec-Fetch-Site`` of ``same-origin`` or ``none``, or neither
+    header (a client other than a browser, which carries no one else's cookies)."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        allowed = {_origin_of(public_url), _origin_of(str(request.base_url))}
+        try:
+            sent = _origin_of(origin.strip()) if origin.strip().lower() != "null" else "null"
+        except ValueError:  # a port that is no number
+            sent = origin
+        if sent in allowed:
+            return None
+        return f"the request comes from {origin[:100]!r}, not from this platform ({_origin_of(public_url)})"
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.lower() not in ("same-origin", "none"):
+        return f"the browser says the request comes from another site (Sec-Fetch-Site: {site[:40]})"
+    return None
 
 
 async def check_csrf(request: Request) -> None:
-    """Raise :class:`Forbidden` unless an unsafe cookie-authenticated request carries the token."""
+    """Raise :class:`Forbidden` unless an unsafe cookie-authenticated request comes from the
+    platform's own pages: its origin (:func:`request_origin_problem`) and its token
+    (:func:`csrf_token`). The app's state holds the secret and the public URL."""
     if request.method not in UNSAFE_METHODS:
         return
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+    state = request.app.state
+    problem = request_origin_problem(request, state.settings.base_url)
+    if problem is not None:
+        raise Forbidden(f"cross-site request refused: {problem}")
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -112,10 +178,13 @@ async def check_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get(CSRF_FORM_FIELD)
         sent = value if isinstance(value, str) else ""
-    if not csrf_matches(cookie, sent):
+    cookies = request.cookies
+    bound = any(cookies.get(name) for name in SESSION_COOKIES) or cookies.get(CSRF_COOKIE)
+    if not bound or not csrf_matches(csrf_token(state.csrf_secret, cookies), sent):
         raise Forbidden(
-            f"missing or wrong CSRF token: send the value of the {CSRF_COOKIE} cookie in the "
-            f"{CSRF_HEADER} header (or use a bearer token)"
+            f"missing or wrong CSRF token: send the token of the page you came from (its "
+            f'<meta name="csrf-token">) in the {CSRF_HEADER} header, or use a bearer token; '
+            "after logging in or out elsewhere, reload the page"
         )
 
 
@@ -322,8 +391,9 @@ class SecurityMiddleware:
     Compression and BREACH: pages carry the CSRF token, and a task page also carries
     text a miner chose, so an attacker who can reflect guesses into a page and watch its
     compressed length could learn the token one character at a time. Pages therefore
-    never carry the token itself: ``request.state.csrf_token`` is masked afresh for every
-    response (:func:`mask_csrf`). No other secret repeats across compressed responses (a
+    never carry the token itself: ``request.state.csrf_token`` (:func:`csrf_token` of the
+    request's cookies) is masked afresh for every response (:func:`mask_csrf`). No other
+    secret repeats across compressed responses (a
     key or session token appears once, in the answer that created it).
 
     An exception from the app is logged and answered with a 500 ``{"detail": …}`` when no
@@ -338,12 +408,15 @@ class SecurityMiddleware:
         max_body_bytes: int,
         large_body_paths: dict[str, int] | None = None,
         secure_cookies: bool = False,
+        *,
+        csrf_secret: bytes,
     ):
         self.app = app
         self.compressing_app = GZipMiddleware(app, minimum_size=COMPRESS_MIN_BYTES, compresslevel=COMPRESS_LEVEL)
         self.max_body_bytes = max_body_bytes
         self.large_body_paths = large_body_paths or {}
         self.secure_cookies = secure_cookies
+        self.csrf_secret = csrf_secret
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -358,15 +431,11 @@ class SecurityMiddleware:
 
         new_csrf = None
         if not (b"authorization" in headers or b"x-api-key" in headers):
-            cookies = SimpleCookie()
-            try:
-                cookies.load(headers.get(b"cookie", b"").decode("latin-1"))
-            except Exception:  # a malformed Cookie header is the client's problem; issue a fresh token
-                cookies = SimpleCookie()
-            token = cookies[CSRF_COOKIE].value if CSRF_COOKIE in cookies else None
-            if not token:
-                token = new_csrf = secrets.token_urlsafe(32)
-            scope.setdefault("state", {})["csrf_token"] = mask_csrf(token)
+            # Starlette's own parser, so that check_csrf reads the very cookies the token was made of.
+            values = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
+            if not values.get(CSRF_COOKIE):
+                values[CSRF_COOKIE] = new_csrf = secrets.token_urlsafe(32)
+            scope.setdefault("state", {})["csrf_token"] = mask_csrf(csrf_token(self.csrf_secret, values))
 
         received = 0
 

@@ -5,7 +5,8 @@ flag > environment variable > ``.env`` > default. The settings with a flag name 
 variable on the field: ``--db`` / ``DATABASE_URL``, ``--public-url`` / ``PUBLIC_URL``,
 ``--subtensor.network`` / ``SUBTENSOR_NETWORK``, ``--subtensor.chain_endpoint`` /
 ``SUBTENSOR_CHAIN_ENDPOINT``, ``--netuid`` / ``NETUID``, ``--host`` / ``PLATFORM_HOST``,
-``--port`` / ``PLATFORM_PORT``, ``--forwarded-allow-ips`` / ``PLATFORM_FORWARDED_ALLOW_IPS``.
+``--port`` / ``PLATFORM_PORT``, ``--forwarded-allow-ips`` / ``PLATFORM_FORWARDED_ALLOW_IPS``,
+``--docs`` / ``PLATFORM_DOCS``.
 :meth:`PlatformSettings.describe` prints them with the database password masked.
 """
 
@@ -88,6 +89,12 @@ class PlatformSettings(BaseModel):
         "and X-Forwarded-Proto are then believed (default: trust none, so a client cannot pick its own "
         "address; the log-in rate limit counts per client address)",
         json_schema_extra={"flag": "--forwarded-allow-ips", "env": "PLATFORM_FORWARDED_ALLOW_IPS"},
+    )
+    docs: bool = Field(
+        False,
+        description="serve the API's interactive documentation at /docs and /redoc (their scripts come "
+        "from a CDN, pinned by version and integrity hash); /openapi.json is always served",
+        json_schema_extra={"flag": "--docs", "env": "PLATFORM_DOCS"},
     )
     migrate_on_start: bool = True
     db_pool_size: int = Field(20, ge=1)

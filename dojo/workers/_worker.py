@@ -30,7 +30,7 @@ from eth_account.messages import encode_defunct
 from loguru import logger
 
 from commons.dojo_api import normalize_base_url
-from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER, WORKER_COOKIE
+from commons.platform_contract import CSRF_HEADER, WORKER_COOKIE
 from commons.retry import RetryPolicy, retry_after
 from dojo.workers._behaviours import Behaviour, UnsupportedTask, result_data
 from dojo.workers._oracle import Oracle
@@ -39,6 +39,7 @@ SUBMIT_ATTEMPTS = 4
 LOGIN_ATTEMPTS = 3
 BACKOFF = RetryPolicy(base_delay=0.5, max_delay=8.0, jitter=0.5)
 _CSRF_FIELD = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 
 @dataclass
@@ -112,6 +113,8 @@ class SimulatedWorker:
         self.account = Account.create()
         self.stats = WorkerStats(name, str(behaviour))
         self._token: str | None = None
+        # A cookie session's CSRF token, as a page of the platform carries it (bound to the session).
+        self._csrf: str | None = None
         # Backoff has dice of its own, so that timing cannot change a seeded worker's answers.
         self._backoff_rng = random.Random()
 
@@ -132,9 +135,8 @@ class SimulatedWorker:
     def _headers(self, client: httpx.AsyncClient, method: str) -> dict[str, str]:
         if self._token is not None:
             return {"authorization": f"Bearer {self._token}"}
-        csrf = client.cookies.get(CSRF_COOKIE)
-        # A cookie session must echo the CSRF cookie on every unsafe request, as the UI does.
-        return {CSRF_HEADER: csrf} if csrf and method != "GET" else {}
+        # A cookie session sends its page's CSRF token on every unsafe request, as the UI does.
+        return {CSRF_HEADER: self._csrf} if self._csrf and method != "GET" else {}
 
     async def _request(
         self,
@@ -250,7 +252,7 @@ class SimulatedWorker:
                 f"invite link {shown} does not work ({page.status_code}): used, expired or unknown"
             )
         match = _CSRF_FIELD.search(page.text)
-        csrf = match.group(1) if match else client.cookies.get(CSRF_COOKIE)
+        csrf = match.group(1) if match else None
         if not csrf:
             return self._fail(f"the invite page {shown} has no CSRF token to send back")
         joined = await self._request(
@@ -260,6 +262,14 @@ class SimulatedWorker:
             return False if stop.is_set() else self._fail(f"could not send the invite form {shown}")
         if joined.status_code != 303 or client.cookies.get(WORKER_COOKIE) is None:
             return self._fail(f"joining by invite {shown} failed ({joined.status_code}): used or expired")
+        # The token that goes with the new session: the one any of its pages carries.
+        tasks = await self._request(client, stop, "GET", "/tasks", headers={"accept": "text/html"})
+        if tasks is None:
+            return False
+        meta = _CSRF_META.search(tasks.text)
+        if tasks.status_code != 200 or meta is None:
+            return self._fail(f"the task list has no CSRF token for the new session ({tasks.status_code})")
+        self._csrf = meta.group(1)
         me = await self._request(client, stop, "GET", "/api/v1/worker/me")
         if me is None:
             return False

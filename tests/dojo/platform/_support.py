@@ -6,6 +6,7 @@ the wallets' hotkeys, EIP-191 signatures made with eth-account, a LocalChain on 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -225,6 +226,18 @@ def create_tasks(client: httpx.Client, miner: MinerClient, **kwargs: Any) -> lis
     response = client.post("/api/v1/tasks/create-tasks", json=task_body(**kwargs), headers=miner.key)
     assert response.status_code == 200, response.text
     return response.json()["body"]
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+def page_csrf(client: httpx.Client) -> str:
+    """The CSRF token a page gives this client's cookies, as the web UI's script reads it
+    (bound to the client's session: fetch it again after a log-in)."""
+    page = client.get("/login", headers={"accept": "text/html"})
+    match = CSRF_META.search(page.text)
+    assert match is not None, page.text[:300]
+    return match.group(1)
 
 
 def sql(database_url: str, statement: str, **params: Any) -> list[Any]:

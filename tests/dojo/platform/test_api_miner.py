@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from commons.platform_contract import CSRF_COOKIE
-from tests.dojo.platform._support import sign_in_miner, sql
+from tests.dojo.platform._support import page_csrf, sign_in_miner, sql
 
 
 def _challenge(client: httpx.Client, hotkey: str) -> dict:
@@ -198,7 +198,10 @@ def test_cookie_session_needs_the_csrf_header_on_unsafe_requests(client, registe
     assert "CSRF" in refused.json()["detail"]
     wrong = client.post("/api/v1/miner/api-keys", headers={"x-csrf-token": "guess"})
     assert wrong.status_code == 403
-    token = client.cookies[CSRF_COOKIE]
+    # The cookie's own value is not the token: a page gives the token bound to the session.
+    cookie = client.cookies[CSRF_COOKIE]
+    assert client.post("/api/v1/miner/api-keys", headers={"x-csrf-token": cookie}).status_code == 403
+    token = page_csrf(client)
     assert client.post("/api/v1/miner/api-keys", headers={"x-csrf-token": token}).status_code == 201
     assert client.get("/api/v1/miner/api-keys").status_code == 200  # safe methods need no token
 

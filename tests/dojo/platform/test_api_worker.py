@@ -9,11 +9,11 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from commons.platform_contract import CSRF_COOKIE
 from dojo.cli import main as dojo_main
 from tests.dojo.platform._support import (
     create_tasks,
     miner_with_keys,
+    page_csrf,
     ranking,
     sign_in_worker,
     sql,
@@ -147,7 +147,7 @@ def test_joining_by_invite_needs_the_pages_csrf_token(client, platform, miner, c
         forged = browser.post(url, data={"csrf_token": "not-the-cookie"})
         assert forged.status_code == 403
         assert _join(browser, url).status_code == 303  # the refused post spent nothing
-        again = browser.post(url, data={"csrf_token": browser.cookies[CSRF_COOKIE]})
+        again = browser.post(url, data={"csrf_token": page_csrf(browser)})
         assert again.status_code == 410 and "already used" in again.text
 
 
@@ -258,7 +258,7 @@ def test_worker_endpoints_need_a_session_and_csrf_with_cookies(client, miner):
     ok = client.post(
         "/api/v1/worker/subscriptions",
         json={"name": "a", "key": miner.subscription_key},
-        headers={"x-csrf-token": client.cookies[CSRF_COOKIE]},
+        headers={"x-csrf-token": page_csrf(client)},
     )
     assert ok.status_code == 201
 

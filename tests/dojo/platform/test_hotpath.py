@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from commons.platform_contract import CSRF_COOKIE
-from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, subscribed_worker
+from tests.dojo.platform._support import create_tasks, page_csrf, ranking, sign_in_worker, subscribed_worker
 
 RESULT = {"resultData": ranking(["c1", "c0", "c2"])}
 
@@ -79,7 +78,7 @@ def test_unknown_bearer_tokens_and_cookie_sessions_go_through_the_routes(client,
     # A cookie session must send the CSRF token on POSTs, next-task and submit included.
     assert client.post("/api/v1/worker/tasks/next").status_code == 403
     assert client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT).status_code == 403
-    csrf = {"x-csrf-token": client.cookies[CSRF_COOKIE]}
+    csrf = {"x-csrf-token": page_csrf(client)}
     assert client.post("/api/v1/worker/tasks/next", headers=csrf).json()["id"] == task_id
     assert client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT, headers=csrf).status_code == 200
 

@@ -7,18 +7,10 @@ const Dojo = (() => {
   const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
   const KEY_STARTS = ["dojo_sub_", "dojo_api_", "sk-"];
 
-  function cookie(name) {
-    for (const part of document.cookie.split(";")) {
-      const [k, ...v] = part.trim().split("=");
-      if (k === name) return decodeURIComponent(v.join("="));
-    }
-    return "";
-  }
-
-  /* The double-submit token: the page carries it (the cookie may be HttpOnly), else the cookie. */
+  /* The CSRF token the page carries: bound to this browser's session by the server. */
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
-    return (meta && meta.content) || cookie("dojo_csrf");
+    return (meta && meta.content) || "";
   }
 
   class ApiError extends Error {
