@@ -10,7 +10,8 @@
 - ``dojo platform invite --db URL --miner HOTKEY [--public-url URL | --host H --port P]
   --subtensor.network N --netuid U`` — the same, written straight into the database, for an
   operator on the platform's host: the hotkey must be registered on the subnet, and the
-  link names the URL the platform serves at (as ``serve`` with the same flags).
+  link names the URL the platform serves at: the one ``serve`` recorded in that database
+  when it started, unless ``--public-url`` or ``--host``/``--port`` say otherwise.
 
 ``--db`` takes a SQLAlchemy URL (``sqlite:///path``, ``postgresql://user@host/db``) or a
 file path; without it ``DATABASE_URL`` or ``~/.dojo/platform.sqlite``. The settings resolve
@@ -27,6 +28,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dojo.platform.db import Database
     from dojo.platform.settings import PlatformSettings
 
 SETTINGS_ENV = "DOJO_PLATFORM_SETTINGS"
@@ -98,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     database = Database(settings.database_url)
     try:
         database.migrate()
+        _record_base_url(database, settings)
     finally:
         database.dispose()
     settings = settings.model_copy(update={"migrate_on_start": False})
@@ -120,6 +123,17 @@ def _serve(args: argparse.Namespace) -> int:
     _freeze_heap()
     uvicorn.run(app, **uvicorn_options(settings, args.log_level))
     return 0
+
+
+def _record_base_url(database: Database, settings: PlatformSettings) -> None:
+    """Write down the URL this platform serves at, for ``invite --db`` on the same host
+    (which otherwise could only guess the default port). A port the system picks (0) is
+    known only once bound, and no link could name it."""
+    from dojo.platform import state
+
+    if settings.public_url or settings.port:
+        with database.session() as db:
+            state.record(db, state.BASE_URL, settings.base_url)
 
 
 def uvicorn_options(settings: PlatformSettings, log_level: str) -> dict[str, object]:
@@ -231,8 +245,17 @@ def _invite_through_api(args: argparse.Namespace) -> int:
     return run_with_account(args, run)
 
 
+def _quiet_log() -> None:
+    """Log lines as an operator's command should print them: what happened (INFO and up)
+    in a line each; the platform's DEBUG lines (registration snapshots) stay out."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO", format="{message}", backtrace=False, diagnose=False)
+
+
 def _invite_on_host(args: argparse.Namespace) -> int:
-    from dojo.platform import auth
+    from dojo.platform import auth, state
     from dojo.platform.db import Database
     from dojo.platform.errors import PlatformError
     from dojo.platform.registry import HotkeyRegistry
@@ -243,6 +266,7 @@ def _invite_on_host(args: argparse.Namespace) -> int:
     settings = _settings(args, "dojo platform invite")
     if isinstance(settings, int):
         return settings
+    _quiet_log()
     try:
         auth.check_hotkey(args.miner)
     except PlatformError as exc:
@@ -266,6 +290,17 @@ def _invite_on_host(args: argparse.Namespace) -> int:
     try:
         database.migrate()
         with database.session() as db:
+            if not {"public_url", "host", "port"} & settings.model_fields_set:
+                # Where the platform on this database said it serves, rather than the default port.
+                served_at = state.recorded(db, state.BASE_URL)
+                if served_at:
+                    settings = settings.model_copy(update={"public_url": served_at})
+                else:
+                    print(
+                        f"dojo platform invite: no platform has served from this database yet; the link "
+                        f"assumes {settings.base_url} (give --public-url, or --host and --port, to change it)",
+                        file=sys.stderr,
+                    )
             url = auth.create_invite(db, settings, args.miner)
     except PlatformError as exc:
         return _invite_problem(exc.detail, 2)

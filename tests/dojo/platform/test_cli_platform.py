@@ -220,3 +220,75 @@ def test_a_bad_variable_exits_2_naming_flag_and_variable(variable, value, expect
     assert main(["platform", "serve", "--db", str(workdir / "x.sqlite")]) == 2
     assert expected in capsys.readouterr().err
     assert not (workdir / "x.sqlite").exists()
+
+
+def _wait_for_health(process: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the platform did not start within 60 s"
+            time.sleep(0.2)
+
+
+def test_invite_on_the_host_prints_the_port_the_platform_serves_at_and_no_debug_lines(
+    tmp_path: Path, chain, register_hotkey, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # no .env of anyone's
+    for name in ("DATABASE_URL", "PUBLIC_URL", "PLATFORM_HOST", "PLATFORM_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    hotkey = register_hotkey().ss58_address
+    port = _free_port()
+    db_path = tmp_path / "served.sqlite"
+    chain_flags = ["--subtensor.network", str(chain.directory), "--netuid", str(chain.netuid)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dojo",
+            "platform",
+            "serve",
+            "--db",
+            str(db_path),
+            "--port",
+            str(port),
+            *chain_flags,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        _wait_for_health(process, port)
+        # The operator on the host gives the database, the miner and the chain: no URL, no port.
+        invite = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dojo",
+                "platform",
+                "invite",
+                "--db",
+                str(db_path),
+                "--miner",
+                hotkey,
+                *chain_flags,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert invite.returncode == 0, invite.stderr
+        url = invite.stdout.strip()
+        assert url.startswith(f"http://127.0.0.1:{port}/invite/inv_"), url
+        assert "DEBUG" not in invite.stderr and "metagraph snapshot" not in invite.stderr, invite.stderr
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and hotkey in page.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
