@@ -2,8 +2,8 @@
 
 The contract is ``docs/platform-api.md``: hotkey login (challenge, then a session opened
 with the challenge message signed by the hotkey), API keys and subscription keys
-(generate, list, disable), invite links for workers, and tasks (create, status, results)
-under an API key.
+(generate, list, disable), invite links for workers, and tasks (create, status, results,
+the validator's score) under an API key.
 
 Transient failures (timeouts, connection errors, 5xx) are retried with exponential
 backoff and jitter; a 4xx is the platform's answer and is never retried. Every error a
@@ -74,6 +74,7 @@ __all__ = [
     "ServerError",
     "Session",
     "TaskResult",
+    "TaskScore",
     "TaskStatus",
     "Unreachable",
     "normalize_base_url",
@@ -210,6 +211,14 @@ class TaskStatus(_Model):
     num_results: int
     max_results: int
     expire_at: datetime
+
+
+class TaskScore(_Model):
+    """The validator's score for a task, as the platform stored it."""
+
+    task_id: str
+    score: float
+    scored_at: datetime
 
 
 class ResultItem(_Model):
@@ -528,6 +537,18 @@ class DojoAPI:
         if not reply.success or reply.body is None:
             raise RequestRejected(f"the platform returned no results: {reply.error}", detail=str(reply.error))
         return reply.body.task_results
+
+    async def report_score(self, task_id: str, score: float) -> TaskScore:
+        """Tell the platform the validator's score for one of its tasks (0..1, from a
+        ``ScoringResult``), so that the workers who answered it see what it earned; a
+        repeat replaces it."""
+        return await self._call(
+            TaskScore,
+            "PUT",
+            f"/api/v1/tasks/{_segment(task_id)}/score",
+            json={"score": score},
+            auth="api_key",
+        )
 
     # -- transport -------------------------------------------------------------------------
 

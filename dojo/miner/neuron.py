@@ -9,7 +9,8 @@ route                  what the miner does
                        the same request gets the same reply and creates nothing
 ``TaskResultRequest``  the workers' results for one of the caller's requests, with
                        pseudonymous worker ids
-``ScoringResult``      stores the caller's score for one of its requests
+``ScoringResult``      stores the caller's score for one of its requests, and
+                       reports it to the platform for the workers who answered
 =====================  ===========================================================
 
 Status codes a handler answers with (the endpoint's own 401/403/413/422/400/504 come
@@ -225,12 +226,15 @@ class MinerNeuron(BaseNeuron):
             ) from exc
         logger.info("miner database {}; worker platform {}", shown, self.platform.base_url)
         self._locks = _KeyedLocks()
+        self._score_reports: set[asyncio.Task[None]] = set()
         self.server.route(Heartbeat, self.heartbeat)
         self.server.route(FeedbackRequest, self.feedback)
         self.server.route(TaskResultRequest, self.task_result)
         self.server.route(ScoringResult, self.scoring_result)
 
     async def shutdown(self) -> None:
+        if self._score_reports:  # scores still on their way to the platform
+            await asyncio.wait(self._score_reports, timeout=PLATFORM_DEADLINE)
         await self.platform.aclose()
         await asyncio.to_thread(self.store.close)
 
@@ -451,7 +455,19 @@ class MinerNeuron(BaseNeuron):
             caller.uid,
             caller.hotkey,
         )
+        if self.platform.api_key:
+            # After the Ack (the score is on disk): a slow platform must not hold up the validator.
+            report = asyncio.create_task(self._report_score(stored.dojo_task_id, request))
+            self._score_reports.add(report)
+            report.add_done_callback(self._score_reports.discard)
         return Ack()
+
+    async def _report_score(self, task_id: str, request: ScoringResult) -> None:
+        """Tell the platform the task's score, so the workers who answered it see what it earned."""
+        try:
+            await self._within_deadline(self.platform.report_score(task_id, request.score))
+        except DojoAPIError as exc:
+            logger.warning("request {}: the platform did not take its score: {}", request.request_id, exc)
 
 
 __all__ = [

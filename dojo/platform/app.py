@@ -85,6 +85,7 @@ OPERATION_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/worker/tasks/{task_id}/result"): (409, 410),
     ("post", "/api/v1/worker/tasks/{task_id}/hold"): (409, 410),
     ("post", "/api/v1/worker/tasks/{task_id}/skip"): (409,),
+    ("delete", "/api/v1/miner/invites/{invite_id}"): (409,),
 }
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 

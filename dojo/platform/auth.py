@@ -350,6 +350,7 @@ def create_invite(db: Session, settings: PlatformSettings, miner_hotkey: str) ->
 
 
 _INVITE_SPENT = "this invite link was already used or has expired; ask the miner for a new one"
+_INVITE_REVOKED = "the miner took this invite link back; ask the miner for a new one"
 
 
 def _invite(db: Session, token: str) -> Invite:
@@ -364,6 +365,8 @@ def look_at_invite(db: Session, token: str) -> tuple[Miner, datetime]:
     working (naive UTC); the invite stays unused. 404 for an unknown link, 410 for a used
     or expired one."""
     invite = _invite(db, token)
+    if invite.revoked_at is not None:
+        raise Gone(_INVITE_REVOKED)
     if invite.used_at is not None or invite.expires_at <= naive_utcnow():
         raise Gone(_INVITE_SPENT)
     miner = db.get(Miner, invite.miner_id)
@@ -383,11 +386,16 @@ def accept_invite(
     now = naive_utcnow()
     used = db.execute(
         update(Invite)
-        .where(Invite.id == invite.id, Invite.used_at.is_(None), Invite.expires_at > now)
+        .where(
+            Invite.id == invite.id,
+            Invite.used_at.is_(None),
+            Invite.revoked_at.is_(None),
+            Invite.expires_at > now,
+        )
         .values(used_at=now)
     ).rowcount
     if used != 1:
-        raise Gone(_INVITE_SPENT)
+        raise Gone(_INVITE_REVOKED if invite.revoked_at is not None else _INVITE_SPENT)
     worker = current if current is not None else _new_worker(db)
     db.execute(update(Invite).where(Invite.id == invite.id).values(worker_id=worker.id))
     miner = db.get(Miner, invite.miner_id)

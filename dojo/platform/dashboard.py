@@ -1,90 +1,75 @@
-"""The miner dashboard: the miner's tasks, each worker's answer, the flags workers raised on
-completions, and how well the workers agree on each task.
+"""The miner dashboard: the miner's tasks, a page at a time and filtered, each worker's
+answer, the flags workers raised on completions, and how well the workers agree on each
+task (:func:`dojo.platform.agreement.agreements`, the validator's own measure).
 
-Agreement is the validator's own measure of agreement on a task
-(:func:`commons.scoring.multi_rater_kappa`, the ``task_agreement`` of
-:func:`commons.scoring.score_round` with every rater weighted alike), here with the
-miner's workers as the raters: on the average ranks ``r`` of each worker's answer, over
-ordered pairs of distinct workers ``k ≠ l``,
-
-    kappa = 1 − Σ mean_c (r_kc − r_lc)² / Σ (var_k + var_l + (mean_k − mean_l)²)
-
-the quadratic-weighted Cohen's kappa for two workers, its pairwise (Conger) form for more.
-1 when every worker gave the same order, about 0 for unrelated orders, below 0 for
-opposed ones (−1 for two reversed rankings). The answer used is the task's first
-criterion, as the validator scores it: ranks as given, multi-scores negated (higher score,
-better rank; ties share the mean rank). Only complete answers count (the validator treats
-a partial one as missing); fewer than two give no agreement (``None``); answers without
-any spread (all ties) give 0, as for the validator.
-
-One numpy call covers every task of the dashboard: answers are padded into a
-``(workers, tasks, completions)`` array, so a page of a hundred tasks costs no more Python
-than reading its rows.
-
->>> round(float(agreements([[[1, 2, 3], [1, 3, 2]]])[0]), 3)
-0.5
->>> agreements([[[1, 2]]])
-[None]
+Pages go from the newest task to the oldest, :data:`PAGE_SIZE` at a time (at most
+:data:`MAX_PAGE_SIZE`), by a cursor (:func:`encode_cursor`): the creation time and id of
+the last task shown, so that a page is one range of the ``(miner, created_at)`` index
+however deep it lies, and tasks created meanwhile shift no page after the first.
+Filters: the task's state (open, complete, expired) and the UTC days it was created on.
+A fixed number of queries per page, whatever the number of tasks and results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import binascii
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime, time, timedelta
 
-import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, defer
 
-from commons.scoring import average_ranks, multi_rater_kappa
+from dojo.platform.agreement import MULTI_SCORE, RANKING, agreements, answer_row, answer_values, criterion
 from dojo.platform.auth import worker_pseudonym
-from dojo.platform.models import Flag, Miner, Result, Task, Worker
-from dojo.platform.subscriptions import task_status
+from dojo.platform.errors import Invalid
+from dojo.platform.models import Flag, Miner, Result, Task, Worker, naive_utcnow
+from dojo.platform.subscriptions import PROMPT_START, task_status
 
-RANKING = "ranking"
-MULTI_SCORE = "multi-score"
-
-
-def agreements(answers: Sequence[Sequence[Sequence[float]]]) -> list[float | None]:
-    """Per task, the validator's multi-rater kappa of its answers; None below two.
-
-    ``answers[t]`` holds task ``t``'s complete answers, each one value per completion,
-    lower = better (ranks, or negated scores); tasks may differ in completion count.
-    """
-    counts = [len(rows) for rows in answers]
-    if not answers or max(counts) < 2:
-        return [None] * len(answers)
-    width = max(len(row) for rows in answers for row in rows)
-    values = np.full((max(counts), len(answers), width), np.nan)
-    items = np.zeros((len(answers), width), dtype=bool)
-    for t, rows in enumerate(answers):
-        if rows:
-            values[: len(rows), t, : len(rows[0])] = rows
-            items[t, : len(rows[0])] = True
-    kappa = multi_rater_kappa(average_ranks(values, mask=items), mask=items)
-    return [float(kappa[t]) if n >= 2 else None for t, n in enumerate(counts)]
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 100
+STATES = ("open", "complete", "expired")
 
 
-def _criterion(task: Task) -> str:
-    """The criterion the validator scores a task by: its first."""
-    return str(task.criteria[0]["type"]) if task.criteria else RANKING
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which of the miner's tasks a page shows: a state, and created on ``since`` .. ``until``
+    (UTC days, both included); None: any."""
+
+    state: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def where(self, now: datetime) -> list[ColumnElement[bool]]:
+        clauses: list[ColumnElement[bool]] = []
+        if self.state == "complete":
+            clauses.append(Task.num_results >= Task.max_results)
+        elif self.state == "open":
+            clauses += [Task.num_results < Task.max_results, Task.expire_at > now]
+        elif self.state == "expired":
+            clauses += [Task.num_results < Task.max_results, Task.expire_at <= now]
+        if self.since is not None:
+            clauses.append(Task.created_at >= datetime.combine(self.since, time()))
+        if self.until is not None:
+            clauses.append(Task.created_at < datetime.combine(self.until + timedelta(days=1), time()))
+        return clauses
 
 
-def _values(result_data: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {item["type"]: item["value"] for item in result_data if isinstance(item.get("value"), dict)}
+def encode_cursor(task: Task) -> str:
+    """The cursor of the page after ``task``: its creation time and id, URL-safe."""
+    raw = f"{task.created_at.isoformat()}|{task.id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _answer_row(task: Task, values: dict[str, dict[str, Any]]) -> list[float] | None:
-    """The answer to the task's first criterion, lower = better, or None when incomplete."""
-    kind = _criterion(task)
-    given = values.get(kind)
-    cids = [str(c["cid"]) for c in task.completions]
-    if given is None or any(cid not in given for cid in cids):
-        return None
-    sign = -1.0 if kind == MULTI_SCORE else 1.0
-    return [sign * float(given[cid]) for cid in cids]
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, task_id = raw.split("|", 1)
+        return datetime.fromisoformat(created), task_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(
+            "cursor is not one this dashboard gave: start from the first page (no cursor)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -123,6 +108,7 @@ class DashboardFlag:
 class DashboardTask:
     id: str
     title: str
+    prompt_start: str
     task_type: str
     status: str
     num_results: int
@@ -130,7 +116,8 @@ class DashboardTask:
     expire_at: datetime
     created_at: datetime
     agreement: float | None
-    completions: list[dict[str, str]] = field(default_factory=list)  # [{"cid", "model"}]
+    score: float | None = None  # the validator's, as the miner reported it
+    completions: list[dict[str, str]] = field(default_factory=list)  # [{"cid", "model"}], as workers saw them
     answers: list[DashboardAnswer] = field(default_factory=list)
     flags: list[DashboardFlag] = field(default_factory=list)
 
@@ -139,26 +126,46 @@ class DashboardTask:
 class Dashboard:
     hotkey: str
     tasks: list[DashboardTask]
+    next_cursor: str | None  # the next (older) page's cursor; None on the last
+    matching: int  # tasks matching the filters, over all pages
     total_tasks: int
+    open_tasks: int
     total_results: int
     workers: int
 
 
-def miner_dashboard(db: Session, miner: Miner, limit: int = 100) -> Dashboard:
-    """The miner's latest ``limit`` tasks with answers, flags and agreement, and totals over
-    all tasks. A fixed number of queries, whatever the number of tasks and results."""
-    tasks = list(
-        db.scalars(
-            select(Task)
-            .options(defer(Task.body), defer(Task.prompt))  # only the completions' ids are shown
-            .where(Task.miner_id == miner.id)
-            .order_by(Task.created_at.desc(), Task.id)
-            .limit(limit)
-        )
+def miner_dashboard(
+    db: Session,
+    miner: Miner,
+    limit: int = PAGE_SIZE,
+    cursor: str | None = None,
+    filters: TaskFilter | None = None,
+) -> Dashboard:
+    """A page of the miner's tasks, newest first, with answers, flags and agreement; and
+    totals over all its tasks."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    now = naive_utcnow()
+    matching_where = [Task.miner_id == miner.id, *(filters or TaskFilter()).where(now)]
+    query = (
+        select(Task, func.substr(Task.prompt, 1, PROMPT_START))
+        .options(defer(Task.body), defer(Task.prompt))  # only the completions' ids are shown
+        .where(*matching_where)
+        .order_by(Task.created_at.desc(), Task.id.desc())
+        .limit(limit + 1)
     )
+    if cursor:
+        created, task_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(Task.created_at < created, and_(Task.created_at == created, Task.id < task_id))
+        )
+    rows = db.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    tasks = [task for task, _ in rows]
+    starts = {task.id: start or "" for task, start in rows}
     ids = [t.id for t in tasks]
     answers: dict[str, list[DashboardAnswer]] = {t: [] for t in ids}
-    rows: dict[str, list[list[float]]] = {t: [] for t in ids}
+    answer_rows: dict[str, list[list[float]]] = {t: [] for t in ids}
     flags: dict[str, list[DashboardFlag]] = {t: [] for t in ids}
     by_id = {t.id: t for t in tasks}
     if ids:
@@ -175,7 +182,7 @@ def miner_dashboard(db: Session, miner: Miner, limit: int = 100) -> Dashboard:
             .where(Result.task_id.in_(ids))
             .order_by(Result.created_at, Result.id)
         ):
-            values = _values(data)
+            values = answer_values(data)
             answers[task_id].append(
                 DashboardAnswer(
                     worker=worker_pseudonym(public_id, miner.hotkey),
@@ -190,9 +197,10 @@ def miner_dashboard(db: Session, miner: Miner, limit: int = 100) -> Dashboard:
                     updated_at=updated_at,
                 )
             )
-            row = _answer_row(by_id[task_id], values)
+            task = by_id[task_id]
+            row = answer_row(criterion(task.criteria), values, [str(c["cid"]) for c in task.completions])
             if row is not None:
-                rows[task_id].append(row)
+                answer_rows[task_id].append(row)
         for task_id, cid, reason, created_at, updated_at, public_id in db.execute(
             select(Flag.task_id, Flag.cid, Flag.reason, Flag.created_at, Flag.updated_at, Worker.public_id)
             .join(Worker, Worker.id == Flag.worker_id)
@@ -202,14 +210,22 @@ def miner_dashboard(db: Session, miner: Miner, limit: int = 100) -> Dashboard:
             flags[task_id].append(
                 DashboardFlag(worker_pseudonym(public_id, miner.hotkey), cid, reason, created_at, updated_at)
             )
-    agreement = agreements([rows[t] for t in ids])
-    total_tasks, total_results = db.execute(
-        select(func.count(), func.coalesce(func.sum(Task.num_results), 0)).where(Task.miner_id == miner.id)
+    agreement = agreements([answer_rows[t] for t in ids])
+    mine = Task.miner_id == miner.id
+    total_tasks, total_results, open_tasks = db.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(Task.num_results), 0),
+            func.count().filter(Task.num_results < Task.max_results, Task.expire_at > now),
+        ).where(mine)
     ).one()
+    matching = (
+        total_tasks
+        if len(matching_where) == 1
+        else db.scalar(select(func.count()).select_from(Task).where(*matching_where))
+    )
     workers = db.scalar(
-        select(func.count(func.distinct(Result.worker_id)))
-        .join(Task, Task.id == Result.task_id)
-        .where(Task.miner_id == miner.id)
+        select(func.count(func.distinct(Result.worker_id))).join(Task, Task.id == Result.task_id).where(mine)
     )
     return Dashboard(
         hotkey=miner.hotkey,
@@ -217,13 +233,15 @@ def miner_dashboard(db: Session, miner: Miner, limit: int = 100) -> Dashboard:
             DashboardTask(
                 id=t.id,
                 title=t.title,
+                prompt_start=starts[t.id],
                 task_type=t.task_type,
-                status=task_status(t),
+                status=task_status(t, now),
                 num_results=t.num_results,
                 max_results=t.max_results,
                 expire_at=t.expire_at,
                 created_at=t.created_at,
                 agreement=agreement[i],
+                score=t.score,
                 completions=[
                     {"cid": str(c["cid"]), "model": str(c.get("model") or "")} for c in t.completions
                 ],
@@ -232,7 +250,10 @@ def miner_dashboard(db: Session, miner: Miner, limit: int = 100) -> Dashboard:
             )
             for i, t in enumerate(tasks)
         ],
+        next_cursor=encode_cursor(tasks[-1]) if more and tasks else None,
+        matching=int(matching or 0),
         total_tasks=int(total_tasks),
+        open_tasks=int(open_tasks),
         total_results=int(total_results),
         workers=int(workers or 0),
     )

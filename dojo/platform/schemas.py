@@ -229,6 +229,16 @@ class ResultItem(BaseModel):
     value: dict[str, Any] | list[Any]
 
 
+class TaskScoreIn(Camel):
+    score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, description="the validator's score, 0..1")
+
+
+class TaskScoreOut(Camel):
+    task_id: str
+    score: float
+    scored_at: str
+
+
 class TaskResultOut(Camel):
     id: int
     worker_id: str = Field(description="pseudonymous: stable per worker and miner, unlinkable across miners")
@@ -402,6 +412,14 @@ class HistoryItem(Camel):
     updated_at: str
     lead_time: float | None
     ranking: dict[str, int] | None = Field(description="{cid: rank}, 1 best")
+    agreement: float | None = Field(
+        None,
+        description="how this answer agrees with the other workers' answers to the task (the validator's "
+        "quadratic-weighted kappa against their consensus, -1..1); null without another complete answer",
+    )
+    validator_score: float | None = Field(
+        None, description="the validator's score for the task (0..1), once the miner reported it"
+    )
 
 
 class HistoryOut(Camel):
@@ -437,6 +455,7 @@ class DashboardFlag(Camel):
 class DashboardTask(Camel):
     id: str
     title: str
+    prompt_start: str = Field(description="the prompt's first characters, to tell tasks apart")
     task_type: str
     status: Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
     num_results: int
@@ -447,6 +466,7 @@ class DashboardTask(Camel):
         description="the validator's agreement measure over the workers' answers (multi-rater "
         "quadratic-weighted kappa, -1..1); null below 2 complete answers"
     )
+    score: float | None = Field(description="the validator's score for the task (0..1), once reported")
     answers: list[DashboardAnswer]
     flags: list[DashboardFlag]
 
@@ -454,6 +474,66 @@ class DashboardTask(Camel):
 class DashboardOut(Camel):
     hotkey: str
     tasks: list[DashboardTask]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next (older) page with the same filters; null on the last page"
+    )
+    matching: int = Field(description="how many tasks match the filters, over all pages")
     total_tasks: int
+    open_tasks: int
     total_results: int
     workers: int
+
+
+# --- the miner's team ---------------------------------------------------------------------------
+
+MAX_TEAM_MESSAGE = 1000
+
+
+class TeamMemberOut(Camel):
+    worker: str = Field(alias="workerId", description="pseudonymous, as in task results")
+    member: bool = Field(description="on the team now; false for one who left or was removed")
+    by_invite: bool
+    joined_at: str | None
+    done: int
+    skipped: int
+    last_answer_at: str | None
+    median_time: float | None = Field(description="median seconds per answer, over the latest tasks")
+    agreement: float | None = Field(
+        description="mean agreement with the rest of the team (kappa against their consensus), latest tasks"
+    )
+    agreement_tasks: int
+    latest_score: float | None = Field(description="the latest validator score of a task they answered")
+    latest_score_at: str | None
+
+
+class TeamInviteOut(Camel):
+    id: int
+    created_at: str
+    expires_at: str
+    used_at: str | None
+    revoked_at: str | None
+    worker: str | None = Field(alias="workerId", description="who joined with it (pseudonymous)")
+    state: Literal["unused", "used", "expired", "revoked"]
+
+
+class TeamOut(Camel):
+    hotkey: str
+    message: str | None
+    message_at: str | None
+    members: list[TeamMemberOut]
+    invites: list[TeamInviteOut]
+    window: int = Field(description="how many of the latest tasks the times, agreement and scores cover")
+
+
+class TeamMessageIn(Camel):
+    message: str = Field(max_length=MAX_TEAM_MESSAGE, description="blank clears it")
+
+
+class TeamMessageOut(Camel):
+    message: str | None
+    updated_at: str | None
+
+
+class InviteRevokedOut(Camel):
+    id: int
+    revoked: bool

@@ -36,6 +36,10 @@ from dojo.platform.models import (
     naive_utcnow,
 )
 from dojo.platform.security import hash_secret
+from dojo.platform.team import answer_feedback
+
+# Enough of a task's prompt to tell it from the others in a list (a page shortens it at a word).
+PROMPT_START = 200
 
 
 def task_status(task: Task, now: datetime | None = None) -> str:
@@ -180,6 +184,7 @@ class WorkerTaskSummary:
     expire_at: datetime
     status: str
     my_status: str | None
+    prompt_start: str = ""  # the prompt's first characters, to tell tasks apart
 
 
 def worker_tasks(
@@ -233,6 +238,7 @@ def worker_tasks(
                 expire_at=t.expire_at,
                 status=state,
                 my_status=None if status == HOLD and not held else status,
+                prompt_start=t.prompt[:PROMPT_START],
             )
         )
     return summaries
@@ -339,6 +345,9 @@ class HistoryEntry:
     lead_time: float | None
     ranking: dict[str, int] | None
     cids: tuple[str, ...] = ()  # the task's completions in its order (response 1 first)
+    prompt_start: str = ""  # the prompt's first characters, to tell tasks apart
+    agreement: float | None = None  # with the other workers' answers to the task
+    validator_score: float | None = None  # the validator's score for the task, once reported
 
 
 def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tuple[list[HistoryEntry], int]:
@@ -347,7 +356,7 @@ def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tu
     now = naive_utcnow()
     total = db.scalar(select(func.count()).select_from(Result).where(Result.worker_id == worker.id)) or 0
     rows = db.execute(
-        select(Result, Task)
+        select(Result, Task, func.substr(Task.prompt, 1, PROMPT_START))
         .join(Task, Task.id == Result.task_id)
         .options(defer(Task.body), defer(Task.prompt))  # only the completions' ids are shown
         .where(Result.worker_id == worker.id)
@@ -355,9 +364,11 @@ def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tu
         .limit(limit)
         .offset(offset)
     ).all()
+    feedback = answer_feedback(db, worker, [task.id for _, task, _ in rows])
     entries = []
-    for result, task in rows:
+    for result, task, prompt_start in rows:
         ranking = next((item["value"] for item in result.result_data if item.get("type") == "ranking"), None)
+        mine = feedback.get(task.id)
         entries.append(
             HistoryEntry(
                 task_id=task.id,
@@ -369,6 +380,9 @@ def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tu
                 lead_time=result.lead_time,
                 ranking=ranking,
                 cids=tuple(str(c["cid"]) for c in task.completions),
+                prompt_start=prompt_start or "",
+                agreement=mine.agreement if mine else None,
+                validator_score=mine.score if mine else None,
             )
         )
     return entries, total

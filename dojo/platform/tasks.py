@@ -138,3 +138,12 @@ def get_task_results(db: Session, miner: Miner, task_id: str) -> list[TaskResult
         )
         for r, public_id in rows
     ]
+
+
+def record_score(db: Session, miner: Miner, task_id: str, score: float) -> Task:
+    """Store the validator's score for the task, as its miner reports it; a repeat replaces
+    it. The workers who answered the task see it on *Your work*, the miner on its team page."""
+    task = _own_task(db, miner, task_id)
+    task.score, task.scored_at = score, naive_utcnow()
+    db.flush()
+    return task

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from datetime import date
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from commons.platform_contract import MINER_COOKIE
-from dojo.platform import auth, keys
-from dojo.platform.dashboard import miner_dashboard
+from dojo.platform import auth, keys, team
+from dojo.platform.dashboard import MAX_PAGE_SIZE, PAGE_SIZE, TaskFilter, miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.deps import (
     bearer_scheme,
@@ -26,6 +29,7 @@ from dojo.platform.schemas import (
     ChallengeOut,
     DashboardOut,
     InviteOut,
+    InviteRevokedOut,
     KeyCreatedOut,
     KeyDisabledOut,
     KeyListOut,
@@ -33,6 +37,9 @@ from dojo.platform.schemas import (
     MinerChallengeIn,
     MinerSessionIn,
     SessionOut,
+    TeamMessageIn,
+    TeamMessageOut,
+    TeamOut,
     iso,
     wire,
 )
@@ -110,12 +117,67 @@ def create_invite(
 
 @router.get("/dashboard", response_model=DashboardOut)
 def dashboard(
-    miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
+    limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="tasks per page"),
+    cursor: str | None = Query(None, max_length=200, description="nextCursor of the page before"),
+    status: Literal["open", "complete", "expired"] | None = Query(
+        None, description="only tasks in this state"
+    ),
+    since: date | None = Query(None, description="only tasks created on this UTC day or later"),
+    until: date | None = Query(None, description="only tasks created on this UTC day or earlier"),
+    miner: Miner = Depends(current_miner),
+    database: Database = Depends(get_database),
 ) -> DashboardOut:
-    """The latest 100 tasks, each with its answers and the flags workers raised on it."""
+    """The miner's tasks, newest first, a page at a time, each with its answers and the
+    flags workers raised on it; totals over all its tasks."""
+    filters = TaskFilter(state=status, since=since, until=until)
     with database.read_session() as db:
-        view = miner_dashboard(db, miner)
+        view = miner_dashboard(db, miner, limit=limit, cursor=cursor, filters=filters)
     return DashboardOut.model_validate(wire(view, DashboardOut))
+
+
+@router.get("/team", response_model=TeamOut)
+def team_members(
+    miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
+) -> TeamOut:
+    """The workers on the miner's team (and those who answered before they left), with
+    their counts, times, agreement and scores; the invite links and their use."""
+    with database.read_session() as db:
+        view = team.team_view(db, miner)
+    return TeamOut.model_validate(wire(view, TeamOut))
+
+
+@router.delete("/team/{worker_id}", status_code=204)
+def remove_team_member(
+    worker_id: str = Path(min_length=1, max_length=64, description="the worker's pseudonym"),
+    miner: Miner = Depends(current_miner),
+    database: Database = Depends(get_database),
+) -> None:
+    """Take a worker off the team: access ends at once, its holds are let go, its answers stay."""
+    with database.session() as db:
+        team.remove_worker(db, miner, worker_id)
+
+
+@router.delete("/invites/{invite_id}", response_model=InviteRevokedOut)
+def revoke_invite(
+    invite_id: int = Path(ge=1, le=DB_INT_MAX),
+    miner: Miner = Depends(current_miner),
+    database: Database = Depends(get_database),
+) -> InviteRevokedOut:
+    """Take back an unused invite link; 409 once it was used."""
+    with database.session() as db:
+        invite = team.revoke_invite(db, miner, invite_id)
+    return InviteRevokedOut(id=invite.id, revoked=True)
+
+
+@router.put("/team-message", response_model=TeamMessageOut)
+def team_message(
+    body: TeamMessageIn, miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
+) -> TeamMessageOut:
+    """What the miner tells its team (how and what it pays, where to ask), shown to its
+    workers and on its invite links; blank clears it."""
+    with database.session() as db:
+        row = team.set_team_message(db, miner, body.message)
+        return TeamMessageOut(message=row.team_message, updated_at=iso(row.team_message_at))
 
 
 def _key_out(row: ApiKey) -> KeyOut:

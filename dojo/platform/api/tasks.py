@@ -21,6 +21,8 @@ from dojo.platform.schemas import (
     TaskResultOut,
     TaskResultsBody,
     TaskResultsOut,
+    TaskScoreIn,
+    TaskScoreOut,
     TaskStatusOut,
     iso,
 )
@@ -122,6 +124,20 @@ def task_results(
             ]
         )
     )
+
+
+@router.put("/{task_id}/score", response_model=TaskScoreOut)
+def report_score(
+    task_id: str,
+    body: TaskScoreIn,
+    miner: Miner = Depends(api_key_miner),
+    database: Database = Depends(get_database),
+) -> TaskScoreOut:
+    """The validator's score for the task (0..1), as the miner received it in a
+    ``ScoringResult``; a repeat replaces it. The workers who answered the task see it."""
+    with database.session() as db:
+        task = tasks.record_score(db, miner, task_id, body.score)
+        return TaskScoreOut(task_id=task.id, score=body.score, scored_at=iso(task.scored_at) or "")
 
 
 @router.get("/{task_id}", response_model=TaskStatusOut)

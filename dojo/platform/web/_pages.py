@@ -198,6 +198,25 @@ def history(request: Request, page: int = 1) -> Response:
     return _page(request, "history.html", visitor, title="Your work", active="history", **context)
 
 
+@router.get("/history/{task_id}")
+def answer(request: Request, task_id: str) -> Response:
+    """One of the worker's answers, read-only (from *Your work*)."""
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.worker is None:
+            return _to_login(request)
+        try:
+            context = views.answer_page(db, visitor.worker, task_id)
+        except PlatformError as exc:
+            return _message(
+                request, visitor, exc.status_code, "Answer not found", exc.detail, ("/history", "Your work")
+            )
+    # Previews run their inline scripts (an srcdoc frame inherits this page's policy).
+    return _page(
+        request, "answer.html", visitor, csp=TASK_PAGE_CSP, title="Your answer", active="history", **context
+    )
+
+
 @router.get("/welcome")
 def welcome(request: Request) -> Response:
     """A new invited worker's recovery code, once: the page deletes the cookie it came in."""
@@ -242,13 +261,34 @@ def task_page(request: Request, task_id: str) -> Response:
 
 
 @router.get("/miner")
-def miner_dashboard(request: Request) -> Response:
+def miner_dashboard(
+    request: Request,
+    status: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+) -> Response:
     with _read(request) as db:
         visitor = _visitor(request, db)
         if visitor.miner is None:
             return RedirectResponse("/miner/login", status_code=303)
-        page = views.miner_dashboard(db, visitor.miner)
+        try:
+            page = views.miner_dashboard(db, visitor.miner, status, since, until, cursor)
+        except PlatformError as exc:  # a cursor the page did not give
+            return _message(
+                request, visitor, exc.status_code, "Page not found", exc.detail, ("/miner", "Latest tasks")
+            )
     return _page(request, "miner.html", visitor, title="Miner dashboard", active="miner", **page)
+
+
+@router.get("/miner/team")
+def miner_team(request: Request) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.miner is None:
+            return RedirectResponse("/miner/login", status_code=303)
+        page = views.team_page(db, visitor.miner)
+    return _page(request, "team.html", visitor, title="Your team", active="team", **page)
 
 
 # A used invite link is what someone who joined with it, then logged out, opens again.
@@ -286,6 +326,7 @@ def invite(request: Request, token: str) -> Response:
         title="Join a team",
         token=token,
         miner_hotkey=miner.hotkey,
+        team_message=miner.team_message,
         expires=expires_at.strftime("%Y-%m-%d %H:%M"),
     )
 

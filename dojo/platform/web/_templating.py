@@ -92,6 +92,29 @@ def until(value: datetime | None, now: datetime | None = None) -> str:
     return f"in {_span(delta)}" if delta >= 0 else f"ended {_span(delta)} ago"
 
 
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, as a person says it: ``just now``, ``5 min ago``, ``3 h ago``."""
+    if value is None:
+        return ""
+    seconds = ((now or datetime.now(timezone.utc)) - _as_utc(value)).total_seconds()
+    return "just now" if seconds < 60 else f"{_span(seconds)} ago"
+
+
+HEADLINE_CHARS = 90
+
+
+def headline(prompt: str | None, fallback: str = "") -> str:
+    """A task as a list names it: the first words of its prompt (cut at a word, about
+    :data:`HEADLINE_CHARS` characters), else ``fallback`` (its title)."""
+    text = " ".join((prompt or "").split())
+    if not text:
+        return fallback or "Untitled task"
+    if len(text) <= HEADLINE_CHARS:
+        return text
+    cut = text[: HEADLINE_CHARS + 1].rsplit(" ", 1)[0] if " " in text[:HEADLINE_CHARS] else text[:HEADLINE_CHARS]
+    return cut.rstrip(" ,.;:") + "…"
+
+
 def short(value: str | None, head: int = 6, tail: int = 4) -> str:
     if not value:
         return ""
@@ -135,7 +158,17 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(iso=iso, when=when, until=until, short=short, num=num, agreement=agreement, spent=spent)
+    env.filters.update(
+        iso=iso,
+        when=when,
+        until=until,
+        ago=ago,
+        headline=headline,
+        short=short,
+        num=num,
+        agreement=agreement,
+        spent=spent,
+    )
     env.globals.update(static=static_url)
     return env
 

@@ -7,14 +7,17 @@ context. Nothing here writes: changes go through the JSON API.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dojo.platform import dashboard, queue
+from dojo.platform import dashboard, queue, team
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
+from dojo.platform.auth import worker_pseudonym
+from dojo.platform.errors import NotFound
 from dojo.platform.models import (
     DONE,
     KEY_KIND_API,
@@ -22,6 +25,9 @@ from dojo.platform.models import (
     SKIPPED,
     Flag,
     Miner,
+    Result,
+    Subscription,
+    Task,
     Worker,
     naive_utcnow,
 )
@@ -56,9 +62,12 @@ class SubscriptionRow:
     created_at: Any
     active: bool
     by_invite: bool = False  # an invite link's access: no key to add, none to renew
+    pseudonym: str = ""  # the id this team's miner knows the worker by
+    message: str | None = None  # what the miner tells its team
 
 
 def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
+    notes = {n.miner_hotkey: n.message for n in team.team_notes(db, worker)}
     return [
         SubscriptionRow(
             id=s.id,
@@ -68,6 +77,8 @@ def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
             created_at=s.created_at,
             active=s.active,
             by_invite=s.key_prefix is None,
+            pseudonym=worker_pseudonym(worker.public_id, s.miner_hotkey),
+            message=notes.get(s.miner_hotkey),
         )
         for s in subscription_service.list_subscriptions(db, worker)
     ]
@@ -118,6 +129,7 @@ class TaskRow:
     expire_at: Any
     my_status: str | None  # "held" (a live hold of this worker's), "done", "skipped" or None
     state: str  # "open", or why nobody new can answer: "held by others", "full", "expired"
+    prompt_start: str = ""
 
 
 def task_list(db: Session, worker: Worker) -> dict[str, Any]:
@@ -134,6 +146,7 @@ def task_list(db: Session, worker: Worker) -> dict[str, Any]:
             expire_at=t.expire_at,
             my_status=t.my_status,
             state=TASK_STATE_WORDS.get(t.status, "open"),
+            prompt_start=t.prompt_start,
         )
         for t in tasks
     ]
@@ -141,6 +154,7 @@ def task_list(db: Session, worker: Worker) -> dict[str, Any]:
         "tasks": rows,
         "subscriptions_count": sum(1 for s in subs if s.active),
         "progress": _progress(db, worker, tasks),
+        "notes": team.team_notes(db, worker),
     }
 
 
@@ -226,6 +240,9 @@ class HistoryRow:
     updated_at: Any
     lead_time: float | None
     order: list[str] | None  # the response numbers, best first, as the task page showed them
+    prompt_start: str = ""
+    agreement: float | None = None  # with the other workers' answers to the task
+    score: float | None = None  # the validator's score for the task
 
     @property
     def edited(self) -> bool:
@@ -258,6 +275,9 @@ def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
             updated_at=e.updated_at,
             lead_time=e.lead_time,
             order=_labels_best_first(e.ranking, e.cids),
+            prompt_start=e.prompt_start,
+            agreement=e.agreement,
+            score=e.validator_score,
         )
         for e in entries
     ]
@@ -270,6 +290,52 @@ def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
         "invited": worker.address is None,
         "has_recovery_code": worker.recovery_hash is not None,
         "progress": _progress(db, worker),
+        "summary": team.worker_summary(db, worker),
+    }
+
+
+def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
+    """One of the worker's own answers, read-only: the task as it was shown, the
+    responses best first as the worker ranked them, and how the answer compares. Any task
+    the worker answered, also of a team it has left (the answer is its own); 404 else."""
+    row = db.execute(
+        select(Result, Task).join(Task, Task.id == Result.task_id).where(
+            Result.task_id == task_id, Result.worker_id == worker.id
+        )
+    ).first()
+    if row is None:
+        raise NotFound("you have not answered this task; your answers are under Your work")
+    result, task = row
+    completions = [completion_view(i, str(c["cid"]), c["completion"]) for i, c in enumerate(task.completions)]
+    values = {item["type"]: item["value"] for item in result.result_data if isinstance(item.get("value"), dict)}
+    ranking = values.get("ranking")
+    scores = values.get("multi-score") or {}
+    if ranking and set(ranking) == {c.cid for c in completions}:
+        shown = sorted(completions, key=lambda c: ranking[c.cid])
+    elif scores:
+        shown = sorted(completions, key=lambda c: -float(scores.get(c.cid, 0)))
+    else:
+        shown = completions
+    feedback = team.answer_feedback(db, worker, [task.id]).get(task.id)
+    status = subscription_service.task_status(task)
+    can_change = db.scalar(
+        select(func.count())
+        .select_from(Subscription)
+        .where(Subscription.worker_id == worker.id, Subscription.miner_id == task.miner_id)
+    )
+    return {
+        "task": task,
+        "kind": _kind(task.task_type),
+        "prompt": task.prompt or task.body,
+        "completions": shown,
+        "ranking": ranking,
+        "scores": {cid: _number(v) for cid, v in scores.items()},
+        "state": STATUS_WORDS.get(status, status.lower()),
+        "result": result,
+        "order": _labels_best_first(ranking, tuple(c.cid for c in completions)),
+        "agreement": feedback.agreement if feedback else None,
+        "score": feedback.score if feedback else None,
+        "can_change": bool(can_change) and status != "EXPIRED",
     }
 
 
@@ -281,13 +347,49 @@ class KeyRow:
     last_used_at: Any
     disabled: bool
     disabled_at: Any = None
+    in_use: bool = False  # the API key the miner used last, lately: the one it runs with
+    subscribers: int = 0  # workers on the team by this subscription key
+
+
+# An API key used this recently is taken to be the one the running miner uses (the key's
+# use is recorded at most once a minute; a miner calls whenever a validator sends a task).
+IN_USE_WITHIN = timedelta(hours=24)
 
 
 def _keys(db: Session, miner: Miner, kind: str) -> list[KeyRow]:
-    """The miner's keys of one kind, active ones first (oldest first within each)."""
+    """The miner's keys of one kind, active ones first (oldest first within each); the API
+    key the miner used last (within a day) is marked as the one it runs with."""
+    listed = key_service.list_keys(db, miner, kind)
+    subscribers: dict[int, int] = {}
+    if kind == KEY_KIND_SUBSCRIPTION and listed:
+        subscribers = dict(
+            db.execute(
+                select(Subscription.key_id, func.count())
+                .where(Subscription.miner_id == miner.id, Subscription.key_id.is_not(None))
+                .group_by(Subscription.key_id)
+            ).all()
+        )
+    recent = [
+        k
+        for k in listed
+        if kind == KEY_KIND_API
+        and k.disabled_at is None
+        and k.last_used_at is not None
+        and naive_utcnow() - k.last_used_at <= IN_USE_WITHIN
+    ]
+    in_use = max(recent, key=lambda k: k.last_used_at).id if recent else None
     rows = [
-        KeyRow(k.id, k.prefix, k.created_at, k.last_used_at, k.disabled_at is not None, k.disabled_at)
-        for k in key_service.list_keys(db, miner, kind)
+        KeyRow(
+            k.id,
+            k.prefix,
+            k.created_at,
+            k.last_used_at,
+            k.disabled_at is not None,
+            k.disabled_at,
+            in_use=k.id == in_use,
+            subscribers=subscribers.get(k.id, 0),
+        )
+        for k in listed
     ]
     return sorted(rows, key=lambda k: k.disabled)
 
@@ -309,6 +411,9 @@ class MinerTaskRow:
     models: dict[str, str]  # cid -> model name
     answers: list[dashboard.DashboardAnswer]
     flags: list[dashboard.DashboardFlag]
+    numbers: dict[str, int]  # cid -> the response number the workers saw (1 first)
+    prompt_start: str = ""
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -320,8 +425,27 @@ class MinerTotals:
     agreement: float | None
 
 
-def miner_dashboard(db: Session, miner: Miner) -> dict[str, Any]:
-    board = dashboard.miner_dashboard(db, miner)
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def miner_dashboard(
+    db: Session,
+    miner: Miner,
+    status: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """A page of the miner's tasks (filters from the page's form; a value the form could
+    not have sent is no filter), its totals, keys and team link."""
+    filters = dashboard.TaskFilter(
+        state=status if status in dashboard.STATES else None, since=_day(since), until=_day(until)
+    )
+    board = dashboard.miner_dashboard(db, miner, cursor=cursor, filters=filters)
     rows = [
         MinerTaskRow(
             id=t.id,
@@ -336,20 +460,43 @@ def miner_dashboard(db: Session, miner: Miner) -> dict[str, Any]:
             models={c["cid"]: c["model"] for c in t.completions},
             answers=t.answers,
             flags=t.flags,
+            numbers={c["cid"]: i + 1 for i, c in enumerate(t.completions)},
+            prompt_start=t.prompt_start,
+            score=t.score,
         )
         for t in board.tasks
     ]
     measured = [t.agreement for t in rows if t.agreement is not None]
     totals = MinerTotals(
         tasks=board.total_tasks,
-        open=sum(1 for t in rows if t.status == "open"),
+        open=board.open_tasks,
         results=board.total_results,
         workers=board.workers,
         agreement=sum(measured) / len(measured) if measured else None,
     )
+    chosen = {
+        "status": filters.state or "",
+        "since": filters.since.isoformat() if filters.since else "",
+        "until": filters.until.isoformat() if filters.until else "",
+    }
     return {
         "tasks": rows,
         "totals": totals,
+        "filters": chosen,
+        "filtered": any(chosen.values()),
+        "matching": board.matching,
+        "next_cursor": board.next_cursor,
+        "first_page": not cursor,
         "api_keys": _keys(db, miner, KEY_KIND_API),
         "subscription_keys": _keys(db, miner, KEY_KIND_SUBSCRIPTION),
+    }
+
+
+def team_page(db: Session, miner: Miner) -> dict[str, Any]:
+    """The miner's team: its workers and their figures, its invites, its message."""
+    view = team.team_view(db, miner)
+    return {
+        "team": view,
+        "members": [m for m in view.members if m.member],
+        "former": [m for m in view.members if not m.member],
     }

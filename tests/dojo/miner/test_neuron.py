@@ -505,6 +505,42 @@ async def test_scores_are_stored_and_shown_by_dojo_miner_status(net, account, tm
     assert code == 0 and validator in out and "0.7500" in out and "tasks received 1" in out
 
 
+async def test_a_score_reaches_the_platform_for_the_workers_who_answered(net, account, tmp_path):
+    request = feedback_request()
+    order = [c.completion_id for c in request.completions]
+
+    def work(task_id: str) -> dict[str, str]:
+        """A worker ranks the task on the platform; returns its credentials."""
+        with httpx.Client(base_url=net.platform.url, timeout=30) as http:
+            worker = sign_in_worker(http)
+            http.post(
+                "/api/v1/worker/subscriptions",
+                json={"name": "team", "key": account.subscription_key},
+                headers=worker.auth,
+            ).raise_for_status()
+            submitted = http.post(
+                f"/api/v1/worker/tasks/{task_id}/result",
+                json={"resultData": [{"type": "ranking", "value": order}]},
+                headers=worker.auth,
+            )
+            assert submitted.status_code == 200, submitted.text
+            return worker.auth
+
+    async with running_miner(net, account, tmp_path / "data") as target:
+        created = await call(net.validator, target, request, FeedbackReply)
+        assert created.ok, created.detail
+        task_id = created.reply.dojo_task_id
+        worker = await asyncio.to_thread(work, task_id)
+        scored = ScoringResult(request_id=request.request_id, hotkey=account.hotkey, score=0.625)
+        ack = await call(net.validator, target, scored, Ack)
+        assert ack.ok, ack.detail
+    # The miner reports the score after its Ack, and stops only once the report is through.
+    async with httpx.AsyncClient(base_url=net.platform.url) as http:
+        history = (await http.get("/api/v1/worker/history", headers=worker)).json()["results"]
+    assert [(h["taskId"], h["validatorScore"]) for h in history] == [(task_id, 0.625)]
+    assert {t["id"]: t["score"] for t in dashboard(net, account)["tasks"]} == {task_id: 0.625}
+
+
 # --- the endpoint's own checks apply to the new routes ----------------------------------------
 
 

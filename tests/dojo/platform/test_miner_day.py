@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from commons.scoring import ScoringParams, score_round
 from dojo.platform.auth import worker_pseudonym
-from dojo.platform.dashboard import agreements, miner_dashboard
+from dojo.platform.dashboard import PAGE_SIZE, agreements, miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.keys import looks_like_api_key
 from dojo.platform.models import Flag, Miner, Result, Task, Worker, naive_utcnow
@@ -266,7 +266,8 @@ def test_the_dashboard_reads_the_first_criterion_in_a_fixed_number_of_queries(pl
     finally:
         database.dispose()
     assert few == many > 0
-    assert len(board.tasks) == 100 and board.total_tasks == 300 and board.total_results == 900
+    assert len(board.tasks) == PAGE_SIZE and board.total_tasks == 300 and board.total_results == 900
+    assert board.next_cursor is not None and few_board.next_cursor is None
     task = board.tasks[0]
     assert task.title == "task 0"  # newest first
     # Scores 9 5 5 → ranks 1 2.5 2.5; 8 6 1 → 1 2 3: kappa 6/7 (see test_agreement_by_hand),

@@ -1,6 +1,7 @@
 /* Dojo worker platform: the JavaScript every page shares (API calls with CSRF, login by
  * wallet or recovery code, a new recovery code, subscription keys, next task, miner keys and
- * invites, copy buttons). No framework, no build step. */
+ * invites, the miner's team, a question before anything that cannot be undone, copy
+ * buttons). No framework, no build step. */
 "use strict";
 
 const Dojo = (() => {
@@ -55,6 +56,41 @@ const Dojo = (() => {
     if (!el) return;
     el.textContent = err instanceof Error ? err.message : String(err);
     el.hidden = false;
+  }
+
+  /* Ask before an action that cannot be undone: a modal dialog (Esc or Cancel: no), the
+   * focus on Cancel, then back where it was. Resolves true only for the confirm button. */
+  function confirmAction({ title, lines, confirm }) {
+    return new Promise((resolve) => {
+      const opener = document.activeElement;
+      const dialog = Object.assign(document.createElement("dialog"), { className: "confirm-dialog" });
+      dialog.setAttribute("aria-labelledby", "confirm-title");
+      dialog.setAttribute("aria-describedby", "confirm-body");
+      const heading = Object.assign(document.createElement("h2"), { id: "confirm-title", textContent: title });
+      const body = Object.assign(document.createElement("div"), { id: "confirm-body" });
+      for (const line of lines) body.appendChild(Object.assign(document.createElement("p"), { textContent: line }));
+      const yes = Object.assign(document.createElement("button"), { type: "button", className: "btn btn-danger", textContent: confirm });
+      const no = Object.assign(document.createElement("button"), { type: "button", className: "btn", textContent: "Cancel" });
+      const actions = Object.assign(document.createElement("div"), { className: "confirm-actions" });
+      actions.append(yes, no);
+      dialog.append(heading, body, actions);
+      document.body.appendChild(dialog);
+      let answered = false;
+      const done = (value) => {
+        if (answered) return;
+        answered = true;
+        if (dialog.open) dialog.close();
+        dialog.remove();
+        if (opener && opener.focus && document.contains(opener)) opener.focus();
+        resolve(value);
+      };
+      yes.addEventListener("click", () => done(true));
+      no.addEventListener("click", () => done(false));
+      dialog.addEventListener("cancel", (event) => { event.preventDefault(); done(false); });
+      dialog.addEventListener("close", () => done(false));
+      dialog.showModal();
+      no.focus();
+    });
   }
 
   function flash(message) {
@@ -203,11 +239,30 @@ const Dojo = (() => {
     document.querySelectorAll("[data-remove-subscription]").forEach((button) => {
       button.addEventListener("click", async () => {
         const id = button.dataset.removeSubscription;
+        const row = button.closest("tr");
+        const byInvite = row.hasAttribute("data-by-invite");
+        const team = button.dataset.team || "this team";
+        const kept = "Your answers so far stay under Your work.";
+        const ok = await confirmAction(byInvite
+          ? {
+            title: `Leave ${team}?`,
+            lines: ["You stop getting this miner's tasks at once.",
+              `This cannot be undone: coming back takes a new invite link from the miner. ${kept}`],
+            confirm: "Leave the team",
+          }
+          : {
+            title: `Remove the key ${team}?`,
+            lines: ["You stop getting this miner's tasks at once.",
+              `To work for them again, add their subscription key again. ${kept}`],
+            confirm: "Remove the key",
+          });
+        if (!ok) return;
         button.disabled = true;
         try {
           await api("DELETE", `/api/v1/worker/subscriptions/${encodeURIComponent(id)}`);
-          const row = button.closest("tr");
-          flash(row.hasAttribute("data-by-invite") ? "You left the team; coming back takes a new invite link." : "Key removed.");
+          flash(byInvite ? "You left the team; coming back takes a new invite link." : "Key removed.");
+          const message = document.querySelector(`[data-message-for="${CSS.escape(id)}"]`);
+          if (message) message.remove();
           row.remove();
         } catch (err) {
           button.disabled = false;
@@ -315,29 +370,138 @@ const Dojo = (() => {
     if (badge) Object.assign(badge, { className: "badge", textContent: "disabled" });
   }
 
+  /* A key just generated, as the list shows an active key (the page needs no reload). */
+  function keyItem(data) {
+    const item = document.createElement("li");
+    Object.assign(item.dataset, { keyId: data.id, prefix: data.prefix, lastUsed: "", subscribers: "0" });
+    const badge = Object.assign(document.createElement("span"), { className: "badge badge-ok", textContent: "active" });
+    const note = Object.assign(document.createElement("span"), { className: "muted small", textContent: "made just now · never used" });
+    const disable = Object.assign(document.createElement("button"), {
+      type: "button", className: "btn btn-small btn-danger", textContent: "Disable",
+    });
+    disable.dataset.disableKey = data.id;
+    disable.setAttribute("aria-label", `Disable key ${data.prefix}`);
+    item.append(Object.assign(document.createElement("code"), { textContent: `${data.prefix}…` }), " ", badge, " ", note, " ", disable);
+    return item;
+  }
+
+  /* What disabling the key in ``item`` does, for the question before it. */
+  function disableWarning(kind, item) {
+    const lastUsed = item.dataset.lastUsed;
+    const lines = [];
+    if (kind === "api-keys") {
+      if (item.hasAttribute("data-in-use")) {
+        lines.push(`Your miner used this key ${lastUsed}: it is most likely the DOJO_API_KEY your running miner uses.`,
+          "Disabling it stops your miner from creating tasks for your workers and from returning their results, until you generate a new key, set DOJO_API_KEY to it and restart the miner.");
+      } else {
+        lines.push(lastUsed ? `Last used ${lastUsed}. Whatever uses it stops working at once.` : "This key was never used.");
+      }
+    } else {
+      const workers = Number(item.dataset.subscribers || 0);
+      lines.push(workers
+        ? `${workers} worker${workers === 1 ? "" : "s"} joined your team with this key and lose${workers === 1 ? "s" : ""} access to your tasks at once.`
+        : "No worker on your team uses this key; no one can join with it afterwards.");
+    }
+    lines.push("A disabled key cannot be turned back on.");
+    return lines;
+  }
+
   function initMinerKeys() {
     document.querySelectorAll("[data-key-kind]").forEach((column) => {
       const kind = column.dataset.keyKind;
+      const label = kind === "api-keys" ? "API key" : "subscription key";
       const out = column.querySelector(".new-key");
+      const list = column.querySelector(".key-list");
       column.querySelector("[data-generate-key]").addEventListener("click", async () => {
         try {
           const data = await api("POST", `/api/v1/miner/${kind}`);
           out.querySelector("[data-new-key]").textContent = data.key;
           out.hidden = false;
+          const none = list.querySelector("[data-none]");
+          if (none) none.remove();
+          // Active keys come first in the list: the new one goes after the last of them.
+          const firstDisabled = list.querySelector("[data-disabled]");
+          list.insertBefore(keyItem(data), firstDisabled);
         } catch (err) {
           flash(err.message);
         }
       });
-      column.querySelectorAll("[data-disable-key]").forEach((button) => {
-        button.addEventListener("click", async () => {
-          try {
-            await api("DELETE", `/api/v1/miner/${kind}/${encodeURIComponent(button.dataset.disableKey)}`);
-            markKeyDisabled(button.closest("li"));
-            button.remove();
-          } catch (err) {
-            flash(err.message);
-          }
+      column.addEventListener("click", async (event) => {
+        const button = event.target.closest("[data-disable-key]");
+        if (!button) return;
+        const item = button.closest("li");
+        const ok = await confirmAction({
+          title: `Disable the ${label} ${item.dataset.prefix}…?`,
+          lines: disableWarning(kind, item),
+          confirm: "Disable the key",
         });
+        if (!ok) return;
+        try {
+          await api("DELETE", `/api/v1/miner/${kind}/${encodeURIComponent(button.dataset.disableKey)}`);
+          markKeyDisabled(item);
+          for (const mark of item.querySelectorAll(".badge-open")) mark.remove();
+          button.remove();
+        } catch (err) {
+          flash(err.message);
+        }
+      });
+    });
+  }
+
+  /* The miner's team page: the message workers see, removing a worker, revoking an invite. */
+  function initTeam() {
+    const form = document.getElementById("team-message-form");
+    if (form) {
+      const error = document.getElementById("team-message-error");
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        error.hidden = true;
+        try {
+          const data = await api("PUT", "/api/v1/miner/team-message", { message: form.elements.message.value });
+          flash(data.message ? "Message saved: your workers see it now." : "Message removed.");
+        } catch (err) {
+          showError(error, err);
+        }
+      });
+    }
+    document.querySelectorAll("[data-remove-worker]").forEach((button) => {
+      button.addEventListener("click", async () => {
+        const worker = button.dataset.removeWorker;
+        const ok = await confirmAction({
+          title: `Remove worker ${worker} from your team?`,
+          lines: ["Their access to your tasks ends at once, and the places they hold go back to the queue. Their answers so far stay.",
+            "Someone who joined with a subscription key can come back with it until you disable that key; an invited worker needs a new invite."],
+          confirm: "Remove the worker",
+        });
+        if (!ok) return;
+        try {
+          await api("DELETE", `/api/v1/miner/team/${encodeURIComponent(worker)}`);
+          button.closest("tr").remove();
+          flash(`Worker ${worker} is off your team.`);
+        } catch (err) {
+          flash(err.message);
+        }
+      });
+    });
+    document.querySelectorAll("[data-revoke-invite]").forEach((button) => {
+      button.addEventListener("click", async () => {
+        const ok = await confirmAction({
+          title: "Revoke this invite link?",
+          lines: ["The link stops working at once: whoever has it can no longer join your team with it."],
+          confirm: "Revoke the link",
+        });
+        if (!ok) return;
+        try {
+          await api("DELETE", `/api/v1/miner/invites/${encodeURIComponent(button.dataset.revokeInvite)}`);
+          const row = button.closest("tr");
+          row.dataset.state = "revoked";
+          row.querySelector("[data-invite-state]").textContent = "revoked";
+          row.querySelector("[data-invite-state]").className = "badge";
+          button.remove();
+          flash("Invite link revoked.");
+        } catch (err) {
+          flash(err.message);
+        }
       });
     });
   }
@@ -389,9 +553,10 @@ const Dojo = (() => {
     initMinerLogin();
     initMinerKeys();
     initMinerInvite();
+    initTeam();
     initCopyButtons();
     if (new URLSearchParams(window.location.search).has("added")) flash("Key added. Its miner's tasks now appear under Tasks.");
   });
 
-  return { api, csrfToken, flash, showError, openNextTask, ApiError, copyText };
+  return { api, csrfToken, flash, showError, openNextTask, ApiError, copyText, confirmAction };
 })();

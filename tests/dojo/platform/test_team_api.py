@@ -1,0 +1,245 @@
+"""A miner's team and a worker's feedback over the API: the validator's score a miner
+reports for a task, each worker's agreement with the others, the team page's figures,
+removing a worker and revoking an invite, the team's message, and the dashboard a page at
+a time with filters."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from dojo.platform import auth
+from dojo.platform.auth import worker_pseudonym
+from dojo.platform.db import Database
+from tests.dojo.platform._support import (
+    MinerClient,
+    WorkerClient,
+    create_tasks,
+    miner_with_keys,
+    ranking,
+    sql,
+    subscribed_worker,
+)
+
+NEXT = "/api/v1/worker/tasks/next"
+
+
+def _answer(
+    client: httpx.Client, worker: WorkerClient, task_id: str, order: list[str], lead_time: float
+) -> None:
+    response = client.post(
+        f"/api/v1/worker/tasks/{task_id}/result",
+        json={"resultData": ranking(order), "leadTime": lead_time},
+        headers=worker.auth,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _score(client: httpx.Client, miner: MinerClient, task_id: str, score: float) -> httpx.Response:
+    return client.put(f"/api/v1/tasks/{task_id}/score", json={"score": score}, headers=miner.key)
+
+
+def _team(client: httpx.Client, miner: MinerClient) -> dict:
+    response = client.get("/api/v1/miner/team", headers=miner.session)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _invite(platform, miner: MinerClient) -> str:
+    """A new invite link's path (the platform's public URL is not this test server's)."""
+    database = Database(platform.database_url, pool_size=1)
+    try:
+        with database.session() as db:
+            return urlsplit(auth.create_invite(db, platform.settings, miner.hotkey)).path
+    finally:
+        database.dispose()
+
+
+def _pseudonym(platform, worker: WorkerClient, miner: MinerClient) -> str:
+    return worker_pseudonym(worker.worker_id, miner.hotkey)
+
+
+def test_scores_and_agreement_reach_the_workers_and_the_team_page(client, platform, miner, register_hotkey):
+    first, second = create_tasks(client, miner, tasks=2)
+    a, b, c = (subscribed_worker(client, miner) for _ in range(3))
+    # On the first task a and b give the same order, c swaps the last two: against the
+    # others' consensus (ranks 1, 2.5, 2.5) a and b agree 6/7 (worked by hand: 2 cov / (var a
+    # + var consensus) = 1 / (2/3 + 1/2)); against a and b (1 2 3), c agrees 0.5.
+    _answer(client, a, first, ["c0", "c1", "c2"], 30)
+    _answer(client, b, first, ["c0", "c1", "c2"], 50)
+    _answer(client, c, first, ["c0", "c2", "c1"], 70)
+    _answer(client, a, second, ["c2", "c1", "c0"], 10)  # alone on the second task: no agreement
+
+    # The miner reports the validator's score (from a ScoringResult); a repeat replaces it.
+    assert _score(client, miner, first, 0.5).status_code == 200
+    reported = _score(client, miner, first, 0.8)
+    assert reported.status_code == 200, reported.text
+    assert reported.json()["taskId"] == first and reported.json()["score"] == 0.8
+    # Only a score in 0..1, and only for the miner's own tasks, with its API key.
+    assert _score(client, miner, first, 1.5).status_code == 422
+    other = miner_with_keys(client, register_hotkey())
+    assert _score(client, other, first, 0.1).status_code == 404
+    assert (
+        client.put(f"/api/v1/tasks/{first}/score", json={"score": 0.1}, headers=miner.session).status_code
+        == 401
+    )
+
+    history = client.get("/api/v1/worker/history", headers=a.auth).json()["results"]
+    mine = {item["taskId"]: item for item in history}
+    assert mine[first]["agreement"] == pytest.approx(6 / 7) and mine[first]["validatorScore"] == 0.8
+    assert mine[second]["agreement"] is None and mine[second]["validatorScore"] is None
+    theirs = client.get("/api/v1/worker/history", headers=c.auth).json()["results"]
+    assert theirs[0]["agreement"] == pytest.approx(0.5)
+
+    board = client.get("/api/v1/miner/dashboard", headers=miner.session).json()
+    assert {t["id"]: t["score"] for t in board["tasks"]} == {first: 0.8, second: None}
+
+    team = _team(client, miner)
+    members = {m["workerId"]: m for m in team["members"]}
+    assert set(members) == {_pseudonym(platform, w, miner) for w in (a, b, c)}
+    ma = members[_pseudonym(platform, a, miner)]
+    assert (ma["done"], ma["skipped"], ma["member"], ma["byInvite"]) == (2, 0, True, False)
+    assert ma["medianTime"] == 20  # 10 s and 30 s
+    assert ma["agreement"] == pytest.approx(6 / 7) and ma["agreementTasks"] == 1
+    assert ma["latestScore"] == 0.8 and ma["latestScoreAt"]
+    mc = members[_pseudonym(platform, c, miner)]
+    assert mc["agreement"] == pytest.approx(0.5) and mc["medianTime"] == 70
+    # The busiest first; the pseudonym is the one in the miner's task results.
+    assert team["members"][0]["workerId"] == ma["workerId"]
+    results = client.get(f"/api/v1/tasks/task-result/{second}", headers=miner.key).json()
+    assert results["body"]["taskResults"][0]["workerId"] == ma["workerId"]
+
+
+def test_a_removed_worker_loses_access_and_its_holds_at_once(client, platform, miner):
+    (task_id,) = create_tasks(client, miner, max_results=1)
+    worker, other = subscribed_worker(client, miner), subscribed_worker(client, miner)
+    held = client.post(NEXT, headers=worker.auth)
+    assert held.json()["id"] == task_id
+    assert client.post(NEXT, headers=other.auth).status_code == 204  # its only place is held
+    (skipped,) = create_tasks(client, miner)
+    assert client.post(f"/api/v1/worker/tasks/{skipped}/skip", headers=other.auth).status_code == 200
+    skips = {m["workerId"]: m["skipped"] for m in _team(client, miner)["members"]}
+    assert skips == {_pseudonym(platform, worker, miner): 0, _pseudonym(platform, other, miner): 1}
+
+    gone = client.delete(f"/api/v1/miner/team/{_pseudonym(platform, worker, miner)}", headers=miner.session)
+    assert gone.status_code == 204, gone.text
+    assert client.get("/api/v1/worker/subscriptions", headers=worker.auth).json()["subscriptions"] == []
+    assert client.post(NEXT, headers=worker.auth).status_code == 204
+    assert client.get(f"/api/v1/worker/tasks/{task_id}", headers=worker.auth).status_code == 404
+    # Its hold is let go: the place is the other worker's to take.
+    assert client.post(NEXT, headers=other.auth).json()["id"] == task_id
+    assert [m["workerId"] for m in _team(client, miner)["members"]] == [_pseudonym(platform, other, miner)]
+    # Twice, or someone never on the team: 404; the path is bounded.
+    again = client.delete(f"/api/v1/miner/team/{_pseudonym(platform, worker, miner)}", headers=miner.session)
+    assert again.status_code == 404
+    assert client.delete(f"/api/v1/miner/team/{'x' * 65}", headers=miner.session).status_code == 422
+
+
+def test_an_unused_invite_can_be_revoked_and_a_used_one_shows_who_used_it(client, platform, miner):
+    used_link, spare_link = _invite(platform, miner), _invite(platform, miner)
+    with httpx.Client(base_url=platform.url) as browser:
+        page = browser.get(used_link)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        assert browser.post(used_link, data={"csrf_token": token}).status_code == 303
+        joined = browser.get("/api/v1/worker/me").json()["workerId"]
+    invites = {i["state"]: i for i in _team(client, miner)["invites"]}
+    assert set(invites) == {"used", "unused"}
+    assert invites["used"]["usedAt"] and invites["used"]["workerId"] == worker_pseudonym(joined, miner.hotkey)
+    member = _team(client, miner)["members"][0]
+    assert member["byInvite"] and member["workerId"] == invites["used"]["workerId"]
+
+    used = client.delete(f"/api/v1/miner/invites/{invites['used']['id']}", headers=miner.session)
+    assert used.status_code == 409 and "remove them" in used.json()["detail"]
+    revoked = client.delete(f"/api/v1/miner/invites/{invites['unused']['id']}", headers=miner.session)
+    assert revoked.status_code == 200 and revoked.json() == {"id": invites["unused"]["id"], "revoked": True}
+    assert {i["state"] for i in _team(client, miner)["invites"]} == {"used", "revoked"}
+    with httpx.Client(base_url=platform.url) as stranger:
+        page = stranger.get(spare_link)
+        assert page.status_code == 410 and "took this invite link back" in page.text
+    # Another miner's invite is not there to revoke.
+    other = client.delete("/api/v1/miner/invites/999999", headers=miner.session)
+    assert other.status_code == 404
+
+
+def test_the_team_message_reaches_the_workers_and_the_invite_page(client, platform, miner):
+    worker = subscribed_worker(client, miner, name="Alpha team")
+    message = "We pay 0.1 TAO per ranked task, every Monday.\nQuestions: @alpha on Discord."
+    saved = client.put("/api/v1/miner/team-message", json={"message": f"  {message} "}, headers=miner.session)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["message"] == message and saved.json()["updatedAt"]
+    too_long = client.put("/api/v1/miner/team-message", json={"message": "x" * 1001}, headers=miner.session)
+    assert too_long.status_code == 422
+    assert _team(client, miner)["message"] == message
+
+    with httpx.Client(base_url=platform.url, cookies={"dojo_worker_session": worker.token}) as browser:
+        for page in ("/tasks", "/keys"):
+            html = browser.get(page).text
+            assert "We pay 0.1 TAO per ranked task, every Monday." in html, page
+    link = _invite(platform, miner)
+    with httpx.Client(base_url=platform.url) as stranger:
+        assert "Questions: @alpha on Discord." in stranger.get(link).text
+
+    cleared = client.put("/api/v1/miner/team-message", json={"message": "  "}, headers=miner.session)
+    assert cleared.json() == {"message": None, "updatedAt": None}
+    with httpx.Client(base_url=platform.url) as stranger:
+        assert "has not said how they pay" in stranger.get(link).text
+
+
+def test_the_dashboard_pages_by_cursor_and_filters(client, platform, miner):
+    ids = []
+    for _ in range(3):
+        ids += create_tasks(client, miner, tasks=10)
+    # Creation times a second apart (the last created newest), the first two on an earlier day.
+    for n, task_id in enumerate(ids):
+        day = "2026-11-18" if n < 2 else "2026-11-20"
+        sql(
+            platform.database_url,
+            "UPDATE tasks SET created_at = :at WHERE id = :id",
+            at=f"{day} 10:{n // 60:02d}:{n % 60:02d}.000000",  # as SQLAlchemy writes times
+            id=task_id,
+        )
+    newest_first = ids[::-1]
+
+    def page(**params: object) -> dict:
+        response = client.get("/api/v1/miner/dashboard", params=params, headers=miner.session)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    seen, cursor = [], None
+    while True:
+        board = page(limit=7, **({"cursor": cursor} if cursor else {}))
+        assert len(board["tasks"]) <= 7 and board["matching"] == 30 and board["totalTasks"] == 30
+        seen += [t["id"] for t in board["tasks"]]
+        cursor = board["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first  # every task once, newest first
+    # A task created meanwhile does not shift the next page.
+    first = page(limit=7)
+    create_tasks(client, miner)
+    assert [t["id"] for t in page(limit=7, cursor=first["nextCursor"])["tasks"]] == newest_first[7:14]
+
+    # Filters: the state, and the UTC days a task was created on (both included).
+    (full,) = ids[5:6]
+    sql(platform.database_url, "UPDATE tasks SET num_results = max_results WHERE id = :id", id=full)
+    sql(platform.database_url, "UPDATE tasks SET expire_at = '2026-01-01 00:00:00' WHERE id = :id", id=ids[6])
+    assert [t["id"] for t in page(status="complete")["tasks"]] == [full]
+    assert [t["id"] for t in page(status="expired")["tasks"]] == [ids[6]]
+    assert page(status="open")["matching"] == 31 - 2
+    earlier = page(since="2026-11-18", until="2026-11-19")
+    assert [t["id"] for t in earlier["tasks"]] == [ids[1], ids[0]] and earlier["matching"] == 2
+    assert page(since="2026-11-20", until="2026-11-20")["matching"] == 28
+
+    # Bounded, and refused with a reason when wrong.
+    for bad in (
+        {"limit": 101},
+        {"limit": 0},
+        {"status": "done"},
+        {"since": "yesterday"},
+        {"cursor": "not-ours"},
+    ):
+        response = client.get("/api/v1/miner/dashboard", params=bad, headers=miner.session)
+        assert response.status_code == 422, bad
