@@ -62,7 +62,7 @@ ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 ERROR_DESCRIPTIONS = {
     400: "unreadable body: not JSON (or the form), nested too deeply, a non-finite number",
     401: "missing, unknown or expired credentials",
-    403: "not allowed: a cookie session without the CSRF header, an unregistered hotkey",
+    403: "not allowed: a cookie session without the CSRF token or from another site, an unregistered hotkey",
     404: "absent, or not yours",
     409: "conflict with the current state",
     410: "gone: expired",

@@ -318,7 +318,7 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         shown = completions
     feedback = team.answer_feedback(db, worker, [task.id]).get(task.id)
     status = subscription_service.task_status(task)
-    can_change = db.scalar(
+    on_team = db.scalar(
         select(func.count())
         .select_from(Subscription)
         .where(Subscription.worker_id == worker.id, Subscription.miner_id == task.miner_id)
@@ -335,7 +335,9 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         "order": _labels_best_first(ranking, tuple(c.cid for c in completions)),
         "agreement": feedback.agreement if feedback else None,
         "score": feedback.score if feedback else None,
-        "can_change": bool(can_change) and status != "EXPIRED",
+        # Before the deadline a worker on the team may resubmit (the task page replaces the answer).
+        "can_change": bool(on_team) and task.expire_at > naive_utcnow(),
+        "on_team": bool(on_team),
     }
 
 

@@ -1,6 +1,6 @@
 """The miner's page in a real browser: an invite link made with a button and copied with
 another, a new key shown once with its copy button, and a task row that opens to each
-worker's ranking and the completions they flagged.
+worker's ranking (by the response numbers the workers saw) and the completions they flagged.
 
 The platform, the miners and the browser are those of ``test_browser``; workers act through
 the pages, as people do.
@@ -115,10 +115,13 @@ def test_a_task_row_opens_to_each_ranking_and_the_flags(browser, platform, miner
         expect(summary).to_have_text("1 answer · 1 flag")
         assert not answers.locator("table.answers").is_visible()  # closed until opened
         summary.click()
-        order = answers.locator("ol.answer-order li code")
-        expect(order).to_have_text(["g2", "g1"])
+        # The ranking by the response numbers the worker saw (2 first), not by completion ids.
+        order = answers.locator("ol.answer-order li [data-response]")
+        expect(order).to_have_text(["Response 2", "Response 1"])
         expect(answers.locator("ol.answer-order")).to_contain_text("warm-model")
+        assert "g2" not in answers.locator("ol.answer-order").inner_text()
         flag = answers.locator('li[data-flag-cid="g1"]')
+        expect(flag).to_contain_text("Response 1")
         expect(flag).to_contain_text("Too short to judge")
         lead_time = answers.locator("[data-lead-time]").get_attribute("data-lead-time")
         assert lead_time and float(lead_time) > 0

@@ -182,6 +182,10 @@ def test_the_team_message_reaches_the_workers_and_the_invite_page(client, platfo
     with httpx.Client(base_url=platform.url) as stranger:
         assert "Questions: @alpha on Discord." in stranger.get(link).text
 
+    # The log-in page's promise points to these terms rather than making one of its own.
+    login = client.get("/login").text
+    assert "miners pay people" in login and "each miner says it on their invite page" in login
+
     cleared = client.put("/api/v1/miner/team-message", json={"message": "  "}, headers=miner.session)
     assert cleared.json() == {"message": None, "updatedAt": None}
     with httpx.Client(base_url=platform.url) as stranger:
