@@ -29,6 +29,16 @@ done_total
 time_total
 time_median
 _.edited
+numbers  # a dashboard row's response numbers
+scored_tasks  # Your work's summary
+
+# The team (GET /api/v1/miner/team and /miner/team).
+joined_at
+last_answer_at
+median_time
+agreement_tasks
+latest_score_at
+message_at
 
 # Fields of the API's responses, the database's columns, the counters a run reports.
 has_recovery_code  # GET /api/v1/worker/me
