@@ -14,13 +14,15 @@ and stored as its SHA-256:
   never by prefix.
 
 Lists show the first :data:`DISPLAY_LENGTH` characters (the prefix column holds 16),
-creation and last use, and whether the key is disabled. Disabling takes effect at once:
+creation and last use, whether the key is disabled, and which API key the running miner
+uses (:func:`key_in_use`: the one it used last). Disabling takes effect at once:
 every lookup checks ``disabled_at``, nothing is cached.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -39,6 +41,9 @@ DISPLAY_LENGTH = 16
 MAX_ACTIVE_KEYS = 50
 # last_used_at is written at most this often per key, so a busy key does not write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# An API key used this recently is taken for the one the running miner uses: a miner calls
+# the platform whenever a validator sends it a task, collects results or reports a score.
+IN_USE_WITHIN = timedelta(hours=24)
 
 
 def display_prefix(key: str) -> str:
@@ -73,6 +78,21 @@ def list_keys(db: Session, miner: Miner, kind: str) -> list[ApiKey]:
     return list(
         db.scalars(select(ApiKey).where(ApiKey.miner_id == miner.id, ApiKey.kind == kind).order_by(ApiKey.id))
     )
+
+
+def key_in_use(keys: Sequence[ApiKey], now: datetime | None = None) -> int | None:
+    """The id of the API key the running miner most likely uses: the active one it used
+    last, if within :data:`IN_USE_WITHIN`; else None."""
+    now = now or naive_utcnow()
+    recent = [
+        k
+        for k in keys
+        if k.kind == KEY_KIND_API
+        and k.disabled_at is None
+        and k.last_used_at is not None
+        and now - k.last_used_at <= IN_USE_WITHIN
+    ]
+    return max(recent, key=lambda k: (k.last_used_at, k.id)).id if recent else None
 
 
 def disable_key(db: Session, miner: Miner, kind: str, key_id: int) -> ApiKey:

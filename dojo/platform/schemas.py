@@ -122,6 +122,9 @@ class KeyOut(Camel):
     created_at: str
     last_used_at: str | None
     disabled: bool
+    in_use: bool = Field(
+        False, description="the API key the running miner most likely uses: the active one used last, within a day"
+    )
 
 
 class KeyListOut(Camel):

@@ -180,13 +180,14 @@ def team_message(
         return TeamMessageOut(message=row.team_message, updated_at=iso(row.team_message_at))
 
 
-def _key_out(row: ApiKey) -> KeyOut:
+def _key_out(row: ApiKey, in_use: int | None = None) -> KeyOut:
     return KeyOut(
         id=row.id,
         prefix=row.prefix,
         created_at=iso(row.created_at),
         last_used_at=iso(row.last_used_at),
         disabled=row.disabled_at is not None,
+        in_use=row.id == in_use,
     )
 
 
@@ -206,7 +207,9 @@ def _key_routes(path: str, kind: str) -> None:
         miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
     ) -> KeyListOut:
         with database.read_session() as db:
-            return KeyListOut(keys=[_key_out(row) for row in keys.list_keys(db, miner, kind)])
+            rows = keys.list_keys(db, miner, kind)
+            in_use = keys.key_in_use(rows)
+            return KeyListOut(keys=[_key_out(row, in_use) for row in rows])
 
     @router.delete(path + "/{key_id}", response_model=KeyDisabledOut, name=f"disable {label}")
     def disable(

@@ -7,7 +7,7 @@ context. Nothing here writes: changes go through the JSON API.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dojo.platform import dashboard, queue, team
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
+from dojo.platform.agreement import MULTI_SCORE, RANKING, answer_values
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import NotFound
 from dojo.platform.models import (
@@ -307,9 +308,9 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         raise NotFound("you have not answered this task; your answers are under Your work")
     result, task = row
     completions = [completion_view(i, str(c["cid"]), c["completion"]) for i, c in enumerate(task.completions)]
-    values = {item["type"]: item["value"] for item in result.result_data if isinstance(item.get("value"), dict)}
-    ranking = values.get("ranking")
-    scores = values.get("multi-score") or {}
+    values = answer_values(result.result_data)
+    ranking = values.get(RANKING)
+    scores = values.get(MULTI_SCORE) or {}
     if ranking and set(ranking) == {c.cid for c in completions}:
         shown = sorted(completions, key=lambda c: ranking[c.cid])
     elif scores:
@@ -353,11 +354,6 @@ class KeyRow:
     subscribers: int = 0  # workers on the team by this subscription key
 
 
-# An API key used this recently is taken to be the one the running miner uses (the key's
-# use is recorded at most once a minute; a miner calls whenever a validator sends a task).
-IN_USE_WITHIN = timedelta(hours=24)
-
-
 def _keys(db: Session, miner: Miner, kind: str) -> list[KeyRow]:
     """The miner's keys of one kind, active ones first (oldest first within each); the API
     key the miner used last (within a day) is marked as the one it runs with."""
@@ -371,15 +367,7 @@ def _keys(db: Session, miner: Miner, kind: str) -> list[KeyRow]:
                 .group_by(Subscription.key_id)
             ).all()
         )
-    recent = [
-        k
-        for k in listed
-        if kind == KEY_KIND_API
-        and k.disabled_at is None
-        and k.last_used_at is not None
-        and naive_utcnow() - k.last_used_at <= IN_USE_WITHIN
-    ]
-    in_use = max(recent, key=lambda k: k.last_used_at).id if recent else None
+    in_use = key_service.key_in_use(listed)
     rows = [
         KeyRow(
             k.id,

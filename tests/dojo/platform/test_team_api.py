@@ -247,3 +247,19 @@ def test_the_dashboard_pages_by_cursor_and_filters(client, platform, miner):
     ):
         response = client.get("/api/v1/miner/dashboard", params=bad, headers=miner.session)
         assert response.status_code == 422, bad
+
+
+def test_the_key_the_running_miner_uses_is_the_api_key_it_used_last(client, platform, miner):
+    def listed(kind: str) -> dict[str, dict]:
+        return {k["prefix"]: k for k in client.get(f"/api/v1/miner/{kind}", headers=miner.session).json()["keys"]}
+
+    spare = client.post("/api/v1/miner/api-keys", headers=miner.session).json()
+    assert not any(k["inUse"] for k in listed("api-keys").values())  # neither was used yet
+    create_tasks(client, miner)  # the miner at work, with its DOJO_API_KEY
+    keys = listed("api-keys")
+    assert keys[miner.api_key[:16]]["inUse"] and keys[miner.api_key[:16]]["lastUsedAt"]
+    assert not keys[spare["prefix"]]["inUse"]
+    assert not any(k["inUse"] for k in listed("subscription-keys").values())
+    # A use a day ago or more is no sign of a running miner.
+    sql(platform.database_url, "UPDATE api_keys SET last_used_at = '2026-01-01 00:00:00.000000'")
+    assert not any(k["inUse"] for k in listed("api-keys").values())
