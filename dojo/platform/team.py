@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -63,34 +64,34 @@ class TaskFeedback:
 
 def task_feedback(db: Session, task_ids: Iterable[str]) -> dict[str, TaskFeedback]:
     """For each task, its score and its workers' agreement with one another: one query
-    for the answers, one numpy call for every task."""
+    for the answers, one numpy call for every task.
+
+    The task's completions are not read (they may be large): a complete answer names every
+    one of them, so the widest answer of a task gives its completion ids, in an order all
+    its answers share; a partial answer counts for nothing, as for the validator."""
     ids = list(dict.fromkeys(task_ids))
     if not ids:
         return {}
     tasks = {
-        task_id: (kind, score, scored_at)
-        for task_id, kind, score, scored_at in (
-            (t, criterion(c), s, at)
-            for t, c, s, at in db.execute(
-                select(Task.id, Task.criteria, Task.score, Task.scored_at).where(Task.id.in_(ids))
-            )
+        task_id: (criterion(criteria), score, scored_at)
+        for task_id, criteria, score, scored_at in db.execute(
+            select(Task.id, Task.criteria, Task.score, Task.scored_at).where(Task.id.in_(ids))
         )
     }
-    rows: dict[str, list[tuple[int, list[float]]]] = defaultdict(list)
-    cids_of: dict[str, list[str]] = {}
+    given: dict[str, list[tuple[int, dict[str, dict[str, Any]]]]] = defaultdict(list)
     for task_id, worker_id, data in db.execute(
         select(Result.task_id, Result.worker_id, Result.result_data)
         .where(Result.task_id.in_(ids))
         .order_by(Result.task_id, Result.id)
     ):
-        kind = tasks[task_id][0]
-        values = answer_values(data)
-        # Every complete answer names the same completions; their order only has to agree.
-        cids = cids_of.setdefault(task_id, sorted(values.get(kind, {})))
-        row = answer_row(kind, values, cids) if cids else None
-        if row is not None and len(values[kind]) == len(cids):
-            rows[task_id].append((worker_id, row))
+        given[task_id].append((worker_id, answer_values(data)))
     order = [t for t in ids if t in tasks]
+    rows: dict[str, list[tuple[int, list[float]]]] = {}
+    for task_id in order:
+        kind = tasks[task_id][0]
+        cids = sorted(max((values.get(kind, {}) for _, values in given[task_id]), key=len, default={}))
+        complete = ((w, answer_row(kind, values, cids)) for w, values in given[task_id])
+        rows[task_id] = [(w, row) for w, row in complete if row is not None and cids]
     kappas = agreement_with_others([[row for _, row in rows[t]] for t in order])
     feedback = {}
     for task_id, per_answer in zip(order, kappas, strict=True):

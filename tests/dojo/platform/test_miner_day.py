@@ -284,3 +284,30 @@ def test_the_dashboard_reads_the_first_criterion_in_a_fixed_number_of_queries(pl
     )
     assert flag.worker == worker_pseudonym(public_id, "many")
     assert [t.agreement for t in few_board.tasks] == [pytest.approx(6 / 7)] * 3
+
+
+def test_each_workers_agreement_leaves_a_partial_answer_out_wherever_it_is_stored(platform):
+    """The agreement of a worker with the others (team page, Your work) reads no completions:
+    a partial answer stored first must not stand for the task's completions."""
+    from sqlalchemy import select
+
+    from dojo.platform.models import Task
+    from dojo.platform.team import task_feedback
+
+    scores = [{"type": "multi-score", "min": 0, "max": 10}]
+    answers = [
+        [{"type": "multi-score", "value": {"c0": 8, "c1": 6}}],  # partial, and first
+        [{"type": "multi-score", "value": {"c0": 9, "c1": 5, "c2": 5}}],
+        [{"type": "multi-score", "value": {"c0": 8, "c1": 6, "c2": 1}}],
+    ]
+    database = Database(platform.database_url, pool_size=1)
+    try:
+        _seed(database, "partial-first", 1, scores, answers)
+        with database.read_session() as db:
+            (task_id,) = db.scalars(select(Task.id).join(Miner).where(Miner.hotkey == "partial-first")).all()
+            feedback = task_feedback(db, [task_id])[task_id]
+    finally:
+        database.dispose()
+    # Two complete answers: each against the other alone, the task's kappa 6/7 (as above).
+    assert sorted(feedback.agreement.values()) == [pytest.approx(6 / 7)] * 2
+    assert feedback.score is None
