@@ -20,7 +20,7 @@ import pytest
 
 from tests.dojo.platform import test_browser as shared
 from tests.dojo.platform._support import ranking, sign_in_worker, sql, task_body
-from tests.dojo.platform.test_browser import DESKTOP, DOCS, RANKING, MinerOnPlatform, Platform
+from tests.dojo.platform.test_browser import DESKTOP, DOCS, PHONE, RANKING, MinerOnPlatform, Platform
 from tests.dojo.platform.test_browser_miner_page import _miner_context
 
 pytestmark = pytest.mark.browser
@@ -247,6 +247,11 @@ def test_your_work_names_tasks_compares_answers_and_opens_them_read_only(browser
         assert row.get_by_role("link", name="change your answer").count() == 0
         row.get_by_role("link", name=re.compile("Write a haiku")).click()
         page.wait_for_url(f"{platform.url}/history/{haiku}")
+        # On a phone both pages fit the width.
+        page.set_viewport_size(PHONE)
+        for path in ("/history", f"/history/{haiku}"):
+            page.goto(platform.url + path)
+            shared._no_horizontal_overflow(page)
         # An answer of someone else's, or none: not found.
         assert page.goto(f"{platform.url}/history/no-such-task").status == 404
     finally:
@@ -317,6 +322,12 @@ def test_the_team_page_shows_each_worker_and_manages_invites_members_and_the_mes
         )
         page.reload()
         _screenshot(page, "team-page.png", tmp_path)
+        page.set_viewport_size(PHONE)
+        for path in ("/miner/team", "/miner"):
+            page.goto(platform.url + path)
+            shared._no_horizontal_overflow(page)
+        page.set_viewport_size(DESKTOP)
+        page.goto(f"{platform.url}/miner/team")
 
         # Removing asks first; then the worker's access ends at once.
         row.get_by_role("button", name=f"Remove worker {pseudonym}").click()
