@@ -232,7 +232,9 @@ def test_your_work_names_tasks_compares_answers_and_opens_them_read_only(browser
             ["Your #1: Response 1", "Your #2: Response 2", "Your #3: Response 3"]
         )
         assert page.locator("form, button[type=submit]").count() == 0
-        expect(page.get_by_role("link", name="change your answer")).to_have_attribute("href", f"/tasks/{haiku}")
+        expect(page.get_by_role("link", name="change your answer")).to_have_attribute(
+            "href", f"/tasks/{haiku}"
+        )
         # Once the deadline passed, it still opens, and offers no change.
         sql(
             platform.settings.database_url,
@@ -240,7 +242,9 @@ def test_your_work_names_tasks_compares_answers_and_opens_them_read_only(browser
             id=haiku,
         )
         page.reload()
-        expect(page.locator("#answer-final")).to_have_text("The task's deadline has passed: this answer is final.")
+        expect(page.locator("#answer-final")).to_have_text(
+            "The task's deadline has passed: this answer is final."
+        )
         assert page.get_by_role("link", name="change your answer").count() == 0
         page.goto(f"{platform.url}/history")
         expect(row.locator("[data-state]")).to_have_text("complete")

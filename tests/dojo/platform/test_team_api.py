@@ -251,7 +251,9 @@ def test_the_dashboard_pages_by_cursor_and_filters(client, platform, miner):
 
 def test_the_key_the_running_miner_uses_is_the_api_key_it_used_last(client, platform, miner):
     def listed(kind: str) -> dict[str, dict]:
-        return {k["prefix"]: k for k in client.get(f"/api/v1/miner/{kind}", headers=miner.session).json()["keys"]}
+        return {
+            k["prefix"]: k for k in client.get(f"/api/v1/miner/{kind}", headers=miner.session).json()["keys"]
+        }
 
     spare = client.post("/api/v1/miner/api-keys", headers=miner.session).json()
     assert not any(k["inUse"] for k in listed("api-keys").values())  # neither was used yet
