@@ -8,18 +8,33 @@
 # The arguments after `--` are the neuron's flags. On first start it starts the neuron under
 # pm2 with them (`dojo-<neuron.type>` running `main_<neuron.type>.py`) unless that process
 # already runs. Then, every UPDATE_INTERVAL seconds, it fetches AUTOUPDATE_REMOTE/BRANCH and
-# compares the released version (`__version__` in template/__init__.py) at the fetched commit
-# with the working tree's. Only a strictly newer version (dotted integers) is taken:
+# its tags, and looks for a release newer than the working tree's version (`__version__` in
+# template/__init__.py; dotted integers, strictly newer).
+#
+# A release is an annotated tag `v<version>` (`git tag -s v1.2.0`) on the branch, signed with
+# an SSH key listed in the allowed signers pinned on this machine (AUTOUPDATE_ALLOWED_SIGNERS,
+# by default .git/dojo-allowed-signers, written by `bash run.sh --pin-signers` at install from
+# the repository's allowed_signers). A fast-forward cannot change the pinned copy, so a
+# release cannot bring the keys that verify it. Before anything of the release is used it
+# must pass `git verify-tag` against the pinned signers (SSH signatures only), its tag object
+# must carry its own name (a signed tag cannot be replayed under a newer name) and its
+# commit must say that version; anything else is refused and logged, with nothing of the
+# new commit checked out, installed or run. AUTOUPDATE_VERIFY=off follows the branch's
+# newest version instead, unverified, with a warning at start and at every update.
+#
+# A verified release (or, unverified, the branch's tip) is taken:
 #   - refused, with nothing changed, when tracked files have local changes (modified or
-#     staged; untracked files such as env/, .venv/ and logs don't count) or when the local
-#     branch is not an ancestor of the remote one (diverged history);
+#     staged; untracked files such as env/, .venv/, logs, .env and ecosystem.local.js don't
+#     count) or when the local branch is not an ancestor of the release (diverged history);
 #   - otherwise `git merge --ff-only`; `pip install -r requirements.txt -e .` only when
 #     requirements.txt or setup.py differ between the two commits;
 #   - the processes in AUTOUPDATE_PROCESSES are restarted and must pass the health check;
 #   - when they don't, it rolls back with `git reset --hard <previous commit>` (safe: the
 #     tree was clean), reinstalls the previous requirements if they had changed, restarts
 #     and checks again, and records the bad version in .git/dojo-autoupdate-skip so that it
-#     is not tried again; a newer version clears the record;
+#     is not tried again; a newer version clears the record. A restart pm2 refuses during
+#     the rollback (it is bringing the process back itself after its restart_delay: "Process
+#     with pid N already exists") is logged and left to the health check;
 #   - a failed pip install is undone the same way (before any restart) and not recorded:
 #     the next check tries again, as the cause may be the network.
 # If run.sh itself changed in an update, the autoupdater re-executes the new run.sh.
@@ -29,6 +44,9 @@
 #   UPDATE_INTERVAL       seconds between checks (1200)
 #   AUTOUPDATE_REMOTE     git remote to fetch (origin)
 #   AUTOUPDATE_BRANCH     branch to follow (the checked-out branch)
+#   AUTOUPDATE_VERIFY     "tag" (default): only signed release tags; "off": the branch's newest
+#                         version, unverified (whoever can push to the branch runs code here)
+#   AUTOUPDATE_ALLOWED_SIGNERS  the pinned allowed-signers file (.git/dojo-allowed-signers)
 #   AUTOUPDATE_PROCESSES  pm2 names to restart, space or comma separated (dojo-<neuron.type>,
 #                         dojo-validator by default; e.g. "dojo-validator dojo-synthetic")
 #   AUTOUPDATE_PYTHON     python for pip and the pm2 health check (.venv/bin/python, else
@@ -50,6 +68,10 @@
 #   AUTOUPDATE_ONCE=1     (or `--once` as first argument) one check, then exit; nothing is
 #                         started. Exit status 0: up to date, nothing newer, or updated;
 #                         1: fetch failed, update refused, failed or rolled back; 2: bad setting
+#
+#   bash run.sh --pin-signers [FILE]   pins FILE (default: allowed_signers as committed at
+#                         HEAD) as the allowed signers, after printing each key's fingerprint
+#                         to compare with the ones the project publishes; then exits.
 set -euo pipefail
 
 log() {
@@ -181,6 +203,108 @@ install_requirements() {
   run_logged pip "$python" -m pip install -r requirements.txt -e .
 }
 
+# The fetched branch and tags are kept under their own refs, apart from the operator's: a
+# fetch never clobbers a local tag, and a tag deleted upstream is gone here too.
+REF_NS=refs/dojo-autoupdate
+
+# git whose signature checks accept SSH signatures by the pinned signers only: a PGP or
+# X.509 signature cannot pass through a keyring this machine trusts for something else.
+verify_git() {
+  git -c gpg.format=ssh -c gpg.ssh.program=ssh-keygen -c "gpg.ssh.allowedSignersFile=$signers" \
+    -c gpg.minTrustLevel=fully -c gpg.program=false -c gpg.openpgp.program=false \
+    -c gpg.x509.program=false "$@"
+}
+
+# The fetched tags named v<version> on the fetched branch with a version newer than $1:
+# prints the newest as "<version> <tag name>", nothing when there is none.
+newest_release() {
+  local running=$1 tip=$2 name version commit best="" best_version=""
+  while IFS= read -r name; do
+    [[ $name == v* ]] || continue
+    version=${name#v}
+    is_version "$version" && version_gt "$version" "$running" || continue
+    [ -z "$best_version" ] || version_gt "$version" "$best_version" || continue
+    commit=$(git rev-parse --verify --quiet "$REF_NS/tags/$name^{commit}") || continue
+    git merge-base --is-ancestor "$commit" "$tip" 2>/dev/null || continue
+    best_version=$version
+    best="$version $name"
+  done < <(git for-each-ref --format='%(refname:lstrip=3)' "$REF_NS/tags/")
+  [ -z "$best" ] || printf '%s\n' "$best"
+}
+
+# Checks that tag $1 is the signed release of version $2 and sets release_commit. Nothing of
+# the tagged commit is checked out or run here: git reads objects and ssh-keygen checks the
+# signature. Each refusal is logged with its reason.
+verify_release() {
+  local name=$1 version=$2 tag header tagged_type tagged_name commit tree_version
+  if [ ! -s "$signers" ]; then
+    log "refusing $name: no allowed signers are pinned at $signers; pin them with \`bash run.sh --pin-signers\` after checking their fingerprints (README, The autoupdater), or set AUTOUPDATE_VERIFY=off to follow unsigned releases"
+    return 1
+  fi
+  tag=$(git rev-parse --verify --quiet "$REF_NS/tags/$name") || {
+    log "refusing $name: the tag is gone"
+    return 1
+  }
+  if [ "$(git cat-file -t "$tag")" != tag ]; then
+    log "refusing $name: it is a lightweight tag, which carries no signature; a release is a signed annotated tag (git tag -s $name)"
+    return 1
+  fi
+  header=$(git cat-file tag "$tag" | sed '/^$/q')
+  tagged_type=$(sed -n 's/^type //p' <<<"$header")
+  tagged_name=$(sed -n 's/^tag //p' <<<"$header")
+  if [ "$tagged_name" != "$name" ]; then
+    log "refusing $name: the tag object was made as '$tagged_name', not $name (a signed tag published under another name)"
+    return 1
+  fi
+  if [ "$tagged_type" != commit ]; then
+    log "refusing $name: it tags a $tagged_type, not a commit"
+    return 1
+  fi
+  if ! run_logged verify verify_git verify-tag "$tag"; then
+    log "refusing $name: its signature is missing or not made by a key in the pinned allowed signers ($signers)"
+    return 1
+  fi
+  commit=$(git rev-parse --verify "$tag^{commit}")
+  tree_version=$(git show "$commit:template/__init__.py" 2>/dev/null | parse_version || true)
+  if [ "$tree_version" != "$version" ]; then
+    log "refusing $name: its commit ${commit:0:12} says version '$tree_version', not $version"
+    return 1
+  fi
+  release_commit=$commit
+}
+
+# The key of an allowed-signers line ("principals [options] keytype base64 [comment]").
+SIGNER_KEY='(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)[[:space:]]+[A-Za-z0-9+/]+=*'
+
+# `run.sh --pin-signers [FILE]`: pins FILE (or allowed_signers as committed at HEAD) as the
+# allowed signers, after printing each key's principals and fingerprint.
+pin_signers() {
+  local source=${1:-} text line number=0 count=0 key fingerprint bits tmp
+  if [ -n "$source" ]; then
+    text=$(cat -- "$source") || die "cannot read $source"
+  else
+    source="allowed_signers at HEAD (${head_commit:0:12})"
+    text=$(git show HEAD:allowed_signers 2>/dev/null) || die "HEAD has no allowed_signers file; give the file to pin: bash run.sh --pin-signers FILE"
+  fi
+  command -v ssh-keygen >/dev/null || die "ssh-keygen (OpenSSH) is needed to read and verify signatures"
+  while IFS= read -r line || [ -n "$line" ]; do
+    number=$((number + 1))
+    [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
+    [[ $line =~ $SIGNER_KEY ]] || die "$source, line $number is not an allowed-signers entry (principals [options] keytype key): $line"
+    key=${BASH_REMATCH[0]}
+    fingerprint=$(ssh-keygen -l -f /dev/stdin <<<"$key" 2>&1) || die "$source, line $number: ssh-keygen cannot read its key: $fingerprint"
+    read -r bits fingerprint _ <<<"$fingerprint"
+    log "signer ${line%%[[:space:]]*}: $fingerprint (${BASH_REMATCH[1]}, $bits bits)"
+    count=$((count + 1))
+  done <<<"$text"
+  [ "$count" -gt 0 ] || die "$source lists no key; nothing pinned"
+  tmp=$(mktemp "$signers.XXXXXX") || die "cannot write next to $signers"
+  printf '%s\n' "$text" >"$tmp"
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$signers"
+  log "pinned $count allowed signer key(s) from $source at $signers; compare the fingerprints above with the ones the project publishes before trusting them"
+}
+
 # Back to the previous commit after a failed update, and the previous version restarted.
 roll_back() {
   local previous=$1 previous_version=$2 target=$3
@@ -194,8 +318,10 @@ roll_back() {
   fi
   log "restarting ${processes[*]} at $previous_version"
   if ! restart_processes "$previous_version"; then
-    log "restarting $previous_version after the rollback failed; the deployment needs an operator"
-    return 1
+    # pm2 refuses a restart while it is bringing the crashed process back itself after its
+    # restart_delay ("Process with pid N already exists"), and that process runs the files
+    # now on disk: the previous version. Whether it came back is the health check's to say.
+    log "the restart at $previous_version reported a failure; pm2 may be restarting the processes itself; checking their health"
   fi
   if healthy "$previous_version"; then
     log "rolled back to $previous_version (${previous:0:12}); healthy"
@@ -207,34 +333,54 @@ roll_back() {
 # One check: 0 when up to date, nothing newer, skipped or updated (3 when the update
 # changed run.sh); 1 otherwise.
 check_for_update() {
-  local head target running_version new_version dirty skipped_version
+  local head tip target running_version new_version tip_version release tag dirty skipped_version
   log "fetching $remote $branch"
-  if ! run_logged git git fetch --quiet "$remote" "$branch"; then
+  if ! run_logged git git fetch --quiet --no-tags --prune "$remote" \
+    "+refs/heads/$branch:$REF_NS/branch" "+refs/tags/*:$REF_NS/tags/*"; then
     log "fetch of $remote $branch failed; will retry"
     return 1
   fi
-  target=$(git rev-parse --verify --quiet 'FETCH_HEAD^{commit}') || {
+  tip=$(git rev-parse --verify --quiet "$REF_NS/branch^{commit}") || {
     log "fetch of $remote $branch gave no commit; will retry"
     return 1
   }
   head=$(git rev-parse HEAD)
-  if [ "$head" = "$target" ]; then
-    log "up to date with $remote/$branch at ${head:0:12}"
-    return 0
-  fi
   running_version=$(parse_version <template/__init__.py 2>/dev/null || true)
-  new_version=$(git show "$target:template/__init__.py" 2>/dev/null | parse_version || true)
   if ! is_version "$running_version"; then
     log "cannot read the running version from template/__init__.py (got '$running_version'); not updating"
     return 1
   fi
-  if ! is_version "$new_version"; then
-    log "cannot read the version at $remote/$branch ${target:0:12} (got '$new_version'); not updating"
-    return 1
-  fi
-  if ! version_gt "$new_version" "$running_version"; then
-    log "$remote/$branch moved to ${target:0:12} but its version $new_version is not newer than the running $running_version; nothing to do"
-    return 0
+  if [ "$verify" = off ]; then
+    if [ "$head" = "$tip" ]; then
+      log "up to date with $remote/$branch at ${head:0:12}"
+      return 0
+    fi
+    target=$tip
+    new_version=$(git show "$target:template/__init__.py" 2>/dev/null | parse_version || true)
+    if ! is_version "$new_version"; then
+      log "cannot read the version at $remote/$branch ${target:0:12} (got '$new_version'); not updating"
+      return 1
+    fi
+    if ! version_gt "$new_version" "$running_version"; then
+      log "$remote/$branch moved to ${target:0:12} but its version $new_version is not newer than the running $running_version; nothing to do"
+      return 0
+    fi
+  else
+    release=$(newest_release "$running_version" "$tip")
+    if [ -z "$release" ]; then
+      tip_version=$(git show "$tip:template/__init__.py" 2>/dev/null | parse_version || true)
+      if is_version "$tip_version" && version_gt "$tip_version" "$running_version"; then
+        log "refusing to update: $remote/$branch (${tip:0:12}) says version $tip_version but no release tag v$tip_version is on it; only signed release tags are followed"
+        return 1
+      fi
+      if [ "$head" = "$tip" ]; then
+        log "up to date with $remote/$branch at ${head:0:12}"
+      else
+        log "no release newer than the running $running_version on $remote/$branch (${tip:0:12}); nothing to do"
+      fi
+      return 0
+    fi
+    read -r new_version tag <<<"$release"
   fi
   if [ -f "$skip_file" ]; then
     read -r skipped_version _ <"$skip_file" || true
@@ -243,15 +389,26 @@ check_for_update() {
       return 0
     fi
   fi
+  if [ "$verify" = off ]; then
+    log "WARNING: taking version $new_version (${target:0:12}) unverified: AUTOUPDATE_VERIFY=off"
+  else
+    release_commit=""
+    verify_release "$tag" "$new_version" || return 1
+    target=$release_commit
+    log "release $tag (${target:0:12}) is signed by an allowed signer"
+  fi
   log "version $new_version (${target:0:12}) is newer than the running $running_version (${head:0:12})"
   git update-index -q --refresh >/dev/null 2>&1 || true
   if ! git diff --quiet || ! git diff --cached --quiet; then
     dirty=$(git diff --name-only HEAD | paste -sd, -)
-    log "refusing to update to $new_version: tracked files have local changes ($dirty); commit, stash or discard them (git status) and the next check updates"
+    local hint=""
+    [[ ,$dirty, == *,ecosystem.config.js,* ]] &&
+      hint=" (the settings of ecosystem.config.js belong in ecosystem.local.js, which git does not track: copy ecosystem.local.example.js, then git checkout ecosystem.config.js)"
+    log "refusing to update to $new_version: tracked files have local changes ($dirty); commit, stash or discard them (git status) and the next check updates$hint"
     return 1
   fi
   if ! git merge-base --is-ancestor "$head" "$target"; then
-    log "refusing to update to $new_version: history diverged (local ${head:0:12} is not an ancestor of $remote/$branch ${target:0:12}), so it is not a fast-forward; reconcile by hand, e.g. git reset --hard $remote/$branch if the local commits can go"
+    log "refusing to update to $new_version: history diverged (local ${head:0:12} is not an ancestor of ${tag:-$remote/$branch} ${target:0:12}), so it is not a fast-forward; reconcile by hand, e.g. git reset --hard $remote/$branch if the local commits can go"
     return 1
   fi
   if ! run_logged git git merge --ff-only --quiet "$target"; then
@@ -331,10 +488,17 @@ start_neuron() {
 main() {
   once=${AUTOUPDATE_ONCE:-}
   [ "$once" = 0 ] && once=""
-  if [ "${1:-}" = "--once" ]; then
-    once=1
-    shift
-  fi
+  local pin=""
+  case ${1:-} in
+    --once)
+      once=1
+      shift
+      ;;
+    --pin-signers)
+      pin=1
+      shift
+      ;;
+  esac
 
   local neuron_type=validator prev="" arg
   for arg in "$@"; do
@@ -359,6 +523,28 @@ main() {
   branch=${AUTOUPDATE_BRANCH:-$(git rev-parse --abbrev-ref HEAD)}
   [ "$branch" != HEAD ] || die "HEAD is detached; check out a branch or set AUTOUPDATE_BRANCH"
   skip_file=$(git rev-parse --git-path dojo-autoupdate-skip)
+  head_commit=$(git rev-parse --verify --quiet HEAD || true)
+
+  verify=${AUTOUPDATE_VERIFY:-tag}
+  case $verify in
+    tag | off) ;;
+    *) die "AUTOUPDATE_VERIFY must be tag (follow signed release tags) or off (follow the branch unverified), got '$verify'" ;;
+  esac
+  signers=${AUTOUPDATE_ALLOWED_SIGNERS:-$(git rev-parse --git-path dojo-allowed-signers)}
+  [[ $signers == /* ]] || signers="$PWD/$signers"
+  if [ -n "$pin" ]; then
+    [ "$#" -le 1 ] || die "usage: bash run.sh --pin-signers [FILE]"
+    pin_signers "${1:-}"
+    return 0
+  fi
+  if [ "$verify" = tag ]; then
+    local git_version
+    git_version=$(git version)
+    [[ $git_version =~ ([0-9]+)\.([0-9]+) ]] &&
+      { ((BASH_REMATCH[1] > 2)) || ((BASH_REMATCH[1] == 2 && BASH_REMATCH[2] >= 34)); } ||
+      die "verifying SSH-signed releases needs git 2.34 or newer ($git_version); upgrade git, or set AUTOUPDATE_VERIFY=off"
+    command -v ssh-keygen >/dev/null || die "verifying releases needs ssh-keygen (OpenSSH 8.2 or newer); install it, or set AUTOUPDATE_VERIFY=off"
+  fi
 
   read -r -a processes <<<"${AUTOUPDATE_PROCESSES:-$name}"
   processes=("${processes[@]//,/ }")
@@ -375,7 +561,12 @@ main() {
   [ -n "$python" ] || die "no python found; set AUTOUPDATE_PYTHON"
   [[ $python == */* && $python != /* ]] && python="$PWD/$python"
 
-  log "settings: remote=$remote branch=$branch interval=${UPDATE_INTERVAL}s processes=${processes[*]} python=$python restart=${RESTART_CMD:-pm2} health=${HEALTH_CMD:-pm2} health_timeout=${HEALTH_TIMEOUT}s once=${once:-0}"
+  log "settings: remote=$remote branch=$branch verify=$verify signers=$signers interval=${UPDATE_INTERVAL}s processes=${processes[*]} python=$python restart=${RESTART_CMD:-pm2} health=${HEALTH_CMD:-pm2} health_timeout=${HEALTH_TIMEOUT}s once=${once:-0}"
+  if [ "$verify" = off ]; then
+    log "WARNING: AUTOUPDATE_VERIFY=off: release signatures are NOT verified; whoever can push to $remote/$branch runs code on this machine with this user's rights"
+  elif [ ! -s "$signers" ]; then
+    log "WARNING: no allowed signers are pinned at $signers: every update is refused until they are (bash run.sh --pin-signers)"
+  fi
 
   if [ -n "$once" ]; then
     run_check "$@"

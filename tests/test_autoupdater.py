@@ -1,10 +1,14 @@
-"""The autoupdater (run.sh), run with real bash and real git against a local bare remote.
+"""The autoupdater (run.sh), run with real bash, real git and ssh-keygen against a local bare remote.
 
 Each test builds a tiny project (a copy of run.sh, ``template/__init__.py`` with a version,
-``requirements.txt``), publishes it to a bare repository through a maintainer's clone and
-clones it again as the deployment. Restarts and health checks are small shell scripts that
-record each call in a file (with the version on disk at that moment) and fail on demand;
-pip is a fake python that records its arguments.
+``requirements.txt``, ``allowed_signers`` with the maintainer's SSH key), publishes it to a
+bare repository through a maintainer's clone, clones it again as the deployment and pins the
+signers there with ``run.sh --pin-signers``. A release is a version bump tagged ``v<version>``
+and signed with the maintainer's key (``git tag -s``); the tests also publish unsigned,
+lightweight, stranger-signed and renamed tags. Restarts and health checks are small shell
+scripts that record each call in a file (with the version on disk at that moment) and fail on
+demand; pip is a fake python that records its arguments and, as pip does, runs the setup.py
+of the checkout (which a malicious release uses to leave a marker file).
 """
 
 from __future__ import annotations
@@ -36,11 +40,34 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SSH signing keys: the maintainer's (in allowed_signers) and a stranger's."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("signing releases needs ssh-keygen (OpenSSH)")
+    directory = tmp_path_factory.mktemp("keys")
+    made = {}
+    for who in ("maintainer", "stranger"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", who, "-f", str(directory / who)],
+            check=True,
+            timeout=30,
+        )
+        made[who] = directory / who
+    return made
+
+
+def signers_line(key: Path, principal: str = "maintainer@example.org") -> str:
+    return f'{principal} namespaces="git" {key.with_suffix(".pub").read_text().strip()}\n'
+
+
 class Project:
     """The remote, the maintainer's clone that publishes releases, and the deployment."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, keys: dict[str, Path]):
         self.root = root
+        self.keys = keys
+        self.marker = root / "setup-py-ran"
         self.calls = root / "calls"
         self.bad = root / "bad-versions"
         self.bin = root / "bin"
@@ -62,8 +89,14 @@ class Project:
             GIT_COMMITTER_EMAIL="maintainer@example.org",
             CALLS=str(self.calls),
             BAD=str(self.bad),
+            MARKER=str(self.marker),
         )
-        python = _script(self.bin / "python", 'echo "pip $*" >> "$CALLS"\n')
+        # pip runs the setup.py of what it installs: so does this one, after recording the call.
+        python = _script(
+            self.bin / "python",
+            'echo "pip $*" >> "$CALLS"\n'
+            f"if [ -f setup.py ]; then {sys.executable} setup.py >/dev/null 2>&1; fi\n",
+        )
         restart = _script(
             self.bin / "restart",
             f'echo "restart $AUTOUPDATE_PROCESSES $AUTOUPDATE_VERSION $({VERSION_OF})" >> "$CALLS"\n',
@@ -85,6 +118,9 @@ class Project:
         shutil.copy(RUN_SH, self.upstream / "run.sh")
         (self.upstream / "template" / "__init__.py").write_text('"""Fixture."""\n\n__version__ = "1.0.0"\n')
         (self.upstream / "requirements.txt").write_text("# nothing to install\n")
+        (self.upstream / "allowed_signers").write_text(
+            "# release signers\n" + signers_line(keys["maintainer"])
+        )
         self.git(self.upstream, "init", "--quiet", "--initial-branch=main")
         self.git(self.upstream, "add", "-A")
         self.git(self.upstream, "commit", "--quiet", "-m", "1.0.0")
@@ -94,6 +130,22 @@ class Project:
         self.git(self.upstream, "push", "--quiet", "origin", "main")
         self.deploy = root / "deploy"
         self.git(root, "clone", "--quiet", str(self.origin), str(self.deploy))
+        self.pin_log = self.pin()
+
+    def pin(self, *args: str, expect: int = 0) -> str:
+        """``bash run.sh --pin-signers`` in the deployment, as an operator does at install."""
+        done = subprocess.run(
+            ["bash", "run.sh", "--pin-signers", *args],
+            cwd=self.deploy,
+            # With the recording commands and one check only: a run.sh that does not know
+            # --pin-signers takes it for a neuron flag, and must start nothing for real.
+            env={**self.env, **self.run_env, "AUTOUPDATE_ONCE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == expect, done.stdout + done.stderr
+        return done.stdout
 
     def git(self, cwd: Path, *args: str) -> str:
         done = subprocess.run(
@@ -109,8 +161,14 @@ class Project:
         setup_py: str | None = None,
         branch: str = "main",
         extra: dict[str, str] | None = None,
+        tag: str | None = "maintainer",
     ) -> str:
-        """Commit a change on the maintainer's clone (a version bump or not) and push it."""
+        """Commit a change on the maintainer's clone (a version bump or not) and push it.
+
+        A version bump is tagged ``v<version>`` and the tag pushed: ``tag`` is who signs it
+        (``maintainer`` or ``stranger``), ``unsigned`` (annotated, no signature),
+        ``lightweight``, or None for no tag.
+        """
         if version is not None:
             (self.upstream / "template" / "__init__.py").write_text(
                 f'"""Fixture."""\n\n__version__ = "{version}"\n'
@@ -125,7 +183,23 @@ class Project:
         self.git(self.upstream, "add", "-A")
         self.git(self.upstream, "commit", "--quiet", "-m", f"release {version}")
         self.git(self.upstream, "push", "--quiet", "origin", f"HEAD:{branch}")
+        if version is not None and tag is not None:
+            self.tag(f"v{version}", tag)
         return self.git(self.upstream, "rev-parse", "HEAD")
+
+    def tag(self, name: str, how: str = "maintainer", commit: str = "HEAD") -> None:
+        """Tag ``commit`` as ``name`` on the maintainer's clone and push the tag."""
+        if how == "lightweight":
+            self.git(self.upstream, "tag", name, commit)
+        elif how == "unsigned":
+            self.git(self.upstream, "tag", "-a", "-m", name, name, commit)
+        else:
+            self.git(
+                self.upstream,
+                "-c", "gpg.format=ssh", "-c", f"user.signingkey={self.keys[how]}",
+                "tag", "-s", "-m", name, name, commit,
+            )  # fmt: skip
+        self.git(self.upstream, "push", "--quiet", "origin", f"refs/tags/{name}")
 
     def run(self, *args: str, expect: int = 0, **env: str) -> str:
         """``bash run.sh --once`` in the deployment; returns its log, each line checked."""
@@ -163,8 +237,8 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path)
+def project(tmp_path: Path, keys: dict[str, Path]) -> Project:
+    return Project(tmp_path, keys)
 
 
 def test_a_newer_version_is_fast_forwarded_restarted_and_checked_without_reinstalling(
@@ -199,7 +273,7 @@ def test_a_moved_branch_without_a_newer_version_changes_nothing(
     log = project.run()
     assert project.head == before
     assert project.recorded() == []
-    assert "is not newer than the running 1.0.0; nothing to do" in log
+    assert "no release newer than the running 1.0.0 on origin/main" in log
 
 
 def test_up_to_date_says_so(project: Project) -> None:
@@ -348,9 +422,159 @@ def test_a_failed_fetch_is_logged_and_changes_nothing(project: Project) -> None:
     assert "fetch of" in log and "failed; will retry" in log
 
 
-def test_a_bad_setting_stops_with_a_message(project: Project) -> None:
-    log = project.run(expect=2, UPDATE_INTERVAL="20m")
-    assert "UPDATE_INTERVAL must be whole seconds, got '20m'" in log
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"UPDATE_INTERVAL": "20m"}, "UPDATE_INTERVAL must be whole seconds, got '20m'"),
+        ({"AUTOUPDATE_VERIFY": "maybe"}, "AUTOUPDATE_VERIFY must be tag (follow signed release tags) or off"),
+    ],
+)
+def test_a_bad_setting_stops_with_a_message(project: Project, setting: dict[str, str], message: str) -> None:
+    log = project.run(expect=2, **setting)
+    assert message in log
+
+
+# --- signed releases ----------------------------------------------------------------------
+
+# What a malicious release's setup.py does when anything runs it (pip does, on install).
+MARKING_SETUP_PY = 'import os, pathlib\npathlib.Path(os.environ["MARKER"]).write_text("setup.py ran")\n'
+
+
+def _tree_is_clean(project: Project) -> bool:
+    return project.git(project.deploy, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_signed_release_is_verified_then_installed(project: Project) -> None:
+    target = project.release("1.1.0", setup_py=MARKING_SETUP_PY)
+    log = project.run()
+    assert project.head == target
+    assert project.recorded() == [PIP, "restart dojo-validator 1.1.0 1.1.0", "health 1.1.0"]
+    assert project.marker.exists()  # the fake pip does run setup.py: the refusals below mean something
+    assert 'verify: Good "git" signature for maintainer@example.org with ED25519 key' in log
+    assert "release v1.1.0 (" in log and "is signed by an allowed signer" in log
+
+
+@pytest.mark.parametrize(
+    "tag, reason",
+    [
+        (
+            "unsigned",
+            "refusing v1.1.0: its signature is missing or not made by a key in the pinned allowed signers",
+        ),
+        (
+            "stranger",
+            "refusing v1.1.0: its signature is missing or not made by a key in the pinned allowed signers",
+        ),
+        ("lightweight", "refusing v1.1.0: it is a lightweight tag, which carries no signature"),
+        (None, "refusing to update: origin/main (%s) says version 1.1.0 but no release tag v1.1.0 is on it"),
+    ],
+)
+def test_an_unsigned_or_wrongly_signed_release_is_refused_with_nothing_run(
+    project: Project, tag: str | None, reason: str
+) -> None:
+    before = project.head
+    # The release lists its own signer in its allowed_signers too: the pinned copy decides.
+    stranger = signers_line(project.keys["maintainer"]) + signers_line(
+        project.keys["stranger"], "stranger@example.org"
+    )
+    target = project.release(
+        "1.1.0",
+        setup_py=MARKING_SETUP_PY,
+        requirements="# changed, so that an update would run pip\n",
+        extra={"allowed_signers": stranger, "run.sh": 'touch "$MARKER"\n'},
+        tag=tag,
+    )
+    log = project.run(expect=1)
+    assert (reason % target[:12] if "%s" in reason else reason) in log
+    assert project.head == before and project.version == "1.0.0" and _tree_is_clean(project)
+    assert not (project.deploy / "setup.py").exists()
+    assert not project.marker.exists(), "something of the refused release ran"
+    assert project.recorded() == []  # no pip, no restart, no health check
+
+
+def test_a_signed_tag_published_under_a_newer_name_is_refused(project: Project) -> None:
+    before = project.head
+    project.release("0.9.0")  # an old release, properly signed
+    old_tag = project.git(project.upstream, "rev-parse", "v0.9.0")
+    project.git(project.upstream, "update-ref", "refs/tags/v2.0.0", old_tag)
+    project.git(project.upstream, "push", "--quiet", "origin", "refs/tags/v2.0.0")
+    log = project.run(expect=1)
+    assert "refusing v2.0.0: the tag object was made as 'v0.9.0', not v2.0.0" in log
+    assert project.head == before and project.recorded() == []
+
+
+def test_a_release_cannot_bring_the_keys_that_verify_it(project: Project) -> None:
+    both = signers_line(project.keys["maintainer"]) + signers_line(
+        project.keys["stranger"], "stranger@example.org"
+    )
+    project.release("1.1.0", extra={"allowed_signers": both})  # signed by the maintainer: taken
+    project.run()
+    assert project.version == "1.1.0"
+    assert (project.deploy / "allowed_signers").read_text() == both
+    project.release("1.2.0", tag="stranger")
+    log = project.run(expect=1)
+    assert project.version == "1.1.0"
+    assert (
+        "refusing v1.2.0: its signature is missing or not made by a key in the pinned allowed signers" in log
+    )
+    assert project.recorded().count("health 1.2.0") == 0
+
+
+def test_the_signed_release_is_taken_not_the_commits_after_it(project: Project) -> None:
+    release = project.release("1.1.0")
+    project.release(None)  # work after the release, on the branch
+    project.run()
+    assert project.head == release
+    log = project.run()
+    assert project.head == release
+    assert "no release newer than the running 1.1.0 on origin/main" in log
+
+
+def test_without_pinned_signers_every_release_is_refused(project: Project) -> None:
+    (project.deploy / ".git" / "dojo-allowed-signers").unlink()
+    before = project.head
+    project.release("1.1.0", setup_py=MARKING_SETUP_PY)
+    log = project.run(expect=1)
+    assert "WARNING: no allowed signers are pinned at" in log
+    assert "refusing v1.1.0: no allowed signers are pinned at" in log and "bash run.sh --pin-signers" in log
+    assert project.head == before and not project.marker.exists() and project.recorded() == []
+
+
+def test_signers_pinned_outside_the_repository(project: Project) -> None:
+    (project.deploy / ".git" / "dojo-allowed-signers").unlink()
+    pinned = project.root / "etc" / "dojo-allowed-signers"
+    pinned.parent.mkdir()
+    pinned.write_text(signers_line(project.keys["maintainer"]))
+    target = project.release("1.1.0")
+    project.run(AUTOUPDATE_ALLOWED_SIGNERS=str(pinned))
+    assert project.head == target
+
+
+def test_pinning_shows_the_fingerprints_and_refuses_a_list_without_keys(project: Project) -> None:
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{project.keys['maintainer']}.pub"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.split()[1]  # fmt: skip
+    assert f"signer maintainer@example.org: {fingerprint} (ssh-ed25519, 256 bits)" in project.pin_log
+    assert "pinned 1 allowed signer key(s) from allowed_signers at HEAD" in project.pin_log
+    pinned = project.deploy / ".git" / "dojo-allowed-signers"
+    assert pinned.read_text() == (project.deploy / "allowed_signers").read_text()
+
+    nobody = project.root / "nobody"
+    nobody.write_text("# no keys yet\n")
+    assert "lists no key; nothing pinned" in project.pin(str(nobody), expect=2)
+    garbage = project.root / "garbage"
+    garbage.write_text("maintainer@example.org not-a-key\n")
+    assert "line 1 is not an allowed-signers entry" in project.pin(str(garbage), expect=2)
+    assert pinned.read_text() == (project.deploy / "allowed_signers").read_text()
+
+
+def test_verification_off_follows_the_branch_unverified_and_says_so(project: Project) -> None:
+    target = project.release("1.1.0", tag=None)
+    log = project.run(AUTOUPDATE_VERIFY="off")
+    assert project.head == target
+    assert "WARNING: AUTOUPDATE_VERIFY=off: release signatures are NOT verified" in log
+    assert "WARNING: taking version 1.1.0" in log and "unverified" in log
 
 
 def _fake_pm2(project: Project, uptime: int = 60) -> None:
