@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._pm2 import NEEDS_PM2, own_pm2
+
 RUN_SH = Path(__file__).resolve().parents[1] / "run.sh"
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ run\.sh: \S")
 PIP = "pip -m pip install -r requirements.txt -e ."
@@ -701,3 +703,66 @@ def test_the_pm2_ecosystem_runs_the_validator_role_on_testnet_with_the_original_
         "--axon.port", "9603", "--neuron.type", "validator", "--scoring_method", "dojo", "--subtensor.network", "test",
     ]  # fmt: skip
     assert apps["dojo-synthetic"]["args"][:2] == ["synthetic", "serve"]
+
+
+# --- under real pm2 -----------------------------------------------------------------------
+
+# A neuron for pm2: it runs until stopped, except the versions listed in $BAD, which exit at once.
+NEURON_PY = """\
+import os, re, sys, time
+version = re.search(r'__version__ = "(.*)"', open("template/__init__.py").read()).group(1)
+print("start", version, flush=True)
+if version in open(os.environ["BAD"]).read().split():
+    sys.exit(1)
+while True:
+    time.sleep(1)
+"""
+
+
+def _ecosystem_validator() -> dict:
+    """The dojo-validator app of the repository's ecosystem.config.js."""
+    script = "console.log(JSON.stringify(require('./ecosystem.config.js').apps))"
+    done = subprocess.run(
+        ["node", "-e", script], cwd=RUN_SH.parent, capture_output=True, text=True, timeout=30, check=True
+    )
+    return {app["name"]: app for app in json.loads(done.stdout)}["dojo-validator"]
+
+
+@NEEDS_PM2
+def test_a_rollback_under_pm2_with_the_ecosystem_restart_delay_ends_healthy(project: Project) -> None:
+    """With the ecosystem file's restart_delay, pm2 is bringing the crashed release back itself
+    when the rollback asks for a restart, and refuses it ("Process with pid N already exists");
+    the process it brings back runs the previous version, and the rollback must see that."""
+    validator = _ecosystem_validator()
+    assert validator["restart_delay"] >= 1000, "the ecosystem file has no restart delay to test against"
+    (project.deploy / "neuron.py").write_text(NEURON_PY)
+    app = {
+        key: validator[key]
+        for key in ("restart_delay", "kill_timeout", "autorestart", "treekill")
+        if key in validator
+    }
+    app.update(name="dojo-validator", script="neuron.py", interpreter=sys.executable, cwd=str(project.deploy))
+    (project.root / "pm2-apps.json").write_text(json.dumps({"apps": [app]}))
+    env = {**project.env, "BAD": str(project.bad)}
+    with own_pm2(project.root / "pm2-home", env) as pm2:
+        pm2("start", str(project.root / "pm2-apps.json"))
+        pm2.wait_for("dojo-validator online", lambda p: p["dojo-validator"]["status"] == "online", 30)
+        previous = project.head
+        project.bad.write_text("1.1.0\n")
+        project.release("1.1.0")
+        log = project.run(
+            expect=1,
+            PM2_HOME=str(pm2.home),
+            AUTOUPDATE_PYTHON=sys.executable,
+            RESTART_CMD="",
+            HEALTH_CMD="",
+            HEALTH_TIMEOUT="20",
+            HEALTH_INTERVAL="0.5",
+            HEALTH_STABLE="2",
+        )
+        assert project.head == previous
+        assert "version 1.1.0 is unhealthy" in log
+        assert "needs an operator" not in log, log
+        assert re.search(r"rolled back to 1\.0\.0 \(\w+\); healthy", log), log
+        assert pm2.processes()["dojo-validator"]["status"] == "online"
+        assert pm2.log("dojo-validator").split("start")[-1].strip() == "1.0.0"
