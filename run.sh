@@ -480,7 +480,7 @@ start_neuron() {
     log "$name already runs under pm2"
   else
     log "starting $name under pm2: $neuron_script $*"
-    run_logged pm2 pm2 start "$neuron_script" --name "$name" --interpreter "$python" -- "$@" ||
+    run_logged pm2 pm2 start "$neuron_script" --name "$name" --interpreter "$python" --no-treekill -- "$@" ||
       log "pm2 start $name failed; checking for updates anyway"
   fi
 }
