@@ -8,12 +8,16 @@ local chain under a real pm2 of its own and stops it, as an operator does.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +157,100 @@ def test_pm2_only_a_process_the_role_does_not_run_is_an_error(tmp_path: Path) ->
         assert '--only dojo-validator: ROLE "miner" runs dojo-miner, dojo-platform' in said
         assert 'dojo-validator runs with ROLE "validator" or "all"' in said
         assert pm2.processes() == {}
+
+
+# --- the validator under real pm2 ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wandb_records(run_file: Path) -> list[Any]:
+    """The records of an offline run's .wandb file (wandb's LevelDB-style log of protobuf
+    Records: a 7-byte header, then 32 KiB blocks of chunks, each with a 7-byte header)."""
+    from wandb.proto import wandb_internal_pb2
+
+    raw = run_file.read_bytes()
+    assert raw[:4] == b":W&B", f"{run_file} is not a wandb run file"
+    block, pos, pending, records = 32768, 7, b"", []
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # too little left in the block for a header: padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        pending += raw[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+@NEEDS_PM2
+@pytest.mark.e2e
+def test_pm2_stopping_the_validator_leaves_a_finished_wandb_run_with_its_last_records(tmp_path: Path) -> None:
+    """The validator (wandb offline) on a local chain under a pm2 of its own, started and stopped
+    through the ecosystem file as an operator does. It exports the dataset every 2 s and logs
+    each export to wandb, so there is always a last record to lose."""
+    dojo = [sys.executable, "-m", "dojo"]
+    chain, wallets, data = tmp_path / "chain", tmp_path / "wallets", tmp_path / "data"
+    for command in (
+        ["chain", "init", "--dir", str(chain), "--netuid", "1", "--block-time", "1"],
+        ["wallet", "create", "--wallet.name", "val", "--wallet.hotkey", "default", "--wallet.path", str(wallets)],
+        ["chain", "register", "--dir", str(chain), "--netuid", "1", "--wallet.name", "val",
+         "--wallet.path", str(wallets), "--stake", "1000"],
+    ):  # fmt: skip
+        subprocess.run([*dojo, *command], capture_output=True, text=True, timeout=120, check=True)
+    checkout = _checkout(
+        tmp_path / "checkout",
+        _local(
+            NETWORK=str(chain),
+            NETUID=1,
+            VALIDATOR_WALLET_NAME="val",
+            VALIDATOR_WALLET_HOTKEY="default",
+            WALLET_PATH=str(wallets),
+            VALIDATOR_AXON_PORT=_free_port(),
+            VENV=sys.prefix,
+        ),
+    )
+    (checkout / "main_validator.py").symlink_to(REPO / "main_validator.py")
+    (checkout / ".env").write_text(
+        f"NEURON_DATA_DIR={data}\nAXON_IP=127.0.0.1\nEXPORT_INTERVAL=2\nEXPORT_KEEP=1000\nWANDB_PROJECT=dojo-test\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "PM2_"))}
+    env["HOME"] = str(tmp_path)
+    with own_pm2(tmp_path / "pm2", env) as pm2:
+
+        def logs() -> str:
+            return pm2.log("dojo-validator", "out") + pm2.log("dojo-validator", "error")
+
+        pm2("start", "ecosystem.config.js", "--only", "dojo-validator", cwd=checkout)
+        deadline = time.monotonic() + 120
+        while logs().count("dataset exported to") < 3:
+            assert time.monotonic() < deadline, f"the validator exported nothing in 120 s:\n{logs()[-3000:]}"
+            assert pm2.processes()["dojo-validator"]["restart_time"] == 0, logs()[-3000:]
+            time.sleep(0.2)
+        pm2("stop", "dojo-validator")
+        pm2.wait_for("dojo-validator stopped", lambda p: p["dojo-validator"]["status"] == "stopped", 60)
+        said = logs()
+
+    assert "validator uid 0 stopped" in said, said[-3000:]
+    assert "wandb run.finish failed" not in said and "Traceback" not in said, said[-3000:]
+    exported = re.findall(r"dataset exported to (\S+):", said)
+    [run_file] = data.glob("wandb/offline-run-*/*.wandb")
+    records = _wandb_records(run_file)
+    kinds = [record.WhichOneof("record_type") for record in records]
+    assert "exit" in kinds and records[kinds.index("exit")].exit.exit_code == 0, kinds
+    logged = [
+        Path(record.artifact.manifest.contents[0].local_path).parent.name
+        for record in records
+        if record.WhichOneof("record_type") == "artifact"
+    ]
+    assert logged == [Path(folder).name for folder in exported], (logged, exported)
