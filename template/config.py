@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar, get_origin
 
 from dotenv import dotenv_values
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticUndefined
 
 from template.validation import validation_messages
@@ -185,6 +194,21 @@ class MinerConfig(NeuronConfig):
     task_max_results: int = Field(
         3, ge=1, le=100, description="worker results wanted per task", json_schema_extra={"env": "TASK_MAX_RESULTS"}
     )
+
+    @model_validator(mode="after")
+    def _api_key_is_a_header_value(self) -> MinerConfig:
+        # The key travels in an HTTP header: a character outside printable ASCII would make
+        # every call to the platform fail. Checked on the whole model so that the error
+        # carries no input, and the key never reaches the message or the log.
+        key = self.dojo_api_key.get_secret_value() if self.dojo_api_key is not None else ""
+        for position, char in enumerate(key, start=1):
+            if not ("!" <= char <= "~"):
+                what = "a space" if char.isspace() else f"the character U+{ord(char):04X}"
+                raise ValueError(
+                    f"--dojo_api_key (env DOJO_API_KEY): accepts printable ASCII without spaces, as "
+                    f"`dojo api-key generate` prints it (dojo_api_...); this key has {what} at position {position}"
+                )
+        return self
 
 
 class ValidatorConfig(NeuronConfig):

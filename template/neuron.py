@@ -18,6 +18,7 @@ from typing import Any
 import uvloop
 from loguru import logger
 
+from template import __version__, spec_version
 from template.chain import Chain, Metagraph, NotRegistered, is_local_chain_dir, open_chain
 from template.config import NeuronConfig, describe
 from template.log import setup_logging
@@ -40,7 +41,10 @@ class BaseNeuron:
 
     def __init__(self, config: NeuronConfig, chain: Chain | None = None, *, block_poll_interval: float = 1.0):
         self.config = config
-        setup_logging(config.logging.debug, config.logging.trace, self.neuron_type)
+        setup_logging(config.logging.debug, config.logging.trace, self.neuron_type, split=True)
+        # First, so that the log of every start (and after an update, every restart) says
+        # which release runs.
+        logger.info("dojo {} {} starting (spec version {})", __version__, self.neuron_type, spec_version())
         logger.info("settings:\n{}", describe(config))
         self.wallet = load_wallet(config.wallet.name, config.wallet.hotkey, config.wallet.path)
         self.keypair = self.wallet.hotkey
@@ -177,7 +181,7 @@ def run_neuron(neuron_class: type[BaseNeuron], config: NeuronConfig) -> int:
     try:
         neuron = neuron_class(config)
     except (NotRegistered, WalletMissing, StartupError, ChainError) as exc:
-        setup_logging(config.logging.debug, config.logging.trace, neuron_class.neuron_type)
+        setup_logging(config.logging.debug, config.logging.trace, neuron_class.neuron_type, split=True)
         logger.error("{}", exc)
         return 1
     try:

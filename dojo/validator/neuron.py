@@ -106,6 +106,7 @@ class ValidatorNeuron(BaseNeuron):
         self._rng = secrets.SystemRandom()
         self._source: SyntheticTaskSource | None = None
         self._last_weights_attempt: int | None = None
+        self._no_scores_logged_at: int | None = None  # the block "no scores yet" was last logged at
         self.wandb = RoundLogger(
             enabled=not self.config.wandb.off,
             project=self.config.wandb.project,
@@ -433,9 +434,10 @@ class ValidatorNeuron(BaseNeuron):
             {
                 "tasks_in_round": len(tasks),
                 "mean_task_agreement": sum(agreements) / len(agreements) if agreements else 0.0,
-                "tasks_sent": status["tasks"]["total"],
-                "tasks_collected": status["tasks"]["collected"] + status["tasks"]["scored"],
-                "tasks_scored": status["tasks"]["scored"],
+                # Running totals of the task database at this round, not counts of the round.
+                "total_tasks_created": status["tasks"]["total"],
+                "total_tasks_collected": status["tasks"]["collected"] + status["tasks"]["scored"],
+                "total_tasks_scored": status["tasks"]["scored"],
             },
             [s for _, s in scores.miner_round_scores.values()],
         )
@@ -484,8 +486,13 @@ class ValidatorNeuron(BaseNeuron):
         moving.sync({n.uid: n.hotkey for n in metagraph.neurons})
         uids, weights = moving.weights(metagraph.n, hyper.weights)
         if not uids:
-            logger.debug("no scores yet; no weights to set")
+            # Polled every block: said when it becomes true, then once an epoch.
+            since = self._no_scores_logged_at
+            if since is None or block - since >= self.config.neuron.epoch_length:
+                logger.debug("no scores yet; no weights to set")
+                self._no_scores_logged_at = block
             return False
+        self._no_scores_logged_at = None
         by_uid = {n.uid: n.hotkey for n in metagraph.neurons}
         hotkeys = [by_uid.get(u, "") for u in uids]
         version_key = spec_version()

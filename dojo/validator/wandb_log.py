@@ -1,7 +1,7 @@
 """The validator's Weights & Biases logger: one run per validator process, fed in the background.
 
 After each scoring round the validator calls :meth:`RoundLogger.log_round` (the round's metrics,
-e.g. task counts and mean agreement, plus every miner's score, logged as a histogram with its
+e.g. its task count and mean agreement, plus every miner's score, logged as a histogram with its
 mean, median, min and max); after each weight-setting attempt, :meth:`RoundLogger.log_weights`;
 after each scheduled dataset export, :meth:`RoundLogger.log_artifact` (the export's folder as
 a ``dataset`` artifact). Each only puts an event on a bounded queue and return; a single daemon thread imports wandb,
@@ -9,7 +9,10 @@ starts the run and logs the events, so a slow, hanging or failing wandb never ho
 the validator. The first wandb error is logged once and turns the logger off.
 
 Logged keys: ``round/id`` (the x-axis of the ``round/*`` charts), ``round/<metric>`` for each
-metric given, ``round/miners_scored`` and ``round/score_{hist,mean,median,min,max}``;
+metric given, ``round/miners_scored`` and ``round/score_{hist,mean,median,min,max}``. The
+validator's metrics are the round's own (``tasks_in_round``, ``mean_task_agreement``) and the
+task database's running totals at that round, named as such (``total_tasks_created``,
+``total_tasks_collected``, ``total_tasks_scored``);
 ``weights/attempt`` (x-axis), ``weights/{block,outcome,count,nonzero}``, ``weights/hist`` (their
 distribution) and ``weights/by_uid`` (one histogram bin per uid, its height the weight).
 

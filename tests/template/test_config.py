@@ -114,6 +114,28 @@ def test_entry_point_exits_2_on_unknown_flag(tmp_path):
     assert "unrecognized arguments: --axon.prot" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [("dojo_api_clé-secrète", "the character U+00E9 at position 12"), ("dojo_api_abc def", "a space at position 13")],
+)
+def test_an_api_key_that_cannot_travel_in_a_header_is_refused_without_showing_it(key, what):
+    with pytest.raises(ConfigError) as info:
+        resolve(MinerConfig, [], environ={"DOJO_API_KEY": key}, env_file=None)
+    message = str(info.value)
+    assert "--dojo_api_key (env DOJO_API_KEY): accepts printable ASCII without spaces" in message
+    assert what in message and key not in message and "secr" not in message
+
+
+def test_the_miner_exits_2_on_a_non_ascii_api_key(tmp_path):
+    (tmp_path / ".env").write_text('DOJO_API_KEY="dojo_api_ключ"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main_miner.py")], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "main_miner.py: error:" in result.stderr and "--dojo_api_key (env DOJO_API_KEY)" in result.stderr
+    assert "ключ" not in result.stderr + result.stdout
+
+
 def test_database_urls_come_from_each_neurons_own_variable_and_their_password_is_masked():
     environ = {"DATABASE_URL": "postgresql://dojo:hunter2@db/validator", "MINER_DATABASE_URL": "sqlite:///m.sqlite"}
     validator = resolve(ValidatorConfig, [], environ=environ, env_file=None)

@@ -302,6 +302,62 @@ async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(
     assert list((neuron.config.data_dir / "wandb").glob("offline-run-*/*.wandb"))
 
 
+async def test_no_scores_is_logged_when_it_becomes_true_then_once_an_epoch(network):
+    from loguru import logger
+
+    neuron, _ = await network(["good"], **{"--neuron.epoch_length": "5"})
+    said: list[str] = []
+    sink = logger.add(lambda m: said.append(m.record["message"]), level="DEBUG")
+    try:
+        start = neuron.chain.block()
+        for _ in range(10):  # the weights loop polls every block; a second's worth of polls
+            assert await neuron.maybe_set_weights() is False
+        assert neuron.chain.block() - start < 5, "the chain ran an epoch ahead: the test proves nothing"
+        assert said.count("no scores yet; no weights to set") == 1
+        deadline = time.monotonic() + 30
+        while neuron.chain.block() - start < 5:  # an epoch of blocks later
+            assert time.monotonic() < deadline, "the local chain made no blocks"
+            await asyncio.sleep(0.1)
+        assert await neuron.maybe_set_weights() is False
+        assert said.count("no scores yet; no weights to set") == 2
+    finally:
+        logger.remove(sink)
+
+
+async def test_wandb_rounds_name_running_totals_as_totals(network):
+    neuron, _ = await network(["good", "good"], **{"--wandb.off": "false"})
+    logged: list[dict[str, float]] = []
+    log_round = neuron.wandb.log_round
+
+    def recording(round_id, metrics, scores):
+        logged.append(dict(metrics))
+        log_round(round_id, metrics, scores)
+
+    neuron.wandb.log_round = recording
+    for _ in range(2):  # two tasks in the first round, one in the second
+        await neuron.task_round()
+    await asyncio.sleep(1.2)
+    await _collect_until_settled(neuron)
+    await neuron.scoring_round()
+    await neuron.task_round()
+    await asyncio.sleep(1.2)
+    deadline = time.monotonic() + 8
+    while (await asyncio.to_thread(neuron.store.status))["tasks"]["collected"] < 1:
+        assert time.monotonic() < deadline, "the third task was not collected in time"
+        await neuron.collect_due()
+        await asyncio.sleep(0.3)
+    await neuron.scoring_round()
+    first, second = logged
+    assert (first["tasks_in_round"], second["tasks_in_round"]) == (2, 1)
+    assert (first["total_tasks_created"], second["total_tasks_created"]) == (2, 3)
+    assert (first["total_tasks_scored"], second["total_tasks_scored"]) == (2, 3)
+    assert second["total_tasks_collected"] == 3
+    assert not {"tasks_sent", "tasks_collected", "tasks_scored"} & set(second), "a running total under a round's name"
+    await asyncio.to_thread(neuron.wandb.close, 20.0)
+    [run_file] = (neuron.config.data_dir / "wandb").glob("offline-run-*/*.wandb")
+    assert b"round/total_tasks_created" in run_file.read_bytes()
+
+
 def test_weight_attempts_are_stored_as_json_lists(tmp_path):
     # The weight_sets columns readers use are plain JSON arrays.
     from dojo.validator.store import TaskStore
