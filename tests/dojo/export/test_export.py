@@ -338,6 +338,31 @@ def test_the_card_has_the_hub_header_the_counts_and_the_schema(store, mixed, tmp
         assert topic in body
 
 
+def test_the_docs_trl_lines_give_trls_forms_and_warn_of_the_reward_trainers_length_filter(store, mixed, tmp_path):
+    import datasets
+
+    page = (Path(__file__).parents[3] / "docs" / "dataset.md").read_text()
+    assert "`RewardConfig.max_length` is 1 024 tokens" in page and "max_length=8192" in page
+    export_dataset(store.url, tmp_path / "out")
+    pairs = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(pairs) > 0
+    lines = {line.split(" = ", 1)[0]: line for line in page.splitlines() if line.startswith(("implicit = ", "conversational = "))}
+    assert set(lines) == {"implicit", "conversational"}, "the docs show no one-line map for a TRL form"
+    made: dict[str, Any] = {"pairs": pairs}
+    for line in lines.values():
+        exec(line, made)  # the lines as a reader copies them
+    first, implicit, conversational = pairs[0], made["implicit"][0], made["conversational"][0]
+    # Implicit prompt: no prompt column; chosen and rejected each begin with the prompt.
+    assert "prompt" not in made["implicit"].column_names
+    assert implicit["chosen"] == first["prompt"] + "\n\n" + first["chosen"]
+    assert implicit["rejected"] == first["prompt"] + "\n\n" + first["rejected"]
+    # Conversational: lists of role/content messages, the prompt the user's, the completions the assistant's.
+    assert conversational["prompt"] == [{"role": "user", "content": first["prompt"]}]
+    assert conversational["chosen"] == [{"role": "assistant", "content": first["chosen"]}]
+    assert conversational["rejected"] == [{"role": "assistant", "content": first["rejected"]}]
+    assert conversational["margin"] == first["margin"]
+
+
 def test_the_docs_page_describes_every_column():
     page = (Path(__file__).parents[3] / "docs" / "dataset.md").read_text()
     for name, _, _ in describe(tasks_schema(True)) + describe(preferences_schema()):
