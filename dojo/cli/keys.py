@@ -1,13 +1,15 @@
 """``dojo authenticate``, ``dojo api-key`` and ``dojo subscription-key``: the shell's operations for scripts.
 
     dojo authenticate --wallet.name W --wallet.hotkey H [--wallet.path P] [--platform URL]
-    dojo api-key generate|list|delete [--id ID] --wallet.name W --wallet.hotkey H ...
-    dojo subscription-key generate|list|delete [--id ID] ...
+    dojo api-key generate|list|delete [ID] --wallet.name W --wallet.hotkey H ...
+    dojo subscription-key generate|list|delete [ID] ...
 
 ``generate`` prints the new key alone on stdout (``KEY=$(dojo api-key generate ...)``);
-``list`` prints one key per line, or JSON with ``--json``. The session is cached like the
-shell's. Exit codes: 0 done, 1 the platform refused or could not be reached (its message
-on stderr), 2 usage (bad flags, no such wallet or key).
+``list`` prints one key per line (prefix, id, state, dates; the miner's DOJO_API_KEY, from
+the environment or ``.env``, is marked), or JSON with ``--json``; ``delete`` takes the key's
+id or prefix (or ``--id``). The session is cached like the shell's. Exit codes: 0 done,
+1 the platform refused or could not be reached (its message on stderr), 2 usage (bad
+flags, no such wallet or key).
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ):
             sub = actions.add_parser(action, help=action_help)
             if action == "delete":
-                sub.add_argument("--id", required=True, help="the key's id or prefix (see `list`)")
+                sub.add_argument("ref", nargs="?", metavar="ID", help="the key's id or prefix (see `list`)")
+                sub.add_argument("--id", dest="ref_flag", metavar="ID", help="the same, as a flag")
             if action != "delete":
                 sub.add_argument("--json", action="store_true", help="print JSON")
             add_account_flags(sub)
-            sub.set_defaults(handler=_key_handler, key_group=kind, key_command=group, key_action=action)
+            sub.set_defaults(
+                handler=_key_handler, key_group=kind, key_command=group, key_action=action, key_parser=sub
+            )
 
 
 def add_account_flags(parser: argparse.ArgumentParser) -> None:
@@ -90,9 +95,25 @@ def _authenticate(args: argparse.Namespace) -> int:
 def _key_handler(args: argparse.Namespace) -> int:
     import json
 
-    from dojo.cli.platform_account import KEY_KINDS, KeyNotFound
+    from dojo.cli.platform_account import (
+        KEY_KINDS,
+        MINERS_KEY,
+        KeyNotFound,
+        configured_api_key,
+        key_in_use,
+        key_state,
+    )
 
     kind = KEY_KINDS[args.key_group]
+    if args.key_action == "delete":
+        ref, flag = args.ref, args.ref_flag
+        if ref and flag and ref != flag:
+            args.key_parser.error(f"two keys given ({ref} and --id {flag}); delete one at a time")
+        ref = ref or flag
+        if not ref:
+            args.key_parser.error(f"give the key's id or prefix: dojo {args.key_command} delete ID (see `list`)")
+    # Only API keys can be the running miner's.
+    miners_key = configured_api_key() if args.key_group == "api_key" else None
 
     async def run(account: Any) -> int:
         if args.key_action == "generate":
@@ -109,18 +130,25 @@ def _key_handler(args: argparse.Namespace) -> int:
                 print(json.dumps([k.model_dump(mode="json", by_alias=True) for k in keys]))
             elif not keys:
                 _note(f"⚠️  No {kind.plural} found; generate one with `dojo {args.key_command} generate`.")
+            in_use = key_in_use(keys, miners_key)
             for key in [] if args.json else keys:
                 last_used = key.last_used_at.isoformat() if key.last_used_at else "never"
                 print(
-                    f"{key.prefix}\tid={key.id}\tcreated={key.created_at.isoformat()}\tlast_used={last_used}"
+                    f"{key.prefix}\tid={key.id}\tstate={key_state(key, in_use)}\tcreated={key.created_at.isoformat()}"
+                    f"\tlast_used={last_used}"
                 )
             return EXIT_OK
         try:
-            key = await account.disable(kind.kind, args.id)
+            key = await account.disable(kind.kind, ref)
         except KeyNotFound as exc:
             _note(f"❌ {exc}")
             return EXIT_USAGE
         _success(f"Disabled {kind.singular} {key.prefix} (id {key.id}).")
+        if key_in_use([key], miners_key) is not None:
+            _note(
+                f"⚠️  It was {MINERS_KEY}: the miner refuses tasks until .env holds a new key "
+                f"(dojo api-key generate) and the miner is restarted."
+            )
         return EXIT_OK
 
     return run_with_account(args, run)

@@ -258,8 +258,43 @@ class MinerAccount:
 
 
 def key_labels(keys: list[KeyInfo]) -> list[str]:
-    """How keys are shown in lists: their prefix (the secret itself is never stored)."""
+    """The keys' prefixes (the secret itself is never stored): what the pickers complete."""
     return [k.prefix for k in keys]
+
+
+def configured_api_key(env_file: str | None = ".env") -> str | None:
+    """The DOJO_API_KEY a miner started here would use: the environment's, else ``.env``'s,
+    resolved as the miner resolves it."""
+    from template.config import environment
+
+    return environment(env_file=env_file).get("DOJO_API_KEY") or None
+
+
+def key_in_use(keys: list[KeyInfo], api_key: str | None) -> KeyInfo | None:
+    """The listed key that ``api_key`` (the miner's DOJO_API_KEY) is: the one whose prefix it
+    starts with, the longest if several do."""
+    matching = [k for k in keys if api_key and api_key.startswith(k.prefix)]
+    return max(matching, key=lambda k: len(k.prefix)) if matching else None
+
+
+MINERS_KEY = "the miner's DOJO_API_KEY"
+
+
+def key_state(key: KeyInfo, in_use: KeyInfo | None = None) -> str:
+    state = "disabled" if key.disabled else "active"
+    return f"{state}, {MINERS_KEY}" if in_use is not None and key.id == in_use.id else state
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if moment else "never"
+
+
+def key_summary(key: KeyInfo, in_use: KeyInfo | None = None) -> str:
+    """One key for a person: prefix, id, state and dates."""
+    return (
+        f"{key.prefix}  id {key.id}  {key_state(key, in_use)}  created {_when(key.created_at)}"
+        f"  last used {_when(key.last_used_at)}"
+    )
 
 
 def session_summary(account: MinerAccount) -> dict[str, Any]:

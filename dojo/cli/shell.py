@@ -8,9 +8,15 @@ them when they share nothing more; ``api_key`` or ``subscription_key`` alone lis
 actions::
 
     authenticate                              log in with the hotkey (session cached on disk)
-    api_key generate | list | delete          API keys: the miner's .env DOJO_API_KEY
-    subscription_key generate | list | delete subscription keys: workers enter them in the UI
+    api_key generate | list | delete [KEY]    API keys: the miner's .env DOJO_API_KEY
+    subscription_key generate | list | delete [KEY]
+                                              subscription keys: workers enter them in the UI
     logout, help, exit
+
+Lists show each key's prefix, id, state and dates, as ``dojo api-key list`` does, and mark
+the key a miner started here uses (DOJO_API_KEY from the environment or ``.env``); asked to
+delete without a key, the shell lists the choices, and asks again before it disables that
+key. An unknown command or action is answered with the valid ones.
 
 The same operations for scripts are ``dojo authenticate``, ``dojo api-key ...`` and
 ``dojo subscription-key ...`` (:mod:`dojo.cli.keys`).
@@ -38,16 +44,21 @@ from prompt_toolkit.shortcuts import CompleteStyle
 from rich.console import Console
 from rich.text import Text
 
-from commons.dojo_api import DojoAPI, DojoAPIError, normalize_base_url
+from commons.dojo_api import DojoAPI, DojoAPIError, KeyInfo, normalize_base_url
 from dojo.cli.platform_account import (
     KEY_KINDS,
+    MINERS_KEY,
     KeyNotFound,
     MinerAccount,
     SessionCache,
     cli_logging,
+    configured_api_key,
     default_platform_url,
+    find_key,
     hotkey_names,
+    key_in_use,
     key_labels,
+    key_summary,
     wallet_names,
 )
 from template.wallets import DEFAULT_WALLET_PATH, WalletMissing, load_wallet
@@ -68,11 +79,13 @@ COMMANDS: dict[str, dict[str, None] | None] = {
 HELP = """\
 Commands (TAB completes):
   authenticate                          log in to the platform with your hotkey
-  api_key generate|list|delete          API keys: put one in the miner's .env as DOJO_API_KEY
-  subscription_key generate|list|delete subscription keys: your workers enter them in the web UI
+  api_key generate|list|delete [KEY]    API keys: put one in the miner's .env as DOJO_API_KEY
+  subscription_key generate|list|delete [KEY]
+                                        subscription keys: your workers enter them in the web UI
   logout                                forget the cached session
   help                                  this text
-  exit                                  leave the shell"""
+  exit                                  leave the shell
+Lists show each key's prefix, id, state and dates; delete takes a key's id or prefix, or asks."""
 
 
 class CommandCompleter(Completer):
@@ -126,8 +139,11 @@ class DojoShell:
         default_wallet_path: str = DEFAULT_WALLET_PATH,
         default_platform: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        miner_api_key: str | None = None,
     ):
         self.out = ShellOutput(console or Console(highlight=False))
+        # The DOJO_API_KEY of a miner started here (environment, else .env): its key is marked.
+        self.miner_api_key = miner_api_key if miner_api_key is not None else configured_api_key()
         self.cache = session_cache or SessionCache()
         self.default_wallet_path = Path(default_wallet_path).expanduser()
         self.default_platform = default_platform or default_platform_url()
@@ -264,24 +280,44 @@ class DojoShell:
                 await self._list(account, group)
             case [group, "delete", *ref] if group in KEY_KINDS and len(ref) <= 1:
                 await self._delete(account, group, ref[0] if ref else None)
-            case _:
-                self.out.warning("Invalid action, please try again. Type `help` for the commands.")
+            case [group, "delete", *_] if group in KEY_KINDS:
+                self.out.warning(f"{group} delete takes one key: its id or prefix (e.g. `{group} delete 9`).")
+            case [group, action, *_] if group in KEY_KINDS:
+                self.out.warning(
+                    f"Unknown action {action!r} for {group}: the actions are {', '.join(KEY_ACTIONS)} "
+                    f"(e.g. `{group} list`)."
+                )
+            case [command, *_]:
+                self.out.warning(
+                    f"Unknown command {command!r}: the commands are {', '.join(COMMANDS)}. "
+                    "Type `help` for what each does."
+                )
 
     async def _generate(self, account: MinerAccount, group: str) -> None:
         kind = KEY_KINDS[group]
         new_key = await account.generate(kind.kind)
         self.out.success(f"New {kind.singular}: {new_key.key}")
         self.out.info("It is shown only this once: store it now. Lists show its prefix.")
-        keys = await account.list_active(kind.kind)
-        self.out.success(f"All {kind.plural}: {key_labels(keys)}")
+        self._show(group, await account.list_active(kind.kind), "All")
 
     async def _list(self, account: MinerAccount, group: str) -> None:
         kind = KEY_KINDS[group]
         keys = await account.list_active(kind.kind)
         if keys:
-            self.out.success(f"All {kind.plural}: {key_labels(keys)}")
+            self._show(group, keys, "All")
         else:
             self.out.warning(f"No {kind.plural} found, please generate one.")
+
+    def _in_use(self, group: str, keys: list[KeyInfo]) -> KeyInfo | None:
+        return key_in_use(keys, self.miner_api_key) if group == "api_key" else None
+
+    def _show(self, group: str, keys: list[KeyInfo], title: str) -> None:
+        """The keys as `dojo api-key list` shows them: prefix, id, state and dates."""
+        kind = KEY_KINDS[group]
+        in_use = self._in_use(group, keys)
+        self.out.success(f"{title} {kind.plural} ({len(keys)}):" if keys else f"No {kind.plural} left.")
+        for key in keys:
+            self.out.plain(f"  {key_summary(key, in_use)}")
 
     async def _delete(self, account: MinerAccount, group: str, ref: str | None) -> None:
         kind = KEY_KINDS[group]
@@ -289,16 +325,31 @@ class DojoShell:
         if not keys:
             self.out.warning(f"No {kind.plural} found, please generate one.")
             return
+        in_use = self._in_use(group, keys)
         if ref is None:
-            self.out.success(f"All {kind.plural}: {key_labels(keys)}")
-            choices = key_labels(keys) + [k.id for k in keys]
-            ref = await self._ask(
-                f"Select {_article(kind.singular)} to delete: ", WordCompleter(choices, WORD=True)
+            self.out.info(
+                f"Which {kind.singular} to disable? Type its id or its prefix (TAB completes the prefixes; "
+                "Ctrl-C cancels). Disabling is at once and for good."
             )
-        key = await account.disable(kind.kind, ref)
+            self._show(group, keys, "Active")
+            meta = {k.prefix: f"id {k.id}" + (f", {MINERS_KEY}" if in_use and k.id == in_use.id else "") for k in keys}
+            ref = await self._ask(
+                f"{_article(kind.singular).capitalize()} to disable (id or prefix): ",
+                WordCompleter(key_labels(keys) + [k.id for k in keys], WORD=True, meta_dict=meta),
+            )
+        key = find_key(keys, ref)
+        if in_use is not None and key.id == in_use.id:
+            self.out.warning(
+                f"{key.prefix} is {MINERS_KEY}: once it is disabled the miner refuses tasks until .env "
+                "holds a new key and the miner is restarted."
+            )
+            answer = (await self._ask(f"Disable {key.prefix} anyway? (y/n): ")).lower()
+            if answer not in ("y", "yes"):
+                self.out.info(f"Kept {key.prefix}.")
+                return
+        key = await account.disable(kind.kind, key.id)
         self.out.success(f"Disabled {kind.singular} {key.prefix}.")
-        remaining = await account.list_active(kind.kind)
-        self.out.success(f"Remaining {kind.plural}: {key_labels(remaining)}")
+        self._show(group, await account.list_active(kind.kind), "Remaining")
 
 
 def _existing_dir(entered: str) -> Path | None:

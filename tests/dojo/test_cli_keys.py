@@ -149,6 +149,36 @@ def test_subscription_keys(dojo, miner):
     assert json.loads(out) == []
 
 
+def test_delete_takes_the_id_or_prefix_without_a_flag_and_says_what_is_missing(dojo, miner, capsys):
+    generated = [
+        json.loads(dojo("subscription-key", "generate", "--json", wallet=miner)[1]) for _ in range(2)
+    ]
+    code, out, err = dojo("subscription-key", "delete", generated[0]["id"], wallet=miner)
+    assert code == 0, err
+    assert out.strip() == f"✅ Disabled subscription key {generated[0]['prefix']} (id {generated[0]['id']})."
+    code, out, err = dojo("subscription-key", "delete", generated[1]["prefix"], wallet=miner)
+    assert code == 0, err
+    code, out, err = dojo("subscription-key", "list", "--json", wallet=miner)
+    assert json.loads(out) == []
+    with pytest.raises(SystemExit) as usage:
+        main(["subscription-key", "delete", "--wallet.name", miner.name])
+    assert usage.value.code == 2
+    assert "give the key's id or prefix: dojo subscription-key delete ID" in capsys.readouterr().err
+
+
+def test_list_shows_each_keys_state_and_marks_the_miners_key(dojo, miner, monkeypatch):
+    keys = [dojo("api-key", "generate", wallet=miner)[1].strip() for _ in range(2)]
+    monkeypatch.setenv("DOJO_API_KEY", keys[1])  # what a miner started here would use
+    code, out, err = dojo("api-key", "list", wallet=miner)
+    assert code == 0, err
+    states = [dict(f.split("=", 1) for f in line.split("\t")[1:])["state"] for line in out.splitlines()]
+    assert states == ["active", "active, the miner's DOJO_API_KEY"]
+    prefix = out.splitlines()[1].split("\t")[0]
+    code, out, err = dojo("api-key", "delete", prefix, wallet=miner)
+    assert code == 0, err
+    assert "⚠️  It was the miner's DOJO_API_KEY: the miner refuses tasks until .env holds a new key" in err
+
+
 def test_expired_and_forgotten_sessions_log_in_again(dojo, miner, real_platform, session_dir):
     cache = SessionCache(session_dir)
     address = miner.hotkey.ss58_address
@@ -217,7 +247,9 @@ def test_platform_invite_asks_the_running_platform_for_a_working_link(dojo, mine
     assert page.status_code == 200 and miner.hotkey.ss58_address in page.text
 
 
-def test_platform_invite_refuses_an_unregistered_hotkey_either_way(dojo, make_wallet, real_platform, tmp_path, capsys):
+def test_platform_invite_refuses_an_unregistered_hotkey_either_way(
+    dojo, make_wallet, real_platform, tmp_path, capsys
+):
     stranger = make_wallet(hotkey="stranger")  # never registered on the subnet
     code, out, err = dojo("platform", "invite", wallet=stranger)
     assert code == 1 and out == ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import stat
 import threading
 import time
@@ -107,6 +108,21 @@ def lines(*typed: str) -> str:
     return "".join(t + ENTER for t in typed)
 
 
+def shown(out: str, title: str) -> list[tuple[str, str, str]]:
+    """The keys of the last list titled ``title`` ("All API keys", "Remaining subscription
+    keys"): (prefix, id, state) per key, as the shell shows them."""
+    block = out.rsplit(f"✅ {title} (", 1)[1].split("\n")[1:]
+    keys = []
+    for line in block:
+        found = re.fullmatch(
+            r"  (\S+)  id (\S+)  (.+?)  created \d{4}-\d\d-\d\d \d\d:\d\d UTC  last used (.+)", line
+        )
+        if not found:
+            break
+        keys.append((found[1], found[2], found[3]))
+    return keys
+
+
 @pytest.fixture
 def platform() -> ContractPlatform:
     return ContractPlatform()
@@ -167,11 +183,11 @@ def test_whole_flow_with_tab_completion(miner, wallet_path, platform, cache, opt
     assert len(api_keys) == 2
     # The full key once, when generated; lists show prefixes.
     assert f"✅ New API key: {api_keys[0].secret}" in out
-    assert f"✅ All API keys: ['{api_keys[0].prefix}', '{api_keys[1].prefix}']" in out
+    assert shown(out, "All API keys") == [(k.prefix, k.id, "active") for k in api_keys]
     [sub] = platform.keys[address]["subscription-keys"]
-    assert f"✅ All subscription keys: ['{sub.prefix}']" in out
+    assert shown(out, "All subscription keys") == [(sub.prefix, sub.id, "active")]
     assert "api_key generate|list|delete" in out  # help
-    assert "⚠️  Invalid action, please try again." in out
+    assert "⚠️  Unknown command 'bogus': the commands are authenticate, api_key, subscription_key" in out
     assert _session_posts(platform) == 1
 
     session_file = cache.path_for(platform.base_url, address)
@@ -193,8 +209,8 @@ def test_whole_flow_with_tab_completion(miner, wallet_path, platform, cache, opt
     assert _session_posts(platform) == 1
     assert victim.disabled and not api_keys[1].disabled
     assert f"✅ Disabled API key {victim.prefix}." in out
-    assert f"✅ Remaining API keys: ['{api_keys[1].prefix}']" in out
-    assert f"✅ All API keys: ['{api_keys[1].prefix}']" in out
+    assert shown(out, "Remaining API keys") == [(api_keys[1].prefix, api_keys[1].id, "active")]
+    assert shown(out, "All API keys") == [(api_keys[1].prefix, api_keys[1].id, "active")]
 
 
 def test_default_wallet_path_and_retries_on_bad_answers(
@@ -326,11 +342,12 @@ def test_tab_completes_commands_in_place_and_a_group_alone_lists_its_actions(
     [api_key] = platform.keys[address]["api-keys"]
     [sub] = platform.keys[address]["subscription-keys"]
     assert f"✅ New API key: {api_key.secret}" in out
-    assert out.count(f"✅ All API keys: ['{api_key.prefix}']") == 2  # after generate, and listed
+    assert out.count("✅ All API keys (1):") == 2  # after generate, and listed
+    assert shown(out, "All API keys") == [(api_key.prefix, api_key.id, "active")]
     assert f"✅ New subscription key: {sub.secret}" in out
     assert "ℹ️  api_key takes an action: generate | list | delete (e.g. `api_key list`)." in out
     assert "ℹ️  subscription_key takes an action: generate | list | delete" in out
-    assert "Invalid action" not in out
+    assert "Unknown" not in out
 
 
 @pytest.fixture(scope="module")
@@ -376,11 +393,11 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
     assert f"✅ Disabled API key {old_key.prefix}." in out
     assert f"✅ Authenticated as {miner.hotkey.ss58_address} on {real_platform.url}" in out
     assert "✅ New API key: dojo_api_" in out
-    assert f"✅ All API keys: ['{api_key.prefix}']" in out
+    assert shown(out, "All API keys") == [(api_key.prefix, api_key.id, "active")]
     # "dojo_sub_" TAB completes to the first listed prefix: that subscription key is disabled.
     assert [s.disabled for s in subs] == [True, False]
     assert f"✅ Disabled subscription key {subs[0].prefix}." in out
-    assert f"✅ Remaining subscription keys: ['{subs[1].prefix}']" in out
+    assert shown(out, "Remaining subscription keys") == [(subs[1].prefix, subs[1].id, "active")]
     assert "❌" not in out
 
 
@@ -415,3 +432,63 @@ def test_dojo_without_arguments_opens_the_shell(miner, wallet_path, tmp_path, mo
     assert "✅ Wallet coldkey name and hotkey name set successfully." in out
     assert "ℹ️  Platform: http://127.0.0.1:1." in out  # the default came from DOJO_API_BASE_URL
     assert "subscription_key generate|list|delete" in out
+
+
+def test_an_unknown_action_names_the_valid_ones(miner, wallet_path, platform, options):
+    code, out = drive_shell(
+        lines("n", str(wallet_path), "miner", "hot1", platform.base_url)
+        + lines("api_key remove", "subscription_key delete a b", "exit"),
+        **options,
+    )
+    assert code == 0
+    assert "⚠️  Unknown action 'remove' for api_key: the actions are generate, list, delete" in out
+    assert "⚠️  subscription_key delete takes one key: its id or prefix" in out
+
+
+def test_the_delete_picker_lists_its_choices_and_asks_before_disabling_the_miners_key(
+    miner, wallet_path, platform, options
+):
+    address = miner.hotkey.ss58_address
+    code, _ = drive_shell(
+        lines(
+            "n",
+            str(wallet_path),
+            "miner",
+            "hot1",
+            platform.base_url,
+            "api_key generate",
+            "api_key generate",
+            "exit",
+        ),
+        **options,
+    )
+    assert code == 0
+    spare, used = platform.keys[address]["api-keys"]
+    start = lines("n", str(wallet_path), "miner", "hot1", platform.base_url)
+    # The miner runs with `used` in its DOJO_API_KEY; picked by its id, it is kept when the answer is no.
+    code, out = drive_shell(
+        start + lines("api_key delete", used.id, "n", "exit"), miner_api_key=used.secret, **options
+    )
+    assert code == 0
+    assert "ℹ️  Which API key to disable? Type its id or its prefix" in out
+    assert shown(out, "Active API keys") == [
+        (spare.prefix, spare.id, "active"),
+        (used.prefix, used.id, "active, the miner's DOJO_API_KEY"),
+    ]
+    assert f"⚠️  {used.prefix} is the miner's DOJO_API_KEY: once it is disabled the miner refuses tasks" in out
+    assert f"ℹ️  Kept {used.prefix}." in out and not used.disabled
+    # Listed, it is marked too; confirmed, it is disabled.
+    code, out = drive_shell(
+        start + lines("api_key list", f"api_key delete {used.prefix}", "y", "exit"),
+        miner_api_key=used.secret,
+        **options,
+    )
+    assert code == 0
+    assert (used.prefix, used.id, "active, the miner's DOJO_API_KEY") in shown(out, "All API keys")
+    assert used.disabled and not spare.disabled
+    assert shown(out, "Remaining API keys") == [(spare.prefix, spare.id, "active")]
+    # Another key goes without a question.
+    code, out = drive_shell(
+        start + lines(f"api_key delete {spare.id}", "exit"), miner_api_key=used.secret, **options
+    )
+    assert spare.disabled and "anyway?" not in out and "✅ No API keys left." in out
