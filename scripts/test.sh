@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install Dojo with its test tools into .venv, make sure the services the tests use are
 # there (Debian's chromium for the browser tests, the PostgreSQL server on 127.0.0.1:5432,
-# pm2 when npm is there),
-# lint, check types and dead code, and run the whole test suite. Extra arguments go to pytest.
+# pm2 when npm is there), lint, check types and dead code, and run the whole test suite.
+# Extra arguments go to pytest.
 . "$(dirname "$0")/_venv.sh" requirements-dev.txt
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi; }

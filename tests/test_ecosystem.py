@@ -25,7 +25,6 @@ from tests._pm2 import NEEDS_PM2, own_pm2
 
 REPO = Path(__file__).resolve().parents[1]
 NEEDS_NODE = pytest.mark.skipif(shutil.which("node") is None, reason="reading ecosystem.config.js needs node")
-pytestmark = NEEDS_NODE
 
 
 def _checkout(directory: Path, local: str | None = None) -> Path:
@@ -51,6 +50,7 @@ def _local(**settings: object) -> str:
     return f"module.exports = {json.dumps(settings)};\n"
 
 
+@NEEDS_NODE
 def test_the_defaults_run_the_validator_role_on_testnet_with_the_original_flags() -> None:
     apps = _apps(REPO)
     assert set(apps) == {"dojo-validator", "dojo-synthetic"}
@@ -64,6 +64,7 @@ def test_the_defaults_run_the_validator_role_on_testnet_with_the_original_flags(
     assert apps["dojo-synthetic"]["args"][:2] == ["synthetic", "serve"]
 
 
+@NEEDS_NODE
 def test_pm2_signals_each_process_alone_not_its_children(tmp_path: Path) -> None:
     # The validator's wandb process must outlive the validator's SIGINT (test below).
     apps = _apps(_checkout(tmp_path, _local(ROLE="all", MINER_WALLET_HOTKEY="m")))
@@ -72,6 +73,7 @@ def test_pm2_signals_each_process_alone_not_its_children(tmp_path: Path) -> None
     )
 
 
+@NEEDS_NODE
 def test_the_settings_come_from_the_untracked_local_file(tmp_path: Path) -> None:
     local = _local(
         NETWORK="finney",
@@ -106,12 +108,14 @@ def test_the_settings_come_from_the_untracked_local_file(tmp_path: Path) -> None
     assert set(_apps(example_dir)) == {"dojo-validator", "dojo-synthetic"}
 
 
+@NEEDS_NODE
 def test_an_unknown_setting_is_an_error_that_names_it(tmp_path: Path) -> None:
     error = _apps(_checkout(tmp_path, _local(WALLET_NAME="coldkey")), expect_error=True)
     assert "ecosystem.local.js sets WALLET_NAME, which is not a setting" in error
     assert "VALIDATOR_WALLET_NAME" in error
 
 
+@NEEDS_NODE
 def test_each_role_signs_with_its_own_wallet(tmp_path: Path) -> None:
     local = _local(
         ROLE="all",
@@ -130,6 +134,7 @@ def test_each_role_signs_with_its_own_wallet(tmp_path: Path) -> None:
     assert wallet(apps["dojo-miner"]["args"]) == ("owner", "miner")
 
 
+@NEEDS_NODE
 def test_one_hotkey_for_both_roles_is_an_error_that_says_so(tmp_path: Path) -> None:
     error = _apps(_checkout(tmp_path / "a", _local(ROLE="all")), expect_error=True)
     assert (
@@ -147,6 +152,7 @@ def test_one_hotkey_for_both_roles_is_an_error_that_says_so(tmp_path: Path) -> N
     assert "both would sign as a/default (5SameAddress)" in error
 
 
+@NEEDS_NODE
 @NEEDS_PM2
 def test_pm2_only_a_process_the_role_does_not_run_is_an_error(tmp_path: Path) -> None:
     checkout = _checkout(tmp_path / "checkout", _local(ROLE="miner"))
@@ -193,6 +199,7 @@ def _wandb_records(run_file: Path) -> list[Any]:
     return records
 
 
+@NEEDS_NODE
 @NEEDS_PM2
 @pytest.mark.e2e
 def test_pm2_stopping_the_validator_leaves_a_finished_wandb_run_with_its_last_records(tmp_path: Path) -> None:
@@ -254,3 +261,10 @@ def test_pm2_stopping_the_validator_leaves_a_finished_wandb_run_with_its_last_re
         if record.WhichOneof("record_type") == "artifact"
     ]
     assert logged == [Path(folder).name for folder in exported], (logged, exported)
+
+
+def test_the_readmes_pm2_lines_start_the_neurons_without_treekill() -> None:
+    readme = (REPO / "README.md").read_text()
+    starts = re.findall(r"^pm2 start main_\w+\.py .*$", readme, re.M)
+    assert len(starts) == 4
+    assert all("--no-treekill" in line for line in starts), starts
