@@ -519,17 +519,7 @@ main() {
   [[ $HEALTH_STABLE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "HEALTH_STABLE must be seconds, got '$HEALTH_STABLE'"
 
   git rev-parse --is-inside-work-tree >/dev/null 2>&1 || die "$PWD is not a git checkout; run run.sh from the cloned repository"
-  remote=${AUTOUPDATE_REMOTE:-origin}
-  branch=${AUTOUPDATE_BRANCH:-$(git rev-parse --abbrev-ref HEAD)}
-  [ "$branch" != HEAD ] || die "HEAD is detached; check out a branch or set AUTOUPDATE_BRANCH"
-  skip_file=$(git rev-parse --git-path dojo-autoupdate-skip)
   head_commit=$(git rev-parse --verify --quiet HEAD || true)
-
-  verify=${AUTOUPDATE_VERIFY:-tag}
-  case $verify in
-    tag | off) ;;
-    *) die "AUTOUPDATE_VERIFY must be tag (follow signed release tags) or off (follow the branch unverified), got '$verify'" ;;
-  esac
   signers=${AUTOUPDATE_ALLOWED_SIGNERS:-$(git rev-parse --git-path dojo-allowed-signers)}
   [[ $signers == /* ]] || signers="$PWD/$signers"
   if [ -n "$pin" ]; then
@@ -537,6 +527,16 @@ main() {
     pin_signers "${1:-}"
     return 0
   fi
+  remote=${AUTOUPDATE_REMOTE:-origin}
+  branch=${AUTOUPDATE_BRANCH:-$(git rev-parse --abbrev-ref HEAD)}
+  [ "$branch" != HEAD ] || die "HEAD is detached; check out a branch or set AUTOUPDATE_BRANCH"
+  skip_file=$(git rev-parse --git-path dojo-autoupdate-skip)
+
+  verify=${AUTOUPDATE_VERIFY:-tag}
+  case $verify in
+    tag | off) ;;
+    *) die "AUTOUPDATE_VERIFY must be tag (follow signed release tags) or off (follow the branch unverified), got '$verify'" ;;
+  esac
   if [ "$verify" = tag ]; then
     local git_version
     git_version=$(git version)
