@@ -601,6 +601,11 @@ def test_pinning_shows_the_fingerprints_and_refuses_a_list_without_keys(project:
     garbage.write_text("maintainer@example.org not-a-key\n")
     assert "line 1 is not an allowed-signers entry" in project.pin(str(garbage), expect=2)
     assert pinned.read_text() == (project.deploy / "allowed_signers").read_text()
+    # An install from a release tag's checkout (a detached HEAD) pins the same way.
+    pinned.unlink()
+    project.git(project.deploy, "checkout", "--quiet", "--detach")
+    assert "pinned 1 allowed signer key(s)" in project.pin()
+    assert pinned.read_text() == (project.deploy / "allowed_signers").read_text()
 
 
 def test_verification_off_follows_the_branch_unverified_and_says_so(project: Project) -> None:
