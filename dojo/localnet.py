@@ -315,6 +315,8 @@ class LocalNet:
                 "--db", str(self.platform_db),
                 "--host", "127.0.0.1", "--port", str(neuron.port),
                 "--subtensor.network", str(self.chain_dir), "--netuid", str(self.netuid), "--log-level", "warning",
+                # Tasks are handed out while a quarter of the deadline is left (a minute at most).
+                "--min-time-left", f"{min(60.0, self.task_deadline / 4):g}",
             ]
         if neuron.role == "synthetic":
             return [

@@ -13,6 +13,12 @@ task locked for a moment never reads as "no task".
 A hold lasts ``hold_ttl_seconds``; an expired hold frees its place. One result per worker
 per task: a resubmission before the task expires replaces it (and does not count twice).
 
+A task is handed out only while a person can still finish it: with at least
+:func:`time_needed` left before its deadline (the median time the platform's workers took
+on their recent answers, never less than ``min_time_left_seconds``), and a hold is never
+shorter than that time. The next-task search, the hold the task page asks for and both
+paths of the API (the routes and the hot path) apply this one rule.
+
 This is the platform's hot path (every worker loops next → submit), so it runs a few
 prepared SQL statements, the same text on SQLite and PostgreSQL, instead of building ORM
 queries per call.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +54,7 @@ from dojo.platform.subscriptions import WorkerTaskView
 CANDIDATES = 16
 SPREAD = 24
 
-_TIMES = ("now", "until")
+_TIMES = ("now", "until", "soonest")
 _SA_TYPES = {"datetime": DateTime, "json": JSON, None: None}
 
 
@@ -112,9 +119,10 @@ _TASK_COLUMNS: dict[str, str | None] = {
 }
 _SELECT_TASK = "SELECT " + ", ".join(f"t.{c}" for c in _TASK_COLUMNS) + " FROM tasks t WHERE t.id = :t"
 
+# ``:soonest``: the earliest deadline a task may have to be handed out now (now + time needed).
 HELD = Stmt(
     "SELECT t.id, a.held_until FROM assignments a JOIN tasks t ON t.id = a.task_id"
-    " WHERE a.worker_id = :w AND a.status = 'held' AND a.held_until > :now AND t.expire_at > :now"
+    " WHERE a.worker_id = :w AND a.status = 'held' AND a.held_until > :now AND t.expire_at > :soonest"
     f" AND EXISTS ({_LIVE_SUBSCRIPTION.format(miner='t.miner_id')})"
     " ORDER BY t.expire_at LIMIT 1",
     id=None,
@@ -128,7 +136,7 @@ LIVE_MINERS = Stmt(
 # and stops at the limit (an IN over several miners would sort every open task first).
 _OPEN_TASKS = (
     " FROM tasks t"
-    " WHERE t.miner_id = :m AND t.num_results < t.max_results AND t.expire_at > :now"
+    " WHERE t.miner_id = :m AND t.num_results < t.max_results AND t.expire_at > :soonest"
     " AND t.num_results + (SELECT count(*) FROM assignments a"
     "   WHERE a.task_id = t.id AND a.status = 'held' AND a.held_until > :now) < t.max_results"
     " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.task_id = t.id AND a.worker_id = :w"
@@ -173,6 +181,49 @@ INSERT_RESULT = Stmt(
     " VALUES (:t, :w, :data, :lead, :now, :now)"
 )
 COUNT_RESULT = Stmt("UPDATE tasks SET num_results = num_results + 1 WHERE id = :t")
+RECENT_LEAD_TIMES = Stmt(
+    "SELECT lead_time FROM results WHERE lead_time IS NOT NULL ORDER BY id DESC LIMIT :limit", lead_time=None
+)
+
+# The time a person needs for a task: the median of the platform's recent answers' times.
+RECENT_RESULTS = 200  # answers the median is taken over
+MIN_SAMPLES = 20  # fewer measured answers than this: the floor alone
+TIME_NEEDED_CAP = 1800.0  # a slow spell never withholds every task with less than this left
+TIME_NEEDED_REFRESH = 30.0  # seconds a process reuses the median it read
+_recent_median: dict[str, tuple[float, float | None]] = {}  # database URL -> (read at, median)
+
+
+def forget_time_needed() -> None:
+    """Drop the medians this process read, so that the next claim reads the results again."""
+    _recent_median.clear()
+
+
+def _median_lead_time(db: Db, settings: PlatformSettings) -> float | None:
+    key = settings.database_url
+    read_at = time.monotonic()
+    cached = _recent_median.get(key)
+    if cached is not None and read_at - cached[0] < TIME_NEEDED_REFRESH:
+        return cached[1]
+    times = [float(row[0]) for row in _rows(db, RECENT_LEAD_TIMES, {"limit": RECENT_RESULTS})]
+    median = statistics.median(times) if len(times) >= MIN_SAMPLES else None
+    _recent_median[key] = (read_at, median)
+    return median
+
+
+def time_needed(db: Db, settings: PlatformSettings) -> float:
+    """Seconds a task must have left to be handed out, and the shortest hold: the median
+    time of the platform's recent answers (capped), at least ``min_time_left_seconds``; 0
+    when that setting is 0 (the rule is off)."""
+    floor = settings.min_time_left_seconds
+    if floor <= 0:
+        return 0.0
+    median = _median_lead_time(db, settings)
+    return max(floor, min(median or 0.0, TIME_NEEDED_CAP))
+
+
+def readable_time(value: datetime) -> str:
+    """A naive UTC time as a person reads it in a message: to the second, with its zone."""
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -224,35 +275,44 @@ def _view(task: TaskRow, held_until: datetime | None) -> WorkerTaskView:
 
 
 def _candidates(
-    db: Db, worker: Worker, miner_ids: list[int], now: datetime, limit: int = CANDIDATES
+    db: Db, worker: Worker, miner_ids: list[int], now: datetime, soonest: datetime, limit: int = CANDIDATES
 ) -> list[str]:
     found: list[tuple[datetime, str]] = []
     for miner_id in miner_ids:
-        rows = _rows(db, OPEN_TASKS, {"m": miner_id, "w": worker.id, "now": now, "limit": limit})
+        params = {"m": miner_id, "w": worker.id, "now": now, "soonest": soonest, "limit": limit}
+        rows = _rows(db, OPEN_TASKS, params)
         found.extend((expire_at, task_id) for task_id, expire_at in rows)
     return [task_id for _, task_id in sorted(found)[:limit]]
 
 
 def _claim(
-    db: Db, settings: PlatformSettings, worker: Worker, task: TaskRow | None, now: datetime
+    db: Db, worker: Worker, task: TaskRow | None, now: datetime, needed: float, hold_for: float
 ) -> WorkerTaskView | None:
-    """Hold ``task`` (already row-locked) for the worker if it still has a free place."""
-    if task is None or task.expire_at <= now or task.num_results >= task.max_results:
+    """Hold ``task`` (already row-locked) for the worker if it still has a free place and
+    at least ``needed`` seconds before its deadline."""
+    if task is None or task.num_results >= task.max_results:
+        return None
+    if task.expire_at <= now + timedelta(seconds=needed):
         return None
     if task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
         return None
-    return _hold(db, settings, worker, task, now)
+    return _hold(db, worker, task, now, hold_for)
 
 
-def _hold(db: Db, settings: PlatformSettings, worker: Worker, task: TaskRow, now: datetime) -> WorkerTaskView:
-    until = now + timedelta(seconds=settings.hold_ttl_seconds)
+def _hold_seconds(settings: PlatformSettings, needed: float) -> float:
+    """How long a hold lasts: the TTL, and never less than the time a person needs."""
+    return max(float(settings.hold_ttl_seconds), needed)
+
+
+def _hold(db: Db, worker: Worker, task: TaskRow, now: datetime, hold_for: float) -> WorkerTaskView:
+    until = min(now + timedelta(seconds=hold_for), task.expire_at)
     _set_assignment(db, task.id, worker.id, HOLD, until, now)
     return _view(task, until)
 
 
-def _live_hold(db: Db, worker: Worker, now: datetime) -> WorkerTaskView | None:
-    """The task this worker holds now, if any."""
-    held = _first(db, HELD, {"w": worker.id, "now": now})
+def _live_hold(db: Db, worker: Worker, now: datetime, soonest: datetime) -> WorkerTaskView | None:
+    """The task this worker holds now, if any, unless too little of it is left to finish."""
+    held = _first(db, HELD, {"w": worker.id, "now": now, "soonest": soonest})
     if held is None:
         return None
     held_id, held_until = held
@@ -270,18 +330,19 @@ class NextTaskPlan:
     candidates: list[str]
 
 
-def plan_next_task(db: Db, worker: Worker, spread: int = SPREAD) -> NextTaskPlan:
+def plan_next_task(db: Db, settings: PlatformSettings, worker: Worker, spread: int = SPREAD) -> NextTaskPlan:
     """The read-only half of :func:`next_task`; run it in a read transaction.
 
     Up to ``spread`` open tasks come back shuffled, so that concurrent workers try different
     tasks first instead of all queueing for the oldest.
     """
     now = naive_utcnow()
-    held = _live_hold(db, worker, now)
+    soonest = now + timedelta(seconds=time_needed(db, settings))
+    held = _live_hold(db, worker, now, soonest)
     if held is not None:
         return NextTaskPlan(held, [], [])
     miner_ids = [row[0] for row in _rows(db, LIVE_MINERS, {"w": worker.id})]
-    candidates = _candidates(db, worker, miner_ids, now, spread) if miner_ids else []
+    candidates = _candidates(db, worker, miner_ids, now, soonest, spread) if miner_ids else []
     random.shuffle(candidates)
     return NextTaskPlan(None, miner_ids, candidates)
 
@@ -300,16 +361,19 @@ def claim_next_task(
     if not plan.miner_ids:
         return None
     now = naive_utcnow()
+    needed = time_needed(db, settings)
+    hold_for = _hold_seconds(settings, needed)
     live = set(plan.miner_ids)
     fresh_read = _is_postgres(db)
     for task_id in plan.candidates[:CANDIDATES]:
         task = _task(db, TASK_SKIP_LOCKED, task_id) if fresh_read else _task(db, TASK, task_id)
         if task is not None and task.miner_id in live:
-            view = _claim(db, settings, worker, task, now)
+            view = _claim(db, worker, task, now, needed, hold_for)
             if view is not None:
                 return view
-    for task_id in _candidates(db, worker, plan.miner_ids, now):
-        view = _claim(db, settings, worker, _lock_task(db, task_id), now)
+    soonest = now + timedelta(seconds=needed)
+    for task_id in _candidates(db, worker, plan.miner_ids, now, soonest):
+        view = _claim(db, worker, _lock_task(db, task_id), now, needed, hold_for)
         if view is not None:
             return view
     return None
@@ -323,17 +387,20 @@ def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskV
     no spread is needed, the search stops at one task, and what it read needs no second look.
     """
     if _is_postgres(db):
-        return claim_next_task(db, settings, worker, plan_next_task(db, worker, SPREAD))
+        return claim_next_task(db, settings, worker, plan_next_task(db, settings, worker, SPREAD))
     now = naive_utcnow()
-    held = _live_hold(db, worker, now)
+    needed = time_needed(db, settings)
+    soonest = now + timedelta(seconds=needed)
+    held = _live_hold(db, worker, now, soonest)
     if held is not None:
         return held
     best: TaskRow | None = None
     for (miner_id,) in _rows(db, LIVE_MINERS, {"w": worker.id}):
-        row = _first(db, OPEN_TASK_ROWS, {"m": miner_id, "w": worker.id, "now": now, "limit": 1})
+        params = {"m": miner_id, "w": worker.id, "now": now, "soonest": soonest, "limit": 1}
+        row = _first(db, OPEN_TASK_ROWS, params)
         if row is not None and (best is None or (row[-1], row[0]) < (best.expire_at, best.id)):
             best = TaskRow(*row)
-    return None if best is None else _hold(db, settings, worker, best, now)
+    return None if best is None else _hold(db, worker, best, now, _hold_seconds(settings, needed))
 
 
 def validate_result_data(task: TaskRow, result_data: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -412,7 +479,7 @@ def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> TaskRow:
 
 def _refuse_closed(task: TaskRow, now: datetime) -> None:
     if task.expire_at <= now:
-        raise Gone(f"task {task.id} expired at {task.expire_at.isoformat()}Z; it takes no more results")
+        raise Gone(f"task {task.id} expired: its deadline passed at {readable_time(task.expire_at)}")
 
 
 SKIPPED_DETAIL = "you skipped this task; it takes no answer from you"
@@ -425,6 +492,22 @@ def _no_free_place(db: Db, task: TaskRow, worker: Worker, now: datetime) -> str 
     if task.num_results + _others_holding(db, task.id, worker.id, now) >= task.max_results:
         return f"other workers hold the remaining places of task {task.id}; try again later"
     return None
+
+
+def _minutes(seconds: float) -> str:
+    whole = max(0, round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _too_late(task: TaskRow, now: datetime, needed: float) -> str | None:
+    """Why a new hold on ``task`` would not let a person finish it, or None."""
+    left = (task.expire_at - now).total_seconds()
+    if left >= needed:
+        return None
+    return (
+        f"task {task.id} has {_minutes(left)} left before its deadline ({readable_time(task.expire_at)}),"
+        f" less than the {_minutes(needed)} an answer takes; it is no longer handed out"
+    )
 
 
 def lead_time_total(mine: Mine, given: float | None, now: datetime) -> float | None:
@@ -482,11 +565,13 @@ class Hold:
 
 
 def extend_hold(db: Db, settings: PlatformSettings, worker: Worker, task_id: str) -> Hold:
-    """Claim ``task_id`` for the worker, or extend its live hold, for another hold TTL.
+    """Claim ``task_id`` for the worker, or extend its live hold, for another hold TTL (never
+    less than :func:`time_needed`).
 
     The page calls it while the worker is at work, so a hold never lapses under an active
     worker. A worker with a stored result needs no hold (its place is kept): ``held_until``
-    is None. 404 not yours, 410 expired, 409 skipped, full or held by others.
+    is None. 404 not yours, 410 expired, 409 skipped, full or held by others, or (a new
+    claim) too close to its deadline for a person to finish.
     """
     task = _accessible_locked_task(db, worker, task_id)
     now = naive_utcnow()
@@ -496,11 +581,12 @@ def extend_hold(db: Db, settings: PlatformSettings, worker: Worker, task_id: str
         return Hold(task.id, None, task.expire_at)
     if mine.status == SKIPPED:
         raise Conflict(SKIPPED_DETAIL)
+    needed = time_needed(db, settings)
     if not mine.holds(now):
-        refusal = _no_free_place(db, task, worker, now)
+        refusal = _no_free_place(db, task, worker, now) or _too_late(task, now, needed)
         if refusal is not None:
             raise Conflict(refusal)
-    until = min(now + timedelta(seconds=settings.hold_ttl_seconds), task.expire_at)
+    until = min(now + timedelta(seconds=_hold_seconds(settings, needed)), task.expire_at)
     _set_assignment(db, task.id, worker.id, HOLD, until, now)
     return Hold(task.id, until, task.expire_at)
 

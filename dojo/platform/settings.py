@@ -6,7 +6,7 @@ variable on the field: ``--db`` / ``DATABASE_URL``, ``--public-url`` / ``PUBLIC_
 ``--subtensor.network`` / ``SUBTENSOR_NETWORK``, ``--subtensor.chain_endpoint`` /
 ``SUBTENSOR_CHAIN_ENDPOINT``, ``--netuid`` / ``NETUID``, ``--host`` / ``PLATFORM_HOST``,
 ``--port`` / ``PLATFORM_PORT``, ``--forwarded-allow-ips`` / ``PLATFORM_FORWARDED_ALLOW_IPS``,
-``--docs`` / ``PLATFORM_DOCS``.
+``--docs`` / ``PLATFORM_DOCS``, ``--min-time-left`` / ``PLATFORM_MIN_TIME_LEFT``.
 :meth:`PlatformSettings.describe` prints them with the database password masked.
 """
 
@@ -77,6 +77,14 @@ class PlatformSettings(BaseModel):
     invite_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     hold_ttl_seconds: int = Field(
         600, ge=5, description="how long a task stays held for the worker it was given to"
+    )
+    min_time_left_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=24 * 3600,
+        description="a task is handed out only with at least this long before its deadline, or the median "
+        "time workers took on recent answers if longer; holds last at least as long (0: hand out any task)",
+        json_schema_extra={"flag": "--min-time-left", "env": "PLATFORM_MIN_TIME_LEFT"},
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body, except create-tasks")
     max_task_body_bytes: int = Field(8 << 20, ge=1024, description="largest create-tasks body")
