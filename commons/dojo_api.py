@@ -233,6 +233,7 @@ class TaskResult(_Model):
     result_data: list[ResultItem]
     created_at: datetime
     updated_at: datetime | None = None
+    rationale: str | None = None  # why the worker answered so, if it said
 
 
 class _CreateTasksReply(_Model):

@@ -21,6 +21,7 @@ order, so miners cannot align answers by position or id.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -39,6 +40,7 @@ MAX_TURNS = 100
 MIN_COMPLETIONS = 2
 MAX_COMPLETIONS = 10
 MAX_RESULTS = 1_000
+MAX_RATIONALE = 1_000
 
 ShortId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 # Strict: a version is a JSON integer. Lax mode reads "1", 1.0 and true as version 1, so a peer
@@ -48,6 +50,11 @@ ProtocolVersion = Annotated[int, Field(strict=True, ge=0, le=1_000)]
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character (Unicode category Cc: C0, DEL, C1)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 class Message(BaseModel):
@@ -166,6 +173,15 @@ class WorkerResult(Message):
     # Ranking: completion id -> rank (1 = best). Multi-score: completion id -> score.
     values: dict[ShortId, Annotated[float, Field(allow_inf_nan=False)]] = Field(max_length=MAX_COMPLETIONS)
     submitted_at: AwareDatetime
+    # Optional: why the worker answered so, in its words (one line: no control characters).
+    rationale: str | None = Field(None, max_length=MAX_RATIONALE)
+
+    @field_validator("rationale")
+    @classmethod
+    def _printable(cls, rationale: str | None) -> str | None:
+        if rationale is not None and has_control_characters(rationale):
+            raise ValueError("a rationale may not hold control characters (line breaks, escapes)")
+        return rationale
 
 
 class TaskResultReply(Message):

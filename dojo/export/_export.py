@@ -204,7 +204,9 @@ def _task_record(
     n_workers = 0
     for a, weight in zip(task.answers, cons.weights, strict=True):
         miner = names.miner(a.hotkey)
-        workers = [{"worker": names.worker(a.hotkey, w), "values": values} for w, values in a.workers]
+        workers = [
+            {"worker": names.worker(a.hotkey, w), "values": values, "rationale": why} for w, values, why in a.workers
+        ]
         summary._miners.add(miner)
         summary._workers.update(w["worker"] for w in workers)
         summary.worker_rankings += len(workers)

@@ -124,6 +124,7 @@ class Snapshot:
         self.synthetic_metadata = synthetic_metadata
         self._conn: Connection | None = None
         self._has_original = False
+        self._has_rationale = False
         self._reliability: OrderedDict[int, dict[str, float]] = OrderedDict()
         self._criteria_cache: dict[str, list[Any]] = {}
 
@@ -141,6 +142,7 @@ class Snapshot:
                     "(no tasks table); pass the validator's validator.sqlite or its DATABASE_URL"
                 )
             self._has_original = "original_content" in {c["name"] for c in tables.get_columns("task_completions")}
+            self._has_rationale = "rationale" in {c["name"] for c in tables.get_columns("miner_results")}
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -241,21 +243,23 @@ class Snapshot:
             task.answers.append(a)
             answers[(task_id, hotkey)] = a
 
-        workers: dict[tuple[str, str], list[tuple[str, dict[str, float]]]] = defaultdict(list)
-        for task_id, hotkey, worker_id, kind, values in self.conn.execute(
+        workers: dict[tuple[str, str], list[tuple[str, dict[str, float], str | None]]] = defaultdict(list)
+        # A database from before revision 0004 keeps no rationales.
+        rationale: Any = MinerResult.rationale if self._has_rationale else null()
+        for task_id, hotkey, worker_id, kind, values, why in self.conn.execute(
             select(Assignment.task_id, Assignment.miner_hotkey, MinerResult.worker_id, MinerResult.criteria_type,
-                   _text(MinerResult.values))
+                   _text(MinerResult.values), rationale)
             .join(Assignment, Assignment.assignment_id == MinerResult.assignment_id)
             .where(Assignment.task_id.in_(ids))
             .order_by(MinerResult.result_id)
         ):
             # The workers whose results made the miner's answer: those of the task's criterion.
             if (task_id, hotkey) in answers and kind == by_id[task_id].criteria_type:
-                workers[(task_id, hotkey)].append((worker_id, _json(values)))
+                workers[(task_id, hotkey)].append((worker_id, _json(values), why))
         for key, results in workers.items():
             order = [c.completion_id for c in by_id[key[0]].completions]
             answers[key].workers = [
-                (worker_id, [float(values[cid]) for cid in order]) for worker_id, values in results
+                (worker_id, [float(values[cid]) for cid in order], why) for worker_id, values, why in results
                 if all(cid in values for cid in order)
             ]
 

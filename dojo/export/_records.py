@@ -116,7 +116,7 @@ class MinerAnswer:
     n_workers: int
     reliability: float
     score: float
-    workers: list[tuple[str, list[float]]] = field(default_factory=list)
+    workers: list[tuple[str, list[float], str | None]] = field(default_factory=list)  # id, values, rationale
 
 
 @dataclass

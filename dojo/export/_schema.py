@@ -54,6 +54,8 @@ def tasks_schema(synthetic_metadata: bool = False) -> pa.Schema:
         _f("worker", pa.string(), "worker pseudonym, worker-<12 hex>: stable within this export only"),
         _f("values", pa.list_(pa.float64()), "the worker's rank (1 = best) of each completion, in completion "
            "order; for a multi-score criterion, its score (higher = better)"),
+        _f("rationale", pa.string(), "why the worker ranked so, in its own words (one line, at most 1000 "
+           "characters); null when it gave no reason"),
     ])
     miner = pa.struct([
         _f("miner", pa.string(), "miner pseudonym, miner-<8 hex>: stable within this export only"),

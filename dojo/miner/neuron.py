@@ -57,6 +57,7 @@ from commons.dojo_api import (
     Unreachable,
 )
 from commons.protocol import (
+    MAX_RATIONALE,
     MAX_RESULTS,
     PROTOCOL_VERSION,
     Ack,
@@ -72,6 +73,7 @@ from commons.protocol import (
     TaskResultRequest,
     TextContent,
     WorkerResult,
+    has_control_characters,
     utcnow,
 )
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
@@ -402,6 +404,7 @@ class MinerNeuron(BaseNeuron):
             if submitted_at.tzinfo is None:  # the contract's times are UTC
                 submitted_at = submitted_at.replace(tzinfo=timezone.utc)
             worker_id = worker_pseudonym(self.worker_secret, result.worker_id)
+            rationale = self._rationale(stored, result)
             for item in result.result_data:
                 problem = None
                 if item.type not in stored.criteria_types:
@@ -416,6 +419,7 @@ class MinerNeuron(BaseNeuron):
                                 criteria_type=item.type,
                                 values=item.value,
                                 submitted_at=submitted_at,
+                                rationale=rationale,
                             )
                         )
                     except pydantic.ValidationError as exc:
@@ -438,6 +442,23 @@ class MinerNeuron(BaseNeuron):
             )
             results = results[:MAX_RESULTS]
         return results
+
+    @staticmethod
+    def _rationale(stored: StoredTask, result: TaskResult) -> str | None:
+        """The worker's rationale as the protocol takes it; one it would refuse (too long,
+        control characters) is left out, logged, and the ranking goes on without it."""
+        rationale = (result.rationale or "").strip() or None
+        if rationale is not None and (len(rationale) > MAX_RATIONALE or has_control_characters(rationale)):
+            logger.warning(
+                "request {} (platform task {}): result {} has a rationale the protocol refuses"
+                " ({} characters, or control characters); sent without it",
+                stored.request_id,
+                stored.dojo_task_id,
+                result.id,
+                len(rationale),
+            )
+            return None
+        return rationale
 
     async def scoring_result(self, request: ScoringResult, caller: CallerInfo) -> Ack:
         stored = await asyncio.to_thread(self.store.find_task, caller.hotkey, request.request_id)

@@ -78,7 +78,7 @@ class QueueHotPath:
     """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``.
 
     ``claim(db, settings, worker)`` and ``submit(db, settings, worker, task_id, data,
-    lead_time=…)`` (``queue.next_task``, ``queue.submit_result``) run inside a write
+    lead_time=…, rationale=…)`` (``queue.next_task``, ``queue.submit_result``) run inside a write
     transaction.
     """
 
@@ -167,7 +167,7 @@ class QueueHotPath:
             await self.app(scope, replay(body, receive), send)
             return
         data = [item.model_dump() for item in parsed.result_data]
-        submit = partial(self.submit, lead_time=parsed.lead_time)
+        submit = partial(self.submit, lead_time=parsed.lead_time, rationale=parsed.rationale)
         try:
             done = await self._queue_work(submit, worker, task_id, data)
         except PlatformError as exc:

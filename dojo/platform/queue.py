@@ -155,11 +155,14 @@ OTHERS_HOLDING = Stmt(
     "SELECT count(*) FROM assignments"
     " WHERE task_id = :t AND status = 'held' AND held_until > :now AND worker_id <> :w"
 )
+# A hold keeps the worker's draft; a submission or a skip ends it.
 SET_ASSIGNMENT = Stmt(
     "INSERT INTO assignments (task_id, worker_id, status, held_until, created_at, updated_at)"
     " VALUES (:t, :w, :status, :until, :now, :now)"
     " ON CONFLICT (task_id, worker_id) DO UPDATE"
-    " SET status = excluded.status, held_until = excluded.held_until, updated_at = excluded.updated_at"
+    " SET status = excluded.status, held_until = excluded.held_until, updated_at = excluded.updated_at,"
+    " draft = CASE WHEN excluded.status = 'held' THEN assignments.draft END,"
+    " draft_saved_at = CASE WHEN excluded.status = 'held' THEN assignments.draft_saved_at END"
 )
 ACCESS = Stmt(_LIVE_SUBSCRIPTION.format(miner=":m"))
 MINE = Stmt(
@@ -174,11 +177,12 @@ MINE = Stmt(
     claimed_at="datetime",
 )
 REPLACE_RESULT = Stmt(
-    "UPDATE results SET result_data = :data, lead_time = :lead, updated_at = :now WHERE id = :id"
+    "UPDATE results SET result_data = :data, lead_time = :lead, rationale = :why, updated_at = :now"
+    " WHERE id = :id"
 )
 INSERT_RESULT = Stmt(
-    "INSERT INTO results (task_id, worker_id, result_data, lead_time, created_at, updated_at)"
-    " VALUES (:t, :w, :data, :lead, :now, :now)"
+    "INSERT INTO results (task_id, worker_id, result_data, lead_time, rationale, created_at, updated_at)"
+    " VALUES (:t, :w, :data, :lead, :why, :now, :now)"
 )
 COUNT_RESULT = Stmt("UPDATE tasks SET num_results = num_results + 1 WHERE id = :t")
 RECENT_LEAD_TIMES = Stmt(
@@ -533,9 +537,11 @@ def submit_result(
     task_id: str,
     result_data: list[dict[str, Any]],
     lead_time: float | None = None,
+    rationale: str | None = None,
 ) -> Submitted:
     """Store (or replace) this worker's result. 404 not yours, 410 expired, 409 full or
-    skipped, 422 invalid. ``lead_time``: the seconds the worker spent on it, if measured."""
+    skipped, 422 invalid. ``lead_time``: the seconds the worker spent on it, if measured;
+    ``rationale``: why it answered so, if it said (a resubmission replaces it too)."""
     task = _accessible_locked_task(db, worker, task_id)
     now = naive_utcnow()
     _refuse_closed(task, now)
@@ -543,7 +549,13 @@ def submit_result(
     mine = _mine(db, task.id, worker.id)
     lead = lead_time_total(mine, lead_time, now)
     if mine.result_id is not None:
-        _rows(db, REPLACE_RESULT, {"data": data, "lead": lead, "now": now, "id": mine.result_id})
+        _rows(
+            db,
+            REPLACE_RESULT,
+            {"data": data, "lead": lead, "why": rationale, "now": now, "id": mine.result_id},
+        )
+        # A resubmission ends the draft it was made from, as a first answer does.
+        _set_assignment(db, task.id, worker.id, DONE, now, now)
         return Submitted(task.id, True, now)
     if mine.status == SKIPPED:
         raise Conflict(SKIPPED_DETAIL)
@@ -551,7 +563,8 @@ def submit_result(
         refusal = _no_free_place(db, task, worker, now)
         if refusal is not None:
             raise Conflict(refusal + " (or they are held)")
-    _rows(db, INSERT_RESULT, {"t": task.id, "w": worker.id, "data": data, "lead": lead, "now": now})
+    params = {"t": task.id, "w": worker.id, "data": data, "lead": lead, "why": rationale, "now": now}
+    _rows(db, INSERT_RESULT, params)
     _rows(db, COUNT_RESULT, {"t": task.id})
     _set_assignment(db, task.id, worker.id, DONE, now, now)
     return Submitted(task.id, False, now)

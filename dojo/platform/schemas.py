@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from commons.protocol import MAX_RATIONALE, has_control_characters
+
 MAX_TITLE = 200
 MAX_TEXT = 64 * 1024
 MAX_COMPLETION_BYTES = 512 * 1024
@@ -249,6 +251,7 @@ class TaskResultOut(Camel):
     result_data: list[ResultItem]
     created_at: str
     updated_at: str
+    rationale: str | None = Field(None, description="why the worker answered so, if it said; one line")
 
 
 class TaskResultsBody(Camel):
@@ -361,6 +364,22 @@ class WorkerTaskOut(Camel):
 MAX_LEAD_TIME = 24 * 3600.0
 
 
+def _rationale(value: str | None) -> str | None:
+    """A rationale as stored: trimmed, none when blank; refused with control characters."""
+    if value is None:
+        return None
+    value = value.strip()
+    if has_control_characters(value):
+        raise ValueError("a rationale is one line of text: no line breaks or other control characters")
+    return value or None
+
+
+RATIONALE_DESCRIPTION = (
+    "optional: why the worker answered so, in its words; one line (no control characters), "
+    f"at most {MAX_RATIONALE} characters; kept with the result and handed to the miner"
+)
+
+
 class SubmitResultIn(Camel):
     result_data: list[ResultItem] = Field(min_length=1, max_length=len(CRITERION_TYPES))
     lead_time: float | None = Field(
@@ -370,6 +389,45 @@ class SubmitResultIn(Camel):
         allow_inf_nan=False,
         description="seconds the worker spent on this answer (the page measures it)",
     )
+    rationale: str | None = Field(None, max_length=MAX_RATIONALE, description=RATIONALE_DESCRIPTION)
+
+    _check_rationale = field_validator("rationale")(_rationale)
+
+
+class DraftIn(Camel):
+    """The worker's answer so far, in completion ids (see ``dojo.platform.drafts``)."""
+
+    order: list[str] = Field(
+        min_length=MIN_COMPLETIONS,
+        max_length=MAX_COMPLETIONS,
+        description="every completion id, in the order the worker's list shows them (best first)",
+    )
+    placed: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_COMPLETIONS,
+        description="the completion ids the worker has placed so far; all of them: a whole ranking",
+    )
+    scores: dict[str, float] | None = Field(
+        None, max_length=MAX_COMPLETIONS, description="multi-score: the scores set so far, by completion id"
+    )
+    rationale: str | None = Field(None, max_length=MAX_RATIONALE, description=RATIONALE_DESCRIPTION)
+    lead_time: float | None = Field(
+        None, ge=0, le=MAX_LEAD_TIME, allow_inf_nan=False, description="seconds spent on the task so far"
+    )
+
+    _check_rationale = field_validator("rationale")(_rationale)
+
+    @field_validator("scores")
+    @classmethod
+    def _finite(cls, scores: dict[str, float] | None) -> dict[str, float] | None:
+        if scores is not None and not all(math.isfinite(v) for v in scores.values()):
+            raise ValueError("scores must be finite numbers")
+        return scores
+
+
+class DraftOut(DraftIn):
+    task_id: str
+    saved_at: str = Field(description="when the platform stored this draft (UTC)")
 
 
 class SubmitResultOut(Camel):

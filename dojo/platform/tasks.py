@@ -121,6 +121,7 @@ class TaskResultView:
     result_data: list[dict[str, Any]]
     created_at: datetime
     updated_at: datetime
+    rationale: str | None = None
 
 
 def get_task_results(db: Session, miner: Miner, task_id: str) -> list[TaskResultView]:
@@ -134,7 +135,12 @@ def get_task_results(db: Session, miner: Miner, task_id: str) -> list[TaskResult
     ).all()
     return [
         TaskResultView(
-            r.id, worker_pseudonym(public_id, miner.hotkey), r.result_data, r.created_at, r.updated_at
+            r.id,
+            worker_pseudonym(public_id, miner.hotkey),
+            r.result_data,
+            r.created_at,
+            r.updated_at,
+            r.rationale,
         )
         for r, public_id in rows
     ]

@@ -162,6 +162,8 @@ class MinerResult(Base):
     # Task completion id -> rank (1 = best) or score, in the task's ids (not the miner's).
     values: Mapped[dict[str, Any]]
     submitted_at: Mapped[datetime]
+    # Why the worker ranked so, in its words, when it said (revision 0004).
+    rationale: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("assignment_id", "worker_id", name="uq_miner_results_worker"),)
 

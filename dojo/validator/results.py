@@ -76,6 +76,7 @@ def check_results(
                 criteria_type=result.criteria_type,
                 values={completion_ids[cid]: float(v) for cid, v in result.values.items()},
                 submitted_at=result.submitted_at,
+                rationale=result.rationale,
             )
         )
     return accepted

@@ -129,6 +129,7 @@ class AcceptedResult:
     criteria_type: str
     values: dict[str, float]  # task completion id -> value
     submitted_at: datetime
+    rationale: str | None = None  # the worker's reason, if it gave one
 
 
 @dataclass(frozen=True)
@@ -466,6 +467,7 @@ class TaskStore:
                         "criteria_type": r.criteria_type,
                         "values": r.values,
                         "submitted_at": r.submitted_at,
+                        "rationale": r.rationale,
                     }
                     for r in o.results
                 )

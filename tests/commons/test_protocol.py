@@ -157,3 +157,19 @@ def test_results_reply_caps_and_rejects_non_finite_values():
     with pytest.raises(ValidationError) as info:
         TaskResultReply.model_validate({"request_id": "r", "results": [result] * 1001})
     assert "results" in field_errors(info)
+
+
+def test_a_results_rationale_is_optional_bounded_and_one_line():
+    result = {
+        "worker_id": "w1",
+        "criteria_type": "ranking",
+        "values": {"a": 1, "b": 2},
+        "submitted_at": datetime.now().astimezone().isoformat(),
+    }
+    assert WorkerResult.model_validate(result).rationale is None  # an older miner sends none
+    said = WorkerResult.model_validate({**result, "rationale": "b is cut off — a runs"})
+    assert said.rationale == "b is cut off — a runs"
+    for bad in ("two\nlines", "a \x1b[2Jforged screen", "tab\there", "c1 \x85 control", "x" * 1001):
+        with pytest.raises(ValidationError) as info:
+            TaskResultReply.model_validate({"request_id": "r", "results": [{**result, "rationale": bad}]})
+        assert "results.0.rationale" in field_errors(info), bad

@@ -119,6 +119,7 @@ def task_results(
                     result_data=r.result_data,
                     created_at=iso(r.created_at),
                     updated_at=iso(r.updated_at),
+                    rationale=r.rationale,
                 )
                 for r in results
             ]

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
 from commons.platform_contract import WORKER_COOKIE
-from dojo.platform import auth, queue, subscriptions
+from dojo.platform import auth, drafts, queue, subscriptions
 from dojo.platform.db import Database
 from dojo.platform.deps import (
     bearer_scheme,
@@ -26,6 +26,8 @@ from dojo.platform.models import Worker
 from dojo.platform.schemas import (
     DB_INT_MAX,
     ChallengeOut,
+    DraftIn,
+    DraftOut,
     FlagIn,
     FlagOut,
     HistoryItem,
@@ -222,10 +224,13 @@ def submit_result_now(
     task_id: str,
     data: list[dict[str, Any]],
     lead_time: float | None = None,
+    rationale: str | None = None,
 ) -> queue.Submitted:
     """The queue work of ``POST /tasks/{id}/result`` (blocking; run it with ``run_db``)."""
     with database.raw_write() as db:
-        return queue.submit_result(db, settings, worker, task_id, data, lead_time=lead_time)
+        return queue.submit_result(
+            db, settings, worker, task_id, data, lead_time=lead_time, rationale=rationale
+        )
 
 
 def submitted_json(done: queue.Submitted) -> dict[str, Any]:
@@ -275,7 +280,8 @@ async def submit_result(
     data = [item.model_dump() for item in body.result_data]
 
     done = await run_db(
-        request, lambda: submit_result_now(database, settings, worker, task_id, data, body.lead_time)
+        request,
+        lambda: submit_result_now(database, settings, worker, task_id, data, body.lead_time, body.rationale),
     )
     return JSONResponse(submitted_json(done))
 
@@ -297,6 +303,38 @@ async def hold_task(
 
     held = await run_db(request, hold)
     return HoldOut(task_id=held.task_id, held_until=iso(held.held_until), expire_at=iso(held.expire_at))
+
+
+def _draft_out(draft: drafts.Draft) -> DraftOut:
+    return DraftOut.model_validate(wire(draft, DraftOut))
+
+
+@router.put("/tasks/{task_id}/draft", response_model=DraftOut)
+def save_draft(
+    task_id: str,
+    body: DraftIn,
+    worker: Worker = Depends(current_worker),
+    database: Database = Depends(get_database),
+) -> DraftOut:
+    """Keep the worker's answer so far with its hold, for its other browsers and sessions.
+    Submitting or skipping the task ends the draft."""
+    with database.session() as db:
+        return _draft_out(drafts.save_draft(db, worker, task_id, body.model_dump()))
+
+
+@router.get(
+    "/tasks/{task_id}/draft",
+    response_model=DraftOut,
+    responses={204: {"description": "you keep no draft of this task"}},
+)
+def get_draft(
+    task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
+) -> Response:
+    with database.read_session() as db:
+        draft = drafts.get_draft(db, worker, task_id)
+    if draft is None:
+        return Response(status_code=204)
+    return JSONResponse(_draft_out(draft).model_dump(mode="json", by_alias=True))
 
 
 @router.post("/tasks/{task_id}/flags", response_model=FlagOut, status_code=201)

@@ -59,7 +59,7 @@ class ScoredTasks:
 
     ``add(workers)``: ``workers`` maps a miner's hotkey to its workers' rankings, each a list
     of ranks in the task's completion order (1 = best); a miner given ``None`` is assigned
-    the task and returns nothing.
+    the task and returns nothing. ``rationales`` maps a hotkey to its workers' rationales.
     """
 
     def __init__(self, store: TaskStore) -> None:
@@ -76,6 +76,7 @@ class ScoredTasks:
         created_at: datetime | None = None,
         criteria: list[dict[str, Any]] | None = None,
         ground_truth: list[int | None] | None = None,
+        rationales: dict[str, list[str | None]] | None = None,
     ) -> Planned:
         k = self.count
         self.count += 1
@@ -117,8 +118,9 @@ class ScoredTasks:
             if rankings is None:
                 outcomes.append(CollectionOutcome(o.assignment_id, CollectStatus.NO_RESULT, "none"))
                 continue
+            said = (rationales or {}).get(o.miner_hotkey) or [None] * len(rankings)
             results = tuple(
-                AcceptedResult(f"w{j}", kind, {cids[i]: float(r) for i, r in enumerate(ranking)}, later)
+                AcceptedResult(f"w{j}", kind, {cids[i]: float(r) for i, r in enumerate(ranking)}, later, said[j])
                 for j, ranking in enumerate(rankings)
             )
             outcomes.append(CollectionOutcome(o.assignment_id, CollectStatus.COLLECTED, None, results))

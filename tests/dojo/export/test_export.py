@@ -408,3 +408,27 @@ def test_preference_pairs_and_rendering():
     assert render_content({"kind": "text", "text": "hi"}) == "hi"
     assert render_content({"kind": "dialogue", "turns": [{"role": "user", "message": "a"},
                                                          {"role": "assistant", "message": "b"}]}) == "user: a\n\nassistant: b"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_each_workers_rationale_is_exported_beside_its_ranking(tmp_path, scored, store):
+    scored.add(
+        {HK[0]: [GOOD, GOOD], HK[1]: [GOOD], HK[2]: [GOOD]},
+        rationales={HK[0]: ["1 runs, 4 is blank", None]},
+    )
+    scored.score()
+    store.close()
+    for fmt in ("parquet", "jsonl"):
+        export_dataset(tmp_path / "validator.sqlite", tmp_path / fmt, ExportOptions(format=fmt))
+        [task] = _read(tmp_path / fmt, "tasks", fmt)
+        said = sorted((w["rationale"] or "") for m in task["miners"] for w in m["workers"])
+        assert said == ["", "", "", "1 runs, 4 is blank"], fmt
+
+    # A database from before revision 0004 keeps none: every rationale is null.
+    db = sqlite3.connect(tmp_path / "validator.sqlite")
+    db.execute("ALTER TABLE miner_results DROP COLUMN rationale")
+    db.commit()
+    db.close()
+    export_dataset(tmp_path / "validator.sqlite", tmp_path / "old")
+    [task] = _read(tmp_path / "old", "tasks")
+    assert [w["rationale"] for m in task["miners"] for w in m["workers"]] == [None] * 4

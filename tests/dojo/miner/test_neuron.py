@@ -353,7 +353,14 @@ async def test_without_a_working_key_the_miner_serves_heartbeats_and_refuses_tas
 # --- TaskResultRequest --------------------------------------------------------------------
 
 
-def _work(platform_url: str, subscription_key: str, task_id: str, order: list[str], scores: dict) -> str:
+def _work(
+    platform_url: str,
+    subscription_key: str,
+    task_id: str,
+    order: list[str],
+    scores: dict,
+    rationale: str | None = None,
+) -> str:
     """A worker logs in (EIP-191), subscribes, takes the task and submits; returns its platform id."""
     with httpx.Client(base_url=platform_url, timeout=30) as http:
         worker = sign_in_worker(http)
@@ -367,7 +374,8 @@ def _work(platform_url: str, subscription_key: str, task_id: str, order: list[st
         submitted = http.post(
             f"/api/v1/worker/tasks/{task_id}/result",
             json={
-                "resultData": [{"type": "ranking", "value": order}, {"type": "multi-score", "value": scores}]
+                "resultData": [{"type": "ranking", "value": order}, {"type": "multi-score", "value": scores}],
+                "rationale": rationale,
             },
             headers=worker.auth,
         )
@@ -396,8 +404,12 @@ async def test_results_are_the_workers_answers_in_the_validators_ids_under_pseud
                 task_id,
                 order,
                 dict(zip((a, b, c), scores, strict=True)),
+                rationale,
             ): (order, scores)
-            for order, scores in (([a, b, c], (9, 5, 1)), ([c, a, b], (2, 3, 10)))
+            for order, scores, rationale in (
+                ([a, b, c], (9, 5, 1), "a is the only one that runs"),
+                ([c, a, b], (2, 3, 10), None),
+            )
         }
         outcome = await call(
             net.validator, target, TaskResultRequest(request_id=request.request_id), TaskResultReply
@@ -436,6 +448,10 @@ async def test_results_are_the_workers_answers_in_the_validators_ids_under_pseud
             "multi-score",
             "ranking",
         ]
+    # The rationale rides with each of the worker's results; the other worker gave none.
+    said = {r.worker_id: r.rationale for r in results}
+    assert sorted(said.values(), key=str) == [None, "a is the only one that runs"]
+    assert all(r.rationale == said[r.worker_id] for r in results)
 
     # The pseudonyms stay the same across a restart (the secret is in the miner's database).
     async with running_miner(net, account, data_dir) as target:

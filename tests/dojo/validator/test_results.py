@@ -66,3 +66,15 @@ def test_a_result_from_before_the_task_was_sent_is_refused():
 def test_scores_within_the_range_are_accepted():
     [result] = _check([_result({"ma": 1, "mb": 5.5, "mc": 10}, kind="multi-score")], SCORE)
     assert result.values == {"a": 1.0, "b": 5.5, "c": 10.0}
+
+
+def test_a_workers_rationale_is_kept_with_its_result():
+    said = WorkerResult(
+        worker_id="w1",
+        criteria_type="ranking",
+        values={"ma": 2, "mb": 1, "mc": 3},
+        submitted_at=utcnow(),
+        rationale="b is the only one that runs",
+    )
+    accepted = _check([said, _result({"ma": 1, "mb": 2, "mc": 3}, worker="w2")])
+    assert [r.rationale for r in accepted] == ["b is the only one that runs", None]

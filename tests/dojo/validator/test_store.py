@@ -268,7 +268,7 @@ def test_revision_0003_keeps_the_data_of_0002_and_adds_the_original_content(tmp_
     engine.dispose()
     store = TaskStore(url)  # opening migrates to head
     try:
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         with Session(store.engine) as db:
             old = db.scalars(select(TaskCompletion).options(undefer(TaskCompletion.original_content))).one()
             assert old.content == {"kind": "text", "text": "sent"} and old.ground_truth_rank == 1
