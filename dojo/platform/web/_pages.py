@@ -9,10 +9,11 @@ shows it once and deletes the cookie. The routes are plain ``def`` functions: th
 services use a blocking SQLAlchemy session, which FastAPI runs in its thread pool, never
 on the event loop.
 
-Content-Security-Policy: pages allow scripts from the platform only. The task page must
-also allow inline scripts, because an ``srcdoc`` iframe inherits its parent's policy and a
-completion's preview runs inline scripts; the preview itself runs with an opaque origin
-(``sandbox="allow-scripts"``) under its own policy that forbids every fetch.
+Content-Security-Policy: pages allow scripts from the platform only, and no page holds an
+inline script or event handler. A completion's live preview, which runs the completion's
+own inline scripts, is a document of its own (``/tasks/{id}/preview/{n}``) framed by the
+task page: it is served under its own policy, which forbids every fetch and gives it an
+opaque origin (``sandbox allow-scripts``, as the iframe's ``sandbox`` attribute does too).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dojo.platform.deps import login_rate_limit, optional_worker
 from dojo.platform.errors import PlatformError
 from dojo.platform.security import check_csrf
 from dojo.platform.web import _views as views
+from dojo.platform.web._render import PREVIEW_HEADER_CSP
 from dojo.platform.web._templating import CONTENT_TYPES, render, static_body
 
 # A new invited worker's recovery code, from the invite's POST to the one page that shows
@@ -45,7 +47,6 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-TASK_PAGE_CSP = PAGE_CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
 
 router = APIRouter(include_in_schema=False)
 
@@ -255,9 +256,31 @@ def task_page(request: Request, task_id: str) -> Response:
                 exc.detail,
                 ("/tasks", "Back to tasks"),
             )
-    return _page(
-        request, "task.html", visitor, csp=TASK_PAGE_CSP, title=page["task"].title, active="tasks", **page
-    )
+    return _page(request, "task.html", visitor, title=page["task"].title, active="tasks", **page)
+
+
+@router.get("/tasks/{task_id}/preview/{label}")
+def task_preview(request: Request, task_id: str, label: str) -> Response:
+    """The live preview of one response of a task (the task page frames it), for a worker
+    who may see the task: the response's files as one document, under its own policy."""
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        if visitor.worker is None:
+            return Response("log in to see this preview", status_code=401, media_type="text/plain")
+        try:
+            document = views.task_preview(db, visitor.worker, task_id, label)
+        except PlatformError as exc:
+            return Response(exc.detail, status_code=exc.status_code, media_type="text/plain")
+    if document is None:
+        return Response(
+            f"response {label} of this task has no live preview", status_code=404, media_type="text/plain"
+        )
+    headers = {
+        "Content-Security-Policy": PREVIEW_HEADER_CSP,
+        "X-Frame-Options": "SAMEORIGIN",
+        "Cache-Control": "no-store",
+    }
+    return HTMLResponse(document, headers=headers)
 
 
 @router.get("/miner")
@@ -364,4 +387,4 @@ async def join_by_invite(request: Request, token: str, worker: Any = Depends(opt
     return await run_in_threadpool(join)
 
 
-__all__ = ["PAGE_CSP", "TASK_PAGE_CSP", "router"]
+__all__ = ["PAGE_CSP", "router"]

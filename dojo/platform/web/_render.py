@@ -4,12 +4,16 @@ A completion arrives as the miner sent it (``docs/platform-api.md``): plain text
 dialogue (a list of turns), or code (a dict with ``files``, each a filename, content and
 language). This module decides how each is shown: text as text, code highlighted on the
 server with Pygments (no JavaScript highlighter), one tab per file, and a live preview for
-HTML/JavaScript built as an ``srcdoc`` for a sandboxed iframe.
+HTML/JavaScript: a document of its own (``GET /tasks/{id}/preview/{n}``) in a sandboxed
+iframe, so that the task page itself runs no inline script (its policy has no
+``'unsafe-inline'``; an ``srcdoc`` frame would inherit the page's policy).
 
-The preview document always begins with a Content-Security-Policy ``<meta>`` that forbids
-every network fetch, so a completion can run its own scripts and styles but cannot load or
-send anything; the iframe's ``sandbox="allow-scripts"`` (without ``allow-same-origin``)
-gives it an opaque origin, so it cannot read the platform's cookies or its parent's DOM.
+The preview document is served with its own policy (:data:`PREVIEW_CSP` with the
+``sandbox allow-scripts`` directive, so it has an opaque origin even when opened on its own)
+and also begins with that policy in a ``<meta>``: a completion can run its own scripts and
+styles but cannot load or send anything; the iframe's ``sandbox="allow-scripts"`` (without
+``allow-same-origin``) gives it an opaque origin too, so it cannot read the platform's
+cookies or its parent's DOM.
 
 A click into a preview gives it the keyboard, and the task page's shortcuts would stop
 working there without a word. So the preview document also starts with a small script
@@ -21,6 +25,7 @@ accepts such messages only from its own preview frames, and only those keys.
 from __future__ import annotations
 
 import functools
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -34,6 +39,11 @@ from pygments.lexers.special import TextLexer
 from pygments.util import ClassNotFound
 
 PREVIEW_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+# The header the preview document is served with: its policy, an opaque origin wherever it
+# is opened, no form that goes anywhere, and framed only by the platform's own pages.
+PREVIEW_HEADER_CSP = (
+    f"{PREVIEW_CSP}; form-action 'none'; base-uri 'none'; sandbox allow-scripts; frame-ancestors 'self'"
+)
 HIGHLIGHT_CLASS = "hl"
 PYGMENTS_STYLE = "default"
 _HTML_LANGUAGES = {"html", "htm", "xhtml"}
@@ -70,9 +80,58 @@ class Turn:
     text: str
 
 
+SUMMARY_CHARS = 48
+
+
+def _clip(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """``text`` on one line, cut at a word near ``limit`` characters with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if " " in cut[limit // 2 :]:  # a word break in the second half: cut there
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+_HEADING = re.compile(r"<(title|h[1-3])\b[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _summary_text(view: CompletionView) -> str:
+    return _clip(view.text) or "(empty)"
+
+
+def _summary_dialogue(view: CompletionView) -> str:
+    said = next((t.text for t in view.turns if t.role.lower() in ("assistant", "ai", "bot")), "")
+    return _clip(said or (view.turns[0].text if view.turns else "")) or "(empty)"
+
+
+def _summary_code(view: CompletionView) -> str:
+    # What a preview shows first (its title or first heading), else which files it is.
+    for f in view.files:
+        if f.language in _HTML_LANGUAGES:
+            for _tag, inner in _HEADING.findall(f.content):
+                heading = html.unescape(_TAG.sub("", inner)).strip()
+                if heading:
+                    return _clip(heading)
+    if len(view.files) == 1:
+        only = view.files[0]
+        lines = only.content.count("\n") + (not only.content.endswith("\n") and bool(only.content))
+        return _clip(f"{only.filename} · {lines} line{'s' if lines != 1 else ''}")
+    names = ", ".join(f.filename for f in view.files[:3])
+    return _clip(names + (f" +{len(view.files) - 3}" if len(view.files) > 3 else ""))
+
+
+# How each kind of content is named in a few words on the ranking list: what the worker saw
+# first in it. A new kind of content adds its own.
+SUMMARIES = {"text": _summary_text, "dialogue": _summary_dialogue, "code": _summary_code}
+
+
 @dataclass(frozen=True)
 class CompletionView:
-    """A completion as the task page shows it; ``kind`` is ``text``, ``dialogue`` or ``code``."""
+    """A completion as the task page shows it; ``kind`` is ``text``, ``dialogue`` or ``code``
+    (the page includes ``_completion_<kind>.html`` for its body)."""
 
     cid: str
     label: str
@@ -81,8 +140,13 @@ class CompletionView:
     turns: tuple[Turn, ...] = ()
     files: tuple[CodeFile, ...] = ()
     notes: str = ""
-    preview_srcdoc: str | None = None
+    preview_document: str | None = None  # served at /tasks/{id}/preview/{label}
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """A few words naming this response on the ranking list (see :data:`SUMMARIES`)."""
+        return SUMMARIES.get(self.kind, _summary_text)(self)
 
 
 @functools.cache
@@ -123,8 +187,8 @@ def _script_safe(text: str) -> str:
     return re.sub(r"</(script|style)", r"<\\/\1", text, flags=re.IGNORECASE)
 
 
-def preview_srcdoc(files: list[tuple[str, str, str]]) -> str | None:
-    """An ``srcdoc`` that runs a completion's HTML/JS/CSS files, or None if it has none.
+def preview_document(files: list[tuple[str, str, str]]) -> str | None:
+    """A document that runs a completion's HTML/JS/CSS files, or None if it has none.
 
     ``files`` are ``(filename, language, content)``. The first HTML file is the page; the
     scripts and stylesheets it references by a file's name are inlined in its place (they
@@ -209,8 +273,13 @@ def _file_entries(value: dict[str, Any]) -> list[tuple[str, str, str]] | None:
     return entries
 
 
-def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
-    """The view of the ``index``-th completion (0-based) as the page lays them out."""
+def completion_view(index: int, cid: str, completion: Any, highlight: bool = True) -> CompletionView:
+    """The view of the ``index``-th completion (0-based) as the page lays them out
+    (``highlight=False``: the code is not highlighted, for a caller that wants the rest)."""
+
+    def highlighted(content: str, filename: str = "", language: str = "") -> Markup:
+        return highlight_code(content, filename, language) if highlight else Markup()
+
     # Numbered, as the number keys rank them; the page never shows the (obfuscated) model id.
     label = str(index + 1)
     if isinstance(completion, list):
@@ -222,7 +291,7 @@ def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
         entries = _file_entries(completion)
         if entries is not None:
             files = tuple(
-                CodeFile(name, lang, content, highlight_code(content, name, lang))
+                CodeFile(name, lang, content, highlighted(content, name, lang))
                 for name, lang, content in entries
             )
             notes = completion.get("additional_notes") or completion.get("notes") or ""
@@ -232,7 +301,7 @@ def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
                 kind="code",
                 files=files,
                 notes=_as_text(notes),
-                preview_srcdoc=preview_srcdoc(entries),
+                preview_document=preview_document(entries),
             )
         for key in ("messages", "dialogue", "conversation"):
             if isinstance(completion.get(key), list) and (turns := _turns(completion[key])) is not None:
@@ -243,11 +312,9 @@ def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
         if isinstance(completion.get("code"), str):
             lang = _language_of("", str(completion.get("language") or ""))
             entries = [("code", lang, completion["code"])]
-            code = CodeFile(
-                "code", lang, completion["code"], highlight_code(completion["code"], language=lang)
-            )
+            code = CodeFile("code", lang, completion["code"], highlighted(completion["code"], language=lang))
             return CompletionView(
-                cid=cid, label=label, kind="code", files=(code,), preview_srcdoc=preview_srcdoc(entries)
+                cid=cid, label=label, kind="code", files=(code,), preview_document=preview_document(entries)
             )
     return CompletionView(cid=cid, label=label, kind="text", text=_as_text(completion))
 
@@ -255,6 +322,7 @@ def completion_view(index: int, cid: str, completion: Any) -> CompletionView:
 __all__ = [
     "KEY_RELAY",
     "PREVIEW_CSP",
+    "PREVIEW_HEADER_CSP",
     "RELAYED_KEYS",
     "CodeFile",
     "CompletionView",
@@ -262,5 +330,5 @@ __all__ = [
     "completion_view",
     "highlight_code",
     "highlight_css",
-    "preview_srcdoc",
+    "preview_document",
 ]

@@ -6,6 +6,7 @@ context. Nothing here writes: changes go through the JSON API.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dojo.platform import dashboard, queue, team
+from dojo.platform import dashboard, drafts, queue, team
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
 from dojo.platform.agreement import MULTI_SCORE, RANKING, answer_values
@@ -32,6 +33,8 @@ from dojo.platform.models import (
     Worker,
     naive_utcnow,
 )
+from dojo.platform.schemas import DraftOut, wire
+from dojo.platform.web._guidelines import criteria_lines, guidelines_for
 from dojo.platform.web._render import CompletionView, completion_view
 from dojo.platform.web._templating import short
 
@@ -195,6 +198,12 @@ def _my_flags(db: Session, worker: Worker, task_id: str) -> dict[str, str]:
     return {cid: reason for cid, reason in rows}
 
 
+def _draft_json(draft: drafts.Draft | None) -> str:
+    if draft is None:
+        return ""
+    return json.dumps(wire(draft, DraftOut), separators=(",", ":"))
+
+
 def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
     """The task page: the task as the worker may see it, its earlier answer, and whether it
     can answer now. The page's script claims or extends the hold (POST …/hold) on load."""
@@ -210,25 +219,50 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
             order = sorted(order, key=lambda cid: item["value"][cid])
         elif item.get("type") == "multi-score":
             scores = {cid: _number(v) for cid, v in item["value"].items()}
+    criteria = _criteria(view.criteria)
     return {
         # The worker's view of the task, as the API gives it (closed_reason: why it cannot
         # answer now), with what the page words differently.
         "task": view,
         "kind": _kind(view.task_type),
+        # The How to judge panel: what better means for this kind of task, and what the
+        # task's criteria ask.
+        "guidelines": guidelines_for(view.task_type),
+        "criteria_lines": criteria_lines(criteria, len(completions)),
         "prompt": view.prompt or view.body,
         "completions": completions,
         "completions_by_cid": by_cid,
         "ranking_order": order,
-        "criteria": _criteria(view.criteria),
+        "criteria": criteria,
         "scores": scores,
         "has_result": view.my_result is not None,
+        # The rationale stored with the worker's answer, if it gave one.
+        "rationale": db.scalar(
+            select(Result.rationale).where(Result.task_id == view.id, Result.worker_id == worker.id)
+        )
+        or "",
         "flags": _my_flags(db, worker, view.id),
         # Keys the browser's draft of this answer (localStorage) to this worker.
         "worker_id": worker.public_id,
+        # The draft kept on the platform (another browser's), for the page to take up.
+        "draft_json": _draft_json(drafts.get_draft(db, worker, view.id)),
         # The server's clock, so that the page counts the hold down in the server's time.
         "now": naive_utcnow(),
         "progress": _progress(db, worker),
     }
+
+
+def task_preview(db: Session, worker: Worker, task_id: str, label: str) -> str | None:
+    """The preview document of response ``label`` (1-based, as the page numbers them) of a
+    task the worker may see; None when that response has none (or there is no such one)."""
+    view = subscription_service.worker_task(db, worker, task_id)
+    if not label.isdigit() or not 1 <= int(label) <= len(view.completions):
+        return None
+    index = int(label) - 1
+    completion = view.completions[index]
+    return completion_view(
+        index, str(completion["cid"]), completion["completion"], highlight=False
+    ).preview_document
 
 
 @dataclass(frozen=True)

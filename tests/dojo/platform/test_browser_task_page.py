@@ -42,11 +42,12 @@ def _new_worker(platform: Platform, miner) -> WorkerClient:
 
 @contextmanager
 def _worker_page(
-    browser, platform: Platform, miner, viewport=DESKTOP, clock=False
+    browser, platform: Platform, miner, viewport=DESKTOP, clock=False, touch=False, worker=None
 ) -> Iterator[tuple[Page, WorkerClient]]:
-    """A page logged in as a new worker on ``miner``'s team; no script error may happen on it."""
-    worker = _new_worker(platform, miner)
-    context = browser.new_context(viewport=viewport)
+    """A page logged in as a new worker on ``miner``'s team (or as ``worker``, in a browser of
+    its own); ``touch``: a phone's touch screen. No script error may happen on it."""
+    worker = worker or _new_worker(platform, miner)
+    context = browser.new_context(viewport=viewport, has_touch=touch, is_mobile=touch)
     context.add_cookies([{"name": WORKER_COOKIE, "value": worker.token, "url": platform.url}])
     page = context.new_page()
     if clock:
@@ -143,7 +144,7 @@ def test_a_lost_hold_keeps_the_draft_and_a_full_task_takes_no_answer(browser, pl
         page.clock.fast_forward("05:10")
         expect(page.locator("#hold-lost")).to_be_visible()
         assert _order(page) == ["2", "1", "3"]
-        assert _draft(page, worker, task_id)["typed"] == ["2"]
+        assert _draft(page, worker, task_id)["placed"] == ["2"]
 
         # A reload brings the draft back; the page says the task is taken and answers nothing.
         page.reload()
@@ -151,7 +152,9 @@ def test_a_lost_hold_keeps_the_draft_and_a_full_task_takes_no_answer(browser, pl
         assert _order(page) == ["2", "1", "3"]
         expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
         assert page.locator("#submit-task").is_disabled() and page.locator("#skip-task").is_disabled()
-        page.keyboard.press("3")  # a whole ranking now, but the keyboard does not submit it
+        page.keyboard.press("3")  # a closed task's ranking stays as it is
+        expect(page.locator("#ranking-status")).to_contain_text("closed")
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
         page.keyboard.press("Enter")
         expect(page.locator("#task-error")).to_contain_text("cannot answer")
         page.keyboard.press("s")
@@ -307,3 +310,334 @@ def test_on_a_phone_the_prompt_fits_and_submit_is_in_view(browser, platform, min
         page.set_viewport_size(DESKTOP)
         page.goto(f"{platform.url}/tasks/{task_id}")
         expect(page.locator("#answer-bar")).to_be_hidden()
+
+
+# --- ranking: numbers, moves, Keep this order ---------------------------------------------------
+
+
+def test_typing_every_number_ranks_and_the_last_number_confirms(browser, platform, miners):
+    task_id = _text_task(platform, miners["beta"], ["one", "two", "three", "four"])
+    with _worker_page(browser, platform, miners["beta"]) as (page, worker):
+        _open(page, platform, task_id)
+        # What "press their numbers best first" invites: all four. After 2 4 1 the last placed
+        # itself; its number, 3, confirms it instead of starting a new ranking.
+        for key in "2413":
+            page.keyboard.press(key)
+        expect(page.locator("#ranking-count")).to_have_text("4 of 4 placed")
+        assert _order(page) == ["2", "4", "1", "3"]
+        expect(page.locator("#ranking-status")).to_contain_text("Ranked: 2, 4, 1, 3. Press Enter to submit.")
+        # Another placed number says where that response is and changes nothing.
+        page.keyboard.press("4")
+        expect(page.locator("#ranking-status")).to_contain_text("Response 4 is already 2nd")
+        assert _order(page) == ["2", "4", "1", "3"]
+        _submit_by_enter(page)
+    assert _history(platform, worker)[task_id]["ranking"] == {"c2": 1, "c4": 2, "c1": 3, "c3": 4}
+
+
+def test_a_move_places_the_moved_response_and_nothing_else(browser, platform, miners):
+    task_id = _text_task(platform, miners["beta"], ["one", "two", "three", "four"])
+    with _worker_page(browser, platform, miners["beta"]) as (page, worker):
+        _open(page, platform, task_id)
+        count = page.locator("#ranking-count")
+        page.get_by_role("button", name="Move response 3 up").click()
+        assert _order(page) == ["1", "3", "2", "4"]
+        expect(count).to_have_text("1 of 4 placed")
+        # Submit is refused, and the responses still without a place are marked.
+        page.locator("#submit-task").click()
+        expect(page.locator("#task-error")).to_contain_text("Rank every response first (1 of 4 placed)")
+        assert page.locator(".rank-item.needs-place").evaluate_all(
+            "els => els.map(e => e.dataset.label)"
+        ) == [
+            "1",
+            "2",
+            "4",
+        ]
+        assert task_id not in _history(platform, worker)
+        # A drag places the dragged one: two of four.
+        page.locator('.rank-item[data-label="4"]').drag_to(
+            page.locator('.rank-item[data-label="1"]'), target_position={"x": 20, "y": 2}
+        )
+        assert _order(page) == ["4", "1", "3", "2"]
+        expect(count).to_have_text("2 of 4 placed")
+        # A number takes the first place no placed response holds; the last places itself.
+        page.keyboard.press("2")
+        assert _order(page) == ["4", "2", "3", "1"]
+        expect(count).to_have_text("4 of 4 placed")
+        page.keyboard.press("Backspace")
+        assert _order(page) == ["4", "1", "3", "2"]
+        expect(count).to_have_text("2 of 4 placed")
+        # Keep this order: the order shown, as an explicit choice.
+        page.get_by_role("button", name="Keep this order").click()
+        expect(count).to_have_text("4 of 4 placed")
+        with page.expect_navigation():
+            page.locator("#submit-task").click()
+    assert _history(platform, worker)[task_id]["ranking"] == {"c4": 1, "c1": 2, "c3": 3, "c2": 4}
+
+
+# --- the deadline ----------------------------------------------------------------------------------
+
+
+def test_a_deadline_that_passes_while_at_work_closes_the_page_and_keeps_the_draft(browser, platform, miners):
+    task_id = _text_task(platform, miners["beta"], ["one", "two", "three"])
+    with _worker_page(browser, platform, miners["beta"], clock=True) as (page, worker):
+        _open(page, platform, task_id)
+        page.keyboard.press("2")
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        page.clock.fast_forward("04:00:05")  # past the task's deadline, four hours out
+        closed = page.locator("#task-closed")
+        expect(closed).to_contain_text("its deadline passed at")
+        expect(page.locator("#task-closed-draft")).to_be_visible()
+        # Not a lost hold to carry on with, and nothing that still ranks or submits.
+        expect(page.locator("#hold-lost")).to_be_hidden()
+        expect(page.locator("#hold-status")).to_have_text("")
+        assert "Press Enter" not in page.locator("#ranking-status").text_content()
+        page.keyboard.press("3")
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        expect(page.locator("#ranking-status")).to_contain_text("closed")
+        for control in ("#submit-task", "#keep-order", '[aria-label="Move response 1 up"]'):
+            expect(page.locator(control)).to_be_disabled()
+        # The work so far is kept, here and on the platform.
+        assert _draft(page, worker, task_id)["placed"] == ["2"]
+        kept = platform.client.get(f"/api/v1/worker/tasks/{task_id}/draft", headers=worker.auth)
+        assert kept.status_code == 200 and kept.json()["placed"] == ["c2"]
+
+
+# --- drafts, rationale and how to judge -------------------------------------------------------------
+
+
+def test_the_draft_follows_the_worker_to_another_browser_and_the_rationale_to_the_miner(
+    browser, platform, miners
+):
+    beta = miners["beta"]
+    task_id = _text_task(platform, beta, ["one", "two", "three"])
+    worker = _new_worker(platform, beta)
+    why = "three is the only complete answer"
+    with _worker_page(browser, platform, beta, worker=worker) as (page, _):
+        _open(page, platform, task_id)
+        with page.expect_response(
+            lambda r: r.url.endswith(f"/tasks/{task_id}/draft") and why in (r.request.post_data or "")
+        ) as saved:
+            page.keyboard.press("3")
+            page.get_by_label("Why this order?").fill(why)
+        assert saved.value.ok
+
+    # Another browser (nothing in its storage) takes the work up where it was left.
+    with _worker_page(browser, platform, beta, worker=worker) as (page, _):
+        _open(page, platform, task_id)
+        assert _order(page) == ["3", "1", "2"]
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        expect(page.locator("#ranking-status")).to_contain_text("from your other browser")
+        rationale = page.get_by_label("Why this order?")
+        expect(rationale).to_have_value(why)
+
+        # How to judge: one panel, for this kind of task and its criteria; it stays as the worker leaves it.
+        guide = page.locator("#guidelines")
+        expect(guide).to_contain_text("does what the prompt asks")
+        expect(guide).to_contain_text("Rank all 3 responses, best first")
+        assert guide.evaluate("e => e.open")
+        guide.locator("summary").click()
+        assert not guide.evaluate("e => e.open")
+        page.reload()
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        assert not page.locator("#guidelines").evaluate("e => e.open")
+
+        # The rationale is one line: Enter in it submits the answer, with the rationale.
+        page.keyboard.press("1")
+        expect(page.locator("#ranking-count")).to_have_text("3 of 3 placed")
+        rationale.press("End")
+        rationale.press_sequentially(" (checked twice)")
+        with page.expect_navigation():
+            rationale.press("Enter")
+    assert _history(platform, worker)[task_id]["ranking"] == {"c3": 1, "c1": 2, "c2": 3}
+    got = platform.client.get(f"/api/v1/tasks/task-result/{task_id}", headers={"x-api-key": beta.api_key})
+    assert [r["rationale"] for r in got.json()["body"]["taskResults"]] == [why + " (checked twice)"]
+    # The answer ended the draft.
+    assert (
+        platform.client.get(f"/api/v1/worker/tasks/{task_id}/draft", headers=worker.auth).status_code == 204
+    )
+
+
+# --- names, touch screens, the skip link and the focus ring -----------------------------------------
+
+# The contrast of the focused element's outline against what it is drawn on (WCAG's formula).
+FOCUS_RING = """(el) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  }).reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  let bg = [255, 255, 255];
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    const c = rgb(getComputedStyle(p).backgroundColor);
+    if (c.length < 4 || c[3] > 0) { bg = c; break; }
+  }
+  const style = getComputedStyle(el);
+  const [hi, lo] = [lum(rgb(style.outlineColor)), lum(bg)].sort((a, b) => b - a);
+  return { style: style.outlineStyle, width: parseFloat(style.outlineWidth), ratio: (hi + 0.05) / (lo + 0.05) };
+}"""
+
+
+def _ring(page: Page) -> dict:
+    return page.evaluate(f"({FOCUS_RING})(document.activeElement)")
+
+
+def test_the_skip_link_the_focus_ring_and_a_refusal_in_view_on_a_laptop(browser, platform, miners):
+    task_id = _text_task(
+        platform, miners["beta"], ["A function that calls itself.", "Russian dolls, one in another."]
+    )
+    with _worker_page(browser, platform, miners["beta"]) as (page, _worker):
+        _open(page, platform, task_id)
+        # From the top of the page, the second Tab is the way to the answer.
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        page.keyboard.press("Tab")
+        skip = page.get_by_role("link", name="Skip to your answer")
+        expect(skip).to_be_focused()
+        rings = {"skip link": _ring(page)}
+        page.keyboard.press("Enter")
+        expect(page.locator("#answer")).to_be_focused()
+        page.keyboard.press("Tab")
+        first = page.locator(".rank-item").first
+        expect(first).to_be_focused()
+        rings["response in the ranking"] = _ring(page)
+        # Each response is named by what the worker saw in it, not by its number alone.
+        assert (
+            first.get_attribute("aria-label")
+            == "1st: response 1 (A function that calls itself.), not placed yet"
+        )
+        expect(page.locator('.rank-item[data-label="2"]')).to_contain_text("Russian dolls, one in another.")
+        page.keyboard.press("Shift+ArrowDown")  # moves response 1 down: placed, on a tinted row
+        page.keyboard.press("Tab")
+        rings["arrow button on a placed response"] = _ring(page)
+        page.locator("#keep-order").focus()
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")
+        rings["Keep this order"] = _ring(page)
+        for name, ring in rings.items():
+            assert ring["style"] != "none" and ring["width"] >= 2, name
+            assert ring["ratio"] >= 3, f"the focus ring of the {name} has a contrast of {ring['ratio']:.2f}:1"
+
+        # Enter with the ranking not whole: the refusal shows beside Submit, in view.
+        page.evaluate("document.activeElement.blur()")
+        page.keyboard.press("Escape")
+        expect(page.locator("#ranking-count")).to_have_text("0 of 2 placed")
+        page.keyboard.press("Enter")
+        refusal = page.locator("#task-error")
+        expect(refusal).to_contain_text("Rank every response first")
+        expect(refusal).to_be_in_viewport()
+
+
+def test_on_a_touch_screen_no_keyboard_hints_and_the_refusal_where_the_worker_taps(browser, platform, miners):
+    task_id = _text_task(
+        platform,
+        miners["beta"],
+        ["A function that calls itself.", "Like Russian dolls: each doll holds a smaller one.", "three"],
+    )
+    with _worker_page(browser, platform, miners["beta"], viewport=PHONE, touch=True) as (page, _worker):
+        _open(page, platform, task_id)
+        assert page.evaluate("matchMedia('(hover: none) and (pointer: coarse)').matches")
+        _base._no_horizontal_overflow(page)  # the names on the list fit, however long
+        shown_keys = page.locator("kbd").evaluate_all(
+            "els => els.filter((e) => e.getClientRects().length).map((e) => e.textContent)"
+        )
+        assert shown_keys == []
+        expect(page.locator("#open-shortcuts")).to_be_hidden()
+        expect(page.locator("#ranking-help")).to_contain_text("move them with ▲ ▼")
+        expect(page.locator('.rank-item[data-label="2"] .rank-summary')).to_have_text(
+            "Like Russian dolls: each doll holds a smaller…"
+        )
+        # Submit at the bottom of the screen with nothing placed: the refusal is said there.
+        page.locator("#answer-bar-submit").tap()
+        bar = page.locator("#answer-bar-summary")
+        expect(bar).to_contain_text("Rank every response first (0 of 3 placed): move them with ▲ ▼")
+        expect(bar).to_be_in_viewport()
+        # A tap on ▲ places that response only.
+        page.locator("#answer-bar-jump").tap()
+        page.get_by_role("button", name="Move response 2 up").tap()
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        expect(page.locator("#answer-bar-summary")).to_have_text("1 of 3 placed")
+        assert "Press" not in page.locator("#ranking-status").text_content()
+
+
+# --- the Content-Security-Policy -------------------------------------------------------------------
+
+
+def _directive(policy: str, name: str) -> str | None:
+    for part in policy.split(";"):
+        words = part.split()
+        if words and words[0] == name:
+            return " ".join(words[1:])
+    return None
+
+
+def test_no_page_runs_an_inline_script_and_none_breaks_its_policy(browser, platform, miners):
+    beta = miners["beta"]
+    task_id = _base._ball_task(platform, beta)
+    worker = _new_worker(platform, beta)
+    hits_before = list(platform.canary.hits)
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_cookies(
+        [
+            {"name": WORKER_COOKIE, "value": worker.token, "url": platform.url},
+            {"name": "dojo_miner_session", "value": beta.token, "url": platform.url},
+        ]
+    )
+    context.add_init_script(
+        "window.__violations = [];"
+        " document.addEventListener('securitypolicyviolation',"
+        " (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    page = context.new_page()
+    console: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            console.append(m.text)
+            if "Content Security Policy" in m.text and "/preview/" not in (m.location or {}).get("url", "")
+            else None
+        ),
+    )
+    try:
+        pages = ["/login", "/miner/login", "/tasks", "/keys", "/history", "/welcome", "/miner"]
+        pages += [
+            f"/tasks/{task_id}",
+            "/tasks/no-such-task",
+            platform.invite(beta).removeprefix(platform.url),
+        ]
+        for path in pages:
+            response = page.goto(platform.url + path)
+            assert response is not None
+            policy = response.headers["content-security-policy"]
+            scripts = _directive(policy, "script-src") or _directive(policy, "default-src") or ""
+            assert "'unsafe-inline'" not in scripts, f"{path}: {policy}"
+            assert page.locator("script:not([src])").count() == 0, path
+            page.wait_for_load_state("load")
+            assert page.evaluate("window.__violations") == [], path
+        assert console == []
+
+        # The task page works under it: previews run in documents of their own, keys rank.
+        page.goto(f"{platform.url}/tasks/{task_id}")
+        expect(page.locator('.rank-item[data-label="1"]')).to_contain_text("Bouncing ball")
+        expect(page.locator('.rank-item[data-label="2"]')).to_contain_text("Counter")
+        first = page.frame_locator("#completion-1 iframe")
+        expect(first.locator("h1")).to_have_text("Bouncing ball")
+        first.locator("h1").click()
+        page.keyboard.press("2")
+        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        assert page.evaluate("window.__violations") == []
+
+        # A preview opened on its own is as shut in as in its frame: no cookies, no network.
+        preview = context.new_page()
+        served = preview.goto(f"{platform.url}/tasks/{task_id}/preview/2")
+        assert "sandbox allow-scripts" in served.headers["content-security-policy"]
+        preview.locator("body[data-ran=yes]").wait_for()
+        for probe in ("cookie", "storage"):
+            assert "blocked" in preview.locator(f"#probe-{probe}").text_content(), probe
+        preview.locator("#probe-fetch").wait_for()
+        assert "blocked" in preview.locator("#probe-fetch").text_content()
+        # Another worker's browser, or none, gets no preview of this task.
+        anonymous = browser.new_context().request.get(f"{platform.url}/tasks/{task_id}/preview/2")
+        assert anonymous.status == 401
+        assert platform.canary.hits == hits_before, f"a preview reached the network: {platform.canary.hits}"
+    finally:
+        context.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from datetime import timezone
 
-from dojo.platform.web._render import PREVIEW_CSP, completion_view, highlight_code, preview_srcdoc
+from dojo.platform.web._render import PREVIEW_CSP, completion_view, highlight_code, preview_document
 
 
 def test_text_completion_is_text_and_numbered():
     view = completion_view(1, "c2", "plain <b>answer</b>")
     assert (view.kind, view.label, view.cid, view.text) == ("text", "2", "c2", "plain <b>answer</b>")
-    assert view.preview_srcdoc is None
+    assert view.preview_document is None
 
 
 def test_dialogue_completion_keeps_roles_in_order():
@@ -52,7 +52,7 @@ def test_code_completion_has_a_tab_per_file_and_a_preview():
     assert [f.filename for f in view.files] == ["index.html", "app.js", "style.css"]
     assert [f.language for f in view.files] == ["html", "javascript", "css"]
     assert view.notes == "run it"
-    doc = view.preview_srcdoc
+    doc = view.preview_document
     assert doc is not None
     # The policy is the first thing in the document, before anything the completion wrote.
     assert doc.index(f'content="{PREVIEW_CSP}"') < doc.index('<p id="x">')
@@ -63,8 +63,8 @@ def test_code_completion_has_a_tab_per_file_and_a_preview():
 
 
 def test_javascript_alone_runs_in_an_empty_page_and_other_code_has_no_preview():
-    assert "<script>console.log(1)</script>" in preview_srcdoc([("a.js", "javascript", "console.log(1)")])
-    assert preview_srcdoc([("main.py", "python", "print(1)")]) is None
+    assert "<script>console.log(1)</script>" in preview_document([("a.js", "javascript", "console.log(1)")])
+    assert preview_document([("main.py", "python", "print(1)")]) is None
 
 
 def test_preview_policy_forbids_the_network():
@@ -76,6 +76,7 @@ def test_preview_policy_forbids_the_network():
 def test_a_hostile_completion_cannot_break_out_of_the_task_page():
     from types import SimpleNamespace as NS
 
+    from dojo.platform.web._guidelines import guidelines_for
     from dojo.platform.web._render import completion_view
     from dojo.platform.web._templating import render
 
@@ -103,6 +104,8 @@ def test_a_hostile_completion_cannot_break_out_of_the_task_page():
         ),
         prompt=hostile,
         kind="Code",
+        guidelines=guidelines_for("code_generation"),
+        criteria_lines=[hostile],
         completions=completions,
         completions_by_cid={c.cid: c for c in completions},
         ranking_order=["a", "b", "c"],
@@ -117,6 +120,8 @@ def test_a_hostile_completion_cannot_break_out_of_the_task_page():
     ]
     assert len(re.findall(r"<script", page)) == 2
     assert page.count("<iframe") == 1 and 'sandbox="allow-scripts"' in page
+    # The preview is a document of its own, framed: nothing of the completion runs in the page.
+    assert 'src="/tasks/t1/preview/1"' in page and "<iframe srcdoc" not in page
 
 
 def test_deadlines_and_numbers_read_as_a_person_writes_them():

@@ -21,7 +21,8 @@ const Dojo = (() => {
     }
   }
 
-  async function api(method, url, body) {
+  /* ``options.keepalive``: the request outlives the page (a draft saved as the page goes). */
+  async function api(method, url, body, options = {}) {
     method = method.toUpperCase();
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -32,6 +33,7 @@ const Dojo = (() => {
         method,
         headers,
         credentials: "same-origin",
+        keepalive: Boolean(options.keepalive),
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {

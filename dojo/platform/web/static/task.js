@@ -1,8 +1,11 @@
 /* The task page: file tabs, score sliders, and the ranking by drag and drop, buttons or
  * the keyboard alone (number keys best first, Enter submits, S skips after asking, ? helps).
- * Submit takes only a whole ranking the worker made. The page holds the task while the
- * worker is at work on it, keeps a draft of the answer in this browser, counts the time
- * spent on it (sent as the result's lead time), and lets the worker report a broken response. */
+ * Submit takes only a whole ranking the worker made: each response is placed by its number,
+ * by a move (drag, ▲ ▼), or all at once by "Keep this order"; the last one places itself.
+ * The page holds the task while the worker is at work on it, keeps a draft of the answer in
+ * this browser and on the platform (for the worker's other browsers), closes the moment the
+ * deadline passes (keeping the draft), counts the time spent on it (sent as the result's
+ * lead time), and lets the worker report a broken response and say why it ranked so. */
 "use strict";
 
 (() => {
@@ -20,9 +23,14 @@
   const skipConfirm = $("skip-confirm");
   const holdStatus = $("hold-status");
   const holdLost = $("hold-lost");
+  const bar = $("answer-bar");
   const barSummary = $("answer-bar-summary");
   const timeOnTask = $("time-on-task");
+  const rationale = $("rationale");
   const draftKey = `dojo-draft:${form.dataset.workerId}:${taskId}`;
+  // A touch screen without a keyboard gets no keyboard hints (the stylesheet hides them).
+  const touch = window.matchMedia("(hover: none) and (pointer: coarse)").matches;
+  const submitHint = () => (touch ? "Submit when you are ready." : "Press Enter to submit.");
   let busy = false;
   let closed = form.dataset.closed === "yes";
 
@@ -68,6 +76,19 @@
     });
   }
 
+  /* ---- how to judge: open on a wide screen, a line to open on a narrow one, until the
+   * worker opens or closes it (remembered in this browser) ---- */
+  const guidelines = $("guidelines");
+  if (guidelines) {
+    let choice = null;
+    try { choice = localStorage.getItem("dojo-guidelines"); } catch (err) { /* none kept */ }
+    guidelines.open = choice ? choice === "open" : !window.matchMedia("(max-width: 899.98px)").matches;
+    // The worker's own toggles only (a click, or Enter or Space on the summary), not the one above.
+    guidelines.querySelector("summary").addEventListener("click", () => setTimeout(() => {
+      try { localStorage.setItem("dojo-guidelines", guidelines.open ? "open" : "closed"); } catch (err) { /* not kept */ }
+    }));
+  }
+
   /* ---- sliders ---- */
   const sliders = Array.from(document.querySelectorAll('.slider input[type="range"]'));
   const showScore = (input) => { $(input.getAttribute("aria-describedby")).textContent = input.value; };
@@ -76,19 +97,45 @@
     showScore(input);
   });
 
-  /* ---- ranking ---- */
+  /* ---- the rationale: one line ---- */
+  const oneLine = (text) => text.replace(/\s+/g, " ");
+  if (rationale) {
+    rationale.addEventListener("input", () => {
+      const flat = oneLine(rationale.value);
+      if (flat !== rationale.value) rationale.value = flat; // a pasted line break
+      saveDraft();
+    });
+    rationale.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault(); // one line: Enter submits, as in a one-line field
+        submit("rationale");
+      }
+    });
+  }
+
+  /* ---- ranking ----
+   * The list shows the ranking as it stands; ``placed`` holds the responses the worker has
+   * given a place (by number, by a move, or Keep this order). A number puts its response in
+   * the first place no placed response holds; the unplaced ones keep their order in the rest.
+   * When one response is left, it places itself (``auto``): pressing its number confirms it. */
   const items = () => Array.from(list ? list.querySelectorAll(".rank-item") : []);
   // Responses in the order the page shows them: number key k means the k-th.
   const byLabel = new Map(items().map((li) => [li.dataset.label, li]));
+  const labelOf = new Map(items().map((li) => [li.dataset.cid, li.dataset.label]));
   const n = byLabel.size;
   const initialOrder = items().map((li) => li.dataset.label);
-  let typed = []; // labels placed by number keys, best first
-  // The whole list as shown is the worker's ranking: a move, "Keep this order", or an earlier answer.
-  let whole = form.dataset.answered === "yes";
-  let undo = []; // what each number key changed, for Backspace
+  const placedSet = new Set(form.dataset.answered === "yes" ? initialOrder : []);
+  let auto = null; // the response that placed itself, until its number confirms it
+  let undo = []; // the state before each step, for Backspace
   const ordinal = (k) => k + (["th", "st", "nd", "rd"][(k % 100 - 20) % 10] || ["th", "st", "nd", "rd"][k % 100] || "th");
   const shownLabels = () => items().map((li) => li.dataset.label);
-  const placed = () => (whole ? n : typed.length);
+  const placed = () => placedSet.size;
+  const whole = () => n > 0 && placedSet.size === n;
+  const place = (label) => shownLabels().indexOf(label) + 1;
+  const named = (label) => {
+    const summary = byLabel.get(label).dataset.summary;
+    return summary ? `${label} (${summary})` : label;
+  };
 
   function say(message) {
     if (status) status.textContent = message;
@@ -96,15 +143,21 @@
 
   function render() {
     items().forEach((li, i) => {
+      const label = li.dataset.label;
+      const isPlaced = placedSet.has(label);
       li.querySelector(".rank-pos").textContent = String(i + 1);
-      li.setAttribute("aria-label", `${ordinal(i + 1)}: response ${li.dataset.label}`);
-      li.querySelector('[data-move="-1"]').disabled = i === 0;
-      li.querySelector('[data-move="1"]').disabled = i === n - 1;
-      li.classList.toggle("placed", whole || typed.includes(li.dataset.label));
+      li.setAttribute("aria-label", `${ordinal(i + 1)}: response ${named(label)}${isPlaced ? "" : ", not placed yet"}`);
+      li.querySelector('[data-move="-1"]').disabled = closed || i === 0;
+      li.querySelector('[data-move="1"]').disabled = closed || i === n - 1;
+      li.classList.toggle("placed", isPlaced);
+      li.classList.toggle("needs-place", false);
+      li.draggable = !closed;
+      li.setAttribute("aria-disabled", String(closed));
     });
     if (count) count.textContent = `${placed()} of ${n} placed`;
     if (barSummary && list) {
-      barSummary.textContent = placed() === n ? `Ranked: ${shownLabels().join(", ")}`
+      bar.classList.remove("has-error");
+      barSummary.textContent = whole() ? `Ranked: ${shownLabels().join(", ")}`
         : placed() ? `${placed()} of ${n} placed` : "Not ranked yet";
     }
   }
@@ -113,54 +166,95 @@
     for (const label of labels) list.appendChild(byLabel.get(label));
   }
 
+  const snapshot = () => ({ order: shownLabels(), placed: Array.from(placedSet), auto });
+
+  function restoreState(state) {
+    show(state.order);
+    placedSet.clear();
+    state.placed.forEach((label) => placedSet.add(label));
+    auto = state.auto;
+  }
+
   function changed(message) {
+    error.hidden = true;
     render();
     say(message);
     saveDraft();
   }
 
-  function typeNumber(label) {
-    if (!byLabel.has(label)) return say(`There is no response ${label}.`);
-    if (placed() === n) { typed = []; whole = false; } // a complete order: start a new one
-    if (typed.includes(label)) return say(`Response ${label} is already ${ordinal(typed.indexOf(label) + 1)}.`);
-    undo.push({ order: shownLabels(), typed: typed.slice() });
-    typed.push(label);
-    if (typed.length === n - 1) typed.push(shownLabels().find((l) => !typed.includes(l))); // the last places itself
-    show([...typed, ...shownLabels().filter((l) => !typed.includes(l))]);
-    changed(typed.length === n ? `Ranked: ${typed.join(", ")}. Press Enter to submit.`
-      : `Response ${label} is ${ordinal(typed.length)}. Press the number of the ${ordinal(typed.length + 1)}.`);
+  function placeLast() {
+    if (placedSet.size !== n - 1) return;
+    auto = shownLabels().find((l) => !placedSet.has(l));
+    placedSet.add(auto);
   }
 
-  function undoNumber() {
+  function progressMessage(lead) {
+    if (whole()) return `${lead}Ranked: ${shownLabels().join(", ")}. ${submitHint()}`;
+    const free = shownLabels().findIndex((l) => !placedSet.has(l)) + 1;
+    return `${lead}${placed()} of ${n} placed.${touch ? "" : ` Press the number of the ${ordinal(free)}.`}`;
+  }
+
+  function typeNumber(label) {
+    if (!byLabel.has(label)) return say(`There is no response ${label}.`);
+    if (placedSet.has(label)) {
+      if (label === auto) { // the last one placed itself: its number confirms it
+        auto = null;
+        return changed(progressMessage(`Response ${label} is ${ordinal(place(label))}. `));
+      }
+      return say(`Response ${label} is already ${ordinal(place(label))}.`
+        + (touch ? "" : " Backspace takes back a step; Esc starts over."));
+    }
+    undo.push(snapshot());
+    // The first place no placed response holds takes it; the unplaced others fill the rest in their order.
+    const order = shownLabels();
+    const slot = order.findIndex((l) => !placedSet.has(l));
+    const rest = order.filter((l) => !placedSet.has(l) && l !== label);
+    show(order.map((l, i) => (placedSet.has(l) ? l : i === slot ? label : rest.shift())));
+    placedSet.add(label);
+    placeLast();
+    changed(progressMessage(`Response ${label} is ${ordinal(slot + 1)}. `));
+  }
+
+  function undoStep() {
     const last = undo.pop();
     if (!last) return;
-    typed = last.typed;
-    whole = false;
-    show(last.order);
-    changed(typed.length ? `Placed so far: ${typed.join(", ")}.` : "Nothing placed yet.");
+    restoreState(last);
+    changed(placed() ? `Took back a step: ${placed()} of ${n} placed.` : "Nothing placed yet.");
   }
 
   function startOver() {
-    typed = [];
     undo = [];
-    whole = false;
+    placedSet.clear();
+    auto = null;
     show(initialOrder);
-    changed("Order cleared. Press the number of the best response.");
+    changed(touch ? "Order cleared." : "Order cleared. Press the number of the best response.");
   }
 
-  function madeWhole(message) {
-    typed = [];
-    undo = [];
-    whole = true;
-    changed(message);
+  function keepOrder() {
+    if (closed) return;
+    undo.push(snapshot());
+    initialOrder.forEach((label) => placedSet.add(label));
+    auto = null;
+    changed(`Ranked: ${shownLabels().join(", ")}. ${submitHint()}`);
+  }
+
+  // A move places the moved response where the worker put it, and nothing else.
+  function moved(li, before) {
+    undo.push(before);
+    placedSet.add(li.dataset.label);
+    if (auto === li.dataset.label) auto = null;
+    placeLast();
+    changed(progressMessage(`Response ${li.dataset.label} is now ${ordinal(place(li.dataset.label))}. `));
   }
 
   function move(li, delta) {
+    if (closed) return;
     const all = items();
     const j = all.indexOf(li) + delta;
     if (j < 0 || j >= all.length) return;
+    const before = snapshot();
     list.insertBefore(li, delta < 0 ? all[j] : all[j].nextSibling);
-    madeWhole(`Response ${li.dataset.label} is now ${ordinal(j + 1)}.`);
+    moved(li, before);
   }
 
   if (list) {
@@ -187,7 +281,7 @@
         if (next) next.focus();
       }
     });
-    $("keep-order").addEventListener("click", () => madeWhole(`Ranked: ${shownLabels().join(", ")}. Press Enter to submit.`));
+    $("keep-order").addEventListener("click", keepOrder);
 
     // Drag and drop (HTML5). Pointer users on touch screens have the arrow buttons.
     let dragged = null;
@@ -197,7 +291,7 @@
       return event.clientY < rect.top + rect.height / 2;
     };
     list.addEventListener("dragstart", (event) => {
-      dragged = event.target.closest(".rank-item");
+      dragged = closed ? null : event.target.closest(".rank-item");
       if (!dragged) return;
       dragged.classList.add("dragging");
       event.dataTransfer.effectAllowed = "move";
@@ -219,8 +313,9 @@
       event.preventDefault();
       const over = event.target.closest(".rank-item");
       if (over && over !== dragged) {
+        const state = snapshot();
         list.insertBefore(dragged, before(over, event) ? over : over.nextSibling);
-        madeWhole(`Response ${dragged.dataset.label} is now ${ordinal(items().indexOf(dragged) + 1)}.`);
+        moved(dragged, state);
       }
       clearMarks();
     });
@@ -238,7 +333,7 @@
   let lastInput = Date.now();
   function countTime() {
     const now = Date.now();
-    if (document.visibilityState === "visible" && now - lastInput < IDLE_MS) {
+    if (!closed && document.visibilityState === "visible" && now - lastInput < IDLE_MS) {
       spentMs += Math.min(now - lastTick, 2000); // a throttled or sleeping page adds no gap
     }
     lastTick = now;
@@ -247,58 +342,139 @@
   }
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") lastTick = Date.now();
-    else countTime();
+    else { countTime(); pushDraft(); }
   });
 
-  /* ---- the draft: this answer so far, kept in this browser until it is submitted ---- */
+  /* ---- the draft: this answer so far, kept in this browser and on the platform ---- */
+  // The server's clock minus this browser's: holds count down, drafts are dated and the
+  // deadline passes in the server's time.
+  const clockOffset = form.dataset.now ? Date.parse(form.dataset.now) - Date.now() : 0;
+  const DRAFT_DELAY_MS = 800; // the platform's copy follows a pause in the work
+  let draftTimer = null;
+  let draftDirty = false;
+
+  const scoreValues = () => {
+    const scores = {};
+    sliders.forEach((input) => { scores[input.dataset.cid] = Number(input.value); });
+    return sliders.length ? scores : null;
+  };
+  const rationaleText = () => (rationale ? oneLine(rationale.value).trim() : "");
+
   function saveDraft() {
+    if (closed) return;
     try {
       localStorage.setItem(draftKey, JSON.stringify({
         order: shownLabels(),
-        typed,
-        whole,
+        placed: Array.from(placedSet),
+        auto,
         scores: sliders.map((input) => input.value),
+        rationale: rationale ? rationale.value : "",
         spentMs,
+        savedAt: Date.now() + clockOffset,
       }));
-    } catch (err) { /* storage full or disabled: the page still works */ }
+    } catch (err) { /* storage full or disabled: the platform's copy still follows */ }
+    draftDirty = true;
+    clearTimeout(draftTimer);
+    draftTimer = setTimeout(pushDraft, DRAFT_DELAY_MS);
+  }
+
+  const cidOf = (label) => byLabel.get(label).dataset.cid;
+
+  async function pushDraft(keepalive) {
+    clearTimeout(draftTimer);
+    if (!draftDirty || closed || form.dataset.state || !list) return;
+    draftDirty = false;
+    const body = {
+      order: shownLabels().map(cidOf),
+      placed: Array.from(placedSet).map(cidOf),
+      scores: scoreValues(),
+      rationale: rationaleText() || null,
+      leadTime: Math.round(spentMs) / 1000,
+    };
+    try {
+      await Dojo.api("PUT", `${taskUrl}/draft`, body, { keepalive: Boolean(keepalive) });
+    } catch (err) {
+      if (err.status === 410) expire();
+      // Otherwise this browser's copy stands; the next change tries again.
+    }
   }
 
   function readDraft() {
     try { return JSON.parse(localStorage.getItem(draftKey) || "null"); } catch (err) { return null; }
   }
 
+  // The platform's draft (another browser's), in this page's terms.
+  function platformDraft() {
+    let data = null;
+    try { data = JSON.parse(form.dataset.draft || "null"); } catch (err) { return null; }
+    if (!data || !Array.isArray(data.order)) return null;
+    const labels = (cids) => (cids || []).map((cid) => labelOf.get(cid));
+    return {
+      order: labels(data.order),
+      placed: labels(data.placed),
+      auto: null,
+      scores: data.scores ? sliders.map((input) => data.scores[input.dataset.cid]) : null,
+      rationale: data.rationale || "",
+      spentMs: (Number(data.leadTime) || 0) * 1000,
+      savedAt: Date.parse(data.savedAt) || 0,
+    };
+  }
+
   function restoreDraft() {
-    const draft = readDraft();
+    const mine = readDraft();
+    const theirs = platformDraft();
+    const draft = !theirs || (mine && (Number(mine.savedAt) || 0) >= theirs.savedAt) ? mine : theirs;
     if (!draft) return;
-    const same = (a) => Array.isArray(a) && a.length === n && a.every((l) => byLabel.has(l)) && new Set(a).size === n;
-    if (list && same(draft.order)) {
+    const known = (a) => Array.isArray(a) && a.every((l) => byLabel.has(l)) && new Set(a).size === a.length;
+    if (list && known(draft.order) && draft.order.length === n) {
       show(draft.order);
-      typed = (draft.typed || []).filter((l) => byLabel.has(l));
-      whole = Boolean(draft.whole);
+      // Drafts from before "placed" was kept: the numbers typed, or the whole order.
+      const given = Array.isArray(draft.placed) ? draft.placed : draft.whole ? draft.order : draft.typed;
+      placedSet.clear();
+      if (known(given)) given.forEach((l) => placedSet.add(l));
+      auto = placedSet.has(draft.auto) ? draft.auto : null;
     }
     if (Array.isArray(draft.scores) && draft.scores.length === sliders.length) {
-      sliders.forEach((input, i) => { input.value = draft.scores[i]; showScore(input); });
+      sliders.forEach((input, i) => {
+        if (draft.scores[i] !== undefined && draft.scores[i] !== null) input.value = draft.scores[i];
+        showScore(input);
+      });
     }
+    if (rationale && typeof draft.rationale === "string" && draft.rationale) rationale.value = oneLine(draft.rationale);
     spentMs = Number(draft.spentMs) || 0;
-    say(`Your draft is back: ${placed()} of ${n} placed.`);
+    say(`Your draft is back${draft === theirs ? " (saved from your other browser)" : ""}: ${placed()} of ${n} placed.`);
   }
 
   const forgetDraft = () => { try { localStorage.removeItem(draftKey); } catch (err) { /* nothing kept */ } };
 
-  /* ---- closed tasks ---- */
+  /* ---- closed tasks: nothing can change; what was done so far stays as a draft ---- */
   function close(reason) {
+    pushDraft();
     closed = true;
     $("task-closed-reason").textContent = reason;
     $("task-closed").hidden = false;
+    $("task-closed-draft").hidden = !(placed() || rationaleText());
     holdLost.hidden = true;
     holdStatus.textContent = "";
-    for (const id of ["submit-task", "skip-task", "answer-bar-submit"]) $(id).disabled = true;
+    for (const id of ["submit-task", "skip-task", "answer-bar-submit", "keep-order"]) {
+      if ($(id)) $(id).disabled = true;
+    }
+    sliders.forEach((input) => { input.disabled = true; });
+    if (rationale) rationale.readOnly = true;
     hideSkip();
+    render();
+    say("");
+  }
+
+  // The deadline, in this browser's time.
+  const expireAt = form.dataset.expireAt ? Date.parse(form.dataset.expireAt) - clockOffset : null;
+  function expire() {
+    if (closed) return;
+    const at = new Date(expireAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    close(`its deadline passed at ${at}; it takes no more answers`);
   }
 
   /* ---- the hold: claimed on load, extended while the worker is at work ---- */
-  // The server's clock minus this browser's, so that the countdown runs in the server's time.
-  const clockOffset = form.dataset.now ? Date.parse(form.dataset.now) - Date.now() : 0;
   const RETRY_MS = 15 * 1000;
   let heldUntil = null; // this browser's time
   let holdMs = null; // how long one hold lasts
@@ -339,7 +515,7 @@
   }
 
   function showHold() {
-    if (!held) return;
+    if (!held || closed) return;
     const left = Math.max(0, Math.round((heldUntil - Date.now()) / 1000));
     holdStatus.textContent = `Held for you: ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left.`;
   }
@@ -381,22 +557,38 @@
     }
   }
 
+  // A refusal is said where the worker is looking: beside Submit in the answer panel, and
+  // in the answer bar at the bottom of a narrow screen.
+  function refuse(message) {
+    Dojo.showError(error, message);
+    if (bar && barSummary && getComputedStyle(bar).display !== "none") {
+      bar.classList.add("has-error");
+      barSummary.textContent = message;
+    } else {
+      error.scrollIntoView({ block: "nearest" });
+    }
+  }
+
   async function submit() {
     if (busy) return;
     error.hidden = true;
     if (closed) {
-      Dojo.showError(error, `You cannot answer this task now: ${$("task-closed-reason").textContent}.`);
+      refuse(`You cannot answer this task now: ${$("task-closed-reason").textContent}.`);
       return;
     }
-    if (list && placed() < n) {
-      Dojo.showError(error, `Rank every response first (${placed()} of ${n} placed): press their numbers best first, `
-        + "drag them, or choose Keep this order. Nothing was sent.");
+    if (list && !whole()) {
+      items().forEach((li) => li.classList.toggle("needs-place", !placedSet.has(li.dataset.label)));
+      const how = touch ? "move them with ▲ ▼" : "press their numbers best first, drag them";
+      refuse(`Rank every response first (${placed()} of ${n} placed): ${how}, or choose Keep this order. Nothing was sent.`);
       return;
     }
     busy = true;
     countTime();
+    clearTimeout(draftTimer);
     try {
-      await Dojo.api("POST", `${taskUrl}/result`, { resultData: resultData(), leadTime: Math.round(spentMs) / 1000 });
+      const body = { resultData: resultData(), leadTime: Math.round(spentMs) / 1000 };
+      if (rationaleText()) body.rationale = rationaleText();
+      await Dojo.api("POST", `${taskUrl}/result`, body);
       forgetDraft();
       form.dataset.state = "submitted";
       say("Answer saved.");
@@ -404,7 +596,8 @@
       if (done) done.textContent = String(Number(done.textContent) + 1);
       await afterAnswer();
     } catch (err) {
-      Dojo.showError(error, err);
+      if (err.status === 410) expire();
+      refuse(err.message);
       busy = false;
     }
   }
@@ -425,6 +618,7 @@
     if (busy || closed) return;
     busy = true;
     error.hidden = true;
+    clearTimeout(draftTimer);
     try {
       await Dojo.api("POST", `${taskUrl}/skip`);
       forgetDraft();
@@ -489,8 +683,13 @@
       else return false;
       return true;
     }
+    const ranking = /^[0-9]$/.test(key) || key === "Backspace" || key === "Escape";
+    if (ranking && list && closed) {
+      if (key !== "Escape") say("This task is closed: the ranking stays as it is.");
+      return key !== "Escape";
+    }
     if (/^[0-9]$/.test(key) && list) typeNumber(key === "0" ? "10" : key);
-    else if (key === "Backspace" && list && undo.length) undoNumber();
+    else if (key === "Backspace" && list && undo.length) undoStep();
     else if (key === "Escape" && list && (placed() || shownLabels().join() !== initialOrder.join())) startOver();
     else if (key === "Enter" && !onControl) submit();
     else if (key === "s" || key === "S") askSkip();
@@ -536,10 +735,20 @@
   restoreDraft();
   render();
   if (closed) close($("task-closed-reason").textContent);
+  else if (expireAt !== null && Date.now() >= expireAt) expire();
   else hold(true);
-  setInterval(() => { countTime(); keepHold(); }, 1000);
+  setInterval(() => {
+    countTime();
+    // The deadline first: at that moment the hold (which never outlasts it) ends too.
+    if (!closed && expireAt !== null && Date.now() >= expireAt) expire();
+    keepHold();
+  }, 1000);
   // Leaving the page keeps the time spent in a draft there is (a reload carries on counting).
   window.addEventListener("pagehide", () => {
-    if (!form.dataset.state && readDraft()) { countTime(); saveDraft(); }
+    if (!form.dataset.state && readDraft()) {
+      countTime();
+      saveDraft();
+      pushDraft(true);
+    }
   });
 })();
