@@ -15,7 +15,7 @@ import pytest
 
 from commons.platform_contract import CSRF_COOKIE
 from dojo.platform import queue
-from tests.dojo.platform._support import create_tasks, sign_in_worker, sql, subscribed_worker
+from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, sql, subscribed_worker
 
 
 def _held_for(claimed: httpx.Response) -> float:
@@ -139,3 +139,22 @@ def test_the_rule_is_off_at_zero(start_platform, client, miner):
         worker = subscribed_worker(http, miner)
         http.cookies.clear()
         assert http.post("/api/v1/worker/tasks/next", headers=worker.auth).json()["id"] == closing
+
+
+def test_a_late_answer_is_told_the_deadline_in_a_persons_time(client, miner, platform):
+    (task_id,) = create_tasks(client, miner)
+    worker = subscribed_worker(client, miner)
+    client.cookies.clear()
+    client.post("/api/v1/worker/tasks/next", headers=worker.auth).raise_for_status()
+    sql(
+        platform.database_url,
+        "UPDATE tasks SET expire_at = '2026-12-01 10:30:05.123456' WHERE id = :t",
+        t=task_id,
+    )
+    late = client.post(
+        f"/api/v1/worker/tasks/{task_id}/result",
+        json={"resultData": ranking(["c0", "c1", "c2"])},
+        headers=worker.auth,
+    )
+    assert late.status_code == 410
+    assert late.json()["detail"] == f"task {task_id} expired: its deadline passed at 2026-12-01 10:30:05 UTC"
