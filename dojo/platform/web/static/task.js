@@ -352,6 +352,7 @@
   const DRAFT_DELAY_MS = 800; // the platform's copy follows a pause in the work
   let draftTimer = null;
   let draftDirty = false;
+  let drafted = false; // this page holds a draft: one taken up, or work done here
 
   const scoreValues = () => {
     const scores = {};
@@ -362,6 +363,7 @@
 
   function saveDraft() {
     if (closed) return;
+    drafted = true;
     try {
       localStorage.setItem(draftKey, JSON.stringify({
         order: shownLabels(),
@@ -425,6 +427,7 @@
     const theirs = platformDraft();
     const draft = !theirs || (mine && (Number(mine.savedAt) || 0) >= theirs.savedAt) ? mine : theirs;
     if (!draft) return;
+    drafted = true;
     const known = (a) => Array.isArray(a) && a.every((l) => byLabel.has(l)) && new Set(a).size === a.length;
     if (list && known(draft.order) && draft.order.length === n) {
       show(draft.order);
@@ -453,7 +456,7 @@
     closed = true;
     $("task-closed-reason").textContent = reason;
     $("task-closed").hidden = false;
-    $("task-closed-draft").hidden = !(placed() || rationaleText());
+    $("task-closed-draft").hidden = !drafted;
     holdLost.hidden = true;
     holdStatus.textContent = "";
     for (const id of ["submit-task", "skip-task", "answer-bar-submit", "keep-order"]) {
