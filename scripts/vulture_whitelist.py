@@ -31,6 +31,8 @@ time_median
 _.edited
 numbers  # a dashboard row's response numbers
 scored_tasks  # Your work's summary
+better  # How to judge (dojo/platform/web/_guidelines.py)
+look_for
 
 # The team (GET /api/v1/miner/team and /miner/team).
 joined_at
