@@ -192,7 +192,7 @@ class Assignment(Base):
     created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     # The worker's answer so far, kept with the hold for its other browsers; cleared on
-    # submit and skip (revision 0006). See ``dojo.platform.drafts``.
+    # submit and skip (revision 0007). See ``dojo.platform.drafts``.
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     draft_saved_at: Mapped[datetime | None]
 
@@ -209,7 +209,7 @@ class Result(Base):
     result_data: Mapped[list[Any]]
     # Seconds the worker spent on it, summed over resubmissions (revision 0005).
     lead_time: Mapped[float | None] = mapped_column(Float)
-    # Why the worker ranked as it did, in its words, if it said (revision 0006).
+    # Why the worker ranked as it did, in its words, if it said (revision 0007).
     rationale: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)

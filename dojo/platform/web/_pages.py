@@ -212,10 +212,7 @@ def answer(request: Request, task_id: str) -> Response:
             return _message(
                 request, visitor, exc.status_code, "Answer not found", exc.detail, ("/history", "Your work")
             )
-    # Previews run their inline scripts (an srcdoc frame inherits this page's policy).
-    return _page(
-        request, "answer.html", visitor, csp=TASK_PAGE_CSP, title="Your answer", active="history", **context
-    )
+    return _page(request, "answer.html", visitor, title="Your answer", active="history", **context)
 
 
 @router.get("/welcome")
@@ -261,8 +258,9 @@ def task_page(request: Request, task_id: str) -> Response:
 
 @router.get("/tasks/{task_id}/preview/{label}")
 def task_preview(request: Request, task_id: str, label: str) -> Response:
-    """The live preview of one response of a task (the task page frames it), for a worker
-    who may see the task: the response's files as one document, under its own policy."""
+    """The live preview of one response of a task (the task page and a read-only answer
+    frame it), for a worker who may see the task or answered it: the response's files as
+    one document, under its own policy."""
     with _read(request) as db:
         visitor = _visitor(request, db)
         if visitor.worker is None:

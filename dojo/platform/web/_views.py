@@ -253,13 +253,24 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
 
 
 def task_preview(db: Session, worker: Worker, task_id: str, label: str) -> str | None:
-    """The preview document of response ``label`` (1-based, as the page numbers them) of a
-    task the worker may see; None when that response has none (or there is no such one)."""
-    view = subscription_service.worker_task(db, worker, task_id)
-    if not label.isdigit() or not 1 <= int(label) <= len(view.completions):
+    """The preview document of response ``label`` (1-based, as the pages number them) of a
+    task the worker may see or answered; None when that response has none (or there is no
+    such one)."""
+    try:
+        completions = subscription_service.worker_task(db, worker, task_id).completions
+    except NotFound:  # not on the task's team (now): a task it answered is still its to see
+        answered = db.scalar(
+            select(Task)
+            .join(Result, Result.task_id == Task.id)
+            .where(Task.id == task_id, Result.worker_id == worker.id)
+        )
+        if answered is None:
+            raise
+        completions = answered.completions
+    if not label.isdigit() or not 1 <= int(label) <= len(completions):
         return None
     index = int(label) - 1
-    completion = view.completions[index]
+    completion = completions[index]
     return completion_view(
         index, str(completion["cid"]), completion["completion"], highlight=False
     ).preview_document
@@ -334,9 +345,9 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
     responses best first as the worker ranked them, and how the answer compares. Any task
     the worker answered, also of a team it has left (the answer is its own); 404 else."""
     row = db.execute(
-        select(Result, Task).join(Task, Task.id == Result.task_id).where(
-            Result.task_id == task_id, Result.worker_id == worker.id
-        )
+        select(Result, Task)
+        .join(Task, Task.id == Result.task_id)
+        .where(Result.task_id == task_id, Result.worker_id == worker.id)
     ).first()
     if row is None:
         raise NotFound("you have not answered this task; your answers are under Your work")

@@ -455,6 +455,10 @@ def test_the_draft_follows_the_worker_to_another_browser_and_the_rationale_to_th
     assert (
         platform.client.get(f"/api/v1/worker/tasks/{task_id}/draft", headers=worker.auth).status_code == 204
     )
+    # Your work shows it with the answer.
+    with _worker_page(browser, platform, beta, worker=worker) as (page, _):
+        page.goto(f"{platform.url}/history/{task_id}")
+        expect(page.locator("#answer-rationale")).to_have_text(why + " (checked twice)")
 
 
 # --- names, touch screens, the skip link and the focus ring -----------------------------------------
@@ -597,13 +601,20 @@ def test_no_page_runs_an_inline_script_and_none_breaks_its_policy(browser, platf
             else None
         ),
     )
+    # An answer of the worker's, for its read-only page under Your work.
+    answered = _base._ball_task(platform, beta)
+    platform.client.post(f"/api/v1/worker/tasks/{answered}/hold", headers=worker.auth).raise_for_status()
+    result = [
+        {"type": "ranking", "value": {"cid-a": 1, "cid-b": 2, "cid-c": 3}},
+        {"type": "multi-score", "value": {"cid-a": 9, "cid-b": 5, "cid-c": 2}},
+    ]
+    platform.client.post(
+        f"/api/v1/worker/tasks/{answered}/result", json={"resultData": result}, headers=worker.auth
+    ).raise_for_status()
     try:
-        pages = ["/login", "/miner/login", "/tasks", "/keys", "/history", "/welcome", "/miner"]
-        pages += [
-            f"/tasks/{task_id}",
-            "/tasks/no-such-task",
-            platform.invite(beta).removeprefix(platform.url),
-        ]
+        pages = ["/login", "/miner/login", "/tasks", "/keys", "/history", "/welcome", "/miner", "/miner/team"]
+        pages += [f"/tasks/{task_id}", f"/history/{answered}", "/tasks/no-such-task"]
+        pages += [platform.invite(beta).removeprefix(platform.url)]
         for path in pages:
             response = page.goto(platform.url + path)
             assert response is not None
@@ -624,6 +635,11 @@ def test_no_page_runs_an_inline_script_and_none_breaks_its_policy(browser, platf
         first.locator("h1").click()
         page.keyboard.press("2")
         expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+        assert page.evaluate("window.__violations") == []
+        # So does the read-only answer's.
+        page.goto(f"{platform.url}/history/{answered}")
+        page.locator("#answer-response-1 summary", has_text="Preview").click()
+        expect(page.frame_locator("#answer-response-1 iframe").locator("h1")).to_have_text("Bouncing ball")
         assert page.evaluate("window.__violations") == []
 
         # A preview opened on its own is as shut in as in its frame: no cookies, no network.

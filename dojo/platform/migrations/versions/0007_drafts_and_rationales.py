@@ -1,8 +1,8 @@
 """drafts kept with the hold, and rationales kept with results
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-06
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-09
 
 - ``assignments.draft`` and ``assignments.draft_saved_at``: the worker's answer so far
   (the order of the responses, which of them it placed, its scores and rationale), kept
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
