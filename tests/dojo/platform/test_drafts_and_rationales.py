@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from commons.platform_contract import CSRF_COOKIE
-from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, sql, subscribed_worker
+from tests.dojo.platform._support import (
+    create_tasks,
+    page_csrf,
+    ranking,
+    sign_in_worker,
+    sql,
+    subscribed_worker,
+)
 
 DRAFT = {
     "order": ["c2", "c0", "c1"],
@@ -117,7 +123,7 @@ def test_a_rationale_rides_with_the_result_to_the_miner_on_both_paths(client, mi
         json={"name": "team", "key": miner.subscription_key},
         headers=cookie.auth,
     ).raise_for_status()
-    csrf = {"x-csrf-token": client.cookies[CSRF_COOKIE]}
+    csrf = {"x-csrf-token": page_csrf(client)}
     client.post("/api/v1/worker/tasks/next", headers=csrf).raise_for_status()
     for bad in ("two\nlines", "an \x1b[31mescape", "x" * 1001):
         refused = client.post(url, json={**sent, "rationale": bad}, headers=csrf)

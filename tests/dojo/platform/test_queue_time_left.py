@@ -13,9 +13,15 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from commons.platform_contract import CSRF_COOKIE
 from dojo.platform import queue
-from tests.dojo.platform._support import create_tasks, ranking, sign_in_worker, sql, subscribed_worker
+from tests.dojo.platform._support import (
+    create_tasks,
+    page_csrf,
+    ranking,
+    sign_in_worker,
+    sql,
+    subscribed_worker,
+)
 
 
 def _held_for(claimed: httpx.Response) -> float:
@@ -54,7 +60,7 @@ def test_next_task_skips_a_task_with_too_little_time_left_on_both_paths(careful,
         json={"name": "team", "key": miner.subscription_key},
         headers=cookie.auth,
     ).raise_for_status()
-    csrf = {"x-csrf-token": http.cookies[CSRF_COOKIE]}
+    csrf = {"x-csrf-token": page_csrf(http)}
     claimed = http.post("/api/v1/worker/tasks/next", headers=csrf)
     assert claimed.status_code == 200 and claimed.json()["id"] == roomy
     assert _held_for(claimed) > 110
@@ -71,10 +77,7 @@ def test_next_task_skips_a_task_with_too_little_time_left_on_both_paths(careful,
         headers=fourth.auth,
     ).raise_for_status()
     assert (
-        http.post(
-            "/api/v1/worker/tasks/next", headers={"x-csrf-token": http.cookies[CSRF_COOKIE]}
-        ).status_code
-        == 204
+        http.post("/api/v1/worker/tasks/next", headers={"x-csrf-token": page_csrf(http)}).status_code == 204
     )
 
     # Opened by its URL, the task page's claim is refused with the reason, in a person's time.
