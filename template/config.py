@@ -164,6 +164,39 @@ class ExportSettings(_Section):
     keep: int = Field(3, ge=1, le=1000, description="dated dataset exports kept; older ones are removed (validator)")
 
 
+class OrganicSettings(_Section):
+    """The organic API (validator): outside callers submit their own tasks (docs/organic.md)."""
+
+    enabled: bool = Field(False, description="serve the organic API (validator)")
+    host: str = Field("127.0.0.1", description="address the organic API binds (validator)")
+    port: int = Field(9604, ge=1, le=65535, description="port of the organic API (validator)")
+    caller_netuids: list[int] = Field(
+        default_factory=list,
+        description="subnets whose validators may call with a hotkey signature (validator); none: API keys only",
+    )
+    min_stake: float = Field(
+        1000.0, ge=0, description="least stake of a hotkey caller on one of --organic.caller_netuids (validator)"
+    )
+    hotkey_rate: int = Field(600, ge=1, description="requests per minute of each hotkey caller (validator)")
+    hotkey_daily_quota: int = Field(10_000, ge=1, description="tasks per UTC day of each hotkey caller (validator)")
+    min_miner_score: float = Field(
+        0.1, ge=0, le=1, description="organic tasks go only to miners whose moving score is above this (validator)"
+    )
+    max_share: float = Field(
+        0.5, gt=0, le=1, description="largest share of the tasks sent that may be organic (validator)"
+    )
+    tasks_per_round: int = Field(
+        1, ge=1, le=256, description="tasks sent per task round, organic and synthetic together (validator)"
+    )
+    queue_timeout: float = Field(
+        86400.0, gt=0, description="seconds an organic task may wait for miners before it expires (validator)"
+    )
+    allow_private_callbacks: bool = Field(
+        False, description="accept callback URLs on loopback and private networks (validator; local networks only)"
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest organic request body (validator)")
+
+
 class NeuronConfig(_Section):
     """Settings common to miners and validators."""
 
@@ -228,6 +261,7 @@ class ValidatorConfig(NeuronConfig):
     )
     wandb: WandbSettings = WandbSettings()
     export: ExportSettings = ExportSettings()
+    organic: OrganicSettings = OrganicSettings()
 
 
 # --- resolution ---------------------------------------------------------------------------

@@ -40,6 +40,14 @@ Scoring a round::
     window_mean(scores, assigned=None) -> ndarray
     slot_window_mean(scores, slot_miners, n_miners) -> ndarray   (the compact layout's)
 
+Rounds with organic tasks (no ground truth; consensus weighted by the reliability carried
+from round to round)::
+
+    score_mixed_round(submissions, n_completions, ground_truth, organic, *, reliability,
+                      alpha=RELIABILITY_ALPHA, ...) -> MixedRoundResult(result, measured, carried)
+    carry_reliability(previous, measured, alpha) -> dict[str, float]
+    weighted_consensus(answers, reliability, higher_is_better=False) -> (mean, consensus_rank)
+
 Aggregation and weights::
 
     MovingScores(alpha=0.1)
@@ -62,7 +70,8 @@ two-completion tasks, absent ground truth): every output is finite and scores ar
 ``ValueError``.
 
 Modules: ``_metrics`` (the metrics), ``_round`` (:func:`score_round` and the window means),
-``_moving`` (:class:`MovingScores` and its state); each imports only those before it.
+``_moving`` (:class:`MovingScores` and its state), ``_organic`` (mixed rounds, carried
+reliability, the caller's consensus); each imports only those before it.
 """
 
 from __future__ import annotations
@@ -78,23 +87,35 @@ from commons.scoring._metrics import (
     spearman_rho,
 )
 from commons.scoring._moving import STATE_VERSION, MovingScores, StateVersionError
+from commons.scoring._organic import (
+    RELIABILITY_ALPHA,
+    MixedRoundResult,
+    carry_reliability,
+    score_mixed_round,
+    weighted_consensus,
+)
 from commons.scoring._round import RoundResult, ScoringParams, score_round, slot_window_mean, window_mean
 
 __all__ = [
+    "RELIABILITY_ALPHA",
     "STATE_VERSION",
+    "MixedRoundResult",
     "MovingScores",
     "RoundResult",
     "ScoringParams",
     "StateVersionError",
     "average_ranks",
+    "carry_reliability",
     "footrule_distance",
     "kendall_distance",
     "kendall_tau_b",
     "leave_one_out_consensus",
     "multi_rater_kappa",
     "quadratic_weighted_kappa",
+    "score_mixed_round",
     "score_round",
     "slot_window_mean",
     "spearman_rho",
+    "weighted_consensus",
     "window_mean",
 ]

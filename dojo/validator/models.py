@@ -19,6 +19,14 @@ table                    one row per
 ``task_scores``          (round, task, miner): the score and its parts
 ``miner_scores``         miner hotkey: its moving score (what weights are made from)
 ``weight_sets``          attempt to set weights, and its outcome
+``miner_reliability``    miner hotkey: its reliability measured on synthetic tasks,
+                         carried from round to round (the weights of consensus)
+``organic_keys``         caller of the organic API: an API key (hashed) or a hotkey,
+                         with its limits and its webhook secret
+``organic_tasks``        task an outside caller submitted: its owner, its request, its
+                         state, and once scored the result the caller gets
+``organic_deliveries``   webhook to deliver (its id and body fixed at creation), with
+                         its attempts and next try
 =======================  ==============================================================
 
 Statuses are strings, listed in :class:`TaskStatus`, :class:`SendStatus` and
@@ -59,6 +67,20 @@ class CollectStatus:
     COLLECTED = "collected"  # results returned and accepted (miner_results holds them)
     INVALID = "invalid"  # results returned and refused (collect_detail says why)
     NO_RESULT = "no_result"  # the miner returned no results, or never answered within the grace
+
+
+class OrganicStatus:
+    QUEUED = "queued"  # accepted, on disk, waiting for a place in the fan-out
+    SENT = "sent"  # its task is written and sent (the task row says how far it is)
+    SCORED = "scored"  # scored; the result is stored
+    EXPIRED = "expired"  # never sent: it waited past --organic.queue_timeout
+    FAILED = "failed"  # sent, but nothing came back to score (status_detail says why)
+
+
+class DeliveryStatus:
+    PENDING = "pending"  # to be delivered at next_attempt_at
+    DELIVERED = "delivered"  # the callback answered 2xx
+    FAILED = "failed"  # given up: attempts spent, the day over, or the URL refused (last_error)
 
 
 class Base(DeclarativeBase):
@@ -223,3 +245,83 @@ class WeightSet(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # "set", "rejected", "failed"
     detail: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=1)
+
+
+class MinerReliability(Base):
+    __tablename__ = "miner_reliability"
+
+    miner_hotkey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    miner_uid: Mapped[int]
+    # Moving average of the miner's in-round reliability on synthetic tasks, in [0, 1].
+    reliability: Mapped[float] = mapped_column(Float)
+    rounds: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
+class OrganicKey(Base):
+    __tablename__ = "organic_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "key" (an API key) or "hotkey" (a signing caller)
+    name: Mapped[str] = mapped_column(String(128))
+    # sha256 of the API key (never the key itself); NULL for a hotkey caller.
+    key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(32))
+    hotkey: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Signs this caller's webhooks (Standard Webhooks, "whsec_..."); kept to sign with.
+    webhook_secret: Mapped[str] = mapped_column(String(128))
+    rate_per_minute: Mapped[int]
+    daily_quota: Mapped[int]
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class OrganicTask(Base):
+    __tablename__ = "organic_tasks"
+
+    # The id of the task row it becomes when sent (never shown to a miner).
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("organic_keys.key_id"))
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    # sha256 of the request as accepted: the same external id with another body is a conflict.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    status_detail: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[str] = mapped_column(String(8))
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    deadline_seconds: Mapped[float] = mapped_column(Float)
+    miners_wanted: Mapped[int]
+    # What was asked: prompt, task_type, criteria, completions [{label, model, content}].
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
+    # The caller's labels by the task's completion ids, once sent.
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    sent_at: Mapped[datetime | None]
+    scored_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), deferred=True)
+
+    __table_args__ = (
+        UniqueConstraint("owner_id", "external_id", name="uq_organic_tasks_external"),
+        Index("ix_organic_tasks_owner_created", "owner_id", "created_at"),
+        Index("ix_organic_tasks_status_owner", "status", "owner_id", "created_at"),
+    )
+
+
+class OrganicDelivery(Base):
+    __tablename__ = "organic_deliveries"
+
+    # The webhook-id header: the same on every attempt.
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("organic_tasks.task_id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    # The exact bytes sent (UTF-8 JSON), fixed when the result is, so every attempt is alike.
+    body: Mapped[str] = mapped_column(Text, deferred=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_organic_deliveries_due", "status", "next_attempt_at"),)

@@ -19,6 +19,10 @@ Loops, each independent (a slow or failing one never stalls the others):
 - **dataset export** (every ``--export.interval`` s, when set): the scored tasks exported to a
   new dated folder under ``--export.dir``, ``latest`` pointed at it, logged to wandb as an
   artifact; in a thread (``docs/dataset.md``).
+- **organic** (``--organic.enabled``): the organic API in its own thread and event loop
+  (:mod:`dojo.validator.organic`); its accepted tasks join the task rounds above, up to
+  ``--organic.max_share`` of what is sent, through the same planning and fan-out as synthetic
+  tasks (``docs/organic.md``).
 
 Everything is in the task database (:mod:`dojo.validator.store`), written before it is
 acted on; ``docs/lifecycle.md`` walks through what a crash at each step leaves behind.
@@ -28,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import random
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,9 +60,11 @@ from commons.retry import RetryPolicy
 from commons.storage import utcnow
 from commons.synthetic_api import SyntheticTask, SyntheticTaskSource
 from dojo.validator.models import CollectStatus, SendStatus
+from dojo.validator.organic.store import AlreadyClaimed, OrganicStore, QueuedOrganic
 from dojo.validator.results import ResultsRefused, check_results
 from dojo.validator.rounds import score_inputs
 from dojo.validator.store import (
+    ORGANIC_SOURCE,
     CollectionOutcome,
     DueCollection,
     NewAssignment,
@@ -69,7 +78,7 @@ from dojo.validator.store import (
 )
 from dojo.validator.wandb_log import RoundLogger
 from template import spec_version
-from template.chain import Metagraph, WeightsRejected
+from template.chain import ChainError, Metagraph, NeuronInfo, WeightsRejected, open_chain
 from template.chain.weights import check_weights
 from template.failpoints import failpoint
 from template.neuron import BaseNeuron
@@ -86,6 +95,8 @@ FEEDBACK_TIMEOUT_FACTOR = 3.0
 COLLECT_BACKOFF = RetryPolicy(base_delay=5.0, max_delay=300.0)
 WEIGHT_ATTEMPTS = 3
 EXPORT_FIRST_DELAY = 60.0  # seconds from start to the first dataset export, when there is none yet
+# The share of organic tasks is kept over this many of the last tasks sent.
+MIX_WINDOW = 256
 
 _SEND_STATUS = {
     Status.OK: SendStatus.ACCEPTED,
@@ -107,6 +118,11 @@ class ValidatorNeuron(BaseNeuron):
         self._source: SyntheticTaskSource | None = None
         self._last_weights_attempt: int | None = None
         self._no_scores_logged_at: int | None = None  # the block "no scores yet" was last logged at
+        self.organic_store = OrganicStore(self.store.engine)
+        self.organic: Any = None  # the OrganicService once it runs
+        self._organic_cursor: str | None = None  # the caller served last, for the round robin
+        self._sent_kinds: deque[bool] | None = None  # organic or not, for the last tasks sent
+        self._shapes: deque[tuple[float, list[Any], int]] | None = None  # the last organic tasks' forms
         self.wandb = RoundLogger(
             enabled=not self.config.wandb.off,
             project=self.config.wandb.project,
@@ -132,6 +148,8 @@ class ValidatorNeuron(BaseNeuron):
                  self._score_delivery_loop, self._weights_loop]
         if self.config.export.interval > 0:
             loops.append(self._export_loop)
+        if self.config.organic.enabled:
+            loops.append(self._organic_loop)
         return loops
 
     async def _every(self, seconds: float, what: str, step: Callable[[], Awaitable[Any]], first: float = 0.0) -> None:
@@ -210,61 +228,110 @@ class ValidatorNeuron(BaseNeuron):
             await self.send(outgoing)
 
     async def task_round(self) -> str | None:
-        """Take one task, assign it to miners, write it down, send it; returns the task id."""
+        """One round of ``--organic.tasks_per_round`` tasks: organic ones from the queue where
+        the share allows and eligible miners exist, synthetic ones for the rest; each planned,
+        written, then all sent in one fan-out. Returns the first task's id."""
         if not self.active_uids:
             logger.info("no active miners; no task this round")
             return None
+        slots = self.config.organic.tasks_per_round
+        planned: list[tuple[NewTask, list[NewAssignment]]] = []
+        if self.config.organic.enabled:
+            planned += await self._organic_tasks(slots)
+        for _ in range(slots - len(planned)):
+            synthetic = await self._next_synthetic()
+            if synthetic is None:
+                break
+            miners = self.sample_miners()
+            if not miners:
+                break
+            planned.append(self.plan_task(synthetic, miners))
+        if not planned:
+            return None
+        self._rng.shuffle(planned)  # organic and synthetic tasks leave in no telling order
+        outgoing: list[Outgoing] = []
+        written: list[NewTask] = []
+        for task, assignments in planned:
+            try:
+                outgoing += await asyncio.to_thread(self.store.add_task, task, assignments)
+            except AlreadyClaimed as exc:  # sent already (cannot happen with one fan-out loop); never twice
+                logger.warning("{}", exc)
+                continue
+            written.append(task)
+            self._remember_sent(task)
+            logger.info("task {} written for {} miners (uids {}), due {}", task.task_id, len(assignments),
+                        sorted(a.miner_uid for a in assignments), task.expire_at.isoformat())
+        failpoint("validator.fanout.after_write")
+        await self.send(outgoing)
+        return written[0].task_id if written else None
+
+    async def _next_synthetic(self) -> SyntheticTask | None:
         source = self.task_source()
         timeout = max(5.0, min(self.config.neuron.task_interval, 120.0))
         try:
-            synthetic = await asyncio.wait_for(source.next_task(), timeout)
+            return await asyncio.wait_for(source.next_task(), timeout)
         except asyncio.TimeoutError:
             logger.warning("the synthetic task source gave no task within {:g}s; trying again next round", timeout)
-            return None
         except Exception as exc:  # a source that is down is retried on the next tick
             logger.warning("no synthetic task this round: {}: {}", type(exc).__name__, exc)
-            return None
-        miners = self.sample_miners()
-        if not miners:
-            return None
-        task, assignments = self.plan_task(synthetic, miners)
-        outgoing = await asyncio.to_thread(self.store.add_task, task, assignments)
-        failpoint("validator.fanout.after_write")
-        logger.info("task {} written for {} miners (uids {}), due {}", task.task_id, len(assignments),
-                    sorted(a.miner_uid for a in assignments), task.expire_at.isoformat())
-        await self.send(outgoing)
-        return task.task_id
+        return None
 
-    def sample_miners(self) -> list[tuple[int, str]]:
+    def sample_miners(self, n: int | None = None, among: Sequence[NeuronInfo] | None = None) -> list[tuple[int, str]]:
+        """Up to ``n`` (``--neuron.sample_size``) of the active miners (or of ``among``), at
+        random, one per coldkey first: a miner operator's hotkeys see the same task only
+        when there are not enough operators."""
         by_uid = {n.uid: n for n in self.metagraph.neurons}
-        active = sorted(uid for uid in (self.active_uids or set()) if uid in by_uid)
-        chosen = self._rng.sample(active, min(self.config.neuron.sample_size, len(active)))
-        return [(uid, by_uid[uid].hotkey) for uid in sorted(chosen)]
+        if among is None:
+            among = [by_uid[uid] for uid in sorted(self.active_uids or set()) if uid in by_uid]
+        pool = list(among)
+        self._rng.shuffle(pool)
+        seen: set[str] = set()
+        first: list[NeuronInfo] = []
+        rest: list[NeuronInfo] = []
+        for neuron in pool:
+            (rest if neuron.coldkey in seen else first).append(neuron)
+            seen.add(neuron.coldkey)
+        chosen = (first + rest)[: self.config.neuron.sample_size if n is None else n]
+        return sorted((m.uid, m.hotkey) for m in chosen)
 
     def plan_task(self, synthetic: SyntheticTask, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
         now = utcnow()
+        responses = list(synthetic.responses)
+        deadline, criteria = self.config.neuron.task_deadline, [{"type": "ranking"}]
+        shape = self._synthetic_shape()
+        if shape is not None:
+            # Synthetic tasks take the forms organic ones come in, so neither the deadline nor
+            # the criteria nor the number of completions tells a miner which kind it holds.
+            deadline, criteria, n = shape
+            if 2 <= n < len(responses):
+                responses = self._rng.sample(responses, n)
+        truth = _re_ranked({r.cid: synthetic.ground_truth[r.cid] for r in responses})
         completions = tuple(
             NewCompletion(
                 completion_id=r.cid,
                 model=r.model,
                 content={"kind": "code", "files": [f.model_dump() for f in r.completion.files]},
-                ground_truth_rank=synthetic.ground_truth.get(r.cid),
+                ground_truth_rank=truth.get(r.cid),
                 original_content=None
                 if r.completion.original is None
                 else {"kind": "code", "files": [f.model_dump() for f in r.completion.original]},
             )
-            for r in synthetic.responses
+            for r in responses
         )
         task = NewTask(
             task_id=uuid.uuid4().hex,
             created_at=now,
             task_type="code_generation",
             prompt=synthetic.prompt,
-            criteria=[{"type": "ranking"}],
-            expire_at=now + timedelta(seconds=self.config.neuron.task_deadline),
+            criteria=criteria,
+            expire_at=now + timedelta(seconds=deadline),
             source=self.config.synthetic_api_url or "in-process",
             completions=completions,
         )
+        return task, self._assign(completions, miners)
+
+    def _assign(self, completions: Sequence[NewCompletion], miners: list[tuple[int, str]]) -> list[NewAssignment]:
+        """Each miner's request id, and its own order of the completions under its own ids."""
         assignments = []
         for uid, hotkey in miners:
             order = [c.completion_id for c in completions]
@@ -277,18 +344,127 @@ class ValidatorNeuron(BaseNeuron):
                     completions=tuple((secrets.token_hex(8), cid) for cid in order),
                 )
             )
-        return task, assignments
+        return assignments
+
+    # --- organic tasks ------------------------------------------------------------------------
+
+    async def _organic_tasks(self, slots: int) -> list[tuple[NewTask, list[NewAssignment]]]:
+        """The organic tasks this round may send, planned: as many as ``--organic.max_share``
+        of the last tasks sent allows, to miners above ``--organic.min_miner_score``."""
+        allowed = await self._organic_slots(slots)
+        if allowed == 0:
+            return []
+        eligible = await self.organic_miners()
+        if not eligible:
+            logger.debug("organic tasks wait: no active miner has a moving score above {:g}",
+                         self.config.organic.min_miner_score)
+            return []
+        queued = await asyncio.to_thread(self.organic_store.next_queued, allowed, self._organic_cursor)
+        planned = []
+        for q in queued:
+            miners = self.sample_miners(q.miners_wanted, eligible)
+            planned.append(await asyncio.to_thread(self.plan_organic, q, miners))
+        if queued:
+            self._organic_cursor = queued[-1].owner_id
+        return planned
+
+    async def organic_miners(self) -> list[NeuronInfo]:
+        """Active miners whose moving score is above ``--organic.min_miner_score``."""
+        moving = await asyncio.to_thread(self.store.moving_scores, self.config.neuron.moving_average_alpha)
+        scores = moving.scores()
+        floor = self.config.organic.min_miner_score
+        return [n for n in self.metagraph.neurons
+                if n.uid in (self.active_uids or set()) and scores.get(n.hotkey, 0.0) > floor]
+
+    async def _organic_slots(self, slots: int) -> int:
+        if self._sent_kinds is None:
+            recent = await asyncio.to_thread(self.store.recent_sources, MIX_WINDOW)
+            self._sent_kinds = deque((s == ORGANIC_SOURCE for s in reversed(recent)), maxlen=MIX_WINDOW)
+            shapes = await asyncio.to_thread(self.organic_store.recent_shapes, MIX_WINDOW)
+            self._shapes = deque(reversed(shapes), maxlen=MIX_WINDOW)
+        organic, total = sum(self._sent_kinds), len(self._sent_kinds)
+        allowed = 0
+        for _ in range(slots):
+            if (organic + 1) / (total + 1) <= self.config.organic.max_share:
+                organic += 1
+                allowed += 1
+            total += 1
+        return allowed
+
+    def _remember_sent(self, task: NewTask) -> None:
+        if self._sent_kinds is not None:
+            self._sent_kinds.append(task.source == ORGANIC_SOURCE)
+        if task.source == ORGANIC_SOURCE and self._shapes is not None:
+            deadline = (task.expire_at - task.created_at).total_seconds()
+            self._shapes.append((deadline, task.criteria, len(task.completions)))
+
+    def _synthetic_shape(self) -> tuple[float, list[Any], int] | None:
+        if not self.config.organic.enabled or not self._shapes:
+            return None
+        return self._rng.choice(list(self._shapes))
+
+    def plan_organic(self, q: QueuedOrganic, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
+        """An organic task planned exactly as a synthetic one: fresh completion ids, each
+        miner's own order and ids, code obfuscated, the deadline from now."""
+        now = utcnow()
+        rng = random.Random(self._rng.getrandbits(64))
+        completions = []
+        for c in q.request["completions"]:
+            content = c["content"]
+            sent = _obfuscated(content, rng)
+            completions.append(NewCompletion(
+                completion_id=str(uuid.uuid4()), model=c.get("model") or "unknown", content=sent,
+                ground_truth_rank=None, original_content=content if sent != content else None, label=c["label"],
+            ))
+        task = NewTask(
+            task_id=q.task_id,
+            created_at=now,
+            task_type=q.request["task_type"],
+            prompt=q.request["prompt"],
+            criteria=list(q.request["criteria"]),
+            expire_at=now + timedelta(seconds=q.deadline_seconds),
+            source=ORGANIC_SOURCE,
+            completions=tuple(completions),
+        )
+        return task, self._assign(completions, miners)
+
+    async def _organic_loop(self) -> None:
+        from dojo.validator.organic.service import OrganicService
+
+        settings = self.config.organic
+        chains = {}
+        try:
+            for netuid in settings.caller_netuids:
+                chains[netuid] = await asyncio.to_thread(
+                    open_chain, self.config.subtensor.network, netuid, self.config.subtensor.chain_endpoint
+                )
+            self.organic = OrganicService(
+                self.config, self.store.engine, validator_hotkey=self.hotkey,
+                subnet_size=lambda: self.metagraph.n, caller_chains=chains,
+            )
+            await asyncio.to_thread(self.organic.start)
+        except (OSError, ChainError) as exc:
+            logger.error("the organic API could not start: {}; stopping", exc)
+            self.request_stop()
+            return
+        await self._every(max(1.0, min(60.0, self.config.neuron.task_interval)), "organic queue", self.settle_organic)
+
+    async def settle_organic(self) -> int:
+        """Expire what waited too long for miners, fail what could not be sent in time."""
+        return await asyncio.to_thread(self.organic_store.settle, utcnow(), self.config.organic.queue_timeout)
 
     @staticmethod
     def feedback_request(o: Outgoing) -> FeedbackRequest:
+        """The message a miner gets, alike for every task: the model behind a completion is
+        never named, only a label as opaque as the completion's id."""
         return FeedbackRequest(
             request_id=o.request_id,
             prompt=o.prompt,
             task_type=o.task_type,  # type: ignore[arg-type]
             criteria=o.criteria,  # type: ignore[arg-type]
             completions=[
-                Completion(completion_id=cid, model=model, content=content)  # type: ignore[arg-type]
-                for cid, model, content in o.completions
+                Completion(completion_id=cid, model=model_label(cid), content=content)  # type: ignore[arg-type]
+                for cid, _, content in o.completions
             ],
             expire_at=o.expire_at,
         )
@@ -565,11 +741,41 @@ class ValidatorNeuron(BaseNeuron):
         return summary.out
 
     async def shutdown(self) -> None:
+        if self.organic is not None:
+            await asyncio.to_thread(self.organic.stop)
         await self.client.close()
         if self._source is not None:
             await self._source.aclose()
         await asyncio.to_thread(self.wandb.close, 10.0)
         self.store.close()
+
+
+def model_label(miner_completion_id: str) -> str:
+    """The label a miner sees for a completion's model: derived from the id it sees, so it
+    says nothing the id does not (and is the same when a restart sends the task again)."""
+    return "model-" + hashlib.blake2b(miner_completion_id.encode(), digest_size=4).hexdigest()
+
+
+def _re_ranked(truth: dict[str, int]) -> dict[str, int]:
+    """Ranks 1..n of the completions kept, in their true order."""
+    return {cid: i for i, cid in enumerate(sorted(truth, key=lambda c: truth[c]), start=1)}
+
+
+def _obfuscated(content: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Code obfuscated as the synthetic pipeline obfuscates it (renaming, then without when
+    the code does not survive it); other kinds as they are."""
+    if content.get("kind") != "code":
+        return content
+    from commons.obfuscation import ObfuscationError, obfuscate_files
+    from commons.protocol import CodeFile
+
+    files = [CodeFile.model_validate(f) for f in content["files"]]
+    for rename in (True, False):
+        try:
+            return {**content, "files": [f.model_dump() for f in obfuscate_files(files, rng, rename=rename)]}
+        except (ObfuscationError, ValueError, RecursionError) as exc:
+            logger.debug("organic code not obfuscated (rename={}): {}", rename, exc)
+    return content
 
 
 def _describe(outcome: Outcome[Any]) -> str:

@@ -5,13 +5,21 @@ Each miner's answer to a task is the mean rank its valid workers gave each compl
 completion order. Every miner assigned a task is in the round: one that refused it or
 returned no valid result has no answer there, and :func:`commons.scoring.score_round`
 scores a missing answer 0. Pure and CPU-bound: the neuron runs it in a thread.
+
+Organic tasks (an outside caller's, no ground truth) are scored by consensus alone, weighted
+by each miner's reliability measured on synthetic tasks and carried from round to round
+(:func:`commons.scoring.score_mixed_round`); each one's caller gets the reliability-weighted
+consensus of the miners' answers (:func:`organic_result`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import numpy as np
 
-from commons.scoring import score_round, slot_window_mean
+from commons.scoring import score_mixed_round, slot_window_mean, weighted_consensus
 from dojo.validator.store import RoundAssignment, RoundInputs, RoundScores, RoundTask, TaskMinerScore
 
 
@@ -64,14 +72,18 @@ def score_inputs(inputs: RoundInputs) -> RoundScores:
             if answer is not None:
                 submissions[k, t, : len(answer)] = answer
             placed.append((a, k, t, answer, n_workers))
-    result = score_round(
+    organic = np.array([t.organic for t in tasks], dtype=bool)
+    carried_in = np.array([inputs.reliability.get(h, np.nan) for h in hotkeys], dtype=np.float64)
+    mixed = score_mixed_round(
         submissions,
         n_completions,
         ground_truth if np.isfinite(ground_truth).any() else None,
+        organic,
+        reliability=carried_in,
         higher_is_better=higher_is_better,
         slot_miners=slot_miners,
-        reliability=np.ones(len(hotkeys)),
     )
+    result = mixed.result
     per_miner = slot_window_mean(result.scores, slot_miners, len(hotkeys))
     task_scores = [
         TaskMinerScore(
@@ -99,4 +111,66 @@ def score_inputs(inputs: RoundInputs) -> RoundScores:
             for t, task in enumerate(tasks)
         },
         miner_round_scores={h: (uids[h], float(per_miner[miner_index[h]])) for h in hotkeys},
+        reliability={
+            h: (uids[h], float(mixed.carried[miner_index[h]]))
+            for h in hotkeys
+            if np.isfinite(mixed.carried[miner_index[h]])
+        },
+        organic_results={
+            task.task_id: organic_result(
+                task, per_task.get(t, []), {h: float(np.nan_to_num(mixed.carried[i])) for h, i in miner_index.items()},
+                float(result.task_agreement[t]),
+            )
+            for t, task in enumerate(tasks)
+            if task.organic
+        },
     )
+
+
+def organic_result(
+    task: RoundTask, assigned: list[RoundAssignment], reliability: dict[str, float], agreement: float
+) -> dict[str, Any] | None:
+    """What an organic task's caller gets, in the task's completion ids (None when no miner
+    answered): the consensus ranking, each completion's reliability-weighted mean and the
+    spread of the workers' values around it, the agreement, the counts, and each worker's
+    answer under a pseudonym of this task only."""
+    kind = _criterion(task)
+    higher = kind == "multi-score"
+    answering = [(a, rows) for a in assigned if (rows := [r for r in a.results if r.criteria_type == kind])]
+    if not answering:
+        return None
+    cids = task.completion_ids
+    answers = np.array([[np.mean([r.values[c] for r in rows]) for c in cids] for _, rows in answering])
+    weights = np.array([reliability.get(a.miner_hotkey, 0.0) for a, _ in answering])
+    mean, rank = weighted_consensus(answers, weights, higher_is_better=higher)
+    # Each worker counts its miner's consensus weight shared among that miner's workers.
+    scale = (weights / weights.max()) ** 2 if weights.max() > 0 else np.ones(len(answering))
+    worker_values, worker_weights, raw = [], [], []
+    for (a, rows), w in zip(answering, scale, strict=True):
+        for r in rows:
+            worker_values.append([r.values[c] for c in cids])
+            worker_weights.append(w / len(rows))
+            raw.append({"worker": _pseudonym(task.task_id, a.miner_hotkey, r.worker_id),
+                        "values": {c: float(r.values[c]) for c in cids}})
+    values = np.array(worker_values)
+    ww = np.array(worker_weights)
+    ww = ww / ww.sum() if ww.sum() > 0 else np.full(len(ww), 1.0 / len(ww))
+    spread = np.sqrt(np.maximum((ww[:, None] * (values - mean[None]) ** 2).sum(axis=0), 0.0))
+    order = sorted(range(len(cids)), key=lambda i: (rank[i], -mean[i] if higher else mean[i], i))
+    return {
+        "criteria_type": kind,
+        "ranking": [cids[i] for i in order],
+        "completions": [
+            {"id": c, "consensus_rank": float(rank[i]), "mean": float(mean[i]), "spread": float(spread[i])}
+            for i, c in enumerate(cids)
+        ],
+        "agreement": agreement,
+        "miners": len(answering),
+        "workers": len(raw),
+        "raw": sorted(raw, key=lambda w: w["worker"]),
+    }
+
+
+def _pseudonym(task_id: str, miner_hotkey: str, worker_id: str) -> str:
+    digest = hashlib.sha256(f"{task_id}\x00{miner_hotkey}\x00{worker_id}".encode()).hexdigest()
+    return f"w-{digest[:12]}"

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, insert, select, update
+from sqlalchemy import Engine, case, delete, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commons.scoring import MovingScores
@@ -33,6 +33,7 @@ from dojo.validator.models import (
     Assignment,
     AssignmentCompletion,
     CollectStatus,
+    MinerReliability,
     MinerResult,
     MinerScore,
     Round,
@@ -43,8 +44,10 @@ from dojo.validator.models import (
     TaskStatus,
     WeightSet,
 )
+from dojo.validator.organic.store import claim_organic, record_organic_results
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+ORGANIC_SOURCE = "organic"  # tasks.source of an organic task
 DB_FILE = "validator.sqlite"
 
 
@@ -59,6 +62,8 @@ class NewCompletion:
     ground_truth_rank: int | None
     # The content before obfuscation, kept for the dataset export only; None = unknown.
     original_content: dict[str, Any] | None = None
+    # An organic task's completion: the caller's own id for it (results name it).
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,7 @@ class RoundTask:
     completion_ids: list[str]  # the task's own order
     ground_truth: list[int | None]
     criteria: list[dict[str, Any]]
+    organic: bool = False  # an outside caller's task: no ground truth, scored by consensus alone
 
 
 @dataclass
@@ -166,6 +172,8 @@ class RoundInputs:
     round_id: int
     tasks: list[RoundTask]
     assignments: list[RoundAssignment]
+    # Each miner's reliability carried from earlier rounds (miner_reliability), by hotkey.
+    reliability: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,11 @@ class RoundScores:
     task_agreement: dict[str, tuple[float, float]]
     # hotkey -> (uid, the miner's score for the round)
     miner_round_scores: dict[str, tuple[int, float]]
+    # hotkey -> (uid, reliability carried after this round), for the miners that have one
+    reliability: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # organic task id -> what its caller gets (in the task's completion ids), or None when no
+    # miner answered it
+    organic_results: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -255,6 +268,10 @@ class TaskStore:
                 )
             )
             db.flush()  # no ORM relationships: the task row goes first for the foreign keys
+            if task.source == ORGANIC_SOURCE:
+                # In the same transaction: the organic task is sent exactly when its task exists.
+                claim_organic(db, task.task_id, {c.completion_id: c.label or c.completion_id for c in task.completions},
+                              task.created_at)
             for position, c in enumerate(task.completions):
                 db.add(
                     TaskCompletion(
@@ -307,6 +324,11 @@ class TaskStore:
                 )
                 for row, a in rows
             ]
+
+    def recent_sources(self, limit: int) -> list[str]:
+        """The source of the latest tasks written, newest first."""
+        with self._sessions.begin() as db:
+            return list(db.scalars(select(Task.source).order_by(Task.created_at.desc()).limit(limit)))
 
     def pending_sends(self, now: datetime, min_lead: timedelta) -> list[Outgoing]:
         """Assignments written but never answered (the validator stopped mid-fan-out).
@@ -548,9 +570,9 @@ class TaskStore:
         in_round = Task.round_id == round_id
         with self._sessions.begin() as db:
             tasks = {
-                task_id: RoundTask(task_id, [], [], list(criteria))
-                for task_id, criteria in db.execute(
-                    select(Task.task_id, Task.criteria).where(in_round).order_by(Task.task_id)
+                task_id: RoundTask(task_id, [], [], list(criteria), source == ORGANIC_SOURCE)
+                for task_id, criteria, source in db.execute(
+                    select(Task.task_id, Task.criteria, Task.source).where(in_round).order_by(Task.task_id)
                 )
             }
             for task_id, completion_id, rank in db.execute(
@@ -585,7 +607,10 @@ class TaskStore:
             ):
                 if assignment_id in assignments:
                     assignments[assignment_id].results.append(AcceptedResult(worker_id, kind, dict(values), submitted_at))
-            return RoundInputs(round_id=round_id, tasks=list(tasks.values()), assignments=list(assignments.values()))
+            reliability = {h: float(r) for h, r in db.execute(select(MinerReliability.miner_hotkey,
+                                                                       MinerReliability.reliability))}
+            return RoundInputs(round_id=round_id, tasks=list(tasks.values()), assignments=list(assignments.values()),
+                               reliability=reliability)
 
     def commit_round(
         self, scores: RoundScores, alpha: float, uid_to_hotkey: Mapping[int, str], now: datetime
@@ -645,6 +670,9 @@ class TaskStore:
             )
             latest = {h: v[1] for h, v in scores.miner_round_scores.items()}
             self._write_moving(db, moving, now, latest)
+            self._write_reliability(db, scores.reliability, uid_to_hotkey, now)
+            if scores.organic_results:
+                record_organic_results(db, scores.organic_results, now)
             round_.status = "scored"
             round_.scored_at = now
             round_.n_miners = len(hotkeys)
@@ -715,6 +743,27 @@ class TaskStore:
                 row.latest_score = latest[hotkey]
             if changed:
                 row.updated_at = now
+
+    def _write_reliability(
+        self, db: Session, carried: Mapping[str, tuple[int, float]], uid_to_hotkey: Mapping[int, str], now: datetime
+    ) -> None:
+        """The reliability carried after a round; a hotkey no longer at its uid is forgotten
+        (as its moving score is), so a new registration inherits nothing."""
+        existing: dict[str, MinerReliability] = {}
+        for row in db.scalars(select(MinerReliability)):
+            if uid_to_hotkey.get(row.miner_uid) != row.miner_hotkey:
+                db.delete(row)
+            else:
+                existing[row.miner_hotkey] = row
+        db.flush()
+        for hotkey, (uid, value) in carried.items():
+            if uid_to_hotkey.get(uid) != hotkey:
+                continue
+            row = existing.get(hotkey)
+            if row is None:
+                db.add(MinerReliability(miner_hotkey=hotkey, miner_uid=uid, reliability=value, rounds=1, updated_at=now))
+            else:
+                row.reliability, row.rounds, row.updated_at = value, row.rounds + 1, now
 
     def moving_scores(self, alpha: float) -> MovingScores:
         with self._sessions.begin() as db:
@@ -845,7 +894,16 @@ class TaskStore:
             "miners": dict(sorted(per_miner.items(), key=lambda kv: kv[1]["uid"])),
             "last_weights": None if last_set is None else _weights_view(last_set),
             "last_weights_attempt": None if last_attempt is None else _weights_view(last_attempt),
+            "organic": self._organic_counts(),
         }
+
+    def _organic_counts(self) -> dict[str, int] | None:
+        """Organic tasks by state and their webhooks; None for a database from before them."""
+        from dojo.validator.organic.store import OrganicStore
+
+        if not inspect(self.engine).has_table("organic_tasks"):
+            return None
+        return OrganicStore(self.engine).counts()
 
 
 def _flag(condition: Any) -> Any:
