@@ -38,6 +38,7 @@ import secrets
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,10 @@ class ValidatorNeuron(BaseNeuron):
         if not planned:
             return None
         self._rng.shuffle(planned)  # organic and synthetic tasks leave in no telling order
+        # Every task of the round is stamped at one moment, so a deadline says nothing of
+        # how long its planning took (a synthetic task's generation, an organic one's none).
+        now = utcnow()
+        planned = [(replace(t, created_at=now, expire_at=now + (t.expire_at - t.created_at)), a) for t, a in planned]
         outgoing: list[Outgoing] = []
         written: list[NewTask] = []
         for task, assignments in planned:

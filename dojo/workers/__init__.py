@@ -23,7 +23,7 @@ their parameters (defaults are the incentive simulator's): ``honest(noise)``, ``
 
 from dojo.workers._behaviours import BEHAVIOURS, Behaviour, WorkerSpecError, parse_mix, result_data
 from dojo.workers._cli import main
-from dojo.workers._oracle import DictOracle, Oracle, ValidatorDatabaseOracle
+from dojo.workers._oracle import DictOracle, IntendedOrders, Oracle, ValidatorDatabaseOracle
 from dojo.workers._team import SimulatedTeam, TeamStats
 from dojo.workers._worker import SimulatedWorker, WorkerStats
 
@@ -31,6 +31,7 @@ __all__ = [
     "BEHAVIOURS",
     "Behaviour",
     "DictOracle",
+    "IntendedOrders",
     "Oracle",
     "SimulatedTeam",
     "SimulatedWorker",

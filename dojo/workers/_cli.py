@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from loguru import logger
 
 from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
-from dojo.workers._oracle import ValidatorDatabaseOracle
+from dojo.workers._oracle import IntendedOrders, ValidatorDatabaseOracle
 from dojo.workers._team import SimulatedTeam
 from template.log import setup_logging
 
@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mix", default="honest", help=f"the workers' behaviours, e.g. {MIX_EXAMPLE}")
     parser.add_argument(
         "--oracle-db", help="the validator's database (path or URL) to learn true orders from, read-only"
+    )
+    parser.add_argument(
+        "--oracle-intended",
+        metavar="PATH",
+        help="a simulated organic caller's intended orders (JSON lines), for its tasks' truth",
     )
     parser.add_argument(
         "--invite",
@@ -111,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkerSpecError as exc:
         parser.error(f"--mix: {exc}")
     setup_logging(debug=args.debug, neuron="workers")
-    oracle = ValidatorDatabaseOracle(args.oracle_db) if args.oracle_db else None
+    intended = IntendedOrders(args.oracle_intended) if args.oracle_intended else None
+    oracle = ValidatorDatabaseOracle(args.oracle_db, intended) if args.oracle_db else None
     try:
         team = SimulatedTeam(
             args.platform,

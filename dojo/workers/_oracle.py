@@ -4,14 +4,20 @@ Only the simulation knows it: nothing the miner or the platform sends carries a 
 truth. An :class:`Oracle` maps the completion ids a worker sees to their true ranks;
 :class:`ValidatorDatabaseOracle` reads them from the validator's task database (for the
 localnet and the end-to-end tests), :class:`DictOracle` from a mapping (for tests).
+
+Organic tasks have no ground truth in the validator's database: their caller knows the order
+it intends. A simulated caller writes it down (:class:`IntendedOrders`, one JSON line per
+task: ``{"external_id", "ranks": {completion id: rank}}``), and the oracle finds it through
+the organic task's external id and its completions' labels, as it finds synthetic truth.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from loguru import logger
 from sqlalchemy import and_, select
@@ -19,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from commons.storage import database_url, read_only_engine
-from dojo.validator.models import Assignment, AssignmentCompletion, TaskCompletion
+from dojo.validator.models import Assignment, AssignmentCompletion, OrganicTask, TaskCompletion
 
 # Beyond this many remembered ids the cache starts afresh, so a long run stays small.
 MAX_CACHED_IDS = 100_000
@@ -45,6 +51,41 @@ class DictOracle:
         return known or None
 
 
+class IntendedOrders:
+    """The orders a (simulated) organic caller intends, by external id, from a JSON-lines file
+    it appends to; read again as it grows."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._orders: dict[str, dict[str, int]] = {}
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def append(path: str | Path, external_id: str, ranks: Mapping[str, int]) -> None:
+        with Path(path).open("a") as fh:
+            fh.write(json.dumps({"external_id": external_id, "ranks": dict(ranks)}) + "\n")
+            fh.flush()
+
+    def ranks(self, external_id: str) -> dict[str, int] | None:
+        with self._lock:
+            if external_id not in self._orders:
+                self._read()
+            return self._orders.get(external_id)
+
+    def _read(self) -> None:
+        if not self.path.is_file():
+            return
+        with self.path.open() as fh:
+            fh.seek(self._offset)
+            while line := fh.readline():
+                if not line.endswith("\n"):
+                    break  # being written: read it whole next time
+                self._offset = fh.tell()
+                entry: Any = json.loads(line)
+                self._orders[str(entry["external_id"])] = {str(k): int(v) for k, v in entry["ranks"].items()}
+
+
 class ValidatorDatabaseOracle:
     """True ranks from the validator's task database, read-only.
 
@@ -55,11 +96,12 @@ class ValidatorDatabaseOracle:
     tables yet, knows nothing (None); a rank once found is remembered, an absence never.
     """
 
-    def __init__(self, db: str | Path):
+    def __init__(self, db: str | Path, intended: IntendedOrders | None = None):
         self.url = database_url(db)
         self._engine = read_only_engine(self.url)
         self._found: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.intended = intended
 
     def true_ranks(self, completion_ids: Sequence[str]) -> dict[str, int] | None:
         with self._lock:
@@ -76,7 +118,8 @@ class ValidatorDatabaseOracle:
 
     def _look_up(self, ids: list[str]) -> dict[str, int]:
         statement = (
-            select(AssignmentCompletion.miner_completion_id, TaskCompletion.ground_truth_rank)
+            select(AssignmentCompletion.miner_completion_id, TaskCompletion.ground_truth_rank, Assignment.task_id,
+                   AssignmentCompletion.completion_id)
             .join(Assignment, Assignment.assignment_id == AssignmentCompletion.assignment_id)
             .join(
                 TaskCompletion,
@@ -90,11 +133,35 @@ class ValidatorDatabaseOracle:
         try:
             with self._engine.connect() as conn:
                 rows = conn.execute(statement).all()
+                found = {str(cid): int(rank) for cid, rank, _, _ in rows if rank is not None}
+                unknown = [(str(cid), task_id, completion_id) for cid, rank, task_id, completion_id in rows
+                           if rank is None]
+                if unknown and self.intended is not None:
+                    found.update(self._intended(conn, unknown))
         except DBAPIError as exc:
             # Before the validator has created (or migrated) its database there is nothing to know.
             logger.debug("oracle: cannot read the validator database ({}): {}", self._shown_url, exc.orig)
             return {}
-        return {str(cid): int(rank) for cid, rank in rows if rank is not None}
+        return found
+
+    def _intended(self, conn: Any, unknown: list[tuple[str, str, str]]) -> dict[str, int]:
+        """The intended ranks of organic completions, through their task's external id and labels."""
+        assert self.intended is not None
+        tasks = {
+            task_id: (external_id, labels or {})
+            for task_id, external_id, labels in conn.execute(
+                select(OrganicTask.task_id, OrganicTask.external_id, OrganicTask.labels)
+                .where(OrganicTask.task_id.in_({t for _, t, _ in unknown}))
+            )
+        }
+        found: dict[str, int] = {}
+        for cid, task_id, completion_id in unknown:
+            external_id, labels = tasks.get(task_id, (None, {}))
+            ranks = self.intended.ranks(external_id) if external_id else None
+            label = labels.get(completion_id)
+            if ranks is not None and label in ranks:
+                found[cid] = ranks[label]
+        return found
 
     @property
     def _shown_url(self) -> str:

@@ -61,6 +61,7 @@ class FakeMiner:
         self.behaviour = behaviour
         self.port = free_port()
         self.sent: dict[str, FeedbackRequest] = {}
+        self.received: dict[str, float] = {}  # request id -> when it came (time.monotonic)
         self.scores: list[ScoringResult] = []
         self.result_calls = 0
         self.oracle: Any = None
@@ -77,6 +78,7 @@ class FakeMiner:
         if self.behaviour == "refuses":
             raise HandlerRefusal(503, "worker platform unavailable")
         self.sent[request.request_id] = request
+        self.received[request.request_id] = time.monotonic()
         if self.behaviour == "slow":
             await asyncio.sleep(8)
         request_id = "someone-else" if self.behaviour == "wrong_id" else request.request_id
