@@ -11,7 +11,8 @@ Scenario keys (defaults in brackets)::
 
     seed [0], rounds [20], tasks_per_round [50], completions [[4, 6]] (inclusive range,
     or one int), gt_known_fraction [1.0], gt_error_rate [0.0], criteria ["ranking"] or
-    "score", alpha [0.1] (moving average), max_weight_limit [1.0], groups (required)
+    "score", alpha [0.1] (moving average), max_weight_limit [1.0], organic_share [0.0],
+    groups (required)
 
 - ``gt_known_fraction``: the chance that each completion's true rank is known to the
   validator (partial ground truth); 0 gives rounds without ground truth.
@@ -19,6 +20,12 @@ Scenario keys (defaults in brackets)::
   its completions, the true order reversed if the draw happens to be the true order.
   Workers still see the true order.
 - ``criteria: "score"`` makes miners send scores (higher = better) instead of ranks.
+- ``organic_share``: the share of each round's tasks that are organic: the validator holds
+  no ground truth for them, so they are scored by consensus weighted by the reliability
+  carried from round to round (:func:`commons.scoring.score_mixed_round`, as the validator
+  scores them). Miners cannot tell them apart, so every behaviour answers them as it answers
+  the others. ``results.json`` then also gives ``organic_spearman``: the mean Spearman's rho
+  between the caller's consensus ranking and the true order.
 
 Group behaviours and their parameters:
 
@@ -48,7 +55,14 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from commons.scoring import MovingScores, ScoringParams, average_ranks, score_round
+from commons.scoring import (
+    MovingScores,
+    ScoringParams,
+    average_ranks,
+    score_mixed_round,
+    spearman_rho,
+    weighted_consensus,
+)
 from template.chain.weights import WeightRules
 
 BEHAVIOURS: dict[str, dict[str, Any]] = {
@@ -87,6 +101,7 @@ class Scenario:
     criteria: str = "ranking"
     alpha: float = 0.1
     max_weight_limit: float = 1.0
+    organic_share: float = 0.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
@@ -130,11 +145,14 @@ class Scenario:
             criteria=str(data.get("criteria", "ranking")),
             alpha=float(data.get("alpha", 0.1)),
             max_weight_limit=float(data.get("max_weight_limit", 1.0)),
+            organic_share=float(data.get("organic_share", 0.0)),
         )
         if out.rounds < 1 or out.tasks_per_round < 1:
             raise ScenarioError("rounds and tasks_per_round must be >= 1")
-        if not (0 <= out.gt_known_fraction <= 1 and 0 <= out.gt_error_rate <= 1):
-            raise ScenarioError("gt_known_fraction and gt_error_rate must be within [0, 1]")
+        if not (
+            0 <= out.gt_known_fraction <= 1 and 0 <= out.gt_error_rate <= 1 and 0 <= out.organic_share <= 1
+        ):
+            raise ScenarioError("gt_known_fraction, gt_error_rate and organic_share must be within [0, 1]")
         if out.criteria not in ("ranking", "score"):
             raise ScenarioError("criteria must be 'ranking' or 'score'")
         return out
@@ -169,6 +187,8 @@ class SimulationResult:
     weights: np.ndarray  # (M,) final chain weights, normalised to sum 1
     share_history: np.ndarray  # (rounds, groups) weight share of each group after each round
     wrong_gt_score: np.ndarray  # (M,) mean score on tasks with wrong ground truth (NaN if none)
+    # Mean Spearman's rho of the caller's consensus ranking with the true order (NaN: no organic tasks).
+    organic_spearman: float = float("nan")
 
     @property
     def group_names(self) -> list[str]:
@@ -202,7 +222,10 @@ class SimulationResult:
             if np.isfinite(wrong).any():
                 entry["mean_score_wrong_gt"] = float(np.nanmean(wrong))
             groups[g.name] = entry
-        return {"miners": miners, "groups": groups}
+        out: dict[str, Any] = {"miners": miners, "groups": groups}
+        if np.isfinite(self.organic_spearman):
+            out["organic_spearman"] = float(self.organic_spearman)
+        return out
 
 
 def _miners(scenario: Scenario) -> list[SimMiner]:
@@ -288,6 +311,8 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
     score_sum = np.zeros(n)
     wrong_sum = np.zeros(n)
     wrong_count = 0
+    reliability = np.full(n, np.nan)  # carried from round to round, as the validator keeps it
+    organic_rho: list[float] = []
     history = np.zeros((scenario.rounds, len(groups)))
     weights = np.zeros(n)
     for rnd in range(scenario.rounds):
@@ -311,13 +336,26 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
         higher = scenario.criteria == "score"
         if higher:
             subs = hi + 1.0 - subs  # scores: higher is better
-        result = score_round(
+        organic = rng.random(n_tasks) < scenario.organic_share
+        held_gt[organic] = np.nan  # the validator knows nothing of an organic task's order
+        mixed = score_mixed_round(
             subs,
             n_comp,
             None if scenario.gt_known_fraction == 0 else held_gt,
+            organic,
+            reliability=reliability,
             higher_is_better=higher,
             params=params,
         )
+        result, reliability = mixed.result, mixed.carried
+        for t in np.flatnonzero(organic):
+            answered = result.answered[:, t]
+            if answered.any():
+                k = int(n_comp[t])
+                _, ranks = weighted_consensus(
+                    subs[answered, t, :k], np.nan_to_num(reliability[answered]), higher_is_better=higher
+                )
+                organic_rho.append(float(spearman_rho(ranks, true[t, :k])))
         round_scores = result.miner_scores()
         moving.update(hotkeys, uids, round_scores)
         score_sum += round_scores
@@ -338,6 +376,7 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
         weights=weights,
         share_history=history,
         wrong_gt_score=wrong_sum / wrong_count if wrong_count else np.full(n, np.nan),
+        organic_spearman=float(np.mean(organic_rho)) if organic_rho else float("nan"),
     )
 
 
@@ -358,7 +397,7 @@ def summary_markdown(result: SimulationResult) -> str:
         "",
         f"seed {s.seed}, {s.rounds} rounds x {s.tasks_per_round} tasks, completions {s.completions[0]}-"
         f"{s.completions[1]}, ground truth known {s.gt_known_fraction:.0%}, wrong {s.gt_error_rate:.0%}, "
-        f"criteria {s.criteria}",
+        f"criteria {s.criteria}, organic {s.organic_share:.0%}",
         "",
         "| group | behaviour | miners | weight share | weight per miner | mean score |",
         "|---|---|---:|---:|---:|---:|",

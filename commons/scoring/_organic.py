@@ -11,7 +11,11 @@ Organic tasks have no ground truth. A round is therefore scored in two passes of
 3. the **organic** tasks, by consensus alone, weighted by the carried reliability and with
    one pass (``iterations=1``): agreement on organic tasks never feeds the weights of their
    own consensus, so a ring that agrees with itself there gains nothing it has not earned on
-   synthetic tasks.
+   synthetic tasks;
+4. each organic task's score is capped at what the miner showed where the truth is known:
+   ``s_mt ← min(s_mt, c_m)``, ``c_m`` its mean score over the synthetic tasks of the round
+   it answered (or ``r_m^γ`` without one). A task that cannot be checked can confirm quality, never add to
+   it: chance agreement with the crowd earns an attacker no more than its synthetic tasks do.
 
 The caller's ranking is the consensus of step 3 over every answering miner
 (:func:`weighted_consensus`): the mean of the miners' answers (each the mean rank its
@@ -26,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from commons.scoring._metrics import _EPS, average_ranks
-from commons.scoring._round import RoundResult, ScoringParams, score_round
+from commons.scoring._round import RoundResult, ScoringParams, _by_slot, score_round, slot_window_mean
 
 RELIABILITY_ALPHA = 0.3
 
@@ -117,7 +121,27 @@ def score_mixed_round(
         # only when no miner of the round has any).
         weights = np.nan_to_num(carried, nan=0.0)
         org = part(organic, weights, replace(p, iterations=1), False)
+        cap = np.nan_to_num(carried, nan=0.0) ** p.sharpness
+        if syn is not None:
+            syn_mean = _answered_mean(syn.scores, syn.answered, slot_miners, synthetic, n_miners)
+            cap = np.where(np.isfinite(syn_mean), syn_mean, cap)
+        slots = None if slot_miners is None else np.asarray(slot_miners)[:, organic]
+        org = replace(org, scores=np.minimum(org.scores, _by_slot(cap, slots)))
     return MixedRoundResult(_merge(syn, org, organic, x.shape[:2], n_miners), measured, carried)
+
+
+def _answered_mean(
+    scores: np.ndarray, answered: np.ndarray, slot_miners: np.ndarray | None, mask: np.ndarray, n_miners: int
+) -> np.ndarray:
+    """Each miner's mean score over the synthetic tasks it answered (its quality, whatever its
+    participation), NaN for a miner that answered none."""
+    if slot_miners is None:
+        count = answered.sum(axis=1)
+        total = (scores * answered).sum(axis=1)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    slots = np.where(answered, np.asarray(slot_miners)[:, mask], -1)
+    held = np.bincount(slots[slots >= 0], minlength=n_miners) > 0
+    return np.where(held, slot_window_mean(scores, slots, n_miners), np.nan)
 
 
 def _answered_per_miner(

@@ -32,8 +32,10 @@ def weights_of(result: SimulationResult, group: str) -> np.ndarray:
 
 
 def test_the_simulator_runs_the_validators_scoring_not_a_copy() -> None:
-    assert dojo.simulate.score_round is commons.scoring.score_round
+    assert dojo.simulate.score_mixed_round is commons.scoring.score_mixed_round
     assert dojo.simulate.MovingScores is commons.scoring.MovingScores
+    # and score_mixed_round scores through score_round
+    assert commons.scoring._organic.score_round is commons.scoring.score_round
 
 
 @pytest.mark.parametrize("offset", SEED_OFFSETS)
@@ -123,6 +125,9 @@ def test_every_scenario_file_is_valid_and_checked() -> None:
         "wrong_ground_truth",
         "no_ground_truth_collusion",
         "all_behaviours",
+        "organic_collusion",
+        "organic_mixed_attackers",
+        "organic_all_behaviours",
     }
     assert names == checked  # a new scenario file needs its test here
     for path in SCENARIOS.glob("*.json"):
@@ -211,3 +216,19 @@ def test_cli_reports_a_bad_scenario(tmp_path: Path, capsys: pytest.CaptureFixtur
     path.write_text("{not json")
     assert dojo_main(["simulate", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "cannot read scenario" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offset", SEED_OFFSETS)
+@pytest.mark.parametrize("name", ["collusion", "mixed_attackers", "all_behaviours"])
+def test_organic_tasks_give_attackers_nothing_and_cost_the_honest_nothing(name: str, offset: int) -> None:
+    without = run(name, offset).to_dict()["groups"]
+    mixed = run(f"organic_{name}", offset)
+    assert mixed.scenario.organic_share == 0.3
+    with_organic = mixed.to_dict()["groups"]
+    for group, entry in with_organic.items():
+        if entry["behaviour"] == "honest":
+            assert entry["weight_share"] >= without[group]["weight_share"] - 1e-3, group
+        else:
+            assert entry["weight_share"] <= without[group]["weight_share"] + 1e-3, (group, entry, without[group])
+    # The callers get the true order back from the reliability-weighted consensus.
+    assert mixed.organic_spearman >= 0.9

@@ -164,7 +164,7 @@ class OrganicStore:
             )
         return created
 
-    def keys(self) -> list[KeyInfo]:
+    def list_keys(self) -> list[KeyInfo]:
         with self._sessions.begin() as db:
             counts = dict(
                 db.execute(select(OrganicTask.owner_id, func.count()).group_by(OrganicTask.owner_id)).all()

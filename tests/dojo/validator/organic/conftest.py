@@ -17,6 +17,7 @@ from dojo.validator.organic.store import CreatedKey, OrganicStore
 from dojo.validator.store import TaskStore
 from template.chain.local import LocalChain
 from template.config import ValidatorConfig, resolve
+from tests.dojo.validator.test_neuron import network  # noqa: F401 - the validator among fake miners
 
 NETUID = 1
 CALLER_NETUID = 7

@@ -31,7 +31,6 @@ from dojo.validator.models import (
 )
 from dojo.validator.organic.store import NewOrganic, OrganicStore
 from dojo.workers import IntendedOrders, ValidatorDatabaseOracle
-from tests.dojo.validator.test_neuron import network  # noqa: F401 - the fixture
 
 ORGANIC_FLAGS = {
     "--organic.enabled": "true",
@@ -46,26 +45,56 @@ def _scores(neuron, values: dict[str, float]) -> None:
     with Session(neuron.store.engine) as db, db.begin():
         for n in neuron.metagraph.neurons:
             if n.hotkey in values:
-                db.add(MinerScore(miner_hotkey=n.hotkey, miner_uid=n.uid, moving_score=values[n.hotkey], rounds=5,
-                                  updated_at=utcnow()))
+                db.add(
+                    MinerScore(
+                        miner_hotkey=n.hotkey,
+                        miner_uid=n.uid,
+                        moving_score=values[n.hotkey],
+                        rounds=5,
+                        updated_at=utcnow(),
+                    )
+                )
 
 
-def _submit(store: OrganicStore, owner: str, request: dict[str, Any], *, deadline: float = 1.0,
-            external_id: str | None = None, callback: str | None = None, miners: int = 8) -> str:
+def _submit(
+    store: OrganicStore,
+    owner: str,
+    request: dict[str, Any],
+    *,
+    deadline: float = 1.0,
+    external_id: str | None = None,
+    callback: str | None = None,
+    miners: int = 8,
+) -> str:
     task_id = uuid.uuid4().hex
-    [accepted] = store.accept([NewOrganic(
-        task_id=task_id, owner_id=owner, external_id=external_id or task_id, request_hash=task_id,
-        created_at=utcnow(), visibility="private", callback_url=callback, deadline_seconds=deadline,
-        miners_wanted=miners, request=request,
-    )])
+    [accepted] = store.accept(
+        [
+            NewOrganic(
+                task_id=task_id,
+                owner_id=owner,
+                external_id=external_id or task_id,
+                request_hash=task_id,
+                created_at=utcnow(),
+                visibility="private",
+                callback_url=callback,
+                deadline_seconds=deadline,
+                miners_wanted=miners,
+                request=request,
+            )
+        ]
+    )
     return accepted.task_id
 
 
 def _text_request(labels: list[str]) -> dict[str, Any]:
     return {
-        "prompt": "rank these", "task_type": "text", "criteria": [{"type": "ranking"}],
-        "completions": [{"label": lb, "model": "gpt-x", "content": {"kind": "text", "text": f"text {lb}"}}
-                        for lb in labels],
+        "prompt": "rank these",
+        "task_type": "text",
+        "criteria": [{"type": "ranking"}],
+        "completions": [
+            {"label": lb, "model": "gpt-x", "content": {"kind": "text", "text": f"text {lb}"}}
+            for lb in labels
+        ],
     }
 
 
@@ -86,7 +115,9 @@ async def _settle(neuron, seconds: float = 10.0) -> None:
     raise AssertionError("tasks not collected in time")
 
 
-async def test_organic_tasks_go_to_trusted_miners_within_the_share_fairly_and_come_back_ranked(network, tmp_path):
+async def test_organic_tasks_go_to_trusted_miners_within_the_share_fairly_and_come_back_ranked(
+    network, tmp_path
+):
     neuron, miners = await network(["good", "good", "good", "liar", "good"], **ORGANIC_FLAGS)
     by_name = {m.name: m for m in miners}
     _oracles(miners, neuron, tmp_path / "intended.jsonl")
@@ -98,15 +129,21 @@ async def test_organic_tasks_go_to_trusted_miners_within_the_share_fairly_and_co
     ids = {}
     for owner, name in ((busy, "busy1"), (busy, "busy2"), (busy, "busy3"), (quiet, "quiet1")):
         IntendedOrders.append(tmp_path / "intended.jsonl", name, intended)
-        ids[name] = _submit(store, owner, _text_request(list(intended)), external_id=name,
-                            callback="https://hooks.example.com/dojo" if name == "quiet1" else None)
+        ids[name] = _submit(
+            store,
+            owner,
+            _text_request(list(intended)),
+            external_id=name,
+            callback="https://hooks.example.com/dojo" if name == "quiet1" else None,
+        )
 
     sent_order = []
     for _ in range(3):
         await neuron.task_round()
         with Session(neuron.store.engine) as db:
-            rows = db.scalars(select(OrganicTask).where(OrganicTask.status == "sent")
-                              .order_by(OrganicTask.sent_at)).all()
+            rows = db.scalars(
+                select(OrganicTask).where(OrganicTask.status == "sent").order_by(OrganicTask.sent_at)
+            ).all()
             sent_order = [r.external_id for r in rows]
     # The share: one organic task per round of two; the callers in turn, the busy one not first twice.
     assert len(sent_order) == 3
@@ -114,8 +151,14 @@ async def test_organic_tasks_go_to_trusted_miners_within_the_share_fairly_and_co
     with Session(neuron.store.engine) as db:
         kinds = Counter(t.source for t in db.scalars(select(Task)))
         assert kinds == {"organic": 3, "in-process": 3}
-        organic_miners = {a.miner_hotkey for a in db.scalars(
-            select(Assignment).join(Task, Task.task_id == Assignment.task_id).where(Task.source == "organic"))}
+        organic_miners = {
+            a.miner_hotkey
+            for a in db.scalars(
+                select(Assignment)
+                .join(Task, Task.task_id == Assignment.task_id)
+                .where(Task.source == "organic")
+            )
+        }
     # Only miners with a moving score above --organic.min_miner_score (0.2) got organic tasks.
     assert by_name["miner4"].hotkey not in organic_miners and len(organic_miners) == 4
 
@@ -136,13 +179,17 @@ async def test_organic_tasks_go_to_trusted_miners_within_the_share_fairly_and_co
         reliability = {r.miner_hotkey: r.reliability for r in db.scalars(select(MinerReliability))}
         [delivery] = db.scalars(select(OrganicDelivery)).all()
         body = delivery.body
-    assert reliability[by_name["miner3"].hotkey] < min(v for h, v in reliability.items()
-                                                        if h != by_name["miner3"].hotkey)
+    assert reliability[by_name["miner3"].hotkey] < min(
+        v for h, v in reliability.items() if h != by_name["miner3"].hotkey
+    )
     assert delivery.task_id == ids["quiet1"] and delivery.status == "pending" and '"task.scored"' in body
     # The liar scored nothing on the organic tasks either.
     with Session(neuron.store.engine) as db:
-        liar = db.scalars(select(Assignment).join(Task, Task.task_id == Assignment.task_id)
-                          .where(Task.source == "organic", Assignment.miner_hotkey == by_name["miner3"].hotkey)).all()
+        liar = db.scalars(
+            select(Assignment)
+            .join(Task, Task.task_id == Assignment.task_id)
+            .where(Task.source == "organic", Assignment.miner_hotkey == by_name["miner3"].hotkey)
+        ).all()
     assert liar and all(a.score == 0.0 for a in liar)
 
 
@@ -184,17 +231,26 @@ async def test_a_miner_cannot_tell_organic_from_synthetic_tasks(network, tmp_pat
         # The caller sends content of the kind synthetic tasks have: code, four completions.
         task = await source.next_task()
         request = {
-            "prompt": task.prompt, "task_type": "code_generation", "criteria": [{"type": "ranking"}],
-            "completions": [{"label": f"c{i}", "model": r.model,
-                             "content": {"kind": "code", "files": [f.model_dump() for f in r.completion.original]}}
-                            for i, r in enumerate(task.responses)],
+            "prompt": task.prompt,
+            "task_type": "code_generation",
+            "criteria": [{"type": "ranking"}],
+            "completions": [
+                {
+                    "label": f"c{i}",
+                    "model": r.model,
+                    "content": {"kind": "code", "files": [f.model_dump() for f in r.completion.original]},
+                }
+                for i, r in enumerate(task.responses)
+            ],
         }
         _submit(neuron.organic_store, owner, request, deadline=30.0, miners=3)
         starts.append(time.monotonic())
         await neuron.task_round()
     with Session(neuron.store.engine) as db:
-        source_of = {a.request_id: t.source for a, t in db.execute(
-            select(Assignment, Task).join(Task, Task.task_id == Assignment.task_id))}
+        source_of = {
+            a.request_id: t.source
+            for a, t in db.execute(select(Assignment, Task).join(Task, Task.task_id == Assignment.task_id))
+        }
     with Session(neuron.store.engine) as db:
         task_of = {a.request_id: a.task_id for a in db.scalars(select(Assignment))}
     rows, labels, groups, shapes = [], [], [], {True: set(), False: set()}
@@ -222,8 +278,14 @@ async def test_a_miner_cannot_tell_organic_from_synthetic_tasks(network, tmp_pat
 
     x, y = np.array(rows), np.array(labels)
     auc = [
-        cross_val_score(RandomForestClassifier(n_estimators=100, random_state=seed), x, y, groups=groups,
-                        cv=GroupKFold(n_splits=5), scoring="roc_auc").mean()
+        cross_val_score(
+            RandomForestClassifier(n_estimators=100, random_state=seed),
+            x,
+            y,
+            groups=groups,
+            cv=GroupKFold(n_splits=5),
+            scoring="roc_auc",
+        ).mean()
         for seed in range(3)
     ]
     assert np.mean(auc) <= 0.6, (auc, x[:4])
