@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dojo.cli.miner",
     "dojo.cli.validator",
     "dojo.cli.export",
+    "dojo.cli.organic",
 )
 
 
