@@ -22,6 +22,7 @@ from dojo.export._records import (
     preference_pairs,
     render_content,
 )
+from dojo.validator.store import ORGANIC_SOURCE
 
 Progress = Callable[[int, int], None]  # (tasks written, tasks in the snapshot)
 
@@ -238,6 +239,7 @@ def _task_record(
         "mean_rho": cons.mean_rho,
         "n_miners": len(miners),
         "n_workers": n_workers,
+        "origin": "organic" if task.source == ORGANIC_SOURCE else "synthetic",
     }
     if metadata:
         import json

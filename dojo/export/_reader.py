@@ -46,7 +46,16 @@ from sqlalchemy.types import Text
 
 from commons.storage import database_url
 from dojo.export._records import MinerAnswer
-from dojo.validator.models import Assignment, MinerResult, Task, TaskCompletion, TaskScore, TaskStatus
+from dojo.validator.models import (
+    Assignment,
+    MinerResult,
+    OrganicTask,
+    Task,
+    TaskCompletion,
+    TaskScore,
+    TaskStatus,
+)
+from dojo.validator.store import ORGANIC_SOURCE
 
 # Rounds whose reliabilities are kept while reading: tasks come in time order and rounds take
 # tasks in time order, so a batch needs the few rounds around it.
@@ -125,6 +134,7 @@ class Snapshot:
         self._conn: Connection | None = None
         self._has_original = False
         self._has_rationale = False
+        self._has_organic = False
         self._reliability: OrderedDict[int, dict[str, float]] = OrderedDict()
         self._criteria_cache: dict[str, list[Any]] = {}
 
@@ -143,6 +153,7 @@ class Snapshot:
                 )
             self._has_original = "original_content" in {c["name"] for c in tables.get_columns("task_completions")}
             self._has_rationale = "rationale" in {c["name"] for c in tables.get_columns("miner_results")}
+            self._has_organic = tables.has_table("organic_tasks")
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -163,6 +174,10 @@ class Snapshot:
 
     def _scored(self) -> Any:
         where = [Task.status == TaskStatus.SCORED]
+        if self._has_organic:
+            # An organic task is its caller's: exported only when the caller made it public.
+            public = select(OrganicTask.task_id).where(OrganicTask.visibility == "public")
+            where.append(or_(Task.source != ORGANIC_SOURCE, Task.task_id.in_(public)))
         if self.since is not None:
             where.append(Task.created_at >= self.since)
         return and_(*where)

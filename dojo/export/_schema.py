@@ -87,6 +87,8 @@ def tasks_schema(synthetic_metadata: bool = False) -> pa.Schema:
            "consensus, in [-1, 1]; null when no miner answered"),
         _f("n_miners", pa.int32(), "miners that answered"),
         _f("n_workers", pa.int32(), "workers over all those miners"),
+        _f("origin", pa.string(), "synthetic: made by the validator, with a ground truth; organic: an outside "
+           "caller's task that it made public (no ground truth; private organic tasks are never exported)"),
     ]
     if synthetic_metadata:
         fields += [
