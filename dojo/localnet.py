@@ -48,9 +48,10 @@ ACTIVE_SET = re.compile(r"active set: (\d+) of (\d+) serving miners: uids \[([0-
 STATE_FILE = "localnet.json"
 LOCK_FILE = "localnet.lock"
 
-# Start in this order; stop in the reverse of it (workers first, the platform last).
-START_ORDER = ("platform", "synthetic", "miner", "validator", "workers")
-STOP_ORDER = ("workers", "validator", "miner", "synthetic", "platform")
+# Start in this order; stop in the reverse of it (the organic caller and workers first, the
+# platform last).
+START_ORDER = ("platform", "synthetic", "miner", "validator", "workers", "organic")
+STOP_ORDER = ("organic", "workers", "validator", "miner", "synthetic", "platform")
 
 # Environment a process of the local network must not inherit: it takes its settings from
 # its flags, not from an operator's shell or .env (a database URL, a failpoint, a real API
@@ -187,7 +188,7 @@ class NeuronProcess:
     or a team of workers."""
 
     name: str
-    role: str  # "validator", "miner", "platform", "synthetic" or "workers"
+    role: str  # "validator", "miner", "platform", "synthetic", "workers" or "organic"
     uid: int
     port: int
     log_path: Path
@@ -240,6 +241,12 @@ class LocalNet:
     synthetic: bool = False
     synthetic_queue_size: int = 4
     preferred_ports: dict[str, int] = field(default_factory=dict)
+    # The organic API on the validator, and a caller submitting `organic_rate` tasks a second
+    # whose order the honest workers' oracle knows (dojo.localnet_organic).
+    organic: bool = False
+    organic_rate: float = 0.2
+    organic_min_miner_score: float = 0.15
+    organic_api_port: int = 0
 
     @property
     def chain_dir(self) -> Path:
@@ -268,6 +275,14 @@ class LocalNet:
     def synthetic_url(self) -> str:
         return f"http://127.0.0.1:{self.process('synthetic').port}"
 
+    @property
+    def organic_url(self) -> str:
+        return f"http://127.0.0.1:{self.organic_api_port}"
+
+    @property
+    def organic_dir(self) -> Path:
+        return self.directory / "organic"
+
     def prepare(self) -> None:
         """Create the chain, the wallets and the registrations (idempotent: a second call,
         or a later run in the same directory, keeps every key and uid)."""
@@ -294,6 +309,10 @@ class LocalNet:
         if self.platform:
             for i in range(1, self.miners + 1):
                 self.neurons.append(NeuronProcess(f"workers{i}", "workers", -1, 0, self._log(f"workers{i}")))
+        if self.organic:
+            self.organic_api_port = self._port("organic_api")
+            self.organic_dir.mkdir(exist_ok=True)
+            self.neurons.append(NeuronProcess("organic", "organic", -1, self._port("organic"), self._log("organic")))
 
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))
@@ -328,11 +347,21 @@ class LocalNet:
         if neuron.role == "workers":
             index = int(neuron.name.removeprefix("workers"))
             keys = self.keys()[f"miner{index}"]
-            return [
+            cmd = [
                 sys.executable, "-m", "dojo.workers", "--platform", self.platform_url,
                 "--subscription-key", keys["subscription_key"], "--mix", self.team(index),
                 "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
+            ]
+            if self.organic:
+                cmd += ["--oracle-intended", str(self.organic_dir / "intended.jsonl")]
+            return cmd
+        if neuron.role == "organic":
+            key = self.keys()["organic"]
+            return [
+                sys.executable, "-m", "dojo.localnet_organic", "--validator", self.organic_url,
+                "--key", key["api_key"], "--secret", key["webhook_secret"], "--rate", str(self.organic_rate),
+                "--port", str(neuron.port), "--dir", str(self.organic_dir),
             ]
         script = "main_validator.py" if neuron.role == "validator" else "main_miner.py"
         cmd = [
@@ -357,6 +386,15 @@ class LocalNet:
             ]
             if self.synthetic:
                 cmd += ["--synthetic_api_url", self.synthetic_url]
+            if self.organic:
+                cmd += [
+                    "--organic.enabled", "--organic.port", str(self.organic_api_port),
+                    # Its caller and webhook receiver are on this machine's loopback.
+                    "--organic.allow_private_callbacks",
+                    "--organic.min_miner_score", str(self.organic_min_miner_score),
+                    "--organic.tasks_per_round", "2",
+                    "--organic.webhook_retry_base", "2",
+                ]
         if self.debug:
             cmd.append("--logging.debug")
         return cmd
@@ -390,6 +428,10 @@ class LocalNet:
                 self.provision_keys()
             if role == "synthetic" and any(n.role == "synthetic" for n in self.neurons):
                 self.wait_for_health(self.process("synthetic"))
+            if role == "validator" and self.organic:
+                self.provision_organic_key()
+                self.wait_for_health(NeuronProcess("organic API", "validator", -1, self.organic_api_port,
+                                                   self.validator.log_path, self.validator.process))
 
     def start_process(self, neuron: NeuronProcess, env: dict[str, str] | None = None) -> None:
         """Start (or start again) one process; ``env`` adds to its environment for this run."""
@@ -475,6 +517,24 @@ class LocalNet:
                 keys[neuron.name] = {"api_key": api_key.key, "subscription_key": subscription_key.key}
 
         asyncio.run(make())
+        _write_private(self.keys_path, json.dumps(keys, indent=1))
+
+    def provision_organic_key(self) -> None:
+        """An organic API key for the localnet's caller, as an operator makes one with
+        ``dojo validator organic-key create``; kept for later runs."""
+        from commons.storage import utcnow
+        from dojo.validator.organic.store import OrganicStore
+        from dojo.validator.store import TaskStore
+
+        keys = self.keys()
+        if "organic" in keys:
+            return
+        store = TaskStore(self.validator_db)
+        try:
+            made = OrganicStore(store.engine).create_key("localnet caller", 600, 100_000, utcnow())
+        finally:
+            store.close()
+        keys["organic"] = {"key_id": made.key_id, "api_key": made.api_key, "webhook_secret": made.webhook_secret}
         _write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def invite(self, miner: str) -> str:
@@ -618,6 +678,8 @@ class UpSettings:
     block_time: float = 1.0
     duration: float | None = None
     debug: bool = False
+    organic: bool = False
+    organic_rate: float = 0.2
 
 
 class LocalNetRunning(RuntimeError):
@@ -664,6 +726,8 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         task_max_results=settings.workers_per_miner + 1,
         worker_think=WORKER_THINK,
         preferred_ports=ports,
+        organic=settings.organic,
+        organic_rate=settings.organic_rate,
     )
 
 
@@ -680,6 +744,7 @@ def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any)
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
         "platform_url": net.platform_url if "platform" in names else None,
         "synthetic_url": net.synthetic_url if "synthetic" in names else None,
+        "organic_url": net.organic_url if net.organic else None,
         "invite_url": None,
         "invite_for": None,
         "validator": {"name": net.validator.name, "uid": net.validator.uid, "hotkey": net.validator.hotkey},
@@ -755,7 +820,7 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
             net.start(roles=(role,))
             record()
         net.wait_for_axons()
-        for role in ("validator", "workers"):
+        for role in ("validator", "workers", "organic"):
             net.start(roles=(role,))
             record()
         first_miner = next(n.name for n in net.neurons if n.role == "miner")
@@ -776,7 +841,8 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         # Nothing interrupts the stopping itself: a second Ctrl-C would leave processes behind.
         for sig in previous_handlers:
             signal.signal(sig, signal.SIG_IGN)
-        print("stopping: workers, validator, miners, synthetic API, platform …", file=out, flush=True)
+        print("stopping: organic caller, workers, validator, miners, synthetic API, platform …", file=out,
+              flush=True)
         codes = net.stop()
         record(stopped_at=_now())
         for sig, handler in previous_handlers.items():
@@ -801,6 +867,8 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
         f"invite link:     {invite}  (join {miner}'s team and rank tasks beside the simulated workers)"
         if invite else f"invite link:     none; see {d / 'logs' / 'localnet.log'}",
         f"synthetic API:   {net.synthetic_url}",
+        *([f"organic API:     {net.organic_url}  (key in {d / 'keys.json'}; a caller submits "
+           f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"] if net.organic else []),
         f"first weights after the first deadline ({settings.deadline:g}s) and its round; "
         f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",
     ]

@@ -111,6 +111,7 @@ class StatusReader:
             "rounds_scored": status["rounds_scored"] if status else 0,
             "weights_set": weights_set,
             "tasks": tasks,
+            "organic": status.get("organic") if status else None,
             "next_deadline": next_deadline,
             "last_round": status["last_round"] if status else None,
             "last_weights": None if last is None else {"block": last["block"], "at": last["attempted_at"]},
@@ -336,6 +337,13 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         f"{t.get('awaiting_collection', 0)} to collect · {t.get('scored', 0)} scored",
     )
     facts.add_row("results", f"{snap['results_collected']} collected · {snap['rounds_scored']} rounds scored")
+    organic = snap.get("organic")
+    if organic and organic.get("total"):
+        facts.add_row(
+            "organic",
+            f"{organic['total']} accepted · {organic['queued']} queued · {organic['sent']} sent · "
+            f"{organic['collected']} collected · {organic['scored']} scored · {organic['delivered']} delivered",
+        )
     deadline = _parse(snap.get("next_deadline"))
     facts.add_row("next deadline", f"in {_seconds((deadline - now).total_seconds())}" if deadline else "none pending")
     last = snap.get("last_weights")

@@ -195,6 +195,9 @@ class OrganicSettings(_Section):
         False, description="accept callback URLs on loopback and private networks (validator; local networks only)"
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest organic request body (validator)")
+    webhook_retry_base: float = Field(
+        30.0, gt=0, le=3600, description="seconds before a failed webhook's first retry; doubling after (validator)"
+    )
 
 
 class NeuronConfig(_Section):

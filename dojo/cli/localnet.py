@@ -2,7 +2,7 @@
 
 - ``dojo localnet up [--dir .localnet] [--miners 3] [--workers-per-miner 3]
   [--worker-mix honest:2,random:1] [--deadline 60] [--task-interval 10] [--block-time 1]
-  [--duration S] [--debug]`` — a local chain, a worker platform, the synthetic API, a
+  [--duration S] [--debug] [--organic [--organic-rate R]]`` — a local chain, a worker platform, the synthetic API, a
   validator, the miners and a team of simulated workers per miner, until Ctrl-C; a live
   view on a terminal, one line per event otherwise. Run again in the same directory, it
   resumes.
@@ -69,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="seconds per block of a new local chain (default 1); an existing chain keeps its own")
     up.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds, counted once everything has started")
     up.add_argument("--debug", action="store_true", help="debug logging in every process")
+    up.add_argument("--organic", action="store_true",
+                    help="serve the validator's organic API, make a key, and run a caller that submits organic tasks")
+    up.add_argument("--organic-rate", dest="organic_rate", type=_positive, default=0.2,
+                    help="organic tasks a second the caller submits (default 0.2)")
     up.set_defaults(handler=_up)
 
     status = commands.add_parser("status", help="the processes and what the validator has done")
@@ -117,6 +121,8 @@ def _up(args: argparse.Namespace) -> int:
         block_time=args.block_time,
         duration=args.duration,
         debug=args.debug,
+        organic=args.organic,
+        organic_rate=args.organic_rate,
     )
     return run_localnet(settings)
 

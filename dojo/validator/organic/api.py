@@ -73,8 +73,10 @@ class OrganicContext:
 
     @property
     def deadline_bounds(self) -> tuple[float, float]:
-        low = max(MIN_DEADLINE, self.task_deadline / 4)
-        return low, max(low, min(MAX_DEADLINE, self.task_deadline * 4))
+        # Around the validator's own deadline (always allowed): a quarter of it to four times it,
+        # never under MIN_DEADLINE nor past what miners take.
+        low = min(self.task_deadline, max(MIN_DEADLINE, self.task_deadline / 4))
+        return low, max(self.task_deadline, min(MAX_DEADLINE, self.task_deadline * 4))
 
     async def owner_for_key(self, api_key: str) -> Owner | None:
         cached = self._owners.get(api_key)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import uvicorn
 import uvloop
@@ -22,7 +23,7 @@ from dojo.validator.organic.api import BatchWriter, OrganicContext, create_app
 from dojo.validator.organic.callbacks import CallbackGuard
 from dojo.validator.organic.callers import HotkeyCallers
 from dojo.validator.organic.store import OrganicStore
-from dojo.validator.organic.webhooks import WebhookSender
+from dojo.validator.organic.webhooks import DELIVERY_RETRY, WebhookSender
 from template.chain import Chain
 from template.config import ValidatorConfig
 
@@ -63,7 +64,10 @@ class OrganicService:
             hotkey_rate=settings.hotkey_rate,
             hotkey_daily_quota=settings.hotkey_daily_quota,
         )
-        self._sender_options = dict(sender_options or {})
+        self._sender_options: dict[str, object] = {
+            "policy": replace(DELIVERY_RETRY, base_delay=settings.webhook_retry_base),
+            **(sender_options or {}),
+        }
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
