@@ -247,6 +247,7 @@ class LocalNet:
     organic_rate: float = 0.2
     organic_min_miner_score: float = 0.15
     organic_api_port: int = 0
+    organic_caller: bool = True  # run dojo.localnet_organic (a test may call the API itself)
 
     @property
     def chain_dir(self) -> Path:
@@ -312,7 +313,10 @@ class LocalNet:
         if self.organic:
             self.organic_api_port = self._port("organic_api")
             self.organic_dir.mkdir(exist_ok=True)
-            self.neurons.append(NeuronProcess("organic", "organic", -1, self._port("organic"), self._log("organic")))
+            if self.organic_caller:
+                self.neurons.append(
+                    NeuronProcess("organic", "organic", -1, self._port("organic"), self._log("organic"))
+                )
 
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))

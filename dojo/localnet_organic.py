@@ -53,21 +53,33 @@ def receiver(secret: str, out: Path) -> Starlette:
         try:
             event = verify_webhook(secret, request.headers, body)
         except WebhookInvalid as exc:
-            _append(out, {"webhook_id": request.headers.get("webhook-id"), "verified": False, "error": str(exc)})
+            _append(
+                out, {"webhook_id": request.headers.get("webhook-id"), "verified": False, "error": str(exc)}
+            )
             return Response(status_code=400)
         webhook_id = request.headers["webhook-id"]
         first = webhook_id not in seen
         seen.add(webhook_id)
         status = 503 if first else 200
-        _append(out, {"webhook_id": webhook_id, "task_id": event.data.task_id, "type": event.type, "verified": True,
-                      "status": status,
-                      "ranking": event.data.result.ranking if event.data.result else None})
+        _append(
+            out,
+            {
+                "webhook_id": webhook_id,
+                "task_id": event.data.task_id,
+                "type": event.type,
+                "verified": True,
+                "status": status,
+                "ranking": event.data.result.ranking if event.data.result else None,
+            },
+        )
         return Response(status_code=status)
 
     return Starlette(routes=[Route("/webhook", webhook, methods=["POST"])])
 
 
-async def _submit_loop(args: argparse.Namespace, client: OrganicClient, stop: asyncio.Event, folder: Path) -> None:
+async def _submit_loop(
+    args: argparse.Namespace, client: OrganicClient, stop: asyncio.Event, folder: Path
+) -> None:
     from dojo.synthetic import default_task_source
 
     source = default_task_source(url="", store_path=folder / "synthetic.sqlite")
@@ -82,18 +94,36 @@ async def _submit_loop(args: argparse.Namespace, client: OrganicClient, stop: as
                 # Written before the task exists anywhere: a worker may see it at once.
                 IntendedOrders.append(folder / "intended.jsonl", external_id, intended)
                 visibility = "public" if n % 2 else "private"
-                accepted = await client.submit({
-                    "prompt": task.prompt, "external_id": external_id, "visibility": visibility,
-                    "callback_url": f"http://127.0.0.1:{args.port}/webhook",
-                    "completions": [
-                        {"id": labels[r.cid], "model": r.model,
-                         "content": {"kind": "code", "files": [f.model_dump() for f in r.completion.original or
-                                                                r.completion.files]}}
-                        for r in task.responses
-                    ],
-                })
-                _append(folder / "submitted.jsonl", {"task_id": accepted.task_id, "external_id": external_id,
-                                                     "visibility": visibility, "intended": intended})
+                accepted = await client.submit(
+                    {
+                        "prompt": task.prompt,
+                        "external_id": external_id,
+                        "visibility": visibility,
+                        "callback_url": f"http://127.0.0.1:{args.port}/webhook",
+                        "completions": [
+                            {
+                                "id": labels[r.cid],
+                                "model": r.model,
+                                "content": {
+                                    "kind": "code",
+                                    "files": [
+                                        f.model_dump() for f in r.completion.original or r.completion.files
+                                    ],
+                                },
+                            }
+                            for r in task.responses
+                        ],
+                    }
+                )
+                _append(
+                    folder / "submitted.jsonl",
+                    {
+                        "task_id": accepted.task_id,
+                        "external_id": external_id,
+                        "visibility": visibility,
+                        "intended": intended,
+                    },
+                )
                 n += 1
             except (OrganicAPIError, OSError) as exc:
                 logger.warning("organic task not submitted: {}: {}", type(exc).__name__, exc)
@@ -125,8 +155,11 @@ async def _result_loop(client: OrganicClient, stop: asyncio.Event, folder: Path)
                     ranks = {c.id: c.consensus_rank for c in view.result.completions}
                     ids = sorted(intended)
                     line["ranking"] = view.result.ranking
-                    line["spearman"] = float(spearman_rho(np.array([ranks[i] for i in ids]),
-                                                          np.array([float(intended[i]) for i in ids])))
+                    line["spearman"] = float(
+                        spearman_rho(
+                            np.array([ranks[i] for i in ids]), np.array([float(intended[i]) for i in ids])
+                        )
+                    )
                 _append(folder / "results.jsonl", line)
         try:
             await asyncio.wait_for(stop.wait(), 2.0)
@@ -144,12 +177,22 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    server = uvicorn.Server(uvicorn.Config(receiver(args.secret, folder / "webhooks.jsonl"), host="127.0.0.1",
-                                           port=args.port, log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            receiver(args.secret, folder / "webhooks.jsonl"),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
     serving = asyncio.create_task(server.serve())
     async with OrganicClient(args.validator, api_key=args.key) as client:
-        work = [asyncio.create_task(_submit_loop(args, client, stop, folder)),
-                asyncio.create_task(_result_loop(client, stop, folder))]
+        work = [
+            asyncio.create_task(_submit_loop(args, client, stop, folder)),
+            asyncio.create_task(_result_loop(client, stop, folder)),
+        ]
         await stop.wait()
         await asyncio.gather(*work, return_exceptions=True)
     server.should_exit = True
@@ -158,7 +201,9 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dojo.localnet_organic", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dojo.localnet_organic", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--validator", required=True, help="the organic API's URL")
     parser.add_argument("--key", required=True, help="the API key")
     parser.add_argument("--secret", required=True, help="the key's webhook secret")

@@ -74,9 +74,10 @@ def wait_for(predicate, timeout: float, what: str, net: LocalNet, poll: float = 
     raise AssertionError(f"{what} not within {timeout:g}s (last: {last}); logs: {tails}")
 
 
-def moving_scores_replayed(db: Path, alpha: float = 0.1) -> dict[str, float]:
-    """The moving scores recomputed from the rounds' task scores, round by round: what the
-    validator's ``miner_scores`` must hold if every round was folded in exactly once."""
+def moving_scores_replayed(db: Path, alpha: float = 0.1, initial: dict[str, float] | None = None) -> dict[str, float]:
+    """The moving scores recomputed from the rounds' task scores, round by round (from
+    ``initial``, the scores a test gave before the first): what the validator's
+    ``miner_scores`` must hold if every round was folded in exactly once."""
     rows = query(
         db,
         "SELECT r.round_id, s.miner_hotkey, s.score FROM task_scores s JOIN rounds r ON r.round_id = s.round_id"
@@ -85,7 +86,7 @@ def moving_scores_replayed(db: Path, alpha: float = 0.1) -> dict[str, float]:
     per_round: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for round_id, hotkey, score in rows:
         per_round[round_id][hotkey].append(score)
-    moving: dict[str, float] = {}
+    moving: dict[str, float] = dict(initial or {})
     for round_id in sorted(per_round):
         for hotkey, scores in per_round[round_id].items():
             moving[hotkey] = (1 - alpha) * moving.get(hotkey, 0.0) + alpha * sum(scores) / len(scores)
@@ -100,7 +101,7 @@ def platform_tasks_per_miner(net: LocalNet) -> dict[str, int]:
     return dict(rows)
 
 
-def assert_lifecycle_invariants(net: LocalNet) -> None:
+def assert_lifecycle_invariants(net: LocalNet, initial_moving: dict[str, float] | None = None) -> None:
     """What every crash must leave true, checked against the validator's, the miners' and
     the platform's databases (with every process stopped)."""
     db = net.validator_db
@@ -125,7 +126,7 @@ def assert_lifecycle_invariants(net: LocalNet) -> None:
     ) == []
     # The moving scores are exactly the rounds folded in once each, in order.
     stored = dict(query(db, "SELECT miner_hotkey, moving_score FROM miner_scores"))
-    replayed = moving_scores_replayed(db)
+    replayed = moving_scores_replayed(db, initial=initial_moving)
     assert set(stored) == set(replayed)
     for hotkey, value in replayed.items():
         assert abs(stored[hotkey] - value) < 1e-9, (hotkey, stored[hotkey], value)

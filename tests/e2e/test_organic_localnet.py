@@ -21,8 +21,14 @@ def _lines(path: Path) -> list[dict]:
 
 def test_organic_tasks_come_back_ranked_as_intended_signed_and_private(tmp_path):
     net = lifecycle_net(
-        tmp_path, miners=4, worker_mix=["honest:3", "honest:3", "honest:3", "random:3"], organic=True,
-        organic_rate=0.5, task_deadline=12.0, task_interval=2.0, scoring_interval=1.0,
+        tmp_path,
+        miners=4,
+        worker_mix=["honest:3", "honest:3", "honest:3", "random:3"],
+        organic=True,
+        organic_rate=0.5,
+        task_deadline=12.0,
+        task_interval=2.0,
+        scoring_interval=1.0,
     )
     folder = net.organic_dir
     try:

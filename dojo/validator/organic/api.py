@@ -43,6 +43,7 @@ from dojo.validator.organic.callbacks import CallbackGuard, CallbackRefused
 from dojo.validator.organic.callers import HotkeyCallers
 from dojo.validator.organic.limits import DailyQuota, RateDecision, RateLimiter, day_start
 from dojo.validator.organic.store import Accepted, BadCursor, NewOrganic, OrganicStore, Owner
+from template.failpoints import failpoint
 from template.transport.server import BodyLimitMiddleware
 from template.validation import dotted, validation_detail
 
@@ -316,6 +317,8 @@ def create_app(ctx: OrganicContext, *, max_body_bytes: int = 1 << 20) -> FastAPI
             )
         if accepted.duplicate:
             ctx.quota.release(owner.key_id, now)
+        else:
+            failpoint("validator.organic.after_accept")  # on disk, not yet answered
         status = accepted.status if accepted.status in ("queued", "scored", "expired", "failed") else "sent"
         return TaskAccepted(
             task_id=accepted.task_id,

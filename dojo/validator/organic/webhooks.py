@@ -25,6 +25,7 @@ from commons.retry import RetryPolicy
 from commons.storage import utcnow
 from dojo.validator.organic.callbacks import CallbackGuard, CallbackRefused, CallbackTarget
 from dojo.validator.organic.store import DueDelivery, OrganicStore
+from template.failpoints import failpoint
 
 # 30 s, doubling, at most 6 h apart, jittered by up to 20% (so many receivers that failed at
 # once are not retried in lockstep): 14 attempts over the day, the last at its end.
@@ -86,6 +87,7 @@ class WebhookSender:
                 error, final = f"refused: {exc}", True
             else:
                 code, error = await self._post(d, target)
+                failpoint("validator.webhook.after_post")  # delivered, not yet written down
                 final = code == 410
         now = utcnow()
         delivered = code is not None and 200 <= code < 300
