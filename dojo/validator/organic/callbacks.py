@@ -94,7 +94,11 @@ class CallbackGuard:
         except ValueError:
             raise CallbackRefused("callback_url has an invalid port") from None
         try:
-            addresses = await self.resolver(host, port)
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        try:
+            addresses = [str(literal)] if literal is not None else await self.resolver(host, port)
         except OSError as exc:
             raise CallbackRefused(f"callback_url's host {host!r} does not resolve ({exc})") from None
         if not addresses:

@@ -254,22 +254,16 @@ class OrganicStore:
         when its body is the same, and with ``conflict`` when it is not."""
         out: list[Accepted] = []
         with self._sessions.begin() as db:
-            keyed = [(n.owner_id, n.external_id) for n in batch if n.external_id is not None]
+            keyed: dict[str, set[str]] = {}
+            for n in batch:
+                if n.external_id is not None:
+                    keyed.setdefault(n.owner_id, set()).add(n.external_id)
             known: dict[tuple[str, str], tuple[str, str, datetime, str]] = {}
-            if keyed:
-                for owner_id, external_id, task_id, request_hash, created_at, status in db.execute(
-                    select(
-                        OrganicTask.owner_id,
-                        OrganicTask.external_id,
-                        OrganicTask.task_id,
-                        OrganicTask.request_hash,
-                        OrganicTask.created_at,
-                        OrganicTask.status,
-                    ).where(
-                        or_(
-                            *(and_(OrganicTask.owner_id == o, OrganicTask.external_id == e) for o, e in keyed)
-                        )
-                    )
+            for owner_id, external_ids in keyed.items():  # one indexed read per caller in the batch
+                for external_id, task_id, request_hash, created_at, status in db.execute(
+                    select(OrganicTask.external_id, OrganicTask.task_id, OrganicTask.request_hash,
+                           OrganicTask.created_at, OrganicTask.status)
+                    .where(OrganicTask.owner_id == owner_id, OrganicTask.external_id.in_(external_ids))
                 ):
                     known[(owner_id, external_id)] = (task_id, request_hash, created_at, status)
             rows = []
