@@ -13,8 +13,9 @@ URL) and send them as fast as they are answered, each over one keep-alive connec
 Every 202 is a task on the validator's disk: afterwards the database must hold exactly the
 tasks accepted. The last line printed is one JSON object: accepted tasks per second, p50 and
 p99 latency (ms), errors (anything but 202, and transport errors), tasks stored, the
-validator's resident memory at the end and at its peak (MB), and the machine's 1-minute load
-average before and after. Targets on 2 cores: >= 500 tasks/s, p99 < 100 ms, 0 errors, RSS
+validator's CPU per task (ms; what the machine's load does not change) and its share of a core
+over the run, its resident memory when the API first answered, at the end and at its peak (MB),
+and the machine's 1-minute load average before and after. Targets on 2 cores: >= 500 tasks/s, p99 < 100 ms, 0 errors, RSS
 < 300 MB.
 """
 
@@ -55,6 +56,12 @@ def _body(i: int) -> bytes:
         "callback_url": "http://127.0.0.1:9/hook",
         "external_id": f"bench-{i}",
     }).encode()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (it shows what a request costs whatever the load)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -119,7 +126,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dojo-bench-organic-") as tmp:
-        net = LocalNet(Path(tmp), miners=2, organic=True, organic_caller=False, task_interval=2.0,
+        net = LocalNet(Path(tmp), miners=2, organic=True, organic_caller=False, task_interval=10.0,
                        task_deadline=30.0, scoring_interval=2.0, heartbeat_interval=1.0)
         net.prepare()
         store = TaskStore(net.validator_db)
@@ -136,7 +143,10 @@ def main() -> int:
                                               net.validator.log_path, net.validator.process), timeout=120)
             rss_start, _ = _rss_mb(net.validator.process.pid)
             load_before = os.getloadavg()[0]
+            cpu_before, wall_before = _cpu_seconds(net.validator.process.pid), time.perf_counter()
             result = asyncio.run(_run(net.organic_url, keys, args.tasks, args.warmup))
+            cpu = _cpu_seconds(net.validator.process.pid) - cpu_before
+            wall = time.perf_counter() - wall_before
             load_after = os.getloadavg()[0]
             rss, peak = _rss_mb(net.validator.process.pid)
             alive = net.validator.alive
@@ -147,6 +157,8 @@ def main() -> int:
         db.close()
     summary = {
         "tasks": args.tasks, "clients": args.clients, **result, "stored": stored,
+        "validator_cpu_ms_per_task": round(1000 * cpu / args.tasks, 3),
+        "validator_cpu_share": round(cpu / wall, 2),
         "validator_rss_start_mb": round(rss_start, 1), "validator_rss_mb": round(rss, 1), "validator_peak_rss_mb": round(peak, 1), "validator_alive": alive,
         "load_before": round(load_before, 2), "load_after": round(load_after, 2),
     }

@@ -62,3 +62,6 @@ _.estimate_fee
 period
 wait_for_inclusion
 wait_for_finalization
+
+# Fields of the organic API's wire format that its callers read (commons/organic/_models.py).
+_.next_cursor  # TaskPage: the cursor of the next page

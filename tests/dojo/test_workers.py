@@ -537,6 +537,7 @@ def test_public_api():
         "BEHAVIOURS",
         "Behaviour",
         "DictOracle",
+        "IntendedOrders",
         "Oracle",
         "SimulatedTeam",
         "SimulatedWorker",

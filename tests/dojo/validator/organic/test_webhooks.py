@@ -196,7 +196,7 @@ async def test_an_address_refused_at_delivery_is_never_called(store):
         return ["10.9.8.7"]  # the name resolves elsewhere since the task was accepted
 
     try:
-        _scored_task(store, receiver.url)
+        _scored_task(store, receiver.url.replace("127.0.0.1", "localhost"))
         sender = WebhookSender(
             store, CallbackGuard(allow_private=False, own_ports=set(), resolver=now_private), policy=FAST
         )
