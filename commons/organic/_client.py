@@ -110,6 +110,11 @@ class OrganicClient:
         """``GET /v1/usage``: this caller's limits and what is left of them."""
         return await self._call("GET", "/v1/usage", Usage)
 
+    async def webhook_secret(self) -> str:
+        """``GET /v1/webhook-secret``: a hotkey caller's webhook secret (an API key's is shown
+        once, when the key is made)."""
+        return (await self._call("GET", "/v1/webhook-secret", _Secret)).webhook_secret
+
     async def wait(
         self,
         task_ids: Iterable[str],
@@ -212,6 +217,10 @@ class OrganicClient:
                 raise OrganicResponseError(f"the answer is over the {self.max_response_bytes} bytes read")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+class _Secret(BaseModel):
+    webhook_secret: str
 
 
 def _detail(raw: bytes) -> str:

@@ -67,6 +67,8 @@ def test_a_task_is_on_disk_when_accepted_and_only_its_caller_sees_it(organic_api
 
 def test_keys_are_stored_hashed_and_refused_when_missing_wrong_or_revoked(organic_api):
     key = organic_api.key()
+    secret = httpx.get(f"{organic_api.url}/v1/webhook-secret", headers=_bearer(key.api_key))
+    assert secret.status_code == 403 and "shown once" in secret.json()["detail"]
     with Session(organic_api.store.engine) as db:
         row = db.get(OrganicKey, key.key_id)
         assert row.key_hash != key.api_key and key.api_key not in json.dumps([row.key_hash, row.key_prefix])
@@ -229,6 +231,10 @@ async def test_other_subnets_validators_call_with_their_hotkey(organic_api):
         accepted = await client.submit(text_task())
         assert (await client.task(accepted.task_id)).status == "queued"
         assert (await client.usage()).kind == "hotkey"
+        secret = await client.webhook_secret()
+    with Session(organic_api.store.engine) as db:
+        row = db.scalars(select(OrganicKey).where(OrganicKey.hotkey == staked.ss58_address)).one()
+        assert row.kind == "hotkey" and secret == row.webhook_secret and secret.startswith("whsec_")
     for name, words in (("poor", "below the minimum 1000"), ("unpermitted", "no validator permit")):
         async with OrganicClient(
             organic_api.url, keypair=organic_api.callers[name].hotkey, validator_hotkey=receiver
