@@ -13,8 +13,8 @@ URL) and send them as fast as they are answered, each over one keep-alive connec
 Every 202 is a task on the validator's disk: afterwards the database must hold exactly the
 tasks accepted. The last line printed is one JSON object: accepted tasks per second, p50 and
 p99 latency (ms), errors (anything but 202, and transport errors), tasks stored, the
-validator's CPU per task (ms; what the machine's load does not change) and its share of a core
-over the run, its resident memory when the API first answered, at the end and at its peak (MB),
+validator's CPU per task (ms; what the machine's load does not change), its share of a core
+over the run and over 5 s without callers before it (its own loops), its resident memory when the API first answered, at the end and at its peak (MB),
 and the machine's 1-minute load average before and after. Targets on 2 cores: >= 500 tasks/s, p99 < 100 ms, 0 errors, RSS
 < 300 MB.
 """
@@ -142,6 +142,10 @@ def main() -> int:
             net.wait_for_health(NeuronProcess("organic API", "validator", -1, net.organic_api_port,
                                               net.validator.log_path, net.validator.process), timeout=120)
             rss_start, _ = _rss_mb(net.validator.process.pid)
+            # What the validator's own loops cost with no caller: subtracted from nothing, shown beside.
+            idle_before = _cpu_seconds(net.validator.process.pid)
+            time.sleep(5.0)
+            idle_share = (_cpu_seconds(net.validator.process.pid) - idle_before) / 5.0
             load_before = os.getloadavg()[0]
             cpu_before, wall_before = _cpu_seconds(net.validator.process.pid), time.perf_counter()
             result = asyncio.run(_run(net.organic_url, keys, args.tasks, args.warmup))
@@ -159,6 +163,7 @@ def main() -> int:
         "tasks": args.tasks, "clients": args.clients, **result, "stored": stored,
         "validator_cpu_ms_per_task": round(1000 * cpu / args.tasks, 3),
         "validator_cpu_share": round(cpu / wall, 2),
+        "validator_idle_cpu_share": round(idle_share, 2),
         "validator_rss_start_mb": round(rss_start, 1), "validator_rss_mb": round(rss, 1), "validator_peak_rss_mb": round(peak, 1), "validator_alive": alive,
         "load_before": round(load_before, 2), "load_after": round(load_after, 2),
     }

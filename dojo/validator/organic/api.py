@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import time
 import uuid
@@ -226,8 +225,9 @@ def _task_type(task: TaskRequest) -> str:
 
 
 def _request_hash(task: TaskRequest) -> str:
-    canonical = json.dumps(task.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """The request as parsed, in the models' own field order: the same body hashes the same
+    however its keys were ordered or spaced."""
+    return hashlib.sha256(task.model_dump_json().encode()).hexdigest()
 
 
 def create_app(ctx: OrganicContext, *, max_body_bytes: int = 1 << 20) -> FastAPI:
@@ -250,7 +250,7 @@ def create_app(ctx: OrganicContext, *, max_body_bytes: int = 1 << 20) -> FastAPI
         return {"status": "ok"}
 
     @app.post("/v1/tasks", status_code=202, response_model=TaskAccepted, responses={**_ERRORS, 409: {}})
-    async def submit(task: TaskRequest, owner: Caller, response: Response) -> TaskAccepted:
+    async def submit(task: TaskRequest, owner: Caller, response: Response) -> Response:
         """Queue a task: answered once it is on the validator's disk."""
         now = utcnow()
         low, high = ctx.deadline_bounds
@@ -320,13 +320,16 @@ def create_app(ctx: OrganicContext, *, max_body_bytes: int = 1 << 20) -> FastAPI
         else:
             failpoint("validator.organic.after_accept")  # on disk, not yet answered
         status = accepted.status if accepted.status in ("queued", "scored", "expired", "failed") else "sent"
-        return TaskAccepted(
+        body = TaskAccepted(
             task_id=accepted.task_id,
-            status=status,
-            created_at=accepted.created_at,  # type: ignore[arg-type]
+            status=status,  # type: ignore[arg-type]
+            created_at=accepted.created_at,
             external_id=task.external_id,
             duplicate=accepted.duplicate,
-        )
+        ).model_dump_json()
+        # Answered as it is (the model is already checked), with the rate-limit headers.
+        return Response(body, status_code=202, media_type="application/json",
+                        headers={k: v for k, v in response.headers.items() if k.startswith("x-ratelimit")})
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskView, responses={**_ERRORS, 404: {}})
     async def task(task_id: str, owner: Caller, raw: bool = False) -> TaskView:

@@ -29,6 +29,7 @@ def test_a_task_is_on_disk_when_accepted_and_only_its_caller_sees_it(organic_api
             "/v1/tasks", json=text_task(external_id="e1", visibility="public"), headers=_bearer(mine.api_key)
         )
         assert r.status_code == 202, r.text
+        assert r.headers["X-RateLimit-Limit"] == "1000" and r.headers["X-RateLimit-Remaining"] == "999"
         accepted = r.json()
         assert accepted["status"] == "queued" and not accepted["duplicate"]
         # On disk before the answer: another connection reads it now.
