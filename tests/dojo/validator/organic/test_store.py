@@ -90,13 +90,13 @@ def test_accept_claim_score_and_page(store):
     assert organic.counts()["expired"] == 3 and organic.counts()["scored"] == 1
 
 
-def test_revision_0004_adds_the_organic_tables_to_a_database_with_tasks(tmp_path):
+def test_revision_0005_adds_the_organic_tables_to_a_database_with_tasks(tmp_path):
     from commons.storage import current_revision, make_engine, migrate
     from dojo.validator.store import MIGRATIONS, TaskStore
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = make_engine(url)
-    assert migrate(engine, MIGRATIONS, label="validator", revision="0003") == "0003"
+    assert migrate(engine, MIGRATIONS, label="validator", revision="0004") == "0004"
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -108,7 +108,7 @@ def test_revision_0004_adds_the_organic_tables_to_a_database_with_tasks(tmp_path
     engine.dispose()
     store = TaskStore(url)
     try:
-        assert current_revision(store.engine) == "0004"
+        assert current_revision(store.engine) == "0005"
         assert store.status()["tasks"]["total"] == 1 and store.status()["organic"]["total"] == 0
         organic = OrganicStore(store.engine)
         key = organic.create_key("k", 1, 1, utcnow())
