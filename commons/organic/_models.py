@@ -111,6 +111,7 @@ class CompletionResult(_Wire):
 class WorkerAnswer(_Wire):
     worker: str = Field(description="a pseudonym, stable within this task only")
     values: dict[str, float]
+    rationale: str | None = Field(None, description="the worker's one-line reason, when it gave one")
 
 
 class TaskResult(_Wire):

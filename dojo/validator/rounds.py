@@ -151,7 +151,7 @@ def organic_result(
             worker_values.append([r.values[c] for c in cids])
             worker_weights.append(w / len(rows))
             raw.append({"worker": _pseudonym(task.task_id, a.miner_hotkey, r.worker_id),
-                        "values": {c: float(r.values[c]) for c in cids}})
+                        "values": {c: float(r.values[c]) for c in cids}, "rationale": r.rationale})
     values = np.array(worker_values)
     ww = np.array(worker_weights)
     ww = ww / ww.sum() if ww.sum() > 0 else np.full(len(ww), 1.0 / len(ww))

@@ -592,13 +592,15 @@ class TaskStore:
                     .order_by(Assignment.assignment_id)
                 )
             }
-            for assignment_id, worker_id, kind, values, submitted_at in db.execute(
+            for assignment_id, worker_id, kind, values, submitted_at, rationale in db.execute(
                 select(
                     MinerResult.assignment_id,
                     MinerResult.worker_id,
                     MinerResult.criteria_type,
                     MinerResult.values,
                     MinerResult.submitted_at,
+                    # For an organic task's caller (scoring reads none): short, one line each.
+                    case((Task.source == ORGANIC_SOURCE, MinerResult.rationale), else_=None),
                 )
                 .join(Assignment, Assignment.assignment_id == MinerResult.assignment_id)
                 .join(Task, Task.task_id == Assignment.task_id)
@@ -606,7 +608,9 @@ class TaskStore:
                 .order_by(MinerResult.result_id)
             ):
                 if assignment_id in assignments:
-                    assignments[assignment_id].results.append(AcceptedResult(worker_id, kind, dict(values), submitted_at))
+                    assignments[assignment_id].results.append(
+                        AcceptedResult(worker_id, kind, dict(values), submitted_at, rationale)
+                    )
             reliability = {h: float(r) for h, r in db.execute(select(MinerReliability.miner_hotkey,
                                                                        MinerReliability.reliability))}
             return RoundInputs(round_id=round_id, tasks=list(tasks.values()), assignments=list(assignments.values()),
