@@ -2,7 +2,7 @@
 
 ``python -m dojo.workers --platform URL --subscription-key KEY --mix honest:2,random:1
 [--oracle-db PATH_OR_URL] [--invite URL ...] [--think LO,HI] [--poll S] [--seed N]
-[--duration S] [--debug]``
+[--identities FILE] [--stand-in S] [--duration S] [--debug]``
 
 Logs one line per submission; stops cleanly on SIGINT/SIGTERM or after ``--duration``.
 Exit status: 0 when stopped, 1 when a worker could not join or had to stop (a bad key, a
@@ -82,6 +82,20 @@ def _parser() -> argparse.ArgumentParser:
         "--poll", type=_positive, default=1.0, metavar="S", help="poll interval with no task (s)"
     )
     parser.add_argument("--seed", type=int, help="makes the workers' answers reproducible")
+    parser.add_argument(
+        "--identities",
+        metavar="FILE",
+        help="keep each worker's key and session in FILE (private to you): started again, the team is "
+        "the same workers and logs in again only where a session ended",
+    )
+    parser.add_argument(
+        "--stand-in",
+        dest="stand_in",
+        type=_positive,
+        metavar="S",
+        help="add a worker answering as the first who takes only tasks due within S seconds: "
+        "it fills a place a task keeps for a person once nobody came for it",
+    )
     parser.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     parser.add_argument("--debug", action="store_true", help="log debug lines too")
     return parser
@@ -128,14 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             think_time=args.think,
             poll_interval=args.poll,
             seed=args.seed,
+            identities=args.identities,
+            stand_in=args.stand_in,
         )
     except ValueError as exc:
         parser.error(str(exc))
     key = args.subscription_key
     logger.info(
-        "simulated team: {} workers ({}) on {}, subscription key {}, {} invites, oracle {}, think {}-{}s, poll {}s",
-        len(behaviours),
+        "simulated team: {} workers ({}{}) on {}, subscription key {}, {} invites, oracle {}, think {}-{}s, poll {}s",
+        len(team.workers),
         args.mix,
+        f" and a stand-in for tasks due within {args.stand_in:g}s" if args.stand_in else "",
         team.workers[0].platform_url,
         f"{key[:11]}…" if key else "none",
         len(args.invite),

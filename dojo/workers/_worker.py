@@ -4,7 +4,12 @@ A :class:`SimulatedWorker` logs in with an Ethereum key (challenge, EIP-191 sign
 bearer token) or through an invite link (the page's CSRF token, then the form; a session
 cookie), subscribes with the miner's subscription key, and loops: next task, answer by its
 behaviour, think, submit, with an HTTP client (and so cookies) of its own. The contract is
-``docs/platform-api.md``.
+``docs/platform-api.md``. Given the key and the session token of an earlier run, it is the
+same worker again and logs in only if that session has ended.
+
+A *stand-in* (``due_within``) takes only tasks whose deadline is at most that many seconds
+away, from the task list rather than the queue: it fills the place a task keeps for a
+person once the task has waited long enough for one.
 
 What a worker does with each answer from the platform:
 
@@ -20,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -81,7 +88,11 @@ def _detail(response: httpx.Response) -> str:
 
 class SimulatedWorker:
     """One simulated worker. ``invite`` (a link from ``dojo platform invite``) makes it join
-    by invite instead of by wallet; ``subscription_key`` subscribes it to a miner."""
+    by invite instead of by wallet; ``subscription_key`` subscribes it to a miner.
+
+    ``key`` (hex) and ``token``: the wallet key and session of an earlier run, so that the
+    worker is the same one again; ``on_session`` is called after each new log-in, to keep
+    the token. ``due_within`` makes it a stand-in (see the module's docstring)."""
 
     def __init__(
         self,
@@ -96,6 +107,10 @@ class SimulatedWorker:
         poll_interval: float = 1.0,
         rng: random.Random | None = None,
         timeout: float = 10.0,
+        key: str | None = None,
+        token: str | None = None,
+        on_session: Callable[[SimulatedWorker], None] | None = None,
+        due_within: float | None = None,
     ):
         if subscription_key is None and invite is None:
             raise ValueError(f"{name}: give a subscription key or an invite link, or it can see no task")
@@ -110,17 +125,29 @@ class SimulatedWorker:
         self.poll_interval = poll_interval
         self.rng = rng or random.Random()
         self.timeout = timeout
-        self.account = Account.create()
+        self.account = Account.from_key(key) if key else Account.create()
         self.stats = WorkerStats(name, str(behaviour))
-        self._token: str | None = None
+        self._token: str | None = token if invite is None else None
         # A cookie session's CSRF token, as a page of the platform carries it (bound to the session).
         self._csrf: str | None = None
+        self._on_session = on_session
+        self.due_within = due_within
         # Backoff has dice of its own, so that timing cannot change a seeded worker's answers.
         self._backoff_rng = random.Random()
 
     @property
     def name(self) -> str:
         return self.stats.name
+
+    @property
+    def key(self) -> str:
+        """The worker's wallet key (hex): with it a later run is the same worker."""
+        return "0x" + bytes(self.account.key).hex()
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token of the worker's session, once logged in by wallet."""
+        return self._token
 
     async def run(self, stop: asyncio.Event) -> None:
         """Join, then work until ``stop`` is set or the worker cannot go on."""
@@ -193,13 +220,27 @@ class SimulatedWorker:
     # -- joining ---------------------------------------------------------------------------
 
     async def _join(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
-        joined = await (self._join_by_invite(client, stop) if self.invite else self._log_in(client, stop))
+        if self.invite:
+            joined = await self._join_by_invite(client, stop)
+        else:
+            joined = await self._resume(client, stop) or await self._log_in(client, stop)
         if not joined:
             return False
         if self.subscription_key is not None and not await self._subscribe(client, stop):
             return False
         logger.info("{}: joined as worker {} ({})", self.name, self.stats.worker_id, self.behaviour)
         return True
+
+    async def _resume(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
+        """Whether the session of an earlier run still works (then no log-in is needed)."""
+        if self._token is None:
+            return False
+        me = await self._request(client, stop, "GET", "/api/v1/worker/me")
+        if me is not None and me.status_code == 200:
+            self.stats.worker_id = me.json()["workerId"]
+            logger.info("{}: the session of an earlier run still works", self.name)
+            return True
+        return False
 
     async def _log_in(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         """Sign the platform's challenge with the worker's key (EIP-191) and keep the bearer token."""
@@ -233,6 +274,8 @@ class SimulatedWorker:
             if login.status_code == 200:
                 self._token = login.json()["token"]
                 self.stats.worker_id = login.json()["workerId"]
+                if self._on_session is not None:
+                    self._on_session(self)
                 return True
             # A 401 here is a challenge that expired or was spent meanwhile: take a new one.
             self.stats.errors += 1
@@ -299,7 +342,10 @@ class SimulatedWorker:
 
     async def _work(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            reply = await self._request(client, stop, "POST", "/api/v1/worker/tasks/next")
+            if self.due_within is None:
+                reply = await self._request(client, stop, "POST", "/api/v1/worker/tasks/next")
+            else:
+                reply = await self._claim_due(client, stop, self.due_within)
             if reply is None:
                 return
             if reply.status_code == 200:
@@ -320,6 +366,31 @@ class SimulatedWorker:
                 self.stats.errors += 1
                 logger.warning("{}: next task: {} {}", self.name, reply.status_code, _detail(reply))
             await _pause(stop, self.poll_interval)
+
+    async def _claim_due(
+        self, client: httpx.AsyncClient, stop: asyncio.Event, within: float
+    ) -> httpx.Response | None:
+        """A stand-in's next task: the soonest due of the listed tasks with a free place and
+        at most ``within`` seconds left, held by id; the task's page (200), the listing's
+        refusal (401 …), a 204 when none is due yet, or None when stopped."""
+        listing = await self._request(client, stop, "GET", "/api/v1/worker/tasks")
+        if listing is None or listing.status_code != 200:
+            return listing
+        now = datetime.now(timezone.utc)
+        for task in listing.json()["tasks"]:  # soonest deadline first
+            if task["myStatus"] is not None or task["numResults"] >= task["maxResults"]:
+                continue
+            expire_at = datetime.fromisoformat(task["expireAt"].replace("Z", "+00:00"))
+            if (expire_at - now).total_seconds() > within:
+                break
+            path = f"/api/v1/worker/tasks/{quote(str(task['id']), safe='')}"
+            held = await self._request(client, stop, "POST", f"{path}/hold")
+            if held is None:
+                return None
+            if held.status_code == 200:
+                return await self._request(client, stop, "GET", path)
+            # Taken by someone else meanwhile (409), or closed (404, 410): look at the next.
+        return httpx.Response(204)
 
     async def _session_lost(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         if self.invite is not None:

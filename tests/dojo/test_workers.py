@@ -331,6 +331,53 @@ async def test_a_wrong_subscription_key_stops_the_worker_with_the_reason(platfor
     assert "subscription key" in (workers.workers[0].stats.failed or "")
 
 
+async def test_a_team_started_again_with_its_identities_is_the_same_workers_without_logging_in(
+    tmp_path, make_wallet
+):
+    from tests.dojo.live_platform import live_platform
+
+    identities = tmp_path / "team" / "identities.json"
+    # Room for the miner's log-in and the team's first (two calls each), and no more this minute.
+    with live_platform(tmp_path, login_rate_limit=6, login_rate_window_seconds=60.0) as limited:
+        miner = await new_miner(limited, make_wallet(hotkey="hot"))
+        first = team(miner, "honest:2", identities=identities)
+        task_id = await miner.create_task(ids(2), max_results=2)
+        await run_until(first, has_results(miner, task_id, 2))
+        assert oct(identities.stat().st_mode & 0o777) == "0o600"
+
+        # Started again (as after a crash): the same workers, on the sessions they had.
+        again = team(miner, "honest:2", identities=identities)
+        second = await miner.create_task(ids(2), max_results=2)
+        await run_until(again, has_results(miner, second, 2))
+        by_worker = {r.worker_id for r in await miner.results(second)}
+    assert [w.stats.worker_id for w in again.workers] == [w.stats.worker_id for w in first.workers]
+    assert again.stats().total("rate_limited") == 0
+    assert by_worker == {worker_pseudonym(w.stats.worker_id, miner.hotkey) for w in first.workers}
+
+
+async def test_a_stand_in_takes_only_tasks_due_within_its_time(miner):
+    workers = team(miner, "honest:1", stand_in=1800.0)
+    assert [w.name for w in workers.workers] == ["worker-0", "stand-in"]
+    regular, stand_in = workers.workers
+    later = await miner.create_task(ids(2), max_results=2, expire_in=3600)
+    soon = await miner.create_task(ids(2), max_results=2, expire_in=600)
+    sooner: list[str] = []
+
+    async def done() -> bool:
+        # Once the stand-in has answered a task created after the first two, it has listed
+        # the one due later at least once since, and left its free place to others.
+        if not sooner:
+            if len(await miner.results(soon)) == 2 and len(await miner.results(later)) == 1:
+                sooner.append(await miner.create_task(ids(2), max_results=2, expire_in=300))
+            return False
+        return len(await miner.results(sooner[0])) == 2
+
+    await run_until(workers, done)
+    assert stand_in.stats.submitted == 2 and regular.stats.submitted == 3
+    [result] = await miner.results(later)
+    assert result.worker_id == worker_pseudonym(regular.stats.worker_id, miner.hotkey)
+
+
 # --- the oracle on the validator's database --------------------------------------------------
 
 
