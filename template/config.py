@@ -137,6 +137,13 @@ class NeuronSettings(_Section):
     collection_grace: float = Field(
         3600.0, ge=0, description="seconds after the deadline during which collection is retried (validator)"
     )
+    collect_at_results: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="collect a miner's results before the deadline once it returns this many workers' rankings: "
+        "the places its tasks have, when every miner's are known (a local network); 0: at the deadline (validator)",
+    )
     scoring_interval: float = Field(60.0, gt=0, description="seconds between scoring rounds (validator)")
 
 

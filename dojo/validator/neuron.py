@@ -12,6 +12,10 @@ Loops, each independent (a slow or failing one never stalls the others):
 - **collection**: after the deadline (``--neuron.task_deadline``), ask every miner that
   accepted for its results (``TaskResultRequest``), retrying with backoff within
   ``--neuron.collection_grace``; check them (:mod:`dojo.validator.results`) and store them.
+  With ``--neuron.collect_at_results N``, also ask before the deadline, every collection
+  pass, and take a miner's results as soon as N workers' rankings are in: when N is the
+  places a miner's task has, no result can follow, and a task every miner has filled is
+  scored without waiting out its deadline.
 - **scoring** (every ``--neuron.scoring_interval`` s): score the collected tasks in a round
   (in a thread), fold it into the moving scores, tell each miner its own score.
 - **weights**: once per epoch (``--neuron.epoch_length`` blocks, and never faster than the
@@ -519,8 +523,7 @@ class ValidatorNeuron(BaseNeuron):
     # --- collection ---------------------------------------------------------------------
 
     async def _collection_loop(self) -> None:
-        interval = max(0.5, min(5.0, self.config.neuron.task_deadline / 10))
-        await self._every(interval, "collection", self.collect_due)
+        await self._every(self._collection_interval(), "collection", self.collect_due)
 
     async def collect_due(self) -> int:
         """Ask for the results of every assignment due; returns how many were asked.
@@ -529,11 +532,14 @@ class ValidatorNeuron(BaseNeuron):
         the miners here, so a crash before the commit only means asking again.
         """
         now = utcnow()
-        due = await asyncio.to_thread(self.store.due_collections, now)
+        early = self.config.neuron.collect_at_results > 0
+        due = await asyncio.to_thread(self.store.due_collections, now, early=early)
         outcomes: list[CollectionOutcome] = []
         calls: list[tuple[DueCollection, Target]] = []
         for d in due:
             target = self._target(d.miner_hotkey, d.miner_uid)
+            if target is None and now < d.expire_at:
+                continue  # judged at the deadline
             if target is None:
                 outcomes.append(CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT,
                                                   "the miner left the subnet or stopped serving"))
@@ -552,6 +558,8 @@ class ValidatorNeuron(BaseNeuron):
 
     def _collection_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
         """Checked results, a refusal with its reason, or the next try within the grace."""
+        if now < d.expire_at:
+            return self._early_outcome(d, outcome, now)
         if outcome.status is Status.OK and outcome.reply is not None:
             try:
                 if outcome.reply.request_id != d.request_id:
@@ -579,6 +587,27 @@ class ValidatorNeuron(BaseNeuron):
             detail = f"no answer within the collection grace; last: {detail}"
         logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, detail)
         return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, detail)
+
+    def _early_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
+        """Before the deadline: the results, if they are sound and from as many workers as
+        ``--neuron.collect_at_results``; otherwise another look after a collection pass
+        (whatever went wrong is judged at the deadline, not now)."""
+        wanted = self.config.neuron.collect_at_results
+        if outcome.status is Status.OK and outcome.reply is not None and outcome.reply.request_id == d.request_id:
+            try:
+                accepted = check_results(outcome.reply.results, completion_ids=d.completion_ids, criteria=d.criteria,
+                                         sent_at=d.sent_at, now=now)
+            except ResultsRefused:
+                accepted = []
+            if len({r.worker_id for r in accepted}) >= wanted:
+                logger.info("uid {} task {}: {} results, every place filled; collected before the deadline",
+                            d.miner_uid, d.task_id, len(accepted))
+                return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
+        next_at = min(now + timedelta(seconds=self._collection_interval()), d.expire_at)
+        return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, None, retry_at=next_at, early=True)
+
+    def _collection_interval(self) -> float:
+        return max(0.5, min(5.0, self.config.neuron.task_deadline / 10))
 
     # --- scoring ------------------------------------------------------------------------
 

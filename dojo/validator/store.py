@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, insert, inspect, select, update
+from sqlalchemy import Engine, case, delete, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commons.scoring import MovingScores
@@ -147,6 +147,8 @@ class CollectionOutcome:
     detail: str | None
     results: tuple[AcceptedResult, ...] = ()
     retry_at: datetime | None = None
+    # A look before the deadline that found the results not all in yet: not a failed try.
+    early: bool = False
 
 
 @dataclass
@@ -416,15 +418,16 @@ class TaskStore:
 
     # -- collection ------------------------------------------------------------------------
 
-    def due_collections(self, now: datetime, limit: int = 1024) -> list[DueCollection]:
-        """Accepted assignments whose deadline has passed and whose next try is due."""
+    def due_collections(self, now: datetime, limit: int = 1024, early: bool = False) -> list[DueCollection]:
+        """Accepted assignments whose deadline has passed and whose next try is due; with
+        ``early``, also those before their deadline whose next look is due."""
         with self._sessions.begin() as db:
             rows = db.execute(
                 select(Assignment, Task)
                 .join(Task, Task.task_id == Assignment.task_id)
                 .where(
                     Assignment.collect_status == CollectStatus.PENDING,
-                    Task.expire_at <= now,
+                    or_(Task.expire_at <= now, Task.status == TaskStatus.WAITING) if early else Task.expire_at <= now,
                     (Assignment.next_collect_at.is_(None)) | (Assignment.next_collect_at <= now),
                 )
                 .order_by(Task.expire_at, Assignment.assignment_id)
@@ -473,8 +476,9 @@ class TaskStore:
                 assignment = rows.get(o.assignment_id)
                 if assignment is None:
                     continue
-                assignment.collect_attempts += 1
-                assignment.collect_detail = o.detail
+                if not o.early:
+                    assignment.collect_attempts += 1
+                    assignment.collect_detail = o.detail
                 if o.retry_at is not None:
                     assignment.next_collect_at = o.retry_at
                     continue
@@ -524,8 +528,10 @@ class TaskStore:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def _settle_collection(self, db: Session, task_id: str, now: datetime) -> None:
+        """The task becomes ``collected`` once no assignment is left to collect: at its
+        deadline, or before it when every miner's results were collected early."""
         task = db.get(Task, task_id)
-        if task is None or task.status != TaskStatus.WAITING or task.expire_at > now:
+        if task is None or task.status != TaskStatus.WAITING:
             return
         left = db.scalar(
             select(func.count())

@@ -35,6 +35,7 @@ from dojo.localnet import free_port
 from dojo.validator.models import (
     Assignment,
     CollectStatus,
+    MinerResult,
     MinerScore,
     SendStatus,
     Task,
@@ -118,6 +119,8 @@ class FakeMiner:
             await asyncio.sleep(5)
         if self.behaviour == "empty":
             good = []
+        if self.behaviour == "filling" and self.result_calls == 1:
+            good = good[:2]  # the third worker is still at it
         return TaskResultReply(request_id=request.request_id, results=good)
 
     async def scoring(self, request: ScoringResult, caller: Any) -> Ack:
@@ -271,6 +274,39 @@ async def test_collection_is_retried_within_the_grace_then_given_up(network):
     # A miner that never answers in time is given up on once the grace is over.
     assert by_behaviour["silent"].collect_status == CollectStatus.NO_RESULT
     assert "grace" in by_behaviour["silent"].collect_detail
+
+
+async def test_a_task_whose_places_are_all_filled_is_collected_and_scored_before_its_deadline(network):
+    neuron, miners = await network(
+        ["good", "filling", "garbage"],
+        **{"--neuron.task_deadline": "600", "--neuron.collect_at_results": "3"},
+    )
+    task_id = await neuron.task_round()
+    await neuron.collect_due()
+    rows = {m.behaviour: _assignments(neuron)[m.hotkey] for m in miners}
+    # Three workers' sound rankings: no more can come, so they are taken now.
+    assert rows["good"].collect_status == CollectStatus.COLLECTED
+    # Two of three, or results that break a rule: looked at again, judged no earlier than due.
+    for behaviour in ("filling", "garbage"):
+        assert rows[behaviour].collect_status == CollectStatus.PENDING
+        assert rows[behaviour].collect_attempts == 0 and rows[behaviour].collect_detail is None
+        assert rows[behaviour].next_collect_at > utcnow()
+    with Session(neuron.store.engine) as db:
+        assert db.get(Task, task_id).status == TaskStatus.WAITING
+        assert len(db.scalars(select(MinerResult)).all()) == 3
+
+    # The garbage-sending miner's results come in sound on its next look (as the filling one's).
+    miners[2].behaviour = "good"
+    with Session(neuron.store.engine) as db, db.begin():
+        for a in db.scalars(select(Assignment).where(Assignment.collect_status == CollectStatus.PENDING)):
+            a.next_collect_at = utcnow() - timedelta(seconds=1)
+    await neuron.collect_due()
+    with Session(neuron.store.engine) as db:
+        task = db.get(Task, task_id)
+        assert task.status == TaskStatus.COLLECTED and task.expire_at > utcnow() + timedelta(seconds=500)
+        assert len(db.scalars(select(MinerResult)).all()) == 9
+    assert [m.result_calls for m in miners] == [1, 2, 2]  # nothing asked again once collected
+    assert await neuron.scoring_round() == 1
 
 
 async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(network):
