@@ -6,7 +6,8 @@ variable on the field: ``--db`` / ``DATABASE_URL``, ``--public-url`` / ``PUBLIC_
 ``--subtensor.network`` / ``SUBTENSOR_NETWORK``, ``--subtensor.chain_endpoint`` /
 ``SUBTENSOR_CHAIN_ENDPOINT``, ``--netuid`` / ``NETUID``, ``--host`` / ``PLATFORM_HOST``,
 ``--port`` / ``PLATFORM_PORT``, ``--forwarded-allow-ips`` / ``PLATFORM_FORWARDED_ALLOW_IPS``,
-``--docs`` / ``PLATFORM_DOCS``, ``--min-time-left`` / ``PLATFORM_MIN_TIME_LEFT``.
+``--docs`` / ``PLATFORM_DOCS``, ``--min-time-left`` / ``PLATFORM_MIN_TIME_LEFT``,
+``--login-rate-limit`` / ``PLATFORM_LOGIN_RATE_LIMIT``.
 :meth:`PlatformSettings.describe` prints them with the database password masked.
 """
 
@@ -88,7 +89,12 @@ class PlatformSettings(BaseModel):
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body, except create-tasks")
     max_task_body_bytes: int = Field(8 << 20, ge=1024, description="largest create-tasks body")
-    login_rate_limit: int = Field(30, ge=1, description="log-in requests per client address per window")
+    login_rate_limit: int = Field(
+        30,
+        ge=1,
+        description="log-in requests per client address per window (60 s)",
+        json_schema_extra={"flag": "--login-rate-limit", "env": "PLATFORM_LOGIN_RATE_LIMIT"},
+    )
     login_rate_window_seconds: float = Field(60.0, gt=0)
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: when public_url is https")
     forwarded_allow_ips: str | None = Field(
