@@ -30,10 +30,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,10 +49,37 @@ ACTIVE_SET = re.compile(r"active set: (\d+) of (\d+) serving miners: uids \[([0-
 STATE_FILE = "localnet.json"
 LOCK_FILE = "localnet.lock"
 
-# Start in this order; stop in the reverse of it (the organic caller and workers first, the
-# platform last).
-START_ORDER = ("platform", "synthetic", "miner", "validator", "workers", "organic")
-STOP_ORDER = ("organic", "workers", "validator", "miner", "synthetic", "platform")
+
+@dataclass(frozen=True)
+class ProcessKind:
+    """What the local network knows of one kind of process besides its command line
+    (:meth:`LocalNet.command`): how people read its name, and which exit codes mean that
+    it stopped cleanly when asked to. A new kind is a row of :data:`KINDS`, a branch of
+    :meth:`LocalNet.command` and, if others wait for it, a line in :meth:`LocalNet.start`."""
+
+    role: str
+    label: str  # in "stopping: workers, validator, miners, …"
+    # uvicorn (the platform, the synthetic API) re-raises the SIGTERM it handled.
+    clean_codes: tuple[int, ...] = (0,)
+
+
+# In the order they start; they stop in the reverse (the organic caller and workers first,
+# the platform last).
+KINDS = (
+    ProcessKind("platform", "platform", clean_codes=(0, -signal.SIGTERM)),
+    ProcessKind("synthetic", "synthetic API", clean_codes=(0, -signal.SIGTERM)),
+    ProcessKind("miner", "miners"),
+    ProcessKind("validator", "validator"),
+    ProcessKind("workers", "workers"),
+    ProcessKind("organic", "organic caller"),
+)
+KIND = {k.role: k for k in KINDS}
+START_ORDER = tuple(k.role for k in KINDS)
+STOP_ORDER = tuple(reversed(START_ORDER))
+# Every process of a local network has this variable, naming the network's directory: what
+# `status` and `down` find with it and have no record of (a supervisor killed between
+# starting a process and writing its pid down) is still theirs to show and stop.
+MARKER_ENV = "DOJO_LOCALNET"
 
 # Environment a process of the local network must not inherit: it takes its settings from
 # its flags, not from an operator's shell or .env (a database URL, a failpoint, a real API
@@ -95,6 +123,29 @@ def free_port(preferred: int | None = None) -> int:
 
 
 # --- which process is ours ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back until the block is done (in the main thread, where
+    they are handled): what it starts is written down before a stop can begin.
+
+    By a handler that notes the signal, not by blocking it: a process started meanwhile
+    would inherit a blocked signal and never stop on SIGTERM, while a handler is reset to
+    the default in it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = {sig: signal.signal(sig, lambda number, _frame: caught.append(number))
+            for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def process_start(pid: int) -> str | None:
@@ -188,7 +239,7 @@ class NeuronProcess:
     or a team of workers."""
 
     name: str
-    role: str  # "validator", "miner", "platform", "synthetic", "workers" or "organic"
+    role: str  # one of KINDS: "validator", "miner", "platform", "synthetic", "workers" or "organic"
     uid: int
     port: int
     log_path: Path
@@ -196,6 +247,11 @@ class NeuronProcess:
     env: dict[str, str] = field(default_factory=dict)
     hotkey: str = ""
     start_time: str | None = None
+    # What the supervisor (:class:`Supervisor`) knows: how often it started the process
+    # again, how the last run ended, and when it started this one (monotonic seconds).
+    restarts: int = 0
+    last_exit: int | None = None
+    started: float = 0.0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -215,8 +271,14 @@ class LocalNet:
 
     ``worker_mix`` gives each miner's team (``["honest:3", "honest:3", "random:3"]``, one
     entry per miner, the last repeated); the honest workers learn the true order from the
-    validator's database, never from what the miner or the platform sends.
-    ``preferred_ports`` (name to port, the last run's) are used again where free.
+    validator's database, never from what the miner or the platform sends. Each team keeps
+    its workers' keys and sessions in its data directory, so a team started again is the
+    same workers. With ``person_window`` each team has a stand-in too, who takes the place
+    a task keeps for a person (``task_max_results`` is one more than the team) once the
+    task has waited that long for one; with ``collect_at_results`` the validator collects
+    a task as soon as every miner's places are filled.
+    ``preferred_ports`` (name to port, the last run's) are used again where free;
+    ``on_start`` is called with each process just started (before anything else happens).
     """
 
     directory: Path
@@ -248,6 +310,10 @@ class LocalNet:
     organic_min_miner_score: float = 0.15
     organic_api_port: int = 0
     organic_caller: bool = True  # run dojo.localnet_organic (a test may call the API itself)
+    person_window: float | None = None
+    collect_at_results: int = 0
+    login_rate_limit: int | None = None
+    on_start: Callable[[NeuronProcess], None] | None = None
 
     @property
     def chain_dir(self) -> Path:
@@ -318,6 +384,15 @@ class LocalNet:
                     NeuronProcess("organic", "organic", -1, self._port("organic"), self._log("organic"))
                 )
 
+    @property
+    def stand_in_within(self) -> float | None:
+        """The stand-ins take a task when at most this many seconds are left before its
+        deadline: once it has waited ``person_window`` for a person. None: no stand-ins (a
+        window as long as the deadline leaves the place open until then)."""
+        if self.person_window is None or self.person_window >= self.task_deadline:
+            return None
+        return self.task_deadline - self.person_window
+
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))
 
@@ -340,6 +415,7 @@ class LocalNet:
                 "--subtensor.network", str(self.chain_dir), "--netuid", str(self.netuid), "--log-level", "warning",
                 # Tasks are handed out while a quarter of the deadline is left (a minute at most).
                 "--min-time-left", f"{min(60.0, self.task_deadline / 4):g}",
+                *(["--login-rate-limit", str(self.login_rate_limit)] if self.login_rate_limit else []),
             ]
         if neuron.role == "synthetic":
             return [
@@ -356,6 +432,8 @@ class LocalNet:
                 "--subscription-key", keys["subscription_key"], "--mix", self.team(index),
                 "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
+                "--identities", str(self.data_dir(neuron.name) / "identities.json"),
+                *(["--stand-in", f"{self.stand_in_within:g}"] if self.stand_in_within else []),
             ]
             if self.organic:
                 cmd += ["--oracle-intended", str(self.organic_dir / "intended.jsonl")]
@@ -386,6 +464,7 @@ class LocalNet:
                 "--neuron.collection_grace", str(self.collection_grace),
                 "--neuron.scoring_interval", str(self.scoring_interval),
                 "--neuron.sample_size", str(self.sample_size),
+                "--neuron.collect_at_results", str(self.collect_at_results),
                 "--wandb.off",
             ]
             if self.synthetic:
@@ -404,7 +483,7 @@ class LocalNet:
         return cmd
 
     def _environment(self, neuron: NeuronProcess) -> dict[str, str]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_ENV: str(self.directory.resolve())}
         for name in _FOREIGN_ENV:
             env.pop(name, None)
         if neuron.role == "synthetic":
@@ -438,14 +517,21 @@ class LocalNet:
                                                    self.validator.log_path, self.validator.process))
 
     def start_process(self, neuron: NeuronProcess, env: dict[str, str] | None = None) -> None:
-        """Start (or start again) one process; ``env`` adds to its environment for this run."""
+        """Start (or start again) one process; ``env`` adds to its environment for this run.
+
+        Ctrl-C and SIGTERM wait until the process is started and :attr:`on_start` has
+        written it down, so that no stop leaves a process nobody knows of."""
         neuron.env = dict(env or {})
-        with neuron.log_path.open("ab") as log:
+        command, environment = self.command(neuron), self._environment(neuron)
+        with _signals_deferred(), neuron.log_path.open("ab") as log:
             neuron.process = subprocess.Popen(
-                self.command(neuron), stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
-                env=self._environment(neuron), start_new_session=True,
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
+                env=environment, start_new_session=True,
             )
-        neuron.start_time = process_start(neuron.process.pid)
+            neuron.start_time = process_start(neuron.process.pid)
+            neuron.started = time.monotonic()
+            if self.on_start is not None:
+                self.on_start(neuron)
         logger.info("started {} (uid {}) on port {}, pid {}", neuron.name, neuron.uid, neuron.port,
                     neuron.process.pid)
 
@@ -542,17 +628,32 @@ class LocalNet:
         _write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def invite(self, miner: str) -> str:
-        """A one-time link with which a person joins ``miner``'s team on the platform
-        (``dojo platform invite``, as the miner's operator would run it)."""
-        env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
-        result = subprocess.run(
-            [sys.executable, "-m", "dojo", "platform", "invite", "--miner", self.process(miner).hotkey,
-             "--db", str(self.platform_db), "--public-url", self.platform_url],
-            capture_output=True, text=True, timeout=120, env=env, cwd=self.directory,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"dojo platform invite failed: {result.stderr.strip()}")
-        return result.stdout.strip().splitlines()[-1]
+        """A one-time link with which a person joins ``miner``'s team: asked of the running
+        platform, logged in with the miner's hotkey, as ``dojo platform invite`` does (the
+        platform checks the hotkey on its own chain, the local one)."""
+
+        async def ask() -> str:
+            from commons.dojo_api import DojoAPI
+
+            wallet = load_wallet(miner, "default", str(self.wallet_path))
+            async with DojoAPI(self.platform_url) as api:
+                await api.login(wallet.hotkey)
+                return (await api.create_invite()).url
+
+        try:
+            return asyncio.run(ask())
+        except Exception as exc:  # DojoAPIError, or a wallet that cannot be read
+            raise RuntimeError(f"the platform gave no invite for {miner}: {exc}") from exc
+
+    def own_log_ins(self) -> int:
+        """The log-in calls (a challenge and a signature each) the network itself makes on
+        its platform within a minute of starting: the miners making their keys, the
+        invite's miner, and every simulated worker with its stand-in."""
+        from dojo.workers import parse_mix
+
+        stand_in = 1 if self.stand_in_within else 0
+        workers = sum(len(parse_mix(self.team(i))) + stand_in for i in range(1, self.miners + 1))
+        return 2 * (self.miners + 1 + workers)
 
     @property
     def validator(self) -> NeuronProcess:
@@ -599,6 +700,76 @@ class LocalNet:
                     os.killpg(neuron.process.pid, signal.SIGKILL)
                 codes[neuron.name] = neuron.process.wait()
         return codes
+
+
+# --- the supervisor -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """pm2's way with a process that exits: start it again after a delay that doubles with
+    each exit that came soon after a start (``first_delay``, then twice that … up to
+    ``max_delay``); a run of ``stable_after`` seconds or more starts the count anew; after
+    ``give_up_after`` quick exits in a row the process is left stopped (a broken set-up
+    would only fill its log)."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 30.0
+    give_up_after: int = 10
+
+
+class Supervisor:
+    """Starts again each process of ``net`` that exits, by :class:`RestartPolicy`.
+
+    :meth:`tick` does the work; the caller runs it every fraction of a second, and stops
+    calling it before stopping the network. ``on_change`` is called after each exit seen
+    and each start (the new pid is written down by the network's ``on_start`` already)."""
+
+    def __init__(self, net: LocalNet, policy: RestartPolicy | None = None,
+                 on_change: Callable[[], None] | None = None):
+        self.net = net
+        self.policy = policy or RestartPolicy()
+        self.on_change = on_change or (lambda: None)
+        self._due: dict[str, float] = {}  # name -> monotonic time of its next start
+        self._quick: dict[str, int] = {}  # name -> quick exits in a row
+        self.gave_up: set[str] = set()
+
+    def restart_in(self, name: str, now: float | None = None) -> float | None:
+        """Seconds until the process named ``name`` is started again; None if not waiting."""
+        due = self._due.get(name)
+        return None if due is None else max(0.0, due - (time.monotonic() if now is None else now))
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for neuron in self.net.neurons:
+            if neuron.process is None or neuron.name in self.gave_up:
+                continue
+            if neuron.name in self._due:
+                if now >= self._due[neuron.name]:
+                    del self._due[neuron.name]
+                    neuron.restarts += 1
+                    self.net.start_process(neuron, neuron.env)
+                    logger.info("{} started again (restart {}), pid {}", neuron.name, neuron.restarts,
+                                neuron.process.pid)
+                    self.on_change()
+                continue
+            code = neuron.process.poll()
+            if code is None:
+                continue
+            neuron.last_exit = code
+            quick = 0 if now - neuron.started >= self.policy.stable_after else self._quick.get(neuron.name, 0) + 1
+            self._quick[neuron.name] = quick
+            if quick >= self.policy.give_up_after:
+                self.gave_up.add(neuron.name)
+                logger.error("{} exited with code {} {} times in a row soon after starting; not starting it "
+                             "again (see {})", neuron.name, code, quick, neuron.log_path)
+            else:
+                delay = min(self.policy.max_delay, self.policy.first_delay * 2 ** max(0, quick - 1))
+                self._due[neuron.name] = now + delay
+                logger.warning("{} (pid {}) exited with code {}; starting it again in {:g}s", neuron.name,
+                               neuron.process.pid, code, delay)
+            self.on_change()
 
 
 def _serves(neuron: Any, port: int) -> bool:
@@ -655,6 +826,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _iso_in(seconds: float) -> str:
+    moment = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 # --- up -------------------------------------------------------------------------------------
 
 # The demo's pace, with the defaults of `dojo localnet up` (block time 1 s): weights every
@@ -667,6 +843,17 @@ SCORING_INTERVAL = 5.0
 # collected when it is up again.
 COLLECTION_GRACE = 3600.0
 WORKER_THINK = (0.5, 3.0)
+# A task keeps one place for a person (the invite link's): open for DEADLINE seconds to a
+# person who takes it, and for PERSON_WINDOW to one who has not yet; then a simulated
+# stand-in takes it, every place is filled, and the validator collects the task at once.
+# So a person has minutes for a task, and the first weights still come about
+# PERSON_WINDOW + a round + an epoch after the first task.
+DEADLINE = 600.0
+PERSON_WINDOW = 60.0
+# The platform's log-in limit counts per client address, and on a local network every
+# client is 127.0.0.1: the limit is the network's own log-ins at start on top of a
+# stranger's allowance, which a person's browser keeps whole.
+PERSON_LOG_INS = 30
 
 
 @dataclass(frozen=True)
@@ -677,7 +864,8 @@ class UpSettings:
     miners: int = 3
     workers_per_miner: int = 3
     worker_mix: str = "honest:2,random:1"
-    deadline: float = 60.0
+    deadline: float = DEADLINE
+    person_window: float = PERSON_WINDOW
     task_interval: float = 10.0
     block_time: float = 1.0
     duration: float | None = None
@@ -705,13 +893,18 @@ def _exclusive(directory: Path) -> Iterator[None]:
         fh.close()
 
 
-def _running_message(directory: Path) -> str:
+def _running_message(directory: Path, state: dict[str, Any] | None = None) -> str:
+    supervisor = (state or {}).get("supervisor") or {}
+    if state is not None and not is_running(supervisor.get("pid"), supervisor.get("start_time")):
+        alive = [r["name"] for r in running_processes(state)] + [f"pid {pid}" for pid in strays(directory, state)]
+        return (f"processes of a localnet still run in {directory} without their supervisor ({', '.join(alive)}); "
+                f"stop them with `dojo localnet down --dir {directory}`")
     return f"a localnet is already running in {directory}; stop it with `dojo localnet down --dir {directory}`"
 
 
 def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet:
     ports = {p["name"]: p["port"] for p in (previous or {}).get("processes", []) if p.get("port")}
-    return LocalNet(
+    net = LocalNet(
         settings.directory,
         miners=settings.miners,
         block_time=settings.block_time,
@@ -728,16 +921,28 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         collection_grace=COLLECTION_GRACE,
         # One place more than the simulated team: room for a person with the invite link.
         task_max_results=settings.workers_per_miner + 1,
+        person_window=settings.person_window,
+        collect_at_results=settings.workers_per_miner + 1,
         worker_think=WORKER_THINK,
         preferred_ports=ports,
         organic=settings.organic,
         organic_rate=settings.organic_rate,
     )
+    net.login_rate_limit = PERSON_LOG_INS + net.own_log_ins()
+    return net
 
 
-def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any) -> dict[str, Any]:
+def state_of(
+    net: LocalNet, settings: UpSettings, started_at: str, supervisor: Supervisor | None = None, **extra: Any
+) -> dict[str, Any]:
     """What ``status`` and ``down`` need from another terminal."""
     names = [n.name for n in net.neurons]
+    now = time.monotonic()
+
+    def restart_at(name: str) -> str | None:
+        left = supervisor.restart_in(name, now) if supervisor else None
+        return None if left is None else _iso_in(left)
+
     return {
         "version": 1,
         "directory": str(net.directory),
@@ -766,6 +971,10 @@ def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any)
                 "pgid": n.process.pid if n.process else None,  # each is its own session's leader
                 "start_time": n.start_time,
                 "exit_code": n.process.poll() if n.process else None,
+                "restarts": n.restarts,
+                "last_exit_code": n.last_exit,
+                "restart_at": restart_at(n.name),
+                "gave_up": bool(supervisor and n.name in supervisor.gave_up),
                 "log": str(n.log_path),
             }
             for n in sorted(net.neurons, key=lambda n: START_ORDER.index(n.role))
@@ -775,8 +984,9 @@ def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any)
 
 
 def run_localnet(settings: UpSettings, out: TextIO | None = None) -> int:
-    """``dojo localnet up``: prepare, start everything, show it until asked to stop, stop
-    everything in order. Returns the exit status: 0 when every process ran until stopped."""
+    """``dojo localnet up``: prepare, start everything, show it and start again what exits
+    until asked to stop, stop everything in order. Returns the exit status: 0 when every
+    process ran (or was started again) until stopped and then stopped cleanly."""
     out = out or sys.stdout
     directory = settings.directory
     directory.mkdir(parents=True, exist_ok=True)
@@ -784,8 +994,8 @@ def run_localnet(settings: UpSettings, out: TextIO | None = None) -> int:
     try:
         with _exclusive(directory):
             previous = read_state(directory)
-            if running_processes(previous):
-                raise LocalNetRunning(_running_message(directory))
+            if running_processes(previous) or strays(directory, previous):
+                raise LocalNetRunning(_running_message(directory, previous))
             return _run(settings, previous, out)
     except (LocalNetRunning, RuntimeError) as exc:  # RuntimeError: an unreadable localnet.json
         print(f"dojo localnet up: {exc}", file=sys.stderr)
@@ -809,10 +1019,22 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
     resumed = previous is not None
     started_at = _now()
     extra: dict[str, Any] = {}
+    supervisor = Supervisor(net)
+
+    def state() -> dict[str, Any]:
+        return state_of(net, settings, started_at, supervisor, **extra)
 
     def record(**changes: Any) -> None:
         extra.update(changes)
-        write_state(directory, state_of(net, settings, started_at, **extra))
+        write_state(directory, state())
+
+    # Every start is written down at once, and every exit the supervisor sees.
+    net.on_start = lambda _neuron: record()
+    supervisor.on_change = record
+
+    def step() -> bool:
+        supervisor.tick()
+        return len(supervisor.gave_up) < len(net.neurons)
 
     previous_handlers = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed: str | None = None
@@ -822,20 +1044,18 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
               f"({settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
         for role in ("platform", "synthetic", "miner"):
             net.start(roles=(role,))
-            record()
         net.wait_for_axons()
         for role in ("validator", "workers", "organic"):
             net.start(roles=(role,))
-            record()
         first_miner = next(n.name for n in net.neurons if n.role == "miner")
         try:
             invite = net.invite(first_miner)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        except RuntimeError as exc:
             logger.warning("no invite link: {}", exc)
             invite = None
         record(invite_url=invite, invite_for=first_miner)
         _introduce(net, settings, invite, first_miner, out)
-        failed = show(net, settings, lambda: state_of(net, settings, started_at, **extra), out)
+        show(net, settings, state, out, step)
     except KeyboardInterrupt:
         pass
     except (RuntimeError, TimeoutError) as exc:
@@ -845,27 +1065,57 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         # Nothing interrupts the stopping itself: a second Ctrl-C would leave processes behind.
         for sig in previous_handlers:
             signal.signal(sig, signal.SIG_IGN)
-        print("stopping: organic caller, workers, validator, miners, synthetic API, platform …", file=out,
-              flush=True)
+        present = {n.role for n in net.neurons if n.process is not None}
+        labels = ", ".join(KIND[role].label for role in STOP_ORDER if role in present)
+        print(f"stopping: {labels} …", file=out, flush=True)
+        down = {n.name for n in net.neurons if n.process is not None and not n.alive}
         codes = net.stop()
         record(stopped_at=_now())
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
-    summary = ", ".join(f"{name} {code}" for name, code in codes.items())
-    print(f"stopped ({summary}); everything is kept in {directory}: "
+    roles = {n.name: n.role for n in net.neurons}
+    print(f"{stop_summary(codes, roles, down)}; everything is kept in {directory}: "
           f"`dojo localnet up --dir {directory}` resumes", file=out, flush=True)
-    clean = all(code is not None and clean_exit(net.process(name).role, code) for name, code in codes.items())
+    if supervisor.gave_up:
+        failed = f"{', '.join(sorted(supervisor.gave_up))} kept exiting; see {directory / 'logs'}"
+        print(f"dojo localnet up: {failed}", file=sys.stderr, flush=True)
+    clean = not down and all(code is not None and clean_exit(roles[name], code) for name, code in codes.items())
     return 0 if failed is None and clean else 1
 
 
 def clean_exit(role: str, code: int) -> bool:
-    """Whether a process of ``role`` that was asked to stop stopped cleanly: uvicorn (the
-    platform, the synthetic API) re-raises the SIGTERM it handled."""
-    return code == 0 or (code == -signal.SIGTERM and role in ("platform", "synthetic"))
+    """Whether a process of ``role`` that was asked to stop stopped cleanly."""
+    return code in KIND[role].clean_codes
+
+
+def stop_summary(codes: dict[str, int | None], roles: dict[str, str], down: set[str] = frozenset()) -> str:
+    """The line ``up`` ends with: every process stopped cleanly, or which did not and how.
+    ``down``: the processes that were not running when the stop began (they had exited)."""
+    trouble = []
+    for name, code in codes.items():
+        if name in down:
+            trouble.append(f"{name} had exited ({_exit(code)})")
+        elif code is None or not clean_exit(roles[name], code):
+            trouble.append(f"{name} {_exit(code)}")
+    if not trouble:
+        return f"stopped: all {len(codes)} processes stopped cleanly"
+    return f"stopped: {len(codes) - len(trouble)} of {len(codes)} processes cleanly; " + ", ".join(trouble)
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "did not stop"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: str, out: TextIO) -> None:
     d = settings.directory
+    window = net.stand_in_within and settings.person_window
     lines = [
         f"worker platform: {net.platform_url}",
         f"invite link:     {invite}  (join {miner}'s team and rank tasks beside the simulated workers)"
@@ -873,7 +1123,10 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
         f"synthetic API:   {net.synthetic_url}",
         *([f"organic API:     {net.organic_url}  (key in {d / 'keys.json'}; a caller submits "
            f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"] if net.organic else []),
-        f"first weights after the first deadline ({settings.deadline:g}s) and its round; "
+        (f"each task keeps a place for a person: {window:g}s to take it, then {settings.deadline:g}s from "
+         f"the task's start to rank it; the first weights come about {window:g}s after the first task"
+         if window else
+         f"tasks are collected after their deadline ({settings.deadline:g}s); the first weights come then"),
         f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",
     ]
     print("\n".join(lines), file=out, flush=True)
@@ -889,17 +1142,20 @@ def stop_recorded(
     SIGTERM, role by role in :data:`STOP_ORDER`, whatever recorded process still runs
     (an ``up`` that was killed leaves its processes behind), and SIGKILL what remains after
     ``timeout``. Only a process whose pid and start time are both the recorded ones is
-    signalled. Removes nothing, so ``up`` resumes. Returns the records it found running."""
+    signalled; and a process of the network that no record names (found by its
+    :data:`MARKER_ENV`) last. Removes nothing, so ``up`` resumes. Returns the records it
+    found running, the unrecorded ones as ``{"name": "pid N", …}``."""
     state = read_state(directory)
     if state is None:
         raise FileNotFoundError(f"no localnet in {directory} ({STATE_FILE} is missing)")
-    found = running_processes(state)
+    found = running_processes(state) + [_stray_record(pid) for pid in strays(directory, state)]
     supervisor = state.get("supervisor") or {}
     if is_running(supervisor.get("pid"), supervisor.get("start_time")):
         say(f"asking dojo localnet up (pid {supervisor['pid']}) to stop its processes")
         with contextlib.suppress(ProcessLookupError):
             os.kill(supervisor["pid"], signal.SIGTERM)
         _wait_gone([supervisor], 2 * timeout + 30)
+        state = read_state(directory) or state  # what it started since, and how it ended
     order = {role: i for i, role in enumerate(STOP_ORDER)}
     records = sorted(state.get("processes", []), key=lambda r: order.get(r.get("role"), len(order)))
     for role in STOP_ORDER:
@@ -912,7 +1168,49 @@ def stop_recorded(
             say(f"{r['name']} (pid {r['pid']}) did not stop within {timeout:g}s; killing it")
             _kill_group(r)
     _wait_gone(records, 10.0)
+    unrecorded = [_stray_record(pid) for pid in strays(directory, state)]
+    for r in unrecorded:
+        say(f"stopping pid {r['pid']}, a process of this localnet that no record names")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(r["pid"], signal.SIGTERM)
+    for r in _wait_gone(unrecorded, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(r["pid"], signal.SIGKILL)
     return found
+
+
+def marked_processes(directory: Path) -> list[tuple[int, int]]:
+    """(pid, process group) of every running process whose environment names the network
+    in ``directory`` (:data:`MARKER_ENV`); Linux only (elsewhere none)."""
+    if not Path("/proc/self/environ").exists():
+        return []
+    wanted = f"{MARKER_ENV}={directory.resolve()}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            text = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if fields[0] not in ("Z", "X"):
+            found.append((int(entry.name), int(fields[2])))
+    return found
+
+
+def strays(directory: Path, state: dict[str, Any] | None) -> list[int]:
+    """Processes of the network in ``directory`` that no running record of ``state`` names,
+    nor has started (same process group): a supervisor killed between starting a process
+    and writing it down leaves one."""
+    live = {r["pid"] for r in running_processes(state)}
+    return [pid for pid, group in marked_processes(directory) if pid not in live and group not in live]
+
+
+def _stray_record(pid: int) -> dict[str, Any]:
+    return {"name": f"pid {pid}", "role": None, "pid": pid, "pgid": None, "start_time": process_start(pid)}
 
 
 def _running(record: dict[str, Any]) -> bool:

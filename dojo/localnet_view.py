@@ -45,6 +45,7 @@ class StatusReader:
         self.netuid = netuid
         self.validator_db = directory / "data" / "validator" / "validator.sqlite"
         self._store: Any = None
+        self._ready = False
         self._chain: Any = None
 
     def close(self) -> None:
@@ -64,12 +65,17 @@ class StatusReader:
                 "pid": p.get("pid"),
                 "alive": is_running(p.get("pid"), p.get("start_time")),
                 "exit_code": p.get("exit_code"),
+                "restarts": p.get("restarts", 0),
+                "last_exit_code": p.get("last_exit_code"),
+                "restart_at": p.get("restart_at"),
+                "gave_up": p.get("gave_up", False),
                 "port": p.get("port"),
                 "log": p.get("log"),
             }
             for p in state.get("processes", [])
         ]
         supervisor = state.get("supervisor") or {}
+        running = is_running(supervisor.get("pid"), supervisor.get("start_time"))
         status, weights_set, next_deadline = self._validator(now)
         block, chain_weights = self._chain_weights(state["validator"]["uid"])
         by_uid = {m["uid"]: m for m in state.get("miners", [])}
@@ -93,10 +99,20 @@ class StatusReader:
             })
         tasks = status["tasks"] if status else {}
         last = status["last_weights"] if status else None
+        from dojo.localnet import strays
+
         return {
             "time": _iso(now),
             "directory": state.get("directory"),
-            "running": is_running(supervisor.get("pid"), supervisor.get("start_time")),
+            # Whether the supervisor (`dojo localnet up`) runs; "unsupervised": what runs
+            # without it (it was killed), which `down` stops, recorded or not.
+            "running": running,
+            "unsupervised": []
+            if running
+            else [p["name"] for p in processes if p["alive"]]
+            + [f"pid {pid}" for pid in strays(Path(state.get("directory") or self.directory), state)],
+            "validator_db": "starting" if status is None and self.validator_db.exists() else
+            ("ready" if status is not None else "absent"),
             "started_at": state.get("started_at"),
             "stopped_at": state.get("stopped_at"),
             "block": block,
@@ -122,17 +138,24 @@ class StatusReader:
         }
 
     def _validator(self, now: datetime) -> tuple[dict[str, Any] | None, int, str | None]:
+        """What the validator's database says; (None, 0, None) before the validator has
+        made it, or while it is still creating its tables."""
         if self._store is None:
             if not self.validator_db.is_file():
                 return None, 0, None
             from dojo.validator.store import TaskStore
 
             self._store = TaskStore.read_only(self.validator_db)
-        from sqlalchemy import func, select
+        from sqlalchemy import func, inspect, select
         from sqlalchemy.orm import Session
 
         from dojo.validator.models import Task, TaskStatus, WeightSet
 
+        if not self._ready:
+            # The validator creates the file, then its tables, then stamps the revision.
+            if "alembic_version" not in inspect(self._store.engine).get_table_names():
+                return None, 0, None
+            self._ready = True
         status = self._store.status(now)
         with Session(self._store.engine) as db:
             weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
@@ -238,12 +261,32 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
         block = (after.get("last_weights") or {}).get("block")
         shares = ", ".join(f"{m['name']} {m['weight']:.3f}" for m in after["miners"])
         lines.append(f"weights set at block {block}: {shares}")
-    was_alive = {p["name"]: p["alive"] for p in before["processes"]}
+    was = {p["name"]: p for p in before["processes"]}
     for p in after["processes"]:
-        if was_alive.get(p["name"]) and not p["alive"]:
-            code = "" if p.get("exit_code") is None else f" with code {p['exit_code']}"
-            lines.append(f"process {p['name']} (pid {p['pid']}) exited{code}; see {p['log']}")
+        old = was.get(p["name"])
+        if old is None:
+            continue
+        restarted = p.get("restarts", 0) > old.get("restarts", 0)
+        if restarted and p["alive"]:
+            # Its exit has a line of its own unless it came back between two looks.
+            how = f" {_exit_words(p.get('last_exit_code'))};" if old["alive"] else ""
+            lines.append(f"process {p['name']}{how} started again as pid {p['pid']} (restart {p['restarts']})")
+        elif old["alive"] and not p["alive"]:
+            code = p.get("exit_code") if p.get("exit_code") is not None else p.get("last_exit_code")
+            then = ("; not starting it again: it keeps exiting" if p.get("gave_up")
+                    else "; starting it again" if p.get("restart_at") else "")
+            lines.append(f"process {p['name']} (pid {p['pid']}) {_exit_words(code)}{then}; see {p['log']}")
+    if after.get("unsupervised") and not before.get("unsupervised"):
+        lines.append(f"the supervisor is gone; still running unsupervised: {', '.join(after['unsupervised'])}")
     return lines
+
+
+def _exit_words(code: int | None) -> str:
+    if code is None:
+        return "exited"
+    if code < 0:
+        return f"was killed (signal {-code})"
+    return f"exited with code {code}"
 
 
 def _plural(n: int | None, word: str) -> str:
@@ -306,7 +349,8 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         ("Dojo localnet", "bold magenta"),
         f"  {directory}",
         f"  block {snap['block']}" if snap.get("block") is not None else "",
-        f"  up {_seconds((now - started).total_seconds())}" if started and snap.get("running") else "  stopped",
+        f"  up {_seconds((now - started).total_seconds())}" if started and snap.get("running")
+        else "  unsupervised" if snap.get("unsupervised") else "  stopped",
     )
 
     # Fits 80 columns: one space between columns, a bar of at most 10.
@@ -327,15 +371,20 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
             Text(bar, style="green" if honest else "yellow"),
         )
 
+    running = bool(snap.get("running"))
+    unsupervised = snap.get("unsupervised") or []
     t = snap.get("tasks") or {}
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    facts.add_row(
-        "tasks",
-        f"{snap['tasks_sent']} sent · {t.get('pending', 0)} with the workers · "
-        f"{t.get('awaiting_collection', 0)} to collect · {t.get('scored', 0)} scored",
-    )
+    if snap.get("validator_db") == "starting":
+        facts.add_row("tasks", Text("starting: the validator is making its database", style="dim"))
+    else:
+        facts.add_row(
+            "tasks",
+            f"{snap['tasks_sent']} sent · {t.get('pending', 0)} with the workers · "
+            f"{t.get('awaiting_collection', 0)} to collect · {t.get('scored', 0)} scored",
+        )
     facts.add_row("results", f"{snap['results_collected']} collected · {snap['rounds_scored']} rounds scored")
     organic = snap.get("organic")
     if organic and organic.get("total"):
@@ -345,46 +394,76 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
             f"{organic['collected']} collected · {organic['scored']} scored · {organic['delivered']} delivered",
         )
     deadline = _parse(snap.get("next_deadline"))
-    facts.add_row("next deadline", f"in {_seconds((deadline - now).total_seconds())}" if deadline else "none pending")
+    if running or unsupervised:
+        facts.add_row("next deadline",
+                      f"in {_seconds((deadline - now).total_seconds())}" if deadline else "none pending")
     last = snap.get("last_weights")
     if last:
         at = _parse(last.get("at"))
         ago = f", {_seconds((now - at).total_seconds())} ago" if at else ""
         facts.add_row("last weights", f"block {last['block']}{ago} · {snap['weights_set']} sets so far")
+    elif running:
+        facts.add_row("last weights", Text(f"none yet; {_first_weights(snap.get('settings') or {})}", style="dim"))
     else:
-        deadline_s = (snap.get("settings") or {}).get("deadline")
-        after = f" ({deadline_s:g}s)" if isinstance(deadline_s, (int, float)) else ""
-        facts.add_row("last weights", Text(f"none yet; the first come after the first deadline{after}", style="dim"))
+        facts.add_row("last weights", Text("none", style="dim"))
 
     procs: list[Text] = []
     for p in snap["processes"]:
         code = p.get("exit_code")
+        again = f", restarted {p['restarts']}×" if p.get("restarts") else ""
         if p["alive"]:
-            procs.append(Text.assemble(("● ", "green"), p["name"]))
-        elif code is not None and clean_exit(p["role"], code):
+            procs.append(Text.assemble(("● ", "green"), p["name"], (again, "yellow")))
+        elif p.get("restart_at") and running:
+            procs.append(Text(f"↻ {p['name']} (exited {p.get('last_exit_code')}; starting again)", style="yellow"))
+        elif code is not None and clean_exit(p["role"], code) and not p.get("gave_up"):
             procs.append(Text(f"○ {p['name']}", style="dim"))
         else:
             state = "not running" if code is None else f"exited {code}"
+            if p.get("gave_up"):
+                state += "; kept exiting, not started again"
             procs.append(Text(f"✗ {p['name']} ({state})", style="red"))
     facts.add_row("processes", Columns(procs, padding=(0, 2)))
 
-    footer = Text(f"Ctrl-C stops everything · logs in {directory}/logs", style="dim")
+    if running:
+        footer = Text(f"Ctrl-C stops everything · logs in {directory}/logs", style="dim")
+    elif unsupervised:
+        footer = Text(f"the supervisor (dojo localnet up) is gone; still running, not restarted: "
+                      f"{', '.join(unsupervised)}\n`dojo localnet down --dir {directory}` stops them", style="red")
+    else:
+        stopped_at = _parse(snap.get("stopped_at"))
+        when = f" {_seconds((now - stopped_at).total_seconds())} ago" if stopped_at else ""
+        footer = Text(f"stopped{when} · logs in {directory}/logs\n`dojo localnet up --dir {directory}` resumes",
+                      style="dim")
     parts: list[Any] = [links, Text(""), miners, Text(""), facts, Text(""), footer]
     if note:
         parts.append(Text(note, style="red"))
     return Panel(Group(*parts), title=title, title_align="left", border_style="magenta", expand=False)
 
 
-def show(net: LocalNet, settings: UpSettings, state: Callable[[], dict[str, Any]], out: TextIO) -> str | None:
-    """Show the network until Ctrl-C (KeyboardInterrupt), ``settings.duration`` or every
-    process has exited; returns what went wrong (processes that exited), or None."""
+def _first_weights(settings: dict[str, Any]) -> str:
+    window, deadline = settings.get("person_window"), settings.get("deadline")
+    if isinstance(window, (int, float)) and isinstance(deadline, (int, float)) and window < deadline:
+        return f"the first come once the first task is collected (about {window:g}s after it)"
+    after = f" ({deadline:g}s)" if isinstance(deadline, (int, float)) else ""
+    return f"the first come after the first deadline{after}"
+
+
+def show(
+    net: LocalNet,
+    settings: UpSettings,
+    state: Callable[[], dict[str, Any]],
+    out: TextIO,
+    step: Callable[[], bool] = lambda: True,
+) -> None:
+    """Show the network until Ctrl-C (KeyboardInterrupt), ``settings.duration``, or until
+    ``step`` (the supervisor's round, run every quarter second) says nothing is left to run."""
     reader = StatusReader(net.directory, net.netuid)
     poller = Poller(lambda: reader.read(state())).start()
     started = time.monotonic()
 
     def finished() -> bool:
         timed_out = settings.duration is not None and time.monotonic() - started >= settings.duration
-        return timed_out or not any(n.alive for n in net.neurons)
+        return timed_out or not step()
 
     try:
         if out.isatty():
@@ -396,8 +475,6 @@ def show(net: LocalNet, settings: UpSettings, state: Callable[[], dict[str, Any]
     finally:
         poller.close()
         reader.close()
-    dead = [n.name for n in net.neurons if n.process is not None and not n.alive]
-    return f"{', '.join(dead)} exited while running; see {net.directory / 'logs'}" if dead else None
 
 
 def _live(poller: Poller, finished: Callable[[], bool], out: TextIO) -> None:

@@ -1,9 +1,10 @@
 """``dojo localnet``: a whole subnet on this machine (see :mod:`dojo.localnet`).
 
 - ``dojo localnet up [--dir .localnet] [--miners 3] [--workers-per-miner 3]
-  [--worker-mix honest:2,random:1] [--deadline 60] [--task-interval 10] [--block-time 1]
-  [--duration S] [--debug] [--organic [--organic-rate R]]`` — a local chain, a worker platform, the synthetic API, a
-  validator, the miners and a team of simulated workers per miner, until Ctrl-C; a live
+  [--worker-mix honest:2,random:1] [--deadline 600] [--person-window 60]
+  [--task-interval 10] [--block-time 1] [--duration S] [--debug] [--organic [--organic-rate R]]``
+  — a local chain, a worker platform, the synthetic API, a validator, the miners and a
+  team of simulated workers per miner, until Ctrl-C, starting again whatever exits; a live
   view on a terminal, one line per event otherwise. Run again in the same directory, it
   resumes.
 - ``dojo localnet status [--dir .localnet] [--json]`` — the processes and what the
@@ -61,8 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gives two of every three miners an honest team and the last a random one; behaviours: honest(noise), "
         "random, constant, reverse, lazy(participation,noise)",
     )
-    up.add_argument("--deadline", type=_positive, default=60.0,
-                    help="seconds workers have for a task before the validator collects it (default 60)")
+    up.add_argument("--deadline", type=_positive, default=600.0,
+                    help="seconds a task stays open to workers: the time a person has to rank it (default 600)")
+    up.add_argument("--person-window", dest="person_window", type=_positive, default=60.0,
+                    help="seconds each task keeps a place open for a person to take before a simulated stand-in "
+                    "takes it; the validator collects a task once every place is filled, so the first weights "
+                    "come about this long after the first task (default 60)")
     up.add_argument("--task-interval", dest="task_interval", type=_positive, default=10.0,
                     help="seconds between new tasks (default 10)")
     up.add_argument("--block-time", dest="block_time", type=_positive, default=1.0,
@@ -117,6 +122,7 @@ def _up(args: argparse.Namespace) -> int:
         workers_per_miner=args.workers_per_miner,
         worker_mix=args.worker_mix,
         deadline=args.deadline,
+        person_window=args.person_window,
         task_interval=args.task_interval,
         block_time=args.block_time,
         duration=args.duration,
@@ -142,8 +148,11 @@ def _status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     Console().print(render(snapshot))
-    if not snapshot["running"]:
-        print(f"not running; `dojo localnet up --dir {args.dir}` resumes")
+    if snapshot["unsupervised"]:
+        print(f"not supervised: {', '.join(snapshot['unsupervised'])} still run without `dojo localnet up`; "
+              f"`dojo localnet down --dir {args.dir}` stops them")
+    elif not snapshot["running"]:
+        print(f"stopped; `dojo localnet up --dir {args.dir}` resumes")
     return 0
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+import signal
+import sqlite3
 import subprocess
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,7 +17,18 @@ import pytest
 from rich.console import Console
 
 from commons.storage import utcnow
-from dojo.localnet import is_running, process_start, stop_recorded, team_mixes, write_state
+from dojo.localnet import (
+    LocalNet,
+    NeuronProcess,
+    RestartPolicy,
+    Supervisor,
+    is_running,
+    process_start,
+    stop_recorded,
+    stop_summary,
+    team_mixes,
+    write_state,
+)
 from dojo.localnet_view import StatusReader, events, render
 from dojo.validator.store import NewAssignment, NewCompletion, NewTask, SendOutcome, TaskStore
 from dojo.workers import WorkerSpecError
@@ -219,3 +233,133 @@ def test_down_signals_only_the_processes_it_recorded_and_kills_those_that_do_not
         for p in (ours, stubborn, stranger):
             p.kill()
             p.wait()
+
+
+def test_while_the_validator_makes_its_database_the_view_says_starting_not_an_sql_error(tmp_path):
+    # The validator has made the file and not yet committed its tables: what a reader sees.
+    db = tmp_path / "data" / "validator" / "validator.sqlite"
+    db.parent.mkdir(parents=True)
+    sqlite3.connect(db).close()
+    assert db.exists()
+    state = {
+        "directory": str(tmp_path),
+        "supervisor": {"pid": os.getpid(), "start_time": process_start(os.getpid())},
+        "processes": [],
+        "validator": {"name": "validator", "uid": 0, "hotkey": "hk-v"},
+        "miners": [{"name": "miner1", "uid": 1, "hotkey": "hk-1", "team": "3 honest"}],
+    }
+    reader = StatusReader(tmp_path)
+    try:
+        snap = reader.read(state)
+        assert snap["validator_db"] == "starting" and snap["tasks_sent"] == 0
+        text = _text(snap)
+        assert "starting: the validator is making its database" in text
+        assert "no such table" not in text
+
+        # Once the validator has migrated it, the same reader reads it.
+        TaskStore(db).close()
+        assert reader.read(state)["validator_db"] == "ready"
+    finally:
+        reader.close()
+
+
+def test_after_a_stop_the_view_says_stopped_and_how_to_resume_not_the_next_deadline():
+    stopped = _later(_snap(running=False, stopped_at="2026-01-01T12:00:07Z", unsupervised=[]))
+    stopped["processes"][1].update(exit_code=0)
+    text = _text(stopped, now=datetime(2026, 1, 1, 12, 0, 10, tzinfo=timezone.utc))
+    assert "stopped 3s ago" in text and "dojo localnet up --dir /tmp/net` resumes" in text
+    assert "next deadline" not in text and "Ctrl-C" not in text
+    assert "Dojo localnet  /tmp/net  block 120  stopped" in text
+
+
+def test_processes_left_without_their_supervisor_are_named_with_how_to_stop_them():
+    snap = _snap(running=False, unsupervised=["validator", "miner1", "pid 4242"])
+    text = _text(snap, width=120)
+    assert "the supervisor (dojo localnet up) is gone; still running, not restarted: validator, miner1, pid 4242" in text
+    assert "`dojo localnet down --dir /tmp/net` stops them" in text
+    assert "unsupervised" in text.splitlines()[0]
+    assert events(_snap(unsupervised=[]), snap)[-1] == (
+        "the supervisor is gone; still running unsupervised: validator, miner1, pid 4242"
+    )
+
+
+def test_a_process_started_again_is_one_event_line_and_shows_its_restarts():
+    before = _snap()
+    waiting = copy.deepcopy(before)
+    waiting["processes"][1].update(alive=False, exit_code=-9, last_exit_code=-9, restart_at="2026-01-01T12:00:01Z")
+    assert events(before, waiting) == [
+        "process miner1 (pid 12) was killed (signal 9); starting it again; see /tmp/net/logs/miner1.log"
+    ]
+    assert "↻ miner1 (exited -9; starting again)" in _text(waiting)
+    again = copy.deepcopy(before)
+    again["processes"][1].update(pid=13, restarts=1, last_exit_code=-9)
+    assert events(waiting, again) == ["process miner1 started again as pid 13 (restart 1)"]
+    assert events(before, again) == ["process miner1 was killed (signal 9); started again as pid 13 (restart 1)"]
+    assert "● miner1, restarted 1×" in _text(again)
+
+
+def test_the_stop_line_says_every_process_stopped_cleanly_or_which_did_not():
+    roles = {"workers1": "workers", "validator": "validator", "synthetic": "synthetic", "platform": "platform"}
+    clean = {"workers1": 0, "validator": 0, "synthetic": -15, "platform": -15}
+    assert stop_summary(clean, roles) == "stopped: all 4 processes stopped cleanly"
+    assert stop_summary({**clean, "validator": -9, "workers1": 1}, roles, down={"workers1"}) == (
+        "stopped: 2 of 4 processes cleanly; workers1 had exited (exit code 1), validator killed by SIGKILL"
+    )
+
+
+class _Sleepers(LocalNet):
+    """A local network whose processes are plain `sleep`s: real processes for the supervisor."""
+
+    def command(self, neuron: NeuronProcess) -> list[str]:
+        return ["sleep", "60"]
+
+
+def test_the_supervisor_starts_again_what_exits_backing_off_and_gives_up_on_a_crash_loop(tmp_path):
+    net = _Sleepers(tmp_path)
+    (tmp_path / "logs").mkdir()
+    started: list[int] = []
+    net.on_start = lambda n: started.append(n.process.pid)
+    net.neurons = [NeuronProcess(name, "miner", i, 0, tmp_path / "logs" / f"{name}.log")
+                   for i, name in enumerate(("miner1", "miner2"), start=1)]
+    supervisor = Supervisor(net, RestartPolicy(first_delay=1.0, max_delay=4.0, stable_after=30.0, give_up_after=4))
+    try:
+        for neuron in net.neurons:
+            net.start_process(neuron)
+        miner1, miner2 = net.neurons
+        t0 = miner1.started
+        supervisor.tick(t0 + 1)
+        assert started == [miner1.process.pid, miner2.process.pid] and supervisor.restart_in("miner1") is None
+
+        # Killed after a long run: started again after the first delay, under a new pid.
+        first = miner1.process
+        first.kill()
+        first.wait()
+        supervisor.tick(t0 + 100)
+        assert miner1.last_exit == -9 and supervisor.restart_in("miner1", t0 + 100) == 1.0
+        supervisor.tick(t0 + 100.5)
+        assert miner1.process is first
+        supervisor.tick(t0 + 101)
+        assert miner1.process is not first and miner1.alive and miner1.restarts == 1
+        assert started[-1] == miner1.process.pid and is_running(miner1.process.pid, miner1.start_time)
+
+        # Exits soon after each start: 1 s, 2 s, 4 s, 4 s apart; after the fourth, left stopped.
+        delays = []
+        for _ in range(4):
+            miner1.process.kill()
+            miner1.process.wait()
+            now = miner1.started + 1
+            supervisor.tick(now)
+            delays.append(supervisor.restart_in("miner1", now))
+            if delays[-1] is not None:
+                miner1.started = now + delays[-1]  # as if started then
+                supervisor.tick(now + delays[-1])
+        assert delays == [1.0, 2.0, 4.0, None] and "miner1" in supervisor.gave_up
+        assert miner1.restarts == 4 and not miner1.alive
+        assert miner2.alive and miner2.restarts == 0
+        # What the network started stops on SIGTERM (nothing it started has it held back).
+        assert net.stop(timeout=10)["miner2"] == -signal.SIGTERM
+    finally:
+        for neuron in net.neurons:
+            if neuron.alive:
+                neuron.process.kill()
+                neuron.process.wait()
