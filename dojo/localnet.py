@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -735,6 +735,10 @@ class Supervisor:
         self._quick: dict[str, int] = {}  # name -> quick exits in a row
         self.gave_up: set[str] = set()
 
+    def halt(self) -> None:
+        """Start nothing more (the network is being stopped)."""
+        self._due.clear()
+
     def restart_in(self, name: str, now: float | None = None) -> float | None:
         """Seconds until the process named ``name`` is started again; None if not waiting."""
         due = self._due.get(name)
@@ -1068,6 +1072,7 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         present = {n.role for n in net.neurons if n.process is not None}
         labels = ", ".join(KIND[role].label for role in STOP_ORDER if role in present)
         print(f"stopping: {labels} …", file=out, flush=True)
+        supervisor.halt()
         down = {n.name for n in net.neurons if n.process is not None and not n.alive}
         codes = net.stop()
         record(stopped_at=_now())
@@ -1088,7 +1093,7 @@ def clean_exit(role: str, code: int) -> bool:
     return code in KIND[role].clean_codes
 
 
-def stop_summary(codes: dict[str, int | None], roles: dict[str, str], down: set[str] = frozenset()) -> str:
+def stop_summary(codes: dict[str, int | None], roles: dict[str, str], down: Collection[str] = ()) -> str:
     """The line ``up`` ends with: every process stopped cleanly, or which did not and how.
     ``down``: the processes that were not running when the stop began (they had exited)."""
     trouble = []
