@@ -4,11 +4,17 @@
 neurons (the validator with stake, so it holds a permit), starts one worker platform
 (each miner's API key and subscription key made through the real log-in flow), the
 synthetic API, the validator, the miners and one team of simulated workers per miner,
-each its own process on loopback; it shows what they do (:mod:`dojo.localnet_view`) and
-stops them all, in order, on Ctrl-C, SIGTERM, ``dojo localnet down`` or after
-``--duration``. A second ``up`` in the same directory resumes: same chain, wallets, keys
-and databases. What ``status`` and ``down`` need from another terminal (pids with their
-start times, ports, URLs) is in ``DIR/localnet.json``.
+each its own process on loopback; it shows what they do (:mod:`dojo.localnet_view`),
+starts again whatever exits (:class:`Supervisor`, as pm2 would), and stops them all, in
+order, on Ctrl-C, SIGTERM, ``dojo localnet down`` or after ``--duration``. A second
+``up`` in the same directory resumes: same chain, wallets, keys and databases, and the
+same simulated workers. What ``status`` and ``down`` need from another terminal (pids
+with their start times, written as each process starts, ports, URLs) is in
+``DIR/localnet.json``; every process also carries :data:`MARKER_ENV`, so that one a
+killed supervisor never wrote down is found all the same.
+
+Each task keeps one place for a person with the printed invite link: ``--person-window``
+to take it, the deadline to rank it (see :data:`DEADLINE`).
 
 The end-to-end tests drive :class:`LocalNet` itself; by default it generates tasks in
 the validator's process and runs no platform, and ``platform=True`` / ``synthetic=True``

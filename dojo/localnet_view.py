@@ -55,7 +55,7 @@ class StatusReader:
 
     def read(self, state: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
         """The snapshot for ``state`` (the ``localnet.json`` shape) as things are now."""
-        from dojo.localnet import is_running
+        from dojo.localnet import is_running, strays
 
         now = now or datetime.now(timezone.utc)
         processes = [
@@ -99,20 +99,20 @@ class StatusReader:
             })
         tasks = status["tasks"] if status else {}
         last = status["last_weights"] if status else None
-        from dojo.localnet import strays
-
+        if running:
+            unsupervised: list[str] = []
+        else:
+            left = strays(Path(state.get("directory") or self.directory), state)
+            unsupervised = [p["name"] for p in processes if p["alive"]] + [f"pid {pid}" for pid in left]
+        database = "ready" if status is not None else "starting" if self.validator_db.exists() else "absent"
         return {
             "time": _iso(now),
             "directory": state.get("directory"),
             # Whether the supervisor (`dojo localnet up`) runs; "unsupervised": what runs
             # without it (it was killed), which `down` stops, recorded or not.
             "running": running,
-            "unsupervised": []
-            if running
-            else [p["name"] for p in processes if p["alive"]]
-            + [f"pid {pid}" for pid in strays(Path(state.get("directory") or self.directory), state)],
-            "validator_db": "starting" if status is None and self.validator_db.exists() else
-            ("ready" if status is not None else "absent"),
+            "unsupervised": unsupervised,
+            "validator_db": database,  # "absent", "starting" (tables still being made), "ready"
             "started_at": state.get("started_at"),
             "stopped_at": state.get("stopped_at"),
             "block": block,
