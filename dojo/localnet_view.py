@@ -146,14 +146,13 @@ class StatusReader:
             from dojo.validator.store import TaskStore
 
             self._store = TaskStore.read_only(self.validator_db)
-        from sqlalchemy import func, inspect, select
+        from sqlalchemy import func, select
         from sqlalchemy.orm import Session
 
         from dojo.validator.models import Task, TaskStatus, WeightSet
 
         if not self._ready:
-            # The validator creates the file, then its tables, then stamps the revision.
-            if "alembic_version" not in inspect(self._store.engine).get_table_names():
+            if not self._store.ready():
                 return None, 0, None
             self._ready = True
         status = self._store.status(now)

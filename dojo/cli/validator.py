@@ -59,6 +59,10 @@ def _status(args: argparse.Namespace) -> int:
     # Read only: a status never migrates or locks the database of a running validator.
     store = TaskStore.read_only(args.db or Path(args.data_dir).expanduser() / DB_FILE)
     try:
+        if not store.ready():
+            print(f"the validator is still making its database at {store.url}; ask again in a moment",
+                  file=sys.stderr)
+            return 1
         status = store.status()
     finally:
         store.close()

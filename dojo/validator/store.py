@@ -245,6 +245,11 @@ class TaskStore:
         store._scores_lock = threading.Lock()
         return store
 
+    def ready(self) -> bool:
+        """Whether the database has its tables: a reader can open the file the validator has
+        just made while its first migration (one transaction) is not yet committed."""
+        return "alembic_version" in inspect(self.engine).get_table_names()
+
     @classmethod
     def for_config(cls, database_url_setting: str | None, data_dir: Path) -> TaskStore:
         return cls(database_url_setting or (data_dir / DB_FILE))

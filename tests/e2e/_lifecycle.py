@@ -49,6 +49,19 @@ def validator_status(net: LocalNet) -> dict[str, Any]:
     return cli_json("validator", "status", "--data-dir", str(net.data_dir("validator")))
 
 
+def validator_ready(net: LocalNet) -> bool:
+    """Whether the validator has made its database (the file comes before its tables)."""
+    from dojo.validator.store import TaskStore
+
+    if not net.validator_db.exists():
+        return False
+    store = TaskStore.read_only(net.validator_db)
+    try:
+        return store.ready()
+    finally:
+        store.close()
+
+
 def miner_status(net: LocalNet, name: str) -> dict[str, Any]:
     return cli_json("miner", "status", "--data-dir", str(net.data_dir(name)))
 

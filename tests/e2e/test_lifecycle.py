@@ -20,6 +20,7 @@ from tests.e2e._lifecycle import (
     lifecycle_net,
     miner_status,
     query,
+    validator_ready,
     validator_status,
     wait_for,
 )
@@ -35,7 +36,7 @@ def test_tasks_go_from_generation_to_weights_and_honest_miners_outweigh_the_rand
     miner_uids = {n.name: n.uid for n in net.neurons if n.role == "miner"}
 
     def weights_after_rounds():
-        if not net.validator_db.exists():
+        if not validator_ready(net):
             return None
         status = validator_status(net)
         weights = chain.weights_of(validator_uid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 from sqlalchemy import func, select, text
@@ -289,3 +290,18 @@ def test_revision_0003_keeps_the_data_of_0002_and_adds_the_original_content(tmp_
         assert stored[1:] == [None] * (len(stored) - 1)  # unknown is SQL NULL, not JSON null
     finally:
         store.close()
+
+
+def test_status_of_a_database_the_validator_is_still_making_says_so_not_an_sql_error(tmp_path, capsys):
+    from dojo.cli import main as dojo_main
+
+    # The validator has made the file; its first migration (one transaction) is not committed.
+    db = tmp_path / "validator.sqlite"
+    sqlite3.connect(db).close()
+    assert not TaskStore.read_only(db).ready()
+    assert dojo_main(["validator", "status", "--db", str(db), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert "the validator is still making its database" in captured.err and captured.out == ""
+    TaskStore(db).close()
+    assert TaskStore.read_only(db).ready()
+    assert dojo_main(["validator", "status", "--db", str(db), "--json"]) == 0
