@@ -932,12 +932,15 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         # One place more than the simulated team: room for a person with the invite link.
         task_max_results=settings.workers_per_miner + 1,
         person_window=settings.person_window,
-        collect_at_results=settings.workers_per_miner + 1,
         worker_think=WORKER_THINK,
         preferred_ports=ports,
         organic=settings.organic,
         organic_rate=settings.organic_rate,
     )
+    # With stand-ins every place fills, and the validator takes a task as soon as it has;
+    # without (a window as long as the deadline) only a person fills a task's last place,
+    # and looking at every task before its deadline for that costs more than it gains.
+    net.collect_at_results = settings.workers_per_miner + 1 if net.stand_in_within else 0
     net.login_rate_limit = PERSON_LOG_INS + net.own_log_ins()
     return net
 

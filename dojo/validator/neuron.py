@@ -12,8 +12,8 @@ Loops, each independent (a slow or failing one never stalls the others):
 - **collection**: after the deadline (``--neuron.task_deadline``), ask every miner that
   accepted for its results (``TaskResultRequest``), retrying with backoff within
   ``--neuron.collection_grace``; check them (:mod:`dojo.validator.results`) and store them.
-  With ``--neuron.collect_at_results N``, also ask before the deadline, every collection
-  pass, and take a miner's results as soon as N workers' rankings are in: when N is the
+  With ``--neuron.collect_at_results N``, also ask before the deadline, every few seconds,
+  and take a miner's results as soon as N workers' rankings are in: when N is the
   places a miner's task has, no result can follow, and a task every miner has filled is
   scored without waiting out its deadline.
 - **scoring** (every ``--neuron.scoring_interval`` s): score the collected tasks in a round
@@ -102,6 +102,8 @@ WEIGHT_ATTEMPTS = 3
 EXPORT_FIRST_DELAY = 60.0  # seconds from start to the first dataset export, when there is none yet
 # The share of organic tasks is kept over this many of the last tasks sent.
 MIX_WINDOW = 256
+# Between looks at an assignment before its deadline (--neuron.collect_at_results).
+EARLY_LOOK_INTERVAL = 5.0
 
 _SEND_STATUS = {
     Status.OK: SendStatus.ACCEPTED,
@@ -590,8 +592,8 @@ class ValidatorNeuron(BaseNeuron):
 
     def _early_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
         """Before the deadline: the results, if they are sound and from as many workers as
-        ``--neuron.collect_at_results``; otherwise another look after a collection pass
-        (whatever went wrong is judged at the deadline, not now)."""
+        ``--neuron.collect_at_results``; otherwise another look in EARLY_LOOK_INTERVAL
+        seconds (whatever went wrong is judged at the deadline, not now)."""
         wanted = self.config.neuron.collect_at_results
         if outcome.status is Status.OK and outcome.reply is not None and outcome.reply.request_id == d.request_id:
             try:
@@ -603,7 +605,7 @@ class ValidatorNeuron(BaseNeuron):
                 logger.info("uid {} task {}: {} results, every place filled; collected before the deadline",
                             d.miner_uid, d.task_id, len(accepted))
                 return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
-        next_at = min(now + timedelta(seconds=self._collection_interval()), d.expire_at)
+        next_at = min(now + timedelta(seconds=EARLY_LOOK_INTERVAL), d.expire_at)
         return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, None, retry_at=next_at, early=True)
 
     def _collection_interval(self) -> float:
