@@ -49,9 +49,10 @@ STATE_FILE = "localnet.json"
 LOCK_FILE = "localnet.lock"
 
 # Start in this order; stop in the reverse of it (the organic caller and workers first, the
-# platform last).
-START_ORDER = ("platform", "synthetic", "miner", "validator", "workers", "organic")
-STOP_ORDER = ("organic", "workers", "validator", "miner", "synthetic", "platform")
+# platform last). A miner on Label Studio (--miner-backends) has its server ("labelstudio")
+# and a team of annotators.
+START_ORDER = ("platform", "labelstudio", "synthetic", "miner", "validator", "workers", "annotators", "organic")
+STOP_ORDER = ("organic", "annotators", "workers", "validator", "miner", "synthetic", "labelstudio", "platform")
 
 # Environment a process of the local network must not inherit: it takes its settings from
 # its flags, not from an operator's shell or .env (a database URL, a failpoint, a real API
@@ -59,6 +60,8 @@ STOP_ORDER = ("organic", "workers", "validator", "miner", "synthetic", "platform
 _FOREIGN_ENV = (
     "DATABASE_URL", "MINER_DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL",
     "SYNTHETIC_API_URL", "SYNTHETIC_API_TOKEN", "PUBLIC_URL", "DOJO_SUBSCRIPTION_KEY",
+    "WORKER_PLATFORM", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_WEBHOOK_SECRET",
+    "LABEL_STUDIO_PROJECT_PREFIX", "LABEL_STUDIO_POLL_INTERVAL",
 )
 
 
@@ -188,7 +191,7 @@ class NeuronProcess:
     or a team of workers."""
 
     name: str
-    role: str  # "validator", "miner", "platform", "synthetic", "workers" or "organic"
+    role: str  # "validator", "miner", "platform", "synthetic", "workers", "organic", "labelstudio" or "annotators"
     uid: int
     port: int
     log_path: Path
@@ -248,6 +251,9 @@ class LocalNet:
     organic_min_miner_score: float = 0.15
     organic_api_port: int = 0
     organic_caller: bool = True  # run dojo.localnet_organic (a test may call the API itself)
+    # Each miner's worker backend, in miner order ("dojo" or "label-studio"; missing: "dojo").
+    miner_backends: list[str] = field(default_factory=list)
+    label_studio_poll: float = 2.0
 
     @property
     def chain_dir(self) -> Path:
@@ -283,6 +289,27 @@ class LocalNet:
     @property
     def organic_dir(self) -> Path:
         return self.directory / "organic"
+    def backend(self, index: int) -> str:
+        """The worker backend of miner ``index`` (1-based)."""
+        return self.miner_backends[index - 1] if index <= len(self.miner_backends) else "dojo"
+
+    @property
+    def label_studio_url(self) -> str:
+        return f"http://127.0.0.1:{self.process('labelstudio').port}"
+
+    def label_studio_prefix(self, miner: str) -> str:
+        """The title prefix of ``miner``'s Label Studio projects, which its annotators work."""
+        return f"Dojo {miner}:"
+
+    def label_studio_server(self) -> Any:
+        """The Label Studio server of this network (its data, port and first user's token)."""
+        from dojo.label_studio_server import LabelStudioServer
+
+        account = self.keys().get("label-studio") or {}
+        return LabelStudioServer(
+            self.data_dir("labelstudio"), self.process("labelstudio").port,
+            password=account.get("password"), token=account.get("token"), log_path=self._log("labelstudio"),
+        )  # fmt: skip
 
     def prepare(self) -> None:
         """Create the chain, the wallets and the registrations (idempotent: a second call,
@@ -307,8 +334,16 @@ class LocalNet:
             self.neurons.append(
                 NeuronProcess("synthetic", "synthetic", -1, self._port("synthetic"), self._log("synthetic"))
             )
-        if self.platform:
-            for i in range(1, self.miners + 1):
+        on_label_studio = [i for i in range(1, self.miners + 1) if self.backend(i) == "label-studio"]
+        if on_label_studio:
+            self.neurons.append(
+                NeuronProcess("labelstudio", "labelstudio", -1, self._port("labelstudio"), self._log("labelstudio"))
+            )
+            self._label_studio_account()
+        for i in range(1, self.miners + 1):
+            if i in on_label_studio:
+                self.neurons.append(NeuronProcess(f"annotators{i}", "annotators", -1, 0, self._log(f"annotators{i}")))
+            elif self.platform:
                 self.neurons.append(NeuronProcess(f"workers{i}", "workers", -1, 0, self._log(f"workers{i}")))
         if self.organic:
             self.organic_api_port = self._port("organic_api")
@@ -317,6 +352,16 @@ class LocalNet:
                 self.neurons.append(
                     NeuronProcess("organic", "organic", -1, self._port("organic"), self._log("organic"))
                 )
+
+    def _label_studio_account(self) -> None:
+        """The Label Studio owner's password and API token, made once and kept for later runs
+        (Label Studio keeps its first user in its own database)."""
+        import secrets
+
+        keys = self.keys()
+        if "label-studio" not in keys:
+            keys["label-studio"] = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(12)}
+            _write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))
@@ -332,6 +377,16 @@ class LocalNet:
         return self.worker_mix[min(index - 1, len(self.worker_mix) - 1)]
 
     def command(self, neuron: NeuronProcess) -> list[str]:
+        if neuron.role == "labelstudio":
+            return list(self.label_studio_server().command())
+        if neuron.role == "annotators":
+            index = int(neuron.name.removeprefix("annotators"))
+            return [
+                sys.executable, "-m", "dojo.workers", "--label-studio", self.label_studio_url,
+                "--project-prefix", self.label_studio_prefix(f"miner{index}"), "--mix", self.team(index),
+                "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
+                "--poll", "0.5", "--seed", str(index),
+            ]
         if neuron.role == "platform":
             return [
                 sys.executable, "-m", "dojo", "platform", "serve",
@@ -404,6 +459,14 @@ class LocalNet:
         return cmd
 
     def _environment(self, neuron: NeuronProcess) -> dict[str, str]:
+        if neuron.role == "labelstudio":
+            # A clean environment: Label Studio reads bare names (HOST, PORT, USERNAME) and
+            # phones home unless told not to (dojo.label_studio_server).
+            from dojo.label_studio_server import server_environment
+
+            ls = self.label_studio_server()
+            ls.data_dir.mkdir(parents=True, exist_ok=True)
+            return server_environment(ls.data_dir, ls.venv, ls.username, ls.password, ls.token)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name in _FOREIGN_ENV:
             env.pop(name, None)
@@ -416,8 +479,18 @@ class LocalNet:
             keys = self.keys()[neuron.name]
             env.update(DOJO_API_BASE_URL=self.platform_url, DOJO_API_KEY=keys["api_key"],
                        TASK_MAX_RESULTS=str(self.task_max_results))
+        if neuron.role == "miner" and self.backend(self._miner_index(neuron)) == "label-studio":
+            env.update(
+                WORKER_PLATFORM="label-studio", LABEL_STUDIO_URL=self.label_studio_url,
+                LABEL_STUDIO_API_KEY=self.keys()["label-studio"]["token"],
+                LABEL_STUDIO_PROJECT_PREFIX=self.label_studio_prefix(neuron.name),
+                LABEL_STUDIO_POLL_INTERVAL=str(self.label_studio_poll), TASK_MAX_RESULTS=str(self.task_max_results),
+            )  # fmt: skip
         env.update(neuron.env)
         return env
+
+    def _miner_index(self, neuron: NeuronProcess) -> int:
+        return [n.name for n in self.neurons if n.role == "miner"].index(neuron.name) + 1
 
     def start(self, roles: tuple[str, ...] = START_ORDER) -> None:
         """Start the processes of ``roles``, in :data:`START_ORDER`; the platform and the
@@ -436,10 +509,20 @@ class LocalNet:
                 self.provision_organic_key()
                 self.wait_for_health(NeuronProcess("organic API", "validator", -1, self.organic_api_port,
                                                    self.validator.log_path, self.validator.process))
+            if role == "labelstudio" and any(n.role == "labelstudio" for n in self.neurons):
+                # Tens of seconds; minutes on its first start, which migrates its database.
+                self.wait_for_health(self.process("labelstudio"), timeout=600.0)
 
     def start_process(self, neuron: NeuronProcess, env: dict[str, str] | None = None) -> None:
         """Start (or start again) one process; ``env`` adds to its environment for this run."""
         neuron.env = dict(env or {})
+        if neuron.role == "labelstudio":
+            from dojo.label_studio_server import DEFAULT_VENV, INSTALL_SCRIPT, installed
+
+            if not installed(DEFAULT_VENV):
+                raise RuntimeError(f"Label Studio is not installed in {DEFAULT_VENV}: run {INSTALL_SCRIPT} once")
+            if not _bindable(neuron.port):  # it would silently move to another port
+                raise RuntimeError(f"port {neuron.port} for Label Studio is taken")
         with neuron.log_path.open("ab") as log:
             neuron.process = subprocess.Popen(
                 self.command(neuron), stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
@@ -684,6 +767,24 @@ class UpSettings:
     debug: bool = False
     organic: bool = False
     organic_rate: float = 0.2
+    # Each miner's worker backend, comma-separated in miner order ("dojo,dojo,label-studio");
+    # empty: every miner on the Dojo platform.
+    miner_backends: str = ""
+
+
+def parse_backends(spec: str, miners: int) -> list[str]:
+    """``dojo,dojo,label-studio`` as one backend per miner; ValueError says what is wrong."""
+    from dojo.miner.backends import BACKENDS
+
+    if not spec.strip():
+        return ["dojo"] * miners
+    backends = [b.strip() for b in spec.split(",")]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend {unknown[0]!r}; use {' or '.join(BACKENDS)}")
+    if len(backends) != miners:
+        raise ValueError(f"{len(backends)} backends for {miners} miners; give one per miner")
+    return backends
 
 
 class LocalNetRunning(RuntimeError):
@@ -732,6 +833,7 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         preferred_ports=ports,
         organic=settings.organic,
         organic_rate=settings.organic_rate,
+        miner_backends=parse_backends(settings.miner_backends, settings.miners),
     )
 
 
@@ -749,11 +851,13 @@ def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any)
         "platform_url": net.platform_url if "platform" in names else None,
         "synthetic_url": net.synthetic_url if "synthetic" in names else None,
         "organic_url": net.organic_url if net.organic else None,
+        "label_studio_url": net.label_studio_url if "labelstudio" in names else None,
         "invite_url": None,
         "invite_for": None,
         "validator": {"name": net.validator.name, "uid": net.validator.uid, "hotkey": net.validator.hotkey},
         "miners": [
-            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i))}
+            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i)),
+             "backend": net.backend(i)}
             for i, n in enumerate((n for n in net.neurons if n.role == "miner"), start=1)
         ],
         "processes": [
@@ -820,11 +924,11 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         record()
         print(f"{'resuming' if resumed else 'starting'} the localnet in {directory} "
               f"({settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
-        for role in ("platform", "synthetic", "miner"):
+        for role in ("platform", "labelstudio", "synthetic", "miner"):
             net.start(roles=(role,))
             record()
         net.wait_for_axons()
-        for role in ("validator", "workers", "organic"):
+        for role in ("validator", "workers", "annotators", "organic"):
             net.start(roles=(role,))
             record()
         first_miner = next(n.name for n in net.neurons if n.role == "miner")
@@ -845,8 +949,8 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         # Nothing interrupts the stopping itself: a second Ctrl-C would leave processes behind.
         for sig in previous_handlers:
             signal.signal(sig, signal.SIG_IGN)
-        print("stopping: organic caller, workers, validator, miners, synthetic API, platform …", file=out,
-              flush=True)
+        print("stopping: organic caller, workers, validator, miners, synthetic API, Label Studio, platform …",
+              file=out, flush=True)
         codes = net.stop()
         record(stopped_at=_now())
         for sig, handler in previous_handlers.items():
@@ -873,6 +977,8 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
         f"synthetic API:   {net.synthetic_url}",
         *([f"organic API:     {net.organic_url}  (key in {d / 'keys.json'}; a caller submits "
            f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"] if net.organic else []),
+        *([f"Label Studio:    {net.label_studio_url}  (log in as {net.label_studio_server().username}; "
+           f"password in {net.keys_path})"] if any(n.role == "labelstudio" for n in net.neurons) else []),
         f"first weights after the first deadline ({settings.deadline:g}s) and its round; "
         f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",
     ]

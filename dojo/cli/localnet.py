@@ -61,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gives two of every three miners an honest team and the last a random one; behaviours: honest(noise), "
         "random, constant, reverse, lazy(participation,noise)",
     )
+    up.add_argument(
+        "--miner-backends", dest="miner_backends", default="", metavar="LIST",
+        help="each miner's worker backend in miner order, e.g. dojo,dojo,label-studio (default: all dojo); "
+        "a label-studio miner gets a Label Studio server and annotators (scripts/label_studio.sh installs it)",
+    )
     up.add_argument("--deadline", type=_positive, default=60.0,
                     help="seconds workers have for a task before the validator collects it (default 60)")
     up.add_argument("--task-interval", dest="task_interval", type=_positive, default=10.0,
@@ -95,7 +100,7 @@ def _add_dir(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from dojo.localnet import UpSettings, run_localnet, team_mixes
+    from dojo.localnet import UpSettings, parse_backends, run_localnet, team_mixes
     from dojo.workers import WorkerSpecError
     from template.log import FORMAT, setup_logging
 
@@ -104,6 +109,11 @@ def _up(args: argparse.Namespace) -> int:
         team_mixes(args.worker_mix, args.miners, args.workers_per_miner)
     except (WorkerSpecError, ValueError) as exc:
         print(f"dojo localnet up: --worker-mix: {exc}", file=sys.stderr)
+        return 2
+    try:
+        parse_backends(args.miner_backends, args.miners)
+    except ValueError as exc:
+        print(f"dojo localnet up: --miner-backends: {exc}", file=sys.stderr)
         return 2
     setup_logging(debug=args.debug, neuron="localnet")
     if sys.stdout.isatty():
@@ -123,6 +133,7 @@ def _up(args: argparse.Namespace) -> int:
         debug=args.debug,
         organic=args.organic,
         organic_rate=args.organic_rate,
+        miner_backends=args.miner_backends,
     )
     return run_localnet(settings)
 
