@@ -44,6 +44,18 @@ OFFLINE_ENV = {
     "CONVERTER_DOWNLOAD_RESOURCES": "false",
     "FEATURE_FLAGS_OFFLINE": "true",
 }
+# Label Studio refuses to call private and loopback addresses (its SSRF guard); the miner's
+# webhook listener is on loopback beside it, so loopback alone is let through.
+SSRF_ENV = {
+    "USE_DEFAULT_BANNED_SUBNETS": "false",
+    "USER_ADDITIONAL_BANNED_SUBNETS": ",".join(
+        (
+            "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+            "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+            "fc00::/7", "fe80::/10",
+        )
+    ),
+}  # fmt: skip
 
 
 class LabelStudioMissing(RuntimeError):
@@ -61,7 +73,10 @@ def installed(venv: Path = DEFAULT_VENV) -> bool:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on ``port`` (connections of an earlier run in TIME_WAIT do not
+    count: the server binds with SO_REUSEADDR, as this check does)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -82,6 +97,7 @@ def server_environment(
         "LABEL_STUDIO_PASSWORD": password,
         "LABEL_STUDIO_USER_TOKEN": token,
         **OFFLINE_ENV,
+        **SSRF_ENV,
     }
 
 
@@ -127,9 +143,12 @@ class LabelStudioServer:
             raise LabelStudioMissing(
                 f"Label Studio {VERSION} is not installed in {self.venv}; run {INSTALL_SCRIPT} (a few minutes)"
             )
-        if not port_free(self.port):
-            # Label Studio would silently take the next port; refuse instead.
-            raise RuntimeError(f"port {self.port} is taken; give Label Studio a free one")
+        deadline = time.monotonic() + 10.0  # a stopped server's socket may linger a moment
+        while not port_free(self.port):
+            if time.monotonic() > deadline:
+                # Label Studio would silently take the next port; refuse instead.
+                raise RuntimeError(f"port {self.port} is taken; give Label Studio a free one")
+            time.sleep(0.2)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = server_environment(self.data_dir, self.venv, self.username, self.password, self.token)
         with self.log_path.open("ab") as log:

@@ -248,8 +248,10 @@ class MinerNeuron(BaseNeuron):
         interval or sooner when it hints that answers came."""
         try:
             await self.backend.start()
-        except BackendError as exc:
-            logger.error("worker backend {}: {}", self.backend.name, exc)
+        except Exception as exc:  # a hint listener that cannot start must not stop the polling
+            logger.opt(exception=exc).error(
+                "worker backend {} did not start its listener: {}", self.backend.name, exc
+            )
         interval = self.backend.poll_interval
         if interval is None:
             return

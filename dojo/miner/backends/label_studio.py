@@ -212,6 +212,7 @@ class LabelStudioBackend(WorkerBackend):
         self._project_lock = asyncio.Lock()
         self._webhook_server: Any = None
         self._webhook_task: asyncio.Task[None] | None = None
+        self._hooked: set[int] = set()
 
     @property
     def where(self) -> str:
@@ -366,6 +367,7 @@ class LabelStudioBackend(WorkerBackend):
         if kind is None:
             raise TaskRefused(self.refusal(request) or "mixed content")
         project = await self.project(kind, max_results)
+        await self._ensure_webhook(project)
         existing = await self.find_task(project, key)
         if existing is not None:
             logger.info("request {}: already in Label Studio as task {}", key.request_id, existing)
@@ -420,7 +422,8 @@ class LabelStudioBackend(WorkerBackend):
     # --- the webhook ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen for Label Studio's webhook and register it there, when a webhook port is set."""
+        """Listen for Label Studio's webhook, when a webhook port is set; each project gets the
+        webhook registered as the miner first uses it (Label Studio's webhooks are per project)."""
         if self.webhook_port is None or self.client is None:
             return
         import uvicorn
@@ -445,42 +448,45 @@ class LabelStudioBackend(WorkerBackend):
         )
         self._webhook_server = uvicorn.Server(config)
         self._webhook_task = asyncio.create_task(self._webhook_server.serve())
+        logger.info("listening for Label Studio's webhook on {}", self.webhook_url)
+
+    async def _ensure_webhook(self, project: int) -> None:
+        """Have Label Studio call the listener on each new annotation in ``project`` (a hint:
+        answers are polled all the same, so a failure here is only logged)."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        if self.webhook_url is None or project in self._hooked:
+            return
+        headers = {WEBHOOK_HEADER: self.webhook_secret}
+        settings = {
+            "url": self.webhook_url,
+            "headers": headers,
+            "actions": ["ANNOTATION_CREATED"],
+            "is_active": True,
+            "send_payload": False,
+            "send_for_all_actions": False,
+        }
         try:
-            hooks = await self._call(self.client.webhooks.list(), "listing webhooks")
-            mine = [h for h in hooks if h.url == self.webhook_url]
-            headers = {WEBHOOK_HEADER: self.webhook_secret}
+            hooks = await self._call(self.client.webhooks.list(project=str(project)), "listing webhooks")
+            mine = [h for h in hooks if h.url == self.webhook_url and h.project == project]
             if mine:
                 await self._call(
-                    self.client.webhooks.update(
-                        id=mine[0].id,
-                        url=self.webhook_url,
-                        headers=headers,
-                        actions=["ANNOTATION_CREATED"],
-                        is_active=True,
-                        send_payload=False,
-                        send_for_all_actions=False,
-                    ),
-                    "updating the webhook",
+                    self.client.webhooks.update(id=mine[0].id, **settings), "updating the webhook"
                 )
             else:
                 await self._call(
-                    self.client.webhooks.create(
-                        url=self.webhook_url,
-                        headers=headers,
-                        actions=["ANNOTATION_CREATED"],
-                        is_active=True,
-                        send_payload=False,
-                        send_for_all_actions=False,
-                    ),
-                    "creating the webhook",
+                    self.client.webhooks.create(project=project, **settings), "creating the webhook"
                 )
-            logger.info(
-                "Label Studio calls {} on each new annotation (a hint; answers are polled)", self.webhook_url
-            )
-        except BackendError as exc:
+        except (BackendError, ApiError) as exc:
             logger.warning(
-                "no Label Studio webhook ({}); answers are read every {:g} s", exc, self.poll_interval
+                "no Label Studio webhook for project {} ({}); its answers are read every {:g} s",
+                project,
+                exc,
+                self.poll_interval,
             )
+            return
+        self._hooked.add(project)
+        logger.info("Label Studio calls {} on each new annotation in project {}", self.webhook_url, project)
 
     async def aclose(self) -> None:
         if self._webhook_server is not None and self._webhook_task is not None:
