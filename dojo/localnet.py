@@ -964,8 +964,8 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
 
 def clean_exit(role: str, code: int) -> bool:
     """Whether a process of ``role`` that was asked to stop stopped cleanly: uvicorn (the
-    platform, the synthetic API) re-raises the SIGTERM it handled."""
-    return code == 0 or (code == -signal.SIGTERM and role in ("platform", "synthetic"))
+    platform, the synthetic API) and Label Studio re-raise the SIGTERM they handled."""
+    return code == 0 or (code == -signal.SIGTERM and role in ("platform", "synthetic", "labelstudio"))
 
 
 def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: str, out: TextIO) -> None:

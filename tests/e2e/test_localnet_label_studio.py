@@ -19,6 +19,7 @@ from tests.e2e.test_localnet_up import FAST, _dojo, _logs, _status, _wait
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(1500)  # Label Studio's first start migrates its database: minutes on a busy machine
 def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_random_team_little(tmp_path):
     if not installed(DEFAULT_VENV):
         pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run scripts/label_studio.sh")

@@ -213,6 +213,7 @@ class LabelStudioBackend(WorkerBackend):
         self._webhook_server: Any = None
         self._webhook_task: asyncio.Task[None] | None = None
         self._hooked: set[int] = set()
+        self._gone: set[str] = set()
 
     @property
     def where(self) -> str:
@@ -394,12 +395,14 @@ class LabelStudioBackend(WorkerBackend):
             # The task with all its annotations: the annotations listing leaves out cancelled ones.
             found = await self._call(self.client.tasks.get(id=task.task_id), "reading a task")
         except ApiError:
-            logger.error(
-                "Label Studio task {} (request {}) is gone: it or its project was deleted; its answers are "
-                "lost and the validator gets none",
-                task.task_id,
-                task.key.request_id,
-            )
+            if task.task_id not in self._gone:  # said once, not at every poll
+                self._gone.add(task.task_id)
+                logger.error(
+                    "Label Studio task {} (request {}) is gone: it or its project was deleted; its answers "
+                    "are lost and the validator gets none",
+                    task.task_id,
+                    task.key.request_id,
+                )
             return []
         annotations = [_fields(a) for a in (getattr(found, "annotations", None) or [])]
         out: list[Answer] = []
