@@ -254,6 +254,9 @@ class LocalNet:
     # Each miner's worker backend, in miner order ("dojo" or "label-studio"; missing: "dojo").
     miner_backends: list[str] = field(default_factory=list)
     label_studio_poll: float = 2.0
+    # A Label Studio server that runs already (its URL and API token), used instead of
+    # starting one: the team's own, or the test suite's.
+    label_studio_external: tuple[str, str] | None = None
 
     @property
     def chain_dir(self) -> Path:
@@ -295,6 +298,8 @@ class LocalNet:
 
     @property
     def label_studio_url(self) -> str:
+        if self.label_studio_external is not None:
+            return self.label_studio_external[0].rstrip("/")
         return f"http://127.0.0.1:{self.process('labelstudio').port}"
 
     def label_studio_prefix(self, miner: str) -> str:
@@ -335,10 +340,11 @@ class LocalNet:
                 NeuronProcess("synthetic", "synthetic", -1, self._port("synthetic"), self._log("synthetic"))
             )
         on_label_studio = [i for i in range(1, self.miners + 1) if self.backend(i) == "label-studio"]
-        if on_label_studio:
+        if on_label_studio and self.label_studio_external is None:
             self.neurons.append(
                 NeuronProcess("labelstudio", "labelstudio", -1, self._port("labelstudio"), self._log("labelstudio"))
             )
+        if on_label_studio:
             self._label_studio_account()
         for i in range(1, self.miners + 1):
             if i in on_label_studio:
@@ -359,9 +365,15 @@ class LocalNet:
         import secrets
 
         keys = self.keys()
-        if "label-studio" not in keys:
-            keys["label-studio"] = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(12)}
-            _write_private(self.keys_path, json.dumps(keys, indent=1))
+        account = keys.get("label-studio") or {}
+        if self.label_studio_external is not None:
+            wanted = {"token": self.label_studio_external[1], "url": self.label_studio_url}
+        elif "password" not in account:  # made here once; a server given before does not count
+            wanted = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(12)}
+        else:
+            return
+        keys["label-studio"] = wanted
+        _write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))
@@ -770,6 +782,9 @@ class UpSettings:
     # Each miner's worker backend, comma-separated in miner order ("dojo,dojo,label-studio");
     # empty: every miner on the Dojo platform.
     miner_backends: str = ""
+    # A Label Studio server that runs already, for the Label Studio miners (its token comes
+    # from LABEL_STUDIO_API_KEY); empty: the localnet starts its own.
+    label_studio_url: str = ""
 
 
 def parse_backends(spec: str, miners: int) -> list[str]:
@@ -834,6 +849,9 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         organic=settings.organic,
         organic_rate=settings.organic_rate,
         miner_backends=parse_backends(settings.miner_backends, settings.miners),
+        label_studio_external=(settings.label_studio_url, os.environ.get("LABEL_STUDIO_API_KEY", ""))
+        if settings.label_studio_url
+        else None,
     )
 
 
@@ -851,7 +869,9 @@ def state_of(net: LocalNet, settings: UpSettings, started_at: str, **extra: Any)
         "platform_url": net.platform_url if "platform" in names else None,
         "synthetic_url": net.synthetic_url if "synthetic" in names else None,
         "organic_url": net.organic_url if net.organic else None,
-        "label_studio_url": net.label_studio_url if "labelstudio" in names else None,
+        "label_studio_url": net.label_studio_url
+        if "labelstudio" in names or net.label_studio_external is not None
+        else None,
         "invite_url": None,
         "invite_for": None,
         "validator": {"name": net.validator.name, "uid": net.validator.uid, "hotkey": net.validator.hotkey},
@@ -979,6 +999,7 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
            f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"] if net.organic else []),
         *([f"Label Studio:    {net.label_studio_url}  (log in as {net.label_studio_server().username}; "
            f"password in {net.keys_path})"] if any(n.role == "labelstudio" for n in net.neurons) else []),
+        *([f"Label Studio:    {net.label_studio_url}  (yours)"] if net.label_studio_external else []),
         f"first weights after the first deadline ({settings.deadline:g}s) and its round; "
         f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",
     ]

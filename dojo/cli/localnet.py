@@ -2,8 +2,10 @@
 
 - ``dojo localnet up [--dir .localnet] [--miners 3] [--workers-per-miner 3]
   [--worker-mix honest:2,random:1] [--deadline 60] [--task-interval 10] [--block-time 1]
-  [--duration S] [--debug] [--organic [--organic-rate R]]`` — a local chain, a worker platform, the synthetic API, a
-  validator, the miners and a team of simulated workers per miner, until Ctrl-C; a live
+  [--duration S] [--debug] [--organic [--organic-rate R]] [--miner-backends dojo,dojo,label-studio]
+  [--label-studio URL]`` — a local chain, a worker platform, the synthetic API, a validator,
+  the miners and a team of simulated workers per miner (Label Studio annotators for a
+  label-studio miner, on a Label Studio server it starts or the one given), until Ctrl-C; a live
   view on a terminal, one line per event otherwise. Run again in the same directory, it
   resumes.
 - ``dojo localnet status [--dir .localnet] [--json]`` — the processes and what the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="each miner's worker backend in miner order, e.g. dojo,dojo,label-studio (default: all dojo); "
         "a label-studio miner gets a Label Studio server and annotators (scripts/label_studio.sh installs it)",
     )
+    up.add_argument(
+        "--label-studio", dest="label_studio_url", default="", metavar="URL",
+        help="a Label Studio server that runs already, for the label-studio miners (token in LABEL_STUDIO_API_KEY); "
+        "default: start one",
+    )
     up.add_argument("--deadline", type=_positive, default=60.0,
                     help="seconds workers have for a task before the validator collects it (default 60)")
     up.add_argument("--task-interval", dest="task_interval", type=_positive, default=10.0,
@@ -115,6 +123,9 @@ def _up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dojo localnet up: --miner-backends: {exc}", file=sys.stderr)
         return 2
+    if args.label_studio_url and not os.environ.get("LABEL_STUDIO_API_KEY"):
+        print("dojo localnet up: --label-studio needs its API token in LABEL_STUDIO_API_KEY", file=sys.stderr)
+        return 2
     setup_logging(debug=args.debug, neuron="localnet")
     if sys.stdout.isatty():
         logger.remove()  # the live view owns the terminal; this process's own log goes to its file
@@ -134,6 +145,7 @@ def _up(args: argparse.Namespace) -> int:
         organic=args.organic,
         organic_rate=args.organic_rate,
         miner_backends=args.miner_backends,
+        label_studio_url=args.label_studio_url,
     )
     return run_localnet(settings)
 

@@ -1,28 +1,29 @@
 """``dojo localnet up --miner-backends …``: miners on Label Studio beside a miner on the Dojo platform.
 
-The command starts a real Label Studio server (from ``.label-studio/venv``) for the Label
-Studio miners, with simulated annotators that sign up there and rank through its HTTP API;
-the test reads only ``dojo localnet status --json``, as another terminal would.
+The Label Studio miners work on a real Label Studio server (the session's, given with
+``--label-studio URL`` as an operator gives their own; without it ``up`` starts one from
+``.label-studio/venv``), with simulated annotators that sign up there and rank through its
+HTTP API; the test reads only ``dojo localnet status --json``, as another terminal would.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from dojo.label_studio_server import DEFAULT_VENV, installed
 from tests.e2e.test_localnet_up import FAST, _dojo, _logs, _status, _wait
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.timeout(1500)  # Label Studio's first start migrates its database: minutes on a busy machine
-def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_random_team_little(tmp_path):
-    if not installed(DEFAULT_VENV):
-        pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run scripts/label_studio.sh")
+@pytest.mark.timeout(900)
+def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_random_team_little(
+    tmp_path, label_studio
+):
     directory = tmp_path / "net"
     directory.mkdir()
     out, err = (tmp_path / "up.out").open("w"), (tmp_path / "up.err").open("w")
@@ -32,8 +33,10 @@ def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_r
         [
             sys.executable, "-m", "dojo", "localnet", "up", "--dir", str(directory), *FAST,
             "--miner-backends", "dojo,label-studio,label-studio", "--worker-mix", "honest:2,random:1",
+            "--label-studio", label_studio.url,
         ],
         stdout=out, stderr=err, start_new_session=True,
+        env={**os.environ, "LABEL_STUDIO_API_KEY": label_studio.token},
     )  # fmt: skip
     try:
 
@@ -41,8 +44,7 @@ def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_r
             s = _status(directory)
             return s if s and s["rounds_scored"] >= 4 and s["weights_set"] >= 2 and s["weights"] else None
 
-        # Label Studio's first start migrates its database: minutes on a busy machine.
-        snapshot = _wait(scored, 900, "four scored rounds and weights on chain", up, directory)
+        snapshot = _wait(scored, 600, "four scored rounds and weights on chain", up, directory)
     finally:
         result = _dojo("localnet", "down", "--dir", str(directory), timeout=180)
         code = up.wait(120)
@@ -54,7 +56,11 @@ def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_r
         "label-studio",
         "label-studio",
     ]
-    assert snapshot["label_studio_url"] and any(p["role"] == "labelstudio" for p in snapshot["processes"])
+    assert snapshot["label_studio_url"] == label_studio.url
+    assert sorted(p["name"] for p in snapshot["processes"] if p["role"] == "annotators") == [
+        "annotators2",
+        "annotators3",
+    ]
     weights = {name: m["weight"] for name, m in by_name.items()}
     assert by_name["miner2"]["answered"] > 0 and by_name["miner3"]["answered"] > 0, snapshot["miners"]
     # Honest annotators on Label Studio earn about what honest Dojo workers earn; a random team little.
