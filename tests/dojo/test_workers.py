@@ -538,6 +538,8 @@ def test_public_api():
         "Behaviour",
         "DictOracle",
         "IntendedOrders",
+        "LabelStudioAnnotator",
+        "LabelStudioTeam",
         "Oracle",
         "SimulatedTeam",
         "SimulatedWorker",
@@ -547,6 +549,7 @@ def test_public_api():
         "WorkerStats",
         "main",
         "parse_mix",
+        "ranker_result",
         "result_data",
     ]
 
