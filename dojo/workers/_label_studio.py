@@ -97,30 +97,49 @@ class LabelStudioAnnotator:
     # -- joining ---------------------------------------------------------------------------
 
     async def join(self, client: httpx.AsyncClient) -> None:
-        """Sign up on the sign-up page as a person would, then take this user's API token."""
-        page = await client.get("/user/signup/")
-        page.raise_for_status()
-        csrf = client.cookies.get("csrftoken")
-        if not csrf:
-            raise RuntimeError("Label Studio's sign-up page set no CSRF cookie")
-        signed = await client.post(
-            "/user/signup/",
-            data={"csrfmiddlewaretoken": csrf, "email": self.email, "password": self.password},
-            headers={"referer": f"{self.url}/user/signup/"},
-        )
-        if signed.status_code != 302:
-            raise RuntimeError(
-                f"Label Studio refused the sign-up ({signed.status_code}): signups may be closed"
-            )
-        token = await client.get("/api/current-user/token")
-        token.raise_for_status()
-        self.token = token.json()["token"]
+        """Sign up on the sign-up page as a person would (or log in, when an earlier attempt
+        signed up and its answer was lost), then take this user's API token."""
+        if not await self._take_token(client):
+            page = await client.get("/user/signup/")
+            if page.status_code != 302:  # 302: the session of an earlier attempt is logged in
+                page.raise_for_status()
+                signed = await self._send_form(client, "/user/signup/")
+                if signed.status_code != 302:  # the e-mail is taken: an earlier attempt made the user
+                    await client.get("/user/login/")
+                    logged = await self._send_form(client, "/user/login/")
+                    if logged.status_code != 302:
+                        raise RuntimeError(
+                            f"Label Studio refused the sign-up and the log-in ({signed.status_code}, "
+                            f"{logged.status_code}): signups may be closed"
+                        )
+            if not await self._take_token(client):
+                raise RuntimeError("Label Studio gave no API token to the new user")
         me = await client.get("/api/current-user/whoami", headers=self._auth())
         me.raise_for_status()
         self.user_id = int(me.json()["id"])
         client.cookies.clear()  # from here on the token speaks, as for any API client
         self.stats.worker_id = str(self.user_id)
         logger.info("{}: joined Label Studio as user {} ({})", self.name, self.user_id, self.behaviour)
+
+    async def _send_form(self, client: httpx.AsyncClient, path: str) -> httpx.Response:
+        csrf = client.cookies.get("csrftoken")
+        if not csrf:
+            raise RuntimeError(f"Label Studio's page {path} set no CSRF cookie")
+        return await client.post(
+            path,
+            data={"csrfmiddlewaretoken": csrf, "email": self.email, "password": self.password},
+            headers={"referer": f"{self.url}{path}"},
+        )
+
+    async def _take_token(self, client: httpx.AsyncClient) -> bool:
+        """This user's API token, when the client's session is logged in."""
+        if client.cookies.get("sessionid") is None:
+            return False
+        token = await client.get("/api/current-user/token")
+        if token.status_code != 200:
+            return False
+        self.token = token.json()["token"]
+        return True
 
     # -- the API calls ---------------------------------------------------------------------
 
