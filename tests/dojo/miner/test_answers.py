@@ -82,6 +82,13 @@ def test_pinned_verdicts_are_never_revised_and_an_answer_is_judged_once():
     assert [(v.answer_id, v.counted) for v in again] == [("5", False)]
 
 
+def test_a_counted_answer_keeps_its_rationale_and_a_refused_one_keeps_nothing():
+    said = [_answer(1, "u1", rationale="B runs, A does not"), _answer(2, "u2", {"a": 1}, rationale="partial")]
+    counted, refused = judge(_task(), said, [], SECRET)
+    assert (counted.counted, counted.rationale) == (True, "B runs, A does not")
+    assert (refused.counted, refused.rationale, refused.values) == (False, None, {})
+
+
 def test_a_whole_answer_answers_every_criterion_asked():
     task = _task(criteria=("ranking", "multi-score"))
     [only_ranking] = judge(task, [_answer(1, "u1")], [], SECRET)

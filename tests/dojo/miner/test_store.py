@@ -124,7 +124,8 @@ def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are
 
         def verdict(answer_id: str, counted: bool) -> Verdict:
             values = {"ranking": {"a": 1.0, "b": 2.0}} if counted else {}
-            return Verdict(answer_id, f"w{answer_id}", counted, None if counted else "partial", EXPIRE, 3.5, values)
+            reason, rationale = (None, "it runs") if counted else ("partial", None)
+            return Verdict(answer_id, f"w{answer_id}", counted, reason, EXPIRE, 3.5, values, rationale)
 
         store.pin_answers("5V", "new", [verdict("1", True), verdict("2", False)])
         # A second pin of answer 1 (a read that raced another) keeps the first verdict.
@@ -136,6 +137,7 @@ def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are
             ("3", True, None),
         ]
         assert pinned[0].values == {"ranking": {"a": 1.0, "b": 2.0}} and pinned[0].lead_time == 3.5
+        assert (pinned[0].rationale, pinned[1].rationale) == ("it runs", None)
     finally:
         store.close()
 
