@@ -97,6 +97,21 @@ def project_tasks(label_studio, miner: LSMiner) -> list[Any]:
     return [t for p in projects for t in client.tasks.list(project=p.id)]
 
 
+async def serving(target: Target, validator: Any, process: subprocess.Popen) -> None:
+    """Until the miner process answers a heartbeat; its start (importing bittensor) may take
+    a while on a busy machine, so the port is awaited first."""
+    port = int(target.url.rsplit(":", 1)[1])
+    for _ in range(1200):
+        if process.poll() is not None:
+            raise RuntimeError(f"the miner exited with {process.returncode}")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        await asyncio.sleep(0.1)
+    await wait_until_serving(target, validator, process)
+
+
 @contextlib.contextmanager
 def log_lines(fragment: str) -> Iterator[list[str]]:
     lines: list[str] = []
@@ -196,7 +211,7 @@ async def test_a_miner_killed_after_the_import_finds_the_same_task_and_loses_no_
     target = Target(hotkey=ls_miner.hotkey, url=f"http://127.0.0.1:{port}")
     first = start(port, tmp_path / "first.log", DOJO_FAILPOINT="miner.feedback.after_create")
     try:
-        await wait_until_serving(target, net.validator, first)
+        await serving(target, net.validator, first)
         lost = await call(net.validator, target, request, FeedbackReply)
         assert lost.status is Status.REFUSED, (lost.status, lost.detail)
         assert await asyncio.to_thread(first.wait, 30) == -signal.SIGKILL
@@ -211,7 +226,7 @@ async def test_a_miner_killed_after_the_import_finds_the_same_task_and_loses_no_
     target = Target(hotkey=ls_miner.hotkey, url=f"http://127.0.0.1:{port}")
     second = start(port, tmp_path / "second.log")
     try:
-        await wait_until_serving(target, net.validator, second)
+        await serving(target, net.validator, second)
         retried = await call(net.validator, target, request, FeedbackReply)
         assert retried.ok and retried.reply.dojo_task_id == str(imported.id), retried.detail
     finally:
