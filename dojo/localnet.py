@@ -65,7 +65,7 @@ class ProcessKind:
 
     role: str
     label: str  # in "stopping: workers, validator, miners, …"
-    # uvicorn (the platform, the synthetic API) re-raises the SIGTERM it handled.
+    # uvicorn (the platform, the synthetic API) and Label Studio re-raise the SIGTERM they handled.
     clean_codes: tuple[int, ...] = (0,)
 
 
@@ -73,10 +73,13 @@ class ProcessKind:
 # the platform last).
 KINDS = (
     ProcessKind("platform", "platform", clean_codes=(0, -signal.SIGTERM)),
+    # A miner on Label Studio (--miner-backends) has its server and a team of annotators.
+    ProcessKind("labelstudio", "Label Studio", clean_codes=(0, -signal.SIGTERM)),
     ProcessKind("synthetic", "synthetic API", clean_codes=(0, -signal.SIGTERM)),
     ProcessKind("miner", "miners"),
     ProcessKind("validator", "validator"),
     ProcessKind("workers", "workers"),
+    ProcessKind("annotators", "annotators"),
     ProcessKind("organic", "organic caller"),
 )
 KIND = {k.role: k for k in KINDS}
@@ -93,6 +96,8 @@ MARKER_ENV = "DOJO_LOCALNET"
 _FOREIGN_ENV = (
     "DATABASE_URL", "MINER_DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL",
     "SYNTHETIC_API_URL", "SYNTHETIC_API_TOKEN", "PUBLIC_URL", "DOJO_SUBSCRIPTION_KEY",
+    "WORKER_PLATFORM", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_WEBHOOK_SECRET",
+    "LABEL_STUDIO_PROJECT_PREFIX", "LABEL_STUDIO_POLL_INTERVAL",
 )
 
 
@@ -245,7 +250,7 @@ class NeuronProcess:
     or a team of workers."""
 
     name: str
-    role: str  # one of KINDS: "validator", "miner", "platform", "synthetic", "workers" or "organic"
+    role: str  # one of KINDS: "validator", "miner", "platform", "synthetic", "workers", "organic", "labelstudio" or "annotators"
     uid: int
     port: int
     log_path: Path
@@ -320,6 +325,12 @@ class LocalNet:
     collect_at_results: int = 0
     login_rate_limit: int | None = None
     on_start: Callable[[NeuronProcess], None] | None = None
+    # Each miner's worker backend, in miner order ("dojo" or "label-studio"; missing: "dojo").
+    miner_backends: list[str] = field(default_factory=list)
+    label_studio_poll: float = 2.0
+    # A Label Studio server that runs already (its URL and API token), used instead of
+    # starting one: the team's own, or the test suite's.
+    label_studio_external: tuple[str, str] | None = None
 
     @property
     def chain_dir(self) -> Path:
@@ -355,6 +366,29 @@ class LocalNet:
     @property
     def organic_dir(self) -> Path:
         return self.directory / "organic"
+    def backend(self, index: int) -> str:
+        """The worker backend of miner ``index`` (1-based)."""
+        return self.miner_backends[index - 1] if index <= len(self.miner_backends) else "dojo"
+
+    @property
+    def label_studio_url(self) -> str:
+        if self.label_studio_external is not None:
+            return self.label_studio_external[0].rstrip("/")
+        return f"http://127.0.0.1:{self.process('labelstudio').port}"
+
+    def label_studio_prefix(self, miner: str) -> str:
+        """The title prefix of ``miner``'s Label Studio projects, which its annotators work."""
+        return f"Dojo {miner}:"
+
+    def label_studio_server(self) -> Any:
+        """The Label Studio server of this network (its data, port and first user's token)."""
+        from dojo.label_studio_server import LabelStudioServer
+
+        account = self.keys().get("label-studio") or {}
+        return LabelStudioServer(
+            self.data_dir("labelstudio"), self.process("labelstudio").port,
+            password=account.get("password"), token=account.get("token"), log_path=self._log("labelstudio"),
+        )  # fmt: skip
 
     def prepare(self) -> None:
         """Create the chain, the wallets and the registrations (idempotent: a second call,
@@ -379,8 +413,17 @@ class LocalNet:
             self.neurons.append(
                 NeuronProcess("synthetic", "synthetic", -1, self._port("synthetic"), self._log("synthetic"))
             )
-        if self.platform:
-            for i in range(1, self.miners + 1):
+        on_label_studio = [i for i in range(1, self.miners + 1) if self.backend(i) == "label-studio"]
+        if on_label_studio and self.label_studio_external is None:
+            self.neurons.append(
+                NeuronProcess("labelstudio", "labelstudio", -1, self._port("labelstudio"), self._log("labelstudio"))
+            )
+        if on_label_studio:
+            self._label_studio_account()
+        for i in range(1, self.miners + 1):
+            if i in on_label_studio:
+                self.neurons.append(NeuronProcess(f"annotators{i}", "annotators", -1, 0, self._log(f"annotators{i}")))
+            elif self.platform:
                 self.neurons.append(NeuronProcess(f"workers{i}", "workers", -1, 0, self._log(f"workers{i}")))
         if self.organic:
             self.organic_api_port = self._port("organic_api")
@@ -399,6 +442,22 @@ class LocalNet:
             return None
         return self.task_deadline - self.person_window
 
+    def _label_studio_account(self) -> None:
+        """The Label Studio owner's password and API token, made once and kept for later runs
+        (Label Studio keeps its first user in its own database)."""
+        import secrets
+
+        keys = self.keys()
+        account = keys.get("label-studio") or {}
+        if self.label_studio_external is not None:
+            wanted = {"token": self.label_studio_external[1], "url": self.label_studio_url}
+        elif "password" not in account:  # made here once; a server given before does not count
+            wanted = {"token": secrets.token_hex(20), "password": secrets.token_urlsafe(12)}
+        else:
+            return
+        keys["label-studio"] = wanted
+        _write_private(self.keys_path, json.dumps(keys, indent=1))
+
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))
 
@@ -413,6 +472,16 @@ class LocalNet:
         return self.worker_mix[min(index - 1, len(self.worker_mix) - 1)]
 
     def command(self, neuron: NeuronProcess) -> list[str]:
+        if neuron.role == "labelstudio":
+            return list(self.label_studio_server().command())
+        if neuron.role == "annotators":
+            index = int(neuron.name.removeprefix("annotators"))
+            return [
+                sys.executable, "-m", "dojo.workers", "--label-studio", self.label_studio_url,
+                "--project-prefix", self.label_studio_prefix(f"miner{index}"), "--mix", self.team(index),
+                "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
+                "--poll", "0.5", "--seed", str(index),
+            ]
         if neuron.role == "platform":
             return [
                 sys.executable, "-m", "dojo", "platform", "serve",
@@ -489,6 +558,15 @@ class LocalNet:
         return cmd
 
     def _environment(self, neuron: NeuronProcess) -> dict[str, str]:
+        if neuron.role == "labelstudio":
+            # A clean environment: Label Studio reads bare names (HOST, PORT, USERNAME) and
+            # phones home unless told not to (dojo.label_studio_server).
+            from dojo.label_studio_server import server_environment
+
+            ls = self.label_studio_server()
+            ls.data_dir.mkdir(parents=True, exist_ok=True)
+            return {**server_environment(ls.data_dir, ls.venv, ls.username, ls.password, ls.token),
+                    MARKER_ENV: str(self.directory.resolve())}
         env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_ENV: str(self.directory.resolve())}
         for name in _FOREIGN_ENV:
             env.pop(name, None)
@@ -501,8 +579,18 @@ class LocalNet:
             keys = self.keys()[neuron.name]
             env.update(DOJO_API_BASE_URL=self.platform_url, DOJO_API_KEY=keys["api_key"],
                        TASK_MAX_RESULTS=str(self.task_max_results))
+        if neuron.role == "miner" and self.backend(self._miner_index(neuron)) == "label-studio":
+            env.update(
+                WORKER_PLATFORM="label-studio", LABEL_STUDIO_URL=self.label_studio_url,
+                LABEL_STUDIO_API_KEY=self.keys()["label-studio"]["token"],
+                LABEL_STUDIO_PROJECT_PREFIX=self.label_studio_prefix(neuron.name),
+                LABEL_STUDIO_POLL_INTERVAL=str(self.label_studio_poll), TASK_MAX_RESULTS=str(self.task_max_results),
+            )  # fmt: skip
         env.update(neuron.env)
         return env
+
+    def _miner_index(self, neuron: NeuronProcess) -> int:
+        return [n.name for n in self.neurons if n.role == "miner"].index(neuron.name) + 1
 
     def start(self, roles: tuple[str, ...] = START_ORDER) -> None:
         """Start the processes of ``roles``, in :data:`START_ORDER`; the platform and the
@@ -521,6 +609,9 @@ class LocalNet:
                 self.provision_organic_key()
                 self.wait_for_health(NeuronProcess("organic API", "validator", -1, self.organic_api_port,
                                                    self.validator.log_path, self.validator.process))
+            if role == "labelstudio" and any(n.role == "labelstudio" for n in self.neurons):
+                # Tens of seconds; minutes on its first start, which migrates its database.
+                self.wait_for_health(self.process("labelstudio"), timeout=600.0)
 
     def start_process(self, neuron: NeuronProcess, env: dict[str, str] | None = None) -> None:
         """Start (or start again) one process; ``env`` adds to its environment for this run.
@@ -528,6 +619,13 @@ class LocalNet:
         Ctrl-C and SIGTERM wait until the process is started and :attr:`on_start` has
         written it down, so that no stop leaves a process nobody knows of."""
         neuron.env = dict(env or {})
+        if neuron.role == "labelstudio":
+            from dojo.label_studio_server import DEFAULT_VENV, INSTALL_SCRIPT, installed
+
+            if not installed(DEFAULT_VENV):
+                raise RuntimeError(f"Label Studio is not installed in {DEFAULT_VENV}: run {INSTALL_SCRIPT} once")
+            if not _bindable(neuron.port):  # it would silently move to another port
+                raise RuntimeError(f"port {neuron.port} for Label Studio is taken")
         command, environment = self.command(neuron), self._environment(neuron)
         with _signals_deferred(), neuron.log_path.open("ab") as log:
             neuron.process = subprocess.Popen(
@@ -882,6 +980,27 @@ class UpSettings:
     debug: bool = False
     organic: bool = False
     organic_rate: float = 0.2
+    # Each miner's worker backend, comma-separated in miner order ("dojo,dojo,label-studio");
+    # empty: every miner on the Dojo platform.
+    miner_backends: str = ""
+    # A Label Studio server that runs already, for the Label Studio miners (its token comes
+    # from LABEL_STUDIO_API_KEY); empty: the localnet starts its own.
+    label_studio_url: str = ""
+
+
+def parse_backends(spec: str, miners: int) -> list[str]:
+    """``dojo,dojo,label-studio`` as one backend per miner; ValueError says what is wrong."""
+    from dojo.miner.backends import BACKENDS
+
+    if not spec.strip():
+        return ["dojo"] * miners
+    backends = [b.strip() for b in spec.split(",")]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend {unknown[0]!r}; use {' or '.join(BACKENDS)}")
+    if len(backends) != miners:
+        raise ValueError(f"{len(backends)} backends for {miners} miners; give one per miner")
+    return backends
 
 
 class LocalNetRunning(RuntimeError):
@@ -936,6 +1055,10 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         preferred_ports=ports,
         organic=settings.organic,
         organic_rate=settings.organic_rate,
+        miner_backends=parse_backends(settings.miner_backends, settings.miners),
+        label_studio_external=(settings.label_studio_url, os.environ.get("LABEL_STUDIO_API_KEY", ""))
+        if settings.label_studio_url
+        else None,
     )
     # With stand-ins every place fills, and the validator takes a task as soon as it has;
     # without (a window as long as the deadline) only a person fills a task's last place,
@@ -967,11 +1090,15 @@ def state_of(
         "platform_url": net.platform_url if "platform" in names else None,
         "synthetic_url": net.synthetic_url if "synthetic" in names else None,
         "organic_url": net.organic_url if net.organic else None,
+        "label_studio_url": net.label_studio_url
+        if "labelstudio" in names or net.label_studio_external is not None
+        else None,
         "invite_url": None,
         "invite_for": None,
         "validator": {"name": net.validator.name, "uid": net.validator.uid, "hotkey": net.validator.hotkey},
         "miners": [
-            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i))}
+            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i)),
+             "backend": net.backend(i)}
             for i, n in enumerate((n for n in net.neurons if n.role == "miner"), start=1)
         ],
         "processes": [
@@ -1055,10 +1182,10 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         record()
         print(f"{'resuming' if resumed else 'starting'} the localnet in {directory} "
               f"({settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
-        for role in ("platform", "synthetic", "miner"):
+        for role in ("platform", "labelstudio", "synthetic", "miner"):
             net.start(roles=(role,))
         net.wait_for_axons()
-        for role in ("validator", "workers", "organic"):
+        for role in ("validator", "workers", "annotators", "organic"):
             net.start(roles=(role,))
         first_miner = next(n.name for n in net.neurons if n.role == "miner")
         try:
@@ -1137,6 +1264,9 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
         f"synthetic API:   {net.synthetic_url}",
         *([f"organic API:     {net.organic_url}  (key in {d / 'keys.json'}; a caller submits "
            f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"] if net.organic else []),
+        *([f"Label Studio:    {net.label_studio_url}  (log in as {net.label_studio_server().username}; "
+           f"password in {net.keys_path})"] if any(n.role == "labelstudio" for n in net.neurons) else []),
+        *([f"Label Studio:    {net.label_studio_url}  (yours)"] if net.label_studio_external else []),
         (f"each task keeps a place for a person: {window:g}s to take it, then {settings.deadline:g}s from "
          f"the task's start to rank it; the first weights come about {window:g}s after the first task"
          if window else

@@ -90,6 +90,7 @@ class StatusReader:
                 "uid": m["uid"],
                 "hotkey": m["hotkey"],
                 "team": m.get("team"),
+                "backend": m.get("backend", "dojo"),
                 "received": row.get("accepted", 0),
                 "answered": row.get("answered", 0),
                 "scored": row.get("scored", 0),
@@ -118,6 +119,7 @@ class StatusReader:
             "block": block,
             "platform_url": state.get("platform_url"),
             "synthetic_url": state.get("synthetic_url"),
+            "label_studio_url": state.get("label_studio_url"),
             "invite_url": state.get("invite_url"),
             "invite_for": state.get("invite_for"),
             "processes": processes,
@@ -343,6 +345,8 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
                                style="dim"))
     if snap.get("synthetic_url"):
         links.add_row("synthetic API", Text(snap["synthetic_url"], style="cyan"))
+    if snap.get("label_studio_url"):
+        links.add_row("Label Studio", Text(snap["label_studio_url"], style="cyan"))
     started = _parse(snap.get("started_at"))
     title = Text.assemble(
         ("Dojo localnet", "bold magenta"),
@@ -362,8 +366,10 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
     for m in snap["miners"]:
         honest = (m.get("team") or "").endswith("honest")
         bar = "█" * round(10 * m["weight"]) if m["weight"] else ""
+        # A miner on Label Studio: its team are annotators there (LS), not Dojo platform workers.
+        team = (m.get("team") or "-") + (" LS" if m.get("backend") == "label-studio" else "")
         miners.add_row(
-            m["name"], str(m["uid"]), Text(m.get("team") or "-", style="green" if honest else "yellow"),
+            m["name"], str(m["uid"]), Text(team, style="green" if honest else "yellow"),
             str(m["received"]), str(m["answered"]), str(m["scored"]),
             _score(m["latest_score"]), _score(m["moving_score"]),
             Text(f"{m['weight']:.3f}", style="bold" if m["weight"] and m["weight"] == top else ""),

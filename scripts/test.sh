@@ -23,6 +23,9 @@ if command -v pg_ctlcluster >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>
     || echo "could not start PostgreSQL: the PostgreSQL tests will skip" >&2
 fi
 
+# Label Studio, for the miner's Label Studio backend tests, in its own venv (.label-studio/venv).
+scripts/label_studio.sh || echo "could not install Label Studio: its tests will skip" >&2
+
 .venv/bin/ruff check .
 .venv/bin/python -m mypy
 .venv/bin/vulture

@@ -48,6 +48,7 @@ collected_at  # the validator's assignments: when each was collected, for the da
 _.collected_at
 rate_limited  # a simulated worker's stats, as `python -m dojo.workers` prints them
 _.rate_limited
+judged_at  # the miner's answers: when each was judged, for the operator reading its database
 openrouter_api_key  # --openrouter_api_key / OPENROUTER_API_KEY: validated and masked; the llm backend reads the variable
 
 # The substrate interface's methods and keywords, as the SDK calls them on the fake

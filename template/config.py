@@ -223,9 +223,53 @@ class NeuronConfig(_Section):
         return Path(self.neuron.data_dir).expanduser()
 
 
+class LabelStudioSettings(_Section):
+    """The miner's Label Studio backend (``--worker_platform label-studio``)."""
+
+    url: str = Field(
+        "http://127.0.0.1:8081", description="Label Studio server URL", json_schema_extra={"env": "LABEL_STUDIO_URL"}
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Label Studio API token (Account & Settings, or LABEL_STUDIO_USER_TOKEN at its first start)",
+        json_schema_extra={"env": "LABEL_STUDIO_API_KEY"},
+    )
+    project_prefix: str = Field(
+        "Dojo", min_length=1, max_length=40, description="title prefix of the miner's projects, one per content kind"
+    )
+    poll_interval: float = Field(15.0, gt=0, le=3600, description="seconds between reads of open tasks' annotations")
+    webhook_port: int | None = Field(
+        None, ge=1, le=65535, description="port for Label Studio's ANNOTATION_CREATED webhook (off when unset)"
+    )
+    webhook_host: str = Field("127.0.0.1", description="address the webhook listener binds")
+    webhook_url: str | None = Field(
+        None, description="the webhook listener's URL as Label Studio reaches it; default http://HOST:PORT"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="secret Label Studio sends in the webhook's header; required with a webhook port",
+        json_schema_extra={"env": "LABEL_STUDIO_WEBHOOK_SECRET"},
+    )
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> LabelStudioSettings:
+        if self.webhook_port is not None and not (self.webhook_secret and self.webhook_secret.get_secret_value()):
+            raise ValueError(
+                "--label_studio.webhook_port needs --label_studio.webhook_secret (env LABEL_STUDIO_WEBHOOK_SECRET): "
+                "Label Studio does not sign its webhooks, so the listener only trusts that header"
+            )
+        return self
+
+
 class MinerConfig(NeuronConfig):
     neuron: MinerNeuronSettings = MinerNeuronSettings()
     scoring_method: Literal["dojo"] = Field("dojo", description="dojo")
+    worker_platform: Literal["dojo", "label-studio"] = Field(
+        "dojo",
+        description="where tasks are worked: dojo (the Dojo platform) or label-studio",
+        json_schema_extra={"env": "WORKER_PLATFORM"},
+    )
+    label_studio: LabelStudioSettings = LabelStudioSettings()
     dojo_api_base_url: str = Field(
         "http://127.0.0.1:8080",
         description="worker platform URL",

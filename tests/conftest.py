@@ -78,3 +78,26 @@ def browser():
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """One real Label Studio server for the whole session, on a free loopback port, with no
+    call home (``dojo.label_studio_server``); skipped with the reason when it is not installed
+    (``scripts/label_studio.sh``, which ``scripts/test.sh`` runs) or does not start."""
+    from dojo.label_studio_server import DEFAULT_VENV, LabelStudioServer, installed
+
+    if not installed(DEFAULT_VENV):
+        pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run scripts/label_studio.sh")
+    from dojo.localnet import free_port
+
+    server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"), free_port())
+    server.start()
+    try:
+        try:
+            server.wait_ready()
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.skip(f"Label Studio did not start: {exc}")
+        yield server
+    finally:
+        server.stop()

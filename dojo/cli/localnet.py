@@ -2,9 +2,12 @@
 
 - ``dojo localnet up [--dir .localnet] [--miners 3] [--workers-per-miner 3]
   [--worker-mix honest:2,random:1] [--deadline 600] [--person-window 60]
-  [--task-interval 10] [--block-time 1] [--duration S] [--debug] [--organic [--organic-rate R]]``
+  [--task-interval 10] [--block-time 1] [--duration S] [--debug] [--organic [--organic-rate R]]
+  [--miner-backends dojo,dojo,label-studio] [--label-studio URL]``
   — a local chain, a worker platform, the synthetic API, a validator, the miners and a
-  team of simulated workers per miner, until Ctrl-C, starting again whatever exits; a live
+  team of simulated workers per miner (Label Studio annotators for a label-studio miner, on
+  a Label Studio server it starts or the one given), until Ctrl-C, starting again whatever
+  exits; a live
   view on a terminal, one line per event otherwise. Run again in the same directory, it
   resumes.
 - ``dojo localnet status [--dir .localnet] [--json]`` — the processes and what the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gives two of every three miners an honest team and the last a random one; behaviours: honest(noise), "
         "random, constant, reverse, lazy(participation,noise)",
     )
+    up.add_argument(
+        "--miner-backends", dest="miner_backends", default="", metavar="LIST",
+        help="each miner's worker backend in miner order, e.g. dojo,dojo,label-studio (default: all dojo); "
+        "a label-studio miner gets a Label Studio server and annotators (scripts/label_studio.sh installs it)",
+    )
+    up.add_argument(
+        "--label-studio", dest="label_studio_url", default="", metavar="URL",
+        help="a Label Studio server that runs already, for the label-studio miners (token in LABEL_STUDIO_API_KEY); "
+        "default: start one",
+    )
     up.add_argument("--deadline", type=_positive, default=600.0,
                     help="seconds a task stays open to workers: the time a person has to rank it (default 600)")
     up.add_argument("--person-window", dest="person_window", type=_positive, default=60.0,
@@ -100,7 +114,7 @@ def _add_dir(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from dojo.localnet import UpSettings, run_localnet, team_mixes
+    from dojo.localnet import UpSettings, parse_backends, run_localnet, team_mixes
     from dojo.workers import WorkerSpecError
     from template.log import FORMAT, setup_logging
 
@@ -109,6 +123,14 @@ def _up(args: argparse.Namespace) -> int:
         team_mixes(args.worker_mix, args.miners, args.workers_per_miner)
     except (WorkerSpecError, ValueError) as exc:
         print(f"dojo localnet up: --worker-mix: {exc}", file=sys.stderr)
+        return 2
+    try:
+        parse_backends(args.miner_backends, args.miners)
+    except ValueError as exc:
+        print(f"dojo localnet up: --miner-backends: {exc}", file=sys.stderr)
+        return 2
+    if args.label_studio_url and not os.environ.get("LABEL_STUDIO_API_KEY"):
+        print("dojo localnet up: --label-studio needs its API token in LABEL_STUDIO_API_KEY", file=sys.stderr)
         return 2
     setup_logging(debug=args.debug, neuron="localnet")
     if sys.stdout.isatty():
@@ -129,6 +151,8 @@ def _up(args: argparse.Namespace) -> int:
         debug=args.debug,
         organic=args.organic,
         organic_rate=args.organic_rate,
+        miner_backends=args.miner_backends,
+        label_studio_url=args.label_studio_url,
     )
     return run_localnet(settings)
 

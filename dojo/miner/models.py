@@ -7,6 +7,8 @@ table                  one row per
                        task it became, a hash of the request, when results went back
 ``validator_scores``   (validator hotkey, request id) a validator scored; a repeat
                        overwrites the score
+``miner_answers``      answer a backend reported for a task, judged once by the miner's
+                       rules (:mod:`dojo.miner.answers`): counted, or why not
 ``miner_secrets``      exactly one: the random key the miner derives worker pseudonyms from
 =====================  ==================================================================
 
@@ -21,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKeyConstraint,
@@ -56,9 +59,43 @@ class MinerTask(Base):
     created_at: Mapped[datetime]
     results_returned_at: Mapped[datetime | None]
     results_returned: Mapped[int | None] = mapped_column(Integer)
+    # The worker backend the task went to (--worker_platform), and the answers it asked for
+    # (None: a task from before backends were recorded; the setting of the day applies).
+    backend: Mapped[str] = mapped_column(String(32), server_default="dojo")
+    max_results: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         UniqueConstraint("validator_hotkey", "request_id", name="uq_miner_tasks_validator_request"),
+    )
+
+
+class MinerAnswer(Base):
+    __tablename__ = "miner_answers"
+
+    validator_hotkey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The backend's id of the answer (a Label Studio annotation id, a platform result id).
+    answer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The order it was judged in: counted answers go back to the validator in this order.
+    seq: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(64))  # the pseudonym
+    counted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    submitted_at: Mapped[datetime]
+    lead_time: Mapped[float | None] = mapped_column(Float)
+    # {criterion: {completion id: rank or score}} of a counted answer; {} otherwise.
+    answer_values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Why the worker answered so, in its words, when it said (a counted answer only).
+    rationale: Mapped[str | None] = mapped_column(String(1000))
+    judged_at: Mapped[datetime]
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["validator_hotkey", "request_id"],
+            ["miner_tasks.validator_hotkey", "miner_tasks.request_id"],
+            name="fk_miner_answers_miner_tasks",
+            ondelete="CASCADE",
+        ),
     )
 
 

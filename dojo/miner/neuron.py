@@ -1,16 +1,18 @@
-"""The miner neuron: answers validators on its signed endpoint and runs their tasks on a worker platform.
+"""The miner neuron: answers validators on its signed endpoint and runs their tasks on a worker backend.
 
 =====================  ===========================================================
 route                  what the miner does
 =====================  ===========================================================
 ``Heartbeat``          says it is alive and which protocol it speaks
-``FeedbackRequest``    creates a task on the worker platform (Dojo API), stores the
-                       mapping, replies with the platform's task id; a repeat of
-                       the same request gets the same reply and creates nothing
-``TaskResultRequest``  the workers' results for one of the caller's requests, with
-                       pseudonymous worker ids
+``FeedbackRequest``    creates a task on its worker backend (``--worker_platform``:
+                       the Dojo platform or Label Studio, :mod:`dojo.miner.backends`),
+                       stores the mapping, replies with the backend's task id; a
+                       repeat of the same request gets the same reply and creates
+                       nothing
+``TaskResultRequest``  the workers' whole answers for one of the caller's requests,
+                       judged by :mod:`dojo.miner.answers`, with pseudonymous ids
 ``ScoringResult``      stores the caller's score for one of its requests, and
-                       reports it to the platform for the workers who answered
+                       reports it to the backend for the workers who answered
 =====================  ===========================================================
 
 Status codes a handler answers with (the endpoint's own 401/403/413/422/400/504 come
@@ -18,14 +20,18 @@ first, see :mod:`template.transport.server`):
 
 - 404: the caller sent no request with that id (another validator's is not revealed);
 - 409: the request id was used before for another request;
-- 422: ``expire_at`` not between 10 s and 5 days ahead, a score for another hotkey, or the
-  platform said the task itself is invalid;
-- 502: the platform answered against its contract;
-- 503: the platform is down or slow, refused the miner's ``DOJO_API_KEY``, or none is set.
+- 422: ``expire_at`` not between 10 s and 5 days ahead, a score for another hotkey, a task
+  the backend cannot show (a content kind or criterion it lacks), or the backend said the
+  task itself is invalid;
+- 502: the backend answered against its contract;
+- 503: the backend is down or slow, refused the miner's key, or none is set; a task that
+  went to another backend than the one running now.
 
-Every mapping is on disk before the miner replies. A miner killed between the platform's
-create and that write is still safe: the create carries an idempotency key derived from
-the validator and the request id, so the validator's retry gets the same platform task.
+Every mapping is on disk before the miner replies. A miner killed between the backend's
+create and that write is still safe: each backend's create is idempotent on the validator
+and the request id, so the validator's retry gets the same task. Every answer a backend
+reports is judged once and pinned (:mod:`dojo.miner.answers`); a backend that asks for it
+(Label Studio) has its open tasks' answers read on an interval as well.
 """
 
 from __future__ import annotations
@@ -33,37 +39,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Hashable
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import pydantic
 from loguru import logger
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from commons.dojo_api import (
-    AuthRejected,
-    BadResponse,
-    DojoAPI,
-    DojoAPIError,
-    RateLimited,
-    RequestInvalid,
-    RetryPolicy,
-    ServerError,
-    TaskResult,
-    Unreachable,
-)
+from commons.dojo_api import normalize_base_url
 from commons.protocol import (
-    MAX_RATIONALE,
     MAX_RESULTS,
     PROTOCOL_VERSION,
     Ack,
-    CodeContent,
-    Content,
-    DialogueContent,
     FeedbackReply,
     FeedbackRequest,
     Heartbeat,
@@ -71,35 +61,23 @@ from commons.protocol import (
     ScoringResult,
     TaskResultReply,
     TaskResultRequest,
-    TextContent,
     WorkerResult,
-    has_control_characters,
     utcnow,
 )
+from dojo.miner.answers import Verdict, judge, worker_pseudonym
+from dojo.miner.backends import BackendError, BackendTask, TaskKey, WorkerBackend, open_backend
+from dojo.miner.backends.dojo_platform import platform_completion, platform_task_data
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
 from template.config import MinerConfig
 from template.failpoints import failpoint
 from template.neuron import BaseNeuron, StartupError
 from template.transport import CallerInfo, HandlerRefusal
 
+# Scores still being reported when the miner stops get this long to arrive.
+SCORE_REPORT_DEADLINE = 25.0
 # A task must leave the workers some time, and the platform keeps tasks at most 5 days.
 MIN_LEAD_TIME = timedelta(seconds=10)
 MAX_LIFETIME = timedelta(days=5)
-# Three attempts of at most 8 s with 0.5 s and 1 s between them stay within the endpoint's
-# 30 s handler timeout, so the validator gets our 503 rather than a bare 504.
-PLATFORM_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=2.0)
-PLATFORM_TIMEOUT = 8.0
-# A bound on one whole platform call (every attempt and wait), for the rare attempt that is
-# slow both to connect and to answer: past it the validator gets a 503 it can retry.
-PLATFORM_DEADLINE = 25.0
-
-T = TypeVar("T")
-
-_TITLES = {
-    "code_generation": "Which program does what the prompt asks best?",
-    "text": "Which answer does what the prompt asks best?",
-    "dialogue": "Which conversation does what the prompt asks best?",
-}
 
 
 # --- pure mappings ------------------------------------------------------------------------
@@ -118,41 +96,8 @@ def request_hash(request: FeedbackRequest) -> str:
 
 
 def idempotency_key(validator_hotkey: str, request_id: str) -> str:
-    """The platform's Idempotency-Key for one validator's request: 73 printable ASCII characters."""
-    return "feedback-" + hashlib.sha256(f"{validator_hotkey}:{request_id}".encode()).hexdigest()
-
-
-def platform_completion(content: Content) -> Any:
-    """A completion as the platform's web UI shows it: code files, a text, or dialogue turns."""
-    if isinstance(content, CodeContent):
-        return {
-            "files": [
-                {"filename": f.filename, "content": f.content, "language": f.language} for f in content.files
-            ]
-        }
-    if isinstance(content, TextContent):
-        return content.text
-    if isinstance(content, DialogueContent):
-        return [{"role": turn.role, "message": turn.message} for turn in content.turns]
-    raise TypeError(f"unknown content {type(content).__name__}")
-
-
-def platform_task_data(request: FeedbackRequest) -> dict[str, Any]:
-    """The one ``taskData`` entry of a request; the validator's completion ids become the cids."""
-    return {
-        "prompt": request.prompt,
-        "responses": [
-            {"model": c.model, "completion": platform_completion(c.content), "cid": c.completion_id}
-            for c in request.completions
-        ],
-        "task": request.task_type.upper(),
-        "criteria": [criterion.model_dump(mode="json") for criterion in request.criteria],
-    }
-
-
-def worker_pseudonym(secret: bytes, platform_worker_id: str) -> str:
-    """Stable for one worker of this miner; says nothing of the platform's id without the secret."""
-    return "w" + hmac.new(secret, platform_worker_id.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+    """The backend's idempotency key for one validator's request: 73 printable ASCII characters."""
+    return TaskKey(validator_hotkey, request_id).idempotency_key
 
 
 def check_expiry(expire_at: datetime, now: datetime | None = None) -> None:
@@ -169,6 +114,49 @@ def check_expiry(expire_at: datetime, now: datetime | None = None) -> None:
         raise HandlerRefusal(
             422, f"expire_at {when} is more than 5 days ahead; the worker platform keeps tasks at most 5 days"
         )
+
+
+def backend_task(stored: StoredTask, default_max_results: int) -> BackendTask:
+    return BackendTask(
+        key=TaskKey(stored.validator_hotkey, stored.request_id),
+        task_id=stored.dojo_task_id,
+        completion_ids=stored.completion_ids,
+        criteria_types=stored.criteria_types,
+        expire_at=stored.expire_at,
+        max_results=stored.max_results or default_max_results,
+    )
+
+
+def worker_results(task: BackendTask, verdicts: list[Verdict]) -> list[WorkerResult]:
+    """The counted answers as the validator reads them: one result per answer and criterion."""
+    results: list[WorkerResult] = []
+    for verdict in verdicts:
+        if not verdict.counted:
+            continue
+        for criterion in task.criteria_types:
+            try:
+                results.append(
+                    WorkerResult(
+                        worker_id=verdict.worker,
+                        criteria_type=criterion,  # type: ignore[arg-type]
+                        values=verdict.values[criterion],
+                        submitted_at=verdict.submitted_at,
+                        rationale=verdict.rationale,
+                    )
+                )
+            except (KeyError, pydantic.ValidationError) as exc:  # judged whole: a bug if it happens
+                logger.error(
+                    "request {}: answer {} cannot be sent: {}", task.key.request_id, verdict.answer_id, exc
+                )
+    if len(results) > MAX_RESULTS:
+        logger.warning(
+            "request {}: {} results, only the first {} fit a reply",
+            task.key.request_id,
+            len(results),
+            MAX_RESULTS,
+        )
+        results = results[:MAX_RESULTS]
+    return results
 
 
 class _KeyedLocks:
@@ -201,20 +189,13 @@ class MinerNeuron(BaseNeuron):
     def setup(self) -> None:
         self.server.protocol_version = PROTOCOL_VERSION
         config = self.config
-        api_key = config.dojo_api_key.get_secret_value() if config.dojo_api_key is not None else ""
         try:
-            self.platform = DojoAPI(
-                config.dojo_api_base_url,
-                api_key=api_key or None,
-                timeout=PLATFORM_TIMEOUT,
-                retry=PLATFORM_RETRY,
-            )
+            self.backend: WorkerBackend = open_backend(config, hotkey=self.hotkey, key_fix=self._key_fix())
         except ValueError as exc:
-            raise StartupError(f"--dojo_api_base_url (env DOJO_API_BASE_URL): {exc}") from exc
-        if not api_key:
-            logger.error(
-                "no DOJO_API_KEY: this miner answers heartbeats but refuses tasks. {}", self._key_fix()
-            )
+            raise StartupError(str(exc)) from exc
+        problem = self.backend.problem()
+        if problem:
+            logger.error("{}: this miner answers heartbeats but refuses tasks", problem)
         url = miner_database_url(config.data_dir, config.neuron.database_url)
         shown = make_url(url).render_as_string(hide_password=True)
         try:
@@ -226,7 +207,7 @@ class MinerNeuron(BaseNeuron):
                 f"cannot open the miner database {shown}: {exc}; check --neuron.database_url "
                 "(env MINER_DATABASE_URL) or --neuron.data_dir"
             ) from exc
-        logger.info("miner database {}; worker platform {}", shown, self.platform.base_url)
+        logger.info("miner database {}; worker backend {} ({})", shown, self.backend.name, self.backend.where)
         self._locks = _KeyedLocks()
         self._score_reports: set[asyncio.Task[None]] = set()
         self.server.route(Heartbeat, self.heartbeat)
@@ -234,53 +215,107 @@ class MinerNeuron(BaseNeuron):
         self.server.route(TaskResultRequest, self.task_result)
         self.server.route(ScoringResult, self.scoring_result)
 
+    def loops(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        return [self._backend_loop]
+
     async def shutdown(self) -> None:
-        if self._score_reports:  # scores still on their way to the platform
-            await asyncio.wait(self._score_reports, timeout=PLATFORM_DEADLINE)
-        await self.platform.aclose()
+        if self._score_reports:  # scores still on their way to the backend
+            await asyncio.wait(self._score_reports, timeout=SCORE_REPORT_DEADLINE)
+        await self.backend.aclose()
         await asyncio.to_thread(self.store.close)
 
     def _key_fix(self) -> str:
         wallet = self.config.wallet
+        try:
+            platform = normalize_base_url(self.config.dojo_api_base_url)
+        except ValueError:
+            platform = self.config.dojo_api_base_url
         return (
             f"Generate a key with `dojo api-key generate --wallet.name {wallet.name} --wallet.hotkey "
-            f"{wallet.hotkey} --wallet.path {wallet.path} --platform {self.platform.base_url}`, "
+            f"{wallet.hotkey} --wallet.path {wallet.path} --platform {platform}`, "
             "then set DOJO_API_KEY to it and restart the miner"
         )
 
-    def _require_key(self) -> None:
-        if not self.platform.api_key:
-            raise HandlerRefusal(
-                503, f"this miner has no DOJO_API_KEY, so it cannot reach its workers. {self._key_fix()}"
-            )
+    def _require_backend(self) -> None:
+        problem = self.backend.problem()
+        if problem:
+            raise HandlerRefusal(503, problem)
 
-    async def _within_deadline(self, call: Awaitable[T]) -> T:
+    # --- the backend's own loop ----------------------------------------------------------
+
+    async def _backend_loop(self) -> None:
+        """Start the backend; for one that asks for it, read its open tasks' answers on its
+        interval or sooner when it hints that answers came."""
         try:
-            return await asyncio.wait_for(call, PLATFORM_DEADLINE)
-        except asyncio.TimeoutError as exc:
-            raise Unreachable(
-                f"the platform at {self.platform.base_url} did not finish within {PLATFORM_DEADLINE:g} s"
-            ) from exc
-
-    def _refusal(self, exc: DojoAPIError, what: str) -> HandlerRefusal:
-        """The answer for a platform failure: 503 when retrying later (or a fixed key) can help."""
-        if isinstance(exc, (Unreachable, ServerError)):
-            return HandlerRefusal(503, f"worker platform unavailable: {exc}")
-        if isinstance(exc, AuthRejected):
-            return HandlerRefusal(
-                503,
-                f"the worker platform at {self.platform.base_url} refused this miner's DOJO_API_KEY "
-                f"({exc.detail}). {self._key_fix()}",
+            await self.backend.start()
+        except Exception as exc:  # a hint listener that cannot start must not stop the polling
+            logger.opt(exception=exc).error(
+                "worker backend {} did not start its listener: {}", self.backend.name, exc
             )
-        if isinstance(exc, RateLimited):
-            later = f" for {exc.retry_after:g} s" if exc.retry_after is not None else ""
-            return HandlerRefusal(503, f"worker platform unavailable: it rate-limited this miner{later}")
-        if isinstance(exc, RequestInvalid) and what == "create":
-            # 409: the idempotency key was used for another body, i.e. this request id was
-            # used before for another request (the mapping was lost in a crash).
-            status = 409 if exc.status_code == 409 else 422
-            return HandlerRefusal(status, f"the worker platform refused the task: {exc.detail}")
-        return HandlerRefusal(502, f"the worker platform answered unexpectedly: {exc}")
+        interval = self.backend.poll_interval
+        if interval is None:
+            return
+        while not self.stop_event.is_set():
+            await self.poll_open_tasks()
+            waits = [
+                asyncio.ensure_future(self.stop_event.wait()),
+                asyncio.ensure_future(self.backend.hint.wait()),
+            ]
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            self.backend.hint.clear()
+
+    async def poll_open_tasks(self) -> int:
+        """Judge and pin the new answers of every open task not yet full; the answers pinned."""
+        if self.backend.problem():
+            return 0
+        tasks = await asyncio.to_thread(self.store.open_tasks, self.backend.name, utcnow())
+        pinned = 0
+        for stored in tasks:
+            key = TaskKey(stored.validator_hotkey, stored.request_id)
+            try:
+                async with self._locks.hold(key):
+                    pinned += len(await self._collect(stored))
+            except BackendError as exc:
+                logger.warning("worker backend {}: reading answers failed: {}", self.backend.name, exc)
+                break
+        return pinned
+
+    async def _collect(self, stored: StoredTask) -> list[Verdict]:
+        """Every verdict pinned for the task, after reading the backend's new answers when the
+        task still wants some. Call under the task's lock."""
+        task = backend_task(stored, self.config.task_max_results)
+        pinned = await asyncio.to_thread(
+            self.store.pinned_answers, stored.validator_hotkey, stored.request_id
+        )
+        if sum(v.counted for v in pinned) >= task.max_results:
+            return pinned
+        answers = await self.backend.answers(task)
+        new = judge(task, answers, pinned, self.worker_secret)
+        if new:
+            await asyncio.to_thread(self.store.pin_answers, stored.validator_hotkey, stored.request_id, new)
+        for verdict in new:
+            if verdict.counted:
+                logger.info(
+                    "request {} ({} task {}): counted answer {} of worker {}",
+                    stored.request_id,
+                    self.backend.name,
+                    stored.dojo_task_id,
+                    verdict.answer_id,
+                    verdict.worker,
+                )
+            else:
+                logger.warning(
+                    "request {} ({} task {}): answer {} of worker {} not counted: {}",
+                    stored.request_id,
+                    self.backend.name,
+                    stored.dojo_task_id,
+                    verdict.answer_id,
+                    verdict.worker,
+                    verdict.reason,
+                )
+        return pinned + new
 
     # --- handlers ------------------------------------------------------------------------
 
@@ -290,55 +325,53 @@ class MinerNeuron(BaseNeuron):
 
     async def feedback(self, request: FeedbackRequest, caller: CallerInfo) -> FeedbackReply:
         digest = request_hash(request)
+        key = TaskKey(caller.hotkey, request.request_id)
         # Concurrent copies of one request wait here, so only the first creates a task.
-        async with self._locks.hold((caller.hotkey, request.request_id)):
+        async with self._locks.hold(key):
             stored = await asyncio.to_thread(self.store.find_task, caller.hotkey, request.request_id)
             if stored is not None:
                 # Checked before the deadline: a repeat gets its stored reply even when the
                 # deadline is now close.
                 return self._stored_reply(stored, digest, request, caller)
             check_expiry(request.expire_at)
-            self._require_key()
-            try:
-                ids = await self._within_deadline(
-                    self.platform.create_task(
-                        title=_TITLES[request.task_type],
-                        body=request.prompt,
-                        expire_at=request.expire_at,
-                        task_data=[platform_task_data(request)],
-                        max_results=self.config.task_max_results,
-                        idempotency_key=idempotency_key(caller.hotkey, request.request_id),
-                    )
-                )
-            except DojoAPIError as exc:
+            self._require_backend()
+            refusal = self.backend.refusal(request)
+            if refusal is not None:
                 logger.warning(
-                    "request {} from validator uid {}: platform create failed: {}",
+                    "request {} from validator uid {} refused: {}", request.request_id, caller.uid, refusal
+                )
+                raise HandlerRefusal(422, refusal)
+            try:
+                task_id = await self.backend.create_task(key, request, self.config.task_max_results)
+            except BackendError as exc:
+                logger.warning(
+                    "request {} from validator uid {}: {} create failed: {}",
                     request.request_id,
                     caller.uid,
+                    self.backend.name,
                     exc,
                 )
-                raise self._refusal(exc, "create") from exc
+                raise HandlerRefusal(exc.status, str(exc)) from exc
             failpoint("miner.feedback.after_create")
-            if len(ids) != 1:
-                raise self._refusal(
-                    BadResponse(f"one task sent, {len(ids)} task ids returned: {ids}"), "create"
-                )
             stored = await asyncio.to_thread(
                 self.store.save_task,
                 validator_hotkey=caller.hotkey,
                 request_id=request.request_id,
-                dojo_task_id=ids[0],
+                dojo_task_id=task_id,
                 request_hash=digest,
                 completion_ids=[c.completion_id for c in request.completions],
                 criteria_types=[c.type for c in request.criteria],
                 expire_at=request.expire_at,
+                backend=self.backend.name,
+                max_results=self.config.task_max_results,
             )
         logger.info(
-            "request {} from validator uid {} ({}) is platform task {}, due {}",
+            "request {} from validator uid {} ({}) is platform task {} on {}, due {}",
             request.request_id,
             caller.uid,
             caller.hotkey,
             stored.dojo_task_id,
+            self.backend.name,
             request.expire_at.isoformat(),
         )
         return self._stored_reply(stored, digest, request, caller)
@@ -365,100 +398,49 @@ class MinerNeuron(BaseNeuron):
         if stored is None:
             # Another validator's request id gets the same answer as an unknown one.
             raise HandlerRefusal(404, f"no task from {caller.hotkey} with request id {request.request_id}")
-        self._require_key()
-        try:
-            platform_results = await self._within_deadline(self.platform.task_results(stored.dojo_task_id))
-        except DojoAPIError as exc:
-            logger.warning(
-                "request {} (platform task {}): results failed: {}",
+        if stored.backend != self.backend.name:
+            logger.error(
+                "request {} went to the {} backend, but this miner now runs {}: start it with "
+                "--worker_platform {} to collect it",
                 request.request_id,
-                stored.dojo_task_id,
-                exc,
+                stored.backend,
+                self.backend.name,
+                stored.backend,
             )
-            raise self._refusal(exc, "results") from exc
-        results = self._worker_results(stored, platform_results)
+            raise HandlerRefusal(
+                503, f"this task went to the miner's {stored.backend} backend, which it does not run now"
+            )
+        async with self._locks.hold(TaskKey(caller.hotkey, request.request_id)):
+            pinned = await asyncio.to_thread(self.store.pinned_answers, caller.hotkey, request.request_id)
+            task = backend_task(stored, self.config.task_max_results)
+            if sum(v.counted for v in pinned) < task.max_results:
+                self._require_backend()
+            try:
+                verdicts = await self._collect(stored)
+            except BackendError as exc:
+                logger.warning(
+                    "request {} ({} task {}): results failed: {}",
+                    request.request_id,
+                    self.backend.name,
+                    stored.dojo_task_id,
+                    exc,
+                )
+                raise HandlerRefusal(exc.status, str(exc)) from exc
+        results = worker_results(task, verdicts)
         await asyncio.to_thread(
             self.store.record_results_returned, caller.hotkey, request.request_id, len(results)
         )
+        counted = [v for v in verdicts if v.counted]
+        leads = sorted(v.lead_time for v in counted if v.lead_time is not None)
         logger.info(
-            "request {} from validator uid {}: {} results from {} workers returned",
+            "request {} from validator uid {}: {} results from {} workers returned{}",
             request.request_id,
             caller.uid,
             len(results),
-            len({r.worker_id for r in results}),
+            len(counted),
+            f" (median lead time {leads[len(leads) // 2]:.1f} s)" if leads else "",
         )
         return TaskResultReply(request_id=request.request_id, results=results)
-
-    def _worker_results(self, stored: StoredTask, platform_results: list[TaskResult]) -> list[WorkerResult]:
-        """One result per platform result and criterion, in the validator's completion ids.
-
-        The platform returns the cids the miner sent, which are the validator's ids; an item
-        that names others, or a criterion the validator did not ask for, is dropped.
-        """
-        expected = set(stored.completion_ids)
-        results: list[WorkerResult] = []
-        for result in platform_results:
-            if result.status != "COMPLETED":
-                continue
-            submitted_at = result.updated_at or result.created_at
-            if submitted_at.tzinfo is None:  # the contract's times are UTC
-                submitted_at = submitted_at.replace(tzinfo=timezone.utc)
-            worker_id = worker_pseudonym(self.worker_secret, result.worker_id)
-            rationale = self._rationale(stored, result)
-            for item in result.result_data:
-                problem = None
-                if item.type not in stored.criteria_types:
-                    problem = f"criterion {item.type!r} was not asked for"
-                elif set(item.value) != expected:
-                    problem = f"it names completions {sorted(item.value)}, not {sorted(expected)}"
-                if problem is None:
-                    try:
-                        results.append(
-                            WorkerResult(
-                                worker_id=worker_id,
-                                criteria_type=item.type,
-                                values=item.value,
-                                submitted_at=submitted_at,
-                                rationale=rationale,
-                            )
-                        )
-                    except pydantic.ValidationError as exc:
-                        problem = str(exc).splitlines()[0]
-                if problem is not None:
-                    logger.warning(
-                        "request {} (platform task {}): dropped result {} of worker {}: {}",
-                        stored.request_id,
-                        stored.dojo_task_id,
-                        result.id,
-                        worker_id,
-                        problem,
-                    )
-        if len(results) > MAX_RESULTS:
-            logger.warning(
-                "request {}: {} results, only the first {} fit a reply",
-                stored.request_id,
-                len(results),
-                MAX_RESULTS,
-            )
-            results = results[:MAX_RESULTS]
-        return results
-
-    @staticmethod
-    def _rationale(stored: StoredTask, result: TaskResult) -> str | None:
-        """The worker's rationale as the protocol takes it; one it would refuse (too long,
-        control characters) is left out, logged, and the ranking goes on without it."""
-        rationale = (result.rationale or "").strip() or None
-        if rationale is not None and (len(rationale) > MAX_RATIONALE or has_control_characters(rationale)):
-            logger.warning(
-                "request {} (platform task {}): result {} has a rationale the protocol refuses"
-                " ({} characters, or control characters); sent without it",
-                stored.request_id,
-                stored.dojo_task_id,
-                result.id,
-                len(rationale),
-            )
-            return None
-        return rationale
 
     async def scoring_result(self, request: ScoringResult, caller: CallerInfo) -> Ack:
         stored = await asyncio.to_thread(self.store.find_task, caller.hotkey, request.request_id)
@@ -476,27 +458,34 @@ class MinerNeuron(BaseNeuron):
             caller.uid,
             caller.hotkey,
         )
-        if self.platform.api_key:
-            # After the Ack (the score is on disk): a slow platform must not hold up the validator.
-            report = asyncio.create_task(self._report_score(stored.dojo_task_id, request))
+        if stored.backend == self.backend.name and self.backend.problem() is None:
+            # After the Ack (the score is on disk): a slow backend must not hold up the validator.
+            report = asyncio.create_task(self._report_score(stored, request))
             self._score_reports.add(report)
             report.add_done_callback(self._score_reports.discard)
         return Ack()
 
-    async def _report_score(self, task_id: str, request: ScoringResult) -> None:
-        """Tell the platform the task's score, so the workers who answered it see what it earned."""
+    async def _report_score(self, stored: StoredTask, request: ScoringResult) -> None:
+        """Tell the backend the task's score, so the workers who answered it see what it earned."""
         try:
-            await self._within_deadline(self.platform.report_score(task_id, request.score))
-        except DojoAPIError as exc:
-            logger.warning("request {}: the platform did not take its score: {}", request.request_id, exc)
+            await self.backend.report_score(backend_task(stored, self.config.task_max_results), request.score)
+        except BackendError as exc:
+            logger.warning(
+                "request {}: the {} backend did not take its score: {}",
+                request.request_id,
+                self.backend.name,
+                exc,
+            )
 
 
 __all__ = [
     "MinerNeuron",
+    "backend_task",
     "check_expiry",
     "idempotency_key",
     "platform_completion",
     "platform_task_data",
     "request_hash",
     "worker_pseudonym",
+    "worker_results",
 ]

@@ -25,7 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from commons.storage import database_url, make_engine, migrate, utcnow
-from dojo.miner.models import MinerSecret, MinerTask, ValidatorScore
+from dojo.miner.answers import Verdict
+from dojo.miner.models import MinerAnswer, MinerSecret, MinerTask, ValidatorScore
 
 __all__ = [
     "DB_FILENAME",
@@ -62,6 +63,8 @@ class StoredTask:
     created_at: datetime
     results_returned_at: datetime | None
     results_returned: int | None
+    backend: str = "dojo"
+    max_results: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,21 @@ def _stored(row: MinerTask) -> StoredTask:
         created_at=row.created_at,
         results_returned_at=row.results_returned_at,
         results_returned=row.results_returned,
+        backend=row.backend,
+        max_results=row.max_results,
+    )
+
+
+def _verdict(row: MinerAnswer) -> Verdict:
+    return Verdict(
+        answer_id=row.answer_id,
+        worker=row.worker,
+        counted=row.counted,
+        reason=row.reason,
+        submitted_at=row.submitted_at,
+        lead_time=row.lead_time,
+        values=dict(row.answer_values),
+        rationale=row.rationale,
     )
 
 
@@ -130,6 +148,8 @@ class MinerStore:
         completion_ids: Sequence[str],
         criteria_types: Sequence[str],
         expire_at: datetime,
+        backend: str = "dojo",
+        max_results: int | None = None,
     ) -> StoredTask:
         """Store a mapping in one transaction; returns the stored one.
 
@@ -149,6 +169,8 @@ class MinerStore:
                     criteria_types=list(criteria_types),
                     expire_at=expire_at,
                     created_at=utcnow(),
+                    backend=backend,
+                    max_results=max_results,
                 )
                 .on_conflict_do_nothing(index_elements=["validator_hotkey", "request_id"])
             )
@@ -168,6 +190,66 @@ class MinerStore:
                 update(MinerTask)
                 .where(MinerTask.validator_hotkey == validator_hotkey, MinerTask.request_id == request_id)
                 .values(results_returned_at=at or utcnow(), results_returned=count)
+            )
+
+    def open_tasks(self, backend: str, now: datetime, limit: int = 1000) -> list[StoredTask]:
+        """The tasks on ``backend`` whose deadline has not passed, oldest first."""
+        with Session(self.engine) as db, db.begin():
+            rows = db.execute(
+                select(MinerTask)
+                .where(MinerTask.backend == backend, MinerTask.expire_at > now)
+                .order_by(MinerTask.id)
+                .limit(limit)
+            ).scalars()
+            return [_stored(row) for row in rows]
+
+    # --- answers -------------------------------------------------------------------------
+
+    def pinned_answers(self, validator_hotkey: str, request_id: str) -> list[Verdict]:
+        """Every answer judged for the task, in the order it was judged."""
+        with Session(self.engine) as db, db.begin():
+            rows = db.execute(
+                select(MinerAnswer)
+                .where(MinerAnswer.validator_hotkey == validator_hotkey, MinerAnswer.request_id == request_id)
+                .order_by(MinerAnswer.seq)
+            ).scalars()
+            return [_verdict(row) for row in rows]
+
+    def pin_answers(self, validator_hotkey: str, request_id: str, verdicts: Sequence[Verdict]) -> None:
+        """Keep new verdicts for good, after the ones already kept; an answer judged before
+        keeps its first verdict."""
+        if not verdicts:
+            return
+        now = utcnow()
+        with Session(self.engine) as db, db.begin():
+            last = db.execute(
+                select(func.max(MinerAnswer.seq)).where(
+                    MinerAnswer.validator_hotkey == validator_hotkey, MinerAnswer.request_id == request_id
+                )
+            ).scalar_one()
+            start = (last or 0) + 1
+            db.execute(
+                self._insert(MinerAnswer.__table__)
+                .values(
+                    [
+                        {
+                            "validator_hotkey": validator_hotkey,
+                            "request_id": request_id,
+                            "answer_id": v.answer_id,
+                            "seq": start + i,
+                            "worker": v.worker,
+                            "counted": v.counted,
+                            "reason": None if v.reason is None else v.reason[:1000],
+                            "submitted_at": v.submitted_at,
+                            "lead_time": v.lead_time,
+                            "answer_values": v.values,
+                            "rationale": v.rationale,
+                            "judged_at": now,
+                        }
+                        for i, v in enumerate(verdicts)
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["validator_hotkey", "request_id", "answer_id"])
             )
 
     # --- scores --------------------------------------------------------------------------

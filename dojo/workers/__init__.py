@@ -13,7 +13,8 @@ Example::
     print(team.stats().to_dict())
 
 As a process: ``python -m dojo.workers --platform URL --subscription-key KEY --mix honest:2,random:1``
-(see :func:`main`).
+(see :func:`main`); ``--label-studio URL`` instead of ``--platform`` runs a team of Label Studio
+annotators (:class:`LabelStudioTeam`) on a miner's Label Studio server.
 
 Worker mix syntax: ``entry ("," entry)*`` with ``entry = name ["(" key=number, … ")"] [":" count]``,
 e.g. ``honest:2,random:1``, ``honest(noise=0.5):2,lazy(participation=0.3)``. Behaviours and
@@ -23,6 +24,7 @@ their parameters (defaults are the incentive simulator's): ``honest(noise)``, ``
 
 from dojo.workers._behaviours import BEHAVIOURS, Behaviour, WorkerSpecError, parse_mix, result_data
 from dojo.workers._cli import main
+from dojo.workers._label_studio import LabelStudioAnnotator, LabelStudioTeam, ranker_result
 from dojo.workers._oracle import DictOracle, IntendedOrders, Oracle, ValidatorDatabaseOracle
 from dojo.workers._team import SimulatedTeam, TeamStats
 from dojo.workers._worker import SimulatedWorker, WorkerStats
@@ -32,6 +34,8 @@ __all__ = [
     "Behaviour",
     "DictOracle",
     "IntendedOrders",
+    "LabelStudioAnnotator",
+    "LabelStudioTeam",
     "Oracle",
     "SimulatedTeam",
     "SimulatedWorker",
@@ -41,5 +45,6 @@ __all__ = [
     "WorkerStats",
     "main",
     "parse_mix",
+    "ranker_result",
     "result_data",
 ]

@@ -4,6 +4,9 @@
 [--oracle-db PATH_OR_URL] [--invite URL ...] [--think LO,HI] [--poll S] [--seed N]
 [--identities FILE] [--stand-in S] [--duration S] [--debug]``
 
+``python -m dojo.workers --label-studio URL [--project-prefix P] --mix …``: the same team as
+annotators on a miner's Label Studio server (each signs up there as a person would).
+
 Logs one line per submission; stops cleanly on SIGINT/SIGTERM or after ``--duration``.
 Exit status: 0 when stopped, 1 when a worker could not join or had to stop (a bad key, a
 spent invite), 2 for bad arguments. The key may come from ``DOJO_SUBSCRIPTION_KEY``
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from loguru import logger
 
 from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
+from dojo.workers._label_studio import LabelStudioTeam
 from dojo.workers._oracle import IntendedOrders, ValidatorDatabaseOracle
 from dojo.workers._team import SimulatedTeam
 from template.log import setup_logging
@@ -52,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dojo.workers", description="Run a team of simulated workers on a worker platform."
     )
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--platform", help="the platform's public URL, e.g. http://127.0.0.1:8080")
+    where.add_argument("--label-studio", metavar="URL", help="a miner's Label Studio server, e.g. http://127.0.0.1:8081")
     parser.add_argument(
-        "--platform", required=True, help="the platform's public URL, e.g. http://127.0.0.1:8080"
+        "--project-prefix", default="Dojo", help="with --label-studio: work the projects whose title starts so"
     )
     parser.add_argument(
         "--subscription-key",
@@ -101,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(team: SimulatedTeam, duration: float | None) -> int:
+async def _serve(team: SimulatedTeam | LabelStudioTeam, duration: float | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,6 +139,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(debug=args.debug, neuron="workers")
     intended = IntendedOrders(args.oracle_intended) if args.oracle_intended else None
     oracle = ValidatorDatabaseOracle(args.oracle_db, intended) if args.oracle_db else None
+    if args.label_studio:
+        annotators = LabelStudioTeam(
+            args.label_studio,
+            behaviours,
+            oracle,
+            project_prefix=args.project_prefix,
+            think_time=args.think,
+            poll_interval=args.poll,
+            seed=args.seed,
+        )
+        logger.info(
+            "simulated Label Studio team: {} annotators ({}) on {}, projects {}…, oracle {}",
+            len(behaviours),
+            args.mix,
+            args.label_studio,
+            args.project_prefix,
+            oracle.url if oracle is not None else "none",
+        )
+        try:
+            return asyncio.run(_serve(annotators, args.duration))
+        finally:
+            if oracle is not None:
+                oracle.close()
     try:
         team = SimulatedTeam(
             args.platform,

@@ -585,6 +585,8 @@ def test_public_api():
         "Behaviour",
         "DictOracle",
         "IntendedOrders",
+        "LabelStudioAnnotator",
+        "LabelStudioTeam",
         "Oracle",
         "SimulatedTeam",
         "SimulatedWorker",
@@ -594,6 +596,7 @@ def test_public_api():
         "WorkerStats",
         "main",
         "parse_mix",
+        "ranker_result",
         "result_data",
     ]
 

@@ -185,3 +185,16 @@ def test_a_subcommand_resolves_its_flags_as_the_neurons_do(tmp_path):
         resolve_args(MinerConfig, parser.parse_args(["status", "--port", "http"]), environ={}, env_file=None)
     with pytest.raises(ConfigError, match=r"--subtensor.network \(env SUBTENSOR_NETWORK\): accepts finney"):
         resolve_args(MinerConfig, parser.parse_args(["status"]), environ={"SUBTENSOR_NETWORK": "x"}, env_file=None)
+
+
+def test_the_worker_platform_and_its_label_studio_settings_resolve_like_every_other_setting():
+    env = {"WORKER_PLATFORM": "label-studio", "LABEL_STUDIO_URL": "http://127.0.0.1:8081", "LABEL_STUDIO_API_KEY": "t0k"}
+    config = resolve(MinerConfig, ["--label_studio.poll_interval", "5"], environ=env, env_file=None)
+    assert config.worker_platform == "label-studio" and config.label_studio.url == "http://127.0.0.1:8081"
+    assert config.label_studio.api_key.get_secret_value() == "t0k" and config.label_studio.poll_interval == 5
+    assert "--label_studio.api_key = ********" in describe(config)
+    assert resolve(MinerConfig, [], environ={}, env_file=None).worker_platform == "dojo"
+    with pytest.raises(ConfigError, match=r"--worker_platform \(env WORKER_PLATFORM\)"):
+        resolve(MinerConfig, ["--worker_platform", "scale"], environ={}, env_file=None)
+    with pytest.raises(ConfigError, match="webhook_port needs --label_studio.webhook_secret"):
+        resolve(MinerConfig, ["--label_studio.webhook_port", "9700"], environ={}, env_file=None)

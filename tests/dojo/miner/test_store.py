@@ -75,10 +75,11 @@ def test_the_database_is_the_configured_url_else_a_file_in_the_data_dir(tmp_path
 def test_the_schema_comes_from_the_migration_and_matches_the_models(url):
     store = MinerStore(url)
     try:
-        assert current_revision(store.engine) == head_revision(MIGRATIONS_DIR) == "0001"
+        assert current_revision(store.engine) == head_revision(MIGRATIONS_DIR) == "0002"
         assert set(inspect(store.engine).get_table_names()) == {
             "alembic_version",
             "miner_tasks",
+            "miner_answers",
             "validator_scores",
             "miner_secrets",
         }
@@ -87,6 +88,56 @@ def test_the_schema_comes_from_the_migration_and_matches_the_models(url):
                 MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
             )
         assert diff == []
+    finally:
+        store.close()
+
+
+def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are_pinned_once(url):
+    from sqlalchemy import text
+
+    from commons.storage import make_engine, migrate
+    from dojo.miner.answers import Verdict
+
+    engine = make_engine(url)
+    try:
+        assert migrate(engine, MIGRATIONS_DIR, label="miner", revision="0001") == "0001"
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO miner_tasks (validator_hotkey, request_id, dojo_task_id, request_hash, "
+                    "completion_ids, criteria_types, expire_at, created_at) VALUES ('5V', 'old', 't-old', 'h', "
+                    "'[\"c1\", \"c2\"]', '[\"ranking\"]', '2030-01-01 12:00:00', '2029-12-31 12:00:00')"
+                )
+            )
+    finally:
+        engine.dispose()
+    store = MinerStore(url)  # migrates to head with the old row in place
+    try:
+        old = store.find_task("5V", "old")
+        assert old is not None and (old.backend, old.max_results, old.completion_ids) == ("dojo", None, ("c1", "c2"))
+        store.save_task(
+            validator_hotkey="5V", request_id="new", dojo_task_id="42", request_hash="h2", completion_ids=["a", "b"],
+            criteria_types=["ranking"], expire_at=EXPIRE, backend="label-studio", max_results=3,
+        )  # fmt: skip
+        assert [t.request_id for t in store.open_tasks("label-studio", EXPIRE - timedelta(hours=1))] == ["new"]
+        assert store.open_tasks("label-studio", EXPIRE) == []
+
+        def verdict(answer_id: str, counted: bool) -> Verdict:
+            values = {"ranking": {"a": 1.0, "b": 2.0}} if counted else {}
+            reason, rationale = (None, "it runs") if counted else ("partial", None)
+            return Verdict(answer_id, f"w{answer_id}", counted, reason, EXPIRE, 3.5, values, rationale)
+
+        store.pin_answers("5V", "new", [verdict("1", True), verdict("2", False)])
+        # A second pin of answer 1 (a read that raced another) keeps the first verdict.
+        store.pin_answers("5V", "new", [verdict("1", False), verdict("3", True)])
+        pinned = store.pinned_answers("5V", "new")
+        assert [(v.answer_id, v.counted, v.reason) for v in pinned] == [
+            ("1", True, None),
+            ("2", False, "partial"),
+            ("3", True, None),
+        ]
+        assert pinned[0].values == {"ranking": {"a": 1.0, "b": 2.0}} and pinned[0].lead_time == 3.5
+        assert (pinned[0].rationale, pinned[1].rationale) == ("it runs", None)
     finally:
         store.close()
 
