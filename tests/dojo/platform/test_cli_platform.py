@@ -167,6 +167,12 @@ def test_a_flag_beats_its_variable_and_an_empty_variable_is_unset(workdir: Path)
     assert settings.port == 8080
 
 
+def test_serve_takes_the_api_docs_switch_as_flag_and_variable(workdir: Path):
+    assert _resolved("serve", [], {}).docs is False
+    assert _resolved("serve", ["--docs"], {}).docs is True
+    assert _resolved("serve", [], {"PLATFORM_DOCS": "true"}).docs is True
+
+
 def test_dotenv_is_read_under_the_environment(workdir: Path):
     (workdir / ".env").write_text('PUBLIC_URL="https://from-file.example"\nNETUID=9\nSUBTENSOR_NETWORK=test\n')
     settings = _resolved("serve", [], {"NETUID": "4"})
