@@ -17,6 +17,23 @@ request                reply                       when
 
 ``FeedbackRequest`` carries no ground truth, and each miner gets its own completion ids and
 order, so miners cannot align answers by position or id.
+
+Content kinds: ``code`` (files), ``text``, ``dialogue`` (turns with roles) and ``image`` (one
+PNG, JPEG or WebP file in base64, at most :data:`~commons.media.MAX_IMAGE_BYTES` bytes and
+:data:`~commons.media.MAX_IMAGE_PIXELS` pixels, its format read from its own magic bytes and
+checked against ``media_type``; the images of one request hold at most
+:data:`MAX_REQUEST_IMAGE_BYTES` together, so the request fits a miner's 1 MiB body limit).
+
+Version rules. ``PROTOCOL_VERSION`` is the major version: it changes only when a message that
+a neuron of the previous version accepts would change meaning or stop being valid, and a
+neuron refuses every request of another major version (400), heartbeats included. An additive
+change (a new content kind, a new task type) keeps the version: every message that was valid
+stays valid and means what it meant. The models are closed (``extra="forbid"``, literal
+discriminators), so a neuron that predates an addition refuses a request that uses it with 422
+naming the field (``completions.0.content: Input tag 'image' found using 'kind' does not match
+any of the expected tags``) and keeps taking everything else. The validator records such a
+refusal as a refused send, and a miner that refused a task has no result for it and scores 0
+on it, as for any task it did not answer.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from commons.media import MAX_BASE64, MAX_IMAGE_SIDE, ImageRefused, MediaType, b64decode, sniff
 from template import __version__
 
 PROTOCOL_VERSION = 1
@@ -41,6 +59,11 @@ MIN_COMPLETIONS = 2
 MAX_COMPLETIONS = 10
 MAX_RESULTS = 1_000
 MAX_RATIONALE = 1_000
+MAX_ALT = 2_000
+# All images of one request together: their base64 and the rest of the request stay under a
+# miner's default body limit (1 MiB).
+MAX_REQUEST_IMAGE_BYTES = 640 * 1024
+CONTENT_KINDS = ("code", "text", "dialogue", "image")
 
 ShortId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 # Strict: a version is a JSON integer. Lax mode reads "1", 1.0 and true as version 1, so a peer
@@ -94,7 +117,42 @@ class CodeContent(Message):
     files: list[CodeFile] = Field(min_length=1, max_length=MAX_FILES)
 
 
-Content = Annotated[TextContent | DialogueContent | CodeContent, Field(discriminator="kind")]
+class ImageContent(Message):
+    """One image, in base64. Its header is checked here (format by magic bytes, the declared
+    ``media_type`` and size, the byte and pixel caps); a receiver that shows or stores the
+    image decodes it whole with :func:`commons.media.decode` first."""
+
+    kind: Literal["image"] = "image"
+    media_type: MediaType
+    data: str = Field(min_length=1, max_length=MAX_BASE64, description="the file, base64 (RFC 4648, padded)")
+    width: int = Field(ge=1, le=MAX_IMAGE_SIDE)
+    height: int = Field(ge=1, le=MAX_IMAGE_SIDE)
+    alt: str = Field("", max_length=MAX_ALT, description="what the image shows, for people who cannot see it")
+
+    @model_validator(mode="after")
+    def _is_the_image_it_says(self) -> ImageContent:
+        try:
+            info = sniff(b64decode(self.data), self.media_type)
+        except ImageRefused as exc:
+            raise ValueError(str(exc)) from None
+        if (info.width, info.height) != (self.width, self.height):
+            raise ValueError(
+                f"the image is {info.width}×{info.height} pixels but is declared as {self.width}×{self.height}"
+            )
+        return self
+
+    def image_bytes(self) -> bytes:
+        return b64decode(self.data)
+
+    @property
+    def byte_size(self) -> int:
+        """The file's size, from its base64 length (without decoding it)."""
+        return len(self.data) * 3 // 4 - self.data[-2:].count("=")
+
+
+Content = Annotated[
+    TextContent | DialogueContent | CodeContent | ImageContent, Field(discriminator="kind")
+]
 
 
 class Completion(Message):
@@ -121,7 +179,14 @@ class MultiScoreCriteria(Message):
 
 Criteria = Annotated[RankingCriteria | MultiScoreCriteria, Field(discriminator="type")]
 
-TaskType = Literal["code_generation", "text", "dialogue"]
+TaskType = Literal["code_generation", "text", "dialogue", "image"]
+# The task type a task of each content kind is sent with.
+TASK_TYPE_OF_KIND: dict[str, TaskType] = {
+    "code": "code_generation",
+    "text": "text",
+    "dialogue": "dialogue",
+    "image": "image",
+}
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -153,6 +218,11 @@ class FeedbackRequest(Request):
         ids = [c.completion_id for c in completions]
         if len(set(ids)) != len(ids):
             raise ValueError("completion ids must be unique")
+        images = sum(c.content.byte_size for c in completions if isinstance(c.content, ImageContent))
+        if images > MAX_REQUEST_IMAGE_BYTES:
+            raise ValueError(
+                f"the images hold {images} bytes together; at most {MAX_REQUEST_IMAGE_BYTES} per request"
+            )
         return completions
 
 

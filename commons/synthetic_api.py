@@ -1,24 +1,28 @@
 """The synthetic API's wire format and the client the validator uses to fetch tasks.
 
-A synthetic task is an instruction, several code completions answering it (the original
-and its augmented variants, obfuscated and shuffled) and the ground truth: each
-completion's rank, 1 for the completion that answers the original instruction, ``k + 1``
-for the one answering a variant ``k`` steps away from it.
+A synthetic task is an instruction of one content kind (``code``, ``text``, ``dialogue`` or
+``image``), several completions answering it (for code: the original and its augmented
+variants; for the other kinds: responses with a known number of deliberate defects;
+obfuscated and shuffled) and the ground truth: each completion's rank, 1 for the completion
+that answers the instruction best, ``k + 1`` for the one ``k`` steps away from it.
 
-Wire format of ``GET /api/synthetic-gen`` (``dojo synthetic serve``)::
+Wire format of ``GET /api/synthetic-gen[?kind=text]`` (``dojo synthetic serve``)::
 
     {"success": true,
-     "body": {"prompt": "...",
+     "body": {"prompt": "...", "kind": "code",
               "responses": [{"model": "...", "cid": "...",
                              "completion": {"files": [{"filename", "content", "language"}],
                                             "original": [{"filename", "content", "language"}]}}],
               "ground_truth": {"<cid>": 1, ...}},
      "error": null}
 
-``files`` are what miners get (obfuscated); ``original`` (optional, absent = unknown) is the
-same completion before obfuscation, for the validator's dataset export. A validator older
-than this field refuses responses that carry it (``extra="forbid"``): upgrade validators
-before the synthetic API.
+A code completion has ``files``, what miners get (obfuscated), and ``original`` (optional,
+absent = unknown), the same completion before obfuscation, for the validator's dataset
+export. A completion of another kind has ``content`` instead, the protocol's content
+(``{"kind": "text", "text": ...}``, ``{"kind": "dialogue", "turns": [...]}``,
+``{"kind": "image", "media_type", "data", "width", "height", "alt"}``), and
+``original_content``. ``kind`` absent means code. A validator older than a field refuses
+responses that carry it (``extra="forbid"``): upgrade validators before the synthetic API.
 
 and ``GET /health`` → ``{"status": "ok", "backend", "queue_size", "queue_target"}``. The
 service hands out ground truth, so it asks for ``Authorization: Bearer <token>`` whenever
@@ -27,7 +31,8 @@ it was given a token (always, when it listens beyond loopback).
 Using it from the validator::
 
     source = dojo.synthetic.default_task_source()   # SYNTHETIC_API_URL set → this client
-    task = await source.next_task()                  # -> SyntheticTask
+    task = await source.next_task()                  # -> SyntheticTask, of the source's own kinds
+    task = await source.next_task("text")            # -> a text task
     await source.aclose()
 
 or directly ``async with SyntheticAPIClient(url, token) as client: await client.next_task()``.
@@ -46,13 +51,21 @@ import asyncio
 import os
 import random
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 from loguru import logger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
-from commons.protocol import CodeFile
+from commons.protocol import CONTENT_KINDS, CodeContent, CodeFile, Content
 from commons.retry import RetryPolicy, retry_after
 from template.validation import validation_messages
 
@@ -77,12 +90,42 @@ class _Model(BaseModel):
 
 
 class SyntheticCompletion(_Model):
-    """A completion's files as miners will get them (obfuscated), and optionally the same
-    completion before obfuscation (``original``; absent = unknown), which the validator keeps
-    for the dataset export and never sends to a miner."""
+    """A completion as miners will get it (obfuscated), and optionally the same completion
+    before obfuscation (absent = unknown), which the validator keeps for the dataset export
+    and never sends to a miner: ``files`` and ``original`` for code, ``content`` and
+    ``original_content`` for every other kind."""
 
-    files: list[CodeFile] = Field(min_length=1)
+    files: list[CodeFile] | None = Field(None, min_length=1)
     original: list[CodeFile] | None = Field(None, min_length=1)
+    content: Content | None = None
+    original_content: Content | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SyntheticCompletion:
+        if (self.files is None) == (self.content is None):
+            raise ValueError("a completion has either files (code) or content (any other kind)")
+        if self.content is not None and self.original is not None:
+            raise ValueError("original is for code files; give original_content with content")
+        if self.files is not None and self.original_content is not None:
+            raise ValueError("original_content is for content; give original with files")
+        if self.content is not None and isinstance(self.content, CodeContent):
+            raise ValueError("code goes in files")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A field a completion does not have is left out (absent = unknown, or not its kind).
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    def sent(self) -> Content:
+        """What miners get."""
+        return self.content if self.content is not None else CodeContent(files=self.files or [])
+
+    def kept(self) -> Content | None:
+        """The completion before obfuscation, or None when unknown."""
+        if self.files is not None:
+            return None if self.original is None else CodeContent(files=self.original)
+        return self.original_content
 
 
 class SyntheticResponse(_Model):
@@ -95,11 +138,15 @@ class SyntheticTask(_Model):
     """One task with a known ranking. ``ground_truth`` maps every ``cid`` to its rank (1 = best)."""
 
     prompt: str = Field(min_length=1)
+    kind: Literal["code", "text", "dialogue", "image"] = "code"
     responses: list[SyntheticResponse] = Field(min_length=2)
     ground_truth: dict[str, int]
 
     @model_validator(mode="after")
     def _ground_truth_is_a_ranking(self) -> SyntheticTask:
+        for r in self.responses:
+            if r.completion.sent().kind != self.kind:
+                raise ValueError(f"a {self.kind} task has a {r.completion.sent().kind} completion")
         cids = [r.cid for r in self.responses]
         if len(set(cids)) != len(cids):
             raise ValueError("completion ids must be unique")
@@ -138,7 +185,10 @@ class SyntheticAPIResponseError(SyntheticAPIError):
 class SyntheticTaskSource(Protocol):
     """Anything the validator can pull tasks from: this client, or in-process generation."""
 
-    async def next_task(self) -> SyntheticTask: ...
+    async def next_task(self, kind: str | None = None) -> SyntheticTask:
+        """A task of ``kind`` (one of :data:`~commons.protocol.CONTENT_KINDS`), or of the
+        source's own choice when None."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -190,8 +240,10 @@ class SyntheticAPIClient:
         except ValueError as exc:
             raise SyntheticAPIResponseError(f"{self.base_url}/health answered with invalid JSON") from exc
 
-    async def next_task(self) -> SyntheticTask:
-        response = await self._request("/api/synthetic-gen")
+    async def next_task(self, kind: str | None = None) -> SyntheticTask:
+        if kind is not None and kind not in CONTENT_KINDS:
+            raise ValueError(f"unknown content kind {kind!r}; one of {', '.join(CONTENT_KINDS)}")
+        response = await self._request("/api/synthetic-gen" + (f"?kind={kind}" if kind else ""))
         try:
             envelope = SyntheticEnvelope.model_validate_json(response.content)
         except ValidationError as exc:
@@ -201,6 +253,8 @@ class SyntheticAPIClient:
             ) from exc
         if not envelope.success or envelope.body is None:
             raise SyntheticAPIResponseError(f"the synthetic API reported an error: {envelope.error}")
+        if kind is not None and envelope.body.kind != kind:
+            raise SyntheticAPIResponseError(f"asked for a {kind} task, the synthetic API sent a {envelope.body.kind} one")
         return envelope.body
 
     async def _request(self, path: str) -> httpx.Response:

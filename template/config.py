@@ -90,6 +90,49 @@ NetworkOrPath = Annotated[str, AfterValidator(lambda value: check_network(value,
 ChainEndpoint = Annotated[str | None, AfterValidator(check_chain_endpoint)]
 
 
+# The content kinds a synthetic task can be of (commons.protocol.CONTENT_KINDS).
+SYNTHETIC_KINDS = ("code", "text", "dialogue", "image")
+
+
+def parse_mix(value: str) -> dict[str, float]:
+    """``code:1,text:2`` as ``{"code": 1.0, "text": 2.0}``: each kind of :data:`SYNTHETIC_KINDS`
+    at most once, with a weight >= 0 (a kind alone may leave out ``:1``), at least one above 0."""
+    mix: dict[str, float] = {}
+    for part in value.split(","):
+        name, sep, weight = part.strip().partition(":")
+        name = name.strip()
+        if name not in SYNTHETIC_KINDS:
+            raise ValueError(f"accepts kind:weight pairs of {', '.join(SYNTHETIC_KINDS)}; {name!r} is not a kind")
+        if name in mix:
+            raise ValueError(f"names {name} twice")
+        try:
+            share = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"the weight of {name} must be a number, not {weight!r}") from None
+        if not (share >= 0 and share < float("inf")):
+            raise ValueError(f"the weight of {name} must be a finite number >= 0")
+        mix[name] = share
+    if not any(mix.values()):
+        raise ValueError("needs at least one kind with a weight above 0")
+    return mix
+
+
+def _normalised_mix(value: str) -> str:
+    return ",".join(f"{k}:{v:g}" for k, v in parse_mix(value).items())
+
+
+# A synthetic-task mix as written on the command line, normalised (``code:1,text:0.5``).
+Mix = Annotated[str, AfterValidator(_normalised_mix)]
+
+
+class SyntheticSettings(_Section):
+    mix: Mix | None = Field(
+        None,
+        description="content kinds of synthetic tasks and their shares, e.g. code:1,text:1,dialogue:1,image:1; "
+        "default: the synthetic API's own mix, code alone in-process (validator)",
+    )
+
+
 class SubtensorSettings(_Section):
     network: Network = Field(
         "finney", description="finney, test, local, or a local-chain directory (dojo chain init)"
@@ -313,6 +356,7 @@ class ValidatorConfig(NeuronConfig):
     wandb_api_key: SecretStr | None = Field(
         None, description="Weights & Biases key", json_schema_extra={"env": "WANDB_API_KEY"}
     )
+    synthetic: SyntheticSettings = SyntheticSettings()
     wandb: WandbSettings = WandbSettings()
     export: ExportSettings = ExportSettings()
     organic: OrganicSettings = OrganicSettings()

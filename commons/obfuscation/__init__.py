@@ -1,6 +1,8 @@
-"""Obfuscation of code completions: the same behaviour, unrecognisable text.
+"""Obfuscation of completions: the same behaviour or picture, unrecognisable text or file.
 
-A worker (or a miner's script) must not be able to look a completion up, or match it to
+Images: :func:`obfuscate_image` (module ``_image``) writes a new file of the same picture.
+
+Code: a worker (or a miner's script) must not be able to look a completion up, or match it to
 the instruction variant it answers, by its text. :func:`obfuscate_files` rewrites a
 completion's files so that
 
@@ -29,6 +31,7 @@ Usage::
 
 from commons.obfuscation._css import obfuscate_css
 from commons.obfuscation._files import obfuscate_files
+from commons.obfuscation._image import obfuscate_image
 from commons.obfuscation._js_emit import emit_javascript as emit_javascript
 from commons.obfuscation._js_emit import obfuscate_javascript
 from commons.obfuscation._js_tokens import JS_GLOBALS as JS_GLOBALS
@@ -44,6 +47,7 @@ __all__ = [
     "ObfuscationError",
     "obfuscate_css",
     "obfuscate_files",
+    "obfuscate_image",
     "obfuscate_javascript",
     "obfuscate_python",
 ]

@@ -25,12 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--n", type=int, default=10, help="number of tasks (default 10)")
     sample.add_argument("--out", required=True, help="output file, one task per line")
     sample.add_argument("--seed", default=None, help="seed, for reproducible tasks")
+    sample.defer(_add_sample_flags)
     sample.set_defaults(handler=_sample)
 
     preview = commands.add_parser("preview", help="write a page showing one task's completions side by side")
     preview.add_argument("--out", required=True, help="output directory")
     preview.add_argument("--seed", default=None, help="seed of the generated task")
     preview.add_argument("--from", dest="source", default=None, help="JSONL from `sample`: preview its first task")
+    preview.add_argument(
+        "--kind", default="code", choices=("code", "text", "dialogue", "image"), help="kind of the generated task"
+    )
     preview.set_defaults(handler=_preview)
 
 
@@ -39,6 +43,13 @@ def _add_service_flags(parser: argparse.ArgumentParser) -> None:
     from template.config import add_options
 
     add_options(parser, ServiceSettings)
+
+
+def _add_sample_flags(parser: argparse.ArgumentParser) -> None:
+    from dojo.synthetic.settings import SampleSettings
+    from template.config import add_options
+
+    add_options(parser, SampleSettings)
 
 
 def _fail(message: str) -> int:
@@ -68,13 +79,23 @@ def _serve(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import asyncio
 
+    from dojo.synthetic.pipeline import PipelineOptions
     from dojo.synthetic.preview import write_samples
+    from dojo.synthetic.settings import SampleSettings, SettingsError
+    from template.config import parse_mix, print_config_error, resolve_args
 
     if args.n < 1:
         return _fail("--n must be at least 1")
+    try:
+        settings = resolve_args(SampleSettings, args)
+        options = PipelineOptions(n_completions=settings.completions, mix=parse_mix(settings.mix))
+    except SettingsError as exc:
+        return print_config_error("dojo synthetic sample", exc)
+    except ValueError as exc:
+        return _fail(str(exc))
     out = Path(args.out)
-    count = asyncio.run(write_samples(args.n, out, seed=args.seed))
-    print(f"wrote {count} tasks to {out}")
+    count = asyncio.run(write_samples(args.n, out, seed=args.seed, options=options))
+    print(f"wrote {count} tasks ({settings.mix}) to {out}")
     return 0
 
 
@@ -92,7 +113,7 @@ def _preview(args: argparse.Namespace) -> int:
             return _fail(f"{path} holds no tasks")
         task = tasks[0]
     else:
-        task = asyncio.run(generate_tasks(1, seed=args.seed))[0]
+        task = asyncio.run(generate_tasks(1, seed=args.seed, kind=args.kind))[0]
     index = write_preview(task, Path(args.out))
     print(f"preview written to {index}")
     return 0

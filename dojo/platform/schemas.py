@@ -154,7 +154,41 @@ class CompletionIn(Camel):
             raise ValueError(
                 f"a completion may hold at most {MAX_COMPLETION_BYTES} bytes; this one holds {size}"
             )
+        if isinstance(value, dict) and value.get("kind") == "image":
+            check_image_completion(value)
         return value
+
+
+IMAGE_FIELDS = {"kind", "mediaType", "data", "width", "height", "alt"}
+MAX_ALT = 2000
+
+
+def check_image_completion(value: dict[str, Any]) -> None:
+    """An image completion (``docs/platform-api.md``) must be a PNG, JPEG or WebP file that
+    decodes whole, of the type and size it declares, within the byte and pixel caps; it is
+    served to workers' browsers as it is, so nothing else passes (an SVG or a page dressed as
+    an image, a truncated file, an image bomb)."""
+    from commons.media import MEDIA_TYPES, ImageRefused, b64decode, decode
+
+    extra = set(value) - IMAGE_FIELDS
+    if extra:
+        raise ValueError(f"an image completion has no field {sorted(extra)[0]!r}")
+    media_type, data = value.get("mediaType"), value.get("data")
+    width, height, alt = value.get("width"), value.get("height"), value.get("alt", "")
+    if media_type not in MEDIA_TYPES:
+        raise ValueError(f"mediaType must be one of {', '.join(MEDIA_TYPES)}")
+    if not isinstance(data, str) or not data:
+        raise ValueError("data must be the image file in base64")
+    if not isinstance(alt, str) or len(alt) > MAX_ALT:
+        raise ValueError(f"alt must be a text of at most {MAX_ALT} characters")
+    if type(width) is not int or type(height) is not int:
+        raise ValueError("width and height must be integers")
+    try:
+        info, _ = decode(b64decode(data), media_type)
+    except ImageRefused as exc:
+        raise ValueError(str(exc)) from None
+    if (info.width, info.height) != (width, height):
+        raise ValueError(f"the image is {info.width}×{info.height} pixels but is declared as {width}×{height}")
 
 
 class CriterionIn(BaseModel):

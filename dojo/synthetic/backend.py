@@ -1,10 +1,12 @@
 """What a generation backend provides to the pipeline, and the per-task limits it honours.
 
-A backend turns task seeds into an instruction (instructor), an instruction into variants
-that deviate from it step by step (augmenter), and an instruction into a completion
+A backend makes tasks of one content kind. It turns task seeds into an instruction
+(instructor), an instruction into variants that deviate from it step by step (augmenter:
+for code, instructions that ask for less of what the original asks; for text, dialogue and
+images, plans of responses with one more defect each), and a variant into a completion
 (output generator). The pipeline owns everything else: filtering, checking, obfuscation,
-shuffling and ground truth. Two backends exist: ``procedural`` (offline, deterministic)
-and ``llm`` (any OpenAI-compatible chat-completions endpoint).
+shuffling and ground truth. Two families exist: ``procedural`` (offline, deterministic) and
+``llm`` (any OpenAI-compatible endpoint).
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from commons.protocol import CodeFile
+from commons.protocol import CodeContent, CodeFile, Content
 
 
 class GenerationError(RuntimeError):
     """A backend could not produce what was asked (bad model output, limits reached)."""
+
+
+class TaskDiscarded(GenerationError):
+    """The checker could not confirm the task's ranking; the task is thrown away."""
 
 
 class BudgetExceeded(GenerationError):
@@ -39,12 +45,19 @@ class Instruction:
     deviation: int = 0
     payload: Any = None
     style: Any = None
+    kind: str = "code"
 
 
 @dataclass(frozen=True)
 class GeneratedCompletion:
+    """A completion: ``files`` for code, ``content`` (the protocol's) for any other kind."""
+
     files: list[CodeFile]
     model: str
+    content: Content | None = None
+
+    def as_content(self) -> Content:
+        return self.content if self.content is not None else CodeContent(files=self.files)
 
 
 @dataclass
@@ -73,6 +86,8 @@ class TaskBudget:
 
 
 class Backend(Protocol):
+    """Makes tasks of one kind (``kind``, default code)."""
+
     name: str
 
     async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:

@@ -1,5 +1,12 @@
 """The filter: keeps new instructions distinct from every instruction already accepted.
 
+Two filters share one interface (:class:`DuplicateFilter`): :class:`InstructionFilter`,
+TF-IDF over words (offline, the procedural backend's), and
+:class:`~dojo.synthetic.semantic.EmbeddingFilter`, cosine similarity of embeddings from an
+OpenAI-compatible embeddings endpoint (the LLM backend's), which also catches a paraphrase
+that shares few words with what it repeats. Each kind of task has its own filter over its
+own kind's instructions.
+
 An instruction is rejected when its TF-IDF cosine similarity to any accepted instruction
 reaches ``threshold``; every decision is recorded in the task database, rejections
 included. Terms are word unigrams and bigrams hashed by scikit-learn's
@@ -10,9 +17,11 @@ frequencies are sublinear (``1 + ln tf``), and IDF is scikit-learn's smoothed
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,13 +42,26 @@ class FilterDecision:
     instruction_id: int
 
 
+class DuplicateFilter(Protocol):
+    """Decides whether an instruction is new enough, records the decision, remembers it if so."""
+
+    threshold: float
+
+    async def decide(self, text: str) -> FilterDecision: ...
+
+    def sample_accepted(self, rng: random.Random, k: int) -> list[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class InstructionFilter:
     """Accepts an instruction unless one too similar was accepted before; thread-safe."""
 
-    def __init__(self, store: SyntheticStore, threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(self, store: SyntheticStore, threshold: float = DEFAULT_THRESHOLD, *, kind: str = "code") -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"the similarity threshold must be in (0, 1], got {threshold}")
         self.store = store
+        self.kind = kind
         self.threshold = threshold
         self._lock = threading.Lock()
         self._hasher = HashingVectorizer(
@@ -56,7 +78,7 @@ class InstructionFilter:
         # Every accepted row's terms, concatenated: row number, compact column, 1 + ln tf.
         self._flat = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows not yet in _flat
-        for row_id, text in store.accepted_instructions():
+        for row_id, text in store.accepted_instructions(kind):
             self._remember(row_id, text, self._tf(text))
 
     def _tf(self, text: str) -> sp.csr_matrix:
@@ -113,13 +135,21 @@ class InstructionFilter:
         best = int(np.argmax(scores))
         return float(scores[best]), self._ids[best]
 
+    async def decide(self, text: str) -> FilterDecision:
+        return await asyncio.to_thread(self.check, text)
+
+    async def aclose(self) -> None:
+        return None
+
     def check(self, text: str) -> FilterDecision:
         """Decide on ``text``, record the decision, and remember it if accepted."""
         with self._lock:
             tf = self._tf(text)
             similarity, nearest = self._nearest(tf)
             accepted = similarity < self.threshold
-            row_id = self.store.record_instruction(text, accepted=accepted, similarity=similarity, nearest_id=nearest)
+            row_id = self.store.record_instruction(
+                text, accepted=accepted, similarity=similarity, nearest_id=nearest, kind=self.kind
+            )
             if accepted:
                 self._remember(row_id, text, tf)
             else:

@@ -8,19 +8,18 @@ rejected proposal is recorded by the filter and replaced by a fresh one.
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 from loguru import logger
 
 from dojo.synthetic.backend import Backend, GenerationError, Instruction, TaskBudget
-from dojo.synthetic.filter import InstructionFilter
+from dojo.synthetic.filter import DuplicateFilter
 
 EXAMPLES_PER_PROMPT = 3
 
 
 class Instructor:
-    def __init__(self, backend: Backend, instruction_filter: InstructionFilter, max_attempts: int = 20) -> None:
+    def __init__(self, backend: Backend, instruction_filter: DuplicateFilter, max_attempts: int = 20) -> None:
         self.backend = backend
         self.filter = instruction_filter
         self.max_attempts = max_attempts
@@ -30,7 +29,7 @@ class Instructor:
         for attempt in range(1, self.max_attempts + 1):
             budget.check()
             instruction = await self.backend.instruct(rng, self.filter.sample_accepted(rng, EXAMPLES_PER_PROMPT), budget)
-            decision = await asyncio.to_thread(self.filter.check, instruction.text)
+            decision = await self.filter.decide(instruction.text)
             if decision.accepted:
                 return instruction
             logger.info(

@@ -1,13 +1,19 @@
 """The synthetic task pipeline: instructor → filter → augmenter → output generator →
-obfuscator → checks → shuffle.
+obfuscator → checks → shuffle, for each content kind.
 
-``SyntheticPipeline.generate_task()`` returns a :class:`~commons.synthetic_api.SyntheticTask`:
-the original instruction, one completion per deviation level (the original's and each
-variant's), each obfuscated with its own random names and checked (the files that will be
-used are the files checked; a completion that fails is regenerated), shuffled, with fresh
-completion ids, and the ground truth ``{cid: deviation + 1}``. Each completion also carries
-its files before obfuscation (``SyntheticCompletion.original``), which the validator keeps
-for the dataset export and never sends to miners.
+``SyntheticPipeline.generate_task(kind)`` returns a :class:`~commons.synthetic_api.SyntheticTask`
+of that kind (drawn from ``PipelineOptions.mix`` when not given): the original instruction,
+one completion per deviation level, each obfuscated and checked (what will be used is what
+was checked; a completion that fails is regenerated), shuffled, with fresh completion ids,
+and the ground truth ``{cid: deviation + 1}``. Each completion also carries its form before
+obfuscation, which the validator keeps for the dataset export and never sends to miners.
+
+Code: the levels are instructions asking for less of the original (see
+:mod:`dojo.synthetic.spec`), the checks are :mod:`dojo.synthetic.checks`. Text, dialogue and
+images (:mod:`dojo.synthetic.kinds`): the levels carry one more deliberate defect each, and the
+checker reads the defects back from every completion, as miners will get it; a task whose
+levels it cannot confirm is discarded (:class:`~dojo.synthetic.backend.TaskDiscarded`) and
+counted in :attr:`SyntheticPipeline.stats`.
 
 Determinism: task ``i`` of a pipeline seeded ``s`` draws everything from
 ``random.Random(f"{s}:{i}")`` and its children, so the same seed on the same database
@@ -19,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
 
 from commons.obfuscation import ObfuscationError, obfuscate_files
-from commons.protocol import CodeFile
+from commons.protocol import CONTENT_KINDS, CodeFile, Content
 from commons.synthetic_api import (
     SyntheticCompletion,
     SyntheticResponse,
@@ -34,11 +41,20 @@ from commons.synthetic_api import (
     task_source_from_env,
 )
 from dojo.synthetic.augmenter import Augmenter
-from dojo.synthetic.backend import Backend, GeneratedCompletion, GenerationError, Instruction, TaskBudget
+from dojo.synthetic.backend import (
+    Backend,
+    GeneratedCompletion,
+    GenerationError,
+    Instruction,
+    TaskBudget,
+    TaskDiscarded,
+)
 from dojo.synthetic.checks import CompletionChecker
-from dojo.synthetic.filter import DEFAULT_THRESHOLD, InstructionFilter
+from dojo.synthetic.filter import DEFAULT_THRESHOLD, DuplicateFilter, InstructionFilter
 from dojo.synthetic.instructor import Instructor
+from dojo.synthetic.kinds import MAX_COMPLETIONS, RULES, confirm_order
 from dojo.synthetic.store import SyntheticStore
+from template.config import parse_mix
 
 
 @dataclass(frozen=True)
@@ -49,10 +65,58 @@ class PipelineOptions:
     max_generation_attempts: int = 3
     task_seconds: float = 600.0
     task_tokens: int | None = None
+    # Content kinds and their shares, for tasks whose kind the caller leaves open.
+    mix: Mapping[str, float] = field(default_factory=lambda: {"code": 1.0})
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_completions <= 10:
             raise ValueError(f"a task needs 2 to 10 completions, got {self.n_completions}")
+        if isinstance(self.mix, str):
+            object.__setattr__(self, "mix", parse_mix(self.mix))
+        for kind, share in self.mix.items():
+            if kind not in CONTENT_KINDS:
+                raise ValueError(f"unknown content kind {kind!r} in the mix")
+            if share > 0 and self.n_completions > MAX_COMPLETIONS[kind]:
+                raise ValueError(
+                    f"{kind} tasks take at most {MAX_COMPLETIONS[kind]} completions, not {self.n_completions}"
+                )
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, share in self.mix.items() if share > 0]
+
+    def draw_kind(self, rng: random.Random) -> str:
+        kinds = self.kinds()
+        if len(kinds) == 1:
+            return kinds[0]
+        return rng.choices(kinds, weights=[self.mix[k] for k in kinds])[0]
+
+
+@dataclass
+class KindStats:
+    """What the pipeline did for one kind: tasks made, tasks the checker could not confirm
+    (discarded), tasks that failed otherwise (a backend error, a budget), and why the last
+    discarded one was."""
+
+    generated: int = 0
+    discarded: int = 0
+    failed: int = 0
+    last_discard: str | None = None
+
+
+def tfidf_filter(store: SyntheticStore, kind: str, threshold: float) -> DuplicateFilter:
+    return InstructionFilter(store, threshold, kind=kind)
+
+
+def default_backends(code: Backend, *, completions: int = 4) -> dict[str, Backend]:
+    """Every kind's backend: ``code`` for code, the offline ones for the rest."""
+    from dojo.synthetic.kinds import ProceduralImageBackend, ProceduralTextBackend
+
+    return {
+        "code": code,
+        "text": ProceduralTextBackend("text"),
+        "dialogue": ProceduralTextBackend("dialogue"),
+        "image": ProceduralImageBackend(completions=completions),
+    }
 
 
 class SyntheticPipeline:
@@ -66,30 +130,159 @@ class SyntheticPipeline:
         seed: int | str | None = None,
         options: PipelineOptions | None = None,
         checker: CompletionChecker | None = None,
+        backends: Mapping[str, Backend] | None = None,
+        filter_factory: Callable[[SyntheticStore, str, float], DuplicateFilter] | None = None,
     ) -> None:
+        """``backend`` makes code tasks; ``backends`` (kind → backend) the other kinds, by
+        default the offline ones (:func:`default_backends`). ``filter_factory(store, kind,
+        threshold)`` makes each kind's duplicate filter (default: TF-IDF)."""
         self.backend = backend
+        self.options = options or PipelineOptions()
+        defaults = default_backends(backend, completions=self.options.n_completions)
+        self.backends: dict[str, Backend] = {**defaults, **dict(backends or {})}
+        self.backends["code"] = backend
         # A path opens a store the pipeline owns: the instructions it has used outlive the
         # process, so the duplicate filter remembers them across restarts.
         self._owns_store = not isinstance(store, SyntheticStore)
         self.store = store if isinstance(store, SyntheticStore) else SyntheticStore(store)
-        self.options = options or PipelineOptions()
         self.seed = seed if seed is not None else uuid.uuid4().hex
-        self.filter = InstructionFilter(self.store, self.options.similarity_threshold)
-        self.instructor = Instructor(backend, self.filter, self.options.max_instruction_attempts)
+        make_filter = filter_factory or tfidf_filter
+        # One filter per kind: an image scene and a code task are never near each other, and
+        # each kind's instructions are compared with their own kind's.
+        self.filters: dict[str, DuplicateFilter] = {
+            kind: make_filter(self.store, kind, self.options.similarity_threshold)
+            for kind in CONTENT_KINDS
+        }
+        self.filter = self.filters["code"]
+        self.instructors = {
+            kind: Instructor(self.backends[kind], self.filters[kind], self.options.max_instruction_attempts)
+            for kind in CONTENT_KINDS
+        }
+        self.instructor = self.instructors["code"]
         self.augmenter = Augmenter(backend)
         self.checker = checker if checker is not None else CompletionChecker()
+        self.stats: dict[str, KindStats] = {kind: KindStats() for kind in CONTENT_KINDS}
         self._index = 0
 
     async def aclose(self) -> None:
-        await self.backend.aclose()
+        closed: set[int] = set()
+        for backend in self.backends.values():
+            if id(backend) not in closed:
+                closed.add(id(backend))
+                await backend.aclose()
         await asyncio.to_thread(self.checker.close)
+        for f in self.filters.values():
+            await f.aclose()
         if self._owns_store:
             self.store.close()
 
-    async def generate_task(self) -> SyntheticTask:
+    async def generate_task(self, kind: str | None = None) -> SyntheticTask:
+        """A task of ``kind``, or of a kind drawn from the options' mix."""
         index = self._index
         self._index += 1
         rng = random.Random(f"{self.seed}:{index}")
+        if kind is None:
+            kind = self.options.draw_kind(rng)
+        if kind not in CONTENT_KINDS:
+            raise GenerationError(f"unknown content kind {kind!r}; one of {', '.join(CONTENT_KINDS)}")
+        if self.options.n_completions > MAX_COMPLETIONS[kind]:
+            raise GenerationError(f"{kind} tasks take at most {MAX_COMPLETIONS[kind]} completions")
+        stats = self.stats[kind]
+        try:
+            if kind == "code":
+                task = await self._code_task(index, rng)
+            else:
+                task = await self._kind_task(kind, index, rng)
+        except TaskDiscarded as exc:
+            stats.discarded += 1
+            stats.last_discard = str(exc)
+            logger.warning("synthetic {} task discarded: {}", kind, exc)
+            raise
+        except GenerationError:
+            stats.failed += 1
+            raise
+        stats.generated += 1
+        return task
+
+    async def _kind_task(self, kind: str, index: int, rng: random.Random) -> SyntheticTask:
+        budget = TaskBudget(seconds=self.options.task_seconds, tokens=self.options.task_tokens)
+        backend = self.backends[kind]
+        original = await self.instructors[kind].propose(rng, budget)
+        budget.check()
+        variants = await backend.augment(original, self.options.n_completions - 1, rng, budget)
+        levels = [original, *variants]
+        if [v.deviation for v in levels] != list(range(len(levels))):
+            raise GenerationError(f"the backend returned deviations {[v.deviation for v in levels]}")
+        child_seeds = [rng.getrandbits(64) for _ in levels]
+        results = await asyncio.gather(
+            *(self._kind_completion(kind, level, s, budget) for level, s in zip(levels, child_seeds, strict=True))
+        )
+        problem = confirm_order([level.deviation for level in levels], [measured for _, _, measured in results])
+        if problem is not None:
+            raise TaskDiscarded(problem)
+        order = list(range(len(levels)))
+        rng.shuffle(order)
+        responses: list[SyntheticResponse] = []
+        ground_truth: dict[str, int] = {}
+        for k in order:
+            done, sent, _ = results[k]
+            cid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            responses.append(
+                SyntheticResponse(
+                    model=done.model,
+                    completion=SyntheticCompletion(content=sent, original_content=done.as_content()),
+                    cid=cid,
+                )
+            )
+            ground_truth[cid] = levels[k].deviation + 1
+        logger.info(
+            "synthetic {} task {} ready: {} completions, {} tokens, {:.2f}s",
+            kind, index, len(responses), budget.tokens_used, budget.seconds - budget.remaining(),
+        )
+        return SyntheticTask(prompt=original.text, kind=kind, responses=responses, ground_truth=ground_truth)  # type: ignore[arg-type]
+
+    async def _kind_completion(
+        self, kind: str, instruction: Instruction, seed: int, budget: TaskBudget
+    ) -> tuple[GeneratedCompletion, Content, int]:
+        """A completion at ``instruction``'s level, what miners get of it, and the defects the
+        checker read in that. A completion whose defects read otherwise than its level (in
+        itself or as miners get it) is generated again, told why, up to the options' limit;
+        then the task is discarded."""
+        rng, obfuscation_rng = random.Random(seed), random.Random(seed ^ 0x5EED)
+        rules = RULES[kind]
+        backend = self.backends[kind]
+        feedback: str | None = None
+        for attempt in range(1, self.options.max_generation_attempts + 1):
+            budget.check()
+            done = await backend.generate(instruction, rng, budget, feedback)
+            content = done.as_content()
+            if content.kind != kind:
+                raise GenerationError(f"the {kind} backend wrote a {content.kind} completion")
+
+            def checked(content: Content = content) -> tuple[Content | None, int | None, str]:
+                measured = rules.measure(instruction, content)
+                if measured.defects != instruction.deviation:
+                    return None, measured.defects, _why(measured.defects, measured.problems, instruction.deviation)
+                sent = rules.obfuscate(content, obfuscation_rng)
+                again = rules.measure(instruction, sent)
+                if again.defects != instruction.deviation:
+                    why = _why(again.defects, again.problems, instruction.deviation)
+                    return None, again.defects, f"after obfuscation, {why}"
+                return sent, again.defects, ""
+
+            sent, measured, feedback = await asyncio.to_thread(checked)
+            if sent is not None and measured is not None:
+                return done, sent, measured
+            logger.warning(
+                "{} completion for deviation {} failed its check (attempt {}): {}",
+                kind, instruction.deviation, attempt, feedback,
+            )
+        raise TaskDiscarded(
+            f"no {kind} completion with exactly {instruction.deviation} defects in "
+            f"{self.options.max_generation_attempts} attempts: {feedback}"
+        )
+
+    async def _code_task(self, index: int, rng: random.Random) -> SyntheticTask:
         budget = TaskBudget(seconds=self.options.task_seconds, tokens=self.options.task_tokens)
         original = await self.instructor.propose(rng, budget)
         variants = await self.augmenter.augment(original, self.options.n_completions - 1, rng, budget)
@@ -171,6 +364,12 @@ class SyntheticPipeline:
         return list(files), []
 
 
+def _why(defects: int | None, problems: tuple[str, ...], deviation: int) -> str:
+    if defects is None:
+        return "; ".join(problems) or "the checker could not read it"
+    return f"it has {defects} defects where {deviation} were asked for"
+
+
 class InProcessTaskSource:
     """Generates tasks in the validator's own process (no ``SYNTHETIC_API_URL`` set)."""
 
@@ -182,11 +381,11 @@ class InProcessTaskSource:
         self.pipeline = pipeline
         self.attempts = attempts
 
-    async def next_task(self) -> SyntheticTask:
+    async def next_task(self, kind: str | None = None) -> SyntheticTask:
         last: Exception | None = None
         for _ in range(self.attempts):
             try:
-                return await self.pipeline.generate_task()
+                return await self.pipeline.generate_task(kind)
             except GenerationError as exc:
                 logger.warning("synthetic task generation failed: {}", exc)
                 last = exc
@@ -197,16 +396,21 @@ class InProcessTaskSource:
 
 
 def default_task_source(
-    *, url: str | None = None, store_path: str | Path | None = None, **client_options: object
+    *,
+    url: str | None = None,
+    store_path: str | Path | None = None,
+    mix: Mapping[str, float] | str | None = None,
+    **client_options: object,
 ) -> SyntheticTaskSource:
     """What the validator pulls tasks from: the service at ``url`` (default
     ``SYNTHETIC_API_URL``, with ``SYNTHETIC_API_TOKEN``) when set, otherwise in-process
-    procedural generation, whose duplicate filter keeps the instructions it used in the
-    SQLite file ``store_path`` (in memory when ``None``)."""
+    procedural generation of the kinds in ``mix``, whose duplicate filter keeps the
+    instructions it used in the SQLite file ``store_path`` (in memory when ``None``)."""
 
     def in_process() -> InProcessTaskSource:
         from dojo.synthetic.procedural import ProceduralBackend
 
-        return InProcessTaskSource(SyntheticPipeline(ProceduralBackend(), store_path))
+        options = PipelineOptions(mix=parse_mix(mix) if isinstance(mix, str) else dict(mix or {"code": 1.0}))
+        return InProcessTaskSource(SyntheticPipeline(ProceduralBackend(), store_path, options=options))
 
     return task_source_from_env(in_process, url=url, **client_options)  # type: ignore[arg-type]

@@ -50,20 +50,22 @@ def bundle_html(files: Sequence[CodeFile], entry: str = "index.html") -> str:
 
 
 async def generate_tasks(n: int, *, seed: int | str | None, backend: Backend | None = None,
-                         options: PipelineOptions | None = None) -> list[SyntheticTask]:
+                         options: PipelineOptions | None = None, kind: str | None = None) -> list[SyntheticTask]:
+    """``n`` tasks of ``kind``, or of kinds drawn from ``options.mix``."""
     if backend is None:
         from dojo.synthetic.procedural import ProceduralBackend
 
         backend = ProceduralBackend()
     pipeline = SyntheticPipeline(backend, SyntheticStore(), seed=seed, options=options)
     try:
-        return [await pipeline.generate_task() for _ in range(n)]
+        return [await pipeline.generate_task(kind) for _ in range(n)]
     finally:
         await pipeline.aclose()
 
 
-async def write_samples(n: int, out: Path, *, seed: int | str | None = None, backend: Backend | None = None) -> int:
-    tasks = await generate_tasks(n, seed=seed, backend=backend)
+async def write_samples(n: int, out: Path, *, seed: int | str | None = None, backend: Backend | None = None,
+                        options: PipelineOptions | None = None) -> int:
+    tasks = await generate_tasks(n, seed=seed, backend=backend, options=options)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
         for task in tasks:

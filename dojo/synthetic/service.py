@@ -1,11 +1,15 @@
 """The synthetic API (``dojo synthetic serve``): tasks with known rankings, over HTTP.
 
 - ``GET /api/synthetic-gen`` hands out the oldest queued task (format in
-  :mod:`commons.synthetic_api`); with the queue empty, the request waits for one task to
-  be generated for it.
-- ``GET /health`` reports the backend and the queue.
+  :mod:`commons.synthetic_api`), ``?kind=text`` the oldest of that kind (404 for a kind
+  outside the service's ``--mix``); with none queued, the request waits for one task to be
+  generated for it.
+- ``GET /health`` reports the backend, the queue (in all and by kind) and, per kind, the
+  tasks generated, those discarded because the checker could not confirm their ranking,
+  and those that failed otherwise.
 
-A background loop keeps the persisted queue at its target size. The service hands out
+A background loop keeps the persisted queue at its target size, each kind of the mix at its
+share of it. The service hands out
 ground truth, so it listens on loopback by default; with a token configured, every
 ``/api`` request must carry ``Authorization: Bearer <token>`` (and a token is required to
 listen anywhere else; see :mod:`dojo.synthetic.settings`).
@@ -30,7 +34,7 @@ from dojo.synthetic.backend import Backend, GenerationError
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
 from dojo.synthetic.settings import ServiceSettings
 from dojo.synthetic.store import SyntheticStore
-from template.config import environment
+from template.config import environment, parse_mix
 
 
 def build_backend(settings: ServiceSettings, environ: dict[str, str] | None = None) -> Backend:
@@ -55,6 +59,7 @@ def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Ba
         similarity_threshold=settings.similarity,
         task_seconds=settings.task_seconds,
         task_tokens=settings.task_tokens,
+        mix=parse_mix(settings.mix),
     )
     return SyntheticPipeline(backend or build_backend(settings), store, seed=settings.seed, options=options)
 
@@ -69,6 +74,14 @@ class TaskQueue:
         self.store = store
         self.pipeline = pipeline
         self.target = target
+        mix = pipeline.options.mix
+        total = sum(share for share in mix.values() if share > 0)
+        # Each kind's share of the queue, at least one task of every kind in the mix.
+        self.targets = {
+            kind: max(1, round(target * share / total)) if target else 0
+            for kind, share in mix.items()
+            if share > 0
+        }
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._backoff_rng = random.Random()
@@ -85,25 +98,33 @@ class TaskQueue:
     async def size(self) -> int:
         return await asyncio.to_thread(self.store.queue_size)
 
-    async def take(self) -> SyntheticTask:
-        task = await asyncio.to_thread(self.store.pop_task)
+    async def take(self, kind: str | None = None) -> SyntheticTask:
+        task = await asyncio.to_thread(self.store.pop_task, kind)
         self._wake.set()
         if task is None:
-            logger.info("synthetic queue empty: generating a task for this request")
-            task = await self.pipeline.generate_task()
+            logger.info("synthetic queue has no {} task: generating one for this request", kind or "")
+            task = await self.pipeline.generate_task(kind)
         return task
+
+    async def _short(self) -> str | None:
+        """The kind furthest below its share of the queue, or None when every kind has its share."""
+        sizes = await asyncio.to_thread(self.store.queue_sizes)
+        missing = {kind: want - sizes.get(kind, 0) for kind, want in self.targets.items() if want > 0}
+        kind = max(missing, key=lambda k: (missing[k] / self.targets[k], k)) if missing else None
+        return kind if kind is not None and missing[kind] > 0 else None
 
     async def _refill(self) -> None:
         failures = 0
         while True:
-            if await self.size() >= self.target:
+            kind = await self._short()
+            if kind is None:
                 self._wake.clear()
                 # Woken by take(); the timeout re-checks in case another process shares the queue.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=5.0)
                 continue
             try:
-                task = await self.pipeline.generate_task()
+                task = await self.pipeline.generate_task(kind)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep serving whatever goes wrong in one task
@@ -157,10 +178,17 @@ def create_app(
         )
 
     @app.get("/api/synthetic-gen", dependencies=[Depends(authorised)])
-    async def synthetic_gen(request: Request) -> JSONResponse:
+    async def synthetic_gen(request: Request, kind: str | None = None) -> JSONResponse:
         queue: TaskQueue = request.app.state.queue
+        if kind is not None and kind not in queue.targets:
+            made = ", ".join(queue.targets) or "nothing"
+            return JSONResponse(
+                {"success": False, "body": None,
+                 "error": f"this service makes {made} tasks (--mix {settings.mix}), not {kind!r}"},
+                status_code=404,
+            )
         try:
-            task = await queue.take()
+            task = await queue.take(kind)
         except GenerationError as exc:
             logger.warning("synthetic-gen failed: {}", exc)
             return JSONResponse({"success": False, "body": None, "error": str(exc)}, status_code=503)
@@ -169,7 +197,20 @@ def create_app(
     @app.get("/health")
     async def health(request: Request) -> dict:
         queue: TaskQueue = request.app.state.queue
-        return {"status": "ok", "backend": settings.backend, "queue_size": await queue.size(), "queue_target": queue.target}
+        by_kind = await asyncio.to_thread(queue.store.queue_sizes)
+        return {
+            "status": "ok",
+            "backend": settings.backend,
+            "mix": settings.mix,
+            "queue_size": sum(by_kind.values()),
+            "queue_target": queue.target,
+            "queue": {kind: {"size": by_kind.get(kind, 0), "target": want} for kind, want in queue.targets.items()},
+            "tasks": {
+                kind: {"generated": s.generated, "discarded": s.discarded, "failed": s.failed}
+                for kind, s in queue.pipeline.stats.items()
+                if kind in queue.targets or s.generated or s.discarded or s.failed
+            },
+        }
 
     return app
 

@@ -5,7 +5,7 @@ theirs: flag > environment variable > ``.env`` > default; a bad value exits 2 na
 and the variable. Environment variables (each declared on its field):
 ``SYNTHETIC_BACKEND``, ``SYNTHETIC_HOST``, ``SYNTHETIC_PORT``, ``SYNTHETIC_DB``,
 ``SYNTHETIC_API_TOKEN``, ``SYNTHETIC_QUEUE_SIZE``, ``SYNTHETIC_SEED``,
-``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
+``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_MIX``, ``SYNTHETIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
 ``SYNTHETIC_TASK_TOKENS``, ``SYNTHETIC_LLM_PROVIDER``, ``SYNTHETIC_LLM_BASE_URL``,
 ``SYNTHETIC_LLM_MODELS`` (comma-separated; the flag ``--llm-model`` once per model), and for
 the llm backend those read by :func:`dojo.synthetic.llm.settings_from_env`.
@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from template.config import ConfigError, resolve_args, resolve_values
+from template.config import ConfigError, Mix, resolve_args, resolve_values
 
 DEFAULT_PORT = 5003
 DEFAULT_DB = "~/.dojo/synthetic.sqlite"
@@ -67,6 +67,11 @@ class ServiceSettings(BaseModel):
     completions: int = Field(
         4, ge=2, le=10, description="completions per task", json_schema_extra=_named("SYNTHETIC_COMPLETIONS")
     )
+    mix: Mix = Field(
+        "code:1",
+        description="content kinds and their shares, e.g. code:1,text:1,dialogue:1,image:1",
+        json_schema_extra=_named("SYNTHETIC_MIX"),
+    )
     similarity: float = Field(
         0.8,
         gt=0,
@@ -111,6 +116,21 @@ class ServiceSettings(BaseModel):
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+
+class SampleSettings(BaseModel):
+    """``dojo synthetic sample``'s settings that it shares with the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mix: Mix = Field(
+        "code:1",
+        description="content kinds and their shares, e.g. text:1 or code:1,image:1",
+        json_schema_extra=_named("SYNTHETIC_MIX"),
+    )
+    completions: int = Field(
+        4, ge=2, le=10, description="completions per task", json_schema_extra=_named("SYNTHETIC_COMPLETIONS")
+    )
 
 
 def is_loopback(host: str) -> bool:

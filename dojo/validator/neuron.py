@@ -4,11 +4,13 @@ Loops, each independent (a slow or failing one never stalls the others):
 
 - **heartbeat** (every ``--neuron.heartbeat_interval`` s): the miners that answer with our
   protocol version form the active set.
-- **tasks** (every ``--neuron.task_interval`` s): take one synthetic task, pick up to
-  ``--neuron.sample_size`` active miners at random (``secrets.SystemRandom``), give each its
-  own completion order and ids, write the task and every assignment to the database, then
-  send ``FeedbackRequest`` and record each outcome. On start, assignments written but never
-  answered are sent again with the same request id.
+- **tasks** (every ``--neuron.task_interval`` s): take one synthetic task (of a content kind
+  drawn from ``--synthetic.mix`` when it is set), pick up to ``--neuron.sample_size`` active
+  miners at random (``secrets.SystemRandom``), give each its own completion order and ids,
+  write the task and every assignment to the database, then send ``FeedbackRequest`` and
+  record each outcome. Images are decoded and written anew first, so no metadata reaches a
+  miner. On start, assignments written but never answered are sent again with the same
+  request id.
 - **collection**: after the deadline (``--neuron.task_deadline``), ask every miner that
   accepted for its results (``TaskResultRequest``), retrying with backoff within
   ``--neuron.collection_grace``; check them (:mod:`dojo.validator.results`) and store them.
@@ -49,14 +51,18 @@ from typing import Any
 
 from loguru import logger
 
+from commons.media import ImageRefused, b64encode, reencode
 from commons.protocol import (
     PROTOCOL_VERSION,
+    TASK_TYPE_OF_KIND,
     Ack,
     Completion,
+    Content,
     FeedbackReply,
     FeedbackRequest,
     Heartbeat,
     HeartbeatReply,
+    ImageContent,
     ScoringResult,
     TaskResultReply,
     TaskResultRequest,
@@ -85,6 +91,7 @@ from dojo.validator.wandb_log import RoundLogger
 from template import spec_version
 from template.chain import ChainError, Metagraph, NeuronInfo, WeightsRejected, open_chain
 from template.chain.weights import check_weights
+from template.config import parse_mix
 from template.failpoints import failpoint
 from template.neuron import BaseNeuron
 from template.transport import CallerInfo, Outcome, SignedClient, Status, Target
@@ -213,9 +220,20 @@ class ValidatorNeuron(BaseNeuron):
             from dojo.synthetic import default_task_source
 
             self._source = default_task_source(
-                url=self.config.synthetic_api_url or "", store_path=self.config.data_dir / "synthetic.sqlite"
+                url=self.config.synthetic_api_url or "",
+                store_path=self.config.data_dir / "synthetic.sqlite",
+                mix=self.config.synthetic.mix,
             )
         return self._source
+
+    def next_kind(self) -> str | None:
+        """The content kind of the next task, drawn from ``--synthetic.mix``; None (the source's
+        own choice) when no mix is set."""
+        if self.config.synthetic.mix is None:
+            return None
+        mix = parse_mix(self.config.synthetic.mix)
+        kinds = [k for k, share in mix.items() if share > 0]
+        return self._rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
 
     async def _task_loop(self) -> None:
         try:
@@ -252,7 +270,11 @@ class ValidatorNeuron(BaseNeuron):
             miners = self.sample_miners()
             if not miners:
                 break
-            planned.append(self.plan_task(synthetic, miners))
+            try:
+                planned.append(await asyncio.to_thread(self.plan_task, synthetic, miners))
+            except ImageRefused as exc:
+                logger.warning("synthetic task refused: one of its images is not fit to send ({})", exc)
+                break
         if not planned:
             return None
         self._rng.shuffle(planned)  # organic and synthetic tasks leave in no telling order
@@ -279,8 +301,9 @@ class ValidatorNeuron(BaseNeuron):
     async def _next_synthetic(self) -> SyntheticTask | None:
         source = self.task_source()
         timeout = max(5.0, min(self.config.neuron.task_interval, 120.0))
+        kind = self.next_kind()
         try:
-            return await asyncio.wait_for(source.next_task(), timeout)
+            return await asyncio.wait_for(source.next_task() if kind is None else source.next_task(kind), timeout)
         except asyncio.TimeoutError:
             logger.warning("the synthetic task source gave no task within {:g}s; trying again next round", timeout)
         except Exception as exc:  # a source that is down is retried on the next tick
@@ -306,6 +329,8 @@ class ValidatorNeuron(BaseNeuron):
         return sorted((m.uid, m.hotkey) for m in chosen)
 
     def plan_task(self, synthetic: SyntheticTask, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
+        """The task and each miner's assignment, as they will be written; raises
+        :class:`~commons.media.ImageRefused` for an image that does not decode."""
         now = utcnow()
         responses = list(synthetic.responses)
         deadline, criteria = self.config.neuron.task_deadline, [{"type": "ranking"}]
@@ -317,27 +342,27 @@ class ValidatorNeuron(BaseNeuron):
             if 2 <= n < len(responses):
                 responses = self._rng.sample(responses, n)
         truth = _re_ranked({r.cid: synthetic.ground_truth[r.cid] for r in responses})
-        completions = tuple(
-            NewCompletion(
-                completion_id=r.cid,
-                model=r.model,
-                content={"kind": "code", "files": [f.model_dump() for f in r.completion.files]},
-                ground_truth_rank=truth.get(r.cid),
-                original_content=None
-                if r.completion.original is None
-                else {"kind": "code", "files": [f.model_dump() for f in r.completion.original]},
+        completions = []
+        for r in responses:
+            kept = r.completion.kept()
+            completions.append(
+                NewCompletion(
+                    completion_id=r.cid,
+                    model=r.model,
+                    content=sendable(r.completion.sent()).model_dump(mode="json"),
+                    ground_truth_rank=truth.get(r.cid),
+                    original_content=None if kept is None else sendable(kept).model_dump(mode="json"),
+                )
             )
-            for r in responses
-        )
         task = NewTask(
             task_id=uuid.uuid4().hex,
             created_at=now,
-            task_type="code_generation",
+            task_type=TASK_TYPE_OF_KIND[synthetic.kind],
             prompt=synthetic.prompt,
             criteria=criteria,
             expire_at=now + timedelta(seconds=deadline),
             source=self.config.synthetic_api_url or "in-process",
-            completions=completions,
+            completions=tuple(completions),
         )
         return task, self._assign(completions, miners)
 
@@ -797,9 +822,29 @@ def _re_ranked(truth: dict[str, int]) -> dict[str, int]:
     return {cid: i for i, cid in enumerate(sorted(truth, key=lambda c: truth[c]), start=1)}
 
 
+def sendable(content: Content) -> Content:
+    """``content`` fit to send: an image decoded in full and written anew in its own format,
+    so that whatever metadata the file carried (EXIF, XMP, ICC, text chunks) stays here;
+    other kinds as they are. Raises :class:`~commons.media.ImageRefused` for an image that
+    does not decode."""
+    if not isinstance(content, ImageContent):
+        return content
+    info, data = reencode(content.image_bytes(), content.media_type)
+    return ImageContent(
+        media_type=info.media_type, data=b64encode(data), width=info.width, height=info.height, alt=content.alt
+    )
+
+
 def _obfuscated(content: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """Code obfuscated as the synthetic pipeline obfuscates it (renaming, then without when
-    the code does not survive it); other kinds as they are."""
+    the code does not survive it); an image written anew (:func:`sendable`); other kinds as
+    they are."""
+    if content.get("kind") == "image":
+        try:
+            return sendable(ImageContent.model_validate(content)).model_dump(mode="json")
+        except (ImageRefused, ValueError) as exc:
+            logger.warning("an organic image was sent as it came: it does not decode ({})", exc)
+            return content
     if content.get("kind") != "code":
         return content
     from commons.obfuscation import ObfuscationError, obfuscate_files

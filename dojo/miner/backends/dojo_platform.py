@@ -33,6 +33,7 @@ from commons.protocol import (
     Content,
     DialogueContent,
     FeedbackRequest,
+    ImageContent,
     TextContent,
     has_control_characters,
 )
@@ -61,13 +62,15 @@ TITLES = {
     "code_generation": "Which program does what the prompt asks best?",
     "text": "Which answer does what the prompt asks best?",
     "dialogue": "Which conversation does what the prompt asks best?",
+    "image": "Which image shows what the prompt asks for best?",
 }
 
 T = TypeVar("T")
 
 
 def platform_completion(content: Content) -> Any:
-    """A completion as the platform's web UI shows it: code files, a text, or dialogue turns."""
+    """A completion as the platform's web UI shows it: code files, a text, dialogue turns, or
+    an image (``{"kind": "image", "mediaType", "data", "width", "height", "alt"}``)."""
     if isinstance(content, CodeContent):
         return {
             "files": [
@@ -78,6 +81,15 @@ def platform_completion(content: Content) -> Any:
         return content.text
     if isinstance(content, DialogueContent):
         return [{"role": turn.role, "message": turn.message} for turn in content.turns]
+    if isinstance(content, ImageContent):
+        return {
+            "kind": "image",
+            "mediaType": content.media_type,
+            "data": content.data,
+            "width": content.width,
+            "height": content.height,
+            "alt": content.alt,
+        }
     raise TypeError(f"unknown content {type(content).__name__}")
 
 
@@ -100,7 +112,7 @@ class DojoPlatformBackend(WorkerBackend):
 
     name: ClassVar[str] = "dojo"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        content_kinds=frozenset({"code", "text", "dialogue"}), criteria=frozenset({"ranking", "multi-score"})
+        content_kinds=frozenset({"code", "text", "dialogue", "image"}), criteria=frozenset({"ranking", "multi-score"})
     )
 
     def __init__(self, base_url: str, api_key: str | None, *, key_fix: str = "", api: DojoAPI | None = None):

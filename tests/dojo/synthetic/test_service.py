@@ -45,11 +45,19 @@ async def test_serves_tasks_in_the_documented_format_and_refills(tmp_path):
         await wait_for_queue(url, 2)
         async with httpx.AsyncClient(base_url=url) as http:
             health = (await http.get("/health")).json()
-            assert health == {"status": "ok", "backend": "procedural", "queue_size": 2, "queue_target": 2}
+            assert health == {
+                "status": "ok",
+                "backend": "procedural",
+                "mix": "code:1",
+                "queue_size": 2,
+                "queue_target": 2,
+                "queue": {"code": {"size": 2, "target": 2}},
+                "tasks": {"code": {"generated": 2, "discarded": 0, "failed": 0}},
+            }
             reply = (await http.get("/api/synthetic-gen")).json()
         assert set(reply) == {"success", "body", "error"} and reply["success"] is True and reply["error"] is None
         body = reply["body"]
-        assert set(body) == {"prompt", "responses", "ground_truth"}
+        assert set(body) == {"prompt", "kind", "responses", "ground_truth"} and body["kind"] == "code"
         for response in body["responses"]:
             assert set(response) == {"model", "completion", "cid"}
             for file in response["completion"]["files"]:

@@ -1,0 +1,258 @@
+"""Text, dialogue and image tasks: the offline backends, and what the pipeline checks for each kind.
+
+The backends (both deterministic in the ``rng`` they are handed):
+
+- :class:`ProceduralTextBackend` (``text`` or ``dialogue``): a scenario from
+  :mod:`dojo.synthetic.textgen`, plans with one more defect per level
+  (:func:`~dojo.synthetic.textspec.plan_levels`), responses written from templates.
+- :class:`ProceduralImageBackend`: a scene from :mod:`dojo.synthetic.imagegen`, one more
+  edit per level, each drawn as a PNG.
+
+The rules (:data:`RULES`) say, for a generated completion, how many defects the checker reads
+in it (``measure``) and what miners get instead of it (``obfuscate``). The pipeline keeps a
+completion only when the defects read equal its level, both in the completion and in what
+miners get, and accepts the task only when the levels read back are exactly ``0 … n-1`` in the
+intended order (:func:`confirm_order`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from commons.media import b64encode, decode
+from commons.obfuscation import obfuscate_image
+from commons.protocol import Content, DialogueContent, DialogueTurn, ImageContent, TextContent
+from dojo.synthetic.backend import GeneratedCompletion, GenerationError, Instruction, TaskBudget
+from dojo.synthetic.imagegen import (
+    Scene,
+    describe,
+    deviate,
+    png_bytes,
+    read_scene,
+    render,
+    sample_scene,
+    scene_distance,
+)
+from dojo.synthetic.textgen import render_response, sample_task
+from dojo.synthetic.textspec import Plan, TextKind, TextSpec, count_defects, plan_levels
+
+PROCEDURAL_TEXT_LABEL = "dojo-procedural-text-1"
+PROCEDURAL_IMAGE_LABEL = "dojo-procedural-image-1"
+DEFAULT_IMAGE_SIZE = 1024
+# The most completions a task of each kind can have (one defect per level must fit).
+MAX_COMPLETIONS = {"code": 10, "text": 8, "dialogue": 8, "image": 8}
+
+
+@dataclass(frozen=True)
+class TextLevel:
+    """The payload of a text or dialogue instruction: the task's spec and this level's plan."""
+
+    spec: TextSpec
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class ImageLevel:
+    """The payload of an image instruction: the instruction's scene and this level's."""
+
+    target: Scene
+    scene: Scene
+
+
+def text_content(spec: TextSpec, text: str) -> Content:
+    """A response as the protocol carries it: the text, or the conversation ending in it."""
+    if spec.kind == "text":
+        return TextContent(text=text)
+    turns = [DialogueTurn(role=role, message=message) for role, message in spec.style["turns"]]  # type: ignore[attr-defined]
+    return DialogueContent(turns=[*turns, DialogueTurn(role="assistant", message=text)])
+
+
+def response_text(content: Content) -> str:
+    """The part of a text or dialogue completion that is ranked."""
+    if isinstance(content, TextContent):
+        return content.text
+    if isinstance(content, DialogueContent):
+        return content.turns[-1].message
+    raise TypeError(f"not a text or dialogue completion: {content.kind}")
+
+
+def text_levels(spec: TextSpec, levels: int, rng: random.Random) -> list[Instruction]:
+    """The variants of a text task: plans 1..levels, each an instruction the augmenter accepts."""
+    plans = plan_levels(spec, levels, rng)
+    return [
+        Instruction(
+            text=f"{spec.style['prompt']}\n[deviation {plan.deviation}: {'; '.join(plan.describe(spec))}]",
+            deviation=plan.deviation,
+            payload=TextLevel(spec, plan),
+            kind=spec.kind,
+        )
+        for plan in plans[1:]
+    ]
+
+
+def text_instruction(spec: TextSpec) -> Instruction:
+    from dojo.synthetic.textspec import correct_plan
+
+    return Instruction(
+        text=str(spec.style["prompt"]), payload=TextLevel(spec, correct_plan(spec)), kind=spec.kind
+    )
+
+
+class ProceduralTextBackend:
+    """Text or dialogue tasks from the scenario grammar; no network, no model."""
+
+    name = "procedural"
+
+    def __init__(self, kind: TextKind = "text") -> None:
+        self.kind: TextKind = kind
+
+    async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:
+        return text_instruction(sample_task(self.kind, rng))
+
+    async def augment(
+        self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget
+    ) -> list[Instruction]:
+        return text_levels(original.payload.spec, levels, rng)
+
+    async def generate(
+        self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
+    ) -> GeneratedCompletion:
+        level: TextLevel = instruction.payload
+        text = render_response(level.spec, level.plan, rng)
+        return GeneratedCompletion(
+            files=[], model=PROCEDURAL_TEXT_LABEL, content=text_content(level.spec, text)
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def image_instruction(scene: Scene, rng: random.Random) -> Instruction:
+    return Instruction(text=describe(scene, rng), payload=ImageLevel(scene, scene), kind="image")
+
+
+def image_levels(original: Instruction, levels: int, rng: random.Random) -> list[Instruction]:
+    target: Scene = original.payload.target
+    try:
+        scenes = deviate(target, levels, rng)
+    except ValueError as exc:
+        raise GenerationError(str(exc)) from None
+    return [
+        Instruction(text=describe(scene, rng), deviation=k, payload=ImageLevel(target, scene), kind="image")
+        for k, scene in enumerate(scenes, start=1)
+    ]
+
+
+def image_content(data: bytes, media_type: str, width: int, height: int) -> ImageContent:
+    # Synthetic images carry no alt text: words describing the picture would tell a reader
+    # how it differs from the prompt. The task page says which response an image is.
+    return ImageContent(media_type=media_type, data=b64encode(data), width=width, height=height)  # type: ignore[arg-type]
+
+
+class ProceduralImageBackend:
+    """Scenes of coloured shapes drawn with Pillow; no network, no model."""
+
+    name = "procedural"
+    kind = "image"
+
+    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, completions: int = 4) -> None:
+        self.size = size
+        # Two groups hold five edits in a row, three hold seven.
+        self.groups = (3,) if completions > 6 else (2, 2, 3)
+
+    async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:
+        return image_instruction(sample_scene(rng, groups=rng.choice(self.groups)), rng)
+
+    async def augment(
+        self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget
+    ) -> list[Instruction]:
+        return image_levels(original, levels, rng)
+
+    async def generate(
+        self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
+    ) -> GeneratedCompletion:
+        level: ImageLevel = instruction.payload
+        seed = rng.getrandbits(64)
+        data = await asyncio.to_thread(lambda: png_bytes(render(level.scene, self.size, random.Random(seed))))
+        content = image_content(data, "image/png", self.size, self.size)
+        return GeneratedCompletion(files=[], model=PROCEDURAL_IMAGE_LABEL, content=content)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """The defects the checker read in a completion, or why it could not read them."""
+
+    defects: int | None
+    problems: tuple[str, ...] = ()
+
+
+class KindRules(Protocol):
+    def measure(self, instruction: Instruction, content: Content) -> Measure: ...
+
+    def obfuscate(self, content: Content, rng: random.Random) -> Content: ...
+
+
+class TextRules:
+    """Text and dialogue: the defects :func:`~dojo.synthetic.textspec.count_defects` reads;
+    nothing to obfuscate in the words (model labels are the validator's to hide)."""
+
+    def measure(self, instruction: Instruction, content: Content) -> Measure:
+        level: TextLevel = instruction.payload
+        reading = count_defects(level.spec, response_text(content))
+        return Measure(reading.defects, reading.problems)
+
+    def obfuscate(self, content: Content, rng: random.Random) -> Content:
+        return content
+
+
+class ImageRules:
+    """Images: the edits between the scene read from the pixels and the instruction's scene;
+    obfuscated by :func:`~commons.obfuscation.obfuscate_image`."""
+
+    def measure(self, instruction: Instruction, content: Content) -> Measure:
+        level: ImageLevel = instruction.payload
+        if not isinstance(content, ImageContent):
+            return Measure(None, (f"an image task got a {content.kind} completion",))
+        _, image = decode(content.image_bytes(), content.media_type)
+        found = read_scene(image, level.target.background)
+        distance = scene_distance(found, level.target)
+        if distance >= 1000:
+            return Measure(None, (f"the picture shows {found}, not the scene's colours",))
+        return Measure(distance)
+
+    def obfuscate(self, content: Content, rng: random.Random) -> Content:
+        assert isinstance(content, ImageContent)
+        info, data = obfuscate_image(content.image_bytes(), rng)
+        return image_content(data, info.media_type, info.width, info.height)
+
+
+RULES: dict[str, KindRules] = {"text": TextRules(), "dialogue": TextRules(), "image": ImageRules()}
+
+
+def confirm_order(intended: Sequence[int], measured: Sequence[int | None]) -> str | None:
+    """None when the defects read back are the intended ones, level by level; else why not."""
+    if list(measured) == list(intended):
+        return None
+    return f"the checker read {list(measured)} defects where the levels are {list(intended)}"
+
+
+__all__ = [
+    "MAX_COMPLETIONS",
+    "RULES",
+    "ImageLevel",
+    "ProceduralImageBackend",
+    "ProceduralTextBackend",
+    "TextLevel",
+    "confirm_order",
+    "response_text",
+]
