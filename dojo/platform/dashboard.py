@@ -16,6 +16,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, defer
@@ -72,6 +73,33 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
+GLIMPSE_CHARS = 140
+
+
+def glimpse(completion: Any) -> dict[str, str]:
+    """What a completion is, in a few words: its kind, and the start of a text, the last turn
+    of a dialogue, the files of code (an image is shown as a thumbnail, no words)."""
+
+    def short(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= GLIMPSE_CHARS else text[: GLIMPSE_CHARS - 1] + "…"
+
+    if isinstance(completion, str):
+        return {"kind": "text", "glimpse": short(completion)}
+    if isinstance(completion, list):
+        last = completion[-1] if completion and isinstance(completion[-1], dict) else {}
+        said = last.get("message", last.get("content", ""))
+        return {"kind": "dialogue", "glimpse": short(f"{last.get('role', '')}: {said}")}
+    if isinstance(completion, dict):
+        if completion.get("kind") == "image":
+            return {"kind": "image", "glimpse": ""}
+        files = completion.get("files")
+        if isinstance(files, list):
+            names = [str(f.get("filename", "")) for f in files if isinstance(f, dict)]
+            return {"kind": "code", "glimpse": short(", ".join(names))}
+    return {"kind": "text", "glimpse": short(str(completion))}
+
+
 @dataclass(frozen=True)
 class DashboardAnswer:
     """One worker's answer, under the pseudonym this miner knows the worker by."""
@@ -117,7 +145,8 @@ class DashboardTask:
     created_at: datetime
     agreement: float | None
     score: float | None = None  # the validator's, as the miner reported it
-    completions: list[dict[str, str]] = field(default_factory=list)  # [{"cid", "model"}], as workers saw them
+    # [{"cid", "model", "kind", "glimpse"}], as workers saw them (glimpse: see :func:`glimpse`)
+    completions: list[dict[str, str]] = field(default_factory=list)
     answers: list[DashboardAnswer] = field(default_factory=list)
     flags: list[DashboardFlag] = field(default_factory=list)
 
@@ -243,7 +272,8 @@ def miner_dashboard(
                 agreement=agreement[i],
                 score=t.score,
                 completions=[
-                    {"cid": str(c["cid"]), "model": str(c.get("model") or "")} for c in t.completions
+                    {"cid": str(c["cid"]), "model": str(c.get("model") or ""), **glimpse(c.get("completion"))}
+                    for c in t.completions
                 ],
                 answers=answers[t.id],
                 flags=flags[t.id],

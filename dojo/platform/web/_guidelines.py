@@ -55,6 +55,15 @@ GUIDELINES: dict[str, Guidelines] = {
             "Is it clear, and the right length for the conversation?",
         ),
     ),
+    "image": Guidelines(
+        better="The better response is the picture that shows what the prompt describes: the right "
+        "objects, how many, what colour and where. Open each one large (click it, or Enter).",
+        look_for=(
+            "Are all the objects the prompt names there, and nothing it did not ask for?",
+            "Are their counts, colours and shapes right, each on the right object?",
+            "Is each where the prompt puts it, on the background it names?",
+        ),
+    ),
 }
 
 

@@ -281,6 +281,40 @@ def task_preview(request: Request, task_id: str, label: str) -> Response:
     return HTMLResponse(document, headers=headers)
 
 
+# An image completion is served with its own type only, never sniffed, never run.
+IMAGE_HEADERS = {
+    "Cache-Control": "private, max-age=86400, immutable",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Disposition": "inline",
+}
+
+
+def _image(read: Any, request: Request, task_id: str, cid: str, who: str) -> Response:
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        account = getattr(visitor, who)
+        if account is None:
+            return Response("log in to see this image", status_code=401, media_type="text/plain")
+        try:
+            data, media_type = read(db, account, task_id, cid)
+        except PlatformError as exc:
+            return Response(exc.detail, status_code=exc.status_code, media_type="text/plain")
+    return Response(data, media_type=media_type, headers=IMAGE_HEADERS)
+
+
+@router.get("/tasks/{task_id}/images/{cid}")
+def task_image(request: Request, task_id: str, cid: str) -> Response:
+    """An image completion of a task the logged-in worker may see."""
+    return _image(views.task_image, request, task_id, cid, "worker")
+
+
+@router.get("/miner/tasks/{task_id}/images/{cid}")
+def miner_task_image(request: Request, task_id: str, cid: str) -> Response:
+    """An image completion of one of the logged-in miner's tasks (the dashboard's thumbnails)."""
+    return _image(views.miner_task_image, request, task_id, cid, "miner")
+
+
 @router.get("/miner")
 def miner_dashboard(
     request: Request,

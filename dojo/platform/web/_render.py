@@ -1,12 +1,15 @@
 """Turn a task's completions into what the task page shows.
 
 A completion arrives as the miner sent it (``docs/platform-api.md``): plain text, a
-dialogue (a list of turns), or code (a dict with ``files``, each a filename, content and
-language). This module decides how each is shown: text as text, code highlighted on the
-server with Pygments (no JavaScript highlighter), one tab per file, and a live preview for
-HTML/JavaScript: a document of its own (``GET /tasks/{id}/preview/{n}``) in a sandboxed
-iframe, so that the task page itself runs no inline script (its policy has no
-``'unsafe-inline'``; an ``srcdoc`` frame would inherit the page's policy).
+dialogue (a list of turns), code (a dict with ``files``, each a filename, content and
+language), or an image (a dict with ``kind: "image"``). This module decides how each is
+shown: text and each turn of a dialogue as safe Markdown (:func:`markdown_html`: no raw
+HTML, links inert), code highlighted on the server with Pygments (no JavaScript
+highlighter), one tab per file, and a live preview for HTML/JavaScript: a document of its
+own (``GET /tasks/{id}/preview/{n}``) in a sandboxed iframe, so that the task page itself
+runs no inline script (its policy has no ``'unsafe-inline'``; an ``srcdoc`` frame would
+inherit the page's policy); an image by a URL of the platform's own that serves its checked
+bytes (``GET /tasks/{id}/images/{cid}``: the page never embeds a completion's file).
 
 The preview document is served with its own policy (:data:`PREVIEW_CSP` with the
 ``sandbox allow-scripts`` directive, so it has an opaque origin even when opened on its own)
@@ -31,6 +34,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -79,6 +84,21 @@ class Turn:
     role: str
     text: str
 
+    @property
+    def html(self) -> Markup:
+        return markdown_html(self.text)
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """An image completion: where the page loads it from, its size and its alternative text."""
+
+    src: str
+    width: int
+    height: int
+    alt: str
+    media_type: str
+
 
 SUMMARY_CHARS = 48
 
@@ -125,13 +145,23 @@ def _summary_code(view: CompletionView) -> str:
 
 # How each kind of content is named in a few words on the ranking list: what the worker saw
 # first in it. A new kind of content adds its own.
-SUMMARIES = {"text": _summary_text, "dialogue": _summary_dialogue, "code": _summary_code}
+def _summary_image(view: CompletionView) -> str:
+    image = view.image
+    return f"image, {image.width}×{image.height}" if image else "image"
+
+
+SUMMARIES = {
+    "text": _summary_text,
+    "dialogue": _summary_dialogue,
+    "code": _summary_code,
+    "image": _summary_image,
+}
 
 
 @dataclass(frozen=True)
 class CompletionView:
-    """A completion as the task page shows it; ``kind`` is ``text``, ``dialogue`` or ``code``
-    (the page includes ``_completion_<kind>.html`` for its body)."""
+    """A completion as the task page shows it; ``kind`` is ``text``, ``dialogue``, ``code`` or
+    ``image`` (the page includes ``_completion_<kind>.html`` for its body)."""
 
     cid: str
     label: str
@@ -141,12 +171,47 @@ class CompletionView:
     files: tuple[CodeFile, ...] = ()
     notes: str = ""
     preview_document: str | None = None  # served at /tasks/{id}/preview/{label}
+    image: ImageView | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def html(self) -> Markup:
+        """A text completion as safe Markdown."""
+        return markdown_html(self.text)
 
     @property
     def summary(self) -> str:
         """A few words naming this response on the ranking list (see :data:`SUMMARIES`)."""
         return SUMMARIES.get(self.kind, _summary_text)(self)
+
+
+def _inert_link_open(self: Any, tokens: Any, idx: int, options: Any, env: dict[str, Any]) -> str:
+    env.setdefault("hrefs", []).append(tokens[idx].attrGet("href") or "")
+    return '<span class="md-link">'
+
+
+def _inert_link_close(self: Any, tokens: Any, idx: int, options: Any, env: dict[str, Any]) -> str:
+    href = env["hrefs"].pop() if env.get("hrefs") else ""
+    shown = f' <span class="md-url">({escapeHtml(href)})</span>' if href else ""
+    return f"</span>{shown}"
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    # CommonMark with tables and strikethrough; raw HTML is text (html=False); images are
+    # not a rule (``![a](u)`` reads as ! and an inert link), so nothing is ever fetched.
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": True})
+    md.enable(["table", "strikethrough"]).disable("image")
+    md.add_render_rule("link_open", _inert_link_open)
+    md.add_render_rule("link_close", _inert_link_close)
+    return md
+
+
+def markdown_html(text: str) -> Markup:
+    """``text`` as Markdown in HTML the page can show as it is: every tag the text holds is
+    escaped, a link shows its address and goes nowhere, no image loads."""
+    # markdown-it escapes all text and attribute values; only its own tags are emitted.
+    return Markup(_markdown().render(text, {}))  # noqa: S704
 
 
 @functools.cache
@@ -273,15 +338,34 @@ def _file_entries(value: dict[str, Any]) -> list[tuple[str, str, str]] | None:
     return entries
 
 
-def completion_view(index: int, cid: str, completion: Any, highlight: bool = True) -> CompletionView:
+def image_src(task_id: str, cid: str) -> str:
+    from urllib.parse import quote
+
+    return f"/tasks/{quote(task_id, safe='')}/images/{quote(cid, safe='')}"
+
+
+def completion_view(
+    index: int, cid: str, completion: Any, highlight: bool = True, task_id: str = ""
+) -> CompletionView:
     """The view of the ``index``-th completion (0-based) as the page lays them out
-    (``highlight=False``: the code is not highlighted, for a caller that wants the rest)."""
+    (``highlight=False``: the code is not highlighted, for a caller that wants the rest;
+    ``task_id``: where an image is loaded from)."""
 
     def highlighted(content: str, filename: str = "", language: str = "") -> Markup:
         return highlight_code(content, filename, language) if highlight else Markup()
 
     # Numbered, as the number keys rank them; the page never shows the (obfuscated) model id.
     label = str(index + 1)
+    if isinstance(completion, dict) and completion.get("kind") == "image":
+        image = ImageView(
+            src=image_src(task_id, cid),
+            width=int(completion.get("width") or 0),
+            height=int(completion.get("height") or 0),
+            # An image without words of its own is named by its place on the page.
+            alt=str(completion.get("alt") or f"Image of response {label}"),
+            media_type=str(completion.get("mediaType") or ""),
+        )
+        return CompletionView(cid=cid, label=label, kind="image", image=image)
     if isinstance(completion, list):
         turns = _turns(completion)
         if turns is not None:
@@ -319,6 +403,19 @@ def completion_view(index: int, cid: str, completion: Any, highlight: bool = Tru
     return CompletionView(cid=cid, label=label, kind="text", text=_as_text(completion))
 
 
+def shared_turns(views: list[CompletionView]) -> int:
+    """How many leading turns every dialogue completion of a task has in common (0 unless every
+    completion is a dialogue and each has a turn of its own after them): shown once, as the
+    conversation so far, with each completion's own turns under it."""
+    if len(views) < 2 or any(v.kind != "dialogue" or not v.turns for v in views):
+        return 0
+    shortest = min(len(v.turns) for v in views)
+    n = 0
+    while n < shortest - 1 and all(v.turns[n] == views[0].turns[n] for v in views):
+        n += 1
+    return n
+
+
 __all__ = [
     "KEY_RELAY",
     "PREVIEW_CSP",
@@ -326,8 +423,11 @@ __all__ = [
     "RELAYED_KEYS",
     "CodeFile",
     "CompletionView",
+    "ImageView",
     "Turn",
     "completion_view",
+    "markdown_html",
+    "shared_turns",
     "highlight_code",
     "highlight_css",
     "preview_document",

@@ -7,7 +7,7 @@ context. Nothing here writes: changes go through the JSON API.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -34,8 +34,9 @@ from dojo.platform.models import (
     naive_utcnow,
 )
 from dojo.platform.schemas import DraftOut, wire
+from dojo.platform.subscriptions import live_subscription
 from dojo.platform.web._guidelines import criteria_lines, guidelines_for
-from dojo.platform.web._render import CompletionView, completion_view
+from dojo.platform.web._render import CompletionView, completion_view, shared_turns
 from dojo.platform.web._templating import short
 
 
@@ -209,8 +210,15 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
     can answer now. The page's script claims or extends the hold (POST …/hold) on load."""
     view = subscription_service.worker_task(db, worker, task_id)
     completions: list[CompletionView] = [
-        completion_view(i, str(c["cid"]), c["completion"]) for i, c in enumerate(view.completions)
+        completion_view(i, str(c["cid"]), c["completion"], task_id=view.id)
+        for i, c in enumerate(view.completions)
     ]
+    # A dialogue's turns that every completion shares are the conversation so far, shown
+    # once in place of the prompt; each completion then shows its own turns.
+    shared = shared_turns(completions)
+    conversation = completions[0].turns[:shared] if shared else ()
+    if shared:
+        completions = [replace(c, turns=c.turns[shared:]) for c in completions]
     by_cid = {c.cid: c for c in completions}
     order = [c.cid for c in completions]
     scores: dict[str, Any] = {}
@@ -231,6 +239,7 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         "criteria_lines": criteria_lines(criteria, len(completions)),
         "prompt": view.prompt or view.body,
         "completions": completions,
+        "conversation": conversation,
         "completions_by_cid": by_cid,
         "ranking_order": order,
         "criteria": criteria,
@@ -274,6 +283,46 @@ def task_preview(db: Session, worker: Worker, task_id: str, label: str) -> str |
     return completion_view(
         index, str(completion["cid"]), completion["completion"], highlight=False
     ).preview_document
+
+
+def _image_of(completions: list[dict[str, Any]], cid: str) -> tuple[bytes, str]:
+    from commons.media import ImageRefused, b64decode, magic_type
+
+    for c in completions:
+        value = c.get("completion")
+        if str(c.get("cid")) == cid and isinstance(value, dict) and value.get("kind") == "image":
+            try:
+                data = b64decode(str(value.get("data") or ""))
+            except ImageRefused:
+                break
+            # Checked when the task was created; served only as the type its bytes are.
+            media_type = magic_type(data)
+            if media_type is None or media_type != value.get("mediaType"):
+                break
+            return data, media_type
+    raise NotFound("no such image in this task")
+
+
+def task_image(db: Session, worker: Worker, task_id: str, cid: str) -> tuple[bytes, str]:
+    """The bytes and type of an image completion of a task the worker may see, or answered."""
+    task = db.scalar(select(Task).where(Task.id == task_id, live_subscription(worker.id)))
+    if task is None:
+        task = db.scalar(
+            select(Task)
+            .join(Result, Result.task_id == Task.id)
+            .where(Task.id == task_id, Result.worker_id == worker.id)
+        )
+    if task is None:
+        raise NotFound("no such task among your subscriptions")
+    return _image_of(task.completions, cid)
+
+
+def miner_task_image(db: Session, miner: Miner, task_id: str, cid: str) -> tuple[bytes, str]:
+    """The bytes and type of an image completion of one of the miner's tasks."""
+    task = db.scalar(select(Task).where(Task.id == task_id, Task.miner_id == miner.id))
+    if task is None:
+        raise NotFound("no such task of yours")
+    return _image_of(task.completions, cid)
 
 
 @dataclass(frozen=True)
@@ -352,7 +401,10 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound("you have not answered this task; your answers are under Your work")
     result, task = row
-    completions = [completion_view(i, str(c["cid"]), c["completion"]) for i, c in enumerate(task.completions)]
+    completions = [
+        completion_view(i, str(c["cid"]), c["completion"], task_id=task.id)
+        for i, c in enumerate(task.completions)
+    ]
     values = answer_values(result.result_data)
     ranking = values.get(RANKING)
     scores = values.get(MULTI_SCORE) or {}
