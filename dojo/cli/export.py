@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--include-synthetic-metadata", action="store_true",
                         help="also write where each task came from, its criteria, deadline, round and consensus "
                         "trust, and each completion as miners got it (obfuscated)")
+    parser.add_argument("--conversational", action="store_true",
+                        help="also write the text and dialogue pairs in TRL's conversational form "
+                        "(preferences_conversational: prompt, chosen, rejected as message lists)")
     parser.add_argument("--batch-size", type=int, default=1000, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=_export)
@@ -66,6 +69,7 @@ def _export(args: argparse.Namespace) -> int:
             since=args.since,
             min_agreement=DEFAULT_MIN_AGREEMENT if args.min_agreement is None else args.min_agreement,
             include_synthetic_metadata=args.include_synthetic_metadata,
+            conversational=args.conversational,
             batch_size=args.batch_size,
         )
         with _progress(enabled=sys.stdout.isatty() and not args.json) as progress:
@@ -81,8 +85,11 @@ def _export(args: argparse.Namespace) -> int:
         f"(from {summary.tasks_with_preferences} tasks with agreement >= {summary.min_agreement:g}) "
         f"to {summary.out} in {summary.seconds:.1f} s"
     )
-    for name in ("tasks", "preferences", "card"):
+    for name in summary.files:
         print(f"  {summary.out / summary.files[name]}")
+    kinds = ", ".join(f"{n} {k}" for k, n in summary.tasks_by_modality.items())
+    if kinds:
+        print(f"  tasks by kind: {kinds}")
     if summary.completions_original_unknown:
         print(f"  {summary.completions_original_unknown} of {summary.completions} completions without their "
               "original content (tasks from before the validator kept it): exported as sent, flagged")

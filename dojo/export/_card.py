@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from dojo.export._schema import SCHEMA_VERSION, describe, preferences_schema, tasks_schema
+from dojo.export._schema import (
+    IMAGE,
+    MODALITIES,
+    SCHEMA_VERSION,
+    conversational_schema,
+    describe,
+    preferences_schema,
+    tasks_schema,
+)
 
 if TYPE_CHECKING:
     from dojo.export._export import ExportSummary
@@ -42,7 +50,10 @@ def _yaml_fields(struct: pa.StructType | pa.Schema, indent: str) -> list[str]:
     lines = []
     for f in struct:
         lines.append(f"{indent}- name: {f.name}")
-        lines.extend(_yaml_type(f.type, indent + "  "))
+        if f.type == IMAGE:
+            lines.append(f"{indent}  dtype: image")
+        else:
+            lines.extend(_yaml_type(f.type, indent + "  "))
     return lines
 
 
@@ -68,8 +79,39 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _kinds(summary: ExportSummary) -> str:
+    lines = ["| kind | tasks | preference pairs |", "|---|---|---|"]
+    for kind in MODALITIES:
+        tasks = summary.tasks_by_modality.get(kind, 0)
+        pairs = summary.preferences_by_modality.get(kind, 0)
+        if tasks or pairs:
+            lines.append(f"| {kind} | {tasks} | {pairs} |")
+    if len(lines) == 2:
+        lines.append("| (none) | 0 | 0 |")
+    return "\n".join(lines)
+
+
 def dataset_card(summary: ExportSummary) -> str:
     tasks_file, prefs_file = summary.files["tasks"], summary.files["preferences"]
+    chat_file = summary.files.get("preferences_conversational")
+    chat_config = (
+        f"""
+- config_name: preferences_conversational
+  data_files:
+  - split: train
+    path: {chat_file}"""
+        if chat_file
+        else ""
+    )
+    chat_features = "\n" + _features("preferences_conversational", conversational_schema()) if chat_file else ""
+    chat_section = (
+        f"""- `{chat_file}`: the text and dialogue pairs of `{prefs_file}` in TRL's conversational form:
+  `prompt`, `chosen` and `rejected` as lists of `{{"role", "content"}}` messages (a dialogue's
+  prompt is the conversation before the ranked turn), {summary.conversational_pairs} pairs.
+"""
+        if chat_file
+        else ""
+    )
     since = summary.since.isoformat().replace("+00:00", "Z") if summary.since else "the first task"
     header = f"""---
 pretty_name: Dojo human preference rankings
@@ -82,9 +124,11 @@ tags:
 - dpo
 - reward-modeling
 - code
+- image
 - bittensor
 task_categories:
 - text-generation
+- text-to-image
 size_categories:
 - {_size_category(summary.preferences)}
 configs:
@@ -96,18 +140,20 @@ configs:
 - config_name: tasks
   data_files:
   - split: train
-    path: {tasks_file}
+    path: {tasks_file}{chat_config}
 dataset_info:
 {_features("preferences", preferences_schema())}
-{_features("tasks", tasks_schema(summary.synthetic_metadata))}
+{_features("tasks", tasks_schema(summary.synthetic_metadata))}{chat_features}
 ---
 """
     body = f"""
 # Dojo human preference rankings
 
-Human rankings of code completions, collected on Dojo, the Bittensor subnet that crowdsources
-human preference data, and exported from one validator's task database on
-{summary.exported_at_iso} (tasks created from {since} on).
+Human rankings of AI responses (code, text, dialogue and images), collected on Dojo, the
+Bittensor subnet that crowdsources human preference data, and exported from one validator's
+task database on {summary.exported_at_iso} (tasks created from {since} on).
+
+{_kinds(summary)}
 
 | | |
 |---|---|
@@ -127,8 +173,9 @@ human preference data, and exported from one validator's task database on
   consensus ranking and the task's agreement.
 - `{prefs_file}`: one row per preference pair, in the format preference-tuning libraries read
   (`prompt`, `chosen`, `rejected`, as TRL's DPO and reward trainers take them), with `margin`,
-  `agreement` and `task_id`.
-
+  `agreement`, `task_id` and `modality`; an image pair has its pictures in `chosen_image` and
+  `rejected_image` (the `Image` feature: `datasets` opens them as pictures) and no text.
+{chat_section}
 ```python
 from datasets import load_dataset
 
@@ -140,12 +187,16 @@ tasks = load_dataset("{summary.format_loader}", data_files="{tasks_file}", split
 ## How the data was collected
 
 A Dojo validator generates each task: an instruction (the prompt) and several completions,
-one answering the instruction and the others answering variants of it that drift one, two,
-three… properties away. So the validator knows the right order (the *ground truth*:
-rank 1 for the completion that answers the prompt, k + 1 for the one k steps away). Before
-a task goes out, each completion's code is obfuscated (names changed, comments stripped) so
-that miners cannot look it up or tell which model wrote it; this export gives the original
-code (`original_known` says where the validator did not keep it).
+the first answering it and each other one step worse: for code, answering a variant of the
+instruction that drifts one, two, three… properties away; for text and dialogue, a response
+that states one, two, three… of the prompt's facts wrongly or takes its steps out of order;
+for images, a picture with one, two, three… of the scene's objects' counts, shapes, places or
+colours changed. So the validator knows the right order (the *ground truth*: rank 1 for the
+completion that answers the prompt, k + 1 for the one k steps away), and a checker confirmed
+it before the task was used. Before a task goes out, each completion's code is obfuscated
+(names changed, comments stripped) and each image written anew, so that miners cannot look
+it up or tell which model made it; this export gives the original (`original_known` says
+where the validator did not keep it).
 
 The validator sends the task to a sample of miners, each with its own completion ids and
 order. Each miner has human workers on a worker platform rank the completions (1 = best);

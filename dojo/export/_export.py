@@ -19,6 +19,8 @@ from dojo.export._records import (
     Pseudonyms,
     consensus_batch,
     content_record,
+    conversation,
+    image_record,
     preference_pairs,
     render_content,
 )
@@ -37,6 +39,8 @@ class ExportOptions:
     since: datetime | None = None  # tasks created at or after this (UTC)
     min_agreement: float = DEFAULT_MIN_AGREEMENT  # task kappa a task's pairs need
     include_synthetic_metadata: bool = False
+    # Also write the text and dialogue pairs in TRL's conversational form.
+    conversational: bool = False
     batch_size: int = 1000  # tasks per read and per Parquet row group
 
     def __post_init__(self) -> None:
@@ -68,6 +72,10 @@ class ExportSummary:
     worker_rankings: int = 0
     preferences: int = 0
     tasks_with_preferences: int = 0
+    conversational_pairs: int = 0
+    # Tasks and preference pairs of each kind (code, text, dialogue, image).
+    tasks_by_modality: dict[str, int] = field(default_factory=dict)
+    preferences_by_modality: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     mean_task_kappa: float | None = None
     mean_rho: float | None = None
@@ -124,17 +132,20 @@ def export_dataset(
     out.mkdir(parents=True, exist_ok=True)
     ext = options.format
     names = Pseudonyms(pseudonym_key)
+    files = {"tasks": f"tasks.{ext}", "preferences": f"preferences.{ext}", "card": CARD}
+    if options.conversational:
+        files["preferences_conversational"] = f"preferences_conversational.{ext}"
     summary = ExportSummary(
         out=out,
         format=options.format,
-        files={"tasks": f"tasks.{ext}", "preferences": f"preferences.{ext}", "card": CARD},
+        files=files,
         exported_at=datetime.now(timezone.utc),
         since=options.since,
         min_agreement=options.min_agreement,
         synthetic_metadata=options.include_synthetic_metadata,
         software_version=__version__,
     )
-    from dojo.export._schema import preferences_schema, tasks_schema
+    from dojo.export._schema import conversational_schema, preferences_schema, tasks_schema
     from dojo.export._writers import BackgroundWriter, open_sink
 
     sinks = []
@@ -148,6 +159,12 @@ def export_dataset(
             sinks.append(tasks_sink)
             prefs_sink = open_sink(options.format, out / summary.files["preferences"], preferences_schema())
             sinks.append(prefs_sink)
+            chat_sink = None
+            if options.conversational:
+                chat_sink = open_sink(
+                    options.format, out / summary.files["preferences_conversational"], conversational_schema()
+                )
+                sinks.append(chat_sink)
             done = 0
             for batch in snapshot.batches(options.batch_size):
                 consensus = consensus_batch(
@@ -155,12 +172,16 @@ def export_dataset(
                     [len(t.completions) for t in batch],
                     [t.criteria_type == "multi-score" for t in batch],
                 )
-                task_rows, pref_rows = [], []
+                task_rows, pref_rows, chat_rows = [], [], []
                 for task, cons in zip(batch, consensus, strict=True):
                     task_rows.append(_task_record(task, cons, names, options.include_synthetic_metadata, summary))
                     pref_rows.extend(_preference_records(task, cons, options.min_agreement, summary))
+                    if chat_sink is not None:
+                        chat_rows.extend(_conversational_records(task, cons, options.min_agreement, summary))
                 writer.write(tasks_sink, task_rows)
                 writer.write(prefs_sink, pref_rows)
+                if chat_sink is not None:
+                    writer.write(chat_sink, chat_rows)
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
@@ -194,11 +215,11 @@ def _task_record(
         record = {
             "completion_id": c.completion_id,
             "model": c.model,
-            "content": content_record(c.content),
+            "content": content_record(c.content, c.completion_id),
             "original_known": c.original_known,
         }
         if metadata:
-            record["sent_content"] = None if c.sent_content is None else content_record(c.sent_content)
+            record["sent_content"] = None if c.sent_content is None else content_record(c.sent_content, c.completion_id)
         completions.append(record)
         summary.completions_original_unknown += not c.original_known
     miners = []
@@ -218,6 +239,8 @@ def _task_record(
         })
     summary.tasks += 1
     summary.completions += len(completions)
+    kind = modality(task)
+    summary.tasks_by_modality[kind] = summary.tasks_by_modality.get(kind, 0) + 1
     if task.task_agreement is not None:
         summary._kappa_sum += task.task_agreement
         summary._kappa_n += 1
@@ -228,6 +251,7 @@ def _task_record(
         "task_id": task.task_id,
         "created_at": task.created_at,
         "task_type": task.task_type,
+        "modality": kind,
         "criteria_type": task.criteria_type,
         "prompt": task.prompt,
         "completions": completions,
@@ -262,15 +286,25 @@ def _preference_records(
     pairs = preference_pairs(cons.mean_ranks)
     if not pairs:
         return []
-    texts = [render_content(c.content) for c in task.completions]
+    kind = modality(task)
     ids = [c.completion_id for c in task.completions]
+    if kind == "image":
+        texts: list[str | None] = [None] * len(ids)
+        images = [image_record(c.content, c.completion_id) for c in task.completions]
+    else:
+        texts = [render_content(c.content) for c in task.completions]
+        images = [None] * len(ids)
     summary.preferences += len(pairs)
     summary.tasks_with_preferences += 1
+    summary.preferences_by_modality[kind] = summary.preferences_by_modality.get(kind, 0) + len(pairs)
     return [
         {
             "prompt": task.prompt,
             "chosen": texts[i],
             "rejected": texts[j],
+            "modality": kind,
+            "chosen_image": images[i],
+            "rejected_image": images[j],
             "margin": margin,
             "agreement": task.task_agreement,
             "task_id": task.task_id,
@@ -281,11 +315,44 @@ def _preference_records(
     ]
 
 
+def _conversational_records(
+    task: TaskRow, cons: Consensus, min_agreement: float, summary: ExportSummary
+) -> list[dict[str, Any]]:
+    kind = modality(task)
+    if kind not in ("text", "dialogue"):
+        return []
+    if cons.mean_ranks is None or task.task_agreement is None or task.task_agreement < min_agreement:
+        return []
+    rows = []
+    for i, j, margin in preference_pairs(cons.mean_ranks):
+        chosen, rejected = task.completions[i], task.completions[j]
+        pair = conversation(task.prompt, chosen.content, rejected.content)
+        if pair is None:
+            continue
+        rows.append({
+            **pair,
+            "modality": kind,
+            "margin": margin,
+            "agreement": task.task_agreement,
+            "task_id": task.task_id,
+            "chosen_id": chosen.completion_id,
+            "rejected_id": rejected.completion_id,
+        })
+    summary.conversational_pairs += len(rows)
+    return rows
+
+
+def modality(task: TaskRow) -> str:
+    """The kind of the task's completions (code for a task from before there were others)."""
+    kinds = {str(c.content.get("kind") or "code") for c in task.completions}
+    return kinds.pop() if len(kinds) == 1 else "code"
+
+
 def _remove_other_format(out: Path, fmt: str) -> None:
     """A previous export in the other format would sit beside this one and contradict its card."""
     for other in ("parquet", "jsonl"):
         if other != fmt:
-            for name in ("tasks", "preferences"):
+            for name in ("tasks", "preferences", "preferences_conversational"):
                 (out / f"{name}.{other}").unlink(missing_ok=True)
 
 

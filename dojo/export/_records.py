@@ -7,6 +7,7 @@ agreement are computed for a whole batch of tasks at once, with the metrics of
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -74,11 +75,13 @@ def render_content(content: Mapping[str, Any]) -> str:
     Text is itself; a dialogue is ``role: message`` turns separated by blank lines; code is
     each file as its name on a line of its own, then a Markdown code block in the file's
     language, fenced with more backticks than the file holds in a row, so that the file can
-    never close its own block.
+    never close its own block; an image has no text (its alternative text, if any).
     """
     kind = content.get("kind")
     if kind == "text":
         return str(content.get("text", ""))
+    if kind == "image":
+        return str(content.get("alt", ""))
     if kind == "dialogue":
         return "\n\n".join(f"{t['role']}: {t['message']}" for t in content.get("turns", []))
     parts = []
@@ -90,7 +93,18 @@ def render_content(content: Mapping[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def content_record(content: Mapping[str, Any]) -> dict[str, Any]:
+_SUFFIX = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+def image_record(content: Mapping[str, Any], name: str = "image") -> dict[str, Any] | None:
+    """An image content as the Hugging Face ``Image`` feature stores one: its bytes and a name."""
+    if content.get("kind") != "image":
+        return None
+    data = base64.b64decode(str(content.get("data", "")))
+    return {"bytes": data, "path": f"{name}.{_SUFFIX.get(str(content.get('media_type')), 'img')}"}
+
+
+def content_record(content: Mapping[str, Any], name: str = "image") -> dict[str, Any]:
     """The protocol's content in the export's fixed shape: every kind's fields, null if not its
     own. The lists are the stored ones, not copies (their items are the protocol's objects)."""
     kind = content.get("kind")
@@ -99,7 +113,33 @@ def content_record(content: Mapping[str, Any]) -> dict[str, Any]:
         "text": content.get("text") if kind == "text" else None,
         "files": content.get("files") if kind == "code" else None,
         "turns": content.get("turns") if kind == "dialogue" else None,
+        "image": image_record(content, name),
     }
+
+
+def conversation(prompt: str, chosen: Mapping[str, Any], rejected: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A text or dialogue pair in TRL's conversational form: ``prompt`` (the messages before
+    the answer), ``chosen`` and ``rejected`` (the answers, as assistant messages); None for
+    another kind. A dialogue's prompt is the turns both completions share; with none shared,
+    the task's prompt as the user's message and each whole conversation as the answer."""
+    kind = chosen.get("kind")
+    if kind != rejected.get("kind") or kind not in ("text", "dialogue"):
+        return None
+    if kind == "text":
+        ask = [{"role": "user", "content": prompt}]
+        return {
+            "prompt": ask,
+            "chosen": [{"role": "assistant", "content": str(chosen.get("text", ""))}],
+            "rejected": [{"role": "assistant", "content": str(rejected.get("text", ""))}],
+        }
+    a = [{"role": str(t["role"]), "content": str(t["message"])} for t in chosen.get("turns", [])]
+    b = [{"role": str(t["role"]), "content": str(t["message"])} for t in rejected.get("turns", [])]
+    shared = 0
+    while shared < min(len(a), len(b)) - 1 and a[shared] == b[shared]:
+        shared += 1
+    if shared == 0:
+        return {"prompt": [{"role": "user", "content": prompt}], "chosen": a, "rejected": b}
+    return {"prompt": a[:shared], "chosen": a[shared:], "rejected": b[shared:]}
 
 
 # --- consensus and agreement -------------------------------------------------------------------

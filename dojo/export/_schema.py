@@ -7,11 +7,15 @@ strings. The dataset card and ``docs/dataset.md`` print the tables :func:`descri
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MODALITIES = ("code", "text", "dialogue", "image")
+# The Hugging Face ``Image`` feature's storage: the file's bytes and a name (``path``).
+IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 
 
 def _f(name: str, type_: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
@@ -29,12 +33,18 @@ _TURN = pa.struct([
 ])
 
 
+def _image(name: str, description: str) -> pa.Field:
+    return pa.field(name, IMAGE, metadata={"description": description, "dojo.feature": "Image"})
+
+
 def _content(description: str) -> pa.Field:
     return _f("content", pa.struct([
-        _f("kind", pa.string(), "code, text or dialogue: which of the three fields below holds it"),
+        _f("kind", pa.string(), "code, text, dialogue or image: which of the fields below holds it"),
         _f("text", pa.string(), "the text (kind text)"),
         _f("files", pa.list_(_FILE), "the files (kind code)"),
         _f("turns", pa.list_(_TURN), "the turns (kind dialogue)"),
+        _image("image", "the image (kind image): the file's bytes (PNG, JPEG or WebP) and a name; "
+                        "the Hugging Face Image feature, so datasets opens it as a picture"),
     ]), description)
 
 
@@ -68,7 +78,8 @@ def tasks_schema(synthetic_metadata: bool = False) -> pa.Schema:
     fields = [
         _f("task_id", pa.string(), "the validator's task id", nullable=False),
         _f("created_at", pa.timestamp("us", tz="UTC"), "when the validator made the task (UTC)"),
-        _f("task_type", pa.string(), "code_generation (the only type today), text or dialogue"),
+        _f("task_type", pa.string(), "code_generation, text, dialogue or image: the task type miners got"),
+        _f("modality", pa.string(), "code, text, dialogue or image: the kind of every completion of the task"),
         _f("criteria_type", pa.string(), "ranking, or multi-score"),
         _f("prompt", pa.string(), "the instruction every completion answers"),
         _f("completions", pa.list_(pa.struct(completion)), "the completions, in the task's own order: every "
@@ -106,8 +117,11 @@ def preferences_schema() -> pa.Schema:
         [
             _f("prompt", pa.string(), "the task's prompt"),
             _f("chosen", pa.string(), "the completion the consensus ranks better, as text (code: each file's "
-               "name, then its content in a fenced block)"),
+               "name, then its content in a fenced block; dialogue: role: message turns); null for an image"),
             _f("rejected", pa.string(), "the completion the consensus ranks worse, in the same form"),
+            _f("modality", pa.string(), "code, text, dialogue or image"),
+            _image("chosen_image", "the image the consensus ranks better (modality image), else null"),
+            _image("rejected_image", "the image the consensus ranks worse (modality image), else null"),
             _f("margin", pa.float64(), "(consensus mean rank of rejected - of chosen) / (n - 1), in (0, 1]: "
                "1 when every miner put chosen first and rejected last"),
             _f("agreement", pa.float64(), "the task's agreement among miners (task_kappa in tasks)"),
@@ -119,6 +133,55 @@ def preferences_schema() -> pa.Schema:
     )
 
 
+_MESSAGE = pa.struct([
+    _f("role", pa.string(), "user, assistant or system"),
+    _f("content", pa.string(), "what was said"),
+])
+
+
+def conversational_schema() -> pa.Schema:
+    """The text and dialogue pairs in TRL's conversational preference form."""
+    return pa.schema(
+        [
+            _f("prompt", pa.list_(_MESSAGE), "the conversation before the answer: the task's prompt as the user's "
+               "message (text), or the turns every completion shares (dialogue)"),
+            _f("chosen", pa.list_(_MESSAGE), "the answer the consensus ranks better, as assistant messages"),
+            _f("rejected", pa.list_(_MESSAGE), "the answer the consensus ranks worse, as assistant messages"),
+            _f("modality", pa.string(), "text or dialogue"),
+            _f("margin", pa.float64(), "as in preferences"),
+            _f("agreement", pa.float64(), "as in preferences"),
+            _f("task_id", pa.string(), "the task in tasks"),
+            _f("chosen_id", pa.string(), "completion_id of chosen in the task"),
+            _f("rejected_id", pa.string(), "completion_id of rejected in the task"),
+        ],
+        metadata={"dojo.file": "preferences_conversational", "dojo.schema_version": str(SCHEMA_VERSION)},
+    )
+
+
+_DTYPES = {"double": "float64", "float": "float32"}
+
+
+def _feature(field: pa.Field | pa.DataType, meta: dict[Any, Any] | None = None) -> dict[str, Any]:
+    t = field.type if isinstance(field, pa.Field) else field
+    if (meta or {}).get(b"dojo.feature") == b"Image":
+        return {"_type": "Image"}
+    if pa.types.is_list(t):
+        item = t.value_field
+        return {"feature": _feature(item, item.metadata), "_type": "List"}
+    if pa.types.is_struct(t):
+        return {t.field(i).name: _feature(t.field(i), t.field(i).metadata) for i in range(t.num_fields)}
+    return {"dtype": _DTYPES.get(str(t), str(t)), "_type": "Value"}
+
+
+def with_features(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the Hugging Face ``datasets`` features in its metadata (key
+    ``huggingface``), so that a loader reads the image columns as pictures."""
+    features = {f.name: _feature(f, f.metadata) for f in schema}
+    metadata = dict(schema.metadata or {})
+    metadata[b"huggingface"] = json.dumps({"info": {"features": features}}).encode()
+    return schema.with_metadata(metadata)
+
+
 def _type_name(t: pa.DataType) -> str:
     if pa.types.is_list(t):
         return f"list<{_type_name(t.value_type)}>"
@@ -126,6 +189,8 @@ def _type_name(t: pa.DataType) -> str:
         return "struct"
     if pa.types.is_timestamp(t):
         return "timestamp (UTC)"
+    if t == IMAGE:
+        return "Image"
     return {"string": "string", "double": "float64", "int32": "int32", "int64": "int64", "bool": "bool"}.get(
         str(t), str(t)
     )
@@ -144,7 +209,7 @@ def describe(schema: pa.Schema) -> list[tuple[str, str, str]]:
             prefix = prefix + field.name + "[]."
         else:
             prefix = prefix + field.name + "."
-        if pa.types.is_struct(t):
+        if pa.types.is_struct(t) and t != IMAGE:
             for i in range(t.num_fields):
                 walk(t.field(i), prefix)
 

@@ -7,6 +7,7 @@ file that looks whole.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -101,6 +102,10 @@ class ParquetSink(Sink):
     """One row group per batch, zstd-compressed, with the file's fixed schema."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
+        from dojo.export._schema import with_features
+
+        # The features ride in the file's metadata: datasets reads an image column as pictures.
+        schema = with_features(schema)
         super().__init__(path, schema)
         # Dictionary encoding (the default) also stores each distinct string of a row group
         # once: a preference file's prompts and completions repeat across a task's pairs.
@@ -126,6 +131,8 @@ class ParquetSink(Sink):
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):  # an image's file, as base64
+        return base64.b64encode(value).decode("ascii")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
@@ -140,9 +147,9 @@ class JsonlSink(Sink):
         self._encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"),
                                         default=_default).encode
 
-        # A file of scalar columns only (preferences) is written column by column: each of a
+        # A file without list columns (preferences) is written column by column: each of a
         # task's completions is in several pairs, and its text is encoded once a batch.
-        self._flat = all(not pa.types.is_nested(f.type) for f in schema)
+        self._flat = all(not pa.types.is_list(f.type) for f in schema)
         self._names = [f.name for f in schema]
         self._template = "{" + ",".join(json.dumps(n).replace("%", "%%") + ":%s" for n in self._names) + "}"
 

@@ -46,6 +46,28 @@ def code(name: str, body: str) -> dict[str, Any]:
     return {"kind": "code", "files": [{"filename": name, "content": body, "language": "html"}]}
 
 
+def content_of(kind: str, label: str) -> dict[str, Any]:
+    """A completion of ``kind`` whose text (or picture) says ``label``."""
+    if kind == "text":
+        return {"kind": "text", "text": f"The answer: {label}"}
+    if kind == "dialogue":
+        return {"kind": "dialogue", "turns": [{"role": "user", "message": "Where do we meet?"},
+                                              {"role": "assistant", "message": f"At {label}."}]}
+    if kind == "image":
+        import base64
+        import io
+        import zlib
+
+        from PIL import Image
+
+        out = io.BytesIO()
+        shade = zlib.crc32(label.encode()) % 200
+        Image.new("RGB", (8, 6), (shade, 40, 200 - shade)).save(out, "PNG")
+        return {"kind": "image", "media_type": "image/png", "data": base64.b64encode(out.getvalue()).decode(),
+                "width": 8, "height": 6, "alt": ""}
+    return code("index.html", f"<p>{label}</p>")
+
+
 @dataclass
 class Planned:
     task_id: str
@@ -77,20 +99,25 @@ class ScoredTasks:
         criteria: list[dict[str, Any]] | None = None,
         ground_truth: list[int | None] | None = None,
         rationales: dict[str, list[str | None]] | None = None,
+        kind: str = "code",
     ) -> Planned:
         k = self.count
         self.count += 1
         self.clock += timedelta(seconds=1)
         created = created_at or self.clock
         cids = [f"t{k}c{i}" for i in range(n)]
-        sent = [code("index.html", f"<script>var v{k}_{i} = 'obfuscated {i}';</script>") for i in range(n)]
-        originals = [code("index.html", f"<script>const answer{i} = 'original {k}.{i}';</script>") if original
-                     else None for i in range(n)]
+        if kind == "code":
+            sent = [code("index.html", f"<script>var v{k}_{i} = 'obfuscated {i}';</script>") for i in range(n)]
+            originals = [code("index.html", f"<script>const answer{i} = 'original {k}.{i}';</script>") if original
+                         else None for i in range(n)]
+        else:
+            sent = [content_of(kind, f"sent {k}.{i}") for i in range(n)]
+            originals = [content_of(kind, f"original {k}.{i}") if original else None for i in range(n)]
         truth = ground_truth or list(range(1, n + 1))
         task = NewTask(
             task_id=f"task{k:05d}",
             created_at=created,
-            task_type="code_generation",
+            task_type={"code": "code_generation"}.get(kind, kind),
             prompt=f"Draw scene {k} with a red square",
             criteria=criteria or [{"type": "ranking"}],
             expire_at=created + timedelta(minutes=1),

@@ -221,7 +221,7 @@ def test_the_original_content_is_exported_and_an_unknown_one_is_flagged(store, m
     planned = mixed["agreeing"][0]
     row = tasks[planned.task_id]
     assert [c["content"] for c in row["completions"]] == [
-        {"kind": "code", "text": None, "files": o["files"], "turns": None} for o in planned.originals
+        {"kind": "code", "text": None, "files": o["files"], "turns": None, "image": None} for o in planned.originals
     ]
     assert all(c["original_known"] for c in row["completions"])
     assert all("original" in c["content"]["files"][0]["content"] for c in row["completions"])
