@@ -313,6 +313,9 @@ class LocalNet:
     neurons: list[NeuronProcess] = field(default_factory=list)
     synthetic: bool = False
     synthetic_queue_size: int = 4
+    # Content kinds of the tasks and their shares (code:1,text:1,dialogue:1,image:1); None:
+    # code alone. The validator draws each task's kind from it, and the synthetic API makes them.
+    synthetic_mix: str | None = None
     preferred_ports: dict[str, int] = field(default_factory=dict)
     # The organic API on the validator, and a caller submitting `organic_rate` tasks a second
     # whose order the honest workers' oracle knows (dojo.localnet_organic).
@@ -498,6 +501,7 @@ class LocalNet:
                 "--host", "127.0.0.1", "--port", str(neuron.port),
                 "--db", str(self.data_dir("synthetic") / "synthetic.sqlite"),
                 "--queue-size", str(self.synthetic_queue_size),
+                *(["--mix", self.synthetic_mix] if self.synthetic_mix else []),
             ]
         if neuron.role == "workers":
             index = int(neuron.name.removeprefix("workers"))
@@ -553,6 +557,8 @@ class LocalNet:
                     "--organic.tasks_per_round", "2",
                     "--organic.webhook_retry_base", "2",
                 ]
+            if self.synthetic_mix:
+                cmd += ["--synthetic.mix", self.synthetic_mix]
         if self.debug:
             cmd.append("--logging.debug")
         return cmd
@@ -986,6 +992,7 @@ class UpSettings:
     # A Label Studio server that runs already, for the Label Studio miners (its token comes
     # from LABEL_STUDIO_API_KEY); empty: the localnet starts its own.
     label_studio_url: str = ""
+    synthetic_mix: str | None = None
 
 
 def parse_backends(spec: str, miners: int) -> list[str]:
@@ -1059,6 +1066,7 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         label_studio_external=(settings.label_studio_url, os.environ.get("LABEL_STUDIO_API_KEY", ""))
         if settings.label_studio_url
         else None,
+        synthetic_mix=settings.synthetic_mix,
     )
     # With stand-ins every place fills, and the validator takes a task as soon as it has;
     # without (a window as long as the deadline) only a person fills a task's last place,

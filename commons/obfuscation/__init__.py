@@ -31,7 +31,7 @@ Usage::
 
 from commons.obfuscation._css import obfuscate_css
 from commons.obfuscation._files import obfuscate_files
-from commons.obfuscation._image import obfuscate_image
+from commons.obfuscation._image import obfuscate_image, obfuscate_pixels
 from commons.obfuscation._js_emit import emit_javascript as emit_javascript
 from commons.obfuscation._js_emit import obfuscate_javascript
 from commons.obfuscation._js_tokens import JS_GLOBALS as JS_GLOBALS
@@ -48,6 +48,7 @@ __all__ = [
     "obfuscate_css",
     "obfuscate_files",
     "obfuscate_image",
+    "obfuscate_pixels",
     "obfuscate_javascript",
     "obfuscate_python",
 ]

@@ -22,6 +22,11 @@ MAX_SHIFT = 3
 def obfuscate_image(data: bytes, rng: random.Random) -> tuple[ImageInfo, bytes]:
     """``data`` (PNG, JPEG or WebP) as a new JPEG that looks the same; its info and bytes."""
     _, image = decode(data)
+    return obfuscate_pixels(image, rng)
+
+
+def obfuscate_pixels(image: Image.Image, rng: random.Random) -> tuple[ImageInfo, bytes]:
+    """A decoded image (RGB or RGBA) as a new JPEG that looks the same; its info and bytes."""
     if image.mode == "RGBA":
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A"))

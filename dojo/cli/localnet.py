@@ -46,6 +46,15 @@ def _count(text: str) -> int:
     return value
 
 
+def _mix(text: str) -> str:
+    from template.config import parse_mix
+
+    try:
+        return ",".join(f"{kind}:{share:g}" for kind, share in parse_mix(text).items())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("localnet", help="run a whole subnet on this machine")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -87,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--block-time", dest="block_time", type=_positive, default=1.0,
                     help="seconds per block of a new local chain (default 1); an existing chain keeps its own")
     up.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds, counted once everything has started")
+    up.add_argument("--synthetic-mix", dest="synthetic_mix", type=_mix, default=None, metavar="MIX",
+                    help="content kinds of the tasks and their shares, e.g. code:1,text:1,dialogue:1,image:1 "
+                    "(default: code alone)")
     up.add_argument("--debug", action="store_true", help="debug logging in every process")
     up.add_argument("--organic", action="store_true",
                     help="serve the validator's organic API, make a key, and run a caller that submits organic tasks")
@@ -153,6 +165,7 @@ def _up(args: argparse.Namespace) -> int:
         organic_rate=args.organic_rate,
         miner_backends=args.miner_backends,
         label_studio_url=args.label_studio_url,
+        synthetic_mix=args.synthetic_mix,
     )
     return run_localnet(settings)
 

@@ -18,13 +18,17 @@ intended order (:func:`confirm_order`).
 from __future__ import annotations
 
 import asyncio
+import functools
+import io
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from commons.media import b64encode, decode
-from commons.obfuscation import obfuscate_image
+from PIL import Image
+
+from commons.media import ImageRefused, b64decode, b64encode, decode, sniff
+from commons.obfuscation import obfuscate_pixels
 from commons.protocol import Content, DialogueContent, DialogueTurn, ImageContent, TextContent
 from dojo.synthetic.backend import GeneratedCompletion, GenerationError, Instruction, TaskBudget
 from dojo.synthetic.imagegen import (
@@ -215,15 +219,37 @@ class TextRules:
         return content
 
 
+@functools.lru_cache(maxsize=16)
+def _pixels(data: str, media_type: str) -> Image.Image:
+    """A completion's image decoded whole (commons.media's checks), for the checker and the
+    obfuscator alike: each completion is decoded once."""
+    return decode(b64decode(data), media_type)[1]
+
+
+def _reading(data: str, media_type: str) -> Image.Image:
+    """The picture the checker reads: a JPEG decoded at a quarter of its size by libjpeg's own
+    scaling (the checker reads a small copy anyway), anything else whole."""
+    if media_type != "image/jpeg":
+        return _pixels(data, media_type)
+    sniff(b64decode(data), media_type)
+    with Image.open(io.BytesIO(b64decode(data)), formats=["JPEG"]) as image:
+        image.draft("RGB", (image.width // 4, image.height // 4))
+        image.load()
+        return image.convert("RGB")
+
+
 class ImageRules:
     """Images: the edits between the scene read from the pixels and the instruction's scene;
-    obfuscated by :func:`~commons.obfuscation.obfuscate_image`."""
+    obfuscated by :func:`~commons.obfuscation.obfuscate_pixels`."""
 
     def measure(self, instruction: Instruction, content: Content) -> Measure:
         level: ImageLevel = instruction.payload
         if not isinstance(content, ImageContent):
             return Measure(None, (f"an image task got a {content.kind} completion",))
-        _, image = decode(content.image_bytes(), content.media_type)
+        try:
+            image = _reading(content.data, content.media_type)
+        except (ImageRefused, OSError) as exc:
+            return Measure(None, (f"the image does not decode: {exc}",))
         found = read_scene(image, level.target.background)
         distance = scene_distance(found, level.target)
         if distance >= 1000:
@@ -232,7 +258,7 @@ class ImageRules:
 
     def obfuscate(self, content: Content, rng: random.Random) -> Content:
         assert isinstance(content, ImageContent)
-        info, data = obfuscate_image(content.image_bytes(), rng)
+        info, data = obfuscate_pixels(_pixels(content.data, content.media_type), rng)
         return image_content(data, info.media_type, info.width, info.height)
 
 
