@@ -73,11 +73,12 @@ def _describe_other(data: bytes) -> str:
     return "not a PNG, JPEG or WebP file"
 
 
-def sniff(data: bytes, declared: str | None = None) -> ImageInfo:
+def sniff(data: bytes, declared: str | None = None, *, max_bytes: int = MAX_IMAGE_BYTES) -> ImageInfo:
     """Format and size from the header alone; refuses what :func:`decode` would refuse
-    without decoding a pixel (all but truncated or corrupt pixel data)."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRefused(f"the image holds {len(data)} bytes; at most {MAX_IMAGE_BYTES} are accepted")
+    without decoding a pixel (all but truncated or corrupt pixel data). ``max_bytes`` is
+    raised only for a file that is written anew before anyone gets it (a provider's)."""
+    if len(data) > max_bytes:
+        raise ImageRefused(f"the image holds {len(data)} bytes; at most {max_bytes} are accepted")
     media_type = magic_type(data)
     if media_type is None:
         raise ImageRefused(f"the data is {_describe_other(data)}; images must be PNG, JPEG or WebP")
@@ -108,9 +109,11 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
-def decode(data: bytes, declared: str | None = None) -> tuple[ImageInfo, Image.Image]:
+def decode(
+    data: bytes, declared: str | None = None, *, max_bytes: int = MAX_IMAGE_BYTES
+) -> tuple[ImageInfo, Image.Image]:
     """The header checks of :func:`sniff`, then every pixel decoded (RGB or RGBA)."""
-    info = sniff(data, declared)
+    info = sniff(data, declared, max_bytes=max_bytes)
     try:
         # The size was checked above, far below Pillow's own decompression-bomb limit.
         with Image.open(io.BytesIO(data), formats=[_SAVE_FORMATS[info.media_type]]) as image:

@@ -17,7 +17,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from loguru import logger
@@ -90,6 +90,12 @@ class LLMSettings:
     backoff: float = 1.0
     max_backoff: float = 60.0
     json_schema: bool = True  # response_format json_schema; off for servers that only know json_object
+    # Images through the provider's /images/generations (None: drawn offline), checked by
+    # ``vision_model`` (default the first of ``models``) through chat with an image part.
+    image_model: str | None = None
+    vision_model: str | None = None
+    # Embeddings for the semantic duplicate filter (None: TF-IDF).
+    embedding_model: str | None = None
 
     @property
     def retry(self) -> RetryPolicy:
@@ -118,7 +124,7 @@ class ChatClient:
         await self._client.aclose()
 
     async def ask(
-        self, model: str, messages: list[dict[str, str]], schema: type[Answer], budget: TaskBudget
+        self, model: str, messages: list[dict[str, Any]], schema: type[Answer], budget: TaskBudget
     ) -> Answer:
         """``schema`` parsed from the model's answer; retries as the module docstring says."""
         s = self.settings
@@ -182,6 +188,53 @@ class ChatClient:
             logger.warning("{} {}: {}; retry {}/{} in {:.1f}s", s.base_url, model, problem, attempt + 1, s.max_retries, delay)
             await asyncio.sleep(delay)
         raise ChatError(f"{model} at {s.base_url} failed {s.max_retries + 1} times; last problem: {problem}")
+
+
+    async def post_json(self, path: str, body: dict[str, Any], budget: TaskBudget | None, what: str) -> dict[str, Any]:
+        """POST ``body`` to ``path`` (``/embeddings``, ``/images/generations``) and return the
+        JSON answer, with ``ask``'s retries (timeouts, 408/409/425/429/5xx after the server's
+        ``Retry-After``); a refusal (another 4xx) or an answer that is not a JSON object is a
+        :class:`ChatError` at once."""
+        s = self.settings
+        problem = ""
+        for attempt in range(s.max_retries + 1):
+            if budget is not None:
+                budget.check()
+            timeout = s.request_timeout if budget is None else max(0.001, min(s.request_timeout, budget.remaining()))
+            delay: float | None = None
+            try:
+                response = await self._client.post(path, json=body, timeout=timeout)
+            except httpx.TimeoutException:
+                problem = f"no answer within {timeout:.1f}s"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        payload = response.json()
+                    except ValueError:
+                        payload = None
+                    if not isinstance(payload, dict):
+                        raise ChatError(f"{s.base_url}{path} answered {what} with something that is not JSON")
+                    if budget is not None:
+                        budget.spend(int((payload.get("usage") or {}).get("total_tokens") or 0))
+                    return payload
+                if response.status_code in (408, 409, 425, 429) or response.status_code >= 500:
+                    problem = f"HTTP {response.status_code}"
+                    delay = retry_after(response.headers)
+                else:
+                    raise ChatError(
+                        f"{s.base_url}{path} refused {what} with HTTP {response.status_code}: {response.text[:300]}"
+                    )
+            if attempt == s.max_retries:
+                break
+            delay = s.retry.delay(attempt, self._rng, delay)
+            if budget is not None and delay > budget.remaining():
+                raise BudgetExceeded(f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit")
+            logger.warning("{}{} ({}): {}; retry {}/{} in {:.1f}s", s.base_url, path, what, problem, attempt + 1,
+                           s.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise ChatError(f"{s.base_url}{path} ({what}) failed {s.max_retries + 1} times; last problem: {problem}")
 
 
 def _response_format(schema: type[BaseModel]) -> dict:
@@ -311,6 +364,9 @@ def settings_from_env(
     settings = LLMSettings(base_url=base_url or environ.get("SYNTHETIC_LLM_BASE_URL") or default_url, api_key=key)
     if chosen:
         settings.models = chosen
+    settings.image_model = environ.get("SYNTHETIC_LLM_IMAGE_MODEL") or None
+    settings.vision_model = environ.get("SYNTHETIC_LLM_VISION_MODEL") or None
+    settings.embedding_model = environ.get("SYNTHETIC_LLM_EMBEDDING_MODEL") or None
     if key_var and not key and not (base_url or environ.get("SYNTHETIC_LLM_BASE_URL")):
         raise ValueError(f"the {provider} provider needs an API key: set {key_var} (or SYNTHETIC_LLM_API_KEY)")
     return settings

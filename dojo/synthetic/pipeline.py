@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +52,7 @@ from dojo.synthetic.backend import (
 from dojo.synthetic.checks import CompletionChecker
 from dojo.synthetic.filter import DEFAULT_THRESHOLD, DuplicateFilter, InstructionFilter
 from dojo.synthetic.instructor import Instructor
-from dojo.synthetic.kinds import MAX_COMPLETIONS, RULES, confirm_order
+from dojo.synthetic.kinds import MAX_COMPLETIONS, RULES, KindRules, Measure, confirm_order
 from dojo.synthetic.store import SyntheticStore
 from template.config import parse_mix
 
@@ -214,9 +214,18 @@ class SyntheticPipeline:
         if [v.deviation for v in levels] != list(range(len(levels))):
             raise GenerationError(f"the backend returned deviations {[v.deviation for v in levels]}")
         child_seeds = [rng.getrandbits(64) for _ in levels]
-        results = await asyncio.gather(
-            *(self._kind_completion(kind, level, s, budget) for level, s in zip(levels, child_seeds, strict=True))
-        )
+        jobs = [
+            asyncio.ensure_future(self._kind_completion(kind, level, s, budget))
+            for level, s in zip(levels, child_seeds, strict=True)
+        ]
+        try:
+            results = await asyncio.gather(*jobs)
+        except BaseException:
+            # One level failed: the task is lost, so the others stop asking their backend.
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            raise
         problem = confirm_order([level.deviation for level in levels], [measured for _, _, measured in results])
         if problem is not None:
             raise TaskDiscarded(problem)
@@ -251,6 +260,9 @@ class SyntheticPipeline:
         rng, obfuscation_rng = random.Random(seed), random.Random(seed ^ 0x5EED)
         rules = RULES[kind]
         backend = self.backends[kind]
+        # A backend that reads its own completions (a vision model for a model's pictures)
+        # measures them itself, on the event loop; the offline checkers run in a thread.
+        measure = getattr(backend, "measure", None)
         feedback: str | None = None
         for attempt in range(1, self.options.max_generation_attempts + 1):
             budget.check()
@@ -270,7 +282,12 @@ class SyntheticPipeline:
                     return None, again.defects, f"after obfuscation, {why}"
                 return sent, again.defects, ""
 
-            sent, measured, feedback = await asyncio.to_thread(checked)
+            if measure is None:
+                sent, measured, feedback = await asyncio.to_thread(checked)
+            else:
+                sent, measured, feedback = await self._checked_by_backend(
+                    measure, rules, instruction, content, obfuscation_rng
+                )
             if sent is not None and measured is not None:
                 return done, sent, measured
             logger.warning(
@@ -281,6 +298,23 @@ class SyntheticPipeline:
             f"no {kind} completion with exactly {instruction.deviation} defects in "
             f"{self.options.max_generation_attempts} attempts: {feedback}"
         )
+
+    @staticmethod
+    async def _checked_by_backend(
+        measure: Callable[[Instruction, Content], Awaitable[Measure]],
+        rules: KindRules,
+        instruction: Instruction,
+        content: Content,
+        rng: random.Random,
+    ) -> tuple[Content | None, int | None, str]:
+        measured = await measure(instruction, content)
+        if measured.defects != instruction.deviation:
+            return None, measured.defects, _why(measured.defects, measured.problems, instruction.deviation)
+        sent = await asyncio.to_thread(rules.obfuscate, content, rng)
+        again = await measure(instruction, sent)
+        if again.defects != instruction.deviation:
+            return None, again.defects, "after obfuscation, " + _why(again.defects, again.problems, instruction.deviation)
+        return sent, again.defects, ""
 
     async def _code_task(self, index: int, rng: random.Random) -> SyntheticTask:
         budget = TaskBudget(seconds=self.options.task_seconds, tokens=self.options.task_tokens)

@@ -54,6 +54,9 @@ def build_backend(settings: ServiceSettings, environ: dict[str, str] | None = No
 
 
 def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Backend | None = None) -> SyntheticPipeline:
+    """The service's pipeline: procedural backends, or the llm ones (text and dialogue from the
+    chat model, images from the images endpoint when one is set, else drawn offline; the
+    semantic duplicate filter when an embedding model is set, else TF-IDF)."""
     options = PipelineOptions(
         n_completions=settings.completions,
         similarity_threshold=settings.similarity,
@@ -61,7 +64,27 @@ def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Ba
         task_tokens=settings.task_tokens,
         mix=parse_mix(settings.mix),
     )
-    return SyntheticPipeline(backend or build_backend(settings), store, seed=settings.seed, options=options)
+    code = backend or build_backend(settings)
+    backends: dict[str, Backend] = {}
+    filter_factory = None
+    if backend is None and settings.backend == "llm":
+        from dojo.synthetic.llm import LLMBackend
+        from dojo.synthetic.llm_kinds import EmbeddingFilter, LLMImageBackend, LLMTextBackend
+
+        assert isinstance(code, LLMBackend)
+        chat, llm = code.chat, code.settings
+        backends = {"text": LLMTextBackend(llm, "text", chat), "dialogue": LLMTextBackend(llm, "dialogue", chat)}
+        if llm.image_model:
+            backends["image"] = LLMImageBackend(llm, chat, completions=settings.completions)
+        if llm.embedding_model:
+            model = llm.embedding_model
+
+            def filter_factory(store: SyntheticStore, kind: str, threshold: float) -> EmbeddingFilter:
+                return EmbeddingFilter(store, settings.semantic_similarity, kind=kind, chat=chat, model=model)
+
+    return SyntheticPipeline(
+        code, store, seed=settings.seed, options=options, backends=backends, filter_factory=filter_factory
+    )
 
 # After a failed refill: 1 s, doubling, at most a minute (no jitter: one process, one loop).
 REFILL_BACKOFF = RetryPolicy(base_delay=0.5, max_delay=60.0, jitter=0.0)

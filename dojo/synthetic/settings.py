@@ -5,7 +5,8 @@ theirs: flag > environment variable > ``.env`` > default; a bad value exits 2 na
 and the variable. Environment variables (each declared on its field):
 ``SYNTHETIC_BACKEND``, ``SYNTHETIC_HOST``, ``SYNTHETIC_PORT``, ``SYNTHETIC_DB``,
 ``SYNTHETIC_API_TOKEN``, ``SYNTHETIC_QUEUE_SIZE``, ``SYNTHETIC_SEED``,
-``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_MIX``, ``SYNTHETIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
+``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_MIX``, ``SYNTHETIC_SIMILARITY``,
+``SYNTHETIC_SEMANTIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
 ``SYNTHETIC_TASK_TOKENS``, ``SYNTHETIC_LLM_PROVIDER``, ``SYNTHETIC_LLM_BASE_URL``,
 ``SYNTHETIC_LLM_MODELS`` (comma-separated; the flag ``--llm-model`` once per model), and for
 the llm backend those read by :func:`dojo.synthetic.llm.settings_from_env`.
@@ -78,6 +79,13 @@ class ServiceSettings(BaseModel):
         le=1,
         description="filter threshold, TF-IDF cosine",
         json_schema_extra=_named("SYNTHETIC_SIMILARITY"),
+    )
+    semantic_similarity: float = Field(
+        0.92,
+        gt=0,
+        le=1,
+        description="filter threshold, embedding cosine (llm backend with an embedding model)",
+        json_schema_extra=_named("SYNTHETIC_SEMANTIC_SIMILARITY", "--semantic-similarity"),
     )
     task_seconds: float = Field(
         600.0,
