@@ -81,7 +81,7 @@ class ServiceSettings(BaseModel):
         json_schema_extra=_named("SYNTHETIC_SIMILARITY"),
     )
     semantic_similarity: float = Field(
-        0.92,
+        0.8,
         gt=0,
         le=1,
         description="filter threshold, embedding cosine (llm backend with an embedding model)",
