@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from commons.protocol import CodeFile
+from commons.protocol import CodeFile, Content, DialogueContent, ImageContent
 from commons.synthetic_api import SyntheticTask
 from dojo.synthetic.backend import Backend
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
@@ -49,8 +49,14 @@ def bundle_html(files: Sequence[CodeFile], entry: str = "index.html") -> str:
     return _SCRIPT.sub(script, _LINK.sub(link, page))
 
 
-async def generate_tasks(n: int, *, seed: int | str | None, backend: Backend | None = None,
-                         options: PipelineOptions | None = None, kind: str | None = None) -> list[SyntheticTask]:
+async def generate_tasks(
+    n: int,
+    *,
+    seed: int | str | None,
+    backend: Backend | None = None,
+    options: PipelineOptions | None = None,
+    kind: str | None = None,
+) -> list[SyntheticTask]:
     """``n`` tasks of ``kind``, or of kinds drawn from ``options.mix``."""
     if backend is None:
         from dojo.synthetic.procedural import ProceduralBackend
@@ -63,8 +69,14 @@ async def generate_tasks(n: int, *, seed: int | str | None, backend: Backend | N
         await pipeline.aclose()
 
 
-async def write_samples(n: int, out: Path, *, seed: int | str | None = None, backend: Backend | None = None,
-                        options: PipelineOptions | None = None) -> int:
+async def write_samples(
+    n: int,
+    out: Path,
+    *,
+    seed: int | str | None = None,
+    backend: Backend | None = None,
+    options: PipelineOptions | None = None,
+) -> int:
     tasks = await generate_tasks(n, seed=seed, backend=backend, options=options)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
@@ -77,22 +89,48 @@ def read_samples(path: Path) -> list[SyntheticTask]:
     return [SyntheticTask.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _content_card(n: int, content: Content, rank: int, model: str, cid: str) -> str:
+    """A text, dialogue or image completion as a card of the preview page."""
+    if isinstance(content, ImageContent):
+        body = (
+            f'<img src="data:{content.media_type};base64,{content.data}" alt="Completion {n}" '
+            f'style="width:100%;height:auto">'
+        )
+    elif isinstance(content, DialogueContent):
+        body = "".join(
+            f"<p><b>{html.escape(t.role)}</b>: {html.escape(t.message)}</p>" for t in content.turns
+        )
+    else:
+        body = f"<pre style='white-space:pre-wrap'>{html.escape(getattr(content, 'text', ''))}</pre>"
+    return f"""<section>
+  <h2>Completion {n}</h2>
+  {body}
+  <details><summary>ground truth</summary>rank {rank} · {html.escape(model)} · <code>{html.escape(cid)}</code></details>
+</section>"""
+
+
 def write_preview(task: SyntheticTask, out_dir: Path) -> Path:
     """``out_dir/index.html`` showing ``task``; returns its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cards = []
     for n, response in enumerate(task.responses, start=1):
+        content = response.completion.content
+        if content is not None:
+            cards.append(
+                _content_card(n, content, task.ground_truth[response.cid], response.model, response.cid)
+            )
+            continue
         folder = out_dir / f"completion-{n}"
-        for file in response.completion.files:
+        for file in response.completion.files or []:
             target = folder / PurePosixPath(file.filename)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content, encoding="utf-8")
-        document = bundle_html(response.completion.files)
+        document = bundle_html(response.completion.files or [])
         cards.append(
             f"""<section>
   <h2>Completion {n}</h2>
   <iframe sandbox="allow-scripts" srcdoc="{html.escape(document, quote=True)}"></iframe>
-  <p><a href="completion-{n}/index.html">open alone</a> · files: {", ".join(html.escape(f.filename) for f in response.completion.files)}</p>
+  <p><a href="completion-{n}/index.html">open alone</a> · files: {", ".join(html.escape(f.filename) for f in response.completion.files or [])}</p>
   <details><summary>ground truth</summary>rank {task.ground_truth[response.cid]} · {html.escape(response.model)} · <code>{html.escape(response.cid)}</code></details>
 </section>"""
         )
