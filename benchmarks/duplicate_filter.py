@@ -252,7 +252,7 @@ DISTINCT = [
 ]
 
 
-def embedding_server(port_holder: list[int]):
+def embedding_server():
     """An OpenAI-compatible /v1/embeddings endpoint backed by WordLlama's bundled model."""
     import wordllama
     from wordllama import WordLlama
@@ -297,7 +297,7 @@ async def run(
 ) -> dict:
     runner = None
     if url is None:
-        runner = web.AppRunner(embedding_server([]))
+        runner = web.AppRunner(embedding_server())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
