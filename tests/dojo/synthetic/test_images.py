@@ -150,3 +150,15 @@ def test_the_validator_sends_images_written_anew():
     assert isinstance(clean, ImageContent)
     assert b"Secret-Camera" in tagged and b"Secret-Camera" not in clean.image_bytes()
     assert sniff(clean.image_bytes(), "image/jpeg").width == 32
+
+
+def test_the_validator_refuses_an_image_that_does_not_decode_before_anything_is_sent():
+    from commons.media import ImageRefused
+    from dojo.validator.neuron import sendable
+
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), COLOURS["blue"]).save(out, "JPEG", quality=95)
+    truncated = out.getvalue()[: len(out.getvalue()) // 2]
+    content = image_content(truncated, "image/jpeg", 400, 300)  # its header is whole: the protocol takes it
+    with pytest.raises(ImageRefused, match="does not decode"):
+        sendable(content)
