@@ -7,7 +7,7 @@ context. Nothing here writes: changes go through the JSON API.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -499,6 +499,7 @@ class MinerTaskRow:
     answers: list[dashboard.DashboardAnswer]
     flags: list[dashboard.DashboardFlag]
     numbers: dict[str, int]  # cid -> the response number the workers saw (1 first)
+    glimpses: dict[str, dict[str, str]] = field(default_factory=dict)  # cid -> {"kind", "glimpse"}
     prompt_start: str = ""
     score: float | None = None
 
@@ -548,6 +549,7 @@ def miner_dashboard(
             answers=t.answers,
             flags=t.flags,
             numbers={c["cid"]: i + 1 for i, c in enumerate(t.completions)},
+            glimpses={c["cid"]: {"kind": c["kind"], "glimpse": c["glimpse"]} for c in t.completions},
             prompt_start=t.prompt_start,
             score=t.score,
         )

@@ -86,13 +86,16 @@ def _rank(page: Page, how: str, best_first: list[str]) -> None:
         with page.expect_navigation():
             page.keyboard.press("Enter")
         return
-    # Mouse: move each response to its place with its ▲ buttons, then Submit.
+    # Mouse: move each response to its place with its ▲ buttons, keep that order, Submit.
     for place, label in enumerate(best_first):
         for _ in range(10):
             shown = page.locator("#ranking .rank-item").evaluate_all("els => els.map(e => e.dataset.label)")
             if shown.index(label) == place:
                 break
             page.get_by_role("button", name=f"Move response {label} up").click()
+    # The order shown is the ranking now: the moved responses are placed, Keep this order
+    # places the rest where they stand.
+    page.locator("#keep-order").click()
     submit = (
         page.locator("#answer-bar-submit")
         if page.viewport_size["width"] < 900
