@@ -39,7 +39,9 @@
       dialog.querySelector("[data-close]").focus();
     });
   });
-  dialog.addEventListener("close", () => openers[current].focus());
+  // After the browser's own focus restoring (to the image the viewer was opened from), the
+  // keyboard goes to the image last shown.
+  dialog.addEventListener("close", () => setTimeout(() => openers[current].focus(), 0));
   dialog.querySelector("[data-close]").addEventListener("click", close);
   dialog.querySelectorAll("[data-step]").forEach((b) => {
     b.addEventListener("click", () => show(current + Number(b.dataset.step)));
