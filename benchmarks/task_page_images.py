@@ -51,7 +51,7 @@ def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
     task id and the worker's session token."""
     from bittensor import sp_core
 
-    from dojo.miner.neuron import platform_completion
+    from dojo.miner.backends.dojo_platform import platform_completion
     from dojo.platform import auth
     from dojo.platform import tasks as task_service
     from dojo.platform.db import Database
