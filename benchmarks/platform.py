@@ -68,9 +68,12 @@ CIDS = ["c0", "c1", "c2", "c3"]
 NEXT_PATH = "/api/v1/worker/tasks/next"
 
 
-def _postgres_base() -> str | None:
+def _postgres_base(given: str | None = None) -> str | None:
+    """``--postgres`` as given, else the first role that can connect to ``test`` on 127.0.0.1:5432."""
     import psycopg
 
+    if given:
+        return given.replace("postgresql://", "postgresql+psycopg://", 1)
     for user in ("postgres", "root"):
         try:
             with psycopg.connect(f"host=127.0.0.1 port=5432 dbname=test user={user}", connect_timeout=3):
@@ -127,14 +130,26 @@ def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_r
             worker = auth._new_worker(db)
             db.add(Subscription(worker_id=worker.id, miner_id=miner.id, key_id=None, name="bench"))
             tokens.append(auth.open_worker_session_for(db, settings, worker).token)
-    if not database.is_sqlite:
-        # A platform that has been running has planner statistics (autovacuum); a table
-        # filled a second ago has none, and PostgreSQL would then sort every open task per
-        # claim instead of walking the deadline index.
-        with database.engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     database.dispose()
+    if not database.is_sqlite:
+        _analyze(database_url)
     return tokens
+
+
+def _analyze(database_url: str) -> None:
+    """Planner statistics, as autovacuum keeps them for a platform that has been running.
+
+    Run once the tasks are made (without them PostgreSQL would sort every open task per claim
+    instead of walking the deadline index) and again at the end of the warm-up: statistics
+    of an empty ``assignments`` table make the queue's search read the whole table for every
+    task it passes, a plan each connection keeps until the next ``ANALYZE``.
+    """
+    from dojo.platform.db import Database
+
+    database = Database(database_url, pool_size=1)
+    with database.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+    database.dispose()
 
 
 def _overfilled(database_url: str) -> tuple[int, int]:
@@ -327,7 +342,13 @@ def _client_process(
     out.close()
 
 
-def _load(url: str, tokens: list[str], args: argparse.Namespace, server_pid: int) -> dict:
+def _load(
+    url: str,
+    tokens: list[str],
+    args: argparse.Namespace,
+    server_pid: int,
+    warmed: Callable[[], None] | None = None,
+) -> dict:
     """Run the workers split over ``args.client_processes`` processes (one event loop each:
     a single loop serving 200 workers adds its own queueing to every request's latency)."""
     context = multiprocessing.get_context("fork")
@@ -344,6 +365,9 @@ def _load(url: str, tokens: list[str], args: argparse.Namespace, server_pid: int
         process.start()
         sender.close()
         runs.append((process, receiver))
+    if warmed is not None:  # near the end of the warm-up
+        time.sleep(max(0.0, measure_from - min(1.0, args.warmup / 2) - time.time()))
+        warmed()
     # The server's CPU time over the measured window only.
     time.sleep(max(0.0, measure_from - time.time()))
     cpu_before = _cpu_seconds(server_pid)
@@ -452,7 +476,7 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
         database_url = f"sqlite:///{workdir / 'platform.sqlite'}"
         cleanup = None
     else:
-        base = _postgres_base()
+        base = _postgres_base(args.postgres)
         if base is None:
             return {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
         import psycopg
@@ -477,7 +501,8 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path) -> dict:
     try:
         print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)
         load_before = os.getloadavg()[0]
-        result = _load(f"http://127.0.0.1:{port}", tokens, args, server.pid)
+        warmed = None if kind == "sqlite" else (lambda: _analyze(database_url))
+        result = _load(f"http://127.0.0.1:{port}", tokens, args, server.pid, warmed)
         # The machine may be shared: the 1-minute load average before and after the run.
         result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     finally:
@@ -509,6 +534,11 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=200, help="concurrent simulated workers (default 200)")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="PostgreSQL server URL (postgresql://user@host:port/db; default the test database on 127.0.0.1:5432)",
+    )
     parser.add_argument("--tasks", type=int, default=0, help="tasks to create (default: enough for the run)")
     parser.add_argument("--max-results", dest="max_results", type=int, default=3)
     parser.add_argument(

@@ -48,7 +48,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the Dojo API and the web UI")
     serve.defer(
         lambda parser: _add_settings(
-            parser, (*HOST_SETTINGS, "forwarded_allow_ips", "min_time_left_seconds", "login_rate_limit", "docs")
+            parser,
+            (
+                *HOST_SETTINGS,
+                "forwarded_allow_ips",
+                "min_time_left_seconds",
+                "login_rate_limit",
+                "hot_path_connections",
+                "docs",
+            ),
         )
     )
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")

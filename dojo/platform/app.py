@@ -28,6 +28,7 @@ from dojo.platform.db import Database
 from dojo.platform.deps import SessionCache, lookup_worker
 from dojo.platform.errors import PlatformError, RateLimited
 from dojo.platform.hotpath import QueueHotPath
+from dojo.platform.pgqueue import PostgresQueue
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.schemas import CreateTasksIn, ErrorOut
 from dojo.platform.security import (
@@ -165,6 +166,10 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     db_executor = ThreadPoolExecutor(
         max_workers=1 if database.is_sqlite else settings.db_threads, thread_name_prefix="dojo-db"
     )
+    # PostgreSQL: the hot path's calls on the event loop (see dojo.platform.pgqueue).
+    postgres = (
+        None if database.is_sqlite else PostgresQueue(settings.database_url, settings.hot_path_connections)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -172,6 +177,8 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         try:
             yield
         finally:
+            if postgres is not None:
+                await postgres.close()
             db_executor.shutdown(wait=True)
             database.dispose()
             if owns_chain:
@@ -209,7 +216,9 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         not_json = _json_invalid_detail(exc)
         if not_json is not None:
             return JSONResponse({"detail": not_json}, status_code=400)
-        return JSONResponse({"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422)
+        return JSONResponse(
+            {"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:
@@ -246,6 +255,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         submit=queue.submit_result,
         render_task=worker_api.task_json,
         render_submitted=worker_api.submitted_json,
+        postgres=postgres,
     )
     app.front = SecurityMiddleware(
         hot_path,

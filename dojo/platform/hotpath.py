@@ -13,8 +13,9 @@ a body the model refuses — goes on to the FastAPI routes unchanged (the body a
 is handed on), so every error keeps its one wording. The routes remain the documented API
 (OpenAPI) and run the same functions (``api.worker``).
 
-Where the queue's transaction runs: on PostgreSQL, on the database threads (each statement
-is a round trip). On SQLite, on the event loop itself, in the loop's group commit
+Where the queue's transaction runs: on PostgreSQL, on the event loop, as one call of a
+function in the database on a pool of async connections (:class:`~dojo.platform.pgqueue.PostgresQueue`:
+one round trip a request, no thread). On SQLite, on the event loop itself, in the loop's group commit
 (``Database.write_group``): a claim or a submission is some 0.1 ms of SQLite, writers take
 turns anyway, and a thread would only add GIL hand-offs — the sqlite3 module lets go of
 the GIL around every statement, and each time the database thread then waits for the busy
@@ -37,6 +38,7 @@ from starlette.exceptions import HTTPException
 
 from dojo.platform.db import Database, WriteBusy
 from dojo.platform.errors import PlatformError
+from dojo.platform.pgqueue import PostgresQueue
 from dojo.platform.schemas import SubmitResultIn
 from dojo.platform.security import (
     ASGIApp,
@@ -79,7 +81,7 @@ class QueueHotPath:
 
     ``claim(db, settings, worker)`` and ``submit(db, settings, worker, task_id, data,
     lead_time=…, rationale=…)`` (``queue.next_task``, ``queue.submit_result``) run inside a write
-    transaction.
+    transaction on SQLite; on PostgreSQL ``postgres`` answers (and looks up sessions).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class QueueHotPath:
         submit: Callable[..., Any],
         render_task: Callable[[Any], dict[str, Any]],
         render_submitted: Callable[[Any], dict[str, Any]],
+        postgres: PostgresQueue | None = None,
     ):
         self.app = app
         self.database = database
@@ -105,6 +108,7 @@ class QueueHotPath:
         self.submit = submit
         self.render_task = render_task
         self.render_submitted = render_submitted
+        self.postgres = postgres
         self._group = database.write_group() if database.is_sqlite else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,13 +132,20 @@ class QueueHotPath:
                 token = credentials if scheme.lower() == "bearer" and credentials else ""
             elif name == b"content-type" and not content_type:
                 content_type = value
-        worker = await self._worker(token) if token else None
+        try:
+            worker = await self._worker(token) if token else None
+        except PlatformError as exc:  # the database is unavailable
+            await _respond(send, exc.status_code, {"detail": exc.detail})
+            return
         if worker is None:  # no, unknown or expired bearer session, or a cookie session
             await self.app(scope, receive, send)
             return
         if task_id is None:
             try:
-                view = await self._queue_work(self.claim, worker)
+                if self.postgres is not None:
+                    view = await self.postgres.next_task(self.settings, worker)
+                else:
+                    view = await self._queue_work(self.claim, worker)
             except PlatformError as exc:
                 await _respond(send, exc.status_code, {"detail": exc.detail})
                 return
@@ -167,9 +178,19 @@ class QueueHotPath:
             await self.app(scope, replay(body, receive), send)
             return
         data = [item.model_dump() for item in parsed.result_data]
-        submit = partial(self.submit, lead_time=parsed.lead_time, rationale=parsed.rationale)
         try:
-            done = await self._queue_work(submit, worker, task_id, data)
+            if self.postgres is not None:
+                done = await self.postgres.submit_result(
+                    self.settings,
+                    worker,
+                    task_id,
+                    data,
+                    lead_time=parsed.lead_time,
+                    rationale=parsed.rationale,
+                )
+            else:
+                submit = partial(self.submit, lead_time=parsed.lead_time, rationale=parsed.rationale)
+                done = await self._queue_work(submit, worker, task_id, data)
         except PlatformError as exc:
             await _respond(send, exc.status_code, {"detail": exc.detail})
             return
@@ -196,7 +217,9 @@ class QueueHotPath:
         cached = self.sessions.get(token)
         if cached is not self.sessions.MISSING:
             return cached
-        if self.database.is_sqlite:  # a read: under WAL it never waits for a writer
+        if self.postgres is not None:
+            worker = await self.postgres.lookup_worker(token)
+        elif self.database.is_sqlite:  # a read: under WAL it never waits for a writer
             worker = self.lookup_worker(token)
         else:
             worker = await asyncio.get_running_loop().run_in_executor(

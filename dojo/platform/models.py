@@ -273,3 +273,14 @@ class PlatformState(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+
+
+class LoginLimit(Base):
+    """The log-in rate limit's state for one client address (revision 0008): its theoretical
+    arrival time, seconds since the epoch (see ``dojo.platform.limits``). Kept in the
+    database so that every replica of a platform counts the same attempts."""
+
+    __tablename__ = "login_limits"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float)

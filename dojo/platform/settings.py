@@ -113,7 +113,14 @@ class PlatformSettings(BaseModel):
     migrate_on_start: bool = True
     db_pool_size: int = Field(20, ge=1)
     db_threads: int = Field(
-        4, ge=1, description="threads running the queue's database work on PostgreSQL (SQLite: always 1)"
+        4, ge=1, description="threads running the routes' queue work on PostgreSQL (SQLite: always 1)"
+    )
+    hot_path_connections: int = Field(
+        8,
+        ge=1,
+        description="PostgreSQL connections each server process keeps for the queue's hot path "
+        "(next task, submit), on its event loop",
+        json_schema_extra={"flag": "--hot-path-connections", "env": "PLATFORM_HOT_PATH_CONNECTIONS"},
     )
 
     @field_validator("database_url", mode="before")

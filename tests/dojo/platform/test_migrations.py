@@ -95,7 +95,7 @@ def test_upgrade_from_0001_keeps_data_and_backfills_counts(empty_database: Datab
     settings = PlatformSettings(database_url=empty_database.url, public_url="http://platform.test", netuid=7)
     server = LiveServer(create_app(settings, chain=chain)).start()  # migrates at start
     try:
-        assert current_revision(empty_database.engine) == head_revision() == "0007"
+        assert current_revision(empty_database.engine) == head_revision() == "0008"
         with empty_database.read_session() as db:
             counts = dict(db.execute(text("SELECT id, num_results FROM tasks")).all())
             # 0006: no task has a validator's score yet; no miner a message; the CSRF secret was made.
@@ -124,12 +124,12 @@ def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database
         command.downgrade(config, "base")
     assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
     migrate(empty_database.engine)
-    assert current_revision(empty_database.engine) == "0007"
+    assert current_revision(empty_database.engine) == "0008"
 
 
 def test_migrate_command(tmp_path: Path, capsys):
     path = tmp_path / "cli.sqlite"
     assert dojo_main(["platform", "migrate", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "platform database at revision 0007"
+    assert capsys.readouterr().out.strip() == "platform database at revision 0008"
     assert dojo_main(["platform", "migrate", "--db", f"sqlite:///{path}"]) == 0  # idempotent
-    assert current_revision(Database(f"sqlite:///{path}").engine) == "0007"
+    assert current_revision(Database(f"sqlite:///{path}").engine) == "0008"
