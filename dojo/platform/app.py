@@ -28,6 +28,7 @@ from dojo.platform.db import Database
 from dojo.platform.deps import SessionCache, lookup_worker
 from dojo.platform.errors import PlatformError, RateLimited
 from dojo.platform.hotpath import QueueHotPath
+from dojo.platform.limits import LoginLimiter
 from dojo.platform.pgqueue import PostgresQueue
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.schemas import CreateTasksIn, ErrorOut
@@ -36,7 +37,6 @@ from dojo.platform.security import (
     UNSAFE_METHODS,
     ASGIApp,
     JsonBodyCheck,
-    RateLimiter,
     Receive,
     Scope,
     SecurityMiddleware,
@@ -167,9 +167,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         max_workers=1 if database.is_sqlite else settings.db_threads, thread_name_prefix="dojo-db"
     )
     # PostgreSQL: the hot path's calls on the event loop (see dojo.platform.pgqueue).
-    postgres = (
-        None if database.is_sqlite else PostgresQueue(settings.database_url, settings.hot_path_connections)
-    )
+    postgres = None if database.is_sqlite else PostgresQueue(settings.database_url, settings.hot_path_connections)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -202,7 +200,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     app.state.registry = HotkeyRegistry(chain, settings.registration_refresh_seconds)
     app.state.worker_sessions = SessionCache()
     app.state.db_executor = db_executor
-    app.state.login_limiter = RateLimiter(settings.login_rate_limit, settings.login_rate_window_seconds)
+    app.state.login_limiter = LoginLimiter(database, settings.login_rate_limit, settings.login_rate_window_seconds)
 
     @app.exception_handler(PlatformError)
     async def _platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
@@ -216,9 +214,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         not_json = _json_invalid_detail(exc)
         if not_json is not None:
             return JSONResponse({"detail": not_json}, status_code=400)
-        return JSONResponse(
-            {"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422
-        )
+        return JSONResponse({"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:

@@ -35,9 +35,10 @@ from dojo.platform import auth
 from dojo.platform.db import Database, RawStatement
 from dojo.platform.errors import Unauthorized
 from dojo.platform.keys import miner_for_api_key
+from dojo.platform.limits import LoginLimiter
 from dojo.platform.models import Miner, Worker, naive_utcnow
 from dojo.platform.registry import HotkeyRegistry
-from dojo.platform.security import WORKER_TOKEN_PREFIX, RateLimiter, check_csrf, hash_secret
+from dojo.platform.security import WORKER_TOKEN_PREFIX, check_csrf, hash_secret
 from dojo.platform.settings import PlatformSettings
 
 T = TypeVar("T")
@@ -144,9 +145,10 @@ def client_address(request: Request) -> str:
 
 
 async def login_rate_limit(request: Request) -> None:
-    """Count a log-in attempt from the client's address; 429 past the limit."""
-    limiter: RateLimiter = request.app.state.login_limiter
-    limiter.hit(client_address(request))
+    """Count a log-in attempt from the client's address; 429 past the limit. The count is
+    kept in the database, shared by every replica (:mod:`dojo.platform.limits`)."""
+    limiter: LoginLimiter = request.app.state.login_limiter
+    await run_in_threadpool(limiter.hit, client_address(request))
 
 
 def set_session_cookie(response: Response, settings: PlatformSettings, name: str, token: str, max_age: int) -> None:

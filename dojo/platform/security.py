@@ -19,7 +19,7 @@
     response to a request that lacks it and puts the token in ``request.state.csrf_token``
     for the page to embed, masked (:func:`mask_csrf`): a different string in every
     response. Bearer tokens and ``x-api-key`` are not ambient, so need neither check.
-- :class:`RateLimiter`: a sliding window per client address for the log-in endpoints.
+- The log-in endpoints' rate limit per client address: :mod:`dojo.platform.limits`.
 - :class:`SecurityMiddleware`: body caps (413 before the app reads the body when
   Content-Length says so, and while streaming otherwise), the security headers, gzip for
   clients that accept it, and a 500 for any error the app lets out, which leaves the
@@ -38,9 +38,6 @@ import hmac
 import json
 import math
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -51,7 +48,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request, cookie_parser
 
 from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER, MINER_COOKIE, WORKER_COOKIE
-from dojo.platform.errors import BadRequest, Forbidden, RateLimited
+from dojo.platform.errors import BadRequest, Forbidden
 
 MINER_TOKEN_PREFIX = "dms_"
 WORKER_TOKEN_PREFIX = "dws_"
@@ -186,33 +183,6 @@ async def check_csrf(request: Request) -> None:
             f'<meta name="csrf-token">) in the {CSRF_HEADER} header, or use a bearer token; '
             "after logging in or out elsewhere, reload the page"
         )
-
-
-class RateLimiter:
-    """At most ``limit`` hits per ``window`` seconds per key; thread-safe."""
-
-    def __init__(self, limit: int, window: float):
-        self.limit = limit
-        self.window = window
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                retry = hits[0] + self.window - now
-                raise RateLimited(
-                    f"too many log-in attempts from this address; try again in {retry:.0f} s",
-                    retry_after=retry,
-                )
-            hits.append(now)
-            if len(self._hits) > 100_000:  # forget idle clients rather than grow without bound
-                for stale in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]:
-                    del self._hits[stale]
 
 
 # --- JSON bodies -----------------------------------------------------------------------------

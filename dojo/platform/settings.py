@@ -7,7 +7,8 @@ variable on the field: ``--db`` / ``DATABASE_URL``, ``--public-url`` / ``PUBLIC_
 ``SUBTENSOR_CHAIN_ENDPOINT``, ``--netuid`` / ``NETUID``, ``--host`` / ``PLATFORM_HOST``,
 ``--port`` / ``PLATFORM_PORT``, ``--forwarded-allow-ips`` / ``PLATFORM_FORWARDED_ALLOW_IPS``,
 ``--docs`` / ``PLATFORM_DOCS``, ``--min-time-left`` / ``PLATFORM_MIN_TIME_LEFT``,
-``--login-rate-limit`` / ``PLATFORM_LOGIN_RATE_LIMIT``.
+``--login-rate-limit`` / ``PLATFORM_LOGIN_RATE_LIMIT``, ``--hot-path-connections`` /
+``PLATFORM_HOT_PATH_CONNECTIONS``.
 :meth:`PlatformSettings.describe` prints them with the database password masked.
 """
 
@@ -116,7 +117,7 @@ class PlatformSettings(BaseModel):
         4, ge=1, description="threads running the routes' queue work on PostgreSQL (SQLite: always 1)"
     )
     hot_path_connections: int = Field(
-        8,
+        16,
         ge=1,
         description="PostgreSQL connections each server process keeps for the queue's hot path "
         "(next task, submit), on its event loop",
