@@ -158,3 +158,51 @@ def register_hotkey(chain: LocalChain, make_wallet: Callable[..., Any]) -> Calla
 @pytest.fixture
 def miner(client: httpx.Client, register_hotkey: Callable[[], Any]) -> MinerClient:
     return miner_with_keys(client, register_hotkey())
+
+
+@dataclass
+class Replicated:
+    """The platform as replicas behind a load balancer, on a PostgreSQL schema of its own."""
+
+    balanced: Any  # tests.dojo.platform._replicas.BalancedPlatform
+    miners: list[Any]  # hotkey keypairs registered before the replicas started
+    login_rate_limit: int
+
+    @property
+    def url(self) -> str:
+        return self.balanced.url
+
+    @property
+    def database_url(self) -> str:
+        return self.balanced.database_url
+
+
+@pytest.fixture(scope="session")
+def replicated(
+    postgres_url: str, chain: LocalChain, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replicated]:
+    """Two ``dojo platform serve`` processes on one PostgreSQL database behind HAProxy, started
+    once per session. Skips, saying why, without HAProxy (scripts/test.sh installs it)."""
+    from template.wallets import create_wallet
+    from tests.dojo.platform._replicas import HAPROXY, balanced_platform
+
+    if HAPROXY is None:
+        pytest.skip("HAProxy is not installed (apt-get install haproxy; scripts/test.sh installs it)")
+    workdir = tmp_path_factory.mktemp("replicas")
+    # The replicas read the chain's registrations when they start (and every 12 s after).
+    miners = []
+    for n in range(3):
+        wallet = create_wallet(f"replica-miner-{n}", "default", str(workdir / "wallets"))
+        chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake=1.0)
+        miners.append(wallet.hotkey)
+    limit = 12
+    with postgres_schema(postgres_url) as url:
+        _migrate(url)
+        balanced = balanced_platform(
+            url, chain.directory, NETUID, workdir, replicas=2, login_rate_limit=limit
+        )
+        try:
+            balanced.start()
+            yield Replicated(balanced, miners, limit)
+        finally:
+            balanced.stop()
