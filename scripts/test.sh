@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install Dojo with its test tools into .venv, make sure the services the tests use are
-# there (Debian's chromium for the browser tests, the PostgreSQL server on 127.0.0.1:5432,
+# there (Debian's chromium for the browser tests, HAProxy for the platform's replicas, the
+# PostgreSQL server on 127.0.0.1:5432,
 # pm2 when npm is there), lint, check types and dead code, and run the whole test suite.
 # Extra arguments go to pytest.
 . "$(dirname "$0")/_venv.sh" requirements-dev.txt
@@ -16,6 +17,11 @@ if ! command -v pm2 >/dev/null && command -v npm >/dev/null; then
   echo "installing pm2 for the pm2 tests"
   { npm install -g -s pm2@7.0.4 >/dev/null 2>&1 || as_root npm install -g -s pm2@7.0.4 >/dev/null; } \
     || echo "could not install pm2: the pm2 tests will skip" >&2
+fi
+if ! command -v haproxy >/dev/null && command -v apt-get >/dev/null; then
+  echo "installing HAProxy for the tests of the platform's replicas behind a load balancer"
+  { as_root apt-get update -qq && as_root apt-get install -y -qq haproxy >/dev/null; } \
+    || echo "could not install HAProxy: the replica tests will skip" >&2
 fi
 if command -v pg_ctlcluster >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   echo "starting the PostgreSQL server"
