@@ -9,6 +9,11 @@ PostgreSQL the same code paths take row locks (``SELECT … FOR UPDATE``) instea
 Read-only work uses :meth:`Database.read_session`, a deferred transaction on SQLite, so page
 views and lists never queue behind writers.
 
+On PostgreSQL the queue's hot path uses none of this: a claim and a submission are each one
+call of a function in the database, made on the event loop over connections of its own
+(:mod:`dojo.platform.pgqueue`, which also says where the time went before). The engine's
+pool serves the page routes and the rest of the API.
+
 SQLite admits one writer at a time, and a writer that finds the lock taken polls for it
 with growing sleeps (up to 100 ms each), so under contention most of a request's time
 would be spent asleep. The platform's writers therefore queue on a :class:`WriterLock`
