@@ -70,6 +70,8 @@ from dojo.platform.security import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
 
+# How the hot path's connections show in pg_stat_activity.
+APPLICATION_NAME = "dojo-platform-queue"
 # Task definitions kept per process for checking answers (a few KiB each).
 DEFINITIONS_KEPT = 4096
 UNAVAILABLE = "the database is unavailable; nothing was stored, try again"
@@ -95,7 +97,8 @@ class Connections:
     Opened as calls need them, kept open, the most recently returned lent first. A caller
     finding none free waits (at most ``timeout`` seconds) for the next one returned. A
     connection returned closed, broken or inside a transaction (its call was cancelled) is
-    closed and its place freed for a new one.
+    closed and its place freed for a new one; when one is found lost, the idle ones are
+    closed too (:meth:`forget_idle`).
     """
 
     def __init__(self, conninfo: str, size: int, timeout: float = 30.0):
@@ -106,6 +109,7 @@ class Connections:
         self._waiters: deque[asyncio.Future[psycopg.AsyncConnection[Any] | None]] = deque()
         self._open = 0  # connections lent, idle or being opened
         self._closing = False
+        self._closers: set[asyncio.Task[None]] = set()
 
     async def take(self) -> psycopg.AsyncConnection[Any]:
         while True:
@@ -116,7 +120,9 @@ class Connections:
             if self._open < self._size:
                 self._open += 1
                 try:
-                    return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                    return await psycopg.AsyncConnection.connect(
+                        self._conninfo, autocommit=True, application_name=APPLICATION_NAME
+                    )
                 except BaseException:
                     self._open -= 1
                     self._hand(None)
@@ -139,14 +145,30 @@ class Connections:
             # None: a place came free; open a connection in it
 
     def give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        if connection.closed or connection.info.transaction_status != TransactionStatus.IDLE:
+        unusable = connection.closed or connection.info.transaction_status != TransactionStatus.IDLE
+        if unusable or self._closing:
             self._open -= 1
             if not connection.closed:
-                asyncio.get_running_loop().create_task(connection.close())
+                closer = asyncio.get_running_loop().create_task(connection.close())
+                self._closers.add(closer)
+                closer.add_done_callback(self._closers.discard)
             self._hand(None)
             return
         if not self._hand(connection):
             self._idle.append(connection)
+
+    def forget_idle(self) -> None:
+        """Close the idle connections: one was found lost, so the others likely are too (the
+        server restarted, the network dropped), and the next call opens a fresh one."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self._open -= 1
+            closer = asyncio.get_running_loop().create_task(connection.close())
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
+        for _ in idle:
+            if not self._hand(None):
+                break
 
     def _hand(self, connection: psycopg.AsyncConnection[Any] | None) -> bool:
         """Give ``connection`` (or a free place) to the first caller still waiting."""
@@ -163,6 +185,8 @@ class Connections:
         for connection in idle:
             await connection.close()
         self._open -= len(idle)
+        if self._closers:
+            await asyncio.gather(*self._closers, return_exceptions=True)
 
 
 class PostgresQueue:
@@ -198,6 +222,7 @@ class PostgresQueue:
             cursor = await connection.execute(statement.pyformat, params, prepare=True)
             return await cursor.fetchall() if cursor.description is not None else []
         except psycopg.OperationalError as exc:  # the connection or the server went away
+            self._connections.forget_idle()
             if again:
                 logger.info("a queue connection was lost ({}); trying another", exc)
                 self._connections.give_back(connection)
