@@ -112,9 +112,7 @@ def _median_by_definition(stake: np.ndarray, column: np.ndarray, kappa: float) -
 
 @settings(max_examples=200, deadline=None)
 @given(
-    data=st.lists(
-        st.tuples(st.integers(0, 5), st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=8
-    ),
+    data=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=8),
     kappa=st.sampled_from([0.2, 0.5, 0.51, 0.8]),
 )
 def test_weighted_median_matches_its_definition(data: list[tuple[int, int, int]], kappa: float) -> None:
