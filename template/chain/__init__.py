@@ -10,10 +10,13 @@ from template.chain.base import (
     Chain,
     ChainError,
     ChainUnavailable,
+    EpochView,
     Hyperparameters,
     Metagraph,
+    MinerView,
     NeuronInfo,
     NotRegistered,
+    ValidatorView,
 )
 from template.chain.weights import WeightRules, WeightsRejected
 
@@ -25,10 +28,13 @@ __all__ = [
     "Chain",
     "ChainError",
     "ChainUnavailable",
+    "EpochView",
     "Hyperparameters",
     "Metagraph",
+    "MinerView",
     "NeuronInfo",
     "NotRegistered",
+    "ValidatorView",
     "WeightRules",
     "WeightsRejected",
     "is_local_chain_dir",

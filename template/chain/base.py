@@ -119,6 +119,41 @@ class Hyperparameters:
     max_validators: int = 64
 
 
+@dataclass(frozen=True)
+class ValidatorView:
+    """A validator at an epoch: its stake, validator trust, dividend share and the weights
+    (normalised, by uid) that the epoch saw."""
+
+    uid: int
+    hotkey: str
+    stake: float
+    trust: float
+    dividend: float
+    weights: dict[int, float]
+
+
+@dataclass(frozen=True)
+class MinerView:
+    """A miner at an epoch: its consensus weight and its incentive share."""
+
+    uid: int
+    hotkey: str
+    consensus: float
+    incentive: float
+
+
+@dataclass(frozen=True)
+class EpochView:
+    """What the chain's last Yuma epoch made of the validators' weights.
+
+    ``block`` is the epoch's boundary block (0 before the first epoch, when every figure is 0).
+    """
+
+    block: int
+    validators: list[ValidatorView]
+    miners: list[MinerView]
+
+
 class Chain(abc.ABC):
     """One subnet on one chain. Methods block; async callers run them in a thread."""
 
@@ -143,6 +178,10 @@ class Chain(abc.ABC):
 
     def is_registered(self, hotkey: str) -> bool:
         return self.metagraph().get(hotkey) is not None
+
+    def epoch_view(self) -> EpochView:
+        """The last epoch's consensus, incentive, validator trust and dividends."""
+        raise NotImplementedError(f"{type(self).__name__} does not report Yuma consensus figures")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default holds none."""

@@ -19,15 +19,30 @@ What it simulates:
 - weights checked like subtensor's ``set_weights`` (see :mod:`template.chain.weights`),
   the caller's validator permit and the rate limit in blocks, and kept per validator.
 
-What it does not simulate: no Yuma consensus, no emissions, no bonds, no dividends, no
-commit-reveal, no transaction fees, no signatures (the caller is trusted to hold the
-hotkey it names). The ``incentive`` it reports is only the stake-weighted mean of the
-permitted validators' normalised weights, for display and for choosing whom to replace.
+- commit-reveal of weights as a subnet setting (``commit_reveal_period``, in tempos; 0 is
+  off): weights set in epoch ``e`` are stored as a commitment and become visible, to
+  every reader and to consensus, at the start of epoch ``e + period``; until then the
+  validator's previous revealed weights stand, as on subtensor;
+- Yuma consensus once per tempo (:mod:`template.chain.yuma`): at each epoch boundary the
+  weights visible at that block and the stakes of the permitted validators give consensus,
+  incentive, validator trust, bonds and dividends. Bonds are kept in the file between
+  epochs. Epochs are computed when the chain is next written to or :meth:`LocalChain.epoch_view`
+  is read; nothing changes between two writes, so a late computation sees the state the
+  boundary block saw (an idle stretch longer than ``MAX_CATCH_UP_EPOCHS`` only runs its last
+  epochs, by then the bonds' moving average has forgotten the rest).
+
+What it does not simulate: no emissions, no transaction fees, no signatures (the caller is
+trusted to hold the hotkey it names), no activity cutoff. The ``incentive`` the metagraph
+reports is the stake-weighted mean of the permitted validators' visible normalised weights,
+for display and for choosing whom to replace; the consensus incentive is in
+:meth:`LocalChain.epoch_view`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import sqlite3
 import time
@@ -36,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from loguru import logger
 
 from template.chain.base import (
@@ -43,17 +59,24 @@ from template.chain.base import (
     Chain,
     ChainError,
     ChainUnavailable,
+    EpochView,
     Hyperparameters,
     Metagraph,
+    MinerView,
     NeuronInfo,
     NotRegistered,
+    ValidatorView,
 )
 from template.chain.weights import WeightRules, WeightsRejected, check_weights
+from template.chain.yuma import YumaParams, yuma_epoch
 
 DB_NAME = "chain.sqlite"
 DEFAULT_BLOCK_TIME = 12.0
 # Long enough for a whole localnet to queue behind one writer without "database is locked".
 BUSY_TIMEOUT_S = 30.0
+# Epochs run at most this far back when the chain was idle: bonds move by 1 - 0.9 per epoch,
+# so after 100 epochs of the same weights what came before weighs 0.9^100 < 3e-5.
+MAX_CATCH_UP_EPOCHS = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain (
@@ -94,7 +117,47 @@ CREATE TABLE IF NOT EXISTS weights (
     weight INTEGER NOT NULL,
     PRIMARY KEY (netuid, validator_uid, uid)
 );
+CREATE TABLE IF NOT EXISTS weight_commits (
+    netuid INTEGER NOT NULL,
+    validator_uid INTEGER NOT NULL,
+    commit_block INTEGER NOT NULL,
+    reveal_block INTEGER NOT NULL,
+    weights TEXT NOT NULL,
+    PRIMARY KEY (netuid, validator_uid, commit_block)
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    netuid INTEGER PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    block INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bonds (
+    netuid INTEGER NOT NULL,
+    validator_uid INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    bond REAL NOT NULL,
+    PRIMARY KEY (netuid, validator_uid, uid)
+);
+CREATE TABLE IF NOT EXISTS epoch_neurons (
+    netuid INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    validator INTEGER NOT NULL,
+    stake REAL NOT NULL,
+    consensus REAL NOT NULL,
+    incentive REAL NOT NULL,
+    trust REAL NOT NULL,
+    dividend REAL NOT NULL,
+    weights TEXT NOT NULL,
+    PRIMARY KEY (netuid, uid)
+);
 """
+
+# Subnet settings added after the first chain files were written: added to an older file
+# when it is opened, with these defaults.
+_ADDED_SUBNET_COLUMNS = (
+    ("commit_reveal_period", "INTEGER NOT NULL DEFAULT 0"),
+    ("kappa", "REAL NOT NULL DEFAULT 0.5"),
+    ("bonds_moving_average", "REAL NOT NULL DEFAULT 0.9"),
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +172,9 @@ class SubnetParams:
     max_validators: int = 64
     max_uids: int = 256
     immunity_period: int = 4096
+    commit_reveal_period: int = 0
+    kappa: float = 0.5
+    bonds_moving_average: float = 0.9
 
     def validate(self) -> None:
         checks = {
@@ -120,6 +186,9 @@ class SubnetParams:
             "max_validators": self.max_validators >= 0,
             "max_uids": self.max_uids >= 1,
             "immunity_period": self.immunity_period >= 0,
+            "commit_reveal_period": self.commit_reveal_period >= 0,
+            "kappa": 0.0 < self.kappa <= 1.0,
+            "bonds_moving_average": 0.0 <= self.bonds_moving_average < 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -169,6 +238,7 @@ class LocalChain(Chain):
             )
         self.genesis_time: float = float(row[0])
         self.block_time: float = float(row[1])
+        self._upgrade_schema()
 
     # ----------------------------------------------------------------- creation
 
@@ -188,6 +258,9 @@ class LocalChain(Chain):
         max_validators: int = 64,
         max_uids: int = 256,
         immunity_period: int = 4096,
+        commit_reveal_period: int = 0,
+        kappa: float = 0.5,
+        bonds_moving_average: float = 0.9,
     ) -> LocalChain:
         """Create the chain file if needed and the subnet ``netuid`` on it.
 
@@ -206,6 +279,9 @@ class LocalChain(Chain):
             max_validators=max_validators,
             max_uids=max_uids,
             immunity_period=immunity_period,
+            commit_reveal_period=commit_reveal_period,
+            kappa=kappa,
+            bonds_moving_average=bonds_moving_average,
         )
         params.validate()
         directory = Path(directory).expanduser()
@@ -216,6 +292,7 @@ class LocalChain(Chain):
             # WAL is a property of the file: set once here, every later connection uses it.
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            _add_subnet_columns(db)
             with _immediate(db):
                 db.execute(
                     "INSERT OR IGNORE INTO chain (id, genesis_time, block_time) VALUES (0, ?, ?)",
@@ -228,22 +305,12 @@ class LocalChain(Chain):
                 if exists and not exist_ok:
                     raise ChainError(f"subnet {netuid} already exists on the local chain at {directory}")
                 if not exists:
+                    values = dataclasses.asdict(params)
+                    columns = ", ".join(["netuid", *values, "created_block"])
+                    marks = ", ".join("?" * (len(values) + 2))
                     db.execute(
-                        "INSERT INTO subnets (netuid, tempo, min_allowed_weights, max_weight_limit,"
-                        " weights_rate_limit, weights_version, max_validators, max_uids,"
-                        " immunity_period, created_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            netuid,
-                            params.tempo,
-                            params.min_allowed_weights,
-                            params.max_weight_limit,
-                            params.weights_rate_limit,
-                            params.weights_version,
-                            params.max_validators,
-                            params.max_uids,
-                            params.immunity_period,
-                            _block_at(time.time(), genesis, chain_block_time),
-                        ),
+                        f"INSERT INTO subnets ({columns}) VALUES ({marks})",
+                        (netuid, *values.values(), _block_at(time.time(), genesis, chain_block_time)),
                     )
                     logger.info(f"local chain {directory}: created subnet {netuid} {params}")
         finally:
@@ -269,7 +336,7 @@ class LocalChain(Chain):
                 weights_rate_limit=p.weights_rate_limit,
                 weights_version=p.weights_version,
             ),
-            commit_reveal=False,
+            commit_reveal=p.commit_reveal_period > 0,
             max_validators=p.max_validators,
         )
 
@@ -310,13 +377,73 @@ class LocalChain(Chain):
         return None if row is None else int(row[0])
 
     def weights_of(self, validator_uid: int) -> dict[int, int]:
-        """The u16 weights the neuron at ``validator_uid`` last set, by target uid."""
+        """The u16 weights of the neuron at ``validator_uid`` that the chain shows now, by target uid.
+
+        Under commit-reveal these are the last revealed weights, not a pending commitment:
+        what anyone reading the chain (a weight copier too) can see.
+        """
+        return self.weights_visible().get(int(validator_uid), {})
+
+    def weights_visible(self, block: int | None = None) -> dict[int, dict[int, int]]:
+        """Every validator's visible u16 weights at ``block`` (default: now), by validator uid.
+
+        A block in the past is answered from the commitments still kept (those not yet
+        folded into the revealed weights by a later write); the present is always exact.
+        """
         with self._read() as db:
+            at = self.block() if block is None else int(block)
+            return self._visible_weights(db, at)
+
+    def epoch_view(self) -> EpochView:
+        """The last epoch's Yuma consensus: runs the epochs due since the chain was last written."""
+        with self._write() as db:
+            self._run_due_epochs(db, self.block())
+            state = db.execute("SELECT block FROM epochs WHERE netuid = ?", (self.netuid,)).fetchone()
             rows = db.execute(
-                "SELECT uid, weight FROM weights WHERE netuid = ? AND validator_uid = ? ORDER BY uid",
-                (self.netuid, validator_uid),
+                "SELECT e.*, n.hotkey FROM epoch_neurons e JOIN neurons n"
+                " ON n.netuid = e.netuid AND n.uid = e.uid WHERE e.netuid = ? ORDER BY e.uid",
+                (self.netuid,),
             ).fetchall()
-        return {int(uid): int(w) for uid, w in rows}
+            neurons = self._neuron_rows(db)
+        if state is None:
+            params = self.params()
+            permits = _permits(neurons, params.max_validators)
+            return EpochView(
+                block=0,
+                validators=[
+                    ValidatorView(int(r["uid"]), r["hotkey"], float(r["stake"]), 0.0, 0.0, {})
+                    for r in neurons
+                    if int(r["uid"]) in permits
+                ],
+                miners=[
+                    MinerView(int(r["uid"]), r["hotkey"], 0.0, 0.0)
+                    for r in neurons
+                    if int(r["uid"]) not in permits
+                ],
+            )
+        validators = [
+            ValidatorView(
+                uid=int(r["uid"]),
+                hotkey=r["hotkey"],
+                stake=float(r["stake"]),
+                trust=float(r["trust"]),
+                dividend=float(r["dividend"]),
+                weights={int(k): float(v) for k, v in json.loads(r["weights"]).items()},
+            )
+            for r in rows
+            if r["validator"]
+        ]
+        miners = [
+            MinerView(
+                uid=int(r["uid"]),
+                hotkey=r["hotkey"],
+                consensus=float(r["consensus"]),
+                incentive=float(r["incentive"]),
+            )
+            for r in rows
+            if not r["validator"]
+        ]
+        return EpochView(block=int(state["block"]), validators=validators, miners=miners)
 
     # ----------------------------------------------------------------- writes
 
@@ -331,6 +458,7 @@ class LocalChain(Chain):
         stake = _check_stake(stake)
         with self._write() as db:
             block = self.block()
+            self._run_due_epochs(db, block)
             row = db.execute(
                 "SELECT uid, coldkey FROM neurons WHERE netuid = ? AND hotkey = ?",
                 (self.netuid, hotkey_ss58),
@@ -358,6 +486,15 @@ class LocalChain(Chain):
                     "DELETE FROM weights WHERE netuid = ? AND (validator_uid = ? OR uid = ?)",
                     (self.netuid, uid, uid),
                 )
+                db.execute(
+                    "DELETE FROM bonds WHERE netuid = ? AND (validator_uid = ? OR uid = ?)",
+                    (self.netuid, uid, uid),
+                )
+                db.execute(
+                    "DELETE FROM weight_commits WHERE netuid = ? AND validator_uid = ?", (self.netuid, uid)
+                )
+                # Commitments naming the replaced uid would hand the newcomer its weight.
+                self._drop_target_from_commits(db, uid)
                 logger.info(f"local chain: subnet {self.netuid} full, uid {uid} {old['hotkey']} replaced")
             db.execute(
                 "INSERT INTO neurons (netuid, uid, hotkey, coldkey, stake, registered_block)"
@@ -371,6 +508,7 @@ class LocalChain(Chain):
         """Add ``amount`` to a registered hotkey's stake; returns the new stake."""
         amount = _check_stake(amount)
         with self._write() as db:
+            self._run_due_epochs(db, self.block())
             cur = db.execute(
                 "UPDATE neurons SET stake = stake + ? WHERE netuid = ? AND hotkey = ? RETURNING stake",
                 (amount, self.netuid, hotkey_ss58),
@@ -398,6 +536,10 @@ class LocalChain(Chain):
     def set_weights(self, wallet: Any, uids: list[int], weights: list[int], version_key: int) -> None:
         """Check the weights as subtensor would and store them as the caller's row.
 
+        Under commit-reveal (``commit_reveal_period > 0``) they are stored as a commitment
+        instead, revealed at the first block of the epoch ``commit_reveal_period`` tempos
+        after this one; the rate limit counts from the commitment.
+
         Raises :class:`WeightsRejected` with one of the reason codes of
         :func:`template.chain.weights.check_weights`, or ``hotkey_not_registered``,
         ``no_validator_permit``, ``rate_limited``.
@@ -405,6 +547,7 @@ class LocalChain(Chain):
         hotkey = _hotkey_of(wallet)
         with self._write() as db:
             block = self.block()
+            self._run_due_epochs(db, block)
             params = self._params(db)
             rows = self._neuron_rows(db)
             me = next((r for r in rows if r["hotkey"] == hotkey), None)
@@ -437,16 +580,27 @@ class LocalChain(Chain):
                     f"last set at block {last}, now {block}; the subnet allows one update "
                     f"every {params.weights_rate_limit} blocks",
                 )
-            db.execute("DELETE FROM weights WHERE netuid = ? AND validator_uid = ?", (self.netuid, own_uid))
-            db.executemany(
-                "INSERT INTO weights (netuid, validator_uid, uid, weight) VALUES (?, ?, ?, ?)",
-                [(self.netuid, own_uid, u, w) for u, w in nonzero],
-            )
+            if params.commit_reveal_period > 0:
+                reveal = self._reveal_block(db, params, block)
+                db.execute(
+                    "INSERT OR REPLACE INTO weight_commits (netuid, validator_uid, commit_block, reveal_block,"
+                    " weights) VALUES (?, ?, ?, ?, ?)",
+                    (self.netuid, own_uid, block, reveal, json.dumps(nonzero)),
+                )
+            else:
+                self._store_weights(db, own_uid, nonzero)
             db.execute(
                 "UPDATE neurons SET last_update = ? WHERE netuid = ? AND uid = ?",
                 (block, self.netuid, own_uid),
             )
-        logger.info(f"local chain: uid {own_uid} set {len(nonzero)} weights at block {block}")
+            self._fold_revealed(db, block)
+        if params.commit_reveal_period > 0:
+            logger.info(
+                f"local chain: uid {own_uid} committed {len(nonzero)} weights at block {block}, "
+                f"revealed at block {reveal}"
+            )
+        else:
+            logger.info(f"local chain: uid {own_uid} set {len(nonzero)} weights at block {block}")
 
     def describe(self) -> str:
         return f"LocalChain({self.directory}, netuid={self.netuid}, block_time={self.block_time}s)"
@@ -485,16 +639,174 @@ class LocalChain(Chain):
             raise ChainUnavailable(f"cannot use the local chain at {self.path}: {exc}") from exc
 
     def _params(self, db: sqlite3.Connection) -> SubnetParams:
-        row = db.execute(
-            "SELECT tempo, min_allowed_weights, max_weight_limit, weights_rate_limit, weights_version,"
-            " max_validators, max_uids, immunity_period FROM subnets WHERE netuid = ?",
-            (self.netuid,),
-        ).fetchone()
+        row = db.execute("SELECT * FROM subnets WHERE netuid = ?", (self.netuid,)).fetchone()
         if row is None:
             raise ChainUnavailable(
                 f"subnet {self.netuid} does not exist on the local chain at {self.directory}"
             )
-        return SubnetParams(**dict(row))
+        names = {f.name for f in dataclasses.fields(SubnetParams)}
+        return SubnetParams(**{k: v for k, v in dict(row).items() if k in names})
+
+    def _upgrade_schema(self) -> None:
+        """Add what later versions store (commitments, epochs, bonds) to an older chain file."""
+        with self._read() as db:
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(subnets)")}
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if {name for name, _ in _ADDED_SUBNET_COLUMNS} <= columns and "epoch_neurons" in tables:
+            return
+        with self._unavailable_on_database_error():
+            db = _connect(self.path)
+            try:
+                db.executescript(_SCHEMA)
+                # Under the write lock, so two processes opening the file cannot both add a column.
+                with _immediate(db):
+                    _add_subnet_columns(db)
+            finally:
+                db.close()
+
+    def _created_block(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT created_block FROM subnets WHERE netuid = ?", (self.netuid,)).fetchone()
+        return int(row[0])
+
+    def _reveal_block(self, db: sqlite3.Connection, params: SubnetParams, block: int) -> int:
+        """The first block of the epoch ``commit_reveal_period`` tempos after the one holding ``block``."""
+        created = self._created_block(db)
+        epoch = (block - created) // params.tempo
+        return created + (epoch + params.commit_reveal_period) * params.tempo
+
+    def _store_weights(
+        self, db: sqlite3.Connection, validator_uid: int, nonzero: list[tuple[int, int]]
+    ) -> None:
+        db.execute("DELETE FROM weights WHERE netuid = ? AND validator_uid = ?", (self.netuid, validator_uid))
+        db.executemany(
+            "INSERT INTO weights (netuid, validator_uid, uid, weight) VALUES (?, ?, ?, ?)",
+            [(self.netuid, validator_uid, u, w) for u, w in nonzero],
+        )
+
+    def _visible_weights(self, db: sqlite3.Connection, block: int) -> dict[int, dict[int, int]]:
+        """Revealed weights, overridden per validator by its latest commitment revealed by ``block``."""
+        visible: dict[int, dict[int, int]] = {}
+        for v, u, w in db.execute(
+            "SELECT validator_uid, uid, weight FROM weights WHERE netuid = ? ORDER BY validator_uid, uid",
+            (self.netuid,),
+        ):
+            visible.setdefault(int(v), {})[int(u)] = int(w)
+        for v, payload in db.execute(
+            "SELECT validator_uid, weights FROM weight_commits WHERE netuid = ? AND reveal_block <= ?"
+            " ORDER BY commit_block",
+            (self.netuid, block),
+        ):
+            visible[int(v)] = {int(u): int(w) for u, w in json.loads(payload)}
+        return {v: row for v, row in visible.items() if row}
+
+    def _fold_revealed(self, db: sqlite3.Connection, block: int) -> None:
+        """Move commitments revealed by ``block`` into the weights table (epochs up to it have run)."""
+        due = db.execute(
+            "SELECT validator_uid, weights FROM weight_commits WHERE netuid = ? AND reveal_block <= ?"
+            " ORDER BY commit_block",
+            (self.netuid, block),
+        ).fetchall()
+        latest = {int(v): payload for v, payload in due}
+        for v, payload in latest.items():
+            self._store_weights(db, v, [(int(u), int(w)) for u, w in json.loads(payload)])
+        db.execute("DELETE FROM weight_commits WHERE netuid = ? AND reveal_block <= ?", (self.netuid, block))
+
+    def _drop_target_from_commits(self, db: sqlite3.Connection, uid: int) -> None:
+        for v, commit_block, payload in db.execute(
+            "SELECT validator_uid, commit_block, weights FROM weight_commits WHERE netuid = ?", (self.netuid,)
+        ).fetchall():
+            kept = [(u, w) for u, w in json.loads(payload) if int(u) != uid]
+            db.execute(
+                "UPDATE weight_commits SET weights = ? WHERE netuid = ? AND validator_uid = ? AND commit_block = ?",
+                (json.dumps(kept), self.netuid, v, commit_block),
+            )
+
+    def _run_due_epochs(self, db: sqlite3.Connection, block: int) -> None:
+        """Run every epoch whose boundary block has passed since the last one run (in a write).
+
+        The state read is the state now, which is the state at each of those boundaries
+        because every write runs this first; commitments are read as of each boundary.
+        """
+        params = self._params(db)
+        created = self._created_block(db)
+        current = (block - created) // params.tempo
+        state = db.execute("SELECT epoch FROM epochs WHERE netuid = ?", (self.netuid,)).fetchone()
+        last = 0 if state is None else int(state["epoch"])
+        if current <= last:
+            return
+        first = max(last + 1, current - MAX_CATCH_UP_EPOCHS + 1)
+        for epoch in range(first, current + 1):
+            self._run_epoch(db, params, epoch, created + epoch * params.tempo)
+        db.execute(
+            "INSERT OR REPLACE INTO epochs (netuid, epoch, block) VALUES (?, ?, ?)",
+            (self.netuid, current, created + current * params.tempo),
+        )
+
+    def _run_epoch(self, db: sqlite3.Connection, params: SubnetParams, epoch: int, at: int) -> None:
+        rows = self._neuron_rows(db)
+        permits = _permits(rows, params.max_validators)
+        uids = [int(r["uid"]) for r in rows]
+        column = {u: j for j, u in enumerate(uids)}
+        validators = [int(r["uid"]) for r in rows if int(r["uid"]) in permits]
+        stake = {int(r["uid"]): float(r["stake"]) for r in rows}
+        visible = self._visible_weights(db, at)
+        w = np.zeros((len(validators), len(uids)))
+        for i, v in enumerate(validators):
+            for u, weight in visible.get(v, {}).items():
+                # Self-weight is masked as on subtensor (inplace_mask_diag).
+                if u in column and u != v:
+                    w[i, column[u]] = weight
+        previous = np.zeros_like(w)
+        row_of = {v: i for i, v in enumerate(validators)}
+        for v, u, bond in db.execute(
+            "SELECT validator_uid, uid, bond FROM bonds WHERE netuid = ?", (self.netuid,)
+        ):
+            if v in row_of and u in column:
+                previous[row_of[v], column[u]] = bond
+        result = yuma_epoch(
+            w,
+            np.array([stake[v] for v in validators]),
+            previous,
+            YumaParams(kappa=params.kappa, bond_moving_average=params.bonds_moving_average),
+        )
+        db.execute("DELETE FROM bonds WHERE netuid = ?", (self.netuid,))
+        db.executemany(
+            "INSERT INTO bonds (netuid, validator_uid, uid, bond) VALUES (?, ?, ?, ?)",
+            [
+                (self.netuid, v, uids[j], float(result.bonds[i, j]))
+                for i, v in enumerate(validators)
+                for j in np.flatnonzero(result.bonds[i])
+            ],
+        )
+        db.execute("DELETE FROM epoch_neurons WHERE netuid = ?", (self.netuid,))
+        records = []
+        for j, u in enumerate(uids):
+            row = row_of.get(u)
+            row_sum = float(w[row].sum()) if row is not None else 0.0
+            shown = (
+                {str(uids[k]): float(w[row, k]) / row_sum for k in np.flatnonzero(w[row])}
+                if row is not None and row_sum > 0
+                else {}
+            )
+            records.append(
+                (
+                    self.netuid,
+                    u,
+                    int(row is not None),
+                    stake[u],
+                    float(result.consensus[j]),
+                    float(result.incentive[j]),
+                    float(result.validator_trust[row]) if row is not None else 0.0,
+                    float(result.dividends[row]) if row is not None else 0.0,
+                    json.dumps(shown),
+                )
+            )
+        db.executemany(
+            "INSERT INTO epoch_neurons (netuid, uid, validator, stake, consensus, incentive, trust, dividend,"
+            " weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            records,
+        )
+        logger.debug(f"local chain: subnet {self.netuid} epoch {epoch} at block {at}")
 
     def _neuron_rows(self, db: sqlite3.Connection) -> list[sqlite3.Row]:
         return db.execute("SELECT * FROM neurons WHERE netuid = ? ORDER BY uid", (self.netuid,)).fetchall()
@@ -502,14 +814,13 @@ class LocalChain(Chain):
     def _incentive(
         self, db: sqlite3.Connection, rows: list[sqlite3.Row], permits: set[int]
     ) -> dict[int, float]:
-        """Stake-weighted mean, over permitted validators that set weights, of their normalised weights."""
+        """Stake-weighted mean, over permitted validators, of their visible normalised weights."""
         stake = {int(r["uid"]): float(r["stake"]) for r in rows}
         per_validator: dict[int, dict[int, int]] = {}
-        for v, u, w in db.execute(
-            "SELECT validator_uid, uid, weight FROM weights WHERE netuid = ?", (self.netuid,)
-        ):
-            if v in permits and u in stake:
-                per_validator.setdefault(int(v), {})[int(u)] = int(w)
+        for v, row in self._visible_weights(db, self.block()).items():
+            for u, w in row.items():
+                if v in permits and u in stake:
+                    per_validator.setdefault(v, {})[u] = w
         total_stake = sum(stake[v] for v, row in per_validator.items() if sum(row.values()) > 0)
         if total_stake <= 0:
             return {}
@@ -570,6 +881,13 @@ def _block_at(now: float, genesis_time: float, block_time: float) -> int:
     # Block 1 is genesis: subtensor reads last_update 0 as "never set weights", so no real
     # update may ever be recorded at block 0.
     return 1 + max(0, int((now - genesis_time) // block_time))
+
+
+def _add_subnet_columns(db: sqlite3.Connection) -> None:
+    present = {r[1] for r in db.execute("PRAGMA table_info(subnets)")}
+    for name, decl in _ADDED_SUBNET_COLUMNS:
+        if name not in present:
+            db.execute(f"ALTER TABLE subnets ADD COLUMN {name} {decl}")
 
 
 def _permits(rows: list[sqlite3.Row], max_validators: int) -> set[int]:

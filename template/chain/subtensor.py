@@ -21,6 +21,7 @@ from template.chain.base import (
     Chain,
     ChainError,
     ChainUnavailable,
+    EpochView,
     Hyperparameters,
     Metagraph,
     NeuronInfo,
@@ -99,6 +100,14 @@ class SubtensorChain(Chain):
             for n in graph.neurons
         )
         return Metagraph(netuid=self.netuid, block=int(graph.block), neurons=neurons)
+
+    def epoch_view(self) -> EpochView:
+        # bittensor 11's MetagraphNeuron carries consensus, incentive and dividends but no
+        # validator trust, and the lite metagraph no weights: half a view would mislead.
+        raise NotImplementedError(
+            f"the epoch view is computed by the local chain only; on {self.network} read consensus, "
+            "incentive and dividends from the metagraph (bittensor 11 reports no validator trust)"
+        )
 
     def hyperparameters(self) -> Hyperparameters:
         raw = self._run(

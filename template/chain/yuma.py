@@ -119,7 +119,8 @@ def _normalize(x: FloatArray) -> FloatArray:
 
 def _col_normalize(x: FloatArray) -> FloatArray:
     sums = x.sum(axis=0, keepdims=True)
-    return np.divide(x, sums, out=np.zeros_like(x), where=sums > 0)
+    out: FloatArray = np.divide(x, sums, out=np.zeros_like(x), where=sums > 0)
+    return out
 
 
 def weighted_median_col(stake: FloatArray, weights: FloatArray, kappa: float) -> FloatArray:
@@ -143,7 +144,8 @@ def weighted_median_col(stake: FloatArray, weights: FloatArray, kappa: float) ->
     # exact ties (two validators of equal stake, kappa 0.5) where the fixed point puts them.
     above = cum > minority + 1e-12
     idx = np.argmax(above, axis=0)
-    return sorted_w[idx, np.arange(n_cols)]
+    median: FloatArray = sorted_w[idx, np.arange(n_cols)]
+    return median
 
 
 def yuma_epoch(

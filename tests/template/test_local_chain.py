@@ -449,3 +449,131 @@ def test_a_damaged_chain_file_is_unavailable_not_a_raw_sqlite_error(tmp_path):
         chain.metagraph()
     with pytest.raises(ChainUnavailable, match="cannot use the local chain"):
         chain.register("5" * 48, "5" * 48, 1.0)
+
+
+# ----------------------------------------------------------------- commit-reveal
+
+
+def _reveal_block(chain: LocalChain, commit_block: int) -> int:
+    created = int(sqlite3.connect(chain.path).execute("SELECT created_block FROM subnets").fetchone()[0])
+    tempo, period = chain.params().tempo, chain.params().commit_reveal_period
+    return created + ((commit_block - created) // tempo + period) * tempo
+
+
+def test_commit_reveal_hides_weights_from_readers_until_the_reveal(new_chain, make_wallet):
+    # Long epochs: the commitment cannot be revealed while the test reads.
+    chain = new_chain(tempo=10_000, commit_reveal_period=1)
+    assert chain.hyperparameters().commit_reveal
+    v = make_wallet()
+    _reg(chain, v, stake=1.0)
+    chain.register(_addr(0), _addr(1))
+    chain.register(_addr(2), _addr(3))
+    block = chain.block()
+    chain.set_weights(v, [1, 2], [100, 300], version_key=0)
+    # A reader of the chain (a weight copier) sees nothing, and no incentive moved.
+    assert chain.weights_of(0) == {}
+    assert chain.weights_visible() == {}
+    assert all(n.incentive == 0.0 for n in chain.metagraph().neurons)
+    # ... until the first block of the next epoch.
+    reveal = _reveal_block(chain, chain.metagraph().neurons[0].last_update)
+    assert reveal > block
+    assert chain.weights_visible(reveal - 1) == {}
+    assert chain.weights_visible(reveal) == {0: {1: 100, 2: 300}}
+
+
+def test_committed_weights_replace_the_revealed_ones_at_the_reveal(new_chain, make_wallet):
+    chain = new_chain(tempo=4, commit_reveal_period=1, block_time=FAST)
+    v = make_wallet()
+    _reg(chain, v, stake=1.0)
+    chain.register(_addr(0), _addr(1))
+    chain.register(_addr(2), _addr(3))
+    chain.set_weights(v, [1], [7], version_key=0)
+    first = _reveal_block(chain, chain.metagraph().neurons[0].last_update)
+    _wait_blocks(chain, max(0, first - chain.block()))
+    assert chain.weights_of(0) == {1: 7}
+    chain.set_weights(v, [2], [9], version_key=0)
+    second = _reveal_block(chain, chain.metagraph().neurons[0].last_update)
+    if chain.block() < second:
+        # Still the old, revealed weights while the new ones are committed.
+        assert chain.weights_of(0) == {1: 7}
+    _wait_blocks(chain, max(0, second - chain.block()))
+    assert chain.weights_of(0) == {2: 9}
+    # The metagraph's incentive follows the revealed weights.
+    assert chain.metagraph().neurons[2].incentive == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------- Yuma epochs
+
+
+def _wait_epoch_after(chain: LocalChain, block: int):
+    view = chain.epoch_view()
+    while view.block <= block:
+        time.sleep(chain.block_time / 4)
+        view = chain.epoch_view()
+    return view
+
+
+def test_epoch_view_is_yuma_consensus_of_the_visible_weights(new_chain, make_wallet):
+    chain = new_chain(tempo=3, block_time=FAST)
+    validators = [make_wallet() for _ in range(3)]
+    for w in validators:
+        _reg(chain, w, stake=1.0)
+    for i in range(3):
+        chain.register(_addr(2 * i), _addr(2 * i + 1))
+    before = _wait_epoch_after(chain, chain.block())
+    assert [v.uid for v in before.validators] == [0, 1, 2]
+    assert [m.uid for m in before.miners] == [3, 4, 5]
+    # No weights yet: no incentive, no trust.
+    assert all(m.incentive == 0.0 for m in before.miners) and all(v.trust == 0.0 for v in before.validators)
+    # Two agree on the miners; the third puts everything on miner 3 (and on itself, masked).
+    chain.set_weights(validators[0], [3, 4, 5], [2, 3, 5], version_key=0)
+    chain.set_weights(validators[1], [3, 4, 5], [20, 30, 50], version_key=0)
+    chain.set_weights(validators[2], [2, 3], [65535, 65535], version_key=0)
+    last = max(n.last_update for n in chain.metagraph().neurons)
+    view = _wait_epoch_after(chain, last)
+    assert view.validators[2].weights == {3: pytest.approx(1.0)}
+    consensus = {m.uid: m.consensus for m in view.miners}
+    assert consensus == pytest.approx({3: 0.2, 4: 0.3, 5: 0.5})
+    trust = [v.trust for v in view.validators]
+    assert trust == pytest.approx([1.0, 1.0, 0.2])
+    incentive = {m.uid: m.incentive for m in view.miners}
+    assert incentive == pytest.approx(
+        {3: 0.2 / 0.7333333, 4: 0.2 / 0.7333333, 5: 0.3333333 / 0.7333333}, rel=1e-5
+    )
+    # The colluder's miner gets what consensus gives it, not more.
+    assert incentive[3] == pytest.approx(incentive[4])
+    dividends = [v.dividend for v in view.validators]
+    assert dividends == pytest.approx([5 / 11, 5 / 11, 1 / 11])
+    assert sum(dividends) == pytest.approx(1.0)
+
+
+def test_bonds_persist_between_epochs_so_a_latecomer_earns_less_at_first(new_chain, make_wallet):
+    chain = new_chain(tempo=2, block_time=FAST)
+    early, late = make_wallet(), make_wallet()
+    _reg(chain, early, stake=1.0)
+    _reg(chain, late, stake=1.0)
+    chain.register(_addr(0), _addr(1))
+    chain.set_weights(early, [2], [1], version_key=0)
+    _wait_epoch_after(chain, chain.metagraph().neurons[0].last_update)
+    view = _wait_epoch_after(chain, chain.epoch_view().block)  # at least two epochs of bonds
+    assert [v.dividend for v in view.validators] == pytest.approx([1.0, 0.0])
+    chain.set_weights(late, [2], [1], version_key=0)
+    view = _wait_epoch_after(chain, chain.metagraph().neurons[1].last_update)
+    # Same weights, same stake, same trust: the bonds' moving average still favours the early one.
+    assert view.validators[0].trust == view.validators[1].trust == pytest.approx(1.0)
+    assert 0.0 < view.validators[1].dividend < 0.5 < view.validators[0].dividend
+
+
+def test_an_older_chain_file_gains_the_new_tables_and_settings(new_chain, make_wallet):
+    chain = new_chain()
+    db = sqlite3.connect(chain.path)
+    for table in ("weight_commits", "epochs", "bonds", "epoch_neurons"):
+        db.execute(f"DROP TABLE {table}")
+    for column in ("commit_reveal_period", "kappa", "bonds_moving_average"):
+        db.execute(f"ALTER TABLE subnets DROP COLUMN {column}")
+    db.commit()
+    db.close()
+    reopened = LocalChain(chain.directory)
+    p = reopened.params()
+    assert (p.commit_reveal_period, p.kappa, p.bonds_moving_average) == (0, 0.5, 0.9)
+    assert reopened.epoch_view().block == 0
