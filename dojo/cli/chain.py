@@ -19,6 +19,9 @@ HYPERPARAMETERS: tuple[tuple[str, type, object, str], ...] = (
     ("max_validators", int, 64, "validator permits: the top K neurons by stake"),
     ("max_uids", int, 256, "subnet size; a full subnet replaces its lowest-incentive neuron"),
     ("immunity_period", int, 4096, "blocks a new registration is safe from replacement"),
+    ("commit_reveal_period", int, 0, "tempos before committed weights are revealed; 0: commit-reveal off"),
+    ("kappa", float, 0.5, "Yuma consensus: the share of stake that must support a weight"),
+    ("bonds_moving_average", float, 0.9, "share of the previous bonds kept each epoch"),
 )
 
 
@@ -49,7 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reg.add_argument("--json", action="store_true", help="print the registration as JSON")
     reg.set_defaults(handler=_register)
 
-    show = commands.add_parser("show", help="print the subnet's metagraph")
+    show = commands.add_parser(
+        "show",
+        help="print the subnet's metagraph and its last Yuma epoch (consensus, incentive, trust, dividends)",
+    )
     _add_dir(show)
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(handler=_show)
@@ -115,6 +121,7 @@ def _show(args: argparse.Namespace) -> int:
 
     try:
         chain = LocalChain(args.dir, netuid=args.netuid)
+        epoch = chain.epoch_view()
         mg = chain.metagraph()
         params = chain.params()
     except ChainError as exc:
@@ -140,6 +147,7 @@ def _show(args: argparse.Namespace) -> int:
                         }
                         for n in mg.neurons
                     ],
+                    "epoch": dataclasses.asdict(epoch),
                 },
                 indent=2,
             )
@@ -164,7 +172,42 @@ def _show(args: argparse.Namespace) -> int:
         )
         for n in mg.neurons
     ]
+    _table(header, rows)
+    if epoch.block == 0:
+        print("\nno epoch yet (one runs every tempo)")
+        return 0
+    cr = (
+        f"commit-reveal {params.commit_reveal_period} tempo(s)"
+        if params.commit_reveal_period
+        else "commit-reveal off"
+    )
+    print(
+        f"\nYuma epoch at block {epoch.block} (kappa {params.kappa:g}, bonds moving average "
+        f"{params.bonds_moving_average:g}, {cr})"
+    )
+    _table(
+        ("validator", "hotkey", "stake", "trust", "dividend", "weights"),
+        [
+            (
+                str(v.uid),
+                v.hotkey,
+                f"{v.stake:.4f}",
+                f"{v.trust:.4f}",
+                f"{v.dividend:.4f}",
+                " ".join(f"{uid}:{w:.3f}" for uid, w in sorted(v.weights.items())) or "-",
+            )
+            for v in epoch.validators
+        ],
+    )
+    print()
+    _table(
+        ("miner", "hotkey", "consensus", "incentive"),
+        [(str(m.uid), m.hotkey, f"{m.consensus:.4f}", f"{m.incentive:.4f}") for m in epoch.miners],
+    )
+    return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,44 @@ def test_init_register_show(capsys, tmp_path: Path, make_wallet, wallet_path: Pa
     assert shown["neurons"][1]["axon"] == {"ip": "127.0.0.1", "port": 9602}
     assert shown["neurons"][1]["incentive"] == 1.0
     assert shown["neurons"][0]["validator_permit"] is True
+
+
+def test_show_prints_the_last_yuma_epoch(capsys, tmp_path: Path, make_wallet):
+    chain_dir = tmp_path / "chain"
+    code, _, _ = _run(
+        capsys, "chain", "init", "--dir", str(chain_dir), "--block-time", "0.05", "--tempo", "2",
+        "--weights-rate-limit", "0", "--commit-reveal-period", "1", "--kappa", "0.6",
+    )  # fmt: skip
+    assert code == 0
+    chain = LocalChain(chain_dir)
+    assert chain.params().commit_reveal_period == 1 and chain.params().kappa == 0.6
+    v1, v2 = make_wallet("v1"), make_wallet("v2")
+    for i, w in enumerate((v1, v2)):
+        chain.register(w.hotkey.ss58_address, w.coldkeypub.ss58_address, stake=1.0 + i)
+    chain.register(
+        "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM", "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"
+    )
+    chain.register(
+        "5HGjWAeFDfFCWPsjFQdVV2Msvz2XtMktvgocEZcCj68kUMaw", "5HGjWAeFDfFCWPsjFQdVV2Msvz2XtMktvgocEZcCj68kUMaw"
+    )
+    chain.set_weights(v1, [2, 3], [1, 3], version_key=0)
+    chain.set_weights(v2, [2, 3], [1, 3], version_key=0)
+    revealed = max(n.last_update for n in chain.metagraph().neurons) + 2 * chain.params().tempo
+    while chain.epoch_view().block <= revealed:  # the reveal, then an epoch after it
+        time.sleep(chain.block_time / 4)
+    code, out, _ = _run(capsys, "chain", "show", "--dir", str(chain_dir))
+    assert code == 0
+    assert "kappa 0.6" in out and "commit-reveal 1 tempo(s)" in out
+    lines = out.splitlines()
+    v_row = next(line.split() for line in lines if line.startswith("0 ") and "2:0.250" in line)
+    assert v_row[2:] == ["1.0000", "1.0000", "0.3333", "2:0.250", "3:0.750"]  # stake 1 of 3, trust 1
+    m_row = next(line.split() for line in lines if line.startswith("3 ") and len(line.split()) == 4)
+    assert m_row[2:] == ["0.7500", "0.7500"]
+    code, out, _ = _run(capsys, "chain", "show", "--dir", str(chain_dir), "--json")
+    epoch = json.loads(out)["epoch"]
+    assert [v["trust"] for v in epoch["validators"]] == pytest.approx([1.0, 1.0])
+    assert [v["dividend"] for v in epoch["validators"]] == pytest.approx([1 / 3, 2 / 3])
+    assert {m["uid"]: m["incentive"] for m in epoch["miners"]} == pytest.approx({2: 0.25, 3: 0.75})
 
 
 def test_register_without_a_wallet_names_wallet_create(capsys, tmp_path: Path, wallet_path: Path):
