@@ -42,13 +42,30 @@ Group behaviours and their parameters:
   ``participation`` of its tasks, silent on the rest.
 - ``oracle``: submits the ground truth exactly as the validator holds it (a leak): wrong
   where it is wrong; completions with unknown truth tied in the middle.
+
+Several validators (``validators``, a list; :mod:`dojo.simulate_network` runs them): each
+round every validator sends its own tasks to its own random sample of the miners, scores
+them with the same scoring, sets weights, and the chain's Yuma epoch
+(:func:`template.chain.yuma.yuma_epoch`) turns all the weights into consensus, incentive,
+validator trust and dividends. Scenario keys for them: ``commit_reveal_period`` [0]
+(rounds before set weights become visible), ``kappa`` [0.5], ``bonds_moving_average``
+[0.9]. Each entry of ``validators``: ``name``, ``behaviour``, ``count`` [1], ``stake``
+[1.0], ``sample_size`` [8] (miners per task), ``tasks_per_round`` and ``alpha`` (the
+scenario's by default), ``target`` (a group name, for ``colluder``). Validator behaviours:
+
+- ``honest``: scores its sample and sets the weights of its moving scores.
+- ``copier``: does no work; sets the stake-weighted mean of the other validators' weights
+  as it can read them on the chain (after this round's weights under commit-reveal off,
+  the revealed ones, ``commit_reveal_period`` rounds old, under commit-reveal on).
+- ``colluder``: puts all its weight on the first miner of group ``target``.
+- ``lazy``: scores nothing and weights every miner equally.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +94,24 @@ BEHAVIOURS: dict[str, dict[str, Any]] = {
 }
 
 
+VALIDATOR_BEHAVIOURS = ("honest", "copier", "colluder", "lazy")
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot be run; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class ValidatorSpec:
+    """One simulated validator (``count`` copies of an entry of ``validators`` are expanded)."""
+
+    name: str
+    behaviour: str
+    stake: float = 1.0
+    sample_size: int = 8
+    tasks_per_round: int = 50
+    alpha: float = 0.1
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,10 @@ class Scenario:
     alpha: float = 0.1
     max_weight_limit: float = 1.0
     organic_share: float = 0.0
+    validators: tuple[ValidatorSpec, ...] = ()
+    commit_reveal_period: int = 0
+    kappa: float = 0.5
+    bonds_moving_average: float = 0.9
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
@@ -146,7 +183,15 @@ class Scenario:
             alpha=float(data.get("alpha", 0.1)),
             max_weight_limit=float(data.get("max_weight_limit", 1.0)),
             organic_share=float(data.get("organic_share", 0.0)),
+            commit_reveal_period=int(data.get("commit_reveal_period", 0)),
+            kappa=float(data.get("kappa", 0.5)),
+            bonds_moving_average=float(data.get("bonds_moving_average", 0.9)),
         )
+        out = replace(out, validators=_validator_specs(data.get("validators", []), out, names))
+        if out.commit_reveal_period < 0 or not 0 < out.kappa <= 1 or not 0 <= out.bonds_moving_average < 1:
+            raise ScenarioError(
+                "commit_reveal_period >= 0, kappa in (0, 1] and bonds_moving_average in [0, 1)"
+            )
         if out.rounds < 1 or out.tasks_per_round < 1:
             raise ScenarioError("rounds and tasks_per_round must be >= 1")
         if not (
@@ -166,6 +211,56 @@ class Scenario:
         if not isinstance(data, dict):
             raise ScenarioError(f"scenario {path} must hold a JSON object")
         return cls.from_dict(data)
+
+
+def _validator_specs(raw: Any, scenario: Scenario, groups: set[str]) -> tuple[ValidatorSpec, ...]:
+    if not isinstance(raw, list):
+        raise ScenarioError("'validators' must be a list")
+    allowed = {"name", "behaviour", "count", "stake", "sample_size", "tasks_per_round", "alpha", "target"}
+    specs: list[ValidatorSpec] = []
+    for i, v in enumerate(raw):
+        if not isinstance(v, dict):
+            raise ScenarioError(f"validator {i} must be an object")
+        extra = set(v) - allowed
+        if extra:
+            raise ScenarioError(f"validator {i}: unknown keys {sorted(extra)}; allowed: {sorted(allowed)}")
+        behaviour = v.get("behaviour")
+        if behaviour not in VALIDATOR_BEHAVIOURS:
+            raise ScenarioError(
+                f"validator {i}: behaviour {behaviour!r} is not one of {list(VALIDATOR_BEHAVIOURS)}"
+            )
+        count = v.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            raise ScenarioError(f"validator {i}: count must be a positive integer")
+        name = str(v.get("name", behaviour))
+        target = v.get("target")
+        if behaviour == "colluder" and target not in groups:
+            raise ScenarioError(
+                f"validator {name!r}: a colluder needs 'target', one of the groups {sorted(groups)}"
+            )
+        try:
+            base = ValidatorSpec(
+                name=name,
+                behaviour=behaviour,
+                stake=float(v.get("stake", 1.0)),
+                sample_size=int(v.get("sample_size", 8)),
+                tasks_per_round=int(v.get("tasks_per_round", scenario.tasks_per_round)),
+                alpha=float(v.get("alpha", scenario.alpha)),
+                target=None if target is None else str(target),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"validator {name!r}: {exc}") from exc
+        if not (
+            base.stake > 0 and base.sample_size >= 1 and base.tasks_per_round >= 1 and 0 < base.alpha <= 1
+        ):
+            raise ScenarioError(
+                f"validator {name!r}: stake > 0, sample_size >= 1, tasks_per_round >= 1, alpha in (0, 1]"
+            )
+        for k in range(count):
+            specs.append(replace(base, name=name if count == 1 else f"{name}-{k + 1}"))
+    if len({s.name for s in specs}) != len(specs):
+        raise ScenarioError("validator names must be distinct")
+    return tuple(specs)
 
 
 @dataclass(frozen=True)
@@ -305,7 +400,7 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
     members = {name: [m.uid for m in miners if m.group == name] for name in groups}
     rules = WeightRules(max_weight_limit=scenario.max_weight_limit)
     moving = MovingScores(alpha=scenario.alpha)
-    lo, hi = scenario.completions
+    hi = scenario.completions[1]
     n_tasks = scenario.tasks_per_round
 
     score_sum = np.zeros(n)
@@ -316,18 +411,7 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
     history = np.zeros((scenario.rounds, len(groups)))
     weights = np.zeros(n)
     for rnd in range(scenario.rounds):
-        n_comp = rng.integers(lo, hi + 1, size=n_tasks)
-        items = np.arange(hi)[None, :] < n_comp[:, None]
-        true = _random_ranks(rng, (n_tasks, hi), items)
-        gt_full = true.copy()
-        wrong = rng.random(n_tasks) < scenario.gt_error_rate
-        if wrong.any():
-            fake = _random_ranks(rng, (n_tasks, hi), items)
-            same = np.all((fake == true) | ~items, axis=-1)
-            fake[same] = (n_comp[:, None] + 1.0 - true)[same]
-            gt_full[wrong] = fake[wrong]
-        known = items & (rng.random((n_tasks, hi)) < scenario.gt_known_fraction)
-        held_gt = np.where(known, gt_full, np.nan)
+        n_comp, items, true, held_gt, wrong = _draw_tasks(rng, scenario, n_tasks)
 
         subs = np.full((n, n_tasks, hi), np.nan)
         for name in groups:
@@ -380,6 +464,26 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
     )
 
 
+def _draw_tasks(
+    rng: np.random.Generator, scenario: Scenario, n_tasks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One round's tasks: completions per task, item mask, true ranks, held ground truth, wrong-truth mask."""
+    lo, hi = scenario.completions
+    n_comp = rng.integers(lo, hi + 1, size=n_tasks)
+    items = np.arange(hi)[None, :] < n_comp[:, None]
+    true = _random_ranks(rng, (n_tasks, hi), items)
+    gt_full = true.copy()
+    wrong = rng.random(n_tasks) < scenario.gt_error_rate
+    if wrong.any():
+        fake = _random_ranks(rng, (n_tasks, hi), items)
+        same = np.all((fake == true) | ~items, axis=-1)
+        fake[same] = (n_comp[:, None] + 1.0 - true)[same]
+        gt_full[wrong] = fake[wrong]
+    known = items & (rng.random((n_tasks, hi)) < scenario.gt_known_fraction)
+    held_gt = np.where(known, gt_full, np.nan)
+    return n_comp, items, true, held_gt, wrong
+
+
 def _normalised_weights(moving: MovingScores, n: int, rules: WeightRules) -> np.ndarray:
     """The u16 weights the validator would set, as shares summing to 1."""
     uids, u16 = moving.weights(n, rules)
@@ -415,7 +519,7 @@ def summary_markdown(result: SimulationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_shares(result: SimulationResult, path: Path) -> None:
+def plot_shares(result: Any, path: Path, title: str = "Weight share by group") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -426,11 +530,11 @@ def plot_shares(result: SimulationResult, path: Path) -> None:
     rounds = np.arange(1, result.share_history.shape[0] + 1)
     ax.stackplot(rounds, result.share_history.T, labels=result.group_names)
     ax.set_xlabel("round")
-    ax.set_ylabel("weight share")
+    ax.set_ylabel(title.split(" by ")[0].lower())
     ax.set_ylim(0, 1)
     ax.set_xlim(1, max(int(rounds[-1]), 2))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Weight share by group")
+    ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -12,12 +12,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run an incentive scenario through the scoring",
         description="Simulate rounds of tasks answered by groups of honest and dishonest miners, "
         "score them with the validator's own scoring and aggregation, and write results.json, "
-        "summary.md and weights.png into the output folder. Scenario format: docs/scoring.md "
-        "and the files in scenarios/.",
+        "summary.md and weights.png into the output folder. A scenario with 'validators' runs several "
+        "validators and the chain's Yuma consensus over their weights (incentive.png instead of "
+        "weights.png). Scenario format: docs/scoring.md and the files in scenarios/.",
     )
     parser.add_argument("scenario", help="scenario JSON file (see scenarios/)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    parser.add_argument(
+        "--commit-reveal-period",
+        dest="commit_reveal_period",
+        type=int,
+        default=None,
+        help="override the scenario's commit-reveal period (rounds; 0: off), for scenarios with validators",
+    )
     parser.add_argument("--debug", action="store_true", help="log every round's scoring")
     parser.set_defaults(handler=_simulate)
 
@@ -36,6 +44,16 @@ def _simulate(args: argparse.Namespace) -> int:
         return 2
     if args.seed is not None:
         scenario = replace(scenario, seed=args.seed)
+    if args.commit_reveal_period is not None:
+        scenario = replace(scenario, commit_reveal_period=args.commit_reveal_period)
+    if scenario.validators:
+        from dojo import simulate_network
+
+        network = simulate_network.simulate_network(scenario)
+        paths = simulate_network.write_outputs(network, args.out)
+        print(simulate_network.summary_markdown(network), end="")
+        print(f"\nwrote {paths['results']}, {paths['summary']} and {paths['plot']}")
+        return 0
     result = simulate(scenario)
     paths = write_outputs(result, args.out)
     print(summary_markdown(result), end="")
