@@ -51,7 +51,9 @@ validator trust and dividends. Scenario keys for them: ``commit_reveal_period`` 
 (rounds before set weights become visible), ``kappa`` [0.5], ``bonds_moving_average``
 [0.9]. Each entry of ``validators``: ``name``, ``behaviour``, ``count`` [1], ``stake``
 [1.0], ``sample_size`` [8] (miners per task), ``tasks_per_round`` and ``alpha`` (the
-scenario's by default), ``target`` (a group name, for ``colluder``). Validator behaviours:
+scenario's by default; tasks per round = per epoch), ``scoring_rounds`` [1] (the epoch's
+tasks are scored, and folded into the moving scores, in that many rounds), ``target`` (a
+group name, for ``colluder``). Validator behaviours:
 
 - ``honest``: scores its sample and sets the weights of its moving scores.
 - ``copier``: does no work; sets the stake-weighted mean of the other validators' weights
@@ -111,6 +113,7 @@ class ValidatorSpec:
     sample_size: int = 8
     tasks_per_round: int = 50
     alpha: float = 0.1
+    scoring_rounds: int = 1
     target: str | None = None
 
 
@@ -216,7 +219,17 @@ class Scenario:
 def _validator_specs(raw: Any, scenario: Scenario, groups: set[str]) -> tuple[ValidatorSpec, ...]:
     if not isinstance(raw, list):
         raise ScenarioError("'validators' must be a list")
-    allowed = {"name", "behaviour", "count", "stake", "sample_size", "tasks_per_round", "alpha", "target"}
+    allowed = {
+        "name",
+        "behaviour",
+        "count",
+        "stake",
+        "sample_size",
+        "tasks_per_round",
+        "alpha",
+        "scoring_rounds",
+        "target",
+    }
     specs: list[ValidatorSpec] = []
     for i, v in enumerate(raw):
         if not isinstance(v, dict):
@@ -246,6 +259,7 @@ def _validator_specs(raw: Any, scenario: Scenario, groups: set[str]) -> tuple[Va
                 sample_size=int(v.get("sample_size", 8)),
                 tasks_per_round=int(v.get("tasks_per_round", scenario.tasks_per_round)),
                 alpha=float(v.get("alpha", scenario.alpha)),
+                scoring_rounds=int(v.get("scoring_rounds", 1)),
                 target=None if target is None else str(target),
             )
         except (TypeError, ValueError) as exc:

@@ -95,6 +95,7 @@ class NetworkResult:
                 "sample_size": v.sample_size,
                 "tasks_per_round": v.tasks_per_round,
                 "alpha": v.alpha,
+                "scoring_rounds": v.scoring_rounds,
                 "trust_settled": float(self.trust[s, i].mean()),
                 "trust_min_settled": float(self.trust[s, i].min()),
                 "trust_final": float(self.trust[-1, i]),
@@ -236,9 +237,33 @@ def _honest_round(
     hotkeys: list[str],
     rules: WeightRules,
 ) -> np.ndarray:
-    """One validator's round on its own tasks and sample; returns the weights it sets (shares)."""
+    """One validator's epoch on its own tasks and sample; returns the weights it sets (shares).
+
+    The epoch's ``tasks_per_round`` tasks are scored in ``scoring_rounds`` rounds, each
+    folded into the moving scores, as the validator scores what it collected every
+    ``--neuron.scoring_interval``.
+    """
+    for n_tasks in np.array_split(np.arange(spec.tasks_per_round), spec.scoring_rounds):
+        if len(n_tasks):
+            _score_tasks(
+                rng, scenario, spec, len(n_tasks), miners, members, moving, reliability, index, hotkeys
+            )
+    return _normalised_weights(moving, len(miners), rules)
+
+
+def _score_tasks(
+    rng: np.random.Generator,
+    scenario: Scenario,
+    spec: ValidatorSpec,
+    n_tasks: int,
+    miners: list[SimMiner],
+    members: dict[str, list[int]],
+    moving: MovingScores,
+    reliability: list[np.ndarray],
+    index: int,
+    hotkeys: list[str],
+) -> None:
     n = len(miners)
-    n_tasks = spec.tasks_per_round
     n_comp, items, true, held_gt, _ = _draw_tasks(rng, scenario, n_tasks)
     k = min(spec.sample_size, n)
     # Each task to its own random sample of the miners, as the validator's task loop does.
@@ -267,7 +292,6 @@ def _honest_round(
     round_scores = mixed.result.miner_scores(assigned)
     seen = np.flatnonzero(assigned.any(axis=1))
     moving.update([hotkeys[m] for m in seen], [int(m) for m in seen], round_scores[seen])
-    return _normalised_weights(moving, n, rules)
 
 
 def summary_markdown(result: NetworkResult) -> str:
