@@ -128,6 +128,11 @@ def test_every_scenario_file_is_valid_and_checked() -> None:
         "organic_collusion",
         "organic_mixed_attackers",
         "organic_all_behaviours",
+        # several validators: tests/dojo/test_simulate_network.py
+        "validators_honest",
+        "validators_copier",
+        "validators_colluder",
+        "validators_lazy",
     }
     assert names == checked  # a new scenario file needs its test here
     for path in SCENARIOS.glob("*.json"):
