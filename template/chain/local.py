@@ -68,7 +68,7 @@ from template.chain.base import (
     ValidatorView,
 )
 from template.chain.weights import WeightRules, WeightsRejected, check_weights
-from template.chain.yuma import YumaParams, yuma_epoch
+from template.chain.yuma import EpochResult, YumaParams, yuma_epoch
 
 DB_NAME = "chain.sqlite"
 DEFAULT_BLOCK_TIME = 12.0
@@ -724,8 +724,9 @@ class LocalChain(Chain):
     def _run_due_epochs(self, db: sqlite3.Connection, block: int) -> None:
         """Run every epoch whose boundary block has passed since the last one run (in a write).
 
-        The state read is the state now, which is the state at each of those boundaries
-        because every write runs this first; commitments are read as of each boundary.
+        The state read is the state at each of those boundaries, because every write runs
+        this first; commitments are applied as of each boundary. The epochs run in memory
+        and only the last one's bonds and figures are written.
         """
         params = self._params(db)
         created = self._created_block(db)
@@ -735,59 +736,95 @@ class LocalChain(Chain):
         if current <= last:
             return
         first = max(last + 1, current - MAX_CATCH_UP_EPOCHS + 1)
-        for epoch in range(first, current + 1):
-            self._run_epoch(db, params, epoch, created + epoch * params.tempo)
-        db.execute(
-            "INSERT OR REPLACE INTO epochs (netuid, epoch, block) VALUES (?, ?, ?)",
-            (self.netuid, current, created + current * params.tempo),
-        )
 
-    def _run_epoch(self, db: sqlite3.Connection, params: SubnetParams, epoch: int, at: int) -> None:
         rows = self._neuron_rows(db)
         permits = _permits(rows, params.max_validators)
         uids = [int(r["uid"]) for r in rows]
         column = {u: j for j, u in enumerate(uids)}
-        validators = [int(r["uid"]) for r in rows if int(r["uid"]) in permits]
-        stake = {int(r["uid"]): float(r["stake"]) for r in rows}
-        visible = self._visible_weights(db, at)
-        w = np.zeros((len(validators), len(uids)))
-        for i, v in enumerate(validators):
-            for u, weight in visible.get(v, {}).items():
-                # Self-weight is masked as on subtensor (inplace_mask_diag).
-                if u in column and u != v:
-                    w[i, column[u]] = weight
-        previous = np.zeros_like(w)
+        validators = [u for u in uids if u in permits]
         row_of = {v: i for i, v in enumerate(validators)}
-        for v, u, bond in db.execute(
-            "SELECT validator_uid, uid, bond FROM bonds WHERE netuid = ?", (self.netuid,)
-        ):
+        stake = {int(r["uid"]): float(r["stake"]) for r in rows}
+        stakes = np.array([stake[v] for v in validators])
+        bonds = np.zeros((len(validators), len(uids)))
+        for v, u, bond in db.execute("SELECT validator_uid, uid, bond FROM bonds WHERE netuid = ?", (self.netuid,)):
             if v in row_of and u in column:
-                previous[row_of[v], column[u]] = bond
-        result = yuma_epoch(
-            w,
-            np.array([stake[v] for v in validators]),
-            previous,
-            YumaParams(kappa=params.kappa, bond_moving_average=params.bonds_moving_average),
+                bonds[row_of[v], column[u]] = bond
+        revealed: dict[int, dict[int, int]] = {}
+        for v, u, w in db.execute("SELECT validator_uid, uid, weight FROM weights WHERE netuid = ?", (self.netuid,)):
+            revealed.setdefault(int(v), {})[int(u)] = int(w)
+        commits = [
+            (int(reveal), int(v), {int(u): int(w) for u, w in json.loads(payload)})
+            for reveal, v, payload in db.execute(
+                "SELECT reveal_block, validator_uid, weights FROM weight_commits WHERE netuid = ?"
+                " ORDER BY commit_block",
+                (self.netuid,),
+            )
+        ]
+        yuma = YumaParams(kappa=params.kappa, bond_moving_average=params.bonds_moving_average)
+
+        def matrix(at: int) -> np.ndarray:
+            visible = dict(revealed)
+            for reveal, v, row in commits:
+                if reveal <= at:
+                    visible[v] = row
+            w = np.zeros((len(validators), len(uids)))
+            for v, row in visible.items():
+                i = row_of.get(v)
+                if i is None:
+                    continue
+                for u, weight in row.items():
+                    # Self-weight is masked as on subtensor (inplace_mask_diag).
+                    if u in column and u != v:
+                        w[i, column[u]] = weight
+            return w
+
+        w = matrix(created + first * params.tempo)
+        result = yuma_epoch(w, stakes, bonds, yuma)
+        for epoch in range(first + 1, current + 1):
+            at = created + epoch * params.tempo
+            if any(created + (epoch - 1) * params.tempo < reveal <= at for reveal, _, _ in commits):
+                w = matrix(at)
+            result = yuma_epoch(w, stakes, result.bonds, yuma)
+        self._store_epoch(db, uids, validators, stake, w, result)
+        db.execute(
+            "INSERT OR REPLACE INTO epochs (netuid, epoch, block) VALUES (?, ?, ?)",
+            (self.netuid, current, created + current * params.tempo),
         )
+        logger.debug(f"local chain: subnet {self.netuid} epochs {first}..{current} run at block {block}")
+
+    def _store_epoch(
+        self,
+        db: sqlite3.Connection,
+        uids: list[int],
+        validators: list[int],
+        stake: dict[int, float],
+        w: np.ndarray,
+        result: EpochResult,
+    ) -> None:
         db.execute("DELETE FROM bonds WHERE netuid = ?", (self.netuid,))
+        nz_rows, nz_cols = np.nonzero(result.bonds)
         db.executemany(
             "INSERT INTO bonds (netuid, validator_uid, uid, bond) VALUES (?, ?, ?, ?)",
-            [
-                (self.netuid, v, uids[j], float(result.bonds[i, j]))
-                for i, v in enumerate(validators)
-                for j in np.flatnonzero(result.bonds[i])
-            ],
+            zip(
+                [self.netuid] * len(nz_rows),
+                [validators[i] for i in nz_rows.tolist()],
+                [uids[j] for j in nz_cols.tolist()],
+                result.bonds[nz_rows, nz_cols].tolist(),
+                strict=True,
+            ),
         )
         db.execute("DELETE FROM epoch_neurons WHERE netuid = ?", (self.netuid,))
+        row_of = {v: i for i, v in enumerate(validators)}
+        row_sums = w.sum(axis=1)
         records = []
         for j, u in enumerate(uids):
             row = row_of.get(u)
-            row_sum = float(w[row].sum()) if row is not None else 0.0
-            shown = (
-                {str(uids[k]): float(w[row, k]) / row_sum for k in np.flatnonzero(w[row])}
-                if row is not None and row_sum > 0
-                else {}
-            )
+            shown: dict[str, float] = {}
+            if row is not None and row_sums[row] > 0:
+                cols = np.flatnonzero(w[row])
+                shown = dict(
+                    zip([str(uids[k]) for k in cols.tolist()], (w[row, cols] / row_sums[row]).tolist(), strict=True)
+                )
             records.append(
                 (
                     self.netuid,
@@ -806,7 +843,6 @@ class LocalChain(Chain):
             " weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             records,
         )
-        logger.debug(f"local chain: subnet {self.netuid} epoch {epoch} at block {at}")
 
     def _neuron_rows(self, db: sqlite3.Connection) -> list[sqlite3.Row]:
         return db.execute("SELECT * FROM neurons WHERE netuid = ? ORDER BY uid", (self.netuid,)).fetchall()
