@@ -43,6 +43,10 @@ Group behaviours and their parameters:
 - ``oracle``: submits the ground truth exactly as the validator holds it (a leak): wrong
   where it is wrong; completions with unknown truth tied in the middle.
 
+Any group may also have ``from_round`` [0] and ``until_round`` [none] (rounds from 0): its
+miners answer nothing outside ``[from_round, until_round)``, as miners that join late or
+go offline.
+
 Several validators (``validators``, a list; :mod:`dojo.simulate_network` runs them): each
 round every validator sends its own tasks to its own random sample of the miners, scores
 them with the same scoring, sets weights, and the chain's Yuma epoch
@@ -123,6 +127,12 @@ class GroupSpec:
     count: int
     behaviour: str
     params: Mapping[str, Any]
+    from_round: int = 0
+    until_round: int | None = None
+
+    def active(self, rnd: int) -> bool:
+        """Whether the group's miners answer in round ``rnd`` (0-based)."""
+        return self.from_round <= rnd and (self.until_round is None or rnd < self.until_round)
 
 
 @dataclass(frozen=True)
@@ -169,11 +179,17 @@ class Scenario:
             count = g.get("count")
             if not isinstance(count, int) or count < 1:
                 raise ScenarioError(f"group {name!r}: count must be a positive integer")
-            extra = set(g) - {"name", "count", "behaviour"} - set(BEHAVIOURS[behaviour])
+            extra = set(g) - {"name", "count", "behaviour", "from_round", "until_round"} - set(BEHAVIOURS[behaviour])
             if extra:
                 raise ScenarioError(f"group {name!r}: {sorted(extra)} are not parameters of {behaviour!r}")
             params = {**BEHAVIOURS[behaviour], **{k: g[k] for k in BEHAVIOURS[behaviour] if k in g}}
-            groups.append(GroupSpec(name, count, behaviour, params))
+            from_round = g.get("from_round", 0)
+            until_round = g.get("until_round")
+            if not isinstance(from_round, int) or from_round < 0 or not (
+                until_round is None or (isinstance(until_round, int) and until_round > from_round)
+            ):
+                raise ScenarioError(f"group {name!r}: from_round >= 0 and until_round > from_round (rounds, from 0)")
+            groups.append(GroupSpec(name, count, behaviour, params, from_round, until_round))
         out = cls(
             groups=tuple(groups),
             seed=int(data.get("seed", 0)),
@@ -412,6 +428,7 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
     uids = [m.uid for m in miners]
     groups = [g.name for g in scenario.groups]
     members = {name: [m.uid for m in miners if m.group == name] for name in groups}
+    spec_of = {g.name: g for g in scenario.groups}
     rules = WeightRules(max_weight_limit=scenario.max_weight_limit)
     moving = MovingScores(alpha=scenario.alpha)
     hi = scenario.completions[1]
@@ -431,6 +448,8 @@ def simulate(scenario: Scenario, params: ScoringParams | None = None) -> Simulat
         for name in groups:
             ids = members[name]
             subs[ids] = _answers(rng, ids, miners, true, held_gt, items, n_comp)
+            if not spec_of[name].active(rnd):
+                subs[ids] = np.nan
         higher = scenario.criteria == "score"
         if higher:
             subs = hi + 1.0 - subs  # scores: higher is better

@@ -179,7 +179,7 @@ def simulate_network(scenario: Scenario) -> NetworkResult:
                 continue
             if spec.behaviour == "honest":
                 row = _honest_round(
-                    rng, scenario, spec, miners, members, moving[i], reliability, i, hotkeys, rules
+                    rng, scenario, spec, miners, members, moving[i], reliability, i, hotkeys, rules, rnd
                 )
             elif spec.behaviour == "colluder":
                 row = np.zeros(n)
@@ -236,6 +236,7 @@ def _honest_round(
     index: int,
     hotkeys: list[str],
     rules: WeightRules,
+    rnd: int,
 ) -> np.ndarray:
     """One validator's epoch on its own tasks and sample; returns the weights it sets (shares).
 
@@ -246,7 +247,7 @@ def _honest_round(
     for n_tasks in np.array_split(np.arange(spec.tasks_per_round), spec.scoring_rounds):
         if len(n_tasks):
             _score_tasks(
-                rng, scenario, spec, len(n_tasks), miners, members, moving, reliability, index, hotkeys
+                rng, scenario, spec, len(n_tasks), miners, members, moving, reliability, index, hotkeys, rnd
             )
     return _normalised_weights(moving, len(miners), rules)
 
@@ -262,6 +263,7 @@ def _score_tasks(
     reliability: list[np.ndarray],
     index: int,
     hotkeys: list[str],
+    rnd: int,
 ) -> None:
     n = len(miners)
     n_comp, items, true, held_gt, _ = _draw_tasks(rng, scenario, n_tasks)
@@ -272,8 +274,11 @@ def _score_tasks(
     assigned[chosen.T, np.arange(n_tasks)[None, :]] = True
     hi = scenario.completions[1]
     subs = np.full((n, n_tasks, hi), np.nan)
-    for ids in members.values():
+    for group in scenario.groups:
+        ids = members[group.name]
         subs[ids] = _answers(rng, ids, miners, true, held_gt, items, n_comp)
+        if not group.active(rnd):
+            subs[ids] = np.nan
     subs[~assigned] = np.nan
     higher = scenario.criteria == "score"
     if higher:

@@ -75,6 +75,18 @@ def test_a_copier_earns_less_than_honest_validators_under_commit_reveal(offset: 
 
 
 @pytest.mark.parametrize("offset", SEED_OFFSETS)
+def test_with_miners_coming_and_going_the_copier_stays_behind_after_it_settles(offset: int) -> None:
+    hidden = run("validators_copier_churn", offset)
+    copier = validator(hidden, "copier")
+    # Not only the late start: once settled it still earns less, its weights trail each change.
+    assert copier["dividend_per_stake_settled"] < min(v["dividend_per_stake_settled"] for v in honest(hidden)) - 0.05
+    shown = run("validators_copier_churn", offset, commit_reveal_period=0)
+    assert validator(shown, "copier")["dividend_per_stake_settled"] > copier["dividend_per_stake_settled"]
+    # The honest validators follow the miners: the leavers lose their incentive to the joiners.
+    assert incentive(hidden, "joining").min() > incentive(hidden, "leaving").max()
+
+
+@pytest.mark.parametrize("offset", SEED_OFFSETS)
 def test_a_colluding_validator_is_clipped_and_loses_its_trust(offset: int) -> None:
     result = run("validators_colluder", offset)
     data = result.to_dict()
@@ -140,3 +152,10 @@ def test_cli_runs_a_scenario_with_validators(tmp_path: Path, capsys: pytest.Capt
     assert sum(g["incentive_share"] for g in results["groups"].values()) == pytest.approx(1.0)
     assert (out / "incentive.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| copier | copier |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("window", [{"from_round": -1}, {"from_round": 5, "until_round": 5}, {"until_round": "x"}])
+def test_bad_group_windows_are_refused(window: dict) -> None:
+    data = {"groups": [{"name": "h", "count": 2, "behaviour": "honest", **window}]}
+    with pytest.raises(ScenarioError, match="until_round > from_round"):
+        Scenario.from_dict(data)

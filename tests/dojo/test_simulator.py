@@ -131,6 +131,7 @@ def test_every_scenario_file_is_valid_and_checked() -> None:
         # several validators: tests/dojo/test_simulate_network.py
         "validators_honest",
         "validators_copier",
+        "validators_copier_churn",
         "validators_colluder",
         "validators_lazy",
     }
