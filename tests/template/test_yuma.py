@@ -26,6 +26,23 @@ def test_three_equal_validators_one_leaning_on_a_miner() -> None:
     assert r.clipped_weights[2, 1] == pytest.approx(r.consensus[1])
 
 
+def test_the_public_two_validator_example() -> None:
+    # The weight table of https://subtensor.com/learn/mechanics/yuma-consensus (kappa 0.51):
+    # V0 60% of stake [0.5, 0.3, 0.2], V1 40% [0.4, 0.4, 0.2]. Walking up each column until
+    # the stake passes 1 - kappa = 0.49 gives consensus [0.5, 0.3, 0.2]; V1's 0.4 on M1 is
+    # clipped to 0.3.
+    r = yuma_epoch(np.array([[0.5, 0.3, 0.2], [0.4, 0.4, 0.2]]), np.array([600.0, 400.0]), None, YumaParams(kappa=0.51))
+    np.testing.assert_allclose(r.consensus, [0.5, 0.3, 0.2])
+    np.testing.assert_allclose(r.clipped_weights, [[0.5, 0.3, 0.2], [0.4, 0.3, 0.2]])
+    np.testing.assert_allclose(r.validator_trust, [1.0, 0.9])
+    # ranks = 0.6 * [0.5, 0.3, 0.2] + 0.4 * [0.4, 0.3, 0.2] = [0.46, 0.30, 0.20]
+    np.testing.assert_allclose(r.ranks, [0.46, 0.30, 0.20])
+    np.testing.assert_allclose(r.incentive, np.array([0.46, 0.30, 0.20]) / 0.96)
+    # Bonds: column shares of stake x clipped weight; V0 holds 0.30/0.46 of M0's bond.
+    np.testing.assert_allclose(r.bonds[:, 0], [0.30 / 0.46, 0.16 / 0.46])
+    np.testing.assert_allclose(r.dividends, [0.625, 0.375])
+
+
 def test_raw_rows_are_normalised_like_the_chain_does() -> None:
     raw = np.array([[6.0, 4.0], [50.0, 50.0], [0.0, 65535.0]])
     normalised = np.array([[0.6, 0.4], [0.5, 0.5], [0.0, 1.0]])
