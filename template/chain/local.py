@@ -395,9 +395,16 @@ class LocalChain(Chain):
             return self._visible_weights(db, at)
 
     def epoch_view(self) -> EpochView:
-        """The last epoch's Yuma consensus: runs the epochs due since the chain was last written."""
-        with self._write() as db:
-            self._run_due_epochs(db, self.block())
+        """The last epoch's Yuma consensus: runs the epochs due since the chain was last written.
+
+        Takes the write lock only when an epoch is due, so a live view polling it does not
+        queue the neurons' writes behind it.
+        """
+        with self._read() as db:
+            due = self._epoch_due(db, self.block())
+        with self._write() if due else self._read() as db:
+            if due:
+                self._run_due_epochs(db, self.block())
             state = db.execute("SELECT block FROM epochs WHERE netuid = ?", (self.netuid,)).fetchone()
             rows = db.execute(
                 "SELECT e.*, n.hotkey FROM epoch_neurons e JOIN neurons n"
@@ -720,6 +727,12 @@ class LocalChain(Chain):
                 "UPDATE weight_commits SET weights = ? WHERE netuid = ? AND validator_uid = ? AND commit_block = ?",
                 (json.dumps(kept), self.netuid, v, commit_block),
             )
+
+    def _epoch_due(self, db: sqlite3.Connection, block: int) -> bool:
+        params = self._params(db)
+        current = (block - self._created_block(db)) // params.tempo
+        state = db.execute("SELECT epoch FROM epochs WHERE netuid = ?", (self.netuid,)).fetchone()
+        return current > (0 if state is None else int(state["epoch"]))
 
     def _run_due_epochs(self, db: sqlite3.Connection, block: int) -> None:
         """Run every epoch whose boundary block has passed since the last one run (in a write).
