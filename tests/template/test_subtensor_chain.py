@@ -251,6 +251,12 @@ def test_hyperparameters(chain):
     assert (hp.weights.weights_rate_limit, hp.weights.weights_version) == (5, 3)
 
 
+def test_epoch_view_is_the_local_chains_only(chain):
+    # The SDK's metagraph has no validator trust: a partial view is refused, not invented.
+    with pytest.raises(NotImplementedError, match="validator trust"):
+        chain.epoch_view()
+
+
 def test_missing_subnet_is_a_chain_error(node_and_wallets):
     chain = SubtensorChain("test", NETUID + 1, substrate=node_and_wallets[0])
     with pytest.raises(ChainError, match="subnet 8 does not exist"):
