@@ -763,8 +763,10 @@ class LocalChain(Chain):
             if v in row_of and u in column:
                 bonds[row_of[v], column[u]] = bond
         revealed: dict[int, dict[int, int]] = {}
-        for v, u, w in db.execute("SELECT validator_uid, uid, weight FROM weights WHERE netuid = ?", (self.netuid,)):
-            revealed.setdefault(int(v), {})[int(u)] = int(w)
+        for v, u, weight in db.execute(
+            "SELECT validator_uid, uid, weight FROM weights WHERE netuid = ?", (self.netuid,)
+        ):
+            revealed.setdefault(int(v), {})[int(u)] = int(weight)
         commits = [
             (int(reveal), int(v), {int(u): int(w) for u, w in json.loads(payload)})
             for reveal, v, payload in db.execute(
