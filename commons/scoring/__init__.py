@@ -69,7 +69,7 @@ two-completion tasks, absent ground truth): every output is finite and scores ar
 ``[0, 1]``. Only malformed input (wrong shapes, a negative completion count) raises
 ``ValueError``.
 
-Modules: ``_metrics`` (the metrics), ``_round`` (:func:`score_round` and the window means),
+Modules: ``_metrics`` (the metrics), ``_round`` (:func:`score_round`, its steps and the window means),
 ``_moving`` (:class:`MovingScores` and its state), ``_organic`` (mixed rounds, carried
 reliability, the caller's consensus); each imports only those before it.
 """
