@@ -5,8 +5,9 @@ with the challenge message signed by the hotkey), API keys and subscription keys
 (generate, list, disable), invite links for workers, and tasks (create, status, results,
 the validator's score) under an API key.
 
-Transient failures (timeouts, connection errors, 5xx) are retried with exponential
-backoff and jitter; a 4xx is the platform's answer and is never retried. Every error a
+Transient failures (``commons.retry.is_transient``: timeouts, connection errors, 5xx) are
+retried with exponential backoff and jitter; a 4xx is the platform's answer and is never
+retried, and neither is a malformed URL. Every error a
 caller can meet is one of these::
 
     DojoAPIError                 base: .status_code (None without a response), .detail
@@ -51,7 +52,7 @@ from loguru import logger
 from pydantic.alias_generators import to_camel
 
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
-from commons.retry import RetryPolicy, retry_after
+from commons.retry import RetryPolicy, is_transient, retry_after
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -318,9 +319,6 @@ class _NoCookies(DefaultCookiePolicy):
 
 
 _M = TypeVar("_M", bound=pydantic.BaseModel)
-
-_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
 
 # --- the client ---------------------------------------------------------------------------
 
@@ -598,16 +596,18 @@ class DojoAPI:
             last = attempt + 1 >= attempts
             try:
                 response = await self._client.request(method, path, json=json, headers=headers)
-            except _TRANSIENT as exc:
+            except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if last:
+                if last or not is_transient(exc):
                     raise Unreachable(
                         f"{what}: the platform at {self.base_url} did not answer ({reason}) "
-                        f"after {attempts} attempt(s); check the URL and that it is running"
+                        f"after {attempt + 1} attempt(s); check the URL and that it is running"
                     ) from exc
                 await self._backoff(attempt, what, reason, request_id)
                 continue
-            if response.status_code >= 500:
+            # A 4xx, even one transient elsewhere (408, 425, 429), is the platform's answer to
+            # this miner and is handed over (RateLimited with its Retry-After), never retried.
+            if is_transient(response.status_code) and response.status_code >= 500:
                 detail = _detail_of(response)
                 if last:
                     raise ServerError(

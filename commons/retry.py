@@ -1,10 +1,14 @@
-"""Retrying HTTP calls: the one backoff policy and the one ``Retry-After`` parser that every
-client of the project uses (the Dojo API client, the synthetic API client, the LLM client,
-the simulated workers).
+"""Retrying calls: the one classifier of transient failures, the one backoff policy and the
+one ``Retry-After`` parser that every retry loop of the project uses (the Dojo API client,
+the organic API client, the synthetic API client, the LLM client, the simulated workers, the
+validator's weights).
 
-Each client keeps its own loop, because what counts as transient and what is spent on a
-try differ (the LLM client also has a task budget and shows the model its mistake), but
-how long to wait is decided here:
+Each client keeps its own loop, because what is spent on a try differs (the LLM client also
+has a task budget and shows the model its mistake), but what is worth another try and how
+long to wait are decided here:
+
+>>> is_transient(503), is_transient(404), is_transient(httpx.ConnectError("refused"))
+(True, False, True)
 
 >>> import random
 >>> RetryPolicy(base_delay=0.5, max_delay=8.0, jitter=0.0).delay(3, random.Random(0))
@@ -24,7 +28,41 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-__all__ = ["RetryPolicy", "parse_retry_after", "retry_after"]
+import httpx
+
+__all__ = ["TRANSIENT_STATUSES", "RetryPolicy", "is_transient", "parse_retry_after", "retry_after"]
+
+#: The 4xx statuses that mean "not now" rather than "no": request timeout, too early, too
+#: many requests. Every 5xx is transient too (the server failed, not the request).
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+# Transport errors that a second try cannot mend: the URL or the request itself is wrong.
+_PERMANENT_TRANSPORT = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+def is_transient(failure: BaseException | int) -> bool:
+    """Whether a failure is worth another try of the same call.
+
+    - An HTTP status: one of :data:`TRANSIENT_STATUSES` or a 5xx. Any other status is the
+      server's answer, which the same request would get again.
+    - An exception: a failure to get an answer at all (httpx's connect, read, write and
+      pool errors and timeouts, a connection the server broke, a proxy's failure;
+      ``TimeoutError``, ``ConnectionError``), an ``httpx.HTTPStatusError`` by its status, or
+      one whose class says so with a ``transient`` attribute (the chain's errors do: a node
+      that could not be reached or failed the call is, an unregistered hotkey is not).
+      Everything else, a malformed URL or request included, is not: it is a refusal or a
+      bug, and repeating it only delays the report.
+    """
+    if isinstance(failure, int):
+        return failure in TRANSIENT_STATUSES or 500 <= failure <= 599
+    if isinstance(failure, httpx.HTTPStatusError):
+        return is_transient(failure.response.status_code)
+    if isinstance(failure, _PERMANENT_TRANSPORT):
+        return False
+    declared = getattr(failure, "transient", None)
+    if isinstance(declared, bool):
+        return declared
+    return isinstance(failure, (httpx.TransportError, TimeoutError, ConnectionError))
 
 
 @dataclass(frozen=True)

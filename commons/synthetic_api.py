@@ -66,7 +66,7 @@ from pydantic import (
 )
 
 from commons.protocol import CONTENT_KINDS, CodeContent, CodeFile, Content
-from commons.retry import RetryPolicy, retry_after
+from commons.retry import RetryPolicy, is_transient, retry_after
 from template.validation import validation_messages
 
 __all__ = [
@@ -193,14 +193,10 @@ class SyntheticTaskSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-# Statuses worth another try: the service is starting, its queue ran dry, or a proxy hiccuped.
-_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
 class SyntheticAPIClient:
     """Async client of ``dojo synthetic serve``.
 
-    ``next_task()`` retries connection errors, timeouts and retryable statuses with
+    ``next_task()`` retries transient failures (``commons.retry.is_transient``) with
     exponential backoff and jitter (honouring ``Retry-After``), up to ``max_retries``
     retries, then raises :class:`SyntheticAPIUnavailable`.
     """
@@ -265,6 +261,8 @@ class SyntheticAPIClient:
                 response = await self._client.get(path)
             except httpx.TransportError as exc:
                 last_problem = f"{type(exc).__name__}: {exc}"
+                if not is_transient(exc):  # a malformed URL: no try mends it
+                    raise SyntheticAPIUnavailable(f"{self.base_url}{path}: {last_problem}") from exc
             else:
                 if response.status_code in (401, 403):
                     raise SyntheticAPIAuthError(
@@ -273,7 +271,8 @@ class SyntheticAPIClient:
                     )
                 if response.is_success:
                     return response
-                if response.status_code not in _RETRY_STATUSES:
+                # The service is starting, its queue ran dry, or a proxy hiccuped.
+                if not is_transient(response.status_code):
                     raise SyntheticAPIResponseError(
                         f"{self.base_url}{path} answered {response.status_code}: {response.text[:200]}"
                     )

@@ -7,8 +7,9 @@ Two ways to authenticate, as the API has:
   keypair=wallet.hotkey, validator_hotkey=SS58)``; every request, and every retry of it, is
   signed afresh over its method, path with query, and body.
 
-Transient failures (connection errors, timeouts, 5xx, 429) are retried with backoff and the
-server's ``Retry-After``; everything else raises at once (the tree is in
+Transient failures (``commons.retry.is_transient``: connection errors, timeouts, 408, 425,
+429, 5xx) are retried with backoff and the server's ``Retry-After``; everything else raises
+at once (the tree is in
 :mod:`commons.organic._errors`). A submit without an ``external_id`` is given one, so a
 retried submit never makes two tasks.
 """
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from commons.organic._errors import OrganicResponseError, OrganicUnavailable, refusal
 from commons.organic._models import TaskAccepted, TaskPage, TaskRequest, TaskView, Usage
-from commons.retry import RetryPolicy, retry_after
+from commons.retry import RetryPolicy, is_transient, retry_after
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -181,6 +182,8 @@ class OrganicClient:
                     await response.aclose()
             except httpx.TransportError as exc:  # connection refused, reset, timed out
                 last = f"{type(exc).__name__}: {exc}"
+                if not is_transient(exc):  # a malformed URL: no try mends it
+                    raise OrganicUnavailable(f"{method} {self.base_url}{path}: {last}") from exc
             else:
                 status = response.status_code
                 if status < 300:
@@ -191,7 +194,7 @@ class OrganicClient:
                             f"{method} {path}: not a {model.__name__}: {exc}"
                         ) from None
                 detail = _detail(raw)
-                if status == 429 or status >= 500:
+                if is_transient(status):
                     last, wait = f"{status}: {detail}", retry_after(response.headers)
                     if status == 429 and attempt == self.retry.attempts - 1:
                         raise refusal(status, detail, wait)

@@ -21,6 +21,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from commons.organic._errors import WebhookInvalid
 from commons.organic._models import WebhookEvent
+from template.validation import validation_detail
 
 SECRET_PREFIX = "whsec_"
 
@@ -53,4 +54,4 @@ def verify_webhook(secret: str, headers: Mapping[str, str], body: bytes | str) -
     try:
         return WebhookEvent.model_validate_json(body)
     except ValidationError as exc:
-        raise WebhookInvalid(f"webhook body is not an event: {exc.errors()[0]['msg']}") from None
+        raise WebhookInvalid(f"webhook body is not an event: {validation_detail(exc)}") from None

@@ -72,6 +72,7 @@ from template.config import MinerConfig
 from template.failpoints import failpoint
 from template.neuron import BaseNeuron, StartupError
 from template.transport import CallerInfo, HandlerRefusal
+from template.validation import validation_detail
 
 # Scores still being reported when the miner stops get this long to arrive.
 SCORE_REPORT_DEADLINE = 25.0
@@ -144,9 +145,16 @@ def worker_results(task: BackendTask, verdicts: list[Verdict]) -> list[WorkerRes
                         rationale=verdict.rationale,
                     )
                 )
-            except (KeyError, pydantic.ValidationError) as exc:  # judged whole: a bug if it happens
+            except KeyError as exc:  # judged whole: a bug if it happens
                 logger.error(
-                    "request {}: answer {} cannot be sent: {}", task.key.request_id, verdict.answer_id, exc
+                    "request {}: answer {} cannot be sent: no value for {}", task.key.request_id, verdict.answer_id, exc
+                )
+            except pydantic.ValidationError as exc:
+                logger.error(
+                    "request {}: answer {} cannot be sent: {}",
+                    task.key.request_id,
+                    verdict.answer_id,
+                    validation_detail(exc),
                 )
     if len(results) > MAX_RESULTS:
         logger.warning(

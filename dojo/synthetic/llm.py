@@ -4,8 +4,9 @@ Any OpenAI-compatible endpoint works: OpenRouter (the default, ``OPENROUTER_API_
 Together (``TOGETHER_API_KEY``), OpenAI (``OPENAI_API_KEY``), or a local vLLM or Ollama
 server given by base URL. Every answer is requested as JSON and validated with pydantic;
 an answer that is not valid JSON of the right shape is asked for again, with the
-validation error, up to ``max_retries`` times. HTTP 429 and 5xx are retried after the
-server's ``Retry-After`` (or an exponential backoff), timeouts likewise. Each task has a
+validation error, up to ``max_retries`` times. Transient failures
+(``commons.retry.is_transient``, and 409) are retried after the server's ``Retry-After``
+(or an exponential backoff), timeouts likewise. Each task has a
 time and token allowance (:class:`~dojo.synthetic.backend.TaskBudget`) that bounds every
 request's timeout and ``max_tokens``.
 """
@@ -24,7 +25,7 @@ from loguru import logger
 from pydantic import BaseModel, Field, ValidationError
 
 from commons.protocol import CodeFile
-from commons.retry import RetryPolicy, retry_after
+from commons.retry import RetryPolicy, is_transient, retry_after
 from dojo.synthetic.backend import (
     BudgetExceeded,
     GeneratedCompletion,
@@ -151,6 +152,8 @@ class ChatClient:
                 problem = f"no answer within {timeout:.1f}s"
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                if not is_transient(exc):  # a malformed URL: no try mends it
+                    raise ChatError(f"{s.base_url}: {problem}") from exc
             else:
                 if response.status_code == 200:
                     try:
@@ -172,7 +175,7 @@ class ChatClient:
                                 {"role": "user", "content": f"That was not valid: {problem}. Answer again with JSON only."},
                             ]
                             delay = 0.0
-                elif response.status_code in (408, 409, 425, 429) or response.status_code >= 500:
+                elif _transient(response.status_code):
                     problem = f"HTTP {response.status_code}"
                     delay = retry_after(response.headers)
                 else:
@@ -208,6 +211,8 @@ class ChatClient:
                 problem = f"no answer within {timeout:.1f}s"
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
+                if not is_transient(exc):  # a malformed URL: no try mends it
+                    raise ChatError(f"{s.base_url}: {problem}") from exc
             else:
                 if response.status_code == 200:
                     try:
@@ -219,7 +224,7 @@ class ChatClient:
                     if budget is not None:
                         budget.spend(int((payload.get("usage") or {}).get("total_tokens") or 0))
                     return payload
-                if response.status_code in (408, 409, 425, 429) or response.status_code >= 500:
+                if _transient(response.status_code):
                     problem = f"HTTP {response.status_code}"
                     delay = retry_after(response.headers)
                 else:
@@ -235,6 +240,12 @@ class ChatClient:
                            s.max_retries, delay)
             await asyncio.sleep(delay)
         raise ChatError(f"{s.base_url}{path} ({what}) failed {s.max_retries + 1} times; last problem: {problem}")
+
+
+def _transient(status: int) -> bool:
+    """:func:`commons.retry.is_transient`, and 409: OpenAI-compatible servers answer it for a
+    lock that timed out, and their own SDKs try again."""
+    return is_transient(status) or status == 409
 
 
 def _response_format(schema: type[BaseModel]) -> dict:

@@ -67,7 +67,7 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
 )
-from commons.retry import RetryPolicy
+from commons.retry import RetryPolicy, is_transient
 from commons.storage import utcnow
 from commons.synthetic_api import SyntheticTask, SyntheticTaskSource
 from dojo.validator.models import CollectStatus, SendStatus
@@ -105,7 +105,8 @@ MAX_ROUND_TASKS = 1000
 FEEDBACK_TIMEOUT_FACTOR = 3.0
 # Between collection tries of one assignment: 5 s, doubling, at most 5 minutes, jittered.
 COLLECT_BACKOFF = RetryPolicy(base_delay=5.0, max_delay=300.0)
-WEIGHT_ATTEMPTS = 3
+# set_weights: three tries, 2 s then 4 s apart (a node restarting, a nonce race in the pool).
+WEIGHTS_RETRY = RetryPolicy(attempts=3, base_delay=2.0, max_delay=8.0, jitter=0.0)
 EXPORT_FIRST_DELAY = 60.0  # seconds from start to the first dataset export, when there is none yet
 # The share of organic tasks is kept over this many of the last tasks sent.
 MIX_WINDOW = 256
@@ -601,7 +602,7 @@ class ValidatorNeuron(BaseNeuron):
                 return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, "the miner returned no results")
             return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
         detail = _describe(outcome)
-        transient = outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.SERVER_ERROR, Status.INVALID_REPLY)
+        transient = _transient(outcome)
         delay = COLLECT_BACKOFF.delay(d.attempts, self._rng)
         give_up_at = d.expire_at + timedelta(seconds=self.config.neuron.collection_grace)
         if transient and now < give_up_at:
@@ -742,16 +743,18 @@ class ValidatorNeuron(BaseNeuron):
         except WeightsRejected as exc:
             outcome, detail = "rejected", str(exc)
         else:
-            for attempts in range(1, WEIGHT_ATTEMPTS + 1):
+            for attempts in range(1, WEIGHTS_RETRY.attempts + 1):
                 try:
                     await asyncio.to_thread(self.chain.set_weights, self.wallet, uids, weights, version_key)
                 except WeightsRejected as exc:
                     outcome, detail = "rejected", str(exc)
                     break
-                except Exception as exc:  # the chain's fault (node down, timeout): try again shortly
+                except Exception as exc:  # the chain's fault (node down, timeout): again while transient
                     outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
                     logger.warning("set_weights attempt {} failed: {}", attempts, detail)
-                    await self._sleep(2.0 * attempts)
+                    if not is_transient(exc) or attempts == WEIGHTS_RETRY.attempts:
+                        break
+                    await self._sleep(WEIGHTS_RETRY.delay(attempts - 1, self._rng))
                     if self.stop_event.is_set():
                         break
                 else:
@@ -857,6 +860,15 @@ def _obfuscated(content: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         except (ObfuscationError, ValueError, RecursionError) as exc:
             logger.debug("organic code not obfuscated (rename={}): {}", rename, exc)
     return content
+
+
+def _transient(outcome: Outcome[Any]) -> bool:
+    """Worth asking the miner again: no answer (timed out, refused) or a status
+    :func:`commons.retry.is_transient` calls transient; a reply whose body did not parse
+    too, as a miner restarting mid-reply sends one."""
+    if outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.INVALID_REPLY):
+        return True
+    return outcome.http_status is not None and is_transient(outcome.http_status)
 
 
 def _describe(outcome: Outcome[Any]) -> str:

@@ -31,6 +31,9 @@ from template.chain.weights import WeightRules
 class ChainError(RuntimeError):
     """A chain read or write failed."""
 
+    #: Worth another try (``commons.retry.is_transient``): the node failed the call.
+    transient = True
+
 
 class ChainUnavailable(ChainError):
     """The chain could not be reached (no node, unreadable local chain directory)."""
@@ -38,6 +41,8 @@ class ChainUnavailable(ChainError):
 
 class NotRegistered(ChainError):
     """The hotkey is not registered on the subnet."""
+
+    transient = False  # the chain's answer: the same call gets it again
 
     def __init__(self, hotkey: str, netuid: int, hint: str = ""):
         msg = f"hotkey {hotkey} is not registered on subnet {netuid}"

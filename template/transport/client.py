@@ -28,6 +28,8 @@ from bittensor.wallets import CRYPTO_TYPE_NAMES
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
+from template.validation import validation_detail
+
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
 
@@ -193,7 +195,7 @@ class SignedClient:
                 target,
                 Status.INVALID_REPLY,
                 http_status=status_code,
-                detail=str(exc).splitlines()[0],
+                detail=validation_detail(exc, limit=3),  # the fields and the reasons
                 elapsed=elapsed,
             )
         return Outcome(target, Status.OK, reply=reply, http_status=status_code, elapsed=elapsed)

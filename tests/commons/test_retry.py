@@ -1,14 +1,18 @@
-"""The one backoff policy and Retry-After parser of every HTTP client."""
+"""The one classifier of transient failures, backoff policy and Retry-After parser of every
+retry loop."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import socket
 from datetime import datetime, timezone
 
 import httpx
 import pytest
 
-from commons.retry import RetryPolicy, parse_retry_after, retry_after
+from commons.retry import RetryPolicy, is_transient, parse_retry_after, retry_after
+from template.chain import ChainError, ChainUnavailable, NotRegistered, WeightsRejected
 
 NOW = datetime(2026, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
 
@@ -50,3 +54,72 @@ def test_the_servers_word_wins_over_the_backoff():
 def test_the_backoff_stays_finite_however_many_attempts_failed():
     policy = RetryPolicy(base_delay=0.5, max_delay=60.0, jitter=0.0)
     assert policy.delay(5000, random.Random(0)) == 60.0
+
+
+# ------------------------------------------------------------------ what is transient
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [
+        (408, True),
+        (425, True),
+        (429, True),
+        (500, True),
+        (501, True),
+        (503, True),
+        (599, True),
+        (200, False),
+        (400, False),
+        (401, False),
+        (404, False),
+        (409, False),
+        (422, False),
+    ],
+)
+def test_transient_statuses_are_not_now_rather_than_no(status, transient):
+    assert is_transient(status) is transient
+    response = httpx.Response(status, request=httpx.Request("GET", "http://127.0.0.1/"))
+    if status >= 400:
+        with pytest.raises(httpx.HTTPStatusError) as raised:
+            response.raise_for_status()
+        assert is_transient(raised.value) is transient
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _failure(url: str, timeout: float = 5.0) -> BaseException:
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        with pytest.raises(httpx.TransportError) as raised:
+            await client.get(url)
+    return raised.value
+
+
+async def test_no_answer_is_transient_a_malformed_url_is_not():
+    refused = await _failure(f"http://127.0.0.1:{_closed_port()}/")
+    assert isinstance(refused, httpx.ConnectError) and is_transient(refused)
+    # A server that accepts and never answers: the read times out.
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        silent = await _failure(f"http://127.0.0.1:{port}/", timeout=0.2)
+    assert isinstance(silent, httpx.ReadTimeout) and is_transient(silent)
+    wrong_scheme = await _failure("ftp://127.0.0.1/")
+    assert isinstance(wrong_scheme, httpx.UnsupportedProtocol) and not is_transient(wrong_scheme)
+    assert is_transient(TimeoutError()) and is_transient(ConnectionResetError())
+
+
+def test_the_chain_says_which_of_its_failures_are_transient():
+    assert is_transient(ChainUnavailable("no subtensor node answered"))
+    assert is_transient(ChainError("set_weights failed: priority too low"))
+    assert not is_transient(NotRegistered("5F...", 1))
+    assert not is_transient(WeightsRejected("too_few_weights", "need 8"))
+
+
+def test_anything_else_is_not_transient():
+    assert not is_transient(ValueError("bad input"))
+    assert not is_transient(KeyError("criterion"))

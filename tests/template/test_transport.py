@@ -410,6 +410,8 @@ async def test_invalid_reply_is_an_outcome(served, keys):
     outcome = await call_as(keys, "validator", thread, reply=Ack, request=Heartbeat())
     # Heartbeat answers HeartbeatReply; reading it as Ack (which forbids extra fields) fails.
     assert outcome.status is Status.INVALID_REPLY
+    # The detail names the field and the reason, not only how many errors there were.
+    assert "hotkey: Extra inputs are not permitted" in outcome.detail
 
 
 async def test_miner_down_is_refused_and_fanout_never_raises(served, keys):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
-from commons.organic import WebhookInvalid, verify_webhook
+from commons.organic import WebhookInvalid, verify_webhook, webhook_headers
 from commons.retry import RetryPolicy
 from commons.storage import utcnow
 from dojo.validator.models import OrganicDelivery
@@ -205,3 +205,10 @@ async def test_an_address_refused_at_delivery_is_never_called(store):
     finally:
         receiver.close()
     assert delivery.status == "failed" and "private address" in delivery.last_error and receiver.calls == []
+
+
+def test_a_signed_body_that_is_no_event_is_refused_naming_the_field():
+    secret = "whsec_" + "A" * 44
+    body = json.dumps({"type": "task.scored", "timestamp": "2026-10-21T07:28:00Z"}).encode()
+    with pytest.raises(WebhookInvalid, match="not an event: data: Field required"):
+        verify_webhook(secret, webhook_headers(secret, "msg_1", body), body)
