@@ -37,7 +37,6 @@ acted on; ``docs/lifecycle.md`` walks through what a crash at each step leaves b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import secrets
@@ -68,7 +67,6 @@ from commons.protocol import (
     TaskResultRequest,
 )
 from commons.retry import RetryPolicy, is_transient
-from commons.storage import utcnow
 from commons.synthetic_api import SyntheticTask, SyntheticTaskSource
 from dojo.validator.models import CollectStatus, SendStatus
 from dojo.validator.organic.store import AlreadyClaimed, OrganicStore, QueuedOrganic
@@ -89,9 +87,10 @@ from dojo.validator.store import (
 )
 from dojo.validator.wandb_log import RoundLogger
 from template import spec_version
-from template.chain import ChainError, Metagraph, NeuronInfo, WeightsRejected, open_chain
+from template.chain import Chain, ChainError, Metagraph, NeuronInfo, WeightsRejected, open_chain
 from template.chain.weights import check_weights
-from template.config import parse_mix
+from template.clock import Clock
+from template.config import NeuronConfig, parse_mix
 from template.failpoints import failpoint
 from template.neuron import BaseNeuron
 from template.transport import CallerInfo, Outcome, SignedClient, Status, Target
@@ -122,6 +121,19 @@ _SEND_STATUS = {
 
 class ValidatorNeuron(BaseNeuron):
     neuron_type = "validator"
+
+    def __init__(
+        self,
+        config: NeuronConfig,
+        chain: Chain | None = None,
+        *,
+        block_poll_interval: float = 1.0,
+        clock: Clock | None = None,
+    ):
+        # Every deadline and wait of the validator's loops is kept by this clock; a test
+        # hands an AdjustableClock to pass a deadline without sleeping through it.
+        self.clock = clock or Clock()
+        super().__init__(config, chain, block_poll_interval=block_poll_interval)
 
     def setup(self) -> None:
         self.server.protocol_version = PROTOCOL_VERSION
@@ -178,9 +190,7 @@ class ValidatorNeuron(BaseNeuron):
             await self._sleep(seconds)
 
     async def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), seconds)
+        await self.clock.wait(seconds, self.stop_event)
 
     # --- heartbeat ----------------------------------------------------------------------
 
@@ -248,7 +258,7 @@ class ValidatorNeuron(BaseNeuron):
     async def resend_pending(self) -> None:
         """Send again what was written but never answered before a restart."""
         lead = timedelta(seconds=max(MIN_LEAD_SECONDS, MIN_LEAD_SHARE * self.config.neuron.task_deadline))
-        outgoing = await asyncio.to_thread(self.store.pending_sends, utcnow(), lead)
+        outgoing = await asyncio.to_thread(self.store.pending_sends, self.clock.now(), lead)
         if outgoing:
             logger.info("sending {} assignments again that a restart left unanswered", len(outgoing))
             await self.send(outgoing)
@@ -281,7 +291,7 @@ class ValidatorNeuron(BaseNeuron):
         self._rng.shuffle(planned)  # organic and synthetic tasks leave in no telling order
         # Every task of the round is stamped at one moment, so a deadline says nothing of
         # how long its planning took (a synthetic task's generation, an organic one's none).
-        now = utcnow()
+        now = self.clock.now()
         planned = [(replace(t, created_at=now, expire_at=now + (t.expire_at - t.created_at)), a) for t, a in planned]
         outgoing: list[Outgoing] = []
         written: list[NewTask] = []
@@ -332,7 +342,7 @@ class ValidatorNeuron(BaseNeuron):
     def plan_task(self, synthetic: SyntheticTask, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
         """The task and each miner's assignment, as they will be written; raises
         :class:`~commons.media.ImageRefused` for an image that does not decode."""
-        now = utcnow()
+        now = self.clock.now()
         responses = list(synthetic.responses)
         deadline, criteria = self.config.neuron.task_deadline, [{"type": "ranking"}]
         shape = self._synthetic_shape()
@@ -443,7 +453,7 @@ class ValidatorNeuron(BaseNeuron):
     def plan_organic(self, q: QueuedOrganic, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
         """An organic task planned exactly as a synthetic one: fresh completion ids, each
         miner's own order and ids, code obfuscated, the deadline from now."""
-        now = utcnow()
+        now = self.clock.now()
         rng = random.Random(self._rng.getrandbits(64))
         completions = []
         for c in q.request["completions"]:
@@ -488,7 +498,7 @@ class ValidatorNeuron(BaseNeuron):
 
     async def settle_organic(self) -> int:
         """Expire what waited too long for miners, fail what could not be sent in time."""
-        return await asyncio.to_thread(self.organic_store.settle, utcnow(), self.config.organic.queue_timeout)
+        return await asyncio.to_thread(self.organic_store.settle, self.clock.now(), self.config.organic.queue_timeout)
 
     @staticmethod
     def feedback_request(o: Outgoing) -> FeedbackRequest:
@@ -531,7 +541,7 @@ class ValidatorNeuron(BaseNeuron):
         failpoint("validator.fanout.after_send")
         for (o, _), outcome in zip(calls, outcomes, strict=True):
             results.append(self._send_outcome(o, outcome))
-        await asyncio.to_thread(self.store.record_sends, results, utcnow())
+        await asyncio.to_thread(self.store.record_sends, results, self.clock.now())
         accepted = sum(r.status == SendStatus.ACCEPTED for r in results)
         logger.info("fan-out: {} of {} miners accepted", accepted, len(results))
         return results
@@ -559,7 +569,7 @@ class ValidatorNeuron(BaseNeuron):
         Every outcome of the pass is written in one transaction: nothing is acknowledged to
         the miners here, so a crash before the commit only means asking again.
         """
-        now = utcnow()
+        now = self.clock.now()
         early = self.config.neuron.collect_at_results > 0
         due = await asyncio.to_thread(self.store.due_collections, now, early=early)
         outcomes: list[CollectionOutcome] = []
@@ -576,12 +586,12 @@ class ValidatorNeuron(BaseNeuron):
         if calls:
             requests = [TaskResultRequest(request_id=d.request_id) for d, _ in calls]
             replies = await self.client.fanout([t for _, t in calls], requests, TaskResultReply)
-            now = utcnow()
+            now = self.clock.now()
             outcomes += [self._collection_outcome(d, reply, now) for (d, _), reply in zip(calls, replies, strict=True)]
         await asyncio.to_thread(self.store.record_collections, outcomes, now)
         if outcomes:
             failpoint("validator.collect.after_store")
-        await asyncio.to_thread(self.store.settle_due_tasks, utcnow())
+        await asyncio.to_thread(self.store.settle_due_tasks, self.clock.now())
         return len(due)
 
     def _collection_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
@@ -647,14 +657,14 @@ class ValidatorNeuron(BaseNeuron):
         """Score one round (a round left unfinished by a crash first); returns its id."""
         round_id = await asyncio.to_thread(self.store.unfinished_round)
         if round_id is None:
-            round_id = await asyncio.to_thread(self.store.open_round, MAX_ROUND_TASKS, utcnow())
+            round_id = await asyncio.to_thread(self.store.open_round, MAX_ROUND_TASKS, self.clock.now())
         if round_id is not None:
             inputs = await asyncio.to_thread(self.store.round_inputs, round_id)
             scores = await asyncio.to_thread(score_inputs, inputs)
             failpoint("validator.scoring.before_commit")
             uid_to_hotkey = {n.uid: n.hotkey for n in self.metagraph.neurons}
             committed = await asyncio.to_thread(self.store.commit_round, scores, self.config.neuron.moving_average_alpha,
-                                                uid_to_hotkey, utcnow())
+                                                uid_to_hotkey, self.clock.now())
             failpoint("validator.scoring.after_commit")
             if committed:
                 logger.info("round {} scored: {} tasks, {} miners: {}", round_id, len(inputs.tasks),
@@ -685,7 +695,7 @@ class ValidatorNeuron(BaseNeuron):
 
     async def send_scores(self) -> None:
         """Tell each miner its own score for each request, once it is scored."""
-        since = utcnow() - timedelta(seconds=max(self.config.neuron.collection_grace, 600.0))
+        since = self.clock.now() - timedelta(seconds=max(self.config.neuron.collection_grace, 600.0))
         pending = await asyncio.to_thread(self.store.scores_to_send, since)
         calls = [(p, t) for p in pending if (t := self._target(p.miner_hotkey, p.miner_uid)) is not None]
         if not calls:
@@ -693,7 +703,7 @@ class ValidatorNeuron(BaseNeuron):
         requests = [ScoringResult(request_id=p.request_id, hotkey=p.miner_hotkey, score=p.score) for p, _ in calls]
         outcomes = await self.client.fanout([t for _, t in calls], requests, Ack)
         delivered = [p.assignment_id for (p, _), o in zip(calls, outcomes, strict=True) if o.ok]
-        await asyncio.to_thread(self.store.mark_scores_sent, delivered, utcnow())
+        await asyncio.to_thread(self.store.mark_scores_sent, delivered, self.clock.now())
         logger.debug("scores delivered: {} of {}", len(delivered), len(calls))
 
     # --- weights ------------------------------------------------------------------------
@@ -701,7 +711,7 @@ class ValidatorNeuron(BaseNeuron):
     async def on_resync(self, metagraph: Metagraph) -> None:
         uid_to_hotkey = {n.uid: n.hotkey for n in metagraph.neurons}
         dropped = await asyncio.to_thread(self.store.sync_miners, uid_to_hotkey,
-                                          self.config.neuron.moving_average_alpha, utcnow())
+                                          self.config.neuron.moving_average_alpha, self.clock.now())
         if dropped:
             logger.info("moving scores reset for {} hotkeys no longer at their uid", len(dropped))
 
@@ -734,7 +744,7 @@ class ValidatorNeuron(BaseNeuron):
         by_uid = {n.uid: n.hotkey for n in metagraph.neurons}
         hotkeys = [by_uid.get(u, "") for u in uids]
         version_key = spec_version()
-        attempted_at = utcnow()
+        attempted_at = self.clock.now()
         self._last_weights_attempt = block
         outcome, detail, attempts = "failed", None, 0
         try:
@@ -786,7 +796,7 @@ class ValidatorNeuron(BaseNeuron):
 
         last = await asyncio.to_thread(latest_export, self.export_dir)
         first = min(interval, EXPORT_FIRST_DELAY) if last is None else \
-            max(0.0, interval - (utcnow() - last[1]).total_seconds())
+            max(0.0, interval - (self.clock.now() - last[1]).total_seconds())
         await self._every(interval, "dataset export", self.export_dataset, first=first)
 
     async def export_dataset(self) -> Path:

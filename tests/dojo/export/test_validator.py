@@ -40,7 +40,7 @@ async def test_miners_get_only_the_obfuscated_content_and_the_export_the_origina
         assert got == sent_contents and not got & (originals - sent_contents)
         assert "original" not in request.model_dump_json()
 
-    await asyncio.sleep(1.2)  # the 1 s deadline
+    neuron.clock.advance(1.2)  # past the 1 s deadline
     await _collect_until_settled(neuron)
     assert await neuron.scoring_round() == 1
     folder = await neuron.export_dataset()

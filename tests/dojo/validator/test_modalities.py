@@ -97,7 +97,7 @@ async def test_a_miner_that_predates_images_refuses_them_cleanly_and_scores_zero
                 )
             ).one()
         assert old_code.send_status == SendStatus.ACCEPTED
-        await asyncio.sleep(1.2)
+        neuron.clock.advance(1.2)  # past the 1 s deadline
         await _collect_until_settled(neuron)
         await neuron.scoring_round()
         with Session(neuron.store.engine) as db:

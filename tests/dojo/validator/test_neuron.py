@@ -46,6 +46,7 @@ from dojo.validator.neuron import ValidatorNeuron
 from dojo.workers import ValidatorDatabaseOracle
 from template.chain import Metagraph
 from template.chain.local import LocalChain
+from template.clock import AdjustableClock
 from template.config import ValidatorConfig, resolve
 from template.transport import HandlerRefusal, SignedServer
 
@@ -159,7 +160,8 @@ async def network(tmp_path: Path, make_wallet):
             "--wandb.off": "true", **flags,
         }
         config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None)
-        neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID))
+        # A clock the test moves past deadlines, instead of sleeping through them.
+        neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID), clock=AdjustableClock())
         neurons.append(neuron)
         for miner in miners:
             miner.oracle = ValidatorDatabaseOracle(neuron.store.url)
@@ -223,7 +225,7 @@ async def test_every_send_outcome_is_recorded_and_a_slow_miner_stalls_nothing(ne
 async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
     neuron, miners = await network(["good", "good", "garbage", "duplicate_worker", "partial", "empty", "liar"])
     await neuron.task_round()
-    await asyncio.sleep(1.2)  # the 1 s deadline
+    neuron.clock.advance(1.2)  # past the 1 s deadline
     await _collect_until_settled(neuron)
     rows = _assignments(neuron)
     outcome = {m.behaviour: (rows[m.hotkey].collect_status, rows[m.hotkey].collect_detail) for m in miners}
@@ -253,19 +255,14 @@ async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
 async def test_collection_is_retried_within_the_grace_then_given_up(network):
     neuron, miners = await network(["good", "good", "flaky", "silent"])
     await neuron.task_round()
-    await asyncio.sleep(1.2)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    neuron.clock.advance(1.2)  # past the 1 s deadline
+    for _ in range(5):
         await neuron.collect_due()
         rows = _assignments(neuron)
         if all(a.collect_status != CollectStatus.PENDING for a in rows.values()):
             break
-        # Force the retries due now: the backoff's first step is seconds, the grace 2 s.
-        with Session(neuron.store.engine) as db, db.begin():
-            for a in db.scalars(select(Assignment).where(Assignment.collect_status == CollectStatus.PENDING)):
-                if a.next_collect_at is not None:
-                    a.next_collect_at = utcnow() - timedelta(seconds=1)
-        await asyncio.sleep(0.2)
+        # Past the next try, which the backoff puts at the end of the 2 s grace at the latest.
+        neuron.clock.advance(2.5)
     rows = _assignments(neuron)
     by_behaviour = {m.behaviour: rows[m.hotkey] for m in miners}
     # A 502 is the miner's answer (5xx: transient), so it is asked again and answers.
@@ -314,7 +311,7 @@ async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(
     neuron, miners = await network(["good", "good", "liar"], **{"--neuron.epoch_length": "1000", "--wandb.off": "false"})
     for _ in range(2):
         await neuron.task_round()
-    await asyncio.sleep(1.2)
+    neuron.clock.advance(1.2)
     await _collect_until_settled(neuron)
     await neuron.scoring_round()
     assert await neuron.maybe_set_weights() is True
@@ -374,11 +371,11 @@ async def test_wandb_rounds_name_running_totals_as_totals(network):
     neuron.wandb.log_round = recording
     for _ in range(2):  # two tasks in the first round, one in the second
         await neuron.task_round()
-    await asyncio.sleep(1.2)
+    neuron.clock.advance(1.2)
     await _collect_until_settled(neuron)
     await neuron.scoring_round()
     await neuron.task_round()
-    await asyncio.sleep(1.2)
+    neuron.clock.advance(1.2)
     deadline = time.monotonic() + 8
     while (await asyncio.to_thread(neuron.store.status))["tasks"]["collected"] < 1:
         assert time.monotonic() < deadline, "the third task was not collected in time"

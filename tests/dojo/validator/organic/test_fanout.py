@@ -162,7 +162,7 @@ async def test_organic_tasks_go_to_trusted_miners_within_the_share_fairly_and_co
     # Only miners with a moving score above --organic.min_miner_score (0.2) got organic tasks.
     assert by_name["miner4"].hotkey not in organic_miners and len(organic_miners) == 4
 
-    await asyncio.sleep(1.2)
+    neuron.clock.advance(1.2)  # past the 1 s deadline
     await _settle(neuron)
     assert await neuron.scoring_round() == 1
     view = store.view(quiet, ids["quiet1"], utcnow(), raw=True)
