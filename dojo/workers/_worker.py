@@ -38,7 +38,7 @@ from loguru import logger
 
 from commons.dojo_api import normalize_base_url
 from commons.platform_contract import CSRF_HEADER, WORKER_COOKIE
-from commons.retry import RetryPolicy, retry_after
+from commons.retry import RetryPolicy, is_transient, retry_after
 from dojo.workers._behaviours import Behaviour, UnsupportedTask, result_data
 from dojo.workers._oracle import Oracle
 
@@ -176,14 +176,17 @@ class SimulatedWorker:
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response | None:
-        """The platform's answer other than 429/5xx, retried after those and after transport
-        errors; None when stopped or after ``attempts`` failures (None: no limit)."""
+        """The platform's answer unless it is a transient failure (``commons.retry.is_transient``:
+        no answer, 408/425/429, 5xx), which is retried; None when stopped or after ``attempts``
+        failures (None: no limit)."""
         attempt = 0
         while not stop.is_set():
             try:
                 sent = {**self._headers(client, method), **(headers or {})}
                 response = await client.request(method, path, headers=sent, **kwargs)
             except httpx.TransportError as exc:
+                if not is_transient(exc):  # a malformed platform URL: no try mends it
+                    raise
                 wait, reason = BACKOFF.delay(attempt, self._backoff_rng), f"{type(exc).__name__}: {exc}"
                 self.stats.errors += 1
             else:
@@ -191,7 +194,7 @@ class SimulatedWorker:
                     wait = BACKOFF.delay(attempt, self._backoff_rng, retry_after(response.headers))
                     reason = "429 rate limited"
                     self.stats.rate_limited += 1
-                elif response.status_code >= 500:
+                elif is_transient(response.status_code):
                     wait, reason = BACKOFF.delay(attempt, self._backoff_rng), f"{response.status_code}"
                     self.stats.errors += 1
                 else:
