@@ -41,7 +41,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -64,6 +64,31 @@ MAX_ALT = 2_000
 # miner's default body limit (1 MiB).
 MAX_REQUEST_IMAGE_BYTES = 640 * 1024
 CONTENT_KINDS = ("code", "text", "dialogue", "image")
+
+# --- reply caps ----------------------------------------------------------------------------
+# The most bytes a validator reads of a reply, on the wire and decoded (template.http_body):
+# the largest reply the caps above allow, in compact JSON with every character of a string
+# taken as 4 bytes (the longest UTF-8), doubled for another encoder's escapes and spacing.
+# A miner's reply past its cap is refused as ``too_large``, having held at most the cap.
+REPLY_MARGIN = 2
+_CHAR = 4  # bytes per character at most, in UTF-8
+_FIELD = 32  # a key with its quotes, colon and comma, at most
+_NUMBER = 24  # a float as JSON writes it, at most (-1.2345678901234567e-308)
+_TIMESTAMP = 40  # 2026-12-06T08:02:49.123456+00:00, quoted
+_WORKER_RESULT_BYTES = (
+    2  # braces
+    + 5 * _FIELD
+    + 128 * _CHAR  # worker_id
+    + len('"multi-score"')
+    + 2 + MAX_COMPLETIONS * (MAX_ID + 4 + _NUMBER)  # values: ids are ASCII by their pattern
+    + _TIMESTAMP
+    + 2 + MAX_RATIONALE * _CHAR
+)
+MAX_TASK_RESULT_REPLY_BYTES = REPLY_MARGIN * (
+    4 * _FIELD + MAX_ID + MAX_RESULTS * (_WORKER_RESULT_BYTES + 1)
+)  # ≈ 11 MiB
+# The small replies: a few short fields; 4 KiB is many times what they take.
+MAX_SMALL_REPLY_BYTES = 4 * 1024
 
 ShortId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 # Strict: a version is a JSON integer. Lax mode reads "1", 1.0 and true as version 1, so a peer
@@ -197,6 +222,8 @@ class Heartbeat(Request):
 
 
 class HeartbeatReply(Message):
+    max_reply_bytes: ClassVar[int] = MAX_SMALL_REPLY_BYTES
+
     protocol_version: ProtocolVersion = PROTOCOL_VERSION
     software_version: str = Field(__version__, max_length=32)
     hotkey: str = Field(max_length=64)
@@ -227,6 +254,8 @@ class FeedbackRequest(Request):
 
 
 class FeedbackReply(Message):
+    max_reply_bytes: ClassVar[int] = MAX_SMALL_REPLY_BYTES
+
     request_id: ShortId
     dojo_task_id: str = Field(min_length=1, max_length=128)
 
@@ -255,6 +284,8 @@ class WorkerResult(Message):
 
 
 class TaskResultReply(Message):
+    max_reply_bytes: ClassVar[int] = MAX_TASK_RESULT_REPLY_BYTES
+
     request_id: ShortId
     results: list[WorkerResult] = Field(default_factory=list, max_length=MAX_RESULTS)
 
@@ -268,6 +299,8 @@ class ScoringResult(Request):
 
 
 class Ack(Message):
+    max_reply_bytes: ClassVar[int] = MAX_SMALL_REPLY_BYTES
+
     ok: bool = True
 
 

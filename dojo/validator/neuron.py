@@ -214,6 +214,9 @@ class ValidatorNeuron(BaseNeuron):
                 else:
                     logger.debug("uid {} answered with protocol {} as {}", uid, outcome.reply.protocol_version,
                                  outcome.reply.hotkey)
+            elif outcome.status is Status.TOO_LARGE:
+                # A reply over its cap is an attack on this process's memory, not a fault of the network.
+                logger.warning("uid {} heartbeat refused: {}", uid, _describe(outcome))
             else:
                 logger.debug("uid {} heartbeat: {} {}", uid, outcome.status.value, outcome.detail)
         if active != self.active_uids:
@@ -623,7 +626,11 @@ class ValidatorNeuron(BaseNeuron):
             return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, detail, retry_at=next_at)
         if transient:
             detail = f"no answer within the collection grace; last: {detail}"
-        logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, detail)
+        if outcome.status is Status.TOO_LARGE:
+            # Not retried: a reply over its cap (or in a coding not asked for) is the miner's doing.
+            logger.warning("uid {} task {}: reply refused ({})", d.miner_uid, d.task_id, detail)
+        else:
+            logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, detail)
         return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, detail)
 
     def _early_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:

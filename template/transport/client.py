@@ -8,6 +8,16 @@ aiohttp rather than httpx, by measurement on these machines: 256 concurrent sign
 8 uvicorn servers took 0.08 s through one aiohttp session, 0.37 s through one httpx client
 per host and 2.0 s through one shared ``httpx.AsyncClient``. ``benchmarks/transport.py``
 measures it again.
+
+Reply caps. A miner chooses the size of its reply, and a reply of 1 MiB of gzip can inflate
+to 1 GiB. Every reply is read through :mod:`template.http_body`: streamed, counted on the wire
+and after decoding (gzip and deflate only, decoded here with a bounded step, never by aiohttp),
+and refused with ``Status.TOO_LARGE`` the moment it passes its cap, having held at most the cap
+in memory. The cap is the reply model's ``max_reply_bytes`` (``commons.protocol`` sets it per
+message from the protocol's own caps: a heartbeat reply 4 KiB, a feedback reply 4 KiB, a task
+result reply what 1 000 results of the largest allowed size take, twice over), or
+``DEFAULT_MAX_REPLY_BYTES`` for a model without one. An error reply (3xx to 5xx) is read up to
+``ERROR_BODY_BYTES`` and the rest dropped.
 """
 
 from __future__ import annotations
@@ -28,9 +38,21 @@ from bittensor.wallets import CRYPTO_TYPE_NAMES
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
+from template.http_body import ACCEPT_ENCODING, BodyRefused, BodyTooLarge, read_capped
 from template.validation import validation_detail
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+# The cap of a reply whose model names none (``max_reply_bytes``), compressed and decoded.
+DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
+# What is read of an error reply; only its start is shown.
+ERROR_BODY_BYTES = 16 * 1024
+
+
+def reply_cap(reply_model: type[BaseModel]) -> int:
+    """The most bytes a reply of ``reply_model`` may take, on the wire and decoded."""
+    cap = getattr(reply_model, "max_reply_bytes", None)
+    return cap if isinstance(cap, int) and cap > 0 else DEFAULT_MAX_REPLY_BYTES
 
 
 class Status(str, enum.Enum):
@@ -42,6 +64,7 @@ class Status(str, enum.Enum):
     CLIENT_ERROR = "client_error"  # any other 4xx
     SERVER_ERROR = "server_error"  # 5xx
     INVALID_REPLY = "invalid_reply"  # 2xx whose body is not the expected reply
+    TOO_LARGE = "too_large"  # a reply over its cap (compressed or decoded), or in a coding not asked for
 
 
 @dataclass(frozen=True)
@@ -93,7 +116,8 @@ class SignedClient:
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            # auto_decompress=False: bodies are decoded by read_capped, with a cap, never by aiohttp.
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False, auto_decompress=False)
         return self._session
 
     def sign(self, path: str, body: bytes, receiver: str) -> dict[str, str]:
@@ -137,12 +161,15 @@ class SignedClient:
         timeout: float | None = None,
         body: bytes | None = None,
         query: Mapping[str, str] | None = None,
+        max_reply_bytes: int | None = None,
     ) -> Outcome[ReplyT]:
         """Send ``request`` to ``POST /<its class name>`` on ``target``; never raises for the target's faults.
 
         ``body`` is ``request`` already serialised, when the caller sends it to many targets.
-        ``query`` is encoded once; the signature covers it.
+        ``query`` is encoded once; the signature covers it. ``max_reply_bytes`` replaces the
+        reply model's cap (:func:`reply_cap`).
         """
+        cap = reply_cap(reply_model) if max_reply_bytes is None else max_reply_bytes
         path = f"/{type(request).__name__}"
         if query:
             path += "?" + urlencode(query)
@@ -156,6 +183,7 @@ class SignedClient:
             # Sign inside the semaphore so the nonce is fresh when the request leaves.
             headers = self.sign(path, body, target.hotkey)
             headers["Content-Type"] = "application/json"
+            headers["Accept-Encoding"] = ACCEPT_ENCODING
             try:
                 async with self._session_for_loop().post(
                     url,
@@ -163,8 +191,25 @@ class SignedClient:
                     headers=headers,
                     timeout=aiohttp.ClientTimeout(total=limit),
                 ) as response:
-                    raw = await response.read()
                     status_code = response.status
+                    ok = status_code < 300
+                    raw = await read_capped(
+                        response.content.iter_chunked(64 * 1024),
+                        cap if ok else ERROR_BODY_BYTES,
+                        content_encoding=response.headers.get("Content-Encoding"),
+                        content_length=response.headers.get("Content-Length"),
+                        what=f"the reply to {type(request).__name__}",
+                        truncate=not ok,
+                    )
+            except BodyRefused as exc:
+                # Leaving the ``async with`` early closes the connection: the rest is never read.
+                return Outcome(
+                    target,
+                    Status.TOO_LARGE,
+                    http_status=status_code,
+                    detail=str(exc) if isinstance(exc, BodyTooLarge) else f"refused: {exc}",
+                    elapsed=time.perf_counter() - started,
+                )
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
                 return Outcome(
                     target,
@@ -208,20 +253,22 @@ class SignedClient:
         *,
         timeout: float | None = None,
         query: Mapping[str, str] | None = None,
+        max_reply_bytes: int | None = None,
     ) -> list[Outcome[ReplyT]]:
         """Call every target concurrently; one request for all, or one per target (same order)."""
         targets = list(targets)
         if isinstance(request, BaseModel):
             body = request.model_dump_json().encode()  # serialised once, signed per target
             calls = [
-                self.call(t, request, reply_model, timeout=timeout, body=body, query=query) for t in targets
+                self.call(t, request, reply_model, timeout=timeout, body=body, query=query, max_reply_bytes=max_reply_bytes)
+                for t in targets
             ]
         else:
             requests = list(request)
             if len(requests) != len(targets):
                 raise ValueError(f"{len(targets)} targets but {len(requests)} requests")
             calls = [
-                self.call(t, r, reply_model, timeout=timeout, query=query)
+                self.call(t, r, reply_model, timeout=timeout, query=query, max_reply_bytes=max_reply_bytes)
                 for t, r in zip(targets, requests, strict=True)
             ]
         return list(await asyncio.gather(*calls))
