@@ -53,6 +53,7 @@ from pydantic.alias_generators import to_camel
 
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
 from commons.retry import RetryPolicy, is_transient, retry_after
+from template.http_body import ResponseTooLarge, capped
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -320,6 +321,12 @@ class _NoCookies(DefaultCookiePolicy):
 
 _M = TypeVar("_M", bound=pydantic.BaseModel)
 
+# The most a platform reply may take, compressed and decoded (template.http_body): a task's
+# results are at most TASK_MAX_RESULTS workers' answers, a few kB each; 16 MiB is far above
+# any honest reply and bounds a miner's memory against a hostile or broken platform.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+
+
 # --- the client ---------------------------------------------------------------------------
 
 
@@ -352,7 +359,7 @@ class DojoAPI:
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-            transport=transport,
+            transport=capped(MAX_REPLY_BYTES, transport, name="the platform"),
             cookies=CookieJar(policy=_NoCookies()),
             headers={"accept": "application/json"},
             follow_redirects=False,
@@ -596,6 +603,9 @@ class DojoAPI:
             last = attempt + 1 >= attempts
             try:
                 response = await self._client.request(method, path, json=json, headers=headers)
+            except ResponseTooLarge as exc:
+                # Not retried: the same request would get the same reply.
+                raise BadResponse(f"{what}: {exc}") from exc
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if last or not is_transient(exc):

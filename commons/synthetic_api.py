@@ -67,6 +67,7 @@ from pydantic import (
 
 from commons.protocol import CONTENT_KINDS, CodeContent, CodeFile, Content
 from commons.retry import RetryPolicy, is_transient, retry_after
+from template.http_body import ResponseTooLarge, capped
 from template.validation import validation_messages
 
 __all__ = [
@@ -193,6 +194,12 @@ class SyntheticTaskSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+# The most a reply of the synthetic API may take, compressed and decoded (template.http_body).
+# A task is sent to miners whole and must fit their 1 MiB body cap; with its completions
+# before obfuscation and its ground truth it stays well under this.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+
+
 class SyntheticAPIClient:
     """Async client of ``dojo synthetic serve``.
 
@@ -217,7 +224,8 @@ class SyntheticAPIClient:
         self.retry = RetryPolicy(attempts=max_retries + 1, base_delay=backoff, max_delay=max_backoff)
         self._rng = random.Random()
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url, headers=headers, timeout=timeout,
+            transport=capped(MAX_REPLY_BYTES, transport, name="the synthetic API"),
         )
 
     async def __aenter__(self) -> SyntheticAPIClient:
@@ -259,6 +267,8 @@ class SyntheticAPIClient:
             after: float | None = None
             try:
                 response = await self._client.get(path)
+            except ResponseTooLarge as exc:
+                raise SyntheticAPIResponseError(f"{self.base_url}{path}: {exc}") from exc
             except httpx.TransportError as exc:
                 last_problem = f"{type(exc).__name__}: {exc}"
                 if not is_transient(exc):  # a malformed URL: no try mends it

@@ -163,7 +163,9 @@ class LabelStudioServer:
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            # Streamed and closed unread: only the status counts.
+            with httpx.stream("GET", f"{self.url}/health", timeout=2) as response:
+                return response.status_code == 200
         except httpx.HTTPError:
             return False
 

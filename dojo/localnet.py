@@ -661,8 +661,9 @@ class LocalNet:
             if not neuron.alive:
                 raise RuntimeError(f"the {neuron.name} process exited early; see {neuron.log_path}")
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
+                with httpx.stream("GET", url, timeout=2) as response:  # the status only; the body unread
+                    if response.status_code == 200:
+                        return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)

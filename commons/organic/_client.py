@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from commons.organic._errors import OrganicResponseError, OrganicUnavailable, refusal
 from commons.organic._models import TaskAccepted, TaskPage, TaskRequest, TaskView, Usage
 from commons.retry import RetryPolicy, is_transient, retry_after
+from template.http_body import ResponseTooLarge, capped
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -66,7 +67,12 @@ class OrganicClient:
         self.retry = retry
         self.max_response_bytes = max_response_bytes
         self._rng = random.Random()
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        # Capped in the transport too: it bounds the body after decompression, which the
+        # running count in _read alone cannot (one gzip chunk may inflate a thousandfold).
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout,
+            transport=capped(max_response_bytes, transport, name="the validator"),
+        )
 
     async def __aenter__(self) -> OrganicClient:
         return self
@@ -180,6 +186,8 @@ class OrganicClient:
                     raw = await self._read(response)
                 finally:
                     await response.aclose()
+            except ResponseTooLarge as exc:
+                raise OrganicResponseError(f"{method} {path}: {exc}") from exc
             except httpx.TransportError as exc:  # connection refused, reset, timed out
                 last = f"{type(exc).__name__}: {exc}"
                 if not is_transient(exc):  # a malformed URL: no try mends it

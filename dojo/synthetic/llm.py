@@ -33,6 +33,7 @@ from dojo.synthetic.backend import (
     Instruction,
     TaskBudget,
 )
+from template.http_body import ResponseTooLarge, capped
 from template.validation import dotted, validation_messages
 
 PROVIDERS: dict[str, tuple[str, str | None]] = {
@@ -108,6 +109,12 @@ class ChatError(GenerationError):
     """The endpoint kept failing or never gave a valid answer."""
 
 
+# The most an LLM endpoint's reply may take, compressed and decoded (template.http_body): a
+# chat answer is at most max_tokens, an image generation a few base64 images; an endpoint
+# that answers more is broken or hostile, and is refused rather than read.
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+
+
 class ChatClient:
     """A minimal OpenAI-compatible chat-completions client with validated JSON answers."""
 
@@ -118,7 +125,8 @@ class ChatClient:
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._client = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/"), headers=headers, transport=transport, timeout=settings.request_timeout
+            base_url=settings.base_url.rstrip("/"), headers=headers, timeout=settings.request_timeout,
+            transport=capped(MAX_REPLY_BYTES, transport, name=settings.base_url),
         )
 
     async def aclose(self) -> None:
@@ -148,6 +156,8 @@ class ChatClient:
             delay: float | None = None
             try:
                 response = await self._client.post("/chat/completions", json=body, timeout=timeout)
+            except ResponseTooLarge as exc:
+                raise ChatError(str(exc)) from exc
             except httpx.TimeoutException:
                 problem = f"no answer within {timeout:.1f}s"
             except httpx.TransportError as exc:
@@ -207,6 +217,8 @@ class ChatClient:
             delay: float | None = None
             try:
                 response = await self._client.post(path, json=body, timeout=timeout)
+            except ResponseTooLarge as exc:
+                raise ChatError(f"{what}: {exc}") from exc
             except httpx.TimeoutException:
                 problem = f"no answer within {timeout:.1f}s"
             except httpx.TransportError as exc:

@@ -31,7 +31,8 @@ from loguru import logger
 from dojo.workers._behaviours import Behaviour, parse_mix
 from dojo.workers._oracle import Oracle
 from dojo.workers._team import TeamStats
-from dojo.workers._worker import WorkerStats, _pause
+from dojo.workers._worker import MAX_REPLY_BYTES, WorkerStats, _pause
+from template.http_body import capped
 
 RANKER, LIST = "rank", "answers"
 
@@ -88,7 +89,11 @@ class LabelStudioAnnotator:
         return self.stats.name
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=self.timeout, follow_redirects=False)
+        # A reply over MAX_REPLY_BYTES raises ResponseTooLarge, an httpx.HTTPError: counted as an error.
+        return httpx.AsyncClient(
+            base_url=self.url, timeout=self.timeout, follow_redirects=False,
+            transport=capped(MAX_REPLY_BYTES, name="Label Studio"),
+        )
 
     def _auth(self) -> dict[str, str]:
         assert self.token is not None, "join first"

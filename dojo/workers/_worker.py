@@ -41,10 +41,14 @@ from commons.platform_contract import CSRF_HEADER, WORKER_COOKIE
 from commons.retry import RetryPolicy, is_transient, retry_after
 from dojo.workers._behaviours import Behaviour, UnsupportedTask, result_data
 from dojo.workers._oracle import Oracle
+from template.http_body import ResponseTooLarge, capped
 
 SUBMIT_ATTEMPTS = 4
 LOGIN_ATTEMPTS = 3
 BACKOFF = RetryPolicy(base_delay=0.5, max_delay=8.0, jitter=0.5)
+# The most a platform reply may take, compressed and decoded (template.http_body): a page or
+# a task with its completions is far under it; over it is an error, retried like a lost connection.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
 _CSRF_FIELD = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -152,7 +156,8 @@ class SimulatedWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Join, then work until ``stop`` is set or the worker cannot go on."""
         async with httpx.AsyncClient(
-            base_url=self.platform_url, timeout=self.timeout, headers={"accept": "application/json"}
+            base_url=self.platform_url, timeout=self.timeout, headers={"accept": "application/json"},
+            transport=capped(MAX_REPLY_BYTES, name="the platform"),
         ) as client:
             if await self._join(client, stop):
                 await self._work(client, stop)
@@ -184,8 +189,8 @@ class SimulatedWorker:
             try:
                 sent = {**self._headers(client, method), **(headers or {})}
                 response = await client.request(method, path, headers=sent, **kwargs)
-            except httpx.TransportError as exc:
-                if not is_transient(exc):  # a malformed platform URL: no try mends it
+            except (httpx.TransportError, ResponseTooLarge) as exc:
+                if isinstance(exc, httpx.TransportError) and not is_transient(exc):  # a malformed platform URL
                     raise
                 wait, reason = BACKOFF.delay(attempt, self._backoff_rng), f"{type(exc).__name__}: {exc}"
                 self.stats.errors += 1

@@ -57,6 +57,7 @@ from dojo.miner.backends._base import (
     WorkerBackend,
     content_kind,
 )
+from template.http_body import ResponseTooLarge, capped
 
 T = TypeVar("T")
 
@@ -86,6 +87,10 @@ WEBHOOK_PATH = "/label-studio/webhook"
 # 503 it can retry, within the endpoint's 30 s handler timeout.
 CALL_DEADLINE = 25.0
 CALL_TIMEOUT = 10.0
+# The most a Label Studio reply may take, compressed and decoded (template.http_body). The SDK
+# reads every body whole; it is given an httpx client whose transport caps them. A task's
+# annotations or a project's listing are far under it.
+MAX_REPLY_BYTES = 16 * 1024 * 1024
 KINDS = ("code", "text", "dialogue")
 
 
@@ -207,7 +212,13 @@ class LabelStudioBackend(WorkerBackend):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from label_studio_sdk import AsyncLabelStudio
 
-            self.client = AsyncLabelStudio(base_url=self.url, api_key=self.api_key, timeout=timeout)
+            self.client = AsyncLabelStudio(
+                base_url=self.url, api_key=self.api_key, timeout=timeout,
+                httpx_client=httpx.AsyncClient(
+                    timeout=timeout, follow_redirects=True,
+                    transport=capped(MAX_REPLY_BYTES, name="Label Studio"),
+                ),
+            )
         self._projects: dict[str, int] = {}
         self._project_lock = asyncio.Lock()
         self._webhook_server: Any = None
@@ -250,6 +261,8 @@ class LabelStudioBackend(WorkerBackend):
                 f"Label Studio at {self.url} did not finish {what} within {CALL_DEADLINE:g} s; "
                 "check that it runs and is not overloaded"
             ) from exc
+        except ResponseTooLarge as exc:
+            raise BackendBroken(f"Label Studio at {self.url}: {exc}") from exc
         except httpx.TransportError as exc:
             raise BackendUnavailable(
                 f"Label Studio at {self.url} did not answer {what} ({type(exc).__name__}: {exc}); "

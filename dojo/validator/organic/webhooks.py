@@ -147,7 +147,8 @@ class WebhookSender:
             response = await self._http.send(request, stream=True)
             try:
                 read = 0
-                async for chunk in response.aiter_bytes():
+                # Raw: the reply is only drained, never decoded, so a compressed one cannot inflate.
+                async for chunk in response.aiter_raw():
                     read += len(chunk)
                     if read > MAX_REPLY_BYTES:
                         break
