@@ -53,10 +53,11 @@ from pydantic.alias_generators import to_camel
 
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
 from commons.retry import RetryPolicy, is_transient, retry_after
-from template.http_body import ResponseTooLarge, capped
+from template import http_body
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_REPLY_BYTES",
     "AuthRejected",
     "BadResponse",
     "Challenge",
@@ -359,7 +360,7 @@ class DojoAPI:
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
-            transport=capped(MAX_REPLY_BYTES, transport, name="the platform"),
+            transport=http_body.capped(MAX_REPLY_BYTES, transport, name="the platform"),
             cookies=CookieJar(policy=_NoCookies()),
             headers={"accept": "application/json"},
             follow_redirects=False,
@@ -603,7 +604,7 @@ class DojoAPI:
             last = attempt + 1 >= attempts
             try:
                 response = await self._client.request(method, path, json=json, headers=headers)
-            except ResponseTooLarge as exc:
+            except http_body.ResponseTooLarge as exc:
                 # Not retried: the same request would get the same reply.
                 raise BadResponse(f"{what}: {exc}") from exc
             except httpx.TransportError as exc:

@@ -187,7 +187,9 @@ class OrganicClient:
                 finally:
                     await response.aclose()
             except ResponseTooLarge as exc:
-                raise OrganicResponseError(f"{method} {path}: {exc}") from exc
+                raise OrganicResponseError(
+                    f"{method} {path}: the answer is over the {self.max_response_bytes} bytes read ({exc})"
+                ) from exc
             except httpx.TransportError as exc:  # connection refused, reset, timed out
                 last = f"{type(exc).__name__}: {exc}"
                 if not is_transient(exc):  # a malformed URL: no try mends it
