@@ -21,7 +21,9 @@ Two adapters:
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 
 import httpx
@@ -49,6 +51,64 @@ class BodyUndecodable(BodyRefused):
 
 class ResponseTooLarge(httpx.DecodingError):
     """:class:`BodyRefused`, as httpx clients see it (an ``httpx.DecodingError``)."""
+
+
+def reservation(limit: int, content_encoding: str | None, content_length: str | None) -> int:
+    """What a body may come to hold, from its headers: its declared length when it is not
+    encoded, otherwise its cap (a compressed body's length says nothing of its decoded size)."""
+    if not _codings_named(content_encoding) and content_length is not None and content_length.isdigit():
+        return min(int(content_length), limit)
+    return limit
+
+
+class ByteBudget:
+    """The bytes that bodies being read may hold together, across many concurrent reads.
+
+    A cap per reply bounds one reply; with hundreds read at once, it is the sum that must stay
+    small. A reader takes its :func:`reservation` before reading and gives it back once done
+    with the body. A reader that does not fit waits; any waiter that fits is served when bytes
+    come back (not first come first served: a small honest reply does not queue behind a
+    large one). A reservation over the whole budget is cut to the budget.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def take(self, n: int) -> int:
+        """Wait for ``n`` bytes (at most the budget); returns what was taken, for :meth:`give`."""
+        n = min(n, self.total)
+        if self.free >= n:
+            self.free -= n
+            return n
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give(n)  # granted as it was cancelled: hand it on
+            else:
+                self._waiters.remove(entry)
+            raise
+        return n
+
+    def give(self, n: int) -> None:
+        self.free += n
+        for entry in list(self._waiters):
+            size, waiter = entry
+            if waiter.done():
+                self._waiters.remove(entry)
+            elif size <= self.free:
+                self._waiters.remove(entry)
+                self.free -= size
+                waiter.set_result(None)
+
+
+def _codings_named(content_encoding: str | None) -> bool:
+    return any(c.strip().lower() not in ("", "identity") for c in (content_encoding or "").split(","))
 
 
 def _codings(content_encoding: str | None) -> list[str]:

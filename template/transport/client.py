@@ -17,7 +17,11 @@ in memory. The cap is the reply model's ``max_reply_bytes`` (``commons.protocol`
 message from the protocol's own caps: a heartbeat reply 4 KiB, a feedback reply 4 KiB, a task
 result reply what 1 000 results of the largest allowed size take, twice over), or
 ``DEFAULT_MAX_REPLY_BYTES`` for a model without one. An error reply (3xx to 5xx) is read up to
-``ERROR_BODY_BYTES`` and the rest dropped.
+``ERROR_BODY_BYTES`` and the rest dropped. The replies read at once share a budget,
+``max_buffered_bytes`` (``MAX_BUFFERED_BYTES``, 64 MiB): each takes its share (its declared
+length, or its cap when compressed or undeclared) before it is read and gives it back once
+parsed, so 256 miners answering near their cap at once cost 64 MiB, not 2.8 GB; a reply that
+does not fit waits, within its call's timeout.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from bittensor.wallets import CRYPTO_TYPE_NAMES
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
-from template.http_body import ACCEPT_ENCODING, BodyRefused, BodyTooLarge, read_capped
+from template.http_body import (
+    ACCEPT_ENCODING,
+    BodyRefused,
+    BodyTooLarge,
+    ByteBudget,
+    read_capped,
+    reservation,
+)
 from template.validation import validation_detail
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
@@ -47,6 +58,9 @@ ReplyT = TypeVar("ReplyT", bound=BaseModel)
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024
 # What is read of an error reply; only its start is shown.
 ERROR_BODY_BYTES = 16 * 1024
+# What the replies being read at once may hold together (ByteBudget): a fan-out to 256 miners
+# whose task result replies are each near their 11 MiB cap must not hold 2.8 GB.
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 
 
 def reply_cap(reply_model: type[BaseModel]) -> int:
@@ -96,7 +110,14 @@ class SignedClient:
     Use as ``async with SignedClient(wallet.hotkey) as client: ...`` or call :meth:`close`.
     """
 
-    def __init__(self, keypair: Any, *, timeout: float = 12.0, max_concurrency: int = 256):
+    def __init__(
+        self,
+        keypair: Any,
+        *,
+        timeout: float = 12.0,
+        max_concurrency: int = 256,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+    ):
         self.keypair = keypair
         # Resolved once: bt.http_auth.sign resolves the signer on every call, and its
         # Protocol isinstance checks cost as much as the signature itself.
@@ -106,6 +127,8 @@ class SignedClient:
         self.max_concurrency = max_concurrency
         self._session: aiohttp.ClientSession | None = None
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        # A reply waits for its share before it is read, and gives it back once parsed.
+        self.budget = ByteBudget(max_buffered_bytes)
 
     async def __aenter__(self) -> SignedClient:
         return self
@@ -179,71 +202,83 @@ class SignedClient:
             body = request.model_dump_json().encode()
         started = time.perf_counter()
         limit = self.timeout if timeout is None else timeout
-        async with self._semaphore:
-            # Sign inside the semaphore so the nonce is fresh when the request leaves.
-            headers = self.sign(path, body, target.hotkey)
-            headers["Content-Type"] = "application/json"
-            headers["Accept-Encoding"] = ACCEPT_ENCODING
-            try:
-                async with self._session_for_loop().post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=limit),
-                ) as response:
-                    status_code = response.status
-                    ok = status_code < 300
-                    raw = await read_capped(
-                        response.content.iter_chunked(64 * 1024),
-                        cap if ok else ERROR_BODY_BYTES,
-                        content_encoding=response.headers.get("Content-Encoding"),
-                        content_length=response.headers.get("Content-Length"),
-                        what=f"the reply to {type(request).__name__}",
-                        truncate=not ok,
-                    )
-            except BodyRefused as exc:
-                # Leaving the ``async with`` early closes the connection: the rest is never read.
-                return Outcome(
-                    target,
-                    Status.TOO_LARGE,
-                    http_status=status_code,
-                    detail=str(exc) if isinstance(exc, BodyTooLarge) else f"refused: {exc}",
-                    elapsed=time.perf_counter() - started,
-                )
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                return Outcome(
-                    target,
-                    Status.TIMEOUT,
-                    detail=f"no reply within {limit:g}s",
-                    elapsed=time.perf_counter() - started,
-                )
-            except (aiohttp.ClientError, OSError) as exc:
-                return Outcome(
-                    target,
-                    Status.REFUSED,
-                    detail=f"{type(exc).__name__}: {exc}",
-                    elapsed=time.perf_counter() - started,
-                )
-        elapsed = time.perf_counter() - started
-        if status_code >= 300:
-            return Outcome(
-                target,
-                _status_for(status_code),
-                http_status=status_code,
-                detail=_detail(raw),
-                elapsed=elapsed,
-            )
+        held = 0  # bytes of the budget this reply holds, from before it is read until it is parsed
         try:
-            reply = reply_model.model_validate_json(raw)
-        except ValidationError as exc:
-            return Outcome(
-                target,
-                Status.INVALID_REPLY,
-                http_status=status_code,
-                detail=validation_detail(exc, limit=3),  # the fields and the reasons
-                elapsed=elapsed,
-            )
-        return Outcome(target, Status.OK, reply=reply, http_status=status_code, elapsed=elapsed)
+            async with self._semaphore:
+                # Sign inside the semaphore so the nonce is fresh when the request leaves.
+                headers = self.sign(path, body, target.hotkey)
+                headers["Content-Type"] = "application/json"
+                headers["Accept-Encoding"] = ACCEPT_ENCODING
+                status_code: int | None = None
+                try:
+                    async with self._session_for_loop().post(
+                        url,
+                        data=body,
+                        headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=limit),
+                    ) as response:
+                        status_code = response.status
+                        ok = status_code < 300
+                        read_cap = cap if ok else ERROR_BODY_BYTES
+                        encoding = response.headers.get("Content-Encoding")
+                        length = response.headers.get("Content-Length")
+                        # aiohttp's timeout covers the reads, not this wait: give it what is left.
+                        left = max(0.0, limit - (time.perf_counter() - started))
+                        held = await asyncio.wait_for(self.budget.take(reservation(read_cap, encoding, length)), left)
+                        raw = await read_capped(
+                            response.content.iter_chunked(64 * 1024),
+                            read_cap,
+                            content_encoding=encoding,
+                            content_length=length,
+                            what=f"the reply to {type(request).__name__}",
+                            truncate=not ok,
+                        )
+                except BodyRefused as exc:
+                    # Leaving the ``async with`` early closes the connection: the rest is never read.
+                    return Outcome(
+                        target,
+                        Status.TOO_LARGE,
+                        http_status=status_code,
+                        detail=str(exc) if isinstance(exc, BodyTooLarge) else f"refused: {exc}",
+                        elapsed=time.perf_counter() - started,
+                    )
+                except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                    return Outcome(
+                        target,
+                        Status.TIMEOUT,
+                        detail=f"no reply within {limit:g}s",
+                        elapsed=time.perf_counter() - started,
+                    )
+                except (aiohttp.ClientError, OSError) as exc:
+                    return Outcome(
+                        target,
+                        Status.REFUSED,
+                        detail=f"{type(exc).__name__}: {exc}",
+                        elapsed=time.perf_counter() - started,
+                    )
+            elapsed = time.perf_counter() - started
+            if status_code >= 300:
+                return Outcome(
+                    target,
+                    _status_for(status_code),
+                    http_status=status_code,
+                    detail=_detail(raw),
+                    elapsed=elapsed,
+                )
+            try:
+                reply = reply_model.model_validate_json(raw)
+            except ValidationError as exc:
+                return Outcome(
+                    target,
+                    Status.INVALID_REPLY,
+                    http_status=status_code,
+                    detail=validation_detail(exc, limit=3),  # the fields and the reasons
+                    elapsed=elapsed,
+                )
+            return Outcome(target, Status.OK, reply=reply, http_status=status_code, elapsed=elapsed)
+        finally:
+            if held:
+                self.budget.give(held)
 
     async def fanout(
         self,

@@ -8,6 +8,7 @@ after resetting the peak (``/proc/self/clear_refs``), so the figure is the call'
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
@@ -23,9 +24,9 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
 )
-from template.http_body import BodyTooLarge, BodyUndecodable, CappedBody, read_capped
+from template.http_body import BodyTooLarge, BodyUndecodable, ByteBudget, CappedBody, read_capped
 from template.transport import SignedClient, Status, Target
-from tests.hostile_miner import HostileMiner
+from tests.hostile_miner import HostileMiner, PeakRss
 
 MiB = 1024 * 1024
 # What a refused reply may add to the peak: its cap (11 MiB for a task result) and the
@@ -177,3 +178,40 @@ def test_a_capped_body_never_decodes_much_past_its_cap():
     finally:
         tracemalloc.stop()
     assert peak < 1 * MiB, f"{peak} bytes allocated to refuse a 50 MiB bomb with a 200 kB cap"
+
+
+async def test_replies_read_at_once_hold_no_more_than_the_clients_budget_together(make_wallet, miner):
+    # Eight miners each answer a valid task result reply of 10 MiB (padding within the 11 MiB
+    # cap), all at once. Read side by side they would hold 80 MiB; the budget is 24 MiB.
+    miners = [await miner("flood_results", flood_bytes=10 * MiB) for _ in range(8)]
+    targets = [Target(m.hotkey, m.url) for m in miners]
+    budget = 24 * MiB
+    async with SignedClient(make_wallet().hotkey, timeout=60, max_buffered_bytes=budget) as client:
+        with PeakRss() as peak:
+            outcomes = await client.fanout(targets, TaskResultRequest(request_id="r1"), TaskResultReply)
+        assert client.budget.free == budget  # every reservation given back
+    assert [o.status for o in outcomes] == [Status.OK] * 8, [o.detail for o in outcomes]
+    if not peak.available:
+        pytest.skip("the peak resident size cannot be reset here")
+    assert peak.grew < 56 * MiB, f"the peak grew by {peak.grew / MiB:.0f} MiB"
+
+
+async def test_a_byte_budget_serves_any_waiter_that_fits_and_survives_cancellation():
+    budget = ByteBudget(100)
+    assert await budget.take(80) == 80
+    big = asyncio.ensure_future(budget.take(50))  # does not fit: waits
+    small = asyncio.ensure_future(budget.take(20))  # fits beside the 80: not queued behind the 50
+    assert await asyncio.wait_for(small, 5) == 20
+    assert not big.done()
+    budget.give(20)
+    budget.give(80)
+    assert await asyncio.wait_for(big, 5) == 50
+    assert budget.free == 50
+    waiting = asyncio.ensure_future(budget.take(60))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    budget.give(50)
+    assert budget.free == 100
+    assert await budget.take(1_000) == 100  # more than the budget: cut to it
