@@ -81,15 +81,23 @@ def _serve_miners(specs: list[tuple[int, str, int]], bomb_bytes: int, flood_byte
         miners = []
         for index, behaviour, port in specs:
             miner = HostileMiner(
-                SimpleNamespace(hotkey=miner_key(index)), behaviour, bomb_bytes=bomb_bytes,
-                flood_bytes=flood_bytes, seed=index,
+                SimpleNamespace(hotkey=miner_key(index)),
+                behaviour,
+                bomb_bytes=bomb_bytes,
+                flood_bytes=flood_bytes,
+                seed=index,
             )
             miner.port, miner.url = port, f"http://127.0.0.1:{port}"
             await miner.start()
             miners.append(miner)
         conn.send("ready")
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until the parent says stop
-        conn.send({m.behaviour + f"#{i}": {"calls": m.calls, "bytes_sent": m.bytes_sent} for i, m in enumerate(miners)})
+        conn.send(
+            {
+                m.behaviour + f"#{i}": {"calls": m.calls, "bytes_sent": m.bytes_sent}
+                for i, m in enumerate(miners)
+            }
+        )
         for miner in miners:
             await miner.stop()
 
@@ -180,17 +188,25 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         if not parent.poll(60) or parent.recv() != "ready":
             raise RuntimeError("the miners did not start")
         settings = {
-            "--netuid": str(NETUID), "--subtensor.network": str(root / "chain"),
-            "--wallet.name": "validator", "--wallet.path": str(root / "wallets"),
-            "--axon.ip": "127.0.0.1", "--axon.port": str(free_port()),
-            "--neuron.data_dir": str(root / "validator"), "--neuron.timeout": str(args.timeout),
+            "--netuid": str(NETUID),
+            "--subtensor.network": str(root / "chain"),
+            "--wallet.name": "validator",
+            "--wallet.path": str(root / "wallets"),
+            "--axon.ip": "127.0.0.1",
+            "--axon.port": str(free_port()),
+            "--neuron.data_dir": str(root / "validator"),
+            "--neuron.timeout": str(args.timeout),
             "--neuron.heartbeat_interval": str(args.heartbeat_interval),
             "--neuron.task_interval": str(args.task_interval),
-            "--neuron.task_deadline": str(args.deadline), "--neuron.collection_grace": str(args.grace),
-            "--neuron.sample_size": str(len(behaviours)), "--neuron.epoch_length": "5",
+            "--neuron.task_deadline": str(args.deadline),
+            "--neuron.collection_grace": str(args.grace),
+            "--neuron.sample_size": str(len(behaviours)),
+            "--neuron.epoch_length": "5",
             "--wandb.off": "true",
         }
-        config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None)
+        config = resolve(
+            ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None
+        )
         neuron = ValidatorNeuron(config, chain=LocalChain(root / "chain", NETUID))
         cadence = Cadence()
         cadence.wrap(neuron, "heartbeat_round")
@@ -219,7 +235,8 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             outcomes.setdefault(behaviour_of.get(row.miner_hotkey, "?"), Counter())[status] += 1
         details = {
             behaviour_of.get(row.miner_hotkey, "?"): (row.collect_detail or "")[:160]
-            for row in rows if row.collect_detail
+            for row in rows
+            if row.collect_detail
         }
     finally:
         if process.is_alive():
@@ -243,7 +260,10 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "outcomes": {b: dict(c) for b, c in sorted(outcomes.items())},
         "details": details,
         "miner_side": miners,
-        "targets": {"rss_mb": TARGET_RSS_MB, "heartbeat_interval_max_s": args.heartbeat_interval + args.timeout + 1.0},
+        "targets": {
+            "rss_mb": TARGET_RSS_MB,
+            "heartbeat_interval_max_s": args.heartbeat_interval + args.timeout + 1.0,
+        },
         "targets_met": peak < TARGET_RSS_MB and kept,
     }
 
@@ -271,11 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dojo-hostile-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     print(f"{result['seconds']:.0f} s, miners {result['miners']}")
-    print(f"validator RSS: baseline {result['rss_baseline_mb']} MB, peak {result['rss_peak_mb']} MB "
-          f"(target < {TARGET_RSS_MB:.0f}), sampled max {result['rss_max_sampled_mb']} MB")
+    print(
+        f"validator RSS: baseline {result['rss_baseline_mb']} MB, peak {result['rss_peak_mb']} MB "
+        f"(target < {TARGET_RSS_MB:.0f}), sampled max {result['rss_max_sampled_mb']} MB"
+    )
     hb = result["heartbeat"]
-    print(f"heartbeat rounds: {hb['count']}, every {hb['interval_mean_s']} s (max {hb['interval_max_s']} s, "
-          f"set {args.heartbeat_interval} s), each {hb['length_mean_s']} s (max {hb['length_max_s']} s)")
+    print(
+        f"heartbeat rounds: {hb['count']}, every {hb['interval_mean_s']} s (max {hb['interval_max_s']} s, "
+        f"set {args.heartbeat_interval} s), each {hb['length_mean_s']} s (max {hb['length_max_s']} s)"
+    )
     co = result["collection"]
     print(f"collection passes: {co['count']}, each {co['length_mean_s']} s (max {co['length_max_s']} s)")
     print(f"event loop lag max {result['loop_lag_max_s']} s")

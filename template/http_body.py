@@ -275,7 +275,9 @@ class CappedTransport(httpx.AsyncBaseTransport):
     ``name`` names the peer in the error (``"the worker platform"``).
     """
 
-    def __init__(self, limit: int, inner: httpx.AsyncBaseTransport | None = None, *, name: str = "the server") -> None:
+    def __init__(
+        self, limit: int, inner: httpx.AsyncBaseTransport | None = None, *, name: str = "the server"
+    ) -> None:
         self.limit = limit
         self.name = name
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
@@ -291,7 +293,9 @@ class CappedTransport(httpx.AsyncBaseTransport):
             await response.aclose()
             raise ResponseTooLarge(str(exc), request=request) from exc
         headers = [
-            (k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length")
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length")
         ]
         assert isinstance(response.stream, httpx.AsyncByteStream)
         return httpx.Response(
@@ -306,6 +310,8 @@ class CappedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def capped(limit: int, inner: httpx.AsyncBaseTransport | None = None, *, name: str = "the server") -> CappedTransport:
+def capped(
+    limit: int, inner: httpx.AsyncBaseTransport | None = None, *, name: str = "the server"
+) -> CappedTransport:
     """``inner`` (or the default transport) with every response body capped at ``limit`` bytes."""
     return CappedTransport(limit, inner, name=name)

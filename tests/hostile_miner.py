@@ -124,8 +124,12 @@ class HostileMiner:
         body = await request.read()
         try:
             bt.http_auth.verify(
-                dict(request.headers), body, method="POST", path=request.path_qs,
-                self_hotkey_ss58=self.hotkey, nonce_store=self._nonces,
+                dict(request.headers),
+                body,
+                method="POST",
+                path=request.path_qs,
+                self_hotkey_ss58=self.hotkey,
+                nonce_store=self._nonces,
             )
         except bt.http_auth.AuthError as exc:
             self.refused_signatures += 1
@@ -162,8 +166,14 @@ class HostileMiner:
                 order = ids[:]
                 self._rng.shuffle(order)
                 worker = f"invented-{i}" if self.behaviour == "invented_workers" else f"w{i}"
-                results.append({"worker_id": worker, "criteria_type": "ranking",
-                                "values": {cid: float(r + 1) for r, cid in enumerate(order)}, "submitted_at": now})
+                results.append(
+                    {
+                        "worker_id": worker,
+                        "criteria_type": "ranking",
+                        "values": {cid: float(r + 1) for r, cid in enumerate(order)},
+                        "submitted_at": now,
+                    }
+                )
             return {"request_id": message["request_id"], "results": results}
         return {"ok": True}
 

@@ -70,7 +70,8 @@ class OrganicClient:
         # Capped in the transport too: it bounds the body after decompression, which the
         # running count in _read alone cannot (one gzip chunk may inflate a thousandfold).
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout,
+            base_url=self.base_url,
+            timeout=timeout,
             transport=capped(max_response_bytes, transport, name="the validator"),
         )
 

@@ -91,7 +91,9 @@ class LabelStudioAnnotator:
     def client(self) -> httpx.AsyncClient:
         # A reply over MAX_REPLY_BYTES raises ResponseTooLarge, an httpx.HTTPError: counted as an error.
         return httpx.AsyncClient(
-            base_url=self.url, timeout=self.timeout, follow_redirects=False,
+            base_url=self.url,
+            timeout=self.timeout,
+            follow_redirects=False,
             transport=capped(MAX_REPLY_BYTES, name="Label Studio"),
         )
 

@@ -156,7 +156,9 @@ class SimulatedWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Join, then work until ``stop`` is set or the worker cannot go on."""
         async with httpx.AsyncClient(
-            base_url=self.platform_url, timeout=self.timeout, headers={"accept": "application/json"},
+            base_url=self.platform_url,
+            timeout=self.timeout,
+            headers={"accept": "application/json"},
             transport=capped(MAX_REPLY_BYTES, name="the platform"),
         ) as client:
             if await self._join(client, stop):

@@ -140,7 +140,9 @@ class SignedClient:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0, ttl_dns_cache=300)
             # auto_decompress=False: bodies are decoded by read_capped, with a cap, never by aiohttp.
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False, auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, raise_for_status=False, auto_decompress=False
+            )
         return self._session
 
     def sign(self, path: str, body: bytes, receiver: str) -> dict[str, str]:
@@ -224,7 +226,9 @@ class SignedClient:
                         length = response.headers.get("Content-Length")
                         # aiohttp's timeout covers the reads, not this wait: give it what is left.
                         left = max(0.0, limit - (time.perf_counter() - started))
-                        held = await asyncio.wait_for(self.budget.take(reservation(read_cap, encoding, length)), left)
+                        held = await asyncio.wait_for(
+                            self.budget.take(reservation(read_cap, encoding, length)), left
+                        )
                         raw = await read_capped(
                             response.content.iter_chunked(64 * 1024),
                             read_cap,
@@ -295,7 +299,15 @@ class SignedClient:
         if isinstance(request, BaseModel):
             body = request.model_dump_json().encode()  # serialised once, signed per target
             calls = [
-                self.call(t, request, reply_model, timeout=timeout, body=body, query=query, max_reply_bytes=max_reply_bytes)
+                self.call(
+                    t,
+                    request,
+                    reply_model,
+                    timeout=timeout,
+                    body=body,
+                    query=query,
+                    max_reply_bytes=max_reply_bytes,
+                )
                 for t in targets
             ]
         else:

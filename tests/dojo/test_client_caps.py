@@ -41,7 +41,10 @@ def _bounded(peak: PeakRss) -> None:
 async def test_the_llm_client_refuses_a_gzip_bomb_without_retrying():
     async with BombServer() as bomb:
         chat = ChatClient(LLMSettings(base_url=bomb.url, api_key="k", max_retries=3))
-        with PeakRss() as peak, pytest.raises(ChatError, match=f"inflates \\(gzip\\) to more than {llm.MAX_REPLY_BYTES} bytes"):
+        with (
+            PeakRss() as peak,
+            pytest.raises(ChatError, match=f"inflates \\(gzip\\) to more than {llm.MAX_REPLY_BYTES} bytes"),
+        ):
             await chat.post_json("/embeddings", {"input": ["x"]}, None, "embeddings")
         await chat.aclose()
     _bounded(peak)
@@ -79,14 +82,19 @@ async def test_a_label_studio_annotator_counts_a_bombed_server_as_errors():
         annotator = LabelStudioAnnotator(bomb.url, Behaviour("honest"), name="a")
         stop = asyncio.Event()
         with PeakRss() as peak:
-            await asyncio.wait_for(asyncio.gather(annotator.run(stop), _errors_seen(annotator.stats, stop, 1)), 60)
+            await asyncio.wait_for(
+                asyncio.gather(annotator.run(stop), _errors_seen(annotator.stats, stop, 1)), 60
+            )
     _bounded(peak)
 
 
 async def test_the_label_studio_backend_refuses_a_bomb_through_the_sdk():
     async with BombServer() as bomb:
         backend = ls_backend.LabelStudioBackend(bomb.url, "token", miner_hotkey="5Miner")
-        with PeakRss() as peak, pytest.raises(BackendBroken, match=f"more than {ls_backend.MAX_REPLY_BYTES} bytes"):
+        with (
+            PeakRss() as peak,
+            pytest.raises(BackendBroken, match=f"more than {ls_backend.MAX_REPLY_BYTES} bytes"),
+        ):
             await backend.project("text", 3)
         await backend.aclose()
     _bounded(peak)

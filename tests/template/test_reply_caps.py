@@ -157,7 +157,9 @@ async def test_codings_not_asked_for_and_corrupt_streams_are_refused():
     text = b'{"ok": true}'
     assert await read_capped(_chunks(zlib.compress(text)), 100, content_encoding="deflate") == text
     raw = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-    assert await read_capped(_chunks(raw.compress(text) + raw.flush()), 100, content_encoding="deflate") == text
+    assert (
+        await read_capped(_chunks(raw.compress(text) + raw.flush()), 100, content_encoding="deflate") == text
+    )
     # Two codings, one over the other: each is undone, each within the cap.
     twice = zlib.compress(zlib.compress(b" " * 10_000))
     with pytest.raises(BodyTooLarge):

@@ -213,9 +213,12 @@ class LabelStudioBackend(WorkerBackend):
                 from label_studio_sdk import AsyncLabelStudio
 
             self.client = AsyncLabelStudio(
-                base_url=self.url, api_key=self.api_key, timeout=timeout,
+                base_url=self.url,
+                api_key=self.api_key,
+                timeout=timeout,
                 httpx_client=httpx.AsyncClient(
-                    timeout=timeout, follow_redirects=True,
+                    timeout=timeout,
+                    follow_redirects=True,
                     transport=capped(MAX_REPLY_BYTES, name="Label Studio"),
                 ),
             )

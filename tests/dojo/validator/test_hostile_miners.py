@@ -45,14 +45,22 @@ async def subnet(tmp_path: Path, make_wallet) -> AsyncIterator[Callable[..., Any
             chain.serve_axon(wallet, "127.0.0.1", miner.port)
             miners.append(miner)
         settings = {
-            "--netuid": str(NETUID), "--subtensor.network": str(tmp_path / "chain"),
-            "--wallet.name": "validator", "--wallet.path": str(tmp_path / "wallets"),
-            "--axon.ip": "127.0.0.1", "--axon.port": str(free_port()),
-            "--neuron.data_dir": str(tmp_path / "validator"), "--neuron.timeout": "10",
-            "--neuron.task_deadline": "1", "--neuron.collection_grace": "30", "--neuron.epoch_length": "1",
+            "--netuid": str(NETUID),
+            "--subtensor.network": str(tmp_path / "chain"),
+            "--wallet.name": "validator",
+            "--wallet.path": str(tmp_path / "wallets"),
+            "--axon.ip": "127.0.0.1",
+            "--axon.port": str(free_port()),
+            "--neuron.data_dir": str(tmp_path / "validator"),
+            "--neuron.timeout": "10",
+            "--neuron.task_deadline": "1",
+            "--neuron.collection_grace": "30",
+            "--neuron.epoch_length": "1",
             "--wandb.off": "true",
         }
-        config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None)
+        config = resolve(
+            ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None
+        )
         neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID))
         neurons.append(neuron)
         return neuron, miners
@@ -74,7 +82,9 @@ async def test_bombs_and_floods_are_the_miners_failure_and_the_validator_stays_s
         active = await neuron.heartbeat_round()
     if not heartbeat_peak.available:
         pytest.skip("the peak resident size cannot be reset here")
-    assert heartbeat_peak.grew < 32 * MiB, f"the heartbeat round's peak grew by {heartbeat_peak.grew / MiB:.0f} MiB"
+    assert heartbeat_peak.grew < 32 * MiB, (
+        f"the heartbeat round's peak grew by {heartbeat_peak.grew / MiB:.0f} MiB"
+    )
     assert uid[by_behaviour["bomb_heartbeat"].hotkey] not in active
     assert active == {uid[m.hotkey] for m in miners if m.behaviour != "bomb_heartbeat"}
 
