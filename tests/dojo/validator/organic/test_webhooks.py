@@ -24,6 +24,7 @@ from dojo.validator.organic.callbacks import CallbackGuard
 from dojo.validator.organic.store import NewOrganic, OrganicStore, record_organic_results
 from dojo.validator.organic.webhooks import WebhookSender
 from dojo.validator.store import TaskStore
+from tests.hostile_miner import BombServer, PeakRss
 
 FAST = RetryPolicy(attempts=12, base_delay=0.02, max_delay=0.05, jitter=0.2)
 
@@ -212,3 +213,18 @@ def test_a_signed_body_that_is_no_event_is_refused_naming_the_field():
     body = json.dumps({"type": "task.scored", "timestamp": "2026-10-21T07:28:00Z"}).encode()
     with pytest.raises(WebhookInvalid, match="not an event: data: Field required"):
         verify_webhook(secret, webhook_headers(secret, "msg_1", body), body)
+
+
+async def test_a_receiver_answering_a_gzip_bomb_is_drained_undecoded_and_the_webhook_delivered(store):
+    # The receiver's 200 counts; its body (1 GiB of whitespace in about 1 MiB of gzip) is read
+    # raw up to 64 KiB and dropped, never inflated.
+    async with BombServer() as bomb:
+        _scored_task(store, bomb.url + "/hooks/dojo")
+        sender = WebhookSender(store, CallbackGuard(allow_private=True, own_ports=set()), policy=FAST)
+        with PeakRss() as peak:
+            delivery = await _until_final(sender, store)
+        await sender.aclose()
+    assert delivery.status == "delivered" and delivery.last_status_code == 200 and bomb.requests == 1
+    if not peak.available:
+        pytest.skip("the peak resident size cannot be reset here")
+    assert peak.grew < 16 * 1024 * 1024, f"the peak grew by {peak.grew >> 20} MiB"
