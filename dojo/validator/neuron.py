@@ -882,7 +882,10 @@ def _obfuscated(content: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 def _transient(outcome: Outcome[Any]) -> bool:
     """Worth asking the miner again: no answer (timed out, refused) or a status
     :func:`commons.retry.is_transient` calls transient; a reply whose body did not parse
-    too, as a miner restarting mid-reply sends one."""
+    too, as a miner restarting mid-reply sends one. A reply over its cap is not: it is the
+    miner's doing, and asking again only invites the next one."""
+    if outcome.status is Status.TOO_LARGE:
+        return False
     if outcome.status in (Status.TIMEOUT, Status.REFUSED, Status.INVALID_REPLY):
         return True
     return outcome.http_status is not None and is_transient(outcome.http_status)
