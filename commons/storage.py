@@ -17,7 +17,7 @@ import sqlite3
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from alembic import command
@@ -33,6 +33,7 @@ from sqlalchemy.types import TypeDecorator
 from commons.protocol import utcnow  # re-exported: the one aware "now" of the neurons' databases
 
 __all__ = [
+    "READ_ONLY",
     "UTCDateTime",
     "run_migrations",
     "current_revision",
@@ -75,15 +76,37 @@ def database_url(url_or_path: str | Path) -> str:
     return value
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (see :func:`database_url`); a SQLite file's folder is created."""
+# An execution option: a transaction on an engine (or connection) given it begins with a
+# deferred ``BEGIN`` on SQLite, so it never takes the write lock nor waits for a writer.
+READ_ONLY = "dojo_read_only"
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+) -> Engine:
+    """An engine for ``url`` (see :func:`database_url`); a SQLite file's folder is created.
+
+    ``synchronous`` is SQLite's: ``FULL`` (the default) syncs the log at each commit, so a
+    commit survives a power cut; ``NORMAL`` syncs it at checkpoints only, so a commit
+    survives the process's crash but not the machine's (the platform's choice for its
+    write rate). ``engine.execution_options(**{READ_ONLY: True})`` gives the readers' engine.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout
+        )
     database = parsed.database or ""
+    pool: dict[str, Any] = {}
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -91,25 +114,39 @@ def make_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY, False) else "BEGIN IMMEDIATE")
 
     return engine
 
 
 def read_only_engine(url: str) -> Engine:
     """An engine that cannot write: a SQLite file opened ``mode=ro`` (no write lock, never
-    created), or a PostgreSQL database in read-only transactions. For the readers of a
-    database another process owns and migrates (the workers' oracle, the local net's view)."""
+    created), or a PostgreSQL database whose sessions are ``default_transaction_read_only``.
+    For the readers of a database another process owns and migrates (the workers' oracle,
+    the local net's view, the export).
+
+    A transaction on SQLite begins with a deferred ``BEGIN``, so the statements of one
+    transaction read one snapshot, and a reader never takes the write lock.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, execution_options={"postgresql_readonly": True})
+        # libpq's options, with those the URL gives (a search_path, say) kept
+        given = parsed.query.get("options", ())
+        options = " ".join([given] if isinstance(given, str) else list(given))
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=2,
+            max_overflow=3,
+            connect_args={"options": f"{options} -c default_transaction_read_only=on".strip()},
+        )
     database = parsed.database or ""
     if not database or database == ":memory:":
         raise ValueError(f"{url!r} names no database file; give the database's path or URL")
@@ -119,11 +156,18 @@ def read_only_engine(url: str) -> Engine:
 
     def connect() -> sqlite3.Connection:
         connection = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
+        connection.isolation_level = None  # the "begin" hook below issues BEGIN
         connection.execute("PRAGMA query_only=ON")
         return connection
 
     # No pool: a connection is cheap to open and none stays open between questions.
-    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
+    engine = create_engine("sqlite://", creator=connect, poolclass=NullPool)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def _config(script_location: Path) -> Config:

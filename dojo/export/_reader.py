@@ -31,8 +31,6 @@ from sqlalchemy import (
     Engine,
     and_,
     case,
-    create_engine,
-    event,
     func,
     inspect,
     literal,
@@ -44,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import Text
 
-from commons.storage import database_url
+from commons.storage import database_url, read_only_engine
 from dojo.export._records import MinerAnswer
 from dojo.validator.models import (
     Assignment,
@@ -96,32 +94,17 @@ class TaskRow:
 
 
 def open_engine(db: str | Path) -> Engine:
-    """An engine for reading the database at ``db`` (URL or SQLite path) without changing it."""
+    """An engine for reading the database at ``db`` (URL or SQLite path) that cannot change it
+    (:func:`commons.storage.read_only_engine`)."""
     url = database_url(db)
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0)
-    path = parsed.database or ""
-    if path in ("", ":memory:") or path.startswith("file:"):
-        raise ExportError(f"{db}: export reads a SQLite file or a PostgreSQL URL")
-    if not Path(path).is_file():
-        raise ExportError(f"no database at {path}; pass the validator's validator.sqlite or its DATABASE_URL")
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # the "begin" hook below issues BEGIN
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        # Deferred, not the store's IMMEDIATE: a reader must not take the write lock.
-        conn.exec_driver_sql("BEGIN")
-
-    return engine
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if path in ("", ":memory:") or path.startswith("file:"):
+            raise ExportError(f"{db}: export reads a SQLite file or a PostgreSQL URL")
+        if not Path(path).is_file():
+            raise ExportError(f"no database at {path}; pass the validator's validator.sqlite or its DATABASE_URL")
+    return read_only_engine(url)
 
 
 class Snapshot:

@@ -1,0 +1,122 @@
+"""``commons.storage``: the read-only engine cannot write nor create, and reads one snapshot
+per transaction; ``UTCDateTime`` reads the naive UTC a database holds as aware UTC."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from commons.storage import READ_ONLY, UTCDateTime, make_engine, read_only_engine
+from tests.dojo.platform._support import postgres_admin_url, postgres_schema
+
+metadata = sa.MetaData()
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with an ``events`` table holding one row written as naive UTC text,
+    as a database made before its times were aware holds it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+        yield _filled(url)
+        return
+    admin = postgres_admin_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL server accepts connections on 127.0.0.1:5432 (database test)")
+    with postgres_schema(admin) as url:
+        yield _filled(url)
+
+
+def _filled(url: str) -> str:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE events (id INTEGER PRIMARY KEY, at TIMESTAMP NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO events (id, at) VALUES (1, '2026-11-20 10:00:00.250000')"))
+    engine.dispose()
+    return url
+
+
+def test_naive_times_stored_before_read_back_as_aware_utc(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(events.insert().values(id=2, at=datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)))
+            read = dict(conn.execute(sa.select(events.c.id, events.c.at)).all())
+            stored = conn.execute(sa.text("SELECT CAST(at AS VARCHAR) FROM events WHERE id = 2")).scalar_one()
+        assert read == {
+            1: datetime(2026, 11, 20, 10, 0, 0, 250000, tzinfo=timezone.utc),
+            2: datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc),
+        }
+        assert stored.startswith("2026-11-20 12:00:00")  # naive UTC, as the rows before it
+        with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+            with engine.begin() as conn:
+                conn.execute(events.insert().values(id=3, at=datetime(2026, 11, 20, 12, 0)))
+    finally:
+        engine.dispose()
+
+
+def test_the_read_only_engine_reads_and_cannot_write(url: str) -> None:
+    engine = read_only_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one() == 1
+        with pytest.raises(DBAPIError, match="read.only|readonly"):
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO events (id, at) VALUES (5, '2026-11-20 10:00:00')"))
+    finally:
+        engine.dispose()
+    with make_engine(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 1
+
+
+def test_a_read_only_transaction_on_sqlite_reads_one_snapshot(tmp_path: Path) -> None:
+    url = _filled(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    reader = read_only_engine(url)
+    writer = make_engine(url)
+    try:
+        with reader.connect() as conn, conn.begin():
+            before = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+            with writer.begin() as write:  # not blocked by the reader
+                write.execute(sa.text("INSERT INTO events (id, at) VALUES (2, '2026-11-20 11:00:00')"))
+            assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == before == 1
+        with reader.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 2
+    finally:
+        reader.dispose()
+        writer.dispose()
+
+
+def test_the_read_only_engine_creates_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing.sqlite"
+    engine = read_only_engine(f"sqlite:///{path}")
+    with pytest.raises(DBAPIError):
+        with engine.connect():
+            pass
+    assert not path.exists()
+
+
+def test_make_engines_readers_do_not_take_the_write_lock(tmp_path: Path) -> None:
+    """A transaction on ``READ_ONLY`` begins deferred: it runs while a writer holds the lock."""
+    url = _filled(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    engine = make_engine(url)
+    holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with engine.execution_options(**{READ_ONLY: True}).begin() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
