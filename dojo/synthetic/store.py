@@ -11,7 +11,10 @@ Three tables:
 - ``instruction_embeddings``: the embedding of each accepted instruction under one model,
   so that the semantic filter does not ask the provider again after a restart.
 
-A database made before the ``kind`` columns existed gets them on open (its rows are code).
+The schema is migrated on open with Alembic (``dojo/synthetic/migrations``), as the
+validator's and the miner's databases are (:func:`commons.storage.migrate`); a store made
+before the migrations, with or without the ``kind`` columns, is adopted by the first
+revision with its rows (those made before content kinds hold code).
 
 ``SyntheticStore(":memory:")`` (or ``None``) gives a private in-memory database for
 in-process generation and benchmarks.
@@ -27,7 +30,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
+from commons.storage import migrate
 from commons.synthetic_api import SyntheticTask
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 metadata = sa.MetaData()
 
@@ -78,16 +84,7 @@ class SyntheticStore:
         # One connection for an in-memory database means one writer at a time; SQLite
         # files serialise writers themselves, the lock just spares them the busy wait.
         self._lock = threading.Lock()
-        metadata.create_all(self.engine)
-        self._add_kind_columns()
-
-    def _add_kind_columns(self) -> None:
-        """Tables made before content kinds existed hold code; they get the column."""
-        with self.engine.begin() as conn:
-            for table in ("instructions", "task_queue"):
-                columns = {c["name"] for c in sa.inspect(conn).get_columns(table)}
-                if "kind" not in columns:
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'code'")
+        migrate(self.engine, MIGRATIONS, label="synthetic")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Revisions of the synthetic service's database, oldest first."""
