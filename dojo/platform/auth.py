@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
+from commons.storage import utcnow
 from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
 from dojo.platform.models import (
     Invite,
@@ -38,7 +39,6 @@ from dojo.platform.models import (
     Subscription,
     Worker,
     WorkerSession,
-    naive_utcnow,
 )
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.schemas import iso
@@ -69,7 +69,7 @@ class OpenedSession:
 
 
 def _expiry(settings: PlatformSettings) -> datetime:
-    return (naive_utcnow() + timedelta(seconds=settings.nonce_ttl_seconds)).replace(microsecond=0)
+    return (utcnow() + timedelta(seconds=settings.nonce_ttl_seconds)).replace(microsecond=0)
 
 
 # --- miners ------------------------------------------------------------------------------------
@@ -130,9 +130,9 @@ def _consume_nonce(db: Session, kind: str, subject: str, nonce: str) -> None:
             LoginNonce.kind == kind,
             LoginNonce.subject == subject,
             LoginNonce.used_at.is_(None),
-            LoginNonce.expires_at > naive_utcnow(),
+            LoginNonce.expires_at > utcnow(),
         )
-        .values(used_at=naive_utcnow())
+        .values(used_at=utcnow())
     ).rowcount
     if consumed != 1:
         raise Unauthorized("this challenge was already used; request a new one")
@@ -149,7 +149,7 @@ def _live_nonce(db: Session, kind: str, subject: str, nonce: str | None) -> Logi
         raise Unauthorized("unknown challenge: request one first, then sign its message")
     if row.used_at is not None:
         raise Unauthorized("this challenge was already used; request a new one")
-    if row.expires_at <= naive_utcnow():
+    if row.expires_at <= utcnow():
         raise Unauthorized("this challenge has expired; request a new one")
     return row
 
@@ -176,7 +176,7 @@ def open_miner_session(
         db.add(miner)
         db.flush()
     token = new_secret(MINER_TOKEN_PREFIX)
-    expires_at = (naive_utcnow() + timedelta(seconds=settings.miner_session_ttl_seconds)).replace(microsecond=0)
+    expires_at = (utcnow() + timedelta(seconds=settings.miner_session_ttl_seconds)).replace(microsecond=0)
     db.add(MinerSession(token_hash=hash_secret(token), miner_id=miner.id, expires_at=expires_at))
     logger.info("miner {} logged in", hotkey)
     return OpenedSession(token, expires_at)
@@ -188,13 +188,13 @@ def miner_for_token(db: Session, token: str) -> Miner | None:
     return db.scalar(
         select(Miner)
         .join(MinerSession, MinerSession.miner_id == Miner.id)
-        .where(MinerSession.token_hash == hash_secret(token), MinerSession.expires_at > naive_utcnow())
+        .where(MinerSession.token_hash == hash_secret(token), MinerSession.expires_at > utcnow())
     )
 
 
 def end_miner_session(db: Session, token: str) -> None:
     db.execute(
-        update(MinerSession).where(MinerSession.token_hash == hash_secret(token)).values(expires_at=naive_utcnow())
+        update(MinerSession).where(MinerSession.token_hash == hash_secret(token)).values(expires_at=utcnow())
     )
 
 
@@ -245,7 +245,7 @@ def _new_worker(db: Session, address: str | None = None) -> Worker:
 
 def open_worker_session_for(db: Session, settings: PlatformSettings, worker: Worker) -> OpenedSession:
     token = new_secret(WORKER_TOKEN_PREFIX)
-    expires_at = (naive_utcnow() + timedelta(seconds=settings.worker_session_ttl_seconds)).replace(microsecond=0)
+    expires_at = (utcnow() + timedelta(seconds=settings.worker_session_ttl_seconds)).replace(microsecond=0)
     db.add(WorkerSession(token_hash=hash_secret(token), worker_id=worker.id, expires_at=expires_at))
     return OpenedSession(token, expires_at)
 
@@ -276,7 +276,7 @@ def worker_for_token(db: Session, token: str) -> Worker | None:
     return db.scalar(
         select(Worker)
         .join(WorkerSession, WorkerSession.worker_id == Worker.id)
-        .where(WorkerSession.token_hash == hash_secret(token), WorkerSession.expires_at > naive_utcnow())
+        .where(WorkerSession.token_hash == hash_secret(token), WorkerSession.expires_at > utcnow())
     )
 
 
@@ -284,7 +284,7 @@ def end_worker_session(db: Session, token: str) -> None:
     db.execute(
         update(WorkerSession)
         .where(WorkerSession.token_hash == hash_secret(token))
-        .values(expires_at=naive_utcnow())
+        .values(expires_at=utcnow())
     )
 
 
@@ -344,7 +344,7 @@ def create_invite(db: Session, settings: PlatformSettings, miner_hotkey: str) ->
     """A one-time link that logs a new worker in (no wallet) and subscribes them to the miner."""
     miner = get_or_create_miner(db, miner_hotkey)
     token = new_secret(INVITE_PREFIX)
-    expires_at = naive_utcnow() + timedelta(seconds=settings.invite_ttl_seconds)
+    expires_at = utcnow() + timedelta(seconds=settings.invite_ttl_seconds)
     db.add(Invite(token_hash=hash_secret(token), miner_id=miner.id, expires_at=expires_at))
     return f"{settings.base_url}/invite/{token}"
 
@@ -367,7 +367,7 @@ def look_at_invite(db: Session, token: str) -> tuple[Miner, datetime]:
     invite = _invite(db, token)
     if invite.revoked_at is not None:
         raise Gone(_INVITE_REVOKED)
-    if invite.used_at is not None or invite.expires_at <= naive_utcnow():
+    if invite.used_at is not None or invite.expires_at <= utcnow():
         raise Gone(_INVITE_SPENT)
     miner = db.get(Miner, invite.miner_id)
     assert miner is not None
@@ -383,7 +383,7 @@ def accept_invite(
     recovery code (to show once: the way back to this worker after logging out).
     """
     invite = _invite(db, token)
-    now = naive_utcnow()
+    now = utcnow()
     used = db.execute(
         update(Invite)
         .where(

@@ -15,16 +15,17 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, defer
 
+from commons.storage import utcnow
 from dojo.platform.agreement import MULTI_SCORE, RANKING, agreements, answer_row, answer_values, criterion
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Invalid
-from dojo.platform.models import Flag, Miner, Result, Task, Worker, naive_utcnow
+from dojo.platform.models import Flag, Miner, Result, Task, Worker
 from dojo.platform.subscriptions import PROMPT_START, task_status
 
 PAGE_SIZE = 25
@@ -50,15 +51,16 @@ class TaskFilter:
         elif self.state == "expired":
             clauses += [Task.num_results < Task.max_results, Task.expire_at <= now]
         if self.since is not None:
-            clauses.append(Task.created_at >= datetime.combine(self.since, time()))
+            clauses.append(Task.created_at >= datetime.combine(self.since, time(tzinfo=timezone.utc)))
         if self.until is not None:
-            clauses.append(Task.created_at < datetime.combine(self.until + timedelta(days=1), time()))
+            clauses.append(Task.created_at < datetime.combine(self.until + timedelta(days=1), time(tzinfo=timezone.utc)))
         return clauses
 
 
 def encode_cursor(task: Task) -> str:
     """The cursor of the page after ``task``: its creation time and id, URL-safe."""
-    raw = f"{task.created_at.isoformat()}|{task.id}".encode()
+    # The time in UTC without its zone, as cursors have always carried it.
+    raw = f"{task.created_at.astimezone(timezone.utc).replace(tzinfo=None).isoformat()}|{task.id}".encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -66,7 +68,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, task_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), task_id
+        when = datetime.fromisoformat(created)
+        return (when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when), task_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Invalid(
             "cursor is not one this dashboard gave: start from the first page (no cursor)"
@@ -173,7 +176,7 @@ def miner_dashboard(
     """A page of the miner's tasks, newest first, with answers, flags and agreement; and
     totals over all its tasks."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    now = naive_utcnow()
+    now = utcnow()
     matching_where = [Task.miner_id == miner.id, *(filters or TaskFilter()).where(now)]
     query = (
         select(Task, func.substr(Task.prompt, 1, PROMPT_START))

@@ -31,12 +31,14 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from starlette.concurrency import run_in_threadpool
 
 from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
+from commons.storage import utcnow
 from dojo.platform import auth
-from dojo.platform.db import Database, RawStatement
+from dojo.platform.db import Database
 from dojo.platform.errors import Unauthorized
 from dojo.platform.keys import miner_for_api_key
 from dojo.platform.limits import LoginLimiter
-from dojo.platform.models import Miner, Worker, naive_utcnow
+from dojo.platform.models import Miner, Worker
+from dojo.platform.rawsql import RawStatement
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.security import WORKER_TOKEN_PREFIX, check_csrf, hash_secret
 from dojo.platform.settings import PlatformSettings
@@ -121,7 +123,7 @@ def lookup_worker(database: Database, token: str) -> Worker | None:
     if not token.startswith(WORKER_TOKEN_PREFIX):
         return None
     with database.raw_read() as db:
-        rows = db.execute(_WORKER_FOR_TOKEN, {"token_hash": hash_secret(token), "now": naive_utcnow()})
+        rows = db.execute(_WORKER_FOR_TOKEN, {"token_hash": hash_secret(token), "now": utcnow()})
     if not rows:
         return None
     worker_id, public_id, address, created_at = rows[0]

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commons.storage import utcnow
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
-from dojo.platform.models import SKIPPED, Assignment, Task, Worker, naive_utcnow
+from dojo.platform.models import SKIPPED, Assignment, Task, Worker
 from dojo.platform.queue import SKIPPED_DETAIL, readable_time
 from dojo.platform.subscriptions import live_subscription
 
@@ -84,7 +85,7 @@ def save_draft(db: Session, worker: Worker, task_id: str, given: dict[str, Any])
     deadline, 409 skipped or never held (the page holds the task before it saves), 422 a
     draft that does not fit the task."""
     task = _task(db, worker, task_id)
-    now = naive_utcnow()
+    now = utcnow()
     if task.expire_at <= now:
         raise Gone(f"task {task.id} expired: its deadline passed at {readable_time(task.expire_at)}")
     assignment = _assignment(db, worker, task.id)

@@ -36,8 +36,9 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from dojo.platform.db import Database, WriteBusy
+from dojo.platform.db import Database
 from dojo.platform.errors import PlatformError
+from dojo.platform.groupcommit import WriteBusy
 from dojo.platform.pgqueue import PostgresQueue
 from dojo.platform.schemas import SubmitResultIn
 from dojo.platform.security import (

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from commons.storage import utcnow
 from dojo.platform.errors import Conflict, NotFound, Unauthorized
-from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner, naive_utcnow
+from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner
 from dojo.platform.security import hash_secret, new_secret
 
 API_KEY_PREFIX = "dojo_api_"
@@ -83,7 +84,7 @@ def list_keys(db: Session, miner: Miner, kind: str) -> list[ApiKey]:
 def key_in_use(keys: Sequence[ApiKey], now: datetime | None = None) -> int | None:
     """The id of the API key the running miner most likely uses: the active one it used
     last, if within :data:`IN_USE_WITHIN`; else None."""
-    now = now or naive_utcnow()
+    now = now or utcnow()
     recent = [
         k
         for k in keys
@@ -102,7 +103,7 @@ def disable_key(db: Session, miner: Miner, kind: str, key_id: int) -> ApiKey:
     if row is None:
         raise NotFound(f"no {kind} key with id {key_id} among yours")
     if row.disabled_at is None:
-        row.disabled_at = naive_utcnow()
+        row.disabled_at = utcnow()
     return row
 
 
@@ -115,7 +116,7 @@ def miner_for_api_key(db: Session, key: str | None) -> Miner:
         raise Unauthorized("unknown API key")
     if row.disabled_at is not None:
         raise Unauthorized("this API key is disabled; generate a new one")
-    now = naive_utcnow()
+    now = utcnow()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         db.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
     miner = db.get(Miner, row.miner_id)
@@ -134,7 +135,7 @@ def active_subscription_key(db: Session, key: str) -> ApiKey:
     )
     if row is None:
         raise NotFound("no active subscription key matches; check it with the miner")
-    now = naive_utcnow()
+    now = utcnow()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         row.last_used_at = now
     return row

@@ -1,18 +1,19 @@
 """The platform's tables (SQLAlchemy 2), the head of the migrations in ``migrations/``.
 
-Times are naive UTC everywhere (SQLite keeps no zone); :func:`naive_utcnow` makes them. Secrets
+Times are timezone-aware UTC in Python (:func:`commons.storage.utcnow` makes them) and naive
+UTC in the database, as every database of the subnet keeps them (``UTCDateTime``), so the rows
+written before the platform's times were aware read back as they were meant. Secrets
 (session tokens, API and subscription keys, invite tokens) are stored only as SHA-256
 hashes. The platform holds what workers answered and never any ground truth.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -24,6 +25,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from commons.storage import UTCDateTime, utcnow
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -39,16 +42,9 @@ DONE = "done"
 SKIPPED = "skipped"
 
 
-def naive_utcnow() -> datetime:
-    """Now in UTC without a zone, as every time column of the platform holds it (its
-    schemas turn such times into ISO strings with ``Z``). Not ``commons.protocol.utcnow``,
-    which is zone-aware, as the neurons' messages are."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Miner(Base):
@@ -56,7 +52,7 @@ class Miner(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hotkey: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # What the miner tells its team (how and what it pays, how to reach it), shown to its
     # workers and on its invite links (revision 0006).
     team_message: Mapped[str | None] = mapped_column(Text)
@@ -72,7 +68,7 @@ class LoginNonce(Base):
     kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(64), index=True)
     message: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
@@ -83,7 +79,7 @@ class MinerSession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
 
 
@@ -97,7 +93,7 @@ class ApiKey(Base):
     kind: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
 
@@ -113,7 +109,7 @@ class Worker(Base):
     address: Mapped[str | None] = mapped_column(String(42), unique=True)
     # SHA-256 of the recovery code an invited worker logs back in with (revision 0005).
     recovery_hash: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WorkerSession(Base):
@@ -122,7 +118,7 @@ class WorkerSession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
 
 
@@ -137,7 +133,7 @@ class Subscription(Base):
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Task(Base):
@@ -167,7 +163,7 @@ class Task(Base):
     # Kept in step with the results table under the task's row lock (revision 0002).
     num_results: Mapped[int] = mapped_column(default=0, server_default="0")
     expire_at: Mapped[datetime] = mapped_column(index=True)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The validator's score for this task, as the miner reported it (0..1; revision 0006).
     score: Mapped[float | None] = mapped_column(Float)
     scored_at: Mapped[datetime | None]
@@ -189,8 +185,8 @@ class Assignment(Base):
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     held_until: Mapped[datetime]
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The worker's answer so far, kept with the hold for its other browsers; cleared on
     # submit and skip (revision 0007). See ``dojo.platform.drafts``.
     draft: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
@@ -211,8 +207,8 @@ class Result(Base):
     lead_time: Mapped[float | None] = mapped_column(Float)
     # Why the worker ranked as it did, in its words, if it said (revision 0007).
     rationale: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Flag(Base):
@@ -226,8 +222,8 @@ class Flag(Base):
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
     cid: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Invite(Base):
@@ -238,7 +234,7 @@ class Invite(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
@@ -259,7 +255,7 @@ class CreateRequest(Base):
     # SHA-256 of the request as validated: the same key with other tasks is refused.
     body_hash: Mapped[str] = mapped_column(String(64))
     task_ids: Mapped[list[Any]]
-    created_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PlatformState(Base):
@@ -272,7 +268,7 @@ class PlatformState(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(default=naive_utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LoginLimit(Base):

@@ -62,10 +62,11 @@ from loguru import logger
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import make_url
 
+from commons.storage import utcnow
 from dojo.platform import queue
-from dojo.platform.db import RawStatement
 from dojo.platform.errors import Unavailable
-from dojo.platform.models import Worker, naive_utcnow
+from dojo.platform.models import Worker
+from dojo.platform.rawsql import RawStatement
 from dojo.platform.security import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
@@ -219,8 +220,8 @@ class PostgresQueue:
             logger.warning("the queue cannot connect to the database: {}", exc)
             raise Unavailable(UNAVAILABLE) from None
         try:
-            cursor = await connection.execute(statement.pyformat, params, prepare=True)
-            return await cursor.fetchall() if cursor.description is not None else []
+            cursor = await connection.execute(statement.pyformat, statement.pg_params(params), prepare=True)
+            return statement.pg_rows(await cursor.fetchall()) if cursor.description is not None else []
         except psycopg.OperationalError as exc:  # the connection or the server went away
             self._connections.forget_idle()
             if again:
@@ -241,7 +242,7 @@ class PostgresQueue:
         """The worker of a live session token, or ``None``."""
         if not token.startswith(WORKER_TOKEN_PREFIX):
             return None
-        params = {"token_hash": hash_secret(token), "now": naive_utcnow()}
+        params = {"token_hash": hash_secret(token), "now": utcnow()}
         rows = await self._rows(WORKER_FOR_TOKEN, params, again=True)
         if not rows:
             return None

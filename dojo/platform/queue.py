@@ -47,12 +47,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Connection, DateTime, TextClause, bindparam, column, func, select, text
+from sqlalchemy import JSON, Connection, TextClause, bindparam, column, func, select, text
 from sqlalchemy.orm import Session
 
-from dojo.platform.db import RawDb, RawStatement
+from commons.storage import UTCDateTime, utcnow
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
-from dojo.platform.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker, naive_utcnow
+from dojo.platform.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker
+from dojo.platform.rawsql import RawDb, RawStatement
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
 
@@ -62,7 +63,7 @@ SPREAD = 16
 CANDIDATES = 8
 
 _TIMES = ("now", "until", "soonest")
-_SA_TYPES = {"datetime": DateTime, "json": JSON, None: None}
+_SA_TYPES = {"datetime": UTCDateTime, "json": JSON, None: None}
 
 
 class Stmt:
@@ -73,7 +74,7 @@ class Stmt:
     """
 
     def __init__(self, statement: str, **columns: str | None):
-        binds = [bindparam(name, type_=DateTime()) for name in _TIMES if f":{name}" in statement]
+        binds = [bindparam(name, type_=UTCDateTime()) for name in _TIMES if f":{name}" in statement]
         json_params = ["data"] if ":data" in statement else []
         binds.extend(bindparam(name, type_=JSON()) for name in json_params)
         clause = text(statement)
@@ -238,7 +239,7 @@ def time_needed(db: Db, settings: PlatformSettings) -> float:
 
 
 def readable_time(value: datetime) -> str:
-    """A naive UTC time as a person reads it in a message: to the second, with its zone."""
+    """A UTC time as a person reads it in a message: to the second, with its zone."""
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -335,7 +336,7 @@ def _live_hold(db: Db, worker: Worker, now: datetime, soonest: datetime) -> Work
 def next_task_params(settings: PlatformSettings, worker: Worker, needed: float) -> dict[str, Any]:
     """The parameters of :data:`PG_NEXT_TASK` for a claim by ``worker`` now, with ``needed``
     (:func:`time_needed`) seconds left before a deadline to hand a task out."""
-    now = naive_utcnow()
+    now = utcnow()
     return {
         "w": worker.id,
         "now": now,
@@ -361,7 +362,7 @@ def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskV
     if _is_postgres(db):
         row = _first(db, PG_NEXT_TASK, next_task_params(settings, worker, time_needed(db, settings)))
         return None if row is None else task_view(row)
-    now = naive_utcnow()
+    now = utcnow()
     needed = time_needed(db, settings)
     soonest = now + timedelta(seconds=needed)
     held = _live_hold(db, worker, now, soonest)
@@ -545,7 +546,7 @@ def submit_result(
         assert outcome is not None
         return submitted(outcome, params, refusal)
     task = _accessible_locked_task(db, worker, task_id)
-    now = naive_utcnow()
+    now = utcnow()
     _refuse_closed(task, now)
     data = validate_result_data(task, result_data)
     mine = _mine(db, task.id, worker.id)
@@ -598,7 +599,7 @@ def submit_params(
         "answer": answer,
         "lead": lead_time,
         "why": rationale,
-        "now": naive_utcnow(),
+        "now": utcnow(),
     }
     return params, refusal
 
@@ -641,7 +642,7 @@ def extend_hold(db: Db, settings: PlatformSettings, worker: Worker, task_id: str
     claim) too close to its deadline for a person to finish.
     """
     task = _accessible_locked_task(db, worker, task_id)
-    now = naive_utcnow()
+    now = utcnow()
     _refuse_closed(task, now)
     mine = _mine(db, task.id, worker.id)
     if mine.result_id is not None:
@@ -663,7 +664,7 @@ def skip_task(db: Db, worker: Worker, task_id: str) -> None:
     task = _accessible_locked_task(db, worker, task_id)
     if _mine(db, task.id, worker.id).result_id is not None:
         raise Conflict("you already submitted a result for this task; resubmit to change it")
-    now = naive_utcnow()
+    now = utcnow()
     _set_assignment(db, task.id, worker.id, SKIPPED, now, now)
 
 
@@ -679,7 +680,7 @@ class WorkerProgress:
 def worker_progress(db: Db, worker: Worker) -> WorkerProgress:
     """Results this worker has submitted since midnight UTC and in all, tasks skipped, and
     the time spent on results (in all, and the median per result where it was measured)."""
-    midnight = naive_utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     today = db.scalar(
         select(func.count())
         .select_from(Result)

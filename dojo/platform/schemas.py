@@ -37,10 +37,10 @@ class Camel(BaseModel):
 
 
 def iso(value: datetime | None) -> str | None:
-    """Naive UTC → ISO 8601 with ``Z``."""
+    """A time → ISO 8601 in UTC to the second, with ``Z`` (a naive time is taken as UTC)."""
     if value is None:
         return None
-    return value.replace(microsecond=0).isoformat() + "Z"
+    return to_utc(value).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 @functools.cache
@@ -74,9 +74,19 @@ def wire(record: Any, model: type[BaseModel]) -> dict[str, Any]:
 
 
 def to_naive_utc(value: datetime) -> datetime:
+    """``value`` in UTC without a zone: the form a request's times are validated to, so that
+    a request's hash (its idempotency) is the one it had before the platform's times were
+    aware."""
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value
+
+
+def to_utc(value: datetime) -> datetime:
+    """``value`` in UTC, timezone-aware; a naive time is taken as UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
 
 
 class ErrorOut(BaseModel):

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import make_url
 
+from commons import storage
 from template.config import ChainEndpoint, NetworkOrPath
 
 DEFAULT_DB_PATH = "~/.dojo/platform.sqlite"
@@ -28,17 +29,6 @@ DEFAULT_DB_PATH = "~/.dojo/platform.sqlite"
 def default_database_url() -> str:
     """A SQLite file under ``~/.dojo``."""
     return f"sqlite:///{Path(DEFAULT_DB_PATH).expanduser()}"
-
-
-def normalize_database_url(url: str) -> str:
-    """Accept the forms operators type: a bare path, ``postgres://`` and ``postgresql://``."""
-    if "://" not in url:
-        return f"sqlite:///{Path(url).expanduser().resolve()}"
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
 
 
 class PlatformSettings(BaseModel):
@@ -127,7 +117,8 @@ class PlatformSettings(BaseModel):
     @field_validator("database_url", mode="before")
     @classmethod
     def _database_url(cls, value: Any) -> Any:
-        return normalize_database_url(value) if isinstance(value, str) else value
+        # the forms operators type: a bare path, ``postgres://`` and ``postgresql://``
+        return storage.database_url(value) if isinstance(value, str) else value
 
     @property
     def base_url(self) -> str:

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from commons.storage import utcnow
 from dojo.platform.db import Database
-from dojo.platform.models import PlatformState, naive_utcnow
+from dojo.platform.models import PlatformState
 
 CSRF_SECRET = "csrf_secret"
 BASE_URL = "base_url"
@@ -46,7 +47,7 @@ def record(db: Session, name: str, value: str) -> None:
     if row is None:
         db.add(PlatformState(name=name, value=value))
     else:
-        row.value, row.updated_at = value, naive_utcnow()
+        row.value, row.updated_at = value, utcnow()
 
 
 def recorded(db: Session, name: str) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, defer
 
+from commons.storage import utcnow
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.keys import active_subscription_key, looks_like_api_key
 from dojo.platform.models import (
@@ -33,7 +34,6 @@ from dojo.platform.models import (
     Subscription,
     Task,
     Worker,
-    naive_utcnow,
 )
 from dojo.platform.security import hash_secret
 from dojo.platform.team import answer_feedback
@@ -45,7 +45,7 @@ PROMPT_START = 200
 def task_status(task: Task, now: datetime | None = None) -> str:
     if task.num_results >= task.max_results:
         return "COMPLETED"
-    if task.expire_at <= (now or naive_utcnow()):
+    if task.expire_at <= (now or utcnow()):
         return "EXPIRED"
     return "IN_PROGRESS"
 
@@ -196,7 +196,7 @@ def worker_tasks(
     for it (its own hold, or one no other worker holds), or already answered by it (it may
     resubmit). With ``include_closed``, also expired, complete, skipped and wholly held ones
     (``HELD_BY_OTHERS``)."""
-    now = naive_utcnow()
+    now = utcnow()
     mine = (
         select(Assignment.status)
         .where(Assignment.task_id == Task.id, Assignment.worker_id == worker.id)
@@ -293,7 +293,7 @@ class WorkerTaskView:
 
 
 def task_view(db: Session, worker: Worker, task: Task) -> WorkerTaskView:
-    now = naive_utcnow()
+    now = utcnow()
     assignment = db.execute(
         select(Assignment.status, Assignment.held_until).where(
             Assignment.task_id == task.id, Assignment.worker_id == worker.id
@@ -353,7 +353,7 @@ class HistoryEntry:
 def history(db: Session, worker: Worker, limit: int = 50, offset: int = 0) -> tuple[list[HistoryEntry], int]:
     """This worker's own results, newest first, and how many there are in all. Tasks of
     miners the worker no longer subscribes to stay in its history: the answers are its own."""
-    now = naive_utcnow()
+    now = utcnow()
     total = db.scalar(select(func.count()).select_from(Result).where(Result.worker_id == worker.id)) or 0
     rows = db.execute(
         select(Result, Task, func.substr(Task.prompt, 1, PROMPT_START))
@@ -400,7 +400,7 @@ def flag_completion(db: Session, worker: Worker, task_id: str, cid: str, reason:
     reason = reason.strip()
     if not reason:
         raise Invalid("say what is broken: the reason must not be blank")
-    now = naive_utcnow()
+    now = utcnow()
     flag = db.scalar(select(Flag).where(Flag.task_id == task.id, Flag.worker_id == worker.id, Flag.cid == cid))
     if flag is None:
         flag = Flag(task_id=task.id, worker_id=worker.id, cid=cid, reason=reason, created_at=now, updated_at=now)

@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from commons.storage import utcnow
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
-from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker, naive_utcnow
-from dojo.platform.schemas import CreateTasksIn, to_naive_utc
+from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker
+from dojo.platform.schemas import CreateTasksIn, to_utc
 from dojo.platform.subscriptions import task_status
 
 MAX_TASK_LIFETIME = timedelta(days=5)
@@ -27,6 +28,11 @@ MAX_TASK_LIFETIME = timedelta(days=5)
 CLOCK_GRACE = timedelta(seconds=60)
 # Longer than a task lives: a retry of a create-tasks request comes long before.
 IDEMPOTENCY_KEY_DAYS = 7
+
+
+def _shown(value: datetime) -> str:
+    """A UTC time as a refusal quotes it: ISO 8601 with ``Z``."""
+    return value.replace(tzinfo=None).isoformat() + "Z"
 
 
 def create_tasks(
@@ -52,13 +58,13 @@ def create_tasks(
                     f"Idempotency-Key {idempotency_key!r} was used for other tasks; send a new key for new tasks"
                 )
             return list(earlier.task_ids)
-    now = naive_utcnow()
-    expire_at = to_naive_utc(payload.expire_at)
+    now = utcnow()
+    expire_at = to_utc(payload.expire_at)
     if expire_at <= now:
-        raise Invalid(f"expireAt {expire_at.isoformat()}Z is in the past; send a time in the next 5 days")
+        raise Invalid(f"expireAt {_shown(expire_at)} is in the past; send a time in the next 5 days")
     if expire_at > now + MAX_TASK_LIFETIME + CLOCK_GRACE:
         raise Invalid(
-            f"expireAt {expire_at.isoformat()}Z is more than 5 days ahead; tasks live at most 5 days"
+            f"expireAt {_shown(expire_at)} is more than 5 days ahead; tasks live at most 5 days"
         )
     ids = []
     for data in payload.task_data:
@@ -150,6 +156,6 @@ def record_score(db: Session, miner: Miner, task_id: str, score: float) -> Task:
     """Store the validator's score for the task, as its miner reports it; a repeat replaces
     it. The workers who answered the task see it on *Your work*, the miner on its team page."""
     task = _own_task(db, miner, task_id)
-    task.score, task.scored_at = score, naive_utcnow()
+    task.score, task.scored_at = score, utcnow()
     db.flush()
     return task

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from commons.storage import utcnow
 from dojo.platform.agreement import agreement_with_others, answer_row, answer_values, criterion
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
@@ -41,7 +42,6 @@ from dojo.platform.models import (
     Subscription,
     Task,
     Worker,
-    naive_utcnow,
 )
 from dojo.platform.schemas import MAX_TEAM_MESSAGE
 
@@ -268,7 +268,7 @@ def team_view(db: Session, miner: Miner) -> TeamView:
             )
         )
     members.sort(key=lambda m: (not m.member, -m.done, m.worker))
-    now = naive_utcnow()
+    now = utcnow()
     invites = []
     rows = db.execute(
         select(Invite, Worker.public_id)
@@ -326,7 +326,7 @@ def revoke_invite(db: Session, miner: Miner, invite_id: int) -> Invite:
     if invite.used_at is not None:
         raise Conflict("this invite was already used; to take the worker off your team, remove them instead")
     if invite.revoked_at is None:
-        db.execute(update(Invite).where(Invite.id == invite.id).values(revoked_at=naive_utcnow()))
+        db.execute(update(Invite).where(Invite.id == invite.id).values(revoked_at=utcnow()))
         db.refresh(invite)
     return invite
 
@@ -339,7 +339,7 @@ def set_team_message(db: Session, miner: Miner, message: str) -> Miner:
     row = db.get(Miner, miner.id)
     assert row is not None
     row.team_message = text or None
-    row.team_message_at = naive_utcnow() if text else None
+    row.team_message_at = utcnow() if text else None
     db.flush()
     return row
 

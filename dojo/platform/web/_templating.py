@@ -53,7 +53,7 @@ def static_url(name: str) -> str:
 
 
 def _as_utc(value: datetime) -> datetime:
-    # The platform stores naive UTC.
+    # The platform's times are aware UTC; a naive one is taken as UTC.
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 

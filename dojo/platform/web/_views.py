@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from commons.storage import utcnow
 from dojo.platform import dashboard, drafts, queue, team
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
@@ -31,7 +32,6 @@ from dojo.platform.models import (
     Subscription,
     Task,
     Worker,
-    naive_utcnow,
 )
 from dojo.platform.schemas import DraftOut, wire
 from dojo.platform.subscriptions import live_subscription
@@ -256,7 +256,7 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         # The draft kept on the platform (another browser's), for the page to take up.
         "draft_json": _draft_json(drafts.get_draft(db, worker, view.id)),
         # The server's clock, so that the page counts the hold down in the server's time.
-        "now": naive_utcnow(),
+        "now": utcnow(),
         "progress": _progress(db, worker),
     }
 
@@ -434,7 +434,7 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         "agreement": feedback.agreement if feedback else None,
         "score": feedback.score if feedback else None,
         # Before the deadline a worker on the team may resubmit (the task page replaces the answer).
-        "can_change": bool(on_team) and task.expire_at > naive_utcnow(),
+        "can_change": bool(on_team) and task.expire_at > utcnow(),
         "on_team": bool(on_team),
     }
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from dojo.cli import main as dojo_main
 from dojo.platform.app import create_app
-from dojo.platform.db import Database, alembic_config, current_revision, head_revision, migrate
-from dojo.platform.models import Base
+from dojo.platform.db import MIGRATIONS_DIR, Database, current_revision, head_revision, migrate
+from dojo.platform.models import Base, Result, Task
+from dojo.platform.rawsql import RawStatement
 from dojo.platform.security import hash_secret
 from dojo.platform.settings import PlatformSettings
 from tests.dojo.platform._support import LiveServer, postgres_schema
@@ -118,7 +121,8 @@ def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database
     with empty_database.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
-    config = alembic_config()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with empty_database.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "base")
@@ -133,3 +137,74 @@ def test_migrate_command(tmp_path: Path, capsys):
     assert capsys.readouterr().out.strip() == "platform database at revision 0008"
     assert dojo_main(["platform", "migrate", "--db", f"sqlite:///{path}"]) == 0  # idempotent
     assert current_revision(Database(f"sqlite:///{path}").engine) == "0008"
+
+
+def test_times_of_a_database_written_before_aware_times_read_back_as_utc(empty_database: Database, chain):
+    """The rows of a database of today's schema hold naive UTC (written before the platform's
+    times were aware): the ORM, the hot path's own statements and the API read them as the
+    UTC times they were, and compare them with now as before."""
+    utc = timezone.utc
+    migrate(empty_database.engine, "0001")
+    _fill_at_0001(empty_database)
+    migrate(empty_database.engine)
+    live, expired = "dws_" + "l" * 43, "dws_" + "e" * 43
+    with empty_database.session() as db:
+        for token, expires in ((live, "2099-01-01 00:00:00"), (expired, "2026-11-20 10:30:00")):
+            db.execute(
+                text(
+                    "INSERT INTO worker_sessions (token_hash, worker_id, created_at, expires_at)"
+                    " VALUES (:h, 1, '2026-11-20 10:00:00', :e)"
+                ),
+                {"h": hash_secret(token), "e": expires},
+            )
+
+    with empty_database.read_session() as db:
+        task = db.get(Task, "task-two-results")
+        assert task is not None
+        assert (task.created_at, task.expire_at) == (
+            datetime(2026, 11, 20, 10, tzinfo=utc),
+            datetime(2099, 1, 1, tzinfo=utc),
+        )
+        assert (
+            db.execute(select(Result.updated_at)).scalars().all()
+            == [datetime(2026, 11, 20, 11, tzinfo=utc)] * 2
+        )
+    with empty_database.raw_read() as raw:
+        expire = RawStatement("SELECT expire_at FROM tasks WHERE id = :t", columns=["datetime"])
+        assert raw.execute(expire, {"t": "task-no-results"}) == [(datetime(2099, 1, 1, tzinfo=utc),)]
+
+    settings = PlatformSettings(database_url=empty_database.url, public_url="http://platform.test", netuid=7)
+    server = LiveServer(create_app(settings, chain=chain)).start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": API_KEY}) as http:
+            results = http.get("/api/v1/tasks/task-result/task-two-results").json()["body"]["taskResults"]
+            assert [(r["createdAt"], r["updatedAt"]) for r in results] == [("2026-11-20T11:00:00Z",) * 2] * 2
+        with httpx.Client(base_url=server.url) as http:
+            # the session's expiry, read by the hot path, is compared with now in UTC
+            assert (
+                http.post(
+                    "/api/v1/worker/tasks/next", headers={"Authorization": f"Bearer {expired}"}
+                ).status_code
+                == 401
+            )
+            assert (
+                http.post(
+                    "/api/v1/worker/tasks/next", headers={"Authorization": f"Bearer {live}"}
+                ).status_code
+                == 204
+            )
+            # a score recorded now is stored as naive UTC, as the rows before it
+            scored = http.put(
+                "/api/v1/tasks/task-two-results/score", headers={"x-api-key": API_KEY}, json={"score": 0.5}
+            )
+    finally:
+        server.stop()
+    assert scored.status_code == 200, scored.text
+    assert scored.json()["scoredAt"].endswith("Z")
+    with empty_database.read_session() as db:
+        stored = db.execute(
+            text("SELECT CAST(scored_at AS VARCHAR) FROM tasks WHERE id = 'task-two-results'")
+        ).scalar_one()
+        scored_at = db.execute(select(Task.scored_at).where(Task.id == "task-two-results")).scalar_one()
+    assert scored_at is not None and scored_at.tzinfo is not None
+    assert stored.startswith(scored_at.astimezone(utc).replace(tzinfo=None).isoformat(" ")[:19])

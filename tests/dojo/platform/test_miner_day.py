@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import event
 
 from commons.scoring import ScoringParams, score_round
+from commons.storage import utcnow
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.dashboard import PAGE_SIZE, agreements, miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.keys import looks_like_api_key
-from dojo.platform.models import Flag, Miner, Result, Task, Worker, naive_utcnow
+from dojo.platform.models import Flag, Miner, Result, Task, Worker
 from tests.dojo.platform._support import MinerClient, create_tasks, ranking, sql, subscribed_worker
 
 
@@ -48,7 +49,7 @@ def test_keys_say_their_kind_and_old_sk_keys_keep_working(client, miner, platfor
             kind=kind,
             h=_sha256(key),
             p=key[:11],
-            now=naive_utcnow(),
+            now=utcnow(),
         )
     old_keys = MinerClient(miner.hotkey, miner.token, old_api, old_sub)
     (task_id,) = create_tasks(client, old_keys)
@@ -210,8 +211,8 @@ def _task(miner: Miner, i: int, criteria: list[dict]) -> Task:
         completions=[{"cid": f"c{c}", "model": f"m{c}", "completion": "x"} for c in range(3)],
         max_results=5,
         num_results=3,
-        expire_at=naive_utcnow() + timedelta(hours=1),
-        created_at=naive_utcnow() - timedelta(seconds=i),
+        expire_at=utcnow() + timedelta(hours=1),
+        created_at=utcnow() - timedelta(seconds=i),
     )
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from dojo.platform.db import Database, RawStatement, WriteBusy
+from dojo.platform.db import Database
+from dojo.platform.groupcommit import WriteBusy
+from dojo.platform.rawsql import RawStatement
 
 
 def _database(path: Path) -> Database:
