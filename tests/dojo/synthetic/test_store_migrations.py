@@ -45,7 +45,9 @@ def _task(prompt: str) -> SyntheticTask:
         files = [CodeFile(filename="index.html", content=f"<p>{prompt} {cid}</p>")]
         return SyntheticResponse(model="m", completion=SyntheticCompletion(files=files), cid=cid)
 
-    return SyntheticTask(prompt=prompt, responses=[response("a"), response("b")], ground_truth={"a": 1, "b": 2})
+    return SyntheticTask(
+        prompt=prompt, responses=[response("a"), response("b")], ground_truth={"a": 1, "b": 2}
+    )
 
 
 def _old_store(path: Path, *, kinds: bool) -> None:
@@ -91,7 +93,9 @@ def test_a_store_made_before_migrations_is_upgraded_with_its_rows(tmp_path: Path
         assert queued is not None and queued.prompt == "queued before the upgrade"
         # and it takes new rows of every kind
         store.push_task(_task("queued after the upgrade"))
-        new_id = store.record_instruction("a poem", accepted=True, similarity=0.0, nearest_id=None, kind="text")
+        new_id = store.record_instruction(
+            "a poem", accepted=True, similarity=0.0, nearest_id=None, kind="text"
+        )
         store.save_embedding(new_id, "embed", b"\x00\x00\x00@")
         assert store.accepted_instructions("text") == [(new_id, "a poem")]
     finally:
