@@ -1,5 +1,6 @@
-"""Storage helpers shared by the neurons' databases (the validator's task database, the
-miner's task mappings): engine, UTC timestamps, Alembic migrations.
+"""The one storage layer of the subnet's databases (the validator's task database, the
+miner's task mappings, the worker platform's database, the synthetic service's store, and
+their readers such as the export): engines, URLs, UTC timestamps, Alembic migrations.
 
 SQLite (a file in WAL mode, ``synchronous=FULL`` so that a commit is on disk before the
 neuron acknowledges what it wrote) by default; PostgreSQL by URL. Write transactions on

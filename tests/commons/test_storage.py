@@ -60,9 +60,8 @@ def test_naive_times_stored_before_read_back_as_aware_utc(url: str) -> None:
             2: datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc),
         }
         assert stored.startswith("2026-11-20 12:00:00")  # naive UTC, as the rows before it
-        with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
-            with engine.begin() as conn:
-                conn.execute(events.insert().values(id=3, at=datetime(2026, 11, 20, 12, 0)))
+        with pytest.raises(sa.exc.StatementError, match="timezone-aware"), engine.begin() as conn:
+            conn.execute(events.insert().values(id=3, at=datetime(2026, 11, 20, 12, 0)))
     finally:
         engine.dispose()
 
@@ -72,13 +71,14 @@ def test_the_read_only_engine_reads_and_cannot_write(url: str) -> None:
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one() == 1
-        with pytest.raises(DBAPIError, match="read.only|readonly"):
-            with engine.begin() as conn:
-                conn.execute(sa.text("INSERT INTO events (id, at) VALUES (5, '2026-11-20 10:00:00')"))
+        with pytest.raises(DBAPIError, match="read.only|readonly"), engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO events (id, at) VALUES (5, '2026-11-20 10:00:00')"))
     finally:
         engine.dispose()
-    with make_engine(url).connect() as conn:
+    owner = make_engine(url)
+    with owner.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 1
+    owner.dispose()
 
 
 def test_a_read_only_transaction_on_sqlite_reads_one_snapshot(tmp_path: Path) -> None:
@@ -101,9 +101,8 @@ def test_a_read_only_transaction_on_sqlite_reads_one_snapshot(tmp_path: Path) ->
 def test_the_read_only_engine_creates_no_file(tmp_path: Path) -> None:
     path = tmp_path / "missing.sqlite"
     engine = read_only_engine(f"sqlite:///{path}")
-    with pytest.raises(DBAPIError):
-        with engine.connect():
-            pass
+    with pytest.raises(DBAPIError), engine.connect():
+        pass
     assert not path.exists()
 
 
