@@ -122,7 +122,8 @@ def make_engine(
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY, False) else "BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -177,17 +178,22 @@ def _config(script_location: Path) -> Config:
     return config
 
 
-def migrate(engine: Engine, script_location: Path, *, label: str, revision: str = "head") -> str | None:
+def migrate(
+    engine: Engine, script_location: Path, *, label: str, revision: str = "head", lock_key: int | None = None
+) -> str | None:
     """Upgrade the database behind ``engine`` with the migrations in ``script_location``.
 
     Returns the revision it is at afterwards. The script directory's ``env.py`` reads the
-    connection from ``config.attributes["connection"]``.
+    connection from ``config.attributes["connection"]``. On PostgreSQL the processes
+    migrating one kind of database take turns on an advisory lock, keyed by ``label``
+    unless ``lock_key`` names the key an earlier version of that database's code took.
     """
     config = _config(script_location)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Any constant works, one per database kind: replicas of one kind take turns.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(label.encode())})
+            key = zlib.crc32(label.encode()) if lock_key is None else lock_key
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         before = MigrationContext.configure(conn).get_current_revision()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)

@@ -38,6 +38,9 @@ from dojo.platform.groupcommit import Checkpointer, WriteGroup, WriterLock
 from dojo.platform.rawsql import RawDb
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The advisory lock replicas migrating the platform's database take turns on, the one
+# earlier versions took, so that replicas of both versions starting at once still do.
+MIGRATION_LOCK_KEY = 0x646F6A6F
 # A raw hot-path connection unused this long is pinged before its next use.
 RAW_IDLE_PING_SECONDS = 10.0
 
@@ -199,7 +202,7 @@ class Database:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema to ``revision``; safe to run from several replicas at once."""
-    storage.migrate(engine, MIGRATIONS_DIR, label="platform", revision=revision)
+    storage.migrate(engine, MIGRATIONS_DIR, label="platform", revision=revision, lock_key=MIGRATION_LOCK_KEY)
 
 
 def head_revision() -> str:
