@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from commons.storage import migrate
+from commons.storage import database_url, make_engine, migrate
 from commons.synthetic_api import SyntheticTask
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -73,14 +72,14 @@ class SyntheticStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         if path is None or str(path) == ":memory:":
+            # One connection, shared: every connection to ":memory:" is a database of its own.
             self.engine = sa.create_engine(
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         else:
-            path = Path(path).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+            # WAL, writers begin IMMEDIATE; the queue is made again by the service if a power
+            # cut loses its last commits, so the log is synced at checkpoints only.
+            self.engine = make_engine(database_url(path), synchronous="NORMAL")
         # One connection for an in-memory database means one writer at a time; SQLite
         # files serialise writers themselves, the lock just spares them the busy wait.
         self._lock = threading.Lock()
@@ -184,9 +183,3 @@ class SyntheticStore:
             rows = conn.execute(sa.select(task_queue.c.kind, sa.func.count()).group_by(task_queue.c.kind))
             return {row[0]: int(row[1]) for row in rows}
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
