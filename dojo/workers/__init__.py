@@ -25,7 +25,13 @@ their parameters (defaults are the incentive simulator's): ``honest(noise)``, ``
 from dojo.workers._behaviours import BEHAVIOURS, Behaviour, WorkerSpecError, parse_mix, result_data
 from dojo.workers._cli import main
 from dojo.workers._label_studio import LabelStudioAnnotator, LabelStudioTeam, ranker_result
-from dojo.workers._oracle import DictOracle, IntendedOrders, Oracle, ValidatorDatabaseOracle
+from dojo.workers._oracle import (
+    DictOracle,
+    IntendedOrders,
+    Oracle,
+    ValidatorDatabaseOracle,
+    ValidatorDatabasesOracle,
+)
 from dojo.workers._team import SimulatedTeam, TeamStats
 from dojo.workers._worker import SimulatedWorker, WorkerStats
 
@@ -41,6 +47,7 @@ __all__ = [
     "SimulatedWorker",
     "TeamStats",
     "ValidatorDatabaseOracle",
+    "ValidatorDatabasesOracle",
     "WorkerSpecError",
     "WorkerStats",
     "main",

@@ -1,7 +1,7 @@
 """The process entry point of a simulated team, for the localnet and the end-to-end tests.
 
 ``python -m dojo.workers --platform URL --subscription-key KEY --mix honest:2,random:1
-[--oracle-db PATH_OR_URL] [--invite URL ...] [--think LO,HI] [--poll S] [--seed N]
+[--oracle-db PATH_OR_URL ...] [--invite URL ...] [--think LO,HI] [--poll S] [--seed N]
 [--identities FILE] [--stand-in S] [--duration S] [--debug]``
 
 ``python -m dojo.workers --label-studio URL [--project-prefix P] --mix …``: the same team as
@@ -25,7 +25,7 @@ from loguru import logger
 
 from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
 from dojo.workers._label_studio import LabelStudioTeam
-from dojo.workers._oracle import IntendedOrders, ValidatorDatabaseOracle
+from dojo.workers._oracle import IntendedOrders, ValidatorDatabasesOracle
 from dojo.workers._team import SimulatedTeam
 from template.log import setup_logging
 
@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mix", default="honest", help=f"the workers' behaviours, e.g. {MIX_EXAMPLE}")
     parser.add_argument(
-        "--oracle-db", help="the validator's database (path or URL) to learn true orders from, read-only"
+        "--oracle-db", action="append", default=[],
+        help="the validator's database (path or URL) to learn true orders from, read-only; "
+        "once per validator when there are several",
     )
     parser.add_argument(
         "--oracle-intended",
@@ -138,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--mix: {exc}")
     setup_logging(debug=args.debug, neuron="workers")
     intended = IntendedOrders(args.oracle_intended) if args.oracle_intended else None
-    oracle = ValidatorDatabaseOracle(args.oracle_db, intended) if args.oracle_db else None
+    oracle = ValidatorDatabasesOracle(args.oracle_db, intended) if args.oracle_db else None
     if args.label_studio:
         annotators = LabelStudioTeam(
             args.label_studio,

@@ -3,7 +3,9 @@
 Only the simulation knows it: nothing the miner or the platform sends carries a ground
 truth. An :class:`Oracle` maps the completion ids a worker sees to their true ranks;
 :class:`ValidatorDatabaseOracle` reads them from the validator's task database (for the
-localnet and the end-to-end tests), :class:`DictOracle` from a mapping (for tests).
+localnet and the end-to-end tests), :class:`ValidatorDatabasesOracle` from several (a
+subnet of several validators, whose tasks a miner's workers cannot tell apart),
+:class:`DictOracle` from a mapping (for tests).
 
 Organic tasks have no ground truth in the validator's database: their caller knows the order
 it intends. A simulated caller writes it down (:class:`IntendedOrders`, one JSON line per
@@ -169,3 +171,31 @@ class ValidatorDatabaseOracle:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+class ValidatorDatabasesOracle:
+    """True ranks from several validators' databases: a miner serves every validator, and
+    its workers see a task without knowing which validator sent it. Each id is looked up
+    in the databases in turn until found (the ids are the validators' own, never shared)."""
+
+    def __init__(self, dbs: Sequence[str | Path], intended: IntendedOrders | None = None):
+        if not dbs:
+            raise ValueError("no validator database to read")
+        self.oracles = [ValidatorDatabaseOracle(db, intended) for db in dbs]
+
+    @property
+    def url(self) -> str:
+        return ", ".join(o.url for o in self.oracles)
+
+    def true_ranks(self, completion_ids: Sequence[str]) -> dict[str, int] | None:
+        known: dict[str, int] = {}
+        for oracle in self.oracles:
+            wanted = [cid for cid in completion_ids if cid not in known]
+            if not wanted:
+                break
+            known.update(oracle.true_ranks(wanted) or {})
+        return known or None
+
+    def close(self) -> None:
+        for oracle in self.oracles:
+            oracle.close()

@@ -32,6 +32,7 @@ from dojo.workers import (
     DictOracle,
     SimulatedTeam,
     ValidatorDatabaseOracle,
+    ValidatorDatabasesOracle,
     WorkerSpecError,
     parse_mix,
     result_data,
@@ -381,7 +382,7 @@ async def test_a_stand_in_takes_only_tasks_due_within_its_time(miner):
 # --- the oracle on the validator's database --------------------------------------------------
 
 
-def validator_database(url: str) -> dict[str, int]:
+def validator_database(url: str, prefix: str = "m-") -> dict[str, int]:
     """A validator database with one task sent to one miner; returns miner id -> true rank."""
     from dojo.validator.models import Assignment, AssignmentCompletion, Base, Task, TaskCompletion
 
@@ -427,12 +428,12 @@ def validator_database(url: str) -> dict[str, int]:
                 AssignmentCompletion(
                     assignment_id=assignment.assignment_id,
                     position=position,
-                    miner_completion_id=f"m-{cid}",
+                    miner_completion_id=f"{prefix}{cid}",
                     completion_id=cid,
                 )
             )
     engine.dispose()
-    return {f"m-{cid}": rank for cid, rank in truth.items() if rank is not None}
+    return {f"{prefix}{cid}": rank for cid, rank in truth.items() if rank is not None}
 
 
 async def test_validator_database_oracle_reads_ground_truth_read_only(tmp_path, miner):
@@ -462,6 +463,26 @@ async def test_validator_database_oracle_reads_ground_truth_read_only(tmp_path, 
     finally:
         oracle.close()
     assert ValidatorDatabaseOracle(f"sqlite:///{tmp_path / 'none.sqlite'}").true_ranks(["m-alpha"]) is None
+
+
+def test_an_oracle_over_several_validators_finds_each_tasks_truth_in_the_database_that_sent_it(tmp_path):
+    """A miner serves every validator of the subnet; its honest workers know the truth of
+    tasks from all of them, and a validator whose database is not made yet costs nothing."""
+    first = validator_database(f"sqlite:///{tmp_path / 'validator.sqlite'}", prefix="v1-")
+    second = validator_database(f"sqlite:///{tmp_path / 'validator2.sqlite'}", prefix="v2-")
+    oracle = ValidatorDatabasesOracle(
+        [tmp_path / "validator.sqlite", tmp_path / "validator2.sqlite", tmp_path / "validator3.sqlite"]
+    )
+    try:
+        assert oracle.true_ranks(list(first)) == first
+        assert oracle.true_ranks(list(second)) == second
+        assert oracle.true_ranks(["v2-gamma", "v1-beta", "unknown"]) == {"v2-gamma": 1, "v1-beta": 3}
+        assert oracle.true_ranks(["unknown"]) is None
+        assert not (tmp_path / "validator3.sqlite").exists()
+    finally:
+        oracle.close()
+    with pytest.raises(ValueError):
+        ValidatorDatabasesOracle([])
 
 
 # --- the process ----------------------------------------------------------------------------
@@ -592,6 +613,7 @@ def test_public_api():
         "SimulatedWorker",
         "TeamStats",
         "ValidatorDatabaseOracle",
+        "ValidatorDatabasesOracle",
         "WorkerSpecError",
         "WorkerStats",
         "main",
