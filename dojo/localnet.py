@@ -51,6 +51,8 @@ from template.chain.local import LocalChain
 from template.wallets import create_wallet, load_wallet
 
 ROOT = Path(__file__).resolve().parents[1]
+# `dojo localnet up --validators N` runs at most this many (each is a process of its own).
+MAX_VALIDATORS = 8
 ACTIVE_SET = re.compile(r"active set: (\d+) of (\d+) serving miners: uids \[([0-9, ]*)\]")
 STATE_FILE = "localnet.json"
 LOCK_FILE = "localnet.lock"
@@ -77,7 +79,7 @@ KINDS = (
     ProcessKind("labelstudio", "Label Studio", clean_codes=(0, -signal.SIGTERM)),
     ProcessKind("synthetic", "synthetic API", clean_codes=(0, -signal.SIGTERM)),
     ProcessKind("miner", "miners"),
-    ProcessKind("validator", "validator"),
+    ProcessKind("validator", "validators"),
     ProcessKind("workers", "workers"),
     ProcessKind("annotators", "annotators"),
     ProcessKind("organic", "organic caller"),
@@ -157,6 +159,33 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         if caught:
             signal.raise_signal(caught[0])
+
+
+def validator_name(index: int) -> str:
+    """The name (process, wallet, data directory) of validator ``index`` (1-based): the
+    first is ``validator``, as on a network of one, the next ``validator2`` …"""
+    return "validator" if index == 1 else f"validator{index}"
+
+
+def parse_stakes(spec: str, validators: int) -> list[float]:
+    """``1000,500,500`` as one stake per validator (empty: 1000 each); ValueError says what
+    is wrong."""
+    if not 1 <= validators <= MAX_VALIDATORS:
+        raise ValueError(f"--validators must be between 1 and {MAX_VALIDATORS}, not {validators}")
+    if not spec.strip():
+        return [DEFAULT_VALIDATOR_STAKE] * validators
+    stakes: list[float] = []
+    for part in spec.split(","):
+        try:
+            stake = float(part)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not a number") from None
+        if not (math.isfinite(stake) and stake > 0):
+            raise ValueError(f"{part.strip()!r}: a validator's stake must be more than 0 (it holds a permit by it)")
+        stakes.append(stake)
+    if len(stakes) != validators:
+        raise ValueError(f"{len(stakes)} stakes for {validators} validators; give one per validator")
+    return stakes
 
 
 def process_start(pid: int) -> str | None:
@@ -299,6 +328,10 @@ class LocalNet:
     epoch_length: int = 4
     heartbeat_interval: float = 2.0
     validator_stake: float = 1000.0
+    # Several validators, each its own process, wallet, database, sample and tasks, all
+    # sending to the same miners: ``validator_stakes`` has one stake each (the first named
+    # "validator", then "validator2" …); empty: one validator of ``validator_stake``.
+    validator_stakes: list[float] = field(default_factory=list)
     debug: bool = False
     platform: bool = False
     worker_mix: list[str] = field(default_factory=lambda: ["honest:3"])
@@ -348,7 +381,21 @@ class LocalNet:
 
     @property
     def validator_db(self) -> Path:
-        return self.data_dir("validator") / "validator.sqlite"
+        """The first validator's database (the one the organic API is on)."""
+        return self.database_of("validator")
+
+    def database_of(self, validator: str) -> Path:
+        return self.data_dir(validator) / "validator.sqlite"
+
+    @property
+    def validator_plan(self) -> list[tuple[str, float]]:
+        """Each validator's name and stake, in order: ``validator``, ``validator2`` …"""
+        stakes = self.validator_stakes or [self.validator_stake]
+        return [(validator_name(i), stake) for i, stake in enumerate(stakes, start=1)]
+
+    @property
+    def validator_dbs(self) -> list[Path]:
+        return [self.database_of(name) for name, _ in self.validator_plan]
 
     @property
     def platform_db(self) -> Path:
@@ -402,7 +449,7 @@ class LocalNet:
             self.chain_dir, netuid=self.netuid, block_time=self.block_time, exist_ok=True,
             weights_rate_limit=self.weights_rate_limit,
         )
-        plan = [("validator", "validator", self.validator_stake)]
+        plan = [(name, "validator", stake) for name, stake in self.validator_plan]
         plan += [(f"miner{i}", "miner", 0.0) for i in range(1, self.miners + 1)]
         self.neurons = []
         for name, role, stake in plan:
@@ -410,6 +457,7 @@ class LocalNet:
             hotkey = wallet.hotkey.ss58_address
             uid = chain.register(hotkey, wallet.coldkeypub.ss58_address, stake)
             self.neurons.append(NeuronProcess(name, role, uid, self._port(name), self._log(name), hotkey=hotkey))
+        self._unstake_absent_validators(chain)
         if self.platform:
             self.neurons.append(NeuronProcess("platform", "platform", -1, self._port("platform"), self._log("platform")))
         if self.synthetic:
@@ -435,6 +483,20 @@ class LocalNet:
                 self.neurons.append(
                     NeuronProcess("organic", "organic", -1, self._port("organic"), self._log("organic"))
                 )
+
+    def _unstake_absent_validators(self, chain: LocalChain) -> None:
+        """A validator of an earlier run in this directory that this run does not start
+        (``--validators 3`` then ``--validators 1``) keeps its uid and wallet but loses its
+        stake, and with it its permit: its last weights would otherwise count in the
+        consensus for ever."""
+        running = {name for name, _ in self.validator_plan}
+        for index in range(2, MAX_VALIDATORS + 1):
+            name = validator_name(index)
+            if name in running or not (self.wallet_path / name).is_dir():
+                continue
+            wallet = load_wallet(name, "default", str(self.wallet_path))
+            if chain.uid_of(wallet.hotkey.ss58_address) is not None:
+                chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, 0.0)
 
     @property
     def stand_in_within(self) -> float | None:
@@ -474,6 +536,11 @@ class LocalNet:
         """The worker mix of miner ``index`` (1-based)."""
         return self.worker_mix[min(index - 1, len(self.worker_mix) - 1)]
 
+    def _oracle_args(self) -> list[str]:
+        """The honest workers learn a task's true order from the database of the validator
+        that sent it; a miner's workers cannot tell which, so they read them all."""
+        return [arg for db in self.validator_dbs for arg in ("--oracle-db", str(db))]
+
     def command(self, neuron: NeuronProcess) -> list[str]:
         if neuron.role == "labelstudio":
             return list(self.label_studio_server().command())
@@ -482,7 +549,7 @@ class LocalNet:
             return [
                 sys.executable, "-m", "dojo.workers", "--label-studio", self.label_studio_url,
                 "--project-prefix", self.label_studio_prefix(f"miner{index}"), "--mix", self.team(index),
-                "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
+*self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
             ]
         if neuron.role == "platform":
@@ -500,7 +567,8 @@ class LocalNet:
                 sys.executable, "-m", "dojo", "synthetic", "serve", "--backend", "procedural",
                 "--host", "127.0.0.1", "--port", str(neuron.port),
                 "--db", str(self.data_dir("synthetic") / "synthetic.sqlite"),
-                "--queue-size", str(self.synthetic_queue_size),
+                # Each validator takes its own tasks from the one queue.
+                "--queue-size", str(self.synthetic_queue_size * len(self.validator_plan)),
                 *(["--mix", self.synthetic_mix] if self.synthetic_mix else []),
             ]
         if neuron.role == "workers":
@@ -509,7 +577,7 @@ class LocalNet:
             cmd = [
                 sys.executable, "-m", "dojo.workers", "--platform", self.platform_url,
                 "--subscription-key", keys["subscription_key"], "--mix", self.team(index),
-                "--oracle-db", str(self.validator_db), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
+*self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
                 "--identities", str(self.data_dir(neuron.name) / "identities.json"),
                 *(["--stand-in", f"{self.stand_in_within:g}"] if self.stand_in_within else []),
@@ -548,7 +616,7 @@ class LocalNet:
             ]
             if self.synthetic:
                 cmd += ["--synthetic_api_url", self.synthetic_url]
-            if self.organic:
+            if self.organic and neuron.name == self.validator.name:
                 cmd += [
                     "--organic.enabled", "--organic.port", str(self.organic_api_port),
                     # Its caller and webhook receiver are on this machine's loopback.
@@ -768,7 +836,12 @@ class LocalNet:
 
     @property
     def validator(self) -> NeuronProcess:
+        """The first validator (the only one unless ``validator_stakes`` names several)."""
         return next(n for n in self.neurons if n.role == "validator")
+
+    @property
+    def validators(self) -> list[NeuronProcess]:
+        return [n for n in self.neurons if n.role == "validator"]
 
     def active_set(self) -> list[int] | None:
         """The validator's latest logged active set, or None before its first round."""
@@ -969,6 +1042,7 @@ PERSON_WINDOW = 60.0
 # client is 127.0.0.1: the limit is the network's own log-ins at start on top of a
 # stranger's allowance, which a person's browser keeps whole.
 PERSON_LOG_INS = 30
+DEFAULT_VALIDATOR_STAKE = 1000.0
 
 
 @dataclass(frozen=True)
@@ -994,6 +1068,9 @@ class UpSettings:
     # from LABEL_STUDIO_API_KEY); empty: the localnet starts its own.
     label_studio_url: str = ""
     synthetic_mix: str | None = None
+    validators: int = 1
+    # One stake per validator, comma-separated ("1000,500,500"); empty: 1000 each.
+    validator_stakes: str = ""
 
 
 def parse_backends(spec: str, miners: int) -> list[str]:
@@ -1068,6 +1145,7 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         if settings.label_studio_url
         else None,
         synthetic_mix=settings.synthetic_mix,
+        validator_stakes=parse_stakes(settings.validator_stakes, settings.validators),
     )
     # With stand-ins every place fills, and the validator takes a task as soon as it has;
     # without (a window as long as the deadline) only a person fills a task's last place,
@@ -1105,6 +1183,10 @@ def state_of(
         "invite_url": None,
         "invite_for": None,
         "validator": {"name": net.validator.name, "uid": net.validator.uid, "hotkey": net.validator.hotkey},
+        "validators": [
+            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "stake": stake}
+            for n, (_, stake) in zip(net.validators, net.validator_plan, strict=True)
+        ],
         "miners": [
             {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i)),
              "backend": net.backend(i)}

@@ -3,8 +3,10 @@
 - ``dojo localnet up [--dir .localnet] [--miners 3] [--workers-per-miner 3]
   [--worker-mix honest:2,random:1] [--deadline 600] [--person-window 60]
   [--task-interval 10] [--block-time 1] [--duration S] [--debug] [--organic [--organic-rate R]]
-  [--miner-backends dojo,dojo,label-studio] [--label-studio URL]``
-  — a local chain, a worker platform, the synthetic API, a validator, the miners and a
+  [--miner-backends dojo,dojo,label-studio] [--label-studio URL]
+  [--validators 3 [--validator-stakes 1000,1000,1000]]``
+  — a local chain, a worker platform, the synthetic API, a validator (or several, each
+  with its own stake, wallet, database, sample and tasks), the miners and a
   team of simulated workers per miner (Label Studio annotators for a label-studio miner, on
   a Label Studio server it starts or the one given), until Ctrl-C, starting again whatever
   exits; a live
@@ -46,6 +48,15 @@ def _count(text: str) -> int:
     return value
 
 
+def _validators(text: str) -> int:
+    from dojo.localnet import MAX_VALIDATORS
+
+    value = _count(text)
+    if value > MAX_VALIDATORS:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_VALIDATORS} (each is a process of its own)")
+    return value
+
+
 def _mix(text: str) -> str:
     from template.config import parse_mix
 
@@ -67,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_dir(up)
     up.add_argument("--miners", type=_count, default=3, help="number of miners (default 3)")
+    up.add_argument("--validators", type=_validators, default=1,
+                    help="number of validators, each with its own wallet, stake, database, sample of miners and "
+                    "tasks, all sending to the same miners (default 1, at most 8)")
+    up.add_argument("--validator-stakes", dest="validator_stakes", default="", metavar="LIST",
+                    help="each validator's stake in order, e.g. 1000,1000,500 (default: 1000 each)")
     up.add_argument("--workers-per-miner", dest="workers_per_miner", type=_count, default=3,
                     help="simulated workers in each miner's team (default 3)")
     up.add_argument(
@@ -106,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="organic tasks a second the caller submits (default 0.2)")
     up.set_defaults(handler=_up)
 
-    status = commands.add_parser("status", help="the processes and what the validator has done")
+    status = commands.add_parser("status", help="the processes, what each validator has done, its weights and trust")
     _add_dir(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_status)
@@ -126,7 +142,7 @@ def _add_dir(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from dojo.localnet import UpSettings, parse_backends, run_localnet, team_mixes
+    from dojo.localnet import UpSettings, parse_backends, parse_stakes, run_localnet, team_mixes
     from dojo.workers import WorkerSpecError
     from template.log import FORMAT, setup_logging
 
@@ -140,6 +156,11 @@ def _up(args: argparse.Namespace) -> int:
         parse_backends(args.miner_backends, args.miners)
     except ValueError as exc:
         print(f"dojo localnet up: --miner-backends: {exc}", file=sys.stderr)
+        return 2
+    try:
+        parse_stakes(args.validator_stakes, args.validators)
+    except ValueError as exc:
+        print(f"dojo localnet up: --validator-stakes: {exc}", file=sys.stderr)
         return 2
     if args.label_studio_url and not os.environ.get("LABEL_STUDIO_API_KEY"):
         print("dojo localnet up: --label-studio needs its API token in LABEL_STUDIO_API_KEY", file=sys.stderr)
@@ -166,6 +187,8 @@ def _up(args: argparse.Namespace) -> int:
         miner_backends=args.miner_backends,
         label_studio_url=args.label_studio_url,
         synthetic_mix=args.synthetic_mix,
+        validators=args.validators,
+        validator_stakes=args.validator_stakes,
     )
     return run_localnet(settings)
 
