@@ -4,8 +4,11 @@ and the live view of ``dojo localnet up``.
 A *snapshot* is one dict, the shape ``dojo localnet status --json`` prints: the processes
 (pid, alive), per miner tasks received, answered and scored, latest and moving score and
 weight on chain, the counts of tasks sent, results collected, rounds scored and weights
-set, the next deadline and the last weights. :class:`StatusReader` makes one from
-``DIR/localnet.json`` (:func:`dojo.localnet.state_of`), the validator's database (read
+set, the next deadline and the last weights (all of the first validator, ``validator``);
+and ``validators``, one entry per validator with its stake, its counts and its weights on
+chain, and its trust and dividend once the chain has computed an epoch, beside each
+miner's ``consensus`` and ``incentive``. :class:`StatusReader` makes one from
+``DIR/localnet.json`` (:func:`dojo.localnet.state_of`), the validators' databases (read
 through :meth:`dojo.validator.store.TaskStore.status`) and the local chain.
 
 On a terminal, :func:`show` keeps a rich ``Live`` table of the latest snapshot, read in a
@@ -35,23 +38,73 @@ READ_INTERVAL = 1.0
 # --- reading ----------------------------------------------------------------------------------
 
 
-class StatusReader:
-    """Reads snapshots of the local network in ``directory``; keeps the database open
-    between reads. The validator's database is opened once it exists (the validator makes
-    it), never created here."""
+class ValidatorDatabase:
+    """One validator's database, read only: opened once it exists (the validator makes
+    it), never created here, and kept open between reads."""
 
-    def __init__(self, directory: Path, netuid: int = 1):
-        self.directory = directory
-        self.netuid = netuid
-        self.validator_db = directory / "data" / "validator" / "validator.sqlite"
+    def __init__(self, path: Path):
+        self.path = path
         self._store: Any = None
         self._ready = False
-        self._chain: Any = None
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def state(self, status: dict[str, Any] | None) -> str:
+        """"absent", "starting" (tables still being made) or "ready"."""
+        return "ready" if status is not None else "starting" if self.path.exists() else "absent"
+
+    def read(self, now: datetime) -> tuple[dict[str, Any] | None, int, str | None]:
+        """What the validator's database says; (None, 0, None) before the validator has
+        made it, or while it is still creating its tables."""
+        if self._store is None:
+            if not self.path.is_file():
+                return None, 0, None
+            from dojo.validator.store import TaskStore
+
+            self._store = TaskStore.read_only(self.path)
+        from sqlalchemy import func, select
+        from sqlalchemy.orm import Session
+
+        from dojo.validator.models import Task, TaskStatus, WeightSet
+
+        if not self._ready:
+            if not self._store.ready():
+                return None, 0, None
+            self._ready = True
+        status = self._store.status(now)
+        with Session(self._store.engine) as db:
+            weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
+            deadline = db.scalar(
+                select(func.min(Task.expire_at)).where(
+                    Task.status.in_([TaskStatus.SENDING, TaskStatus.WAITING]), Task.expire_at > now
+                )
+            )
+        return status, int(weights_set or 0), None if deadline is None else _iso(deadline, "milliseconds")
+
+
+class StatusReader:
+    """Reads snapshots of the local network in ``directory``; keeps the validators'
+    databases and the chain open between reads."""
+
+    def __init__(self, directory: Path, netuid: int = 1):
+        self.directory = directory
+        self.netuid = netuid
+        self.validator_db = directory / "data" / "validator" / "validator.sqlite"
+        self._databases: dict[str, ValidatorDatabase] = {}
+        self._chain: Any = None
+
+    def close(self) -> None:
+        for database in self._databases.values():
+            database.close()
+        self._databases.clear()
+
+    def _database(self, name: str) -> ValidatorDatabase:
+        if name not in self._databases:
+            self._databases[name] = ValidatorDatabase(self.directory / "data" / name / "validator.sqlite")
+        return self._databases[name]
 
     def read(self, state: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
         """The snapshot for ``state`` (the ``localnet.json`` shape) as things are now."""
@@ -76,11 +129,16 @@ class StatusReader:
         ]
         supervisor = state.get("supervisor") or {}
         running = is_running(supervisor.get("pid"), supervisor.get("start_time"))
-        status, weights_set, next_deadline = self._validator(now)
-        block, chain_weights = self._chain_weights(state["validator"]["uid"])
+        # A localnet.json of one validator only (written before there could be several).
+        recorded = state.get("validators") or [state["validator"]]
+        readings = {v["name"]: self._database(v["name"]).read(now) for v in recorded}
+        first = state["validator"]["name"]
+        status, weights_set, next_deadline = readings[first]
+        block, chain_weights, epoch = self._chain_state([v["uid"] for v in recorded])
         by_uid = {m["uid"]: m for m in state.get("miners", [])}
-        total = sum(chain_weights.values())
-        shares = {uid: w / total for uid, w in chain_weights.items()} if total else {}
+        shares = _shares(chain_weights.get(state["validator"]["uid"], {}))
+        miner_view = {m.uid: m for m in epoch.miners} if epoch is not None else {}
+        validator_view = {v.uid: v for v in epoch.validators} if epoch is not None else {}
         per_hotkey = status["miners"] if status else {}
         miners = []
         for m in state.get("miners", []):
@@ -97,6 +155,36 @@ class StatusReader:
                 "latest_score": row.get("latest_score"),
                 "moving_score": row.get("moving_score"),
                 "weight": shares.get(m["uid"], 0.0),
+                # The chain's Yuma consensus of the last epoch (None before the first).
+                "consensus": _float(getattr(miner_view.get(m["uid"]), "consensus", None)),
+                "incentive": _float(getattr(miner_view.get(m["uid"]), "incentive", None)),
+            })
+
+        def hotkey_of(uid: int) -> str:
+            return by_uid[uid]["hotkey"] if uid in by_uid else str(uid)
+
+        validators = []
+        for v in recorded:
+            own, sets, _ = readings[v["name"]]
+            own_tasks = own["tasks"] if own else {}
+            own_last = own["last_weights"] if own else None
+            view = validator_view.get(v["uid"])
+            validators.append({
+                "name": v["name"],
+                "uid": v["uid"],
+                "hotkey": v["hotkey"],
+                "stake": v.get("stake"),
+                "database": self._database(v["name"]).state(own),
+                "tasks_sent": int(own_tasks.get("total", 0)) - int(own_tasks.get("unsent", 0)),
+                "results_collected": own["results_collected"] if own else 0,
+                "rounds_scored": own["rounds_scored"] if own else 0,
+                "weights_set": sets,
+                "last_weights": None if own_last is None
+                else {"block": own_last["block"], "at": own_last["attempted_at"]},
+                # Its latest weights on chain, as shares by miner hotkey.
+                "weights": {hotkey_of(uid): w for uid, w in _shares(chain_weights.get(v["uid"], {})).items()},
+                "trust": _float(getattr(view, "trust", None)),
+                "dividend": _float(getattr(view, "dividend", None)),
             })
         tasks = status["tasks"] if status else {}
         last = status["last_weights"] if status else None
@@ -105,7 +193,7 @@ class StatusReader:
         else:
             left = strays(Path(state.get("directory") or self.directory), state)
             unsupervised = [p["name"] for p in processes if p["alive"]] + [f"pid {pid}" for pid in left]
-        database = "ready" if status is not None else "starting" if self.validator_db.exists() else "absent"
+        database = self._database(first).state(status)
         return {
             "time": _iso(now),
             "directory": state.get("directory"),
@@ -134,49 +222,39 @@ class StatusReader:
             "last_round": status["last_round"] if status else None,
             "last_weights": None if last is None else {"block": last["block"], "at": last["attempted_at"]},
             "validator": state["validator"],
+            "validators": validators,
+            # The block of the chain's last epoch (consensus, incentive, trust); None before one.
+            "epoch_block": getattr(epoch, "block", None),
             "miners": miners,
-            "weights": {by_uid[uid]["hotkey"] if uid in by_uid else str(uid): w for uid, w in shares.items()},
+            "weights": {hotkey_of(uid): w for uid, w in shares.items()},
             "settings": state.get("settings", {}),
         }
 
-    def _validator(self, now: datetime) -> tuple[dict[str, Any] | None, int, str | None]:
-        """What the validator's database says; (None, 0, None) before the validator has
-        made it, or while it is still creating its tables."""
-        if self._store is None:
-            if not self.validator_db.is_file():
-                return None, 0, None
-            from dojo.validator.store import TaskStore
-
-            self._store = TaskStore.read_only(self.validator_db)
-        from sqlalchemy import func, select
-        from sqlalchemy.orm import Session
-
-        from dojo.validator.models import Task, TaskStatus, WeightSet
-
-        if not self._ready:
-            if not self._store.ready():
-                return None, 0, None
-            self._ready = True
-        status = self._store.status(now)
-        with Session(self._store.engine) as db:
-            weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
-            deadline = db.scalar(
-                select(func.min(Task.expire_at)).where(
-                    Task.status.in_([TaskStatus.SENDING, TaskStatus.WAITING]), Task.expire_at > now
-                )
-            )
-        return status, int(weights_set or 0), None if deadline is None else _iso(deadline, "milliseconds")
-
-    def _chain_weights(self, validator_uid: int) -> tuple[int | None, dict[int, int]]:
+    def _chain_state(self, validator_uids: list[int]) -> tuple[int | None, dict[int, dict[int, int]], Any]:
+        """The block, each validator's weights on chain, and the chain's last epoch (None
+        while it has computed none, or cannot say)."""
         from template.chain.base import ChainUnavailable
         from template.chain.local import LocalChain
 
         try:
             if self._chain is None:
                 self._chain = LocalChain(self.directory / "chain", self.netuid)
-            return self._chain.block(), self._chain.weights_of(validator_uid)
+            block = self._chain.block()
+            weights = {uid: self._chain.weights_of(uid) for uid in validator_uids}
+            epoch_view = getattr(self._chain, "epoch_view", None)
+            epoch = epoch_view() if epoch_view is not None else None
+            return block, weights, epoch
         except ChainUnavailable:
-            return None, {}
+            return None, {}, None
+
+
+def _shares(weights: dict[int, int]) -> dict[int, float]:
+    total = sum(weights.values())
+    return {uid: w / total for uid, w in weights.items()} if total else {}
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def status(directory: Path) -> dict[str, Any]:
@@ -258,10 +336,23 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
             f"round {last.get('round_id', after['rounds_scored'])} scored: {_plural(last.get('tasks'), 'task')}, "
             f"{_plural(last.get('miners'), 'miner')}, mean agreement {_score(agreement)}; scores {scores or '-'}"
         )
-    if after["weights_set"] > before["weights_set"]:
+    several = len(after.get("validators") or []) > 1
+    if after["weights_set"] > before["weights_set"] and not several:
         block = (after.get("last_weights") or {}).get("block")
         shares = ", ".join(f"{m['name']} {m['weight']:.3f}" for m in after["miners"])
         lines.append(f"weights set at block {block}: {shares}")
+    if several:
+        names = {m["hotkey"]: m["name"] for m in after["miners"]}
+        had = {v["name"]: v for v in before.get("validators") or []}
+        for v in after["validators"]:
+            if v["weights_set"] > had.get(v["name"], {}).get("weights_set", 0):
+                block = (v.get("last_weights") or {}).get("block")
+                shares = ", ".join(f"{names.get(hotkey, hotkey)} {w:.3f}" for hotkey, w in v["weights"].items())
+                lines.append(f"{v['name']} set weights at block {block}: {shares or '-'}")
+    if _consensus(after) is not None and _consensus(after) != _consensus(before):
+        trust = ", ".join(f"{v['name']} {_score(v['trust'])}" for v in after["validators"])
+        incentive = ", ".join(f"{m['name']} {_score(m['incentive'])}" for m in after["miners"])
+        lines.append(f"epoch at block {after.get('epoch_block')}: trust {trust}; incentive {incentive}")
     was = {p["name"]: p for p in before["processes"]}
     for p in after["processes"]:
         old = was.get(p["name"])
@@ -280,6 +371,16 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
     if after.get("unsupervised") and not before.get("unsupervised"):
         lines.append(f"the supervisor is gone; still running unsupervised: {', '.join(after['unsupervised'])}")
     return lines
+
+
+def _consensus(snap: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The chain's epoch figures of a snapshot, as the event line shows them (None before
+    the first epoch): a new line only when one of them changed."""
+    validators = snap.get("validators") or []
+    if not any(v.get("trust") is not None for v in validators):
+        return None
+    return (tuple(_score(v.get("trust")) for v in validators),
+            tuple(_score(m.get("incentive")) for m in snap["miners"]))
 
 
 def _exit_words(code: int | None) -> str:
@@ -376,6 +477,8 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
             Text(bar, style="green" if honest else "yellow"),
         )
 
+    consensus = _validators_table(snap)
+
     running = bool(snap.get("running"))
     unsupervised = snap.get("unsupervised") or []
     t = snap.get("tasks") or {}
@@ -439,10 +542,42 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         when = f" {_seconds((now - stopped_at).total_seconds())} ago" if stopped_at else ""
         footer = Text(f"stopped{when} · logs in {directory}/logs\n`dojo localnet up --dir {directory}` resumes",
                       style="dim")
-    parts: list[Any] = [links, Text(""), miners, Text(""), facts, Text(""), footer]
+    parts: list[Any] = [links, Text(""), miners, *([Text(""), consensus] if consensus else []),
+                        Text(""), facts, Text(""), footer]
     if note:
         parts.append(Text(note, style="red"))
     return Panel(Group(*parts), title=title, title_align="left", border_style="magenta", expand=False)
+
+
+def _validators_table(snap: dict[str, Any]) -> Any:
+    """Each validator's stake, tasks, weight sets, trust and dividend, and its latest
+    weights on chain per miner; under them the miners' consensus and incentive. None for a
+    network of one validator before the chain has computed an epoch (the miners' table
+    has its weights)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    validators = snap.get("validators") or []
+    epoch = any(v.get("trust") is not None for v in validators)
+    if len(validators) < 2 and not epoch:
+        return None
+    table = Table(expand=False, box=None, header_style="bold", pad_edge=False, padding=(0, 1, 0, 0))
+    for name, justify in (("validator", "left"), ("uid", "right"), ("stake", "right"), ("tasks", "right"),
+                          ("sets", "right"), ("trust", "right"), ("div.", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for m in snap["miners"]:
+        table.add_column(m["name"], justify="right", no_wrap=True)
+    for v in validators:
+        stake = v.get("stake")
+        table.add_row(
+            v["name"], str(v["uid"]), "-" if stake is None else f"{stake:g}", str(v["tasks_sent"]),
+            str(v["weights_set"]), _score(v.get("trust")), _score(v.get("dividend")),
+            *(_score(v["weights"].get(m["hotkey"], 0.0)) if v["weights"] else "-" for m in snap["miners"]),
+        )
+    for label, key in (("consensus", "consensus"), ("incentive", "incentive")):
+        table.add_row(Text(label, style="bold"), "", "", "", "", "", "",
+                      *(_score(m.get(key)) for m in snap["miners"]))
+    return table
 
 
 def _first_weights(settings: dict[str, Any]) -> str:
