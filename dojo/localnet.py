@@ -612,6 +612,8 @@ class LocalNet:
                 "--neuron.scoring_interval", str(self.scoring_interval),
                 "--neuron.sample_size", str(self.sample_size),
                 "--neuron.collect_at_results", str(self.collect_at_results),
+                # Every staked neuron here is a validator: none is sent tasks as a miner.
+                "--neuron.vpermit_tao_limit", "0",
                 "--wandb.off",
             ]
             if self.synthetic:

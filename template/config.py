@@ -188,6 +188,13 @@ class NeuronSettings(_Section):
         "the places its tasks have, when every miner's are known (a local network); 0: at the deadline (validator)",
     )
     scoring_interval: float = Field(60.0, gt=0, description="seconds between scoring rounds (validator)")
+    # As the subnet template's: a neuron with a permit and this much stake is another validator
+    # (its endpoint answers heartbeats too), never sampled as a miner.
+    vpermit_tao_limit: float = Field(
+        4096.0, ge=0,
+        description="a neuron holding a validator permit with more stake than this is a validator, not a miner "
+        "to send tasks to (validator)",
+    )
 
 
 class MinerNeuronSettings(NeuronSettings):

@@ -195,10 +195,14 @@ class ValidatorNeuron(BaseNeuron):
     # --- heartbeat ----------------------------------------------------------------------
 
     def miner_targets(self) -> list[Target]:
+        """The serving neurons but this one and the other validators (a permit and more
+        stake than ``--neuron.vpermit_tao_limit``): a validator's endpoint answers a
+        heartbeat as a miner's does, and a task sent to it would only fail."""
+        limit = self.config.neuron.vpermit_tao_limit
         return [
             Target(hotkey=n.hotkey, url=n.axon.url, uid=n.uid)
             for n in self.metagraph.serving()
-            if n.hotkey != self.hotkey
+            if n.hotkey != self.hotkey and not (n.validator_permit and n.stake > limit)
         ]
 
     async def heartbeat_round(self) -> set[int]:

@@ -194,6 +194,21 @@ async def _collect_until_settled(neuron: ValidatorNeuron, seconds: float = 8.0) 
     raise AssertionError("the tasks were not collected in time")
 
 
+async def test_another_validator_answering_heartbeats_is_not_sampled_as_a_miner(network, tmp_path):
+    """On a subnet of several validators each one's endpoint answers heartbeats; one with a
+    permit and more stake than --neuron.vpermit_tao_limit is a validator, sent no task."""
+    neuron, miners = await network(["good", "good"], **{"--neuron.vpermit_tao_limit": "500"})
+    assert neuron.active_uids == {1, 2}
+    chain = LocalChain(tmp_path / "chain", NETUID)
+    other = miners[1].wallet  # staked now: a validator holding a permit, still answering heartbeats
+    chain.register(other.hotkey.ss58_address, other.coldkeypub.ss58_address, stake=1000.0)
+    await neuron.resync()
+    assert neuron.metagraph.get(other.hotkey.ss58_address).validator_permit
+    assert await neuron.heartbeat_round() == {1}
+    await neuron.task_round()
+    assert set(_assignments(neuron)) == {miners[0].wallet.hotkey.ss58_address}
+
+
 async def test_every_send_outcome_is_recorded_and_a_slow_miner_stalls_nothing(network):
     neuron, miners = await network(["good", "refuses", "slow", "wrong_id", "down"])
     by_name = {m.name: m for m in miners}
