@@ -1274,7 +1274,7 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
     try:
         record()
         print(f"{'resuming' if resumed else 'starting'} the localnet in {directory} "
-              f"({settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
+              f"({_validators_said(net)}{settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
         for role in ("platform", "labelstudio", "synthetic", "miner"):
             net.start(roles=(role,))
         net.wait_for_axons()
@@ -1315,6 +1315,14 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         print(f"dojo localnet up: {failed}", file=sys.stderr, flush=True)
     clean = not down and all(code is not None and clean_exit(roles[name], code) for name, code in codes.items())
     return 0 if failed is None and clean else 1
+
+
+def _validators_said(net: LocalNet) -> str:
+    """``3 validators (stakes 1000, 1000, 500), `` when there are several; nothing for one."""
+    plan = net.validator_plan
+    if len(plan) == 1:
+        return ""
+    return f"{len(plan)} validators (stakes {', '.join(f'{stake:g}' for _, stake in plan)}), "
 
 
 def clean_exit(role: str, code: int) -> bool:
