@@ -1,7 +1,8 @@
 """A whole Dojo subnet on one machine: a local chain, miners and a validator as processes.
 
 ``dojo localnet up`` creates the chain and the wallets under one directory, registers the
-neurons (the validator with stake, so it holds a permit), starts one worker platform
+neurons (the validator with stake, so it holds a permit; with ``--validators N`` several,
+each with its own stake, wallet, database and tasks), starts one worker platform
 (each miner's API key and subscription key made through the real log-in flow), the
 synthetic API, the validator, the miners and one team of simulated workers per miner,
 each its own process on loopback; it shows what they do (:mod:`dojo.localnet_view`),
@@ -445,9 +446,11 @@ class LocalNet:
         or a later run in the same directory, keeps every key and uid)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "logs").mkdir(exist_ok=True)
+        # The chain's Yuma epoch as often as the validators set weights (a chain made by an
+        # earlier run keeps its own tempo).
         chain = LocalChain.init(
             self.chain_dir, netuid=self.netuid, block_time=self.block_time, exist_ok=True,
-            weights_rate_limit=self.weights_rate_limit,
+            weights_rate_limit=self.weights_rate_limit, tempo=self.epoch_length,
         )
         plan = [(name, "validator", stake) for name, stake in self.validator_plan]
         plan += [(f"miner{i}", "miner", 0.0) for i in range(1, self.miners + 1)]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from dojo.localnet import LocalNet, UpSettings
+    from template.chain.base import EpochView
 
 READ_INTERVAL = 1.0
 
@@ -143,6 +144,7 @@ class StatusReader:
         miners = []
         for m in state.get("miners", []):
             row = per_hotkey.get(m["hotkey"], {})
+            at_epoch = miner_view.get(m["uid"])
             miners.append({
                 "name": m["name"],
                 "uid": m["uid"],
@@ -156,8 +158,8 @@ class StatusReader:
                 "moving_score": row.get("moving_score"),
                 "weight": shares.get(m["uid"], 0.0),
                 # The chain's Yuma consensus of the last epoch (None before the first).
-                "consensus": _float(getattr(miner_view.get(m["uid"]), "consensus", None)),
-                "incentive": _float(getattr(miner_view.get(m["uid"]), "incentive", None)),
+                "consensus": at_epoch.consensus if at_epoch else None,
+                "incentive": at_epoch.incentive if at_epoch else None,
             })
 
         def hotkey_of(uid: int) -> str:
@@ -183,8 +185,8 @@ class StatusReader:
                 else {"block": own_last["block"], "at": own_last["attempted_at"]},
                 # Its latest weights on chain, as shares by miner hotkey.
                 "weights": {hotkey_of(uid): w for uid, w in _shares(chain_weights.get(v["uid"], {})).items()},
-                "trust": _float(getattr(view, "trust", None)),
-                "dividend": _float(getattr(view, "dividend", None)),
+                "trust": view.trust if view else None,
+                "dividend": view.dividend if view else None,
             })
         tasks = status["tasks"] if status else {}
         last = status["last_weights"] if status else None
@@ -224,13 +226,15 @@ class StatusReader:
             "validator": state["validator"],
             "validators": validators,
             # The block of the chain's last epoch (consensus, incentive, trust); None before one.
-            "epoch_block": getattr(epoch, "block", None),
+            "epoch_block": epoch.block if epoch is not None else None,
             "miners": miners,
             "weights": {hotkey_of(uid): w for uid, w in shares.items()},
             "settings": state.get("settings", {}),
         }
 
-    def _chain_state(self, validator_uids: list[int]) -> tuple[int | None, dict[int, dict[int, int]], Any]:
+    def _chain_state(
+        self, validator_uids: list[int]
+    ) -> tuple[int | None, dict[int, dict[int, int]], EpochView | None]:
         """The block, each validator's weights on chain, and the chain's last epoch (None
         while it has computed none, or cannot say)."""
         from template.chain.base import ChainUnavailable
@@ -241,9 +245,9 @@ class StatusReader:
                 self._chain = LocalChain(self.directory / "chain", self.netuid)
             block = self._chain.block()
             weights = {uid: self._chain.weights_of(uid) for uid in validator_uids}
-            epoch_view = getattr(self._chain, "epoch_view", None)
-            epoch = epoch_view() if epoch_view is not None else None
-            return block, weights, epoch
+            epoch = self._chain.epoch_view()
+            # Block 0: no epoch yet, every figure 0; shown as none rather than as no trust.
+            return block, weights, epoch if epoch.block > 0 else None
         except ChainUnavailable:
             return None, {}, None
 
@@ -251,10 +255,6 @@ class StatusReader:
 def _shares(weights: dict[int, int]) -> dict[int, float]:
     total = sum(weights.values())
     return {uid: w / total for uid, w in weights.items()} if total else {}
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def status(directory: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -51,8 +52,8 @@ def test_stakes_are_equal_by_default_and_one_each_when_given():
         parse_stakes("1000,inf", 2)
 
 
-def _three(tmp_path: Any, stakes: str = "1000,1000,500") -> tuple[LocalNet, UpSettings]:
-    settings = UpSettings(directory=tmp_path, miners=2, validators=3, validator_stakes=stakes)
+def _three(tmp_path: Any, stakes: str = "1000,1000,500", block_time: float = 1.0) -> tuple[LocalNet, UpSettings]:
+    settings = UpSettings(directory=tmp_path, miners=2, validators=3, validator_stakes=stakes, block_time=block_time)
     net = build_net(settings, None)
     net.prepare()
     return net, settings
@@ -102,20 +103,29 @@ def test_each_validator_has_its_wallet_stake_permit_database_and_process_and_the
         assert metagraph.get(v.hotkey).stake == 0.0 and not metagraph.get(v.hotkey).validator_permit
 
 
-def test_the_status_shows_each_validators_weights_beside_the_miners(tmp_path):
-    net, settings = _three(tmp_path)
+def test_the_status_shows_each_validators_weights_and_trust_beside_the_miners_consensus(tmp_path):
+    # Fast blocks: the chain's epoch (every 20 blocks, as often as the validators set weights) comes in a second.
+    net, settings = _three(tmp_path, block_time=0.05)
     chain = LocalChain(net.chain_dir, net.netuid)
+    assert chain.params().tempo == 20
     miners = [n for n in net.neurons if n.role == "miner"]
-    # Weights as each validator sets them (the chain checks the permit of each).
+    # Weights as each validator sets them (the chain checks the permit of each); validator3 sets none.
     for v, shares in zip(net.validators, ([60000, 20000], [65535, 0]), strict=False):
         chain.set_weights(v.hotkey, [m.uid for m in miners], shares, 0)
+    after = chain.block()
     TaskStore(net.database_of("validator2")).close()  # validator2 has made its database; the others not yet
     state = state_of(net, settings, "2026-01-01T12:00:00Z")
     reader = StatusReader(tmp_path, net.netuid)
+    deadline = time.monotonic() + 60
     try:
         snap = reader.read(state)
+        while (snap["epoch_block"] or 0) <= after:  # an epoch that saw the weights
+            assert time.monotonic() < deadline, snap
+            time.sleep(0.1)
+            snap = reader.read(state)
     finally:
         reader.close()
+    epoch = chain.epoch_view()
     by_name = {v["name"]: v for v in snap["validators"]}
     assert list(by_name) == ["validator", "validator2", "validator3"]
     m1, m2 = (m.hotkey for m in miners)
@@ -126,7 +136,14 @@ def test_the_status_shows_each_validators_weights_beside_the_miners(tmp_path):
     assert by_name["validator3"]["stake"] == 500.0
     for v in snap["validators"]:
         assert set(v) >= {"uid", "hotkey", "tasks_sent", "rounds_scored", "weights_set", "trust", "dividend"}
-    assert all(set(m) >= {"consensus", "incentive"} for m in snap["miners"])
+    # The chain's figures at that epoch, as `dojo chain show` has them (if no later epoch came meanwhile).
+    if epoch.block == snap["epoch_block"]:
+        trust = {v.uid: (v.trust, v.dividend) for v in epoch.validators}
+        assert {v["uid"]: (v["trust"], v["dividend"]) for v in snap["validators"]} == trust
+        assert {m["uid"]: (m["consensus"], m["incentive"]) for m in snap["miners"]} == {
+            m.uid: (m.consensus, m.incentive) for m in epoch.miners}
+    assert by_name["validator"]["trust"] > 0.5 and by_name["validator3"]["trust"] == 0.0  # it set no weights
+    assert sum(m["incentive"] for m in snap["miners"]) == pytest.approx(1.0)
     # The first validator's weights are the miners' column, as on a network of one.
     assert [m["weight"] for m in snap["miners"]] == pytest.approx([0.75, 0.25])
 
@@ -137,8 +154,19 @@ def test_the_status_shows_each_validators_weights_beside_the_miners(tmp_path):
     rows = {c[0]: c[1:] for c in cells if c and c[0].startswith("validator")}
     assert rows["validator2"][:2] == [str(net.validators[1].uid), "1000"]
     assert rows["validator2"][-2:] == ["1.000", "0.000"] and rows["validator3"][-2:] == ["-", "-"]
-    assert ["consensus", "-", "-"] in cells and ["incentive", "-", "-"] in cells  # before the chain's first epoch
+    assert rows["validator"][4] == f"{by_name['validator']['trust']:.3f}"
+    incentive = next(c for c in cells if c and c[0] == "incentive")
+    assert incentive[1:] == [f"{m['incentive']:.3f}" for m in snap["miners"]]
 
     later = {**snap, "validators": [dict(v) for v in snap["validators"]]}
     later["validators"][1].update(weights_set=1, last_weights={"block": 9, "at": None})
     assert events(snap, later) == ["validator2 set weights at block 9: miner1 1.000"]
+    # A new epoch whose figures differ is one line; one with the same figures none.
+    moved = {**later, "epoch_block": 999, "validators": [dict(v) for v in later["validators"]]}
+    moved["validators"][2]["trust"] = 0.5
+    assert events(later, moved) == [
+        f"epoch at block 999: trust validator {by_name['validator']['trust']:.3f}, "
+        f"validator2 {by_name['validator2']['trust']:.3f}, validator3 0.500; incentive "
+        + ", ".join(f"{m['name']} {m['incentive']:.3f}" for m in snap["miners"])
+    ]
+    assert events(moved, {**moved, "epoch_block": 1019}) == []
