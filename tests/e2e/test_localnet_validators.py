@@ -43,7 +43,7 @@ def _logs(directory: Path) -> dict[str, str]:
     return logs
 
 
-def test_three_validators_each_set_weights_on_chain_favouring_the_honest_miner_and_status_lists_them(tmp_path):
+def test_three_validators_set_weights_favouring_the_honest_miner_and_status_shows_their_trust(tmp_path):
     directory = tmp_path / "net"
     with (tmp_path / "up.out").open("w") as stdout, (tmp_path / "up.err").open("w") as stderr:
         up = subprocess.Popen(
@@ -52,18 +52,20 @@ def test_three_validators_each_set_weights_on_chain_favouring_the_honest_miner_a
             stdout=stdout, stderr=stderr, start_new_session=True,
         )
     try:
-        def every_validator_set_weights_twice() -> dict[str, Any] | None:
+        def three_rounds_and_weights_each_counted_in_consensus() -> dict[str, Any] | None:
             s = _status(directory)
             validators = (s or {}).get("validators") or []
-            done = len(validators) == 3 and all(v["weights_set"] >= 2 and v["weights"] for v in validators)
+            done = len(validators) == 3 and all(
+                v["rounds_scored"] >= 3 and v["weights_set"] >= 3 and v["weights"] and (v["trust"] or 0) > 0
+                for v in validators)
             return s if done else None
 
         deadline = time.monotonic() + 240
         snap = None
         while snap is None:
             assert up.poll() is None, f"dojo localnet up exited with {up.returncode}: {_logs(directory)}"
-            assert time.monotonic() < deadline, f"not every validator set weights twice: {_logs(directory)}"
-            snap = every_validator_set_weights_twice()
+            assert time.monotonic() < deadline, f"not every validator scored and set weights three times with trust: {_logs(directory)}"
+            snap = three_rounds_and_weights_each_counted_in_consensus()
             if snap is None:
                 time.sleep(1.0)
         chain = LocalChain(directory / "chain", 1)
@@ -87,6 +89,10 @@ def test_three_validators_each_set_weights_on_chain_favouring_the_honest_miner_a
         assert on_chain[v["name"]], (v["name"], on_chain)
         assert abs(sum(v["weights"].values()) - 1) < 1e-9
         assert v["weights"].get(honest["hotkey"], 0.0) > v["weights"].get(random_team["hotkey"], 0.0), v
+        assert 0 < v["trust"] <= 1 and v["dividend"] is not None, v
+    # The chain's consensus pays the honest team most.
+    assert honest["incentive"] > random_team["incentive"], snap["miners"]
+    assert snap["epoch_block"] > 0
     # Both miners took the first validator's tasks, and no validator was sent one as a miner.
     assert all(m["received"] > 0 for m in snap["miners"])
     for name in ("validator", "validator2", "validator3"):
