@@ -75,9 +75,12 @@ class ValidatorDatabase:
             if not self._store.ready():
                 return None, 0, None
             self._ready = True
+        with Session(self._store.engine) as db:
+            # Counted before the status is read, so the last weights it shows are never older
+            # than the sets counted (the event line names the block of the newest).
+            weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
         status = self._store.status(now)
         with Session(self._store.engine) as db:
-            weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
             deadline = db.scalar(
                 select(func.min(Task.expire_at)).where(
                     Task.status.in_([TaskStatus.SENDING, TaskStatus.WAITING]), Task.expire_at > now
