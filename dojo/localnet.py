@@ -552,7 +552,7 @@ class LocalNet:
             return [
                 sys.executable, "-m", "dojo.workers", "--label-studio", self.label_studio_url,
                 "--project-prefix", self.label_studio_prefix(f"miner{index}"), "--mix", self.team(index),
-*self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
+                *self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
             ]
         if neuron.role == "platform":
@@ -580,7 +580,7 @@ class LocalNet:
             cmd = [
                 sys.executable, "-m", "dojo.workers", "--platform", self.platform_url,
                 "--subscription-key", keys["subscription_key"], "--mix", self.team(index),
-*self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
+                *self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
                 "--poll", "0.5", "--seed", str(index),
                 "--identities", str(self.data_dir(neuron.name) / "identities.json"),
                 *(["--stand-in", f"{self.stand_in_within:g}"] if self.stand_in_within else []),
