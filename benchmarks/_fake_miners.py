@@ -79,6 +79,7 @@ def _routes(server, endpoint: _Endpoint) -> None:
         WorkerResult,
         utcnow,
     )
+    from dojo.miner.answers import worker_pseudonym
     from template.transport import HandlerRefusal
 
     def count(route: str) -> None:
@@ -101,7 +102,7 @@ def _routes(server, endpoint: _Endpoint) -> None:
             endpoint.rng.shuffle(order)
             answers.append(
                 WorkerResult(
-                    worker_id=f"worker-{endpoint.hotkey[:8]}-{w}",
+                    worker_id=worker_pseudonym(endpoint.hotkey.encode(), str(w)),
                     criteria_type="ranking",
                     values={cid: float(rank) for rank, cid in enumerate(order, start=1)},
                     submitted_at=now,

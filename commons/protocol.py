@@ -18,6 +18,11 @@ request                reply                       when
 ``FeedbackRequest`` carries no ground truth, and each miner gets its own completion ids and
 order, so miners cannot align answers by position or id.
 
+Workers. A miner takes at most :data:`MAX_WORKERS_PER_TASK` workers' answers for a task (the
+subnet fixes the number, so every validator knows how many it asked for) and names each worker
+by a pseudonym of the form :data:`WORKER_PSEUDONYM`; a validator refuses a reply that names
+more workers or another form of id (:func:`dojo.validator.results.check_results`).
+
 Content kinds: ``code`` (files), ``text``, ``dialogue`` (turns with roles) and ``image`` (one
 PNG, JPEG or WebP file in base64, at most :data:`~commons.media.MAX_IMAGE_BYTES` bytes and
 :data:`~commons.media.MAX_IMAGE_PIXELS` pixels, its format read from its own magic bytes and
@@ -58,6 +63,13 @@ MAX_TURNS = 100
 MIN_COMPLETIONS = 2
 MAX_COMPLETIONS = 10
 MAX_RESULTS = 1_000
+# The most workers a validator takes from one miner for one task: the subnet fixes it, so a
+# validator knows how many it asked for without a field in the request (a miner's
+# ``--task_max_results`` may not exceed it), and a reply that names more workers is refused.
+MAX_WORKERS_PER_TASK = 10
+# How a miner names a worker to validators: "w" and 24 hex digits, an HMAC of the worker
+# backend's id under the miner's secret (:func:`dojo.miner.answers.worker_pseudonym`).
+WORKER_PSEUDONYM = r"^w[0-9a-f]{24}$"
 MAX_RATIONALE = 1_000
 MAX_ALT = 2_000
 # All images of one request together: their base64 and the rest of the request stay under a

@@ -329,7 +329,8 @@ class MinerConfig(NeuronConfig):
         None, description="API key from `dojo api-key generate`", json_schema_extra={"env": "DOJO_API_KEY"}
     )
     task_max_results: int = Field(
-        3, ge=1, le=100, description="worker results wanted per task", json_schema_extra={"env": "TASK_MAX_RESULTS"}
+        # At most commons.protocol.MAX_WORKERS_PER_TASK: validators refuse a reply naming more workers.
+        3, ge=1, le=10, description="worker results wanted per task", json_schema_extra={"env": "TASK_MAX_RESULTS"}
     )
 
     @model_validator(mode="after")

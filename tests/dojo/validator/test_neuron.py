@@ -31,6 +31,7 @@ from commons.protocol import (
     WorkerResult,
     utcnow,
 )
+from dojo.export import ExportOptions, export_dataset
 from dojo.localnet import free_port
 from dojo.validator.models import (
     Assignment,
@@ -103,7 +104,7 @@ class FakeMiner:
             raise HandlerRefusal(404, "unknown request")
         now = utcnow()
         good = [
-            WorkerResult(worker_id=f"w{i}", criteria_type="ranking", values=self._ranking(sent), submitted_at=now)
+            WorkerResult(worker_id=f"w{i:024x}", criteria_type="ranking", values=self._ranking(sent), submitted_at=now)
             for i in range(3)
         ]
         if self.behaviour == "flaky" and self.result_calls == 1:
@@ -113,7 +114,7 @@ class FakeMiner:
             bad["not-a-completion"] = bad.pop(next(iter(bad)))
             good[1] = good[1].model_copy(update={"values": bad})
         if self.behaviour == "duplicate_worker":
-            good[2] = good[2].model_copy(update={"worker_id": "w0"})
+            good[2] = good[2].model_copy(update={"worker_id": f"w{0:024x}"})
         if self.behaviour == "partial":
             good[0] = good[0].model_copy(update={"values": dict(list(good[0].values.items())[:-1])})
         if self.behaviour == "liar":
@@ -122,6 +123,10 @@ class FakeMiner:
             await asyncio.sleep(5)
         if self.behaviour == "empty":
             good = []
+        if self.behaviour == "invents_workers":  # a thousand workers it was never asked for
+            good = [g.model_copy(update={"worker_id": f"w{i:024x}"}) for i in range(1_000) for g in good[:1]]
+        if self.behaviour == "names_workers":  # not the pseudonym form
+            good = [g.model_copy(update={"worker_id": f"alice-{i}"}) for i, g in enumerate(good)]
         if self.behaviour == "filling" and self.result_calls == 1:
             good = good[:2]  # the third worker is still at it
         return TaskResultReply(request_id=request.request_id, results=good)
@@ -267,6 +272,28 @@ async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
     assert await neuron.scoring_round() is None
     await neuron.send_scores()
     assert all(len(m.scores) == 1 for m in miners)
+
+
+async def test_invented_workers_are_refused_and_never_reach_the_export(network, tmp_path):
+    neuron, miners = await network(["good", "good", "invents_workers", "names_workers"])
+    await neuron.task_round()
+    await asyncio.sleep(1.2)  # the 1 s deadline
+    await _collect_until_settled(neuron)
+    rows = _assignments(neuron)
+    outcome = {m.behaviour: (rows[m.hotkey].collect_status, rows[m.hotkey].collect_detail) for m in miners}
+    assert outcome["invents_workers"][0] == CollectStatus.INVALID
+    assert "names 1000 workers" in outcome["invents_workers"][1]
+    assert outcome["names_workers"][0] == CollectStatus.INVALID
+    assert "not a worker pseudonym" in outcome["names_workers"][1]
+    assert await neuron.scoring_round() == 1
+    rows = _assignments(neuron)
+    assert rows[miners[2].hotkey].score == 0.0 and rows[miners[3].hotkey].score == 0.0
+    summary = await asyncio.to_thread(export_dataset, neuron.store.url, tmp_path / "export",
+                                      ExportOptions(format="jsonl", min_agreement=0.0))
+    assert summary.tasks == 1
+    [task] = [json.loads(line) for line in (tmp_path / "export" / "tasks.jsonl").read_text().splitlines()]
+    # Only the two honest miners' answers, with their three workers each.
+    assert sorted(len(m["workers"]) for m in task["miners"]) == [3, 3]
 
 
 async def test_collection_is_retried_within_the_grace_then_given_up(network):

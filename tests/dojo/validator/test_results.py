@@ -6,16 +6,18 @@ from datetime import timedelta
 
 import pytest
 
-from commons.protocol import WorkerResult
+from commons.protocol import MAX_WORKERS_PER_TASK, WorkerResult
 from commons.storage import utcnow
+from dojo.miner.answers import worker_pseudonym
 from dojo.validator.results import ResultsRefused, check_results
 
 IDS = {"ma": "a", "mb": "b", "mc": "c"}  # miner's ids -> task's ids
 RANKING = [{"type": "ranking"}]
 SCORE = [{"type": "multi-score", "min": 1, "max": 10}]
+W1, W2 = "w" + "1" * 24, "w" + "2" * 24  # workers as miners name them (worker_pseudonym)
 
 
-def _result(values, worker="w1", kind="ranking", at=None) -> WorkerResult:
+def _result(values, worker=W1, kind="ranking", at=None) -> WorkerResult:
     return WorkerResult(worker_id=worker, criteria_type=kind, values=values, submitted_at=at or utcnow())
 
 
@@ -25,10 +27,10 @@ def _check(results, criteria=RANKING, sent_at=None):
 
 def test_whole_rankings_are_mapped_back_to_the_tasks_ids():
     accepted = _check(
-        [_result({"ma": 2, "mb": 1, "mc": 3}), _result({"ma": 1, "mb": 2, "mc": 3}, worker="w2")]
+        [_result({"ma": 2, "mb": 1, "mc": 3}), _result({"ma": 1, "mb": 2, "mc": 3}, worker=W2)]
     )
     assert [r.values for r in accepted] == [{"a": 2.0, "b": 1.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0}]
-    assert [r.worker_id for r in accepted] == ["w1", "w2"]
+    assert [r.worker_id for r in accepted] == [W1, W2]
 
 
 def test_no_results_is_an_empty_answer():
@@ -70,11 +72,29 @@ def test_scores_within_the_range_are_accepted():
 
 def test_a_workers_rationale_is_kept_with_its_result():
     said = WorkerResult(
-        worker_id="w1",
+        worker_id=W1,
         criteria_type="ranking",
         values={"ma": 2, "mb": 1, "mc": 3},
         submitted_at=utcnow(),
         rationale="b is the only one that runs",
     )
-    accepted = _check([said, _result({"ma": 1, "mb": 2, "mc": 3}, worker="w2")])
+    accepted = _check([said, _result({"ma": 1, "mb": 2, "mc": 3}, worker=W2)])
     assert [r.rationale for r in accepted] == ["b is the only one that runs", None]
+
+
+def test_a_reply_naming_more_workers_than_a_miner_is_asked_for_is_refused():
+    invented = [_result({"ma": 1, "mb": 2, "mc": 3}, worker=f"w{i:024x}") for i in range(MAX_WORKERS_PER_TASK + 1)]
+    with pytest.raises(ResultsRefused, match=f"names {MAX_WORKERS_PER_TASK + 1} workers"):
+        _check(invented)
+    assert len(_check(invented[:MAX_WORKERS_PER_TASK])) == MAX_WORKERS_PER_TASK
+
+
+@pytest.mark.parametrize("worker", ["w1", "alice", "w" + "A" * 24, "w" + "1" * 25, "x" + "1" * 24])
+def test_a_worker_id_not_in_the_miners_pseudonym_form_is_refused(worker):
+    with pytest.raises(ResultsRefused, match="not a worker pseudonym"):
+        _check([_result({"ma": 1, "mb": 2, "mc": 3}, worker=worker)])
+
+
+def test_the_miners_pseudonyms_are_in_the_form_validators_accept():
+    worker = worker_pseudonym(b"a miner's secret", "platform-worker-7")
+    assert len(_check([_result({"ma": 1, "mb": 2, "mc": 3}, worker=worker)])) == 1
