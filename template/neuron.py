@@ -63,6 +63,7 @@ class BaseNeuron:
                 minimum_stake=config.blacklist.minimum_stake,
             ),
             max_body_bytes=config.axon.max_body_bytes,
+            nonce_path=config.data_dir / f"{self.neuron_type}-nonces.sqlite",
         )
         self.setup()
 

@@ -5,7 +5,8 @@ Every route is ``POST /<MessageName>`` and every request is checked, in this ord
 1. body size: over the limit → 413 (checked on ``Content-Length`` and while streaming);
 2. signature (``bt.http_auth``, btauth/1, over the method, the path with its query string
    as sent, and the raw body): malformed, bad, stale, replayed or addressed to another
-   hotkey → 401 with the reason;
+   hotkey → 401 with the reason (a neuron keeps the nonces it accepted in its data folder,
+   so a replay stays refused across a restart: :mod:`template.transport.nonces`);
 3. blacklist against the chain's metagraph: caller not registered, without a validator
    permit (when required) or below the minimum stake → 403 with the reason;
 4. body validation against the route's pydantic model, in its strict types where the model
@@ -27,6 +28,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bittensor as bt
@@ -41,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from template.chain.base import Metagraph
+from template.transport.nonces import SQLiteNonceStore
 from template.validation import dotted, validation_detail
 
 Handler = Callable[[Any, "CallerInfo"], Awaitable[BaseModel]]
@@ -203,6 +206,7 @@ class SignedServer:
         max_concurrent: int = 64,
         protocol_version: int | None = None,
         max_age: float = bt.http_auth.DEFAULT_MAX_AGE,
+        nonce_path: str | Path | None = None,
     ):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
@@ -211,7 +215,14 @@ class SignedServer:
         self.handler_timeout = handler_timeout
         self.protocol_version = protocol_version
         self.max_age = max_age
-        self.nonces = bt.http_auth.InMemoryNonceStore(retention=max(60.0, max_age + 5))
+        # With ``nonce_path`` the nonces accepted within the window outlive a restart
+        # (:mod:`template.transport.nonces`), so a request refused as a replay stays refused.
+        retention = max(60.0, max_age + 5)
+        self.nonces: bt.http_auth.NonceStore = (
+            SQLiteNonceStore(nonce_path, retention)
+            if nonce_path is not None
+            else bt.http_auth.InMemoryNonceStore(retention=retention)
+        )
         self.gate = PriorityGate(max_concurrent)
         # Bare Starlette: every route parses and checks its own body, so a framework layer of
         # dependency injection would only add cost to each of the many small calls.

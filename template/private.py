@@ -1,0 +1,37 @@
+"""Files only their owner may read: the databases and state a neuron keeps.
+
+A miner's database holds the secret behind its worker pseudonyms, a validator's and the
+synthetic service's hold ground truth, the platform's holds sessions and key hashes. Like
+the wallets' key files, each is created readable and writable by its owner only (0600),
+whatever the process's umask. SQLite creates a database's ``-wal``, ``-shm`` and
+``-journal`` files with the permissions of the database file itself, so making the
+database private first makes them private too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+PRIVATE = 0o600
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def private_file(path: str | Path) -> Path:
+    """Create ``path`` (and its folder) as an empty file of mode 0600, or make an existing file
+    and its SQLite sidecars 0600; returns the path. Never truncates."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE)
+    try:
+        os.fchmod(fd, PRIVATE)  # an existing file keeps its mode through O_CREAT
+    finally:
+        os.close(fd)
+    for suffix in SQLITE_SIDECARS:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", PRIVATE)
+    return path
+
+
+__all__ = ["PRIVATE", "private_file"]

@@ -1,0 +1,58 @@
+"""A signed request refused as a replay stays refused after the receiver restarts."""
+
+from __future__ import annotations
+
+import stat
+import time
+
+import bittensor as bt
+
+from commons.protocol import Heartbeat
+from template.transport import BlacklistPolicy, SignedServer
+from template.transport.nonces import SQLiteNonceStore
+from tests.template.test_transport import Handlers, ServerThread, keys, metagraph, raw_post  # noqa: F401 - fixtures
+
+
+def _server(keys, metagraph, nonce_path) -> tuple[SignedServer, Handlers]:  # noqa: F811
+    handlers = Handlers(keys["miner"].ss58_address)
+    server = SignedServer(keys["miner"], lambda: metagraph, policy=BlacklistPolicy(minimum_stake=10.0),
+                          nonce_path=nonce_path)
+    server.route(Heartbeat, handlers.heartbeat)
+    return server, handlers
+
+
+async def test_a_replay_is_refused_after_the_receiver_restarts_on_the_same_data(keys, metagraph, tmp_path):  # noqa: F811
+    nonces = tmp_path / "data" / "miner-nonces.sqlite"
+    body = Heartbeat().model_dump_json().encode()
+    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
+                                receiver_ss58=keys["miner"].ss58_address)
+    server, handlers = _server(keys, metagraph, nonces)
+    with ServerThread(server) as thread:
+        assert (await raw_post(thread.url, "/Heartbeat", body, headers))[0] == 200
+        status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
+        assert status == 401 and "ReplayedRequest" in text
+    assert len(handlers.calls) == 1
+
+    restarted, handlers = _server(keys, metagraph, nonces)  # a new process's server on the same folder
+    with ServerThread(restarted) as thread:
+        status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
+        assert status == 401 and "ReplayedRequest" in text
+        fresh = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
+                                  receiver_ss58=keys["miner"].ss58_address)
+        assert (await raw_post(thread.url, "/Heartbeat", body, fresh))[0] == 200
+    assert len(handlers.calls) == 1
+    assert stat.S_IMODE(nonces.stat().st_mode) == 0o600
+
+
+def test_nonces_older_than_the_window_are_pruned(tmp_path):
+    path = tmp_path / "nonces.sqlite"
+    now = time.time_ns()
+    store = SQLiteNonceStore(path, retention=60)
+    assert store.check_and_store("hk", now - 120 * 10**9)  # signed two minutes ago: past the window
+    assert store.check_and_store("hk", now)
+    assert not store.check_and_store("hk", now)
+    store.close()
+    reopened = SQLiteNonceStore(path, retention=60)
+    assert not reopened.check_and_store("hk", now)  # still within the window: kept
+    assert len(reopened) == 1  # the old one pruned
+    reopened.close()
