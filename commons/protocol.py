@@ -48,7 +48,15 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from commons.media import MAX_BASE64, MAX_IMAGE_SIDE, ImageRefused, MediaType, b64decode, sniff
 from template import __version__
@@ -117,6 +125,19 @@ def has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
+def _one_line(text: str) -> str:
+    # Ids, names and versions end up in logs, databases and exports: a line break or a
+    # terminal escape in one could forge a log line or rewrite a terminal.
+    if has_control_characters(text) or any(unicodedata.category(ch) in ("Zl", "Zp") for ch in text):
+        raise ValueError("may not hold control characters (line breaks, escapes)")
+    return text
+
+
+# A name or id a peer chooses (a worker's pseudonym, a task id on the miner's platform, a
+# hotkey, a file name): one line, no control characters.
+Printable = Annotated[str, AfterValidator(_one_line)]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_CONTENT)
 
@@ -129,9 +150,9 @@ class Request(Message):
 
 
 class CodeFile(Message):
-    filename: str = Field(min_length=1, max_length=256)
+    filename: Printable = Field(min_length=1, max_length=256)
     content: str = Field(max_length=MAX_CONTENT)
-    language: str = Field("", max_length=32)
+    language: Printable = Field("", max_length=32)
 
 
 class TextContent(Message):
@@ -194,7 +215,7 @@ Content = Annotated[
 
 class Completion(Message):
     completion_id: ShortId
-    model: str = Field(max_length=128, description="obfuscated model id")
+    model: Printable = Field(max_length=128, description="obfuscated model id")
     content: Content
 
 
@@ -237,8 +258,8 @@ class HeartbeatReply(Message):
     max_reply_bytes: ClassVar[int] = MAX_SMALL_REPLY_BYTES
 
     protocol_version: ProtocolVersion = PROTOCOL_VERSION
-    software_version: str = Field(__version__, max_length=32)
-    hotkey: str = Field(max_length=64)
+    software_version: Printable = Field(__version__, max_length=32)
+    hotkey: Printable = Field(max_length=64)
 
 
 class FeedbackRequest(Request):
@@ -269,7 +290,7 @@ class FeedbackReply(Message):
     max_reply_bytes: ClassVar[int] = MAX_SMALL_REPLY_BYTES
 
     request_id: ShortId
-    dojo_task_id: str = Field(min_length=1, max_length=128)
+    dojo_task_id: Printable = Field(min_length=1, max_length=128)
 
 
 class TaskResultRequest(Request):
@@ -279,7 +300,7 @@ class TaskResultRequest(Request):
 
 
 class WorkerResult(Message):
-    worker_id: str = Field(min_length=1, max_length=128, description="pseudonymous worker id")
+    worker_id: Printable = Field(min_length=1, max_length=128, description="pseudonymous worker id")
     criteria_type: Literal["ranking", "multi-score"]
     # Ranking: completion id -> rank (1 = best). Multi-score: completion id -> score.
     values: dict[ShortId, Annotated[float, Field(allow_inf_nan=False)]] = Field(max_length=MAX_COMPLETIONS)
@@ -306,7 +327,7 @@ class ScoringResult(Request):
     """The miner's own score for one request, and nothing of other miners."""
 
     request_id: ShortId
-    hotkey: str = Field(min_length=1, max_length=64)
+    hotkey: Printable = Field(min_length=1, max_length=64)
     score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
 
 

@@ -70,6 +70,7 @@ from dojo.miner.backends.dojo_platform import platform_completion, platform_task
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
 from template.config import MinerConfig
 from template.failpoints import failpoint
+from template.log import quoted
 from template.neuron import BaseNeuron, StartupError
 from template.transport import CallerInfo, HandlerRefusal
 from template.validation import validation_detail
@@ -147,14 +148,15 @@ def worker_results(task: BackendTask, verdicts: list[Verdict]) -> list[WorkerRes
                 )
             except KeyError as exc:  # judged whole: a bug if it happens
                 logger.error(
-                    "request {}: answer {} cannot be sent: no value for {}", task.key.request_id, verdict.answer_id, exc
+                    "request {}: answer {} cannot be sent: no value for {}", task.key.request_id, quoted(verdict.answer_id),
+                    quoted(exc),
                 )
             except pydantic.ValidationError as exc:
                 logger.error(
                     "request {}: answer {} cannot be sent: {}",
                     task.key.request_id,
-                    verdict.answer_id,
-                    validation_detail(exc),
+                    quoted(verdict.answer_id),
+                    quoted(validation_detail(exc)),
                 )
     if len(results) > MAX_RESULTS:
         logger.warning(
@@ -286,7 +288,7 @@ class MinerNeuron(BaseNeuron):
                 async with self._locks.hold(key):
                     pinned += len(await self._collect(stored))
             except BackendError as exc:
-                logger.warning("worker backend {}: reading answers failed: {}", self.backend.name, exc)
+                logger.warning("worker backend {}: reading answers failed: {}", self.backend.name, quoted(exc))
                 break
         return pinned
 
@@ -309,8 +311,8 @@ class MinerNeuron(BaseNeuron):
                     "request {} ({} task {}): counted answer {} of worker {}",
                     stored.request_id,
                     self.backend.name,
-                    stored.dojo_task_id,
-                    verdict.answer_id,
+                    quoted(stored.dojo_task_id),
+                    quoted(verdict.answer_id),
                     verdict.worker,
                 )
             else:
@@ -318,10 +320,10 @@ class MinerNeuron(BaseNeuron):
                     "request {} ({} task {}): answer {} of worker {} not counted: {}",
                     stored.request_id,
                     self.backend.name,
-                    stored.dojo_task_id,
-                    verdict.answer_id,
+                    quoted(stored.dojo_task_id),
+                    quoted(verdict.answer_id),
                     verdict.worker,
-                    verdict.reason,
+                    quoted(verdict.reason),
                 )
         return pinned + new
 
@@ -346,7 +348,7 @@ class MinerNeuron(BaseNeuron):
             refusal = self.backend.refusal(request)
             if refusal is not None:
                 logger.warning(
-                    "request {} from validator uid {} refused: {}", request.request_id, caller.uid, refusal
+                    "request {} from validator uid {} refused: {}", request.request_id, caller.uid, quoted(refusal)
                 )
                 raise HandlerRefusal(422, refusal)
             try:
@@ -357,7 +359,7 @@ class MinerNeuron(BaseNeuron):
                     request.request_id,
                     caller.uid,
                     self.backend.name,
-                    exc,
+                    quoted(exc),
                 )
                 raise HandlerRefusal(exc.status, str(exc)) from exc
             failpoint("miner.feedback.after_create")
@@ -378,7 +380,7 @@ class MinerNeuron(BaseNeuron):
             request.request_id,
             caller.uid,
             caller.hotkey,
-            stored.dojo_task_id,
+            quoted(stored.dojo_task_id),
             self.backend.name,
             request.expire_at.isoformat(),
         )
@@ -430,8 +432,8 @@ class MinerNeuron(BaseNeuron):
                     "request {} ({} task {}): results failed: {}",
                     request.request_id,
                     self.backend.name,
-                    stored.dojo_task_id,
-                    exc,
+                    quoted(stored.dojo_task_id),
+                    quoted(exc),
                 )
                 raise HandlerRefusal(exc.status, str(exc)) from exc
         results = worker_results(task, verdicts)
@@ -482,7 +484,7 @@ class MinerNeuron(BaseNeuron):
                 "request {}: the {} backend did not take its score: {}",
                 request.request_id,
                 self.backend.name,
-                exc,
+                quoted(exc),
             )
 
 

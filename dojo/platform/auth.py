@@ -50,6 +50,7 @@ from dojo.platform.security import (
     new_secret,
 )
 from dojo.platform.settings import PlatformSettings
+from template.log import quoted
 
 MINER = "miner"
 WORKER = "worker"
@@ -178,7 +179,7 @@ def open_miner_session(
     token = new_secret(MINER_TOKEN_PREFIX)
     expires_at = (utcnow() + timedelta(seconds=settings.miner_session_ttl_seconds)).replace(microsecond=0)
     db.add(MinerSession(token_hash=hash_secret(token), miner_id=miner.id, expires_at=expires_at))
-    logger.info("miner {} logged in", hotkey)
+    logger.info("miner {} logged in", quoted(hotkey))
     return OpenedSession(token, expires_at)
 
 

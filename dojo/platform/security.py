@@ -49,6 +49,7 @@ from starlette.requests import Request, cookie_parser
 
 from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER, MINER_COOKIE, WORKER_COOKIE
 from dojo.platform.errors import BadRequest, Forbidden
+from template.log import quoted
 
 MINER_TOKEN_PREFIX = "dms_"
 WORKER_TOKEN_PREFIX = "dws_"
@@ -451,7 +452,9 @@ class SecurityMiddleware:
         except Exception as exc:
             if started and not finished:
                 raise  # half a response is out: only closing the connection can end it
-            logger.opt(exception=exc).error("internal error answering {} {}", scope["method"], scope["path"])
+            logger.opt(exception=exc).error(
+                "internal error answering {} {}", quoted(scope["method"]), quoted(scope["path"])
+            )
             if not started:
                 await plain_error(send, 500, INTERNAL_ERROR)
 

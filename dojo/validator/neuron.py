@@ -92,6 +92,7 @@ from template.chain.weights import check_weights
 from template.clock import Clock
 from template.config import NeuronConfig, parse_mix
 from template.failpoints import failpoint
+from template.log import quoted
 from template.neuron import BaseNeuron
 from template.transport import CallerInfo, Outcome, SignedClient, Status, Target
 
@@ -217,12 +218,12 @@ class ValidatorNeuron(BaseNeuron):
                     active.add(uid)
                 else:
                     logger.debug("uid {} answered with protocol {} as {}", uid, outcome.reply.protocol_version,
-                                 outcome.reply.hotkey)
+                                 quoted(outcome.reply.hotkey))
             elif outcome.status is Status.TOO_LARGE:
                 # A reply over its cap is an attack on this process's memory, not a fault of the network.
-                logger.warning("uid {} heartbeat refused: {}", uid, _describe(outcome))
+                logger.warning("uid {} heartbeat refused: {}", uid, quoted(_describe(outcome)))
             else:
-                logger.debug("uid {} heartbeat: {} {}", uid, outcome.status.value, outcome.detail)
+                logger.debug("uid {} heartbeat: {} {}", uid, outcome.status.value, quoted(outcome.detail))
         if active != self.active_uids:
             logger.info("active set: {} of {} serving miners: uids {}", len(active), len(targets), sorted(active))
         self.active_uids = active
@@ -562,7 +563,8 @@ class ValidatorNeuron(BaseNeuron):
             return SendOutcome(o.assignment_id, SendStatus.ACCEPTED, None, outcome.http_status,
                                outcome.reply.dojo_task_id)
         status = _SEND_STATUS.get(outcome.status, SendStatus.REFUSED)
-        logger.debug("uid {} refused task {}: {} {}", o.miner_uid, o.task_id, outcome.status.value, outcome.detail)
+        logger.debug("uid {} refused task {}: {} {}", o.miner_uid, o.task_id, outcome.status.value,
+                     quoted(outcome.detail))
         return SendOutcome(o.assignment_id, status, _describe(outcome), outcome.http_status)
 
     # --- collection ---------------------------------------------------------------------
@@ -612,7 +614,7 @@ class ValidatorNeuron(BaseNeuron):
                 accepted = check_results(outcome.reply.results, completion_ids=d.completion_ids, criteria=d.criteria,
                                          sent_at=d.sent_at, now=now)
             except ResultsRefused as exc:
-                logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, exc)
+                logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, quoted(exc))
                 return CollectionOutcome(d.assignment_id, CollectStatus.INVALID, str(exc))
             logger.info("uid {} task {}: {} results", d.miner_uid, d.task_id, len(accepted))
             if not accepted:
@@ -625,16 +627,16 @@ class ValidatorNeuron(BaseNeuron):
         if transient and now < give_up_at:
             # The last try comes at the end of the grace, however far the backoff has grown.
             next_at = min(now + timedelta(seconds=delay), give_up_at)
-            logger.debug("uid {} task {}: collection failed ({}); again at {}", d.miner_uid, d.task_id, detail,
+            logger.debug("uid {} task {}: collection failed ({}); again at {}", d.miner_uid, d.task_id, quoted(detail),
                          next_at.isoformat())
             return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, detail, retry_at=next_at)
         if transient:
             detail = f"no answer within the collection grace; last: {detail}"
         if outcome.status is Status.TOO_LARGE:
             # Not retried: a reply over its cap (or in a coding not asked for) is the miner's doing.
-            logger.warning("uid {} task {}: reply refused ({})", d.miner_uid, d.task_id, detail)
+            logger.warning("uid {} task {}: reply refused ({})", d.miner_uid, d.task_id, quoted(detail))
         else:
-            logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, detail)
+            logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, quoted(detail))
         return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, detail)
 
     def _early_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:

@@ -65,3 +65,20 @@ def test_a_neuron_logs_its_release_first_even_when_it_cannot_start(tmp_path: Pat
         f"| INFO    | validator | dojo {__version__} validator starting (spec version {spec_version()})"
     )
     assert "not registered" in done.stderr and "settings:" not in done.stderr
+
+
+def test_a_value_from_outside_cannot_forge_a_line_or_send_a_terminal_escape() -> None:
+    done = _run(
+        "from loguru import logger\n"
+        "from template.log import quoted, setup_logging\n"
+        "setup_logging(neuron='validator')\n"
+        "forged = 'w1\\n2026-01-01 00:00:00.000 | ERROR   | validator | forged\\x1b[2J'\n"
+        "logger.info('worker {} refused', quoted(forged))\n"
+        "logger.info('a call site that forgot: {}', 'bell\\x07 and clear\\x1b[2J')\n"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and all("| INFO    | validator |" in line for line in lines)
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr
+    assert lines[0].endswith("worker 'w1\\n2026-01-01 00:00:00.000 | ERROR   | validator | forged\\x1b[2J' refused")
+    assert lines[1].endswith("bell\\x07 and clear\\x1b[2J")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -125,6 +126,9 @@ class FakeMiner:
             good = []
         if self.behaviour == "invents_workers":  # a thousand workers it was never asked for
             good = [g.model_copy(update={"worker_id": f"w{i:024x}"}) for i in range(1_000) for g in good[:1]]
+        if self.behaviour == "forges_log":  # a worker id that ends the line and writes another
+            forged = [g.model_construct(**{**dict(g), "worker_id": FORGED}) for g in good[:2]]
+            return TaskResultReply.model_construct(request_id=request.request_id, results=forged)
         if self.behaviour == "names_workers":  # not the pseudonym form
             good = [g.model_copy(update={"worker_id": f"alice-{i}"}) for i, g in enumerate(good)]
         if self.behaviour == "filling" and self.result_calls == 1:
@@ -294,6 +298,29 @@ async def test_invented_workers_are_refused_and_never_reach_the_export(network, 
     [task] = [json.loads(line) for line in (tmp_path / "export" / "tasks.jsonl").read_text().splitlines()]
     # Only the two honest miners' answers, with their three workers each.
     assert sorted(len(m["workers"]) for m in task["miners"]) == [3, 3]
+
+
+FORGED = "w1\n2026-01-01 00:00:00.000 | ERROR   | validator | forged line\x1b[2J"
+
+
+async def test_a_worker_id_that_would_forge_a_log_line_is_refused_and_logged_quoted(network):
+    neuron, miners = await network(["good", "forges_log"], **{"--logging.debug": "true"})
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG", format="{message}")
+    try:
+        await neuron.task_round()
+        await asyncio.sleep(1.2)  # the 1 s deadline
+        await _collect_until_settled(neuron)
+    finally:
+        logger.remove(sink)
+    rows = _assignments(neuron)
+    assert rows[miners[1].hotkey].collect_status != CollectStatus.COLLECTED
+    with Session(neuron.store.engine) as db:
+        assert all(FORGED not in w for w in db.scalars(select(MinerResult.worker_id)))
+    text = "".join(lines)
+    uid = rows[miners[1].hotkey].miner_uid
+    assert any(f"uid {uid} task" in line for line in lines)  # the refusal is logged
+    assert "\x1b" not in text and not any(line.startswith("2026-01-01") for line in text.splitlines())
 
 
 async def test_collection_is_retried_within_the_grace_then_given_up(network):
