@@ -32,6 +32,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from commons.protocol import utcnow  # re-exported: the one aware "now" of the neurons' databases
+from template.private import private_file
 
 __all__ = [
     "READ_ONLY",
@@ -105,7 +106,10 @@ def make_engine(
     database = parsed.database or ""
     pool: dict[str, Any] = {}
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Private (0600), as the wallets are: a miner's database holds the secret behind its
+        # worker pseudonyms, a validator's and the synthetic store's the ground truth, the
+        # platform's sessions and key hashes. Its -wal and -shm follow its mode.
+        private_file(database)
         pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 

@@ -19,18 +19,18 @@ SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def private_file(path: str | Path) -> Path:
-    """Create ``path`` (and its folder) as an empty file of mode 0600, or make an existing file
-    and its SQLite sidecars 0600; returns the path. Never truncates."""
+    """Create ``path`` (and its folder) as an empty file of mode 0600, or, when it exists and
+    this user owns it, make it and its SQLite sidecars 0600; returns the path. Never
+    truncates, and leaves a file of another user as it is (opening it is then up to SQLite)."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE)
-    try:
-        os.fchmod(fd, PRIVATE)  # an existing file keeps its mode through O_CREAT
-    finally:
-        os.close(fd)
-    for suffix in SQLITE_SIDECARS:
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE))
+    for name in (str(path), *(f"{path}{suffix}" for suffix in SQLITE_SIDECARS)):
         with contextlib.suppress(FileNotFoundError):
-            os.chmod(f"{path}{suffix}", PRIVATE)
+            info = os.stat(name)
+            if info.st_uid == os.geteuid() and info.st_mode & 0o777 != PRIVATE:
+                os.chmod(name, PRIVATE)
     return path
 
 

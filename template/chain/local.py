@@ -69,6 +69,7 @@ from template.chain.base import (
 )
 from template.chain.weights import WeightRules, WeightsRejected, check_weights
 from template.chain.yuma import EpochResult, YumaParams, yuma_epoch
+from template.private import private_file
 
 DB_NAME = "chain.sqlite"
 DEFAULT_BLOCK_TIME = 12.0
@@ -911,6 +912,7 @@ class LocalChain(Chain):
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN ourselves, so writes take the lock up front
     # (BEGIN IMMEDIATE) instead of upgrading a read lock and failing with SQLITE_BUSY.
+    private_file(path)  # 0600, as the wallets whose keys register in it
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
