@@ -36,7 +36,8 @@ module.exports = {
   PLATFORM_PUBLIC_URL: "",
 
   // The synthetic API: "procedural" (offline) or "llm" (needs OPENROUTER_API_KEY in .env).
-  // The validator uses it when its .env has SYNTHETIC_API_URL="http://127.0.0.1:5003".
+  // The validator uses it when its .env has SYNTHETIC_API_URL="http://127.0.0.1:5003"; both
+  // read the bearer token the service requires from SYNTHETIC_API_TOKEN in the same .env.
   SYNTHETIC_BACKEND: "procedural",
   SYNTHETIC_PORT: 5003,
 

@@ -568,7 +568,8 @@ class LocalNet:
         if neuron.role == "synthetic":
             return [
                 sys.executable, "-m", "dojo", "synthetic", "serve", "--backend", "procedural",
-                "--host", "127.0.0.1", "--port", str(neuron.port),
+                # On loopback, for this machine's own validator: no token, said explicitly.
+                "--host", "127.0.0.1", "--port", str(neuron.port), "--no-token",
                 "--db", str(self.data_dir("synthetic") / "synthetic.sqlite"),
                 # Each validator takes its own tasks from the one queue.
                 "--queue-size", str(self.synthetic_queue_size * len(self.validator_plan)),

@@ -10,9 +10,14 @@
 
 A background loop keeps the persisted queue at its target size, each kind of the mix at its
 share of it. The service hands out
-ground truth, so it listens on loopback by default; with a token configured, every
-``/api`` request must carry ``Authorization: Bearer <token>`` (and a token is required to
-listen anywhere else; see :mod:`dojo.synthetic.settings`).
+ground truth, so it listens on loopback by default, and every ``/api`` request must carry
+``Authorization: Bearer <token>`` unless the service was started with ``--no-token`` (a local
+network on loopback; see :mod:`dojo.synthetic.settings`). It answers only requests whose
+``Host`` is a loopback name, the address it listens on or one of ``--allowed-host`` (400
+otherwise), so a web page whose domain was rebound to 127.0.0.1 cannot read it from a
+browser on the same machine; and it refuses a request whose head is over
+:data:`MAX_HEAD_BYTES` with 431 (uvicorn's h11 parser stops buffering a head past the same
+cap, so a larger one never sits whole in memory).
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from commons.retry import RetryPolicy
 from commons.synthetic_api import SyntheticTask
 from dojo.synthetic.backend import Backend, GenerationError
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
-from dojo.synthetic.settings import ServiceSettings
+from dojo.synthetic.settings import ServiceSettings, allowed_hosts, token_problem
 from dojo.synthetic.store import SyntheticStore
 from template.config import environment, parse_mix
 
@@ -182,7 +190,12 @@ def create_app(
             await pipeline.aclose()
             store.close()
 
-    app = FastAPI(title="Dojo synthetic API", lifespan=lifespan)
+    problem = token_problem(settings)
+    if problem is not None:
+        raise ValueError(problem)
+    app = FastAPI(title="Dojo synthetic API", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    app.add_middleware(HeadLimitMiddleware, max_bytes=MAX_HEAD_BYTES)
     token = settings.token.get_secret_value() if settings.token else None
 
     def authorised(request: Request) -> None:
@@ -242,6 +255,28 @@ class _Unauthorised(Exception):
     pass
 
 
+# A request line and its headers together; a client of this API sends a few hundred bytes.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class HeadLimitMiddleware:
+    """431 for a request whose path, query and headers together exceed ``max_bytes``."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            if size > self.max_bytes:
+                response = PlainTextResponse(f"request headers over {self.max_bytes} bytes", status_code=431)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def serve(settings: ServiceSettings) -> None:
     """Run the service until interrupted; a missing LLM key is reported before it starts."""
 
@@ -255,4 +290,13 @@ def serve(settings: ServiceSettings) -> None:
             models=settings.llm_models or None,
         )
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), **server_options(settings))
+
+
+def server_options(settings: ServiceSettings) -> dict[str, object]:
+    """uvicorn's settings for the service: h11, whose parser refuses a request head over
+    :data:`MAX_HEAD_BYTES` (httptools has no such cap)."""
+    return {
+        "host": settings.host, "port": settings.port, "log_level": "warning",
+        "http": "h11", "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+    }

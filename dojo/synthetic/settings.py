@@ -4,12 +4,16 @@
 theirs: flag > environment variable > ``.env`` > default; a bad value exits 2 naming the flag
 and the variable. Environment variables (each declared on its field):
 ``SYNTHETIC_BACKEND``, ``SYNTHETIC_HOST``, ``SYNTHETIC_PORT``, ``SYNTHETIC_DB``,
-``SYNTHETIC_API_TOKEN``, ``SYNTHETIC_QUEUE_SIZE``, ``SYNTHETIC_SEED``,
+``SYNTHETIC_API_TOKEN``, ``SYNTHETIC_API_OPEN``, ``SYNTHETIC_ALLOWED_HOSTS``, ``SYNTHETIC_QUEUE_SIZE``, ``SYNTHETIC_SEED``,
 ``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_MIX``, ``SYNTHETIC_SIMILARITY``,
 ``SYNTHETIC_SEMANTIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
 ``SYNTHETIC_TASK_TOKENS``, ``SYNTHETIC_LLM_PROVIDER``, ``SYNTHETIC_LLM_BASE_URL``,
 ``SYNTHETIC_LLM_MODELS`` (comma-separated; the flag ``--llm-model`` once per model), and for
 the llm backend those read by :func:`dojo.synthetic.llm.settings_from_env`.
+
+The service hands out tasks with their ground truth, so it requires a bearer token
+(``--token``) unless told explicitly to serve without one (``--no-token``, for a local
+network on loopback, which ``dojo localnet`` passes), and only ever on loopback without one.
 """
 
 from __future__ import annotations
@@ -52,8 +56,19 @@ class ServiceSettings(BaseModel):
     db: str = Field(DEFAULT_DB, description="task database file", json_schema_extra=_named("SYNTHETIC_DB"))
     token: SecretStr | None = Field(
         None,
-        description="bearer token clients must send (required off loopback)",
+        description="bearer token clients must send (required unless --no-token)",
         json_schema_extra=_named("SYNTHETIC_API_TOKEN"),
+    )
+    no_token: bool = Field(
+        False,
+        description="serve without a token, on loopback only (a local network)",
+        json_schema_extra=_named("SYNTHETIC_API_OPEN", "--no-token"),
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the service answers besides loopback ones (the name clients use); "
+        "repeat for several, * for any",
+        json_schema_extra=_named("SYNTHETIC_ALLOWED_HOSTS", "--allowed-host"),
     )
     queue_size: int = Field(
         32,
@@ -161,9 +176,39 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | No
 
 
 def _checked(settings: ServiceSettings) -> ServiceSettings:
-    if not settings.loopback and settings.token is None:
-        raise SettingsError(
+    problem = token_problem(settings)
+    if problem is not None:
+        raise SettingsError(problem)
+    return settings
+
+
+def token_problem(settings: ServiceSettings) -> str | None:
+    """Why these settings may not serve, or None: ground truth needs a token, unless
+    ``--no-token`` says explicitly to go without one on loopback."""
+    if settings.token is not None and settings.no_token:
+        return "--token (SYNTHETIC_API_TOKEN) and --no-token (SYNTHETIC_API_OPEN) contradict each other; give one"
+    if settings.token is None and not settings.loopback:
+        return (
             f"the synthetic API hands out ground truth: listening on {settings.host} needs a bearer token "
             "(--token or SYNTHETIC_API_TOKEN), or listen on 127.0.0.1"
         )
-    return settings
+    if settings.token is None and not settings.no_token:
+        return (
+            "the synthetic API hands out ground truth: give it a bearer token (--token or SYNTHETIC_API_TOKEN, "
+            "and the same SYNTHETIC_API_TOKEN to the validator), or serve without one on loopback with "
+            "--no-token (SYNTHETIC_API_OPEN=1)"
+        )
+    return None
+
+
+# The Host names a service on loopback answers to; any other is a page of a rebound domain.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def allowed_hosts(settings: ServiceSettings) -> list[str]:
+    """The ``Host`` names the service answers: loopback names, the address it listens on (when
+    it is one address), and ``--allowed-host``."""
+    hosts = [*LOOPBACK_HOSTS, *settings.allowed_hosts]
+    if settings.host not in ("0.0.0.0", "::", ""):
+        hosts.append(settings.host)
+    return list(dict.fromkeys(hosts))

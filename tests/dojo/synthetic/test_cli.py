@@ -50,6 +50,8 @@ def test_errors_are_reported_with_an_exit_code(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert _run(["synthetic", "serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "bearer token" in capsys.readouterr().err
+    assert _run(["synthetic", "serve", "--host", "0.0.0.0", "--port", "0", "--no-token"]) == 2
+    assert "bearer token" in capsys.readouterr().err
     assert _run(["synthetic", "sample", "--n", "0", "--out", str(tmp_path / "x")]) == 2
 
 
@@ -97,14 +99,15 @@ def test_serve_takes_its_settings_from_the_environment(workdir):
 def test_a_flag_beats_its_variable(workdir):
     settings = _serve_settings(
         ["--port", "6200", "--llm-model", "x", "--llm-model", "y", "--queue-size", "4"],
-        {"SYNTHETIC_PORT": "6100", "SYNTHETIC_LLM_MODELS": "a,b", "SYNTHETIC_QUEUE_SIZE": "9", "SYNTHETIC_SEED": "env"},
+        {"SYNTHETIC_PORT": "6100", "SYNTHETIC_LLM_MODELS": "a,b", "SYNTHETIC_QUEUE_SIZE": "9", "SYNTHETIC_SEED": "env",
+         "SYNTHETIC_API_OPEN": "1"},
     )
     assert (settings.port, settings.llm_models, settings.queue_size, settings.seed) == (6200, ["x", "y"], 4, "env")
 
 
 def test_dotenv_is_read_under_the_environment(workdir):
     (workdir / ".env").write_text("SYNTHETIC_SEED=from-file\nSYNTHETIC_COMPLETIONS=3\n")
-    settings = _serve_settings([], {"SYNTHETIC_COMPLETIONS": "5"})
+    settings = _serve_settings(["--no-token"], {"SYNTHETIC_COMPLETIONS": "5"})
     assert (settings.seed, settings.completions) == ("from-file", 5)
 
 

@@ -47,7 +47,7 @@ async def test_each_completion_carries_the_files_it_was_generated_with():
 
 
 async def test_the_synthetic_api_hands_out_the_original(tmp_path):
-    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=1, seed="api")
+    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=1, seed="api", no_token=True)
     async with running(settings) as url, SyntheticAPIClient(url) as client:
         task = await client.next_task()
     assert all(r.completion.original for r in task.responses)

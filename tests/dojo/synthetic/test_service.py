@@ -40,7 +40,7 @@ async def wait_for_queue(url: str, size: int, timeout: float = 30.0) -> None:
 
 
 async def test_serves_tasks_in_the_documented_format_and_refills(tmp_path):
-    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=2, seed="service")
+    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=2, seed="service", no_token=True)
     async with running(settings) as url:
         await wait_for_queue(url, 2)
         async with httpx.AsyncClient(base_url=url) as http:
@@ -86,12 +86,12 @@ async def test_a_token_guards_the_tasks(tmp_path):
 
 async def test_the_queue_survives_a_restart_and_an_empty_queue_still_answers(tmp_path):
     db = str(tmp_path / "s.sqlite")
-    async with running(ServiceSettings(db=db, queue_size=2, seed="persist")) as url:
+    async with running(ServiceSettings(db=db, queue_size=2, seed="persist", no_token=True)) as url:
         await wait_for_queue(url, 2)
     store = SyntheticStore(db)
     assert store.queue_size() == 2
     store.close()
-    async with running(ServiceSettings(db=db, queue_size=0)) as url, SyntheticAPIClient(url) as client:
+    async with running(ServiceSettings(db=db, queue_size=0, no_token=True)) as url, SyntheticAPIClient(url) as client:
         await client.next_task()
         await client.next_task()
         assert (await client.health())["queue_size"] == 0
@@ -106,9 +106,59 @@ def test_settings_refuse_an_open_bind_without_a_token():
     with pytest.raises(SettingsError, match="needs a bearer token"):
         resolve_settings({"host": "0.0.0.0"}, {})
     assert resolve_settings({"host": "0.0.0.0"}, {"SYNTHETIC_API_TOKEN": "t"}).token is not None
-    assert resolve_settings({}, {}).host == "127.0.0.1"
-    env = resolve_settings({"port": 6000}, {"SYNTHETIC_PORT": "7000", "SYNTHETIC_QUEUE_SIZE": "5", "SYNTHETIC_LLM_MODELS": "a,b"})
+    assert resolve_settings({"no_token": True}, {}).host == "127.0.0.1"
+    env = resolve_settings({"port": 6000}, {"SYNTHETIC_PORT": "7000", "SYNTHETIC_QUEUE_SIZE": "5", "SYNTHETIC_LLM_MODELS": "a,b",
+                                            "SYNTHETIC_API_OPEN": "1"})
     assert env.port == 6000 and env.queue_size == 5 and env.llm_models == ["a", "b"]
     assert "s3" not in str(resolve_settings({"token": "s3"}, {}).masked())
     with pytest.raises(SettingsError, match="--port"):
-        resolve_settings({"port": 70000}, {})
+        resolve_settings({"port": 70000, "no_token": True}, {})
+
+
+def test_the_service_needs_a_token_unless_told_explicitly_to_go_without(tmp_path):
+    with pytest.raises(SettingsError, match="give it a bearer token"):
+        resolve_settings({}, {})
+    with pytest.raises(ValueError, match="give it a bearer token"):
+        create_app(ServiceSettings(db=str(tmp_path / "s.sqlite")))
+    assert resolve_settings({}, {"SYNTHETIC_API_OPEN": "1"}).no_token
+    with pytest.raises(SettingsError, match="needs a bearer token"):
+        resolve_settings({"host": "0.0.0.0", "no_token": True}, {})
+    with pytest.raises(SettingsError, match="contradict"):
+        resolve_settings({"token": "t", "no_token": True}, {})
+
+
+async def test_only_loopback_and_configured_host_names_are_answered(tmp_path):
+    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=0, token="s3cret",
+                               allowed_hosts=["synthetic.example"])
+    bearer = {"Authorization": "Bearer s3cret"}
+    async with running(settings) as url, httpx.AsyncClient(base_url=url) as http:
+        # A page of a domain rebound to 127.0.0.1 sends its own name as Host.
+        rebound = await http.get("/api/synthetic-gen", headers={**bearer, "Host": "attacker.example:5003"})
+        assert rebound.status_code == 400
+        assert (await http.get("/health", headers={"Host": "attacker.example"})).status_code == 400
+        for host in ("127.0.0.1", "localhost:5003", "synthetic.example"):
+            assert (await http.get("/health", headers={"Host": host})).status_code == 200, host
+        assert (await http.get("/api/synthetic-gen", headers=bearer)).status_code == 200
+
+
+async def test_a_request_head_over_the_cap_is_refused(tmp_path):
+    from dojo.synthetic.service import MAX_HEAD_BYTES, server_options
+
+    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=0, token="s3cret", port=0)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(settings)))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the server did not start"
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/health")).status_code == 200
+            padded = {f"x-pad-{i}": "a" * 1000 for i in range(MAX_HEAD_BYTES // 1000 + 1)}
+            assert (await http.get("/health", headers=padded)).status_code == 431
+            huge = {f"x-pad-{i}": "a" * 1000 for i in range(200)}  # past what the parser buffers
+            assert (await http.get("/health", headers=huge)).status_code in (400, 431)
+            assert (await http.get("/health")).status_code == 200  # and it keeps serving
+    finally:
+        server.should_exit = True
+        await task
