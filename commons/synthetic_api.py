@@ -25,12 +25,14 @@ export. A completion of another kind has ``content`` instead, the protocol's con
 responses that carry it (``extra="forbid"``): upgrade validators before the synthetic API.
 
 and ``GET /health`` → ``{"status": "ok", "backend", "queue_size", "queue_target"}``. The
-service hands out ground truth, so it asks for ``Authorization: Bearer <token>`` whenever
-it was given a token (always, when it listens beyond loopback).
+service hands out ground truth, so it asks for ``Authorization: Bearer <token>`` unless it
+was started with ``--no-token`` (a local network on loopback).
 
-Using it from the validator::
+Using it from the validator (the URL and token are its settings ``--synthetic_api_url`` /
+``SYNTHETIC_API_URL`` and ``--synthetic_api_token`` / ``SYNTHETIC_API_TOKEN``, resolved with
+every other setting by :mod:`template.config`)::
 
-    source = dojo.synthetic.default_task_source()   # SYNTHETIC_API_URL set → this client
+    source = dojo.synthetic.default_task_source(url=url, token=token)   # a URL → this client
     task = await source.next_task()                  # -> SyntheticTask, of the source's own kinds
     task = await source.next_task("text")            # -> a text task
     await source.aclose()
@@ -48,7 +50,6 @@ Errors (every one a client can meet)::
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -82,7 +83,7 @@ __all__ = [
     "SyntheticResponse",
     "SyntheticTask",
     "SyntheticTaskSource",
-    "task_source_from_env",
+    "task_source_for",
 ]
 
 
@@ -303,23 +304,22 @@ class SyntheticAPIClient:
         )
 
 
-def task_source_from_env(
+def task_source_for(
     local_factory: Callable[[], SyntheticTaskSource],
     *,
     url: str | None = None,
     token: str | None = None,
     **client_options: Any,
 ) -> SyntheticTaskSource:
-    """The service at ``url`` (default ``SYNTHETIC_API_URL``) or, when none is set, the
-    in-process generator that ``local_factory`` builds.
+    """The service at ``url`` with ``token`` or, when no URL is given, the in-process
+    generator that ``local_factory`` builds. Both come from the caller's resolved settings;
+    nothing here reads the environment.
 
     ``commons`` cannot import ``dojo``, so the in-process generator is passed in;
     ``dojo.synthetic.default_task_source()`` wires it up.
     """
-    url = url if url is not None else os.environ.get("SYNTHETIC_API_URL") or None
-    token = token if token is not None else os.environ.get("SYNTHETIC_API_TOKEN") or None
     if url:
         logger.info("synthetic tasks from {}", url)
         return SyntheticAPIClient(url, token, **client_options)
-    logger.info("SYNTHETIC_API_URL is not set; generating synthetic tasks in-process")
+    logger.info("no synthetic API URL (SYNTHETIC_API_URL); generating synthetic tasks in-process")
     return local_factory()

@@ -49,7 +49,6 @@ _.collected_at
 rate_limited  # a simulated worker's stats, as `python -m dojo.workers` prints them
 _.rate_limited
 judged_at  # the miner's answers: when each was judged, for the operator reading its database
-openrouter_api_key  # --openrouter_api_key / OPENROUTER_API_KEY: validated and masked; the llm backend reads the variable
 
 # The substrate interface's methods and keywords, as the SDK calls them on the fake
 # substrate (tests/template/test_subtensor_chain.py).

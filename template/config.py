@@ -358,8 +358,10 @@ class ValidatorConfig(NeuronConfig):
         description="synthetic API URL; tasks are generated in-process when unset",
         json_schema_extra={"env": "SYNTHETIC_API_URL"},
     )
-    openrouter_api_key: SecretStr | None = Field(
-        None, description="OpenRouter key for the llm backend", json_schema_extra={"env": "OPENROUTER_API_KEY"}
+    synthetic_api_token: SecretStr | None = Field(
+        None,
+        description="bearer token the synthetic API requires (its own SYNTHETIC_API_TOKEN)",
+        json_schema_extra={"env": "SYNTHETIC_API_TOKEN"},
     )
     wandb_api_key: SecretStr | None = Field(
         None, description="Weights & Biases key", json_schema_extra={"env": "WANDB_API_KEY"}

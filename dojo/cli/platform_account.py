@@ -4,6 +4,10 @@ It opens the wallet, logs in with the hotkey when no fresh session is cached, ke
 session on disk (``~/.dojo/sessions/<platform>/<hotkey>.json``, mode 0600) and runs the
 key and invite operations, logging in again once if the platform has forgotten a cached
 session.
+
+Its settings (:class:`AccountSettings`: ``DOJO_API_BASE_URL``, ``DOJO_SESSION_DIR``,
+``DOJO_API_KEY``) are resolved by :mod:`template.config` as every other process's are: the
+environment over ``.env`` over the defaults, the command's flags over both.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from commons.dojo_api import (
     DEFAULT_BASE_URL,
@@ -43,12 +48,35 @@ EXPIRY_MARGIN = timedelta(seconds=60)
 _T = TypeVar("_T")
 
 
+class AccountSettings(BaseModel):
+    """What the account commands read besides their flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = Field(
+        DEFAULT_BASE_URL, description="the worker platform's URL", json_schema_extra={"env": "DOJO_API_BASE_URL"}
+    )
+    session_dir: str = Field(
+        DEFAULT_SESSION_DIR, description="where miner sessions are kept", json_schema_extra={"env": "DOJO_SESSION_DIR"}
+    )
+    api_key: SecretStr | None = Field(
+        None, description="the API key a miner started here uses", json_schema_extra={"env": "DOJO_API_KEY"}
+    )
+
+
+def account_settings(env_file: str | None = ".env", environ: dict[str, str] | None = None) -> AccountSettings:
+    """The account settings from the environment and ``env_file`` (see :mod:`template.config`)."""
+    from template.config import environment, resolve_values
+
+    return resolve_values(AccountSettings, {}, environment(environ, env_file))
+
+
 def default_platform_url() -> str:
-    return os.environ.get("DOJO_API_BASE_URL") or DEFAULT_BASE_URL
+    return account_settings().platform
 
 
 def default_session_dir() -> Path:
-    return Path(os.environ.get("DOJO_SESSION_DIR") or DEFAULT_SESSION_DIR).expanduser()
+    return Path(account_settings().session_dir).expanduser()
 
 
 @dataclass(frozen=True)
@@ -265,9 +293,8 @@ def key_labels(keys: list[KeyInfo]) -> list[str]:
 def configured_api_key(env_file: str | None = ".env") -> str | None:
     """The DOJO_API_KEY a miner started here would use: the environment's, else ``.env``'s,
     resolved as the miner resolves it."""
-    from template.config import environment
-
-    return environment(env_file=env_file).get("DOJO_API_KEY") or None
+    key = account_settings(env_file).api_key
+    return key.get_secret_value() if key else None
 
 
 def key_in_use(keys: list[KeyInfo], api_key: str | None) -> KeyInfo | None:

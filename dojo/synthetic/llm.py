@@ -33,14 +33,15 @@ from dojo.synthetic.backend import (
     Instruction,
     TaskBudget,
 )
+from dojo.synthetic.settings import ServiceSettings
 from template.http_body import ResponseTooLarge, capped
 from template.validation import dotted, validation_messages
 
 PROVIDERS: dict[str, tuple[str, str | None]] = {
-    # name -> (base URL, environment variable holding the key)
-    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-    "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    # name -> (base URL, the ServiceSettings field holding its key: variable of the same name in capitals)
+    "openrouter": ("https://openrouter.ai/api/v1", "openrouter_api_key"),
+    "together": ("https://api.together.xyz/v1", "together_api_key"),
+    "openai": ("https://api.openai.com/v1", "openai_api_key"),
     "vllm": ("http://127.0.0.1:8000/v1", None),
     "ollama": ("http://127.0.0.1:11434/v1", None),
 }
@@ -368,31 +369,30 @@ class LLMBackend:
         return GeneratedCompletion(files=files, model=model)
 
 
-def settings_from_env(
-    environ: dict[str, str],
-    *,
-    provider: str | None = None,
-    base_url: str | None = None,
-    models: Sequence[str] | None = None,
-) -> LLMSettings:
-    """LLM settings from flags (arguments) and the environment: ``SYNTHETIC_LLM_PROVIDER``,
-    ``SYNTHETIC_LLM_BASE_URL``, ``SYNTHETIC_LLM_MODELS`` (comma-separated),
-    ``SYNTHETIC_LLM_API_KEY`` or the provider's own key variable."""
-    provider = provider or environ.get("SYNTHETIC_LLM_PROVIDER") or "openrouter"
+def llm_settings(service: ServiceSettings) -> LLMSettings:
+    """The llm backend's settings from the service's resolved ones (``--llm-provider``,
+    ``--llm-base-url``, ``--llm-model``, the image, vision and embedding models, and the key:
+    ``SYNTHETIC_LLM_API_KEY`` or the provider's own, such as ``OPENROUTER_API_KEY``)."""
+    provider = service.llm_provider or "openrouter"
     if provider not in PROVIDERS:
         raise ValueError(f"unknown LLM provider {provider!r}; use one of {', '.join(PROVIDERS)} or give a base URL")
-    default_url, key_var = PROVIDERS[provider]
-    key = environ.get("SYNTHETIC_LLM_API_KEY") or (environ.get(key_var) if key_var else None)
-    chosen = list(models or [m.strip() for m in environ.get("SYNTHETIC_LLM_MODELS", "").split(",") if m.strip()])
-    settings = LLMSettings(base_url=base_url or environ.get("SYNTHETIC_LLM_BASE_URL") or default_url, api_key=key)
-    if chosen:
-        settings.models = chosen
-    settings.image_model = environ.get("SYNTHETIC_LLM_IMAGE_MODEL") or None
-    settings.vision_model = environ.get("SYNTHETIC_LLM_VISION_MODEL") or None
-    settings.embedding_model = environ.get("SYNTHETIC_LLM_EMBEDDING_MODEL") or None
-    if key_var and not key and not (base_url or environ.get("SYNTHETIC_LLM_BASE_URL")):
-        raise ValueError(f"the {provider} provider needs an API key: set {key_var} (or SYNTHETIC_LLM_API_KEY)")
+    default_url, key_field = PROVIDERS[provider]
+    key = service.llm_api_key or (getattr(service, key_field) if key_field else None)
+    settings = LLMSettings(
+        base_url=service.llm_base_url or default_url, api_key=key.get_secret_value() if key else None
+    )
+    if service.llm_models:
+        settings.models = list(service.llm_models)
+    settings.image_model = service.llm_image_model or None
+    settings.vision_model = service.llm_vision_model or None
+    settings.embedding_model = service.llm_embedding_model or None
+    if key_field and key is None and not service.llm_base_url:
+        variable = key_field.upper()
+        raise ValueError(
+            f"the {provider} provider needs an API key: set {variable} (--{key_field.replace('_', '-')}) "
+            "or SYNTHETIC_LLM_API_KEY"
+        )
     return settings
 
 
-__all__ = ["ChatClient", "ChatError", "LLMBackend", "LLMSettings", "PROVIDERS", "TASK_SEEDS", "settings_from_env"]
+__all__ = ["ChatClient", "ChatError", "LLMBackend", "LLMSettings", "PROVIDERS", "TASK_SEEDS", "llm_settings"]

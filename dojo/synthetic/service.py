@@ -42,23 +42,17 @@ from dojo.synthetic.backend import Backend, GenerationError
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
 from dojo.synthetic.settings import ServiceSettings, allowed_hosts, token_problem
 from dojo.synthetic.store import SyntheticStore
-from template.config import environment, parse_mix
+from template.config import parse_mix
 
 
-def build_backend(settings: ServiceSettings, environ: dict[str, str] | None = None) -> Backend:
+def build_backend(settings: ServiceSettings) -> Backend:
     if settings.backend == "procedural":
         from dojo.synthetic.procedural import ProceduralBackend
 
         return ProceduralBackend()
-    from dojo.synthetic.llm import LLMBackend, settings_from_env
+    from dojo.synthetic.llm import LLMBackend, llm_settings
 
-    llm = settings_from_env(
-        environment(environ),  # the key may be kept in .env, as every other setting
-        provider=settings.llm_provider,
-        base_url=settings.llm_base_url,
-        models=settings.llm_models or None,
-    )
-    return LLMBackend(llm)
+    return LLMBackend(llm_settings(settings))
 
 
 def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Backend | None = None) -> SyntheticPipeline:
@@ -283,12 +277,9 @@ def serve(settings: ServiceSettings) -> None:
     import uvicorn
 
     if settings.backend == "llm":
-        from dojo.synthetic.llm import settings_from_env
+        from dojo.synthetic.llm import llm_settings
 
-        settings_from_env(
-            environment(), provider=settings.llm_provider, base_url=settings.llm_base_url,
-            models=settings.llm_models or None,
-        )
+        llm_settings(settings)
 
     uvicorn.run(create_app(settings), **server_options(settings))
 

@@ -8,8 +8,11 @@ and the variable. Environment variables (each declared on its field):
 ``SYNTHETIC_COMPLETIONS``, ``SYNTHETIC_MIX``, ``SYNTHETIC_SIMILARITY``,
 ``SYNTHETIC_SEMANTIC_SIMILARITY``, ``SYNTHETIC_TASK_SECONDS``,
 ``SYNTHETIC_TASK_TOKENS``, ``SYNTHETIC_LLM_PROVIDER``, ``SYNTHETIC_LLM_BASE_URL``,
-``SYNTHETIC_LLM_MODELS`` (comma-separated; the flag ``--llm-model`` once per model), and for
-the llm backend those read by :func:`dojo.synthetic.llm.settings_from_env`.
+``SYNTHETIC_LLM_MODELS`` (comma-separated; the flag ``--llm-model`` once per model),
+``SYNTHETIC_LLM_IMAGE_MODEL``, ``SYNTHETIC_LLM_VISION_MODEL``, ``SYNTHETIC_LLM_EMBEDDING_MODEL``,
+and the llm backend's key: ``SYNTHETIC_LLM_API_KEY``, or the provider's own
+``OPENROUTER_API_KEY``, ``TOGETHER_API_KEY`` or ``OPENAI_API_KEY``
+(:func:`dojo.synthetic.llm.llm_settings` makes the backend's settings of them).
 
 The service hands out tasks with their ground truth, so it requires a bearer token
 (``--token``) unless told explicitly to serve without one (``--no-token``, for a local
@@ -129,11 +132,44 @@ class ServiceSettings(BaseModel):
         description="model id; repeat for several",
         json_schema_extra=_named("SYNTHETIC_LLM_MODELS", "--llm-model"),
     )
+    llm_image_model: str | None = Field(
+        None,
+        description="images endpoint model (llm; none: images drawn offline)",
+        json_schema_extra=_named("SYNTHETIC_LLM_IMAGE_MODEL", "--llm-image-model"),
+    )
+    llm_vision_model: str | None = Field(
+        None,
+        description="model that checks generated images (default the first --llm-model)",
+        json_schema_extra=_named("SYNTHETIC_LLM_VISION_MODEL", "--llm-vision-model"),
+    )
+    llm_embedding_model: str | None = Field(
+        None,
+        description="embedding model of the duplicate filter (llm; none: TF-IDF)",
+        json_schema_extra=_named("SYNTHETIC_LLM_EMBEDDING_MODEL", "--llm-embedding-model"),
+    )
+    llm_api_key: SecretStr | None = Field(
+        None,
+        description="the llm endpoint's key, whatever the provider",
+        json_schema_extra=_named("SYNTHETIC_LLM_API_KEY", "--llm-api-key"),
+    )
+    openrouter_api_key: SecretStr | None = Field(
+        None, description="OpenRouter's key (provider openrouter)",
+        json_schema_extra=_named("OPENROUTER_API_KEY", "--openrouter-api-key"),
+    )
+    together_api_key: SecretStr | None = Field(
+        None, description="Together's key (provider together)",
+        json_schema_extra=_named("TOGETHER_API_KEY", "--together-api-key"),
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="OpenAI's key (provider openai)", json_schema_extra=_named("OPENAI_API_KEY", "--openai-api-key")
+    )
 
     def masked(self) -> dict[str, Any]:
-        """For the start-up log line: everything, the token hidden."""
+        """For the start-up log line: everything, the token and keys hidden."""
         shown = self.model_dump()
-        shown["token"] = "***" if self.token else None
+        for name, value in shown.items():
+            if isinstance(value, SecretStr):
+                shown[name] = "***"
         return shown
 
     @property

@@ -240,6 +240,7 @@ class ValidatorNeuron(BaseNeuron):
 
             self._source = default_task_source(
                 url=self.config.synthetic_api_url or "",
+                token=self.config.synthetic_api_token.get_secret_value() if self.config.synthetic_api_token else None,
                 store_path=self.config.data_dir / "synthetic.sqlite",
                 mix=self.config.synthetic.mix,
             )

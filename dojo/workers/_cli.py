@@ -9,25 +9,39 @@ annotators on a miner's Label Studio server (each signs up there as a person wou
 
 Logs one line per submission; stops cleanly on SIGINT/SIGTERM or after ``--duration``.
 Exit status: 0 when stopped, 1 when a worker could not join or had to stop (a bad key, a
-spent invite), 2 for bad arguments. The key may come from ``DOJO_SUBSCRIPTION_KEY``
-instead of the command line, where other users of the machine can read it.
+spent invite), 2 for bad arguments. The key may come from ``DOJO_SUBSCRIPTION_KEY`` (in the
+environment or ``.env``, resolved by :mod:`template.config` as every setting is) instead of
+the command line, where other users of the machine can read it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 from collections.abc import Sequence
 
 from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
 from dojo.workers._label_studio import LabelStudioTeam
 from dojo.workers._oracle import IntendedOrders, ValidatorDatabasesOracle
 from dojo.workers._team import SimulatedTeam
+from template.config import ConfigError, add_options, resolve_args
 from template.log import setup_logging
+
+
+class TeamSettings(BaseModel):
+    """The team's settings that may come from the environment or ``.env``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_key: SecretStr | None = Field(
+        None,
+        description="the miner's subscription key; not needed if every worker has --invite",
+        json_schema_extra={"env": "DOJO_SUBSCRIPTION_KEY", "flag": "--subscription-key"},
+    )
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -62,11 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--project-prefix", default="Dojo", help="with --label-studio: work the projects whose title starts so"
     )
-    parser.add_argument(
-        "--subscription-key",
-        default=os.environ.get("DOJO_SUBSCRIPTION_KEY"),
-        help="the miner's subscription key (default: $DOJO_SUBSCRIPTION_KEY); not needed if every worker has --invite",
-    )
+    add_options(parser, TeamSettings)
     parser.add_argument("--mix", default="honest", help=f"the workers' behaviours, e.g. {MIX_EXAMPLE}")
     parser.add_argument(
         "--oracle-db", action="append", default=[],
@@ -138,6 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         behaviours = parse_mix(args.mix)
     except WorkerSpecError as exc:
         parser.error(f"--mix: {exc}")
+    try:
+        subscription_key = resolve_args(TeamSettings, args).subscription_key
+    except ConfigError as exc:
+        parser.error(str(exc))
+    key = subscription_key.get_secret_value() if subscription_key else None
     setup_logging(debug=args.debug, neuron="workers")
     intended = IntendedOrders(args.oracle_intended) if args.oracle_intended else None
     oracle = ValidatorDatabasesOracle(args.oracle_db, intended) if args.oracle_db else None
@@ -167,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         team = SimulatedTeam(
             args.platform,
-            args.subscription_key,
+            key,
             behaviours,
             oracle,
             invites=args.invite,
@@ -179,7 +194,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    key = args.subscription_key
     logger.info(
         "simulated team: {} workers ({}{}) on {}, subscription key {}, {} invites, oracle {}, think {}-{}s, poll {}s",
         len(team.workers),

@@ -15,7 +15,7 @@ from commons.synthetic_api import (
     SyntheticAPIResponseError,
     SyntheticAPIUnavailable,
     SyntheticTask,
-    task_source_from_env,
+    task_source_for,
 )
 
 
@@ -140,7 +140,7 @@ async def test_health():
         assert (await client.health())["queue_size"] == 2
 
 
-async def test_task_source_from_env(monkeypatch):
+async def test_task_source_for(monkeypatch):
     built = []
 
     class Local:
@@ -154,13 +154,11 @@ async def test_task_source_from_env(monkeypatch):
         built.append(1)
         return Local()
 
-    monkeypatch.delenv("SYNTHETIC_API_URL", raising=False)
-    source = task_source_from_env(factory)
+    monkeypatch.setenv("SYNTHETIC_API_URL", "http://127.0.0.1:5003")  # not read: settings are passed in
+    source = task_source_for(factory)
     assert isinstance(source, Local) and built == [1]
 
-    monkeypatch.setenv("SYNTHETIC_API_URL", "http://127.0.0.1:5003")
-    monkeypatch.setenv("SYNTHETIC_API_TOKEN", "secret")
-    remote = task_source_from_env(factory)
+    remote = task_source_for(factory, url="http://127.0.0.1:5003", token="secret")
     assert isinstance(remote, SyntheticAPIClient) and built == [1]
     assert remote.base_url == "http://127.0.0.1:5003"
     await remote.aclose()

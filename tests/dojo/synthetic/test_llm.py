@@ -4,6 +4,7 @@ and a whole task through the pipeline with a completion that fails its checks on
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 
+from dojo.cli import synthetic as synthetic_cli
 from dojo.synthetic.backend import BudgetExceeded, TaskBudget
 from dojo.synthetic.checks import CompletionChecker
 from dojo.synthetic.llm import (
@@ -20,9 +22,10 @@ from dojo.synthetic.llm import (
     InstructionAnswer,
     LLMBackend,
     LLMSettings,
-    settings_from_env,
+    llm_settings,
 )
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
+from dojo.synthetic.settings import resolve_settings, settings_from_args
 
 Action = Callable[[dict], Awaitable[web.StreamResponse]]
 
@@ -257,14 +260,31 @@ async def test_a_whole_task_with_a_completion_regenerated_after_failing_its_chec
         await pipeline.aclose()
 
 
-def test_settings_from_the_environment():
-    s = settings_from_env({"OPENROUTER_API_KEY": "k", "SYNTHETIC_LLM_MODELS": "a/b, c/d"})
+def _llm(flags: dict, environ: dict) -> LLMSettings:
+    return llm_settings(resolve_settings({"no_token": True, **flags}, environ))
+
+
+def test_settings_from_the_services_resolved_settings():
+    s = _llm({}, {"OPENROUTER_API_KEY": "k", "SYNTHETIC_LLM_MODELS": "a/b, c/d", "SYNTHETIC_LLM_IMAGE_MODEL": "img"})
     assert s.base_url.startswith("https://openrouter.ai") and s.api_key == "k" and s.models == ["a/b", "c/d"]
-    local = settings_from_env({}, provider="ollama", models=["llama3"])
+    assert s.image_model == "img" and s.vision_model is None
+    assert _llm({"llm_provider": "together"}, {"TOGETHER_API_KEY": "t", "OPENROUTER_API_KEY": "k"}).api_key == "t"
+    assert _llm({}, {"SYNTHETIC_LLM_API_KEY": "any", "OPENROUTER_API_KEY": "k"}).api_key == "any"
+    local = _llm({"llm_provider": "ollama", "llm_models": ["llama3"]}, {})
     assert local.base_url == "http://127.0.0.1:11434/v1" and local.api_key is None
-    custom = settings_from_env({"SYNTHETIC_LLM_BASE_URL": "http://10.0.0.5:8000/v1"})
+    custom = _llm({}, {"SYNTHETIC_LLM_BASE_URL": "http://10.0.0.5:8000/v1"})
     assert custom.base_url == "http://10.0.0.5:8000/v1"
     with pytest.raises(ValueError, match="OPENROUTER_API_KEY"):
-        settings_from_env({})
+        _llm({}, {})
     with pytest.raises(ValueError, match="unknown LLM provider"):
-        settings_from_env({}, provider="nope")
+        _llm({"llm_provider": "nope"}, {})
+
+
+def test_the_key_in_dotenv_reaches_the_llm_backend(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text('OPENROUTER_API_KEY="from-dotenv"\n')
+    parser = argparse.ArgumentParser(prog="dojo")
+    synthetic_cli.register(parser.add_subparsers(dest="group"))
+    args = parser.parse_args(["synthetic", "serve", "--backend", "llm", "--no-token", "--env-file", str(env_file)])
+    assert llm_settings(settings_from_args(args)).api_key == "from-dotenv"

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from loguru import logger
 from sqlalchemy import select
@@ -32,8 +33,10 @@ from commons.protocol import (
     WorkerResult,
     utcnow,
 )
+from commons.synthetic_api import SyntheticAPIClient
 from dojo.export import ExportOptions, export_dataset
 from dojo.localnet import free_port
+from dojo.synthetic.settings import ServiceSettings
 from dojo.validator.models import (
     Assignment,
     CollectStatus,
@@ -51,6 +54,7 @@ from template.chain.local import LocalChain
 from template.clock import AdjustableClock
 from template.config import ValidatorConfig, resolve
 from template.transport import HandlerRefusal, SignedServer
+from tests.dojo.synthetic.test_service import running as running_service
 
 NETUID = 1
 
@@ -147,7 +151,9 @@ async def network(tmp_path: Path, make_wallet):
     miners: list[FakeMiner] = []
     neurons: list[ValidatorNeuron] = []
 
-    async def build(behaviours: list[str], **flags: str) -> tuple[ValidatorNeuron, list[FakeMiner]]:
+    async def build(
+        behaviours: list[str], env_file: Path | None = None, **flags: str
+    ) -> tuple[ValidatorNeuron, list[FakeMiner]]:
         chain = LocalChain.init(tmp_path / "chain", netuid=NETUID, block_time=0.2, weights_rate_limit=1,
                                 exist_ok=True)
         validator = make_wallet("validator")
@@ -170,7 +176,7 @@ async def network(tmp_path: Path, make_wallet):
             "--neuron.task_deadline": "1", "--neuron.collection_grace": "2", "--neuron.epoch_length": "1",
             "--wandb.off": "true", **flags,
         }
-        config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None)
+        config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=env_file)
         # A clock the test moves past deadlines, instead of sleeping through them.
         neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID), clock=AdjustableClock())
         neurons.append(neuron)
@@ -321,6 +327,20 @@ async def test_a_worker_id_that_would_forge_a_log_line_is_refused_and_logged_quo
     uid = rows[miners[1].hotkey].miner_uid
     assert any(f"uid {uid} task" in line for line in lines)  # the refusal is logged
     assert "\x1b" not in text and not any(line.startswith("2026-01-01") for line in text.splitlines())
+
+
+async def test_the_synthetic_api_token_in_dotenv_reaches_a_token_protected_service(network, tmp_path):
+    service = ServiceSettings(db=str(tmp_path / "synthetic.sqlite"), queue_size=0, token="s3cret-token")
+    async with running_service(service) as url:
+        env_file = tmp_path / ".env"
+        env_file.write_text(f'SYNTHETIC_API_URL="{url}"\nSYNTHETIC_API_TOKEN="s3cret-token"\n')
+        neuron, _ = await network(["good"], env_file=env_file)
+        assert neuron.config.synthetic_api_url == url
+        source = neuron.task_source()
+        assert isinstance(source, SyntheticAPIClient)
+        assert await neuron.task_round() is not None  # the service answered 200, not 401
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert (await http.get("/health")).json()["tasks"]["code"]["generated"] == 1
 
 
 async def test_collection_is_retried_within_the_grace_then_given_up(network):
