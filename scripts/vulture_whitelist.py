@@ -65,3 +65,6 @@ wait_for_finalization
 
 # Fields of the organic API's wire format that its callers read (commons/organic/_models.py).
 _.next_cursor  # TaskPage: the cursor of the next page
+openrouter_api_key  # ServiceSettings: read by name through dojo.synthetic.llm.PROVIDERS
+together_api_key  # idem
+openai_api_key  # idem

@@ -64,13 +64,14 @@ def _nonces(folder: Path) -> Any:
     return store
 
 
+@pytest.mark.usefixtures("common_umask")
 @pytest.mark.parametrize(
     ("create", "wal"),
     [(_miner, True), (_validator, True), (_synthetic, True), (_platform, True), (_chain, False), (_nonces, True)],
     ids=["miner", "validator", "synthetic", "platform", "local-chain", "nonces"],
 )
 def test_each_database_and_its_wal_and_shm_are_created_private(
-    tmp_path: Path, common_umask: None, create: Callable[[Path], Any], wal: bool
+    tmp_path: Path, create: Callable[[Path], Any], wal: bool
 ) -> None:
     opened = create(tmp_path)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -85,7 +86,8 @@ def test_each_database_and_its_wal_and_shm_are_created_private(
             break
 
 
-def test_a_database_made_readable_before_is_made_private_when_opened(tmp_path: Path, common_umask: None) -> None:
+@pytest.mark.usefixtures("common_umask")
+def test_a_database_made_readable_before_is_made_private_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "validator.sqlite"
     TaskStore(path).close()
     os.chmod(path, 0o644)
