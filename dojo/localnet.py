@@ -1073,6 +1073,8 @@ class UpSettings:
     # A Label Studio server that runs already, for the Label Studio miners (its token comes
     # from LABEL_STUDIO_API_KEY); empty: the localnet starts its own.
     label_studio_url: str = ""
+    # That server's API token (LABEL_STUDIO_API_KEY, read by the command with its settings).
+    label_studio_api_key: str = ""
     synthetic_mix: str | None = None
     validators: int = 1
     # One stake per validator, comma-separated ("1000,500,500"); empty: 1000 each.
@@ -1147,7 +1149,7 @@ def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet
         organic=settings.organic,
         organic_rate=settings.organic_rate,
         miner_backends=parse_backends(settings.miner_backends, settings.miners),
-        label_studio_external=(settings.label_studio_url, os.environ.get("LABEL_STUDIO_API_KEY", ""))
+        label_studio_external=(settings.label_studio_url, settings.label_studio_api_key)
         if settings.label_studio_url
         else None,
         synthetic_mix=settings.synthetic_mix,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -162,7 +161,10 @@ def _up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"dojo localnet up: --validator-stakes: {exc}", file=sys.stderr)
         return 2
-    if args.label_studio_url and not os.environ.get("LABEL_STUDIO_API_KEY"):
+    from template.config import environment
+
+    label_studio_api_key = environment().get("LABEL_STUDIO_API_KEY", "")  # the environment, else .env
+    if args.label_studio_url and not label_studio_api_key:
         print("dojo localnet up: --label-studio needs its API token in LABEL_STUDIO_API_KEY", file=sys.stderr)
         return 2
     setup_logging(debug=args.debug, neuron="localnet")
@@ -186,6 +188,7 @@ def _up(args: argparse.Namespace) -> int:
         organic_rate=args.organic_rate,
         miner_backends=args.miner_backends,
         label_studio_url=args.label_studio_url,
+        label_studio_api_key=label_studio_api_key,
         synthetic_mix=args.synthetic_mix,
         validators=args.validators,
         validator_stakes=args.validator_stakes,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -57,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validator", required=True, help="the organic API's URL (http://host:9604)")
-    parser.add_argument("--key", default=os.environ.get(KEY_ENV), help=f"your API key (default ${KEY_ENV})")
+    parser.add_argument("--key", help=f"your API key (default ${KEY_ENV}, from the environment or .env)")
     parser.add_argument(
         "--wallet.name", dest="wallet_name", help="sign with this wallet's hotkey instead of a key"
     )
@@ -78,9 +77,17 @@ def _client(args: argparse.Namespace) -> Any:
             raise SystemExit("dojo organic: --validator-hotkey is needed to sign with a hotkey")
         wallet = load_wallet(args.wallet_name, args.wallet_hotkey, args.wallet_path)
         return OrganicClient(args.validator, keypair=wallet.hotkey, validator_hotkey=args.validator_hotkey)
-    if not args.key:
+    key = args.key or _configured_key()
+    if not key:
         raise SystemExit(f"dojo organic: give --key (or ${KEY_ENV}), or sign with --wallet.name")
-    return OrganicClient(args.validator, api_key=args.key)
+    return OrganicClient(args.validator, api_key=key)
+
+
+def _configured_key() -> str | None:
+    """``DOJO_ORGANIC_KEY`` from the environment, else ``.env``, as every setting is read."""
+    from template.config import environment
+
+    return environment().get(KEY_ENV) or None
 
 
 def _read_tasks(path: str) -> list[Any]:

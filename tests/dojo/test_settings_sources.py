@@ -4,6 +4,8 @@ in ``.env`` counts as one in the environment, and the environment beats ``.env``
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,31 @@ def test_the_workers_take_the_subscription_key_from_dotenv_and_the_flag_over_it(
     key = resolve_args(TeamSettings, args).subscription_key
     assert key is not None and key.get_secret_value() == "dojo_sub_flag"
     assert "DOJO_SUBSCRIPTION_KEY" not in os.environ
+
+
+# Where the code touches the environment without resolving a setting, and why.
+NOT_SETTINGS = {
+    "template/config.py": "the one place settings are resolved (flag > environment > .env)",
+    "template/failpoints.py": "DOJO_FAILPOINT: a crash point the crash tests arm, not a setting",
+    "dojo/localnet.py": "hands its own environment on to the processes it starts",
+    "dojo/cli/platform.py": "hands the resolved settings to uvicorn's worker processes",
+}
+
+
+def test_no_module_reads_the_environment_for_a_setting_on_its_own():
+    root = Path(__file__).resolve().parents[2]
+    readers = sorted(
+        str(path.relative_to(root))
+        for package in ("template", "commons", "dojo")
+        for path in (root / package).rglob("*.py")
+        if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text())
+    )
+    assert set(readers) <= set(NOT_SETTINGS), readers
+
+
+def test_the_organic_key_comes_from_dotenv(workdir, monkeypatch):
+    from dojo.cli.organic import _configured_key
+
+    monkeypatch.delenv("DOJO_ORGANIC_KEY", raising=False)
+    (workdir / ".env").write_text('DOJO_ORGANIC_KEY="dojo_org_from_dotenv"\n')
+    assert _configured_key() == "dojo_org_from_dotenv"
