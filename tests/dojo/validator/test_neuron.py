@@ -287,7 +287,7 @@ async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
 async def test_invented_workers_are_refused_and_never_reach_the_export(network, tmp_path):
     neuron, miners = await network(["good", "good", "invents_workers", "names_workers"])
     await neuron.task_round()
-    await asyncio.sleep(1.2)  # the 1 s deadline
+    neuron.clock.advance(1.2)  # past the 1 s deadline
     await _collect_until_settled(neuron)
     rows = _assignments(neuron)
     outcome = {m.behaviour: (rows[m.hotkey].collect_status, rows[m.hotkey].collect_detail) for m in miners}
@@ -315,7 +315,7 @@ async def test_a_worker_id_that_would_forge_a_log_line_is_refused_and_logged_quo
     sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG", format="{message}")
     try:
         await neuron.task_round()
-        await asyncio.sleep(1.2)  # the 1 s deadline
+        neuron.clock.advance(1.2)  # past the 1 s deadline
         await _collect_until_settled(neuron)
     finally:
         logger.remove(sink)
