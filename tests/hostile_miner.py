@@ -169,7 +169,8 @@ class HostileMiner:
             for i in range(count if ids else 0):
                 order = ids[:]
                 self._rng.shuffle(order)
-                worker = f"invented-{i}" if self.behaviour == "invented_workers" else f"w{i}"
+                # Honest workers in the form miners name them (dojo.miner.answers.worker_pseudonym).
+                worker = f"invented-{i}" if self.behaviour == "invented_workers" else f"w{i:024x}"
                 results.append(
                     {
                         "worker_id": worker,
