@@ -361,7 +361,10 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
         old = was.get(p["name"])
         if old is None:
             continue
-        restarted = p.get("restarts", 0) > old.get("restarts", 0)
+        # Started again since the last look; or counted as started again at the last look
+        # but not yet running then (the supervisor was starting it while the status was
+        # read), so that this is the first look that sees it run.
+        restarted = p.get("restarts", 0) > old.get("restarts", 0) or (p.get("restarts", 0) and not old["alive"])
         if restarted and p["alive"]:
             # Its exit has a line of its own unless it came back between two looks.
             how = f" {_exit_words(p.get('last_exit_code'))};" if old["alive"] else ""

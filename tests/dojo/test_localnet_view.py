@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import os
 import signal
 import sqlite3
@@ -296,6 +297,23 @@ def test_a_process_started_again_is_one_event_line_and_shows_its_restarts():
     assert events(waiting, again) == ["process miner1 started again as pid 13 (restart 1)"]
     assert events(before, again) == ["process miner1 was killed (signal 9); started again as pid 13 (restart 1)"]
     assert "● miner1, restarted 1×" in _text(again)
+
+
+def test_a_restart_seen_half_made_still_gets_its_line_once_the_process_runs():
+    """The view reads the supervisor's records in a thread while the supervisor starts the
+    process again: a look can find the restart counted but the new process not yet written
+    down (its pid or start time still the old one's), so not alive. The look after, with
+    the process running, still says it started again, once."""
+    before = _snap()
+    half = copy.deepcopy(before)
+    half["processes"][1].update(alive=False, restarts=1, last_exit_code=-9)
+    again = copy.deepcopy(before)
+    again["processes"][1].update(pid=13, restarts=1, last_exit_code=-9)
+    looks = [before, half, again, copy.deepcopy(again)]
+    lines = [line for a, b in itertools.pairwise(looks) for line in events(a, b)]
+    assert [line for line in lines if "started again" in line] == [
+        "process miner1 started again as pid 13 (restart 1)"
+    ]
 
 
 def test_the_stop_line_says_every_process_stopped_cleanly_or_which_did_not():
