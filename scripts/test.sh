@@ -3,7 +3,7 @@
 # there (Debian's chromium for the browser tests, HAProxy for the platform's replicas, the
 # PostgreSQL server on 127.0.0.1:5432,
 # pm2 when npm is there), lint, check types and dead code, and run the whole test suite.
-# Extra arguments go to pytest.
+# Extra arguments go to pytest, which runs the tests in one worker per core (pytest-xdist).
 . "$(dirname "$0")/_venv.sh" requirements-dev.txt
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo -n "$@"; else return 1; fi; }
@@ -35,4 +35,7 @@ scripts/label_studio.sh || echo "could not install Label Studio: its tests will 
 .venv/bin/ruff check .
 .venv/bin/python -m mypy
 .venv/bin/vulture
-exec .venv/bin/python -m pytest "$@"
+# Most of the suite's time is spent waiting on servers and subprocesses: one worker per core
+# (pytest-xdist), the tests that share a session's Label Studio or HAProxy on one worker each
+# (tests/conftest.py groups them). Extra arguments come after, so `-n 0` runs in one process.
+exec .venv/bin/python -m pytest -n auto --dist loadgroup "$@"
