@@ -36,6 +36,9 @@ scripts/label_studio.sh || echo "could not install Label Studio: its tests will 
 .venv/bin/python -m mypy
 .venv/bin/vulture
 # Most of the suite's time is spent waiting on servers and subprocesses: one worker per core
-# (pytest-xdist), the tests that share a session's Label Studio or HAProxy on one worker each
-# (tests/conftest.py groups them). Extra arguments come after, so `-n 0` runs in one process.
-exec .venv/bin/python -m pytest -n auto --dist loadgroup "$@"
+# (pytest-xdist), each test file on one worker, so that a server a session or a module
+# shares (Label Studio, the HAProxy replicas, chromium) starts at most once per worker.
+# (--dist loadgroup would keep them to one worker, but pytest-xdist 3.8 cannot group under
+# pytest 9, whose node ids it no longer rewrites.) Extra arguments come after: `-n 0` runs
+# in one process.
+exec .venv/bin/python -m pytest -n auto --dist loadfile "$@"

@@ -13,19 +13,6 @@ from template.wallets import create_wallet
 
 _counter = itertools.count()
 
-# Tests that share a heavy server started once per session, by the fixture that starts it:
-# under pytest-xdist (scripts/test.sh runs ``-n auto --dist loadgroup``) each group runs on
-# one worker, so that each server starts once, not once per worker.
-SERVER_GROUPS = {"label_studio": "label-studio", "replicated": "replicas"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        for fixture, group in SERVER_GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
