@@ -301,11 +301,13 @@ async def _true_when(value: bool) -> bool:
 async def test_rate_limited_log_ins_wait_for_retry_after(tmp_path, make_wallet):
     from tests.dojo.live_platform import live_platform
 
-    with live_platform(tmp_path, login_rate_limit=3, login_rate_window_seconds=1.0) as limited:
+    # A window long enough that the four log-in calls of the team fall in the miner's window
+    # however slowly a busy machine makes them, and short enough to wait out.
+    with live_platform(tmp_path, login_rate_limit=3, login_rate_window_seconds=5.0) as limited:
         miner = await new_miner(limited, make_wallet(hotkey="hot"))  # two of the three log-in calls
         workers = team(miner, "honest:2")
         task_id = await miner.create_task(ids(2), max_results=2)
-        await run_until(workers, has_results(miner, task_id, 2), timeout=15)
+        await run_until(workers, has_results(miner, task_id, 2), timeout=40)
     stats = workers.stats()
     assert stats.total("rate_limited") >= 1 and stats.total("submitted") == 2
     assert all(w.failed is None for w in stats.workers)
