@@ -25,7 +25,7 @@ from tests.e2e._lifecycle import (
     wait_for,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def test_tasks_go_from_generation_to_weights_and_honest_miners_outweigh_the_random_one(tmp_path):

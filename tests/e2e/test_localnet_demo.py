@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(600)]
 
 # The demo's defaults (a deadline of 600 s) but a 20 s place for a person, four miners as
 # in the log-in report, and a fast chain so that the weights come soon.

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 FAST = ["--deadline", "20", "--task-interval", "4", "--block-time", "0.2"]
 
@@ -89,7 +89,7 @@ def test_up_sets_weights_with_honest_miners_ahead_down_stops_everything_and_up_r
             s = _status(directory)
             return s if s and s["rounds_scored"] >= 3 and s["weights_set"] >= 2 and s["weights"] else None
 
-        first = _wait(scored, 100, "three scored rounds and weights on chain", up, directory)
+        first = _wait(scored, 240, "three scored rounds and weights on chain", up, directory)
         assert first["running"] and all(p["alive"] for p in first["processes"]), first["processes"]
 
         # A second `up` in the same directory refuses and says how to stop the first.

@@ -18,7 +18,7 @@ import pytest
 
 from template.chain.local import LocalChain
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 # The pace of the other localnet tests (tests/e2e/test_localnet_up.py); two miners, an
 # honest team and a random one, keep the machine's load down.

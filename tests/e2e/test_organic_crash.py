@@ -21,7 +21,7 @@ from dojo.validator.models import MinerScore
 from dojo.validator.store import TaskStore
 from tests.e2e._lifecycle import assert_lifecycle_invariants, lifecycle_net, query, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DEADLINE = 30.0
 
