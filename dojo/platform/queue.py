@@ -13,6 +13,32 @@ task locked for a moment never reads as "no task".
 A hold lasts ``hold_ttl_seconds``; an expired hold frees its place. One result per worker
 per task: a resubmission before the task expires replaces it (and does not count twice).
 
+The rules on taking a task, by name. Each is written twice: in the prepared SQL here (and,
+on PostgreSQL, in the functions of revision 0008) for the hot path, and in the ORM of
+:mod:`dojo.platform.subscriptions` for the pages; ``tests/dojo/platform/test_rule_parity.py``
+runs both over the same cases, on SQLite and PostgreSQL, and fails naming the rule where
+they part.
+
+- *live subscription*: the worker subscribes to the task's miner by an invite link, or by
+  a subscription key the miner has not disabled (``_LIVE_SUBSCRIPTION``, ``LIVE_MINERS``;
+  ``subscriptions.live_subscription``). Without one the task is not the worker's (404),
+  even while it holds it.
+- *closed*: the task's deadline has passed (410), whatever the worker holds or answered.
+- *full*: the task has ``max_results`` results (``num_results``); a worker that answered it
+  keeps its place (a resubmission replaces its answer).
+- *others holding*: the results plus the live holds of other workers take every place
+  (``OTHERS_HOLDING``, ``_OPEN_TASKS``; ``subscriptions._others_holding``); a worker's own
+  live hold keeps its place, a lapsed one is no hold.
+- *skipped*: a worker that skipped a task is never offered it and answers it no more.
+- The next task offered is the worker's live hold, else a task none of these rules refuses
+  and the worker has not answered, soonest deadline first (with the time a person needs
+  left, below).
+
+One state the two sides judge differently: a live hold of the worker on a task that is
+already full. The pages call the task full; the hot path offers it and stores the answer.
+No claim makes that state (a hold is taken only while a place is free, and keeps it), so
+it is left as it is; the parity test pins it.
+
 A task is handed out only while a person can still finish it: with at least
 :func:`time_needed` left before its deadline (the median time the platform's workers took
 on their recent answers, never less than ``min_time_left_seconds``), and a hold is never

@@ -4,6 +4,10 @@ A subscription links a worker to one miner: by a subscription key the miner hand
 (access ends the moment the miner disables that key) or by an invite link (no key). Only
 tasks of miners the worker has live access to are ever shown or accepted.
 
+Whether a worker may take a task follows the rules named in :mod:`dojo.platform.queue`
+("The rules on taking a task"): the queries here are the pages' copy of them (the hot path
+has its own, in SQL), and ``tests/dojo/platform/test_rule_parity.py`` keeps the two alike.
+
 For the UI's page routes: :func:`list_subscriptions`, :func:`add_subscription`,
 :func:`remove_subscription`, :func:`worker_tasks` (the task list with counts and
 deadlines), :func:`worker_task` (one task's page data, with the worker's own result only).

@@ -25,6 +25,8 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+# The rules on taking a task are named in dojo.platform.queue's docstring; these are the hot
+# path's copy on PostgreSQL (tests/dojo/platform/test_rule_parity.py keeps them alike).
 # A worker's live access to a miner's tasks: a subscription by invite, or by a key still enabled.
 _ACCESS = """EXISTS (SELECT 1 FROM subscriptions s LEFT JOIN api_keys k ON k.id = s.key_id
             WHERE s.worker_id = p_worker AND s.miner_id = {miner}
