@@ -30,9 +30,12 @@ they part.
   (``OTHERS_HOLDING``, ``_OPEN_TASKS``; ``subscriptions._others_holding``); a worker's own
   live hold keeps its place, a lapsed one is no hold.
 - *skipped*: a worker that skipped a task is never offered it and answers it no more.
+- *time left* (claims only): a new hold is taken only with :func:`time_needed` left before
+  the deadline (below), and the next task passes over the worker's own hold with less left
+  (the page's claim still extends that hold). The pages' list and task page do not apply
+  it: they show such a task as open, and a submission is taken until the deadline.
 - The next task offered is the worker's live hold, else a task none of these rules refuses
-  and the worker has not answered, soonest deadline first (with the time a person needs
-  left, below).
+  and the worker has not answered, soonest deadline first.
 
 One state the two sides judge differently: a live hold of the worker on a task that is
 already full. The pages call the task full; the hot path offers it and stores the answer.

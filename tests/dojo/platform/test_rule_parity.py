@@ -46,6 +46,8 @@ CLOSED = "closed"
 FULL = "full"
 OTHERS_HOLDING = "others holding"
 SKIPPED_BY_ME = "skipped"
+# Claims only (the hot path's next task and the page's claim; the pages' lists do not apply it).
+TIME_LEFT = "time left"
 
 ANSWER = [{"type": "ranking", "value": {"a": 1, "b": 2}}]
 
@@ -113,6 +115,11 @@ class Case:
     offered: bool
     max_results: int = 2
     expire_in: timedelta = timedelta(hours=1)
+    # The time-left rule, which only claims apply: the seconds a person needs (0: off), and
+    # what the hot path's next task and the page's claim say where it differs from the above.
+    time_needed: float = 0.0
+    claim_offered: bool | None = None
+    claim_refused: str | None = None
 
 
 def _steps(*steps: Callable[[Scene], None]) -> Callable[[Scene], None]:
@@ -208,6 +215,28 @@ CASES = [
     Case("answered by me", _steps(_subscribed, _me("answer")), None, False),
     Case("answered by me, now full", _steps(_subscribed, _me("answer"), _other(0, "answer")), None, False),
     Case("skipped by me", _steps(_subscribed, _me("skip")), SKIPPED_BY_ME, False),
+    # Time left: a new hold only with the time a person needs left; the pages list the task and
+    # take an answer, the claims refuse it.
+    Case(
+        "too little time left for a new hold",
+        _subscribed,
+        None,
+        True,
+        expire_in=timedelta(minutes=1),
+        time_needed=120.0,
+        claim_offered=False,
+        claim_refused=TIME_LEFT,
+    ),
+    # A live hold with too little time left: the next task passes over it, the page extends it.
+    Case(
+        "holding it with too little time left",
+        _steps(_subscribed, _me("hold")),
+        None,
+        True,
+        expire_in=timedelta(minutes=1),
+        time_needed=120.0,
+        claim_offered=False,
+    ),
 ]
 
 # Where the two sides disagree today (named in queue.py's rules): pinned as strict xfails,
@@ -255,6 +284,7 @@ def _hot_refusal(exc: PlatformError) -> str:
         (409, queue.SKIPPED_DETAIL, SKIPPED_BY_ME),
         (409, "already has its", FULL),
         (409, "other workers hold", OTHERS_HOLDING),
+        (409, "an answer takes", TIME_LEFT),
     ):
         if exc.status_code == status and words in detail:
             return rule
@@ -330,6 +360,7 @@ def _hot(database: Database, work: Callable[[Any], Any]) -> Any:
 
 def _answers(database: Database, settings: PlatformSettings, case: Case) -> dict[str, Any]:
     """What each path says about the case's task, for its worker."""
+    settings = settings.model_copy(update={"min_time_left_seconds": case.time_needed})
     worker_id, task_id = _build(database, case)
     me = Worker(id=worker_id)
     with database.read_session() as db:
@@ -361,9 +392,9 @@ def _check(database: Database, settings: PlatformSettings, case: Case) -> None:
         "page: may answer": case.refused,
         "page: listed": case.refused is None,
         "page: offered (listed, not answered)": case.offered,
-        "hot path: next task": case.offered,
+        "hot path: next task": case.offered if case.claim_offered is None else case.claim_offered,
         "hot path: submit": case.refused,
-        "hot path: page's claim": case.refused,
+        "hot path: page's claim": case.claim_refused or case.refused,
     }
     wrong = {path: (answers[path], want) for path, want in expected.items() if answers[path] != want}
     rule = f"the rule {case.refused!r} refuses" if case.refused else "no rule refuses"
