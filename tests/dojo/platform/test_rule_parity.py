@@ -311,34 +311,45 @@ def settings(database_url: str) -> Iterator[PlatformSettings]:
     queue.forget_time_needed()
 
 
+def _task(db: Session, miner: Miner, max_results: int, expire_in: timedelta) -> Task:
+    task = Task(
+        id=str(uuid.uuid4()),
+        miner_id=miner.id,
+        title="compare",
+        body="",
+        prompt="which is better?",
+        task_type="CODE_GENERATION",
+        criteria=[{"type": "ranking"}],
+        completions=[
+            {"cid": "a", "completion": "x", "model": "m1"},
+            {"cid": "b", "completion": "y", "model": "m2"},
+        ],
+        max_results=max_results,
+        num_results=0,
+        expire_at=utcnow() + expire_in,
+    )
+    db.add(task)
+    db.flush()
+    return task
+
+
+def _people(db: Session) -> tuple[Miner, list[Worker]]:
+    """A miner and three workers; the second and third subscribe to it by invite, as any
+    holder or answerer would."""
+    miner = Miner(hotkey=f"5Miner{uuid.uuid4().hex[:20]}")
+    workers = [Worker(public_id=uuid.uuid4().hex[:16]) for _ in range(3)]
+    db.add_all([miner, *workers])
+    db.flush()
+    for other in workers[1:]:
+        db.add(Subscription(worker_id=other.id, miner_id=miner.id, key_id=None, name="team"))
+    db.flush()
+    return miner, workers
+
+
 def _build(database: Database, case: Case) -> tuple[int, str]:
     with database.session() as db:
-        miner = Miner(hotkey=f"5Miner{uuid.uuid4().hex[:20]}")
-        workers = [Worker(public_id=uuid.uuid4().hex[:16]) for _ in range(3)]
-        db.add_all([miner, *workers])
-        db.flush()
-        task = Task(
-            id=str(uuid.uuid4()),
-            miner_id=miner.id,
-            title="compare",
-            body="",
-            prompt="which is better?",
-            task_type="CODE_GENERATION",
-            criteria=[{"type": "ranking"}],
-            completions=[
-                {"cid": "a", "completion": "x", "model": "m1"},
-                {"cid": "b", "completion": "y", "model": "m2"},
-            ],
-            max_results=case.max_results,
-            num_results=0,
-            expire_at=utcnow() + case.expire_in,
-        )
-        db.add(task)
-        db.flush()
-        # The others are subscribed as any holder or answerer would be.
-        for other in workers[1:]:
-            db.add(Subscription(worker_id=other.id, miner_id=miner.id, key_id=None, name="team"))
-        db.flush()
+        miner, workers = _people(db)
+        task = _task(db, miner, case.max_results, case.expire_in)
         case.build(Scene(db, workers[0], (workers[1], workers[2]), miner, task))
         return workers[0].id, task.id
 
@@ -420,3 +431,61 @@ def test_the_cases_cover_every_rule() -> None:
     assert any(case.offered for case in CASES) and any(
         case.refused is None and not case.offered for case in CASES
     )
+
+
+def _listed(database: Database, me: Worker) -> list[tuple[str, str | None]]:
+    with database.read_session() as db:
+        return [(summary.id, summary.my_status) for summary in subscriptions.worker_tasks(db, me)]
+
+
+def _take(database: Database, settings: PlatformSettings, me: Worker) -> str | None:
+    """The hot path's next task for ``me``, its hold kept."""
+    with database.raw_write() as db:
+        view = queue.next_task(db, settings, me)
+    return None if view is None else view.id
+
+
+def test_the_next_task_is_the_soonest_the_pages_list_as_open(
+    database: Database, settings: PlatformSettings
+) -> None:
+    """Over one miner's tasks in every state, the hot path hands out, in deadline order, the
+    tasks the pages list as open to the worker and not yet answered by it."""
+    with database.session() as db:
+        miner, (me, first, second) = _people(db)
+        db.add(Subscription(worker_id=me.id, miner_id=miner.id, key_id=None, name="team"))
+        # One task in each state, a minute apart, the first already past its deadline.
+        states: list[tuple[str, Callable[[Scene], Any]]] = [
+            ("closed", lambda scene: None),
+            ("full", lambda scene: (scene.answer(first), scene.answer(second))),
+            ("others holding", lambda scene: (scene.answer(first), scene.hold(second))),
+            ("skipped", lambda scene: scene.skip(me)),
+            ("answered", lambda scene: scene.answer(me)),
+            ("open", lambda scene: None),
+            ("open later", lambda scene: scene.hold(first)),
+        ]
+        ids = {}
+        for minutes, (name, build) in enumerate(states):
+            scene = Scene(db, me, (first, second), miner, _task(db, miner, 2, timedelta(minutes=minutes - 1)))
+            build(scene)
+            ids[name] = scene.task.id
+        me = Worker(id=me.id)
+    names = {task_id: name for name, task_id in ids.items()}
+
+    listed = [(names[task_id], status) for task_id, status in _listed(database, me)]
+    assert listed == [("answered", DONE), ("open", None), ("open later", None)]
+    # The first listed task not answered by the worker is the one the hot path hands out ...
+    assert names[_take(database, settings, me) or ""] == "open"
+    # ... and again while the worker holds it, though it is not the soonest to end.
+    assert names[_take(database, settings, me) or ""] == "open"
+    assert [(names[i], status) for i, status in _listed(database, me)][1] == ("open", HOLD)
+    with database.raw_write() as db:
+        queue.submit_result(db, settings, me, ids["open"], ANSWER)
+    assert names[_take(database, settings, me) or ""] == "open later"
+    with database.raw_write() as db:
+        queue.submit_result(db, settings, me, ids["open later"], ANSWER)
+    assert _take(database, settings, me) is None
+    assert [(names[i], status) for i, status in _listed(database, me)] == [
+        ("answered", DONE),
+        ("open", DONE),
+        ("open later", DONE),
+    ]
