@@ -35,12 +35,14 @@ they part.
   (the page's claim still extends that hold). The pages' list and task page do not apply
   it: they show such a task as open, and a submission is taken until the deadline.
 - The next task offered is the worker's live hold, else a task none of these rules refuses
-  and the worker has not answered, soonest deadline first.
+  and the worker has not answered: the soonest to end on SQLite, one of the :data:`SPREAD`
+  soonest at random on PostgreSQL (so that concurrent claims spread over tasks).
 
 One state the two sides judge differently: a live hold of the worker on a task that is
-already full. The pages call the task full; the hot path offers it and stores the answer.
-No claim makes that state (a hold is taken only while a place is free, and keeps it), so
-it is left as it is; the parity test pins it.
+already full. The pages call the task full; the hot path trusts the hold to keep a place,
+offers the task and stores the answer. No claim makes that state (a hold is taken only
+while a place is free, and keeps it), so it is left as it is; the parity test pins each
+side's answer (``DISAGREEMENTS``).
 
 A task is handed out only while a person can still finish it: with at least
 :func:`time_needed` left before its deadline (the median time the platform's workers took
