@@ -29,7 +29,7 @@ def _agreement(value: str) -> float:
     return k
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export the validator's scored tasks as a preference dataset",

@@ -29,7 +29,7 @@ _GROUPS = {
 }
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     auth = subparsers.add_parser(
         "authenticate", help="log in to a worker platform with the hotkey and cache the session"
     )

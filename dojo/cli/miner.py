@@ -25,7 +25,7 @@ EXIT_OK, EXIT_MISSING = 0, 1
 NEURON_SETTINGS = {"neuron.data_dir": "--data-dir", "neuron.database_url": "--db"}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from dojo.cli._deferred import DeferredParser
 
     group = subparsers.add_parser("miner", help="the miner's own records: tasks, results, scores")

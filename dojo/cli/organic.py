@@ -23,7 +23,7 @@ from typing import Any, TextIO
 KEY_ENV = "DOJO_ORGANIC_KEY"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("organic", help="submit your own tasks to a validator's organic API")
     commands = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
     submit = commands.add_parser(

@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from dojo.platform.db import Database
     from dojo.platform.settings import PlatformSettings
 
@@ -39,7 +41,7 @@ SETTINGS_ENV = "DOJO_PLATFORM_SETTINGS"
 HOST_SETTINGS = ("database_url", "host", "port", "public_url", "network", "chain_endpoint", "netuid")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from dojo.cli._deferred import DeferredParser
 
     group = subparsers.add_parser("platform", help="the worker platform: serve, migrate, invite")
@@ -148,7 +150,18 @@ def _record_base_url(database: Database, settings: PlatformSettings) -> None:
             state.record(db, state.BASE_URL, settings.base_url)
 
 
-def uvicorn_options(settings: PlatformSettings, log_level: str) -> dict[str, object]:
+class UvicornOptions(TypedDict):
+    """The keyword arguments of ``uvicorn.run`` that ``serve`` sets."""
+
+    host: str
+    port: int
+    log_level: str
+    server_header: bool
+    proxy_headers: bool
+    forwarded_allow_ips: str
+
+
+def uvicorn_options(settings: PlatformSettings, log_level: str) -> UvicornOptions:
     """How ``serve`` runs uvicorn for ``settings``.
 
     Proxy headers only from the proxies the operator names: uvicorn's default believes
@@ -177,7 +190,7 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def app_from_environment():  # type: ignore[no-untyped-def]
+def app_from_environment() -> FastAPI:
     """The app for each process of ``serve --workers N`` (settings passed in the environment)."""
     from dojo.platform.app import create_app
     from dojo.platform.settings import PlatformSettings

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from dojo.cli._deferred import DeferredParser
 
     group = subparsers.add_parser("synthetic", help="synthetic tasks: serve the API, sample, preview")

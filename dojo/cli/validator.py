@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("validator", help="inspect a validator")
     commands = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
     status = commands.add_parser(

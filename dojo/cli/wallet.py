@@ -21,7 +21,7 @@ def add_wallet_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("wallet", help="create wallets")
     commands = group.add_subparsers(dest="command", metavar="COMMAND")
     create = commands.add_parser(
