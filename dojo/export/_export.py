@@ -226,11 +226,13 @@ def _task_record(
     n_workers = 0
     for a, weight in zip(task.answers, cons.weights, strict=True):
         miner = names.miner(a.hotkey)
+        worker_names = [names.worker(a.hotkey, w) for w, _, _ in a.workers]
         workers = [
-            {"worker": names.worker(a.hotkey, w), "values": values, "rationale": why} for w, values, why in a.workers
+            {"worker": name, "values": values, "rationale": why}
+            for name, (_, values, why) in zip(worker_names, a.workers, strict=True)
         ]
         summary._miners.add(miner)
-        summary._workers.update(w["worker"] for w in workers)
+        summary._workers.update(worker_names)
         summary.worker_rankings += len(workers)
         n_workers += a.n_workers
         miners.append({

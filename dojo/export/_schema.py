@@ -18,7 +18,7 @@ MODALITIES = ("code", "text", "dialogue", "image")
 IMAGE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
 
 
-def _f(name: str, type_: pa.DataType, description: str, nullable: bool = True) -> pa.Field:
+def _f(name: str, type_: pa.DataType, description: str, nullable: bool = True) -> pa.Field[pa.DataType]:
     return pa.field(name, type_, nullable=nullable, metadata={"description": description})
 
 
@@ -33,11 +33,11 @@ _TURN = pa.struct([
 ])
 
 
-def _image(name: str, description: str) -> pa.Field:
+def _image(name: str, description: str) -> pa.Field[pa.DataType]:
     return pa.field(name, IMAGE, metadata={"description": description, "dojo.feature": "Image"})
 
 
-def _content(description: str) -> pa.Field:
+def _content(description: str) -> pa.Field[pa.DataType]:
     return _f("content", pa.struct([
         _f("kind", pa.string(), "code, text, dialogue or image: which of the fields below holds it"),
         _f("text", pa.string(), "the text (kind text)"),
@@ -161,7 +161,7 @@ def conversational_schema() -> pa.Schema:
 _DTYPES = {"double": "float64", "float": "float32"}
 
 
-def _feature(field: pa.Field | pa.DataType, meta: dict[Any, Any] | None = None) -> dict[str, Any]:
+def _feature(field: pa.Field[pa.DataType] | pa.DataType, meta: dict[Any, Any] | None = None) -> dict[str, Any]:
     t = field.type if isinstance(field, pa.Field) else field
     if (meta or {}).get(b"dojo.feature") == b"Image":
         return {"_type": "Image"}
@@ -200,7 +200,7 @@ def describe(schema: pa.Schema) -> list[tuple[str, str, str]]:
     """``(column, type, description)`` for every field, nested ones as ``a[].b``."""
     rows: list[tuple[str, str, str]] = []
 
-    def walk(field: pa.Field, prefix: str) -> None:
+    def walk(field: pa.Field[pa.DataType], prefix: str) -> None:
         meta: dict[Any, Any] = field.metadata or {}
         rows.append((prefix + field.name, _type_name(field.type), meta.get(b"description", b"").decode()))
         t = field.type
