@@ -81,7 +81,8 @@ class NodeSyntaxChecker:
                 except (BrokenPipeError, OSError):
                     line = ""
                 if line:
-                    return json.loads(line)["error"]
+                    error: str | None = json.loads(line)["error"]
+                    return error
                 # The process died (killed, out of memory): start a fresh one once.
                 logger.warning("node syntax checker exited; restarting (attempt {})", attempt + 1)
                 self._stop()

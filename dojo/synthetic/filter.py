@@ -82,7 +82,7 @@ class InstructionFilter:
             self._remember(row_id, text, self._tf(text))
 
     def _tf(self, text: str) -> sp.csr_matrix:
-        counts = self._hasher.transform([text]).tocsr()
+        counts: sp.csr_matrix = self._hasher.transform([text]).tocsr()
         counts.data = 1.0 + np.log(counts.data)
         return counts
 

@@ -235,7 +235,8 @@ def _reading(data: str, media_type: str) -> Image.Image:
     with Image.open(io.BytesIO(b64decode(data)), formats=["JPEG"]) as image:
         image.draft("RGB", (image.width // 4, image.height // 4))
         image.load()
-        return image.convert("RGB")
+        picture: Image.Image = image.convert("RGB")  # Pillow types the opened file's ``__enter__`` loosely
+        return picture
 
 
 class ImageRules:

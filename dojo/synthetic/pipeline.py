@@ -71,8 +71,9 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         if not 2 <= self.n_completions <= 10:
             raise ValueError(f"a task needs 2 to 10 completions, got {self.n_completions}")
-        if isinstance(self.mix, str):
-            object.__setattr__(self, "mix", parse_mix(self.mix))
+        given: object = self.mix  # a setting's text ("code:1,text:0") is taken as well
+        if isinstance(given, str):
+            object.__setattr__(self, "mix", parse_mix(given))
         for kind, share in self.mix.items():
             if kind not in CONTENT_KINDS:
                 raise ValueError(f"unknown content kind {kind!r} in the mix")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import colorsys
 import random
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 # name -> (points, inner radius as a fraction of the outer, rotation in radians). A regular
 # polygon is drawn as a star whose inner vertices sit on its edges (inner = cos(pi/points)),
@@ -146,6 +147,12 @@ def _alternatives(spec: SceneSpec, prop: str) -> list[object]:
     return options
 
 
+def _changed(spec: SceneSpec, prop: str, value: object) -> SceneSpec:
+    """``spec`` with ``prop`` set to ``value``, one of the values ``_alternatives`` gives for it."""
+    change: dict[str, Any] = {prop: value}  # the property is named at run time: its type too
+    return replace(spec, **change)
+
+
 def deviate(spec: SceneSpec, levels: int, rng: random.Random) -> list[SceneSpec]:
     """``levels`` variants; variant ``k`` (1-based) differs from ``spec`` in ``k`` properties.
 
@@ -161,10 +168,10 @@ def deviate(spec: SceneSpec, levels: int, rng: random.Random) -> list[SceneSpec]
     for prop in order:
         if len(variants) == levels:
             break
-        options = [v for v in _alternatives(current, prop) if _valid(replace(current, **{prop: v}))]
+        options = [v for v in _alternatives(current, prop) if _valid(_changed(current, prop, v))]
         if not options:
             continue
-        current = replace(current, **{prop: rng.choice(options)})
+        current = _changed(current, prop, rng.choice(options))
         variants.append(current)
     if len(variants) != levels:
         raise ValueError(f"could not build {levels} variants of {spec}")

@@ -658,7 +658,7 @@ def sample_task(kind: TextKind, rng: random.Random, n_steps: int = 4) -> TextSpe
     ask = rng.choice(scenario.asks).format(who=who, topic=topic)
     stated = [rng.choice(slot.prompt).format(v=v, d=d) for slot, v, d in fact_prompts]
     step_sentence = rng.choice(scenario.step_prompt).format(steps=_join(steps))
-    style = {"scenario": scenario.name, "who": who, "greet": greet or who, "topic": topic}
+    style: dict[str, object] = {"scenario": scenario.name, "who": who, "greet": greet or who, "topic": topic}
     if kind == "text":
         order = list(range(len(stated)))
         rng.shuffle(order)
