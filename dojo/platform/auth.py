@@ -19,13 +19,14 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from bittensor import sp_core
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from loguru import logger
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
 
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
@@ -116,15 +117,23 @@ def verify_sr25519(message: str, signature: str, hotkey: str) -> bool:
     raw = _signature_bytes(signature)
     data = message.encode()
     try:
-        return sp_core.verify(data, raw, hotkey, sp_core.CRYPTO_SR25519) or sp_core.verify(
+        signed: bool = sp_core.verify(data, raw, hotkey, sp_core.CRYPTO_SR25519) or sp_core.verify(
             b"<Bytes>" + data + b"</Bytes>", raw, hotkey, sp_core.CRYPTO_SR25519
         )
+        return signed
     except ValueError:
         return False
 
 
+def _updated(db: Session, statement: Update) -> int:
+    """The rows ``statement`` changed. Session.execute is typed as returning a Result; an
+    UPDATE's is a CursorResult, which counts them."""
+    return cast("CursorResult[Any]", db.execute(statement)).rowcount
+
+
 def _consume_nonce(db: Session, kind: str, subject: str, nonce: str) -> None:
-    consumed = db.execute(
+    consumed = _updated(
+        db,
         update(LoginNonce)
         .where(
             LoginNonce.nonce == nonce,
@@ -133,8 +142,8 @@ def _consume_nonce(db: Session, kind: str, subject: str, nonce: str) -> None:
             LoginNonce.used_at.is_(None),
             LoginNonce.expires_at > utcnow(),
         )
-        .values(used_at=utcnow())
-    ).rowcount
+        .values(used_at=utcnow()),
+    )
     if consumed != 1:
         raise Unauthorized("this challenge was already used; request a new one")
 
@@ -385,7 +394,8 @@ def accept_invite(
     """
     invite = _invite(db, token)
     now = utcnow()
-    used = db.execute(
+    used = _updated(
+        db,
         update(Invite)
         .where(
             Invite.id == invite.id,
@@ -393,8 +403,8 @@ def accept_invite(
             Invite.revoked_at.is_(None),
             Invite.expires_at > now,
         )
-        .values(used_at=now)
-    ).rowcount
+        .values(used_at=now),
+    )
     if used != 1:
         raise Gone(_INVITE_REVOKED if invite.revoked_at is not None else _INVITE_SPENT)
     worker = current if current is not None else _new_worker(db)

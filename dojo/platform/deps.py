@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -62,18 +62,17 @@ class SessionCache:
     on every request.
     """
 
-    MISSING: Any = object()
-
     def __init__(self, ttl: float = SESSION_CACHE_SECONDS, max_entries: int = 50_000):
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Worker | None]] = {}
+        self._entries: dict[str, tuple[float, Worker]] = {}
         self._lock = threading.Lock()
 
-    def get(self, token: str) -> Any:
+    def get(self, token: str) -> Worker | None:
+        """The token's worker, or ``None`` if it is not cached (unknown tokens never are)."""
         entry = self._entries.get(token)
         if entry is None or entry[0] < time.monotonic():
-            return self.MISSING
+            return None
         return entry[1]
 
     def put(self, token: str, worker: Worker | None) -> None:
@@ -131,15 +130,18 @@ def lookup_worker(database: Database, token: str) -> Worker | None:
 
 
 async def get_settings(request: Request) -> PlatformSettings:
-    return request.app.state.settings
+    settings: PlatformSettings = request.app.state.settings
+    return settings
 
 
 async def get_database(request: Request) -> Database:
-    return request.app.state.db
+    db: Database = request.app.state.db
+    return db
 
 
 async def get_registry(request: Request) -> HotkeyRegistry:
-    return request.app.state.registry
+    registry: HotkeyRegistry = request.app.state.registry
+    return registry
 
 
 def client_address(request: Request) -> str:
@@ -212,7 +214,7 @@ async def optional_worker(
         return None
     cache: SessionCache = request.app.state.worker_sessions
     worker = cache.get(token)
-    if worker is SessionCache.MISSING:
+    if worker is None:
         database: Database = request.app.state.db
         worker = await run_db(request, lambda: lookup_worker(database, token))
         cache.put(token, worker)

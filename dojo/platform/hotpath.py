@@ -216,7 +216,7 @@ class QueueHotPath:
 
     async def _worker(self, token: str) -> Any:
         cached = self.sessions.get(token)
-        if cached is not self.sessions.MISSING:
+        if cached is not None:
             return cached
         if self.postgres is not None:
             worker = await self.postgres.lookup_worker(token)

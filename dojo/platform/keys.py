@@ -61,11 +61,11 @@ def looks_like_api_key(key: str) -> bool:
 def create_key(db: Session, miner: Miner, kind: str) -> tuple[ApiKey, str]:
     """A new key; the returned string is the only time the full key exists outside the caller."""
     assert kind in KINDS
-    active = db.scalar(
+    active = db.execute(
         select(func.count()).where(
             ApiKey.miner_id == miner.id, ApiKey.kind == kind, ApiKey.disabled_at.is_(None)
         )
-    )
+    ).scalar_one()
     if active >= MAX_ACTIVE_KEYS:
         raise Conflict(f"at most {MAX_ACTIVE_KEYS} active {kind} keys; disable one first")
     key = new_secret(KEY_PREFIXES[kind])

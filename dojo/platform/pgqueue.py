@@ -58,6 +58,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from loguru import logger
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import make_url
@@ -138,8 +139,9 @@ class Connections:
                 logger.warning("no database connection came free in {} s for the queue", self._timeout)
                 raise Unavailable(UNAVAILABLE) from None
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                    self.give_back(waiter.result())  # handed over as this call was cancelled
+                handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                if handed is not None:
+                    self.give_back(handed)  # handed over as this call was cancelled
                 raise
             if connection is not None:
                 return connection
@@ -219,6 +221,7 @@ class PostgresQueue:
         except psycopg.OperationalError as exc:
             logger.warning("the queue cannot connect to the database: {}", exc)
             raise Unavailable(UNAVAILABLE) from None
+        kept: psycopg.AsyncConnection[Any] | None = connection  # given back at the end, if still ours
         try:
             cursor = await connection.execute(statement.pyformat, statement.pg_params(params), prepare=True)
             return statement.pg_rows(await cursor.fetchall()) if cursor.description is not None else []
@@ -227,16 +230,16 @@ class PostgresQueue:
             if again:
                 logger.info("a queue connection was lost ({}); trying another", exc)
                 self._connections.give_back(connection)
-                connection = None
+                kept = None
                 return await self._rows(statement, params)
             logger.warning("the queue's database call failed: {}", exc)
             raise Unavailable(UNAVAILABLE) from None
-        except psycopg.errors.TransactionRollbackError as exc:  # a deadlock broken off
+        except psycopg.errors.TransactionRollback as exc:  # a deadlock broken off
             logger.warning("the queue's database call was rolled back: {}", exc)
             raise Unavailable(UNAVAILABLE) from None
         finally:
-            if connection is not None:
-                self._connections.give_back(connection)
+            if kept is not None:
+                self._connections.give_back(kept)
 
     async def lookup_worker(self, token: str) -> Worker | None:
         """The worker of a live session token, or ``None``."""

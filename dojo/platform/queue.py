@@ -76,9 +76,20 @@ import statistics
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, TextClause, bindparam, column, func, select, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    CursorResult,
+    TextClause,
+    TextualSelect,
+    bindparam,
+    column,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from commons.storage import UTCDateTime, utcnow
@@ -111,9 +122,11 @@ class Stmt:
         clause = text(statement)
         if binds:
             clause = clause.bindparams(*binds)
-        if columns:
-            clause = clause.columns(*(column(name, _SA_TYPES[kind]) for name, kind in columns.items()))
-        self.clause: TextClause = clause
+        self.clause: TextClause | TextualSelect = (
+            clause.columns(*(column(name, _SA_TYPES[kind]) for name, kind in columns.items()))
+            if columns
+            else clause
+        )
         self.raw = RawStatement(
             statement,
             times=[name for name in _TIMES if f":{name}" in statement],
@@ -130,7 +143,8 @@ Db = Session | Connection | RawDb
 def _rows(db: Db, statement: Stmt, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     if isinstance(db, RawDb):
         return db.execute(statement.raw, params)
-    result = db.execute(statement.clause, params)
+    # Session.execute is typed as returning a Result; a textual statement's is a CursorResult.
+    result = cast("CursorResult[Any]", db.execute(statement.clause, params))
     return [tuple(row) for row in result] if result.returns_rows else []
 
 
@@ -594,9 +608,9 @@ def submit_result(
     if mine.status == SKIPPED:
         raise Conflict(SKIPPED_DETAIL)
     if not mine.holds(now):
-        refusal = _no_free_place(db, task, worker, now)
-        if refusal is not None:
-            raise Conflict(refusal + " (or they are held)")
+        no_place = _no_free_place(db, task, worker, now)
+        if no_place is not None:
+            raise Conflict(no_place + " (or they are held)")
     params = {"t": task.id, "w": worker.id, "data": data, "lead": lead, "why": rationale, "now": now}
     _rows(db, INSERT_RESULT, params)
     _rows(db, COUNT_RESULT, {"t": task.id})
@@ -708,7 +722,7 @@ class WorkerProgress:
     lead_time_median: float | None = None
 
 
-def worker_progress(db: Db, worker: Worker) -> WorkerProgress:
+def worker_progress(db: Session, worker: Worker) -> WorkerProgress:
     """Results this worker has submitted since midnight UTC and in all, tasks skipped, and
     the time spent on results (in all, and the median per result where it was measured)."""
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)

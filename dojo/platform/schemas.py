@@ -9,7 +9,7 @@ import functools
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin, overload
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -36,6 +36,12 @@ class Camel(BaseModel):
     )
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """A time → ISO 8601 in UTC to the second, with ``Z`` (a naive time is taken as UTC)."""
     if value is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, defer
@@ -46,7 +46,10 @@ from dojo.platform.team import answer_feedback
 PROMPT_START = 200
 
 
-def task_status(task: Task, now: datetime | None = None) -> str:
+TaskStatus = Literal["IN_PROGRESS", "COMPLETED", "EXPIRED"]
+
+
+def task_status(task: Task, now: datetime | None = None) -> TaskStatus:
     if task.num_results >= task.max_results:
         return "COMPLETED"
     if task.expire_at <= (now or utcnow()):
@@ -228,7 +231,7 @@ def worker_tasks(
     rows = db.execute(query.order_by(Task.expire_at, Task.id).limit(limit)).all()
     summaries = []
     for t, status, until, holding in rows:
-        state = task_status(t, now)
+        state: TaskStatus | Literal["HELD_BY_OTHERS"] = task_status(t, now)
         held = status == HOLD and until is not None and until > now
         if state == "IN_PROGRESS" and not held and status != DONE and t.num_results + holding >= t.max_results:
             state = "HELD_BY_OTHERS"

@@ -21,7 +21,7 @@ from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker
 from dojo.platform.schemas import CreateTasksIn, to_utc
-from dojo.platform.subscriptions import task_status
+from dojo.platform.subscriptions import TaskStatus, task_status
 
 MAX_TASK_LIFETIME = timedelta(days=5)
 # A client that computes "now + 5 days" and sends it a moment later is still within limits.
@@ -109,7 +109,7 @@ def _own_task(db: Session, miner: Miner, task_id: str) -> Task:
 @dataclass(frozen=True)
 class TaskStatusView:
     id: str
-    status: str
+    status: TaskStatus
     num_results: int
     max_results: int
     expire_at: datetime

@@ -89,7 +89,10 @@ def task_feedback(db: Session, task_ids: Iterable[str]) -> dict[str, TaskFeedbac
     rows: dict[str, list[tuple[int, list[float]]]] = {}
     for task_id in order:
         kind = tasks[task_id][0]
-        cids = sorted(max((values.get(kind, {}) for _, values in given[task_id]), key=len, default={}))
+        widest: dict[str, Any] = max(
+            (values.get(kind, {}) for _, values in given[task_id]), key=len, default={}
+        )
+        cids = sorted(widest)
         complete = ((w, answer_row(kind, values, cids)) for w, values in given[task_id])
         rows[task_id] = [(w, row) for w, row in complete if row is not None and cids]
     kappas = agreement_with_others([[row for _, row in rows[t]] for t in order])
@@ -230,7 +233,8 @@ def team_view(db: Session, miner: Miner) -> TeamView:
             Result.task_id.in_(window), Result.lead_time.is_not(None)
         )
     ):
-        times[worker_id].append(lead_time)
+        if lead_time is not None:  # as the query says: the type of the column cannot
+            times[worker_id].append(lead_time)
     agreement: dict[int, list[float | None]] = defaultdict(list)
     latest: dict[int, tuple[datetime, float]] = {}
     for f in feedback.values():
@@ -362,4 +366,4 @@ def team_notes(db: Session, worker: Worker) -> list[TeamNote]:
         .where(Subscription.worker_id == worker.id, Miner.team_message.is_not(None))
         .order_by(Subscription.id)
     )
-    return [TeamNote(hotkey, name, message, at) for hotkey, name, message, at in rows]
+    return [TeamNote(hotkey, name, message, at) for hotkey, name, message, at in rows if message is not None]

@@ -18,6 +18,7 @@ from dojo.platform.models import Miner
 from dojo.platform.schemas import (
     CreateTasksIn,
     CreateTasksOut,
+    ResultItem,
     TaskResultOut,
     TaskResultsBody,
     TaskResultsOut,
@@ -116,7 +117,7 @@ def task_results(
                 TaskResultOut(
                     id=r.id,
                     worker_id=r.worker_id,
-                    result_data=r.result_data,
+                    result_data=[ResultItem.model_validate(item) for item in r.result_data],
                     created_at=iso(r.created_at),
                     updated_at=iso(r.updated_at),
                     rationale=r.rationale,

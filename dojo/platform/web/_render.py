@@ -217,7 +217,9 @@ def markdown_html(text: str) -> Markup:
 @functools.cache
 def highlight_css() -> str:
     """The stylesheet for the highlighted code (Pygments' classes under ``.hl``)."""
-    return HtmlFormatter(style=PYGMENTS_STYLE).get_style_defs(f".{HIGHLIGHT_CLASS}")
+    # types-Pygments leaves get_style_defs unannotated; it returns the stylesheet's text.
+    css: str = HtmlFormatter(style=PYGMENTS_STYLE).get_style_defs(f".{HIGHLIGHT_CLASS}")  # type: ignore[no-untyped-call]
+    return css
 
 
 def highlight_code(content: str, filename: str = "", language: str = "") -> Markup:

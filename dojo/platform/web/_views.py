@@ -457,13 +457,15 @@ def _keys(db: Session, miner: Miner, kind: str) -> list[KeyRow]:
     listed = key_service.list_keys(db, miner, kind)
     subscribers: dict[int, int] = {}
     if kind == KEY_KIND_SUBSCRIPTION and listed:
-        subscribers = dict(
-            db.execute(
+        subscribers = {
+            key_id: count
+            for key_id, count in db.execute(
                 select(Subscription.key_id, func.count())
                 .where(Subscription.miner_id == miner.id, Subscription.key_id.is_not(None))
                 .group_by(Subscription.key_id)
-            ).all()
-        )
+            )
+            if key_id is not None  # as the query says: the type of the column cannot
+        }
     in_use = key_service.key_in_use(listed)
     rows = [
         KeyRow(
