@@ -26,6 +26,7 @@ import queue
 import statistics
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ _STOP = object()  # tells the thread to finish the run
 # wandb's atexit hook) can hold the thread, or the process at exit, forever.
 _INIT_TIMEOUT_S = 60.0
 _FINISH_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class _InitArgs:
+    """What the thread passes to ``wandb.init`` when it starts."""
+
+    project: str
+    entity: str | None
+    api_key: str | None
+    directory: Path
+    run_name: str
+    config: dict[str, Any]
 
 
 class RoundLogger:
@@ -57,9 +70,9 @@ class RoundLogger:
         api_key: str | None,
         directory: Path,
         run_name: str,
-        config: dict,
+        config: dict[str, Any],
     ) -> None:
-        self._init_args = dict(
+        self._init_args = _InitArgs(
             project=project,
             entity=entity,
             api_key=api_key,
@@ -118,7 +131,7 @@ class RoundLogger:
         if self._thread.is_alive():
             logger.warning(f"wandb run not finished after {timeout:.1f}s; leaving it to its thread")
 
-    def _put(self, event: tuple) -> None:
+    def _put(self, event: tuple[object, ...]) -> None:
         with self._lock:
             if self._closed or self._failed:
                 self._dropped += 1
@@ -145,10 +158,10 @@ class RoundLogger:
         try:
             import wandb  # here, not at module level: importing wandb takes a while
 
-            online = bool(args["api_key"])
+            online = bool(args.api_key)
             settings = wandb.Settings(
                 mode="online" if online else "offline",
-                api_key=args["api_key"]
+                api_key=args.api_key
                 if online
                 else None,  # passed, never written to ~/.netrc nor prompted for
                 console="off",
@@ -166,14 +179,14 @@ class RoundLogger:
             )
             # wandb's terminal messages (e.g. at login) follow the process-wide settings, not init's.
             wandb.setup(settings=wandb.Settings(silent=True))
-            directory = Path(args["directory"])
+            directory = Path(args.directory)
             directory.mkdir(parents=True, exist_ok=True)
             run = wandb.init(
-                project=args["project"],
-                entity=args["entity"],
+                project=args.project,
+                entity=args.entity,
                 dir=directory,
-                name=args["run_name"],
-                config=args["config"],
+                name=args.run_name,
+                config=args.config,
                 settings=settings,
                 reinit="create_new",
             )
@@ -210,7 +223,9 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def _round_record(wandb: Any, round_id: int, metrics: dict[str, float], scores: list[float]) -> dict:
+def _round_record(
+    wandb: Any, round_id: int, metrics: dict[str, float], scores: list[float]
+) -> dict[str, Any]:
     scores = [float(score) for score in scores]  # numpy and torch scalars included
     record: dict[str, Any] = {"round/id": round_id, "round/miners_scored": len(scores)}
     record.update({f"round/{key}": value for key, value in metrics.items()})
@@ -227,7 +242,9 @@ def _round_record(wandb: Any, round_id: int, metrics: dict[str, float], scores: 
     return record
 
 
-def _weights_record(wandb: Any, block: int | None, uids: list[int], weights: list[int], outcome: str) -> dict:
+def _weights_record(
+    wandb: Any, block: int | None, uids: list[int], weights: list[int], outcome: str
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "weights/outcome": outcome,
         "weights/count": len(weights),

@@ -163,7 +163,8 @@ class LabelStudioAnnotator:
         if reply.status_code == 404:
             return None
         reply.raise_for_status()
-        return reply.json()
+        task: dict[str, Any] = reply.json()
+        return task
 
     async def submit(
         self, client: httpx.AsyncClient, task: dict[str, Any], order: Sequence[str], lead_time: float

@@ -212,7 +212,8 @@ class LabelStudioBackend(WorkerBackend):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from label_studio_sdk import AsyncLabelStudio
 
-            self.client = AsyncLabelStudio(
+            # label_studio_sdk's AsyncLabelStudio.__init__ takes (*args, **kwargs) unannotated.
+            self.client = AsyncLabelStudio(  # type: ignore[no-untyped-call]
                 base_url=self.url,
                 api_key=self.api_key,
                 timeout=timeout,

@@ -48,7 +48,7 @@ def _local_addresses() -> set[str]:
     found: set[str] = set()
     for name in names:
         try:
-            found.update(info[4][0] for info in socket.getaddrinfo(name, None))
+            found.update(str(info[4][0]) for info in socket.getaddrinfo(name, None))
         except OSError:
             continue
     return {a.split("%")[0] for a in found}

@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, Table, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -265,7 +265,8 @@ class OrganicStore:
                            OrganicTask.created_at, OrganicTask.status)
                     .where(OrganicTask.owner_id == owner_id, OrganicTask.external_id.in_(external_ids))
                 ):
-                    known[(owner_id, external_id)] = (task_id, request_hash, created_at, status)
+                    if external_id is not None:  # as the query says: the type of the column cannot
+                        known[(owner_id, external_id)] = (task_id, request_hash, created_at, status)
             rows = []
             for n in batch:
                 key = (n.owner_id, n.external_id) if n.external_id is not None else None
@@ -298,7 +299,8 @@ class OrganicStore:
                 )
                 out.append(Accepted(n.task_id, n.created_at, OrganicStatus.QUEUED))
             if rows:
-                db.execute(OrganicTask.__table__.insert(), rows)
+                # A mapped class's __table__ is its Table; SQLAlchemy types it as any FromClause.
+                db.execute(cast(Table, OrganicTask.__table__).insert(), rows)
         return out
 
     # -- reading, for the caller -------------------------------------------------------------
