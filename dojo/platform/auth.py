@@ -128,7 +128,7 @@ def verify_sr25519(message: str, signature: str, hotkey: str) -> bool:
 def _updated(db: Session, statement: Update) -> int:
     """The rows ``statement`` changed. Session.execute is typed as returning a Result; an
     UPDATE's is a CursorResult, which counts them."""
-    return cast("CursorResult[Any]", db.execute(statement)).rowcount
+    return cast(CursorResult[Any], db.execute(statement)).rowcount
 
 
 def _consume_nonce(db: Session, kind: str, subject: str, nonce: str) -> None:

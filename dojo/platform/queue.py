@@ -144,7 +144,7 @@ def _rows(db: Db, statement: Stmt, params: dict[str, Any]) -> list[tuple[Any, ..
     if isinstance(db, RawDb):
         return db.execute(statement.raw, params)
     # Session.execute is typed as returning a Result; a textual statement's is a CursorResult.
-    result = cast("CursorResult[Any]", db.execute(statement.clause, params))
+    result = cast(CursorResult[Any], db.execute(statement.clause, params))
     return [tuple(row) for row in result] if result.returns_rows else []
 
 
@@ -248,9 +248,10 @@ TIME_NEEDED_REFRESH = 30.0  # seconds a process reuses the median it read
 _recent_median: dict[str, tuple[float, float | None]] = {}  # database URL -> (read at, median)
 
 
-def forget_time_needed() -> None:
-    """Drop the medians this process read, so that the next claim reads the results again."""
-    _recent_median.clear()
+def forget_time_needed(database_url: str) -> None:
+    """Drop the median this process read from ``database_url``, so that the next claim
+    reads the results again."""
+    _recent_median.pop(database_url, None)
 
 
 def known_time_needed(settings: PlatformSettings) -> float | None:
