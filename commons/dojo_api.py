@@ -469,20 +469,8 @@ class DojoAPI:
     async def generate_api_key(self) -> GeneratedKey:
         return await self.generate_key(KeyKind.API)
 
-    async def list_api_keys(self) -> list[KeyInfo]:
-        return await self.list_keys(KeyKind.API)
-
-    async def disable_api_key(self, key_id: str) -> str:
-        return await self.disable_key(KeyKind.API, key_id)
-
     async def generate_subscription_key(self) -> GeneratedKey:
         return await self.generate_key(KeyKind.SUBSCRIPTION)
-
-    async def list_subscription_keys(self) -> list[KeyInfo]:
-        return await self.list_keys(KeyKind.SUBSCRIPTION)
-
-    async def disable_subscription_key(self, key_id: str) -> str:
-        return await self.disable_key(KeyKind.SUBSCRIPTION, key_id)
 
     # -- invites ---------------------------------------------------------------------------
 

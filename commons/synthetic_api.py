@@ -238,13 +238,6 @@ class SyntheticAPIClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def health(self) -> dict[str, Any]:
-        response = await self._request("/health")
-        try:
-            return dict(response.json())
-        except ValueError as exc:
-            raise SyntheticAPIResponseError(f"{self.base_url}/health answered with invalid JSON") from exc
-
     async def next_task(self, kind: str | None = None) -> SyntheticTask:
         if kind is not None and kind not in CONTENT_KINDS:
             raise ValueError(f"unknown content kind {kind!r}; one of {', '.join(CONTENT_KINDS)}")

@@ -17,6 +17,7 @@ from commons.dojo_api import (
     BadResponse,
     DojoAPI,
     DojoAPIError,
+    KeyKind,
     RateLimited,
     RequestInvalid,
     RequestRejected,
@@ -109,14 +110,14 @@ async def test_login_signs_the_challenge_and_keys_round_trip(api, platform, mine
     new_key = await api.generate_api_key()
     assert new_key.key.startswith("dojo_api_") and new_key.key.startswith(new_key.prefix)
     sub = await api.generate_subscription_key()
-    [listed] = await api.list_api_keys()
+    [listed] = await api.list_keys(KeyKind.API)
     assert (listed.id, listed.prefix, listed.disabled) == (new_key.id, new_key.prefix, False)
-    assert [k.id for k in await api.list_subscription_keys()] == [sub.id]
+    assert [k.id for k in await api.list_keys(KeyKind.SUBSCRIPTION)] == [sub.id]
 
     # The platform set a session cookie; the client must not send it back, or a DELETE
     # would look like a browser request without its CSRF token.
-    assert await api.disable_api_key(new_key.id) == new_key.id
-    [listed] = await api.list_api_keys()
+    assert await api.disable_key(KeyKind.API, new_key.id) == new_key.id
+    [listed] = await api.list_keys(KeyKind.API)
     assert listed.disabled
     assert all("cookie" not in r.headers for r in platform.requests)
     assert platform.requests[-1].headers["authorization"] == f"Bearer {session.token}"
@@ -156,7 +157,7 @@ async def test_refuses_to_sign_a_challenge_for_another_platform(api, platform, m
 
 async def test_key_calls_need_a_session(api, platform):
     with pytest.raises(AuthRejected, match="log in first"):
-        await api.list_api_keys()
+        await api.list_keys(KeyKind.API)
     assert platform.requests == []
 
 
@@ -173,7 +174,7 @@ async def test_an_expired_or_unknown_token_is_an_auth_error(api, platform, miner
 async def test_retries_5xx_with_backoff_then_succeeds(api, platform, sleeps, miner):
     await api.login(miner.hotkey)
     platform.fail_next(platform.status(503), platform.status(500), platform.status(502))
-    assert await api.list_api_keys() == []
+    assert await api.list_keys(KeyKind.API) == []
     assert _paths(platform)[-4:] == ["GET /api/v1/miner/api-keys"] * 4
     assert len(sleeps.delays) == 3
     for attempt, delay in enumerate(sleeps.delays):
@@ -188,7 +189,7 @@ async def test_5xx_on_every_attempt_is_a_server_error(api, platform, miner):
     await api.login(miner.hotkey)
     platform.fail_next(*[platform.status(500)] * FAST.attempts)
     with pytest.raises(ServerError) as caught:
-        await api.list_api_keys()
+        await api.list_keys(KeyKind.API)
     assert caught.value.status_code == 500
     assert _paths(platform).count("GET /api/v1/miner/api-keys") == FAST.attempts
 
@@ -208,7 +209,7 @@ async def test_4xx_is_never_retried(api, platform, sleeps, miner, status, error)
     before = len(platform.requests)
     platform.fail_next(platform.status(status))
     with pytest.raises(error) as caught:
-        await api.list_subscription_keys()
+        await api.list_keys(KeyKind.SUBSCRIPTION)
     assert len(platform.requests) == before + 1
     assert sleeps.delays == []
     assert caught.value.status_code == status
@@ -353,7 +354,7 @@ async def test_tasks_with_an_api_key(api, platform, miner, make_wallet):
 
         # A disabled key stops working at once.
         await api.login(miner.hotkey)
-        await api.disable_api_key(key.id)
+        await api.disable_key(KeyKind.API, key.id)
         tasks.api_key = key.key
         with pytest.raises(AuthRejected, match="disabled"):
             await tasks.task_status(task_id)
@@ -380,7 +381,7 @@ async def test_task_calls_need_an_api_key(api):
 async def test_ids_cannot_escape_their_path_segment(api, platform, miner):
     await api.login(miner.hotkey)
     with pytest.raises(ResourceNotFound):
-        await api.disable_api_key("../subscription-keys")
+        await api.disable_key(KeyKind.API, "../subscription-keys")
     assert platform.requests[-1].url.raw_path == b"/api/v1/miner/api-keys/..%2Fsubscription-keys"
 
 
@@ -481,8 +482,8 @@ async def test_every_miner_call_against_the_real_platform(real_platform, make_wa
         await api.login(miner.hotkey)
         key = await api.generate_api_key()
         sub = await api.generate_subscription_key()
-        assert [k.id for k in await api.list_api_keys()] == [key.id]
-        assert [k.prefix for k in await api.list_subscription_keys()] == [sub.prefix]
+        assert [k.id for k in await api.list_keys(KeyKind.API)] == [key.id]
+        assert [k.prefix for k in await api.list_keys(KeyKind.SUBSCRIPTION)] == [sub.prefix]
         assert key.key.startswith(key.prefix)
 
         api.api_key = key.key
@@ -525,18 +526,18 @@ async def test_every_miner_call_against_the_real_platform(real_platform, make_wa
             with pytest.raises(ResourceNotFound):
                 await others.task_results(task_id)
         await api.login(miner.hotkey)
-        assert await api.disable_api_key(key.id) == key.id
+        assert await api.disable_key(KeyKind.API, key.id) == key.id
         with pytest.raises(AuthRejected):
             await api.task_status(task_id)
         with pytest.raises(ResourceNotFound):
-            await api.disable_subscription_key("999999")
+            await api.disable_key(KeyKind.SUBSCRIPTION, "999999")
 
         # Logging out ends the session on the platform.
         token = api.token
         await api.logout()
         api.token = token
         with pytest.raises(AuthRejected) as expired:
-            await api.list_api_keys()
+            await api.list_keys(KeyKind.API)
         assert expired.value.status_code == 401
 
 

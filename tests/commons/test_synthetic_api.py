@@ -3,8 +3,6 @@ service on loopback is exercised in tests/dojo/synthetic/test_service.py."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -129,15 +127,6 @@ async def test_answers_that_are_not_tasks_raise_response_errors(response):
     async with _client(lambda request: response) as client:
         with pytest.raises(SyntheticAPIResponseError):
             await client.next_task()
-
-
-async def test_health():
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/health"
-        return httpx.Response(200, content=json.dumps({"status": "ok", "queue_size": 2}))
-
-    async with _client(handler) as client:
-        assert (await client.health())["queue_size"] == 2
 
 
 async def test_task_source_for(monkeypatch):

@@ -28,7 +28,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from commons.dojo_api import DojoAPI, Session
+from commons.dojo_api import DojoAPI, KeyKind, Session
 from dojo.cli.platform_account import SessionCache, hotkey_names, wallet_names
 from dojo.cli.shell import CommandCompleter, run_shell
 from tests.commons.contract_platform import ContractPlatform
@@ -366,7 +366,7 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
     async def keys():
         async with DojoAPI(real_platform.url) as api:
             await api.login(miner.hotkey)
-            return await api.list_api_keys(), await api.list_subscription_keys()
+            return await api.list_keys(KeyKind.API), await api.list_keys(KeyKind.SUBSCRIPTION)
 
     async def earlier_key():
         async with DojoAPI(real_platform.url) as api:
