@@ -271,13 +271,6 @@ class MinerStore:
             )
         return StoredScore(validator_hotkey, request_id, score, received_at)
 
-    def score_of(self, validator_hotkey: str, request_id: str) -> StoredScore | None:
-        with Session(self.engine) as db, db.begin():
-            row = db.get(ValidatorScore, (validator_hotkey, request_id))
-            if row is None:
-                return None
-            return StoredScore(row.validator_hotkey, row.request_id, row.score, row.received_at)
-
     # --- the pseudonym secret ------------------------------------------------------------
 
     def worker_secret(self) -> bytes:
