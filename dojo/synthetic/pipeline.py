@@ -95,13 +95,12 @@ class PipelineOptions:
 @dataclass
 class KindStats:
     """What the pipeline did for one kind: tasks made, tasks the checker could not confirm
-    (discarded), tasks that failed otherwise (a backend error, a budget), and why the last
-    discarded one was."""
+    (discarded, each logged with its reason), tasks that failed otherwise (a backend error,
+    a budget)."""
 
     generated: int = 0
     discarded: int = 0
     failed: int = 0
-    last_discard: str | None = None
 
 
 def tfidf_filter(store: SyntheticStore, kind: str, threshold: float) -> DuplicateFilter:
@@ -196,7 +195,6 @@ class SyntheticPipeline:
                 task = await self._kind_task(kind, index, rng)
         except TaskDiscarded as exc:
             stats.discarded += 1
-            stats.last_discard = str(exc)
             logger.warning("synthetic {} task discarded: {}", kind, exc)
             raise
         except GenerationError:

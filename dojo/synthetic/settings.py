@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from template.config import ConfigError, Mix, resolve_args, resolve_values
+from template.config import ConfigError, Mix, resolve_args
 
 DEFAULT_PORT = 5003
 DEFAULT_DB = "~/.dojo/synthetic.sqlite"
@@ -199,11 +199,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str]) -> ServiceSettings:
-    """Flags by field name (``None`` = not given) over environment over defaults; raises :class:`SettingsError`."""
-    return _checked(resolve_values(ServiceSettings, flags, environ))
 
 
 def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServiceSettings:

@@ -81,9 +81,6 @@ class SceneSpec:
     speed: str
     interaction: str
 
-    def differences(self, other: SceneSpec) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
-
 
 PROPERTIES = tuple(f.name for f in fields(SceneSpec))
 

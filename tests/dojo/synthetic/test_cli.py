@@ -9,7 +9,7 @@ import os
 import pytest
 
 from dojo.cli import synthetic
-from dojo.synthetic.settings import settings_from_args
+from dojo.synthetic.settings import SettingsError, settings_from_args
 
 
 def _run(argv: list[str]) -> int:
@@ -103,6 +103,26 @@ def test_a_flag_beats_its_variable(workdir):
          "SYNTHETIC_API_OPEN": "1"},
     )
     assert (settings.port, settings.llm_models, settings.queue_size, settings.seed) == (6200, ["x", "y"], 4, "env")
+
+
+def test_an_open_bind_needs_a_token(workdir):
+    with pytest.raises(SettingsError, match="needs a bearer token"):
+        _serve_settings(["--host", "0.0.0.0"], {})
+    assert _serve_settings(["--host", "0.0.0.0"], {"SYNTHETIC_API_TOKEN": "t"}).token is not None
+    assert _serve_settings(["--no-token"], {}).host == "127.0.0.1"
+    assert "s3" not in str(_serve_settings(["--token", "s3"], {}).masked())
+    with pytest.raises(SettingsError, match="--port"):
+        _serve_settings(["--port", "70000", "--no-token"], {})
+
+
+def test_serve_needs_a_token_unless_told_explicitly_to_go_without(workdir):
+    with pytest.raises(SettingsError, match="give it a bearer token"):
+        _serve_settings([], {})
+    assert _serve_settings([], {"SYNTHETIC_API_OPEN": "1"}).no_token
+    with pytest.raises(SettingsError, match="needs a bearer token"):
+        _serve_settings(["--host", "0.0.0.0", "--no-token"], {})
+    with pytest.raises(SettingsError, match="contradict"):
+        _serve_settings(["--token", "t", "--no-token"], {})
 
 
 def test_dotenv_is_read_under_the_environment(workdir):

@@ -147,7 +147,6 @@ async def test_a_task_the_checker_cannot_confirm_is_discarded_and_counted():
         with pytest.raises(TaskDiscarded, match="defects"):
             await pipeline.generate_task("text")
         assert pipeline.stats["text"].discarded == 1 and pipeline.stats["text"].generated == 0
-        assert "defects" in (pipeline.stats["text"].last_discard or "")
         # The other kinds are unaffected.
         await pipeline.generate_task("dialogue")
         assert pipeline.stats["dialogue"].generated == 1
