@@ -101,10 +101,6 @@ class Metagraph:
     def hotkeys(self) -> list[str]:
         return [n.hotkey for n in self.neurons]
 
-    @property
-    def stakes(self) -> list[float]:
-        return [n.stake for n in self.neurons]
-
     def get(self, hotkey: str) -> NeuronInfo | None:
         return self._by_hotkey.get(hotkey)
 

@@ -81,22 +81,6 @@ def normalize_max_weight(weights: np.ndarray, limit: float) -> np.ndarray:
     return w
 
 
-def to_u16(uids: Sequence[int], weights: Sequence[float]) -> tuple[list[int], list[int]]:
-    """Max-upscale float weights to u16, dropping the uids whose weight rounds to zero."""
-    w = np.asarray(weights, dtype=np.float64)
-    u = np.asarray(uids, dtype=np.int64)
-    if w.shape != u.shape:
-        raise WeightsRejected("length_mismatch", f"{u.size} uids but {w.size} weights")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise WeightsRejected("invalid_values", "weights must be finite and non-negative")
-    top = w.max(initial=0.0)
-    if top <= 0:
-        return [], []
-    scaled = np.rint(w / top * U16_MAX).astype(np.int64)
-    keep = scaled > 0
-    return u[keep].tolist(), scaled[keep].tolist()
-
-
 def check_weights(
     uids: Sequence[int],
     weights: Sequence[int],
@@ -154,7 +138,7 @@ def weights_for_chain(
 ) -> tuple[list[int], list[int]]:
     """Scores per uid to the u16 weights the chain accepts: cap by the max weight limit, upscale.
 
-    Unlike :func:`to_u16`, values are rounded up: rounding down, or dropping a weight
+    Values are rounded up: rounding down, or dropping a weight
     that rounds to zero, shrinks the total and can push the largest share past the
     limit by more than the chain tolerates. Only zero scores are dropped.
     """

@@ -15,7 +15,6 @@ from bittensor.sp_core import Keypair
 
 from template.chain import ChainError, ChainUnavailable, NotRegistered, WeightsRejected, open_chain
 from template.chain.local import DB_NAME, LocalChain
-from template.chain.weights import to_u16
 
 FAST = 0.05  # seconds per block where a test waits for blocks
 REPO = Path(__file__).resolve().parents[2]
@@ -104,7 +103,7 @@ def test_register_assigns_sequential_uids_and_fills_the_metagraph(new_chain, mak
     assert mg.n == 3 and mg.netuid == 1 and mg.block == chain.block()
     assert mg.hotkeys == [w.hotkey.ss58_address for w in wallets]
     assert mg.neurons[1].coldkey == wallets[1].coldkeypub.ss58_address
-    assert mg.stakes == [0.0, 1.0, 2.0]
+    assert [n.stake for n in mg.neurons] == [0.0, 1.0, 2.0]
     assert all(n.axon is None and n.last_update == 0 and n.incentive == 0.0 for n in mg.neurons)
     assert chain.is_registered(wallets[2].hotkey.ss58_address)
     assert chain.uid_of(wallets[2].hotkey.ss58_address) == 2
@@ -116,7 +115,7 @@ def test_reregistering_returns_the_same_uid_and_updates_stake(new_chain, make_wa
     w = make_wallet()
     assert _reg(chain, w, stake=1.0) == 0
     assert _reg(chain, w, stake=4.0) == 0
-    assert chain.metagraph().stakes == [4.0]
+    assert [n.stake for n in chain.metagraph().neurons] == [4.0]
     with pytest.raises(ChainError, match="already registered"):
         chain.register(w.hotkey.ss58_address, make_wallet().coldkeypub.ss58_address)
     with pytest.raises(ValueError, match="stake"):
@@ -169,7 +168,7 @@ def test_add_stake(new_chain, make_wallet):
     w = make_wallet()
     _reg(chain, w, stake=1.5)
     assert chain.add_stake(w.hotkey.ss58_address, 2.0) == 3.5
-    assert chain.metagraph().stakes == [3.5]
+    assert [n.stake for n in chain.metagraph().neurons] == [3.5]
     with pytest.raises(NotRegistered, match="dojo chain register"):
         chain.add_stake(_addr(9), 1.0)
 
@@ -273,7 +272,7 @@ def test_set_weights_rejects_bad_vectors(subnet, uids, weights, reason):
 def test_nan_and_negative_floats_never_reach_the_chain(subnet, bad):
     chain, validator, _ = subnet
     with pytest.raises(WeightsRejected) as err:
-        chain.set_weights(validator, *to_u16([1, 2], [0.5, bad]), version_key=5)
+        chain.set_weights(validator, [1, 2], [0.5, bad], version_key=5)
     assert err.value.reason == "invalid_values"
 
 

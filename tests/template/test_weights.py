@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bittensor.intents.weights import clip_to_max_weight, normalize
+from bittensor.intents.weights import clip_to_max_weight
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +14,6 @@ from template.chain.weights import (
     WeightsRejected,
     check_weights,
     normalize_max_weight,
-    to_u16,
     weights_for_chain,
 )
 
@@ -31,36 +30,6 @@ def _reason(uids, weights, *, n=10, own=0, rules=RULES, version=4) -> str | None
     except WeightsRejected as exc:
         return exc.reason
     return None
-
-
-# ----------------------------------------------------------------- to_u16
-
-
-def test_to_u16_max_upscales_and_drops_zeros():
-    assert to_u16([3, 4, 5, 6], [0.5, 1.0, 0.0, 0.25]) == ([3, 4, 6], [32768, 65535, 16384])
-    assert to_u16([1, 2], [0.0, 0.0]) == ([], [])
-    # A weight that rounds to zero after upscaling is dropped too.
-    assert to_u16([1, 2], [1.0, 1e-9]) == ([1], [65535])
-
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e-6])
-def test_to_u16_refuses_nan_inf_and_negatives(bad):
-    with pytest.raises(WeightsRejected) as err:
-        to_u16([1, 2], [1.0, bad])
-    assert err.value.reason == "invalid_values"
-
-
-def test_to_u16_refuses_length_mismatch():
-    with pytest.raises(WeightsRejected) as err:
-        to_u16([1, 2, 3], [1.0, 2.0])
-    assert err.value.reason == "length_mismatch"
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=40))
-def test_to_u16_matches_the_sdk(weights):
-    uids = list(range(len(weights)))
-    assert to_u16(uids, weights) == normalize(uids, weights)
 
 
 # ----------------------------------------------------------------- normalize_max_weight
