@@ -157,6 +157,9 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     if settings.migrate_on_start:
         database.migrate()
     csrf_secret = state.secret(database)
+    # A platform starting reads the time workers need afresh, not what an earlier platform
+    # of this process read from the same database.
+    queue.forget_time_needed(settings.database_url)
     owns_chain = chain is None
     if chain is None:
         chain = open_chain(settings.network, settings.netuid, settings.chain_endpoint)

@@ -33,11 +33,9 @@ def _held_for(claimed: httpx.Response) -> float:
 @pytest.fixture
 def careful(start_platform, client):
     """A platform that wants two minutes left on a task, with holds of 30 s by their TTL."""
-    queue.forget_time_needed()
     platform = start_platform(min_time_left_seconds=120, hold_ttl_seconds=30)
     with httpx.Client(base_url=platform.url, timeout=30) as http:
         yield platform, http
-    queue.forget_time_needed()
 
 
 def test_next_task_skips_a_task_with_too_little_time_left_on_both_paths(careful, client, miner):
@@ -123,7 +121,7 @@ def test_the_time_needed_follows_the_median_of_recent_answers(careful, client, m
     sql(platform.database_url, "UPDATE tasks SET num_results = 1 WHERE id = :t", t=done)
     (five_minutes,) = create_tasks(client, miner, expire_in=300)
     (an_hour,) = create_tasks(client, miner, expire_in=3600)
-    queue.forget_time_needed()
+    queue.forget_time_needed(platform.database_url)
     # Workers take 6:40 on the median: a task with 5 minutes left is not offered (the floor
     # alone, 2 minutes, would offer it), and the hold lasts the 6:40.
     newcomer = subscribed_worker(http, miner)
@@ -135,7 +133,6 @@ def test_the_time_needed_follows_the_median_of_recent_answers(careful, client, m
 
 
 def test_the_rule_is_off_at_zero(start_platform, client, miner):
-    queue.forget_time_needed()
     platform = start_platform(min_time_left_seconds=0)
     (closing,) = create_tasks(client, miner, expire_in=20)
     with httpx.Client(base_url=platform.url, timeout=30) as http:
