@@ -1,4 +1,4 @@
-"""Names vulture cannot see used (``scripts/test.sh`` runs it over the code and the tests).
+"""Names vulture cannot see used (``scripts/test.sh`` runs it over the code, not the tests).
 
 Each is used where vulture does not look: by a framework that calls it by name, by a Jinja
 template, by a client reading a JSON field, or by a protocol a fake implements. Dead code
@@ -20,6 +20,8 @@ _.set_ok  # http.cookiejar.CookiePolicy (commons/dojo_api.py refuses every cooki
 _.required  # argparse.Action's attribute (dojo/cli/platform.py)
 app_from_environment  # uvicorn's factory for `dojo platform serve --workers N`, by its import path
 option_string  # argparse.Action.__call__'s parameter (template/config.py)
+server_header  # uvicorn.run's keyword arguments (dojo/cli/platform.py's UvicornOptions)
+proxy_headers
 
 # Read by the Jinja templates (dojo/platform/web/templates/).
 highlighted
@@ -30,6 +32,7 @@ time_total
 time_median
 _.edited
 numbers  # a dashboard row's response numbers
+glimpses  # a dashboard row's glimpse of each response (_glimpse.html)
 scored_tasks  # Your work's summary
 better  # How to judge (dojo/platform/web/_guidelines.py)
 look_for
@@ -44,6 +47,8 @@ message_at
 
 # Fields of the API's responses, the database's columns, the counters a run reports.
 has_recovery_code  # GET /api/v1/worker/me
+send_detail  # the validator's assignments: why a send or a collection failed, for people reading
+collect_detail  # the database (docs/lifecycle.md)
 collected_at  # the validator's assignments: when each was collected, for the dataset and for people
 _.collected_at
 rate_limited  # a simulated worker's stats, as `python -m dojo.workers` prints them
