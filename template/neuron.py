@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import uvloop
 from loguru import logger
@@ -27,19 +27,23 @@ from template.wallets import load_wallet
 
 UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::", "[::]", "")
 
+# The settings of a kind of neuron: a subclass reads its own fields from ``self.config``.
+ConfigT = TypeVar("ConfigT", bound=NeuronConfig)
+
 
 class StartupError(RuntimeError):
     """The neuron cannot start; the message says what to do."""
 
 
-class BaseNeuron:
-    """Subclasses add routes in :meth:`setup` and long-running loops in :meth:`loops`."""
+class BaseNeuron(Generic[ConfigT]):
+    """Subclasses add routes in :meth:`setup` and long-running loops in :meth:`loops`; each
+    names the settings it is built from (``BaseNeuron[MinerConfig]``)."""
 
     neuron_type = "neuron"
     # Seconds the loops get to finish their step in flight after SIGINT/SIGTERM.
     stop_grace = 10.0
 
-    def __init__(self, config: NeuronConfig, chain: Chain | None = None, *, block_poll_interval: float = 1.0):
+    def __init__(self, config: ConfigT, chain: Chain | None = None, *, block_poll_interval: float = 1.0):
         self.config = config
         setup_logging(config.logging.debug, config.logging.trace, self.neuron_type, split=True)
         # First, so that the log of every start (and after an update, every restart) says
@@ -174,7 +178,7 @@ class BaseNeuron:
         """Release what the subclass holds; called once after the endpoint has stopped."""
 
 
-def run_neuron(neuron_class: type[BaseNeuron], config: NeuronConfig) -> int:
+def run_neuron(neuron_class: type[BaseNeuron[ConfigT]], config: ConfigT) -> int:
     """Build and run a neuron in its own event loop; the exit code for the process."""
     from template.chain import ChainError
     from template.wallets import WalletMissing

@@ -192,9 +192,8 @@ class _KeyedLocks:
 # --- the neuron ---------------------------------------------------------------------------
 
 
-class MinerNeuron(BaseNeuron):
+class MinerNeuron(BaseNeuron[MinerConfig]):
     neuron_type = "miner"
-    config: MinerConfig
 
     def setup(self) -> None:
         self.server.protocol_version = PROTOCOL_VERSION
