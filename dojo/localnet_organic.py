@@ -107,7 +107,8 @@ async def _submit_loop(
                                 "content": {
                                     "kind": "code",
                                     "files": [
-                                        f.model_dump() for f in r.completion.original or r.completion.files
+                                        f.model_dump()
+                                        for f in r.completion.original or r.completion.files or []
                                     ],
                                 },
                             }
