@@ -73,3 +73,8 @@ _.next_cursor  # TaskPage: the cursor of the next page
 openrouter_api_key  # ServiceSettings: read by name through dojo.synthetic.llm.PROVIDERS
 together_api_key  # idem
 openai_api_key  # idem
+
+# The chain's records, read field by field where they are checked against subtensor.
+commit_reveal  # Hyperparameters: whether the subnet commits weights before revealing them
+clipped_weights  # yuma.EpochResult: W', the weights clipped at consensus
+_.add_stake  # LocalChain: a hotkey's stake raised, as a staking extrinsic would
