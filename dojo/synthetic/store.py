@@ -113,7 +113,9 @@ class SyntheticStore:
                     kind=kind,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None  # an INSERT of one row has its key
+            return int(key[0])
 
     def embeddings(self, model: str, kind: str) -> dict[int, bytes]:
         """The stored embeddings under ``model`` of the accepted instructions of ``kind``."""
@@ -130,24 +132,6 @@ class SyntheticStore:
             conn.execute(
                 instruction_embeddings.insert().values(instruction_id=instruction_id, model=model, vector=vector)
             )
-
-    def instruction_counts(self) -> dict[str, int]:
-        with self._lock, self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(instructions.c.status, sa.func.count()).group_by(instructions.c.status)
-            )
-            counts = {"accepted": 0, "rejected": 0}
-            counts.update({row[0]: int(row[1]) for row in rows})
-            return counts
-
-    def rejected_instructions(self) -> list[tuple[str, float, int | None]]:
-        with self._lock, self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(instructions.c.text, instructions.c.similarity, instructions.c.nearest_id)
-                .where(instructions.c.status == "rejected")
-                .order_by(instructions.c.id)
-            )
-            return [(row.text, row.similarity, row.nearest_id) for row in rows]
 
     # --- queue ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import pytest
 
 from dojo.synthetic.filter import InstructionFilter
 from dojo.synthetic.store import SyntheticStore
+from tests.dojo.synthetic._instructions import instruction_counts, rejected_instructions
 
 BASE = (
     "Draw twelve small coral hexagons arranged in a ring on a midnight blue background. Each hexagon "
@@ -31,8 +32,8 @@ def test_rejects_near_duplicates_and_keeps_distinct_instructions(tmp_path):
         decision = gate.check(text)
         assert decision.accepted, (text, decision.similarity)
     assert not gate.check(DISTINCT[1]).accepted  # an exact repeat
-    assert store.instruction_counts() == {"accepted": 4, "rejected": 2}
-    rejected = store.rejected_instructions()
+    assert instruction_counts(store) == {"accepted": 4, "rejected": 2}
+    rejected = rejected_instructions(store)
     assert rejected[0][0] == NEAR and rejected[0][2] == first.instruction_id
     store.close()
 

@@ -36,6 +36,7 @@ from dojo.synthetic.llm import LLMBackend, LLMSettings
 from dojo.synthetic.llm_kinds import EmbeddingFilter, LLMImageBackend, LLMTextBackend
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
 from dojo.synthetic.store import SyntheticStore
+from tests.dojo.synthetic._instructions import instruction_counts
 
 TEXT_SCENARIO = {
     "instruction": (
@@ -354,7 +355,7 @@ async def test_the_semantic_filter_refuses_a_near_repeat_and_keeps_its_vectors(o
             and again.nearest_id == first.instruction_id
         )
         assert other.accepted
-        assert store.instruction_counts() == {"accepted": 2, "rejected": 1}
+        assert instruction_counts(store) == {"accepted": 2, "rejected": 1}
         calls = openai.calls["embeddings"]
         # After a restart the stored vectors are used: only the new text is embedded.
         g = EmbeddingFilter(store, 0.9, kind="text", chat=chat, model="embedder")
@@ -382,4 +383,4 @@ async def test_the_pipeline_filters_with_embeddings_when_an_embedding_model_is_s
     finally:
         await pipeline.aclose()
     assert openai.calls["embeddings"] >= 2
-    assert pipeline.store.instruction_counts()["rejected"] >= 1
+    assert instruction_counts(pipeline.store)["rejected"] >= 1

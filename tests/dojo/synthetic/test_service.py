@@ -14,6 +14,7 @@ from commons.synthetic_api import SyntheticAPIAuthError, SyntheticAPIClient
 from dojo.synthetic.service import create_app
 from dojo.synthetic.settings import ServiceSettings
 from dojo.synthetic.store import SyntheticStore
+from tests.dojo.synthetic._instructions import instruction_counts
 
 
 @contextlib.asynccontextmanager
@@ -99,7 +100,7 @@ async def test_the_queue_survives_a_restart_and_an_empty_queue_still_answers(tmp
         fresh = await client.next_task()  # generated for this request
         assert len(fresh.responses) == 4
     store = SyntheticStore(db)
-    assert store.instruction_counts()["accepted"] == 3
+    assert instruction_counts(store)["accepted"] == 3
     store.close()
 
 
