@@ -261,7 +261,7 @@ def _transient(status: int) -> bool:
     return is_transient(status) or status == 409
 
 
-def _response_format(schema: type[BaseModel]) -> dict:
+def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
 
 

@@ -225,7 +225,7 @@ def create_app(
         return JSONResponse({"success": True, "body": task.model_dump(mode="json"), "error": None})
 
     @app.get("/health")
-    async def health(request: Request) -> dict:
+    async def health(request: Request) -> dict[str, object]:
         queue: TaskQueue = request.app.state.queue
         by_kind = await asyncio.to_thread(queue.store.queue_sizes)
         return {
