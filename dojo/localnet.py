@@ -284,7 +284,7 @@ class NeuronProcess:
     uid: int
     port: int
     log_path: Path
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     hotkey: str = ""
     start_time: str | None = None
@@ -857,20 +857,6 @@ class LocalNet:
         uids = matches[-1][2]
         return [int(u) for u in uids.split(",") if u.strip()]
 
-    def wait_for_active_set(self, expected: set[int], timeout: float = 60.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            current = self.active_set()
-            if current is not None and set(current) == expected:
-                return current
-            # Only a neuron the expectation depends on is fatal; a test may stop the others.
-            needed = [n for n in self.neurons if n.role == "validator" or n.uid in expected]
-            dead = [n.name for n in needed if n.process is not None and n.process.poll() is not None]
-            if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited early; see logs in {self.directory / 'logs'}")
-            time.sleep(0.2)
-        raise TimeoutError(f"active set is {self.active_set()} after {timeout:g}s, expected {sorted(expected)}")
-
     def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
         """SIGTERM every process, one at a time in :data:`STOP_ORDER` (workers, validator,
         miners, synthetic API, platform), each waited for before the next; SIGKILL what does
@@ -999,9 +985,10 @@ def read_state(directory: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        state: dict[str, Any] = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RuntimeError(f"{path} is not valid JSON ({exc}); delete it if no localnet runs there") from None
+    return state
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

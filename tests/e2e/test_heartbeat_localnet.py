@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -20,6 +21,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _wait_for_active_set(net: LocalNet, expected: set[int], timeout: float) -> list[int]:
+    """The validator's active set once it is ``expected``; fails early if a neuron it needs exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = net.active_set()
+        if current is not None and set(current) == expected:
+            return current
+        # Only a neuron the expectation depends on is fatal; a test may stop the others.
+        needed = [n for n in net.neurons if n.role == "validator" or n.uid in expected]
+        dead = [n.name for n in needed if n.process is not None and n.process.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited early; see logs in {net.directory / 'logs'}")
+        time.sleep(0.2)
+    raise TimeoutError(f"active set is {net.active_set()} after {timeout:g}s, expected {sorted(expected)}")
+
+
 def test_validator_sees_both_miners_then_everything_stops(tmp_path):
     net = LocalNet(tmp_path, miners=2, block_time=0.2, epoch_length=5, heartbeat_interval=0.5)
     net.prepare()
@@ -27,7 +44,7 @@ def test_validator_sees_both_miners_then_everything_stops(tmp_path):
         net.start()
         miners = {n.uid for n in net.neurons if n.role == "miner"}
         assert len(miners) == 2
-        assert set(net.wait_for_active_set(miners, timeout=60)) == miners
+        assert set(_wait_for_active_set(net, miners, timeout=60)) == miners
     finally:
         codes = net.stop()
     assert codes == {"validator": 0, "miner1": 0, "miner2": 0}, {n.name: n.log()[-2000:] for n in net.neurons}
@@ -42,12 +59,12 @@ def test_miner_that_goes_down_leaves_the_active_set(tmp_path):
     try:
         net.start()
         miners = {n.uid for n in net.neurons if n.role == "miner"}
-        net.wait_for_active_set(miners, timeout=60)
+        _wait_for_active_set(net, miners, timeout=60)
         gone = next(n for n in net.neurons if n.role == "miner")
         gone.process.send_signal(signal.SIGINT)  # Ctrl-C stops a neuron as cleanly as SIGTERM
         assert gone.process.wait(20) == 0
         assert f"miner uid {gone.uid} stopped" in gone.log()
-        assert set(net.wait_for_active_set(miners - {gone.uid}, timeout=30)) == miners - {gone.uid}
+        assert set(_wait_for_active_set(net, miners - {gone.uid}, timeout=30)) == miners - {gone.uid}
     finally:
         net.stop()
 
@@ -77,10 +94,10 @@ def test_miners_started_after_the_validator_join_at_the_next_resync(tmp_path):
     net.prepare()
     try:
         net.start(roles=("validator",))
-        net.wait_for_active_set(set(), timeout=60)
+        _wait_for_active_set(net, set(), timeout=60)
         net.start(roles=("miner",))
         miners = {n.uid for n in net.neurons if n.role == "miner"}
-        assert set(net.wait_for_active_set(miners, timeout=60)) == miners
+        assert set(_wait_for_active_set(net, miners, timeout=60)) == miners
     finally:
         codes = net.stop()
     assert set(codes.values()) == {0}
