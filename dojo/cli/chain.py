@@ -25,7 +25,7 @@ HYPERPARAMETERS: tuple[tuple[str, type, object, str], ...] = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = subparsers.add_parser("chain", help="run a local chain: init, register, show")
     commands = group.add_subparsers(dest="command", metavar="COMMAND")
 

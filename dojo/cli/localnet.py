@@ -65,7 +65,7 @@ def _mix(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("localnet", help="run a whole subnet on this machine")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
