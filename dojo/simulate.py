@@ -371,6 +371,12 @@ def _random_ranks(rng: np.random.Generator, shape: tuple[int, ...], items: np.nd
     return average_ranks(rng.random(shape), mask=np.broadcast_to(items, shape))
 
 
+def _tiled(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` repeated to ``shape`` (numpy broadcasting), as an array of its own."""
+    out: np.ndarray = np.broadcast_to(a, shape).copy()
+    return out
+
+
 def _answers(
     rng: np.random.Generator,
     miner_ids: list[int],
@@ -389,7 +395,7 @@ def _answers(
         workers = int(params[0]["workers"])  # a group parameter; noise may vary per miner
         noise = np.array([float(p["noise"]) for p in params])[:, None, None, None]
         noisy = true[None, None] + noise * rng.normal(size=(g, workers, n_tasks, width))
-        out = np.mean(average_ranks(noisy, mask=np.broadcast_to(items, noisy.shape)), axis=1)
+        out: np.ndarray = np.mean(average_ranks(noisy, mask=np.broadcast_to(items, noisy.shape)), axis=1)
         if behaviour == "lazy":
             participation = np.array([float(p["participation"]) for p in params])[:, None]
             out[rng.random((g, n_tasks)) >= participation] = np.nan
@@ -398,12 +404,12 @@ def _answers(
         return _random_ranks(rng, (g, n_tasks, width), items)
     if behaviour == "constant":
         ranks = np.where(items, np.arange(1.0, width + 1.0)[None, :], np.nan)
-        return np.broadcast_to(ranks, (g, n_tasks, width)).copy()
+        return _tiled(ranks, (g, n_tasks, width))
     if behaviour == "reverse":
-        return np.broadcast_to(n_comp[:, None] + 1.0 - true, (g, n_tasks, width)).copy()
+        return _tiled(n_comp[:, None] + 1.0 - true, (g, n_tasks, width))
     if behaviour == "colluding":
         shared = _random_ranks(rng, (n_tasks, width), items)
-        return np.broadcast_to(shared, (g, n_tasks, width)).copy()
+        return _tiled(shared, (g, n_tasks, width))
     if behaviour == "heuristic":
         z = true - (n_comp[:, None] + 1.0) / 2.0
         z = z / np.sqrt(np.nanmean(z * z, axis=-1, keepdims=True))
@@ -415,7 +421,7 @@ def _answers(
     if behaviour == "oracle":
         known = np.isfinite(held_gt)
         leak = np.where(known, held_gt, (n_comp[:, None] + 1.0) / 2.0)
-        return np.broadcast_to(np.where(items, leak, np.nan), (g, n_tasks, width)).copy()
+        return _tiled(np.where(items, leak, np.nan), (g, n_tasks, width))
     raise ScenarioError(f"unknown behaviour {behaviour!r}")
 
 

@@ -59,7 +59,9 @@ class MovingScores:
         for other in [h for h, r in self._miners.items() if r.uid == uid and h != hotkey]:
             del self._miners[other]
 
-    def update(self, hotkeys: Sequence[str], uids: Sequence[int], round_scores: Sequence[float]) -> None:
+    def update(
+        self, hotkeys: Sequence[str], uids: Sequence[int], round_scores: Sequence[float] | np.ndarray
+    ) -> None:
         """Fold one round's per-miner scores (e.g. :meth:`RoundResult.miner_scores`) in."""
         scores = np.nan_to_num(np.asarray(round_scores, dtype=np.float64), nan=0.0)
         if not len(hotkeys) == len(uids) == scores.size:
