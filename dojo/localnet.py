@@ -31,7 +31,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -54,7 +53,6 @@ from template.wallets import create_wallet, load_wallet
 ROOT = Path(__file__).resolve().parents[1]
 # `dojo localnet up --validators N` runs at most this many (each is a process of its own).
 MAX_VALIDATORS = 8
-ACTIVE_SET = re.compile(r"active set: (\d+) of (\d+) serving miners: uids \[([0-9, ]*)\]")
 STATE_FILE = "localnet.json"
 LOCK_FILE = "localnet.lock"
 
@@ -848,14 +846,6 @@ class LocalNet:
     @property
     def validators(self) -> list[NeuronProcess]:
         return [n for n in self.neurons if n.role == "validator"]
-
-    def active_set(self) -> list[int] | None:
-        """The validator's latest logged active set, or None before its first round."""
-        matches = ACTIVE_SET.findall(self.validator.log())
-        if not matches:
-            return None
-        uids = matches[-1][2]
-        return [int(u) for u in uids.split(",") if u.strip()]
 
     def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
         """SIGTERM every process, one at a time in :data:`STOP_ORDER` (workers, validator,

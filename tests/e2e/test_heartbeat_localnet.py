@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -21,11 +22,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# The validator's log line for a heartbeat round whose active set changed.
+ACTIVE_SET = re.compile(r"active set: (\d+) of (\d+) serving miners: uids \[([0-9, ]*)\]")
+
+
+def _active_set(net: LocalNet) -> list[int] | None:
+    """The validator's latest logged active set, or None before its first round."""
+    matches = ACTIVE_SET.findall(net.validator.log())
+    if not matches:
+        return None
+    uids = matches[-1][2]
+    return [int(u) for u in uids.split(",") if u.strip()]
+
+
 def _wait_for_active_set(net: LocalNet, expected: set[int], timeout: float) -> list[int]:
     """The validator's active set once it is ``expected``; fails early if a neuron it needs exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        current = net.active_set()
+        current = _active_set(net)
         if current is not None and set(current) == expected:
             return current
         # Only a neuron the expectation depends on is fatal; a test may stop the others.
@@ -34,7 +48,7 @@ def _wait_for_active_set(net: LocalNet, expected: set[int], timeout: float) -> l
         if dead:
             raise RuntimeError(f"{', '.join(dead)} exited early; see logs in {net.directory / 'logs'}")
         time.sleep(0.2)
-    raise TimeoutError(f"active set is {net.active_set()} after {timeout:g}s, expected {sorted(expected)}")
+    raise TimeoutError(f"active set is {_active_set(net)} after {timeout:g}s, expected {sorted(expected)}")
 
 
 def test_validator_sees_both_miners_then_everything_stops(tmp_path):
