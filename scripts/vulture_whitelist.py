@@ -53,6 +53,8 @@ collected_at  # the validator's assignments: when each was collected, for the da
 _.collected_at
 rate_limited  # a simulated worker's stats, as `python -m dojo.workers` prints them
 _.rate_limited
+missed
+_.missed
 judged_at  # the miner's answers: when each was judged, for the operator reading its database
 
 # The substrate interface's methods and keywords, as the SDK calls them on the fake
@@ -78,3 +80,6 @@ openai_api_key  # idem
 commit_reveal  # Hyperparameters: whether the subnet commits weights before revealing them
 clipped_weights  # yuma.EpochResult: W', the weights clipped at consensus
 _.add_stake  # LocalChain: a hotkey's stake raised, as a staking extrinsic would
+
+# Settings that are flags by their field's name (template/config.py).
+scoring_method  # --scoring_method, which the documented command lines pass (README)
