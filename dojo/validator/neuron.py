@@ -90,7 +90,7 @@ from template import spec_version
 from template.chain import Chain, ChainError, Metagraph, NeuronInfo, WeightsRejected, open_chain
 from template.chain.weights import check_weights
 from template.clock import Clock
-from template.config import NeuronConfig, parse_mix
+from template.config import ValidatorConfig, parse_mix
 from template.failpoints import failpoint
 from template.log import quoted
 from template.neuron import BaseNeuron
@@ -120,12 +120,12 @@ _SEND_STATUS = {
 }
 
 
-class ValidatorNeuron(BaseNeuron):
+class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
     neuron_type = "validator"
 
     def __init__(
         self,
-        config: NeuronConfig,
+        config: ValidatorConfig,
         chain: Chain | None = None,
         *,
         block_poll_interval: float = 1.0,
@@ -203,16 +203,19 @@ class ValidatorNeuron(BaseNeuron):
         return [
             Target(hotkey=n.hotkey, url=n.axon.url, uid=n.uid)
             for n in self.metagraph.serving()
-            if n.hotkey != self.hotkey and not (n.validator_permit and n.stake > limit)
+            if n.axon is not None  # serving: it has one
+            and n.hotkey != self.hotkey
+            and not (n.validator_permit and n.stake > limit)
         ]
 
     async def heartbeat_round(self) -> set[int]:
         """One heartbeat to every serving miner; returns and records the active uids."""
         targets = self.miner_targets()
         outcomes = await self.client.fanout(targets, Heartbeat(), HeartbeatReply)
-        active = set()
+        active: set[int] = set()
         for outcome in outcomes:
             uid = outcome.target.uid
+            assert uid is not None  # miner_targets gives every target its uid
             if outcome.status is Status.OK and outcome.reply is not None:
                 if outcome.reply.protocol_version == PROTOCOL_VERSION and outcome.reply.hotkey == outcome.target.hotkey:
                     active.add(uid)
