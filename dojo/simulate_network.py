@@ -73,13 +73,15 @@ class NetworkResult:
     @property
     def stake_share(self) -> np.ndarray:
         stakes = np.array([v.stake for v in self.validators])
-        return stakes / stakes.sum()
+        share: np.ndarray = stakes / stakes.sum()
+        return share
 
     def dividend_per_stake(self, settled: bool = False) -> np.ndarray:
         """Mean dividend share over the rounds (all, or the settled ones) over the stake share:
         1.0 is what stake alone would earn."""
         rows = self.dividends[self.settled] if settled else self.dividends
-        return rows.mean(axis=0) / self.stake_share
+        ratio: np.ndarray = rows.mean(axis=0) / self.stake_share
+        return ratio
 
     def group_mask(self, name: str) -> np.ndarray:
         return np.array([m.group == name for m in self.miners])
