@@ -233,7 +233,7 @@ def instrument(neuron: Any, probe: Probe) -> None:
     probe.wrap(neuron.client, "fanout", "client.fanout")
     probe.wrap(neuron.client, "sign", "client.sign")
     for name in ("add_task", "record_sends", "due_collections", "record_collection", "record_collections",
-                 "retry_collection", "settle_due_tasks", "unfinished_round", "open_round", "round_inputs",
+                 "settle_due_tasks", "unfinished_round", "open_round", "round_inputs",
                  "commit_round", "status", "scores_to_send", "mark_scores_sent"):
         if hasattr(neuron.store, name):  # record_collections: a batched variant, where the store has one
             probe.wrap(neuron.store, name, f"store.{name}")

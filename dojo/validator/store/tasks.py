@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.validator.models import (
     Assignment,
     AssignmentCompletion,
@@ -397,11 +396,6 @@ class TaskRecords(StoreBase):
     ) -> None:
         """The final outcome of collecting one assignment (see :meth:`record_collections`)."""
         self.record_collections([CollectionOutcome(assignment_id, status, detail, tuple(results))], now)
-
-    def retry_collection(self, assignment_id: int, detail: str, next_at: datetime) -> None:
-        self.record_collections(
-            [CollectionOutcome(assignment_id, CollectStatus.PENDING, detail, (), next_at)], utcnow()
-        )
 
     def settle_due_tasks(self, now: datetime) -> int:
         """Tasks past their deadline with nothing left to collect become ``collected``

@@ -20,7 +20,7 @@ from dojo.validator.models import (
     TaskStatus,
 )
 from dojo.validator.rounds import score_inputs
-from dojo.validator.store import AcceptedResult, SendOutcome, TaskStore
+from dojo.validator.store import AcceptedResult, CollectionOutcome, SendOutcome, TaskStore
 
 MINERS = [(1, "hk-a"), (2, "hk-b"), (3, "hk-c")]
 UIDS = dict(MINERS)
@@ -102,7 +102,10 @@ def test_collection_is_due_after_the_deadline_and_a_task_collects_when_every_min
     k = task.task_id.removeprefix("task")
     assert len(due) == 3 and due[0].completion_ids[f"t{k}m1c0"] == f"t{k}c0"
     store.record_collection(due[0].assignment_id, CollectStatus.COLLECTED, None, _truthful(due[0]), now)
-    store.retry_collection(due[1].assignment_id, "timeout", now + timedelta(seconds=30))
+    store.record_collections(
+        [CollectionOutcome(due[1].assignment_id, CollectStatus.PENDING, "timeout", (), now + timedelta(seconds=30))],
+        now,
+    )
     assert [d.assignment_id for d in store.due_collections(now)] == [due[2].assignment_id]
     store.record_collection(due[2].assignment_id, CollectStatus.INVALID, "bad ranks", [], now)
     with Session(store.engine) as db:
