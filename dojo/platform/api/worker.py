@@ -156,7 +156,9 @@ def worker_history(
     """This worker's own submissions, newest first."""
     with database.read_session() as db:
         entries, total = subscriptions.history(db, worker, limit=limit, offset=offset)
-    return HistoryOut(results=[HistoryItem.model_validate(wire(e, HistoryItem)) for e in entries], total=total)
+    return HistoryOut(
+        results=[HistoryItem.model_validate(wire(e, HistoryItem)) for e in entries], total=total
+    )
 
 
 def _subscription_out(view: SubscriptionView) -> SubscriptionOut:

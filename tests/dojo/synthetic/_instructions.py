@@ -18,6 +18,8 @@ def rejected_instructions(store: SyntheticStore) -> list[tuple[str, float, int |
     """The rejected instructions in order: text, similarity, the accepted one they were near."""
     with store.engine.connect() as conn:
         rows = conn.execute(
-            sa.text("SELECT text, similarity, nearest_id FROM instructions WHERE status = 'rejected' ORDER BY id")
+            sa.text(
+                "SELECT text, similarity, nearest_id FROM instructions WHERE status = 'rejected' ORDER BY id"
+            )
         )
         return [(text, similarity, nearest) for text, similarity, nearest in rows]
