@@ -158,13 +158,17 @@ class WriteBusy(Exception):
     """Another writer holds SQLite's write lock; nothing was written (:class:`WriteGroup`)."""
 
 
+# SQLite's result codes, which the sqlite3 module names from Python 3.11 on.
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
 def _is_busy(exc: BaseException) -> bool:
     """SQLITE_BUSY or SQLITE_LOCKED: the database's write lock is taken."""
     if not isinstance(exc, sqlite3.OperationalError):
         return False
     code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
     if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return "database is locked" in str(exc) or "database table is locked" in str(exc)
 
 
@@ -187,8 +191,9 @@ class WriteGroup:
 
     def __init__(self, database: Database):
         self._database = database
-        self._lock = database._write_lock
-        assert self._lock is not None
+        lock = database._write_lock
+        assert lock is not None
+        self._lock: WriterLock = lock
         self._connection: Any = None
         self._cursor: Any = None
         self._waiters: list[asyncio.Future[None]] = []
