@@ -601,6 +601,13 @@ def resolve_args(
     return _resolve(model, options, getattr(args, _GIVEN, {}), {k: v for k, v in env.items() if v})
 
 
+def resolve_values(model: type[ConfigT], values: Mapping[str, Any], environ: Mapping[str, str]) -> ConfigT:
+    """Resolve ``model`` from ``values`` by dotted path (``None`` or empty: not given) over
+    ``environ`` over defaults, as :func:`resolve_args` does for flags."""
+    given = {tuple(k.split(".")): v for k, v in values.items() if v not in (None, [])}
+    return _resolve(model, _options(model), given, {k: v for k, v in environ.items() if v})
+
+
 def _explain(exc: ValidationError, options: list[_Option]) -> str:
     by_path = {o.path: o for o in options}
 
