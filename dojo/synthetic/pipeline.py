@@ -447,4 +447,4 @@ def default_task_source(
         options = PipelineOptions(mix=parse_mix(mix) if isinstance(mix, str) else dict(mix or {"code": 1.0}))
         return InProcessTaskSource(SyntheticPipeline(ProceduralBackend(), store_path, options=options))
 
-    return task_source_for(in_process, url=url, token=token, **client_options)  # type: ignore[arg-type]
+    return task_source_for(in_process, url=url, token=token, **client_options)

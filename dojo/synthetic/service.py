@@ -28,6 +28,7 @@ import hmac
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Literal, TypedDict
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -284,7 +285,17 @@ def serve(settings: ServiceSettings) -> None:
     uvicorn.run(create_app(settings), **server_options(settings))
 
 
-def server_options(settings: ServiceSettings) -> dict[str, object]:
+class ServerOptions(TypedDict):
+    """The keyword arguments of ``uvicorn.run`` that :func:`server_options` sets."""
+
+    host: str
+    port: int
+    log_level: str
+    http: Literal["h11"]
+    h11_max_incomplete_event_size: int
+
+
+def server_options(settings: ServiceSettings) -> ServerOptions:
     """uvicorn's settings for the service: h11, whose parser refuses a request head over
     :data:`MAX_HEAD_BYTES` (httptools has no such cap)."""
     return {
