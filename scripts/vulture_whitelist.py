@@ -16,12 +16,14 @@ _.data_received
 _.connection_lost
 _.on_body  # httptools' parser callbacks (the same client)
 _.on_message_complete
+_.check_and_store  # bittensor.http_auth.NonceStore (template/transport/nonces.py)
 _.set_ok  # http.cookiejar.CookiePolicy (commons/dojo_api.py refuses every cookie)
 _.required  # argparse.Action's attribute (dojo/cli/platform.py)
 app_from_environment  # uvicorn's factory for `dojo platform serve --workers N`, by its import path
 option_string  # argparse.Action.__call__'s parameter (template/config.py)
 server_header  # uvicorn.run's keyword arguments (dojo/cli/platform.py's UvicornOptions)
 proxy_headers
+h11_max_incomplete_event_size  # and the synthetic service's (dojo/synthetic/service.py's ServerOptions)
 
 # Read by the Jinja templates (dojo/platform/web/templates/).
 highlighted
