@@ -25,7 +25,8 @@ from dojo.synthetic.llm import (
     llm_settings,
 )
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
-from dojo.synthetic.settings import resolve_settings, settings_from_args
+from dojo.synthetic.settings import ServiceSettings, settings_from_args
+from template.config import resolve_values
 
 Action = Callable[[dict], Awaitable[web.StreamResponse]]
 
@@ -261,7 +262,7 @@ async def test_a_whole_task_with_a_completion_regenerated_after_failing_its_chec
 
 
 def _llm(flags: dict, environ: dict) -> LLMSettings:
-    return llm_settings(resolve_settings({"no_token": True, **flags}, environ))
+    return llm_settings(resolve_values(ServiceSettings, {"no_token": True, **flags}, environ))
 
 
 def test_settings_from_the_services_resolved_settings():

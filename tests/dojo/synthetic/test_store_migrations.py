@@ -14,6 +14,7 @@ from commons.protocol import CodeFile
 from commons.storage import current_revision, head_revision
 from commons.synthetic_api import SyntheticCompletion, SyntheticResponse, SyntheticTask
 from dojo.synthetic.store import MIGRATIONS, SyntheticStore
+from tests.dojo.synthetic._instructions import instruction_counts
 
 # The DDL ``metadata.create_all`` ran before the store had migrations, as SQLite got it.
 DDL_WITH_KINDS = [
@@ -86,7 +87,7 @@ def test_a_store_made_before_migrations_is_upgraded_with_its_rows(tmp_path: Path
         assert current_revision(store.engine) == head_revision(MIGRATIONS)
         assert store.accepted_instructions("code") == [(1, "a counter page")]
         assert store.rejected_instructions() == [("a counter page again", 0.97, 1)]
-        assert store.instruction_counts() == {"accepted": 1, "rejected": 1}
+        assert instruction_counts(store) == {"accepted": 1, "rejected": 1}
         assert store.embeddings("embed", "code") == ({1: b"\x00\x00\x80?"} if kinds else {})
         assert store.queue_sizes() == {"code": 1}
         queued = store.pop_task("code")
@@ -105,7 +106,7 @@ def test_a_store_made_before_migrations_is_upgraded_with_its_rows(tmp_path: Path
     again = SyntheticStore(path)
     try:
         assert again.queue_size() == 1
-        assert again.instruction_counts() == {"accepted": 2, "rejected": 1}
+        assert instruction_counts(again) == {"accepted": 2, "rejected": 1}
     finally:
         again.close()
 
