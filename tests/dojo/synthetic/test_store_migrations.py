@@ -14,7 +14,7 @@ from commons.protocol import CodeFile
 from commons.storage import current_revision, head_revision
 from commons.synthetic_api import SyntheticCompletion, SyntheticResponse, SyntheticTask
 from dojo.synthetic.store import MIGRATIONS, SyntheticStore
-from tests.dojo.synthetic._instructions import instruction_counts
+from tests.dojo.synthetic._instructions import instruction_counts, rejected_instructions
 
 # The DDL ``metadata.create_all`` ran before the store had migrations, as SQLite got it.
 DDL_WITH_KINDS = [
@@ -86,7 +86,7 @@ def test_a_store_made_before_migrations_is_upgraded_with_its_rows(tmp_path: Path
     try:
         assert current_revision(store.engine) == head_revision(MIGRATIONS)
         assert store.accepted_instructions("code") == [(1, "a counter page")]
-        assert store.rejected_instructions() == [("a counter page again", 0.97, 1)]
+        assert rejected_instructions(store) == [("a counter page again", 0.97, 1)]
         assert instruction_counts(store) == {"accepted": 1, "rejected": 1}
         assert store.embeddings("embed", "code") == ({1: b"\x00\x00\x80?"} if kinds else {})
         assert store.queue_sizes() == {"code": 1}
