@@ -307,9 +307,9 @@ def database(database_url: str) -> Iterator[Database]:
 @pytest.fixture
 def settings(database_url: str) -> Iterator[PlatformSettings]:
     """No time-left rule (``min_time_left_seconds`` 0): the rules under test alone decide."""
-    queue.forget_time_needed()
+    queue.forget_time_needed(database_url)
     yield PlatformSettings(database_url=database_url, min_time_left_seconds=0, hold_ttl_seconds=60)
-    queue.forget_time_needed()
+    queue.forget_time_needed(database_url)
 
 
 def _task(db: Session, miner: Miner, max_results: int, expire_in: timedelta) -> Task:
