@@ -124,7 +124,9 @@ def _routes(server, endpoint: _Endpoint) -> None:
     server.route(Heartbeat, heartbeat)
 
 
-async def _serve(chain_dir: str, netuid: int, endpoints: list[tuple[int, int]], workers: int, seed: int) -> int:
+async def _serve(
+    chain_dir: str, netuid: int, endpoints: list[tuple[int, int]], workers: int, seed: int
+) -> int:
     import uvicorn
     from bittensor.sp_core import Keypair
 
@@ -196,8 +198,17 @@ def _cpu_seconds(pid: int) -> float:
 class FakeMinerFleet:
     """``processes`` child processes serving the fake miners at ``endpoints`` ((index, port) pairs)."""
 
-    def __init__(self, chain_dir: Path, netuid: int, endpoints: list[tuple[int, int]], *, processes: int,
-                 workers: int = 3, log_dir: Path, seed: int = 0):
+    def __init__(
+        self,
+        chain_dir: Path,
+        netuid: int,
+        endpoints: list[tuple[int, int]],
+        *,
+        processes: int,
+        workers: int = 3,
+        log_dir: Path,
+        seed: int = 0,
+    ):
         self.chain_dir = chain_dir
         self.netuid = netuid
         self.endpoints = endpoints
@@ -217,10 +228,25 @@ class FakeMinerFleet:
             with log.open("w") as stderr:
                 self.children.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "benchmarks._fake_miners", "--chain", str(self.chain_dir),
-                         "--netuid", str(self.netuid), "--workers", str(self.workers), "--seed", str(self.seed),
-                         "--endpoints", ",".join(f"{i}:{p}" for i, p in share)],
-                        cwd=_REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                        [
+                            sys.executable,
+                            "-m",
+                            "benchmarks._fake_miners",
+                            "--chain",
+                            str(self.chain_dir),
+                            "--netuid",
+                            str(self.netuid),
+                            "--workers",
+                            str(self.workers),
+                            "--seed",
+                            str(self.seed),
+                            "--endpoints",
+                            ",".join(f"{i}:{p}" for i, p in share),
+                        ],
+                        cwd=_REPO,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                        text=True,
                         # Its own session: a Ctrl-C reaches only the benchmark, which stops the fleet.
                         start_new_session=True,
                     )
@@ -240,7 +266,9 @@ class FakeMinerFleet:
                     line = child.stdout.readline().strip()
                     if line != "ready":
                         tail = self.logs[self.children.index(child)].read_text()[-2000:]
-                        raise RuntimeError(f"a fake miner process did not start ({line or 'exited'}):\n{tail}")
+                        raise RuntimeError(
+                            f"a fake miner process did not start ({line or 'exited'}):\n{tail}"
+                        )
                     selector.unregister(child.stdout)
                     pending.discard(child)
 

@@ -53,7 +53,12 @@ def time_local_chain(neurons: int, validators: int, rng: np.random.Generator) ->
 
     with tempfile.TemporaryDirectory() as directory:
         chain = LocalChain.init(
-            directory, block_time=3600.0, tempo=1, weights_rate_limit=0, max_validators=validators, max_uids=neurons
+            directory,
+            block_time=3600.0,
+            tempo=1,
+            weights_rate_limit=0,
+            max_validators=validators,
+            max_uids=neurons,
         )
         for i in range(neurons):
             hotkey = f"bench-hotkey-{i}"
@@ -95,7 +100,9 @@ def main() -> int:
     cpu = (time.process_time() - cpu0) / args.repeats
     best, median = min(wall) * 1e3, statistics.median(wall) * 1e3
     print(f"yuma_epoch, {args.validators} validators x {args.miners} miners, {args.repeats} repeats")
-    print(f"  best {best:.2f} ms, median {median:.2f} ms, CPU {cpu * 1e3:.2f} ms per epoch (target < {TARGET_MS:g} ms)")
+    print(
+        f"  best {best:.2f} ms, median {median:.2f} ms, CPU {cpu * 1e3:.2f} ms per epoch (target < {TARGET_MS:g} ms)"
+    )
     print(
         f"  min trust {result.validator_trust.min():.3f}, incentive sums to {result.incentive.sum():.6f}, "
         f"dividends to {result.dividends.sum():.6f}"
@@ -112,7 +119,9 @@ def main() -> int:
     }
     if args.local_chain_neurons:
         seconds = time_local_chain(args.local_chain_neurons, args.validators, rng)
-        print(f"local chain epoch, {args.local_chain_neurons} neurons: {seconds * 1e3:.1f} ms (SQLite included)")
+        print(
+            f"local chain epoch, {args.local_chain_neurons} neurons: {seconds * 1e3:.1f} ms (SQLite included)"
+        )
         out["local_chain_neurons"] = args.local_chain_neurons
         out["local_chain_epoch_ms"] = round(seconds * 1e3, 1)
     print(json.dumps(out))

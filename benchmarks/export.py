@@ -76,7 +76,9 @@ def _pool(count: int, completions: int, size: int, seed: int) -> list[dict[str, 
     from dojo.synthetic.procedural import ProceduralBackend
 
     async def make() -> list[Any]:
-        pipeline = SyntheticPipeline(ProceduralBackend(), seed=seed, options=PipelineOptions(n_completions=completions))
+        pipeline = SyntheticPipeline(
+            ProceduralBackend(), seed=seed, options=PipelineOptions(n_completions=completions)
+        )
         try:
             return [await pipeline.generate_task() for _ in range(count)]
         finally:
@@ -84,20 +86,33 @@ def _pool(count: int, completions: int, size: int, seed: int) -> list[dict[str, 
 
     pool = []
     for task in asyncio.run(make()):
-        pool.append({
-            "prompt": task.prompt,
-            "completions": [
-                {
-                    "model": r.model,
-                    "sent": json.dumps({"kind": "code", "files": _trim([f.model_dump() for f in r.completion.files],
-                                                                       size)}),
-                    "original": json.dumps({"kind": "code", "files": _trim(
-                        [f.model_dump() for f in (r.completion.original or r.completion.files)], size)}),
-                    "truth": task.ground_truth[r.cid],
-                }
-                for r in task.responses
-            ],
-        })
+        pool.append(
+            {
+                "prompt": task.prompt,
+                "completions": [
+                    {
+                        "model": r.model,
+                        "sent": json.dumps(
+                            {
+                                "kind": "code",
+                                "files": _trim([f.model_dump() for f in r.completion.files], size),
+                            }
+                        ),
+                        "original": json.dumps(
+                            {
+                                "kind": "code",
+                                "files": _trim(
+                                    [f.model_dump() for f in (r.completion.original or r.completion.files)],
+                                    size,
+                                ),
+                            }
+                        ),
+                        "truth": task.ground_truth[r.cid],
+                    }
+                    for r in task.responses
+                ],
+            }
+        )
     return pool
 
 
@@ -109,8 +124,16 @@ def _noisy(truth: list[int], noise: float, rng: random.Random) -> list[float]:
     return ranks
 
 
-def fill(db_path: str, tasks: int, completions: int, size: int, n_miners: int, per_task: int, n_workers: int,
-         seed: int) -> dict[str, Any]:
+def fill(
+    db_path: str,
+    tasks: int,
+    completions: int,
+    size: int,
+    n_miners: int,
+    per_task: int,
+    n_workers: int,
+    seed: int,
+) -> dict[str, Any]:
     """Write ``tasks`` scored tasks by bulk inserts; returns what was written and the pairs expected."""
     from loguru import logger
 
@@ -135,8 +158,9 @@ def fill(db_path: str, tasks: int, completions: int, size: int, n_miners: int, p
     next_assignment = 1
     for round_id, first in enumerate(range(0, tasks, ROUND_TASKS), start=1):
         last = min(tasks, first + ROUND_TASKS)
-        rows: dict[str, list[tuple[Any, ...]]] = {k: [] for k in
-                                                  ("tasks", "tc", "assign", "ac", "results", "scores")}
+        rows: dict[str, list[tuple[Any, ...]]] = {
+            k: [] for k in ("tasks", "tc", "assign", "ac", "results", "scores")
+        }
         round_tasks, round_assignments, planned = [], [], []
         for k in range(first, last):
             source = pool[k % len(pool)]
@@ -147,21 +171,42 @@ def fill(db_path: str, tasks: int, completions: int, size: int, n_miners: int, p
             planned.append((task_id, created, source, cids, truth))
             round_tasks.append(RoundTask(task_id, cids, list(truth), [{"type": "ranking"}]))
             for uid, hotkey in sorted(rng.sample(miners, per_task)):
-                results = [AcceptedResult(f"w{uid}-{w}", "ranking",
-                                          dict(zip(cids, _noisy(truth, noise[uid], rng), strict=True)), created)
-                           for w in range(rng.randint(1, n_workers))]
+                results = [
+                    AcceptedResult(
+                        f"w{uid}-{w}",
+                        "ranking",
+                        dict(zip(cids, _noisy(truth, noise[uid], rng), strict=True)),
+                        created,
+                    )
+                    for w in range(rng.randint(1, n_workers))
+                ]
                 round_assignments.append(RoundAssignment(next_assignment, task_id, hotkey, uid, results))
                 next_assignment += 1
         scores = score_inputs(RoundInputs(round_id, round_tasks, round_assignments))
         by_assignment = {s.assignment_id: s for s in scores.task_scores}
         scored_at = start + timedelta(seconds=100 * last + 3600 * 5)
-        db.execute("INSERT INTO rounds (round_id, created_at, status, scored_at, n_tasks, n_miners, "
-                   "mean_task_agreement) VALUES (?, ?, 'scored', ?, ?, ?, ?)",
-                   (round_id, _when(scored_at), _when(scored_at), last - first, len(miners), None))
+        db.execute(
+            "INSERT INTO rounds (round_id, created_at, status, scored_at, n_tasks, n_miners, "
+            "mean_task_agreement) VALUES (?, ?, 'scored', ?, ?, ?, ?)",
+            (round_id, _when(scored_at), _when(scored_at), last - first, len(miners), None),
+        )
         for task_id, created, source, cids, _ in planned:
             kappa, trust = scores.task_agreement[task_id]
-            rows["tasks"].append((task_id, _when(created), "code_generation", source["prompt"], '[{"type": "ranking"}]',
-                                  _when(created + timedelta(hours=4)), "scored", "benchmark", round_id, kappa, trust))
+            rows["tasks"].append(
+                (
+                    task_id,
+                    _when(created),
+                    "code_generation",
+                    source["prompt"],
+                    '[{"type": "ranking"}]',
+                    _when(created + timedelta(hours=4)),
+                    "scored",
+                    "benchmark",
+                    round_id,
+                    kappa,
+                    trust,
+                )
+            )
             # Each task's numbers (sizes, colours, speeds) drawn anew, the same in both forms, so
             # that no two tasks' files are the same text.
             digits = list("0123456789")
@@ -169,27 +214,63 @@ def fill(db_path: str, tasks: int, completions: int, size: int, n_miners: int, p
             table = str.maketrans("0123456789", "".join(digits))
             for position, (cid, c) in enumerate(zip(cids, source["completions"], strict=True)):
                 original = c["original"].translate(table)
-                rows["tc"].append((task_id, cid, position, c["model"], c["sent"].translate(table), c["truth"],
-                                   original))
+                rows["tc"].append(
+                    (task_id, cid, position, c["model"], c["sent"].translate(table), c["truth"], original)
+                )
                 content_bytes += len(original)
         answers_by_task: dict[str, list[MinerAnswer]] = {}
         cids_of = {p[0]: p[3] for p in planned}
         for a in round_assignments:
             s = by_assignment[a.assignment_id]
-            rows["assign"].append((a.assignment_id, a.task_id, a.miner_hotkey, a.miner_uid, os.urandom(16).hex(),
-                                   "accepted", None, 200, os.urandom(16).hex(), None, "collected", None, 1, None,
-                                   None, s.score, None))
+            rows["assign"].append(
+                (
+                    a.assignment_id,
+                    a.task_id,
+                    a.miner_hotkey,
+                    a.miner_uid,
+                    os.urandom(16).hex(),
+                    "accepted",
+                    None,
+                    200,
+                    os.urandom(16).hex(),
+                    None,
+                    "collected",
+                    None,
+                    1,
+                    None,
+                    None,
+                    s.score,
+                    None,
+                )
+            )
             order = cids_of[a.task_id][:]
             rng.shuffle(order)
             rows["ac"] += [(a.assignment_id, p, os.urandom(8).hex(), cid) for p, cid in enumerate(order)]
-            rows["results"] += [(a.assignment_id, r.worker_id, "ranking", json.dumps(r.values), _when(r.submitted_at))
-                                for r in a.results]
-            rows["scores"].append((round_id, a.task_id, a.miner_hotkey, a.miner_uid, s.answered, s.score, s.agreement,
-                                   s.kappa, s.rho_consensus, s.rho_ground_truth, s.distance,
-                                   json.dumps(s.answer), s.n_workers))
+            rows["results"] += [
+                (a.assignment_id, r.worker_id, "ranking", json.dumps(r.values), _when(r.submitted_at))
+                for r in a.results
+            ]
+            rows["scores"].append(
+                (
+                    round_id,
+                    a.task_id,
+                    a.miner_hotkey,
+                    a.miner_uid,
+                    s.answered,
+                    s.score,
+                    s.agreement,
+                    s.kappa,
+                    s.rho_consensus,
+                    s.rho_ground_truth,
+                    s.distance,
+                    json.dumps(s.answer),
+                    s.n_workers,
+                )
+            )
             if s.answered and s.answer:
-                answers_by_task.setdefault(a.task_id, []).append(MinerAnswer(a.miner_hotkey, s.answer, s.n_workers,
-                                                                             0.0, s.score))
+                answers_by_task.setdefault(a.task_id, []).append(
+                    MinerAnswer(a.miner_hotkey, s.answer, s.n_workers, 0.0, s.score)
+                )
         # The pairs the export must write, from the reliabilities this round gives each miner.
         q: dict[str, list[float]] = {}
         for s in scores.task_scores:
@@ -203,29 +284,53 @@ def fill(db_path: str, tasks: int, completions: int, size: int, n_miners: int, p
         for cons in consensus_batch(batch, [completions] * len(batch), [False] * len(batch)):
             if cons.mean_ranks is not None:
                 expected_pairs += len(preference_pairs(cons.mean_ranks))
-        db.executemany("INSERT INTO tasks (task_id, created_at, task_type, prompt, criteria, expire_at, status, source,"
-                       " round_id, task_agreement, consensus_trust) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows["tasks"])
-        db.executemany("INSERT INTO task_completions (task_id, completion_id, position, model, content,"
-                       " ground_truth_rank, original_content) VALUES (?,?,?,?,?,?,?)", rows["tc"])
-        db.executemany("INSERT INTO assignments (assignment_id, task_id, miner_hotkey, miner_uid, request_id,"
-                       " send_status, send_detail, http_status, dojo_task_id, sent_at, collect_status, collect_detail,"
-                       " collect_attempts, next_collect_at, collected_at, score, score_sent_at)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows["assign"])
-        db.executemany("INSERT INTO assignment_completions (assignment_id, position, miner_completion_id,"
-                       " completion_id) VALUES (?,?,?,?)", rows["ac"])
-        db.executemany("INSERT INTO miner_results (assignment_id, worker_id, criteria_type, \"values\", submitted_at)"
-                       " VALUES (?,?,?,?,?)", rows["results"])
-        db.executemany("INSERT INTO task_scores (round_id, task_id, miner_hotkey, miner_uid, answered, score,"
-                       " agreement, kappa, rho_consensus, rho_ground_truth, distance, answer, n_workers)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows["scores"])
+        db.executemany(
+            "INSERT INTO tasks (task_id, created_at, task_type, prompt, criteria, expire_at, status, source,"
+            " round_id, task_agreement, consensus_trust) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows["tasks"],
+        )
+        db.executemany(
+            "INSERT INTO task_completions (task_id, completion_id, position, model, content,"
+            " ground_truth_rank, original_content) VALUES (?,?,?,?,?,?,?)",
+            rows["tc"],
+        )
+        db.executemany(
+            "INSERT INTO assignments (assignment_id, task_id, miner_hotkey, miner_uid, request_id,"
+            " send_status, send_detail, http_status, dojo_task_id, sent_at, collect_status, collect_detail,"
+            " collect_attempts, next_collect_at, collected_at, score, score_sent_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows["assign"],
+        )
+        db.executemany(
+            "INSERT INTO assignment_completions (assignment_id, position, miner_completion_id,"
+            " completion_id) VALUES (?,?,?,?)",
+            rows["ac"],
+        )
+        db.executemany(
+            'INSERT INTO miner_results (assignment_id, worker_id, criteria_type, "values", submitted_at)'
+            " VALUES (?,?,?,?,?)",
+            rows["results"],
+        )
+        db.executemany(
+            "INSERT INTO task_scores (round_id, task_id, miner_hotkey, miner_uid, answered, score,"
+            " agreement, kappa, rho_consensus, rho_ground_truth, distance, answer, n_workers)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows["scores"],
+        )
         db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for t in ("tasks", "task_completions", "assignments", "miner_results", "task_scores")}
+    counts = {
+        t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("tasks", "task_completions", "assignments", "miner_results", "task_scores")
+    }
     db.close()
     os.sync()  # the fill's writes are not flushed during a timed export
-    return {"seconds": time.perf_counter() - started, "expected_pairs": expected_pairs, "counts": counts,
-            "original_mb": content_bytes / 2**20}
+    return {
+        "seconds": time.perf_counter() - started,
+        "expected_pairs": expected_pairs,
+        "counts": counts,
+        "original_mb": content_bytes / 2**20,
+    }
 
 
 def _child(connection: Any, args: tuple[Any, ...]) -> None:
@@ -260,12 +365,24 @@ def in_child(*args: Any) -> dict[str, Any]:
 def timed_export(db: Path, out: Path, fmt: str) -> dict[str, Any]:
     """``dojo export`` in a process of its own: its wall time, peak RSS and summary."""
     # What the `dojo` console script runs.
-    command = [sys.executable, "-c", "import sys; from dojo.cli import main; sys.exit(main())", "export", "--db", str(db), "--out", str(out), "--format", fmt,
-               "--json"]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from dojo.cli import main; sys.exit(main())",
+        "export",
+        "--db",
+        str(db),
+        "--out",
+        str(out),
+        "--format",
+        fmt,
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": os.path.dirname(_HERE)}
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                               cwd=os.path.dirname(_HERE))
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=os.path.dirname(_HERE)
+    )
     # wait4 gives this child's own rusage (RUSAGE_CHILDREN would mix in the fill's).
     out_bytes = process.stdout.read() if process.stdout else b""
     err_bytes = process.stderr.read() if process.stderr else b""
@@ -273,10 +390,16 @@ def timed_export(db: Path, out: Path, fmt: str) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise RuntimeError(f"dojo export --format {fmt} exited {process.returncode}: {err_bytes.decode()[-2000:]}")
+        raise RuntimeError(
+            f"dojo export --format {fmt} exited {process.returncode}: {err_bytes.decode()[-2000:]}"
+        )
     summary = json.loads(out_bytes.decode().strip().splitlines()[-1])
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "summary": summary}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "summary": summary,
+    }
 
 
 def check(out: Path, fmt: str, tasks: int, expected_pairs: int) -> dict[str, Any]:
@@ -304,10 +427,14 @@ def check(out: Path, fmt: str, tasks: int, expected_pairs: int) -> dict[str, Any
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--completions", type=int, default=4)
-    parser.add_argument("--completion-kb", type=float, default=2.0, help="size of each completion's code, in KB")
+    parser.add_argument(
+        "--completion-kb", type=float, default=2.0, help="size of each completion's code, in KB"
+    )
     parser.add_argument("--miners", type=int, default=32, help="miners on the subnet")
     parser.add_argument("--per-task", type=int, default=3, help="miners each task went to")
     parser.add_argument("--workers", type=int, default=3, help="most workers per miner and task (1 to this)")
@@ -321,12 +448,22 @@ def main() -> int:
     db = root / "validator.sqlite"
     try:
         print(f"filling {db} with {args.tasks} scored tasks (untimed)", flush=True)
-        filled = in_child(str(db), args.tasks, args.completions, int(args.completion_kb * 1000), args.miners,
-                          args.per_task, args.workers, args.seed)
+        filled = in_child(
+            str(db),
+            args.tasks,
+            args.completions,
+            int(args.completion_kb * 1000),
+            args.miners,
+            args.per_task,
+            args.workers,
+            args.seed,
+        )
         db_mb = sum(p.stat().st_size for p in root.glob("validator.sqlite*")) / 2**20
-        print(f"fill: {filled['seconds']:.1f} s, database {db_mb:.0f} MB, {filled['counts']}, "
-              f"{filled['original_mb']:.0f} MB of original content; {filled['expected_pairs']} pairs expected",
-              flush=True)
+        print(
+            f"fill: {filled['seconds']:.1f} s, database {db_mb:.0f} MB, {filled['counts']}, "
+            f"{filled['original_mb']:.0f} MB of original content; {filled['expected_pairs']} pairs expected",
+            flush=True,
+        )
         runs: dict[str, Any] = {}
         for fmt in formats:
             out = root / f"export-{fmt}"
@@ -334,14 +471,19 @@ def main() -> int:
             run["check"] = check(out, fmt, args.tasks, filled["expected_pairs"])
             runs[fmt] = run
             c = run["check"]
-            print(f"{fmt}: {run['seconds']:.1f} s wall, {run['cpu_s']:.1f} s CPU, peak RSS {run['peak_rss_mb']:.0f} MB; "
-                  f"rows {c['rows']} (tasks ok {c['tasks_ok']}, pairs ok {c['pairs_ok']}), "
-                  f"MB {c['mb']}, row groups {c['row_groups']}", flush=True)
+            print(
+                f"{fmt}: {run['seconds']:.1f} s wall, {run['cpu_s']:.1f} s CPU, peak RSS {run['peak_rss_mb']:.0f} MB; "
+                f"rows {c['rows']} (tasks ok {c['tasks_ok']}, pairs ok {c['pairs_ok']}), "
+                f"MB {c['mb']}, row groups {c['row_groups']}",
+                flush=True,
+            )
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
         worst_s = max(r["seconds"] for r in runs.values())
         worst_mb = max(r["peak_rss_mb"] for r in runs.values())
-        checks = all(r["check"]["tasks_ok"] and r["check"]["pairs_ok"] and r["check"]["card"] for r in runs.values())
+        checks = all(
+            r["check"]["tasks_ok"] and r["check"]["pairs_ok"] and r["check"]["card"] for r in runs.values()
+        )
         result = {
             "tasks": args.tasks,
             "completions": args.completions,
@@ -350,8 +492,15 @@ def main() -> int:
             "fill_s": round(filled["seconds"], 1),
             "preference_pairs": filled["expected_pairs"],
             "cores": os.cpu_count(),
-            **{fmt: {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "cpu_s": r["cpu_s"],
-                     "mb": r["check"]["mb"]} for fmt, r in runs.items()},
+            **{
+                fmt: {
+                    "seconds": r["seconds"],
+                    "peak_rss_mb": r["peak_rss_mb"],
+                    "cpu_s": r["cpu_s"],
+                    "mb": r["check"]["mb"],
+                }
+                for fmt, r in runs.items()
+            },
             "seconds": worst_s,
             "peak_rss_mb": worst_mb,
             "checks_passed": checks,

@@ -49,13 +49,17 @@ from dojo.validator.store import TaskStore
 
 
 def _body(i: int) -> bytes:
-    return json.dumps({
-        "prompt": f"Which reply answers question {i} best?",
-        "completions": [{"id": f"r{k}", "model": "m", "content": {"kind": "text", "text": f"reply {k} to {i}"}}
-                        for k in range(3)],
-        "callback_url": "http://127.0.0.1:9/hook",
-        "external_id": f"bench-{i}",
-    }).encode()
+    return json.dumps(
+        {
+            "prompt": f"Which reply answers question {i} best?",
+            "completions": [
+                {"id": f"r{k}", "model": "m", "content": {"kind": "text", "text": f"reply {k} to {i}"}}
+                for k in range(3)
+            ],
+            "callback_url": "http://127.0.0.1:9/hook",
+            "external_id": f"bench-{i}",
+        }
+    ).encode()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -65,7 +69,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
@@ -126,12 +132,23 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dojo-bench-organic-") as tmp:
-        net = LocalNet(Path(tmp), miners=2, organic=True, organic_caller=False, task_interval=10.0,
-                       task_deadline=30.0, scoring_interval=2.0, heartbeat_interval=1.0)
+        net = LocalNet(
+            Path(tmp),
+            miners=2,
+            organic=True,
+            organic_caller=False,
+            task_interval=10.0,
+            task_deadline=30.0,
+            scoring_interval=2.0,
+            heartbeat_interval=1.0,
+        )
         net.prepare()
         store = TaskStore(net.validator_db)
         organic = OrganicStore(store.engine)
-        keys = [organic.create_key(f"bench-{i}", 1_000_000, 1_000_000, utcnow()).api_key for i in range(args.clients)]
+        keys = [
+            organic.create_key(f"bench-{i}", 1_000_000, 1_000_000, utcnow()).api_key
+            for i in range(args.clients)
+        ]
         store.close()
         try:
             net.start(roles=("miner",))
@@ -139,8 +156,17 @@ def main() -> int:
             net.start_process(net.validator)
             from dojo.localnet import NeuronProcess
 
-            net.wait_for_health(NeuronProcess("organic API", "validator", -1, net.organic_api_port,
-                                              net.validator.log_path, net.validator.process), timeout=120)
+            net.wait_for_health(
+                NeuronProcess(
+                    "organic API",
+                    "validator",
+                    -1,
+                    net.organic_api_port,
+                    net.validator.log_path,
+                    net.validator.process,
+                ),
+                timeout=120,
+            )
             rss_start, _ = _rss_mb(net.validator.process.pid)
             # What the validator's own loops cost with no caller: subtracted from nothing, shown beside.
             idle_before = _cpu_seconds(net.validator.process.pid)
@@ -160,12 +186,19 @@ def main() -> int:
         stored = db.execute("SELECT count(*) FROM organic_tasks").fetchone()[0]
         db.close()
     summary = {
-        "tasks": args.tasks, "clients": args.clients, **result, "stored": stored,
+        "tasks": args.tasks,
+        "clients": args.clients,
+        **result,
+        "stored": stored,
         "validator_cpu_ms_per_task": round(1000 * cpu / args.tasks, 3),
         "validator_cpu_share": round(cpu / wall, 2),
         "validator_idle_cpu_share": round(idle_share, 2),
-        "validator_rss_start_mb": round(rss_start, 1), "validator_rss_mb": round(rss, 1), "validator_peak_rss_mb": round(peak, 1), "validator_alive": alive,
-        "load_before": round(load_before, 2), "load_after": round(load_after, 2),
+        "validator_rss_start_mb": round(rss_start, 1),
+        "validator_rss_mb": round(rss, 1),
+        "validator_peak_rss_mb": round(peak, 1),
+        "validator_alive": alive,
+        "load_before": round(load_before, 2),
+        "load_after": round(load_after, 2),
     }
     print(json.dumps(summary))
     return 0 if not result["errors"] and stored == args.tasks else 1

@@ -59,12 +59,16 @@ async def aiohttp_round(client: SignedClient, targets: list[Target]) -> tuple[fl
     return wall, [o.elapsed for o in outcomes], sum(1 for o in outcomes if o.status is not Status.OK)
 
 
-async def httpx_round(keypair, http: httpx.AsyncClient, targets: list[Target]) -> tuple[float, list[float], int]:
+async def httpx_round(
+    keypair, http: httpx.AsyncClient, targets: list[Target]
+) -> tuple[float, list[float], int]:
     body = Heartbeat().model_dump_json().encode()
 
     async def one(target: Target) -> tuple[float, bool]:
         t0 = time.perf_counter()
-        headers = bt.http_auth.sign(keypair, method="POST", path="/Heartbeat", body=body, receiver_ss58=target.hotkey)
+        headers = bt.http_auth.sign(
+            keypair, method="POST", path="/Heartbeat", body=body, receiver_ss58=target.hotkey
+        )
         try:
             response = await http.post(target.url + "/Heartbeat", content=body, headers=headers)
             ok = response.status_code == 200
@@ -97,7 +101,9 @@ async def measure(net: LocalNet, calls: int, rounds: int) -> dict:
     deadline = time.monotonic() + 60
     while len(served := chain.metagraph().serving()) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
-    miners = [Target(n.hotkey, n.axon.url, n.uid) for n in served if n.hotkey != validator.hotkey.ss58_address]
+    miners = [
+        Target(n.hotkey, n.axon.url, n.uid) for n in served if n.hotkey != validator.hotkey.ss58_address
+    ]
     targets = [miners[i % len(miners)] for i in range(calls)]
     async with SignedClient(validator.hotkey, timeout=10, max_concurrency=calls) as client:
         await wait_until_serving(client, miners)
@@ -111,7 +117,9 @@ async def measure(net: LocalNet, calls: int, rounds: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=256)
     parser.add_argument("--miners", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
@@ -125,11 +133,17 @@ def main() -> int:
         finally:
             net.stop()
     aio, hx = figures["aiohttp"], figures["httpx_shared"]
-    print(f"{args.calls} signed heartbeats to {figures['miners']} miner processes, {args.rounds} rounds after a warm-up")
-    print(f"  aiohttp session (used): median {aio['wall_s_median']} s, p50 {aio['p50_ms']} ms, "
-          f"p99 {aio['p99_ms']} ms, errors {aio['errors']}")
-    print(f"  shared httpx client:    median {hx['wall_s_median']} s, p50 {hx['p50_ms']} ms, "
-          f"p99 {hx['p99_ms']} ms, errors {hx['errors']}")
+    print(
+        f"{args.calls} signed heartbeats to {figures['miners']} miner processes, {args.rounds} rounds after a warm-up"
+    )
+    print(
+        f"  aiohttp session (used): median {aio['wall_s_median']} s, p50 {aio['p50_ms']} ms, "
+        f"p99 {aio['p99_ms']} ms, errors {aio['errors']}"
+    )
+    print(
+        f"  shared httpx client:    median {hx['wall_s_median']} s, p50 {hx['p50_ms']} ms, "
+        f"p99 {hx['p99_ms']} ms, errors {hx['errors']}"
+    )
     result = {
         "calls": args.calls,
         "servers": figures["miners"],

@@ -145,8 +145,10 @@ class Probe:
 
     def take(self) -> dict[str, dict[str, float]]:
         """The figures since the last call, and start again."""
-        taken = {k: {"calls": int(v[0]), "wall_s": round(v[1], 4), "cpu_s": round(v[2], 4)}
-                 for k, v in self.stats.items()}
+        taken = {
+            k: {"calls": int(v[0]), "wall_s": round(v[1], 4), "cpu_s": round(v[2], 4)}
+            for k, v in self.stats.items()
+        }
         self.stats = {}
         return taken
 
@@ -232,9 +234,21 @@ def instrument(neuron: Any, probe: Probe) -> None:
         probe.wrap(neuron, name)
     probe.wrap(neuron.client, "fanout", "client.fanout")
     probe.wrap(neuron.client, "sign", "client.sign")
-    for name in ("add_task", "record_sends", "due_collections", "record_collection", "record_collections",
-                 "settle_due_tasks", "unfinished_round", "open_round", "round_inputs",
-                 "commit_round", "status", "scores_to_send", "mark_scores_sent"):
+    for name in (
+        "add_task",
+        "record_sends",
+        "due_collections",
+        "record_collection",
+        "record_collections",
+        "settle_due_tasks",
+        "unfinished_round",
+        "open_round",
+        "round_inputs",
+        "commit_round",
+        "status",
+        "scores_to_send",
+        "mark_scores_sent",
+    ):
         if hasattr(neuron.store, name):  # record_collections: a batched variant, where the store has one
             probe.wrap(neuron.store, name, f"store.{name}")
     probe.wrap(neuron_module, "score_inputs")
@@ -268,7 +282,9 @@ def synthetic_task(rng: random.Random, completions: int, size: int) -> Any:
     from dojo.synthetic.spec import describe, deviate, sample_spec
 
     spec = sample_spec(rng)
-    layout = FileLayout(kind=rng.choice(("inline", "script", "split")), js_name="main.js", css_name="style.css")
+    layout = FileLayout(
+        kind=rng.choice(("inline", "script", "split")), js_name="main.js", css_name="style.css"
+    )
     levels = [spec, *deviate(spec, completions - 1, rng)]
     order = list(range(completions))
     rng.shuffle(order)
@@ -276,7 +292,9 @@ def synthetic_task(rng: random.Random, completions: int, size: int) -> Any:
     for k in order:
         cid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         files = code_files(levels[k], layout, rng, size)
-        responses.append(SyntheticResponse(model=MODEL_LABEL, completion=SyntheticCompletion(files=files), cid=cid))
+        responses.append(
+            SyntheticResponse(model=MODEL_LABEL, completion=SyntheticCompletion(files=files), cid=cid)
+        )
         ground_truth[cid] = k + 1
     return SyntheticTask(prompt=describe(spec, rng), responses=responses, ground_truth=ground_truth)
 
@@ -310,8 +328,15 @@ def _noisy_ranking(ground_truth: list[int], noise: float, rng: random.Random) ->
 # --- populating the database (in a child process) ----------------------------------------------
 
 
-def write_collected_tasks(db_path: str, miners: list[tuple[int, str]], tasks: int, per_task: int,
-                          completions: int, real_size: int, seed: int) -> dict[str, Any]:
+def write_collected_tasks(
+    db_path: str,
+    miners: list[tuple[int, str]],
+    tasks: int,
+    per_task: int,
+    completions: int,
+    real_size: int,
+    seed: int,
+) -> dict[str, Any]:
     """``tasks`` collected tasks of ``per_task`` miners each, written through ``TaskStore``.
 
     The store's own methods, one transaction each as the validator writes them, with one
@@ -344,8 +369,17 @@ def write_collected_tasks(db_path: str, miners: list[tuple[int, str]], tasks: in
     store.engine.dispose()
     rng = random.Random(seed)
     layout = FileLayout("split", "main.js", "style.css")
-    pool = [{"kind": "code", "files": [f.model_dump() for f in code_files(sample_spec(rng), layout, rng, real_size)]}
-            for _ in range(4 * completions)] if real_size else []
+    pool = (
+        [
+            {
+                "kind": "code",
+                "files": [f.model_dump() for f in code_files(sample_spec(rng), layout, rng, real_size)],
+            }
+            for _ in range(4 * completions)
+        ]
+        if real_size
+        else []
+    )
     noise = {uid: rng.uniform(0.3, 2.5) for uid, _ in miners}
     now = utcnow()
     sent_at = now - timedelta(hours=3)
@@ -364,10 +398,23 @@ def write_collected_tasks(db_path: str, miners: list[tuple[int, str]], tasks: in
             expire_at=now - timedelta(hours=2) + timedelta(microseconds=k),
             source="benchmark",
             completions=tuple(
-                NewCompletion(cid, "dojo-procedural-1",
-                              rng.choice(pool) if pool else
-                              {"kind": "code", "files": [{"filename": "index.html", "language": "html",
-                                                          "content": f"<canvas id='c{i}'></canvas>"}]}, gt)
+                NewCompletion(
+                    cid,
+                    "dojo-procedural-1",
+                    rng.choice(pool)
+                    if pool
+                    else {
+                        "kind": "code",
+                        "files": [
+                            {
+                                "filename": "index.html",
+                                "language": "html",
+                                "content": f"<canvas id='c{i}'></canvas>",
+                            }
+                        ],
+                    },
+                    gt,
+                )
                 for i, (cid, gt) in enumerate(zip(cids, ground_truth, strict=True))
             ),
         )
@@ -376,16 +423,27 @@ def write_collected_tasks(db_path: str, miners: list[tuple[int, str]], tasks: in
         for uid, hotkey in sorted(chosen):
             order = cids[:]
             rng.shuffle(order)
-            assignments.append(NewAssignment(hotkey, uid, uuid.uuid4().hex,
-                                             tuple((secrets.token_hex(8), cid) for cid in order)))
+            assignments.append(
+                NewAssignment(
+                    hotkey, uid, uuid.uuid4().hex, tuple((secrets.token_hex(8), cid) for cid in order)
+                )
+            )
         outgoing = store.add_task(task, assignments)
-        store.record_sends([SendOutcome(o.assignment_id, SendStatus.ACCEPTED, None, 200, uuid.uuid4().hex)
-                            for o in outgoing], sent_at)
+        store.record_sends(
+            [
+                SendOutcome(o.assignment_id, SendStatus.ACCEPTED, None, 200, uuid.uuid4().hex)
+                for o in outgoing
+            ],
+            sent_at,
+        )
         for o in outgoing:
             results = [
-                AcceptedResult(f"worker-{o.miner_uid}-{w}", "ranking",
-                               dict(zip(cids, _noisy_ranking(ground_truth, noise[o.miner_uid], rng), strict=True)),
-                               submitted_at)
+                AcceptedResult(
+                    f"worker-{o.miner_uid}-{w}",
+                    "ranking",
+                    dict(zip(cids, _noisy_ranking(ground_truth, noise[o.miner_uid], rng), strict=True)),
+                    submitted_at,
+                )
                 for w in range(3)
             ]
             store.record_collection(o.assignment_id, CollectStatus.COLLECTED, None, results, now)
@@ -393,8 +451,16 @@ def write_collected_tasks(db_path: str, miners: list[tuple[int, str]], tasks: in
     return {"tasks": tasks, "assignments": tasks * per_task, "seconds": time.perf_counter() - started}
 
 
-def fill_database(db_path: str, miners: list[tuple[int, str]], tasks: int, per_task: int, completions: int,
-                  real_share: float, size: int, seed: int) -> dict[str, Any]:
+def fill_database(
+    db_path: str,
+    miners: list[tuple[int, str]],
+    tasks: int,
+    per_task: int,
+    completions: int,
+    real_share: float,
+    size: int,
+    seed: int,
+) -> dict[str, Any]:
     """``tasks`` old, scored tasks added by bulk inserts: what months of a validator's work leave.
 
     Each has its completions (real size for a share ``real_share`` of the tasks), ``per_task``
@@ -428,9 +494,14 @@ def fill_database(db_path: str, miners: list[tuple[int, str]], tasks: int, per_t
         dbapi_connection.execute("PRAGMA synchronous=OFF")
 
     layout = FileLayout("split", "main.js", "style.css")
-    real_pool = [{"kind": "code", "files": [f.model_dump() for f in code_files(sample_spec(rng), layout, rng, size)]}
-                 for _ in range(4 * completions)]
-    small = {"kind": "code", "files": [{"filename": "index.html", "content": "<canvas></canvas>", "language": "html"}]}
+    real_pool = [
+        {"kind": "code", "files": [f.model_dump() for f in code_files(sample_spec(rng), layout, rng, size)]}
+        for _ in range(4 * completions)
+    ]
+    small = {
+        "kind": "code",
+        "files": [{"filename": "index.html", "content": "<canvas></canvas>", "language": "html"}],
+    }
     now = utcnow()
     with engine.begin() as db:
         next_assignment = (db.scalar(select(func.max(Assignment.assignment_id))) or 0) + 1
@@ -439,67 +510,133 @@ def fill_database(db_path: str, miners: list[tuple[int, str]], tasks: int, per_t
     real_tasks = round(tasks * real_share)
     content_bytes = 0
     for first in range(0, tasks, batch):
-        rows: dict[Any, list[dict[str, Any]]] = {t: [] for t in
-                                                 (Round, Task, TaskCompletion, Assignment, AssignmentCompletion,
-                                                  MinerResult, TaskScore)}
+        rows: dict[Any, list[dict[str, Any]]] = {
+            t: []
+            for t in (Round, Task, TaskCompletion, Assignment, AssignmentCompletion, MinerResult, TaskScore)
+        }
         when = now - timedelta(days=30) + timedelta(minutes=5 * first)
         round_id = next_round + first // batch
-        rows[Round].append({"round_id": round_id, "created_at": when, "status": "scored", "scored_at": when,
-                            "n_tasks": min(batch, tasks - first), "n_miners": per_task, "mean_task_agreement": 0.5})
+        rows[Round].append(
+            {
+                "round_id": round_id,
+                "created_at": when,
+                "status": "scored",
+                "scored_at": when,
+                "n_tasks": min(batch, tasks - first),
+                "n_miners": per_task,
+                "mean_task_agreement": 0.5,
+            }
+        )
         for k in range(first, min(first + batch, tasks)):
             task_id = uuid.uuid4().hex
             created = now - timedelta(days=30) + timedelta(minutes=5 * k)
-            rows[Task].append({"task_id": task_id, "created_at": created, "task_type": "code_generation",
-                               "prompt": f"filler task {k}: draw a scene", "criteria": [{"type": "ranking"}],
-                               "expire_at": created + timedelta(hours=4), "status": TaskStatus.SCORED,
-                               "source": "benchmark", "round_id": round_id, "task_agreement": 0.5,
-                               "consensus_trust": 0.5})
+            rows[Task].append(
+                {
+                    "task_id": task_id,
+                    "created_at": created,
+                    "task_type": "code_generation",
+                    "prompt": f"filler task {k}: draw a scene",
+                    "criteria": [{"type": "ranking"}],
+                    "expire_at": created + timedelta(hours=4),
+                    "status": TaskStatus.SCORED,
+                    "source": "benchmark",
+                    "round_id": round_id,
+                    "task_agreement": 0.5,
+                    "consensus_trust": 0.5,
+                }
+            )
             cids = [uuid.uuid4().hex for _ in range(completions)]
             ground_truth = list(range(1, completions + 1))
             rng.shuffle(ground_truth)
             for position, (cid, gt) in enumerate(zip(cids, ground_truth, strict=True)):
                 content = rng.choice(real_pool) if k < real_tasks else small
                 content_bytes += sum(len(f["content"]) for f in content["files"])
-                rows[TaskCompletion].append({"task_id": task_id, "completion_id": cid, "position": position,
-                                             "model": "dojo-procedural-1", "content": content,
-                                             "ground_truth_rank": gt})
+                rows[TaskCompletion].append(
+                    {
+                        "task_id": task_id,
+                        "completion_id": cid,
+                        "position": position,
+                        "model": "dojo-procedural-1",
+                        "content": content,
+                        "ground_truth_rank": gt,
+                    }
+                )
             for uid, hotkey in sorted(rng.sample(miners, per_task)):
                 aid = next_assignment
                 next_assignment += 1
                 score = rng.random()
-                rows[Assignment].append({
-                    "assignment_id": aid, "task_id": task_id, "miner_hotkey": hotkey, "miner_uid": uid,
-                    "request_id": uuid.uuid4().hex, "send_status": SendStatus.ACCEPTED, "send_detail": None,
-                    "http_status": 200, "dojo_task_id": uuid.uuid4().hex, "sent_at": created,
-                    "collect_status": CollectStatus.COLLECTED, "collect_detail": None, "collect_attempts": 1,
-                    "next_collect_at": None, "collected_at": created + timedelta(hours=4), "score": score,
-                    "score_sent_at": created + timedelta(hours=4, minutes=1),
-                })
+                rows[Assignment].append(
+                    {
+                        "assignment_id": aid,
+                        "task_id": task_id,
+                        "miner_hotkey": hotkey,
+                        "miner_uid": uid,
+                        "request_id": uuid.uuid4().hex,
+                        "send_status": SendStatus.ACCEPTED,
+                        "send_detail": None,
+                        "http_status": 200,
+                        "dojo_task_id": uuid.uuid4().hex,
+                        "sent_at": created,
+                        "collect_status": CollectStatus.COLLECTED,
+                        "collect_detail": None,
+                        "collect_attempts": 1,
+                        "next_collect_at": None,
+                        "collected_at": created + timedelta(hours=4),
+                        "score": score,
+                        "score_sent_at": created + timedelta(hours=4, minutes=1),
+                    }
+                )
                 order = cids[:]
                 rng.shuffle(order)
                 for position, cid in enumerate(order):
-                    rows[AssignmentCompletion].append({"assignment_id": aid, "position": position,
-                                                       "miner_completion_id": f"fill-{aid}-{position}",
-                                                       "completion_id": cid})
+                    rows[AssignmentCompletion].append(
+                        {
+                            "assignment_id": aid,
+                            "position": position,
+                            "miner_completion_id": f"fill-{aid}-{position}",
+                            "completion_id": cid,
+                        }
+                    )
                 answer = _noisy_ranking(ground_truth, 1.0, rng)
                 for w in range(3):
-                    rows[MinerResult].append({"assignment_id": aid, "worker_id": f"worker-{uid}-{w}",
-                                              "criteria_type": "ranking",
-                                              "values": dict(zip(cids, _noisy_ranking(ground_truth, 1.0, rng),
-                                                                 strict=True)),
-                                              "submitted_at": created + timedelta(hours=1)})
-                rows[TaskScore].append({"round_id": round_id, "task_id": task_id, "miner_hotkey": hotkey,
-                                        "miner_uid": uid, "answered": True, "score": score, "agreement": 0.5,
-                                        "kappa": 0.5, "rho_consensus": 0.5, "rho_ground_truth": 0.5,
-                                        "distance": 0.2, "answer": answer, "n_workers": 3})
+                    rows[MinerResult].append(
+                        {
+                            "assignment_id": aid,
+                            "worker_id": f"worker-{uid}-{w}",
+                            "criteria_type": "ranking",
+                            "values": dict(zip(cids, _noisy_ranking(ground_truth, 1.0, rng), strict=True)),
+                            "submitted_at": created + timedelta(hours=1),
+                        }
+                    )
+                rows[TaskScore].append(
+                    {
+                        "round_id": round_id,
+                        "task_id": task_id,
+                        "miner_hotkey": hotkey,
+                        "miner_uid": uid,
+                        "answered": True,
+                        "score": score,
+                        "agreement": 0.5,
+                        "kappa": 0.5,
+                        "rho_consensus": 0.5,
+                        "rho_ground_truth": 0.5,
+                        "distance": 0.2,
+                        "answer": answer,
+                        "n_workers": 3,
+                    }
+                )
         with engine.begin() as db:
             for model, values in rows.items():
                 db.execute(insert(model.__table__), values)
     with engine.connect() as db:
         db.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     engine.dispose()
-    return {"tasks": tasks, "real_size_tasks": real_tasks, "content_mb": content_bytes / 2**20,
-            "seconds": time.perf_counter() - started}
+    return {
+        "tasks": tasks,
+        "real_size_tasks": real_tasks,
+        "content_mb": content_bytes / 2**20,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 _CHILD_PROCESSES: list[Any] = []
@@ -592,7 +729,9 @@ def build_network(root: Path, n_miners: int) -> tuple[Network, float]:
         chain.serve_axon(hotkey, "127.0.0.1", port)
         miners.append((uid, hotkey))
         endpoints.append((i, port))
-    return Network(chain_dir, wallet_path, data_dir, validator_port, miners, endpoints), time.perf_counter() - started
+    return Network(
+        chain_dir, wallet_path, data_dir, validator_port, miners, endpoints
+    ), time.perf_counter() - started
 
 
 def build_validator(net: Network, args: argparse.Namespace) -> Any:
@@ -602,11 +741,29 @@ def build_validator(net: Network, args: argparse.Namespace) -> Any:
 
     config = resolve(
         ValidatorConfig,
-        ["--subtensor.network", str(net.chain_dir), "--netuid", str(NETUID),
-         "--wallet.name", "validator", "--wallet.hotkey", "default", "--wallet.path", str(net.wallet_path),
-         "--axon.ip", "127.0.0.1", "--axon.port", str(net.validator_port),
-         "--neuron.data_dir", str(net.data_dir), "--neuron.sample_size", str(args.miners),
-         "--neuron.task_deadline", str(args.deadline), "--wandb.off"],
+        [
+            "--subtensor.network",
+            str(net.chain_dir),
+            "--netuid",
+            str(NETUID),
+            "--wallet.name",
+            "validator",
+            "--wallet.hotkey",
+            "default",
+            "--wallet.path",
+            str(net.wallet_path),
+            "--axon.ip",
+            "127.0.0.1",
+            "--axon.port",
+            str(net.validator_port),
+            "--neuron.data_dir",
+            str(net.data_dir),
+            "--neuron.sample_size",
+            str(args.miners),
+            "--neuron.task_deadline",
+            str(args.deadline),
+            "--wandb.off",
+        ],
         environ={},
         env_file=None,
     )
@@ -655,10 +812,16 @@ async def task_phases(neuron: Any, meter: Meter, db_path: Path, synthetic: Any, 
     with meter.phase("collection" + suffix) as ph:
         ph.facts["asked"] = await neuron.collect_due()
     ph.facts["collected"] = _count(
-        db_path, "SELECT count(*) FROM assignments WHERE task_id = ? AND collect_status = 'collected'", task.task_id)
+        db_path,
+        "SELECT count(*) FROM assignments WHERE task_id = ? AND collect_status = 'collected'",
+        task.task_id,
+    )
     ph.facts["results"] = _count(
-        db_path, "SELECT count(*) FROM miner_results r JOIN assignments a ON a.assignment_id = r.assignment_id"
-        " WHERE a.task_id = ?", task.task_id)
+        db_path,
+        "SELECT count(*) FROM miner_results r JOIN assignments a ON a.assignment_id = r.assignment_id"
+        " WHERE a.task_id = ?",
+        task.task_id,
+    )
 
 
 async def scoring_phase(neuron: Any, meter: Meter, db_path: Path, suffix: str) -> None:
@@ -672,9 +835,13 @@ async def scoring_phase(neuron: Any, meter: Meter, db_path: Path, suffix: str) -
     ph.facts["round_id"] = round_id
     if round_id is not None:
         ph.facts["tasks"] = _count(db_path, "SELECT n_tasks FROM rounds WHERE round_id = ?", round_id)
-        ph.facts["assignments"] = _count(db_path, "SELECT count(*) FROM task_scores WHERE round_id = ?", round_id)
-        ph.facts["scored"] = _count(db_path, "SELECT count(*) FROM rounds WHERE round_id = ? AND status = 'scored'",
-                                    round_id) == 1
+        ph.facts["assignments"] = _count(
+            db_path, "SELECT count(*) FROM task_scores WHERE round_id = ?", round_id
+        )
+        ph.facts["scored"] = (
+            _count(db_path, "SELECT count(*) FROM rounds WHERE round_id = ? AND status = 'scored'", round_id)
+            == 1
+        )
     since = utcnow() - timedelta(seconds=max(neuron.config.neuron.collection_grace, 600.0))
     left = len(await asyncio.to_thread(neuron.store.scores_to_send, since))
     with meter.phase("delivery" + suffix) as delivery:
@@ -699,8 +866,11 @@ def request_kb(synthetic: Any) -> float:
         prompt=synthetic.prompt,
         criteria=[{"type": "ranking"}],
         completions=[
-            Completion(completion_id=secrets.token_hex(8), model=r.model,
-                       content={"kind": "code", "files": [f.model_dump() for f in r.completion.files]})
+            Completion(
+                completion_id=secrets.token_hex(8),
+                model=r.model,
+                content={"kind": "code", "files": [f.model_dump() for f in r.completion.files]},
+            )
             for r in synthetic.responses
         ],
         expire_at=utcnow() + timedelta(hours=1),
@@ -733,22 +903,43 @@ async def measure(args: argparse.Namespace, net: Network, fleet: FakeMinerFleet)
             await task_phases(neuron, meter, db_path, warmup, "_warmup")
         await task_phases(neuron, meter, db_path, synthetic, "")
 
-        logger.info("writing {} collected tasks of {} miners each through TaskStore (untimed)", args.tasks,
-                    args.round_miners)
-        written = await in_child_process(write_collected_tasks, str(db_path), net.miners, args.tasks,
-                                         min(args.round_miners, len(net.miners)), args.completions,
-                                         size if args.round_real_size else 0, args.seed)
+        logger.info(
+            "writing {} collected tasks of {} miners each through TaskStore (untimed)",
+            args.tasks,
+            args.round_miners,
+        )
+        written = await in_child_process(
+            write_collected_tasks,
+            str(db_path),
+            net.miners,
+            args.tasks,
+            min(args.round_miners, len(net.miners)),
+            args.completions,
+            size if args.round_real_size else 0,
+            args.seed,
+        )
         setup["round_setup_s"] = round(written["seconds"], 1)
         await asyncio.to_thread(os.sync)  # the set-up's unsynced writes must not land in a timed fsync
         await scoring_phase(neuron, meter, db_path, "")
 
         have = _count(db_path, "SELECT count(*) FROM tasks")
         need = max(0, args.fill - have - 1)  # the phase's own task makes it --fill
-        logger.info("filling the database with {} scored tasks ({:.0%} real size; untimed)", need,
-                    args.fill_real_share)
-        filled = await in_child_process(fill_database, str(db_path), net.miners, need,
-                                        min(args.round_miners, len(net.miners)), args.completions,
-                                        args.fill_real_share, size, args.seed + 1)
+        logger.info(
+            "filling the database with {} scored tasks ({:.0%} real size; untimed)",
+            need,
+            args.fill_real_share,
+        )
+        filled = await in_child_process(
+            fill_database,
+            str(db_path),
+            net.miners,
+            need,
+            min(args.round_miners, len(net.miners)),
+            args.completions,
+            args.fill_real_share,
+            size,
+            args.seed + 1,
+        )
         setup["fill_s"] = round(filled["seconds"], 1)
         setup["fill_real_size_tasks"] = filled["real_size_tasks"]
         setup["fill_content_mb"] = round(filled["content_mb"], 1)
@@ -756,7 +947,9 @@ async def measure(args: argparse.Namespace, net: Network, fleet: FakeMinerFleet)
         await task_phases(neuron, meter, db_path, later, "_full")
         await scoring_phase(neuron, meter, db_path, "_full")
         setup["db_tasks"] = _count(db_path, "SELECT count(*) FROM tasks")
-        setup["db_mb"] = round(sum(p.stat().st_size for p in net.data_dir.glob("validator.sqlite*")) / 2**20, 1)
+        setup["db_mb"] = round(
+            sum(p.stat().st_size for p in net.data_dir.glob("validator.sqlite*")) / 2**20, 1
+        )
         setup["rss_now_mb"] = round(memory.now_mb(), 1)
         setup["ru_maxrss_mb"] = round(memory.peak_mb(), 1)
         setup["rss_lifetime_mb"] = round(memory.lifetime(), 1)
@@ -776,30 +969,41 @@ async def measure(args: argparse.Namespace, net: Network, fleet: FakeMinerFleet)
 def report(args: argparse.Namespace, net_s: float, figures: dict[str, Any]) -> dict[str, Any]:
     phases: dict[str, Phase] = figures["phases"]
     setup = figures["setup"]
-    print(f"validator against {args.miners} miner endpoints in {args.processes} processes "
-          f"({os.cpu_count()} cores); chain and registrations {net_s:.1f} s")
+    print(
+        f"validator against {args.miners} miner endpoints in {args.processes} processes "
+        f"({os.cpu_count()} cores); chain and registrations {net_s:.1f} s"
+    )
     print(f"  task: {args.completions} completions, FeedbackRequest {setup['request_kb']} KB")
     for name, ph in phases.items():
         facts = ", ".join(f"{k} {v}" for k, v in ph.facts.items())
-        print(f"{name}: {ph.wall_s:.3f} s wall, validator CPU {ph.cpu_s:.3f} s, miners CPU {ph.miners_cpu_s:.3f} s, "
-              f"peak RSS {ph.peak_rss_mb:.0f} MB; {facts}")
+        print(
+            f"{name}: {ph.wall_s:.3f} s wall, validator CPU {ph.cpu_s:.3f} s, miners CPU {ph.miners_cpu_s:.3f} s, "
+            f"peak RSS {ph.peak_rss_mb:.0f} MB; {facts}"
+        )
         for label, c in sorted(ph.calls.items(), key=lambda kv: -kv[1]["wall_s"]):
             if c["wall_s"] >= 0.001:
-                print(f"    {label:<24} {c['calls']:>6}x  wall {c['wall_s']:8.3f} s  thread CPU {c['cpu_s']:8.3f} s")
-    print(f"set-up: round tasks written in {setup['round_setup_s']} s; fill of {setup['db_tasks']} tasks "
-          f"({setup['fill_real_size_tasks']} real size, {setup['fill_content_mb']} MB of content) in "
-          f"{setup['fill_s']} s; database {setup['db_mb']} MB")
-    print(f"RSS: {setup['rss_baseline_mb']} MB before the first task; peak {setup['rss_lifetime_mb']} MB over the "
-          f"run, {setup['ru_maxrss_mb']} MB (ru_maxrss) during the phases with {setup['db_tasks']} tasks, "
-          f"{setup['rss_now_mb']} MB now, {setup['rss_after_malloc_trim_mb']} MB after malloc_trim; in-process "
-          f"task generation would add {setup['synthetic_import_mb']} MB (importing dojo.synthetic)")
+                print(
+                    f"    {label:<24} {c['calls']:>6}x  wall {c['wall_s']:8.3f} s  thread CPU {c['cpu_s']:8.3f} s"
+                )
+    print(
+        f"set-up: round tasks written in {setup['round_setup_s']} s; fill of {setup['db_tasks']} tasks "
+        f"({setup['fill_real_size_tasks']} real size, {setup['fill_content_mb']} MB of content) in "
+        f"{setup['fill_s']} s; database {setup['db_mb']} MB"
+    )
+    print(
+        f"RSS: {setup['rss_baseline_mb']} MB before the first task; peak {setup['rss_lifetime_mb']} MB over the "
+        f"run, {setup['ru_maxrss_mb']} MB (ru_maxrss) during the phases with {setup['db_tasks']} tasks, "
+        f"{setup['rss_now_mb']} MB now, {setup['rss_after_malloc_trim_mb']} MB after malloc_trim; in-process "
+        f"task generation would add {setup['synthetic_import_mb']} MB (importing dojo.synthetic)"
+    )
 
     def calls(phase: str, label: str, key: str = "wall_s") -> float:
         return phases[phase].calls.get(label, {}).get(key, 0.0)
 
     fan, col, sco = phases["fanout"], phases["collection"], phases["scoring"]
     checks = {
-        "all_accepted": fan.facts["accepted"] == args.miners and phases["fanout_full"].facts["accepted"] == args.miners,
+        "all_accepted": fan.facts["accepted"] == args.miners
+        and phases["fanout_full"].facts["accepted"] == args.miners,
         "all_collected": col.facts["collected"] == args.miners
         and phases["collection_full"].facts["collected"] == args.miners,
         # With --tasks under 1000 the round also takes the tasks collected in phases 1 and 2.
@@ -838,8 +1042,9 @@ def report(args: argparse.Namespace, net_s: float, figures: dict[str, Any]) -> d
         "collection_full_s": round(phases["collection_full"].wall_s, 3),
         "scoring_full_s": round(phases["scoring_full"].wall_s, 3),
         "rss_mb": setup["rss_lifetime_mb"],
-        "rss_full_db_peak_mb": round(max(phases[p].peak_rss_mb for p in ("fanout_full", "collection_full",
-                                                                            "scoring_full")), 1),
+        "rss_full_db_peak_mb": round(
+            max(phases[p].peak_rss_mb for p in ("fanout_full", "collection_full", "scoring_full")), 1
+        ),
         "rss_now_mb": setup["rss_now_mb"],
         "rss_baseline_mb": setup["rss_baseline_mb"],
         "rss_after_malloc_trim_mb": setup["rss_after_malloc_trim_mb"],
@@ -855,21 +1060,36 @@ def report(args: argparse.Namespace, net_s: float, figures: dict[str, Any]) -> d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--miners", type=int, default=256, help="miner endpoints (and miners per task)")
     parser.add_argument("--processes", type=int, default=4, help="processes serving the miner endpoints")
     parser.add_argument("--tasks", type=int, default=1000, help="collected tasks in the timed scoring round")
-    parser.add_argument("--round-miners", type=int, default=8, help="miners per task of the scoring round and fill")
+    parser.add_argument(
+        "--round-miners", type=int, default=8, help="miners per task of the scoring round and fill"
+    )
     parser.add_argument("--fill", type=int, default=10_000, help="tasks in the database for the memory phase")
-    parser.add_argument("--fill-real-share", type=float, default=1.0,
-                        help="share of the filled tasks with real-size completions (the rest are small)")
-    parser.add_argument("--round-real-size", action="store_true",
-                        help="real-size completions in the scoring round's tasks too (default: small)")
+    parser.add_argument(
+        "--fill-real-share",
+        type=float,
+        default=1.0,
+        help="share of the filled tasks with real-size completions (the rest are small)",
+    )
+    parser.add_argument(
+        "--round-real-size",
+        action="store_true",
+        help="real-size completions in the scoring round's tasks too (default: small)",
+    )
     parser.add_argument("--completions", type=int, default=6, help="completions per task")
     parser.add_argument("--completion-kb", type=int, default=20, help="size of one completion's code, in KB")
     parser.add_argument("--deadline", type=float, default=2.0, help="task deadline in seconds")
-    parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="time the validator's first task")
-    parser.add_argument("--validator-log", default="INFO", help="the validator's log level (INFO, as deployed)")
+    parser.add_argument(
+        "--no-warmup", dest="warmup", action="store_false", help="time the validator's first task"
+    )
+    parser.add_argument(
+        "--validator-log", default="INFO", help="the validator's log level (INFO, as deployed)"
+    )
     parser.add_argument("--workdir", default=None, help="parent directory of the temporary directory")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--seed", type=int, default=7)
@@ -883,17 +1103,24 @@ def main() -> int:
 
     logger.remove()
     logger.configure(extra={"neuron": "benchmark"})
-    logger.add(sys.stderr, level="INFO", format=FORMAT, filter={"template.chain.local": "WARNING", "": "INFO"})
+    logger.add(
+        sys.stderr, level="INFO", format=FORMAT, filter={"template.chain.local": "WARNING", "": "INFO"}
+    )
     # SIGTERM ends the run like Ctrl-C does, so the fake miners and children are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     root = Path(tempfile.mkdtemp(prefix="dojo-validator-round-", dir=args.workdir))
     fleet: FakeMinerFleet | None = None
     try:
         net, net_s = build_network(root, args.miners)
-        logger.info("local chain with {} miners at {}; starting {} fake-miner processes", args.miners, root,
-                    args.processes)
-        fleet = FakeMinerFleet(net.chain_dir, NETUID, net.endpoints, processes=args.processes, log_dir=root,
-                               seed=args.seed)
+        logger.info(
+            "local chain with {} miners at {}; starting {} fake-miner processes",
+            args.miners,
+            root,
+            args.processes,
+        )
+        fleet = FakeMinerFleet(
+            net.chain_dir, NETUID, net.endpoints, processes=args.processes, log_dir=root, seed=args.seed
+        )
         fleet.start()
         figures = uvloop.run(measure(args, net, fleet))
         result = report(args, net_s, figures)

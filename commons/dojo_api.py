@@ -643,7 +643,9 @@ class DojoAPI:
         cls = _STATUS_ERRORS.get(status, RequestRejected)
         message = f"{what}: {status} {detail}"
         if cls is RateLimited:
-            return RateLimited(message, status_code=status, detail=detail, retry_after=retry_after(response.headers))
+            return RateLimited(
+                message, status_code=status, detail=detail, retry_after=retry_after(response.headers)
+            )
         return cls(message, status_code=status, detail=detail)
 
 

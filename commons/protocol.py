@@ -100,9 +100,11 @@ _WORKER_RESULT_BYTES = (
     + 5 * _FIELD
     + 128 * _CHAR  # worker_id
     + len('"multi-score"')
-    + 2 + MAX_COMPLETIONS * (MAX_ID + 4 + _NUMBER)  # values: ids are ASCII by their pattern
+    + 2
+    + MAX_COMPLETIONS * (MAX_ID + 4 + _NUMBER)  # values: ids are ASCII by their pattern
     + _TIMESTAMP
-    + 2 + MAX_RATIONALE * _CHAR
+    + 2
+    + MAX_RATIONALE * _CHAR
 )
 MAX_TASK_RESULT_REPLY_BYTES = REPLY_MARGIN * (
     4 * _FIELD + MAX_ID + MAX_RESULTS * (_WORKER_RESULT_BYTES + 1)
@@ -208,9 +210,7 @@ class ImageContent(Message):
         return len(self.data) * 3 // 4 - self.data[-2:].count("=")
 
 
-Content = Annotated[
-    TextContent | DialogueContent | CodeContent | ImageContent, Field(discriminator="kind")
-]
+Content = Annotated[TextContent | DialogueContent | CodeContent | ImageContent, Field(discriminator="kind")]
 
 
 class Completion(Message):

@@ -214,7 +214,9 @@ def run_migrations(target_metadata: Any) -> None:
 
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run these migrations through the database's migrate function, not the alembic CLI")
+        raise RuntimeError(
+            "run these migrations through the database's migrate function, not the alembic CLI"
+        )
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -225,7 +225,9 @@ class SyntheticAPIClient:
         self.retry = RetryPolicy(attempts=max_retries + 1, base_delay=backoff, max_delay=max_backoff)
         self._rng = random.Random()
         self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout,
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
             transport=capped(MAX_REPLY_BYTES, transport, name="the synthetic API"),
         )
 
@@ -252,7 +254,9 @@ class SyntheticAPIClient:
         if not envelope.success or envelope.body is None:
             raise SyntheticAPIResponseError(f"the synthetic API reported an error: {envelope.error}")
         if kind is not None and envelope.body.kind != kind:
-            raise SyntheticAPIResponseError(f"asked for a {kind} task, the synthetic API sent a {envelope.body.kind} one")
+            raise SyntheticAPIResponseError(
+                f"asked for a {kind} task, the synthetic API sent a {envelope.body.kind} one"
+            )
         return envelope.body
 
     async def _request(self, path: str) -> httpx.Response:
@@ -288,7 +292,12 @@ class SyntheticAPIClient:
             delay = min(self.retry.delay(attempt, self._rng, after), self.retry.max_delay)
             logger.warning(
                 "synthetic API {}{} failed ({}); retry {}/{} in {:.2f}s",
-                self.base_url, path, last_problem, attempt + 1, self.retry.attempts - 1, delay,
+                self.base_url,
+                path,
+                last_problem,
+                attempt + 1,
+                self.retry.attempts - 1,
+                delay,
             )
             await asyncio.sleep(delay)
         raise SyntheticAPIUnavailable(

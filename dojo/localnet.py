@@ -95,10 +95,21 @@ MARKER_ENV = "DOJO_LOCALNET"
 # its flags, not from an operator's shell or .env (a database URL, a failpoint, a real API
 # key, another synthetic service or public URL).
 _FOREIGN_ENV = (
-    "DATABASE_URL", "MINER_DATABASE_URL", "DOJO_FAILPOINT", "DOJO_API_KEY", "DOJO_API_BASE_URL",
-    "SYNTHETIC_API_URL", "SYNTHETIC_API_TOKEN", "PUBLIC_URL", "DOJO_SUBSCRIPTION_KEY",
-    "WORKER_PLATFORM", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_WEBHOOK_SECRET",
-    "LABEL_STUDIO_PROJECT_PREFIX", "LABEL_STUDIO_POLL_INTERVAL",
+    "DATABASE_URL",
+    "MINER_DATABASE_URL",
+    "DOJO_FAILPOINT",
+    "DOJO_API_KEY",
+    "DOJO_API_BASE_URL",
+    "SYNTHETIC_API_URL",
+    "SYNTHETIC_API_TOKEN",
+    "PUBLIC_URL",
+    "DOJO_SUBSCRIPTION_KEY",
+    "WORKER_PLATFORM",
+    "LABEL_STUDIO_URL",
+    "LABEL_STUDIO_API_KEY",
+    "LABEL_STUDIO_WEBHOOK_SECRET",
+    "LABEL_STUDIO_PROJECT_PREFIX",
+    "LABEL_STUDIO_POLL_INTERVAL",
 )
 
 
@@ -149,8 +160,10 @@ def _signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    held = {sig: signal.signal(sig, lambda number, _frame: caught.append(number))
-            for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = {
+        sig: signal.signal(sig, lambda number, _frame: caught.append(number))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
@@ -180,7 +193,9 @@ def parse_stakes(spec: str, validators: int) -> list[float]:
         except ValueError:
             raise ValueError(f"{part.strip()!r} is not a number") from None
         if not (math.isfinite(stake) and stake > 0):
-            raise ValueError(f"{part.strip()!r}: a validator's stake must be more than 0 (it holds a permit by it)")
+            raise ValueError(
+                f"{part.strip()!r}: a validator's stake must be more than 0 (it holds a permit by it)"
+            )
         stakes.append(stake)
     if len(stakes) != validators:
         raise ValueError(f"{len(stakes)} stakes for {validators} validators; give one per validator")
@@ -415,6 +430,7 @@ class LocalNet:
     @property
     def organic_dir(self) -> Path:
         return self.directory / "organic"
+
     def backend(self, index: int) -> str:
         """The worker backend of miner ``index`` (1-based)."""
         return self.miner_backends[index - 1] if index <= len(self.miner_backends) else "dojo"
@@ -447,8 +463,12 @@ class LocalNet:
         # The chain's Yuma epoch as often as the validators set weights (a chain made by an
         # earlier run keeps its own tempo).
         chain = LocalChain.init(
-            self.chain_dir, netuid=self.netuid, block_time=self.block_time, exist_ok=True,
-            weights_rate_limit=self.weights_rate_limit, tempo=self.epoch_length,
+            self.chain_dir,
+            netuid=self.netuid,
+            block_time=self.block_time,
+            exist_ok=True,
+            weights_rate_limit=self.weights_rate_limit,
+            tempo=self.epoch_length,
         )
         plan = [(name, "validator", stake) for name, stake in self.validator_plan]
         plan += [(f"miner{i}", "miner", 0.0) for i in range(1, self.miners + 1)]
@@ -457,10 +477,14 @@ class LocalNet:
             wallet = create_wallet(name, "default", str(self.wallet_path))
             hotkey = wallet.hotkey.ss58_address
             uid = chain.register(hotkey, wallet.coldkeypub.ss58_address, stake)
-            self.neurons.append(NeuronProcess(name, role, uid, self._port(name), self._log(name), hotkey=hotkey))
+            self.neurons.append(
+                NeuronProcess(name, role, uid, self._port(name), self._log(name), hotkey=hotkey)
+            )
         self._unstake_absent_validators(chain)
         if self.platform:
-            self.neurons.append(NeuronProcess("platform", "platform", -1, self._port("platform"), self._log("platform")))
+            self.neurons.append(
+                NeuronProcess("platform", "platform", -1, self._port("platform"), self._log("platform"))
+            )
         if self.synthetic:
             self.neurons.append(
                 NeuronProcess("synthetic", "synthetic", -1, self._port("synthetic"), self._log("synthetic"))
@@ -468,13 +492,17 @@ class LocalNet:
         on_label_studio = [i for i in range(1, self.miners + 1) if self.backend(i) == "label-studio"]
         if on_label_studio and self.label_studio_external is None:
             self.neurons.append(
-                NeuronProcess("labelstudio", "labelstudio", -1, self._port("labelstudio"), self._log("labelstudio"))
+                NeuronProcess(
+                    "labelstudio", "labelstudio", -1, self._port("labelstudio"), self._log("labelstudio")
+                )
             )
         if on_label_studio:
             self._label_studio_account()
         for i in range(1, self.miners + 1):
             if i in on_label_studio:
-                self.neurons.append(NeuronProcess(f"annotators{i}", "annotators", -1, 0, self._log(f"annotators{i}")))
+                self.neurons.append(
+                    NeuronProcess(f"annotators{i}", "annotators", -1, 0, self._log(f"annotators{i}"))
+                )
             elif self.platform:
                 self.neurons.append(NeuronProcess(f"workers{i}", "workers", -1, 0, self._log(f"workers{i}")))
         if self.organic:
@@ -548,40 +576,91 @@ class LocalNet:
         if neuron.role == "annotators":
             index = int(neuron.name.removeprefix("annotators"))
             return [
-                sys.executable, "-m", "dojo.workers", "--label-studio", self.label_studio_url,
-                "--project-prefix", self.label_studio_prefix(f"miner{index}"), "--mix", self.team(index),
-                *self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
-                "--poll", "0.5", "--seed", str(index),
+                sys.executable,
+                "-m",
+                "dojo.workers",
+                "--label-studio",
+                self.label_studio_url,
+                "--project-prefix",
+                self.label_studio_prefix(f"miner{index}"),
+                "--mix",
+                self.team(index),
+                *self._oracle_args(),
+                "--think",
+                f"{self.worker_think[0]},{self.worker_think[1]}",
+                "--poll",
+                "0.5",
+                "--seed",
+                str(index),
             ]
         if neuron.role == "platform":
             return [
-                sys.executable, "-m", "dojo", "platform", "serve",
-                "--db", str(self.platform_db),
-                "--host", "127.0.0.1", "--port", str(neuron.port),
-                "--subtensor.network", str(self.chain_dir), "--netuid", str(self.netuid), "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "dojo",
+                "platform",
+                "serve",
+                "--db",
+                str(self.platform_db),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(neuron.port),
+                "--subtensor.network",
+                str(self.chain_dir),
+                "--netuid",
+                str(self.netuid),
+                "--log-level",
+                "warning",
                 # Tasks are handed out while a quarter of the deadline is left (a minute at most).
-                "--min-time-left", f"{min(60.0, self.task_deadline / 4):g}",
+                "--min-time-left",
+                f"{min(60.0, self.task_deadline / 4):g}",
                 *(["--login-rate-limit", str(self.login_rate_limit)] if self.login_rate_limit else []),
             ]
         if neuron.role == "synthetic":
             return [
-                sys.executable, "-m", "dojo", "synthetic", "serve", "--backend", "procedural",
+                sys.executable,
+                "-m",
+                "dojo",
+                "synthetic",
+                "serve",
+                "--backend",
+                "procedural",
                 # On loopback, for this machine's own validator: no token, said explicitly.
-                "--host", "127.0.0.1", "--port", str(neuron.port), "--no-token",
-                "--db", str(self.data_dir("synthetic") / "synthetic.sqlite"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(neuron.port),
+                "--no-token",
+                "--db",
+                str(self.data_dir("synthetic") / "synthetic.sqlite"),
                 # Each validator takes its own tasks from the one queue.
-                "--queue-size", str(self.synthetic_queue_size * len(self.validator_plan)),
+                "--queue-size",
+                str(self.synthetic_queue_size * len(self.validator_plan)),
                 *(["--mix", self.synthetic_mix] if self.synthetic_mix else []),
             ]
         if neuron.role == "workers":
             index = int(neuron.name.removeprefix("workers"))
             keys = self.keys()[f"miner{index}"]
             cmd = [
-                sys.executable, "-m", "dojo.workers", "--platform", self.platform_url,
-                "--subscription-key", keys["subscription_key"], "--mix", self.team(index),
-                *self._oracle_args(), "--think", f"{self.worker_think[0]},{self.worker_think[1]}",
-                "--poll", "0.5", "--seed", str(index),
-                "--identities", str(self.data_dir(neuron.name) / "identities.json"),
+                sys.executable,
+                "-m",
+                "dojo.workers",
+                "--platform",
+                self.platform_url,
+                "--subscription-key",
+                keys["subscription_key"],
+                "--mix",
+                self.team(index),
+                *self._oracle_args(),
+                "--think",
+                f"{self.worker_think[0]},{self.worker_think[1]}",
+                "--poll",
+                "0.5",
+                "--seed",
+                str(index),
+                "--identities",
+                str(self.data_dir(neuron.name) / "identities.json"),
                 *(["--stand-in", f"{self.stand_in_within:g}"] if self.stand_in_within else []),
             ]
             if self.organic:
@@ -590,44 +669,83 @@ class LocalNet:
         if neuron.role == "organic":
             key = self.keys()["organic"]
             return [
-                sys.executable, "-m", "dojo.localnet_organic", "--validator", self.organic_url,
-                "--key", key["api_key"], "--secret", key["webhook_secret"], "--rate", str(self.organic_rate),
-                "--port", str(neuron.port), "--dir", str(self.organic_dir),
+                sys.executable,
+                "-m",
+                "dojo.localnet_organic",
+                "--validator",
+                self.organic_url,
+                "--key",
+                key["api_key"],
+                "--secret",
+                key["webhook_secret"],
+                "--rate",
+                str(self.organic_rate),
+                "--port",
+                str(neuron.port),
+                "--dir",
+                str(self.organic_dir),
             ]
         script = "main_validator.py" if neuron.role == "validator" else "main_miner.py"
         cmd = [
-            sys.executable, str(ROOT / script),
-            "--netuid", str(self.netuid),
-            "--subtensor.network", str(self.chain_dir),
-            "--wallet.name", neuron.name, "--wallet.hotkey", "default", "--wallet.path", str(self.wallet_path),
-            "--axon.ip", "127.0.0.1", "--axon.port", str(neuron.port),
-            "--neuron.type", neuron.role,
-            "--neuron.epoch_length", str(self.epoch_length),
-            "--neuron.data_dir", str(self.data_dir(neuron.name)),
+            sys.executable,
+            str(ROOT / script),
+            "--netuid",
+            str(self.netuid),
+            "--subtensor.network",
+            str(self.chain_dir),
+            "--wallet.name",
+            neuron.name,
+            "--wallet.hotkey",
+            "default",
+            "--wallet.path",
+            str(self.wallet_path),
+            "--axon.ip",
+            "127.0.0.1",
+            "--axon.port",
+            str(neuron.port),
+            "--neuron.type",
+            neuron.role,
+            "--neuron.epoch_length",
+            str(self.epoch_length),
+            "--neuron.data_dir",
+            str(self.data_dir(neuron.name)),
         ]
         if neuron.role == "validator":
             cmd += [
-                "--neuron.heartbeat_interval", str(self.heartbeat_interval),
-                "--neuron.task_interval", str(self.task_interval),
-                "--neuron.task_deadline", str(self.task_deadline),
-                "--neuron.collection_grace", str(self.collection_grace),
-                "--neuron.scoring_interval", str(self.scoring_interval),
-                "--neuron.sample_size", str(self.sample_size),
-                "--neuron.collect_at_results", str(self.collect_at_results),
+                "--neuron.heartbeat_interval",
+                str(self.heartbeat_interval),
+                "--neuron.task_interval",
+                str(self.task_interval),
+                "--neuron.task_deadline",
+                str(self.task_deadline),
+                "--neuron.collection_grace",
+                str(self.collection_grace),
+                "--neuron.scoring_interval",
+                str(self.scoring_interval),
+                "--neuron.sample_size",
+                str(self.sample_size),
+                "--neuron.collect_at_results",
+                str(self.collect_at_results),
                 # Every staked neuron here is a validator: none is sent tasks as a miner.
-                "--neuron.vpermit_tao_limit", "0",
+                "--neuron.vpermit_tao_limit",
+                "0",
                 "--wandb.off",
             ]
             if self.synthetic:
                 cmd += ["--synthetic_api_url", self.synthetic_url]
             if self.organic and neuron.name == self.validator.name:
                 cmd += [
-                    "--organic.enabled", "--organic.port", str(self.organic_api_port),
+                    "--organic.enabled",
+                    "--organic.port",
+                    str(self.organic_api_port),
                     # Its caller and webhook receiver are on this machine's loopback.
                     "--organic.allow_private_callbacks",
-                    "--organic.min_miner_score", str(self.organic_min_miner_score),
-                    "--organic.tasks_per_round", "2",
-                    "--organic.webhook_retry_base", "2",
+                    "--organic.min_miner_score",
+                    str(self.organic_min_miner_score),
+                    "--organic.tasks_per_round",
+                    "2",
+                    "--organic.webhook_retry_base",
+                    "2",
                 ]
             if self.synthetic_mix:
                 cmd += ["--synthetic.mix", self.synthetic_mix]
@@ -643,8 +761,10 @@ class LocalNet:
 
             ls = self.label_studio_server()
             ls.data_dir.mkdir(parents=True, exist_ok=True)
-            return {**server_environment(ls.data_dir, ls.venv, ls.username, ls.password, ls.token),
-                    MARKER_ENV: str(self.directory.resolve())}
+            return {
+                **server_environment(ls.data_dir, ls.venv, ls.username, ls.password, ls.token),
+                MARKER_ENV: str(self.directory.resolve()),
+            }
         env = {**os.environ, "PYTHONUNBUFFERED": "1", MARKER_ENV: str(self.directory.resolve())}
         for name in _FOREIGN_ENV:
             env.pop(name, None)
@@ -655,8 +775,11 @@ class LocalNet:
                 env.pop(name)
         if neuron.role == "miner" and self.platform:
             keys = self.keys()[neuron.name]
-            env.update(DOJO_API_BASE_URL=self.platform_url, DOJO_API_KEY=keys["api_key"],
-                       TASK_MAX_RESULTS=str(self.task_max_results))
+            env.update(
+                DOJO_API_BASE_URL=self.platform_url,
+                DOJO_API_KEY=keys["api_key"],
+                TASK_MAX_RESULTS=str(self.task_max_results),
+            )
         if neuron.role == "miner" and self.backend(self._miner_index(neuron)) == "label-studio":
             env.update(
                 WORKER_PLATFORM="label-studio", LABEL_STUDIO_URL=self.label_studio_url,
@@ -685,8 +808,16 @@ class LocalNet:
                 self.wait_for_health(self.process("synthetic"))
             if role == "validator" and self.organic:
                 self.provision_organic_key()
-                self.wait_for_health(NeuronProcess("organic API", "validator", -1, self.organic_api_port,
-                                                   self.validator.log_path, self.validator.process))
+                self.wait_for_health(
+                    NeuronProcess(
+                        "organic API",
+                        "validator",
+                        -1,
+                        self.organic_api_port,
+                        self.validator.log_path,
+                        self.validator.process,
+                    )
+                )
             if role == "labelstudio" and any(n.role == "labelstudio" for n in self.neurons):
                 # Tens of seconds; minutes on its first start, which migrates its database.
                 self.wait_for_health(self.process("labelstudio"), timeout=600.0)
@@ -701,21 +832,28 @@ class LocalNet:
             from dojo.label_studio_server import DEFAULT_VENV, INSTALL_SCRIPT, installed
 
             if not installed(DEFAULT_VENV):
-                raise RuntimeError(f"Label Studio is not installed in {DEFAULT_VENV}: run {INSTALL_SCRIPT} once")
+                raise RuntimeError(
+                    f"Label Studio is not installed in {DEFAULT_VENV}: run {INSTALL_SCRIPT} once"
+                )
             if not _bindable(neuron.port):  # it would silently move to another port
                 raise RuntimeError(f"port {neuron.port} for Label Studio is taken")
         command, environment = self.command(neuron), self._environment(neuron)
         with _signals_deferred(), neuron.log_path.open("ab") as log:
             neuron.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
-                env=environment, start_new_session=True,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=environment,
+                start_new_session=True,
             )
             neuron.start_time = process_start(neuron.process.pid)
             neuron.started = time.monotonic()
             if self.on_start is not None:
                 self.on_start(neuron)
-        logger.info("started {} (uid {}) on port {}, pid {}", neuron.name, neuron.uid, neuron.port,
-                    neuron.process.pid)
+        logger.info(
+            "started {} (uid {}) on port {}, pid {}", neuron.name, neuron.uid, neuron.port, neuron.process.pid
+        )
 
     def kill(self, name: str) -> int:
         """SIGKILL one process, as a power cut would; returns its exit code."""
@@ -739,7 +877,9 @@ class LocalNet:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise TimeoutError(f"{neuron.name} did not answer on {url} within {timeout:g}s; see {neuron.log_path}")
+        raise TimeoutError(
+            f"{neuron.name} did not answer on {url} within {timeout:g}s; see {neuron.log_path}"
+        )
 
     def wait_for_platform(self, timeout: float = 60.0) -> None:
         self.wait_for_health(self.process("platform"), timeout)
@@ -760,7 +900,9 @@ class LocalNet:
                 return
             if time.monotonic() > deadline:
                 names = ", ".join(n.name for n in waiting)
-                raise TimeoutError(f"{names} did not serve within {timeout:g}s; see {self.directory / 'logs'}")
+                raise TimeoutError(
+                    f"{names} did not serve within {timeout:g}s; see {self.directory / 'logs'}"
+                )
             time.sleep(0.2)
 
     @property
@@ -807,7 +949,11 @@ class LocalNet:
             made = OrganicStore(store.engine).create_key("localnet caller", 600, 100_000, utcnow())
         finally:
             store.close()
-        keys["organic"] = {"key_id": made.key_id, "api_key": made.api_key, "webhook_secret": made.webhook_secret}
+        keys["organic"] = {
+            "key_id": made.key_id,
+            "api_key": made.api_key,
+            "webhook_secret": made.webhook_secret,
+        }
         _write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def invite(self, miner: str) -> str:
@@ -892,8 +1038,9 @@ class Supervisor:
     calling it before stopping the network. ``on_change`` is called after each exit seen
     and each start (the new pid is written down by the network's ``on_start`` already)."""
 
-    def __init__(self, net: LocalNet, policy: RestartPolicy | None = None,
-                 on_change: Callable[[], None] | None = None):
+    def __init__(
+        self, net: LocalNet, policy: RestartPolicy | None = None, on_change: Callable[[], None] | None = None
+    ):
         self.net = net
         self.policy = policy or RestartPolicy()
         self.on_change = on_change or (lambda: None)
@@ -920,25 +1067,42 @@ class Supervisor:
                     del self._due[neuron.name]
                     neuron.restarts += 1
                     self.net.start_process(neuron, neuron.env)
-                    logger.info("{} started again (restart {}), pid {}", neuron.name, neuron.restarts,
-                                neuron.process.pid)
+                    logger.info(
+                        "{} started again (restart {}), pid {}",
+                        neuron.name,
+                        neuron.restarts,
+                        neuron.process.pid,
+                    )
                     self.on_change()
                 continue
             code = neuron.process.poll()
             if code is None:
                 continue
             neuron.last_exit = code
-            quick = 0 if now - neuron.started >= self.policy.stable_after else self._quick.get(neuron.name, 0) + 1
+            quick = (
+                0 if now - neuron.started >= self.policy.stable_after else self._quick.get(neuron.name, 0) + 1
+            )
             self._quick[neuron.name] = quick
             if quick >= self.policy.give_up_after:
                 self.gave_up.add(neuron.name)
-                logger.error("{} exited with code {} {} times in a row soon after starting; not starting it "
-                             "again (see {})", neuron.name, code, quick, neuron.log_path)
+                logger.error(
+                    "{} exited with code {} {} times in a row soon after starting; not starting it "
+                    "again (see {})",
+                    neuron.name,
+                    code,
+                    quick,
+                    neuron.log_path,
+                )
             else:
                 delay = min(self.policy.max_delay, self.policy.first_delay * 2 ** max(0, quick - 1))
                 self._due[neuron.name] = now + delay
-                logger.warning("{} (pid {}) exited with code {}; starting it again in {:g}s", neuron.name,
-                               neuron.process.pid, code, delay)
+                logger.warning(
+                    "{} (pid {}) exited with code {}; starting it again in {:g}s",
+                    neuron.name,
+                    neuron.process.pid,
+                    code,
+                    delay,
+                )
             self.on_change()
 
 
@@ -1095,10 +1259,16 @@ def _exclusive(directory: Path) -> Iterator[None]:
 def _running_message(directory: Path, state: dict[str, Any] | None = None) -> str:
     supervisor = (state or {}).get("supervisor") or {}
     if state is not None and not is_running(supervisor.get("pid"), supervisor.get("start_time")):
-        alive = [r["name"] for r in running_processes(state)] + [f"pid {pid}" for pid in strays(directory, state)]
-        return (f"processes of a localnet still run in {directory} without their supervisor ({', '.join(alive)}); "
-                f"stop them with `dojo localnet down --dir {directory}`")
-    return f"a localnet is already running in {directory}; stop it with `dojo localnet down --dir {directory}`"
+        alive = [r["name"] for r in running_processes(state)] + [
+            f"pid {pid}" for pid in strays(directory, state)
+        ]
+        return (
+            f"processes of a localnet still run in {directory} without their supervisor ({', '.join(alive)}); "
+            f"stop them with `dojo localnet down --dir {directory}`"
+        )
+    return (
+        f"a localnet is already running in {directory}; stop it with `dojo localnet down --dir {directory}`"
+    )
 
 
 def build_net(settings: UpSettings, previous: dict[str, Any] | None) -> LocalNet:
@@ -1173,8 +1343,13 @@ def state_of(
             for n, (_, stake) in zip(net.validators, net.validator_plan, strict=True)
         ],
         "miners": [
-            {"name": n.name, "uid": n.uid, "hotkey": n.hotkey, "team": describe_team(net.team(i)),
-             "backend": net.backend(i)}
+            {
+                "name": n.name,
+                "uid": n.uid,
+                "hotkey": n.hotkey,
+                "team": describe_team(net.team(i)),
+                "backend": net.backend(i),
+            }
             for i, n in enumerate((n for n in net.neurons if n.role == "miner"), start=1)
         ],
         "processes": [
@@ -1230,8 +1405,11 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
     net.prepare()
     chain = LocalChain(net.chain_dir, net.netuid)
     if not math.isclose(chain.block_time, settings.block_time):
-        print(f"note: the chain in {directory} keeps the block time it was made with, {chain.block_time:g}s",
-              file=out, flush=True)
+        print(
+            f"note: the chain in {directory} keeps the block time it was made with, {chain.block_time:g}s",
+            file=out,
+            flush=True,
+        )
     resumed = previous is not None
     started_at = _now()
     extra: dict[str, Any] = {}
@@ -1256,8 +1434,12 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
     failed: str | None = None
     try:
         record()
-        print(f"{'resuming' if resumed else 'starting'} the localnet in {directory} "
-              f"({_validators_said(net)}{settings.miners} miners, logs in {directory / 'logs'})", file=out, flush=True)
+        print(
+            f"{'resuming' if resumed else 'starting'} the localnet in {directory} "
+            f"({_validators_said(net)}{settings.miners} miners, logs in {directory / 'logs'})",
+            file=out,
+            flush=True,
+        )
         for role in ("platform", "labelstudio", "synthetic", "miner"):
             net.start(roles=(role,))
         net.wait_for_axons()
@@ -1291,12 +1473,18 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
     roles = {n.name: n.role for n in net.neurons}
-    print(f"{stop_summary(codes, roles, down)}; everything is kept in {directory}: "
-          f"`dojo localnet up --dir {directory}` resumes", file=out, flush=True)
+    print(
+        f"{stop_summary(codes, roles, down)}; everything is kept in {directory}: "
+        f"`dojo localnet up --dir {directory}` resumes",
+        file=out,
+        flush=True,
+    )
     if supervisor.gave_up:
         failed = f"{', '.join(sorted(supervisor.gave_up))} kept exiting; see {directory / 'logs'}"
         print(f"dojo localnet up: {failed}", file=sys.stderr, flush=True)
-    clean = not down and all(code is not None and clean_exit(roles[name], code) for name, code in codes.items())
+    clean = not down and all(
+        code is not None and clean_exit(roles[name], code) for name, code in codes.items()
+    )
     return 0 if failed is None and clean else 1
 
 
@@ -1344,17 +1532,32 @@ def _introduce(net: LocalNet, settings: UpSettings, invite: str | None, miner: s
     lines = [
         f"worker platform: {net.platform_url}",
         f"invite link:     {invite}  (join {miner}'s team and rank tasks beside the simulated workers)"
-        if invite else f"invite link:     none; see {d / 'logs' / 'localnet.log'}",
+        if invite
+        else f"invite link:     none; see {d / 'logs' / 'localnet.log'}",
         f"synthetic API:   {net.synthetic_url}",
-        *([f"organic API:     {net.organic_url}  (key in {d / 'keys.json'}; a caller submits "
-           f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"] if net.organic else []),
-        *([f"Label Studio:    {net.label_studio_url}  (log in as {net.label_studio_server().username}; "
-           f"password in {net.keys_path})"] if any(n.role == "labelstudio" for n in net.neurons) else []),
+        *(
+            [
+                f"organic API:     {net.organic_url}  (key in {d / 'keys.json'}; a caller submits "
+                f"{settings.organic_rate:g} tasks/s, its files in {net.organic_dir})"
+            ]
+            if net.organic
+            else []
+        ),
+        *(
+            [
+                f"Label Studio:    {net.label_studio_url}  (log in as {net.label_studio_server().username}; "
+                f"password in {net.keys_path})"
+            ]
+            if any(n.role == "labelstudio" for n in net.neurons)
+            else []
+        ),
         *([f"Label Studio:    {net.label_studio_url}  (yours)"] if net.label_studio_external else []),
-        (f"each task keeps a place for a person: {window:g}s to take it, then {settings.deadline:g}s from "
-         f"the task's start to rank it; the first weights come about {window:g}s after the first task"
-         if window else
-         f"tasks are collected after their deadline ({settings.deadline:g}s); the first weights come then"),
+        (
+            f"each task keeps a place for a person: {window:g}s to take it, then {settings.deadline:g}s from "
+            f"the task's start to rank it; the first weights come about {window:g}s after the first task"
+            if window
+            else f"tasks are collected after their deadline ({settings.deadline:g}s); the first weights come then"
+        ),
         f"stop with Ctrl-C or `dojo localnet down --dir {d}`; `dojo localnet status --dir {d}` from another terminal",
     ]
     print("\n".join(lines), file=out, flush=True)

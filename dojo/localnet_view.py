@@ -54,7 +54,7 @@ class ValidatorDatabase:
             self._store = None
 
     def state(self, status: dict[str, Any] | None) -> str:
-        """"absent", "starting" (tables still being made) or "ready"."""
+        """ "absent", "starting" (tables still being made) or "ready"."""
         return "ready" if status is not None else "starting" if self.path.exists() else "absent"
 
     def read(self, now: datetime) -> tuple[dict[str, Any] | None, int, str | None]:
@@ -78,7 +78,9 @@ class ValidatorDatabase:
         with Session(self._store.engine) as db:
             # Counted before the status is read, so the last weights it shows are never older
             # than the sets counted (the event line names the block of the newest).
-            weights_set = db.scalar(select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set"))
+            weights_set = db.scalar(
+                select(func.count()).select_from(WeightSet).where(WeightSet.outcome == "set")
+            )
         status = self._store.status(now)
         with Session(self._store.engine) as db:
             deadline = db.scalar(
@@ -148,22 +150,24 @@ class StatusReader:
         for m in state.get("miners", []):
             row = per_hotkey.get(m["hotkey"], {})
             at_epoch = miner_view.get(m["uid"])
-            miners.append({
-                "name": m["name"],
-                "uid": m["uid"],
-                "hotkey": m["hotkey"],
-                "team": m.get("team"),
-                "backend": m.get("backend", "dojo"),
-                "received": row.get("accepted", 0),
-                "answered": row.get("answered", 0),
-                "scored": row.get("scored", 0),
-                "latest_score": row.get("latest_score"),
-                "moving_score": row.get("moving_score"),
-                "weight": shares.get(m["uid"], 0.0),
-                # The chain's Yuma consensus of the last epoch (None before the first).
-                "consensus": at_epoch.consensus if at_epoch else None,
-                "incentive": at_epoch.incentive if at_epoch else None,
-            })
+            miners.append(
+                {
+                    "name": m["name"],
+                    "uid": m["uid"],
+                    "hotkey": m["hotkey"],
+                    "team": m.get("team"),
+                    "backend": m.get("backend", "dojo"),
+                    "received": row.get("accepted", 0),
+                    "answered": row.get("answered", 0),
+                    "scored": row.get("scored", 0),
+                    "latest_score": row.get("latest_score"),
+                    "moving_score": row.get("moving_score"),
+                    "weight": shares.get(m["uid"], 0.0),
+                    # The chain's Yuma consensus of the last epoch (None before the first).
+                    "consensus": at_epoch.consensus if at_epoch else None,
+                    "incentive": at_epoch.incentive if at_epoch else None,
+                }
+            )
 
         def hotkey_of(uid: int) -> str:
             return by_uid[uid]["hotkey"] if uid in by_uid else str(uid)
@@ -174,23 +178,28 @@ class StatusReader:
             own_tasks = own["tasks"] if own else {}
             own_last = own["last_weights"] if own else None
             view = validator_view.get(v["uid"])
-            validators.append({
-                "name": v["name"],
-                "uid": v["uid"],
-                "hotkey": v["hotkey"],
-                "stake": v.get("stake"),
-                "database": self._database(v["name"]).state(own),
-                "tasks_sent": int(own_tasks.get("total", 0)) - int(own_tasks.get("unsent", 0)),
-                "results_collected": own["results_collected"] if own else 0,
-                "rounds_scored": own["rounds_scored"] if own else 0,
-                "weights_set": sets,
-                "last_weights": None if own_last is None
-                else {"block": own_last["block"], "at": own_last["attempted_at"]},
-                # Its latest weights on chain, as shares by miner hotkey.
-                "weights": {hotkey_of(uid): w for uid, w in _shares(chain_weights.get(v["uid"], {})).items()},
-                "trust": view.trust if view else None,
-                "dividend": view.dividend if view else None,
-            })
+            validators.append(
+                {
+                    "name": v["name"],
+                    "uid": v["uid"],
+                    "hotkey": v["hotkey"],
+                    "stake": v.get("stake"),
+                    "database": self._database(v["name"]).state(own),
+                    "tasks_sent": int(own_tasks.get("total", 0)) - int(own_tasks.get("unsent", 0)),
+                    "results_collected": own["results_collected"] if own else 0,
+                    "rounds_scored": own["rounds_scored"] if own else 0,
+                    "weights_set": sets,
+                    "last_weights": None
+                    if own_last is None
+                    else {"block": own_last["block"], "at": own_last["attempted_at"]},
+                    # Its latest weights on chain, as shares by miner hotkey.
+                    "weights": {
+                        hotkey_of(uid): w for uid, w in _shares(chain_weights.get(v["uid"], {})).items()
+                    },
+                    "trust": view.trust if view else None,
+                    "dividend": view.dividend if view else None,
+                }
+            )
         tasks = status["tasks"] if status else {}
         last = status["last_weights"] if status else None
         if running:
@@ -312,7 +321,12 @@ class Poller:
 def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
     """What happened between two snapshots, one line each (without the time)."""
     if before is None:
-        if not (after["tasks_sent"] or after["results_collected"] or after["rounds_scored"] or after["weights_set"]):
+        if not (
+            after["tasks_sent"]
+            or after["results_collected"]
+            or after["rounds_scored"]
+            or after["weights_set"]
+        ):
             return []
         return [
             f"so far: {after['tasks_sent']} tasks sent, {after['results_collected']} results collected, "
@@ -332,7 +346,9 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
     if after["rounds_scored"] > before["rounds_scored"]:
         last = after.get("last_round") or {}
         scores = ", ".join(
-            f"{m['name']} {_score(m['latest_score'])}" for m in after["miners"] if m["latest_score"] is not None
+            f"{m['name']} {_score(m['latest_score'])}"
+            for m in after["miners"]
+            if m["latest_score"] is not None
         )
         agreement = last.get("mean_task_agreement")
         lines.append(
@@ -350,7 +366,9 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
         for v in after["validators"]:
             if v["weights_set"] > had.get(v["name"], {}).get("weights_set", 0):
                 block = (v.get("last_weights") or {}).get("block")
-                shares = ", ".join(f"{names.get(hotkey, hotkey)} {w:.3f}" for hotkey, w in v["weights"].items())
+                shares = ", ".join(
+                    f"{names.get(hotkey, hotkey)} {w:.3f}" for hotkey, w in v["weights"].items()
+                )
                 lines.append(f"{v['name']} set weights at block {block}: {shares or '-'}")
     if _consensus(after) is not None and _consensus(after) != _consensus(before):
         trust = ", ".join(f"{v['name']} {_score(v['trust'])}" for v in after["validators"])
@@ -364,18 +382,29 @@ def events(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
         # Started again since the last look; or counted as started again at the last look
         # but not yet running then (the supervisor was starting it while the status was
         # read), so that this is the first look that sees it run.
-        restarted = p.get("restarts", 0) > old.get("restarts", 0) or (p.get("restarts", 0) and not old["alive"])
+        restarted = p.get("restarts", 0) > old.get("restarts", 0) or (
+            p.get("restarts", 0) and not old["alive"]
+        )
         if restarted and p["alive"]:
             # Its exit has a line of its own unless it came back between two looks.
             how = f" {_exit_words(p.get('last_exit_code'))};" if old["alive"] else ""
-            lines.append(f"process {p['name']}{how} started again as pid {p['pid']} (restart {p['restarts']})")
+            lines.append(
+                f"process {p['name']}{how} started again as pid {p['pid']} (restart {p['restarts']})"
+            )
         elif old["alive"] and not p["alive"]:
             code = p.get("exit_code") if p.get("exit_code") is not None else p.get("last_exit_code")
-            then = ("; not starting it again: it keeps exiting" if p.get("gave_up")
-                    else "; starting it again" if p.get("restart_at") else "")
+            then = (
+                "; not starting it again: it keeps exiting"
+                if p.get("gave_up")
+                else "; starting it again"
+                if p.get("restart_at")
+                else ""
+            )
             lines.append(f"process {p['name']} (pid {p['pid']}) {_exit_words(code)}{then}; see {p['log']}")
     if after.get("unsupervised") and not before.get("unsupervised"):
-        lines.append(f"the supervisor is gone; still running unsupervised: {', '.join(after['unsupervised'])}")
+        lines.append(
+            f"the supervisor is gone; still running unsupervised: {', '.join(after['unsupervised'])}"
+        )
     return lines
 
 
@@ -385,8 +414,10 @@ def _consensus(snap: dict[str, Any]) -> tuple[Any, ...] | None:
     validators = snap.get("validators") or []
     if not any(v.get("trust") is not None for v in validators):
         return None
-    return (tuple(_score(v.get("trust")) for v in validators),
-            tuple(_score(m.get("incentive")) for m in snap["miners"]))
+    return (
+        tuple(_score(v.get("trust")) for v in validators),
+        tuple(_score(m.get("incentive")) for m in snap["miners"]),
+    )
 
 
 def _exit_words(code: int | None) -> str:
@@ -425,7 +456,9 @@ def _seconds(seconds: float) -> str:
 # --- the live view ----------------------------------------------------------------------------
 
 
-def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str | None = None) -> RenderableType:
+def render(
+    snap: dict[str, Any] | None, now: datetime | None = None, note: str | None = None
+) -> RenderableType:
     """The status view of one snapshot: a header with the URLs, a row per miner, what the
     validator did, the processes."""
     from rich.columns import Columns
@@ -448,8 +481,10 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         links.add_row("worker platform", Text(snap["platform_url"], style="cyan"))
     if snap.get("invite_url"):
         links.add_row("invite link", Text(snap["invite_url"], style="cyan"))
-        links.add_row("", Text(f"one use: join {snap.get('invite_for')}'s team and rank tasks in the browser",
-                               style="dim"))
+        links.add_row(
+            "",
+            Text(f"one use: join {snap.get('invite_for')}'s team and rank tasks in the browser", style="dim"),
+        )
     if snap.get("synthetic_url"):
         links.add_row("synthetic API", Text(snap["synthetic_url"], style="cyan"))
     if snap.get("label_studio_url"):
@@ -459,15 +494,27 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         ("Dojo localnet", "bold magenta"),
         f"  {directory}",
         f"  block {snap['block']}" if snap.get("block") is not None else "",
-        f"  up {_seconds((now - started).total_seconds())}" if started and snap.get("running")
-        else "  unsupervised" if snap.get("unsupervised") else "  stopped",
+        f"  up {_seconds((now - started).total_seconds())}"
+        if started and snap.get("running")
+        else "  unsupervised"
+        if snap.get("unsupervised")
+        else "  stopped",
     )
 
     # Fits 80 columns: one space between columns, a bar of at most 10.
     miners = Table(expand=False, box=None, header_style="bold", pad_edge=False, padding=(0, 1, 0, 0))
-    for name, justify in (("miner", "left"), ("uid", "right"), ("team", "left"), ("received", "right"),
-                          ("answered", "right"), ("scored", "right"), ("latest", "right"),
-                          ("moving", "right"), ("weight", "right"), ("", "left")):
+    for name, justify in (
+        ("miner", "left"),
+        ("uid", "right"),
+        ("team", "left"),
+        ("received", "right"),
+        ("answered", "right"),
+        ("scored", "right"),
+        ("latest", "right"),
+        ("moving", "right"),
+        ("weight", "right"),
+        ("", "left"),
+    ):
         miners.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     top = max((m["weight"] for m in snap["miners"]), default=0.0)
     for m in snap["miners"]:
@@ -476,9 +523,14 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         # A miner on Label Studio: its team are annotators there (LS), not Dojo platform workers.
         team = (m.get("team") or "-") + (" LS" if m.get("backend") == "label-studio" else "")
         miners.add_row(
-            m["name"], str(m["uid"]), Text(team, style="green" if honest else "yellow"),
-            str(m["received"]), str(m["answered"]), str(m["scored"]),
-            _score(m["latest_score"]), _score(m["moving_score"]),
+            m["name"],
+            str(m["uid"]),
+            Text(team, style="green" if honest else "yellow"),
+            str(m["received"]),
+            str(m["answered"]),
+            str(m["scored"]),
+            _score(m["latest_score"]),
+            _score(m["moving_score"]),
             Text(f"{m['weight']:.3f}", style="bold" if m["weight"] and m["weight"] == top else ""),
             Text(bar, style="green" if honest else "yellow"),
         )
@@ -509,15 +561,19 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         )
     deadline = _parse(snap.get("next_deadline"))
     if running or unsupervised:
-        facts.add_row("next deadline",
-                      f"in {_seconds((deadline - now).total_seconds())}" if deadline else "none pending")
+        facts.add_row(
+            "next deadline",
+            f"in {_seconds((deadline - now).total_seconds())}" if deadline else "none pending",
+        )
     last = snap.get("last_weights")
     if last:
         at = _parse(last.get("at"))
         ago = f", {_seconds((now - at).total_seconds())} ago" if at else ""
         facts.add_row("last weights", f"block {last['block']}{ago} · {snap['weights_set']} sets so far")
     elif running:
-        facts.add_row("last weights", Text(f"none yet; {_first_weights(snap.get('settings') or {})}", style="dim"))
+        facts.add_row(
+            "last weights", Text(f"none yet; {_first_weights(snap.get('settings') or {})}", style="dim")
+        )
     else:
         facts.add_row("last weights", Text("none", style="dim"))
 
@@ -528,7 +584,9 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
         if p["alive"]:
             procs.append(Text.assemble(("● ", "green"), p["name"], (again, "yellow")))
         elif p.get("restart_at") and running:
-            procs.append(Text(f"↻ {p['name']} (exited {p.get('last_exit_code')}; starting again)", style="yellow"))
+            procs.append(
+                Text(f"↻ {p['name']} (exited {p.get('last_exit_code')}; starting again)", style="yellow")
+            )
         elif code is not None and clean_exit(p["role"], code) and not p.get("gave_up"):
             procs.append(Text(f"○ {p['name']}", style="dim"))
         else:
@@ -541,15 +599,28 @@ def render(snap: dict[str, Any] | None, now: datetime | None = None, note: str |
     if running:
         footer = Text(f"Ctrl-C stops everything · logs in {directory}/logs", style="dim")
     elif unsupervised:
-        footer = Text(f"the supervisor (dojo localnet up) is gone; still running, not restarted: "
-                      f"{', '.join(unsupervised)}\n`dojo localnet down --dir {directory}` stops them", style="red")
+        footer = Text(
+            f"the supervisor (dojo localnet up) is gone; still running, not restarted: "
+            f"{', '.join(unsupervised)}\n`dojo localnet down --dir {directory}` stops them",
+            style="red",
+        )
     else:
         stopped_at = _parse(snap.get("stopped_at"))
         when = f" {_seconds((now - stopped_at).total_seconds())} ago" if stopped_at else ""
-        footer = Text(f"stopped{when} · logs in {directory}/logs\n`dojo localnet up --dir {directory}` resumes",
-                      style="dim")
-    parts: list[Any] = [links, Text(""), miners, *([Text(""), consensus] if consensus else []),
-                        Text(""), facts, Text(""), footer]
+        footer = Text(
+            f"stopped{when} · logs in {directory}/logs\n`dojo localnet up --dir {directory}` resumes",
+            style="dim",
+        )
+    parts: list[Any] = [
+        links,
+        Text(""),
+        miners,
+        *([Text(""), consensus] if consensus else []),
+        Text(""),
+        facts,
+        Text(""),
+        footer,
+    ]
     if note:
         parts.append(Text(note, style="red"))
     return Panel(Group(*parts), title=title, title_align="left", border_style="magenta", expand=False)
@@ -568,21 +639,34 @@ def _validators_table(snap: dict[str, Any]) -> Any:
     if len(validators) < 2 and not epoch:
         return None
     table = Table(expand=False, box=None, header_style="bold", pad_edge=False, padding=(0, 1, 0, 0))
-    for name, justify in (("validator", "left"), ("uid", "right"), ("stake", "right"), ("tasks", "right"),
-                          ("sets", "right"), ("trust", "right"), ("div.", "right")):
+    for name, justify in (
+        ("validator", "left"),
+        ("uid", "right"),
+        ("stake", "right"),
+        ("tasks", "right"),
+        ("sets", "right"),
+        ("trust", "right"),
+        ("div.", "right"),
+    ):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for m in snap["miners"]:
         table.add_column(m["name"], justify="right", no_wrap=True)
     for v in validators:
         stake = v.get("stake")
         table.add_row(
-            v["name"], str(v["uid"]), "-" if stake is None else f"{stake:g}", str(v["tasks_sent"]),
-            str(v["weights_set"]), _score(v.get("trust")), _score(v.get("dividend")),
+            v["name"],
+            str(v["uid"]),
+            "-" if stake is None else f"{stake:g}",
+            str(v["tasks_sent"]),
+            str(v["weights_set"]),
+            _score(v.get("trust")),
+            _score(v.get("dividend")),
             *(_score(v["weights"].get(m["hotkey"], 0.0)) if v["weights"] else "-" for m in snap["miners"]),
         )
     for label, key in (("consensus", "consensus"), ("incentive", "incentive")):
-        table.add_row(Text(label, style="bold"), "", "", "", "", "", "",
-                      *(_score(m.get(key)) for m in snap["miners"]))
+        table.add_row(
+            Text(label, style="bold"), "", "", "", "", "", "", *(_score(m.get(key)) for m in snap["miners"])
+        )
     return table
 
 
@@ -628,8 +712,12 @@ def _live(poller: Poller, finished: Callable[[], bool], out: TextIO) -> None:
     from rich.live import Live
 
     console = Console(file=out)
-    with Live(console=console, refresh_per_second=2, get_renderable=lambda: render(poller.latest, note=poller.error),
-              redirect_stderr=False):
+    with Live(
+        console=console,
+        refresh_per_second=2,
+        get_renderable=lambda: render(poller.latest, note=poller.error),
+        redirect_stderr=False,
+    ):
         while not finished():
             time.sleep(0.25)
 

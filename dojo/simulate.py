@@ -179,16 +179,24 @@ class Scenario:
             count = g.get("count")
             if not isinstance(count, int) or count < 1:
                 raise ScenarioError(f"group {name!r}: count must be a positive integer")
-            extra = set(g) - {"name", "count", "behaviour", "from_round", "until_round"} - set(BEHAVIOURS[behaviour])
+            extra = (
+                set(g)
+                - {"name", "count", "behaviour", "from_round", "until_round"}
+                - set(BEHAVIOURS[behaviour])
+            )
             if extra:
                 raise ScenarioError(f"group {name!r}: {sorted(extra)} are not parameters of {behaviour!r}")
             params = {**BEHAVIOURS[behaviour], **{k: g[k] for k in BEHAVIOURS[behaviour] if k in g}}
             from_round = g.get("from_round", 0)
             until_round = g.get("until_round")
-            if not isinstance(from_round, int) or from_round < 0 or not (
-                until_round is None or (isinstance(until_round, int) and until_round > from_round)
+            if (
+                not isinstance(from_round, int)
+                or from_round < 0
+                or not (until_round is None or (isinstance(until_round, int) and until_round > from_round))
             ):
-                raise ScenarioError(f"group {name!r}: from_round >= 0 and until_round > from_round (rounds, from 0)")
+                raise ScenarioError(
+                    f"group {name!r}: from_round >= 0 and until_round > from_round (rounds, from 0)"
+                )
             groups.append(GroupSpec(name, count, behaviour, params, from_round, until_round))
         out = cls(
             groups=tuple(groups),

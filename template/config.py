@@ -102,7 +102,9 @@ def parse_mix(value: str) -> dict[str, float]:
         name, sep, weight = part.strip().partition(":")
         name = name.strip()
         if name not in SYNTHETIC_KINDS:
-            raise ValueError(f"accepts kind:weight pairs of {', '.join(SYNTHETIC_KINDS)}; {name!r} is not a kind")
+            raise ValueError(
+                f"accepts kind:weight pairs of {', '.join(SYNTHETIC_KINDS)}; {name!r} is not a kind"
+            )
         if name in mix:
             raise ValueError(f"names {name} twice")
         try:
@@ -175,7 +177,10 @@ class NeuronSettings(_Section):
     )
     task_interval: float = Field(300.0, gt=0, description="seconds between new synthetic tasks (validator)")
     task_deadline: float = Field(
-        14400.0, gt=0, le=5 * 86400, description="seconds workers have for a task before collection (validator)"
+        14400.0,
+        gt=0,
+        le=5 * 86400,
+        description="seconds workers have for a task before collection (validator)",
     )
     collection_grace: float = Field(
         3600.0, ge=0, description="seconds after the deadline during which collection is retried (validator)"
@@ -191,7 +196,8 @@ class NeuronSettings(_Section):
     # As the subnet template's: a neuron with a permit and this much stake is another validator
     # (its endpoint answers heartbeats too), never sampled as a miner.
     vpermit_tao_limit: float = Field(
-        4096.0, ge=0,
+        4096.0,
+        ge=0,
         description="a neuron holding a validator permit with more stake than this is a validator, not a miner "
         "to send tasks to (validator)",
     )
@@ -215,10 +221,16 @@ class WandbSettings(_Section):
 
 class ExportSettings(_Section):
     interval: float = Field(
-        0.0, ge=0, description="seconds between exports of the task database as a dataset (validator); 0 = off"
+        0.0,
+        ge=0,
+        description="seconds between exports of the task database as a dataset (validator); 0 = off",
     )
-    dir: str | None = Field(None, description="where dataset exports go (validator); default: <data dir>/export")
-    keep: int = Field(3, ge=1, le=1000, description="dated dataset exports kept; older ones are removed (validator)")
+    dir: str | None = Field(
+        None, description="where dataset exports go (validator); default: <data dir>/export"
+    )
+    keep: int = Field(
+        3, ge=1, le=1000, description="dated dataset exports kept; older ones are removed (validator)"
+    )
 
 
 class OrganicSettings(_Section):
@@ -232,12 +244,19 @@ class OrganicSettings(_Section):
         description="subnets whose validators may call with a hotkey signature (validator); none: API keys only",
     )
     min_stake: float = Field(
-        1000.0, ge=0, description="least stake of a hotkey caller on one of --organic.caller_netuids (validator)"
+        1000.0,
+        ge=0,
+        description="least stake of a hotkey caller on one of --organic.caller_netuids (validator)",
     )
     hotkey_rate: int = Field(600, ge=1, description="requests per minute of each hotkey caller (validator)")
-    hotkey_daily_quota: int = Field(10_000, ge=1, description="tasks per UTC day of each hotkey caller (validator)")
+    hotkey_daily_quota: int = Field(
+        10_000, ge=1, description="tasks per UTC day of each hotkey caller (validator)"
+    )
     min_miner_score: float = Field(
-        0.1, ge=0, le=1, description="organic tasks go only to miners whose moving score is above this (validator)"
+        0.1,
+        ge=0,
+        le=1,
+        description="organic tasks go only to miners whose moving score is above this (validator)",
     )
     max_share: float = Field(
         0.5, gt=0, le=1, description="largest share of the tasks sent that may be organic (validator)"
@@ -249,11 +268,15 @@ class OrganicSettings(_Section):
         86400.0, gt=0, description="seconds an organic task may wait for miners before it expires (validator)"
     )
     allow_private_callbacks: bool = Field(
-        False, description="accept callback URLs on loopback and private networks (validator; local networks only)"
+        False,
+        description="accept callback URLs on loopback and private networks (validator; local networks only)",
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest organic request body (validator)")
     webhook_retry_base: float = Field(
-        30.0, gt=0, le=3600, description="seconds before a failed webhook's first retry; doubling after (validator)"
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds before a failed webhook's first retry; doubling after (validator)",
     )
 
 
@@ -277,7 +300,9 @@ class LabelStudioSettings(_Section):
     """The miner's Label Studio backend (``--worker_platform label-studio``)."""
 
     url: str = Field(
-        "http://127.0.0.1:8081", description="Label Studio server URL", json_schema_extra={"env": "LABEL_STUDIO_URL"}
+        "http://127.0.0.1:8081",
+        description="Label Studio server URL",
+        json_schema_extra={"env": "LABEL_STUDIO_URL"},
     )
     api_key: SecretStr | None = Field(
         None,
@@ -285,11 +310,19 @@ class LabelStudioSettings(_Section):
         json_schema_extra={"env": "LABEL_STUDIO_API_KEY"},
     )
     project_prefix: str = Field(
-        "Dojo", min_length=1, max_length=40, description="title prefix of the miner's projects, one per content kind"
+        "Dojo",
+        min_length=1,
+        max_length=40,
+        description="title prefix of the miner's projects, one per content kind",
     )
-    poll_interval: float = Field(15.0, gt=0, le=3600, description="seconds between reads of open tasks' annotations")
+    poll_interval: float = Field(
+        15.0, gt=0, le=3600, description="seconds between reads of open tasks' annotations"
+    )
     webhook_port: int | None = Field(
-        None, ge=1, le=65535, description="port for Label Studio's ANNOTATION_CREATED webhook (off when unset)"
+        None,
+        ge=1,
+        le=65535,
+        description="port for Label Studio's ANNOTATION_CREATED webhook (off when unset)",
     )
     webhook_host: str = Field("127.0.0.1", description="address the webhook listener binds")
     webhook_url: str | None = Field(
@@ -303,7 +336,9 @@ class LabelStudioSettings(_Section):
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> LabelStudioSettings:
-        if self.webhook_port is not None and not (self.webhook_secret and self.webhook_secret.get_secret_value()):
+        if self.webhook_port is not None and not (
+            self.webhook_secret and self.webhook_secret.get_secret_value()
+        ):
             raise ValueError(
                 "--label_studio.webhook_port needs --label_studio.webhook_secret (env LABEL_STUDIO_WEBHOOK_SECRET): "
                 "Label Studio does not sign its webhooks, so the listener only trusts that header"
@@ -330,7 +365,11 @@ class MinerConfig(NeuronConfig):
     )
     task_max_results: int = Field(
         # At most commons.protocol.MAX_WORKERS_PER_TASK: validators refuse a reply naming more workers.
-        3, ge=1, le=10, description="worker results wanted per task", json_schema_extra={"env": "TASK_MAX_RESULTS"}
+        3,
+        ge=1,
+        le=10,
+        description="worker results wanted per task",
+        json_schema_extra={"env": "TASK_MAX_RESULTS"},
     )
 
     @model_validator(mode="after")
@@ -491,7 +530,11 @@ def _add_argument(parser: argparse._ActionsContainer, option: _Option, **kwargs:
 
 def _add_env_file(parser: argparse._ActionsContainer) -> None:
     parser.add_argument(
-        "--env-file", dest=_ENV_FILE, default=argparse.SUPPRESS, metavar="PATH", help="read settings from this .env file"
+        "--env-file",
+        dest=_ENV_FILE,
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="read settings from this .env file",
     )
 
 
@@ -548,7 +591,10 @@ def environment(
 
 
 def _resolve(
-    model: type[ConfigT], options: Sequence[_Option], given: Mapping[tuple[str, ...], Any], env: Mapping[str, str]
+    model: type[ConfigT],
+    options: Sequence[_Option],
+    given: Mapping[tuple[str, ...], Any],
+    env: Mapping[str, str],
 ) -> ConfigT:
     # Start from each section's default instance, so a subclass's defaults (the validator's
     # port 9603) survive a flag that sets another key of the same section.
@@ -626,7 +672,9 @@ def print_config_error(prog: str, exc: ConfigError) -> int:
     return EXIT_USAGE
 
 
-def parse_settings(model: type[ConfigT], argv: Sequence[str] | None = None, prog: str | None = None) -> ConfigT:
+def parse_settings(
+    model: type[ConfigT], argv: Sequence[str] | None = None, prog: str | None = None
+) -> ConfigT:
     """Resolve settings for a process entry point; print the error and exit 2 when invalid."""
     try:
         return resolve(model, sys.argv[1:] if argv is None else argv)

@@ -39,7 +39,9 @@ def _escape_controls(record: Any) -> None:
         record["message"] = _TERMINAL_CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
 
 
-def setup_logging(debug: bool = False, trace: bool = False, neuron: str = "-", *, split: bool = False) -> None:
+def setup_logging(
+    debug: bool = False, trace: bool = False, neuron: str = "-", *, split: bool = False
+) -> None:
     level = "TRACE" if trace else "DEBUG" if debug else "INFO"
     logger.remove()
     logger.configure(extra={"neuron": neuron}, patcher=_escape_controls)

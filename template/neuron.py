@@ -53,7 +53,9 @@ class BaseNeuron(Generic[ConfigT]):
         self.wallet = load_wallet(config.wallet.name, config.wallet.hotkey, config.wallet.path)
         self.keypair = self.wallet.hotkey
         self.hotkey = self.keypair.ss58_address
-        self.chain = chain or open_chain(config.subtensor.network, config.netuid, config.subtensor.chain_endpoint)
+        self.chain = chain or open_chain(
+            config.subtensor.network, config.netuid, config.subtensor.chain_endpoint
+        )
         self.block_poll_interval = block_poll_interval
         self._metagraph = self.chain.metagraph()
         self.uid = self._require_registration(self._metagraph)
@@ -152,14 +154,18 @@ class BaseNeuron(Generic[ConfigT]):
                 loop.add_signal_handler(sig, self.request_stop)
         ip, port = self.published_address()
         ready = asyncio.Event()
-        server_task = asyncio.create_task(self.server.serve(self.config.axon.ip, self.config.axon.port, ready))
+        server_task = asyncio.create_task(
+            self.server.serve(self.config.axon.ip, self.config.axon.port, ready)
+        )
         ready_wait = asyncio.create_task(ready.wait())
         await asyncio.wait({server_task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
         if server_task.done():
             ready_wait.cancel()
             server_task.result()
         await asyncio.to_thread(self.chain.serve_axon, self.wallet, ip, port)
-        logger.info("{} uid {} ({}) published http://{}:{}", self.neuron_type, self.uid, self.hotkey, ip, port)
+        logger.info(
+            "{} uid {} ({}) published http://{}:{}", self.neuron_type, self.uid, self.hotkey, ip, port
+        )
         tasks = [asyncio.create_task(self._epoch_loop())] + [asyncio.create_task(fn()) for fn in self.loops()]
         await self.stop_event.wait()
         logger.info("stopping {} uid {}", self.neuron_type, self.uid)

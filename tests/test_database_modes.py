@@ -67,7 +67,14 @@ def _nonces(folder: Path) -> Any:
 @pytest.mark.usefixtures("common_umask")
 @pytest.mark.parametrize(
     ("create", "wal"),
-    [(_miner, True), (_validator, True), (_synthetic, True), (_platform, True), (_chain, False), (_nonces, True)],
+    [
+        (_miner, True),
+        (_validator, True),
+        (_synthetic, True),
+        (_platform, True),
+        (_chain, False),
+        (_nonces, True),
+    ],
     ids=["miner", "validator", "synthetic", "platform", "local-chain", "nonces"],
 )
 def test_each_database_and_its_wal_and_shm_are_created_private(
@@ -77,7 +84,9 @@ def test_each_database_and_its_wal_and_shm_are_created_private(
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name.endswith(".sqlite") for p in files), files
     if wal:  # open, in WAL mode (the local chain uses a rollback journal, gone after each write)
-        assert any(p.name.endswith("-wal") for p in files) and any(p.name.endswith("-shm") for p in files), files
+        assert any(p.name.endswith("-wal") for p in files) and any(p.name.endswith("-shm") for p in files), (
+            files
+        )
     modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
     assert set(modes.values()) == {"0o600"}, modes
     for close in ("close", "dispose"):

@@ -39,22 +39,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "tuning) and README.md (the dataset card). Reads one consistent snapshot, in batches: a live "
         "validator's database can be exported while it runs. See docs/dataset.md.",
     )
-    parser.add_argument("--db", required=True, metavar="URL_OR_PATH",
-                        help="the validator database: its validator.sqlite, or its DATABASE_URL")
+    parser.add_argument(
+        "--db",
+        required=True,
+        metavar="URL_OR_PATH",
+        help="the validator database: its validator.sqlite, or its DATABASE_URL",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write to (created if missing)")
-    parser.add_argument("--format", choices=("parquet", "jsonl"), default="parquet",
-                        help="parquet (default) or JSON lines")
-    parser.add_argument("--since", type=_since, default=None, metavar="DATE",
-                        help="only tasks created at or after DATE (YYYY-MM-DD or ISO 8601; UTC)")
-    parser.add_argument("--min-agreement", type=_agreement, default=None, metavar="K",
-                        help="task agreement (kappa, -1 to 1) a task needs for its preference pairs; default: "
-                        "the kappa below which scoring gives the consensus no trust (0.2)")
-    parser.add_argument("--include-synthetic-metadata", action="store_true",
-                        help="also write where each task came from, its criteria, deadline, round and consensus "
-                        "trust, and each completion as miners got it (obfuscated)")
-    parser.add_argument("--conversational", action="store_true",
-                        help="also write the text and dialogue pairs in TRL's conversational form "
-                        "(preferences_conversational: prompt, chosen, rejected as message lists)")
+    parser.add_argument(
+        "--format", choices=("parquet", "jsonl"), default="parquet", help="parquet (default) or JSON lines"
+    )
+    parser.add_argument(
+        "--since",
+        type=_since,
+        default=None,
+        metavar="DATE",
+        help="only tasks created at or after DATE (YYYY-MM-DD or ISO 8601; UTC)",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=_agreement,
+        default=None,
+        metavar="K",
+        help="task agreement (kappa, -1 to 1) a task needs for its preference pairs; default: "
+        "the kappa below which scoring gives the consensus no trust (0.2)",
+    )
+    parser.add_argument(
+        "--include-synthetic-metadata",
+        action="store_true",
+        help="also write where each task came from, its criteria, deadline, round and consensus "
+        "trust, and each completion as miners got it (obfuscated)",
+    )
+    parser.add_argument(
+        "--conversational",
+        action="store_true",
+        help="also write the text and dialogue pairs in TRL's conversational form "
+        "(preferences_conversational: prompt, chosen, rejected as message lists)",
+    )
     parser.add_argument("--batch-size", type=int, default=1000, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(handler=_export)
@@ -91,8 +112,10 @@ def _export(args: argparse.Namespace) -> int:
     if kinds:
         print(f"  tasks by kind: {kinds}")
     if summary.completions_original_unknown:
-        print(f"  {summary.completions_original_unknown} of {summary.completions} completions without their "
-              "original content (tasks from before the validator kept it): exported as sent, flagged")
+        print(
+            f"  {summary.completions_original_unknown} of {summary.completions} completions without their "
+            "original content (tasks from before the validator kept it): exported as sent, flagged"
+        )
     return 0
 
 
@@ -109,8 +132,14 @@ class _progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
-                             TimeRemainingColumn(), transient=True)
+        self._bar = Progress(
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tasks"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
         self._bar.start()
         self._task = self._bar.add_task("export", total=None)
         return self.update

@@ -111,7 +111,9 @@ def _key_handler(args: argparse.Namespace) -> int:
             args.key_parser.error(f"two keys given ({ref} and --id {flag}); delete one at a time")
         ref = ref or flag
         if not ref:
-            args.key_parser.error(f"give the key's id or prefix: dojo {args.key_command} delete ID (see `list`)")
+            args.key_parser.error(
+                f"give the key's id or prefix: dojo {args.key_command} delete ID (see `list`)"
+            )
     # Only API keys can be the running miner's.
     miners_key = configured_api_key() if args.key_group == "api_key" else None
 

@@ -77,65 +77,134 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_dir(up)
     up.add_argument("--miners", type=_count, default=3, help="number of miners (default 3)")
-    up.add_argument("--validators", type=_validators, default=1,
-                    help="number of validators, each with its own wallet, stake, database, sample of miners and "
-                    "tasks, all sending to the same miners (default 1, at most 8)")
-    up.add_argument("--validator-stakes", dest="validator_stakes", default="", metavar="LIST",
-                    help="each validator's stake in order, e.g. 1000,1000,500 (default: 1000 each)")
-    up.add_argument("--workers-per-miner", dest="workers_per_miner", type=_count, default=3,
-                    help="simulated workers in each miner's team (default 3)")
     up.add_argument(
-        "--worker-mix", dest="worker_mix", default="honest:2,random:1",
+        "--validators",
+        type=_validators,
+        default=1,
+        help="number of validators, each with its own wallet, stake, database, sample of miners and "
+        "tasks, all sending to the same miners (default 1, at most 8)",
+    )
+    up.add_argument(
+        "--validator-stakes",
+        dest="validator_stakes",
+        default="",
+        metavar="LIST",
+        help="each validator's stake in order, e.g. 1000,1000,500 (default: 1000 each)",
+    )
+    up.add_argument(
+        "--workers-per-miner",
+        dest="workers_per_miner",
+        type=_count,
+        default=3,
+        help="simulated workers in each miner's team (default 3)",
+    )
+    up.add_argument(
+        "--worker-mix",
+        dest="worker_mix",
+        default="honest:2,random:1",
         help="how the miners' teams behave, as shares of the miners in order: honest:2,random:1 (the default) "
         "gives two of every three miners an honest team and the last a random one; behaviours: honest(noise), "
         "random, constant, reverse, lazy(participation,noise)",
     )
     up.add_argument(
-        "--miner-backends", dest="miner_backends", default="", metavar="LIST",
+        "--miner-backends",
+        dest="miner_backends",
+        default="",
+        metavar="LIST",
         help="each miner's worker backend in miner order, e.g. dojo,dojo,label-studio (default: all dojo); "
         "a label-studio miner gets a Label Studio server and annotators (scripts/label_studio.sh installs it)",
     )
     up.add_argument(
-        "--label-studio", dest="label_studio_url", default="", metavar="URL",
+        "--label-studio",
+        dest="label_studio_url",
+        default="",
+        metavar="URL",
         help="a Label Studio server that runs already, for the label-studio miners (token in LABEL_STUDIO_API_KEY); "
         "default: start one",
     )
-    up.add_argument("--deadline", type=_positive, default=600.0,
-                    help="seconds a task stays open to workers: the time a person has to rank it (default 600)")
-    up.add_argument("--person-window", dest="person_window", type=_positive, default=60.0,
-                    help="seconds each task keeps a place open for a person to take before a simulated stand-in "
-                    "takes it; the validator collects a task once every place is filled, so the first weights "
-                    "come about this long after the first task (default 60)")
-    up.add_argument("--task-interval", dest="task_interval", type=_positive, default=10.0,
-                    help="seconds between new tasks (default 10)")
-    up.add_argument("--block-time", dest="block_time", type=_positive, default=1.0,
-                    help="seconds per block of a new local chain (default 1); an existing chain keeps its own")
-    up.add_argument("--duration", type=_positive, default=None, help="stop after this many seconds, counted once everything has started")
-    up.add_argument("--synthetic-mix", dest="synthetic_mix", type=_mix, default=None, metavar="MIX",
-                    help="content kinds of the tasks and their shares, e.g. code:1,text:1,dialogue:1,image:1 "
-                    "(default: code alone)")
+    up.add_argument(
+        "--deadline",
+        type=_positive,
+        default=600.0,
+        help="seconds a task stays open to workers: the time a person has to rank it (default 600)",
+    )
+    up.add_argument(
+        "--person-window",
+        dest="person_window",
+        type=_positive,
+        default=60.0,
+        help="seconds each task keeps a place open for a person to take before a simulated stand-in "
+        "takes it; the validator collects a task once every place is filled, so the first weights "
+        "come about this long after the first task (default 60)",
+    )
+    up.add_argument(
+        "--task-interval",
+        dest="task_interval",
+        type=_positive,
+        default=10.0,
+        help="seconds between new tasks (default 10)",
+    )
+    up.add_argument(
+        "--block-time",
+        dest="block_time",
+        type=_positive,
+        default=1.0,
+        help="seconds per block of a new local chain (default 1); an existing chain keeps its own",
+    )
+    up.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        help="stop after this many seconds, counted once everything has started",
+    )
+    up.add_argument(
+        "--synthetic-mix",
+        dest="synthetic_mix",
+        type=_mix,
+        default=None,
+        metavar="MIX",
+        help="content kinds of the tasks and their shares, e.g. code:1,text:1,dialogue:1,image:1 "
+        "(default: code alone)",
+    )
     up.add_argument("--debug", action="store_true", help="debug logging in every process")
-    up.add_argument("--organic", action="store_true",
-                    help="serve the validator's organic API, make a key, and run a caller that submits organic tasks")
-    up.add_argument("--organic-rate", dest="organic_rate", type=_positive, default=0.2,
-                    help="organic tasks a second the caller submits (default 0.2)")
+    up.add_argument(
+        "--organic",
+        action="store_true",
+        help="serve the validator's organic API, make a key, and run a caller that submits organic tasks",
+    )
+    up.add_argument(
+        "--organic-rate",
+        dest="organic_rate",
+        type=_positive,
+        default=0.2,
+        help="organic tasks a second the caller submits (default 0.2)",
+    )
     up.set_defaults(handler=_up)
 
-    status = commands.add_parser("status", help="the processes, what each validator has done, its weights and trust")
+    status = commands.add_parser(
+        "status", help="the processes, what each validator has done, its weights and trust"
+    )
     _add_dir(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_status)
 
     down = commands.add_parser("down", help="stop every process `dojo localnet up` started, in order")
     _add_dir(down)
-    down.add_argument("--timeout", type=_positive, default=30.0,
-                      help="seconds each process has to stop before it is killed (default 30)")
+    down.add_argument(
+        "--timeout",
+        type=_positive,
+        default=30.0,
+        help="seconds each process has to stop before it is killed (default 30)",
+    )
     down.set_defaults(handler=_down)
 
 
 def _add_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", default=DEFAULT_DIR,
-                        help=f"directory for the chain, wallets, databases and logs (default {DEFAULT_DIR})")
+    parser.add_argument(
+        "--dir",
+        default=DEFAULT_DIR,
+        help=f"directory for the chain, wallets, databases and logs (default {DEFAULT_DIR})",
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -171,8 +240,13 @@ def _up(args: argparse.Namespace) -> int:
     if sys.stdout.isatty():
         logger.remove()  # the live view owns the terminal; this process's own log goes to its file
     (directory / "logs").mkdir(parents=True, exist_ok=True)
-    logger.add(directory / "logs" / "localnet.log", level="DEBUG" if args.debug else "INFO", format=FORMAT,
-               backtrace=False, diagnose=False)
+    logger.add(
+        directory / "logs" / "localnet.log",
+        level="DEBUG" if args.debug else "INFO",
+        format=FORMAT,
+        backtrace=False,
+        diagnose=False,
+    )
     settings = UpSettings(
         directory=directory,
         miners=args.miners,
@@ -212,8 +286,10 @@ def _status(args: argparse.Namespace) -> int:
 
     Console().print(render(snapshot))
     if snapshot["unsupervised"]:
-        print(f"not supervised: {', '.join(snapshot['unsupervised'])} still run without `dojo localnet up`; "
-              f"`dojo localnet down --dir {args.dir}` stops them")
+        print(
+            f"not supervised: {', '.join(snapshot['unsupervised'])} still run without `dojo localnet up`; "
+            f"`dojo localnet down --dir {args.dir}` stops them"
+        )
     elif not snapshot["running"]:
         print(f"stopped; `dojo localnet up --dir {args.dir}` resumes")
     return 0
@@ -231,6 +307,8 @@ def _down(args: argparse.Namespace) -> int:
     if not found:
         print(f"nothing was running in {directory}")
     else:
-        print(f"stopped {len(found)} processes; everything is kept in {directory}: "
-              f"`dojo localnet up --dir {args.dir}` resumes")
+        print(
+            f"stopped {len(found)} processes; everything is kept in {directory}: "
+            f"`dojo localnet up --dir {args.dir}` resumes"
+        )
     return 0

@@ -54,10 +54,14 @@ class AccountSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     platform: str = Field(
-        DEFAULT_BASE_URL, description="the worker platform's URL", json_schema_extra={"env": "DOJO_API_BASE_URL"}
+        DEFAULT_BASE_URL,
+        description="the worker platform's URL",
+        json_schema_extra={"env": "DOJO_API_BASE_URL"},
     )
     session_dir: str = Field(
-        DEFAULT_SESSION_DIR, description="where miner sessions are kept", json_schema_extra={"env": "DOJO_SESSION_DIR"}
+        DEFAULT_SESSION_DIR,
+        description="where miner sessions are kept",
+        json_schema_extra={"env": "DOJO_SESSION_DIR"},
     )
     api_key: SecretStr | None = Field(
         None, description="the API key a miner started here uses", json_schema_extra={"env": "DOJO_API_KEY"}

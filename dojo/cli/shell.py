@@ -332,7 +332,10 @@ class DojoShell:
                 "Ctrl-C cancels). Disabling is at once and for good."
             )
             self._show(group, keys, "Active")
-            meta = {k.prefix: f"id {k.id}" + (f", {MINERS_KEY}" if in_use and k.id == in_use.id else "") for k in keys}
+            meta = {
+                k.prefix: f"id {k.id}" + (f", {MINERS_KEY}" if in_use and k.id == in_use.id else "")
+                for k in keys
+            }
             ref = await self._ask(
                 f"{_article(kind.singular).capitalize()} to disable (id or prefix): ",
                 WordCompleter(key_labels(keys) + [k.id for k in keys], WORD=True, meta_dict=meta),

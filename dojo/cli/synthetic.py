@@ -31,9 +31,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     preview = commands.add_parser("preview", help="write a page showing one task's completions side by side")
     preview.add_argument("--out", required=True, help="output directory")
     preview.add_argument("--seed", default=None, help="seed of the generated task")
-    preview.add_argument("--from", dest="source", default=None, help="JSONL from `sample`: preview its first task")
     preview.add_argument(
-        "--kind", default="code", choices=("code", "text", "dialogue", "image"), help="kind of the generated task"
+        "--from", dest="source", default=None, help="JSONL from `sample`: preview its first task"
+    )
+    preview.add_argument(
+        "--kind",
+        default="code",
+        choices=("code", "text", "dialogue", "image"),
+        help="kind of the generated task",
     )
     preview.set_defaults(handler=_preview)
 

@@ -20,8 +20,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the last round; per miner: tasks sent, accepted, answered, latest and moving score; "
         "the last weights set.",
     )
-    status.add_argument("--data-dir", default="~/.dojo", help="the validator's --neuron.data_dir (default ~/.dojo)")
-    status.add_argument("--db", default=None, help="database URL (the validator's DATABASE_URL), instead of --data-dir")
+    status.add_argument(
+        "--data-dir", default="~/.dojo", help="the validator's --neuron.data_dir (default ~/.dojo)"
+    )
+    status.add_argument(
+        "--db", default=None, help="database URL (the validator's DATABASE_URL), instead of --data-dir"
+    )
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_status)
 
@@ -54,14 +58,18 @@ def _status(args: argparse.Namespace) -> int:
     if args.db is None:
         path = Path(args.data_dir).expanduser() / DB_FILE
         if not path.is_file():
-            print(f"no validator database at {path}; pass the validator's --data-dir or --db", file=sys.stderr)
+            print(
+                f"no validator database at {path}; pass the validator's --data-dir or --db", file=sys.stderr
+            )
             return 1
     # Read only: a status never migrates or locks the database of a running validator.
     store = TaskStore.read_only(args.db or Path(args.data_dir).expanduser() / DB_FILE)
     try:
         if not store.ready():
-            print(f"the validator is still making its database at {store.url}; ask again in a moment",
-                  file=sys.stderr)
+            print(
+                f"the validator is still making its database at {store.url}; ask again in a moment",
+                file=sys.stderr,
+            )
             return 1
         status = store.status()
     finally:
@@ -102,8 +110,10 @@ def _render(status: dict[str, Any]) -> str:
     weights = status["last_weights"]
     shares = weights["weights"] if weights else {}
     lines.append("")
-    lines.append(f"{'uid':>4}  {'hotkey':<48}  {'sent':>5} {'accepted':>8} {'answered':>8}  "
-                 f"{'latest':>6} {'moving':>6} {'weight':>6}")
+    lines.append(
+        f"{'uid':>4}  {'hotkey':<48}  {'sent':>5} {'accepted':>8} {'answered':>8}  "
+        f"{'latest':>6} {'moving':>6} {'weight':>6}"
+    )
     for hotkey, m in status["miners"].items():
         share = shares.get(hotkey)
         lines.append(
@@ -142,11 +152,22 @@ def _key_create(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"key_id": key.key_id, "name": key.name, "api_key": key.api_key,
-                          "webhook_secret": key.webhook_secret, "rate_per_minute": key.rate_per_minute,
-                          "daily_quota": key.daily_quota}))
+        print(
+            json.dumps(
+                {
+                    "key_id": key.key_id,
+                    "name": key.name,
+                    "api_key": key.api_key,
+                    "webhook_secret": key.webhook_secret,
+                    "rate_per_minute": key.rate_per_minute,
+                    "daily_quota": key.daily_quota,
+                }
+            )
+        )
     else:
-        print(f"key {key.key_id} for {key.name}: {key.rate_per_minute} requests/minute, {key.daily_quota} tasks/day")
+        print(
+            f"key {key.key_id} for {key.name}: {key.rate_per_minute} requests/minute, {key.daily_quota} tasks/day"
+        )
         print(f"API key:        {key.api_key}")
         print(f"webhook secret: {key.webhook_secret}")
         print("Both are shown this once: the validator keeps only the key's hash.")
@@ -159,18 +180,32 @@ def _key_list(args: argparse.Namespace) -> int:
         keys = organic.list_keys()
     finally:
         store.close()
-    rows = [{"key_id": k.key_id, "kind": k.kind, "name": k.name, "shown_as": k.shown_as,
-             "rate_per_minute": k.rate_per_minute, "daily_quota": k.daily_quota, "tasks": k.tasks,
-             "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
-            for k in keys]
+    rows = [
+        {
+            "key_id": k.key_id,
+            "kind": k.kind,
+            "name": k.name,
+            "shown_as": k.shown_as,
+            "rate_per_minute": k.rate_per_minute,
+            "daily_quota": k.daily_quota,
+            "tasks": k.tasks,
+            "created_at": k.created_at.isoformat(),
+            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        }
+        for k in keys
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'key':<16} {'kind':<6} {'name':<20} {'shown as':<50} {'rate':>6} {'quota':>7} {'tasks':>7}  state")
+    print(
+        f"{'key':<16} {'kind':<6} {'name':<20} {'shown as':<50} {'rate':>6} {'quota':>7} {'tasks':>7}  state"
+    )
     for r in rows:
         state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "live"
-        print(f"{r['key_id']:<16} {r['kind']:<6} {r['name'][:20]:<20} {r['shown_as'][:50]:<50} "
-              f"{r['rate_per_minute']:>6} {r['daily_quota']:>7} {r['tasks']:>7}  {state}")
+        print(
+            f"{r['key_id']:<16} {r['kind']:<6} {r['name'][:20]:<20} {r['shown_as'][:50]:<50} "
+            f"{r['rate_per_minute']:>6} {r['daily_quota']:>7} {r['tasks']:>7}  {state}"
+        )
     return 0
 
 

@@ -26,8 +26,14 @@ if TYPE_CHECKING:
 
 
 def _size_category(n: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+    ]
     for bound, label in bounds:
         if n < bound:
             return label
@@ -103,7 +109,9 @@ def dataset_card(summary: ExportSummary) -> str:
         if chat_file
         else ""
     )
-    chat_features = "\n" + _features("preferences_conversational", conversational_schema()) if chat_file else ""
+    chat_features = (
+        "\n" + _features("preferences_conversational", conversational_schema()) if chat_file else ""
+    )
     chat_section = (
         f"""- `{chat_file}`: the text and dialogue pairs of `{prefs_file}` in TRL's conversational form:
   `prompt`, `chosen` and `rejected` as lists of `{{"role", "content"}}` messages (a dialogue's

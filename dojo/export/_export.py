@@ -151,11 +151,14 @@ def export_dataset(
     sinks = []
     writer = BackgroundWriter()
     try:
-        with Snapshot(db, since=options.since, synthetic_metadata=options.include_synthetic_metadata) as snapshot:
+        with Snapshot(
+            db, since=options.since, synthetic_metadata=options.include_synthetic_metadata
+        ) as snapshot:
             total = snapshot.count()
             summary.exported_at = datetime.now(timezone.utc)  # the snapshot's moment
-            tasks_sink = open_sink(options.format, out / summary.files["tasks"],
-                                   tasks_schema(options.include_synthetic_metadata))
+            tasks_sink = open_sink(
+                options.format, out / summary.files["tasks"], tasks_schema(options.include_synthetic_metadata)
+            )
             sinks.append(tasks_sink)
             prefs_sink = open_sink(options.format, out / summary.files["preferences"], preferences_schema())
             sinks.append(prefs_sink)
@@ -174,7 +177,9 @@ def export_dataset(
                 )
                 task_rows, pref_rows, chat_rows = [], [], []
                 for task, cons in zip(batch, consensus, strict=True):
-                    task_rows.append(_task_record(task, cons, names, options.include_synthetic_metadata, summary))
+                    task_rows.append(
+                        _task_record(task, cons, names, options.include_synthetic_metadata, summary)
+                    )
                     pref_rows.extend(_preference_records(task, cons, options.min_agreement, summary))
                     if chat_sink is not None:
                         chat_rows.extend(_conversational_records(task, cons, options.min_agreement, summary))
@@ -219,7 +224,9 @@ def _task_record(
             "original_known": c.original_known,
         }
         if metadata:
-            record["sent_content"] = None if c.sent_content is None else content_record(c.sent_content, c.completion_id)
+            record["sent_content"] = (
+                None if c.sent_content is None else content_record(c.sent_content, c.completion_id)
+            )
         completions.append(record)
         summary.completions_original_unknown += not c.original_known
     miners = []
@@ -235,10 +242,16 @@ def _task_record(
         summary._workers.update(worker_names)
         summary.worker_rankings += len(workers)
         n_workers += a.n_workers
-        miners.append({
-            "miner": miner, "answer": a.answer, "n_workers": a.n_workers, "weight": weight,
-            "score": a.score, "workers": workers,
-        })
+        miners.append(
+            {
+                "miner": miner,
+                "answer": a.answer,
+                "n_workers": a.n_workers,
+                "weight": weight,
+                "score": a.score,
+                "workers": workers,
+            }
+        )
     summary.tasks += 1
     summary.completions += len(completions)
     kind = modality(task)
@@ -270,13 +283,15 @@ def _task_record(
     if metadata:
         import json
 
-        row.update({
-            "source": task.source,
-            "criteria": json.dumps(task.criteria),
-            "expire_at": task.expire_at,
-            "round_id": task.round_id,
-            "consensus_trust": task.consensus_trust,
-        })
+        row.update(
+            {
+                "source": task.source,
+                "criteria": json.dumps(task.criteria),
+                "expire_at": task.expire_at,
+                "round_id": task.round_id,
+                "consensus_trust": task.consensus_trust,
+            }
+        )
     return row
 
 
@@ -331,15 +346,17 @@ def _conversational_records(
         pair = conversation(task.prompt, chosen.content, rejected.content)
         if pair is None:
             continue
-        rows.append({
-            **pair,
-            "modality": kind,
-            "margin": margin,
-            "agreement": task.task_agreement,
-            "task_id": task.task_id,
-            "chosen_id": chosen.completion_id,
-            "rejected_id": rejected.completion_id,
-        })
+        rows.append(
+            {
+                **pair,
+                "modality": kind,
+                "margin": margin,
+                "agreement": task.task_agreement,
+                "task_id": task.task_id,
+                "chosen_id": chosen.completion_id,
+                "rejected_id": rejected.completion_id,
+            }
+        )
     summary.conversational_pairs += len(rows)
     return rows
 

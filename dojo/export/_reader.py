@@ -103,14 +103,18 @@ def open_engine(db: str | Path) -> Engine:
         if path in ("", ":memory:") or path.startswith("file:"):
             raise ExportError(f"{db}: export reads a SQLite file or a PostgreSQL URL")
         if not Path(path).is_file():
-            raise ExportError(f"no database at {path}; pass the validator's validator.sqlite or its DATABASE_URL")
+            raise ExportError(
+                f"no database at {path}; pass the validator's validator.sqlite or its DATABASE_URL"
+            )
     return read_only_engine(url)
 
 
 class Snapshot:
     """The scored tasks of one database as of one moment; use as a context manager."""
 
-    def __init__(self, db: str | Path, *, since: datetime | None = None, synthetic_metadata: bool = False) -> None:
+    def __init__(
+        self, db: str | Path, *, since: datetime | None = None, synthetic_metadata: bool = False
+    ) -> None:
         self.engine = open_engine(db)
         self.since = since
         self.synthetic_metadata = synthetic_metadata
@@ -134,7 +138,9 @@ class Snapshot:
                     f"{self.engine.url.render_as_string(hide_password=True)} is not a validator database "
                     "(no tasks table); pass the validator's validator.sqlite or its DATABASE_URL"
                 )
-            self._has_original = "original_content" in {c["name"] for c in tables.get_columns("task_completions")}
+            self._has_original = "original_content" in {
+                c["name"] for c in tables.get_columns("task_completions")
+            }
             self._has_rationale = "rationale" in {c["name"] for c in tables.get_columns("miner_results")}
             self._has_organic = tables.has_table("organic_tasks")
         except BaseException:
@@ -174,8 +180,16 @@ class Snapshot:
         after: tuple[datetime, str] | None = None
         while True:
             query = select(
-                Task.task_id, Task.created_at, Task.task_type, Task.prompt, _text(Task.criteria), Task.round_id,
-                Task.task_agreement, Task.source, Task.expire_at, Task.consensus_trust,
+                Task.task_id,
+                Task.created_at,
+                Task.task_type,
+                Task.prompt,
+                _text(Task.criteria),
+                Task.round_id,
+                Task.task_agreement,
+                Task.source,
+                Task.expire_at,
+                Task.consensus_trust,
             ).where(self._scored())
             if after is not None:
                 # Written out rather than as a row value, so that both sides bind through the
@@ -205,20 +219,34 @@ class Snapshot:
         if self._has_original:
             known: Any = tc.original_content.is_not(None)
             # Only the content the export writes is read and decoded: the original when known.
-            exported: Any = case((tc.original_content.is_(None), _text(tc.content)),
-                                 else_=_text(tc.original_content))
+            exported: Any = case(
+                (tc.original_content.is_(None), _text(tc.content)), else_=_text(tc.original_content)
+            )
         else:
             known, exported = literal(False), _text(tc.content)
         sent = _text(tc.content) if self.synthetic_metadata else null()
         for task_id, cid, model, gt, is_known, content, sent_content in self.conn.execute(
-            select(tc.task_id, tc.completion_id, tc.model, tc.ground_truth_rank, known.label("known"),
-                   exported.label("exported"), sent.label("sent"))
+            select(
+                tc.task_id,
+                tc.completion_id,
+                tc.model,
+                tc.ground_truth_rank,
+                known.label("known"),
+                exported.label("exported"),
+                sent.label("sent"),
+            )
             .where(tc.task_id.in_(ids))
             .order_by(tc.task_id, tc.position)
         ):
             by_id[task_id].completions.append(
-                CompletionRow(cid, model, _json(content), bool(is_known), gt,
-                              _json(sent_content) if self.synthetic_metadata else None)
+                CompletionRow(
+                    cid,
+                    model,
+                    _json(content),
+                    bool(is_known),
+                    gt,
+                    _json(sent_content) if self.synthetic_metadata else None,
+                )
             )
 
         rounds = sorted({t.round_id for t in tasks if t.round_id is not None})
@@ -227,17 +255,26 @@ class Snapshot:
         ts = TaskScore
         # By (round, task): the primary key's order, so each row is an index lookup; a join
         # with tasks or task_id alone makes SQLite scan the whole index.
-        for task_id, round_id, hotkey, score, answer, n_workers in self.conn.execute(
-            select(ts.task_id, ts.round_id, ts.miner_hotkey, ts.score, _text(ts.answer), ts.n_workers)
-            .where(ts.round_id.in_(rounds), ts.task_id.in_(ids), ts.answered.is_(True))
-            .order_by(ts.task_id, ts.miner_hotkey)
-        ) if rounds else ():
+        for task_id, round_id, hotkey, score, answer, n_workers in (
+            self.conn.execute(
+                select(ts.task_id, ts.round_id, ts.miner_hotkey, ts.score, _text(ts.answer), ts.n_workers)
+                .where(ts.round_id.in_(rounds), ts.task_id.in_(ids), ts.answered.is_(True))
+                .order_by(ts.task_id, ts.miner_hotkey)
+            )
+            if rounds
+            else ()
+        ):
             task = by_id[task_id]
             answer = _json(answer)
             if round_id != task.round_id or not answer:  # not the round that scored it; no answer
                 continue
-            a = MinerAnswer(hotkey, [float(v) for v in answer], int(n_workers),
-                            reliability.get(round_id, {}).get(hotkey, 0.0), float(score))
+            a = MinerAnswer(
+                hotkey,
+                [float(v) for v in answer],
+                int(n_workers),
+                reliability.get(round_id, {}).get(hotkey, 0.0),
+                float(score),
+            )
             task.answers.append(a)
             answers[(task_id, hotkey)] = a
 
@@ -245,8 +282,14 @@ class Snapshot:
         # A database from before revision 0004 keeps no rationales.
         rationale: Any = MinerResult.rationale if self._has_rationale else null()
         for task_id, hotkey, worker_id, kind, values, why in self.conn.execute(
-            select(Assignment.task_id, Assignment.miner_hotkey, MinerResult.worker_id, MinerResult.criteria_type,
-                   _text(MinerResult.values), rationale)
+            select(
+                Assignment.task_id,
+                Assignment.miner_hotkey,
+                MinerResult.worker_id,
+                MinerResult.criteria_type,
+                _text(MinerResult.values),
+                rationale,
+            )
             .join(Assignment, Assignment.assignment_id == MinerResult.assignment_id)
             .where(Assignment.task_id.in_(ids))
             .order_by(MinerResult.result_id)
@@ -257,7 +300,8 @@ class Snapshot:
         for key, results in workers.items():
             order = [c.completion_id for c in by_id[key[0]].completions]
             answers[key].workers = [
-                (worker_id, [float(values[cid]) for cid in order], why) for worker_id, values, why in results
+                (worker_id, [float(values[cid]) for cid in order], why)
+                for worker_id, values, why in results
                 if all(cid in values for cid in order)
             ]
 
@@ -280,7 +324,9 @@ class Snapshot:
         for chunk in _chunks(missing, 500):
             found: dict[int, dict[str, float]] = {r: {} for r in chunk}
             for round_id, hotkey, q in self.conn.execute(
-                select(ts.round_id, ts.miner_hotkey, func.avg(case((ts.agreement > 0, ts.agreement), else_=0.0)))
+                select(
+                    ts.round_id, ts.miner_hotkey, func.avg(case((ts.agreement > 0, ts.agreement), else_=0.0))
+                )
                 .where(ts.round_id.in_(chunk), ts.answered.is_(True))
                 .group_by(ts.round_id, ts.miner_hotkey)
             ):

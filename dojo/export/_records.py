@@ -117,7 +117,9 @@ def content_record(content: Mapping[str, Any], name: str = "image") -> dict[str,
     }
 
 
-def conversation(prompt: str, chosen: Mapping[str, Any], rejected: Mapping[str, Any]) -> dict[str, Any] | None:
+def conversation(
+    prompt: str, chosen: Mapping[str, Any], rejected: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """A text or dialogue pair in TRL's conversational form: ``prompt`` (the messages before
     the answer), ``chosen`` and ``rejected`` (the answers, as assistant messages); None for
     another kind. A dialogue's prompt is the turns both completions share; with none shared,

@@ -36,7 +36,11 @@ def latest_export(root: Path) -> tuple[Path, datetime] | None:
 
 
 def export_to_dated_folder(
-    db: str | Path, root: str | Path, *, now: datetime | None = None, keep: int = 3,
+    db: str | Path,
+    root: str | Path,
+    *,
+    now: datetime | None = None,
+    keep: int = 3,
     options: ExportOptions | None = None,
 ) -> ExportSummary:
     """Export ``db`` to a new dated folder under ``root``, point ``latest`` at it, prune."""

@@ -112,8 +112,9 @@ class ParquetSink(Sink):
         # Statistics only for the small scalar columns: the writer keeps every row group's
         # until it closes, and min/max of long texts would make memory grow with the file.
         small = [f.name for f in schema if not pa.types.is_nested(f.type) and f.name not in _TEXTS]
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._partial, schema, compression="zstd",
-                                                                 write_statistics=small)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self._partial, schema, compression="zstd", write_statistics=small
+        )
 
     def prepare(self, rows: Sequence[dict[str, Any]]) -> pa.Table:
         return pa.Table.from_pylist(list(rows), schema=self.schema)
@@ -144,8 +145,9 @@ class JsonlSink(Sink):
         self._file: Any = open(self._partial, "wb")  # noqa: SIM115 - closed by commit or abort
         # ASCII, non-ASCII characters as \u escapes: the same JSON, and CPython joins and writes
         # pure-ASCII strings many times faster than the strings ensure_ascii=False makes.
-        self._encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"),
-                                        default=_default).encode
+        self._encode = json.JSONEncoder(
+            ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_default
+        ).encode
 
         # A file without list columns (preferences) is written column by column: each of a
         # task's completions is in several pairs, and its text is encoded once a batch.

@@ -148,7 +148,9 @@ def worker_results(task: BackendTask, verdicts: list[Verdict]) -> list[WorkerRes
                 )
             except KeyError as exc:  # judged whole: a bug if it happens
                 logger.error(
-                    "request {}: answer {} cannot be sent: no value for {}", task.key.request_id, quoted(verdict.answer_id),
+                    "request {}: answer {} cannot be sent: no value for {}",
+                    task.key.request_id,
+                    quoted(verdict.answer_id),
                     quoted(exc),
                 )
             except pydantic.ValidationError as exc:
@@ -287,7 +289,9 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
                 async with self._locks.hold(key):
                     pinned += len(await self._collect(stored))
             except BackendError as exc:
-                logger.warning("worker backend {}: reading answers failed: {}", self.backend.name, quoted(exc))
+                logger.warning(
+                    "worker backend {}: reading answers failed: {}", self.backend.name, quoted(exc)
+                )
                 break
         return pinned
 
@@ -347,7 +351,10 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
             refusal = self.backend.refusal(request)
             if refusal is not None:
                 logger.warning(
-                    "request {} from validator uid {} refused: {}", request.request_id, caller.uid, quoted(refusal)
+                    "request {} from validator uid {} refused: {}",
+                    request.request_id,
+                    caller.uid,
+                    quoted(refusal),
                 )
                 raise HandlerRefusal(422, refusal)
             try:

@@ -170,7 +170,9 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         max_workers=1 if database.is_sqlite else settings.db_threads, thread_name_prefix="dojo-db"
     )
     # PostgreSQL: the hot path's calls on the event loop (see dojo.platform.pgqueue).
-    postgres = None if database.is_sqlite else PostgresQueue(settings.database_url, settings.hot_path_connections)
+    postgres = (
+        None if database.is_sqlite else PostgresQueue(settings.database_url, settings.hot_path_connections)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -203,7 +205,9 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     app.state.registry = HotkeyRegistry(chain, settings.registration_refresh_seconds)
     app.state.worker_sessions = SessionCache()
     app.state.db_executor = db_executor
-    app.state.login_limiter = LoginLimiter(database, settings.login_rate_limit, settings.login_rate_window_seconds)
+    app.state.login_limiter = LoginLimiter(
+        database, settings.login_rate_limit, settings.login_rate_window_seconds
+    )
 
     @app.exception_handler(PlatformError)
     async def _platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
@@ -217,7 +221,9 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
         not_json = _json_invalid_detail(exc)
         if not_json is not None:
             return JSONResponse({"detail": not_json}, status_code=400)
-        return JSONResponse({"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422)
+        return JSONResponse(
+            {"detail": validation_detail(exc, where=request_field, limit=None)}, status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, _exc: Exception) -> JSONResponse:

@@ -328,7 +328,9 @@ def new_recovery_code(db: Session, worker: Worker) -> str:
     return code
 
 
-def recover_worker_session(db: Session, settings: PlatformSettings, code: str) -> tuple[Worker, OpenedSession]:
+def recover_worker_session(
+    db: Session, settings: PlatformSettings, code: str
+) -> tuple[Worker, OpenedSession]:
     """Log in with a recovery code: the same worker as before, a new session. 401 otherwise."""
     normalised = _normalise_recovery_code(code)
     worker = (

@@ -53,7 +53,9 @@ class TaskFilter:
         if self.since is not None:
             clauses.append(Task.created_at >= datetime.combine(self.since, time(tzinfo=timezone.utc)))
         if self.until is not None:
-            clauses.append(Task.created_at < datetime.combine(self.until + timedelta(days=1), time(tzinfo=timezone.utc)))
+            clauses.append(
+                Task.created_at < datetime.combine(self.until + timedelta(days=1), time(tzinfo=timezone.utc))
+            )
         return clauses
 
 

@@ -155,7 +155,9 @@ async def login_rate_limit(request: Request) -> None:
     await run_in_threadpool(limiter.hit, client_address(request))
 
 
-def set_session_cookie(response: Response, settings: PlatformSettings, name: str, token: str, max_age: int) -> None:
+def set_session_cookie(
+    response: Response, settings: PlatformSettings, name: str, token: str, max_age: int
+) -> None:
     """A session cookie as the platform sets each: HttpOnly, SameSite=Lax, Secure under https."""
     response.set_cookie(
         name, token, max_age=max_age, httponly=True, samesite="lax", secure=settings.secure_cookies

@@ -141,7 +141,8 @@ class KeyOut(Camel):
     last_used_at: str | None
     disabled: bool
     in_use: bool = Field(
-        False, description="the API key the running miner most likely uses: the active one used last, within a day"
+        False,
+        description="the API key the running miner most likely uses: the active one used last, within a day",
     )
 
 
@@ -204,7 +205,9 @@ def check_image_completion(value: dict[str, Any]) -> None:
     except ImageRefused as exc:
         raise ValueError(str(exc)) from None
     if (info.width, info.height) != (width, height):
-        raise ValueError(f"the image is {info.width}×{info.height} pixels but is declared as {width}×{height}")
+        raise ValueError(
+            f"the image is {info.width}×{info.height} pixels but is declared as {width}×{height}"
+        )
 
 
 class CriterionIn(BaseModel):

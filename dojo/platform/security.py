@@ -216,7 +216,9 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant
+)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -244,7 +246,9 @@ def load_json(body: bytes | str, what: str = "the body") -> Any:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start}): send JSON as UTF-8") from None
+        raise BadRequest(
+            f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start}): send JSON as UTF-8"
+        ) from None
     too_deep = BadRequest(
         f"{what} nests too deeply: arrays and objects may nest at most {MAX_JSON_DEPTH} levels deep"
     )
@@ -383,7 +387,9 @@ class SecurityMiddleware:
         csrf_secret: bytes,
     ):
         self.app = app
-        self.compressing_app = GZipMiddleware(app, minimum_size=COMPRESS_MIN_BYTES, compresslevel=COMPRESS_LEVEL)
+        self.compressing_app = GZipMiddleware(
+            app, minimum_size=COMPRESS_MIN_BYTES, compresslevel=COMPRESS_LEVEL
+        )
         self.max_body_bytes = max_body_bytes
         self.large_body_paths = large_body_paths or {}
         self.secure_cookies = secure_cookies

@@ -233,7 +233,12 @@ def worker_tasks(
     for t, status, until, holding in rows:
         state: TaskStatus | Literal["HELD_BY_OTHERS"] = task_status(t, now)
         held = status == HOLD and until is not None and until > now
-        if state == "IN_PROGRESS" and not held and status != DONE and t.num_results + holding >= t.max_results:
+        if (
+            state == "IN_PROGRESS"
+            and not held
+            and status != DONE
+            and t.num_results + holding >= t.max_results
+        ):
             state = "HELD_BY_OTHERS"
         summaries.append(
             WorkerTaskSummary(
@@ -408,9 +413,13 @@ def flag_completion(db: Session, worker: Worker, task_id: str, cid: str, reason:
     if not reason:
         raise Invalid("say what is broken: the reason must not be blank")
     now = utcnow()
-    flag = db.scalar(select(Flag).where(Flag.task_id == task.id, Flag.worker_id == worker.id, Flag.cid == cid))
+    flag = db.scalar(
+        select(Flag).where(Flag.task_id == task.id, Flag.worker_id == worker.id, Flag.cid == cid)
+    )
     if flag is None:
-        flag = Flag(task_id=task.id, worker_id=worker.id, cid=cid, reason=reason, created_at=now, updated_at=now)
+        flag = Flag(
+            task_id=task.id, worker_id=worker.id, cid=cid, reason=reason, created_at=now, updated_at=now
+        )
         db.add(flag)
     else:
         flag.reason, flag.updated_at = reason, now

@@ -63,9 +63,7 @@ def create_tasks(
     if expire_at <= now:
         raise Invalid(f"expireAt {_shown(expire_at)} is in the past; send a time in the next 5 days")
     if expire_at > now + MAX_TASK_LIFETIME + CLOCK_GRACE:
-        raise Invalid(
-            f"expireAt {_shown(expire_at)} is more than 5 days ahead; tasks live at most 5 days"
-        )
+        raise Invalid(f"expireAt {_shown(expire_at)} is more than 5 days ahead; tasks live at most 5 days")
     ids = []
     for data in payload.task_data:
         task_id = str(uuid.uuid4())

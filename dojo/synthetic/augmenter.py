@@ -17,7 +17,9 @@ class Augmenter:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    async def augment(self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget) -> list[Instruction]:
+    async def augment(
+        self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget
+    ) -> list[Instruction]:
         budget.check()
         variants = await self.backend.augment(original, levels, rng, budget)
         if [v.deviation for v in variants] != list(range(1, levels + 1)):

@@ -57,7 +57,9 @@ class DuplicateFilter(Protocol):
 class InstructionFilter:
     """Accepts an instruction unless one too similar was accepted before; thread-safe."""
 
-    def __init__(self, store: SyntheticStore, threshold: float = DEFAULT_THRESHOLD, *, kind: str = "code") -> None:
+    def __init__(
+        self, store: SyntheticStore, threshold: float = DEFAULT_THRESHOLD, *, kind: str = "code"
+    ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"the similarity threshold must be in (0, 1], got {threshold}")
         self.store = store
@@ -92,7 +94,9 @@ class InstructionFilter:
             if feature not in columns:
                 columns[feature] = len(columns)
         if len(columns) > len(self._df):
-            self._df = np.concatenate([self._df, np.zeros(max(len(columns), 2 * len(self._df)) - len(self._df))])
+            self._df = np.concatenate(
+                [self._df, np.zeros(max(len(columns), 2 * len(self._df)) - len(self._df))]
+            )
         cols = np.fromiter((columns[f] for f in tf.indices.tolist()), dtype=np.int64, count=tf.nnz)
         self._df[cols] += 1
         self._pending.append((np.full(tf.nnz, len(self._ids), dtype=np.int64), cols, tf.data.astype(float)))
@@ -114,14 +118,18 @@ class InstructionFilter:
         if n == 0 or tf.nnz == 0:
             return 0.0, None
         if self._pending:
-            self._flat = tuple(np.concatenate([old, *new]) for old, *new in zip(self._flat, *self._pending, strict=True))  # type: ignore[assignment]
+            self._flat = tuple(
+                np.concatenate([old, *new]) for old, *new in zip(self._flat, *self._pending, strict=True)
+            )  # type: ignore[assignment]
             self._pending = []
         row_of, cols, vals = self._flat
         vocabulary = len(self._columns)
         idf = np.log((1.0 + n) / (1.0 + self._df[:vocabulary])) + 1.0
         unseen_idf = np.log(1.0 + n) + 1.0  # a term no accepted instruction has: df = 0
         # The query, TF-IDF weighted; its terms outside the vocabulary count in its norm only.
-        query_cols = np.fromiter((self._columns.get(f, -1) for f in tf.indices.tolist()), dtype=np.int64, count=tf.nnz)
+        query_cols = np.fromiter(
+            (self._columns.get(f, -1) for f in tf.indices.tolist()), dtype=np.int64, count=tf.nnz
+        )
         known = query_cols >= 0
         query = tf.data * np.where(known, idf[np.where(known, query_cols, 0)], unseen_idf)
         query_norm = float(np.sqrt(np.dot(query, query)))

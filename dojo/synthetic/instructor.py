@@ -28,13 +28,18 @@ class Instructor:
         """An instruction the filter accepted (and recorded)."""
         for attempt in range(1, self.max_attempts + 1):
             budget.check()
-            instruction = await self.backend.instruct(rng, self.filter.sample_accepted(rng, EXAMPLES_PER_PROMPT), budget)
+            instruction = await self.backend.instruct(
+                rng, self.filter.sample_accepted(rng, EXAMPLES_PER_PROMPT), budget
+            )
             decision = await self.filter.decide(instruction.text)
             if decision.accepted:
                 return instruction
             logger.info(
                 "instruction {} rejected: similarity {:.2f} to instruction #{} (threshold {:.2f})",
-                attempt, decision.similarity, decision.nearest_id, self.filter.threshold,
+                attempt,
+                decision.similarity,
+                decision.nearest_id,
+                self.filter.threshold,
             )
         raise GenerationError(
             f"no instruction passed the similarity filter in {self.max_attempts} attempts; "

@@ -48,12 +48,31 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
 
 # Domains of the original Dojo code-generation tasks; the instructor combines a few.
 TASK_SEEDS = (
-    "particle system", "physics simulation with gravity", "interactive bar chart", "line chart with tooltips",
-    "analogue clock", "colour palette generator", "drawing canvas", "maze game", "memory card game",
-    "solar system orbit model", "sorting algorithm visualiser", "cellular automaton", "fractal tree",
-    "weather dashboard with mock data", "music visualiser with oscillators", "flocking birds", "snake game",
-    "pendulum wave", "fireworks", "typing speed test", "interactive map of fictional islands",
-    "traffic light intersection", "aquarium with fish", "spirograph", "pixel art editor",
+    "particle system",
+    "physics simulation with gravity",
+    "interactive bar chart",
+    "line chart with tooltips",
+    "analogue clock",
+    "colour palette generator",
+    "drawing canvas",
+    "maze game",
+    "memory card game",
+    "solar system orbit model",
+    "sorting algorithm visualiser",
+    "cellular automaton",
+    "fractal tree",
+    "weather dashboard with mock data",
+    "music visualiser with oscillators",
+    "flocking birds",
+    "snake game",
+    "pendulum wave",
+    "fireworks",
+    "typing speed test",
+    "interactive map of fictional islands",
+    "traffic light intersection",
+    "aquarium with fish",
+    "spirograph",
+    "pixel art editor",
 )
 
 
@@ -126,7 +145,9 @@ class ChatClient:
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._client = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/"), headers=headers, timeout=settings.request_timeout,
+            base_url=settings.base_url.rstrip("/"),
+            headers=headers,
+            timeout=settings.request_timeout,
             transport=capped(MAX_REPLY_BYTES, transport, name=settings.base_url),
         )
 
@@ -178,12 +199,17 @@ class ChatClient:
                         try:
                             return schema.model_validate_json(_strip_fences(content))
                         except ValidationError as exc:
-                            problem = f"the answer is not valid JSON of the requested shape: {_first_error(exc)}"
+                            problem = (
+                                f"the answer is not valid JSON of the requested shape: {_first_error(exc)}"
+                            )
                             # Show the model its mistake; the next answer is usually right.
                             messages = [
                                 *messages,
                                 {"role": "assistant", "content": content[:4000]},
-                                {"role": "user", "content": f"That was not valid: {problem}. Answer again with JSON only."},
+                                {
+                                    "role": "user",
+                                    "content": f"That was not valid: {problem}. Answer again with JSON only.",
+                                },
                             ]
                             delay = 0.0
                 elif _transient(response.status_code):
@@ -198,13 +224,24 @@ class ChatClient:
                 break
             delay = s.retry.delay(attempt, self._rng, delay)
             if delay > budget.remaining():
-                raise BudgetExceeded(f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit")
-            logger.warning("{} {}: {}; retry {}/{} in {:.1f}s", s.base_url, model, problem, attempt + 1, s.max_retries, delay)
+                raise BudgetExceeded(
+                    f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit"
+                )
+            logger.warning(
+                "{} {}: {}; retry {}/{} in {:.1f}s",
+                s.base_url,
+                model,
+                problem,
+                attempt + 1,
+                s.max_retries,
+                delay,
+            )
             await asyncio.sleep(delay)
         raise ChatError(f"{model} at {s.base_url} failed {s.max_retries + 1} times; last problem: {problem}")
 
-
-    async def post_json(self, path: str, body: dict[str, Any], budget: TaskBudget | None, what: str) -> dict[str, Any]:
+    async def post_json(
+        self, path: str, body: dict[str, Any], budget: TaskBudget | None, what: str
+    ) -> dict[str, Any]:
         """POST ``body`` to ``path`` (``/embeddings``, ``/images/generations``) and return the
         JSON answer, with ``ask``'s retries (timeouts, 408/409/425/429/5xx after the server's
         ``Retry-After``); a refusal (another 4xx) or an answer that is not a JSON object is a
@@ -214,7 +251,11 @@ class ChatClient:
         for attempt in range(s.max_retries + 1):
             if budget is not None:
                 budget.check()
-            timeout = s.request_timeout if budget is None else max(0.001, min(s.request_timeout, budget.remaining()))
+            timeout = (
+                s.request_timeout
+                if budget is None
+                else max(0.001, min(s.request_timeout, budget.remaining()))
+            )
             delay: float | None = None
             try:
                 response = await self._client.post(path, json=body, timeout=timeout)
@@ -248,11 +289,23 @@ class ChatClient:
                 break
             delay = s.retry.delay(attempt, self._rng, delay)
             if budget is not None and delay > budget.remaining():
-                raise BudgetExceeded(f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit")
-            logger.warning("{}{} ({}): {}; retry {}/{} in {:.1f}s", s.base_url, path, what, problem, attempt + 1,
-                           s.max_retries, delay)
+                raise BudgetExceeded(
+                    f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit"
+                )
+            logger.warning(
+                "{}{} ({}): {}; retry {}/{} in {:.1f}s",
+                s.base_url,
+                path,
+                what,
+                problem,
+                attempt + 1,
+                s.max_retries,
+                delay,
+            )
             await asyncio.sleep(delay)
-        raise ChatError(f"{s.base_url}{path} ({what}) failed {s.max_retries + 1} times; last problem: {problem}")
+        raise ChatError(
+            f"{s.base_url}{path} ({what}) failed {s.max_retries + 1} times; last problem: {problem}"
+        )
 
 
 def _transient(status: int) -> bool:
@@ -262,7 +315,10 @@ def _transient(status: int) -> bool:
 
 
 def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema(), "strict": False},
+    }
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
@@ -291,7 +347,7 @@ _AUGMENT_SYSTEM = (
     "count, colour, shape, layout, motion or interaction) to something different; variant 2 "
     "keeps variant 1's change and changes one more; and so on, each variant deviating one step "
     "further from the original. Keep the wording and length close to the original so the "
-    "variants read alike. Answer with JSON: {\"variants\": [\"...\", ...]}."
+    'variants read alike. Answer with JSON: {"variants": ["...", ...]}.'
 )
 _GENERATE_SYSTEM = (
     "You are an expert front-end developer. Write a complete, working answer to the instruction: "
@@ -343,7 +399,9 @@ class LLMBackend:
         )
         if len(answer.variants) != levels:
             raise GenerationError(f"asked for {levels} variants, the model wrote {len(answer.variants)}")
-        return [Instruction(text=text.strip(), deviation=k) for k, text in enumerate(answer.variants, start=1)]
+        return [
+            Instruction(text=text.strip(), deviation=k) for k, text in enumerate(answer.variants, start=1)
+        ]
 
     async def generate(
         self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
@@ -358,7 +416,10 @@ class LLMBackend:
                 {"role": "user", "content": f"Your previous answer failed these checks; fix them: {feedback}"}
             )
         answer = await self.chat.ask(model, messages, CompletionAnswer, budget)
-        files = [CodeFile(filename=f.filename, content=f.content, language=f.language.lower()) for f in answer.files]
+        files = [
+            CodeFile(filename=f.filename, content=f.content, language=f.language.lower())
+            for f in answer.files
+        ]
         pages = [f for f in files if f.filename.lower().endswith((".html", ".htm"))]
         if not any(f.filename == "index.html" for f in files) and len(pages) == 1:
             # The renderer opens index.html; a lone page under another name is that page.
@@ -375,7 +436,9 @@ def llm_settings(service: ServiceSettings) -> LLMSettings:
     ``SYNTHETIC_LLM_API_KEY`` or the provider's own, such as ``OPENROUTER_API_KEY``)."""
     provider = service.llm_provider or "openrouter"
     if provider not in PROVIDERS:
-        raise ValueError(f"unknown LLM provider {provider!r}; use one of {', '.join(PROVIDERS)} or give a base URL")
+        raise ValueError(
+            f"unknown LLM provider {provider!r}; use one of {', '.join(PROVIDERS)} or give a base URL"
+        )
     default_url, key_field = PROVIDERS[provider]
     key = service.llm_api_key or (getattr(service, key_field) if key_field else None)
     settings = LLMSettings(

@@ -150,8 +150,7 @@ class SyntheticPipeline:
         # One filter per kind: an image scene and a code task are never near each other, and
         # each kind's instructions are compared with their own kind's.
         self.filters: dict[str, DuplicateFilter] = {
-            kind: make_filter(self.store, kind, self.options.similarity_threshold)
-            for kind in CONTENT_KINDS
+            kind: make_filter(self.store, kind, self.options.similarity_threshold) for kind in CONTENT_KINDS
         }
         self.filter = self.filters["code"]
         self.instructors = {
@@ -225,7 +224,9 @@ class SyntheticPipeline:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
             raise
-        problem = confirm_order([level.deviation for level in levels], [measured for _, _, measured in results])
+        problem = confirm_order(
+            [level.deviation for level in levels], [measured for _, _, measured in results]
+        )
         if problem is not None:
             raise TaskDiscarded(problem)
         order = list(range(len(levels)))
@@ -245,7 +246,11 @@ class SyntheticPipeline:
             ground_truth[cid] = levels[k].deviation + 1
         logger.info(
             "synthetic {} task {} ready: {} completions, {} tokens, {:.2f}s",
-            kind, index, len(responses), budget.tokens_used, budget.seconds - budget.remaining(),
+            kind,
+            index,
+            len(responses),
+            budget.tokens_used,
+            budget.seconds - budget.remaining(),
         )
         return SyntheticTask(prompt=original.text, kind=kind, responses=responses, ground_truth=ground_truth)  # type: ignore[arg-type]
 
@@ -273,7 +278,11 @@ class SyntheticPipeline:
             def checked(content: Content = content) -> tuple[Content | None, int | None, str]:
                 measured = rules.measure(instruction, content)
                 if measured.defects != instruction.deviation:
-                    return None, measured.defects, _why(measured.defects, measured.problems, instruction.deviation)
+                    return (
+                        None,
+                        measured.defects,
+                        _why(measured.defects, measured.problems, instruction.deviation),
+                    )
                 sent = rules.obfuscate(content, obfuscation_rng)
                 again = rules.measure(instruction, sent)
                 if again.defects != instruction.deviation:
@@ -291,7 +300,10 @@ class SyntheticPipeline:
                 return done, sent, measured
             logger.warning(
                 "{} completion for deviation {} failed its check (attempt {}): {}",
-                kind, instruction.deviation, attempt, feedback,
+                kind,
+                instruction.deviation,
+                attempt,
+                feedback,
             )
         raise TaskDiscarded(
             f"no {kind} completion with exactly {instruction.deviation} defects in "
@@ -312,7 +324,11 @@ class SyntheticPipeline:
         sent = await asyncio.to_thread(rules.obfuscate, content, rng)
         again = await measure(instruction, sent)
         if again.defects != instruction.deviation:
-            return None, again.defects, "after obfuscation, " + _why(again.defects, again.problems, instruction.deviation)
+            return (
+                None,
+                again.defects,
+                "after obfuscation, " + _why(again.defects, again.problems, instruction.deviation),
+            )
         return sent, again.defects, ""
 
     async def _code_task(self, index: int, rng: random.Random) -> SyntheticTask:
@@ -343,7 +359,10 @@ class SyntheticPipeline:
             ground_truth[cid] = levels[k].deviation + 1
         logger.info(
             "synthetic task {} ready: {} completions, {} tokens, {:.2f}s",
-            index, len(responses), budget.tokens_used, budget.seconds - budget.remaining(),
+            index,
+            len(responses),
+            budget.tokens_used,
+            budget.seconds - budget.remaining(),
         )
         return SyntheticTask(prompt=original.text, responses=responses, ground_truth=ground_truth)
 
@@ -362,14 +381,19 @@ class SyntheticPipeline:
                 return done, files
             feedback = "; ".join(problems)
             logger.warning(
-                "completion for deviation {} failed its checks (attempt {}): {}", instruction.deviation, attempt, feedback
+                "completion for deviation {} failed its checks (attempt {}): {}",
+                instruction.deviation,
+                attempt,
+                feedback,
             )
         raise GenerationError(
             f"no valid completion for deviation {instruction.deviation} in "
             f"{self.options.max_generation_attempts} attempts: {feedback}"
         )
 
-    def _obfuscate_checked(self, files: list[CodeFile], rng: random.Random) -> tuple[list[CodeFile] | None, list[str]]:
+    def _obfuscate_checked(
+        self, files: list[CodeFile], rng: random.Random
+    ) -> tuple[list[CodeFile] | None, list[str]]:
         """``(obfuscated files, [])`` when they pass the checks, ``(None, problems)`` when the
         completion itself fails them.
 
@@ -388,7 +412,9 @@ class SyntheticPipeline:
                 problems = self.checker.problems(result)
                 if not problems:
                     return result, []
-                logger.warning("obfuscated completion failed its checks (rename={}): {}", rename, "; ".join(problems))
+                logger.warning(
+                    "obfuscated completion failed its checks (rename={}): {}", rename, "; ".join(problems)
+                )
             if original_problems is None:
                 original_problems = self.checker.problems(files)
                 if original_problems:

@@ -445,7 +445,7 @@ def render_scene(spec: SceneSpec, layout: FileLayout, rng: random.Random) -> lis
     else:
         script_tag = f'  <script src="{layout.js_name}"></script>'
     html = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n'
         '  <meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"  <title>{title}</title>\n{style_tag}\n</head>\n<body>\n"
         f'  <canvas id="{canvas_id}"></canvas>\n{script_tag}\n</body>\n</html>\n'
@@ -493,8 +493,9 @@ class ProceduralBackend:
     async def generate(
         self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
     ) -> GeneratedCompletion:
-        return GeneratedCompletion(files=render_scene(instruction.payload, instruction.style, rng), model=MODEL_LABEL)
+        return GeneratedCompletion(
+            files=render_scene(instruction.payload, instruction.style, rng), model=MODEL_LABEL
+        )
 
     async def aclose(self) -> None:
         return None
-

@@ -56,7 +56,9 @@ def build_backend(settings: ServiceSettings) -> Backend:
     return LLMBackend(llm_settings(settings))
 
 
-def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Backend | None = None) -> SyntheticPipeline:
+def build_pipeline(
+    settings: ServiceSettings, store: SyntheticStore, backend: Backend | None = None
+) -> SyntheticPipeline:
     """The service's pipeline: procedural backends, or the llm ones (text and dialogue from the
     chat model, images from the images endpoint when one is set, else drawn offline; the
     semantic duplicate filter when an embedding model is set, else TF-IDF)."""
@@ -76,7 +78,10 @@ def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Ba
 
         assert isinstance(code, LLMBackend)
         chat, llm = code.chat, code.settings
-        backends = {"text": LLMTextBackend(llm, "text", chat), "dialogue": LLMTextBackend(llm, "dialogue", chat)}
+        backends = {
+            "text": LLMTextBackend(llm, "text", chat),
+            "dialogue": LLMTextBackend(llm, "dialogue", chat),
+        }
         if llm.image_model:
             backends["image"] = LLMImageBackend(llm, chat, completions=settings.completions)
         if llm.embedding_model:
@@ -88,6 +93,7 @@ def build_pipeline(settings: ServiceSettings, store: SyntheticStore, backend: Ba
     return SyntheticPipeline(
         code, store, seed=settings.seed, options=options, backends=backends, filter_factory=filter_factory
     )
+
 
 # After a failed refill: 1 s, doubling, at most a minute (no jitter: one process, one loop).
 REFILL_BACKOFF = RetryPolicy(base_delay=0.5, max_delay=60.0, jitter=0.0)
@@ -156,7 +162,9 @@ class TaskQueue:
             except Exception as exc:  # keep serving whatever goes wrong in one task
                 failures += 1
                 delay = REFILL_BACKOFF.delay(failures, self._backoff_rng)
-                logger.warning("synthetic refill failed ({}: {}); next try in {:.1f}s", type(exc).__name__, exc, delay)
+                logger.warning(
+                    "synthetic refill failed ({}: {}); next try in {:.1f}s", type(exc).__name__, exc, delay
+                )
                 await asyncio.sleep(delay)
                 continue
             failures = 0
@@ -188,7 +196,9 @@ def create_app(
     problem = token_problem(settings)
     if problem is not None:
         raise ValueError(problem)
-    app = FastAPI(title="Dojo synthetic API", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Dojo synthetic API", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     app.add_middleware(HeadLimitMiddleware, max_bytes=MAX_HEAD_BYTES)
     token = settings.token.get_secret_value() if settings.token else None
@@ -214,8 +224,11 @@ def create_app(
         if kind is not None and kind not in queue.targets:
             made = ", ".join(queue.targets) or "nothing"
             return JSONResponse(
-                {"success": False, "body": None,
-                 "error": f"this service makes {made} tasks (--mix {settings.mix}), not {kind!r}"},
+                {
+                    "success": False,
+                    "body": None,
+                    "error": f"this service makes {made} tasks (--mix {settings.mix}), not {kind!r}",
+                },
                 status_code=404,
             )
         try:
@@ -235,7 +248,9 @@ def create_app(
             "mix": settings.mix,
             "queue_size": sum(by_kind.values()),
             "queue_target": queue.target,
-            "queue": {kind: {"size": by_kind.get(kind, 0), "target": want} for kind, want in queue.targets.items()},
+            "queue": {
+                kind: {"size": by_kind.get(kind, 0), "target": want} for kind, want in queue.targets.items()
+            },
             "tasks": {
                 kind: {"generated": s.generated, "discarded": s.discarded, "failed": s.failed}
                 for kind, s in queue.pipeline.stats.items()
@@ -299,6 +314,9 @@ def server_options(settings: ServiceSettings) -> ServerOptions:
     """uvicorn's settings for the service: h11, whose parser refuses a request head over
     :data:`MAX_HEAD_BYTES` (httptools has no such cap)."""
     return {
-        "host": settings.host, "port": settings.port, "log_level": "warning",
-        "http": "h11", "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "http": "h11",
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }

@@ -153,15 +153,19 @@ class ServiceSettings(BaseModel):
         json_schema_extra=_named("SYNTHETIC_LLM_API_KEY", "--llm-api-key"),
     )
     openrouter_api_key: SecretStr | None = Field(
-        None, description="OpenRouter's key (provider openrouter)",
+        None,
+        description="OpenRouter's key (provider openrouter)",
         json_schema_extra=_named("OPENROUTER_API_KEY", "--openrouter-api-key"),
     )
     together_api_key: SecretStr | None = Field(
-        None, description="Together's key (provider together)",
+        None,
+        description="Together's key (provider together)",
         json_schema_extra=_named("TOGETHER_API_KEY", "--together-api-key"),
     )
     openai_api_key: SecretStr | None = Field(
-        None, description="OpenAI's key (provider openai)", json_schema_extra=_named("OPENAI_API_KEY", "--openai-api-key")
+        None,
+        description="OpenAI's key (provider openai)",
+        json_schema_extra=_named("OPENAI_API_KEY", "--openai-api-key"),
     )
 
     def masked(self) -> dict[str, Any]:

@@ -56,14 +56,44 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "dark green": (12, 44, 30),
     "slate grey": (62, 72, 86),
 }
-SIZES: dict[str, tuple[float, float]] = {"small": (0.022, 0.03), "medium": (0.042, 0.052), "large": (0.07, 0.085)}
+SIZES: dict[str, tuple[float, float]] = {
+    "small": (0.022, 0.03),
+    "medium": (0.042, 0.052),
+    "large": (0.07, 0.085),
+}
 SPEEDS: dict[str, tuple[float, float]] = {"slowly": (6.0, 8.0), "steadily": (3.0, 4.2), "quickly": (0.9, 1.5)}
 LAYOUTS = ("grid", "ring", "row", "spiral", "scatter", "wave")
 MOTIONS = ("spin", "pulse", "orbit", "bounce", "sway", "fade")
 INTERACTIONS = ("toggle", "hover", "drag", "pause", "add", "nearest")
 COUNT_RANGE = (3, 24)
 
-NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "twenty-one", "twenty-two", "twenty-three", "twenty-four"]
+NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "twenty-one",
+    "twenty-two",
+    "twenty-three",
+    "twenty-four",
+]
 
 
 @dataclass(frozen=True)
@@ -99,7 +129,9 @@ def _distinct_colours(a: str, b: str) -> bool:
 
 def _valid(spec: SceneSpec) -> bool:
     # A spinning circle looks still: the motion would be invisible to the worker.
-    return _distinct_colours(spec.fill, spec.accent) and not (spec.shape == "circle" and spec.motion == "spin")
+    return _distinct_colours(spec.fill, spec.accent) and not (
+        spec.shape == "circle" and spec.motion == "spin"
+    )
 
 
 def sample_spec(rng: random.Random) -> SceneSpec:

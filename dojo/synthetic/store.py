@@ -130,7 +130,9 @@ class SyntheticStore:
     def save_embedding(self, instruction_id: int, model: str, vector: bytes) -> None:
         with self._lock, self.engine.begin() as conn:
             conn.execute(
-                instruction_embeddings.insert().values(instruction_id=instruction_id, model=model, vector=vector)
+                instruction_embeddings.insert().values(
+                    instruction_id=instruction_id, model=model, vector=vector
+                )
             )
 
     # --- queue ----------------------------------------------------------------------------
@@ -138,7 +140,9 @@ class SyntheticStore:
     def push_task(self, task: SyntheticTask) -> None:
         with self._lock, self.engine.begin() as conn:
             conn.execute(
-                task_queue.insert().values(task=task.model_dump_json(), created_at=time.time(), kind=task.kind)
+                task_queue.insert().values(
+                    task=task.model_dump_json(), created_at=time.time(), kind=task.kind
+                )
             )
 
     def pop_task(self, kind: str | None = None) -> SyntheticTask | None:
@@ -166,4 +170,3 @@ class SyntheticStore:
         with self._lock, self.engine.connect() as conn:
             rows = conn.execute(sa.select(task_queue.c.kind, sa.func.count()).group_by(task_queue.c.kind))
             return {row[0]: int(row[1]) for row in rows}
-

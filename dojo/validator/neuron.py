@@ -172,15 +172,23 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         return HeartbeatReply(hotkey=self.hotkey)
 
     def loops(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-        loops = [self._heartbeat_loop, self._task_loop, self._collection_loop, self._scoring_loop,
-                 self._score_delivery_loop, self._weights_loop]
+        loops = [
+            self._heartbeat_loop,
+            self._task_loop,
+            self._collection_loop,
+            self._scoring_loop,
+            self._score_delivery_loop,
+            self._weights_loop,
+        ]
         if self.config.export.interval > 0:
             loops.append(self._export_loop)
         if self.config.organic.enabled:
             loops.append(self._organic_loop)
         return loops
 
-    async def _every(self, seconds: float, what: str, step: Callable[[], Awaitable[Any]], first: float = 0.0) -> None:
+    async def _every(
+        self, seconds: float, what: str, step: Callable[[], Awaitable[Any]], first: float = 0.0
+    ) -> None:
         """Run ``step`` every ``seconds`` until stopped; a failing step is logged, the next runs."""
         await self._sleep(first)
         while not self.stop_event.is_set():
@@ -217,18 +225,27 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             uid = outcome.target.uid
             assert uid is not None  # miner_targets gives every target its uid
             if outcome.status is Status.OK and outcome.reply is not None:
-                if outcome.reply.protocol_version == PROTOCOL_VERSION and outcome.reply.hotkey == outcome.target.hotkey:
+                if (
+                    outcome.reply.protocol_version == PROTOCOL_VERSION
+                    and outcome.reply.hotkey == outcome.target.hotkey
+                ):
                     active.add(uid)
                 else:
-                    logger.debug("uid {} answered with protocol {} as {}", uid, outcome.reply.protocol_version,
-                                 quoted(outcome.reply.hotkey))
+                    logger.debug(
+                        "uid {} answered with protocol {} as {}",
+                        uid,
+                        outcome.reply.protocol_version,
+                        quoted(outcome.reply.hotkey),
+                    )
             elif outcome.status is Status.TOO_LARGE:
                 # A reply over its cap is an attack on this process's memory, not a fault of the network.
                 logger.warning("uid {} heartbeat refused: {}", uid, quoted(_describe(outcome)))
             else:
                 logger.debug("uid {} heartbeat: {} {}", uid, outcome.status.value, quoted(outcome.detail))
         if active != self.active_uids:
-            logger.info("active set: {} of {} serving miners: uids {}", len(active), len(targets), sorted(active))
+            logger.info(
+                "active set: {} of {} serving miners: uids {}", len(active), len(targets), sorted(active)
+            )
         self.active_uids = active
         return active
 
@@ -243,7 +260,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
 
             self._source = default_task_source(
                 url=self.config.synthetic_api_url or "",
-                token=self.config.synthetic_api_token.get_secret_value() if self.config.synthetic_api_token else None,
+                token=self.config.synthetic_api_token.get_secret_value()
+                if self.config.synthetic_api_token
+                else None,
                 store_path=self.config.data_dir / "synthetic.sqlite",
                 mix=self.config.synthetic.mix,
             )
@@ -304,7 +323,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         # Every task of the round is stamped at one moment, so a deadline says nothing of
         # how long its planning took (a synthetic task's generation, an organic one's none).
         now = self.clock.now()
-        planned = [(replace(t, created_at=now, expire_at=now + (t.expire_at - t.created_at)), a) for t, a in planned]
+        planned = [
+            (replace(t, created_at=now, expire_at=now + (t.expire_at - t.created_at)), a) for t, a in planned
+        ]
         outgoing: list[Outgoing] = []
         written: list[NewTask] = []
         for task, assignments in planned:
@@ -315,8 +336,13 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
                 continue
             written.append(task)
             self._remember_sent(task)
-            logger.info("task {} written for {} miners (uids {}), due {}", task.task_id, len(assignments),
-                        sorted(a.miner_uid for a in assignments), task.expire_at.isoformat())
+            logger.info(
+                "task {} written for {} miners (uids {}), due {}",
+                task.task_id,
+                len(assignments),
+                sorted(a.miner_uid for a in assignments),
+                task.expire_at.isoformat(),
+            )
         failpoint("validator.fanout.after_write")
         await self.send(outgoing)
         return written[0].task_id if written else None
@@ -326,14 +352,20 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         timeout = max(5.0, min(self.config.neuron.task_interval, 120.0))
         kind = self.next_kind()
         try:
-            return await asyncio.wait_for(source.next_task() if kind is None else source.next_task(kind), timeout)
+            return await asyncio.wait_for(
+                source.next_task() if kind is None else source.next_task(kind), timeout
+            )
         except asyncio.TimeoutError:
-            logger.warning("the synthetic task source gave no task within {:g}s; trying again next round", timeout)
+            logger.warning(
+                "the synthetic task source gave no task within {:g}s; trying again next round", timeout
+            )
         except Exception as exc:  # a source that is down is retried on the next tick
             logger.warning("no synthetic task this round: {}: {}", type(exc).__name__, exc)
         return None
 
-    def sample_miners(self, n: int | None = None, among: Sequence[NeuronInfo] | None = None) -> list[tuple[int, str]]:
+    def sample_miners(
+        self, n: int | None = None, among: Sequence[NeuronInfo] | None = None
+    ) -> list[tuple[int, str]]:
         """Up to ``n`` (``--neuron.sample_size``) of the active miners (or of ``among``), at
         random, one per coldkey first: a miner operator's hotkeys see the same task only
         when there are not enough operators."""
@@ -351,7 +383,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         chosen = (first + rest)[: self.config.neuron.sample_size if n is None else n]
         return sorted((m.uid, m.hotkey) for m in chosen)
 
-    def plan_task(self, synthetic: SyntheticTask, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
+    def plan_task(
+        self, synthetic: SyntheticTask, miners: list[tuple[int, str]]
+    ) -> tuple[NewTask, list[NewAssignment]]:
         """The task and each miner's assignment, as they will be written; raises
         :class:`~commons.media.ImageRefused` for an image that does not decode."""
         now = self.clock.now()
@@ -389,7 +423,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         )
         return task, self._assign(completions, miners)
 
-    def _assign(self, completions: Sequence[NewCompletion], miners: list[tuple[int, str]]) -> list[NewAssignment]:
+    def _assign(
+        self, completions: Sequence[NewCompletion], miners: list[tuple[int, str]]
+    ) -> list[NewAssignment]:
         """Each miner's request id, and its own order of the completions under its own ids."""
         assignments = []
         for uid, hotkey in miners:
@@ -415,8 +451,10 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             return []
         eligible = await self.organic_miners()
         if not eligible:
-            logger.debug("organic tasks wait: no active miner has a moving score above {:g}",
-                         self.config.organic.min_miner_score)
+            logger.debug(
+                "organic tasks wait: no active miner has a moving score above {:g}",
+                self.config.organic.min_miner_score,
+            )
             return []
         queued = await asyncio.to_thread(self.organic_store.next_queued, allowed, self._organic_cursor)
         planned = []
@@ -432,8 +470,11 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         moving = await asyncio.to_thread(self.store.moving_scores, self.config.neuron.moving_average_alpha)
         scores = moving.scores()
         floor = self.config.organic.min_miner_score
-        return [n for n in self.metagraph.neurons
-                if n.uid in (self.active_uids or set()) and scores.get(n.hotkey, 0.0) > floor]
+        return [
+            n
+            for n in self.metagraph.neurons
+            if n.uid in (self.active_uids or set()) and scores.get(n.hotkey, 0.0) > floor
+        ]
 
     async def _organic_slots(self, slots: int) -> int:
         if self._sent_kinds is None:
@@ -462,7 +503,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             return None
         return self._rng.choice(list(self._shapes))
 
-    def plan_organic(self, q: QueuedOrganic, miners: list[tuple[int, str]]) -> tuple[NewTask, list[NewAssignment]]:
+    def plan_organic(
+        self, q: QueuedOrganic, miners: list[tuple[int, str]]
+    ) -> tuple[NewTask, list[NewAssignment]]:
         """An organic task planned exactly as a synthetic one: fresh completion ids, each
         miner's own order and ids, code obfuscated, the deadline from now."""
         now = self.clock.now()
@@ -471,10 +514,16 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         for c in q.request["completions"]:
             content = c["content"]
             sent = _obfuscated(content, rng)
-            completions.append(NewCompletion(
-                completion_id=str(uuid.uuid4()), model=c.get("model") or "unknown", content=sent,
-                ground_truth_rank=None, original_content=content if sent != content else None, label=c["label"],
-            ))
+            completions.append(
+                NewCompletion(
+                    completion_id=str(uuid.uuid4()),
+                    model=c.get("model") or "unknown",
+                    content=sent,
+                    ground_truth_rank=None,
+                    original_content=content if sent != content else None,
+                    label=c["label"],
+                )
+            )
         task = NewTask(
             task_id=q.task_id,
             created_at=now,
@@ -498,19 +547,26 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
                     open_chain, self.config.subtensor.network, netuid, self.config.subtensor.chain_endpoint
                 )
             self.organic = OrganicService(
-                self.config, self.store.engine, validator_hotkey=self.hotkey,
-                subnet_size=lambda: self.metagraph.n, caller_chains=chains,
+                self.config,
+                self.store.engine,
+                validator_hotkey=self.hotkey,
+                subnet_size=lambda: self.metagraph.n,
+                caller_chains=chains,
             )
             await asyncio.to_thread(self.organic.start)
         except (OSError, ChainError) as exc:
             logger.error("the organic API could not start: {}; stopping", exc)
             self.request_stop()
             return
-        await self._every(max(1.0, min(60.0, self.config.neuron.task_interval)), "organic queue", self.settle_organic)
+        await self._every(
+            max(1.0, min(60.0, self.config.neuron.task_interval)), "organic queue", self.settle_organic
+        )
 
     async def settle_organic(self) -> int:
         """Expire what waited too long for miners, fail what could not be sent in time."""
-        return await asyncio.to_thread(self.organic_store.settle, self.clock.now(), self.config.organic.queue_timeout)
+        return await asyncio.to_thread(
+            self.organic_store.settle, self.clock.now(), self.config.organic.queue_timeout
+        )
 
     @staticmethod
     def feedback_request(o: Outgoing) -> FeedbackRequest:
@@ -541,15 +597,24 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         for o in outgoing:
             target = self._target(o.miner_hotkey, o.miner_uid)
             if target is None:
-                results.append(SendOutcome(o.assignment_id, SendStatus.UNREACHABLE,
-                                           "the miner no longer serves an endpoint at this uid"))
+                results.append(
+                    SendOutcome(
+                        o.assignment_id,
+                        SendStatus.UNREACHABLE,
+                        "the miner no longer serves an endpoint at this uid",
+                    )
+                )
             else:
                 calls.append((o, target))
         requests = [self.feedback_request(o) for o, _ in calls]
         # A miner may retry its worker platform before it answers; a timeout here would
         # leave it a task the validator never collects, so this call is given more time.
-        outcomes = await self.client.fanout([t for _, t in calls], requests, FeedbackReply,
-                                            timeout=FEEDBACK_TIMEOUT_FACTOR * self.config.neuron.timeout)
+        outcomes = await self.client.fanout(
+            [t for _, t in calls],
+            requests,
+            FeedbackReply,
+            timeout=FEEDBACK_TIMEOUT_FACTOR * self.config.neuron.timeout,
+        )
         failpoint("validator.fanout.after_send")
         for (o, _), outcome in zip(calls, outcomes, strict=True):
             results.append(self._send_outcome(o, outcome))
@@ -562,13 +627,23 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
     def _send_outcome(o: Outgoing, outcome: Outcome[FeedbackReply]) -> SendOutcome:
         if outcome.status is Status.OK and outcome.reply is not None:
             if outcome.reply.request_id != o.request_id:
-                return SendOutcome(o.assignment_id, SendStatus.REFUSED,
-                                   f"reply names request {outcome.reply.request_id}", outcome.http_status)
-            return SendOutcome(o.assignment_id, SendStatus.ACCEPTED, None, outcome.http_status,
-                               outcome.reply.dojo_task_id)
+                return SendOutcome(
+                    o.assignment_id,
+                    SendStatus.REFUSED,
+                    f"reply names request {outcome.reply.request_id}",
+                    outcome.http_status,
+                )
+            return SendOutcome(
+                o.assignment_id, SendStatus.ACCEPTED, None, outcome.http_status, outcome.reply.dojo_task_id
+            )
         status = _SEND_STATUS.get(outcome.status, SendStatus.REFUSED)
-        logger.debug("uid {} refused task {}: {} {}", o.miner_uid, o.task_id, outcome.status.value,
-                     quoted(outcome.detail))
+        logger.debug(
+            "uid {} refused task {}: {} {}",
+            o.miner_uid,
+            o.task_id,
+            outcome.status.value,
+            quoted(outcome.detail),
+        )
         return SendOutcome(o.assignment_id, status, _describe(outcome), outcome.http_status)
 
     # --- collection ---------------------------------------------------------------------
@@ -592,37 +667,55 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             if target is None and now < d.expire_at:
                 continue  # judged at the deadline
             if target is None:
-                outcomes.append(CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT,
-                                                  "the miner left the subnet or stopped serving"))
+                outcomes.append(
+                    CollectionOutcome(
+                        d.assignment_id,
+                        CollectStatus.NO_RESULT,
+                        "the miner left the subnet or stopped serving",
+                    )
+                )
             else:
                 calls.append((d, target))
         if calls:
             requests = [TaskResultRequest(request_id=d.request_id) for d, _ in calls]
             replies = await self.client.fanout([t for _, t in calls], requests, TaskResultReply)
             now = self.clock.now()
-            outcomes += [self._collection_outcome(d, reply, now) for (d, _), reply in zip(calls, replies, strict=True)]
+            outcomes += [
+                self._collection_outcome(d, reply, now) for (d, _), reply in zip(calls, replies, strict=True)
+            ]
         await asyncio.to_thread(self.store.record_collections, outcomes, now)
         if outcomes:
             failpoint("validator.collect.after_store")
         await asyncio.to_thread(self.store.settle_due_tasks, self.clock.now())
         return len(due)
 
-    def _collection_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
+    def _collection_outcome(
+        self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime
+    ) -> CollectionOutcome:
         """Checked results, a refusal with its reason, or the next try within the grace."""
         if now < d.expire_at:
             return self._early_outcome(d, outcome, now)
         if outcome.status is Status.OK and outcome.reply is not None:
             try:
                 if outcome.reply.request_id != d.request_id:
-                    raise ResultsRefused(f"reply names request {outcome.reply.request_id}, not {d.request_id}")
-                accepted = check_results(outcome.reply.results, completion_ids=d.completion_ids, criteria=d.criteria,
-                                         sent_at=d.sent_at, now=now)
+                    raise ResultsRefused(
+                        f"reply names request {outcome.reply.request_id}, not {d.request_id}"
+                    )
+                accepted = check_results(
+                    outcome.reply.results,
+                    completion_ids=d.completion_ids,
+                    criteria=d.criteria,
+                    sent_at=d.sent_at,
+                    now=now,
+                )
             except ResultsRefused as exc:
                 logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, quoted(exc))
                 return CollectionOutcome(d.assignment_id, CollectStatus.INVALID, str(exc))
             logger.info("uid {} task {}: {} results", d.miner_uid, d.task_id, len(accepted))
             if not accepted:
-                return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, "the miner returned no results")
+                return CollectionOutcome(
+                    d.assignment_id, CollectStatus.NO_RESULT, "the miner returned no results"
+                )
             return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
         detail = _describe(outcome)
         transient = _transient(outcome)
@@ -631,8 +724,13 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         if transient and now < give_up_at:
             # The last try comes at the end of the grace, however far the backoff has grown.
             next_at = min(now + timedelta(seconds=delay), give_up_at)
-            logger.debug("uid {} task {}: collection failed ({}); again at {}", d.miner_uid, d.task_id, quoted(detail),
-                         next_at.isoformat())
+            logger.debug(
+                "uid {} task {}: collection failed ({}); again at {}",
+                d.miner_uid,
+                d.task_id,
+                quoted(detail),
+                next_at.isoformat(),
+            )
             return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, detail, retry_at=next_at)
         if transient:
             detail = f"no answer within the collection grace; last: {detail}"
@@ -643,20 +741,35 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             logger.info("uid {} task {}: no result ({})", d.miner_uid, d.task_id, quoted(detail))
         return CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, detail)
 
-    def _early_outcome(self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime) -> CollectionOutcome:
+    def _early_outcome(
+        self, d: DueCollection, outcome: Outcome[TaskResultReply], now: datetime
+    ) -> CollectionOutcome:
         """Before the deadline: the results, if they are sound and from as many workers as
         ``--neuron.collect_at_results``; otherwise another look in EARLY_LOOK_INTERVAL
         seconds (whatever went wrong is judged at the deadline, not now)."""
         wanted = self.config.neuron.collect_at_results
-        if outcome.status is Status.OK and outcome.reply is not None and outcome.reply.request_id == d.request_id:
+        if (
+            outcome.status is Status.OK
+            and outcome.reply is not None
+            and outcome.reply.request_id == d.request_id
+        ):
             try:
-                accepted = check_results(outcome.reply.results, completion_ids=d.completion_ids, criteria=d.criteria,
-                                         sent_at=d.sent_at, now=now)
+                accepted = check_results(
+                    outcome.reply.results,
+                    completion_ids=d.completion_ids,
+                    criteria=d.criteria,
+                    sent_at=d.sent_at,
+                    now=now,
+                )
             except ResultsRefused:
                 accepted = []
             if len({r.worker_id for r in accepted}) >= wanted:
-                logger.info("uid {} task {}: {} results, every place filled; collected before the deadline",
-                            d.miner_uid, d.task_id, len(accepted))
+                logger.info(
+                    "uid {} task {}: {} results, every place filled; collected before the deadline",
+                    d.miner_uid,
+                    d.task_id,
+                    len(accepted),
+                )
                 return CollectionOutcome(d.assignment_id, CollectStatus.COLLECTED, None, tuple(accepted))
         next_at = min(now + timedelta(seconds=EARLY_LOOK_INTERVAL), d.expire_at)
         return CollectionOutcome(d.assignment_id, CollectStatus.PENDING, None, retry_at=next_at, early=True)
@@ -680,13 +793,22 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             scores = await asyncio.to_thread(score_inputs, inputs)
             failpoint("validator.scoring.before_commit")
             uid_to_hotkey = {n.uid: n.hotkey for n in self.metagraph.neurons}
-            committed = await asyncio.to_thread(self.store.commit_round, scores, self.config.neuron.moving_average_alpha,
-                                                uid_to_hotkey, self.clock.now())
+            committed = await asyncio.to_thread(
+                self.store.commit_round,
+                scores,
+                self.config.neuron.moving_average_alpha,
+                uid_to_hotkey,
+                self.clock.now(),
+            )
             failpoint("validator.scoring.after_commit")
             if committed:
-                logger.info("round {} scored: {} tasks, {} miners: {}", round_id, len(inputs.tasks),
-                            len(scores.miner_round_scores),
-                            {h[:8]: round(s, 3) for h, (_, s) in scores.miner_round_scores.items()})
+                logger.info(
+                    "round {} scored: {} tasks, {} miners: {}",
+                    round_id,
+                    len(inputs.tasks),
+                    len(scores.miner_round_scores),
+                    {h[:8]: round(s, 3) for h, (_, s) in scores.miner_round_scores.items()},
+                )
                 if not self.config.wandb.off:
                     await self._log_round(round_id, inputs.tasks, scores)
         return round_id
@@ -708,7 +830,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         )
 
     async def _score_delivery_loop(self) -> None:
-        await self._every(max(1.0, self.config.neuron.scoring_interval / 2), "score delivery", self.send_scores)
+        await self._every(
+            max(1.0, self.config.neuron.scoring_interval / 2), "score delivery", self.send_scores
+        )
 
     async def send_scores(self) -> None:
         """Tell each miner its own score for each request, once it is scored."""
@@ -717,7 +841,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         calls = [(p, t) for p in pending if (t := self._target(p.miner_hotkey, p.miner_uid)) is not None]
         if not calls:
             return
-        requests = [ScoringResult(request_id=p.request_id, hotkey=p.miner_hotkey, score=p.score) for p, _ in calls]
+        requests = [
+            ScoringResult(request_id=p.request_id, hotkey=p.miner_hotkey, score=p.score) for p, _ in calls
+        ]
         outcomes = await self.client.fanout([t for _, t in calls], requests, Ack)
         delivered = [p.assignment_id for (p, _), o in zip(calls, outcomes, strict=True) if o.ok]
         await asyncio.to_thread(self.store.mark_scores_sent, delivered, self.clock.now())
@@ -727,8 +853,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
 
     async def on_resync(self, metagraph: Metagraph) -> None:
         uid_to_hotkey = {n.uid: n.hotkey for n in metagraph.neurons}
-        dropped = await asyncio.to_thread(self.store.sync_miners, uid_to_hotkey,
-                                          self.config.neuron.moving_average_alpha, self.clock.now())
+        dropped = await asyncio.to_thread(
+            self.store.sync_miners, uid_to_hotkey, self.config.neuron.moving_average_alpha, self.clock.now()
+        )
         if dropped:
             logger.info("moving scores reset for {} hotkeys no longer at their uid", len(dropped))
 
@@ -744,7 +871,9 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         if last is not None and block - last < every:
             return False
         # A refused or failed attempt is not repeated every poll: wait a tenth of an epoch.
-        if self._last_weights_attempt is not None and block - self._last_weights_attempt < max(1, every // 10):
+        if self._last_weights_attempt is not None and block - self._last_weights_attempt < max(
+            1, every // 10
+        ):
             return False
         moving = await asyncio.to_thread(self.store.moving_scores, self.config.neuron.moving_average_alpha)
         metagraph = await asyncio.to_thread(self.chain.metagraph)
@@ -765,8 +894,14 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         self._last_weights_attempt = block
         outcome, detail, attempts = "failed", None, 0
         try:
-            check_weights(uids, weights, n_neurons=metagraph.n, own_uid=self.uid, rules=hyper.weights,
-                          version_key=version_key)
+            check_weights(
+                uids,
+                weights,
+                n_neurons=metagraph.n,
+                own_uid=self.uid,
+                rules=hyper.weights,
+                version_key=version_key,
+            )
         except WeightsRejected as exc:
             outcome, detail = "rejected", str(exc)
         else:
@@ -788,8 +923,16 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
                     outcome, detail = "set", None
                     break
         await asyncio.to_thread(
-            self.store.record_weights, attempted_at=attempted_at, block=block, uids=uids, weights=weights,
-            hotkeys=hotkeys, version_key=version_key, outcome=outcome, detail=detail, attempts=max(attempts, 1),
+            self.store.record_weights,
+            attempted_at=attempted_at,
+            block=block,
+            uids=uids,
+            weights=weights,
+            hotkeys=hotkeys,
+            version_key=version_key,
+            outcome=outcome,
+            detail=detail,
+            attempts=max(attempts, 1),
         )
         self.wandb.log_weights(block, uids, weights, outcome)
         if outcome == "set":
@@ -812,8 +955,11 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         from dojo.export import latest_export
 
         last = await asyncio.to_thread(latest_export, self.export_dir)
-        first = min(interval, EXPORT_FIRST_DELAY) if last is None else \
-            max(0.0, interval - (self.clock.now() - last[1]).total_seconds())
+        first = (
+            min(interval, EXPORT_FIRST_DELAY)
+            if last is None
+            else max(0.0, interval - (self.clock.now() - last[1]).total_seconds())
+        )
         await self._every(interval, "dataset export", self.export_dataset, first=first)
 
     async def export_dataset(self) -> Path:
@@ -821,14 +967,27 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         thread: it reads the whole database), and log it to wandb; returns the folder."""
         from dojo.export import export_to_dated_folder
 
-        summary = await asyncio.to_thread(export_to_dated_folder, self.store.url, self.export_dir,
-                                          keep=self.config.export.keep)
-        logger.info("dataset exported to {}: {} tasks, {} preference pairs, in {:.1f}s", summary.out, summary.tasks,
-                    summary.preferences, summary.seconds)
-        self.wandb.log_artifact(summary.out, "dojo-dataset", {
-            "tasks": summary.tasks, "preferences": summary.preferences, "exported_at": summary.exported_at_iso,
-            "format": summary.format, "min_agreement": summary.min_agreement,
-        })
+        summary = await asyncio.to_thread(
+            export_to_dated_folder, self.store.url, self.export_dir, keep=self.config.export.keep
+        )
+        logger.info(
+            "dataset exported to {}: {} tasks, {} preference pairs, in {:.1f}s",
+            summary.out,
+            summary.tasks,
+            summary.preferences,
+            summary.seconds,
+        )
+        self.wandb.log_artifact(
+            summary.out,
+            "dojo-dataset",
+            {
+                "tasks": summary.tasks,
+                "preferences": summary.preferences,
+                "exported_at": summary.exported_at_iso,
+                "format": summary.format,
+                "min_agreement": summary.min_agreement,
+            },
+        )
         return summary.out
 
     async def shutdown(self) -> None:
@@ -861,7 +1020,11 @@ def sendable(content: Content) -> Content:
         return content
     info, data = reencode(content.image_bytes(), content.media_type)
     return ImageContent(
-        media_type=info.media_type, data=b64encode(data), width=info.width, height=info.height, alt=content.alt
+        media_type=info.media_type,
+        data=b64encode(data),
+        width=info.width,
+        height=info.height,
+        alt=content.alt,
     )
 
 

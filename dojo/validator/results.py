@@ -82,7 +82,9 @@ def check_results(
         if result.submitted_at > now + CLOCK_SKEW:
             raise ResultsRefused(f"{where}: submitted at {result.submitted_at.isoformat()}, in the future")
         if sent_at is not None and result.submitted_at < sent_at - CLOCK_SKEW:
-            raise ResultsRefused(f"{where}: submitted at {result.submitted_at.isoformat()}, before the task was sent")
+            raise ResultsRefused(
+                f"{where}: submitted at {result.submitted_at.isoformat()}, before the task was sent"
+            )
         accepted.append(
             AcceptedResult(
                 worker_id=result.worker_id,

@@ -118,7 +118,9 @@ def score_inputs(inputs: RoundInputs) -> RoundScores:
         },
         organic_results={
             task.task_id: organic_result(
-                task, per_task.get(t, []), {h: float(np.nan_to_num(mixed.carried[i])) for h, i in miner_index.items()},
+                task,
+                per_task.get(t, []),
+                {h: float(np.nan_to_num(mixed.carried[i])) for h, i in miner_index.items()},
                 float(result.task_agreement[t]),
             )
             for t, task in enumerate(tasks)
@@ -150,8 +152,13 @@ def organic_result(
         for r in rows:
             worker_values.append([r.values[c] for c in cids])
             worker_weights.append(w / len(rows))
-            raw.append({"worker": _pseudonym(task.task_id, a.miner_hotkey, r.worker_id),
-                        "values": {c: float(r.values[c]) for c in cids}, "rationale": r.rationale})
+            raw.append(
+                {
+                    "worker": _pseudonym(task.task_id, a.miner_hotkey, r.worker_id),
+                    "values": {c: float(r.values[c]) for c in cids},
+                    "rationale": r.rationale,
+                }
+            )
     values = np.array(worker_values)
     ww = np.array(worker_weights)
     ww = ww / ww.sum() if ww.sum() > 0 else np.full(len(ww), 1.0 / len(ww))

@@ -72,14 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--platform", help="the platform's public URL, e.g. http://127.0.0.1:8080")
-    where.add_argument("--label-studio", metavar="URL", help="a miner's Label Studio server, e.g. http://127.0.0.1:8081")
+    where.add_argument(
+        "--label-studio", metavar="URL", help="a miner's Label Studio server, e.g. http://127.0.0.1:8081"
+    )
     parser.add_argument(
-        "--project-prefix", default="Dojo", help="with --label-studio: work the projects whose title starts so"
+        "--project-prefix",
+        default="Dojo",
+        help="with --label-studio: work the projects whose title starts so",
     )
     add_options(parser, TeamSettings)
     parser.add_argument("--mix", default="honest", help=f"the workers' behaviours, e.g. {MIX_EXAMPLE}")
     parser.add_argument(
-        "--oracle-db", action="append", default=[],
+        "--oracle-db",
+        action="append",
+        default=[],
         help="the validator's database (path or URL) to learn true orders from, read-only; "
         "once per validator when there are several",
     )

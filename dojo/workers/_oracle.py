@@ -120,8 +120,12 @@ class ValidatorDatabaseOracle:
 
     def _look_up(self, ids: list[str]) -> dict[str, int]:
         statement = (
-            select(AssignmentCompletion.miner_completion_id, TaskCompletion.ground_truth_rank, Assignment.task_id,
-                   AssignmentCompletion.completion_id)
+            select(
+                AssignmentCompletion.miner_completion_id,
+                TaskCompletion.ground_truth_rank,
+                Assignment.task_id,
+                AssignmentCompletion.completion_id,
+            )
             .join(Assignment, Assignment.assignment_id == AssignmentCompletion.assignment_id)
             .join(
                 TaskCompletion,
@@ -136,8 +140,11 @@ class ValidatorDatabaseOracle:
             with self._engine.connect() as conn:
                 rows = conn.execute(statement).all()
                 found = {str(cid): int(rank) for cid, rank, _, _ in rows if rank is not None}
-                unknown = [(str(cid), task_id, completion_id) for cid, rank, task_id, completion_id in rows
-                           if rank is None]
+                unknown = [
+                    (str(cid), task_id, completion_id)
+                    for cid, rank, task_id, completion_id in rows
+                    if rank is None
+                ]
                 if unknown and self.intended is not None:
                     found.update(self._intended(conn, unknown))
         except DBAPIError as exc:
@@ -152,8 +159,9 @@ class ValidatorDatabaseOracle:
         tasks = {
             task_id: (external_id, labels or {})
             for task_id, external_id, labels in conn.execute(
-                select(OrganicTask.task_id, OrganicTask.external_id, OrganicTask.labels)
-                .where(OrganicTask.task_id.in_({t for _, t, _ in unknown}))
+                select(OrganicTask.task_id, OrganicTask.external_id, OrganicTask.labels).where(
+                    OrganicTask.task_id.in_({t for _, t, _ in unknown})
+                )
             )
         }
         found: dict[str, int] = {}

@@ -112,9 +112,7 @@ class SimulatedTeam:
         """Write every wallet worker's key and session token to the identities file."""
         if self._identities is None:
             return
-        kept = {
-            w.name: {"key": w.key, "token": w.token} for w in self.workers if w.invite is None
-        }
+        kept = {w.name: {"key": w.key, "token": w.token} for w in self.workers if w.invite is None}
         _write_private(self._identities, json.dumps({"workers": kept}, indent=1))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -140,7 +138,9 @@ def _read_identities(path: Path | None) -> dict[str, dict[str, str]]:
     try:
         workers = json.loads(path.read_text())["workers"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not an identities file ({exc}); move it away to start new workers") from None
+        raise ValueError(
+            f"{path} is not an identities file ({exc}); move it away to start new workers"
+        ) from None
     if not isinstance(workers, dict):
         raise ValueError(f"{path} is not an identities file; move it away to start new workers")
     return workers

@@ -192,7 +192,9 @@ class SimulatedWorker:
                 sent = {**self._headers(client, method), **(headers or {})}
                 response = await client.request(method, path, headers=sent, **kwargs)
             except (httpx.TransportError, ResponseTooLarge) as exc:
-                if isinstance(exc, httpx.TransportError) and not is_transient(exc):  # a malformed platform URL
+                if isinstance(exc, httpx.TransportError) and not is_transient(
+                    exc
+                ):  # a malformed platform URL
                     raise
                 wait, reason = BACKOFF.delay(attempt, self._backoff_rng), f"{type(exc).__name__}: {exc}"
                 self.stats.errors += 1

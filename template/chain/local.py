@@ -760,7 +760,9 @@ class LocalChain(Chain):
         stake = {int(r["uid"]): float(r["stake"]) for r in rows}
         stakes = np.array([stake[v] for v in validators])
         bonds = np.zeros((len(validators), len(uids)))
-        for v, u, bond in db.execute("SELECT validator_uid, uid, bond FROM bonds WHERE netuid = ?", (self.netuid,)):
+        for v, u, bond in db.execute(
+            "SELECT validator_uid, uid, bond FROM bonds WHERE netuid = ?", (self.netuid,)
+        ):
             if v in row_of and u in column:
                 bonds[row_of[v], column[u]] = bond
         revealed: dict[int, dict[int, int]] = {}
@@ -839,7 +841,11 @@ class LocalChain(Chain):
             if row is not None and row_sums[row] > 0:
                 cols = np.flatnonzero(w[row])
                 shown = dict(
-                    zip([str(uids[k]) for k in cols.tolist()], (w[row, cols] / row_sums[row]).tolist(), strict=True)
+                    zip(
+                        [str(uids[k]) for k in cols.tolist()],
+                        (w[row, cols] / row_sums[row]).tolist(),
+                        strict=True,
+                    )
                 )
             records.append(
                 (

@@ -212,7 +212,9 @@ class _BrowserThread:
 
         def start():
             self.playwright = sync_api.sync_playwright().start()
-            self.browser = self.playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            self.browser = self.playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
 
         self.pool.submit(start).result()
 
@@ -432,12 +434,17 @@ def test_the_cached_line_and_block_path_gives_the_token_by_token_result(monkeypa
     from dojo.synthetic.spec import deviate, sample_spec
 
     rng = random.Random(11)
-    completions = [HANDWRITTEN, [CodeFile(filename="index.html", content=f"<script>{PROGRAM}</script>", language="html")]]
+    completions = [
+        HANDWRITTEN,
+        [CodeFile(filename="index.html", content=f"<script>{PROGRAM}</script>", language="html")],
+    ]
     for kind in ("inline", "script", "split") * 3:
         spec = sample_spec(rng)
         for level in (spec, *deviate(spec, 2, rng)):
             completions.append(render_scene(level, FileLayout(kind, "app.js", "style.css"), rng))
-    cached = [[obfuscate_files(files, random.Random(n)) for n, files in enumerate(completions)] for _ in range(2)]
+    cached = [
+        [obfuscate_files(files, random.Random(n)) for n, files in enumerate(completions)] for _ in range(2)
+    ]
     cached_program = obfuscate_javascript(PROGRAM, random.Random(4))
     monkeypatch.setattr(obfuscation, "_tokenize_lines", lambda source: None)
     plain = [obfuscate_files(files, random.Random(n)) for n, files in enumerate(completions)]

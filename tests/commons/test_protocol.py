@@ -183,14 +183,20 @@ FORGED = "w1\n2026-01-01 00:00:00.000 | ERROR   | validator | forged \x1b[2J"
 @pytest.mark.parametrize(
     ("model", "fields", "where"),
     [
-        (WorkerResult, {"criteria_type": "ranking", "values": {}, "submitted_at": "2026-01-01T00:00:00Z"}, "worker_id"),
+        (
+            WorkerResult,
+            {"criteria_type": "ranking", "values": {}, "submitted_at": "2026-01-01T00:00:00Z"},
+            "worker_id",
+        ),
         (FeedbackReply, {"request_id": "r"}, "dojo_task_id"),
         (HeartbeatReply, {}, "hotkey"),
         (HeartbeatReply, {"hotkey": "5F"}, "software_version"),
         (ScoringResult, {"request_id": "r", "score": 0.5}, "hotkey"),
     ],
 )
-@pytest.mark.parametrize("bad", [FORGED, "tab\there", "carriage\rreturn", "c1 \x85 control", "line\u2028separator"])
+@pytest.mark.parametrize(
+    "bad", [FORGED, "tab\there", "carriage\rreturn", "c1 \x85 control", "line\u2028separator"]
+)
 def test_ids_and_names_a_peer_chooses_may_not_hold_control_characters(model, fields, where, bad):
     with pytest.raises(ValidationError) as info:
         model.model_validate({**fields, where: bad})

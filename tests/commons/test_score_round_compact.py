@@ -54,8 +54,9 @@ def test_the_compact_round_is_the_dense_round(seed):
     np.testing.assert_allclose(b.reliability, a.reliability, atol=1e-9)
     assigned = np.zeros(dense.shape[:2], dtype=bool)
     assigned[slots[held], t_idx[held]] = True
-    np.testing.assert_allclose(slot_window_mean(b.scores, slots, n_miners), window_mean(a.scores, assigned),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        slot_window_mean(b.scores, slots, n_miners), window_mean(a.scores, assigned), atol=1e-9
+    )
 
 
 def test_an_empty_slots_answer_is_ignored():

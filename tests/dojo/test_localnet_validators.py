@@ -31,7 +31,10 @@ def _dojo(*args: str) -> subprocess.CompletedProcess[str]:
         (["--validators", "9"], "'9': at most 8"),
         (["--validators", "two"], "'two' is not a whole number"),
         (["--validators", "3", "--validator-stakes", "1000,1000"], "2 stakes for 3 validators"),
-        (["--validators", "2", "--validator-stakes", "1000,0"], "'0': a validator's stake must be more than 0"),
+        (
+            ["--validators", "2", "--validator-stakes", "1000,0"],
+            "'0': a validator's stake must be more than 0",
+        ),
         (["--validators", "2", "--validator-stakes", "1000,lots"], "'lots' is not a number"),
     ],
 )
@@ -52,14 +55,20 @@ def test_stakes_are_equal_by_default_and_one_each_when_given():
         parse_stakes("1000,inf", 2)
 
 
-def _three(tmp_path: Any, stakes: str = "1000,1000,500", block_time: float = 1.0) -> tuple[LocalNet, UpSettings]:
-    settings = UpSettings(directory=tmp_path, miners=2, validators=3, validator_stakes=stakes, block_time=block_time)
+def _three(
+    tmp_path: Any, stakes: str = "1000,1000,500", block_time: float = 1.0
+) -> tuple[LocalNet, UpSettings]:
+    settings = UpSettings(
+        directory=tmp_path, miners=2, validators=3, validator_stakes=stakes, block_time=block_time
+    )
     net = build_net(settings, None)
     net.prepare()
     return net, settings
 
 
-def test_each_validator_has_its_wallet_stake_permit_database_and_process_and_the_workers_read_them_all(tmp_path):
+def test_each_validator_has_its_wallet_stake_permit_database_and_process_and_the_workers_read_them_all(
+    tmp_path,
+):
     net, settings = _three(tmp_path)
     validators = net.validators
     assert [v.name for v in validators] == ["validator", "validator2", "validator3"]
@@ -69,7 +78,10 @@ def test_each_validator_has_its_wallet_stake_permit_database_and_process_and_the
     metagraph = LocalChain(net.chain_dir, net.netuid).metagraph()
     on_chain = {v.name: metagraph.get(v.hotkey) for v in validators}
     assert {name: n.stake for name, n in on_chain.items()} == {
-        "validator": 1000.0, "validator2": 1000.0, "validator3": 500.0}
+        "validator": 1000.0,
+        "validator2": 1000.0,
+        "validator3": 500.0,
+    }
     assert all(n.validator_permit for n in on_chain.values())
     assert len({v.uid for v in validators} | {n.uid for n in net.neurons if n.role == "miner"}) == 5
 
@@ -83,13 +95,18 @@ def test_each_validator_has_its_wallet_stake_permit_database_and_process_and_the
     net.keys_path.write_text(json.dumps({"miner1": {"api_key": "ak", "subscription_key": "sk"}}))
     workers = net.command(net.process("workers1"))
     assert [workers[i + 1] for i, arg in enumerate(workers) if arg == "--oracle-db"] == [
-        str(tmp_path / "data" / name / "validator.sqlite") for name in ("validator", "validator2", "validator3")]
+        str(tmp_path / "data" / name / "validator.sqlite")
+        for name in ("validator", "validator2", "validator3")
+    ]
     synthetic = net.command(net.process("synthetic"))
     assert synthetic[synthetic.index("--queue-size") + 1] == str(3 * net.synthetic_queue_size)
 
     state = state_of(net, settings, "2026-01-01T12:00:00Z")
     assert [(v["name"], v["stake"]) for v in state["validators"]] == [
-        ("validator", 1000.0), ("validator2", 1000.0), ("validator3", 500.0)]
+        ("validator", 1000.0),
+        ("validator2", 1000.0),
+        ("validator3", 500.0),
+    ]
     assert state["validator"]["name"] == "validator"
 
     # Up again with one validator: the others keep their wallets and uids, lose their stake and permit.
@@ -141,7 +158,8 @@ def test_the_status_shows_each_validators_weights_and_trust_beside_the_miners_co
         trust = {v.uid: (v.trust, v.dividend) for v in epoch.validators}
         assert {v["uid"]: (v["trust"], v["dividend"]) for v in snap["validators"]} == trust
         assert {m["uid"]: (m["consensus"], m["incentive"]) for m in snap["miners"]} == {
-            m.uid: (m.consensus, m.incentive) for m in epoch.miners}
+            m.uid: (m.consensus, m.incentive) for m in epoch.miners
+        }
     assert by_name["validator"]["trust"] > 0.5 and by_name["validator3"]["trust"] == 0.0  # it set no weights
     assert sum(m["incentive"] for m in snap["miners"]) == pytest.approx(1.0)
     # The first validator's weights are the miners' column, as on a network of one.

@@ -48,26 +48,67 @@ def _snap(**changes: Any) -> dict[str, Any]:
         "invite_url": "http://127.0.0.1:8080/invite/inv_abc",
         "invite_for": "miner1",
         "processes": [
-            {"name": "validator", "role": "validator", "pid": 11, "alive": True, "exit_code": None, "port": 9603,
-             "log": "/tmp/net/logs/validator.log"},
-            {"name": "miner1", "role": "miner", "pid": 12, "alive": True, "exit_code": None, "port": 9602,
-             "log": "/tmp/net/logs/miner1.log"},
+            {
+                "name": "validator",
+                "role": "validator",
+                "pid": 11,
+                "alive": True,
+                "exit_code": None,
+                "port": 9603,
+                "log": "/tmp/net/logs/validator.log",
+            },
+            {
+                "name": "miner1",
+                "role": "miner",
+                "pid": 12,
+                "alive": True,
+                "exit_code": None,
+                "port": 9602,
+                "log": "/tmp/net/logs/miner1.log",
+            },
         ],
         "tasks_sent": 0,
         "assignments_sent": 0,
         "results_collected": 0,
         "rounds_scored": 0,
         "weights_set": 0,
-        "tasks": {"total": 0, "pending": 0, "awaiting_collection": 0, "collected": 0, "scored": 0, "unsent": 0},
+        "tasks": {
+            "total": 0,
+            "pending": 0,
+            "awaiting_collection": 0,
+            "collected": 0,
+            "scored": 0,
+            "unsent": 0,
+        },
         "next_deadline": None,
         "last_round": None,
         "last_weights": None,
         "validator": {"name": "validator", "uid": 0, "hotkey": "hk-v"},
         "miners": [
-            {"name": "miner1", "uid": 1, "hotkey": "hk-1", "team": "3 honest", "received": 0, "answered": 0,
-             "scored": 0, "latest_score": None, "moving_score": None, "weight": 0.0},
-            {"name": "miner2", "uid": 2, "hotkey": "hk-2", "team": "3 random", "received": 0, "answered": 0,
-             "scored": 0, "latest_score": None, "moving_score": None, "weight": 0.0},
+            {
+                "name": "miner1",
+                "uid": 1,
+                "hotkey": "hk-1",
+                "team": "3 honest",
+                "received": 0,
+                "answered": 0,
+                "scored": 0,
+                "latest_score": None,
+                "moving_score": None,
+                "weight": 0.0,
+            },
+            {
+                "name": "miner2",
+                "uid": 2,
+                "hotkey": "hk-2",
+                "team": "3 random",
+                "received": 0,
+                "answered": 0,
+                "scored": 0,
+                "latest_score": None,
+                "moving_score": None,
+                "weight": 0.0,
+            },
         ],
         "weights": {},
         "settings": {"deadline": 60.0},
@@ -78,12 +119,23 @@ def _snap(**changes: Any) -> dict[str, Any]:
 
 def _later(before: dict[str, Any]) -> dict[str, Any]:
     after = copy.deepcopy(before)
-    after.update(tasks_sent=2, assignments_sent=4, results_collected=6, rounds_scored=1, weights_set=1,
-                 last_round={"round_id": 1, "tasks": 1, "miners": 2, "mean_task_agreement": 0.75},
-                 last_weights={"block": 130, "at": "2026-01-01T12:00:05Z"},
-                 next_deadline="2026-01-01T12:00:42.500Z", weights={"hk-1": 0.9, "hk-2": 0.1})
-    after["miners"][0].update(received=2, answered=1, scored=1, latest_score=0.8, moving_score=0.08, weight=0.9)
-    after["miners"][1].update(received=2, answered=1, scored=1, latest_score=0.1, moving_score=0.01, weight=0.1)
+    after.update(
+        tasks_sent=2,
+        assignments_sent=4,
+        results_collected=6,
+        rounds_scored=1,
+        weights_set=1,
+        last_round={"round_id": 1, "tasks": 1, "miners": 2, "mean_task_agreement": 0.75},
+        last_weights={"block": 130, "at": "2026-01-01T12:00:05Z"},
+        next_deadline="2026-01-01T12:00:42.500Z",
+        weights={"hk-1": 0.9, "hk-2": 0.1},
+    )
+    after["miners"][0].update(
+        received=2, answered=1, scored=1, latest_score=0.8, moving_score=0.08, weight=0.9
+    )
+    after["miners"][1].update(
+        received=2, answered=1, scored=1, latest_score=0.1, moving_score=0.01, weight=0.1
+    )
     after["processes"][1].update(alive=False, exit_code=1)
     return after
 
@@ -148,8 +200,10 @@ def test_the_status_is_read_from_the_validators_database_and_the_chain(tmp_path)
         "supervisor": {"pid": 1, "start_time": "not this one"},
         "processes": [],
         "validator": {"name": "validator", "uid": 0, "hotkey": "hk-v"},
-        "miners": [{"name": "miner1", "uid": 1, "hotkey": "hk-1", "team": "3 honest"},
-                   {"name": "miner2", "uid": 2, "hotkey": "hk-2", "team": "3 random"}],
+        "miners": [
+            {"name": "miner1", "uid": 1, "hotkey": "hk-1", "team": "3 honest"},
+            {"name": "miner2", "uid": 2, "hotkey": "hk-2", "team": "3 random"},
+        ],
     }
     reader = StatusReader(tmp_path)
     try:
@@ -159,14 +213,40 @@ def test_the_status_is_read_from_the_validators_database_and_the_chain(tmp_path)
 
         store = TaskStore(tmp_path / "data" / "validator" / "validator.sqlite")
         now = utcnow()
-        task = NewTask("t1", now, "code_generation", "p", [{"type": "ranking"}], now + timedelta(seconds=60),
-                       "test", (NewCompletion("c0", "m", {"kind": "text", "text": "a"}, 1),
-                                NewCompletion("c1", "m", {"kind": "text", "text": "b"}, 2)))
-        outgoing = store.add_task(task, [NewAssignment(hk, uid, f"r{uid}", ((f"x{uid}0", "c0"), (f"x{uid}1", "c1")))
-                                         for uid, hk in ((1, "hk-1"), (2, "hk-2"))])
-        store.record_sends([SendOutcome(o.assignment_id, "accepted", dojo_task_id="d") for o in outgoing], now)
-        store.record_weights(attempted_at=now, block=7, uids=[1, 2], weights=[65535, 21845], hotkeys=["hk-1", "hk-2"],
-                             version_key=0, outcome="set", detail=None, attempts=1)
+        task = NewTask(
+            "t1",
+            now,
+            "code_generation",
+            "p",
+            [{"type": "ranking"}],
+            now + timedelta(seconds=60),
+            "test",
+            (
+                NewCompletion("c0", "m", {"kind": "text", "text": "a"}, 1),
+                NewCompletion("c1", "m", {"kind": "text", "text": "b"}, 2),
+            ),
+        )
+        outgoing = store.add_task(
+            task,
+            [
+                NewAssignment(hk, uid, f"r{uid}", ((f"x{uid}0", "c0"), (f"x{uid}1", "c1")))
+                for uid, hk in ((1, "hk-1"), (2, "hk-2"))
+            ],
+        )
+        store.record_sends(
+            [SendOutcome(o.assignment_id, "accepted", dojo_task_id="d") for o in outgoing], now
+        )
+        store.record_weights(
+            attempted_at=now,
+            block=7,
+            uids=[1, 2],
+            weights=[65535, 21845],
+            hotkeys=["hk-1", "hk-2"],
+            version_key=0,
+            outcome="set",
+            detail=None,
+            attempts=1,
+        )
         store.close()
         db = tmp_path / "data" / "validator" / "validator.sqlite"
         written = db.stat().st_mtime_ns
@@ -214,15 +294,27 @@ def test_down_signals_only_the_processes_it_recorded_and_kills_those_that_do_not
     stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 30 & wait"], start_new_session=True)
     stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)  # as if it had reused a recorded pid
     try:
-        def record(p: subprocess.Popen, role: str, start: str | None = None) -> dict[str, Any]:
-            return {"name": f"{role}{p.pid}", "role": role, "pid": p.pid, "pgid": p.pid,
-                    "start_time": start or process_start(p.pid)}
 
-        write_state(tmp_path, {
-            "supervisor": {"pid": stranger.pid, "start_time": "long gone"},
-            "processes": [record(ours, "workers"), record(stubborn, "miner"),
-                          record(stranger, "validator", start="long gone")],
-        })
+        def record(p: subprocess.Popen, role: str, start: str | None = None) -> dict[str, Any]:
+            return {
+                "name": f"{role}{p.pid}",
+                "role": role,
+                "pid": p.pid,
+                "pgid": p.pid,
+                "start_time": start or process_start(p.pid),
+            }
+
+        write_state(
+            tmp_path,
+            {
+                "supervisor": {"pid": stranger.pid, "start_time": "long gone"},
+                "processes": [
+                    record(ours, "workers"),
+                    record(stubborn, "miner"),
+                    record(stranger, "validator", start="long gone"),
+                ],
+            },
+        )
         said: list[str] = []
         found = stop_recorded(tmp_path, timeout=1.0, say=said.append)
         assert {r["pid"] for r in found} == {ours.pid, stubborn.pid}
@@ -276,7 +368,10 @@ def test_after_a_stop_the_view_says_stopped_and_how_to_resume_not_the_next_deadl
 def test_processes_left_without_their_supervisor_are_named_with_how_to_stop_them():
     snap = _snap(running=False, unsupervised=["validator", "miner1", "pid 4242"])
     text = _text(snap, width=120)
-    assert "the supervisor (dojo localnet up) is gone; still running, not restarted: validator, miner1, pid 4242" in text
+    assert (
+        "the supervisor (dojo localnet up) is gone; still running, not restarted: validator, miner1, pid 4242"
+        in text
+    )
     assert "`dojo localnet down --dir /tmp/net` stops them" in text
     assert "unsupervised" in text.splitlines()[0]
     assert events(_snap(unsupervised=[]), snap)[-1] == (
@@ -287,7 +382,9 @@ def test_processes_left_without_their_supervisor_are_named_with_how_to_stop_them
 def test_a_process_started_again_is_one_event_line_and_shows_its_restarts():
     before = _snap()
     waiting = copy.deepcopy(before)
-    waiting["processes"][1].update(alive=False, exit_code=-9, last_exit_code=-9, restart_at="2026-01-01T12:00:01Z")
+    waiting["processes"][1].update(
+        alive=False, exit_code=-9, last_exit_code=-9, restart_at="2026-01-01T12:00:01Z"
+    )
     assert events(before, waiting) == [
         "process miner1 (pid 12) was killed (signal 9); starting it again; see /tmp/net/logs/miner1.log"
     ]
@@ -295,7 +392,9 @@ def test_a_process_started_again_is_one_event_line_and_shows_its_restarts():
     again = copy.deepcopy(before)
     again["processes"][1].update(pid=13, restarts=1, last_exit_code=-9)
     assert events(waiting, again) == ["process miner1 started again as pid 13 (restart 1)"]
-    assert events(before, again) == ["process miner1 was killed (signal 9); started again as pid 13 (restart 1)"]
+    assert events(before, again) == [
+        "process miner1 was killed (signal 9); started again as pid 13 (restart 1)"
+    ]
     assert "● miner1, restarted 1×" in _text(again)
 
 
@@ -317,7 +416,12 @@ def test_a_restart_seen_half_made_still_gets_its_line_once_the_process_runs():
 
 
 def test_the_stop_line_says_every_process_stopped_cleanly_or_which_did_not():
-    roles = {"workers1": "workers", "validator": "validator", "synthetic": "synthetic", "platform": "platform"}
+    roles = {
+        "workers1": "workers",
+        "validator": "validator",
+        "synthetic": "synthetic",
+        "platform": "platform",
+    }
     clean = {"workers1": 0, "validator": 0, "synthetic": -15, "platform": -15}
     assert stop_summary(clean, roles) == "stopped: all 4 processes stopped cleanly"
     assert stop_summary({**clean, "validator": -9, "workers1": 1}, roles, down={"workers1"}) == (
@@ -337,9 +441,13 @@ def test_the_supervisor_starts_again_what_exits_backing_off_and_gives_up_on_a_cr
     (tmp_path / "logs").mkdir()
     started: list[int] = []
     net.on_start = lambda n: started.append(n.process.pid)
-    net.neurons = [NeuronProcess(name, "miner", i, 0, tmp_path / "logs" / f"{name}.log")
-                   for i, name in enumerate(("miner1", "miner2"), start=1)]
-    supervisor = Supervisor(net, RestartPolicy(first_delay=1.0, max_delay=4.0, stable_after=30.0, give_up_after=4))
+    net.neurons = [
+        NeuronProcess(name, "miner", i, 0, tmp_path / "logs" / f"{name}.log")
+        for i, name in enumerate(("miner1", "miner2"), start=1)
+    ]
+    supervisor = Supervisor(
+        net, RestartPolicy(first_delay=1.0, max_delay=4.0, stable_after=30.0, give_up_after=4)
+    )
     try:
         for neuron in net.neurons:
             net.start_process(neuron)

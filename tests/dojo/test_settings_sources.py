@@ -40,7 +40,9 @@ def test_the_workers_take_the_subscription_key_from_dotenv_and_the_flag_over_it(
     args = _parser().parse_args(["--platform", "http://127.0.0.1:8080"])
     key = resolve_args(TeamSettings, args).subscription_key
     assert key is not None and key.get_secret_value() == "dojo_sub_from_dotenv"
-    args = _parser().parse_args(["--platform", "http://127.0.0.1:8080", "--subscription-key", "dojo_sub_flag"])
+    args = _parser().parse_args(
+        ["--platform", "http://127.0.0.1:8080", "--subscription-key", "dojo_sub_flag"]
+    )
     key = resolve_args(TeamSettings, args).subscription_key
     assert key is not None and key.get_secret_value() == "dojo_sub_flag"
     assert "DOJO_SUBSCRIPTION_KEY" not in os.environ

@@ -79,7 +79,10 @@ def test_with_miners_coming_and_going_the_copier_stays_behind_after_it_settles(o
     hidden = run("validators_copier_churn", offset)
     copier = validator(hidden, "copier")
     # Not only the late start: once settled it still earns less, its weights trail each change.
-    assert copier["dividend_per_stake_settled"] < min(v["dividend_per_stake_settled"] for v in honest(hidden)) - 0.05
+    assert (
+        copier["dividend_per_stake_settled"]
+        < min(v["dividend_per_stake_settled"] for v in honest(hidden)) - 0.05
+    )
     shown = run("validators_copier_churn", offset, commit_reveal_period=0)
     assert validator(shown, "copier")["dividend_per_stake_settled"] > copier["dividend_per_stake_settled"]
     # The honest validators follow the miners: the leavers lose their incentive to the joiners.
@@ -154,7 +157,9 @@ def test_cli_runs_a_scenario_with_validators(tmp_path: Path, capsys: pytest.Capt
     assert "| copier | copier |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("window", [{"from_round": -1}, {"from_round": 5, "until_round": 5}, {"until_round": "x"}])
+@pytest.mark.parametrize(
+    "window", [{"from_round": -1}, {"from_round": 5, "until_round": 5}, {"until_round": "x"}]
+)
 def test_bad_group_windows_are_refused(window: dict) -> None:
     data = {"groups": [{"name": "h", "count": 2, "behaviour": "honest", **window}]}
     with pytest.raises(ScenarioError, match="until_round > from_round"):

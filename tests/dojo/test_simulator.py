@@ -235,6 +235,10 @@ def test_organic_tasks_give_attackers_nothing_and_cost_the_honest_nothing(name: 
         if entry["behaviour"] == "honest":
             assert entry["weight_share"] >= without[group]["weight_share"] - 1e-3, group
         else:
-            assert entry["weight_share"] <= without[group]["weight_share"] + 1e-3, (group, entry, without[group])
+            assert entry["weight_share"] <= without[group]["weight_share"] + 1e-3, (
+                group,
+                entry,
+                without[group],
+            )
     # The callers get the true order back from the reliability-weighted consensus.
     assert mixed.organic_spearman >= 0.9

@@ -87,7 +87,9 @@ def wait_for(predicate, timeout: float, what: str, net: LocalNet, poll: float = 
     raise AssertionError(f"{what} not within {timeout:g}s (last: {last}); logs: {tails}")
 
 
-def moving_scores_replayed(db: Path, alpha: float = 0.1, initial: dict[str, float] | None = None) -> dict[str, float]:
+def moving_scores_replayed(
+    db: Path, alpha: float = 0.1, initial: dict[str, float] | None = None
+) -> dict[str, float]:
     """The moving scores recomputed from the rounds' task scores, round by round (from
     ``initial``, the scores a test gave before the first): what the validator's
     ``miner_scores`` must hold if every round was folded in exactly once."""
@@ -119,24 +121,41 @@ def assert_lifecycle_invariants(net: LocalNet, initial_moving: dict[str, float] 
     the platform's databases (with every process stopped)."""
     db = net.validator_db
     # No task went twice to one miner, and each accepted request is one platform task.
-    assert query(db, "SELECT task_id, miner_hotkey, count(*) FROM assignments GROUP BY 1, 2 HAVING count(*) > 1") == []
+    assert (
+        query(db, "SELECT task_id, miner_hotkey, count(*) FROM assignments GROUP BY 1, 2 HAVING count(*) > 1")
+        == []
+    )
     # No worker's result was stored twice.
-    assert query(db, "SELECT assignment_id, worker_id FROM miner_results GROUP BY 1, 2 HAVING count(*) > 1") == []
-    accepted = dict(query(db, "SELECT miner_hotkey, count(*) FROM assignments WHERE send_status = 'accepted' GROUP BY 1"))
+    assert (
+        query(db, "SELECT assignment_id, worker_id FROM miner_results GROUP BY 1, 2 HAVING count(*) > 1")
+        == []
+    )
+    accepted = dict(
+        query(db, "SELECT miner_hotkey, count(*) FROM assignments WHERE send_status = 'accepted' GROUP BY 1")
+    )
     platform = platform_tasks_per_miner(net)
     for neuron in (n for n in net.neurons if n.role == "miner"):
         hotkey = _hotkey(net, neuron.name)
-        received = query(net.data_dir(neuron.name) / "miner.sqlite", "SELECT count(*), count(DISTINCT dojo_task_id) FROM miner_tasks")[0]
+        received = query(
+            net.data_dir(neuron.name) / "miner.sqlite",
+            "SELECT count(*), count(DISTINCT dojo_task_id) FROM miner_tasks",
+        )[0]
         assert received[0] == received[1] == platform.get(hotkey, 0), (neuron.name, received, platform)
         assert accepted.get(hotkey, 0) <= received[0]
     # Every round is whole: scored once, each of its tasks scored in it and in no other.
     assert query(db, "SELECT count(*) FROM rounds WHERE status != 'scored'") == [(0,)] or _running(net)
-    assert query(db, "SELECT task_id FROM task_scores GROUP BY task_id HAVING count(DISTINCT round_id) > 1") == []
-    assert query(
-        db,
-        "SELECT t.task_id FROM tasks t WHERE t.status = 'scored' AND NOT EXISTS"
-        " (SELECT 1 FROM task_scores s WHERE s.task_id = t.task_id AND s.round_id = t.round_id)",
-    ) == []
+    assert (
+        query(db, "SELECT task_id FROM task_scores GROUP BY task_id HAVING count(DISTINCT round_id) > 1")
+        == []
+    )
+    assert (
+        query(
+            db,
+            "SELECT t.task_id FROM tasks t WHERE t.status = 'scored' AND NOT EXISTS"
+            " (SELECT 1 FROM task_scores s WHERE s.task_id = t.task_id AND s.round_id = t.round_id)",
+        )
+        == []
+    )
     # The moving scores are exactly the rounds folded in once each, in order.
     stored = dict(query(db, "SELECT miner_hotkey, moving_score FROM miner_scores"))
     replayed = moving_scores_replayed(db, initial=initial_moving)

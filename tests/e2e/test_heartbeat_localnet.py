@@ -94,9 +94,24 @@ def test_unregistered_neuron_names_the_register_command(tmp_path):
     LocalChain.init(tmp_path / "chain", netuid=1, block_time=0.2)
     create_wallet("lonely", "default", str(tmp_path / "wallets"))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "main_miner.py"), "--netuid", "1", "--subtensor.network", str(tmp_path / "chain"),
-         "--wallet.name", "lonely", "--wallet.path", str(tmp_path / "wallets"), "--axon.ip", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "main_miner.py"),
+            "--netuid",
+            "1",
+            "--subtensor.network",
+            str(tmp_path / "chain"),
+            "--wallet.name",
+            "lonely",
+            "--wallet.path",
+            str(tmp_path / "wallets"),
+            "--axon.ip",
+            "127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     assert "is not registered on subnet 1" in result.stderr

@@ -72,18 +72,25 @@ def test_tasks_go_from_generation_to_weights_and_honest_miners_outweigh_the_rand
             keys[name],
         )[0]
         assert (entry["tasks_sent"], entry["accepted"], entry["answered"]) == (sent, accepted, answered)
-        assert entry["moving_score"] == query(
-            db, "SELECT moving_score FROM miner_scores WHERE miner_hotkey = ?", keys[name]
-        )[0][0]
+        assert (
+            entry["moving_score"]
+            == query(db, "SELECT moving_score FROM miner_scores WHERE miner_hotkey = ?", keys[name])[0][0]
+        )
         # The miner's own account agrees with the validator's.
         mine = miner_status(net, name)
         assert mine["tasks_received"] == accepted
-        scored = query(db, "SELECT count(*) FROM assignments WHERE miner_hotkey = ? AND score_sent_at IS NOT NULL",
-                       keys[name])[0][0]
+        scored = query(
+            db,
+            "SELECT count(*) FROM assignments WHERE miner_hotkey = ? AND score_sent_at IS NOT NULL",
+            keys[name],
+        )[0][0]
         assert mine["validators"][keys["validator"]]["scores_received"] == scored
         assert mine["results_returned"] >= answered
     # Honest workers ranked the truth; the random team did not.
-    assert status["miners"][keys["miner1"]]["moving_score"] > 3 * status["miners"][keys["miner3"]]["moving_score"]
+    assert (
+        status["miners"][keys["miner1"]]["moving_score"]
+        > 3 * status["miners"][keys["miner3"]]["moving_score"]
+    )
     assert_lifecycle_invariants(net)
     # The last weights set are stored with their outcome, and they are the chain's.
     [(uids, weights)] = query(

@@ -226,7 +226,9 @@ def test_the_demo_prints_a_link_a_person_ranks_with_and_its_supervisor_keeps_eve
             later = any(int(n) > again["results_collected"] for n in collected.findall(text))
             return later and all(r.search(text) for r in restarted)
 
-        _wait(lambda: said(out.read_text()), 90, "the restarts and results after them, in the output", directory)
+        _wait(
+            lambda: said(out.read_text()), 90, "the restarts and results after them, in the output", directory
+        )
         # The team started again is the same four workers, on the sessions they had.
         log = directory / "logs" / "workers3.log"
         resumed = "the session of an earlier run still works"

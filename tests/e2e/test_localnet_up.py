@@ -24,7 +24,9 @@ FAST = ["--deadline", "20", "--task-interval", "4", "--block-time", "0.2"]
 
 
 def _dojo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dojo", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dojo", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _up(directory: Path, run: int) -> tuple[subprocess.Popen, Path]:
@@ -32,7 +34,9 @@ def _up(directory: Path, run: int) -> tuple[subprocess.Popen, Path]:
     with out.open("w") as stdout, (directory.parent / f"up{run}.err").open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "dojo", "localnet", "up", "--dir", str(directory), *FAST],
-            stdout=stdout, stderr=stderr, start_new_session=True,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
         )
     return process, out
 
@@ -85,6 +89,7 @@ def test_up_sets_weights_with_honest_miners_ahead_down_stops_everything_and_up_r
     directory = tmp_path / "net"
     up, out = _up(directory, 1)
     try:
+
         def scored() -> dict[str, Any] | None:
             s = _status(directory)
             return s if s and s["rounds_scored"] >= 3 and s["weights_set"] >= 2 and s["weights"] else None
@@ -120,6 +125,7 @@ def test_up_sets_weights_with_honest_miners_ahead_down_stops_everything_and_up_r
     # Again in the same directory: the same chain, wallets and uids, the database goes on.
     up, _ = _up(directory, 2)
     try:
+
         def resumed() -> dict[str, Any] | None:
             s = _status(directory)
             return s if s and s["running"] and s["tasks_sent"] > stopped["tasks_sent"] else None

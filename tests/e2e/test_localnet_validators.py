@@ -26,7 +26,9 @@ FAST = ["--deadline", "20", "--task-interval", "4", "--block-time", "0.2", "--mi
 
 
 def _dojo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dojo", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dojo", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _status(directory: Path) -> dict[str, Any] | None:
@@ -47,24 +49,42 @@ def test_three_validators_set_weights_favouring_the_honest_miner_and_status_show
     directory = tmp_path / "net"
     with (tmp_path / "up.out").open("w") as stdout, (tmp_path / "up.err").open("w") as stderr:
         up = subprocess.Popen(
-            [sys.executable, "-m", "dojo", "localnet", "up", "--dir", str(directory), *FAST,
-             "--validators", "3", "--validator-stakes", "1000,1000,500"],
-            stdout=stdout, stderr=stderr, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "dojo",
+                "localnet",
+                "up",
+                "--dir",
+                str(directory),
+                *FAST,
+                "--validators",
+                "3",
+                "--validator-stakes",
+                "1000,1000,500",
+            ],
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
         )
     try:
+
         def three_rounds_and_weights_each_counted_in_consensus() -> dict[str, Any] | None:
             s = _status(directory)
             validators = (s or {}).get("validators") or []
             done = len(validators) == 3 and all(
                 v["rounds_scored"] >= 3 and v["weights_set"] >= 3 and v["weights"] and (v["trust"] or 0) > 0
-                for v in validators)
+                for v in validators
+            )
             return s if done else None
 
         deadline = time.monotonic() + 240
         snap = None
         while snap is None:
             assert up.poll() is None, f"dojo localnet up exited with {up.returncode}: {_logs(directory)}"
-            assert time.monotonic() < deadline, f"not every validator scored and set weights three times with trust: {_logs(directory)}"
+            assert time.monotonic() < deadline, (
+                f"not every validator scored and set weights three times with trust: {_logs(directory)}"
+            )
             snap = three_rounds_and_weights_each_counted_in_consensus()
             if snap is None:
                 time.sleep(1.0)
@@ -77,7 +97,10 @@ def test_three_validators_set_weights_favouring_the_honest_miner_and_status_show
 
     validators = snap["validators"]
     assert [(v["name"], v["stake"]) for v in validators] == [
-        ("validator", 1000.0), ("validator2", 1000.0), ("validator3", 500.0)]
+        ("validator", 1000.0),
+        ("validator2", 1000.0),
+        ("validator3", 500.0),
+    ]
     assert len({v["hotkey"] for v in validators}) == 3
     assert all(p["alive"] for p in snap["processes"]), snap["processes"]
     assert sum(p["role"] == "validator" for p in snap["processes"]) == 3
@@ -96,7 +119,11 @@ def test_three_validators_set_weights_favouring_the_honest_miner_and_status_show
     # Both miners took the first validator's tasks, and no validator was sent one as a miner.
     assert all(m["received"] > 0 for m in snap["miners"])
     for name in ("validator", "validator2", "validator3"):
-        rounds = [line for line in (directory / "logs" / f"{name}.log").read_text().splitlines() if "scored:" in line]
+        rounds = [
+            line
+            for line in (directory / "logs" / f"{name}.log").read_text().splitlines()
+            if "scored:" in line
+        ]
         assert rounds and all(", 2 miners:" in line for line in rounds), rounds
     lines = (tmp_path / "up.out").read_text()
     for name in ("validator", "validator2", "validator3"):

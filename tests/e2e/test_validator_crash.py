@@ -29,8 +29,14 @@ FAN_OUT_DEADLINE = 300.0
 
 
 def _net(tmp_path) -> LocalNet:
-    return lifecycle_net(tmp_path, worker_mix=["honest:3", "honest:3", "random:3"], task_deadline=DEADLINE,
-                         task_interval=3.0, scoring_interval=1.0, collection_grace=60.0)
+    return lifecycle_net(
+        tmp_path,
+        worker_mix=["honest:3", "honest:3", "random:3"],
+        task_deadline=DEADLINE,
+        task_interval=3.0,
+        scoring_interval=1.0,
+        collection_grace=60.0,
+    )
 
 
 def _crash_at(net: LocalNet, failpoint: str | None) -> None:
@@ -38,8 +44,13 @@ def _crash_at(net: LocalNet, failpoint: str | None) -> None:
     net.start_process(net.validator, env={"DOJO_FAILPOINT": failpoint} if failpoint else None)
     if failpoint is None:
         return
-    wait_for(lambda: net.validator.process.poll() is not None, 90, f"the validator to die at {failpoint}", net,
-             poll=0.2)
+    wait_for(
+        lambda: net.validator.process.poll() is not None,
+        90,
+        f"the validator to die at {failpoint}",
+        net,
+        poll=0.2,
+    )
     assert net.validator.process.returncode == -signal.SIGKILL, net.validator.log()[-2000:]
     assert f"failpoint {failpoint}: SIGKILL" in net.validator.log()
 
@@ -64,7 +75,10 @@ def test_a_crash_during_fan_out_or_while_waiting_loses_nothing_and_sends_nothing
         # 1. Killed after the task and its assignments are written, before a byte is sent.
         _crash_at(net, "validator.fanout.after_write")
         first = query(net.validator_db, "SELECT task_id FROM tasks")
-        assert len(first) == 1 and _count(net, "SELECT count(*) FROM assignments WHERE send_status = 'pending'") == 3
+        assert (
+            len(first) == 1
+            and _count(net, "SELECT count(*) FROM assignments WHERE send_status = 'pending'") == 3
+        )
         assert _miner_tasks(net) == [0, 0, 0]
         # 2. Started again, it sends them; killed after the miners answered, before it recorded that.
         _crash_at(net, "validator.fanout.after_send")
@@ -74,27 +88,46 @@ def test_a_crash_during_fan_out_or_while_waiting_loses_nothing_and_sends_nothing
         #    each miner answers with its first task.
         net.task_deadline = DEADLINE
         _crash_at(net, None)
-        wait_for(lambda: _count(net, "SELECT count(*) FROM tasks WHERE status = 'waiting'") >= 2, 60,
-                 "two tasks sent", net, poll=0.3)
-        assert _count(net, "SELECT count(*) FROM assignments WHERE task_id = ? AND send_status = 'accepted'",
-                      first[0][0]) == 3
+        wait_for(
+            lambda: _count(net, "SELECT count(*) FROM tasks WHERE status = 'waiting'") >= 2,
+            60,
+            "two tasks sent",
+            net,
+            poll=0.3,
+        )
+        assert (
+            _count(
+                net,
+                "SELECT count(*) FROM assignments WHERE task_id = ? AND send_status = 'accepted'",
+                first[0][0],
+            )
+            == 3
+        )
         # 4. Killed while waiting for the deadline, kept down past it, started again.
         net.kill("validator")
         waiting = [
             row[0]
-            for row in query(net.validator_db, "SELECT task_id FROM tasks WHERE status = 'waiting' AND task_id != ?",
-                             first[0][0])
+            for row in query(
+                net.validator_db,
+                "SELECT task_id FROM tasks WHERE status = 'waiting' AND task_id != ?",
+                first[0][0],
+            )
         ]
         assert waiting
         time.sleep(DEADLINE + 1)
         _crash_at(net, None)
         wait_for(
-            lambda: _count(
-                net,
-                f"SELECT count(*) FROM tasks WHERE status = 'scored' AND task_id IN ({','.join('?' * len(waiting))})",
-                *waiting,
-            ) == len(waiting),
-            90, "the tasks whose deadline passed while the validator was down to be collected and scored", net,
+            lambda: (
+                _count(
+                    net,
+                    f"SELECT count(*) FROM tasks WHERE status = 'scored' AND task_id IN ({','.join('?' * len(waiting))})",
+                    *waiting,
+                )
+                == len(waiting)
+            ),
+            90,
+            "the tasks whose deadline passed while the validator was down to be collected and scored",
+            net,
         )
         # Their honest miners' results were collected, not written off.
         collected = _count(
@@ -130,8 +163,12 @@ def test_a_crash_during_collection_or_scoring_scores_each_round_once(tmp_path):
         assert _count(net, "SELECT count(*) FROM assignments WHERE score_sent_at IS NOT NULL") == 0
         # 4. Started again: the scores are delivered, and rounds go on.
         _crash_at(net, None)
-        wait_for(lambda: _count(net, "SELECT count(*) FROM rounds WHERE status = 'scored'") >= 3, 90,
-                 "two more rounds", net)
+        wait_for(
+            lambda: _count(net, "SELECT count(*) FROM rounds WHERE status = 'scored'") >= 3,
+            90,
+            "two more rounds",
+            net,
+        )
         undelivered = (
             "SELECT count(*) FROM assignments a JOIN tasks t ON t.task_id = a.task_id"
             " WHERE t.round_id = 1 AND a.send_status = 'accepted' AND a.score_sent_at IS NULL"

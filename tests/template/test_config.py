@@ -14,8 +14,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The original Dojo testnet command, unchanged.
 PM2_MINER_ARGS = [
-    "--netuid", "98", "--wallet.name", "coldkey", "--wallet.hotkey", "hotkey", "--logging.debug",
-    "--axon.port", "9602", "--neuron.type", "miner", "--scoring_method", "dojo", "--subtensor.network", "test",
+    "--netuid",
+    "98",
+    "--wallet.name",
+    "coldkey",
+    "--wallet.hotkey",
+    "hotkey",
+    "--logging.debug",
+    "--axon.port",
+    "9602",
+    "--neuron.type",
+    "miner",
+    "--scoring_method",
+    "dojo",
+    "--subtensor.network",
+    "test",
 ]
 
 
@@ -32,7 +45,14 @@ def test_original_pm2_flags_resolve():
 def test_validator_flags_and_defaults():
     config = resolve(
         ValidatorConfig,
-        ["--neuron.sample_size", "16", "--neuron.moving_average_alpha", "0.05", "--neuron.epoch_length", "360"],
+        [
+            "--neuron.sample_size",
+            "16",
+            "--neuron.moving_average_alpha",
+            "0.05",
+            "--neuron.epoch_length",
+            "360",
+        ],
         environ={},
         env_file=None,
     )
@@ -63,12 +83,21 @@ def test_local_chain_directory_is_a_network(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--axon.port", "70000"], "--axon.port (env AXON_PORT): Input should be less than or equal to 65535"),
+        (
+            ["--axon.port", "70000"],
+            "--axon.port (env AXON_PORT): Input should be less than or equal to 65535",
+        ),
         (["--axon.port", "http"], "--axon.port (env AXON_PORT): Input should be a valid integer"),
         (["--netuid", "-1"], "--netuid (env NETUID): Input should be greater than or equal to 0"),
-        (["--neuron.type", "worker"], "--neuron.type (env NEURON_TYPE): Input should be 'miner' or 'validator'"),
+        (
+            ["--neuron.type", "worker"],
+            "--neuron.type (env NEURON_TYPE): Input should be 'miner' or 'validator'",
+        ),
         (["--scoring_method", "other"], "--scoring_method (env SCORING_METHOD): Input should be 'dojo'"),
-        (["--subtensor.network", "nowhere"], "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local"),
+        (
+            ["--subtensor.network", "nowhere"],
+            "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local",
+        ),
         (["--subtensor.chain_endpoint", "http://x"], "accepts a ws:// or wss:// URL"),
         (["--logging.debug", "perhaps"], "--logging.debug (env LOGGING_DEBUG): accepts true or false"),
         (["--neuron.moving_average_alpha", "0"], "--neuron.moving_average_alpha"),
@@ -99,7 +128,10 @@ def test_describe_masks_secrets():
 def test_entry_point_exits_2_on_bad_value(script, tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / script), "--axon.port", "99999"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "--axon.port" in result.stderr and "65535" in result.stderr
@@ -108,7 +140,10 @@ def test_entry_point_exits_2_on_bad_value(script, tmp_path):
 def test_entry_point_exits_2_on_unknown_flag(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "main_miner.py"), "--axon.prot", "9602"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "unrecognized arguments: --axon.prot" in result.stderr
@@ -116,7 +151,10 @@ def test_entry_point_exits_2_on_unknown_flag(tmp_path):
 
 @pytest.mark.parametrize(
     ("key", "what"),
-    [("dojo_api_clé-secrète", "the character U+00E9 at position 12"), ("dojo_api_abc def", "a space at position 13")],
+    [
+        ("dojo_api_clé-secrète", "the character U+00E9 at position 12"),
+        ("dojo_api_abc def", "a space at position 13"),
+    ],
 )
 def test_an_api_key_that_cannot_travel_in_a_header_is_refused_without_showing_it(key, what):
     with pytest.raises(ConfigError) as info:
@@ -137,7 +175,10 @@ def test_the_miner_exits_2_on_a_non_ascii_api_key(tmp_path):
 
 
 def test_database_urls_come_from_each_neurons_own_variable_and_their_password_is_masked():
-    environ = {"DATABASE_URL": "postgresql://dojo:hunter2@db/validator", "MINER_DATABASE_URL": "sqlite:///m.sqlite"}
+    environ = {
+        "DATABASE_URL": "postgresql://dojo:hunter2@db/validator",
+        "MINER_DATABASE_URL": "sqlite:///m.sqlite",
+    }
     validator = resolve(ValidatorConfig, [], environ=environ, env_file=None)
     miner = resolve(MinerConfig, [], environ=environ, env_file=None)
     # A miner beside its worker platform never takes the platform's DATABASE_URL.
@@ -150,7 +191,9 @@ def test_database_urls_come_from_each_neurons_own_variable_and_their_password_is
 def test_the_lifecycle_settings_have_the_original_defaults():
     config = resolve(ValidatorConfig, [], environ={}, env_file=None)
     assert (config.neuron.task_interval, config.neuron.task_deadline, config.neuron.collection_grace) == (
-        300.0, 14400.0, 3600.0
+        300.0,
+        14400.0,
+        3600.0,
     )
     assert config.wandb.off is False
     assert resolve(ValidatorConfig, ["--wandb.off"], environ={}, env_file=None).wandb.off is True
@@ -184,11 +227,17 @@ def test_a_subcommand_resolves_its_flags_as_the_neurons_do(tmp_path):
     with pytest.raises(ConfigError, match=r"--port \(env AXON_PORT\): Input should be a valid integer"):
         resolve_args(MinerConfig, parser.parse_args(["status", "--port", "http"]), environ={}, env_file=None)
     with pytest.raises(ConfigError, match=r"--subtensor.network \(env SUBTENSOR_NETWORK\): accepts finney"):
-        resolve_args(MinerConfig, parser.parse_args(["status"]), environ={"SUBTENSOR_NETWORK": "x"}, env_file=None)
+        resolve_args(
+            MinerConfig, parser.parse_args(["status"]), environ={"SUBTENSOR_NETWORK": "x"}, env_file=None
+        )
 
 
 def test_the_worker_platform_and_its_label_studio_settings_resolve_like_every_other_setting():
-    env = {"WORKER_PLATFORM": "label-studio", "LABEL_STUDIO_URL": "http://127.0.0.1:8081", "LABEL_STUDIO_API_KEY": "t0k"}
+    env = {
+        "WORKER_PLATFORM": "label-studio",
+        "LABEL_STUDIO_URL": "http://127.0.0.1:8081",
+        "LABEL_STUDIO_API_KEY": "t0k",
+    }
     config = resolve(MinerConfig, ["--label_studio.poll_interval", "5"], environ=env, env_file=None)
     assert config.worker_platform == "label-studio" and config.label_studio.url == "http://127.0.0.1:8081"
     assert config.label_studio.api_key.get_secret_value() == "t0k" and config.label_studio.poll_interval == 5

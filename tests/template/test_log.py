@@ -80,5 +80,7 @@ def test_a_value_from_outside_cannot_forge_a_line_or_send_a_terminal_escape() ->
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and all("| INFO    | validator |" in line for line in lines)
     assert "\x1b" not in done.stderr and "\x07" not in done.stderr
-    assert lines[0].endswith("worker 'w1\\n2026-01-01 00:00:00.000 | ERROR   | validator | forged\\x1b[2J' refused")
+    assert lines[0].endswith(
+        "worker 'w1\\n2026-01-01 00:00:00.000 | ERROR   | validator | forged\\x1b[2J' refused"
+    )
     assert lines[1].endswith("bell\\x07 and clear\\x1b[2J")

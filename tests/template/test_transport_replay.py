@@ -15,8 +15,9 @@ from tests.template.test_transport import Handlers, ServerThread, keys, metagrap
 
 def _server(keys, metagraph, nonce_path) -> tuple[SignedServer, Handlers]:  # noqa: F811
     handlers = Handlers(keys["miner"].ss58_address)
-    server = SignedServer(keys["miner"], lambda: metagraph, policy=BlacklistPolicy(minimum_stake=10.0),
-                          nonce_path=nonce_path)
+    server = SignedServer(
+        keys["miner"], lambda: metagraph, policy=BlacklistPolicy(minimum_stake=10.0), nonce_path=nonce_path
+    )
     server.route(Heartbeat, handlers.heartbeat)
     return server, handlers
 
@@ -24,8 +25,13 @@ def _server(keys, metagraph, nonce_path) -> tuple[SignedServer, Handlers]:  # no
 async def test_a_replay_is_refused_after_the_receiver_restarts_on_the_same_data(keys, metagraph, tmp_path):  # noqa: F811
     nonces = tmp_path / "data" / "miner-nonces.sqlite"
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                receiver_ss58=keys["miner"].ss58_address)
+    headers = bt.http_auth.sign(
+        keys["validator"],
+        method="POST",
+        path="/Heartbeat",
+        body=body,
+        receiver_ss58=keys["miner"].ss58_address,
+    )
     server, handlers = _server(keys, metagraph, nonces)
     with ServerThread(server) as thread:
         assert (await raw_post(thread.url, "/Heartbeat", body, headers))[0] == 200
@@ -37,8 +43,13 @@ async def test_a_replay_is_refused_after_the_receiver_restarts_on_the_same_data(
     with ServerThread(restarted) as thread:
         status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
         assert status == 401 and "ReplayedRequest" in text
-        fresh = bt.http_auth.sign(keys["validator"], method="POST", path="/Heartbeat", body=body,
-                                  receiver_ss58=keys["miner"].ss58_address)
+        fresh = bt.http_auth.sign(
+            keys["validator"],
+            method="POST",
+            path="/Heartbeat",
+            body=body,
+            receiver_ss58=keys["miner"].ss58_address,
+        )
         assert (await raw_post(thread.url, "/Heartbeat", body, fresh))[0] == 200
     assert len(handlers.calls) == 1
     assert stat.S_IMODE(nonces.stat().st_mode) == 0o600

@@ -31,7 +31,9 @@ def test_the_public_two_validator_example() -> None:
     # V0 60% of stake [0.5, 0.3, 0.2], V1 40% [0.4, 0.4, 0.2]. Walking up each column until
     # the stake passes 1 - kappa = 0.49 gives consensus [0.5, 0.3, 0.2]; V1's 0.4 on M1 is
     # clipped to 0.3.
-    r = yuma_epoch(np.array([[0.5, 0.3, 0.2], [0.4, 0.4, 0.2]]), np.array([600.0, 400.0]), None, YumaParams(kappa=0.51))
+    r = yuma_epoch(
+        np.array([[0.5, 0.3, 0.2], [0.4, 0.4, 0.2]]), np.array([600.0, 400.0]), None, YumaParams(kappa=0.51)
+    )
     np.testing.assert_allclose(r.consensus, [0.5, 0.3, 0.2])
     np.testing.assert_allclose(r.clipped_weights, [[0.5, 0.3, 0.2], [0.4, 0.3, 0.2]])
     np.testing.assert_allclose(r.validator_trust, [1.0, 0.9])

@@ -112,7 +112,8 @@ class DojoPlatformBackend(WorkerBackend):
 
     name: ClassVar[str] = "dojo"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        content_kinds=frozenset({"code", "text", "dialogue", "image"}), criteria=frozenset({"ranking", "multi-score"})
+        content_kinds=frozenset({"code", "text", "dialogue", "image"}),
+        criteria=frozenset({"ranking", "multi-score"}),
     )
 
     def __init__(self, base_url: str, api_key: str | None, *, key_fix: str = "", api: DojoAPI | None = None):

@@ -111,7 +111,11 @@ def headline(prompt: str | None, fallback: str = "") -> str:
         return fallback or "Untitled task"
     if len(text) <= HEADLINE_CHARS:
         return text
-    cut = text[: HEADLINE_CHARS + 1].rsplit(" ", 1)[0] if " " in text[:HEADLINE_CHARS] else text[:HEADLINE_CHARS]
+    cut = (
+        text[: HEADLINE_CHARS + 1].rsplit(" ", 1)[0]
+        if " " in text[:HEADLINE_CHARS]
+        else text[:HEADLINE_CHARS]
+    )
     return cut.rstrip(" ,.;:") + "…"
 
 

@@ -328,8 +328,12 @@ def create_app(ctx: OrganicContext, *, max_body_bytes: int = 1 << 20) -> FastAPI
             duplicate=accepted.duplicate,
         ).model_dump_json()
         # Answered as it is (the model is already checked), with the rate-limit headers.
-        return Response(body, status_code=202, media_type="application/json",
-                        headers={k: v for k, v in response.headers.items() if k.startswith("x-ratelimit")})
+        return Response(
+            body,
+            status_code=202,
+            media_type="application/json",
+            headers={k: v for k, v in response.headers.items() if k.startswith("x-ratelimit")},
+        )
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskView, responses={**_ERRORS, 404: {}})
     async def task(task_id: str, owner: Caller, raw: bool = False) -> TaskView:

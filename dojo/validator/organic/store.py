@@ -261,9 +261,13 @@ class OrganicStore:
             known: dict[tuple[str, str], tuple[str, str, datetime, str]] = {}
             for owner_id, external_ids in keyed.items():  # one indexed read per caller in the batch
                 for external_id, task_id, request_hash, created_at, status in db.execute(
-                    select(OrganicTask.external_id, OrganicTask.task_id, OrganicTask.request_hash,
-                           OrganicTask.created_at, OrganicTask.status)
-                    .where(OrganicTask.owner_id == owner_id, OrganicTask.external_id.in_(external_ids))
+                    select(
+                        OrganicTask.external_id,
+                        OrganicTask.task_id,
+                        OrganicTask.request_hash,
+                        OrganicTask.created_at,
+                        OrganicTask.status,
+                    ).where(OrganicTask.owner_id == owner_id, OrganicTask.external_id.in_(external_ids))
                 ):
                     if external_id is not None:  # as the query says: the type of the column cannot
                         known[(owner_id, external_id)] = (task_id, request_hash, created_at, status)

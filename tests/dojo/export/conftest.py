@@ -29,10 +29,12 @@ from dojo.validator.store import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-MINERS = [(1, "5HotkeyAlphaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
-          (2, "5HotkeyBravoooooooooooooooooooooooooooooooooooooo"),
-          (3, "5HotkeyCharlieeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
-          (4, "5HotkeyDeltaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]
+MINERS = [
+    (1, "5HotkeyAlphaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    (2, "5HotkeyBravoooooooooooooooooooooooooooooooooooooo"),
+    (3, "5HotkeyCharlieeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
+    (4, "5HotkeyDeltaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +53,13 @@ def content_of(kind: str, label: str) -> dict[str, Any]:
     if kind == "text":
         return {"kind": "text", "text": f"The answer: {label}"}
     if kind == "dialogue":
-        return {"kind": "dialogue", "turns": [{"role": "user", "message": "Where do we meet?"},
-                                              {"role": "assistant", "message": f"At {label}."}]}
+        return {
+            "kind": "dialogue",
+            "turns": [
+                {"role": "user", "message": "Where do we meet?"},
+                {"role": "assistant", "message": f"At {label}."},
+            ],
+        }
     if kind == "image":
         import base64
         import io
@@ -63,8 +70,14 @@ def content_of(kind: str, label: str) -> dict[str, Any]:
         out = io.BytesIO()
         shade = zlib.crc32(label.encode()) % 200
         Image.new("RGB", (8, 6), (shade, 40, 200 - shade)).save(out, "PNG")
-        return {"kind": "image", "media_type": "image/png", "data": base64.b64encode(out.getvalue()).decode(),
-                "width": 8, "height": 6, "alt": ""}
+        return {
+            "kind": "image",
+            "media_type": "image/png",
+            "data": base64.b64encode(out.getvalue()).decode(),
+            "width": 8,
+            "height": 6,
+            "alt": "",
+        }
     return code("index.html", f"<p>{label}</p>")
 
 
@@ -107,9 +120,15 @@ class ScoredTasks:
         created = created_at or self.clock
         cids = [f"t{k}c{i}" for i in range(n)]
         if kind == "code":
-            sent = [code("index.html", f"<script>var v{k}_{i} = 'obfuscated {i}';</script>") for i in range(n)]
-            originals = [code("index.html", f"<script>const answer{i} = 'original {k}.{i}';</script>") if original
-                         else None for i in range(n)]
+            sent = [
+                code("index.html", f"<script>var v{k}_{i} = 'obfuscated {i}';</script>") for i in range(n)
+            ]
+            originals = [
+                code("index.html", f"<script>const answer{i} = 'original {k}.{i}';</script>")
+                if original
+                else None
+                for i in range(n)
+            ]
         else:
             sent = [content_of(kind, f"sent {k}.{i}") for i in range(n)]
             originals = [content_of(kind, f"original {k}.{i}") if original else None for i in range(n)]
@@ -123,18 +142,26 @@ class ScoredTasks:
             expire_at=created + timedelta(minutes=1),
             source="http://synthetic.internal:5003",
             completions=tuple(
-                NewCompletion(cid, "dojo-procedural-1", sent[i], truth[i], originals[i]) for i, cid in enumerate(cids)
+                NewCompletion(cid, "dojo-procedural-1", sent[i], truth[i], originals[i])
+                for i, cid in enumerate(cids)
             ),
         )
         uid_of = {hk: uid for uid, hk in MINERS}
         assignments = [
-            NewAssignment(hotkey, uid_of.get(hotkey, 99), f"req{k}-{uid_of.get(hotkey, 99)}",
-                          tuple((f"t{k}m{uid_of.get(hotkey, 99)}c{i}", cids[i]) for i in reversed(range(n))))
+            NewAssignment(
+                hotkey,
+                uid_of.get(hotkey, 99),
+                f"req{k}-{uid_of.get(hotkey, 99)}",
+                tuple((f"t{k}m{uid_of.get(hotkey, 99)}c{i}", cids[i]) for i in reversed(range(n))),
+            )
             for hotkey in workers
         ]
         outgoing = self.store.add_task(task, assignments)
         self.store.record_sends(
-            [SendOutcome(o.assignment_id, SendStatus.ACCEPTED, dojo_task_id=f"d-{o.request_id}") for o in outgoing],
+            [
+                SendOutcome(o.assignment_id, SendStatus.ACCEPTED, dojo_task_id=f"d-{o.request_id}")
+                for o in outgoing
+            ],
             created,
         )
         later = created + timedelta(minutes=2)
@@ -147,7 +174,9 @@ class ScoredTasks:
                 continue
             said = (rationales or {}).get(o.miner_hotkey) or [None] * len(rankings)
             results = tuple(
-                AcceptedResult(f"w{j}", kind, {cids[i]: float(r) for i, r in enumerate(ranking)}, later, said[j])
+                AcceptedResult(
+                    f"w{j}", kind, {cids[i]: float(r) for i, r in enumerate(ranking)}, later, said[j]
+                )
                 for j, ranking in enumerate(rankings)
             )
             outcomes.append(CollectionOutcome(o.assignment_id, CollectStatus.COLLECTED, None, results))

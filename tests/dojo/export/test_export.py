@@ -74,18 +74,32 @@ def _mixed_database(scored: ScoredTasks) -> dict[str, Any]:
     """Two rounds of tasks: agreeing ones, one below the agreement threshold, one with a
     tie in its consensus, one nobody answered, one without originals, one unscored."""
     honest, liar = [GOOD, GOOD], [[4, 3, 2, 1]]
-    agreeing = [scored.add({HK[0]: honest, HK[1]: [GOOD], HK[2]: [[1, 2, 4, 3]], HK[3]: liar}) for _ in range(4)]
+    agreeing = [
+        scored.add({HK[0]: honest, HK[1]: [GOOD], HK[2]: [[1, 2, 4, 3]], HK[3]: liar}) for _ in range(4)
+    ]
     disagreeing = scored.add({HK[0]: [[1, 2, 3, 4]], HK[1]: [[4, 3, 2, 1]], HK[2]: [[2, 4, 1, 3]]})
-    tied = scored.add({HK[0]: [[1, 2, 3, 4], [2, 1, 3, 4]], HK[1]: [[1, 2, 3, 4], [2, 1, 3, 4]],
-                       HK[2]: [[1, 2, 3, 4], [2, 1, 3, 4]]})
+    tied = scored.add(
+        {
+            HK[0]: [[1, 2, 3, 4], [2, 1, 3, 4]],
+            HK[1]: [[1, 2, 3, 4], [2, 1, 3, 4]],
+            HK[2]: [[1, 2, 3, 4], [2, 1, 3, 4]],
+        }
+    )
     unanswered = scored.add({HK[0]: None, HK[1]: None})
     scored.score()
     five = scored.add({HK[0]: [[1, 2, 3, 4, 5]], HK[1]: [[1, 2, 3, 4, 5]], HK[2]: [[1, 2, 3, 5, 4]]}, n=5)
     unknown = scored.add({HK[0]: [GOOD], HK[1]: [GOOD], HK[2]: [GOOD]}, original=False)
     scored.score()
     unscored = scored.add({HK[0]: [GOOD], HK[1]: [GOOD]})  # collected, in no round yet
-    return {"agreeing": agreeing, "disagreeing": disagreeing, "tied": tied, "unanswered": unanswered,
-            "five": five, "unknown": unknown, "unscored": unscored}
+    return {
+        "agreeing": agreeing,
+        "disagreeing": disagreeing,
+        "tied": tied,
+        "unanswered": unanswered,
+        "five": five,
+        "unknown": unknown,
+        "unscored": unscored,
+    }
 
 
 @pytest.fixture
@@ -118,7 +132,10 @@ def test_every_file_has_its_schema_in_both_formats(store, mixed, tmp_path):
         tasks = _read(out, "tasks", fmt)
         # Scored tasks only, in (created_at, task_id) order; the unscored one is not there.
         assert [t["task_id"] for t in tasks] == sorted(
-            t.task_id for k, v in mixed.items() if k != "unscored" for t in (v if isinstance(v, list) else [v])
+            t.task_id
+            for k, v in mixed.items()
+            if k != "unscored"
+            for t in (v if isinstance(v, list) else [v])
         )
         assert summary.tasks == len(tasks) == 9
         assert summary.preferences == len(_read(out, "preferences", fmt))
@@ -128,7 +145,9 @@ def test_synthetic_metadata_adds_its_columns_and_the_content_as_sent(store, mixe
     export_dataset(store.url, tmp_path, ExportOptions(include_synthetic_metadata=True))
     assert pq.read_schema(tmp_path / "tasks.parquet").equals(tasks_schema(True))
     row = next(r for r in _read(tmp_path, "tasks") if r["task_id"] == mixed["agreeing"][0].task_id)
-    assert row["source"] == "http://synthetic.internal:5003" and json.loads(row["criteria"]) == [{"type": "ranking"}]
+    assert row["source"] == "http://synthetic.internal:5003" and json.loads(row["criteria"]) == [
+        {"type": "ranking"}
+    ]
     assert row["round_id"] == 1 and 0 <= row["consensus_trust"] <= 1
     sent = [c["sent_content"]["files"][0]["content"] for c in row["completions"]]
     assert sent == [s["files"][0]["content"] for s in mixed["agreeing"][0].sent]
@@ -183,19 +202,32 @@ def test_the_consensus_weights_miners_by_their_reliability_in_the_round(store, m
     liar = next(m for m in miners.values() if m["answer"] == [4.0, 3.0, 2.0, 1.0])
     honest = [m for m in miners.values() if m["answer"] == [1.0, 2.0, 3.0, 4.0]]
     assert liar["weight"] < min(m["weight"] for m in honest) and liar["score"] == 0.0
-    assert task["consensus_ranking"] == [1.0, 2.0, 3.0, 4.0] == [float(r) for r in task["ground_truth_ranking"]]
+    assert (
+        task["consensus_ranking"] == [1.0, 2.0, 3.0, 4.0] == [float(r) for r in task["ground_truth_ranking"]]
+    )
     # The documented formula, from the stored task scores: weight q², q = the miner's mean
     # max(0, agreement) over the tasks it answered in the round.
     with store.engine.connect() as conn:
-        q = dict(conn.execute(text(
-            "SELECT miner_hotkey, avg(CASE WHEN agreement > 0 THEN agreement ELSE 0 END) FROM task_scores"
-            " WHERE round_id = 1 AND answered GROUP BY miner_hotkey")).all())
+        q = dict(
+            conn.execute(
+                text(
+                    "SELECT miner_hotkey, avg(CASE WHEN agreement > 0 THEN agreement ELSE 0 END) FROM task_scores"
+                    " WHERE round_id = 1 AND answered GROUP BY miner_hotkey"
+                )
+            ).all()
+        )
     by_answer = {repr(m["answer"]): m for m in task["miners"]}
-    answers = {HK[0]: [1.0, 2.0, 3.0, 4.0], HK[1]: [1.0, 2.0, 3.0, 4.0], HK[2]: [1.0, 2.0, 4.0, 3.0],
-               HK[3]: [4.0, 3.0, 2.0, 1.0]}
+    answers = {
+        HK[0]: [1.0, 2.0, 3.0, 4.0],
+        HK[1]: [1.0, 2.0, 3.0, 4.0],
+        HK[2]: [1.0, 2.0, 4.0, 3.0],
+        HK[3]: [4.0, 3.0, 2.0, 1.0],
+    }
     w = np.array([q[h] ** 2 for h in HK])
     ranks = average_ranks(np.array([answers[h] for h in HK]))
-    assert task["consensus_mean_ranks"] == pytest.approx(list((w[:, None] * ranks).sum(0) / w.sum()), abs=1e-8)
+    assert task["consensus_mean_ranks"] == pytest.approx(
+        list((w[:, None] * ranks).sum(0) / w.sum()), abs=1e-8
+    )
     assert by_answer[repr([4.0, 3.0, 2.0, 1.0])]["weight"] == pytest.approx(w[3] / w.sum())
     # Workers are under the miner: the honest miner's two workers, each its own ranking.
     two = next(m for m in miners.values() if m["n_workers"] == 2)
@@ -211,7 +243,11 @@ def test_a_multi_score_task_ranks_the_highest_score_first(store, scored, tmp_pat
     export_dataset(store.url, tmp_path)
     [task] = _read(tmp_path, "tasks")
     assert task["criteria_type"] == "multi-score" and task["consensus_ranking"] == [1.0, 2.0, 3.0, 4.0]
-    assert [m["answer"] for m in task["miners"]][0] in ([9.0, 7.0, 5.0, 1.0], [10.0, 6.0, 4.0, 2.0], [8.0, 7.0, 3.0, 1.0])
+    assert [m["answer"] for m in task["miners"]][0] in (
+        [9.0, 7.0, 5.0, 1.0],
+        [10.0, 6.0, 4.0, 2.0],
+        [8.0, 7.0, 3.0, 1.0],
+    )
     assert [p["chosen_id"] for p in _read(tmp_path, "preferences")][:3] == ["t0c0"] * 3
 
 
@@ -221,7 +257,8 @@ def test_the_original_content_is_exported_and_an_unknown_one_is_flagged(store, m
     planned = mixed["agreeing"][0]
     row = tasks[planned.task_id]
     assert [c["content"] for c in row["completions"]] == [
-        {"kind": "code", "text": None, "files": o["files"], "turns": None, "image": None} for o in planned.originals
+        {"kind": "code", "text": None, "files": o["files"], "turns": None, "image": None}
+        for o in planned.originals
     ]
     assert all(c["original_known"] for c in row["completions"])
     assert all("original" in c["content"]["files"][0]["content"] for c in row["completions"])
@@ -234,11 +271,15 @@ def test_the_original_content_is_exported_and_an_unknown_one_is_flagged(store, m
     assert "original" in texts
     unknown = tasks[mixed["unknown"].task_id]
     assert [c["original_known"] for c in unknown["completions"]] == [False] * 4
-    assert [c["content"]["files"] for c in unknown["completions"]] == [s["files"] for s in mixed["unknown"].sent]
+    assert [c["content"]["files"] for c in unknown["completions"]] == [
+        s["files"] for s in mixed["unknown"].sent
+    ]
 
 
 def test_pseudonyms_are_stable_within_an_export_new_in_the_next_and_reveal_no_hotkey(store, mixed, tmp_path):
-    first = export_dataset(store.url, tmp_path / "a", ExportOptions(format="jsonl", include_synthetic_metadata=True))
+    first = export_dataset(
+        store.url, tmp_path / "a", ExportOptions(format="jsonl", include_synthetic_metadata=True)
+    )
     second = export_dataset(store.url, tmp_path / "b")
     assert first.miners == second.miners == 4
     names_a = [[m["miner"] for m in t["miners"]] for t in _read(tmp_path / "a", "tasks", "jsonl")]
@@ -246,7 +287,12 @@ def test_pseudonyms_are_stable_within_an_export_new_in_the_next_and_reveal_no_ho
     assert len({n for row in names_a for n in row}) == 4  # one name per miner over every task
     assert all(re.fullmatch(r"miner-[0-9a-f]{8}", n) for row in names_a for n in row)
     assert not {n for row in names_a for n in row} & {n for row in names_b for n in row}
-    workers = [w["worker"] for t in _read(tmp_path / "a", "tasks", "jsonl") for m in t["miners"] for w in m["workers"]]
+    workers = [
+        w["worker"]
+        for t in _read(tmp_path / "a", "tasks", "jsonl")
+        for m in t["miners"]
+        for w in m["workers"]
+    ]
     assert all(re.fullmatch(r"worker-[0-9a-f]{12}", w) for w in workers)
     # Every miner's first worker is "w0" on its side: here each is a different person.
     task = _read(tmp_path / "a", "tasks", "jsonl")[0]
@@ -280,7 +326,10 @@ def test_since_takes_tasks_created_from_that_time(store, scored, tmp_path):
     scored.score()
     summary = export_dataset(store.url, tmp_path, ExportOptions(since=now - timedelta(days=2, hours=1)))
     assert summary.tasks == 2
-    assert [t["created_at"] for t in _read(tmp_path, "tasks")] == [now - timedelta(days=2), now - timedelta(days=1)]
+    assert [t["created_at"] for t in _read(tmp_path, "tasks")] == [
+        now - timedelta(days=2),
+        now - timedelta(days=1),
+    ]
 
 
 def test_batches_are_row_groups_and_every_task_is_read_once(store, scored, tmp_path):
@@ -288,7 +337,9 @@ def test_batches_are_row_groups_and_every_task_is_read_once(store, scored, tmp_p
         scored.add({HK[0]: [GOOD], HK[1]: [GOOD]}, created_at=scored.clock)  # equal times: the task id orders
     scored.score()
     progress: list[tuple[int, int]] = []
-    export_dataset(store.url, tmp_path, ExportOptions(batch_size=3), progress=lambda d, t: progress.append((d, t)))
+    export_dataset(
+        store.url, tmp_path, ExportOptions(batch_size=3), progress=lambda d, t: progress.append((d, t))
+    )
     assert progress == [(3, 7), (6, 7), (7, 7)]
     assert pq.ParquetFile(tmp_path / "tasks.parquet").metadata.num_row_groups == 3
     assert [t["task_id"] for t in _read(tmp_path, "tasks")] == [f"task{k:05d}" for k in range(7)]
@@ -310,18 +361,30 @@ def test_the_files_load_with_datasets_and_pandas(store, mixed, tmp_path):
     for fmt, loader in (("parquet", "parquet"), ("jsonl", "json")):
         out = tmp_path / fmt
         summary = export_dataset(store.url, out, ExportOptions(format=fmt))
-        pairs = datasets.load_dataset(loader, data_files=str(out / f"preferences.{fmt}"), split="train",
-                                      cache_dir=str(tmp_path / "cache"))
-        assert len(pairs) == summary.preferences and {"prompt", "chosen", "rejected"} <= set(pairs.column_names)
-        tasks = datasets.load_dataset(loader, data_files=str(out / f"tasks.{fmt}"), split="train",
-                                      cache_dir=str(tmp_path / "cache"))
+        pairs = datasets.load_dataset(
+            loader,
+            data_files=str(out / f"preferences.{fmt}"),
+            split="train",
+            cache_dir=str(tmp_path / "cache"),
+        )
+        assert len(pairs) == summary.preferences and {"prompt", "chosen", "rejected"} <= set(
+            pairs.column_names
+        )
+        tasks = datasets.load_dataset(
+            loader, data_files=str(out / f"tasks.{fmt}"), split="train", cache_dir=str(tmp_path / "cache")
+        )
         assert len(tasks) == summary.tasks
         # The folder itself, through the card's configs and features.
         by_card = datasets.load_dataset(str(out), "tasks", split="train", cache_dir=str(tmp_path / "cache"))
         assert str(by_card.features["n_workers"].dtype) == "int32"
-        assert len(datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))) == len(pairs)
-        frame = pd.read_parquet(out / "tasks.parquet") if fmt == "parquet" else pd.read_json(out / "tasks.jsonl",
-                                                                                               lines=True)
+        assert len(datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache"))) == len(
+            pairs
+        )
+        frame = (
+            pd.read_parquet(out / "tasks.parquet")
+            if fmt == "parquet"
+            else pd.read_json(out / "tasks.jsonl", lines=True)
+        )
         assert len(frame) == summary.tasks and list(frame.columns) == tasks_schema().names
 
 
@@ -329,7 +392,11 @@ def test_the_card_has_the_hub_header_the_counts_and_the_schema(store, mixed, tmp
     summary = export_dataset(store.url, tmp_path)
     card = (tmp_path / "README.md").read_text()
     header, body = card.split("\n---\n", 1)
-    assert header.startswith("---\n") and "config_name: preferences" in header and "path: tasks.parquet" in header
+    assert (
+        header.startswith("---\n")
+        and "config_name: preferences" in header
+        and "path: tasks.parquet" in header
+    )
     assert f"| tasks (scored) | {summary.tasks} |" in body
     assert f"| preference pairs | {summary.preferences}," in body
     for name, _, _ in describe(tasks_schema()) + describe(preferences_schema()):
@@ -338,7 +405,9 @@ def test_the_card_has_the_hub_header_the_counts_and_the_schema(store, mixed, tmp
         assert topic in body
 
 
-def test_the_docs_trl_lines_give_trls_forms_and_warn_of_the_reward_trainers_length_filter(store, mixed, tmp_path):
+def test_the_docs_trl_lines_give_trls_forms_and_warn_of_the_reward_trainers_length_filter(
+    store, mixed, tmp_path
+):
     import datasets
 
     page = (Path(__file__).parents[3] / "docs" / "dataset.md").read_text()
@@ -346,7 +415,11 @@ def test_the_docs_trl_lines_give_trls_forms_and_warn_of_the_reward_trainers_leng
     export_dataset(store.url, tmp_path / "out")
     pairs = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
     assert len(pairs) > 0
-    lines = {line.split(" = ", 1)[0]: line for line in page.splitlines() if line.startswith(("implicit = ", "conversational = "))}
+    lines = {
+        line.split(" = ", 1)[0]: line
+        for line in page.splitlines()
+        if line.startswith(("implicit = ", "conversational = "))
+    }
     assert set(lines) == {"implicit", "conversational"}, "the docs show no one-line map for a TRL form"
     made: dict[str, Any] = {"pairs": pairs}
     for line in lines.values():
@@ -381,7 +454,9 @@ def test_a_database_from_before_the_original_was_kept_exports_as_sent(tmp_path, 
     summary = export_dataset(tmp_path / "validator.sqlite", tmp_path / "out")
     [task] = _read(tmp_path / "out", "tasks")
     assert summary.completions_original_unknown == 4
-    assert [c["content"]["files"][0]["content"] for c in task["completions"]][0].startswith("<script>var v0_0")
+    assert [c["content"]["files"][0]["content"] for c in task["completions"]][0].startswith(
+        "<script>var v0_0"
+    )
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -403,11 +478,21 @@ def test_what_a_user_can_get_wrong_is_an_export_error(tmp_path, store):
 def test_preference_pairs_and_rendering():
     assert preference_pairs([2.0, 1.0, 3.0]) == [(1, 0, 0.5), (1, 2, 1.0), (0, 2, 0.5)]
     assert preference_pairs([1.0, 1.0]) == []
-    code = {"kind": "code", "files": [{"filename": "a.md", "content": "x\n```js\ny\n```", "language": "markdown"}]}
+    code = {
+        "kind": "code",
+        "files": [{"filename": "a.md", "content": "x\n```js\ny\n```", "language": "markdown"}],
+    }
     assert render_content(code) == "a.md\n````markdown\nx\n```js\ny\n```\n````"
     assert render_content({"kind": "text", "text": "hi"}) == "hi"
-    assert render_content({"kind": "dialogue", "turns": [{"role": "user", "message": "a"},
-                                                         {"role": "assistant", "message": "b"}]}) == "user: a\n\nassistant: b"
+    assert (
+        render_content(
+            {
+                "kind": "dialogue",
+                "turns": [{"role": "user", "message": "a"}, {"role": "assistant", "message": "b"}],
+            }
+        )
+        == "user: a\n\nassistant: b"
+    )
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -14,7 +14,9 @@ HK = [hotkey for _, hotkey in MINERS]
 GOOD = [[1, 2, 3, 4]]
 
 
-def test_an_export_of_a_live_database_is_the_database_as_it_was_when_it_began(store, scored: ScoredTasks, tmp_path):
+def test_an_export_of_a_live_database_is_the_database_as_it_was_when_it_began(
+    store, scored: ScoredTasks, tmp_path
+):
     for _ in range(6):
         scored.add({HK[0]: GOOD, HK[1]: GOOD, HK[2]: [[1, 2, 4, 3]]})
     scored.score()

@@ -23,13 +23,22 @@ HK = [hotkey for _, hotkey in MINERS]
 
 
 async def test_miners_get_only_the_obfuscated_content_and_the_export_the_original(network, tmp_path):  # noqa: F811
-    neuron, miners = await network(["good", "good", "good"], **{
-        "--wandb.off": "false", "--export.interval": "3600", "--export.dir": str(tmp_path / "exports"),
-    })
+    neuron, miners = await network(
+        ["good", "good", "good"],
+        **{
+            "--wandb.off": "false",
+            "--export.interval": "3600",
+            "--export.dir": str(tmp_path / "exports"),
+        },
+    )
     task_id = await neuron.task_round()  # a real task from the in-process synthetic pipeline
     with Session(neuron.store.engine) as db:
-        rows = db.scalars(select(TaskCompletion).options(undefer(TaskCompletion.original_content))
-                          .where(TaskCompletion.task_id == task_id).order_by(TaskCompletion.position)).all()
+        rows = db.scalars(
+            select(TaskCompletion)
+            .options(undefer(TaskCompletion.original_content))
+            .where(TaskCompletion.task_id == task_id)
+            .order_by(TaskCompletion.position)
+        ).all()
     assert len(rows) == 4 and all(r.original_content is not None for r in rows)
     originals = {f["content"] for r in rows for f in r.original_content["files"]}
     sent_contents = {f["content"] for r in rows for f in r.content["files"]}
@@ -55,8 +64,9 @@ async def test_miners_get_only_the_obfuscated_content_and_the_export_the_origina
 
 
 async def test_the_export_loop_runs_when_due_off_the_event_loop(network, tmp_path):  # noqa: F811
-    neuron, _ = await network(["good"], **{"--export.interval": "0.3", "--export.dir": str(tmp_path / "x"),
-                                           "--export.keep": "2"})
+    neuron, _ = await network(
+        ["good"], **{"--export.interval": "0.3", "--export.dir": str(tmp_path / "x"), "--export.keep": "2"}
+    )
     assert neuron._export_loop in neuron.loops()
     beats = 0
 
@@ -101,8 +111,15 @@ def test_dated_folders_latest_and_pruning(store, scored: ScoredTasks, tmp_path):
 def test_an_artifact_is_logged_to_an_offline_run(tmp_path: Path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "tasks.parquet").write_bytes(b"PAR1")
-    logger = RoundLogger(enabled=True, project="dojo-test", entity=None, api_key=None, directory=tmp_path / "wandb",
-                         run_name="validator-test", config={})
+    logger = RoundLogger(
+        enabled=True,
+        project="dojo-test",
+        entity=None,
+        api_key=None,
+        directory=tmp_path / "wandb",
+        run_name="validator-test",
+        config={},
+    )
     logger.log_artifact(tmp_path / "data", "dojo-dataset", {"tasks": 1})
     logger.close(30.0)
     assert logger.logged == 1 and not logger.failed

@@ -114,12 +114,18 @@ def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are
     store = MinerStore(url)  # migrates to head with the old row in place
     try:
         old = store.find_task("5V", "old")
-        assert old is not None and (old.backend, old.max_results, old.completion_ids) == ("dojo", None, ("c1", "c2"))
+        assert old is not None and (old.backend, old.max_results, old.completion_ids) == (
+            "dojo",
+            None,
+            ("c1", "c2"),
+        )
         store.save_task(
             validator_hotkey="5V", request_id="new", dojo_task_id="42", request_hash="h2", completion_ids=["a", "b"],
             criteria_types=["ranking"], expire_at=EXPIRE, backend="label-studio", max_results=3,
         )  # fmt: skip
-        assert [t.request_id for t in store.open_tasks("label-studio", EXPIRE - timedelta(hours=1))] == ["new"]
+        assert [t.request_id for t in store.open_tasks("label-studio", EXPIRE - timedelta(hours=1))] == [
+            "new"
+        ]
         assert store.open_tasks("label-studio", EXPIRE) == []
 
         def verdict(answer_id: str, counted: bool) -> Verdict:

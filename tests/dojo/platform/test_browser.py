@@ -402,7 +402,11 @@ def test_pages_fit_a_laptop_and_a_phone_and_the_task_page_screenshot(browser, pl
         page.keyboard.press("1")
         page.frame_locator("#completion-1 iframe").locator("canvas").wait_for()
         # docs/task-page.png is refreshed on request only, so a test run leaves the tree clean.
-        target = DOCS / "task-page.png" if os.environ.get("DOJO_UPDATE_SCREENSHOTS") else tmp_path / "task-page.png"
+        target = (
+            DOCS / "task-page.png"
+            if os.environ.get("DOJO_UPDATE_SCREENSHOTS")
+            else tmp_path / "task-page.png"
+        )
         page.screenshot(path=str(target))
         assert target.stat().st_size > 10_000
     finally:

@@ -246,7 +246,9 @@ def test_images_in_a_grid_zoom_by_click_and_by_keyboard_and_rank(browser, platfo
         page.keyboard.press("Escape")
         expect(viewer).to_be_hidden()
         # The keyboard is back on the image the viewer was opened from.
-        page.wait_for_function("() => document.activeElement && document.activeElement.dataset.zoomLabel === 'Response 3'")
+        page.wait_for_function(
+            "() => document.activeElement && document.activeElement.dataset.zoomLabel === 'Response 3'"
+        )
         _rank(page, how, ["1", "3", "2", "4"])
         assert _ranked(platform, worker, task_id) == {"c1": 1, "c3": 2, "c2": 3, "c4": 4}
 

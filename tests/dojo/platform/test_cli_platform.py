@@ -159,7 +159,12 @@ def test_a_flag_beats_its_variable_and_an_empty_variable_is_unset(workdir: Path)
     settings = _resolved(
         "serve",
         ["--netuid", "3", "--db", "flag.sqlite", "--public-url", "https://flag.example"],
-        {"NETUID": "5", "DATABASE_URL": "sqlite:///env.sqlite", "PUBLIC_URL": "https://env.example", "PLATFORM_PORT": ""},
+        {
+            "NETUID": "5",
+            "DATABASE_URL": "sqlite:///env.sqlite",
+            "PUBLIC_URL": "https://env.example",
+            "PLATFORM_PORT": "",
+        },
     )
     assert settings.netuid == 3
     assert settings.database_url == f"sqlite:///{workdir.resolve() / 'flag.sqlite'}"
@@ -174,7 +179,9 @@ def test_serve_takes_the_api_docs_switch_as_flag_and_variable(workdir: Path):
 
 
 def test_dotenv_is_read_under_the_environment(workdir: Path):
-    (workdir / ".env").write_text('PUBLIC_URL="https://from-file.example"\nNETUID=9\nSUBTENSOR_NETWORK=test\n')
+    (workdir / ".env").write_text(
+        'PUBLIC_URL="https://from-file.example"\nNETUID=9\nSUBTENSOR_NETWORK=test\n'
+    )
     settings = _resolved("serve", [], {"NETUID": "4"})
     assert (settings.base_url, settings.network, settings.netuid) == ("https://from-file.example", "test", 4)
     other = workdir / "other.env"
@@ -182,7 +189,9 @@ def test_dotenv_is_read_under_the_environment(workdir: Path):
     assert _resolved("serve", ["--env-file", str(other)], {}).netuid == 11
 
 
-def test_migrate_finds_its_database_in_the_environment_or_dotenv(workdir: Path, monkeypatch: pytest.MonkeyPatch):
+def test_migrate_finds_its_database_in_the_environment_or_dotenv(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+):
     from_file, from_env, from_flag = (workdir / f"{name}.sqlite" for name in ("file", "env", "flag"))
     (workdir / ".env").write_text(f"DATABASE_URL=sqlite:///{from_file}\n")
     assert main(["platform", "migrate"]) == 0
@@ -208,20 +217,32 @@ def test_invite_on_the_host_takes_the_same_flags_as_serve(workdir: Path):
 def test_a_bad_network_name_exits_2_naming_the_flag(command: list[str], workdir: Path, capsys):
     assert main(["platform", *command, "--subtensor.network", "finny"]) == 2
     err = capsys.readouterr().err
-    assert "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local" in err and "'finny'" in err
+    assert (
+        "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local" in err and "'finny'" in err
+    )
     assert not (workdir / "x.sqlite").exists()  # nothing was written
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("SUBTENSOR_NETWORK", "finny", "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local"),
+        (
+            "SUBTENSOR_NETWORK",
+            "finny",
+            "--subtensor.network (env SUBTENSOR_NETWORK): accepts finney, test, local",
+        ),
         ("NETUID", "52a", "--netuid (env NETUID): Input should be a valid integer"),
         ("PLATFORM_PORT", "70000", "--port (env PLATFORM_PORT): Input should be less than or equal to 65535"),
-        ("SUBTENSOR_CHAIN_ENDPOINT", "http://node", "--subtensor.chain_endpoint (env SUBTENSOR_CHAIN_ENDPOINT)"),
+        (
+            "SUBTENSOR_CHAIN_ENDPOINT",
+            "http://node",
+            "--subtensor.chain_endpoint (env SUBTENSOR_CHAIN_ENDPOINT)",
+        ),
     ],
 )
-def test_a_bad_variable_exits_2_naming_flag_and_variable(variable, value, expected, workdir, monkeypatch, capsys):
+def test_a_bad_variable_exits_2_naming_flag_and_variable(
+    variable, value, expected, workdir, monkeypatch, capsys
+):
     monkeypatch.setenv(variable, value)
     assert main(["platform", "serve", "--db", str(workdir / "x.sqlite")]) == 2
     assert expected in capsys.readouterr().err

@@ -74,14 +74,18 @@ def test_a_large_task_page_is_gzipped_and_small_json_is_not(platform, client, mi
         for token in tokens:
             held = browser.post(f"/api/v1/worker/tasks/{task_id}/hold", headers={"x-csrf-token": token})
             assert held.status_code == 200, held.text
-        forged = browser.post(f"/api/v1/worker/tasks/{task_id}/hold", headers={"x-csrf-token": tokens[0][:-2]})
+        forged = browser.post(
+            f"/api/v1/worker/tasks/{task_id}/hold", headers={"x-csrf-token": tokens[0][:-2]}
+        )
         assert forged.status_code == 403
 
     # The hot path's small answers are sent as they are, whatever the client accepts.
     worker = sign_in_worker(client)
     (small,) = create_tasks(client, miner, expire_in=600)
     client.post(
-        "/api/v1/worker/subscriptions", json={"name": "team", "key": miner.subscription_key}, headers=worker.auth
+        "/api/v1/worker/subscriptions",
+        json={"name": "team", "key": miner.subscription_key},
+        headers=worker.auth,
     ).raise_for_status()
     gzip_ok = {**worker.auth, "accept-encoding": "gzip"}
     # Skipping the large task leaves the small one to claim, whatever order the queue keeps.

@@ -110,7 +110,9 @@ def test_the_log_in_rate_limit_holds_across_replicas(replicas):
 def test_kill_9_of_a_replica_under_load_loses_no_acknowledged_answer_and_counts_none_twice(replicas):
     with httpx.Client(base_url=replicas.url, timeout=30) as http:
         miner = miner_with_keys(http, replicas.miners[0])
-        task_ids = [task_id for _ in range(4) for task_id in create_tasks(http, miner, tasks=10, max_results=3)]
+        task_ids = [
+            task_id for _ in range(4) for task_id in create_tasks(http, miner, tasks=10, max_results=3)
+        ]
     workers = workers_by_invite(replicas.database_url, miner.hotkey, 12)
     acknowledged: list[tuple[str, str]] = []  # (worker token, task id) answered 200
     refused: Counter[str] = Counter()

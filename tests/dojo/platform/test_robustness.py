@@ -302,7 +302,11 @@ def test_an_unknown_session_cookie_is_401_and_a_missing_csrf_header_403(platform
         csrf = {"x-csrf-token": browser.cookies[CSRF_COOKIE]}
         browser.cookies.set("dojo_worker_session", "dws_expired")
         browser.cookies.set("dojo_miner_session", "dms_expired")
-        for method, path in [("POST", NEXT), ("POST", "/api/v1/miner/api-keys"), ("GET", "/api/v1/worker/me")]:
+        for method, path in [
+            ("POST", NEXT),
+            ("POST", "/api/v1/miner/api-keys"),
+            ("GET", "/api/v1/worker/me"),
+        ]:
             assert browser.request(method, path).status_code == 401, path
             assert browser.request(method, path, headers=csrf).status_code == 401, path
         browser.cookies.delete("dojo_worker_session")

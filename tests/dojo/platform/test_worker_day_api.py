@@ -129,7 +129,9 @@ def test_lead_time_is_recorded_capped_and_summed(client, miner, platform):
     me = client.get("/api/v1/worker/me", headers=worker.auth).json()
     assert me["resultsTotal"] == 3
     assert me["leadTimeTotal"] == pytest.approx(sum(_lead_times(platform.database_url).values()), abs=0.01)
-    assert me["leadTimeMedian"] == pytest.approx(sorted(_lead_times(platform.database_url).values())[1], abs=0.01)
+    assert me["leadTimeMedian"] == pytest.approx(
+        sorted(_lead_times(platform.database_url).values())[1], abs=0.01
+    )
 
 
 def _minutes_ago(minutes: float) -> str:
@@ -184,8 +186,12 @@ def test_a_worker_flags_a_broken_completion(client, miner, platform):
     blank = client.post(url, json={"cid": "c0", "reason": "   "}, headers=worker.auth)
     assert blank.status_code == 422
     stranger = subscribed_worker(client, miner)
-    (subscription,) = client.get("/api/v1/worker/subscriptions", headers=stranger.auth).json()["subscriptions"]
-    client.delete(f"/api/v1/worker/subscriptions/{subscription['id']}", headers=stranger.auth).raise_for_status()
+    (subscription,) = client.get("/api/v1/worker/subscriptions", headers=stranger.auth).json()[
+        "subscriptions"
+    ]
+    client.delete(
+        f"/api/v1/worker/subscriptions/{subscription['id']}", headers=stranger.auth
+    ).raise_for_status()
     assert client.post(url, json={"cid": "c0", "reason": "x"}, headers=stranger.auth).status_code == 404
     # Flagging does not answer the task.
     assert client.get(f"/api/v1/tasks/{task_id}", headers=miner.key).json()["numResults"] == 0

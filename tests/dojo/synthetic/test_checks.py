@@ -29,7 +29,11 @@ CSS = CodeFile(filename="s.css", content="p { color: red; }", language="css")
 
 
 def test_a_valid_completion_has_no_problems(checker):
-    files = [_page('<script src="a.js"></script>'), CSS, CodeFile(filename="a.js", content="const x = () => 1;\n", language="javascript")]
+    files = [
+        _page('<script src="a.js"></script>'),
+        CSS,
+        CodeFile(filename="a.js", content="const x = () => 1;\n", language="javascript"),
+    ]
     assert checker.problems(files) == []
 
 
@@ -37,12 +41,18 @@ def test_a_valid_completion_has_no_problems(checker):
 @pytest.mark.parametrize(
     "files, expected",
     [
-        ([_page(), CSS, CodeFile(filename="a.js", content="function (", language="javascript")], "a.js: JavaScript syntax error"),
+        (
+            [_page(), CSS, CodeFile(filename="a.js", content="function (", language="javascript")],
+            "a.js: JavaScript syntax error",
+        ),
         ([_page("<script>let = ;</script>"), CSS], "<script> #1: JavaScript syntax error"),
         ([CodeFile(filename="index.html", content="<div><span></div>", language="html")], "closes no open"),
         ([CodeFile(filename="index.html", content="<main><section>", language="html")], "unclosed <main>"),
         ([_page()], "references 's.css'"),
-        ([_page(), CSS, CodeFile(filename="x.py", content="def f(:\n", language="python")], "Python does not compile"),
+        (
+            [_page(), CSS, CodeFile(filename="x.py", content="def f(:\n", language="python")],
+            "Python does not compile",
+        ),
         ([CodeFile(filename="page.html", content="<p>x</p>", language="html")], "no index.html"),
         ([_page(), CodeFile(filename="s.css", content="p { color: red;", language="css")], "unclosed"),
     ],

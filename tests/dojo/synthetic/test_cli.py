@@ -46,7 +46,9 @@ def test_preview_generates_a_task_when_given_none(tmp_path):
 
 
 def test_errors_are_reported_with_an_exit_code(tmp_path, capsys):
-    assert _run(["synthetic", "preview", "--from", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)]) == 2
+    assert (
+        _run(["synthetic", "preview", "--from", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)]) == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert _run(["synthetic", "serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "bearer token" in capsys.readouterr().err
@@ -89,7 +91,10 @@ def test_serve_takes_its_settings_from_the_environment(workdir):
         },
     )
     assert (settings.backend, settings.host, settings.port, settings.db) == (
-        "llm", "0.0.0.0", 6100, str(workdir / "tasks.sqlite")
+        "llm",
+        "0.0.0.0",
+        6100,
+        str(workdir / "tasks.sqlite"),
     )
     assert settings.token is not None and settings.token.get_secret_value() == "s3cret"
     assert (settings.queue_size, settings.task_seconds, settings.llm_provider) == (3, 30.0, "together")
@@ -99,10 +104,20 @@ def test_serve_takes_its_settings_from_the_environment(workdir):
 def test_a_flag_beats_its_variable(workdir):
     settings = _serve_settings(
         ["--port", "6200", "--llm-model", "x", "--llm-model", "y", "--queue-size", "4"],
-        {"SYNTHETIC_PORT": "6100", "SYNTHETIC_LLM_MODELS": "a,b", "SYNTHETIC_QUEUE_SIZE": "9", "SYNTHETIC_SEED": "env",
-         "SYNTHETIC_API_OPEN": "1"},
+        {
+            "SYNTHETIC_PORT": "6100",
+            "SYNTHETIC_LLM_MODELS": "a,b",
+            "SYNTHETIC_QUEUE_SIZE": "9",
+            "SYNTHETIC_SEED": "env",
+            "SYNTHETIC_API_OPEN": "1",
+        },
     )
-    assert (settings.port, settings.llm_models, settings.queue_size, settings.seed) == (6200, ["x", "y"], 4, "env")
+    assert (settings.port, settings.llm_models, settings.queue_size, settings.seed) == (
+        6200,
+        ["x", "y"],
+        4,
+        "env",
+    )
 
 
 def test_an_open_bind_needs_a_token(workdir):
@@ -135,7 +150,11 @@ def test_dotenv_is_read_under_the_environment(workdir):
     ("argv", "variable", "expected"),
     [
         ([], ("SYNTHETIC_PORT", "http"), "--port (env SYNTHETIC_PORT): Input should be a valid integer"),
-        (["--backend", "gpt"], None, "--backend (env SYNTHETIC_BACKEND): Input should be 'procedural' or 'llm'"),
+        (
+            ["--backend", "gpt"],
+            None,
+            "--backend (env SYNTHETIC_BACKEND): Input should be 'procedural' or 'llm'",
+        ),
         ([], ("SYNTHETIC_SIMILARITY", "2"), "--similarity (env SYNTHETIC_SIMILARITY)"),
     ],
 )

@@ -48,7 +48,9 @@ def test_rejects_near_duplicates_and_keeps_distinct_instructions(tmp_path):
 def test_threshold_is_configurable():
     strict = InstructionFilter(SyntheticStore(), threshold=0.2)
     assert strict.check(BASE).accepted
-    assert not strict.check(BASE.replace("coral", "teal").replace("ring", "grid").replace("slowly", "fast")).accepted
+    assert not strict.check(
+        BASE.replace("coral", "teal").replace("ring", "grid").replace("slowly", "fast")
+    ).accepted
     loose = InstructionFilter(SyntheticStore(), threshold=1.0)
     assert loose.check(BASE).accepted and loose.check(NEAR).accepted
     with pytest.raises(ValueError):
@@ -57,6 +59,9 @@ def test_threshold_is_configurable():
 
 def test_new_words_count_as_the_corpus_grows():
     gate = InstructionFilter(SyntheticStore(), threshold=0.9)
-    texts = [f"Task {n}: draw {n} shapes of kind k{n} moving in pattern p{n % 7} with colour c{n % 5}" for n in range(40)]
+    texts = [
+        f"Task {n}: draw {n} shapes of kind k{n} moving in pattern p{n % 7} with colour c{n % 5}"
+        for n in range(40)
+    ]
     assert all(gate.check(t).accepted for t in texts)
     assert gate.similarity(texts[17])[0] == pytest.approx(1.0)

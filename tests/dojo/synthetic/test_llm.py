@@ -36,8 +36,14 @@ def completion(content: str, tokens: int = 50) -> web.Response:
         {
             "id": "cmpl-1",
             "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": tokens // 2, "completion_tokens": tokens - tokens // 2, "total_tokens": tokens},
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": tokens // 2,
+                "completion_tokens": tokens - tokens // 2,
+                "total_tokens": tokens,
+            },
         }
     )
 
@@ -107,7 +113,9 @@ async def server():
 
 
 def settings(server: ChatServer, **changes) -> LLMSettings:
-    base = LLMSettings(base_url=server.url, api_key="test-key", models=["model-a", "model-b"], backoff=0.0, max_retries=2)
+    base = LLMSettings(
+        base_url=server.url, api_key="test-key", models=["model-a", "model-b"], backoff=0.0, max_retries=2
+    )
     for key, value in changes.items():
         setattr(base, key, value)
     return base
@@ -217,7 +225,7 @@ async def test_a_refused_key_is_not_retried(server):
 
 
 PAGE = (
-    "<!DOCTYPE html><html><head><title>t</title></head><body><canvas id=\"c\"></canvas>"
+    '<!DOCTYPE html><html><head><title>t</title></head><body><canvas id="c"></canvas>'
     "<script>\n// draws {n} things\nconst canvas = document.getElementById('c');\n"
     "const ctx = canvas.getContext('2d');\nfunction paint(count) {{\n  for (let i = 0; i < count; i += 1) {{\n"
     "    ctx.fillRect(i * 10, 10, 8, 8);\n  }}\n}}\npaint({n});\n</script></body></html>"
@@ -232,18 +240,30 @@ async def test_a_whole_task_with_a_completion_regenerated_after_failing_its_chec
         if "write tasks" in system:
             return completion(json.dumps({"instruction": "Draw twelve squares in a row on a black canvas."}))
         if "degraded variants" in system:
-            variants = ["Draw ten squares in a row.", "Draw ten circles in a row.", "Draw ten circles in a column."]
+            variants = [
+                "Draw ten squares in a row.",
+                "Draw ten circles in a row.",
+                "Draw ten circles in a column.",
+            ]
             return completion(json.dumps({"variants": variants}))
         generated.append(body)
         if len(generated) == 1:  # the first completion has a syntax error
-            files = [{"filename": "index.html", "content": "<html><body><script>function (</script></body></html>", "language": "HTML"}]
+            files = [
+                {
+                    "filename": "index.html",
+                    "content": "<html><body><script>function (</script></body></html>",
+                    "language": "HTML",
+                }
+            ]
         else:
             files = [{"filename": "index.html", "content": PAGE.format(n=len(generated)), "language": "html"}]
         return completion(json.dumps({"files": files}), tokens=300)
 
     server.router = route
     backend = LLMBackend(settings(server))
-    pipeline = SyntheticPipeline(backend, seed=3, options=PipelineOptions(n_completions=4, task_tokens=100_000))
+    pipeline = SyntheticPipeline(
+        backend, seed=3, options=PipelineOptions(n_completions=4, task_tokens=100_000)
+    )
     checker = CompletionChecker()
     try:
         task = await pipeline.generate_task()
@@ -266,10 +286,16 @@ def _llm(flags: dict, environ: dict) -> LLMSettings:
 
 
 def test_settings_from_the_services_resolved_settings():
-    s = _llm({}, {"OPENROUTER_API_KEY": "k", "SYNTHETIC_LLM_MODELS": "a/b, c/d", "SYNTHETIC_LLM_IMAGE_MODEL": "img"})
+    s = _llm(
+        {},
+        {"OPENROUTER_API_KEY": "k", "SYNTHETIC_LLM_MODELS": "a/b, c/d", "SYNTHETIC_LLM_IMAGE_MODEL": "img"},
+    )
     assert s.base_url.startswith("https://openrouter.ai") and s.api_key == "k" and s.models == ["a/b", "c/d"]
     assert s.image_model == "img" and s.vision_model is None
-    assert _llm({"llm_provider": "together"}, {"TOGETHER_API_KEY": "t", "OPENROUTER_API_KEY": "k"}).api_key == "t"
+    assert (
+        _llm({"llm_provider": "together"}, {"TOGETHER_API_KEY": "t", "OPENROUTER_API_KEY": "k"}).api_key
+        == "t"
+    )
     assert _llm({}, {"SYNTHETIC_LLM_API_KEY": "any", "OPENROUTER_API_KEY": "k"}).api_key == "any"
     local = _llm({"llm_provider": "ollama", "llm_models": ["llama3"]}, {})
     assert local.base_url == "http://127.0.0.1:11434/v1" and local.api_key is None
@@ -287,5 +313,7 @@ def test_the_key_in_dotenv_reaches_the_llm_backend(tmp_path, monkeypatch):
     env_file.write_text('OPENROUTER_API_KEY="from-dotenv"\n')
     parser = argparse.ArgumentParser(prog="dojo")
     synthetic_cli.register(parser.add_subparsers(dest="group"))
-    args = parser.parse_args(["synthetic", "serve", "--backend", "llm", "--no-token", "--env-file", str(env_file)])
+    args = parser.parse_args(
+        ["synthetic", "serve", "--backend", "llm", "--no-token", "--env-file", str(env_file)]
+    )
     assert llm_settings(settings_from_args(args)).api_key == "from-dotenv"

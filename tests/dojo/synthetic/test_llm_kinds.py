@@ -90,7 +90,11 @@ def write_response(ask: str, wrong: bool) -> str:
 
 _PLURAL = {f"{s}s": s for s in SHAPES}
 _GROUP = re.compile(
-    r"\b(a single|a|one|two|three|four|five|six|\d+)\s(" + "|".join(COLOURS) + r")\s(" + "|".join([*SHAPES, *_PLURAL]) + r")\s"
+    r"\b(a single|a|one|two|three|four|five|six|\d+)\s("
+    + "|".join(COLOURS)
+    + r")\s("
+    + "|".join([*SHAPES, *_PLURAL])
+    + r")\s"
     r"(?:in|at) the (top|bottom|upper|lower)[ -](left|right)"
 )
 _NUMBERS = {"a": 1, "a single": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}

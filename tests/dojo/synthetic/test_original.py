@@ -19,8 +19,9 @@ class RecordingBackend(ProceduralBackend):
         super().__init__()
         self.generated: list[GeneratedCompletion] = []
 
-    async def generate(self, instruction: Instruction, rng: random.Random, budget: TaskBudget,
-                       feedback: str | None = None) -> GeneratedCompletion:
+    async def generate(
+        self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
+    ) -> GeneratedCompletion:
         done = await super().generate(instruction, rng, budget, feedback)
         self.generated.append(done)
         return done
@@ -43,7 +44,9 @@ async def test_each_completion_carries_the_files_it_was_generated_with():
         assert [f.content for f in original] != [f.content for f in response.completion.files]
     # On the wire and back; a message without it (an older synthetic API) still parses.
     assert SyntheticTask.model_validate_json(task.model_dump_json()) == task
-    assert SyntheticCompletion.model_validate({"files": [{"filename": "a.js", "content": "x"}]}).original is None
+    assert (
+        SyntheticCompletion.model_validate({"files": [{"filename": "a.js", "content": "x"}]}).original is None
+    )
 
 
 async def test_the_synthetic_api_hands_out_the_original(tmp_path):

@@ -27,7 +27,9 @@ from dojo.synthetic.spec import (
 
 
 async def _tasks(seed, n, completions=4):
-    pipeline = SyntheticPipeline(ProceduralBackend(), seed=seed, options=PipelineOptions(n_completions=completions))
+    pipeline = SyntheticPipeline(
+        ProceduralBackend(), seed=seed, options=PipelineOptions(n_completions=completions)
+    )
     try:
         return [await pipeline.generate_task() for _ in range(n)]
     finally:
@@ -45,7 +47,9 @@ async def test_same_seed_same_tasks_other_seed_other_tasks():
 async def test_completions_are_valid_and_ground_truth_ranks_the_levels():
     checker = CompletionChecker()
     try:
-        for completions, task in [(4, t) for t in await _tasks("valid", 3)] + [(6, t) for t in await _tasks("six", 1, 6)]:
+        for completions, task in [(4, t) for t in await _tasks("valid", 3)] + [
+            (6, t) for t in await _tasks("six", 1, 6)
+        ]:
             assert len(task.responses) == completions
             assert sorted(task.ground_truth.values()) == list(range(1, completions + 1))
             assert {r.cid for r in task.responses} == set(task.ground_truth)
@@ -82,11 +86,19 @@ def test_levels_have_the_same_structure_and_files():
 
 async def test_the_instructions_words_are_not_in_the_code():
     words = (
-        set(COLOURS) | set(BACKGROUNDS) | set(PLURALS) | set(PLURALS.values()) | set(LAYOUTS) | set(MOTIONS)
-        | set(INTERACTIONS) | set(SPEEDS)
+        set(COLOURS)
+        | set(BACKGROUNDS)
+        | set(PLURALS)
+        | set(PLURALS.values())
+        | set(LAYOUTS)
+        | set(MOTIONS)
+        | set(INTERACTIONS)
+        | set(SPEEDS)
     )
     words -= {"add"}  # as in addEventListener, never as a word on its own
-    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I)
+    pattern = re.compile(
+        r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.I
+    )
     hex_colours = {f"#{r:02x}{g:02x}{b:02x}" for r, g, b in [*COLOURS.values(), *BACKGROUNDS.values()]}
     for task in await _tasks("words", 3):
         for response in task.responses:

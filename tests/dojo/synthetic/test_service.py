@@ -19,7 +19,9 @@ from tests.dojo.synthetic._instructions import instruction_counts
 
 @contextlib.asynccontextmanager
 async def running(settings: ServiceSettings) -> AsyncIterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), "the server did not start"
@@ -56,7 +58,9 @@ async def test_serves_tasks_in_the_documented_format_and_refills(tmp_path):
                 "tasks": {"code": {"generated": 2, "discarded": 0, "failed": 0}},
             }
             reply = (await http.get("/api/synthetic-gen")).json()
-        assert set(reply) == {"success", "body", "error"} and reply["success"] is True and reply["error"] is None
+        assert (
+            set(reply) == {"success", "body", "error"} and reply["success"] is True and reply["error"] is None
+        )
         body = reply["body"]
         assert set(body) == {"prompt", "kind", "responses", "ground_truth"} and body["kind"] == "code"
         for response in body["responses"]:
@@ -92,7 +96,10 @@ async def test_the_queue_survives_a_restart_and_an_empty_queue_still_answers(tmp
     store = SyntheticStore(db)
     assert store.queue_size() == 2
     store.close()
-    async with running(ServiceSettings(db=db, queue_size=0, no_token=True)) as url, SyntheticAPIClient(url) as client:
+    async with (
+        running(ServiceSettings(db=db, queue_size=0, no_token=True)) as url,
+        SyntheticAPIClient(url) as client,
+    ):
         await client.next_task()
         await client.next_task()
         async with httpx.AsyncClient(base_url=url) as http:
@@ -110,8 +117,9 @@ def test_the_app_needs_a_token_unless_told_explicitly_to_go_without(tmp_path):
 
 
 async def test_only_loopback_and_configured_host_names_are_answered(tmp_path):
-    settings = ServiceSettings(db=str(tmp_path / "s.sqlite"), queue_size=0, token="s3cret",
-                               allowed_hosts=["synthetic.example"])
+    settings = ServiceSettings(
+        db=str(tmp_path / "s.sqlite"), queue_size=0, token="s3cret", allowed_hosts=["synthetic.example"]
+    )
     bearer = {"Authorization": "Bearer s3cret"}
     async with running(settings) as url, httpx.AsyncClient(base_url=url) as http:
         # A page of a domain rebound to 127.0.0.1 sends its own name as Host.

@@ -2,7 +2,6 @@
 below this note: what a miner that has not upgraded validates requests with. Kept to test that
 such a miner refuses a request it cannot read cleanly, and still takes every other."""
 
-
 from __future__ import annotations
 
 import uuid

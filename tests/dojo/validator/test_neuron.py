@@ -113,7 +113,9 @@ class FakeMiner:
             raise HandlerRefusal(404, "unknown request")
         now = utcnow()
         good = [
-            WorkerResult(worker_id=f"w{i:024x}", criteria_type="ranking", values=self._ranking(sent), submitted_at=now)
+            WorkerResult(
+                worker_id=f"w{i:024x}", criteria_type="ranking", values=self._ranking(sent), submitted_at=now
+            )
             for i in range(3)
         ]
         if self.behaviour == "flaky" and self.result_calls == 1:
@@ -158,8 +160,9 @@ async def network(tmp_path: Path, make_wallet):
     async def build(
         behaviours: list[str], env_file: Path | None = None, **flags: str
     ) -> tuple[ValidatorNeuron, list[FakeMiner]]:
-        chain = LocalChain.init(tmp_path / "chain", netuid=NETUID, block_time=0.2, weights_rate_limit=1,
-                                exist_ok=True)
+        chain = LocalChain.init(
+            tmp_path / "chain", netuid=NETUID, block_time=0.2, weights_rate_limit=1, exist_ok=True
+        )
         validator = make_wallet("validator")
         chain.register(validator.hotkey.ss58_address, validator.coldkeypub.ss58_address, stake=1000.0)
         for i, behaviour in enumerate(behaviours):
@@ -173,16 +176,27 @@ async def network(tmp_path: Path, make_wallet):
             chain.serve_axon(wallet, "127.0.0.1", miner.port)
             miners.append(miner)
         settings = {
-            "--netuid": str(NETUID), "--subtensor.network": str(tmp_path / "chain"),
-            "--wallet.name": "validator", "--wallet.path": str(tmp_path / "wallets"),
-            "--axon.ip": "127.0.0.1", "--axon.port": str(free_port()),
-            "--neuron.data_dir": str(tmp_path / "validator"), "--neuron.timeout": "1",
-            "--neuron.task_deadline": "1", "--neuron.collection_grace": "2", "--neuron.epoch_length": "1",
-            "--wandb.off": "true", **flags,
+            "--netuid": str(NETUID),
+            "--subtensor.network": str(tmp_path / "chain"),
+            "--wallet.name": "validator",
+            "--wallet.path": str(tmp_path / "wallets"),
+            "--axon.ip": "127.0.0.1",
+            "--axon.port": str(free_port()),
+            "--neuron.data_dir": str(tmp_path / "validator"),
+            "--neuron.timeout": "1",
+            "--neuron.task_deadline": "1",
+            "--neuron.collection_grace": "2",
+            "--neuron.epoch_length": "1",
+            "--wandb.off": "true",
+            **flags,
         }
-        config = resolve(ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=env_file)
+        config = resolve(
+            ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=env_file
+        )
         # A clock the test moves past deadlines, instead of sleeping through them.
-        neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID), clock=AdjustableClock())
+        neuron = ValidatorNeuron(
+            config, chain=LocalChain(tmp_path / "chain", NETUID), clock=AdjustableClock()
+        )
         neurons.append(neuron)
         for miner in miners:
             miner.oracle = ValidatorDatabaseOracle(neuron.store.url)
@@ -261,7 +275,9 @@ async def test_every_send_outcome_is_recorded_and_a_slow_miner_stalls_nothing(ne
 
 
 async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
-    neuron, miners = await network(["good", "good", "garbage", "duplicate_worker", "partial", "empty", "liar"])
+    neuron, miners = await network(
+        ["good", "good", "garbage", "duplicate_worker", "partial", "empty", "liar"]
+    )
     await neuron.task_round()
     neuron.clock.advance(1.2)  # past the 1 s deadline
     await _collect_until_settled(neuron)
@@ -269,7 +285,9 @@ async def test_bad_results_are_refused_with_the_reason_and_score_zero(network):
     outcome = {m.behaviour: (rows[m.hotkey].collect_status, rows[m.hotkey].collect_detail) for m in miners}
     assert outcome["good"][0] == CollectStatus.COLLECTED
     assert outcome["garbage"][0] == CollectStatus.INVALID and "not given" in outcome["garbage"][1]
-    assert outcome["duplicate_worker"][0] == CollectStatus.INVALID and "twice" in outcome["duplicate_worker"][1]
+    assert (
+        outcome["duplicate_worker"][0] == CollectStatus.INVALID and "twice" in outcome["duplicate_worker"][1]
+    )
     assert outcome["partial"][0] == CollectStatus.INVALID and "misses" in outcome["partial"][1]
     assert outcome["empty"][0] == CollectStatus.NO_RESULT
     assert outcome["liar"][0] == CollectStatus.COLLECTED
@@ -304,8 +322,12 @@ async def test_invented_workers_are_refused_and_never_reach_the_export(network, 
     assert await neuron.scoring_round() == 1
     rows = _assignments(neuron)
     assert rows[miners[2].hotkey].score == 0.0 and rows[miners[3].hotkey].score == 0.0
-    summary = await asyncio.to_thread(export_dataset, neuron.store.url, tmp_path / "export",
-                                      ExportOptions(format="jsonl", min_agreement=0.0))
+    summary = await asyncio.to_thread(
+        export_dataset,
+        neuron.store.url,
+        tmp_path / "export",
+        ExportOptions(format="jsonl", min_agreement=0.0),
+    )
     assert summary.tasks == 1
     [task] = [json.loads(line) for line in (tmp_path / "export" / "tasks.jsonl").read_text().splitlines()]
     # Only the two honest miners' answers, with their three workers each.
@@ -405,7 +427,9 @@ async def test_a_task_whose_places_are_all_filled_is_collected_and_scored_before
 
 async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(network):
     # With wandb on and no WANDB_API_KEY: an offline run beside the database.
-    neuron, miners = await network(["good", "good", "liar"], **{"--neuron.epoch_length": "1000", "--wandb.off": "false"})
+    neuron, miners = await network(
+        ["good", "good", "liar"], **{"--neuron.epoch_length": "1000", "--wandb.off": "false"}
+    )
     for _ in range(2):
         await neuron.task_round()
     neuron.clock.advance(1.2)
@@ -423,7 +447,9 @@ async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(
     # uid 1 is now held by another hotkey: its moving score is forgotten at the resync.
     metagraph = neuron.chain.metagraph()
     replaced = tuple(
-        n if n.uid != 1 else type(n)(**{**n.__dict__, "hotkey": "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"})
+        n
+        if n.uid != 1
+        else type(n)(**{**n.__dict__, "hotkey": "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"})
         for n in metagraph.neurons
     )
     await neuron.on_resync(Metagraph(netuid=metagraph.netuid, block=metagraph.block, neurons=replaced))
@@ -484,7 +510,9 @@ async def test_wandb_rounds_name_running_totals_as_totals(network):
     assert (first["total_tasks_created"], second["total_tasks_created"]) == (2, 3)
     assert (first["total_tasks_scored"], second["total_tasks_scored"]) == (2, 3)
     assert second["total_tasks_collected"] == 3
-    assert not {"tasks_sent", "tasks_collected", "tasks_scored"} & set(second), "a running total under a round's name"
+    assert not {"tasks_sent", "tasks_collected", "tasks_scored"} & set(second), (
+        "a running total under a round's name"
+    )
     await asyncio.to_thread(neuron.wandb.close, 60.0)
     assert (neuron.wandb.logged, neuron.wandb.failed) == (2, False)
     # wandb's service process writes the run's file on its own time, after run.finish has
@@ -501,8 +529,17 @@ def test_weight_attempts_are_stored_as_json_lists(tmp_path):
     from dojo.validator.store import TaskStore
 
     store = TaskStore(tmp_path / "v.sqlite")
-    store.record_weights(attempted_at=utcnow(), block=3, uids=[1], weights=[65535], hotkeys=["hk"], version_key=1,
-                         outcome="set", detail=None, attempts=1)
+    store.record_weights(
+        attempted_at=utcnow(),
+        block=3,
+        uids=[1],
+        weights=[65535],
+        hotkeys=["hk"],
+        version_key=1,
+        outcome="set",
+        detail=None,
+        attempts=1,
+    )
     with store.engine.connect() as conn:
         raw = conn.exec_driver_sql("SELECT uids, weights FROM weight_sets").one()
     assert json.loads(raw[0]) == [1] and json.loads(raw[1]) == [65535]
@@ -510,7 +547,9 @@ def test_weight_attempts_are_stored_as_json_lists(tmp_path):
 
 
 async def test_a_task_source_that_is_down_costs_one_round_and_nothing_else(network):
-    neuron, miners = await network(["good", "good"], **{"--synthetic_api_url": f"http://127.0.0.1:{free_port()}"})
+    neuron, miners = await network(
+        ["good", "good"], **{"--synthetic_api_url": f"http://127.0.0.1:{free_port()}"}
+    )
     assert await neuron.task_round() is None  # logged; the next tick tries again
     with Session(neuron.store.engine) as db:
         assert db.scalars(select(Task)).all() == []

@@ -26,9 +26,7 @@ def _check(results, criteria=RANKING, sent_at=None):
 
 
 def test_whole_rankings_are_mapped_back_to_the_tasks_ids():
-    accepted = _check(
-        [_result({"ma": 2, "mb": 1, "mc": 3}), _result({"ma": 1, "mb": 2, "mc": 3}, worker=W2)]
-    )
+    accepted = _check([_result({"ma": 2, "mb": 1, "mc": 3}), _result({"ma": 1, "mb": 2, "mc": 3}, worker=W2)])
     assert [r.values for r in accepted] == [{"a": 2.0, "b": 1.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0}]
     assert [r.worker_id for r in accepted] == [W1, W2]
 
@@ -83,7 +81,9 @@ def test_a_workers_rationale_is_kept_with_its_result():
 
 
 def test_a_reply_naming_more_workers_than_a_miner_is_asked_for_is_refused():
-    invented = [_result({"ma": 1, "mb": 2, "mc": 3}, worker=f"w{i:024x}") for i in range(MAX_WORKERS_PER_TASK + 1)]
+    invented = [
+        _result({"ma": 1, "mb": 2, "mc": 3}, worker=f"w{i:024x}") for i in range(MAX_WORKERS_PER_TASK + 1)
+    ]
     with pytest.raises(ResultsRefused, match=f"names {MAX_WORKERS_PER_TASK + 1} workers"):
         _check(invented)
     assert len(_check(invented[:MAX_WORKERS_PER_TASK])) == MAX_WORKERS_PER_TASK

@@ -103,7 +103,11 @@ def test_collection_is_due_after_the_deadline_and_a_task_collects_when_every_min
     assert len(due) == 3 and due[0].completion_ids[f"t{k}m1c0"] == f"t{k}c0"
     store.record_collection(due[0].assignment_id, CollectStatus.COLLECTED, None, _truthful(due[0]), now)
     store.record_collections(
-        [CollectionOutcome(due[1].assignment_id, CollectStatus.PENDING, "timeout", (), now + timedelta(seconds=30))],
+        [
+            CollectionOutcome(
+                due[1].assignment_id, CollectStatus.PENDING, "timeout", (), now + timedelta(seconds=30)
+            )
+        ],
         now,
     )
     assert [d.assignment_id for d in store.due_collections(now)] == [due[2].assignment_id]
@@ -281,14 +285,23 @@ def test_revision_0003_keeps_the_data_of_0002_and_adds_the_original_content(tmp_
             assert {"ix_tasks_created_at", "ix_tasks_status_created"} <= indexes
         task, assignments = make_task(MINERS)
         original = {"kind": "text", "text": "before obfuscation"}
-        task = replace(task, completions=(replace(task.completions[0], original_content=original),
-                                          *task.completions[1:]))
+        task = replace(
+            task, completions=(replace(task.completions[0], original_content=original), *task.completions[1:])
+        )
         outgoing = store.add_task(task, assignments)
         # What is sent is the content, never the original.
         assert all(content != original for o in outgoing for _, _, content in o.completions)
         with store.engine.connect() as conn:
-            stored = conn.execute(text("SELECT original_content FROM task_completions WHERE task_id = :t"
-                                       " ORDER BY position"), {"t": task.task_id}).scalars().all()
+            stored = (
+                conn.execute(
+                    text(
+                        "SELECT original_content FROM task_completions WHERE task_id = :t ORDER BY position"
+                    ),
+                    {"t": task.task_id},
+                )
+                .scalars()
+                .all()
+            )
         assert stored[0] is not None and '"before obfuscation"' in stored[0]
         assert stored[1:] == [None] * (len(stored) - 1)  # unknown is SQL NULL, not JSON null
     finally:
