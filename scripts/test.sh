@@ -2,7 +2,7 @@
 # Install Dojo with its test tools into .venv, make sure the services the tests use are
 # there (Debian's chromium for the browser tests, HAProxy for the platform's replicas, the
 # PostgreSQL server on 127.0.0.1:5432,
-# pm2 when npm is there), lint, check types and dead code, and run the whole test suite.
+# pm2 when npm is there), lint, check formatting, types and dead code, and run the whole test suite.
 # Extra arguments go to pytest, which runs the tests in one worker per core (pytest-xdist).
 . "$(dirname "$0")/_venv.sh" requirements-dev.txt
 
@@ -33,6 +33,7 @@ fi
 scripts/label_studio.sh || echo "could not install Label Studio: its tests will skip" >&2
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/python -m mypy
 .venv/bin/vulture
 # Most of the suite's time is spent waiting on servers and subprocesses: one worker per core
