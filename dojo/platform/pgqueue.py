@@ -225,6 +225,11 @@ class PostgresQueue:
         try:
             cursor = await connection.execute(statement.pyformat, statement.pg_params(params), prepare=True)
             return statement.pg_rows(await cursor.fetchall()) if cursor.description is not None else []
+        except psycopg.errors.TransactionRollback as exc:
+            # A deadlock or serialization failure broken off: the connection is sound. It is an
+            # OperationalError too, so it comes before the clause for a lost connection.
+            logger.warning("the queue's database call was rolled back: {}", exc)
+            raise Unavailable(UNAVAILABLE) from None
         except psycopg.OperationalError as exc:  # the connection or the server went away
             self._connections.forget_idle()
             if again:
@@ -233,9 +238,6 @@ class PostgresQueue:
                 kept = None
                 return await self._rows(statement, params)
             logger.warning("the queue's database call failed: {}", exc)
-            raise Unavailable(UNAVAILABLE) from None
-        except psycopg.errors.TransactionRollback as exc:  # a deadlock broken off
-            logger.warning("the queue's database call was rolled back: {}", exc)
             raise Unavailable(UNAVAILABLE) from None
         finally:
             if kept is not None:
