@@ -415,15 +415,15 @@ def test_the_docs_trl_lines_give_trls_forms_and_warn_of_the_reward_trainers_leng
     export_dataset(store.url, tmp_path / "out")
     pairs = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
     assert len(pairs) > 0
-    lines = {
-        line.split(" = ", 1)[0]: line
-        for line in page.splitlines()
-        if line.startswith(("implicit = ", "conversational = "))
+    blocks = {
+        block.split(" = ", 1)[0]: block
+        for block in re.findall(r"```python\n(.*?)```", page, flags=re.DOTALL)
+        if block.startswith(("implicit = ", "conversational = "))
     }
-    assert set(lines) == {"implicit", "conversational"}, "the docs show no one-line map for a TRL form"
+    assert set(blocks) == {"implicit", "conversational"}, "the docs show no map for a TRL form"
     made: dict[str, Any] = {"pairs": pairs}
-    for line in lines.values():
-        exec(line, made)  # the lines as a reader copies them
+    for block in blocks.values():
+        exec(block, made)  # the code as a reader copies it
     first, implicit, conversational = pairs[0], made["implicit"][0], made["conversational"][0]
     # Implicit prompt: no prompt column; chosen and rejected each begin with the prompt.
     assert "prompt" not in made["implicit"].column_names
