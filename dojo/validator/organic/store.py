@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commons.organic import TaskView, WebhookEvent, event_type, new_webhook_secret
+from commons.storage import READ_ONLY
 from dojo.validator.models import (
     DeliveryStatus,
     OrganicDelivery,
@@ -133,6 +134,10 @@ class OrganicStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Reads begin a deferred transaction on SQLite: they read a snapshot of the log and
+        # never take, nor wait for, the write lock. A key lookup that began IMMEDIATE queued
+        # behind every group commit (and they behind it), the API's main tail under load.
+        self._reads = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     # -- callers ---------------------------------------------------------------------------
 
@@ -165,7 +170,7 @@ class OrganicStore:
         return created
 
     def list_keys(self) -> list[KeyInfo]:
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             counts = dict(
                 db.execute(select(OrganicTask.owner_id, func.count()).group_by(OrganicTask.owner_id)).all()
             )
@@ -198,7 +203,7 @@ class OrganicStore:
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def owner_by_key(self, api_key: str) -> Owner | None:
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             row = db.scalars(select(OrganicKey).where(OrganicKey.key_hash == hash_key(api_key))).first()
             return None if row is None else _owner(row)
 
@@ -206,7 +211,7 @@ class OrganicStore:
         """The caller row of a hotkey, made on its first accepted request with the hotkey
         lane's limits (an operator may change them in the table)."""
         for _ in range(2):
-            with self._sessions.begin() as db:
+            with self._reads.begin() as db:
                 row = db.scalars(select(OrganicKey).where(OrganicKey.hotkey == hotkey)).first()
                 if row is not None:
                     return _owner(row)
@@ -232,11 +237,11 @@ class OrganicStore:
         raise RuntimeError(f"cannot make the caller row of hotkey {hotkey}")
 
     def webhook_secret(self, owner_id: str) -> str | None:
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             return db.scalar(select(OrganicKey.webhook_secret).where(OrganicKey.key_id == owner_id))
 
     def count_since(self, owner_id: str, since: datetime) -> int:
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             return int(
                 db.scalar(
                     select(func.count())
@@ -310,7 +315,7 @@ class OrganicStore:
     # -- reading, for the caller -------------------------------------------------------------
 
     def view(self, owner_id: str, task_id: str, now: datetime, *, raw: bool = False) -> TaskView | None:
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             row = db.execute(
                 _view_query().where(OrganicTask.task_id == task_id, OrganicTask.owner_id == owner_id)
             ).first()
@@ -349,7 +354,7 @@ class OrganicStore:
                 )
             )
         limit = max(1, min(limit, MAX_PAGE))
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             rows = db.execute(
                 query.order_by(OrganicTask.created_at.desc(), OrganicTask.task_id.desc()).limit(limit + 1)
             ).all()
@@ -364,7 +369,7 @@ class OrganicStore:
         with tasks queued (starting after ``after_owner``), each caller's oldest first."""
         if n <= 0:
             return []
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             owners = list(
                 db.scalars(
                     select(OrganicTask.owner_id)
@@ -401,7 +406,7 @@ class OrganicStore:
 
     def recent_shapes(self, limit: int = 256) -> list[tuple[float, list[Any], int]]:
         """(deadline, criteria, completions) of the latest organic tasks, newest first."""
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             rows = db.execute(
                 select(OrganicTask.deadline_seconds, OrganicTask.request)
                 .order_by(OrganicTask.created_at.desc())
@@ -446,7 +451,7 @@ class OrganicStore:
 
     def counts(self) -> dict[str, int]:
         """Organic tasks by state, and webhooks delivered / pending / failed."""
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             by_status = dict(
                 db.execute(select(OrganicTask.status, func.count()).group_by(OrganicTask.status)).all()
             )
@@ -483,7 +488,7 @@ class OrganicStore:
     # -- webhooks ------------------------------------------------------------------------
 
     def due_deliveries(self, now: datetime, limit: int = 64) -> list[DueDelivery]:
-        with self._sessions.begin() as db:
+        with self._reads.begin() as db:
             rows = db.execute(
                 select(
                     OrganicDelivery.delivery_id,

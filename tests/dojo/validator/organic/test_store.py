@@ -4,6 +4,7 @@ migration that adds them, on a database of the previous revision with data in it
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from dojo.validator.organic.store import (
     claim_organic,
     record_organic_results,
 )
+from dojo.validator.store import TaskStore
 
 
 def _new(owner: str, external_id: str | None, request_hash: str = "h") -> NewOrganic:
@@ -115,4 +117,32 @@ def test_revision_0005_adds_the_organic_tables_to_a_database_with_tasks(tmp_path
         assert organic.owner_by_key(key.api_key).name == "k"
         assert store.recent_sources(5) == ["in-process"]
     finally:
+        store.close()
+
+
+def test_reads_do_not_wait_for_a_writer(tmp_path):
+    """A caller's key, quota count, task and page are read while another writer holds the
+    database's write lock (a group commit, a task round, a scoring round): a read that took
+    the lock queued behind each of them, and each of them behind it."""
+    store = TaskStore(f"sqlite:///{tmp_path / 'validator.sqlite'}")
+    organic = OrganicStore(store.engine)
+    made = organic.create_key("a", 10, 10, utcnow())
+    (accepted,) = organic.accept([_new(made.key_id, "x")])
+    writer = sqlite3.connect(tmp_path / "validator.sqlite", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE organic_keys SET name = 'renamed'")
+    try:
+        owner = organic.owner_by_key(made.api_key)
+        assert owner is not None and owner.key_id == made.key_id and owner.name == "a"
+        assert organic.count_since(made.key_id, utcnow() - timedelta(days=1)) == 1
+        view = organic.view(made.key_id, accepted.task_id, utcnow())
+        assert view is not None and view.status == "queued"
+        assert [
+            v.task_id
+            for v in organic.page(made.key_id, utcnow(), status=None, since=None, cursor=None, limit=5)[0]
+        ] == [accepted.task_id]
+        assert [q.task_id for q in organic.next_queued(5)] == [accepted.task_id]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
         store.close()
