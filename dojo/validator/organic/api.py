@@ -25,6 +25,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, get_args
@@ -101,13 +102,21 @@ class OrganicContext:
 
 class BatchWriter:
     """Group commit: the tasks of every request waiting at once go to disk in one transaction,
-    and each request is answered when its transaction has committed."""
+    and each request is answered when its transaction has committed.
+
+    The commits run on a thread of their own: in the loop's shared pool they queued behind
+    the requests' reads (key lookups, quota counts), and every request behind them."""
 
     def __init__(self, store: OrganicStore, max_batch: int = 256):
         self.store = store
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[NewOrganic, asyncio.Future[Accepted]]] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="organic-commit")
+
+    def close(self) -> None:
+        """Wait for the batch being written, then let the writer's thread go."""
+        self._thread.shutdown(wait=True)
 
     async def submit(self, new: NewOrganic) -> Accepted:
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
@@ -122,7 +131,9 @@ class BatchWriter:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await asyncio.to_thread(self.store.accept, [n for n, _ in batch])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self.store.accept, [n for n, _ in batch]
+                )
             except Exception as exc:  # the batch is not on disk: each of its requests says so
                 for _, future in batch:
                     if not future.done():

@@ -115,7 +115,7 @@ class OrganicService:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.context.writer = BatchWriter(self.store)
+        self.context.writer = writer = BatchWriter(self.store)
         app = create_app(self.context, max_body_bytes=self.settings.max_body_bytes)
         config = uvicorn.Config(
             app,
@@ -147,3 +147,4 @@ class OrganicService:
         server.should_exit = True
         await asyncio.gather(serving, *background, return_exceptions=True)
         await self.sender.aclose()
+        await asyncio.to_thread(writer.close)
