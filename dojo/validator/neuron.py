@@ -37,6 +37,7 @@ acted on; ``docs/lifecycle.md`` walks through what a crash at each step leaves b
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import random
 import secrets
@@ -347,8 +348,18 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         await self.send(outgoing)
         return written[0].task_id if written else None
 
+    async def _synthetic_source(self) -> SyntheticTaskSource:
+        """The synthetic source, made in a thread the first time: importing the in-process
+        generator (numpy, scipy, scikit-learn) takes seconds, over ten under load, which on
+        the loop's thread stalled every loop of the validator. What it imported is then
+        taken out of the collector's view (:func:`freeze_heap`)."""
+        if self._source is None:
+            await asyncio.to_thread(self.task_source)
+            freeze_heap(collect=False)
+        return self.task_source()
+
     async def _next_synthetic(self) -> SyntheticTask | None:
-        source = self.task_source()
+        source = await self._synthetic_source()
         timeout = max(5.0, min(self.config.neuron.task_interval, 120.0))
         kind = self.next_kind()
         try:
@@ -558,6 +569,7 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             logger.error("the organic API could not start: {}; stopping", exc)
             self.request_stop()
             return
+        freeze_heap(collect=True)
         await self._every(
             max(1.0, min(60.0, self.config.neuron.task_interval)), "organic queue", self.settle_organic
         )
@@ -1068,3 +1080,15 @@ def _describe(outcome: Outcome[Any]) -> str:
     """``server_error 503: worker platform unavailable``: what a failed call is stored as."""
     code = f" {outcome.http_status}" if outcome.http_status else ""
     return f"{outcome.status.value}{code}: {outcome.detail}"[:2000]
+
+
+def freeze_heap(*, collect: bool) -> None:
+    """Take what is alive now (modules, classes, ORM metadata: 170 000 objects, 260 000 with
+    the in-process synthetic generator) out of the garbage collector's view. Each full
+    collection walked all of it, 150-300 ms with every thread of the process stopped (the
+    GIL held): the organic API's tail was these pauses, one every second or two under load.
+    Objects made later are collected as ever. ``collect`` first frees the garbage of
+    start-up (itself one such pause: at start-up only, not while the loops run)."""
+    if collect:
+        gc.collect()
+    gc.freeze()
