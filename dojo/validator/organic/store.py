@@ -1,6 +1,8 @@
 """The organic API's part of the validator's database: its callers, their tasks, the results
 they get, and the webhooks to deliver. Every method is one transaction and blocks (callers
-in async code use a thread).
+in async code use a thread). A method that only reads begins a deferred transaction, which on
+SQLite neither takes nor waits for the write lock: the API's key lookups and quota counts go on
+while a group commit or the validator's own writers hold it.
 
 A task is accepted by :meth:`OrganicStore.accept` (on disk before the API answers 202),
 claimed for the fan-out by :func:`claim_organic` inside the transaction that writes its task
