@@ -18,6 +18,7 @@ from commons.protocol import (
     MIN_COMPLETIONS,
     Content,
     Criteria,
+    Printable,
     RankingCriteria,
     ShortId,
     TaskType,
@@ -33,6 +34,11 @@ DeliveryState = Literal["pending", "delivered", "failed"]
 EventType = Literal["task.scored", "task.expired", "task.failed"]
 
 
+# What a caller chooses and the validator stores and logs (the external id, the completions'
+# model labels, the callback URL) is :data:`commons.protocol.Printable`: one line, no control
+# characters. Completion ids are the protocol's ``ShortId``, file names its ``CodeFile``'s.
+
+
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,7 +50,9 @@ class OrganicCompletion(_Wire):
     id: ShortId | None = Field(
         None, description="your label for this completion; default c1, c2, ... in order"
     )
-    model: str = Field("", max_length=MAX_MODEL, description="the model that made it; never shown to a miner")
+    model: Printable = Field(
+        "", max_length=MAX_MODEL, description="the model that made it; never shown to a miner"
+    )
     content: Content
 
 
@@ -66,8 +74,8 @@ class TaskRequest(_Wire):
     miners: int | None = Field(
         None, ge=1, le=1024, description="how many miners to ask; default the validator's"
     )
-    callback_url: str | None = Field(None, min_length=1, max_length=MAX_CALLBACK_URL)
-    external_id: str | None = Field(
+    callback_url: Printable | None = Field(None, min_length=1, max_length=MAX_CALLBACK_URL)
+    external_id: Printable | None = Field(
         None,
         min_length=1,
         max_length=MAX_EXTERNAL_ID,

@@ -272,3 +272,31 @@ def test_a_replayed_signed_request_is_refused(organic_api):
     assert first.status_code == 202, first.text
     assert replay.status_code == 401 and "Replayed" in replay.json()["detail"]
     assert tampered.status_code == 401
+
+
+def test_ids_and_labels_a_caller_chooses_may_not_hold_control_characters(organic_api):
+    """They are stored and logged: a line break or a terminal escape in one could forge a log
+    line or rewrite a terminal. Each is refused (422, naming the field) and nothing is stored."""
+    key = organic_api.key()
+    forged = "e1\n2026-01-01 INFO forged \x1b[31mred\x1b[0m"
+    completions = text_task()["completions"]
+    cases = {
+        "external_id": text_task(external_id=forged),
+        "completions.0.model": {
+            **text_task(),
+            "completions": [{**completions[0], "model": forged}, *completions[1:]],
+        },
+        "completions.1.id": {
+            **text_task(),
+            "completions": [completions[0], {**completions[1], "id": "a\x1b[2J"}, *completions[2:]],
+        },
+    }
+    with httpx.Client(base_url=organic_api.url, headers=_bearer(key.api_key)) as http:
+        for field, body in cases.items():
+            r = http.post("/v1/tasks", json=body)
+            assert r.status_code == 422, (field, r.text)
+            assert field in r.json()["detail"], (field, r.json())
+        line = http.post("/v1/tasks", json=text_task(external_id="e\u2028x"))
+        assert line.status_code == 422 and "external_id" in line.json()["detail"], line.text
+    with Session(organic_api.store.engine) as db:
+        assert db.scalars(select(OrganicTask)).all() == []
