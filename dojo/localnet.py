@@ -641,15 +641,14 @@ class LocalNet:
             ]
         if neuron.role == "workers":
             index = int(neuron.name.removeprefix("workers"))
-            keys = self.keys()[f"miner{index}"]
             cmd = [
                 sys.executable,
                 "-m",
                 "dojo.workers",
                 "--platform",
                 self.platform_url,
-                "--subscription-key",
-                keys["subscription_key"],
+                # The subscription key comes in the environment (DOJO_SUBSCRIPTION_KEY, see
+                # _environment): a command line is readable by every local user through ps.
                 "--mix",
                 self.team(index),
                 *self._oracle_args(),
@@ -780,6 +779,9 @@ class LocalNet:
                 DOJO_API_KEY=keys["api_key"],
                 TASK_MAX_RESULTS=str(self.task_max_results),
             )
+        if neuron.role == "workers":
+            miner = "miner" + neuron.name.removeprefix("workers")
+            env["DOJO_SUBSCRIPTION_KEY"] = self.keys()[miner]["subscription_key"]
         if neuron.role == "miner" and self.backend(self._miner_index(neuron)) == "label-studio":
             env.update(
                 WORKER_PLATFORM="label-studio", LABEL_STUDIO_URL=self.label_studio_url,

@@ -645,3 +645,43 @@ def test_validator_database_oracle_on_postgresql():
                 conn.execute(text("DELETE FROM tasks"))
         finally:
             oracle.close()
+
+
+async def test_the_localnets_workers_get_the_subscription_key_from_the_environment_not_the_command_line(
+    miner, tmp_path
+):
+    """Any local user reads a process's command line (``ps``); the key goes in its environment."""
+    import json
+    import subprocess
+
+    from dojo.localnet import LocalNet
+
+    net = LocalNet(tmp_path / "net", miners=1, platform=True, worker_mix=["random"], worker_think=(0.0, 0.1))
+    net.prepare()  # the chain, the wallets and the processes, as `dojo localnet up` makes them
+    net.process("platform").port = int(miner.url.rsplit(":", 1)[1])
+    net.keys_path.parent.mkdir(parents=True, exist_ok=True)
+    net.keys_path.write_text(
+        json.dumps({"miner1": {"api_key": miner.api_key, "subscription_key": miner.subscription_key}})
+    )
+    task_id = await miner.create_task(ids(3))
+    workers = net.process("workers1")
+    net.start_process(workers)
+    assert workers.process is not None
+    try:
+        cmdline = (await asyncio.to_thread(Path(f"/proc/{workers.process.pid}/cmdline").read_bytes)).split(
+            b"\0"
+        )
+        assert miner.subscription_key.encode() not in b" ".join(cmdline)
+        for _ in range(300):  # it logs in with the key and submits
+            if await miner.results(task_id) or workers.process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert workers.process.poll() is None, workers.log_path.read_text()
+        assert await miner.results(task_id), workers.log_path.read_text()
+    finally:
+        workers.process.send_signal(signal.SIGTERM)
+        try:
+            workers.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            workers.process.kill()
+            workers.process.wait()
