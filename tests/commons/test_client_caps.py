@@ -66,3 +66,19 @@ async def test_the_organic_client_refuses_a_gzip_bomb_within_its_read_limit():
 
 async def _no_sleep(_: float) -> None:
     return None
+
+
+async def test_a_proxy_named_in_the_environment_is_no_way_around_the_cap(monkeypatch):
+    """httpx uses no proxy from the environment once a client has a transport of its own, as every
+    capped client has: HTTP_PROXY naming a server that floods goes unused, and the reply read is
+    the target's, through the client's cap."""
+    async with BombServer(FLOOD_BYTES, gzip=False) as proxy, BombServer() as platform:
+        for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with DojoAPI(platform.url, api_key="key", retry=RetryPolicy(attempts=1)) as api:
+            with PeakRss() as peak, pytest.raises(BadResponse, match="inflates \\(gzip\\)"):
+                await api.task_results("t1")
+    _bounded(peak)
+    assert proxy.requests == 0 and platform.requests == 1
