@@ -37,8 +37,6 @@ from commons.synthetic_api import (
     SyntheticCompletion,
     SyntheticResponse,
     SyntheticTask,
-    SyntheticTaskSource,
-    task_source_for,
 )
 from dojo.synthetic.augmenter import Augmenter
 from dojo.synthetic.backend import (
@@ -452,25 +450,3 @@ class InProcessTaskSource:
 
     async def aclose(self) -> None:
         await self.pipeline.aclose()
-
-
-def default_task_source(
-    *,
-    url: str | None = None,
-    token: str | None = None,
-    store_path: str | Path | None = None,
-    mix: Mapping[str, float] | str | None = None,
-    **client_options: object,
-) -> SyntheticTaskSource:
-    """What the validator pulls tasks from: the service at ``url`` with ``token`` (its
-    settings ``SYNTHETIC_API_URL`` and ``SYNTHETIC_API_TOKEN``) when set, otherwise in-process
-    procedural generation of the kinds in ``mix``, whose duplicate filter keeps the
-    instructions it used in the SQLite file ``store_path`` (in memory when ``None``)."""
-
-    def in_process() -> InProcessTaskSource:
-        from dojo.synthetic.procedural import ProceduralBackend
-
-        options = PipelineOptions(mix=parse_mix(mix) if isinstance(mix, str) else dict(mix or {"code": 1.0}))
-        return InProcessTaskSource(SyntheticPipeline(ProceduralBackend(), store_path, options=options))
-
-    return task_source_for(in_process, url=url, token=token, **client_options)
