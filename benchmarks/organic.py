@@ -1,6 +1,6 @@
 """Benchmark the organic API: tasks submitted by many concurrent callers to a running validator.
 
-    .venv/bin/python benchmarks/organic.py [--tasks 10000] [--clients 50] [--warmup 200]
+    .venv/bin/python benchmarks/organic.py [--tasks 10000] [--clients 50] [--warmup 200] [--synthetic-api]
 
 A local network (a local chain, two miners and a validator with ``--organic.enabled``, its
 loops running: heartbeats, task rounds, collection, scoring, weights) is started as
@@ -8,7 +8,9 @@ processes; ``--clients`` callers, each with its own API key (made before the val
 starts), share ``--tasks`` submissions of a small text task (three completions, a callback
 URL) and send them as fast as they are answered, each over one keep-alive connection
 (aiohttp, in this process: on 2 cores its CPU is taken from the validator's). The first
-``--warmup`` submissions are not timed.
+``--warmup`` submissions are not timed. With ``--synthetic-api`` the validator takes its
+synthetic tasks from the synthetic API run as its own process (the production setup), not
+from the in-process generator.
 
 Every 202 is a task on the validator's disk: afterwards the database must hold exactly the
 tasks accepted. The last line printed is one JSON object: accepted tasks per second, p50 and
@@ -130,6 +132,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--synthetic-api", action="store_true", help="synthetic tasks from the synthetic API")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dojo-bench-organic-") as tmp:
         net = LocalNet(
@@ -141,6 +144,7 @@ def main() -> int:
             task_deadline=30.0,
             scoring_interval=2.0,
             heartbeat_interval=1.0,
+            synthetic=args.synthetic_api,
         )
         net.prepare()
         store = TaskStore(net.validator_db)
@@ -151,7 +155,7 @@ def main() -> int:
         ]
         store.close()
         try:
-            net.start(roles=("miner",))
+            net.start(roles=("synthetic", "miner") if args.synthetic_api else ("miner",))
             net.wait_for_axons()
             net.start_process(net.validator)
             from dojo.localnet import NeuronProcess
@@ -188,6 +192,7 @@ def main() -> int:
     summary = {
         "tasks": args.tasks,
         "clients": args.clients,
+        "synthetic_api": args.synthetic_api,
         **result,
         "stored": stored,
         "validator_cpu_ms_per_task": round(1000 * cpu / args.tasks, 3),
