@@ -227,7 +227,9 @@ async def test_a_miner_cannot_tell_organic_from_synthetic_tasks(network, tmp_pat
     owner = neuron.organic_store.create_key("c", 10_000, 10_000, utcnow()).key_id
     source = neuron.task_source()
     starts = []
-    for _ in range(40):
+    # 80 rounds: with 40, a classifier's AUC on features that tell nothing strayed past the
+    # bar by chance now and then (0.64 once in 2 runs of the suite under load).
+    for _ in range(80):
         # The caller sends content of the kind synthetic tasks have: code, four completions.
         task = await source.next_task()
         request = {
@@ -267,7 +269,7 @@ async def test_a_miner_cannot_tell_organic_from_synthetic_tasks(network, tmp_pat
                 c["content"] = "content"
             body["prompt"] = "prompt"
             shapes[organic].add(repr(_shape(body)))
-    assert Counter(labels) == {True: 120, False: 120}
+    assert Counter(labels) == {True: 240, False: 240}
     # The same fields, in the same forms.
     assert shapes[True] == shapes[False] and len(shapes[True]) == 1
     # No classifier on everything but the content does better than chance.
