@@ -30,6 +30,7 @@ Usage::
 """
 
 from commons.obfuscation._css import obfuscate_css
+from commons.obfuscation._files import VOID_ELEMENTS as VOID_ELEMENTS
 from commons.obfuscation._files import obfuscate_files
 from commons.obfuscation._image import obfuscate_image, obfuscate_pixels
 from commons.obfuscation._js_emit import emit_javascript as emit_javascript

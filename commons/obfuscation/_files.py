@@ -24,7 +24,7 @@ _RAW_TEXT = frozenset({"script", "style"})
 _HTML_SPACE = " \t\n\r\f"
 _HTML_SPACE_RUN = re.compile(r"[ \t\n\r\f]+")
 _KEEP_WHITESPACE = frozenset({"pre", "textarea", "listing", "plaintext"})
-_VOID = frozenset(
+VOID_ELEMENTS = frozenset(  # HTML elements that have no closing tag
     [
         "area",
         "base",
@@ -191,7 +191,7 @@ class _HTMLRewrite(HTMLParser):
             else:
                 self.raw = "text"
             self.raw_buffer = []
-        if tag not in _VOID:
+        if tag not in VOID_ELEMENTS:
             self.stack.append(tag)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

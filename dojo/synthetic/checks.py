@@ -24,26 +24,9 @@ from pathlib import PurePosixPath
 
 from loguru import logger
 
+from commons.obfuscation import VOID_ELEMENTS
 from commons.protocol import CodeFile
 
-VOID_ELEMENTS = frozenset(
-    [
-        "area",
-        "base",
-        "br",
-        "col",
-        "embed",
-        "hr",
-        "img",
-        "input",
-        "link",
-        "meta",
-        "param",
-        "source",
-        "track",
-        "wbr",
-    ]
-)
 # Elements whose end tag HTML lets authors omit; the parser closes them implicitly.
 OPTIONAL_END = frozenset(
     [

@@ -30,7 +30,7 @@ from loguru import logger
 
 from dojo.workers._behaviours import Behaviour, parse_mix
 from dojo.workers._oracle import Oracle
-from dojo.workers._team import TeamStats
+from dojo.workers._team import TeamStats, run_members
 from dojo.workers._worker import MAX_REPLY_BYTES, WorkerStats, _pause
 from template.http_body import capped
 
@@ -292,16 +292,7 @@ class LabelStudioTeam:
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(*(self._guarded(a, stop) for a in self.annotators))
-
-    @staticmethod
-    async def _guarded(annotator: LabelStudioAnnotator, stop: asyncio.Event) -> None:
-        try:
-            await annotator.run(stop)
-        except Exception as exc:  # one annotator's bug must not stop its team
-            annotator.stats.errors += 1
-            annotator.stats.failed = f"{type(exc).__name__}: {exc}"
-            logger.opt(exception=exc).error("{} stopped on an unexpected error", annotator.name)
+        await run_members(self.annotators, stop)
 
     def stats(self) -> TeamStats:
         return TeamStats([replace(a.stats) for a in self.annotators])

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -117,19 +117,36 @@ class SimulatedTeam:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every worker until ``stop`` is set (or until none can go on)."""
-        await asyncio.gather(*(self._guarded(worker, stop) for worker in self.workers))
-
-    @staticmethod
-    async def _guarded(worker: SimulatedWorker, stop: asyncio.Event) -> None:
-        try:
-            await worker.run(stop)
-        except Exception as exc:  # one worker's bug must not stop its team
-            worker.stats.errors += 1
-            worker.stats.failed = f"{type(exc).__name__}: {exc}"
-            logger.opt(exception=exc).error("{} stopped on an unexpected error", worker.name)
+        await run_members(self.workers, stop)
 
     def stats(self) -> TeamStats:
         return TeamStats([replace(worker.stats) for worker in self.workers])
+
+
+class Member(Protocol):
+    """A simulated worker of any platform, as its team runs it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stats(self) -> WorkerStats: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def run_members(members: Sequence[Member], stop: asyncio.Event) -> None:
+    """Run every member until ``stop`` is set; one member's bug stops that member only."""
+    await asyncio.gather(*(_guarded(member, stop) for member in members))
+
+
+async def _guarded(member: Member, stop: asyncio.Event) -> None:
+    try:
+        await member.run(stop)
+    except Exception as exc:  # one member's bug must not stop its team
+        member.stats.errors += 1
+        member.stats.failed = f"{type(exc).__name__}: {exc}"
+        logger.opt(exception=exc).error("{} stopped on an unexpected error", member.name)
 
 
 def _read_identities(path: Path | None) -> dict[str, dict[str, str]]:
