@@ -35,15 +35,11 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 
+from dojo.localnet import free_port
+
 TARGET_BYTES = 1_500_000
 TARGET_SECONDS = 1.0
 CHROMIUM = "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
@@ -166,7 +162,7 @@ def main() -> None:
         root = Path(tmp)
         database_url = f"sqlite:///{root / 'platform.sqlite'}"
         task_id, token = _prepare(database_url, root / "chain")
-        port = _free_port()
+        port = free_port()
         server = _serve(database_url, root / "chain", port)
         url = f"http://127.0.0.1:{port}"
         runs = []

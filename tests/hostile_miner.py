@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -35,17 +34,13 @@ from typing import Any
 import bittensor as bt
 from aiohttp import web
 
+from dojo.localnet import free_port
+
 MiB = 1024 * 1024
 BOMB_BYTES = 1024 * MiB
 FLOOD_BYTES = 200 * MiB
 _BLOCK = b" " * MiB
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _split(reply: dict[str, Any], pad_before: str) -> tuple[bytes, bytes]:

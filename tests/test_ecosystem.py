@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from dojo.localnet import free_port
 from tests._pm2 import NEEDS_PM2, own_pm2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,12 +168,6 @@ def test_pm2_only_a_process_the_role_does_not_run_is_an_error(tmp_path: Path) ->
 # --- the validator under real pm2 ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wandb_records(run_file: Path) -> list[Any]:
     """The records of an offline run's .wandb file (wandb's LevelDB-style log of protobuf
     Records: a 7-byte header, then 32 KiB blocks of chunks, each with a 7-byte header)."""
@@ -223,7 +217,7 @@ def test_pm2_stopping_the_validator_leaves_a_finished_wandb_run_with_its_last_re
             VALIDATOR_WALLET_NAME="val",
             VALIDATOR_WALLET_HOTKEY="default",
             WALLET_PATH=str(wallets),
-            VALIDATOR_AXON_PORT=_free_port(),
+            VALIDATOR_AXON_PORT=free_port(),
             VENV=sys.prefix,
         ),
     )

@@ -24,14 +24,9 @@ from commons.protocol import (
     TaskResultRequest,
     utcnow,
 )
+from dojo.localnet import free_port
 from template.chain.base import AxonEndpoint, Metagraph, NeuronInfo
 from template.transport import BlacklistPolicy, PriorityGate, SignedClient, SignedServer, Status, Target
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:
@@ -40,7 +35,7 @@ class ServerThread:
     def __init__(self, server: SignedServer, host: str = "127.0.0.1"):
         self.server = server
         self.host = host
-        self.port = free_port(host)
+        self.port = free_port()
         self.url = f"http://{host}:{self.port}"
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

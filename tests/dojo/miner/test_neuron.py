@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -48,6 +47,7 @@ from commons.protocol import (
     utcnow,
 )
 from dojo.cli import main as dojo_main
+from dojo.localnet import free_port
 from dojo.miner.neuron import MinerNeuron
 from dojo.miner.store import MinerStore, miner_database_url
 from template.chain.local import LocalChain
@@ -59,12 +59,6 @@ from tests.dojo.platform._support import sign_in_worker
 
 ROOT = Path(__file__).resolve().parents[3]
 _names = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import httpx
 import pytest
 
 from dojo.cli import build_parser, main
+from dojo.localnet import free_port
 from dojo.platform.db import Database, current_revision, head_revision
 from dojo.platform.settings import PlatformSettings
 from template.config import resolve_args
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_parses_the_neurons_chain_flags():
@@ -50,7 +44,7 @@ def test_serve_parses_the_neurons_chain_flags():
 
 
 def test_serve_migrates_and_answers(tmp_path: Path, chain):
-    port = _free_port()
+    port = free_port()
     db_path = tmp_path / "served.sqlite"
     process = subprocess.Popen(
         [
@@ -109,7 +103,7 @@ def test_serve_reports_a_missing_chain(tmp_path: Path, capsys):
             "--netuid",
             "1",
             "--port",
-            str(_free_port()),
+            str(free_port()),
         ]
     )
     assert code == 1
@@ -268,7 +262,7 @@ def test_invite_on_the_host_prints_the_port_the_platform_serves_at_and_no_debug_
     for name in ("DATABASE_URL", "PUBLIC_URL", "PLATFORM_HOST", "PLATFORM_PORT"):
         monkeypatch.delenv(name, raising=False)
     hotkey = register_hotkey().ss58_address
-    port = _free_port()
+    port = free_port()
     db_path = tmp_path / "served.sqlite"
     chain_flags = ["--subtensor.network", str(chain.directory), "--netuid", str(chain.netuid)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
