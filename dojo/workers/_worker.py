@@ -58,7 +58,8 @@ class WorkerStats:
     """What one worker did. ``worker_id``: its platform id (a miner sees a pseudonym of it,
     ``dojo.platform.auth.worker_pseudonym``); ``missed``: tasks that filled up, expired or
     went away before its answer; ``rate_limited``: 429s waited out; ``errors``: failed
-    requests and refused answers; ``failed``: why it stopped before it was told to."""
+    requests and refused answers; ``idle``: asks for a task that found none for it;
+    ``failed``: why it stopped before it was told to."""
 
     name: str
     behaviour: str
@@ -68,6 +69,7 @@ class WorkerStats:
     missed: int = 0
     rate_limited: int = 0
     errors: int = 0
+    idle: int = 0
     failed: str | None = None
 
 
@@ -374,7 +376,9 @@ class SimulatedWorker:
                 if not await self._session_lost(client, stop):
                     return
                 continue
-            if reply.status_code != 204:
+            if reply.status_code == 204:
+                self.stats.idle += 1
+            else:
                 self.stats.errors += 1
                 logger.warning("{}: next task: {} {}", self.name, reply.status_code, _detail(reply))
             await _pause(stop, self.poll_interval)

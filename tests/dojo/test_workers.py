@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import sys
 import uuid
@@ -26,6 +25,7 @@ import pytest
 import dojo.workers
 from commons.dojo_api import DojoAPI, TaskResult
 from commons.storage import make_engine
+from dojo.localnet import free_port
 from dojo.platform.auth import worker_pseudonym
 from dojo.workers import (
     Behaviour,
@@ -207,7 +207,14 @@ async def test_a_team_fills_a_task_once_each_and_no_more(miner):
             if await done():
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # several more polls: nobody answers again
+        # Every worker then asks twice more and finds nothing left for it: nobody answers again.
+        seen = [w.idle for w in workers.stats().workers]
+        for _ in range(200):
+            if all(w.idle >= n + 2 for w, n in zip(workers.stats().workers, seen, strict=True)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"the workers did not all come back for more: {workers.stats().to_dict()}")
     finally:
         stop.set()
         await asyncio.wait_for(runner, timeout=10)
@@ -314,18 +321,18 @@ async def test_rate_limited_log_ins_wait_for_retry_after(tmp_path, make_wallet):
 
 
 async def test_an_unreachable_platform_is_retried_not_fatal():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workers = SimulatedTeam(f"http://127.0.0.1:{port}", "sk-none", "honest:2", poll_interval=0.1)
+    workers = SimulatedTeam(f"http://127.0.0.1:{free_port()}", "sk-none", "honest:2", poll_interval=0.1)
     stop = asyncio.Event()
     runner = asyncio.create_task(workers.run(stop))
-    await asyncio.sleep(0.8)
+    for _ in range(200):  # each worker fails to reach it twice, and goes on trying
+        if all(w.errors >= 2 for w in workers.stats().workers) or runner.done():
+            break
+        await asyncio.sleep(0.05)
     assert not runner.done()
     stop.set()
     await asyncio.wait_for(runner, timeout=5)
     stats = workers.stats()
-    assert all(w.errors >= 1 and w.failed is None for w in stats.workers)
+    assert all(w.errors >= 2 and w.failed is None for w in stats.workers)
 
 
 async def test_a_wrong_subscription_key_stops_the_worker_with_the_reason(platform):

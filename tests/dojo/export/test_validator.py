@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
@@ -76,12 +77,18 @@ async def test_the_export_loop_runs_when_due_off_the_event_loop(network, tmp_pat
             beats += 1
             await asyncio.sleep(0.01)
 
+    def dated() -> set[str]:
+        return {p.name for p in (tmp_path / "x").glob("2*") if not p.is_symlink()}
+
     loop = asyncio.gather(neuron._export_loop(), heartbeat())
-    for _ in range(100):  # 20 s at most
-        if len(list((tmp_path / "x").glob("2*"))) >= 2:
+    seen: set[str] = set()
+    for _ in range(200):  # 40 s at most: more exports, each in a new second, pruned to two
+        seen |= dated()
+        if len(seen) >= 4:
             break
         await asyncio.sleep(0.2)
-    await asyncio.sleep(1.5)  # more exports, each in a new second, pruned to two
+    else:
+        pytest.fail(f"four exports expected, saw {sorted(seen)}")
     neuron.stop_event.set()
     await asyncio.wait_for(loop, 20)
     dated = sorted(p.name for p in (tmp_path / "x").iterdir() if not p.is_symlink())

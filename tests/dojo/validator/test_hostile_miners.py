@@ -21,6 +21,7 @@ from dojo.localnet import free_port
 from dojo.validator.models import Assignment, CollectStatus, SendStatus
 from dojo.validator.neuron import ValidatorNeuron
 from template.chain.local import LocalChain
+from template.clock import AdjustableClock
 from template.config import ValidatorConfig, resolve
 from tests.hostile_miner import HostileMiner, PeakRss
 
@@ -61,7 +62,9 @@ async def subnet(tmp_path: Path, make_wallet) -> AsyncIterator[Callable[..., Any
         config = resolve(
             ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None
         )
-        neuron = ValidatorNeuron(config, chain=LocalChain(tmp_path / "chain", NETUID))
+        neuron = ValidatorNeuron(
+            config, chain=LocalChain(tmp_path / "chain", NETUID), clock=AdjustableClock()
+        )
         neurons.append(neuron)
         return neuron, miners
 
@@ -94,7 +97,7 @@ async def test_bombs_and_floods_are_the_miners_failure_and_the_validator_stays_s
     assert all(a.send_status == SendStatus.ACCEPTED for a in rows.values())
 
     # Past the 1 s deadline, collect until no assignment is pending.
-    await asyncio.sleep(1.2)
+    neuron.clock.advance(1.2)
     give_up = time.monotonic() + 60
     with PeakRss() as collection_peak:
         while any(a.collect_status == CollectStatus.PENDING for a in _assignments(neuron).values()):
