@@ -95,11 +95,11 @@ def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_r
     """Chain, miner, tasks and workers; returns the workers' session tokens."""
     from bittensor import sp_core
 
+    from commons.dojo_wire import CreateTasksIn
     from dojo.platform import auth
     from dojo.platform import tasks as task_service
     from dojo.platform.db import Database
     from dojo.platform.models import Subscription
-    from dojo.platform.schemas import CreateTasksIn
     from dojo.platform.settings import PlatformSettings
     from template.chain.local import LocalChain
 

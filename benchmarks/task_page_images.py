@@ -47,12 +47,12 @@ def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
     task id and the worker's session token."""
     from bittensor import sp_core
 
+    from commons.dojo_wire import CreateTasksIn
     from dojo.miner.backends.dojo_platform import platform_completion
     from dojo.platform import auth
     from dojo.platform import tasks as task_service
     from dojo.platform.db import Database
     from dojo.platform.models import Subscription
-    from dojo.platform.schemas import CreateTasksIn
     from dojo.platform.settings import PlatformSettings
     from dojo.synthetic.pipeline import SyntheticPipeline
     from dojo.synthetic.procedural import ProceduralBackend

@@ -3,7 +3,8 @@
 The contract is ``docs/platform-api.md``: hotkey login (challenge, then a session opened
 with the challenge message signed by the hotkey), API keys and subscription keys
 (generate, list, disable), invite links for workers, and tasks (create, status, results,
-the validator's score) under an API key.
+the validator's score) under an API key. Replies are read with the platform's own wire
+models (``commons.dojo_wire``).
 
 Transient failures (``commons.retry.is_transient``: timeouts, connection errors, 5xx) are
 retried with exponential backoff and jitter; a 4xx is the platform's answer and is never
@@ -49,8 +50,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pydantic
 from loguru import logger
-from pydantic.alias_generators import to_camel
 
+from commons import dojo_wire
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
 from commons.retry import RetryPolicy, is_transient, retry_after
 from template import http_body
@@ -60,25 +61,16 @@ __all__ = [
     "MAX_REPLY_BYTES",
     "AuthRejected",
     "BadResponse",
-    "Challenge",
     "DojoAPI",
     "DojoAPIError",
-    "GeneratedKey",
     "Hotkey",
-    "Invite",
-    "KeyInfo",
     "KeyKind",
     "RateLimited",
     "RequestInvalid",
     "RequestRejected",
     "ResourceNotFound",
-    "ResultItem",
     "RetryPolicy",
     "ServerError",
-    "Session",
-    "TaskResult",
-    "TaskScore",
-    "TaskStatus",
     "Unreachable",
     "normalize_base_url",
 ]
@@ -144,115 +136,6 @@ _STATUS_ERRORS: dict[int, type[RequestRejected]] = {
     422: RequestInvalid,
     429: RateLimited,
 }
-
-
-# --- response models ----------------------------------------------------------------------
-
-
-class _Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
-        frozen=True,
-        # Ids are opaque: the platform may number them; the client keeps them as text.
-        coerce_numbers_to_str=True,
-    )
-
-
-class Challenge(_Model):
-    nonce: str
-    expires_at: datetime
-    message: str
-
-
-class Session(_Model):
-    """An open miner session: the bearer token and when it stops working."""
-
-    token: str
-    expires_at: datetime
-
-
-class GeneratedKey(_Model):
-    """A key just generated; ``key`` is the only time the full secret is shown."""
-
-    id: str
-    key: str
-    prefix: str
-    created_at: datetime
-
-
-class KeyInfo(_Model):
-    """A key as listed: no secret, only its prefix."""
-
-    id: str
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None = None
-    disabled: bool = False
-
-
-class Invite(_Model):
-    """A one-time invite link to the miner's team, and when it stops working."""
-
-    url: str
-    expires_at: datetime
-
-
-class _KeyList(_Model):
-    keys: list[KeyInfo]
-
-
-class _DisabledKey(_Model):
-    id: str
-    disabled: bool
-
-
-class TaskStatus(_Model):
-    id: str
-    status: str
-    num_results: int
-    max_results: int
-    expire_at: datetime
-
-
-class TaskScore(_Model):
-    """The validator's score for a task, as the platform stored it."""
-
-    task_id: str
-    score: float
-    scored_at: datetime
-
-
-class ResultItem(_Model):
-    type: str
-    value: dict[str, float]
-
-
-class TaskResult(_Model):
-    id: str
-    worker_id: str
-    status: str
-    result_data: list[ResultItem]
-    created_at: datetime
-    updated_at: datetime | None = None
-    rationale: str | None = None  # why the worker answered so, if it said
-
-
-class _CreateTasksReply(_Model):
-    success: bool
-    body: list[str] | None = None
-    error: Any = None
-
-
-class _TaskResultsBody(_Model):
-    task_results: list[TaskResult]
-
-
-class _TaskResultsReply(_Model):
-    success: bool
-    body: _TaskResultsBody | None = None
-    error: Any = None
 
 
 class Hotkey(Protocol):
@@ -377,10 +260,12 @@ class DojoAPI:
 
     # -- miner session ---------------------------------------------------------------------
 
-    async def challenge(self, hotkey: str) -> Challenge:
-        return await self._call(Challenge, "POST", "/api/v1/miner/challenge", json={"hotkey": hotkey})
+    async def challenge(self, hotkey: str) -> dojo_wire.ChallengeOut:
+        return await self._call(
+            dojo_wire.ChallengeOut, "POST", "/api/v1/miner/challenge", json={"hotkey": hotkey}
+        )
 
-    async def login(self, hotkey: Hotkey) -> Session:
+    async def login(self, hotkey: Hotkey) -> dojo_wire.SessionOut:
         """Sign the platform's challenge with the hotkey and open a session (kept as ``token``).
 
         The session step spends the nonce, so a transient failure there is retried from a
@@ -394,7 +279,7 @@ class DojoAPI:
             signature = "0x" + bytes(hotkey.sign(challenge.message.encode("utf-8"))).hex()
             try:
                 session = await self._call(
-                    Session,
+                    dojo_wire.SessionOut,
                     "POST",
                     "/api/v1/miner/session",
                     json={"hotkey": address, "nonce": challenge.nonce, "signature": signature},
@@ -418,7 +303,7 @@ class DojoAPI:
         )
         self.token = None
 
-    def _check_challenge(self, challenge: Challenge, address: str) -> None:
+    def _check_challenge(self, challenge: dojo_wire.ChallengeOut, address: str) -> None:
         """Sign only a message that binds this platform, this hotkey and this nonce.
 
         A platform that handed us another platform's challenge would otherwise get a
@@ -448,35 +333,35 @@ class DojoAPI:
 
     # -- keys ------------------------------------------------------------------------------
 
-    async def generate_key(self, kind: str) -> GeneratedKey:
+    async def generate_key(self, kind: str) -> dojo_wire.KeyCreatedOut:
         """A new key of ``kind`` (:class:`KeyKind`); the secret is in the reply only."""
-        return await self._call(GeneratedKey, "POST", _keys_path(kind), auth="session")
+        return await self._call(dojo_wire.KeyCreatedOut, "POST", _keys_path(kind), auth="session")
 
-    async def list_keys(self, kind: str) -> list[KeyInfo]:
+    async def list_keys(self, kind: str) -> list[dojo_wire.KeyOut]:
         """Every key of ``kind``, disabled ones included."""
-        reply = await self._call(_KeyList, "GET", _keys_path(kind), auth="session")
+        reply = await self._call(dojo_wire.KeyListOut, "GET", _keys_path(kind), auth="session")
         return reply.keys
 
-    async def disable_key(self, kind: str, key_id: str) -> str:
-        """Disable a key at once; returns its id."""
+    async def disable_key(self, kind: str, key_id: int | str) -> int:
+        """Disable a key at once (its id, or the id as typed); returns its id."""
         reply = await self._call(
-            _DisabledKey, "DELETE", f"{_keys_path(kind)}/{_segment(key_id)}", auth="session"
+            dojo_wire.KeyDisabledOut, "DELETE", f"{_keys_path(kind)}/{_segment(str(key_id))}", auth="session"
         )
         if not reply.disabled:
             raise BadResponse(f"the platform did not disable key {key_id}", detail=str(reply))
         return reply.id
 
-    async def generate_api_key(self) -> GeneratedKey:
+    async def generate_api_key(self) -> dojo_wire.KeyCreatedOut:
         return await self.generate_key(KeyKind.API)
 
-    async def generate_subscription_key(self) -> GeneratedKey:
+    async def generate_subscription_key(self) -> dojo_wire.KeyCreatedOut:
         return await self.generate_key(KeyKind.SUBSCRIPTION)
 
     # -- invites ---------------------------------------------------------------------------
 
-    async def create_invite(self) -> Invite:
+    async def create_invite(self) -> dojo_wire.InviteOut:
         """A new one-time invite link for a worker to join this miner's team (no wallet needed)."""
-        return await self._call(Invite, "POST", "/api/v1/miner/invites", auth="session")
+        return await self._call(dojo_wire.InviteOut, "POST", "/api/v1/miner/invites", auth="session")
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -509,7 +394,7 @@ class DojoAPI:
         # One key for every retry of this call: a retry after a timeout that came when the
         # platform had already stored the tasks gets those tasks back, not new ones.
         reply = await self._call(
-            _CreateTasksReply,
+            dojo_wire.CreateTasksOut,
             "POST",
             "/api/v1/tasks/create-tasks",
             json=payload,
@@ -522,23 +407,29 @@ class DojoAPI:
             )
         return reply.body
 
-    async def task_status(self, task_id: str) -> TaskStatus:
-        return await self._call(TaskStatus, "GET", f"/api/v1/tasks/{_segment(task_id)}", auth="api_key")
-
-    async def task_results(self, task_id: str) -> list[TaskResult]:
-        reply = await self._call(
-            _TaskResultsReply, "GET", f"/api/v1/tasks/task-result/{_segment(task_id)}", auth="api_key"
+    async def task_status(self, task_id: str) -> dojo_wire.TaskStatusOut:
+        return await self._call(
+            dojo_wire.TaskStatusOut, "GET", f"/api/v1/tasks/{_segment(task_id)}", auth="api_key"
         )
-        if not reply.success or reply.body is None:
+
+    async def task_results(self, task_id: str) -> list[dojo_wire.TaskResultOut]:
+        reply = await self._call(
+            dojo_wire.TaskResultsOut,
+            "GET",
+            f"/api/v1/tasks/task-result/{_segment(task_id)}",
+            auth="api_key",
+            check=_numeric_values,
+        )
+        if not reply.success:
             raise RequestRejected(f"the platform returned no results: {reply.error}", detail=str(reply.error))
         return reply.body.task_results
 
-    async def report_score(self, task_id: str, score: float) -> TaskScore:
+    async def report_score(self, task_id: str, score: float) -> dojo_wire.TaskScoreOut:
         """Tell the platform the validator's score for one of its tasks (0..1, from a
         ``ScoringResult``), so that the workers who answered it see what it earned; a
         repeat replaces it."""
         return await self._call(
-            TaskScore,
+            dojo_wire.TaskScoreOut,
             "PUT",
             f"/api/v1/tasks/{_segment(task_id)}/score",
             json={"score": score},
@@ -568,12 +459,18 @@ class DojoAPI:
         auth: str | None = None,
         retry: bool = True,
         headers: dict[str, str] | None = None,
+        check: Callable[[_M], None] | None = None,
     ) -> _M:
+        """The reply to one request, read as ``model``; ``check`` may refuse more of it
+        (a ``ValueError``), as the reply's model allows more than this client takes."""
         response = await self._send(
             method, path, json=json, headers={**self._auth_headers(auth), **(headers or {})}, retry=retry
         )
         try:
-            return model.model_validate(response.json())
+            reply = model.model_validate(response.json())
+            if check is not None:
+                check(reply)
+            return reply
         except (ValueError, pydantic.ValidationError) as exc:
             raise BadResponse(
                 f"{method} {path}: the platform's reply does not match the API contract "
@@ -647,6 +544,17 @@ class DojoAPI:
                 message, status_code=status, detail=detail, retry_after=retry_after(response.headers)
             )
         return cls(message, status_code=status, detail=detail)
+
+
+# A result's value as the miner takes it: {cid: rank} or {cid: score}. The server's
+# ``ResultItem`` also reads a worker's ranking given as a list, which it stores as this dict.
+_VALUES = pydantic.TypeAdapter(dict[str, float])
+
+
+def _numeric_values(reply: dojo_wire.TaskResultsOut) -> None:
+    for result in reply.body.task_results:
+        for item in result.result_data:
+            item.value = _VALUES.validate_python(item.value)
 
 
 def _keys_path(kind: str) -> str:

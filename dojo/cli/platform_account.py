@@ -31,14 +31,11 @@ from commons.dojo_api import (
     DEFAULT_BASE_URL,
     AuthRejected,
     DojoAPI,
-    GeneratedKey,
     Hotkey,
-    Invite,
-    KeyInfo,
     KeyKind,
-    Session,
     normalize_base_url,
 )
+from commons.dojo_wire import InviteOut, KeyCreatedOut, KeyOut, SessionOut
 
 DEFAULT_SESSION_DIR = "~/.dojo/sessions"
 # A session this close to its expiry is treated as expired, so that no command starts
@@ -111,12 +108,12 @@ class SessionCache:
         safe_host = "".join(c if c.isalnum() or c in ".-" else "_" for c in netloc)
         return self.directory / safe_host / f"{hotkey}.json"
 
-    def load(self, platform: str, hotkey: str, now: datetime | None = None) -> Session | None:
+    def load(self, platform: str, hotkey: str, now: datetime | None = None) -> SessionOut | None:
         """The cached session if it is there, readable and not about to expire."""
         path = self.path_for(platform, hotkey)
         try:
             data = json.loads(path.read_text())
-            session = Session(token=data["token"], expires_at=data["expiresAt"])
+            session = SessionOut(token=data["token"], expires_at=data["expiresAt"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if data.get("platform") != normalize_base_url(platform) or data.get("hotkey") != hotkey:
@@ -126,7 +123,7 @@ class SessionCache:
             return None
         return session
 
-    def save(self, platform: str, hotkey: str, session: Session) -> Path:
+    def save(self, platform: str, hotkey: str, session: SessionOut) -> Path:
         """Write atomically with mode 0600 (directories 0700): the token is a credential."""
         path = self.path_for(platform, hotkey)
         # Directories made here are the owner's alone; an existing one (a --session-dir the
@@ -181,11 +178,11 @@ def hotkey_names(wallet_path: Path | str, wallet_name: str) -> list[str]:
     return sorted(n for n in files if not (n.endswith("pub.txt") and n[: -len("pub.txt")] in files))
 
 
-def find_key(keys: list[KeyInfo], ref: str) -> KeyInfo:
+def find_key(keys: list[KeyOut], ref: str) -> KeyOut:
     """The active key whose id or prefix is ``ref``."""
     ref = ref.strip()
     active = [k for k in keys if not k.disabled]
-    matches = [k for k in active if k.id == ref] or [k for k in active if k.prefix == ref]
+    matches = [k for k in active if str(k.id) == ref] or [k for k in active if k.prefix == ref]
     if len(matches) == 1:
         return matches[0]
     shown = ", ".join(f"{k.prefix} (id {k.id})" for k in active) or "none"
@@ -207,7 +204,7 @@ class MinerAccount:
         self.api = api
         self.hotkey = hotkey
         self.cache = cache
-        self.session: Session | None = None
+        self.session: SessionOut | None = None
         # Told when the account logs in on its own, so that the CLI can say why it is waiting.
         self.on_event = on_event
 
@@ -219,7 +216,7 @@ class MinerAccount:
     def address(self) -> str:
         return self.hotkey.ss58_address
 
-    async def authenticate(self) -> Session:
+    async def authenticate(self) -> SessionOut:
         """Log in afresh and cache the session."""
         self.session = await self.api.login(self.hotkey)
         self.cache.save(self.platform, self.address, self.session)
@@ -271,25 +268,25 @@ class MinerAccount:
         await self.authenticate()
         return await call()
 
-    async def generate(self, kind: str) -> GeneratedKey:
+    async def generate(self, kind: str) -> KeyCreatedOut:
         return await self._with_session(lambda: self.api.generate_key(kind))
 
-    async def list_active(self, kind: str) -> list[KeyInfo]:
+    async def list_active(self, kind: str) -> list[KeyOut]:
         keys = await self._with_session(lambda: self.api.list_keys(kind))
         return [k for k in keys if not k.disabled]
 
-    async def invite(self) -> Invite:
+    async def invite(self) -> InviteOut:
         """A one-time invite link to this miner's team."""
         return await self._with_session(self.api.create_invite)
 
-    async def disable(self, kind: str, ref: str) -> KeyInfo:
+    async def disable(self, kind: str, ref: str) -> KeyOut:
         """Disable the active key whose id or prefix is ``ref``."""
         key = find_key(await self.list_active(kind), ref)
         await self._with_session(lambda: self.api.disable_key(kind, key.id))
         return key
 
 
-def key_labels(keys: list[KeyInfo]) -> list[str]:
+def key_labels(keys: list[KeyOut]) -> list[str]:
     """The keys' prefixes (the secret itself is never stored): what the pickers complete."""
     return [k.prefix for k in keys]
 
@@ -301,7 +298,7 @@ def configured_api_key(env_file: str | None = ".env") -> str | None:
     return key.get_secret_value() if key else None
 
 
-def key_in_use(keys: list[KeyInfo], api_key: str | None) -> KeyInfo | None:
+def key_in_use(keys: list[KeyOut], api_key: str | None) -> KeyOut | None:
     """The listed key that ``api_key`` (the miner's DOJO_API_KEY) is: the one whose prefix it
     starts with, the longest if several do."""
     matching = [k for k in keys if api_key and api_key.startswith(k.prefix)]
@@ -311,7 +308,7 @@ def key_in_use(keys: list[KeyInfo], api_key: str | None) -> KeyInfo | None:
 MINERS_KEY = "the miner's DOJO_API_KEY"
 
 
-def key_state(key: KeyInfo, in_use: KeyInfo | None = None) -> str:
+def key_state(key: KeyOut, in_use: KeyOut | None = None) -> str:
     state = "disabled" if key.disabled else "active"
     return f"{state}, {MINERS_KEY}" if in_use is not None and key.id == in_use.id else state
 
@@ -320,7 +317,7 @@ def _when(moment: datetime | None) -> str:
     return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if moment else "never"
 
 
-def key_summary(key: KeyInfo, in_use: KeyInfo | None = None) -> str:
+def key_summary(key: KeyOut, in_use: KeyOut | None = None) -> str:
     """One key for a person: prefix, id, state and dates."""
     return (
         f"{key.prefix}  id {key.id}  {key_state(key, in_use)}  created {_when(key.created_at)}"

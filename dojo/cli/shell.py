@@ -44,7 +44,8 @@ from prompt_toolkit.shortcuts import CompleteStyle
 from rich.console import Console
 from rich.text import Text
 
-from commons.dojo_api import DojoAPI, DojoAPIError, KeyInfo, normalize_base_url
+from commons.dojo_api import DojoAPI, DojoAPIError, normalize_base_url
+from commons.dojo_wire import KeyOut
 from dojo.cli.platform_account import (
     KEY_KINDS,
     MINERS_KEY,
@@ -308,10 +309,10 @@ class DojoShell:
         else:
             self.out.warning(f"No {kind.plural} found, please generate one.")
 
-    def _in_use(self, group: str, keys: list[KeyInfo]) -> KeyInfo | None:
+    def _in_use(self, group: str, keys: list[KeyOut]) -> KeyOut | None:
         return key_in_use(keys, self.miner_api_key) if group == "api_key" else None
 
-    def _show(self, group: str, keys: list[KeyInfo], title: str) -> None:
+    def _show(self, group: str, keys: list[KeyOut], title: str) -> None:
         """The keys as `dojo api-key list` shows them: prefix, id, state and dates."""
         kind = KEY_KINDS[group]
         in_use = self._in_use(group, keys)
@@ -338,7 +339,7 @@ class DojoShell:
             }
             ref = await self._ask(
                 f"{_article(kind.singular).capitalize()} to disable (id or prefix): ",
-                WordCompleter(key_labels(keys) + [k.id for k in keys], WORD=True, meta_dict=meta),
+                WordCompleter(key_labels(keys) + [str(k.id) for k in keys], WORD=True, meta_dict=meta),
             )
         key = find_key(keys, ref)
         if in_use is not None and key.id == in_use.id:
@@ -350,7 +351,7 @@ class DojoShell:
             if answer not in ("y", "yes"):
                 self.out.info(f"Kept {key.prefix}.")
                 return
-        key = await account.disable(kind.kind, key.id)
+        key = await account.disable(kind.kind, str(key.id))
         self.out.success(f"Disabled {kind.singular} {key.prefix}.")
         self._show(group, await account.list_active(kind.kind), "Remaining")
 

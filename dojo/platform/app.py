@@ -19,6 +19,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from loguru import logger
 
+from commons.dojo_wire import CreateTasksIn
 from dojo.platform import queue, state
 from dojo.platform.api import miner as miner_api
 from dojo.platform.api import tasks as tasks_api
@@ -31,7 +32,7 @@ from dojo.platform.hotpath import QueueHotPath
 from dojo.platform.limits import LoginLimiter
 from dojo.platform.pgqueue import PostgresQueue
 from dojo.platform.registry import HotkeyRegistry
-from dojo.platform.schemas import CreateTasksIn, ErrorOut
+from dojo.platform.schemas import ErrorOut
 from dojo.platform.security import (
     INTERNAL_ERROR,
     UNSAFE_METHODS,

@@ -29,6 +29,7 @@ from loguru import logger
 from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
 
+from commons.dojo_wire import iso
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
 from commons.storage import utcnow
 from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
@@ -42,7 +43,6 @@ from dojo.platform.models import (
     WorkerSession,
 )
 from dojo.platform.registry import HotkeyRegistry
-from dojo.platform.schemas import iso
 from dojo.platform.security import (
     INVITE_PREFIX,
     MINER_TOKEN_PREFIX,

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from commons.dojo_wire import CreateTasksIn, to_utc
 from commons.storage import utcnow
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker
-from dojo.platform.schemas import CreateTasksIn, to_utc
 from dojo.platform.subscriptions import TaskStatus, task_status
 
 MAX_TASK_LIFETIME = timedelta(days=5)

@@ -26,6 +26,7 @@ from commons.dojo_api import (
     ServerError,
     Unreachable,
 )
+from commons.dojo_wire import ResultItem, TaskResultOut
 from tests.commons.contract_platform import ContractPlatform
 
 FAST = RetryPolicy(attempts=4, base_delay=0.1, max_delay=0.3, jitter=0.5)
@@ -307,7 +308,7 @@ def _task_data() -> list[dict]:
 async def test_tasks_with_an_api_key(api, platform, miner, make_wallet):
     await api.login(miner.hotkey)
     key = await api.generate_api_key()
-    expire = datetime.now(timezone.utc) + timedelta(hours=4)
+    expire = (datetime.now(timezone.utc) + timedelta(hours=4)).replace(microsecond=0)  # as the wire has it
     async with DojoAPI(
         platform.base_url, api_key=key.key, transport=httpx.MockTransport(platform.handler)
     ) as tasks:
@@ -318,15 +319,15 @@ async def test_tasks_with_an_api_key(api, platform, miner, make_wallet):
         assert sent["taskData"] == _task_data() and sent["maxResults"] == 3
         status = await tasks.task_status(task_id)
         assert (status.num_results, status.max_results, status.expire_at) == (0, 3, expire)
+        answered = datetime(2026, 1, 1, tzinfo=timezone.utc)
         platform.tasks[task_id]["results"].append(
-            {
-                "id": "r1",
-                "workerId": "w-1",
-                "status": "COMPLETED",
-                "resultData": [{"type": "ranking", "value": {"c1": 1, "c2": 2}}],
-                "createdAt": "2026-01-01T00:00:00Z",
-                "updatedAt": None,
-            }
+            TaskResultOut(
+                id=1,
+                worker_id="w-1",
+                result_data=[ResultItem(type="ranking", value={"c1": 1, "c2": 2})],
+                created_at=answered,
+                updated_at=answered,
+            )
         )
         [result] = await tasks.task_results(task_id)
         assert result.worker_id == "w-1" and result.result_data[0].value == {"c1": 1.0, "c2": 2.0}
@@ -392,6 +393,26 @@ async def test_a_reply_that_breaks_the_contract_is_a_bad_response(api, platform)
     platform.fail_next(lambda request: httpx.Response(200, text="<html>proxy login</html>"))
     with pytest.raises(BadResponse):
         await api.challenge("5Fabc")
+
+
+async def test_a_result_value_other_than_numbers_by_cid_is_a_bad_response(api, platform, miner):
+    """The platform's ``ResultItem`` also reads a worker's ranking given as a list; what the
+    platform sends, and all the miner takes, is ``{cid: number}``."""
+    await api.login(miner.hotkey)
+    api.api_key = (await api.generate_api_key()).key
+    expire = datetime.now(timezone.utc) + timedelta(hours=1)
+    [task_id] = await api.create_task(
+        title="t", body="b", expire_at=expire, task_data=_task_data(), max_results=1
+    )
+    answered = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for value in (["c1", "c2"], {"c1": "first", "c2": "second"}):
+        item = ResultItem(type="ranking", value=value)
+        result = TaskResultOut(
+            id=1, worker_id="w-1", result_data=[item], created_at=answered, updated_at=answered
+        )
+        platform.tasks[task_id]["results"][:] = [result]
+        with pytest.raises(BadResponse, match="contract"):
+            await api.task_results(task_id)
 
 
 # --- real sockets -------------------------------------------------------------------------

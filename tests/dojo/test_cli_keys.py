@@ -16,7 +16,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from commons.dojo_api import AuthRejected, DojoAPI, Session
+from commons.dojo_api import AuthRejected, DojoAPI
+from commons.dojo_wire import SessionOut
 from dojo.cli import main
 from dojo.cli.platform_account import SessionCache
 from tests.dojo.live_platform import NETUID
@@ -140,7 +141,7 @@ def test_subscription_keys(dojo, miner):
     code, out, err = dojo("subscription-key", "list", "--json", wallet=miner)
     assert code == 0
     assert [k["id"] for k in json.loads(out)] == [g["id"] for g in generated]
-    code, out, err = dojo("subscription-key", "delete", "--id", generated[0]["id"], wallet=miner)
+    code, out, err = dojo("subscription-key", "delete", "--id", str(generated[0]["id"]), wallet=miner)
     assert code == 0, err
     code, out, err = dojo("subscription-key", "list", "--json", wallet=miner)
     assert [k["id"] for k in json.loads(out)] == [generated[1]["id"]]
@@ -153,7 +154,7 @@ def test_delete_takes_the_id_or_prefix_without_a_flag_and_says_what_is_missing(d
     generated = [
         json.loads(dojo("subscription-key", "generate", "--json", wallet=miner)[1]) for _ in range(2)
     ]
-    code, out, err = dojo("subscription-key", "delete", generated[0]["id"], wallet=miner)
+    code, out, err = dojo("subscription-key", "delete", str(generated[0]["id"]), wallet=miner)
     assert code == 0, err
     assert out.strip() == f"✅ Disabled subscription key {generated[0]['prefix']} (id {generated[0]['id']})."
     code, out, err = dojo("subscription-key", "delete", generated[1]["prefix"], wallet=miner)
@@ -182,7 +183,7 @@ def test_list_shows_each_keys_state_and_marks_the_miners_key(dojo, miner, monkey
 def test_expired_and_forgotten_sessions_log_in_again(dojo, miner, real_platform, session_dir):
     cache = SessionCache(session_dir)
     address = miner.hotkey.ss58_address
-    cache.save(real_platform.url, address, Session(token="stale", expires_at=datetime.now(timezone.utc)))
+    cache.save(real_platform.url, address, SessionOut(token="stale", expires_at=datetime.now(timezone.utc)))
     code, out, err = dojo("api-key", "list", wallet=miner)
     assert code == 0 and "no valid session; logging in with the hotkey" in err
     first = cache.load(real_platform.url, address)
@@ -192,7 +193,7 @@ def test_expired_and_forgotten_sessions_log_in_again(dojo, miner, real_platform,
     assert code == 0 and "logging in" not in err  # the cached session, no login
 
     # A token the platform does not know (a restarted platform with a new database).
-    cache.save(real_platform.url, address, Session(token="dms_unknown", expires_at=first.expires_at))
+    cache.save(real_platform.url, address, SessionOut(token="dms_unknown", expires_at=first.expires_at))
     code, out, err = dojo("subscription-key", "list", wallet=miner)
     assert code == 0, err
     assert "the platform refused the cached session; logging in again" in err

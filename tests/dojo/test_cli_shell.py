@@ -28,7 +28,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from commons.dojo_api import DojoAPI, KeyKind, Session
+from commons.dojo_api import DojoAPI, KeyKind
+from commons.dojo_wire import SessionOut
 from dojo.cli.platform_account import SessionCache, hotkey_names, wallet_names
 from dojo.cli.shell import CommandCompleter, run_shell
 from tests.commons.contract_platform import ContractPlatform
@@ -108,7 +109,7 @@ def lines(*typed: str) -> str:
     return "".join(t + ENTER for t in typed)
 
 
-def shown(out: str, title: str) -> list[tuple[str, str, str]]:
+def shown(out: str, title: str) -> list[tuple[str, int, str]]:
     """The keys of the last list titled ``title`` ("All API keys", "Remaining subscription
     keys"): (prefix, id, state) per key, as the shell shows them."""
     block = out.rsplit(f"✅ {title} (", 1)[1].split("\n")[1:]
@@ -119,7 +120,7 @@ def shown(out: str, title: str) -> list[tuple[str, str, str]]:
         )
         if not found:
             break
-        keys.append((found[1], found[2], found[3]))
+        keys.append((found[1], int(found[2]), found[3]))
     return keys
 
 
@@ -257,7 +258,9 @@ def test_expired_or_forgotten_sessions_log_in_again(miner, wallet_path, platform
     address = miner.hotkey.ss58_address
     # An expired session on disk is not used.
     cache.save(
-        platform.base_url, address, Session(token="old", expires_at=datetime.now(timezone.utc) - timedelta(1))
+        platform.base_url,
+        address,
+        SessionOut(token="old", expires_at=datetime.now(timezone.utc) - timedelta(1)),
     )
     typed = lines("n", str(wallet_path), "miner", "hot1", platform.base_url, "api_key list", "exit")
     code, out = drive_shell(typed, **options)
@@ -404,17 +407,19 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
 def test_session_cache_skips_what_it_cannot_trust(tmp_path):
     cache = SessionCache(tmp_path / "s")
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    path = cache.save("http://127.0.0.1:8080/", "5Fhot", Session(token="t1", expires_at=later))
+    path = cache.save("http://127.0.0.1:8080/", "5Fhot", SessionOut(token="t1", expires_at=later))
     assert path == tmp_path / "s" / "127.0.0.1_8080" / "5Fhot.json"
     assert cache.load("http://127.0.0.1:8080", "5Fhot").token == "t1"
     assert cache.load("http://127.0.0.1:9090", "5Fhot") is None  # another platform
     # Inside the expiry margin: treated as expired, so no command starts with a dying token.
-    cache.save("http://127.0.0.1:8080", "5Fhot", Session(token="t2", expires_at=datetime.now(timezone.utc)))
+    cache.save(
+        "http://127.0.0.1:8080", "5Fhot", SessionOut(token="t2", expires_at=datetime.now(timezone.utc))
+    )
     assert cache.load("http://127.0.0.1:8080", "5Fhot") is None
     path.write_text("{not json")
     assert cache.load("http://127.0.0.1:8080", "5Fhot") is None
     # A file copied from another hotkey's place is not used for this one.
-    other = cache.save("http://127.0.0.1:8080", "5Fother", Session(token="t3", expires_at=later))
+    other = cache.save("http://127.0.0.1:8080", "5Fother", SessionOut(token="t3", expires_at=later))
     path.write_text(other.read_text())
     assert cache.load("http://127.0.0.1:8080", "5Fhot") is None
     assert not list(path.parent.glob(".session-*"))  # no temporary files left behind
@@ -467,7 +472,7 @@ def test_the_delete_picker_lists_its_choices_and_asks_before_disabling_the_miner
     start = lines("n", str(wallet_path), "miner", "hot1", platform.base_url)
     # The miner runs with `used` in its DOJO_API_KEY; picked by its id, it is kept when the answer is no.
     code, out = drive_shell(
-        start + lines("api_key delete", used.id, "n", "exit"), miner_api_key=used.secret, **options
+        start + lines("api_key delete", str(used.id), "n", "exit"), miner_api_key=used.secret, **options
     )
     assert code == 0
     assert "ℹ️  Which API key to disable? Type its id or its prefix" in out

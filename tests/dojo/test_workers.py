@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 import dojo.workers
-from commons.dojo_api import DojoAPI, TaskResult
+from commons.dojo_api import DojoAPI
+from commons.dojo_wire import TaskResultOut
 from commons.storage import make_engine
 from dojo.localnet import free_port
 from dojo.platform.auth import worker_pseudonym
@@ -91,7 +92,7 @@ class Miner:
             )
         return task_id
 
-    async def results(self, task_id: str) -> list[TaskResult]:
+    async def results(self, task_id: str) -> list[TaskResultOut]:
         async with DojoAPI(self.url, api_key=self.api_key) as api:
             return await api.task_results(task_id)
 
@@ -115,7 +116,7 @@ def ids(n: int) -> list[str]:
     return [f"{uuid.uuid4().hex[:10]}-{i}" for i in range(n)]
 
 
-def ranking(result: TaskResult, kind: str = "ranking") -> dict[str, float]:
+def ranking(result: TaskResultOut, kind: str = "ranking") -> dict[str, float]:
     [item] = [item for item in result.result_data if item.type == kind]
     return item.value
 

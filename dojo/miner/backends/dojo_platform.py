@@ -24,9 +24,9 @@ from commons.dojo_api import (
     RequestInvalid,
     RetryPolicy,
     ServerError,
-    TaskResult,
     Unreachable,
 )
+from commons.dojo_wire import TaskResultOut
 from commons.protocol import (
     MAX_RATIONALE,
     CodeContent,
@@ -193,7 +193,7 @@ class DojoPlatformBackend(WorkerBackend):
         return BackendBroken(f"the worker platform answered unexpectedly: {exc}")
 
 
-def _answer(result: TaskResult) -> Answer:
+def _answer(result: TaskResultOut) -> Answer:
     submitted_at = result.updated_at or result.created_at
     if submitted_at.tzinfo is None:  # the contract's times are UTC
         submitted_at = submitted_at.replace(tzinfo=timezone.utc)
@@ -204,7 +204,7 @@ def _answer(result: TaskResult) -> Answer:
             problem = f"criterion {item.type!r} answered twice"
         values[item.type] = dict(item.value)
     return Answer(
-        answer_id=result.id,
+        answer_id=str(result.id),
         worker_id=result.worker_id,
         submitted_at=submitted_at,
         values=values,
@@ -214,7 +214,7 @@ def _answer(result: TaskResult) -> Answer:
     )
 
 
-def _rationale(result: TaskResult) -> str | None:
+def _rationale(result: TaskResultOut) -> str | None:
     """The worker's rationale as the protocol takes it; one it would refuse (too long,
     control characters) is left out, logged, and the ranking goes on without it."""
     rationale = (result.rationale or "").strip() or None

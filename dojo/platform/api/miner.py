@@ -8,6 +8,18 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from commons.dojo_wire import (
+    ChallengeOut,
+    InviteOut,
+    KeyCreatedOut,
+    KeyDisabledOut,
+    KeyListOut,
+    KeyOut,
+    MinerChallengeIn,
+    MinerSessionIn,
+    SessionOut,
+    iso,
+)
 from commons.platform_contract import MINER_COOKIE
 from dojo.platform import auth, keys, team
 from dojo.platform.dashboard import MAX_PAGE_SIZE, PAGE_SIZE, TaskFilter, miner_dashboard
@@ -26,21 +38,11 @@ from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Mi
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.schemas import (
     DB_INT_MAX,
-    ChallengeOut,
     DashboardOut,
-    InviteOut,
     InviteRevokedOut,
-    KeyCreatedOut,
-    KeyDisabledOut,
-    KeyListOut,
-    KeyOut,
-    MinerChallengeIn,
-    MinerSessionIn,
-    SessionOut,
     TeamMessageIn,
     TeamMessageOut,
     TeamOut,
-    iso,
     wire,
 )
 from dojo.platform.settings import PlatformSettings
@@ -56,9 +58,7 @@ def miner_challenge(
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.miner_challenge(db, settings, body.hotkey)
-    return ChallengeOut(
-        nonce=challenge.nonce, expires_at=iso(challenge.expires_at), message=challenge.message
-    )
+    return ChallengeOut(nonce=challenge.nonce, expires_at=challenge.expires_at, message=challenge.message)
 
 
 @router.post(
@@ -80,7 +80,7 @@ def miner_session(
     with database.session() as db:
         opened = auth.open_miner_session(db, settings, registry, body.hotkey, body.nonce, body.signature)
     set_session_cookie(response, settings, MINER_COOKIE, opened.token, settings.miner_session_ttl_seconds)
-    return SessionOut(token=opened.token, expires_at=iso(opened.expires_at))
+    return SessionOut(token=opened.token, expires_at=opened.expires_at)
 
 
 @router.post("/logout", status_code=204)
@@ -112,7 +112,7 @@ def create_invite(
     with database.session() as db:
         url = auth.create_invite(db, settings, miner.hotkey)
         _miner, expires_at = auth.look_at_invite(db, url.rsplit("/", 1)[1])
-    return InviteOut(url=url, expires_at=iso(expires_at))
+    return InviteOut(url=url, expires_at=expires_at)
 
 
 @router.get("/dashboard", response_model=DashboardOut)
@@ -184,8 +184,8 @@ def _key_out(row: ApiKey, in_use: int | None = None) -> KeyOut:
     return KeyOut(
         id=row.id,
         prefix=row.prefix,
-        created_at=iso(row.created_at),
-        last_used_at=iso(row.last_used_at),
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
         disabled=row.disabled_at is not None,
         in_use=row.id == in_use,
     )
@@ -200,7 +200,7 @@ def _key_routes(path: str, kind: str) -> None:
     ) -> KeyCreatedOut:
         with database.session() as db:
             row, key = keys.create_key(db, miner, kind)
-        return KeyCreatedOut(id=row.id, key=key, prefix=row.prefix, created_at=iso(row.created_at))
+        return KeyCreatedOut(id=row.id, key=key, prefix=row.prefix, created_at=row.created_at)
 
     @router.get(path, response_model=KeyListOut, name=f"list {label}s")
     def list_(

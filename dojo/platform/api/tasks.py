@@ -10,12 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from dojo.platform import tasks
-from dojo.platform.db import Database
-from dojo.platform.deps import api_key_miner, get_database
-from dojo.platform.errors import BadRequest, Invalid
-from dojo.platform.models import Miner
-from dojo.platform.schemas import (
+from commons.dojo_wire import (
     CreateTasksIn,
     CreateTasksOut,
     ResultItem,
@@ -25,8 +20,12 @@ from dojo.platform.schemas import (
     TaskScoreIn,
     TaskScoreOut,
     TaskStatusOut,
-    iso,
 )
+from dojo.platform import tasks
+from dojo.platform.db import Database
+from dojo.platform.deps import api_key_miner, get_database
+from dojo.platform.errors import BadRequest, Invalid
+from dojo.platform.models import Miner
 from dojo.platform.security import load_json
 from template.validation import validation_detail
 
@@ -118,8 +117,8 @@ def task_results(
                     id=r.id,
                     worker_id=r.worker_id,
                     result_data=[ResultItem.model_validate(item) for item in r.result_data],
-                    created_at=iso(r.created_at),
-                    updated_at=iso(r.updated_at),
+                    created_at=r.created_at,
+                    updated_at=r.updated_at,
                     rationale=r.rationale,
                 )
                 for r in results
@@ -139,7 +138,8 @@ def report_score(
     ``ScoringResult``; a repeat replaces it. The workers who answered the task see it."""
     with database.session() as db:
         task = tasks.record_score(db, miner, task_id, body.score)
-        return TaskScoreOut(task_id=task.id, score=body.score, scored_at=iso(task.scored_at) or "")
+        assert task.scored_at is not None  # record_score has just set it
+        return TaskScoreOut(task_id=task.id, score=body.score, scored_at=task.scored_at)
 
 
 @router.get("/{task_id}", response_model=TaskStatusOut)
@@ -153,5 +153,5 @@ def task_status(
         status=view.status,
         num_results=view.num_results,
         max_results=view.max_results,
-        expire_at=iso(view.expire_at),
+        expire_at=view.expire_at,
     )

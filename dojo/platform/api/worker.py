@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
+from commons.dojo_wire import ChallengeOut, iso
 from commons.platform_contract import WORKER_COOKIE
 from dojo.platform import auth, drafts, queue, subscriptions
 from dojo.platform.db import Database
@@ -25,7 +26,6 @@ from dojo.platform.deps import (
 from dojo.platform.models import Worker
 from dojo.platform.schemas import (
     DB_INT_MAX,
-    ChallengeOut,
     DraftIn,
     DraftOut,
     FlagIn,
@@ -47,7 +47,6 @@ from dojo.platform.schemas import (
     WorkerSessionOut,
     WorkerTaskListOut,
     WorkerTaskOut,
-    iso,
     wire,
 )
 from dojo.platform.schemas import WorkerTaskSummary as WorkerTaskSummaryOut
@@ -69,9 +68,7 @@ def worker_challenge(
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.worker_challenge(db, settings, body.address)
-    return ChallengeOut(
-        nonce=challenge.nonce, expires_at=iso(challenge.expires_at), message=challenge.message
-    )
+    return ChallengeOut(nonce=challenge.nonce, expires_at=challenge.expires_at, message=challenge.message)
 
 
 @router.post("/login", response_model=WorkerSessionOut, dependencies=[Depends(login_rate_limit)])
