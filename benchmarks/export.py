@@ -50,6 +50,8 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from benchmarks.validator_round import noisy_ranking  # noqa: E402
+
 TARGETS = {"seconds": 60.0, "peak_rss_mb": 500.0}
 ROUND_TASKS = 1000
 
@@ -116,14 +118,6 @@ def _pool(count: int, completions: int, size: int, seed: int) -> list[dict[str, 
     return pool
 
 
-def _noisy(truth: list[int], noise: float, rng: random.Random) -> list[float]:
-    order = sorted(range(len(truth)), key=lambda i: truth[i] + rng.gauss(0.0, noise))
-    ranks = [0.0] * len(truth)
-    for rank, i in enumerate(order, start=1):
-        ranks[i] = float(rank)
-    return ranks
-
-
 def fill(
     db_path: str,
     tasks: int,
@@ -175,7 +169,7 @@ def fill(
                     AcceptedResult(
                         f"w{uid}-{w}",
                         "ranking",
-                        dict(zip(cids, _noisy(truth, noise[uid], rng), strict=True)),
+                        dict(zip(cids, noisy_ranking(truth, noise[uid], rng), strict=True)),
                         created,
                     )
                     for w in range(rng.randint(1, n_workers))

@@ -55,7 +55,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -69,6 +68,7 @@ import httptools
 import numpy as np
 import uvloop
 
+from benchmarks._platform_server import serve_platform
 from dojo.localnet import free_port
 
 PG_URL = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
@@ -422,43 +422,6 @@ def _load(
     return result
 
 
-def _serve(database_url: str, chain_dir: Path, port: int, processes: int) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "dojo",
-        "platform",
-        "serve",
-        "--db",
-        database_url,
-        "--port",
-        str(port),
-        "--subtensor.network",
-        str(chain_dir),
-        "--netuid",
-        "1",
-        "--log-level",
-        "warning",
-        "--workers",
-        str(processes),
-    ]
-    env = {**os.environ, "LOGURU_LEVEL": "WARNING"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the platform exited: {process.stderr.read().decode() if process.stderr else ''}"
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the platform did not start within 120 s")
-
-
 def _cpu_seconds(pid: int) -> float | None:
     """CPU time of a process and its children (uvicorn's workers), from /proc; None elsewhere."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -505,7 +468,7 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
     print(f"[{kind}] preparing {tasks} tasks and {args.workers} workers…", flush=True)
     tokens = _prepare(database_url, chain_dir, tasks, args.workers, args.max_results)
     port = free_port()
-    server = _serve(database_url, chain_dir, port, processes)
+    server = serve_platform(database_url, chain_dir, port, processes)
     try:
         print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)
         load_before = os.getloadavg()[0]

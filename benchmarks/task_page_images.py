@@ -28,13 +28,11 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 
+from benchmarks._platform_server import serve_platform
 from dojo.localnet import free_port
 
 TARGET_BYTES = 1_500_000
@@ -102,40 +100,6 @@ def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
     return task_id, token
 
 
-def _serve(database_url: str, chain_dir: Path, port: int) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "dojo",
-        "platform",
-        "serve",
-        "--db",
-        database_url,
-        "--port",
-        str(port),
-        "--subtensor.network",
-        str(chain_dir),
-        "--netuid",
-        "1",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the platform exited: {process.stderr.read().decode() if process.stderr else ''}"
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("the platform did not start within 120 s")
-
-
 _READY = """() => {
   const imgs = Array.from(document.querySelectorAll('.completion .image-zoom img'));
   return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth === 1024);
@@ -163,7 +127,7 @@ def main() -> None:
         database_url = f"sqlite:///{root / 'platform.sqlite'}"
         task_id, token = _prepare(database_url, root / "chain")
         port = free_port()
-        server = _serve(database_url, root / "chain", port)
+        server = serve_platform(database_url, root / "chain", port)
         url = f"http://127.0.0.1:{port}"
         runs = []
         try:

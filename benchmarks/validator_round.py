@@ -317,7 +317,9 @@ def make_synthetic_tasks(count: int, completions: int, size: int, seed: int) -> 
     return {"tasks": tasks, "import_mb": import_mb}
 
 
-def _noisy_ranking(ground_truth: list[int], noise: float, rng: random.Random) -> list[float]:
+def noisy_ranking(ground_truth: list[int], noise: float, rng: random.Random) -> list[float]:
+    """Ranks (1 = best) of the completions whose true ranks are ``ground_truth``, as a worker
+    who sees each one off by a normal error of deviation ``noise`` would give them."""
     keyed = sorted(range(len(ground_truth)), key=lambda i: ground_truth[i] + rng.gauss(0.0, noise))
     ranks = [0.0] * len(ground_truth)
     for rank, i in enumerate(keyed, start=1):
@@ -441,7 +443,7 @@ def write_collected_tasks(
                 AcceptedResult(
                     f"worker-{o.miner_uid}-{w}",
                     "ranking",
-                    dict(zip(cids, _noisy_ranking(ground_truth, noise[o.miner_uid], rng), strict=True)),
+                    dict(zip(cids, noisy_ranking(ground_truth, noise[o.miner_uid], rng), strict=True)),
                     submitted_at,
                 )
                 for w in range(3)
@@ -597,14 +599,14 @@ def fill_database(
                             "completion_id": cid,
                         }
                     )
-                answer = _noisy_ranking(ground_truth, 1.0, rng)
+                answer = noisy_ranking(ground_truth, 1.0, rng)
                 for w in range(3):
                     rows[MinerResult].append(
                         {
                             "assignment_id": aid,
                             "worker_id": f"worker-{uid}-{w}",
                             "criteria_type": "ranking",
-                            "values": dict(zip(cids, _noisy_ranking(ground_truth, 1.0, rng), strict=True)),
+                            "values": dict(zip(cids, noisy_ranking(ground_truth, 1.0, rng), strict=True)),
                             "submitted_at": created + timedelta(hours=1),
                         }
                     )
