@@ -6,7 +6,8 @@ The backends (both deterministic in the ``rng`` they are handed):
   :mod:`dojo.synthetic.textgen`, plans with one more defect per level
   (:func:`~dojo.synthetic.textspec.plan_levels`), responses written from templates.
 - :class:`ProceduralImageBackend`: a scene from :mod:`dojo.synthetic.imagegen`, one more
-  edit per level, each drawn as a PNG.
+  edit per level, each drawn as a PNG. Its scenes and levels are those of every image backend
+  (:class:`SceneImageBackend`, which :class:`~dojo.synthetic.llm_kinds.LLMImageBackend` shares).
 
 The rules (:data:`RULES`) say, for a generated completion, how many defects the checker reads
 in it (``measure``) and what miners get instead of it (``obfuscate``). The pipeline keeps a
@@ -157,14 +158,13 @@ def image_content(data: bytes, media_type: str, width: int, height: int) -> Imag
     return ImageContent(media_type=media_type, data=b64encode(data), width=width, height=height)  # type: ignore[arg-type]
 
 
-class ProceduralImageBackend:
-    """Scenes of coloured shapes drawn with Pillow; no network, no model."""
+class SceneImageBackend:
+    """What every image backend shares: instructions and levels from the scene grammar of
+    :mod:`dojo.synthetic.imagegen`; a subclass draws them (``generate``)."""
 
-    name = "procedural"
     kind = "image"
 
-    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, completions: int = 4) -> None:
-        self.size = size
+    def __init__(self, completions: int) -> None:
         # Two groups hold five edits in a row, three hold seven.
         self.groups = (3,) if completions > 6 else (2, 2, 3)
 
@@ -175,6 +175,16 @@ class ProceduralImageBackend:
         self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget
     ) -> list[Instruction]:
         return image_levels(original, levels, rng)
+
+
+class ProceduralImageBackend(SceneImageBackend):
+    """Scenes of coloured shapes drawn with Pillow; no network, no model."""
+
+    name = "procedural"
+
+    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, completions: int = 4) -> None:
+        super().__init__(completions)
+        self.size = size
 
     async def generate(
         self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
@@ -279,6 +289,7 @@ __all__ = [
     "ImageLevel",
     "ProceduralImageBackend",
     "ProceduralTextBackend",
+    "SceneImageBackend",
     "TextLevel",
     "confirm_order",
     "response_text",

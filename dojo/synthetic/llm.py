@@ -176,67 +176,43 @@ class ChatClient:
             }
             timeout = max(0.001, min(s.request_timeout, budget.remaining()))
             delay: float | None = None
-            try:
-                response = await self._client.post("/chat/completions", json=body, timeout=timeout)
-            except ResponseTooLarge as exc:
-                raise ChatError(str(exc)) from exc
-            except httpx.TimeoutException:
-                problem = f"no answer within {timeout:.1f}s"
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                if not is_transient(exc):  # a malformed URL: no try mends it
-                    raise ChatError(f"{s.base_url}: {problem}") from exc
-            else:
-                if response.status_code == 200:
-                    try:
-                        payload = response.json()
-                        usage = payload.get("usage") or {}
-                        budget.spend(int(usage.get("total_tokens") or 0))
-                        content = payload["choices"][0]["message"]["content"] or ""
-                    except (ValueError, KeyError, IndexError, TypeError) as exc:
-                        problem = f"the response is not a chat completion: {exc!r}"
-                    else:
-                        try:
-                            return schema.model_validate_json(_strip_fences(content))
-                        except ValidationError as exc:
-                            problem = (
-                                f"the answer is not valid JSON of the requested shape: {_first_error(exc)}"
-                            )
-                            # Show the model its mistake; the next answer is usually right.
-                            messages = [
-                                *messages,
-                                {"role": "assistant", "content": content[:4000]},
-                                {
-                                    "role": "user",
-                                    "content": f"That was not valid: {problem}. Answer again with JSON only.",
-                                },
-                            ]
-                            delay = 0.0
-                elif _transient(response.status_code):
-                    problem = f"HTTP {response.status_code}"
-                    delay = retry_after(response.headers)
+            response = await self._send("/chat/completions", body, timeout)
+            if isinstance(response, str):
+                problem = response
+            elif response.status_code == 200:
+                try:
+                    payload = response.json()
+                    usage = payload.get("usage") or {}
+                    budget.spend(int(usage.get("total_tokens") or 0))
+                    content = payload["choices"][0]["message"]["content"] or ""
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    problem = f"the response is not a chat completion: {exc!r}"
                 else:
-                    raise ChatError(
-                        f"{s.base_url} refused the request with HTTP {response.status_code}: {response.text[:300]} "
-                        "(check the API key and the model name)"
-                    )
+                    try:
+                        return schema.model_validate_json(_strip_fences(content))
+                    except ValidationError as exc:
+                        problem = f"the answer is not valid JSON of the requested shape: {_first_error(exc)}"
+                        # Show the model its mistake; the next answer is usually right.
+                        messages = [
+                            *messages,
+                            {"role": "assistant", "content": content[:4000]},
+                            {
+                                "role": "user",
+                                "content": f"That was not valid: {problem}. Answer again with JSON only.",
+                            },
+                        ]
+                        delay = 0.0
+            elif _transient(response.status_code):
+                problem = f"HTTP {response.status_code}"
+                delay = retry_after(response.headers)
+            else:
+                raise ChatError(
+                    f"{s.base_url} refused the request with HTTP {response.status_code}: {response.text[:300]} "
+                    "(check the API key and the model name)"
+                )
             if attempt == s.max_retries:
                 break
-            delay = s.retry.delay(attempt, self._rng, delay)
-            if delay > budget.remaining():
-                raise BudgetExceeded(
-                    f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit"
-                )
-            logger.warning(
-                "{} {}: {}; retry {}/{} in {:.1f}s",
-                s.base_url,
-                model,
-                problem,
-                attempt + 1,
-                s.max_retries,
-                delay,
-            )
-            await asyncio.sleep(delay)
+            await self._wait_to_retry(attempt, delay, budget, f"{s.base_url} {model}", problem)
         raise ChatError(f"{model} at {s.base_url} failed {s.max_retries + 1} times; last problem: {problem}")
 
     async def post_json(
@@ -257,55 +233,65 @@ class ChatClient:
                 else max(0.001, min(s.request_timeout, budget.remaining()))
             )
             delay: float | None = None
-            try:
-                response = await self._client.post(path, json=body, timeout=timeout)
-            except ResponseTooLarge as exc:
-                raise ChatError(f"{what}: {exc}") from exc
-            except httpx.TimeoutException:
-                problem = f"no answer within {timeout:.1f}s"
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                if not is_transient(exc):  # a malformed URL: no try mends it
-                    raise ChatError(f"{s.base_url}: {problem}") from exc
+            response = await self._send(path, body, timeout, what)
+            if isinstance(response, str):
+                problem = response
+            elif response.status_code == 200:
+                try:
+                    payload = response.json()
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):
+                    raise ChatError(f"{s.base_url}{path} answered {what} with something that is not JSON")
+                if budget is not None:
+                    budget.spend(int((payload.get("usage") or {}).get("total_tokens") or 0))
+                return payload
+            elif _transient(response.status_code):
+                problem = f"HTTP {response.status_code}"
+                delay = retry_after(response.headers)
             else:
-                if response.status_code == 200:
-                    try:
-                        payload = response.json()
-                    except ValueError:
-                        payload = None
-                    if not isinstance(payload, dict):
-                        raise ChatError(f"{s.base_url}{path} answered {what} with something that is not JSON")
-                    if budget is not None:
-                        budget.spend(int((payload.get("usage") or {}).get("total_tokens") or 0))
-                    return payload
-                if _transient(response.status_code):
-                    problem = f"HTTP {response.status_code}"
-                    delay = retry_after(response.headers)
-                else:
-                    raise ChatError(
-                        f"{s.base_url}{path} refused {what} with HTTP {response.status_code}: {response.text[:300]}"
-                    )
+                raise ChatError(
+                    f"{s.base_url}{path} refused {what} with HTTP {response.status_code}: {response.text[:300]}"
+                )
             if attempt == s.max_retries:
                 break
-            delay = s.retry.delay(attempt, self._rng, delay)
-            if budget is not None and delay > budget.remaining():
-                raise BudgetExceeded(
-                    f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit"
-                )
-            logger.warning(
-                "{}{} ({}): {}; retry {}/{} in {:.1f}s",
-                s.base_url,
-                path,
-                what,
-                problem,
-                attempt + 1,
-                s.max_retries,
-                delay,
-            )
-            await asyncio.sleep(delay)
+            await self._wait_to_retry(attempt, delay, budget, f"{s.base_url}{path} ({what})", problem)
         raise ChatError(
             f"{s.base_url}{path} ({what}) failed {s.max_retries + 1} times; last problem: {problem}"
         )
+
+    async def _send(
+        self, path: str, body: dict[str, Any], timeout: float, what: str = ""
+    ) -> httpx.Response | str:
+        """One POST of ``body`` to ``path``: the response (any status), or what went wrong
+        when another try may mend it; a :class:`ChatError` when none can (an answer over the
+        size limit, a malformed URL)."""
+        try:
+            return await self._client.post(path, json=body, timeout=timeout)
+        except ResponseTooLarge as exc:
+            raise ChatError(f"{what}: {exc}" if what else str(exc)) from exc
+        except httpx.TimeoutException:
+            return f"no answer within {timeout:.1f}s"
+        except httpx.TransportError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            if not is_transient(exc):  # a malformed URL: no try mends it
+                raise ChatError(f"{self.settings.base_url}: {problem}") from exc
+            return problem
+
+    async def _wait_to_retry(
+        self, attempt: int, delay: float | None, budget: TaskBudget | None, label: str, problem: str
+    ) -> None:
+        """Sleep before try ``attempt + 2`` (``delay``: the server's ``Retry-After`` or 0 for at
+        once, None for the policy's back-off), logging ``label`` and ``problem``;
+        :class:`BudgetExceeded` when the wait would outlast ``budget``."""
+        s = self.settings
+        delay = s.retry.delay(attempt, self._rng, delay)
+        if budget is not None and delay > budget.remaining():
+            raise BudgetExceeded(
+                f"waiting {delay:.1f}s to retry ({problem}) would exceed the task's time limit"
+            )
+        logger.warning("{}: {}; retry {}/{} in {:.1f}s", label, problem, attempt + 1, s.max_retries, delay)
+        await asyncio.sleep(delay)
 
 
 def _transient(status: int) -> bool:

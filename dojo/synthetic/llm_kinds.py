@@ -42,16 +42,14 @@ from dojo.synthetic.imagegen import (
     SHAPES,
     Group,
     Scene,
-    sample_scene,
     scene_distance,
 )
 from dojo.synthetic.kinds import (
     ImageLevel,
     Measure,
+    SceneImageBackend,
     TextLevel,
     image_content,
-    image_instruction,
-    image_levels,
     text_content,
     text_instruction,
     text_levels,
@@ -249,31 +247,22 @@ IMAGE_BUDGET = 150_000  # bytes a generated picture is written within, so four f
 PROVIDER_MAX_BYTES = 16 * 1024 * 1024  # a provider's PNG of 1024×1024 is a few MB
 
 
-class LLMImageBackend:
+class LLMImageBackend(SceneImageBackend):
     """Pictures of the scene grammar from an images endpoint, checked by a vision model."""
 
     name = "llm"
-    kind = "image"
 
     def __init__(self, settings: LLMSettings, chat: ChatClient | None = None, completions: int = 4) -> None:
         if not settings.image_model:
             raise ValueError("the llm image backend needs an image model (SYNTHETIC_LLM_IMAGE_MODEL)")
+        super().__init__(completions)
         self.settings = settings
         self.chat = chat or ChatClient(settings)
         self._owns_chat = chat is None
-        self.groups = (3,) if completions > 6 else (2, 2, 3)
 
     async def aclose(self) -> None:
         if self._owns_chat:
             await self.chat.aclose()
-
-    async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:
-        return image_instruction(sample_scene(rng, groups=rng.choice(self.groups)), rng)
-
-    async def augment(
-        self, original: Instruction, levels: int, rng: random.Random, budget: TaskBudget
-    ) -> list[Instruction]:
-        return image_levels(original, levels, rng)
 
     async def generate(
         self, instruction: Instruction, rng: random.Random, budget: TaskBudget, feedback: str | None = None
