@@ -191,32 +191,5 @@ class WebhookEvent(_Wire):
     data: TaskView
 
 
-class ErrorBody(_Wire):
-    detail: str
-
-
 def event_type(status: str) -> EventType:
     return "task.scored" if status == "scored" else "task.expired" if status == "expired" else "task.failed"
-
-
-__all__ = [
-    "CompletionResult",
-    "Delivery",
-    "DeliveryState",
-    "ErrorBody",
-    "EventType",
-    "OrganicCompletion",
-    "QuotaUsage",
-    "RateUsage",
-    "TaskAccepted",
-    "TaskPage",
-    "TaskRequest",
-    "TaskResult",
-    "TaskState",
-    "TaskView",
-    "Usage",
-    "Visibility",
-    "WebhookEvent",
-    "WorkerAnswer",
-    "event_type",
-]

@@ -196,18 +196,3 @@ class WorkerBackend(ABC):
 
     async def report_score(self, task: BackendTask, score: float) -> None:  # noqa: B027 - optional
         """Tell the backend the validator's score for the task (default: nothing to tell)."""
-
-
-__all__ = [
-    "Answer",
-    "BackendBroken",
-    "BackendError",
-    "BackendMisconfigured",
-    "BackendTask",
-    "BackendUnavailable",
-    "Capabilities",
-    "TaskKey",
-    "TaskRefused",
-    "WorkerBackend",
-    "content_kind",
-]
