@@ -1,5 +1,6 @@
-"""``dojo platform serve`` in its own process, for the benchmarks that drive the worker
-platform over HTTP (``benchmarks/platform.py``, ``benchmarks/task_page_images.py``)."""
+"""The worker platform for the benchmarks that drive it over HTTP (``benchmarks/platform.py``,
+``benchmarks/task_page_images.py``): its database with a miner and workers, and ``dojo platform
+serve`` in its own process."""
 
 from __future__ import annotations
 
@@ -9,8 +10,43 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from dojo.platform.db import Database
+    from dojo.platform.models import Miner
+    from dojo.platform.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare_platform(database_url: str, chain_dir: Path) -> tuple[PlatformSettings, Database, str]:
+    """A local chain in ``chain_dir`` (netuid 1) with one registered miner, and the platform's
+    database at ``database_url`` migrated: its settings, the database and the miner's hotkey."""
+    from bittensor import sp_core
+
+    from dojo.platform.db import Database
+    from dojo.platform.settings import PlatformSettings
+    from template.chain.local import LocalChain
+
+    keypair = sp_core.Keypair.create_from_mnemonic(sp_core.Keypair.generate_mnemonic())
+    chain = LocalChain.init(chain_dir, netuid=1, block_time=12.0)
+    chain.register(keypair.ss58_address, keypair.ss58_address, stake=1.0)
+    database = Database(database_url, pool_size=2)
+    database.migrate()
+    return PlatformSettings(database_url=database_url), database, keypair.ss58_address
+
+
+def worker_token(db: Session, settings: PlatformSettings, miner: Miner) -> str:
+    """The session token of a new worker subscribed to ``miner``."""
+    from dojo.platform import auth
+    from dojo.platform.models import Subscription
+
+    worker = auth._new_worker(db)
+    db.add(Subscription(worker_id=worker.id, miner_id=miner.id, key_id=None, name="bench"))
+    return auth.open_worker_session_for(db, settings, worker).token
 
 
 def serve_platform(

@@ -38,8 +38,8 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
 
 import argparse  # noqa: E402
+import asyncio  # noqa: E402
 import json  # noqa: E402
-import multiprocessing  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import sqlite3  # noqa: E402
@@ -50,7 +50,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from benchmarks.validator_round import noisy_ranking  # noqa: E402
+from benchmarks.validator_round import in_child_process, noisy_ranking  # noqa: E402
 
 TARGETS = {"seconds": 60.0, "peak_rss_mb": 500.0}
 ROUND_TASKS = 1000
@@ -72,8 +72,6 @@ def _trim(files: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
 
 def _pool(count: int, completions: int, size: int, seed: int) -> list[dict[str, Any]]:
     """``count`` real synthetic tasks (prompt; per completion original and obfuscated files)."""
-    import asyncio
-
     from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
     from dojo.synthetic.procedural import ProceduralBackend
 
@@ -327,32 +325,6 @@ def fill(
     }
 
 
-def _child(connection: Any, args: tuple[Any, ...]) -> None:
-    try:
-        connection.send((True, fill(*args)))
-    except BaseException as exc:  # the parent re-raises it with the child's message
-        connection.send((False, f"{type(exc).__name__}: {exc}"))
-    finally:
-        connection.close()
-
-
-def in_child(*args: Any) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(sender, args), daemon=True)
-    process.start()
-    sender.close()
-    try:
-        ok, value = receiver.recv()
-    except EOFError:
-        raise RuntimeError(f"the fill died with exit code {process.join() or process.exitcode}") from None
-    finally:
-        process.join()
-    if not ok:
-        raise RuntimeError(f"the fill failed: {value}")
-    return value
-
-
 # --- the timed export ------------------------------------------------------------------------
 
 
@@ -442,15 +414,18 @@ def main() -> int:
     db = root / "validator.sqlite"
     try:
         print(f"filling {db} with {args.tasks} scored tasks (untimed)", flush=True)
-        filled = in_child(
-            str(db),
-            args.tasks,
-            args.completions,
-            int(args.completion_kb * 1000),
-            args.miners,
-            args.per_task,
-            args.workers,
-            args.seed,
+        filled = asyncio.run(
+            in_child_process(
+                fill,
+                str(db),
+                args.tasks,
+                args.completions,
+                int(args.completion_kb * 1000),
+                args.miners,
+                args.per_task,
+                args.workers,
+                args.seed,
+            )
         )
         db_mb = sum(p.stat().st_size for p in root.glob("validator.sqlite*")) / 2**20
         print(

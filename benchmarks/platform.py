@@ -68,7 +68,7 @@ import httptools
 import numpy as np
 import uvloop
 
-from benchmarks._platform_server import serve_platform
+from benchmarks._platform_server import prepare_platform, serve_platform, worker_token
 from dojo.localnet import free_port
 
 PG_URL = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
@@ -93,22 +93,11 @@ def _postgres_base(given: str | None = None) -> str | None:
 
 def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_results: int) -> list[str]:
     """Chain, miner, tasks and workers; returns the workers' session tokens."""
-    from bittensor import sp_core
-
     from commons.dojo_wire import CreateTasksIn
     from dojo.platform import auth
     from dojo.platform import tasks as task_service
-    from dojo.platform.db import Database
-    from dojo.platform.models import Subscription
-    from dojo.platform.settings import PlatformSettings
-    from template.chain.local import LocalChain
 
-    keypair = sp_core.Keypair.create_from_mnemonic(sp_core.Keypair.generate_mnemonic())
-    chain = LocalChain.init(chain_dir, netuid=1, block_time=12.0)
-    chain.register(keypair.ss58_address, keypair.ss58_address, stake=1.0)
-    settings = PlatformSettings(database_url=database_url)
-    database = Database(database_url, pool_size=2)
-    database.migrate()
+    settings, database, hotkey = prepare_platform(database_url, chain_dir)
     expire = (datetime.now(timezone.utc) + timedelta(hours=4)).isoformat()
     completions = [
         {"cid": cid, "model": f"m-{cid}", "completion": f"def solve():\n    return {i}\n"}
@@ -120,9 +109,8 @@ def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_r
         "task": "CODE_GENERATION",
         "criteria": [{"type": "ranking"}],
     }
-    tokens = []
     with database.session() as db:
-        miner = auth.get_or_create_miner(db, keypair.ss58_address)
+        miner = auth.get_or_create_miner(db, hotkey)
         for start in range(0, tasks, 10):
             payload = CreateTasksIn.model_validate(
                 {
@@ -134,10 +122,7 @@ def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_r
                 }
             )
             task_service.create_tasks(db, miner, payload)
-        for _ in range(workers):
-            worker = auth._new_worker(db)
-            db.add(Subscription(worker_id=worker.id, miner_id=miner.id, key_id=None, name="bench"))
-            tokens.append(auth.open_worker_session_for(db, settings, worker).token)
+        tokens = [worker_token(db, settings, miner) for _ in range(workers)]
     database.dispose()
     if not database.is_sqlite:
         _analyze(database_url)

@@ -32,7 +32,7 @@ import statistics
 import tempfile
 from datetime import datetime, timedelta, timezone
 
-from benchmarks._platform_server import serve_platform
+from benchmarks._platform_server import prepare_platform, serve_platform, worker_token
 from dojo.localnet import free_port
 
 TARGET_BYTES = 1_500_000
@@ -43,18 +43,12 @@ CHROMIUM = "/usr/bin/chromium"
 def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
     """A chain, a miner, one image task from the synthetic pipeline and a worker; returns the
     task id and the worker's session token."""
-    from bittensor import sp_core
-
     from commons.dojo_wire import CreateTasksIn
     from dojo.miner.backends.dojo_platform import platform_completion
     from dojo.platform import auth
     from dojo.platform import tasks as task_service
-    from dojo.platform.db import Database
-    from dojo.platform.models import Subscription
-    from dojo.platform.settings import PlatformSettings
     from dojo.synthetic.pipeline import SyntheticPipeline
     from dojo.synthetic.procedural import ProceduralBackend
-    from template.chain.local import LocalChain
 
     async def one_task():
         pipeline = SyntheticPipeline(ProceduralBackend(), seed="page")
@@ -64,12 +58,7 @@ def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
             await pipeline.aclose()
 
     task = asyncio.run(one_task())
-    keypair = sp_core.Keypair.create_from_mnemonic(sp_core.Keypair.generate_mnemonic())
-    chain = LocalChain.init(chain_dir, netuid=1, block_time=12.0)
-    chain.register(keypair.ss58_address, keypair.ss58_address, stake=1.0)
-    settings = PlatformSettings(database_url=database_url)
-    database = Database(database_url, pool_size=2)
-    database.migrate()
+    settings, database, hotkey = prepare_platform(database_url, chain_dir)
     payload = CreateTasksIn.model_validate(
         {
             "title": "Which image shows what the prompt asks for best?",
@@ -89,11 +78,9 @@ def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
         }
     )
     with database.session() as db:
-        miner = auth.get_or_create_miner(db, keypair.ss58_address)
+        miner = auth.get_or_create_miner(db, hotkey)
         (task_id,) = task_service.create_tasks(db, miner, payload)
-        worker = auth._new_worker(db)
-        db.add(Subscription(worker_id=worker.id, miner_id=miner.id, key_id=None, name="bench"))
-        token = auth.open_worker_session_for(db, settings, worker).token
+        token = worker_token(db, settings, miner)
     database.dispose()
     sizes = [r.completion.sent().byte_size for r in task.responses]  # type: ignore[union-attr]
     print(f"image task {task_id}: four pictures of {sizes} bytes", flush=True)
