@@ -26,6 +26,15 @@ def _valid(x: np.ndarray, mask: np.ndarray | None) -> npt.NDArray[np.bool_]:
     return valid
 
 
+def _paired(
+    x: np.ndarray, y: np.ndarray, mask: np.ndarray | None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """``x`` and ``y`` as floats, and where both have a value and ``mask`` (if any) allows."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return x, y, _valid(x, mask) & np.isfinite(y)
+
+
 def _safe_div(num: np.ndarray, den: np.ndarray) -> npt.NDArray[np.float64]:
     """``num / den`` where ``|den| > eps``, else 0 (never a warning, never NaN)."""
     num = np.asarray(num, dtype=np.float64)
@@ -199,11 +208,7 @@ def spearman_rho(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -
     The American Journal of Psychology, Vol. 15, 1 (1904), 72–101.
     https://doi.org/10.2307/1412159
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    valid = np.isfinite(x) & np.isfinite(y)
-    if mask is not None:
-        valid = valid & np.asarray(mask, dtype=bool)
+    x, y, valid = _paired(x, y, mask)
     return _pearson(_ranks(x, valid), _ranks(y, valid), valid)
 
 
@@ -226,11 +231,7 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) 
     M. G. Kendall. 1945. The Treatment of Ties in Ranking Problems. Biometrika, Vol. 33, 3
     (1945), 239–251 (tau-b). https://doi.org/10.1093/biomet/33.3.239
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    valid = np.isfinite(x) & np.isfinite(y)
-    if mask is not None:
-        valid = valid & np.asarray(mask, dtype=bool)
+    x, y, valid = _paired(x, y, mask)
     s, ux, uy, _, _ = _pair_stats(_ranks(x, valid), _ranks(y, valid), valid)
     return _tau_from(s, ux, uy)
 
@@ -269,11 +270,7 @@ def quadratic_weighted_kappa(
     Reproducibility. Biometrics, Vol. 45, 1 (1989), 255–268 (the closed form).
     https://doi.org/10.2307/2532051
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    valid = np.isfinite(a) & np.isfinite(b)
-    if mask is not None:
-        valid = valid & np.asarray(mask, dtype=bool)
+    a, b, valid = _paired(a, b, mask)
     if n_categories is not None:
         for name, values in (("a", a), ("b", b)):
             v = values[valid]
@@ -377,11 +374,7 @@ def footrule_distance(x: np.ndarray, truth: np.ndarray, mask: np.ndarray | None 
     Journal of the Royal Statistical Society, Series B, Vol. 39, 2 (1977), 262–268 (the
     maximum). https://doi.org/10.1111/j.2517-6161.1977.tb01624.x
     """
-    x = np.asarray(x, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    valid = np.isfinite(x) & np.isfinite(truth)
-    if mask is not None:
-        valid = valid & np.asarray(mask, dtype=bool)
+    x, truth, valid = _paired(x, truth, mask)
     return _footrule(_ranks(x, valid), _ranks(truth, valid), valid)
 
 
@@ -409,11 +402,7 @@ def kendall_distance(x: np.ndarray, truth: np.ndarray, mask: np.ndarray | None =
     and Aggregating Rankings with Ties. In Proceedings of PODS 2004, 47–58 (the penalty
     1/2 for a pair tied on one side). https://doi.org/10.1145/1055558.1055568
     """
-    x = np.asarray(x, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    valid = np.isfinite(x) & np.isfinite(truth)
-    if mask is not None:
-        valid = valid & np.asarray(mask, dtype=bool)
+    x, truth, valid = _paired(x, truth, mask)
     *_, d, n = _pair_stats(_ranks(x, valid), _ranks(truth, valid), valid)
     return _kdist_from(d, n)
 
