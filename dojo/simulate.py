@@ -566,7 +566,7 @@ def summary_markdown(result: SimulationResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_shares(result: Any, path: Path, title: str = "Weight share by group") -> None:
+def plot_shares(result: Any, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -588,12 +588,20 @@ def plot_shares(result: Any, path: Path, title: str = "Weight share by group") -
     plt.close(fig)
 
 
-def write_outputs(result: SimulationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``summary.md`` and ``weights.png`` into ``out_dir``."""
+def write_outputs(
+    result: Any,
+    summary: str,
+    out_dir: str | Path,
+    plot: str = "weights.png",
+    title: str = "Weight share by group",
+) -> dict[str, Path]:
+    """Write ``results.json`` (``result.to_dict()``), ``summary.md`` (``summary``) and the
+    :func:`plot_shares` of ``result`` (``plot``, titled ``title``) into ``out_dir``; ``result``
+    is a :class:`SimulationResult` or a :class:`~dojo.simulate_network.NetworkResult`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "summary": out / "summary.md", "plot": out / "weights.png"}
+    paths = {"results": out / "results.json", "summary": out / "summary.md", "plot": out / plot}
     paths["results"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    paths["summary"].write_text(summary_markdown(result))
-    plot_shares(result, paths["plot"])
+    paths["summary"].write_text(summary)
+    plot_shares(result, paths["plot"], title=title)
     return paths

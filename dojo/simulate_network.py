@@ -21,7 +21,6 @@ Nothing of the scoring or of the consensus is re-implemented here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,6 @@ from dojo.simulate import (
     _draw_tasks,
     _miners,
     _normalised_weights,
-    plot_shares,
 )
 from template.chain.weights import WeightRules
 from template.chain.yuma import YumaParams, yuma_epoch
@@ -332,16 +330,3 @@ def summary_markdown(result: NetworkResult) -> str:
             f"{g['incentive_per_miner']:.4f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_outputs(result: NetworkResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``summary.md`` and ``incentive.png`` into ``out_dir``."""
-    import json
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "summary": out / "summary.md", "plot": out / "incentive.png"}
-    paths["results"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    paths["summary"].write_text(summary_markdown(result))
-    plot_shares(result, paths["plot"], title="Incentive share by group")
-    return paths

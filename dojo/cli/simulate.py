@@ -50,12 +50,12 @@ def _simulate(args: argparse.Namespace) -> int:
         from dojo import simulate_network
 
         network = simulate_network.simulate_network(scenario)
-        paths = simulate_network.write_outputs(network, args.out)
-        print(simulate_network.summary_markdown(network), end="")
-        print(f"\nwrote {paths['results']}, {paths['summary']} and {paths['plot']}")
-        return 0
-    result = simulate(scenario)
-    paths = write_outputs(result, args.out)
-    print(summary_markdown(result), end="")
+        summary = simulate_network.summary_markdown(network)
+        paths = write_outputs(network, summary, args.out, "incentive.png", "Incentive share by group")
+    else:
+        result = simulate(scenario)
+        summary = summary_markdown(result)
+        paths = write_outputs(result, summary, args.out)
+    print(summary, end="")
     print(f"\nwrote {paths['results']}, {paths['summary']} and {paths['plot']}")
     return 0
