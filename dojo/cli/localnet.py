@@ -24,17 +24,9 @@ import json
 import sys
 from pathlib import Path
 
+from dojo.cli._args import positive_float
+
 DEFAULT_DIR = ".localnet"
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
-    return value
 
 
 def _count(text: str) -> int:
@@ -124,14 +116,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument(
         "--deadline",
-        type=_positive,
+        type=positive_float,
         default=600.0,
         help="seconds a task stays open to workers: the time a person has to rank it (default 600)",
     )
     up.add_argument(
         "--person-window",
         dest="person_window",
-        type=_positive,
+        type=positive_float,
         default=60.0,
         help="seconds each task keeps a place open for a person to take before a simulated stand-in "
         "takes it; the validator collects a task once every place is filled, so the first weights "
@@ -140,20 +132,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument(
         "--task-interval",
         dest="task_interval",
-        type=_positive,
+        type=positive_float,
         default=10.0,
         help="seconds between new tasks (default 10)",
     )
     up.add_argument(
         "--block-time",
         dest="block_time",
-        type=_positive,
+        type=positive_float,
         default=1.0,
         help="seconds per block of a new local chain (default 1); an existing chain keeps its own",
     )
     up.add_argument(
         "--duration",
-        type=_positive,
+        type=positive_float,
         default=None,
         help="stop after this many seconds, counted once everything has started",
     )
@@ -175,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument(
         "--organic-rate",
         dest="organic_rate",
-        type=_positive,
+        type=positive_float,
         default=0.2,
         help="organic tasks a second the caller submits (default 0.2)",
     )
@@ -192,7 +184,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_dir(down)
     down.add_argument(
         "--timeout",
-        type=_positive,
+        type=positive_float,
         default=30.0,
         help="seconds each process has to stop before it is killed (default 30)",
     )

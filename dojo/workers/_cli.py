@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from dojo.cli._args import positive_float
 from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
 from dojo.workers._label_studio import LabelStudioTeam
 from dojo.workers._oracle import IntendedOrders, ValidatorDatabasesOracle
@@ -54,16 +55,6 @@ def _pair(text: str) -> tuple[float, float]:
     if len(parts) != 2 or not 0 <= parts[0] <= parts[1]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI seconds with 0 <= LO <= HI")
     return parts[0], parts[1]
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--think", type=_pair, default=(0.2, 1.0), metavar="LO,HI", help="think time (s)")
     parser.add_argument(
-        "--poll", type=_positive, default=1.0, metavar="S", help="poll interval with no task (s)"
+        "--poll", type=positive_float, default=1.0, metavar="S", help="poll interval with no task (s)"
     )
     parser.add_argument("--seed", type=int, help="makes the workers' answers reproducible")
     parser.add_argument(
@@ -116,12 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stand-in",
         dest="stand_in",
-        type=_positive,
+        type=positive_float,
         metavar="S",
         help="add a worker answering as the first who takes only tasks due within S seconds: "
         "it fills a place a task keeps for a person once nobody came for it",
     )
-    parser.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     parser.add_argument("--debug", action="store_true", help="log debug lines too")
     return parser
 
