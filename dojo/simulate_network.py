@@ -244,59 +244,43 @@ def _honest_round(
     folded into the moving scores, as the validator scores what it collected every
     ``--neuron.scoring_interval``.
     """
-    for n_tasks in np.array_split(np.arange(spec.tasks_per_round), spec.scoring_rounds):
-        if len(n_tasks):
-            _score_tasks(
-                rng, scenario, spec, len(n_tasks), miners, members, moving, reliability, index, hotkeys, rnd
-            )
-    return _normalised_weights(moving, len(miners), rules)
-
-
-def _score_tasks(
-    rng: np.random.Generator,
-    scenario: Scenario,
-    spec: ValidatorSpec,
-    n_tasks: int,
-    miners: list[SimMiner],
-    members: dict[str, list[int]],
-    moving: MovingScores,
-    reliability: list[np.ndarray],
-    index: int,
-    hotkeys: list[str],
-    rnd: int,
-) -> None:
     n = len(miners)
-    n_comp, items, true, held_gt, _ = _draw_tasks(rng, scenario, n_tasks)
-    k = min(spec.sample_size, n)
-    # Each task to its own random sample of the miners, as the validator's task loop does.
-    chosen = np.argsort(rng.random((n_tasks, n)), axis=1)[:, :k]
-    assigned = np.zeros((n, n_tasks), dtype=bool)
-    assigned[chosen.T, np.arange(n_tasks)[None, :]] = True
-    hi = scenario.completions[1]
-    subs = np.full((n, n_tasks, hi), np.nan)
-    for group in scenario.groups:
-        ids = members[group.name]
-        subs[ids] = _answers(rng, ids, miners, true, held_gt, items, n_comp)
-        if not group.active(rnd):
-            subs[ids] = np.nan
-    subs[~assigned] = np.nan
-    higher = scenario.criteria == "score"
-    if higher:
-        subs = hi + 1.0 - subs
-    organic = rng.random(n_tasks) < scenario.organic_share
-    held_gt[organic] = np.nan
-    mixed = score_mixed_round(
-        subs,
-        n_comp,
-        None if scenario.gt_known_fraction == 0 else held_gt,
-        organic,
-        reliability=reliability[index],
-        higher_is_better=higher,
-    )
-    reliability[index] = mixed.carried
-    round_scores = mixed.result.miner_scores(assigned)
-    seen = np.flatnonzero(assigned.any(axis=1))
-    moving.update([hotkeys[m] for m in seen], [int(m) for m in seen], round_scores[seen])
+    for chunk in np.array_split(np.arange(spec.tasks_per_round), spec.scoring_rounds):
+        n_tasks = len(chunk)
+        if not n_tasks:
+            continue
+        n_comp, items, true, held_gt, _ = _draw_tasks(rng, scenario, n_tasks)
+        k = min(spec.sample_size, n)
+        # Each task to its own random sample of the miners, as the validator's task loop does.
+        chosen = np.argsort(rng.random((n_tasks, n)), axis=1)[:, :k]
+        assigned = np.zeros((n, n_tasks), dtype=bool)
+        assigned[chosen.T, np.arange(n_tasks)[None, :]] = True
+        hi = scenario.completions[1]
+        subs = np.full((n, n_tasks, hi), np.nan)
+        for group in scenario.groups:
+            ids = members[group.name]
+            subs[ids] = _answers(rng, ids, miners, true, held_gt, items, n_comp)
+            if not group.active(rnd):
+                subs[ids] = np.nan
+        subs[~assigned] = np.nan
+        higher = scenario.criteria == "score"
+        if higher:
+            subs = hi + 1.0 - subs
+        organic = rng.random(n_tasks) < scenario.organic_share
+        held_gt[organic] = np.nan
+        mixed = score_mixed_round(
+            subs,
+            n_comp,
+            None if scenario.gt_known_fraction == 0 else held_gt,
+            organic,
+            reliability=reliability[index],
+            higher_is_better=higher,
+        )
+        reliability[index] = mixed.carried
+        round_scores = mixed.result.miner_scores(assigned)
+        seen = np.flatnonzero(assigned.any(axis=1))
+        moving.update([hotkeys[m] for m in seen], [int(m) for m in seen], round_scores[seen])
+    return _normalised_weights(moving, n, rules)
 
 
 def summary_markdown(result: NetworkResult) -> str:
