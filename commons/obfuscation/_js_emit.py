@@ -284,35 +284,15 @@ def _function_spans(tokens: Sequence[Token], match_close: _BracketPairs) -> list
     """The token spans of top-level ``function`` declarations, which are hoisted, so their
     order among themselves is free; ``None`` when fewer than two, or when a name repeats
     (the last declaration wins, so order matters)."""
-    spans: list[tuple[int, int]] = []
-    names: list[str] = []
-    n = len(tokens)
-    i = 0
-    while i < n:
-        tok = tokens[i]
-        if (
-            tok.role == "keyword"
-            and tok.text == "function"
-            and (i == 0 or tok.nl_before or tokens[i - 1].text in (";", "}"))
-        ):
-            j = i + 1
-            if j + 1 < n and tokens[j].kind == "ident" and tokens[j + 1].text == "(":
-                close_paren = match_close.get(j + 1)
-                if close_paren is not None and close_paren + 1 < n and tokens[close_paren + 1].text == "{":
-                    end = match_close.get(close_paren + 1)
-                    if end is not None:
-                        names.append(tokens[j].text)
-                        spans.append((i, end))
-                        i = end + 1
-                        continue
-        if tok.bracket == 1 or (tok.kind == "tmpl" and tok.text.endswith("${")):
-            # Skip the bracketed group: only top-level declarations move.
-            i = match_close.get(i, n - 1) + 1
-            continue
-        i += 1
+    found = _scan_declarations(tokens, match_close, starts_statement=True, local=False)
+    return None if found is _NOT_LOCAL else _movable(*found)
+
+
+def _movable(spans: Sequence[tuple[int, int]], names: Sequence[str]) -> list[tuple[int, int]] | None:
+    """``spans`` when their declarations may change places: two or more, no name twice."""
     if len(spans) < 2 or len(set(names)) != len(names):
         return None
-    return spans
+    return list(spans)
 
 
 class _NotLocal(enum.Enum):
@@ -333,8 +313,21 @@ def _block_spans(block: _Block, first: bool, after_separator: bool) -> _BlockSpa
     scan would look past the block (then only the whole-script scan will do)."""
     if block.closers or block.openers:
         return _NOT_LOCAL
-    tokens = block.tokens
     pairs = dict(zip(block.pair_keys, block.pair_values, strict=True))
+    found = _scan_declarations(block.tokens, pairs, starts_statement=first or after_separator, local=True)
+    if found is _NOT_LOCAL:
+        return found
+    spans, names = found
+    return tuple(spans), tuple(names)
+
+
+def _scan_declarations(
+    tokens: Sequence[Token], pairs: _BracketPairs, *, starts_statement: bool, local: bool
+) -> tuple[list[tuple[int, int]], list[str]] | _NotLocal:
+    """The spans and names of the top-level ``function`` declarations in ``tokens``, in
+    order (``pairs``: the closing bracket of each opening one; ``starts_statement``: whether
+    the first token may begin a statement). With ``local`` the tokens are one block of a
+    script, and a scan that would look past it is ``_NOT_LOCAL``."""
     spans: list[tuple[int, int]] = []
     names: list[str] = []
     n = len(tokens)
@@ -344,30 +337,30 @@ def _block_spans(block: _Block, first: bool, after_separator: bool) -> _BlockSpa
         if (
             tok.role == "keyword"
             and tok.text == "function"
-            and (
-                (i == 0 and (first or after_separator))
-                or tok.nl_before
-                or (i > 0 and tokens[i - 1].text in (";", "}"))
-            )
+            and ((starts_statement if i == 0 else tokens[i - 1].text in (";", "}")) or tok.nl_before)
         ):
             j = i + 1
             if j + 1 >= n:
-                return _NOT_LOCAL
-            if tokens[j].kind == "ident" and tokens[j + 1].text == "(":
-                close_paren = pairs[j + 1]
-                if close_paren + 1 >= n:
+                if local:
                     return _NOT_LOCAL
-                if tokens[close_paren + 1].text == "{":
-                    end = pairs[close_paren + 1]
-                    names.append(tokens[j].text)
-                    spans.append((i, end))
-                    i = end + 1
-                    continue
+            elif tokens[j].kind == "ident" and tokens[j + 1].text == "(":
+                close_paren = pairs.get(j + 1)
+                if close_paren is not None and close_paren + 1 >= n:
+                    if local:
+                        return _NOT_LOCAL
+                elif close_paren is not None and tokens[close_paren + 1].text == "{":
+                    end = pairs.get(close_paren + 1)
+                    if end is not None:
+                        names.append(tokens[j].text)
+                        spans.append((i, end))
+                        i = end + 1
+                        continue
         if tok.bracket == 1 or (tok.kind == "tmpl" and tok.text.endswith("${")):
-            i = pairs[i] + 1
+            # Skip the bracketed group: only top-level declarations move.
+            i = pairs.get(i, n - 1) + 1
             continue
         i += 1
-    return tuple(spans), tuple(names)
+    return spans, names
 
 
 def _script_function_spans(script: JavaScriptSource) -> list[tuple[int, int]] | None:
@@ -389,9 +382,7 @@ def _script_function_spans(script: JavaScriptSource) -> list[tuple[int, int]] | 
         spans += [(start + a, start + b) for a, b in local_spans]
         names += local_names
         before = block.tokens[-1]
-    if len(spans) < 2 or len(set(names)) != len(names):
-        return None
-    return spans
+    return _movable(spans, names)
 
 
 def _shuffle_function_declarations(

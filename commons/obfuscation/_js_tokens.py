@@ -521,7 +521,8 @@ _LINE_CACHE: dict[tuple[str, bool, bool, bool], _Line | None] = {}
 _BLOCK_CACHE: dict[tuple[str, bool, bool, bool], _Block | None] = {}
 # What the analysis of a line or block depends on, and what it found: see
 # JavaScriptSource._analyse_by_block.
-_ANALYSIS_CACHE: dict[tuple[_Line | _Block, _State, Token | None, Token | None, Token | None], _Outcome] = {}
+_AnalysisKey = tuple["_Line | _Block", _State, Token | None, Token | None, Token | None]
+_ANALYSIS_CACHE: dict[_AnalysisKey, _Outcome] = {}
 
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
@@ -757,7 +758,6 @@ class JavaScriptSource:
         before, one after). An outcome that looked further (a parameter list running
         onto later lines, say) is not cached."""
         toks = self.tokens
-        n = len(toks)
         cache = _ANALYSIS_CACHE
         state: _State = ((("{block", 0),), None, None)
         lines, starts = self.lines, self.starts
@@ -765,13 +765,7 @@ class JavaScriptSource:
         for block, start in zip(self.blocks, self.block_starts, strict=True):
             end = start + len(block.tokens)
             count = len(block.lines)
-            key = (
-                block,
-                state,
-                toks[start - 2] if start >= 2 else None,
-                toks[start - 1] if start >= 1 else None,
-                toks[end] if end < n else None,
-            )
+            key = _analysis_key(block, state, toks, start, end)
             outcome = cache.get(key)
             if outcome is None:
                 found_declared: set[str] = set()
@@ -804,18 +798,11 @@ class JavaScriptSource:
         """:meth:`_analyse_by_block` for single lines; returns the state after them and
         whether any line looked outside its window."""
         toks = self.tokens
-        n = len(toks)
         cache = _ANALYSIS_CACHE
         any_far = False
         for line, start in zip(lines, starts, strict=True):
             end = start + len(line.tokens)
-            key = (
-                line,
-                state,
-                toks[start - 2] if start >= 2 else None,
-                toks[start - 1] if start >= 1 else None,
-                toks[end] if end < n else None,
-            )
+            key = _analysis_key(line, state, toks, start, end)
             outcome = cache.get(key)
             if outcome is None:
                 stack, class_depth, decl_depth = state
@@ -848,6 +835,20 @@ class JavaScriptSource:
             if new_pinned:
                 pinned |= new_pinned
         return state, any_far
+
+
+def _analysis_key(
+    unit: _Block | _Line, state: _State, toks: Sequence[Token], start: int, end: int
+) -> _AnalysisKey:
+    """What a block's or line's analysis depends on: its tokens (``toks[start:end]``), the
+    context it starts in, and the tokens around it it may look at (two before, one after)."""
+    return (
+        unit,
+        state,
+        toks[start - 2] if start >= 2 else None,
+        toks[start - 1] if start >= 1 else None,
+        toks[end] if end < len(toks) else None,
+    )
 
 
 def _analyse_span(
