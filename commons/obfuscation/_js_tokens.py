@@ -401,9 +401,9 @@ def _regex_allowed_after(last: Token) -> bool:
     return last.text not in (")", "]", "++", "--")
 
 
-class _Line:
-    """The tokens of one source line that tokenises on its own (see :func:`_tokenize_lines`),
-    with what the per-script passes need of it, worked out once."""
+class _Unit:
+    """What the per-script passes need of a line or a block of lines, worked out once: its
+    tokens, identifiers, what may follow it, and its brackets (see :class:`_Line`)."""
 
     __slots__ = (
         "tokens",
@@ -415,6 +415,21 @@ class _Line:
         "closers",
         "openers",
     )
+    tokens: tuple[Token, ...]
+    idents: frozenset[str]
+    regex_after: bool
+    dot_after: bool
+    pair_keys: tuple[int, ...]
+    pair_values: tuple[int, ...]
+    closers: tuple[int, ...]
+    openers: tuple[int, ...]
+
+
+class _Line(_Unit):
+    """The tokens of one source line that tokenises on its own (see :func:`_tokenize_lines`),
+    with what the per-script passes need of it, worked out once."""
+
+    __slots__ = ()
 
     def __init__(self, tokens: tuple[Token, ...]) -> None:
         self.tokens = tokens
@@ -544,22 +559,11 @@ def _remember(cache: dict[_Key, _Value], key: _Key, value: _Value, limit: int = 
     cache[key] = value
 
 
-class _Block:
+class _Block(_Unit):
     """Lines of a source between blank lines (a statement or a function, usually), as
     :class:`_Line` does for one line: the unit of the caches above lines."""
 
-    __slots__ = (
-        "lines",
-        "offsets",
-        "tokens",
-        "idents",
-        "regex_after",
-        "dot_after",
-        "pair_keys",
-        "pair_values",
-        "closers",
-        "openers",
-    )
+    __slots__ = ("lines", "offsets")
 
     def __init__(self, lines: Sequence[_Line], regex_after: bool, dot_after: bool) -> None:
         self.lines = tuple(lines)
