@@ -177,8 +177,8 @@ class ChatClient:
             timeout = max(0.001, min(s.request_timeout, budget.remaining()))
             delay: float | None = None
             response = await self._send("/chat/completions", body, timeout)
-            if isinstance(response, str):
-                problem = response
+            if isinstance(response, tuple):
+                problem, delay = response
             elif response.status_code == 200:
                 try:
                     payload = response.json()
@@ -202,9 +202,6 @@ class ChatClient:
                             },
                         ]
                         delay = 0.0
-            elif _transient(response.status_code):
-                problem = f"HTTP {response.status_code}"
-                delay = retry_after(response.headers)
             else:
                 raise ChatError(
                     f"{s.base_url} refused the request with HTTP {response.status_code}: {response.text[:300]} "
@@ -234,8 +231,8 @@ class ChatClient:
             )
             delay: float | None = None
             response = await self._send(path, body, timeout, what)
-            if isinstance(response, str):
-                problem = response
+            if isinstance(response, tuple):
+                problem, delay = response
             elif response.status_code == 200:
                 try:
                     payload = response.json()
@@ -246,9 +243,6 @@ class ChatClient:
                 if budget is not None:
                     budget.spend(int((payload.get("usage") or {}).get("total_tokens") or 0))
                 return payload
-            elif _transient(response.status_code):
-                problem = f"HTTP {response.status_code}"
-                delay = retry_after(response.headers)
             else:
                 raise ChatError(
                     f"{s.base_url}{path} refused {what} with HTTP {response.status_code}: {response.text[:300]}"
@@ -262,21 +256,25 @@ class ChatClient:
 
     async def _send(
         self, path: str, body: dict[str, Any], timeout: float, what: str = ""
-    ) -> httpx.Response | str:
-        """One POST of ``body`` to ``path``: the response (any status), or what went wrong
-        when another try may mend it; a :class:`ChatError` when none can (an answer over the
-        size limit, a malformed URL)."""
+    ) -> httpx.Response | tuple[str, float | None]:
+        """One POST of ``body`` to ``path``: the response when it is an answer (200) or a
+        refusal (another 4xx); when another try may mend it, what went wrong and how long the
+        server asks to wait (``Retry-After``, else None); a :class:`ChatError` when no try
+        can (an answer over the size limit, a malformed URL)."""
         try:
-            return await self._client.post(path, json=body, timeout=timeout)
+            response = await self._client.post(path, json=body, timeout=timeout)
         except ResponseTooLarge as exc:
             raise ChatError(f"{what}: {exc}" if what else str(exc)) from exc
         except httpx.TimeoutException:
-            return f"no answer within {timeout:.1f}s"
+            return f"no answer within {timeout:.1f}s", None
         except httpx.TransportError as exc:
             problem = f"{type(exc).__name__}: {exc}"
             if not is_transient(exc):  # a malformed URL: no try mends it
                 raise ChatError(f"{self.settings.base_url}: {problem}") from exc
-            return problem
+            return problem, None
+        if _transient(response.status_code):
+            return f"HTTP {response.status_code}", retry_after(response.headers)
+        return response
 
     async def _wait_to_retry(
         self, attempt: int, delay: float | None, budget: TaskBudget | None, label: str, problem: str
