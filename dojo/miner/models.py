@@ -69,6 +69,16 @@ class MinerTask(Base):
     )
 
 
+def _of_task(name: str) -> ForeignKeyConstraint:
+    """The foreign key named ``name`` from a row to its task (``miner_tasks``), deleted with it."""
+    return ForeignKeyConstraint(
+        ["validator_hotkey", "request_id"],
+        ["miner_tasks.validator_hotkey", "miner_tasks.request_id"],
+        name=name,
+        ondelete="CASCADE",
+    )
+
+
 class MinerAnswer(Base):
     __tablename__ = "miner_answers"
 
@@ -89,14 +99,7 @@ class MinerAnswer(Base):
     rationale: Mapped[str | None] = mapped_column(String(1000))
     judged_at: Mapped[datetime]
 
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["validator_hotkey", "request_id"],
-            ["miner_tasks.validator_hotkey", "miner_tasks.request_id"],
-            name="fk_miner_answers_miner_tasks",
-            ondelete="CASCADE",
-        ),
-    )
+    __table_args__ = (_of_task("fk_miner_answers_miner_tasks"),)
 
 
 class ValidatorScore(Base):
@@ -107,14 +110,7 @@ class ValidatorScore(Base):
     score: Mapped[float] = mapped_column(Float)
     received_at: Mapped[datetime]
 
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["validator_hotkey", "request_id"],
-            ["miner_tasks.validator_hotkey", "miner_tasks.request_id"],
-            name="fk_validator_scores_miner_tasks",
-            ondelete="CASCADE",
-        ),
-    )
+    __table_args__ = (_of_task("fk_validator_scores_miner_tasks"),)
 
 
 class MinerSecret(Base):
