@@ -174,6 +174,24 @@ class Bench:
                 await asyncio.sleep(0.1)
         return neuron, task, target
 
+    async def measure(
+        self,
+        miner: tuple[MinerNeuron, asyncio.Task[None], Target],
+        http: httpx.AsyncClient,
+        tasks: int,
+        answer: Callable[[], Awaitable[int]],
+        create_concurrency: int,
+    ) -> dict[str, Any]:
+        """:meth:`phases` against ``miner`` (as :meth:`run_miner` returns it), which is stopped
+        afterwards, as ``http`` (the backend's client) is closed."""
+        neuron, task, target = miner
+        try:
+            return await self.phases(target, tasks, answer, create_concurrency)
+        finally:
+            neuron.request_stop()
+            await asyncio.wait_for(task, 30)
+            await http.aclose()
+
     async def phases(
         self, target: Target, tasks: int, answer: Callable[[], Awaitable[int]], create_concurrency: int
     ) -> dict[str, Any]:
@@ -304,12 +322,7 @@ async def bench_dojo(bench: Bench, tasks: int) -> dict[str, Any]:
                 return 1
             return 0
 
-        try:
-            return await bench.phases(target, tasks, answer, bench.concurrency)
-        finally:
-            neuron.request_stop()
-            await asyncio.wait_for(task, 30)
-            await http.aclose()
+        return await bench.measure((neuron, task, target), http, tasks, answer, bench.concurrency)
     finally:
         platform.terminate()
         platform.wait(30)
@@ -354,12 +367,9 @@ async def bench_label_studio(bench: Bench, tasks: int) -> dict[str, Any]:
                     return 1
             return 0
 
-        try:
-            return await bench.phases(target, tasks, answer, max(1, bench.concurrency // 2))
-        finally:
-            neuron.request_stop()
-            await asyncio.wait_for(task, 30)
-            await http.aclose()
+        return await bench.measure(
+            (neuron, task, target), http, tasks, answer, max(1, bench.concurrency // 2)
+        )
     finally:
         server.stop()
 
