@@ -350,7 +350,7 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
 
     async def _synthetic_source(self) -> SyntheticTaskSource:
         """The synthetic source, made in a thread the first time: importing the in-process
-        generator (numpy, scipy, scikit-learn) takes seconds, over ten under load, which on
+        generator (numpy, scipy) takes seconds, over ten under load, which on
         the loop's thread stalled every loop of the validator. What it imported is then
         taken out of the collector's view (:func:`freeze_heap`)."""
         if self._source is None:

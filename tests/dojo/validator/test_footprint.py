@@ -1,9 +1,9 @@
 """What a validator fed by the synthetic API loads: not the in-process generator.
 
-The generator's duplicate filter needs scikit-learn, which brings scipy and pandas (about
-130 MB of resident memory). A validator that takes its tasks from ``SYNTHETIC_API_URL`` (the
-synthetic service runs as its own process) has no use for them, so building its task source
-must not import them. Checked in a fresh interpreter, since this test run has long imported
+The generator and what it imports (scipy among them; scikit-learn and pandas too while its
+duplicate filter hashed with scikit-learn) cost resident memory. A validator that takes its
+tasks from ``SYNTHETIC_API_URL`` (the synthetic service runs as its own process) has no use
+for them, so building its task source must not import them. Checked in a fresh interpreter, since this test run has long imported
 them; the real ``ValidatorNeuron`` is built on a local chain with a real wallet.
 """
 
