@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from datetime import datetime, timedelta
 
 import pytest
@@ -25,6 +27,7 @@ from commons.protocol import (
     TaskResultReply,
     TextContent,
     WorkerResult,
+    has_control_characters,
     utcnow,
 )
 
@@ -202,3 +205,18 @@ def test_ids_and_names_a_peer_chooses_may_not_hold_control_characters(model, fie
         model.model_validate({**fields, where: bad})
     assert where in field_errors(info)
     model.model_validate({**fields, where: "w" + "0" * 24})  # the same without them passes
+
+
+def test_the_control_character_checks_refuse_exactly_their_unicode_categories():
+    """Over every code point: has_control_characters is category Cc, and a Printable field
+    refuses Cc, Zl and Zp and nothing else."""
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        assert has_control_characters(f"a{ch}b") is (category == "Cc"), hex(code)
+        if category in ("Cc", "Zl", "Zp"):
+            with pytest.raises(ValidationError):
+                HeartbeatReply.model_validate({"hotkey": f"a{ch}b"})
+    allowed = "".join(map(chr, range(0x20, 0x7F))) + "\u00a0\u2027\u202a"
+    for start in range(0, len(allowed), 32):
+        HeartbeatReply.model_validate({"hotkey": allowed[start : start + 32]})

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -61,6 +62,26 @@ MIN_DEADLINE = 30.0
 MAX_DEADLINE = 5 * 86400 - 3600  # miners refuse a task due more than 5 days ahead
 
 
+class TaskIds:
+    """New task ids, as ``uuid.uuid4().hex`` makes them, from ``os.urandom`` read for
+    ``batch`` ids at a time. Each read is a system call that lets go of the GIL, and the API's
+    thread then waits for it behind the process's other threads (the group commit, the
+    validator's loops): one read per id cost every request about 1.5 ms of wall time under
+    load, though next to no CPU. Not thread-safe: the API's loop alone calls it."""
+
+    def __init__(self, batch: int = 256):
+        self.batch = batch
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(16 * self.batch), 0
+        raw = self._pool[self._at : self._at + 16]
+        self._at += 16
+        return uuid.UUID(bytes=raw, version=4).hex
+
+
 @dataclass
 class OrganicContext:
     """What the routes need; one per API process."""
@@ -79,6 +100,7 @@ class OrganicContext:
     nonces: Any = field(default_factory=lambda: bt.http_auth.InMemoryNonceStore(retention=60.0))
     max_age: float = bt.http_auth.DEFAULT_MAX_AGE
     writer: BatchWriter | None = None
+    task_ids: TaskIds = field(default_factory=TaskIds)
     _owners: dict[str, tuple[Owner | None, float]] = field(default_factory=dict)
 
     @property
@@ -301,7 +323,7 @@ def create_app(ctx: OrganicContext, *, max_body_bytes: int = 1 << 20) -> FastAPI
                 headers={"Retry-After": str(wait)},
             )
         new = NewOrganic(
-            task_id=uuid.uuid4().hex,
+            task_id=ctx.task_ids(),
             owner_id=owner.key_id,
             external_id=task.external_id,
             request_hash=_request_hash(task),

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_PASSED = 4096  # literal-address URLs remembered as passed
 
 
 class CallbackRefused(ValueError):
@@ -78,8 +79,14 @@ class CallbackGuard:
         self.own_ports = frozenset(own_ports)
         self.resolver = resolver
         self._local = _local_addresses()
+        # URLs whose host is an address, checked and passed: nothing their check depends on
+        # changes while the guard lives (a host name's may: those are resolved every time).
+        self._passed: dict[str, CallbackTarget] = {}
 
     async def check(self, url: str) -> CallbackTarget:
+        passed = self._passed.get(url)
+        if passed is not None:
+            return passed
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
@@ -116,4 +123,9 @@ class CallbackGuard:
                 raise CallbackRefused(f"callback_url {host}:{port} is one of the validator's own services")
             if kind is not None and not self.allow_private:
                 raise CallbackRefused(f"callback_url's host {host!r} resolves to {ip}, a {kind} address")
-        return CallbackTarget(url, scheme, host, port, tuple(addresses))
+        target = CallbackTarget(url, scheme, host, port, tuple(addresses))
+        if literal is not None:
+            if len(self._passed) >= MAX_PASSED:
+                self._passed.clear()
+            self._passed[url] = target
+        return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import bittensor as bt
 import httpx
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from commons.organic import OrganicAuthError, OrganicClient, TaskView
 from commons.storage import utcnow
 from dojo.validator.models import OrganicKey, OrganicTask
+from dojo.validator.organic.api import TaskIds
 from tests.dojo.validator.organic.conftest import text_task
 
 
@@ -300,3 +302,12 @@ def test_ids_and_labels_a_caller_chooses_may_not_hold_control_characters(organic
         assert line.status_code == 422 and "external_id" in line.json()["detail"], line.text
     with Session(organic_api.store.engine) as db:
         assert db.scalars(select(OrganicTask)).all() == []
+
+
+def test_task_ids_are_distinct_random_uuid4s_across_refills():
+    ids = TaskIds(batch=4)
+    drawn = [ids() for _ in range(4 * 25 + 3)]
+    assert len(set(drawn)) == len(drawn)
+    for task_id in drawn:
+        parsed = uuid.UUID(hex=task_id)
+        assert parsed.hex == task_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122

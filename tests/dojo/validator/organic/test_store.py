@@ -43,6 +43,30 @@ def _new(owner: str, external_id: str | None, request_hash: str = "h") -> NewOrg
     )
 
 
+def test_a_batch_of_several_callers_reads_each_callers_external_ids_as_its_own(store):
+    organic = OrganicStore(store.engine)
+    a, b, c = (organic.create_key(name, 10, 10, utcnow()).key_id for name in "abc")
+    first = organic.accept([_new(a, "x"), _new(a, "y"), _new(b, "x", "b's")])
+    again = organic.accept(
+        [
+            _new(c, "x"),
+            _new(b, "y"),
+            _new(a, "y", "changed"),
+            _new(b, "x", "b's"),
+            _new(a, "x"),
+            _new(c, None),
+        ]
+    )
+    # c and b's "y" are new although a has an "x" and a "y" with these bodies.
+    assert [(r.duplicate, r.conflict) for r in again[:2]] == [(False, False)] * 2
+    assert {again[0].task_id, again[1].task_id}.isdisjoint(r.task_id for r in first)
+    assert again[2].conflict and again[2].task_id == first[1].task_id
+    assert again[3].duplicate and again[3].task_id == first[2].task_id
+    assert again[3].created_at == first[2].created_at and again[3].created_at.tzinfo is not None
+    assert again[4].duplicate and again[4].task_id == first[0].task_id
+    assert not again[5].duplicate and not again[5].conflict
+
+
 def test_accept_claim_score_and_page(store):
     organic = OrganicStore(store.engine)
     a = organic.create_key("a", 10, 10, utcnow()).key_id

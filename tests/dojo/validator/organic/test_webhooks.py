@@ -20,7 +20,7 @@ from commons.organic import WebhookInvalid, verify_webhook, webhook_headers
 from commons.retry import RetryPolicy
 from commons.storage import utcnow
 from dojo.validator.models import OrganicDelivery
-from dojo.validator.organic.callbacks import CallbackGuard
+from dojo.validator.organic.callbacks import CallbackGuard, CallbackRefused
 from dojo.validator.organic.store import NewOrganic, OrganicStore, record_organic_results
 from dojo.validator.organic.webhooks import WebhookSender
 from dojo.validator.store import TaskStore
@@ -228,3 +228,23 @@ async def test_a_receiver_answering_a_gzip_bomb_is_drained_undecoded_and_the_web
     if not peak.available:
         pytest.skip("the peak resident size cannot be reset here")
     assert peak.grew < 16 * 1024 * 1024, f"the peak grew by {peak.grew >> 20} MiB"
+
+
+async def test_the_guard_remembers_passed_addresses_and_resolves_names_every_time():
+    resolved: list[str] = []
+    answers = iter([["93.184.215.14"], ["10.9.8.7"]])
+
+    async def resolver(host: str, port: int) -> list[str]:
+        resolved.append(host)
+        return next(answers)
+
+    guard = CallbackGuard(allow_private=False, own_ports={8080}, resolver=resolver)
+    first = await guard.check("https://93.184.215.14/hook")
+    assert await guard.check("https://93.184.215.14/hook") is first
+    for _ in range(2):  # a refused address stays refused
+        with pytest.raises(CallbackRefused, match="private address"):
+            await guard.check("http://10.1.2.3/hook")
+    assert (await guard.check("https://example.com/hook")).addresses == ("93.184.215.14",)
+    with pytest.raises(CallbackRefused, match="10.9.8.7, a private address"):
+        await guard.check("https://example.com/hook")  # the name resolves elsewhere now
+    assert resolved == ["example.com", "example.com"]
