@@ -12,8 +12,8 @@ For the validator::
     source = default_task_source()   # the service at SYNTHETIC_API_URL, else in-process
     task = await source.next_task()
 
-Importing this package loads neither the pipeline nor its duplicate filter (scikit-learn,
-scipy, pandas: about 130 MB): a validator fed by the service never needs them. The
+Importing this package loads neither the pipeline nor what it imports (scipy among them:
+about 25 MB): a validator fed by the service never needs them. The
 pipeline's names are imported on first use (:pep:`562`).
 """
 
