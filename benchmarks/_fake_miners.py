@@ -77,9 +77,9 @@ def _routes(server, endpoint: _Endpoint) -> None:
         TaskResultReply,
         TaskResultRequest,
         WorkerResult,
-        utcnow,
     )
     from dojo.miner.answers import worker_pseudonym
+    from template.clock import utcnow
     from template.transport import HandlerRefusal
 
     def count(route: str) -> None:

@@ -130,11 +130,11 @@ def fill(
     from loguru import logger
 
     logger.remove()
-    from commons.storage import utcnow
     from dojo.export import DEFAULT_MIN_AGREEMENT, consensus_batch, preference_pairs
     from dojo.export._records import MinerAnswer
     from dojo.validator.rounds import score_inputs
     from dojo.validator.store import AcceptedResult, RoundAssignment, RoundInputs, RoundTask, TaskStore
+    from template.clock import utcnow
 
     started = time.perf_counter()
     TaskStore(db_path).close()  # the schema, at the head revision

@@ -44,10 +44,10 @@ import time
 
 import aiohttp
 
-from commons.storage import utcnow
 from dojo.localnet import LocalNet
 from dojo.validator.organic.store import OrganicStore
 from dojo.validator.store import TaskStore
+from template.clock import utcnow
 
 
 def _body(i: int) -> bytes:

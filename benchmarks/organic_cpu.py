@@ -46,7 +46,7 @@ from benchmarks.organic import _body, _cpu_seconds
 SERVER = r"""
 import cProfile, json, sys, time
 from pathlib import Path
-from commons.storage import utcnow
+from template.clock import utcnow
 from dojo.localnet import free_port
 from dojo.validator.organic.service import OrganicService
 from dojo.validator.organic.store import OrganicStore

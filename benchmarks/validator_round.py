@@ -348,7 +348,6 @@ def write_collected_tasks(
     """
     from sqlalchemy import event
 
-    from commons.storage import utcnow
     from dojo.synthetic.procedural import FileLayout
     from dojo.synthetic.spec import sample_spec
     from dojo.validator.models import CollectStatus, SendStatus
@@ -360,6 +359,7 @@ def write_collected_tasks(
         SendOutcome,
         TaskStore,
     )
+    from template.clock import utcnow
 
     started = time.perf_counter()
     store = TaskStore(db_path)
@@ -471,7 +471,6 @@ def fill_database(
     """
     from sqlalchemy import create_engine, event, func, insert, select
 
-    from commons.storage import database_url, utcnow
     from dojo.synthetic.procedural import FileLayout
     from dojo.synthetic.spec import sample_spec
     from dojo.validator.models import (
@@ -486,6 +485,8 @@ def fill_database(
         TaskScore,
         TaskStatus,
     )
+    from template.clock import utcnow
+    from template.storage import database_url
 
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -798,7 +799,7 @@ async def fan_out(neuron: Any, synthetic: Any) -> tuple[Any, list[Any]]:
 
 
 async def wait_for_deadline(task: Any) -> None:
-    from commons.storage import utcnow
+    from template.clock import utcnow
 
     await asyncio.sleep(max(0.0, (task.expire_at - utcnow()).total_seconds()) + 0.05)
 
@@ -827,7 +828,7 @@ async def task_phases(neuron: Any, meter: Meter, db_path: Path, synthetic: Any, 
 
 
 async def scoring_phase(neuron: Any, meter: Meter, db_path: Path, suffix: str) -> None:
-    from commons.storage import utcnow
+    from template.clock import utcnow
 
     delivered = "SELECT count(*) FROM assignments WHERE score_sent_at IS NOT NULL"
     before = _count(db_path, delivered)
@@ -861,7 +862,7 @@ async def scoring_phase(neuron: Any, meter: Meter, db_path: Path, suffix: str) -
 def request_kb(synthetic: Any) -> float:
     """The size of one miner's ``FeedbackRequest`` for ``synthetic``, as sent."""
     from commons.protocol import Completion, FeedbackRequest
-    from commons.storage import utcnow
+    from template.clock import utcnow
 
     request = FeedbackRequest(
         request_id=uuid.uuid4().hex,

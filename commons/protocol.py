@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -341,7 +340,3 @@ class Ack(Message):
     max_reply_bytes: ClassVar[int] = MAX_SMALL_REPLY_BYTES
 
     ok: bool = True
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -939,9 +939,9 @@ class LocalNet:
     def provision_organic_key(self) -> None:
         """An organic API key for the localnet's caller, as an operator makes one with
         ``dojo validator organic-key create``; kept for later runs."""
-        from commons.storage import utcnow
         from dojo.validator.organic.store import OrganicStore
         from dojo.validator.store import TaskStore
+        from template.clock import utcnow
 
         keys = self.keys()
         if "organic" in keys:

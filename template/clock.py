@@ -19,7 +19,12 @@ import asyncio
 import contextlib
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["AdjustableClock", "Clock"]
+__all__ = ["AdjustableClock", "Clock", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """Now, aware UTC: the one "now" of the neurons' messages and databases."""
+    return datetime.now(timezone.utc)
 
 
 class Clock:
@@ -27,7 +32,7 @@ class Clock:
 
     def now(self) -> datetime:
         """The time, aware UTC."""
-        return datetime.now(timezone.utc)
+        return utcnow()
 
     async def wait(self, seconds: float, stop: asyncio.Event) -> None:
         """Wait ``seconds`` (nothing for 0 or less), or until ``stop`` is set."""

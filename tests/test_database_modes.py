@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from commons.storage import database_url
 from dojo.miner.store import MinerStore
 from dojo.platform.db import Database
 from dojo.synthetic.store import SyntheticStore
 from dojo.validator.store import TaskStore
 from template.chain.local import LocalChain
+from template.storage import database_url
 from template.transport.nonces import SQLiteNonceStore
 
 

@@ -141,7 +141,7 @@ def _organic_store(args: argparse.Namespace) -> Any:
 
 
 def _key_create(args: argparse.Namespace) -> int:
-    from commons.storage import utcnow
+    from template.clock import utcnow
 
     if args.rate < 1 or args.daily_quota < 1:
         print("--rate and --daily-quota must be at least 1", file=sys.stderr)
@@ -210,7 +210,7 @@ def _key_list(args: argparse.Namespace) -> int:
 
 
 def _key_revoke(args: argparse.Namespace) -> int:
-    from commons.storage import utcnow
+    from template.clock import utcnow
 
     store, organic = _organic_store(args)
     try:

@@ -42,7 +42,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import Text
 
-from commons.storage import database_url, read_only_engine
 from dojo.export._records import MinerAnswer
 from dojo.validator.models import (
     Assignment,
@@ -54,6 +53,7 @@ from dojo.validator.models import (
     TaskStatus,
 )
 from dojo.validator.store import ORGANIC_SOURCE
+from template.storage import database_url, read_only_engine
 
 # Rounds whose reliabilities are kept while reading: tasks come in time order and rounds take
 # tasks in time order, so a batch needs the few rounds around it.
@@ -95,7 +95,7 @@ class TaskRow:
 
 def open_engine(db: str | Path) -> Engine:
     """An engine for reading the database at ``db`` (URL or SQLite path) that cannot change it
-    (:func:`commons.storage.read_only_engine`)."""
+    (:func:`template.storage.read_only_engine`)."""
     url = database_url(db)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from commons.storage import UTCDateTime
+from template.storage import UTCDateTime
 
 
 class Base(DeclarativeBase):

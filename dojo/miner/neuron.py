@@ -62,12 +62,12 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
     WorkerResult,
-    utcnow,
 )
 from dojo.miner.answers import Verdict, judge, worker_pseudonym
 from dojo.miner.backends import BackendError, BackendTask, TaskKey, WorkerBackend, open_backend
 from dojo.miner.backends.dojo_platform import platform_completion, platform_task_data
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
+from template.clock import utcnow
 from template.config import MinerConfig
 from template.failpoints import failpoint
 from template.log import quoted

@@ -24,9 +24,10 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from commons.storage import database_url, make_engine, migrate, utcnow
 from dojo.miner.answers import Verdict
 from dojo.miner.models import MinerAnswer, MinerSecret, MinerTask, ValidatorScore
+from template.clock import utcnow
+from template.storage import database_url, make_engine, migrate
 
 __all__ = [
     "DB_FILENAME",

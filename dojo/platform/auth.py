@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 
 from commons.dojo_wire import iso
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
-from commons.storage import utcnow
 from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
 from dojo.platform.models import (
     Invite,
@@ -51,6 +50,7 @@ from dojo.platform.security import (
     new_secret,
 )
 from dojo.platform.settings import PlatformSettings
+from template.clock import utcnow
 from template.log import quoted
 
 MINER = "miner"

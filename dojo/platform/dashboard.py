@@ -21,12 +21,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, defer
 
-from commons.storage import utcnow
 from dojo.platform.agreement import MULTI_SCORE, RANKING, agreements, answer_row, answer_values, criterion
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Invalid
 from dojo.platform.models import Flag, Miner, Result, Task, Worker
 from dojo.platform.subscriptions import PROMPT_START, task_status
+from template.clock import utcnow
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100

@@ -1,4 +1,4 @@
-"""Engine, sessions and migrations for the platform's database, on :mod:`commons.storage`
+"""Engine, sessions and migrations for the platform's database, on :mod:`template.storage`
 (the engines, URLs, Alembic migrations and UTC times of every database of the subnet).
 
 SQLite (a file in WAL mode) by default, PostgreSQL by URL. Write transactions on SQLite
@@ -32,10 +32,10 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from commons import storage
-from commons.storage import READ_ONLY
 from dojo.platform.groupcommit import Checkpointer, WriteGroup, WriterLock
 from dojo.platform.rawsql import RawDb
+from template import storage
+from template.storage import READ_ONLY
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The advisory lock replicas migrating the platform's database take turns on, the one
@@ -46,7 +46,7 @@ RAW_IDLE_PING_SECONDS = 10.0
 
 
 def make_engine(url: str, pool_size: int = 20) -> Engine:
-    """The platform's engine (:func:`commons.storage.make_engine`): a larger pool than a
+    """The platform's engine (:func:`template.storage.make_engine`): a larger pool than a
     neuron's, and on SQLite ``synchronous=NORMAL`` — a commit survives the process's crash,
     and the log is synced at checkpoints rather than at each of the queue's commits."""
     if make_url(url).get_backend_name() == "sqlite":

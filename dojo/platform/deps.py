@@ -31,7 +31,6 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from starlette.concurrency import run_in_threadpool
 
 from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
-from commons.storage import utcnow
 from dojo.platform import auth
 from dojo.platform.db import Database
 from dojo.platform.errors import Unauthorized
@@ -42,6 +41,7 @@ from dojo.platform.rawsql import RawStatement
 from dojo.platform.registry import HotkeyRegistry
 from dojo.platform.security import WORKER_TOKEN_PREFIX, check_csrf, hash_secret
 from dojo.platform.settings import PlatformSettings
+from template.clock import utcnow
 
 T = TypeVar("T")
 SESSION_CACHE_SECONDS = 5.0

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
 from dojo.platform.models import SKIPPED, Assignment, Task, Worker
 from dojo.platform.queue import SKIPPED_DETAIL, readable_time
 from dojo.platform.subscriptions import live_subscription
+from template.clock import utcnow
 
 
 @dataclass(frozen=True)

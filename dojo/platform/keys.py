@@ -27,10 +27,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.platform.errors import Conflict, NotFound, Unauthorized
 from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner
 from dojo.platform.security import hash_secret, new_secret
+from template.clock import utcnow
 
 API_KEY_PREFIX = "dojo_api_"
 SUBSCRIPTION_KEY_PREFIX = "dojo_sub_"

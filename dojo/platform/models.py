@@ -1,6 +1,6 @@
 """The platform's tables (SQLAlchemy 2), the head of the migrations in ``migrations/``.
 
-Times are timezone-aware UTC in Python (:func:`commons.storage.utcnow` makes them) and naive
+Times are timezone-aware UTC in Python (:func:`template.storage.utcnow` makes them) and naive
 UTC in the database, as every database of the subnet keeps them (``UTCDateTime``), so the rows
 written before the platform's times were aware read back as they were meant. Secrets
 (session tokens, API and subscription keys, invite tokens) are stored only as SHA-256
@@ -26,7 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from commons.storage import UTCDateTime, utcnow
+from template.clock import utcnow
+from template.storage import UTCDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

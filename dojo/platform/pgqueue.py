@@ -63,7 +63,6 @@ from loguru import logger
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import make_url
 
-from commons.storage import utcnow
 from dojo.platform import queue
 from dojo.platform.errors import Unavailable
 from dojo.platform.models import Worker
@@ -71,6 +70,7 @@ from dojo.platform.rawsql import RawStatement
 from dojo.platform.security import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
+from template.clock import utcnow
 
 # How the hot path's connections show in pg_stat_activity.
 APPLICATION_NAME = "dojo-platform-queue"

@@ -92,12 +92,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from commons.storage import UTCDateTime, utcnow
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
 from dojo.platform.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker
 from dojo.platform.rawsql import RawDb, RawStatement
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.subscriptions import WorkerTaskView
+from template.clock import utcnow
+from template.storage import UTCDateTime
 
 # PostgreSQL: over how many of the soonest open tasks concurrent claims spread (tried in
 # random order without waiting), and how many a claim then waits for in deadline order.

@@ -3,7 +3,7 @@ a statement, its parameters and its results converted as SQLAlchemy's types woul
 rows written either way read alike.
 
 Times are timezone-aware UTC in Python and naive UTC in the database, as
-:class:`commons.storage.UTCDateTime` keeps them: a time parameter is made naive UTC before
+:class:`template.storage.UTCDateTime` keeps them: a time parameter is made naive UTC before
 it is sent, a time read back is given its zone.
 """
 
@@ -19,7 +19,7 @@ UTC = timezone.utc
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
-    """A time parameter as the database holds it (:class:`commons.storage.UTCDateTime`)."""
+    """A time parameter as the database holds it (:class:`template.storage.UTCDateTime`)."""
     if value is None:
         return None
     if value.tzinfo is None:

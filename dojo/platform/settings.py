@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import make_url
 
-from commons import storage
+from template import storage
 from template.config import ChainEndpoint, NetworkOrPath
 
 DEFAULT_DB_PATH = "~/.dojo/platform.sqlite"

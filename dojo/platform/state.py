@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.platform.db import Database
 from dojo.platform.models import PlatformState
+from template.clock import utcnow
 
 CSRF_SECRET = "csrf_secret"
 BASE_URL = "base_url"

@@ -22,7 +22,6 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, defer
 
-from commons.storage import utcnow
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.keys import active_subscription_key, looks_like_api_key
 from dojo.platform.models import (
@@ -41,6 +40,7 @@ from dojo.platform.models import (
 )
 from dojo.platform.security import hash_secret
 from dojo.platform.team import answer_feedback
+from template.clock import utcnow
 
 # Enough of a task's prompt to tell it from the others in a list (a page shortens it at a word).
 PROMPT_START = 200

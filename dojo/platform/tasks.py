@@ -17,11 +17,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from commons.dojo_wire import CreateTasksIn, to_utc
-from commons.storage import utcnow
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker
 from dojo.platform.subscriptions import TaskStatus, task_status
+from template.clock import utcnow
 
 MAX_TASK_LIFETIME = timedelta(days=5)
 # A client that computes "now + 5 days" and sends it a moment later is still within limits.

@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.platform.agreement import agreement_with_others, answer_row, answer_values, criterion
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.errors import Conflict, Invalid, NotFound
@@ -44,6 +43,7 @@ from dojo.platform.models import (
     Worker,
 )
 from dojo.platform.schemas import MAX_TEAM_MESSAGE
+from template.clock import utcnow
 
 WINDOW = 1000
 INVITES_SHOWN = 100

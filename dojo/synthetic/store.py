@@ -12,7 +12,7 @@ Three tables:
   so that the semantic filter does not ask the provider again after a restart.
 
 The schema is migrated on open with Alembic (``dojo/synthetic/migrations``), as the
-validator's and the miner's databases are (:func:`commons.storage.migrate`); a store made
+validator's and the miner's databases are (:func:`template.storage.migrate`); a store made
 before the migrations, with or without the ``kind`` columns, is adopted by the first
 revision with its rows (those made before content kinds hold code).
 
@@ -29,8 +29,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
-from commons.storage import database_url, make_engine, migrate
 from commons.synthetic_api import SyntheticTask
+from template.storage import database_url, make_engine, migrate
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

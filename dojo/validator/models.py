@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from commons.storage import UTCDateTime
+from template.storage import UTCDateTime
 
 
 class TaskStatus:

@@ -26,8 +26,8 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from commons.storage import database_url, read_only_engine
 from dojo.validator.models import Assignment, AssignmentCompletion, OrganicTask, TaskCompletion
+from template.storage import database_url, read_only_engine
 
 # Beyond this many remembered ids the cache starts afresh, so a long run stays small.
 MAX_CACHED_IDS = 100_000

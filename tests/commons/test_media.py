@@ -22,7 +22,8 @@ from commons.media import (
     reencode,
     sniff,
 )
-from commons.protocol import MAX_REQUEST_IMAGE_BYTES, Completion, FeedbackRequest, ImageContent, utcnow
+from commons.protocol import MAX_REQUEST_IMAGE_BYTES, Completion, FeedbackRequest, ImageContent
+from template.clock import utcnow
 
 
 def png(width: int = 64, height: int = 48, colour: str = "red", **save: object) -> bytes:

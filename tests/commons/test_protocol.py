@@ -28,8 +28,8 @@ from commons.protocol import (
     TextContent,
     WorkerResult,
     has_control_characters,
-    utcnow,
 )
+from template.clock import utcnow
 
 
 def completion(i: int, text: str = "x") -> Completion:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from commons.storage import utcnow
 from dojo.localnet import (
     LocalNet,
     NeuronProcess,
@@ -34,6 +33,7 @@ from dojo.localnet_view import StatusReader, events, render
 from dojo.validator.store import NewAssignment, NewCompletion, NewTask, SendOutcome, TaskStore
 from dojo.workers import WorkerSpecError
 from template.chain.local import LocalChain
+from template.clock import utcnow
 
 
 def _snap(**changes: Any) -> dict[str, Any]:

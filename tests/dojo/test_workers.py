@@ -25,7 +25,6 @@ import pytest
 import dojo.workers
 from commons.dojo_api import DojoAPI
 from commons.dojo_wire import TaskResultOut
-from commons.storage import make_engine
 from dojo.localnet import free_port
 from dojo.platform.auth import worker_pseudonym
 from dojo.workers import (
@@ -38,6 +37,7 @@ from dojo.workers import (
     parse_mix,
     result_data,
 )
+from template.storage import make_engine
 
 REPO = Path(__file__).resolve().parents[2]
 

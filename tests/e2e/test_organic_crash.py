@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from commons.organic import verify_webhook
-from commons.storage import utcnow
 from dojo.localnet import LocalNet
 from dojo.validator.models import MinerScore
 from dojo.validator.store import TaskStore
+from template.clock import utcnow
 from tests.e2e._lifecycle import assert_lifecycle_invariants, lifecycle_net, query, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]

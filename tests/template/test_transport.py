@@ -22,10 +22,10 @@ from commons.protocol import (
     ScoringResult,
     TaskResultReply,
     TaskResultRequest,
-    utcnow,
 )
 from dojo.localnet import free_port
 from template.chain.base import AxonEndpoint, Metagraph, NeuronInfo
+from template.clock import utcnow
 from template.transport import BlacklistPolicy, PriorityGate, SignedClient, SignedServer, Status, Target
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.platform import dashboard, drafts, queue, team
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
@@ -38,6 +37,7 @@ from dojo.platform.subscriptions import live_subscription
 from dojo.platform.web._guidelines import criteria_lines, guidelines_for
 from dojo.platform.web._render import CompletionView, completion_view, shared_turns
 from dojo.platform.web._templating import short
+from template.clock import utcnow
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commons.storage import run_migrations
 from dojo.validator.models import Base
+from template.storage import run_migrations
 
 run_migrations(Base.metadata)

@@ -61,11 +61,11 @@ from starlette.middleware import Middleware
 
 from commons.organic import QuotaUsage, RateUsage, TaskAccepted, TaskPage, TaskRequest, TaskView, Usage
 from commons.protocol import TaskType
-from commons.storage import utcnow
 from dojo.validator.organic.callbacks import CallbackGuard, CallbackRefused
 from dojo.validator.organic.callers import HotkeyCallers
 from dojo.validator.organic.limits import DailyQuota, RateDecision, RateLimiter, day_start
 from dojo.validator.organic.store import Accepted, BadCursor, NewOrganic, OrganicStore, Owner
+from template.clock import utcnow
 from template.failpoints import failpoint
 from template.transport.server import BodyLimitMiddleware
 from template.validation import dotted, validation_detail

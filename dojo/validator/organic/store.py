@@ -29,7 +29,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from commons.organic import TaskView, WebhookEvent, event_type, new_webhook_secret
-from commons.storage import READ_ONLY
 from dojo.validator.models import (
     DeliveryStatus,
     OrganicDelivery,
@@ -39,6 +38,7 @@ from dojo.validator.models import (
     Task,
     TaskStatus,
 )
+from template.storage import READ_ONLY
 
 API_KEY_PREFIX = "dojo_org_"
 MAX_PAGE = 200

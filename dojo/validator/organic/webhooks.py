@@ -22,9 +22,9 @@ from loguru import logger
 
 from commons.organic import webhook_headers
 from commons.retry import RetryPolicy
-from commons.storage import utcnow
 from dojo.validator.organic.callbacks import CallbackGuard, CallbackRefused, CallbackTarget
 from dojo.validator.organic.store import DueDelivery, OrganicStore
+from template.clock import utcnow
 from template.failpoints import failpoint
 
 # 30 s, doubling, at most 6 h apart, jittered by up to 20% (so many receivers that failed at

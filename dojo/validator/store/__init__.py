@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import case, func, inspect, select
 from sqlalchemy.orm import sessionmaker
 
-from commons.storage import database_url, read_only_engine, utcnow
 from dojo.validator.models import (
     Assignment,
     CollectStatus,
@@ -64,6 +63,8 @@ from dojo.validator.store.tasks import (
     TaskRecords,
 )
 from dojo.validator.store.weights import WeightRecords, _weights_view
+from template.clock import utcnow
+from template.storage import database_url, read_only_engine
 
 
 class TaskStore(TaskRecords, RoundRecords, WeightRecords):

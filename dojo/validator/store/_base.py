@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from commons.storage import database_url, make_engine, migrate
+from template.storage import database_url, make_engine, migrate
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 ORGANIC_SOURCE = "organic"  # tasks.source of an organic task

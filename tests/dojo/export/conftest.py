@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from commons.storage import utcnow
 from dojo.validator.models import CollectStatus, SendStatus
 from dojo.validator.rounds import score_inputs
 from dojo.validator.store import (
@@ -24,6 +23,7 @@ from dojo.validator.store import (
     SendOutcome,
     TaskStore,
 )
+from template.clock import utcnow
 
 # `datasets` reads local files only here: never the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

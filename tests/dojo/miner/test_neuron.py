@@ -44,13 +44,13 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
     new_request_id,
-    utcnow,
 )
 from dojo.cli import main as dojo_main
 from dojo.localnet import free_port
 from dojo.miner.neuron import MinerNeuron
 from dojo.miner.store import MinerStore, miner_database_url
 from template.chain.local import LocalChain
+from template.clock import utcnow
 from template.config import MinerConfig, resolve
 from template.transport import SignedClient, Status, Target
 from template.wallets import create_wallet

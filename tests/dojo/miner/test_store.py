@@ -23,7 +23,6 @@ from commons.protocol import (
     RankingCriteria,
     TextContent,
 )
-from commons.storage import current_revision, head_revision
 from dojo.miner.models import Base
 from dojo.miner.neuron import (
     check_expiry,
@@ -34,6 +33,7 @@ from dojo.miner.neuron import (
     worker_pseudonym,
 )
 from dojo.miner.store import MIGRATIONS_DIR, MinerStore, miner_database_url
+from template.storage import current_revision, head_revision
 from template.transport import HandlerRefusal
 from tests.dojo.platform._support import postgres_admin_url, postgres_schema
 
@@ -95,8 +95,8 @@ def test_the_schema_comes_from_the_migration_and_matches_the_models(url):
 def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are_pinned_once(url):
     from sqlalchemy import text
 
-    from commons.storage import make_engine, migrate
     from dojo.miner.answers import Verdict
+    from template.storage import make_engine, migrate
 
     engine = make_engine(url)
     try:

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import event
 
 from commons.scoring import ScoringParams, score_round
-from commons.storage import utcnow
 from dojo.platform.auth import worker_pseudonym
 from dojo.platform.dashboard import PAGE_SIZE, agreements, miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.keys import looks_like_api_key
 from dojo.platform.models import Flag, Miner, Result, Task, Worker
+from template.clock import utcnow
 from tests.dojo.platform._support import MinerClient, create_tasks, ranking, sql, subscribed_worker
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.platform import queue, subscriptions
 from dojo.platform.db import Database
 from dojo.platform.errors import PlatformError
@@ -38,6 +37,7 @@ from dojo.platform.models import (
     Worker,
 )
 from dojo.platform.settings import PlatformSettings
+from template.clock import utcnow
 from tests.dojo.platform.conftest import empty_tables
 
 # The rules' names, as queue.py's docstring gives them; None: the worker may take the task.

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from commons.protocol import CodeFile
-from commons.storage import current_revision, head_revision
 from commons.synthetic_api import SyntheticCompletion, SyntheticResponse, SyntheticTask
 from dojo.synthetic.store import MIGRATIONS, SyntheticStore
+from template.storage import current_revision, head_revision
 from tests.dojo.synthetic._instructions import instruction_counts, rejected_instructions
 
 # The DDL ``metadata.create_all`` ran before the store had migrations, as SQLite got it.

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from commons.storage import utcnow
 from dojo.validator.store import NewAssignment, NewCompletion, NewTask, TaskStore
+from template.clock import utcnow
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
     WorkerResult,
-    utcnow,
 )
 from commons.synthetic_api import SyntheticAPIClient
 from dojo.export import ExportOptions, export_dataset
@@ -51,7 +50,7 @@ from dojo.validator.neuron import ValidatorNeuron
 from dojo.workers import ValidatorDatabaseOracle
 from template.chain import Metagraph
 from template.chain.local import LocalChain
-from template.clock import AdjustableClock
+from template.clock import AdjustableClock, utcnow
 from template.config import ValidatorConfig, resolve
 from template.transport import HandlerRefusal, SignedServer
 from tests.dojo.synthetic.test_service import running as running_service

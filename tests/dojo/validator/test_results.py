@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from commons.protocol import MAX_WORKERS_PER_TASK, WorkerResult
-from commons.storage import utcnow
 from dojo.miner.answers import worker_pseudonym
 from dojo.validator.results import ResultsRefused, check_results
+from template.clock import utcnow
 
 IDS = {"ma": "a", "mb": "b", "mc": "c"}  # miner's ids -> task's ids
 RANKING = [{"type": "ranking"}]

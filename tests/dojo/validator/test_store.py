@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.validator.models import (
     Assignment,
     AssignmentCompletion,
@@ -21,6 +20,7 @@ from dojo.validator.models import (
 )
 from dojo.validator.rounds import score_inputs
 from dojo.validator.store import AcceptedResult, CollectionOutcome, SendOutcome, TaskStore
+from template.clock import utcnow
 
 MINERS = [(1, "hk-a"), (2, "hk-b"), (3, "hk-c")]
 UIDS = dict(MINERS)
@@ -220,8 +220,8 @@ def test_scores_to_send_and_weights_are_recorded(store, make_task):
 
 
 def test_the_store_is_migrated_from_the_previous_revision_with_its_data(tmp_path, make_task):
-    from commons.storage import make_engine, migrate
     from dojo.validator.store import MIGRATIONS
+    from template.storage import make_engine, migrate
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = make_engine(url)
@@ -253,8 +253,8 @@ def test_revision_0003_keeps_the_data_of_0002_and_adds_the_original_content(tmp_
 
     from sqlalchemy.orm import undefer
 
-    from commons.storage import current_revision, head_revision, make_engine, migrate
     from dojo.validator.store import MIGRATIONS
+    from template.storage import current_revision, head_revision, make_engine, migrate
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = make_engine(url)

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commons.organic import OrganicAuthError, OrganicClient, TaskView
-from commons.storage import utcnow
 from dojo.validator.models import OrganicKey, OrganicTask
 from dojo.validator.organic.api import TaskIds
+from template.clock import utcnow
 from tests.dojo.validator.organic.conftest import text_task
 
 

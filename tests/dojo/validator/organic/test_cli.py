@@ -10,10 +10,10 @@ import time
 
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.cli import main as dojo_main
 from dojo.validator.models import OrganicTask
 from dojo.validator.organic.store import record_organic_results
+from template.clock import utcnow
 from tests.dojo.validator.organic.conftest import text_task
 
 

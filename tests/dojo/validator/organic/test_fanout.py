@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commons.protocol import FeedbackRequest
-from commons.storage import utcnow
 from dojo.validator.models import (
     Assignment,
     MinerReliability,
@@ -31,6 +30,7 @@ from dojo.validator.models import (
 )
 from dojo.validator.organic.store import NewOrganic, OrganicStore
 from dojo.workers import IntendedOrders, ValidatorDatabaseOracle
+from template.clock import utcnow
 
 ORGANIC_FLAGS = {
     "--organic.enabled": "true",

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from commons.storage import utcnow
 from dojo.validator.organic.store import (
     AlreadyClaimed,
     NewOrganic,
@@ -21,6 +20,7 @@ from dojo.validator.organic.store import (
     record_organic_results,
 )
 from dojo.validator.store import TaskStore
+from template.clock import utcnow
 
 
 def _new(owner: str, external_id: str | None, request_hash: str = "h") -> NewOrganic:
@@ -117,8 +117,8 @@ def test_accept_claim_score_and_page(store):
 
 
 def test_revision_0005_adds_the_organic_tables_to_a_database_with_tasks(tmp_path):
-    from commons.storage import current_revision, make_engine, migrate
     from dojo.validator.store import MIGRATIONS, TaskStore
+    from template.storage import current_revision, make_engine, migrate
 
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = make_engine(url)

@@ -18,12 +18,12 @@ from standardwebhooks.webhooks import Webhook
 
 from commons.organic import WebhookInvalid, verify_webhook, webhook_headers
 from commons.retry import RetryPolicy
-from commons.storage import utcnow
 from dojo.validator.models import OrganicDelivery
 from dojo.validator.organic.callbacks import CallbackGuard, CallbackRefused
 from dojo.validator.organic.store import NewOrganic, OrganicStore, record_organic_results
 from dojo.validator.organic.webhooks import WebhookSender
 from dojo.validator.store import TaskStore
+from template.clock import utcnow
 from tests.hostile_miner import BombServer, PeakRss
 
 FAST = RetryPolicy(attempts=12, base_delay=0.02, max_delay=0.05, jitter=0.2)

@@ -1,4 +1,4 @@
-"""``commons.storage``: the read-only engine cannot write nor create, and reads one snapshot
+"""``template.storage``: the read-only engine cannot write nor create, and reads one snapshot
 per transaction; ``UTCDateTime`` reads the naive UTC a database holds as aware UTC."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from commons.storage import READ_ONLY, UTCDateTime, make_engine, read_only_engine
+from template.storage import READ_ONLY, UTCDateTime, make_engine, read_only_engine
 from tests.dojo.platform._support import postgres_admin_url, postgres_schema
 
 metadata = sa.MetaData()

@@ -31,7 +31,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
-from commons.protocol import utcnow  # re-exported: the one aware "now" of the neurons' databases
 from template.private import private_file
 
 __all__ = [
@@ -44,7 +43,6 @@ __all__ = [
     "make_engine",
     "migrate",
     "read_only_engine",
-    "utcnow",
 ]
 
 
