@@ -32,7 +32,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["template", "template.*", "commons", "commons.*", "dojo", "dojo.*"]),
     include_package_data=True,
-    package_data={"dojo": ["**/*.html", "**/*.js", "**/*.css", "**/*.ini", "**/*.mako", "**/*.json"]},
+    package_data={
+        "dojo": ["**/*.html", "**/*.js", "**/*.css", "**/*.ini", "**/*.mako", "**/*.json"],
+        "template": ["**/*.mako"],
+    },
     py_modules=["main_miner", "main_validator"],
     install_requires=_requirements(),
     entry_points={"console_scripts": ["dojo=dojo.cli:main"]},

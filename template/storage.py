@@ -1,6 +1,7 @@
 """The one storage layer of the subnet's databases (the validator's task database, the
-miner's task mappings, the worker platform's database, the synthetic service's store, and
-their readers such as the export): engines, URLs, UTC timestamps, Alembic migrations.
+miner's task mappings, the worker platform's database, the synthetic service's store, the
+local chain, the transport's nonce store, and their readers such as the export): engines,
+URLs, UTC timestamps, Alembic migrations.
 
 SQLite (a file in WAL mode, ``synchronous=FULL`` so that a commit is on disk before the
 neuron acknowledges what it wrote) by default; PostgreSQL by URL. Write transactions on
@@ -14,6 +15,7 @@ PostgreSQL, the write lock on SQLite).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import zlib
 from datetime import datetime, timezone
@@ -26,7 +28,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from loguru import logger
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import DateTime, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -42,6 +44,7 @@ __all__ = [
     "head_revision",
     "make_engine",
     "migrate",
+    "migrate_if_behind",
     "read_only_engine",
 ]
 
@@ -76,6 +79,9 @@ def database_url(url_or_path: str | Path) -> str:
     return value
 
 
+# Where Alembic records a database's revision (its default name, which every env.py keeps).
+VERSION_TABLE = "alembic_version"
+
 # An execution option: a transaction on an engine (or connection) given it begins with a
 # deferred ``BEGIN`` on SQLite, so it never takes the write lock nor waits for a writer.
 READ_ONLY = "dojo_read_only"
@@ -88,6 +94,7 @@ def make_engine(
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    pooled: bool = True,
 ) -> Engine:
     """An engine for ``url`` (see :func:`database_url`); a SQLite file's folder is created.
 
@@ -95,6 +102,8 @@ def make_engine(
     commit survives a power cut; ``NORMAL`` syncs it at checkpoints only, so a commit
     survives the process's crash but not the machine's (the platform's choice for its
     write rate). ``engine.execution_options(**{READ_ONLY: True})`` gives the readers' engine.
+    ``pooled=False`` (SQLite) opens a connection per checkout and closes it on return, so
+    that no open connection is shared with a forked child (the local chain's choice).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -109,6 +118,8 @@ def make_engine(
         # platform's sessions and key hashes. Its -wal and -shm follow its mode.
         private_file(database)
         pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
+    if not pooled:
+        pool = {"poolclass": NullPool}
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @event.listens_for(engine, "connect")
@@ -235,3 +246,22 @@ def head_revision(script_location: Path) -> str:
     if head is None:
         raise RuntimeError(f"no migrations in {script_location}")
     return head
+
+
+@functools.cache
+def _head_once(script_location: Path) -> str:
+    return head_revision(script_location)
+
+
+def migrate_if_behind(engine: Engine, script_location: Path, *, label: str) -> str | None:
+    """:func:`migrate`, unless the database is at the head already, which one read finds out
+    (no write lock; the scripts are read once a process): for a database opened often, as
+    the local chain is by every process and command of a local net."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        stamped = inspect(conn).has_table(VERSION_TABLE) and set(
+            conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+        )
+    head = _head_once(script_location)
+    if stamped == {head}:
+        return head
+    return migrate(engine, script_location, label=label)

@@ -4,7 +4,10 @@ Every process of a localnet (validators, miners, the CLI) opens the same
 ``<dir>/chain.sqlite``. Writes run in ``BEGIN IMMEDIATE`` transactions under WAL with a
 busy timeout, so several processes can register, stake, serve and set weights at once;
 each call opens its own short-lived connection, which keeps the object safe to use from
-threads and across ``fork``.
+threads and across ``fork``. The file is opened through :mod:`template.storage` as the
+neurons' databases are, and its schema comes from the Alembic migrations in
+``template/chain/migrations/``, applied when a chain is created or opened; the statements
+themselves are plain SQL on the driver, the cheapest way to the hot path's few rows.
 
 What it simulates:
 
@@ -49,10 +52,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from loguru import logger
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from template.chain.base import (
     AxonEndpoint,
@@ -69,96 +74,15 @@ from template.chain.base import (
 )
 from template.chain.weights import WeightRules, WeightsRejected, check_weights
 from template.chain.yuma import EpochResult, YumaParams, yuma_epoch
-from template.private import private_file
+from template.storage import database_url, make_engine, migrate, migrate_if_behind
 
 DB_NAME = "chain.sqlite"
 DEFAULT_BLOCK_TIME = 12.0
-# Long enough for a whole localnet to queue behind one writer without "database is locked".
-BUSY_TIMEOUT_S = 30.0
 # Epochs run at most this far back when the chain was idle: bonds move by 1 - 0.9 per epoch,
 # so after 100 epochs of the same weights what came before weighs 0.9^100 < 3e-5.
 MAX_CATCH_UP_EPOCHS = 100
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chain (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    genesis_time REAL NOT NULL,
-    block_time REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS subnets (
-    netuid INTEGER PRIMARY KEY,
-    tempo INTEGER NOT NULL,
-    min_allowed_weights INTEGER NOT NULL,
-    max_weight_limit REAL NOT NULL,
-    weights_rate_limit INTEGER NOT NULL,
-    weights_version INTEGER NOT NULL,
-    max_validators INTEGER NOT NULL,
-    max_uids INTEGER NOT NULL,
-    immunity_period INTEGER NOT NULL,
-    created_block INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS neurons (
-    netuid INTEGER NOT NULL REFERENCES subnets(netuid),
-    uid INTEGER NOT NULL,
-    hotkey TEXT NOT NULL,
-    coldkey TEXT NOT NULL,
-    stake REAL NOT NULL,
-    registered_block INTEGER NOT NULL,
-    last_update INTEGER NOT NULL DEFAULT 0,
-    axon_ip TEXT,
-    axon_port INTEGER,
-    axon_protocol INTEGER,
-    PRIMARY KEY (netuid, uid),
-    UNIQUE (netuid, hotkey)
-);
-CREATE TABLE IF NOT EXISTS weights (
-    netuid INTEGER NOT NULL,
-    validator_uid INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    weight INTEGER NOT NULL,
-    PRIMARY KEY (netuid, validator_uid, uid)
-);
-CREATE TABLE IF NOT EXISTS weight_commits (
-    netuid INTEGER NOT NULL,
-    validator_uid INTEGER NOT NULL,
-    commit_block INTEGER NOT NULL,
-    reveal_block INTEGER NOT NULL,
-    weights TEXT NOT NULL,
-    PRIMARY KEY (netuid, validator_uid, commit_block)
-);
-CREATE TABLE IF NOT EXISTS epochs (
-    netuid INTEGER PRIMARY KEY,
-    epoch INTEGER NOT NULL,
-    block INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bonds (
-    netuid INTEGER NOT NULL,
-    validator_uid INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    bond REAL NOT NULL,
-    PRIMARY KEY (netuid, validator_uid, uid)
-);
-CREATE TABLE IF NOT EXISTS epoch_neurons (
-    netuid INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    validator INTEGER NOT NULL,
-    stake REAL NOT NULL,
-    consensus REAL NOT NULL,
-    incentive REAL NOT NULL,
-    trust REAL NOT NULL,
-    dividend REAL NOT NULL,
-    weights TEXT NOT NULL,
-    PRIMARY KEY (netuid, uid)
-);
-"""
-
-# Subnet settings added after the first chain files were written: added to an older file
-# when it is opened, with these defaults.
-_ADDED_SUBNET_COLUMNS = (
-    ("commit_reveal_period", "INTEGER NOT NULL DEFAULT 0"),
-    ("kappa", "REAL NOT NULL DEFAULT 0.5"),
-    ("bonds_moving_average", "REAL NOT NULL DEFAULT 0.9"),
-)
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 @dataclass(frozen=True)
@@ -224,11 +148,12 @@ class LocalChain(Chain):
                 f"no local chain at {self.directory} ({DB_NAME} is missing); "
                 f"create one with `dojo chain init --dir {self.directory}`"
             )
+        self._engine = _engine(self.path)
         try:
             with self._read() as db:
                 row = db.execute("SELECT genesis_time, block_time FROM chain WHERE id = 0").fetchone()
                 subnet = db.execute("SELECT 1 FROM subnets WHERE netuid = ?", (self.netuid,)).fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, DBAPIError) as exc:
             raise ChainUnavailable(f"cannot read the local chain at {self.path}: {exc}") from exc
         if row is None:
             raise ChainUnavailable(f"{self.path} is not an initialised local chain")
@@ -239,7 +164,9 @@ class LocalChain(Chain):
             )
         self.genesis_time: float = float(row[0])
         self.block_time: float = float(row[1])
-        self._upgrade_schema()
+        # What later versions store (commitments, epochs, bonds), added to an older file.
+        with self._unavailable_on_database_error():
+            migrate_if_behind(self._engine, MIGRATIONS_DIR, label="local chain")
 
     # ----------------------------------------------------------------- creation
 
@@ -287,35 +214,28 @@ class LocalChain(Chain):
         params.validate()
         directory = Path(directory).expanduser()
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / DB_NAME
-        db = _connect(path)
-        try:
-            # WAL is a property of the file: set once here, every later connection uses it.
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-            _add_subnet_columns(db)
-            with _immediate(db):
+        engine = _engine(directory / DB_NAME)
+        migrate(engine, MIGRATIONS_DIR, label="local chain")
+        with _connection(engine) as db, _immediate(db):
+            db.execute(
+                "INSERT OR IGNORE INTO chain (id, genesis_time, block_time) VALUES (0, ?, ?)",
+                (time.time(), float(block_time)),
+            )
+            genesis, chain_block_time = db.execute(
+                "SELECT genesis_time, block_time FROM chain WHERE id = 0"
+            ).fetchone()
+            exists = db.execute("SELECT 1 FROM subnets WHERE netuid = ?", (netuid,)).fetchone()
+            if exists and not exist_ok:
+                raise ChainError(f"subnet {netuid} already exists on the local chain at {directory}")
+            if not exists:
+                values = dataclasses.asdict(params)
+                columns = ", ".join(["netuid", *values, "created_block"])
+                marks = ", ".join("?" * (len(values) + 2))
                 db.execute(
-                    "INSERT OR IGNORE INTO chain (id, genesis_time, block_time) VALUES (0, ?, ?)",
-                    (time.time(), float(block_time)),
+                    f"INSERT INTO subnets ({columns}) VALUES ({marks})",
+                    (netuid, *values.values(), _block_at(time.time(), genesis, chain_block_time)),
                 )
-                genesis, chain_block_time = db.execute(
-                    "SELECT genesis_time, block_time FROM chain WHERE id = 0"
-                ).fetchone()
-                exists = db.execute("SELECT 1 FROM subnets WHERE netuid = ?", (netuid,)).fetchone()
-                if exists and not exist_ok:
-                    raise ChainError(f"subnet {netuid} already exists on the local chain at {directory}")
-                if not exists:
-                    values = dataclasses.asdict(params)
-                    columns = ", ".join(["netuid", *values, "created_block"])
-                    marks = ", ".join("?" * (len(values) + 2))
-                    db.execute(
-                        f"INSERT INTO subnets ({columns}) VALUES ({marks})",
-                        (netuid, *values.values(), _block_at(time.time(), genesis, chain_block_time)),
-                    )
-                    logger.info(f"local chain {directory}: created subnet {netuid} {params}")
-        finally:
-            db.close()
+                logger.info(f"local chain {directory}: created subnet {netuid} {params}")
         return cls(directory, netuid=netuid)
 
     # ----------------------------------------------------------------- reads
@@ -617,25 +537,16 @@ class LocalChain(Chain):
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._unavailable_on_database_error():
-            db = _connect(self.path)
-            try:
-                # One read transaction so a snapshot is consistent across its queries.
-                db.execute("BEGIN")
-                yield db
-                db.execute("COMMIT")
-            finally:
-                db.close()
+        with self._unavailable_on_database_error(), _connection(self._engine) as db:
+            # One read transaction so a snapshot is consistent across its queries.
+            db.execute("BEGIN")
+            yield db
+            db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._unavailable_on_database_error():
-            db = _connect(self.path)
-            try:
-                with _immediate(db):
-                    yield db
-            finally:
-                db.close()
+        with self._unavailable_on_database_error(), _connection(self._engine) as db, _immediate(db):
+            yield db
 
     @contextlib.contextmanager
     def _unavailable_on_database_error(self) -> Iterator[None]:
@@ -643,7 +554,7 @@ class LocalChain(Chain):
         # a raw sqlite3 error would escape the adapter's error tree.
         try:
             yield
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, DBAPIError) as exc:
             raise ChainUnavailable(f"cannot use the local chain at {self.path}: {exc}") from exc
 
     def _params(self, db: sqlite3.Connection) -> SubnetParams:
@@ -654,23 +565,6 @@ class LocalChain(Chain):
             )
         names = {f.name for f in dataclasses.fields(SubnetParams)}
         return SubnetParams(**{k: v for k, v in dict(row).items() if k in names})
-
-    def _upgrade_schema(self) -> None:
-        """Add what later versions store (commitments, epochs, bonds) to an older chain file."""
-        with self._read() as db:
-            columns = {r["name"] for r in db.execute("PRAGMA table_info(subnets)")}
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if {name for name, _ in _ADDED_SUBNET_COLUMNS} <= columns and "epoch_neurons" in tables:
-            return
-        with self._unavailable_on_database_error():
-            db = _connect(self.path)
-            try:
-                db.executescript(_SCHEMA)
-                # Under the write lock, so two processes opening the file cannot both add a column.
-                with _immediate(db):
-                    _add_subnet_columns(db)
-            finally:
-                db.close()
 
     def _created_block(self, db: sqlite3.Connection) -> int:
         row = db.execute("SELECT created_block FROM subnets WHERE netuid = ?", (self.netuid,)).fetchone()
@@ -915,14 +809,24 @@ class LocalChain(Chain):
         )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN ourselves, so writes take the lock up front
-    # (BEGIN IMMEDIATE) instead of upgrading a read lock and failing with SQLITE_BUSY.
-    private_file(path)  # 0600, as the wallets whose keys register in it
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    db.row_factory = sqlite3.Row
-    db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    return db
+def _engine(path: Path) -> Engine:
+    """The chain file's engine: WAL, a busy timeout long enough for a whole localnet to queue
+    behind one writer, the file private (0600, as the wallets whose keys register in it), and
+    no pool, so each call's connection is its own and none crosses a ``fork``."""
+    return make_engine(database_url(path), pooled=False)
+
+
+@contextlib.contextmanager
+def _connection(engine: Engine) -> Iterator[sqlite3.Connection]:
+    # The driver's connection in autocommit: we issue BEGIN ourselves, so writes take the
+    # lock up front (BEGIN IMMEDIATE) instead of upgrading a read lock and failing with SQLITE_BUSY.
+    proxy = engine.raw_connection()
+    try:
+        db = cast(sqlite3.Connection, proxy.driver_connection)
+        db.row_factory = sqlite3.Row
+        yield db
+    finally:
+        proxy.close()
 
 
 @contextlib.contextmanager
@@ -940,13 +844,6 @@ def _block_at(now: float, genesis_time: float, block_time: float) -> int:
     # Block 1 is genesis: subtensor reads last_update 0 as "never set weights", so no real
     # update may ever be recorded at block 0.
     return 1 + max(0, int((now - genesis_time) // block_time))
-
-
-def _add_subnet_columns(db: sqlite3.Connection) -> None:
-    present = {r[1] for r in db.execute("PRAGMA table_info(subnets)")}
-    for name, decl in _ADDED_SUBNET_COLUMNS:
-        if name not in present:
-            db.execute(f"ALTER TABLE subnets ADD COLUMN {name} {decl}")
 
 
 def _permits(rows: list[sqlite3.Row], max_validators: int) -> set[int]:

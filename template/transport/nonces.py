@@ -10,6 +10,9 @@ A restart, or a crash, therefore opens no window at all: the new process refuses
 the old one would have, and needs no pause after it starts and no trust in the clock beyond
 what the window already assumes.
 
+The file is opened through :mod:`template.storage` and its schema comes from the Alembic
+migrations in ``template/transport/migrations/``.
+
 The check and the insert are one statement (``INSERT OR IGNORE`` on the primary key), so two
 requests with the same nonce racing each other, even in two processes sharing the file, are
 accepted once.
@@ -21,8 +24,11 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
-from template.private import private_file
+from template.storage import database_url, make_engine, migrate_if_behind
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # Prune at most this often: one DELETE on the timestamp index, far less than one per request.
 PRUNE_EVERY = 5.0
@@ -32,19 +38,16 @@ class SQLiteNonceStore:
     """A ``bt.http_auth.NonceStore`` in the SQLite file ``path``, keeping each nonce ``retention`` s."""
 
     def __init__(self, path: str | Path, retention: float):
-        self.path = private_file(path)
+        self.path = Path(path).expanduser()
         self.retention = retention
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed nonce survives the process's crash (only the
         # machine's own crash can lose the last ones, and that takes longer than the window).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS nonces (hotkey TEXT NOT NULL, nonce INTEGER NOT NULL,"
-            " PRIMARY KEY (hotkey, nonce)) WITHOUT ROWID"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS nonces_by_time ON nonces (nonce)")
+        engine = make_engine(database_url(self.path), synchronous="NORMAL", pooled=False)
+        migrate_if_behind(engine, MIGRATIONS_DIR, label="nonces")
+        # One connection for the store's life, in autocommit: each statement commits alone.
+        self._connection = engine.raw_connection()
+        self._db = cast(sqlite3.Connection, self._connection.driver_connection)
         self._pruned_at = 0.0
 
     def check_and_store(self, hotkey_ss58: str, nonce_ns: int) -> bool:
@@ -67,7 +70,7 @@ class SQLiteNonceStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._connection.close()
 
 
 __all__ = ["SQLiteNonceStore"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from bittensor.sp_core import Keypair
 
 from template.chain import ChainError, ChainUnavailable, NotRegistered, WeightsRejected, open_chain
-from template.chain.local import DB_NAME, LocalChain
+from template.chain.local import DB_NAME, MIGRATIONS_DIR, LocalChain
+from template.storage import current_revision, database_url, head_revision, make_engine
 
 FAST = 0.05  # seconds per block where a test waits for blocks
 REPO = Path(__file__).resolve().parents[2]
@@ -566,7 +568,8 @@ def test_bonds_persist_between_epochs_so_a_latecomer_earns_less_at_first(new_cha
 def test_an_older_chain_file_gains_the_new_tables_and_settings(new_chain, make_wallet):
     chain = new_chain()
     db = sqlite3.connect(chain.path)
-    for table in ("weight_commits", "epochs", "bonds", "epoch_neurons"):
+    # A file from before these tables and settings, and before the migrations' own table.
+    for table in ("alembic_version", "weight_commits", "epochs", "bonds", "epoch_neurons"):
         db.execute(f"DROP TABLE {table}")
     for column in ("commit_reveal_period", "kappa", "bonds_moving_average"):
         db.execute(f"ALTER TABLE subnets DROP COLUMN {column}")
@@ -576,3 +579,52 @@ def test_an_older_chain_file_gains_the_new_tables_and_settings(new_chain, make_w
     p = reopened.params()
     assert (p.commit_reveal_period, p.kappa, p.bonds_moving_average) == (0, 0.5, 0.9)
     assert reopened.epoch_view().block == 0
+
+
+def _tables(path: Path) -> tuple[dict[str, str], dict[str, list[tuple]]]:
+    """A chain file's schema (each table's statement) and rows, the migrations' own table aside."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        schema = dict(
+            db.execute(
+                "SELECT name, sql FROM sqlite_master WHERE tbl_name != 'alembic_version' ORDER BY name"
+            )
+        )
+        rows = {
+            name: sorted(db.execute(f"SELECT * FROM {name}"), key=repr)
+            for name, kind in db.execute("SELECT name, type FROM sqlite_master ORDER BY name")
+            if kind == "table" and name != "alembic_version"
+        }
+    return schema, rows
+
+
+def test_a_chain_file_from_before_migrations_is_adopted_with_every_row(tmp_path: Path):
+    old = tmp_path / "old"
+    old.mkdir()
+    with contextlib.closing(sqlite3.connect(old / DB_NAME)) as db:
+        db.executescript((Path(__file__).parent / "data" / "local_chain_before_migrations.sql").read_text())
+    schema, rows = _tables(old / DB_NAME)
+    assert {name for name, found in rows.items() if found} == {
+        "chain",
+        "subnets",
+        "neurons",
+        "weights",
+        "weight_commits",
+        "epochs",
+        "bonds",
+        "epoch_neurons",
+    }
+
+    chain = LocalChain(old, netuid=1)
+    engine = make_engine(database_url(chain.path))
+    assert current_revision(engine) == head_revision(MIGRATIONS_DIR)
+    engine.dispose()
+    assert _tables(old / DB_NAME) == (schema, rows)
+    # The schema a new chain gets from the migrations is the one the old code wrote.
+    assert _tables(LocalChain.init(tmp_path / "new").path)[0] == schema
+
+    assert chain.params().commit_reveal_period == 1
+    metagraph = chain.metagraph()
+    assert metagraph.hotkeys == [f"hotkey-{i}" for i in range(6)]
+    assert [n.stake for n in metagraph.neurons[:2]] == [30.0, 25.0]
+    assert [n.axon.port for n in metagraph.serving()] == list(range(9000, 9006))
+    assert LocalChain(old, netuid=2).weights_of(0) == {1: 100, 2: 200}

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import time
+from pathlib import Path
 
 import bittensor as bt
 
 from commons.protocol import Heartbeat
+from template.storage import current_revision, database_url, head_revision, make_engine
 from template.transport import BlacklistPolicy, SignedServer
-from template.transport.nonces import SQLiteNonceStore
+from template.transport.nonces import MIGRATIONS_DIR, SQLiteNonceStore
 from tests.template.test_transport import Handlers, ServerThread, keys, metagraph, raw_post  # noqa: F401 - fixtures
+
+DATA = Path(__file__).parent / "data"
 
 
 def _server(keys, metagraph, nonce_path) -> tuple[SignedServer, Handlers]:  # noqa: F811
@@ -67,3 +72,27 @@ def test_nonces_older_than_the_window_are_pruned(tmp_path):
     assert not reopened.check_and_store("hk", now)  # still within the window: kept
     assert len(reopened) == 1  # the old one pruned
     reopened.close()
+
+
+def test_a_store_from_before_migrations_keeps_its_nonces(tmp_path):
+    """A nonce store as it was written before its schema came from migrations is upgraded to
+    the head on opening, and the nonces it held are still refused."""
+    path = tmp_path / "miner-nonces.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript((DATA / "nonces_before_migrations.sql").read_text())
+    before = sorted(db.execute("SELECT hotkey, nonce FROM nonces"))
+    db.close()
+    assert len(before) == 3
+    store = SQLiteNonceStore(path, retention=10**10)  # long enough that nothing is pruned
+    engine = make_engine(database_url(path))
+    assert current_revision(engine) == head_revision(MIGRATIONS_DIR)
+    engine.dispose()
+    assert len(store) == 3
+    for hotkey, nonce in before:
+        assert not store.check_and_store(hotkey, nonce)
+    assert store.check_and_store("5Bob", before[0][1])
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert sorted(db.execute("SELECT hotkey, nonce FROM nonces")) == sorted(
+            [*before, ("5Bob", before[0][1])]
+        )
