@@ -27,8 +27,9 @@ warm-up, as autovacuum keeps them for a platform that has been running.
 The last line printed is one JSON object: per database, submissions per second, p50 and
 p99 latency of the submissions and of all requests (ms), errors (non-2xx other than
 "no task", and transport errors) and over-filled tasks; also the CPU one request cost the
-server and the client (ms) in the measured window, and the machine's 1-minute load
-average before and after (other work on the machine shows there).
+server and the client (ms) in the measured window, and on a PostgreSQL server on this
+machine the CPU of the server's database connections (their backend processes), and the
+machine's 1-minute load average before and after (other work on the machine shows there).
 
 With N closed-loop workers the mean latency is N / (requests per second): p99 < 100 ms
 with 200 workers needs some 3000 requests/s. Targets on 2 cores with the database server on
@@ -341,6 +342,7 @@ def _load(
     args: argparse.Namespace,
     server_pid: int,
     warmed: Callable[[], None] | None = None,
+    backends: Callable[[], list[int]] | None = None,
 ) -> dict:
     """Run the workers split over ``args.client_processes`` processes (one event loop each:
     a single loop serving 200 workers adds its own queueing to every request's latency)."""
@@ -364,8 +366,11 @@ def _load(
     # The server's CPU time over the measured window only.
     time.sleep(max(0.0, measure_from - time.time()))
     cpu_before = _cpu_seconds(server_pid)
+    database_pids = backends() if backends is not None else []
+    database_before = sum(_cpu_seconds(pid) or 0.0 for pid in database_pids)
     time.sleep(max(0.0, deadline - time.time()))
     cpu_after = _cpu_seconds(server_pid)
+    database_after = sum(_cpu_seconds(pid) or 0.0 for pid in database_pids)
     parts = []
     for process, receiver in runs:
         parts.append(receiver.recv())
@@ -400,6 +405,11 @@ def _load(
         if cpu_before is not None and cpu_after is not None:
             # What one request costs the server, whatever else the machine is running.
             result["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / len(requests), 2)
+        if database_pids:
+            # The connections the warm-up opened (one opened later is not counted).
+            spent = database_after - database_before
+            result["database_cpu_ms_per_request"] = round(spent * 1000 / len(requests), 2)
+            result["database_connections"] = len(database_pids)
         # Over the whole run, warm-up included, as the client processes cannot split it.
         client_cpu = sum(part["cpu"] for part in parts)
         client_requests = sum(part["counts"]["all_requests"] for part in parts)
@@ -425,6 +435,45 @@ def _cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return total
+
+
+def _backends(server_pid: int, conninfo: str) -> list[int]:
+    """The pids of the PostgreSQL backends serving the platform's connections (matched by the
+    server processes' local TCP ports), if the database server runs on this machine."""
+    import psycopg
+
+    if urlsplit(conninfo).hostname not in ("127.0.0.1", "localhost"):
+        return []
+    sockets = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (
+                int(proc.name) != server_pid
+                and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != server_pid
+            ):
+                continue
+            for fd in (proc / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    sockets.add(link[8:-1])
+        except OSError:
+            continue
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[9] in sockets:
+                ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s) AND client_addr IS NOT NULL",
+            (ports,),
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
 
 
 def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) -> dict:
@@ -458,7 +507,8 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
         print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)
         load_before = os.getloadavg()[0]
         warmed = None if kind == "sqlite" else (lambda: _analyze(database_url))
-        result = _load(f"http://127.0.0.1:{port}", tokens, args, server.pid, warmed)
+        backends = None if kind == "sqlite" else (lambda: _backends(server.pid, conninfo))
+        result = _load(f"http://127.0.0.1:{port}", tokens, args, server.pid, warmed, backends)
         # The machine may be shared: the 1-minute load average before and after the run.
         result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     finally:

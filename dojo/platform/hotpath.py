@@ -21,6 +21,41 @@ turns anyway, and a thread would only add GIL hand-offs — the sqlite3 module l
 the GIL around every statement, and each time the database thread then waits for the busy
 loop to let go of it again. When another writer holds the lock (a page route, the miner
 API, another process), the work goes to the database thread, which waits its turn.
+
+Where a request's time goes on PostgreSQL (``benchmarks/platform.py``, 200 workers, 2 cores
+shared with the database server, the client and other work; CPU time per request, which
+other load disturbs far less than throughput):
+
+- CPU per request: the database backends 0.74 ms (``database_cpu_ms_per_request``: a claim
+  0.86 ms, a submission 0.62 ms, measured one call at a time on one connection each), this
+  server 0.43–0.6 ms, the benchmark's client 0.09 ms. A submission is two requests, so some
+  2.6–2.9 ms of CPU: on 2 cores a ceiling of about 700–770 submissions/s, whatever the
+  latency, which is what quiet runs reached (595–653/s). 1 000/s needs at most 2 ms.
+- The database's share is mostly the claim's search (``dojo_next_task``): the soonest open
+  tasks it walks include every task whose places are all held by other workers (67 of the
+  83 rows one claim read with 200 workers), each counted from ``assignments``; the hold's
+  ``INSERT … ON CONFLICT`` is the next largest part. Lock waits are not the cause: sampling
+  ``pg_stat_activity`` every 10 ms found the 16 connections idle 87 % of the time, waiting
+  for the WAL (``LWLock:WALWrite``, ``IO:WALSync``) 10 %, for a row lock 1.3 %.
+- Round trips: one a request, plus a session look-up per worker and process every 4–5 s
+  (the session cache) and the recent lead times every 30 s: 1.01–1.07 a request. Waiting
+  for a free connection is rare (``Connections.take`` under 1 % of the samples).
+- This server's share (cProfile and py-spy of the server under load, callgrind of the
+  application without uvicorn): the driver (psycopg: query conversion, cursor, result
+  columns) is the largest part, then uvicorn's HTTP (parsing, the request's task, two
+  writes per response: head, then body), then JSON and the answer's check; the security
+  middleware, the session cache and the routing here are a few per cent each. FastAPI is
+  not on this path.
+- Wall time is not CPU time: on a loaded machine a write to a local socket wakes its reader
+  (the database backend, or the client), which may take the core at once. In the server's
+  profile 40 % of the samples sat in psycopg's ``send_query_prepared`` and 16 % in uvicorn's
+  write of a response head, at some 3 ms a call under a load average of 10–14, while the
+  whole process used 0.6 ms of CPU a request: the one event loop waits its turn for the
+  CPU. A second server process keeps a loop running meanwhile, hence its gain.
+
+Cut here: the queue's connections keep one cursor each (:class:`~dojo.platform.pgqueue.Connections`)
+instead of a new one per call, 20–40 µs of CPU a call (callgrind of the application's
+claim-and-submit loop, old and new: see the commit).
 """
 
 from __future__ import annotations
