@@ -98,8 +98,8 @@ class Connections:
 
     Each is lent as its one cursor (``cursor.connection`` is the connection), made with the
     connection and used for every call on it: a new cursor per call cost some 20 µs of CPU
-    (its adapters copied), a fifth of the driver's share of a call. Opened as calls need
-    them, kept open, the most recently returned lent first. A caller
+    (its adapters copied). Opened as calls need them, kept open, the most recently returned
+    lent first. A caller
     finding none free waits (at most ``timeout`` seconds) for the next one returned. A
     connection returned closed, broken or inside a transaction (its call was cancelled) is
     closed and its place freed for a new one; when one is found lost, the idle ones are
@@ -229,7 +229,9 @@ class PostgresQueue:
         kept: psycopg.AsyncCursor[Any] | None = cursor  # given back at the end, if still ours
         try:
             await cursor.execute(statement.pyformat, statement.pg_params(params), prepare=True)
-            return statement.pg_rows(await cursor.fetchall()) if cursor.description is not None else []
+            # Every statement here returns rows (not asked of ``cursor.description``, which
+            # builds the columns' descriptions on every call).
+            return statement.pg_rows(await cursor.fetchall())
         except psycopg.errors.TransactionRollback as exc:
             # A deadlock or serialization failure broken off: the connection is sound. It is an
             # OperationalError too, so it comes before the clause for a lost connection.
