@@ -6,8 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dojo.miner.config import MinerConfig
     from dojo.miner.neuron import MinerNeuron
-    from template.config import MinerConfig, parse_settings
+    from template.config import parse_settings
     from template.neuron import run_neuron
 
     config = parse_settings(MinerConfig, argv, prog="main_miner.py")

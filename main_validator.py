@@ -6,8 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dojo.validator.config import ValidatorConfig
     from dojo.validator.neuron import ValidatorNeuron
-    from template.config import ValidatorConfig, parse_settings
+    from template.config import parse_settings
     from template.neuron import run_neuron
 
     config = parse_settings(ValidatorConfig, argv, prog="main_validator.py")

@@ -158,10 +158,11 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from sqlalchemy.orm import Session
 
     from dojo.localnet import free_port
+    from dojo.validator.config import ValidatorConfig
     from dojo.validator.models import Assignment
     from dojo.validator.neuron import ValidatorNeuron
     from template.chain.local import LocalChain
-    from template.config import ValidatorConfig, resolve
+    from template.config import resolve
     from template.wallets import create_wallet
 
     logger.remove()

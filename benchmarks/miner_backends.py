@@ -60,11 +60,12 @@ from commons.protocol import (  # noqa: E402
 )
 from dojo.label_studio_server import DEFAULT_VENV, LabelStudioServer, installed  # noqa: E402
 from dojo.localnet import free_port  # noqa: E402
+from dojo.miner.config import MinerConfig  # noqa: E402
 from dojo.miner.neuron import MinerNeuron  # noqa: E402
 from dojo.workers import Behaviour, LabelStudioAnnotator  # noqa: E402
 from template.chain.local import LocalChain  # noqa: E402
 from template.clock import utcnow  # noqa: E402
-from template.config import MinerConfig, resolve  # noqa: E402
+from template.config import resolve  # noqa: E402
 from template.transport import SignedClient, Target  # noqa: E402
 from template.wallets import create_wallet  # noqa: E402
 

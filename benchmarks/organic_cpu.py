@@ -51,7 +51,8 @@ from dojo.localnet import free_port
 from dojo.validator.organic.service import OrganicService
 from dojo.validator.organic.store import OrganicStore
 from dojo.validator.store import TaskStore
-from template.config import ValidatorConfig, resolve
+from dojo.validator.config import ValidatorConfig
+from template.config import resolve
 
 tmp, port, clients, prefix = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 flags = {

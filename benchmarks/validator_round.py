@@ -738,9 +738,10 @@ def build_network(root: Path, n_miners: int) -> tuple[Network, float]:
 
 
 def build_validator(net: Network, args: argparse.Namespace) -> Any:
+    from dojo.validator.config import ValidatorConfig
     from dojo.validator.neuron import ValidatorNeuron
     from template.chain.local import LocalChain
-    from template.config import ValidatorConfig, resolve
+    from template.config import resolve
 
     config = resolve(
         ValidatorConfig,

@@ -52,11 +52,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import httpx
 from loguru import logger
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -73,6 +74,7 @@ from template.validation import validation_messages
 
 __all__ = [
     "CodeFile",
+    "Mix",
     "SyntheticAPIAuthError",
     "SyntheticAPIClient",
     "SyntheticAPIError",
@@ -83,8 +85,47 @@ __all__ = [
     "SyntheticResponse",
     "SyntheticTask",
     "SyntheticTaskSource",
+    "parse_mix",
     "task_source_for",
 ]
+
+
+# --- the mix of content kinds ---------------------------------------------------------------
+
+
+def parse_mix(value: str) -> dict[str, float]:
+    """``code:1,text:2`` as ``{"code": 1.0, "text": 2.0}``: each content kind
+    (:data:`~commons.protocol.CONTENT_KINDS`) at most once, with a weight >= 0 (a kind alone
+    may leave out ``:1``), at least one above 0."""
+    mix: dict[str, float] = {}
+    for part in value.split(","):
+        name, sep, weight = part.strip().partition(":")
+        name = name.strip()
+        if name not in CONTENT_KINDS:
+            raise ValueError(
+                f"accepts kind:weight pairs of {', '.join(CONTENT_KINDS)}; {name!r} is not a kind"
+            )
+        if name in mix:
+            raise ValueError(f"names {name} twice")
+        try:
+            share = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"the weight of {name} must be a number, not {weight!r}") from None
+        if not (share >= 0 and share < float("inf")):
+            raise ValueError(f"the weight of {name} must be a finite number >= 0")
+        mix[name] = share
+    if not any(mix.values()):
+        raise ValueError("needs at least one kind with a weight above 0")
+    return mix
+
+
+def _normalised_mix(value: str) -> str:
+    return ",".join(f"{k}:{v:g}" for k, v in parse_mix(value).items())
+
+
+# A synthetic-task mix as a setting takes it (``--synthetic.mix``, ``dojo synthetic serve
+# --mix``), normalised (``code:1,text:0.5``).
+Mix = Annotated[str, AfterValidator(_normalised_mix)]
 
 
 class _Model(BaseModel):

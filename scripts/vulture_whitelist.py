@@ -83,5 +83,5 @@ commit_reveal  # Hyperparameters: whether the subnet commits weights before reve
 clipped_weights  # yuma.EpochResult: W', the weights clipped at consensus
 _.add_stake  # LocalChain: a hotkey's stake raised, as a staking extrinsic would
 
-# Settings that are flags by their field's name (template/config.py).
+# Settings that are flags by their field's name (dojo/miner/config.py, dojo/validator/config.py).
 scoring_method  # --scoring_method, which the documented command lines pass (README)

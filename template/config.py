@@ -9,6 +9,10 @@ case, unless the field names another (``DOJO_API_KEY``, ``WANDB_API_KEY``, …).
 A bad or unknown value ends the process with exit code 2 and a message that names the flag
 and what it accepts (:class:`ConfigError` carries the message; :func:`parse_settings` exits).
 
+A neuron's settings model extends :class:`NeuronConfig` beside its neuron
+(``dojo.miner.config.MinerConfig``, ``dojo.validator.config.ValidatorConfig``), with sections
+that are :class:`Section` models.
+
 A ``dojo`` subcommand whose process has its own settings model (the worker platform, the
 synthetic service) resolves it the same way: :func:`add_options` adds the model's flags to the
 subcommand's parser and :func:`resolve_args` resolves the parsed namespace. A field may name
@@ -36,7 +40,6 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
-    model_validator,
 )
 from pydantic_core import PydanticUndefined
 
@@ -51,11 +54,14 @@ class ConfigError(ValueError):
     """A setting was missing, unknown or invalid; the message names the flag."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A group of settings (``--<section>.<name>``); an unknown key is an error, and every
+    default is validated as a given value is."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class WalletSettings(_Section):
+class WalletSettings(Section):
     name: str = Field("default", min_length=1, description="coldkey (wallet) name")
     hotkey: str = Field("default", min_length=1, description="hotkey name")
     path: str = Field("~/.bittensor/wallets", min_length=1, description="wallet directory")
@@ -90,59 +96,14 @@ NetworkOrPath = Annotated[str, AfterValidator(lambda value: check_network(value,
 ChainEndpoint = Annotated[str | None, AfterValidator(check_chain_endpoint)]
 
 
-# The content kinds a synthetic task can be of (commons.protocol.CONTENT_KINDS).
-SYNTHETIC_KINDS = ("code", "text", "dialogue", "image")
-
-
-def parse_mix(value: str) -> dict[str, float]:
-    """``code:1,text:2`` as ``{"code": 1.0, "text": 2.0}``: each kind of :data:`SYNTHETIC_KINDS`
-    at most once, with a weight >= 0 (a kind alone may leave out ``:1``), at least one above 0."""
-    mix: dict[str, float] = {}
-    for part in value.split(","):
-        name, sep, weight = part.strip().partition(":")
-        name = name.strip()
-        if name not in SYNTHETIC_KINDS:
-            raise ValueError(
-                f"accepts kind:weight pairs of {', '.join(SYNTHETIC_KINDS)}; {name!r} is not a kind"
-            )
-        if name in mix:
-            raise ValueError(f"names {name} twice")
-        try:
-            share = float(weight) if sep else 1.0
-        except ValueError:
-            raise ValueError(f"the weight of {name} must be a number, not {weight!r}") from None
-        if not (share >= 0 and share < float("inf")):
-            raise ValueError(f"the weight of {name} must be a finite number >= 0")
-        mix[name] = share
-    if not any(mix.values()):
-        raise ValueError("needs at least one kind with a weight above 0")
-    return mix
-
-
-def _normalised_mix(value: str) -> str:
-    return ",".join(f"{k}:{v:g}" for k, v in parse_mix(value).items())
-
-
-# A synthetic-task mix as written on the command line, normalised (``code:1,text:0.5``).
-Mix = Annotated[str, AfterValidator(_normalised_mix)]
-
-
-class SyntheticSettings(_Section):
-    mix: Mix | None = Field(
-        None,
-        description="content kinds of synthetic tasks and their shares, e.g. code:1,text:1,dialogue:1,image:1; "
-        "default: the synthetic API's own mix, code alone in-process (validator)",
-    )
-
-
-class SubtensorSettings(_Section):
+class SubtensorSettings(Section):
     network: Network = Field(
         "finney", description="finney, test, local, or a local-chain directory (dojo chain init)"
     )
     chain_endpoint: ChainEndpoint = Field(None, description="ws:// or wss:// endpoint of a subtensor node")
 
 
-class AxonSettings(_Section):
+class AxonSettings(Section):
     port: int = Field(9602, ge=1, le=65535, description="port the endpoint listens on")
     ip: str = Field("0.0.0.0", description="address the endpoint binds")
     external_ip: str | None = Field(None, description="address published on chain")
@@ -150,17 +111,17 @@ class AxonSettings(_Section):
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body accepted")
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     debug: bool = Field(False, description="debug logging")
     trace: bool = Field(False, description="trace logging")
 
 
-class BlacklistSettings(_Section):
+class BlacklistSettings(Section):
     force_validator_permit: bool = Field(True, description="callers must hold a validator permit")
     minimum_stake: float = Field(0.0, ge=0, description="least stake a caller must hold")
 
 
-class NeuronSettings(_Section):
+class NeuronSettings(Section):
     type: Literal["miner", "validator"] = Field("miner", description="miner or validator")
     epoch_length: int = Field(100, ge=1, description="blocks between metagraph resyncs and weight updates")
     sample_size: int = Field(8, ge=1, le=1024, description="miners queried per task (validator)")
@@ -203,84 +164,7 @@ class NeuronSettings(_Section):
     )
 
 
-class MinerNeuronSettings(NeuronSettings):
-    # Not DATABASE_URL: a miner often runs its worker platform beside it, whose database
-    # that variable names, and the two must never share one.
-    database_url: str | None = Field(
-        None,
-        description="database URL (postgresql://… or sqlite:///…); default: a SQLite file in the data dir",
-        json_schema_extra={"env": "MINER_DATABASE_URL"},
-    )
-
-
-class WandbSettings(_Section):
-    off: bool = Field(False, description="do not log scoring rounds to Weights & Biases")
-    project: str = Field("dojo", min_length=1, description="Weights & Biases project")
-    entity: str | None = Field(None, description="Weights & Biases entity (team or user)")
-
-
-class ExportSettings(_Section):
-    interval: float = Field(
-        0.0,
-        ge=0,
-        description="seconds between exports of the task database as a dataset (validator); 0 = off",
-    )
-    dir: str | None = Field(
-        None, description="where dataset exports go (validator); default: <data dir>/export"
-    )
-    keep: int = Field(
-        3, ge=1, le=1000, description="dated dataset exports kept; older ones are removed (validator)"
-    )
-
-
-class OrganicSettings(_Section):
-    """The organic API (validator): outside callers submit their own tasks (docs/organic.md)."""
-
-    enabled: bool = Field(False, description="serve the organic API (validator)")
-    host: str = Field("127.0.0.1", description="address the organic API binds (validator)")
-    port: int = Field(9604, ge=1, le=65535, description="port of the organic API (validator)")
-    caller_netuids: list[int] = Field(
-        default_factory=list,
-        description="subnets whose validators may call with a hotkey signature (validator); none: API keys only",
-    )
-    min_stake: float = Field(
-        1000.0,
-        ge=0,
-        description="least stake of a hotkey caller on one of --organic.caller_netuids (validator)",
-    )
-    hotkey_rate: int = Field(600, ge=1, description="requests per minute of each hotkey caller (validator)")
-    hotkey_daily_quota: int = Field(
-        10_000, ge=1, description="tasks per UTC day of each hotkey caller (validator)"
-    )
-    min_miner_score: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="organic tasks go only to miners whose moving score is above this (validator)",
-    )
-    max_share: float = Field(
-        0.5, gt=0, le=1, description="largest share of the tasks sent that may be organic (validator)"
-    )
-    tasks_per_round: int = Field(
-        1, ge=1, le=256, description="tasks sent per task round, organic and synthetic together (validator)"
-    )
-    queue_timeout: float = Field(
-        86400.0, gt=0, description="seconds an organic task may wait for miners before it expires (validator)"
-    )
-    allow_private_callbacks: bool = Field(
-        False,
-        description="accept callback URLs on loopback and private networks (validator; local networks only)",
-    )
-    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest organic request body (validator)")
-    webhook_retry_base: float = Field(
-        30.0,
-        gt=0,
-        le=3600,
-        description="seconds before a failed webhook's first retry; doubling after (validator)",
-    )
-
-
-class NeuronConfig(_Section):
+class NeuronConfig(Section):
     """Settings common to miners and validators."""
 
     netuid: int = Field(52, ge=0, le=65535, description="subnet uid")
@@ -294,121 +178,6 @@ class NeuronConfig(_Section):
     @property
     def data_dir(self) -> Path:
         return Path(self.neuron.data_dir).expanduser()
-
-
-class LabelStudioSettings(_Section):
-    """The miner's Label Studio backend (``--worker_platform label-studio``)."""
-
-    url: str = Field(
-        "http://127.0.0.1:8081",
-        description="Label Studio server URL",
-        json_schema_extra={"env": "LABEL_STUDIO_URL"},
-    )
-    api_key: SecretStr | None = Field(
-        None,
-        description="Label Studio API token (Account & Settings, or LABEL_STUDIO_USER_TOKEN at its first start)",
-        json_schema_extra={"env": "LABEL_STUDIO_API_KEY"},
-    )
-    project_prefix: str = Field(
-        "Dojo",
-        min_length=1,
-        max_length=40,
-        description="title prefix of the miner's projects, one per content kind",
-    )
-    poll_interval: float = Field(
-        15.0, gt=0, le=3600, description="seconds between reads of open tasks' annotations"
-    )
-    webhook_port: int | None = Field(
-        None,
-        ge=1,
-        le=65535,
-        description="port for Label Studio's ANNOTATION_CREATED webhook (off when unset)",
-    )
-    webhook_host: str = Field("127.0.0.1", description="address the webhook listener binds")
-    webhook_url: str | None = Field(
-        None, description="the webhook listener's URL as Label Studio reaches it; default http://HOST:PORT"
-    )
-    webhook_secret: SecretStr | None = Field(
-        None,
-        description="secret Label Studio sends in the webhook's header; required with a webhook port",
-        json_schema_extra={"env": "LABEL_STUDIO_WEBHOOK_SECRET"},
-    )
-
-    @model_validator(mode="after")
-    def _webhook_needs_a_secret(self) -> LabelStudioSettings:
-        if self.webhook_port is not None and not (
-            self.webhook_secret and self.webhook_secret.get_secret_value()
-        ):
-            raise ValueError(
-                "--label_studio.webhook_port needs --label_studio.webhook_secret (env LABEL_STUDIO_WEBHOOK_SECRET): "
-                "Label Studio does not sign its webhooks, so the listener only trusts that header"
-            )
-        return self
-
-
-class MinerConfig(NeuronConfig):
-    neuron: MinerNeuronSettings = MinerNeuronSettings()
-    scoring_method: Literal["dojo"] = Field("dojo", description="dojo")
-    worker_platform: Literal["dojo", "label-studio"] = Field(
-        "dojo",
-        description="where tasks are worked: dojo (the Dojo platform) or label-studio",
-        json_schema_extra={"env": "WORKER_PLATFORM"},
-    )
-    label_studio: LabelStudioSettings = LabelStudioSettings()
-    dojo_api_base_url: str = Field(
-        "http://127.0.0.1:8080",
-        description="worker platform URL",
-        json_schema_extra={"env": "DOJO_API_BASE_URL"},
-    )
-    dojo_api_key: SecretStr | None = Field(
-        None, description="API key from `dojo api-key generate`", json_schema_extra={"env": "DOJO_API_KEY"}
-    )
-    task_max_results: int = Field(
-        # At most commons.protocol.MAX_WORKERS_PER_TASK: validators refuse a reply naming more workers.
-        3,
-        ge=1,
-        le=10,
-        description="worker results wanted per task",
-        json_schema_extra={"env": "TASK_MAX_RESULTS"},
-    )
-
-    @model_validator(mode="after")
-    def _api_key_is_a_header_value(self) -> MinerConfig:
-        # The key travels in an HTTP header: a character outside printable ASCII would make
-        # every call to the platform fail. Checked on the whole model so that the error
-        # carries no input, and the key never reaches the message or the log.
-        key = self.dojo_api_key.get_secret_value() if self.dojo_api_key is not None else ""
-        for position, char in enumerate(key, start=1):
-            if not ("!" <= char <= "~"):
-                what = "a space" if char.isspace() else f"the character U+{ord(char):04X}"
-                raise ValueError(
-                    f"--dojo_api_key (env DOJO_API_KEY): accepts printable ASCII without spaces, as "
-                    f"`dojo api-key generate` prints it (dojo_api_...); this key has {what} at position {position}"
-                )
-        return self
-
-
-class ValidatorConfig(NeuronConfig):
-    axon: AxonSettings = AxonSettings(port=9603)
-    neuron: NeuronSettings = NeuronSettings(type="validator")
-    scoring_method: Literal["dojo"] = Field("dojo", description="dojo")
-    synthetic_api_url: str | None = Field(
-        None,
-        description="synthetic API URL; tasks are generated in-process when unset",
-        json_schema_extra={"env": "SYNTHETIC_API_URL"},
-    )
-    synthetic_api_token: SecretStr | None = Field(
-        None,
-        description="bearer token the synthetic API requires (its own SYNTHETIC_API_TOKEN)",
-        json_schema_extra={"env": "SYNTHETIC_API_TOKEN"},
-    )
-    wandb_api_key: SecretStr | None = Field(
-        None, description="Weights & Biases key", json_schema_extra={"env": "WANDB_API_KEY"}
-    )
-    synthetic: SyntheticSettings = SyntheticSettings()
-    wandb: WandbSettings = WandbSettings()
-    export: ExportSettings = ExportSettings()
-    organic: OrganicSettings = OrganicSettings()
 
 
 # --- resolution ---------------------------------------------------------------------------

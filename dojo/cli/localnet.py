@@ -49,7 +49,7 @@ def _validators(text: str) -> int:
 
 
 def _mix(text: str) -> str:
-    from template.config import parse_mix
+    from commons.synthetic_api import parse_mix
 
     try:
         return ",".join(f"{kind}:{share:g}" for kind, share in parse_mix(text).items())

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_neuron_flags(parser: argparse.ArgumentParser) -> None:
-    from template.config import MinerConfig, add_options
+    from dojo.miner.config import MinerConfig
+    from template.config import add_options
 
     add_options(parser, MinerConfig, NEURON_SETTINGS)
 
@@ -56,8 +57,9 @@ def _status(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from dojo.miner.config import MinerConfig
     from dojo.miner.store import MinerStore, miner_database_url
-    from template.config import ConfigError, MinerConfig, print_config_error, resolve_args
+    from template.config import ConfigError, print_config_error, resolve_args
 
     try:
         neuron = resolve_args(MinerConfig, args).neuron

@@ -84,10 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import asyncio
 
+    from commons.synthetic_api import parse_mix
     from dojo.synthetic.pipeline import PipelineOptions
     from dojo.synthetic.preview import write_samples
     from dojo.synthetic.settings import SampleSettings, SettingsError
-    from template.config import parse_mix, print_config_error, resolve_args
+    from template.config import print_config_error, resolve_args
 
     if args.n < 1:
         return _fail("--n must be at least 1")

@@ -66,9 +66,9 @@ from commons.protocol import (
 from dojo.miner.answers import Verdict, judge, worker_pseudonym
 from dojo.miner.backends import BackendError, BackendTask, TaskKey, WorkerBackend, open_backend
 from dojo.miner.backends.dojo_platform import platform_completion, platform_task_data
+from dojo.miner.config import MinerConfig
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
 from template.clock import utcnow
-from template.config import MinerConfig
 from template.failpoints import failpoint
 from template.log import quoted
 from template.neuron import BaseNeuron, StartupError

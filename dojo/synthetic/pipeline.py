@@ -37,6 +37,7 @@ from commons.synthetic_api import (
     SyntheticCompletion,
     SyntheticResponse,
     SyntheticTask,
+    parse_mix,
 )
 from dojo.synthetic.augmenter import Augmenter
 from dojo.synthetic.backend import (
@@ -52,7 +53,6 @@ from dojo.synthetic.filter import DEFAULT_THRESHOLD, DuplicateFilter, Instructio
 from dojo.synthetic.instructor import Instructor
 from dojo.synthetic.kinds import MAX_COMPLETIONS, RULES, KindRules, Measure, confirm_order
 from dojo.synthetic.store import SyntheticStore
-from template.config import parse_mix
 
 
 @dataclass(frozen=True)

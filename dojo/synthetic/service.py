@@ -38,12 +38,11 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from commons.retry import RetryPolicy
-from commons.synthetic_api import SyntheticTask
+from commons.synthetic_api import SyntheticTask, parse_mix
 from dojo.synthetic.backend import Backend, GenerationError
 from dojo.synthetic.pipeline import PipelineOptions, SyntheticPipeline
 from dojo.synthetic.settings import ServiceSettings, allowed_hosts, token_problem
 from dojo.synthetic.store import SyntheticStore
-from template.config import parse_mix
 
 
 def build_backend(settings: ServiceSettings) -> Backend:

@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from template.config import ConfigError, Mix, resolve_args
+from commons.synthetic_api import Mix
+from template.config import ConfigError, resolve_args
 
 DEFAULT_PORT = 5003
 DEFAULT_DB = "~/.dojo/synthetic.sqlite"

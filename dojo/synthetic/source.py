@@ -30,9 +30,9 @@ def default_task_source(
     instructions it used in the SQLite file ``store_path`` (in memory when ``None``)."""
 
     def in_process() -> SyntheticTaskSource:
+        from commons.synthetic_api import parse_mix
         from dojo.synthetic.pipeline import InProcessTaskSource, PipelineOptions, SyntheticPipeline
         from dojo.synthetic.procedural import ProceduralBackend
-        from template.config import parse_mix
 
         options = PipelineOptions(mix=parse_mix(mix) if isinstance(mix, str) else dict(mix or {"code": 1.0}))
         return InProcessTaskSource(SyntheticPipeline(ProceduralBackend(), store_path, options=options))

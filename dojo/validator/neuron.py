@@ -68,7 +68,8 @@ from commons.protocol import (
     TaskResultRequest,
 )
 from commons.retry import RetryPolicy, is_transient
-from commons.synthetic_api import SyntheticTask, SyntheticTaskSource
+from commons.synthetic_api import SyntheticTask, SyntheticTaskSource, parse_mix
+from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import CollectStatus, SendStatus
 from dojo.validator.organic.store import AlreadyClaimed, OrganicStore, QueuedOrganic
 from dojo.validator.results import ResultsRefused, check_results
@@ -91,7 +92,6 @@ from template import spec_version
 from template.chain import Chain, ChainError, Metagraph, NeuronInfo, WeightsRejected, open_chain
 from template.chain.weights import check_weights
 from template.clock import Clock
-from template.config import ValidatorConfig, parse_mix
 from template.failpoints import failpoint
 from template.log import quoted
 from template.neuron import BaseNeuron

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from template.config import ConfigError, MinerConfig, ValidatorConfig, describe, resolve
+from dojo.miner.config import MinerConfig
+from dojo.validator.config import ValidatorConfig
+from template.config import ConfigError, describe, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -32,7 +32,7 @@ from dojo.miner.backends._base import (
 )
 
 if TYPE_CHECKING:
-    from template.config import MinerConfig
+    from dojo.miner.config import MinerConfig
 
 BACKENDS = ("dojo", "label-studio")
 

@@ -19,13 +19,13 @@ import uvloop
 from loguru import logger
 from sqlalchemy import Engine
 
+from dojo.validator.config import ValidatorConfig
 from dojo.validator.organic.api import BatchWriter, OrganicContext, create_app
 from dojo.validator.organic.callbacks import CallbackGuard
 from dojo.validator.organic.callers import HotkeyCallers
 from dojo.validator.organic.store import OrganicStore
 from dojo.validator.organic.webhooks import DELIVERY_RETRY, WebhookSender
 from template.chain import Chain
-from template.config import ValidatorConfig
 
 
 class OrganicService:

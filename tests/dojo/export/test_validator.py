@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from dojo.export import export_to_dated_folder, latest_export
+from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import TaskCompletion
 from dojo.validator.wandb_log import RoundLogger
-from template.config import ValidatorConfig, resolve
+from template.config import resolve
 from tests.dojo.export.conftest import MINERS, ScoredTasks
 from tests.dojo.validator.test_neuron import _collect_until_settled, network  # noqa: F401 - the fixture
 

@@ -47,11 +47,12 @@ from commons.protocol import (
 )
 from dojo.cli import main as dojo_main
 from dojo.localnet import free_port
+from dojo.miner.config import MinerConfig
 from dojo.miner.neuron import MinerNeuron
 from dojo.miner.store import MinerStore, miner_database_url
 from template.chain.local import LocalChain
 from template.clock import utcnow
-from template.config import MinerConfig, resolve
+from template.config import resolve
 from template.transport import SignedClient, Status, Target
 from template.wallets import create_wallet
 from tests.dojo.live_platform import NETUID, live_platform

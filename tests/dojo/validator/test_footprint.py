@@ -27,7 +27,8 @@ import json, sys
 from commons.synthetic_api import SyntheticAPIClient
 from dojo.validator.neuron import ValidatorNeuron
 from template.chain.local import LocalChain
-from template.config import ValidatorConfig, resolve
+from dojo.validator.config import ValidatorConfig
+from template.config import resolve
 
 chain_dir, netuid = sys.argv[1], int(sys.argv[2])
 neuron = ValidatorNeuron(resolve(ValidatorConfig, sys.argv[3:], environ={}, env_file=None), chain=LocalChain(chain_dir, netuid))

@@ -18,11 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dojo.localnet import free_port
+from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import Assignment, CollectStatus, SendStatus
 from dojo.validator.neuron import ValidatorNeuron
 from template.chain.local import LocalChain
 from template.clock import AdjustableClock
-from template.config import ValidatorConfig, resolve
+from template.config import resolve
 from tests.hostile_miner import HostileMiner, PeakRss
 
 NETUID = 1

@@ -36,6 +36,7 @@ from commons.synthetic_api import SyntheticAPIClient
 from dojo.export import ExportOptions, export_dataset
 from dojo.localnet import free_port
 from dojo.synthetic.settings import ServiceSettings
+from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import (
     Assignment,
     CollectStatus,
@@ -51,7 +52,7 @@ from dojo.workers import ValidatorDatabaseOracle
 from template.chain import Metagraph
 from template.chain.local import LocalChain
 from template.clock import AdjustableClock, utcnow
-from template.config import ValidatorConfig, resolve
+from template.config import resolve
 from template.transport import HandlerRefusal, SignedServer
 from tests.dojo.synthetic.test_service import running as running_service
 

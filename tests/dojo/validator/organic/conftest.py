@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from dojo.localnet import free_port
+from dojo.validator.config import ValidatorConfig
 from dojo.validator.organic.service import OrganicService
 from dojo.validator.organic.store import CreatedKey, OrganicStore
 from dojo.validator.store import TaskStore
 from template.chain.local import LocalChain
 from template.clock import utcnow
-from template.config import ValidatorConfig, resolve
+from template.config import resolve
 from tests.dojo.validator.test_neuron import network  # noqa: F401 - the validator among fake miners
 
 NETUID = 1
