@@ -157,7 +157,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from dojo.localnet import free_port
+    from dojo.localnet.net import free_port
     from dojo.validator.config import ValidatorConfig
     from dojo.validator.models import Assignment
     from dojo.validator.neuron import ValidatorNeuron

@@ -59,7 +59,7 @@ from commons.protocol import (  # noqa: E402
     new_request_id,
 )
 from dojo.label_studio_server import DEFAULT_VENV, LabelStudioServer, installed  # noqa: E402
-from dojo.localnet import free_port  # noqa: E402
+from dojo.localnet.net import free_port  # noqa: E402
 from dojo.miner.config import MinerConfig  # noqa: E402
 from dojo.miner.neuron import MinerNeuron  # noqa: E402
 from dojo.workers import Behaviour, LabelStudioAnnotator  # noqa: E402

@@ -44,7 +44,7 @@ import time
 
 import aiohttp
 
-from dojo.localnet import LocalNet
+from dojo.localnet.net import LocalNet
 from dojo.validator.organic.store import OrganicStore
 from dojo.validator.store import TaskStore
 from template.clock import utcnow
@@ -158,7 +158,7 @@ def main() -> int:
             net.start(roles=("synthetic", "miner") if args.synthetic_api else ("miner",))
             net.wait_for_axons()
             net.start_process(net.validator)
-            from dojo.localnet import NeuronProcess
+            from dojo.localnet.net import NeuronProcess
 
             net.wait_for_health(
                 NeuronProcess(

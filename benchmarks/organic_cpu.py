@@ -47,7 +47,7 @@ SERVER = r"""
 import cProfile, json, sys, time
 from pathlib import Path
 from template.clock import utcnow
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.validator.organic.service import OrganicService
 from dojo.validator.organic.store import OrganicStore
 from dojo.validator.store import TaskStore

@@ -70,7 +70,7 @@ import numpy as np
 import uvloop
 
 from benchmarks._platform_server import prepare_platform, serve_platform, worker_token
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 
 PG_URL = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 CIDS = ["c0", "c1", "c2", "c3"]

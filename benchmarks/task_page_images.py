@@ -33,7 +33,7 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 
 from benchmarks._platform_server import prepare_platform, serve_platform, worker_token
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 
 TARGET_BYTES = 1_500_000
 TARGET_SECONDS = 1.0

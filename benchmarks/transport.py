@@ -31,7 +31,7 @@ import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
 from commons.protocol import Heartbeat, HeartbeatReply  # noqa: E402
-from dojo.localnet import LocalNet  # noqa: E402
+from dojo.localnet.net import LocalNet  # noqa: E402
 from template.chain.local import LocalChain  # noqa: E402
 from template.transport import SignedClient, Status, Target  # noqa: E402
 from template.wallets import load_wallet  # noqa: E402

@@ -89,7 +89,7 @@ def label_studio(tmp_path_factory):
 
     if not installed(DEFAULT_VENV):
         pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run scripts/label_studio.sh")
-    from dojo.localnet import free_port
+    from dojo.localnet.net import free_port
 
     server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"), free_port())
     server.start()

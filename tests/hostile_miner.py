@@ -34,7 +34,7 @@ from typing import Any
 import bittensor as bt
 from aiohttp import web
 
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 
 MiB = 1024 * 1024
 BOMB_BYTES = 1024 * MiB

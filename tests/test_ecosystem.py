@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from tests._pm2 import NEEDS_PM2, own_pm2
 
 REPO = Path(__file__).resolve().parents[1]

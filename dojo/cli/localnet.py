@@ -40,7 +40,7 @@ def _count(text: str) -> int:
 
 
 def _validators(text: str) -> int:
-    from dojo.localnet import MAX_VALIDATORS
+    from dojo.localnet.net import MAX_VALIDATORS
 
     value = _count(text)
     if value > MAX_VALIDATORS:
@@ -202,7 +202,7 @@ def _add_dir(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace) -> int:
     from loguru import logger
 
-    from dojo.localnet import UpSettings, parse_backends, parse_stakes, run_localnet, team_mixes
+    from dojo.localnet.net import UpSettings, parse_backends, parse_stakes, run_localnet, team_mixes
     from dojo.workers import WorkerSpecError
     from template.log import FORMAT, setup_logging
 
@@ -263,7 +263,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dojo.localnet_view import render, status
+    from dojo.localnet.view import render, status
 
     directory = Path(args.dir).resolve()
     try:
@@ -288,7 +288,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from dojo.localnet import stop_recorded
+    from dojo.localnet.net import stop_recorded
 
     directory = Path(args.dir).resolve()
     try:

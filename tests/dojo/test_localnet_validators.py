@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dojo.localnet import LocalNet, UpSettings, build_net, parse_stakes, state_of, validator_name
-from dojo.localnet_view import StatusReader, events, render
+from dojo.localnet.net import LocalNet, UpSettings, build_net, parse_stakes, state_of, validator_name
+from dojo.localnet.view import StatusReader, events, render
 from dojo.validator.store import TaskStore
 from template.chain.local import LocalChain
 

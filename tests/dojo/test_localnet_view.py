@@ -17,19 +17,17 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dojo.localnet import (
+from dojo.localnet.net import (
     LocalNet,
     NeuronProcess,
     RestartPolicy,
     Supervisor,
-    is_running,
-    process_start,
     stop_recorded,
     stop_summary,
     team_mixes,
-    write_state,
 )
-from dojo.localnet_view import StatusReader, events, render
+from dojo.localnet.state import is_running, process_start, write_state
+from dojo.localnet.view import StatusReader, events, render
 from dojo.validator.store import NewAssignment, NewCompletion, NewTask, SendOutcome, TaskStore
 from dojo.workers import WorkerSpecError
 from template.chain.local import LocalChain

@@ -52,7 +52,7 @@ def test_the_workers_take_the_subscription_key_from_dotenv_and_the_flag_over_it(
 NOT_SETTINGS = {
     "template/config.py": "the one place settings are resolved (flag > environment > .env)",
     "template/failpoints.py": "DOJO_FAILPOINT: a crash point the crash tests arm, not a setting",
-    "dojo/localnet.py": "hands its own environment on to the processes it starts",
+    "dojo/localnet/net.py": "hands its own environment on to the processes it starts",
     "dojo/cli/platform.py": "hands the resolved settings to uvicorn's worker processes",
 }
 

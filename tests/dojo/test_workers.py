@@ -25,7 +25,7 @@ import pytest
 import dojo.workers
 from commons.dojo_api import DojoAPI
 from commons.dojo_wire import TaskResultOut
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.platform.auth import worker_pseudonym
 from dojo.workers import (
     Behaviour,
@@ -645,7 +645,7 @@ async def test_the_localnets_workers_get_the_subscription_key_from_the_environme
     import json
     import subprocess
 
-    from dojo.localnet import LocalNet
+    from dojo.localnet.net import LocalNet
 
     net = LocalNet(tmp_path / "net", miners=1, platform=True, worker_mix=["random"], worker_think=(0.0, 0.1))
     net.prepare()  # the chain, the wallets and the processes, as `dojo localnet up` makes them

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dojo.cli import main as dojo_main
-from dojo.localnet import LocalNet
+from dojo.localnet.net import LocalNet
 
 
 def lifecycle_net(directory: Path, **overrides: Any) -> LocalNet:

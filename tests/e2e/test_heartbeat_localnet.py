@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dojo.localnet import LocalNet
+from dojo.localnet.net import LocalNet
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,7 @@ def test_unregistered_neuron_names_the_register_command(tmp_path):
     import subprocess
     import sys
 
-    from dojo.localnet import ROOT
+    from dojo.localnet.net import ROOT
     from template.chain.local import LocalChain
     from template.wallets import create_wallet
 

@@ -3,7 +3,7 @@
 Every client of a local network, a person's browser too, reaches the platform from
 127.0.0.1, and the limit counts per address: four miners with three simulated workers
 each once made 32 log-in calls against the 30 a minute allowed, and workers waited out
-429s. The platform of ``dojo localnet up`` (:func:`dojo.localnet.build_net`) runs with the
+429s. The platform of ``dojo localnet up`` (:func:`dojo.localnet.net.build_net`) runs with the
 network's own log-ins on top of a stranger's allowance; this starts that platform, the
 miners' key-making, the invite's log-in and the four teams, and checks that no worker was
 turned away and that a person still has the whole allowance.
@@ -17,7 +17,7 @@ import httpx
 import pytest
 from eth_account import Account
 
-from dojo.localnet import PERSON_LOG_INS, UpSettings, build_net
+from dojo.localnet.net import PERSON_LOG_INS, UpSettings, build_net
 
 pytestmark = pytest.mark.e2e
 

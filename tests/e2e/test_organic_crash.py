@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from commons.organic import verify_webhook
-from dojo.localnet import LocalNet
+from dojo.localnet.net import LocalNet
 from dojo.validator.models import MinerScore
 from dojo.validator.store import TaskStore
 from template.clock import utcnow

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from dojo.localnet import LocalNet
+from dojo.localnet.net import LocalNet
 from tests.e2e._lifecycle import assert_lifecycle_invariants, lifecycle_net, query, wait_for
 
 pytestmark = pytest.mark.e2e

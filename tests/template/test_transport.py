@@ -23,7 +23,7 @@ from commons.protocol import (
     TaskResultReply,
     TaskResultRequest,
 )
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from template.chain.base import AxonEndpoint, Metagraph, NeuronInfo
 from template.clock import utcnow
 from template.transport import BlacklistPolicy, PriorityGate, SignedClient, SignedServer, Status, Target

@@ -46,7 +46,7 @@ from commons.protocol import (
     new_request_id,
 )
 from dojo.cli import main as dojo_main
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.miner.config import MinerConfig
 from dojo.miner.neuron import MinerNeuron
 from dojo.miner.store import MinerStore, miner_database_url

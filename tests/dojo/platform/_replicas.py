@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 HAPROXY = shutil.which("haproxy")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from dojo.cli import build_parser, main
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.platform.db import Database, current_revision, head_revision
 from dojo.platform.settings import PlatformSettings
 from template.config import resolve_args

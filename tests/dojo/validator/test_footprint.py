@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from template.chain.local import LocalChain
 
 NETUID = 1

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import Assignment, CollectStatus, SendStatus
 from dojo.validator.neuron import ValidatorNeuron

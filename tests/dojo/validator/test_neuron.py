@@ -34,7 +34,7 @@ from commons.protocol import (
 )
 from commons.synthetic_api import SyntheticAPIClient
 from dojo.export import ExportOptions, export_dataset
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.synthetic.settings import ServiceSettings
 from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import (

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dojo.localnet import free_port
+from dojo.localnet.net import free_port
 from dojo.validator.config import ValidatorConfig
 from dojo.validator.organic.service import OrganicService
 from dojo.validator.organic.store import CreatedKey, OrganicStore

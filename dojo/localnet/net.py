@@ -5,13 +5,14 @@ neurons (the validator with stake, so it holds a permit; with ``--validators N``
 each with its own stake, wallet, database and tasks), starts one worker platform
 (each miner's API key and subscription key made through the real log-in flow), the
 synthetic API, the validator, the miners and one team of simulated workers per miner,
-each its own process on loopback; it shows what they do (:mod:`dojo.localnet_view`),
+each its own process on loopback; it shows what they do (:mod:`dojo.localnet.view`),
 starts again whatever exits (:class:`Supervisor`, as pm2 would), and stops them all, in
 order, on Ctrl-C, SIGTERM, ``dojo localnet down`` or after ``--duration``. A second
 ``up`` in the same directory resumes: same chain, wallets, keys and databases, and the
 same simulated workers. What ``status`` and ``down`` need from another terminal (pids
 with their start times, written as each process starts, ports, URLs) is in
-``DIR/localnet.json``; every process also carries :data:`MARKER_ENV`, so that one a
+``DIR/localnet.json`` (:mod:`dojo.localnet.state`); every process also carries
+:data:`~dojo.localnet.state.MARKER_ENV`, so that one a
 killed supervisor never wrote down is found all the same.
 
 Each task keeps one place for a person with the printed invite link: ``--person-window``
@@ -35,7 +36,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -47,49 +47,30 @@ from typing import Any, TextIO
 import httpx
 from loguru import logger
 
+from dojo.localnet.state import (
+    KIND,
+    LOCK_FILE,
+    MARKER_ENV,
+    START_ORDER,
+    STATE_FILE,
+    STOP_ORDER,
+    clean_exit,
+    is_running,
+    process_start,
+    read_state,
+    running_processes,
+    strays,
+    write_private,
+    write_state,
+)
+from dojo.localnet.view import show
 from template.chain.local import LocalChain
 from template.wallets import create_wallet, load_wallet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # `dojo localnet up --validators N` runs at most this many (each is a process of its own).
 MAX_VALIDATORS = 8
-STATE_FILE = "localnet.json"
-LOCK_FILE = "localnet.lock"
 
-
-@dataclass(frozen=True)
-class ProcessKind:
-    """What the local network knows of one kind of process besides its command line
-    (:meth:`LocalNet.command`): how people read its name, and which exit codes mean that
-    it stopped cleanly when asked to. A new kind is a row of :data:`KINDS`, a branch of
-    :meth:`LocalNet.command` and, if others wait for it, a line in :meth:`LocalNet.start`."""
-
-    role: str
-    label: str  # in "stopping: workers, validator, miners, …"
-    # uvicorn (the platform, the synthetic API) and Label Studio re-raise the SIGTERM they handled.
-    clean_codes: tuple[int, ...] = (0,)
-
-
-# In the order they start; they stop in the reverse (the organic caller and workers first,
-# the platform last).
-KINDS = (
-    ProcessKind("platform", "platform", clean_codes=(0, -signal.SIGTERM)),
-    # A miner on Label Studio (--miner-backends) has its server and a team of annotators.
-    ProcessKind("labelstudio", "Label Studio", clean_codes=(0, -signal.SIGTERM)),
-    ProcessKind("synthetic", "synthetic API", clean_codes=(0, -signal.SIGTERM)),
-    ProcessKind("miner", "miners"),
-    ProcessKind("validator", "validators"),
-    ProcessKind("workers", "workers"),
-    ProcessKind("annotators", "annotators"),
-    ProcessKind("organic", "organic caller"),
-)
-KIND = {k.role: k for k in KINDS}
-START_ORDER = tuple(k.role for k in KINDS)
-STOP_ORDER = tuple(reversed(START_ORDER))
-# Every process of a local network has this variable, naming the network's directory: what
-# `status` and `down` find with it and have no record of (a supervisor killed between
-# starting a process and writing its pid down) is still theirs to show and stop.
-MARKER_ENV = "DOJO_LOCALNET"
 
 # Environment a process of the local network must not inherit: it takes its settings from
 # its flags, not from an operator's shell or .env (a database URL, a failpoint, a real API
@@ -145,7 +126,7 @@ def free_port(preferred: int | None = None) -> int:
     raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
-# --- which process is ours ------------------------------------------------------------------
+# --- signals --------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -200,33 +181,6 @@ def parse_stakes(spec: str, validators: int) -> list[float]:
     if len(stakes) != validators:
         raise ValueError(f"{len(stakes)} stakes for {validators} validators; give one per validator")
     return stakes
-
-
-def process_start(pid: int) -> str | None:
-    """When process ``pid`` started, as the kernel counts it; None when no such process is
-    running (a zombie counts as gone). With the pid it names one process for good: a pid
-    the system hands out again gets another start time."""
-    if pid <= 0:
-        return None
-    if Path("/proc/self/stat").exists():
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        # Field 2 (the command) may hold spaces and parentheses: count from its last ')'.
-        fields = text[text.rindex(")") + 2 :].split()
-        state, start = fields[0], fields[19]  # fields 3 and 22 of proc(5)
-        return None if state in ("Z", "X") else start
-    result = subprocess.run(["ps", "-o", "stat=,lstart=", "-p", str(pid)], capture_output=True, text=True)
-    line = result.stdout.strip()
-    if result.returncode != 0 or not line or line.startswith("Z"):
-        return None
-    return line.split(None, 1)[1] if " " in line else line
-
-
-def is_running(pid: int | None, start: str | None) -> bool:
-    """Whether ``pid`` is still the process that started at ``start``."""
-    return pid is not None and start is not None and process_start(pid) == start
 
 
 # --- the worker mix -------------------------------------------------------------------------
@@ -365,12 +319,12 @@ class LocalNet:
     synthetic_mix: str | None = None
     preferred_ports: dict[str, int] = field(default_factory=dict)
     # The organic API on the validator, and a caller submitting `organic_rate` tasks a second
-    # whose order the honest workers' oracle knows (dojo.localnet_organic).
+    # whose order the honest workers' oracle knows (dojo.localnet.organic).
     organic: bool = False
     organic_rate: float = 0.2
     organic_min_miner_score: float = 0.15
     organic_api_port: int = 0
-    organic_caller: bool = True  # run dojo.localnet_organic (a test may call the API itself)
+    organic_caller: bool = True  # run dojo.localnet.organic (a test may call the API itself)
     person_window: float | None = None
     collect_at_results: int = 0
     login_rate_limit: int | None = None
@@ -550,7 +504,7 @@ class LocalNet:
         else:
             return
         keys["label-studio"] = wanted
-        _write_private(self.keys_path, json.dumps(keys, indent=1))
+        write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def _port(self, name: str) -> int:
         return free_port(self.preferred_ports.get(name))
@@ -670,7 +624,7 @@ class LocalNet:
             return [
                 sys.executable,
                 "-m",
-                "dojo.localnet_organic",
+                "dojo.localnet.organic",
                 "--validator",
                 self.organic_url,
                 "--key",
@@ -934,7 +888,7 @@ class LocalNet:
                 keys[neuron.name] = {"api_key": api_key.key, "subscription_key": subscription_key.key}
 
         asyncio.run(make())
-        _write_private(self.keys_path, json.dumps(keys, indent=1))
+        write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def provision_organic_key(self) -> None:
         """An organic API key for the localnet's caller, as an operator makes one with
@@ -956,7 +910,7 @@ class LocalNet:
             "api_key": made.api_key,
             "webhook_secret": made.webhook_secret,
         }
-        _write_private(self.keys_path, json.dumps(keys, indent=1))
+        write_private(self.keys_path, json.dumps(keys, indent=1))
 
     def invite(self, miner: str) -> str:
         """A one-time link with which a person joins ``miner``'s team: asked of the running
@@ -1116,47 +1070,7 @@ def _serves(neuron: Any, port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-# --- DIR/localnet.json ----------------------------------------------------------------------
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a reader sees the old file or the new, never a
-    part), readable by this user only."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def read_state(directory: Path) -> dict[str, Any] | None:
-    """What the last ``up`` in ``directory`` wrote, or None if none ran there."""
-    path = directory / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RuntimeError(f"{path} is not valid JSON ({exc}); delete it if no localnet runs there") from None
-    return state
-
-
-def write_state(directory: Path, state: dict[str, Any]) -> None:
-    _write_private(directory / STATE_FILE, json.dumps(state, indent=1))
-
-
-def running_processes(state: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The processes of ``state`` (the supervisor among them) that still run."""
-    if not state:
-        return []
-    records = [state.get("supervisor") or {}] + list(state.get("processes", []))
-    return [r for r in records if is_running(r.get("pid"), r.get("start_time"))]
+# --- times in DIR/localnet.json ------------------------------------------------------------
 
 
 def _now() -> str:
@@ -1400,8 +1314,6 @@ def _raise_interrupt(*_: object) -> None:
 
 
 def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> int:
-    from dojo.localnet_view import show
-
     directory = settings.directory
     net = build_net(settings, previous)
     net.prepare()
@@ -1455,7 +1367,7 @@ def _run(settings: UpSettings, previous: dict[str, Any] | None, out: TextIO) -> 
             invite = None
         record(invite_url=invite, invite_for=first_miner)
         _introduce(net, settings, invite, first_miner, out)
-        show(net, settings, state, out, step)
+        show(directory, net.netuid, settings.duration, state, out, step)
     except KeyboardInterrupt:
         pass
     except (RuntimeError, TimeoutError) as exc:
@@ -1496,11 +1408,6 @@ def _validators_said(net: LocalNet) -> str:
     if len(plan) == 1:
         return ""
     return f"{len(plan)} validators (stakes {', '.join(f'{stake:g}' for _, stake in plan)}), "
-
-
-def clean_exit(role: str, code: int) -> bool:
-    """Whether a process of ``role`` that was asked to stop stopped cleanly."""
-    return code in KIND[role].clean_codes
 
 
 def stop_summary(codes: dict[str, int | None], roles: dict[str, str], down: Collection[str] = ()) -> str:
@@ -1610,36 +1517,6 @@ def stop_recorded(
         with contextlib.suppress(ProcessLookupError):
             os.kill(r["pid"], signal.SIGKILL)
     return found
-
-
-def marked_processes(directory: Path) -> list[tuple[int, int]]:
-    """(pid, process group) of every running process whose environment names the network
-    in ``directory`` (:data:`MARKER_ENV`); Linux only (elsewhere none)."""
-    if not Path("/proc/self/environ").exists():
-        return []
-    wanted = f"{MARKER_ENV}={directory.resolve()}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            text = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile, or another user's
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        if fields[0] not in ("Z", "X"):
-            found.append((int(entry.name), int(fields[2])))
-    return found
-
-
-def strays(directory: Path, state: dict[str, Any] | None) -> list[int]:
-    """Processes of the network in ``directory`` that no running record of ``state`` names,
-    nor has started (same process group): a supervisor killed between starting a process
-    and writing it down leaves one."""
-    live = {r["pid"] for r in running_processes(state)}
-    return [pid for pid, group in marked_processes(directory) if pid not in live and group not in live]
 
 
 def _stray_record(pid: int) -> dict[str, Any]:

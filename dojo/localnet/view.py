@@ -8,7 +8,7 @@ set, the next deadline and the last weights (all of the first validator, ``valid
 and ``validators``, one entry per validator with its stake, its counts and its weights on
 chain, and its trust and dividend once the chain has computed an epoch, beside each
 miner's ``consensus`` and ``incentive``. :class:`StatusReader` makes one from
-``DIR/localnet.json`` (:func:`dojo.localnet.state_of`), the validators' databases (read
+``DIR/localnet.json`` (:func:`dojo.localnet.net.state_of`), the validators' databases (read
 through :meth:`dojo.validator.store.TaskStore.status`) and the local chain.
 
 On a terminal, :func:`show` keeps a rich ``Live`` table of the latest snapshot, read in a
@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
 
+from dojo.localnet.state import STATE_FILE, clean_exit, is_running, read_state, strays
+
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from dojo.localnet import LocalNet, UpSettings
     from template.chain.base import EpochView
 
 READ_INTERVAL = 1.0
@@ -114,8 +115,6 @@ class StatusReader:
 
     def read(self, state: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
         """The snapshot for ``state`` (the ``localnet.json`` shape) as things are now."""
-        from dojo.localnet import is_running, strays
-
         now = now or datetime.now(timezone.utc)
         processes = [
             {
@@ -271,8 +270,6 @@ def _shares(weights: dict[int, int]) -> dict[int, float]:
 
 def status(directory: Path) -> dict[str, Any]:
     """The snapshot of the local network in ``directory`` (``dojo localnet status``)."""
-    from dojo.localnet import STATE_FILE, read_state
-
     state = read_state(directory)
     if state is None:
         raise FileNotFoundError(
@@ -466,8 +463,6 @@ def render(
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
-
-    from dojo.localnet import clean_exit
 
     if snap is None:
         return Text("reading the localnet's status …", style="dim")
@@ -679,20 +674,22 @@ def _first_weights(settings: dict[str, Any]) -> str:
 
 
 def show(
-    net: LocalNet,
-    settings: UpSettings,
+    directory: Path,
+    netuid: int,
+    duration: float | None,
     state: Callable[[], dict[str, Any]],
     out: TextIO,
     step: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Show the network until Ctrl-C (KeyboardInterrupt), ``settings.duration``, or until
-    ``step`` (the supervisor's round, run every quarter second) says nothing is left to run."""
-    reader = StatusReader(net.directory, net.netuid)
+    """Show the network in ``directory`` until Ctrl-C (KeyboardInterrupt), ``duration``
+    seconds, or until ``step`` (the supervisor's round, run every quarter second) says
+    nothing is left to run."""
+    reader = StatusReader(directory, netuid)
     poller = Poller(lambda: reader.read(state())).start()
     started = time.monotonic()
 
     def finished() -> bool:
-        timed_out = settings.duration is not None and time.monotonic() - started >= settings.duration
+        timed_out = duration is not None and time.monotonic() - started >= duration
         return timed_out or not step()
 
     try:

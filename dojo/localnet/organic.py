@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m dojo.localnet_organic", description=__doc__.split("\n\n")[0]
+        prog="python -m dojo.localnet.organic", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--validator", required=True, help="the organic API's URL")
     parser.add_argument("--key", required=True, help="the API key")
