@@ -312,6 +312,18 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message}. Run with --help for the accepted flags.")
 
 
+def positive_float(text: str) -> float:
+    """``text`` as a number more than 0, for ``type=`` of a command line's own option (``dojo
+    localnet``, ``python -m dojo.workers``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
 def build_parser(model: type[BaseModel], prog: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog, description=model.__doc__, argument_default=argparse.SUPPRESS, allow_abbrev=False

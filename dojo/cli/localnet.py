@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from dojo.cli._args import positive_float
+from template.config import positive_float
 
 DEFAULT_DIR = ".localnet"
 

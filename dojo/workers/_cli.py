@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from dojo.cli._args import positive_float
 from dojo.workers._behaviours import MIX_EXAMPLE, WorkerSpecError, parse_mix
 from dojo.workers._label_studio import LabelStudioTeam
 from dojo.workers._oracle import IntendedOrders, ValidatorDatabasesOracle
 from dojo.workers._team import SimulatedTeam
-from template.config import ConfigError, add_options, resolve_args
+from template.config import ConfigError, add_options, positive_float, resolve_args
 from template.log import setup_logging
 
 
