@@ -184,13 +184,15 @@ class BaseNeuron(Generic[ConfigT]):
         """Release what the subclass holds; called once after the endpoint has stopped."""
 
 
-def run_neuron(neuron_class: type[BaseNeuron[ConfigT]], config: ConfigT) -> int:
-    """Build and run a neuron in its own event loop; the exit code for the process."""
+def run_neuron(neuron_class: type[BaseNeuron[ConfigT]], config: ConfigT, **parts: Any) -> int:
+    """Build and run a neuron in its own event loop; the exit code for the process. ``parts``
+    go to the neuron's constructor (what its entry point wires in, such as the validator's
+    dataset export)."""
     from template.chain import ChainError
     from template.wallets import WalletMissing
 
     try:
-        neuron = neuron_class(config)
+        neuron = neuron_class(config, **parts)
     except (NotRegistered, WalletMissing, StartupError, ChainError) as exc:
         setup_logging(config.logging.debug, config.logging.trace, neuron_class.neuron_type, split=True)
         logger.error("{}", exc)

@@ -1,7 +1,8 @@
 """The packages' layers: ``template`` (chain, transport, configuration) knows nothing of the
 subnet's logic, ``commons`` (protocol, scoring, clients) nothing of the processes in ``dojo``.
-Within ``dojo``, the local network's modules import each other one way: ``net`` → ``view`` →
-``state``.
+Within ``dojo`` the packages import each other one way (no cycle); in particular the export
+reads the validator's database and the validator never imports the export, and the local
+network's modules go ``net`` → ``view`` → ``state``.
 
 Every import statement counts, including those inside functions, so that a lazy import
 cannot hide a cycle."""
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {"template": ("commons", "dojo"), "commons": ("dojo",)}
 # Within dojo: a module (file, or every file under a folder) and the modules it must not import.
 ONE_WAY = {
+    "dojo/validator": ("dojo.export",),
     "dojo/localnet/__init__.py": ("dojo.localnet",),
     "dojo/localnet/view.py": ("dojo.localnet.net",),
     "dojo/localnet/state.py": ("dojo.localnet.net", "dojo.localnet.view"),
@@ -92,6 +94,19 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def _package_graph(folder: Path) -> dict[str, set[str]]:
+    """Which of the packages of ``dojo`` in ``folder`` (``dojo.validator``, ``dojo.localnet``,
+    ``dojo.simulate``, …) import which others."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        package = ".".join(_module(path, folder.parent).split(".")[:2])
+        for _, name in _names(path):
+            other = ".".join(name.split(".")[:2])
+            if name.startswith("dojo.") and other != package:
+                graph.setdefault(package, set()).add(other)
+    return graph
+
+
 def _module_graph(folder: Path) -> dict[str, set[str]]:
     """Which modules of the package in ``folder`` import which others of it."""
     modules = sorted((_module(path, ROOT) for path in folder.rglob("*.py")), key=len, reverse=True)
@@ -119,6 +134,10 @@ def test_dojo_modules_import_one_way(where: str) -> None:
     assert offending == []
 
 
+def test_dojo_packages_import_each_other_one_way() -> None:
+    assert _cycles(_package_graph(ROOT / "dojo")) == []
+
+
 def test_the_local_network_modules_import_one_way() -> None:
     graph = _module_graph(ROOT / "dojo" / "localnet")
     assert {"dojo.localnet.net", "dojo.localnet.view"} <= set(graph)
@@ -128,6 +147,15 @@ def test_the_local_network_modules_import_one_way() -> None:
 def test_the_cycle_check_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path: Path) -> None:
+    package = tmp_path / "dojo"
+    (package / "validator").mkdir(parents=True)
+    (package / "export").mkdir()
+    (package / "validator" / "neuron.py").write_text("def f():\n    from dojo.export import run\n")
+    (package / "export" / "_reader.py").write_text("from dojo.validator import models\n")
+    assert _cycles(_package_graph(package)) == [["dojo.export", "dojo.validator"]]
 
 
 def test_the_check_sees_an_offending_import(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from dojo.export._records import (
     preference_pairs,
     render_content,
 )
-from dojo.export._scheduled import export_to_dated_folder, latest_export
+from dojo.export._scheduled import ScheduledExport, export_to_dated_folder, latest_export
 
 __all__ = [
     "DEFAULT_MIN_AGREEMENT",
@@ -42,6 +42,7 @@ __all__ = [
     "ExportSummary",
     "MinerAnswer",
     "Pseudonyms",
+    "ScheduledExport",
     "consensus_batch",
     "export_dataset",
     "export_to_dated_folder",

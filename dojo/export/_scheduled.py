@@ -1,5 +1,8 @@
 """Exports on a schedule (the validator's ``--export.interval``): dated folders and ``latest``.
 
+:class:`ScheduledExport` is what the validator runs on its schedule; ``main_validator.py``
+hands it in, since the export imports the validator and not the other way round.
+
 Each export is written to ``<root>/.partial-<stamp>/``, renamed to ``<root>/<stamp>/`` when
 whole, and then ``<root>/latest`` (a symbolic link) is swung to it in one ``rename``, so a
 reader following ``latest`` always finds a complete export. The oldest dated folders beyond
@@ -75,3 +78,17 @@ def _prune(root: Path, keep: int, keep_name: str) -> None:
     for stale in root.glob(".partial-*"):  # left by an export a crash cut short
         if stale.name != f".partial-{keep_name}":
             shutil.rmtree(stale, ignore_errors=True)
+
+
+class ScheduledExport:
+    """The validator's export every ``--export.interval`` seconds
+    (:class:`dojo.validator.neuron.DatasetExport`), to dated folders under the export dir."""
+
+    def latest(self, root: Path) -> datetime | None:
+        """When the export ``root/latest`` names was made; None when there is none."""
+        found = latest_export(root)
+        return None if found is None else found[1]
+
+    def export(self, database_url: str, root: Path, keep: int) -> ExportSummary:
+        """:func:`export_to_dated_folder` with the export's default options."""
+        return export_to_dated_folder(database_url, root, keep=keep)

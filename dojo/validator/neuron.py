@@ -24,7 +24,9 @@ Loops, each independent (a slow or failing one never stalls the others):
   subnet's weights rate limit), set weights from the moving scores, in a thread.
 - **dataset export** (every ``--export.interval`` s, when set): the scored tasks exported to a
   new dated folder under ``--export.dir``, ``latest`` pointed at it, logged to wandb as an
-  artifact; in a thread (``docs/dataset.md``).
+  artifact; in a thread (``docs/dataset.md``). The export reads this database and is handed
+  in (:class:`DatasetExport`, ``main_validator.py`` gives :class:`dojo.export.ScheduledExport`):
+  the validator does not import it.
 - **organic** (``--organic.enabled``): the organic API in its own thread and event loop
   (:mod:`dojo.validator.organic`); its accepted tasks join the task rounds above, up to
   ``--organic.max_share`` of what is sent, through the same planning and fan-out as synthetic
@@ -47,7 +49,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -114,6 +116,36 @@ MIX_WINDOW = 256
 # Between looks at an assignment before its deadline (--neuron.collect_at_results).
 EARLY_LOOK_INTERVAL = 5.0
 
+
+class ExportedDataset(Protocol):
+    """What one dataset export made, as the validator logs it (:class:`dojo.export.ExportSummary`)."""
+
+    out: Path
+    tasks: int
+    preferences: int
+    seconds: float
+    format: str
+    min_agreement: float
+
+    @property
+    def exported_at_iso(self) -> str: ...
+
+
+class DatasetExport(Protocol):
+    """The dataset export the validator runs every ``--export.interval`` seconds. It reads the
+    validator's database, so it imports the validator and not the other way round:
+    ``main_validator.py`` hands in :class:`dojo.export.ScheduledExport`."""
+
+    def latest(self, root: Path) -> datetime | None:
+        """When the export ``root/latest`` names was made; None when there is none."""
+        ...
+
+    def export(self, database_url: str, root: Path, keep: int) -> ExportedDataset:
+        """Export the database to a new dated folder under ``root``, point ``root/latest`` at
+        it and keep the ``keep`` newest."""
+        ...
+
+
 _SEND_STATUS = {
     Status.OK: SendStatus.ACCEPTED,
     Status.TIMEOUT: SendStatus.TIMEOUT,
@@ -131,10 +163,14 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         *,
         block_poll_interval: float = 1.0,
         clock: Clock | None = None,
+        export: DatasetExport | None = None,
     ):
+        if config.export.interval > 0 and export is None:
+            raise ValueError("--export.interval needs the dataset export (main_validator.py hands it in)")
         # Every deadline and wait of the validator's loops is kept by this clock; a test
         # hands an AdjustableClock to pass a deadline without sleeping through it.
         self.clock = clock or Clock()
+        self.dataset_export = export
         super().__init__(config, chain, block_poll_interval=block_poll_interval)
 
     def setup(self) -> None:
@@ -964,23 +1000,22 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         interval = self.config.export.interval
         # Due an interval after the export `latest` names, so that restarts do not export
         # every time; the first ever waits a little, past the start-up.
-        from dojo.export import latest_export
-
-        last = await asyncio.to_thread(latest_export, self.export_dir)
+        assert self.dataset_export is not None  # __init__ refuses an interval without it
+        last = await asyncio.to_thread(self.dataset_export.latest, self.export_dir)
         first = (
             min(interval, EXPORT_FIRST_DELAY)
             if last is None
-            else max(0.0, interval - (self.clock.now() - last[1]).total_seconds())
+            else max(0.0, interval - (self.clock.now() - last).total_seconds())
         )
         await self._every(interval, "dataset export", self.export_dataset, first=first)
 
     async def export_dataset(self) -> Path:
         """Export the task database to a new dated folder, point ``latest`` at it (in a
         thread: it reads the whole database), and log it to wandb; returns the folder."""
-        from dojo.export import export_to_dated_folder
-
+        if self.dataset_export is None:
+            raise RuntimeError("no dataset export was handed to this validator")
         summary = await asyncio.to_thread(
-            export_to_dated_folder, self.store.url, self.export_dir, keep=self.config.export.keep
+            self.dataset_export.export, self.store.url, self.export_dir, self.config.export.keep
         )
         logger.info(
             "dataset exported to {}: {} tasks, {} preference pairs, in {:.1f}s",

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,14 +18,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from dojo.export import export_to_dated_folder, latest_export
+from dojo.localnet.net import free_port
 from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import TaskCompletion
+from dojo.validator.neuron import ValidatorNeuron
 from dojo.validator.wandb_log import RoundLogger
+from template.chain.local import LocalChain
 from template.config import resolve
 from tests.dojo.export.conftest import MINERS, ScoredTasks
 from tests.dojo.validator.test_neuron import _collect_until_settled, network  # noqa: F401 - the fixture
 
 HK = [hotkey for _, hotkey in MINERS]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_miners_get_only_the_obfuscated_content_and_the_export_the_original(network, tmp_path):  # noqa: F811
@@ -133,3 +141,49 @@ def test_an_artifact_is_logged_to_an_offline_run(tmp_path: Path):
     assert logger.logged == 1 and not logger.failed
     run = next((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
     assert list(run.glob("*.wandb"))
+
+
+def test_a_validator_with_an_export_interval_needs_the_export_handed_in():
+    config = resolve(ValidatorConfig, ["--export.interval", "60"], environ={}, env_file=None)
+    with pytest.raises(ValueError, match="--export.interval needs the dataset export"):
+        ValidatorNeuron(config)
+
+
+def test_main_validator_hands_the_validator_its_scheduled_export(tmp_path, make_wallet):
+    """The validator does not import the export: its entry point wires it in, and the
+    process exports on schedule."""
+    chain = LocalChain.init(tmp_path / "chain", netuid=1, block_time=0.2, exist_ok=True)
+    wallet = make_wallet("validator")
+    chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake=1000.0)
+    flags = {
+        "--netuid": "1",
+        "--subtensor.network": str(tmp_path / "chain"),
+        "--wallet.name": "validator",
+        "--wallet.path": str(tmp_path / "wallets"),
+        "--axon.ip": "127.0.0.1",
+        "--axon.port": str(free_port()),
+        "--neuron.data_dir": str(tmp_path / "data"),
+        "--wandb.off": "true",
+        "--export.interval": "1",
+        "--export.dir": str(tmp_path / "exports"),
+    }
+    log = tmp_path / "validator.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "main_validator.py"), *[x for kv in flags.items() for x in kv]],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while latest_export(tmp_path / "exports") is None and process.poll() is None:
+            assert time.monotonic() < deadline, "no export within 120 s"
+            time.sleep(0.2)
+        assert process.poll() is None, log.read_text()
+        found = latest_export(tmp_path / "exports")
+        assert found is not None and (found[0] / "tasks.parquet").is_file()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0, log.read_text()

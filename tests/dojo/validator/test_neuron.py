@@ -33,7 +33,7 @@ from commons.protocol import (
     WorkerResult,
 )
 from commons.synthetic_api import SyntheticAPIClient
-from dojo.export import ExportOptions, export_dataset
+from dojo.export import ExportOptions, ScheduledExport, export_dataset
 from dojo.localnet.net import free_port
 from dojo.synthetic.settings import ServiceSettings
 from dojo.validator.config import ValidatorConfig
@@ -195,7 +195,10 @@ async def network(tmp_path: Path, make_wallet):
         )
         # A clock the test moves past deadlines, instead of sleeping through them.
         neuron = ValidatorNeuron(
-            config, chain=LocalChain(tmp_path / "chain", NETUID), clock=AdjustableClock()
+            config,
+            chain=LocalChain(tmp_path / "chain", NETUID),
+            clock=AdjustableClock(),
+            export=ScheduledExport(),
         )
         neurons.append(neuron)
         for miner in miners:
