@@ -78,7 +78,7 @@ def _routes(server, endpoint: _Endpoint) -> None:
         TaskResultRequest,
         WorkerResult,
     )
-    from dojo.miner.answers import worker_pseudonym
+    from dojo.miner.answers import worker_pseudonym_for_validators
     from template.clock import utcnow
     from template.transport import HandlerRefusal
 
@@ -102,7 +102,7 @@ def _routes(server, endpoint: _Endpoint) -> None:
             endpoint.rng.shuffle(order)
             answers.append(
                 WorkerResult(
-                    worker_id=worker_pseudonym(endpoint.hotkey.encode(), str(w)),
+                    worker_id=worker_pseudonym_for_validators(endpoint.hotkey.encode(), str(w)),
                     criteria_type="ranking",
                     values={cid: float(rank) for rank, cid in enumerate(order, start=1)},
                     submitted_at=now,

@@ -75,7 +75,7 @@ MAX_RESULTS = 1_000
 # ``--task_max_results`` may not exceed it), and a reply that names more workers is refused.
 MAX_WORKERS_PER_TASK = 10
 # How a miner names a worker to validators: "w" and 24 hex digits, an HMAC of the worker
-# backend's id under the miner's secret (:func:`dojo.miner.answers.worker_pseudonym`).
+# backend's id under the miner's secret (:func:`dojo.miner.answers.worker_pseudonym_for_validators`).
 WORKER_PSEUDONYM = r"^w[0-9a-f]{24}$"
 MAX_RATIONALE = 1_000
 MAX_ALT = 2_000

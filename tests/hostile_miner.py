@@ -164,7 +164,7 @@ class HostileMiner:
             for i in range(count if ids else 0):
                 order = ids[:]
                 self._rng.shuffle(order)
-                # Honest workers in the form miners name them (dojo.miner.answers.worker_pseudonym).
+                # Honest workers in the form miners name them (dojo.miner.answers.worker_pseudonym_for_validators).
                 worker = f"invented-{i}" if self.behaviour == "invented_workers" else f"w{i:024x}"
                 results.append(
                     {

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dojo.export._reader import ExportError, Snapshot, TaskRow
+from dojo.export._reader import ExportError, ExportTaskRow, Snapshot
 from dojo.export._records import (
     DEFAULT_MIN_AGREEMENT,
     Consensus,
@@ -213,7 +213,7 @@ def export_dataset(
 
 
 def _task_record(
-    task: TaskRow, cons: Consensus, names: Pseudonyms, metadata: bool, summary: ExportSummary
+    task: ExportTaskRow, cons: Consensus, names: Pseudonyms, metadata: bool, summary: ExportSummary
 ) -> dict[str, Any]:
     completions = []
     for c in task.completions:
@@ -296,7 +296,7 @@ def _task_record(
 
 
 def _preference_records(
-    task: TaskRow, cons: Consensus, min_agreement: float, summary: ExportSummary
+    task: ExportTaskRow, cons: Consensus, min_agreement: float, summary: ExportSummary
 ) -> list[dict[str, Any]]:
     if cons.mean_ranks is None or task.task_agreement is None or task.task_agreement < min_agreement:
         return []
@@ -333,7 +333,7 @@ def _preference_records(
 
 
 def _conversational_records(
-    task: TaskRow, cons: Consensus, min_agreement: float, summary: ExportSummary
+    task: ExportTaskRow, cons: Consensus, min_agreement: float, summary: ExportSummary
 ) -> list[dict[str, Any]]:
     kind = modality(task)
     if kind not in ("text", "dialogue"):
@@ -361,7 +361,7 @@ def _conversational_records(
     return rows
 
 
-def modality(task: TaskRow) -> str:
+def modality(task: ExportTaskRow) -> str:
     """The kind of the task's completions (code for a task from before there were others)."""
     kinds = {str(c.content.get("kind") or "code") for c in task.completions}
     return kinds.pop() if len(kinds) == 1 else "code"

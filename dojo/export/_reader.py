@@ -75,7 +75,7 @@ class CompletionRow:
 
 
 @dataclass
-class TaskRow:
+class ExportTaskRow:
     """One scored task with everything the export writes about it, in completion order."""
 
     task_id: str
@@ -175,7 +175,7 @@ class Snapshot:
         """Scored tasks in the snapshot (the first read: it fixes the snapshot on SQLite)."""
         return int(self.conn.scalar(select(func.count()).select_from(Task).where(self._scored())) or 0)
 
-    def batches(self, size: int) -> Iterator[list[TaskRow]]:
+    def batches(self, size: int) -> Iterator[list[ExportTaskRow]]:
         """Every scored task, ``size`` at a time, by ``(created_at, task_id)``."""
         after: tuple[datetime, str] | None = None
         while True:
@@ -202,7 +202,7 @@ class Snapshot:
             rows = self.conn.execute(query.order_by(Task.created_at, Task.task_id).limit(size)).all()
             if not rows:
                 return
-            tasks = [TaskRow(*row) for row in rows]
+            tasks = [ExportTaskRow(*row) for row in rows]
             for t in tasks:
                 t.criteria = self._criteria(t.criteria)
                 t.criteria_type = str(t.criteria[0]["type"]) if t.criteria else "ranking"
@@ -212,7 +212,7 @@ class Snapshot:
             if len(rows) < size:
                 return
 
-    def _fill(self, tasks: list[TaskRow]) -> None:
+    def _fill(self, tasks: list[ExportTaskRow]) -> None:
         by_id = {t.task_id: t for t in tasks}
         ids = list(by_id)
         tc = TaskCompletion

@@ -30,7 +30,7 @@ from typing import Any
 from dojo.miner.backends import Answer, BackendTask
 
 
-def worker_pseudonym(secret: bytes, platform_worker_id: str) -> str:
+def worker_pseudonym_for_validators(secret: bytes, platform_worker_id: str) -> str:
     """Stable for one worker of this miner; says nothing of the backend's id without the secret."""
     return "w" + hmac.new(secret, platform_worker_id.encode("utf-8"), hashlib.sha256).hexdigest()[:24]
 
@@ -85,7 +85,7 @@ def judge(
         if answer.answer_id in seen:
             continue
         seen.add(answer.answer_id)
-        worker = worker_pseudonym(secret, answer.worker_id)
+        worker = worker_pseudonym_for_validators(secret, answer.worker_id)
         values = {k: dict(v) for k, v in answer.values.items()}
         reason: str | None
         if answer.skipped:
@@ -118,4 +118,4 @@ def judge(
     return verdicts
 
 
-__all__ = ["Verdict", "judge", "whole_answer_problem", "worker_pseudonym"]
+__all__ = ["Verdict", "judge", "whole_answer_problem", "worker_pseudonym_for_validators"]

@@ -63,7 +63,7 @@ from commons.protocol import (
     TaskResultRequest,
     WorkerResult,
 )
-from dojo.miner.answers import Verdict, judge, worker_pseudonym
+from dojo.miner.answers import Verdict, judge, worker_pseudonym_for_validators
 from dojo.miner.backends import BackendError, BackendTask, TaskKey, WorkerBackend, open_backend
 from dojo.miner.backends.dojo_platform import platform_completion, platform_task_data
 from dojo.miner.config import MinerConfig
@@ -502,6 +502,6 @@ __all__ = [
     "platform_completion",
     "platform_task_data",
     "request_hash",
-    "worker_pseudonym",
+    "worker_pseudonym_for_validators",
     "worker_results",
 ]

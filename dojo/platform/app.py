@@ -27,7 +27,7 @@ from dojo.platform.api import worker as worker_api
 from dojo.platform.apidocs import add_docs
 from dojo.platform.db import Database
 from dojo.platform.deps import SessionCache, lookup_worker
-from dojo.platform.errors import PlatformError, RateLimited
+from dojo.platform.errors import PlatformError, TooManyRequests
 from dojo.platform.hotpath import QueueHotPath
 from dojo.platform.limits import LoginLimiter
 from dojo.platform.pgqueue import PostgresQueue
@@ -213,7 +213,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     @app.exception_handler(PlatformError)
     async def _platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
         headers = (
-            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, TooManyRequests) else None
         )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 

@@ -344,7 +344,7 @@ def recover_worker_session(
     return worker, open_worker_session_for(db, settings, worker)
 
 
-def worker_pseudonym(worker_public_id: str, miner_hotkey: str) -> str:
+def worker_pseudonym_for_miner(worker_public_id: str, miner_hotkey: str) -> str:
     """The worker id a miner sees: stable for this miner, unlinkable across miners."""
     return hashlib.sha256(f"{worker_public_id}:{miner_hotkey}".encode()).hexdigest()[:16]
 

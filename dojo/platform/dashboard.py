@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from dojo.platform.agreement import MULTI_SCORE, RANKING, agreements, answer_row, answer_values, criterion
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.platform.errors import Invalid
 from dojo.platform.models import Flag, Miner, Result, Task, Worker
 from dojo.platform.subscriptions import PROMPT_START, task_status
@@ -219,7 +219,7 @@ def miner_dashboard(
             values = answer_values(data)
             answers[task_id].append(
                 DashboardAnswer(
-                    worker=worker_pseudonym(public_id, miner.hotkey),
+                    worker=worker_pseudonym_for_miner(public_id, miner.hotkey),
                     ranking={cid: int(rank) for cid, rank in values[RANKING].items()}
                     if RANKING in values
                     else None,
@@ -242,7 +242,9 @@ def miner_dashboard(
             .order_by(Flag.created_at, Flag.id)
         ):
             flags[task_id].append(
-                DashboardFlag(worker_pseudonym(public_id, miner.hotkey), cid, reason, created_at, updated_at)
+                DashboardFlag(
+                    worker_pseudonym_for_miner(public_id, miner.hotkey), cid, reason, created_at, updated_at
+                )
             )
     agreement = agreements([answer_rows[t] for t in ids])
     mine = Task.miner_id == miner.id

@@ -11,7 +11,7 @@ catch them and render the message. The message says what was wrong and what to d
     ├── Conflict          409  task full, already submitted, …
     ├── Gone              410  task expired, invite used
     ├── Invalid           422  a body that breaks the contract (bad ranking, score out of range)
-    ├── RateLimited       429
+    ├── TooManyRequests   429  too many log-in attempts; .retry_after in seconds
     └── Unavailable       503  the database could not commit; nothing was stored
 """
 
@@ -54,7 +54,7 @@ class Invalid(PlatformError):
     status_code = 422
 
 
-class RateLimited(PlatformError):
+class TooManyRequests(PlatformError):
     status_code = 429
 
     def __init__(self, detail: str, retry_after: float):

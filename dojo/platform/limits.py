@@ -22,7 +22,7 @@ import time
 from sqlalchemy import text
 
 from dojo.platform.db import Database
-from dojo.platform.errors import RateLimited
+from dojo.platform.errors import TooManyRequests
 from dojo.platform.models import LoginLimit
 
 # How often a process deletes the rows of addresses that have been quiet for a window.
@@ -51,7 +51,7 @@ class LoginLimiter:
         self._swept = time.monotonic()
 
     def hit(self, key: str) -> None:
-        """Count one attempt from ``key``; :class:`RateLimited` (nothing counted) past the limit."""
+        """Count one attempt from ``key``; :class:`TooManyRequests` (nothing counted) past the limit."""
         now = time.time()
         step = self.window / self.limit
         params = {"key": key[:128], "now": now, "step": step, "window": self.window}
@@ -63,7 +63,7 @@ class LoginLimiter:
                 return
             tat = db.execute(_TAT, {"key": params["key"]}).scalar_one()
         retry = max(0.0, tat + step - self.window - now)
-        raise RateLimited(
+        raise TooManyRequests(
             f"too many log-in attempts from this address; try again in {max(1.0, retry):.0f} s",
             retry_after=retry,
         )

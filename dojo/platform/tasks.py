@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from commons.dojo_wire import CreateTasksIn, to_utc
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.models import CreateRequest, Miner, Result, Task, Worker
 from dojo.platform.subscriptions import TaskStatus, task_status
@@ -140,7 +140,7 @@ def get_task_results(db: Session, miner: Miner, task_id: str) -> list[TaskResult
     return [
         TaskResultView(
             r.id,
-            worker_pseudonym(public_id, miner.hotkey),
+            worker_pseudonym_for_miner(public_id, miner.hotkey),
             r.result_data,
             r.created_at,
             r.updated_at,

@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from dojo.platform.agreement import agreement_with_others, answer_row, answer_values, criterion
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.platform.errors import Conflict, Invalid, NotFound
 from dojo.platform.models import (
     HOLD,
@@ -257,7 +257,7 @@ def team_view(db: Session, miner: Miner) -> TeamView:
         count, last = done.get(worker_id, (0, None))
         members.append(
             TeamMember(
-                worker=worker_pseudonym(public[worker_id], miner.hotkey),
+                worker=worker_pseudonym_for_miner(public[worker_id], miner.hotkey),
                 member=worker_id in subs,
                 by_invite=by_invite,
                 joined_at=joined,
@@ -289,7 +289,7 @@ def team_view(db: Session, miner: Miner) -> TeamView:
                 expires_at=invite.expires_at,
                 used_at=invite.used_at,
                 revoked_at=invite.revoked_at,
-                worker=worker_pseudonym(public_id, miner.hotkey) if public_id else None,
+                worker=worker_pseudonym_for_miner(public_id, miner.hotkey) if public_id else None,
                 state=_invite_state(invite, now),
             )
         )
@@ -306,7 +306,12 @@ def remove_worker(db: Session, miner: Miner, pseudonym: str) -> None:
         .where(Subscription.miner_id == miner.id)
     ).all()
     match = next(
-        (sub for sub, public_id in members if worker_pseudonym(public_id, miner.hotkey) == pseudonym), None
+        (
+            sub
+            for sub, public_id in members
+            if worker_pseudonym_for_miner(public_id, miner.hotkey) == pseudonym
+        ),
+        None,
     )
     if match is None:
         raise NotFound(f"no worker {pseudonym!r} on your team")

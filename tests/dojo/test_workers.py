@@ -26,7 +26,7 @@ import dojo.workers
 from commons.dojo_api import DojoAPI
 from commons.dojo_wire import TaskResultOut
 from dojo.localnet.net import free_port
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.workers import (
     Behaviour,
     DictOracle,
@@ -164,7 +164,9 @@ async def test_honest_reverse_constant_and_random_answer_as_they_should(miner):
     await run_until(workers, has_results(miner, task_id, 5))
 
     by_worker = {r.worker_id: ranking(r) for r in await miner.results(task_id)}
-    answers = [by_worker[worker_pseudonym(w.stats.worker_id, miner.hotkey)] for w in workers.workers]
+    answers = [
+        by_worker[worker_pseudonym_for_miner(w.stats.worker_id, miner.hotkey)] for w in workers.workers
+    ]
     assert answers[0] == truth
     assert answers[1] == {cid: 6 - rank for cid, rank in truth.items()}
     assert answers[2] == {cid: i for i, cid in enumerate(cids, start=1)}  # the order shown
@@ -186,7 +188,7 @@ async def test_lazy_worker_skips_what_it_does_not_take(miner):
 
     await run_until(workers, done)
     [result] = await miner.results(task_id)
-    assert result.worker_id == worker_pseudonym(workers.workers[1].stats.worker_id, miner.hotkey)
+    assert result.worker_id == worker_pseudonym_for_miner(workers.workers[1].stats.worker_id, miner.hotkey)
     assert ranking(result) == truth
     lazy = workers.workers[0].stats
     assert lazy.submitted == 0 and lazy.skipped == 1 and lazy.errors == 0
@@ -244,7 +246,7 @@ async def test_multi_score_answers_order_like_the_ranking(miner):
         assert all(1 <= s <= 10 for s in scores.values())
         assert sorted(cids, key=ranks.__getitem__) == sorted(cids, key=lambda c: -scores[c])
         assert max(scores.values()) == 10 and min(scores.values()) == 1
-    honest = worker_pseudonym(workers.workers[0].stats.worker_id, miner.hotkey)
+    honest = worker_pseudonym_for_miner(workers.workers[0].stats.worker_id, miner.hotkey)
     [mine] = [r for r in await miner.results(task_id) if r.worker_id == honest]
     assert ranking(mine) == truth
 
@@ -282,7 +284,7 @@ async def test_a_worker_joins_by_invite_link(miner, platform, platform_dir):
     await run_until(invited, has_results(miner, task_id, 1))
     [result] = await miner.results(task_id)
     assert ranking(result) == truth
-    assert result.worker_id == worker_pseudonym(invited.workers[0].stats.worker_id, miner.hotkey)
+    assert result.worker_id == worker_pseudonym_for_miner(invited.workers[0].stats.worker_id, miner.hotkey)
 
     # The link works once: a second team with it gives up on its own, saying why.
     again = SimulatedTeam(platform.url, None, "honest", invites=[link], poll_interval=0.1)
@@ -363,7 +365,7 @@ async def test_a_team_started_again_with_its_identities_is_the_same_workers_with
         by_worker = {r.worker_id for r in await miner.results(second)}
     assert [w.stats.worker_id for w in again.workers] == [w.stats.worker_id for w in first.workers]
     assert again.stats().total("rate_limited") == 0
-    assert by_worker == {worker_pseudonym(w.stats.worker_id, miner.hotkey) for w in first.workers}
+    assert by_worker == {worker_pseudonym_for_miner(w.stats.worker_id, miner.hotkey) for w in first.workers}
 
 
 async def test_a_stand_in_takes_only_tasks_due_within_its_time(miner):
@@ -386,7 +388,7 @@ async def test_a_stand_in_takes_only_tasks_due_within_its_time(miner):
     await run_until(workers, done)
     assert stand_in.stats.submitted == 2 and regular.stats.submitted == 3
     [result] = await miner.results(later)
-    assert result.worker_id == worker_pseudonym(regular.stats.worker_id, miner.hotkey)
+    assert result.worker_id == worker_pseudonym_for_miner(regular.stats.worker_id, miner.hotkey)
 
 
 # --- the oracle on the validator's database --------------------------------------------------

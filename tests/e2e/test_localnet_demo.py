@@ -127,8 +127,8 @@ def _rank_a_task_in_the_browser(browser: Any, invite: str) -> dict[str, Any]:
 
 
 def test_the_demo_prints_a_link_a_person_ranks_with_and_its_supervisor_keeps_every_process(tmp_path, browser):
-    from dojo.miner.neuron import worker_pseudonym as miner_pseudonym
-    from dojo.platform.auth import worker_pseudonym
+    from dojo.miner.neuron import worker_pseudonym_for_validators
+    from dojo.platform.auth import worker_pseudonym_for_miner
 
     directory = tmp_path / "net"
     out, err = tmp_path / "up.out", tmp_path / "up.err"
@@ -156,7 +156,9 @@ def test_the_demo_prints_a_link_a_person_ranks_with_and_its_supervisor_keeps_eve
         [(secret,)] = _query(
             directory / "data" / "miner1" / "miner.sqlite", "SELECT secret FROM miner_secrets"
         )
-        pseudonym = miner_pseudonym(secret, worker_pseudonym(person["worker"], miner1["hotkey"]))
+        pseudonym = worker_pseudonym_for_validators(
+            secret, worker_pseudonym_for_miner(person["worker"], miner1["hotkey"])
+        )
 
         def collected() -> list[tuple]:
             return _query(

@@ -316,7 +316,7 @@ def miner_task_image(request: Request, task_id: str, cid: str) -> Response:
 
 
 @router.get("/miner")
-def miner_dashboard(
+def miner_home(
     request: Request,
     status: str | None = None,
     since: str | None = None,
@@ -328,7 +328,7 @@ def miner_dashboard(
         if visitor.miner is None:
             return RedirectResponse("/miner/login", status_code=303)
         try:
-            page = views.miner_dashboard(db, visitor.miner, status, since, until, cursor)
+            page = views.miner_dashboard_page(db, visitor.miner, status, since, until, cursor)
         except PlatformError as exc:  # a cursor the page did not give
             return _message(
                 request, visitor, exc.status_code, "Page not found", exc.detail, ("/miner", "Latest tasks")

@@ -70,7 +70,7 @@ KEY_RELAY = (
 
 
 @dataclass(frozen=True)
-class CodeFile:
+class HighlightedFile:
     """One file of a code completion, highlighted for display."""
 
     filename: str
@@ -168,7 +168,7 @@ class CompletionView:
     kind: str
     text: str = ""
     turns: tuple[Turn, ...] = ()
-    files: tuple[CodeFile, ...] = ()
+    files: tuple[HighlightedFile, ...] = ()
     notes: str = ""
     preview_document: str | None = None  # served at /tasks/{id}/preview/{label}
     image: ImageView | None = None
@@ -377,7 +377,7 @@ def completion_view(
         entries = _file_entries(completion)
         if entries is not None:
             files = tuple(
-                CodeFile(name, lang, content, highlighted(content, name, lang))
+                HighlightedFile(name, lang, content, highlighted(content, name, lang))
                 for name, lang, content in entries
             )
             notes = completion.get("additional_notes") or completion.get("notes") or ""
@@ -398,7 +398,9 @@ def completion_view(
         if isinstance(completion.get("code"), str):
             lang = _language_of("", str(completion.get("language") or ""))
             entries = [("code", lang, completion["code"])]
-            code = CodeFile("code", lang, completion["code"], highlighted(completion["code"], language=lang))
+            code = HighlightedFile(
+                "code", lang, completion["code"], highlighted(completion["code"], language=lang)
+            )
             return CompletionView(
                 cid=cid, label=label, kind="code", files=(code,), preview_document=preview_document(entries)
             )
@@ -423,7 +425,7 @@ __all__ = [
     "PREVIEW_CSP",
     "PREVIEW_HEADER_CSP",
     "RELAYED_KEYS",
-    "CodeFile",
+    "HighlightedFile",
     "CompletionView",
     "ImageView",
     "Turn",

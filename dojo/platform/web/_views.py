@@ -18,7 +18,7 @@ from dojo.platform import dashboard, drafts, queue, team
 from dojo.platform import keys as key_service
 from dojo.platform import subscriptions as subscription_service
 from dojo.platform.agreement import MULTI_SCORE, RANKING, answer_values
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.platform.errors import NotFound
 from dojo.platform.models import (
     DONE,
@@ -82,7 +82,7 @@ def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
             created_at=s.created_at,
             active=s.active,
             by_invite=s.key_prefix is None,
-            pseudonym=worker_pseudonym(worker.public_id, s.miner_hotkey),
+            pseudonym=worker_pseudonym_for_miner(worker.public_id, s.miner_hotkey),
             message=notes.get(s.miner_hotkey),
         )
         for s in subscription_service.list_subscriptions(db, worker)
@@ -125,7 +125,7 @@ TASK_STATE_WORDS = {"HELD_BY_OTHERS": "held by others", "COMPLETED": "full", "EX
 
 
 @dataclass(frozen=True)
-class TaskRow:
+class WorkerTaskRow:
     id: str
     title: str
     kind: str
@@ -142,7 +142,7 @@ def task_list(db: Session, worker: Worker) -> dict[str, Any]:
     subs = subscription_service.list_subscriptions(db, worker)
     tasks = subscription_service.worker_tasks(db, worker)
     rows = [
-        TaskRow(
+        WorkerTaskRow(
             id=t.id,
             title=t.title,
             kind=_kind(t.task_type),
@@ -522,7 +522,7 @@ def _day(value: str | None) -> date | None:
         return None
 
 
-def miner_dashboard(
+def miner_dashboard_page(
     db: Session,
     miner: Miner,
     status: str | None = None,

@@ -17,7 +17,7 @@ from commons.protocol import (
     RankingCriteria,
     TextContent,
 )
-from dojo.miner.answers import judge, worker_pseudonym
+from dojo.miner.answers import judge, worker_pseudonym_for_validators
 from dojo.miner.backends import Answer, BackendTask, TaskKey
 from dojo.miner.backends.dojo_platform import DojoPlatformBackend
 from dojo.miner.backends.label_studio import LabelStudioBackend, read_ranking, task_data
@@ -62,8 +62,8 @@ def test_the_first_k_whole_answers_of_distinct_workers_count_and_the_rest_say_wh
     assert reasons["9"] == "its ranking cannot be read"
     assert all(v.values == {} for v in verdicts if not v.counted)
     assert {v.worker for v in verdicts if v.counted} == {
-        worker_pseudonym(SECRET, "u4"),
-        worker_pseudonym(SECRET, "u1"),
+        worker_pseudonym_for_validators(SECRET, "u4"),
+        worker_pseudonym_for_validators(SECRET, "u1"),
     }
 
 

@@ -30,7 +30,7 @@ from dojo.miner.neuron import (
     platform_completion,
     platform_task_data,
     request_hash,
-    worker_pseudonym,
+    worker_pseudonym_for_validators,
 )
 from dojo.miner.store import MIGRATIONS_DIR, MinerStore, miner_database_url
 from template.storage import current_revision, head_revision
@@ -286,10 +286,12 @@ def test_content_becomes_what_the_platform_shows():
 
 def test_worker_pseudonyms_are_stable_per_secret_and_hide_the_platform_id():
     one, two = b"\x01" * 32, b"\x02" * 32
-    name = worker_pseudonym(one, "worker-123")
+    name = worker_pseudonym_for_validators(one, "worker-123")
     assert re.fullmatch(r"w[0-9a-f]{24}", name)
-    assert name == worker_pseudonym(one, "worker-123")
-    assert name != worker_pseudonym(two, "worker-123") and name != worker_pseudonym(one, "worker-124")
+    assert name == worker_pseudonym_for_validators(one, "worker-123")
+    assert name != worker_pseudonym_for_validators(
+        two, "worker-123"
+    ) and name != worker_pseudonym_for_validators(one, "worker-124")
     assert "worker-123" not in name
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from dojo.platform.db import Database
-from dojo.platform.errors import RateLimited
+from dojo.platform.errors import TooManyRequests
 from dojo.platform.limits import LoginLimiter
 from tests.dojo.platform.conftest import empty_tables
 
@@ -28,7 +28,7 @@ def _outcomes(limiter: LoginLimiter, key: str, count: int) -> list[int]:
         try:
             limiter.hit(key)
             codes.append(200)
-        except RateLimited:
+        except TooManyRequests:
             codes.append(429)
     return codes
 
@@ -37,7 +37,7 @@ def test_two_replicas_share_one_count_per_address(database):
     first, second = LoginLimiter(database, 3, 60), LoginLimiter(database, 3, 60)
     assert _outcomes(first, "198.51.100.7", 2) == [200, 200]
     assert _outcomes(second, "198.51.100.7", 2) == [200, 429]
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(TooManyRequests) as refused:
         first.hit("198.51.100.7")
     # Three a minute: the next place comes free 20 s after the first attempt.
     assert 15 < refused.value.retry_after <= 20
@@ -67,7 +67,7 @@ def test_concurrent_attempts_through_two_replicas_get_exactly_the_limit(database
 def test_a_refused_address_passes_again_when_retry_after_says(database):
     limiter = LoginLimiter(database, 2, 1.0)
     assert _outcomes(limiter, "192.0.2.1", 3) == [200, 200, 429]
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(TooManyRequests) as refused:
         limiter.hit("192.0.2.1")
     time.sleep(refused.value.retry_after + 0.05)  # what the 429 tells the client to wait
     assert _outcomes(limiter, "192.0.2.1", 2) == [200, 429]

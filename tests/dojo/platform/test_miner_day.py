@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event
 
 from commons.scoring import ScoringParams, score_round
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.platform.dashboard import PAGE_SIZE, agreements, miner_dashboard
 from dojo.platform.db import Database
 from dojo.platform.keys import looks_like_api_key
@@ -283,7 +283,7 @@ def test_the_dashboard_reads_the_first_criterion_in_a_fixed_number_of_queries(pl
         "SELECT DISTINCT w.public_id FROM workers w JOIN flags f ON f.worker_id = w.id"
         " JOIN tasks t ON t.id = f.task_id JOIN miners m ON m.id = t.miner_id WHERE m.hotkey = 'many'",
     )
-    assert flag.worker == worker_pseudonym(public_id, "many")
+    assert flag.worker == worker_pseudonym_for_miner(public_id, "many")
     assert [t.agreement for t in few_board.tasks] == [pytest.approx(6 / 7)] * 3
 
 

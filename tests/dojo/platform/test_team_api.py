@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dojo.platform import auth
-from dojo.platform.auth import worker_pseudonym
+from dojo.platform.auth import worker_pseudonym_for_miner
 from dojo.platform.db import Database
 from tests.dojo.platform._support import (
     MinerClient,
@@ -59,7 +59,7 @@ def _invite(platform, miner: MinerClient) -> str:
 
 
 def _pseudonym(platform, worker: WorkerClient, miner: MinerClient) -> str:
-    return worker_pseudonym(worker.worker_id, miner.hotkey)
+    return worker_pseudonym_for_miner(worker.worker_id, miner.hotkey)
 
 
 def test_scores_and_agreement_reach_the_workers_and_the_team_page(client, platform, miner, register_hotkey):
@@ -147,7 +147,9 @@ def test_an_unused_invite_can_be_revoked_and_a_used_one_shows_who_used_it(client
         joined = browser.get("/api/v1/worker/me").json()["workerId"]
     invites = {i["state"]: i for i in _team(client, miner)["invites"]}
     assert set(invites) == {"used", "unused"}
-    assert invites["used"]["usedAt"] and invites["used"]["workerId"] == worker_pseudonym(joined, miner.hotkey)
+    assert invites["used"]["usedAt"] and invites["used"]["workerId"] == worker_pseudonym_for_miner(
+        joined, miner.hotkey
+    )
     member = _team(client, miner)["members"][0]
     assert member["byInvite"] and member["workerId"] == invites["used"]["workerId"]
 

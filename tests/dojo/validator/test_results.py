@@ -7,14 +7,14 @@ from datetime import timedelta
 import pytest
 
 from commons.protocol import MAX_WORKERS_PER_TASK, WorkerResult
-from dojo.miner.answers import worker_pseudonym
+from dojo.miner.answers import worker_pseudonym_for_validators
 from dojo.validator.results import ResultsRefused, check_results
 from template.clock import utcnow
 
 IDS = {"ma": "a", "mb": "b", "mc": "c"}  # miner's ids -> task's ids
 RANKING = [{"type": "ranking"}]
 SCORE = [{"type": "multi-score", "min": 1, "max": 10}]
-W1, W2 = "w" + "1" * 24, "w" + "2" * 24  # workers as miners name them (worker_pseudonym)
+W1, W2 = "w" + "1" * 24, "w" + "2" * 24  # workers as miners name them (worker_pseudonym_for_validators)
 
 
 def _result(values, worker=W1, kind="ranking", at=None) -> WorkerResult:
@@ -96,5 +96,5 @@ def test_a_worker_id_not_in_the_miners_pseudonym_form_is_refused(worker):
 
 
 def test_the_miners_pseudonyms_are_in_the_form_validators_accept():
-    worker = worker_pseudonym(b"a miner's secret", "platform-worker-7")
+    worker = worker_pseudonym_for_validators(b"a miner's secret", "platform-worker-7")
     assert len(_check([_result({"ma": 1, "mb": 2, "mc": 3}, worker=worker)])) == 1
