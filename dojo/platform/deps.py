@@ -9,6 +9,10 @@
 - :func:`current_worker` / :func:`optional_worker`: the worker of the request's session
   (``Authorization: Bearer dws_…`` or the ``dojo_worker_session`` cookie); 401 / ``None``.
 
+Routes name them by their ``Annotated`` aliases, declared once at the end of this module
+(``def route(worker: CurrentWorker, database: DatabaseDep)``), and the log-in limit by
+``dependencies=[LOGIN_RATE_LIMIT]``.
+
 Cookie-authenticated unsafe requests (POST, PUT, PATCH, DELETE) must carry the CSRF token
 (:func:`dojo.platform.security.check_csrf`), checked here so no route can forget it: once
 the cookie proved a live session, so an unknown or expired session cookie is a 401 and a
@@ -24,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -51,6 +55,10 @@ bearer_scheme = HTTPBearer(auto_error=False, description="a session token from a
 miner_cookie_scheme = APIKeyCookie(name=MINER_COOKIE, auto_error=False)
 worker_cookie_scheme = APIKeyCookie(name=WORKER_COOKIE, auto_error=False)
 api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False, description="an API key, sk-…")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+MinerCookie = Annotated[str | None, Depends(miner_cookie_scheme)]
+WorkerCookie = Annotated[str | None, Depends(worker_cookie_scheme)]
+ApiKey = Annotated[str | None, Depends(api_key_scheme)]
 
 
 class SessionCache:
@@ -174,11 +182,7 @@ def session_token(
     return token or None, bool(token)
 
 
-async def current_miner(
-    request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    _cookie: str | None = Depends(miner_cookie_scheme),
-) -> Miner:
+async def current_miner(request: Request, bearer: BearerCredentials, _cookie: MinerCookie) -> Miner:
     token, from_cookie = session_token(request, bearer, MINER_COOKIE)
     if token is None:
         raise Unauthorized("log in first: POST /api/v1/miner/challenge, sign, POST /api/v1/miner/session")
@@ -196,7 +200,7 @@ async def current_miner(
     return miner
 
 
-async def api_key_miner(request: Request, key: str | None = Depends(api_key_scheme)) -> Miner:
+async def api_key_miner(request: Request, key: ApiKey) -> Miner:
     database: Database = request.app.state.db
 
     def lookup() -> Miner:
@@ -207,9 +211,7 @@ async def api_key_miner(request: Request, key: str | None = Depends(api_key_sche
 
 
 async def optional_worker(
-    request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    _cookie: str | None = Depends(worker_cookie_scheme),
+    request: Request, bearer: BearerCredentials, _cookie: WorkerCookie
 ) -> Worker | None:
     token, from_cookie = session_token(request, bearer, WORKER_COOKIE)
     if token is None:
@@ -225,7 +227,19 @@ async def optional_worker(
     return worker
 
 
-async def current_worker(worker: Worker | None = Depends(optional_worker)) -> Worker:
+async def current_worker(worker: OptionalWorker) -> Worker:
     if worker is None:
         raise Unauthorized("log in first: with your wallet (POST /api/v1/worker/login) or an invite link")
     return worker
+
+
+# What a route declares it needs, each once (``def route(database: DatabaseDep)``).
+SettingsDep = Annotated[PlatformSettings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+RegistryDep = Annotated[HotkeyRegistry, Depends(get_registry)]
+CurrentMiner = Annotated[Miner, Depends(current_miner)]
+ApiKeyMiner = Annotated[Miner, Depends(api_key_miner)]
+OptionalWorker = Annotated[Worker | None, Depends(optional_worker)]
+CurrentWorker = Annotated[Worker, Depends(current_worker)]
+# For a route's ``dependencies=[...]``: it returns nothing the route reads.
+LOGIN_RATE_LIMIT = Depends(login_rate_limit)

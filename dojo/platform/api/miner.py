@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from commons.dojo_wire import (
     ChallengeOut,
@@ -23,19 +22,17 @@ from commons.dojo_wire import (
 from commons.platform_contract import MINER_COOKIE
 from dojo.platform import auth, keys, team
 from dojo.platform.dashboard import MAX_PAGE_SIZE, PAGE_SIZE, TaskFilter, miner_dashboard
-from dojo.platform.db import Database
 from dojo.platform.deps import (
-    bearer_scheme,
-    current_miner,
-    get_database,
-    get_registry,
-    get_settings,
-    login_rate_limit,
+    LOGIN_RATE_LIMIT,
+    BearerCredentials,
+    CurrentMiner,
+    DatabaseDep,
+    RegistryDep,
+    SettingsDep,
     session_token,
     set_session_cookie,
 )
-from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner
-from dojo.platform.registry import HotkeyRegistry
+from dojo.platform.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey
 from dojo.platform.schemas import (
     DB_INT_MAX,
     DashboardOut,
@@ -45,16 +42,15 @@ from dojo.platform.schemas import (
     TeamOut,
     wire,
 )
-from dojo.platform.settings import PlatformSettings
 
 router = APIRouter(prefix="/api/v1/miner", tags=["miner"])
 
 
-@router.post("/challenge", response_model=ChallengeOut, dependencies=[Depends(login_rate_limit)])
+@router.post("/challenge", response_model=ChallengeOut, dependencies=[LOGIN_RATE_LIMIT])
 def miner_challenge(
     body: MinerChallengeIn,
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.miner_challenge(db, settings, body.hotkey)
@@ -64,7 +60,7 @@ def miner_challenge(
 @router.post(
     "/session",
     response_model=SessionOut,
-    dependencies=[Depends(login_rate_limit)],
+    dependencies=[LOGIN_RATE_LIMIT],
     responses={
         401: {"description": "bad signature, unknown, used or expired nonce"},
         403: {"description": "hotkey not registered"},
@@ -73,9 +69,9 @@ def miner_challenge(
 def miner_session(
     body: MinerSessionIn,
     response: Response,
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
-    registry: HotkeyRegistry = Depends(get_registry),
+    database: DatabaseDep,
+    settings: SettingsDep,
+    registry: RegistryDep,
 ) -> SessionOut:
     with database.session() as db:
         opened = auth.open_miner_session(db, settings, registry, body.hotkey, body.nonce, body.signature)
@@ -87,9 +83,9 @@ def miner_session(
 def miner_logout(
     request: Request,
     response: Response,
-    _miner: Miner = Depends(current_miner),
-    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    database: Database = Depends(get_database),
+    _miner: CurrentMiner,
+    bearer: BearerCredentials,
+    database: DatabaseDep,
 ) -> None:
     token = session_token(request, bearer, MINER_COOKIE)[0] or ""
     with database.session() as db:
@@ -98,15 +94,15 @@ def miner_logout(
 
 
 @router.get("/me")
-def miner_me(miner: Miner = Depends(current_miner)) -> dict[str, str]:
+def miner_me(miner: CurrentMiner) -> dict[str, str]:
     return {"hotkey": miner.hotkey}
 
 
 @router.post("/invites", response_model=InviteOut, status_code=201)
 def create_invite(
-    miner: Miner = Depends(current_miner),
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    miner: CurrentMiner,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> InviteOut:
     """A one-time invite link to the miner's team (no wallet needed to join)."""
     with database.session() as db:
@@ -117,6 +113,8 @@ def create_invite(
 
 @router.get("/dashboard", response_model=DashboardOut)
 def dashboard(
+    miner: CurrentMiner,
+    database: DatabaseDep,
     limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="tasks per page"),
     cursor: str | None = Query(None, max_length=200, description="nextCursor of the page before"),
     status: Literal["open", "complete", "expired"] | None = Query(
@@ -124,8 +122,6 @@ def dashboard(
     ),
     since: date | None = Query(None, description="only tasks created on this UTC day or later"),
     until: date | None = Query(None, description="only tasks created on this UTC day or earlier"),
-    miner: Miner = Depends(current_miner),
-    database: Database = Depends(get_database),
 ) -> DashboardOut:
     """The miner's tasks, newest first, a page at a time, each with its answers and the
     flags workers raised on it; totals over all its tasks."""
@@ -136,9 +132,7 @@ def dashboard(
 
 
 @router.get("/team", response_model=TeamOut)
-def team_members(
-    miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
-) -> TeamOut:
+def team_members(miner: CurrentMiner, database: DatabaseDep) -> TeamOut:
     """The workers on the miner's team (and those who answered before they left), with
     their counts, times, agreement and scores; the invite links and their use."""
     with database.read_session() as db:
@@ -148,9 +142,9 @@ def team_members(
 
 @router.delete("/team/{worker_id}", status_code=204)
 def remove_team_member(
+    miner: CurrentMiner,
+    database: DatabaseDep,
     worker_id: str = Path(min_length=1, max_length=64, description="the worker's pseudonym"),
-    miner: Miner = Depends(current_miner),
-    database: Database = Depends(get_database),
 ) -> None:
     """Take a worker off the team: access ends at once, its holds are let go, its answers stay."""
     with database.session() as db:
@@ -159,9 +153,9 @@ def remove_team_member(
 
 @router.delete("/invites/{invite_id}", response_model=InviteRevokedOut)
 def revoke_invite(
+    miner: CurrentMiner,
+    database: DatabaseDep,
     invite_id: int = Path(ge=1, le=DB_INT_MAX),
-    miner: Miner = Depends(current_miner),
-    database: Database = Depends(get_database),
 ) -> InviteRevokedOut:
     """Take back an unused invite link; 409 once it was used."""
     with database.session() as db:
@@ -170,9 +164,7 @@ def revoke_invite(
 
 
 @router.put("/team-message", response_model=TeamMessageOut)
-def team_message(
-    body: TeamMessageIn, miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
-) -> TeamMessageOut:
+def team_message(body: TeamMessageIn, miner: CurrentMiner, database: DatabaseDep) -> TeamMessageOut:
     """What the miner tells its team (how and what it pays, where to ask), shown to its
     workers and on its invite links; blank clears it."""
     with database.session() as db:
@@ -195,17 +187,13 @@ def _key_routes(path: str, kind: str) -> None:
     label = kind.replace("subscription", "subscription key").replace("api", "API key")
 
     @router.post(path, response_model=KeyCreatedOut, name=f"create {label}", status_code=201)
-    def create(
-        miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
-    ) -> KeyCreatedOut:
+    def create(miner: CurrentMiner, database: DatabaseDep) -> KeyCreatedOut:
         with database.session() as db:
             row, key = keys.create_key(db, miner, kind)
         return KeyCreatedOut(id=row.id, key=key, prefix=row.prefix, created_at=row.created_at)
 
     @router.get(path, response_model=KeyListOut, name=f"list {label}s")
-    def list_(
-        miner: Miner = Depends(current_miner), database: Database = Depends(get_database)
-    ) -> KeyListOut:
+    def list_(miner: CurrentMiner, database: DatabaseDep) -> KeyListOut:
         with database.read_session() as db:
             rows = keys.list_keys(db, miner, kind)
             in_use = keys.key_in_use(rows)
@@ -213,9 +201,9 @@ def _key_routes(path: str, kind: str) -> None:
 
     @router.delete(path + "/{key_id}", response_model=KeyDisabledOut, name=f"disable {label}")
     def disable(
+        miner: CurrentMiner,
+        database: DatabaseDep,
         key_id: int = Path(ge=1, le=DB_INT_MAX),
-        miner: Miner = Depends(current_miner),
-        database: Database = Depends(get_database),
     ) -> KeyDisabledOut:
         with database.session() as db:
             row = keys.disable_key(db, miner, kind, key_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
@@ -22,10 +22,8 @@ from commons.dojo_wire import (
     TaskStatusOut,
 )
 from dojo.platform import tasks
-from dojo.platform.db import Database
-from dojo.platform.deps import api_key_miner, get_database
+from dojo.platform.deps import ApiKeyMiner, DatabaseDep
 from dojo.platform.errors import BadRequest, Invalid
-from dojo.platform.models import Miner
 from dojo.platform.security import load_json
 from template.validation import validation_detail
 
@@ -78,8 +76,8 @@ async def _create_tasks_body(request: Request) -> CreateTasksIn:
 )
 async def create_tasks(
     request: Request,
-    miner: Miner = Depends(api_key_miner),
-    database: Database = Depends(get_database),
+    miner: ApiKeyMiner,
+    database: DatabaseDep,
     idempotency_key: str | None = Header(
         None,
         description="any unique string up to 128 printable characters, the same on every retry "
@@ -105,9 +103,7 @@ async def create_tasks(
 
 
 @router.get("/task-result/{task_id}", response_model=TaskResultsOut)
-def task_results(
-    task_id: str, miner: Miner = Depends(api_key_miner), database: Database = Depends(get_database)
-) -> TaskResultsOut:
+def task_results(task_id: str, miner: ApiKeyMiner, database: DatabaseDep) -> TaskResultsOut:
     with database.read_session() as db:
         results = tasks.get_task_results(db, miner, task_id)
     return TaskResultsOut(
@@ -131,8 +127,8 @@ def task_results(
 def report_score(
     task_id: str,
     body: TaskScoreIn,
-    miner: Miner = Depends(api_key_miner),
-    database: Database = Depends(get_database),
+    miner: ApiKeyMiner,
+    database: DatabaseDep,
 ) -> TaskScoreOut:
     """The validator's score for the task (0..1), as the miner received it in a
     ``ScoringResult``; a repeat replaces it. The workers who answered the task see it."""
@@ -143,9 +139,7 @@ def report_score(
 
 
 @router.get("/{task_id}", response_model=TaskStatusOut)
-def task_status(
-    task_id: str, miner: Miner = Depends(api_key_miner), database: Database = Depends(get_database)
-) -> TaskStatusOut:
+def task_status(task_id: str, miner: ApiKeyMiner, database: DatabaseDep) -> TaskStatusOut:
     with database.read_session() as db:
         view = tasks.get_task_status(db, miner, task_id)
     return TaskStatusOut(

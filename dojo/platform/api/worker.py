@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import select
 
 from commons.dojo_wire import ChallengeOut, iso
@@ -14,11 +13,11 @@ from commons.platform_contract import WORKER_COOKIE
 from dojo.platform import auth, drafts, queue, subscriptions
 from dojo.platform.db import Database
 from dojo.platform.deps import (
-    bearer_scheme,
-    current_worker,
-    get_database,
-    get_settings,
-    login_rate_limit,
+    LOGIN_RATE_LIMIT,
+    BearerCredentials,
+    CurrentWorker,
+    DatabaseDep,
+    SettingsDep,
     run_db,
     session_token,
     set_session_cookie,
@@ -60,23 +59,23 @@ def set_worker_cookie(response: Response, settings: PlatformSettings, token: str
     set_session_cookie(response, settings, WORKER_COOKIE, token, settings.worker_session_ttl_seconds)
 
 
-@router.post("/challenge", response_model=ChallengeOut, dependencies=[Depends(login_rate_limit)])
+@router.post("/challenge", response_model=ChallengeOut, dependencies=[LOGIN_RATE_LIMIT])
 def worker_challenge(
     body: WorkerChallengeIn,
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.worker_challenge(db, settings, body.address)
     return ChallengeOut(nonce=challenge.nonce, expires_at=challenge.expires_at, message=challenge.message)
 
 
-@router.post("/login", response_model=WorkerSessionOut, dependencies=[Depends(login_rate_limit)])
+@router.post("/login", response_model=WorkerSessionOut, dependencies=[LOGIN_RATE_LIMIT])
 def worker_login(
     body: WorkerLoginIn,
     response: Response,
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> WorkerSessionOut:
     with database.session() as db:
         worker, opened = auth.open_worker_session(db, settings, body.address, body.signature, body.nonce)
@@ -84,12 +83,12 @@ def worker_login(
     return WorkerSessionOut(token=opened.token, expires_at=iso(opened.expires_at), worker_id=worker.public_id)
 
 
-@router.post("/recover", response_model=WorkerSessionOut, dependencies=[Depends(login_rate_limit)])
+@router.post("/recover", response_model=WorkerSessionOut, dependencies=[LOGIN_RATE_LIMIT])
 def worker_recover(
     body: RecoverIn,
     response: Response,
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> WorkerSessionOut:
     """Log back in to the same worker with the recovery code shown when it joined by invite."""
     with database.session() as db:
@@ -99,9 +98,7 @@ def worker_recover(
 
 
 @router.post("/recovery-code", response_model=RecoveryCodeOut, status_code=201)
-def new_recovery_code(
-    worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> RecoveryCodeOut:
+def new_recovery_code(worker: CurrentWorker, database: DatabaseDep) -> RecoveryCodeOut:
     """A new recovery code for this worker, shown only here; the earlier one stops working."""
     with database.session() as db:
         current = db.merge(worker, load=True)
@@ -113,9 +110,9 @@ def new_recovery_code(
 def worker_logout(
     request: Request,
     response: Response,
-    _worker: Worker = Depends(current_worker),
-    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    database: Database = Depends(get_database),
+    _worker: CurrentWorker,
+    bearer: BearerCredentials,
+    database: DatabaseDep,
 ) -> None:
     token = session_token(request, bearer, WORKER_COOKIE)[0] or ""
     with database.session() as db:
@@ -125,9 +122,7 @@ def worker_logout(
 
 
 @router.get("/me", response_model=WorkerMeOut)
-def worker_me(
-    worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> WorkerMeOut:
+def worker_me(worker: CurrentWorker, database: DatabaseDep) -> WorkerMeOut:
     with database.read_session() as db:
         progress = queue.worker_progress(db, worker)
         has_code = db.scalar(select(Worker.recovery_hash).where(Worker.id == worker.id)) is not None
@@ -145,10 +140,10 @@ def worker_me(
 
 @router.get("/history", response_model=HistoryOut)
 def worker_history(
+    worker: CurrentWorker,
+    database: DatabaseDep,
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0, le=DB_INT_MAX),
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
 ) -> HistoryOut:
     """This worker's own submissions, newest first."""
     with database.read_session() as db:
@@ -163,18 +158,14 @@ def _subscription_out(view: SubscriptionView) -> SubscriptionOut:
 
 
 @router.get("/subscriptions", response_model=SubscriptionListOut)
-def list_subscriptions(
-    worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> SubscriptionListOut:
+def list_subscriptions(worker: CurrentWorker, database: DatabaseDep) -> SubscriptionListOut:
     with database.read_session() as db:
         views = subscriptions.list_subscriptions(db, worker)
     return SubscriptionListOut(subscriptions=[_subscription_out(v) for v in views])
 
 
 @router.post("/subscriptions", response_model=SubscriptionOut, status_code=201)
-def add_subscription(
-    body: SubscriptionIn, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> SubscriptionOut:
+def add_subscription(body: SubscriptionIn, worker: CurrentWorker, database: DatabaseDep) -> SubscriptionOut:
     with database.session() as db:
         view = subscriptions.add_subscription(db, worker, body.name, body.key)
     return _subscription_out(view)
@@ -182,9 +173,9 @@ def add_subscription(
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
 def remove_subscription(
+    worker: CurrentWorker,
+    database: DatabaseDep,
     subscription_id: int = Path(ge=1, le=DB_INT_MAX),
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
 ) -> None:
     with database.session() as db:
         subscriptions.remove_subscription(db, worker, subscription_id)
@@ -192,9 +183,9 @@ def remove_subscription(
 
 @router.get("/tasks", response_model=WorkerTaskListOut)
 def list_tasks(
+    worker: CurrentWorker,
+    database: DatabaseDep,
     include_closed: bool = False,
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
 ) -> WorkerTaskListOut:
     with database.read_session() as db:
         rows = subscriptions.worker_tasks(db, worker, include_closed=include_closed)
@@ -249,9 +240,9 @@ def submitted_json(done: queue.Submitted) -> dict[str, Any]:
 )
 async def next_task(
     request: Request,
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    worker: CurrentWorker,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> Response:
     view = await run_db(request, lambda: claim_next(database, settings, worker))
     if view is None:
@@ -260,9 +251,7 @@ async def next_task(
 
 
 @router.get("/tasks/{task_id}", response_model=WorkerTaskOut)
-def get_task(
-    task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> WorkerTaskOut:
+def get_task(task_id: str, worker: CurrentWorker, database: DatabaseDep) -> WorkerTaskOut:
     with database.read_session() as db:
         return WorkerTaskOut.model_validate(task_json(subscriptions.worker_task(db, worker, task_id)))
 
@@ -272,9 +261,9 @@ async def submit_result(
     request: Request,
     task_id: str,
     body: SubmitResultIn,
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    worker: CurrentWorker,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> Response:
     data = [item.model_dump() for item in body.result_data]
 
@@ -289,9 +278,9 @@ async def submit_result(
 async def hold_task(
     request: Request,
     task_id: str,
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
-    settings: PlatformSettings = Depends(get_settings),
+    worker: CurrentWorker,
+    database: DatabaseDep,
+    settings: SettingsDep,
 ) -> HoldOut:
     """Claim the task for this worker, or extend its hold: the page calls it while the
     worker is at work on the task, so the hold does not lapse under them."""
@@ -312,8 +301,8 @@ def _draft_out(draft: drafts.Draft) -> DraftOut:
 def save_draft(
     task_id: str,
     body: DraftIn,
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
+    worker: CurrentWorker,
+    database: DatabaseDep,
 ) -> DraftOut:
     """Keep the worker's answer so far with its hold, for its other browsers and sessions.
     Submitting or skipping the task ends the draft."""
@@ -326,9 +315,7 @@ def save_draft(
     response_model=DraftOut,
     responses={204: {"description": "you keep no draft of this task"}},
 )
-def get_draft(
-    task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> Response:
+def get_draft(task_id: str, worker: CurrentWorker, database: DatabaseDep) -> Response:
     with database.read_session() as db:
         draft = drafts.get_draft(db, worker, task_id)
     if draft is None:
@@ -340,8 +327,8 @@ def get_draft(
 def flag_completion(
     task_id: str,
     body: FlagIn,
-    worker: Worker = Depends(current_worker),
-    database: Database = Depends(get_database),
+    worker: CurrentWorker,
+    database: DatabaseDep,
 ) -> FlagOut:
     """Report that one completion of the task is broken (it does not render, is empty, is
     cut off…), with a reason the miner reads. Flagging does not answer the task."""
@@ -357,9 +344,7 @@ def flag_completion(
 
 
 @router.post("/tasks/{task_id}/skip", response_model=SkipOut)
-def skip_task(
-    task_id: str, worker: Worker = Depends(current_worker), database: Database = Depends(get_database)
-) -> SkipOut:
+def skip_task(task_id: str, worker: CurrentWorker, database: DatabaseDep) -> SkipOut:
     with database.session() as db:
         queue.skip_task(db, worker, task_id)
     return SkipOut(task_id=task_id)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
 from dojo.platform import auth as auth_service
 from dojo.platform.api.worker import set_worker_cookie
-from dojo.platform.deps import login_rate_limit, optional_worker
+from dojo.platform.deps import LOGIN_RATE_LIMIT, OptionalWorker
 from dojo.platform.errors import PlatformError
 from dojo.platform.security import check_csrf
 from dojo.platform.web import _views as views
@@ -386,8 +386,8 @@ def invite(request: Request, token: str) -> Response:
     )
 
 
-@router.post("/invite/{token}", dependencies=[Depends(login_rate_limit)])
-async def join_by_invite(request: Request, token: str, worker: Any = Depends(optional_worker)) -> Response:
+@router.post("/invite/{token}", dependencies=[LOGIN_RATE_LIMIT])
+async def join_by_invite(request: Request, token: str, worker: OptionalWorker) -> Response:
     """Spend the invite: the visitor's worker account (or a new one) joins the miner's team."""
     if worker is None:  # a new visitor's form: the CSRF cookie and field must agree all the same
         await check_csrf(request)
