@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from dojo.platform.db import Database
-    from dojo.platform.models import Miner
     from dojo.platform.settings import PlatformSettings
+    from dojo.platform.storage.db import Database
+    from dojo.platform.storage.models import Miner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +27,8 @@ def prepare_platform(database_url: str, chain_dir: Path) -> tuple[PlatformSettin
     database at ``database_url`` migrated: its settings, the database and the miner's hotkey."""
     from bittensor import sp_core
 
-    from dojo.platform.db import Database
     from dojo.platform.settings import PlatformSettings
+    from dojo.platform.storage.db import Database
     from template.chain.local import LocalChain
 
     keypair = sp_core.Keypair.create_from_mnemonic(sp_core.Keypair.generate_mnemonic())
@@ -41,8 +41,8 @@ def prepare_platform(database_url: str, chain_dir: Path) -> tuple[PlatformSettin
 
 def worker_token(db: Session, settings: PlatformSettings, miner: Miner) -> str:
     """The session token of a new worker subscribed to ``miner``."""
-    from dojo.platform import auth
-    from dojo.platform.models import Subscription
+    from dojo.platform.services import auth
+    from dojo.platform.storage.models import Subscription
 
     worker = auth._new_worker(db)
     db.add(Subscription(worker_id=worker.id, miner_id=miner.id, key_id=None, name="bench"))

@@ -95,8 +95,8 @@ def _postgres_base(given: str | None = None) -> str | None:
 def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_results: int) -> list[str]:
     """Chain, miner, tasks and workers; returns the workers' session tokens."""
     from commons.dojo_wire import CreateTasksIn
-    from dojo.platform import auth
-    from dojo.platform import tasks as task_service
+    from dojo.platform.services import auth
+    from dojo.platform.services import tasks as task_service
 
     settings, database, hotkey = prepare_platform(database_url, chain_dir)
     expire = (datetime.now(timezone.utc) + timedelta(hours=4)).isoformat()
@@ -138,7 +138,7 @@ def _analyze(database_url: str) -> None:
     of an empty ``assignments`` table make the queue's search read the whole table for every
     task it passes, a plan each connection keeps until the next ``ANALYZE``.
     """
-    from dojo.platform.db import Database
+    from dojo.platform.storage.db import Database
 
     database = Database(database_url, pool_size=1)
     with database.engine.connect() as conn:
@@ -149,7 +149,7 @@ def _analyze(database_url: str) -> None:
 def _overfilled(database_url: str) -> tuple[int, int]:
     from sqlalchemy import text
 
-    from dojo.platform.db import Database
+    from dojo.platform.storage.db import Database
 
     database = Database(database_url, pool_size=1)
     with database.read_session() as db:

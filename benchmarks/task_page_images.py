@@ -45,8 +45,8 @@ def _prepare(database_url: str, chain_dir: Path) -> tuple[str, str]:
     task id and the worker's session token."""
     from commons.dojo_wire import CreateTasksIn
     from dojo.miner.backends.dojo_platform import platform_completion
-    from dojo.platform import auth
-    from dojo.platform import tasks as task_service
+    from dojo.platform.services import auth
+    from dojo.platform.services import tasks as task_service
     from dojo.synthetic.pipeline import SyntheticPipeline
     from dojo.synthetic.procedural import ProceduralBackend
 

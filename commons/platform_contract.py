@@ -3,7 +3,7 @@ platform that answers by them and the clients that speak them (the miner's clien
 simulated workers, the tests): the session cookies, the CSRF cookie and header, and the
 first line of the message a miner's hotkey signs to log in.
 
-The web UI's script (``dojo/platform/web/static/dojo.js``) sends the CSRF header under this
+The web UI's script (``dojo/platform/http/web/static/dojo.js``) sends the CSRF header under this
 name too.
 """
 

@@ -25,7 +25,7 @@ server_header  # uvicorn.run's keyword arguments (dojo/cli/platform.py's Uvicorn
 proxy_headers
 h11_max_incomplete_event_size  # and the synthetic service's (dojo/synthetic/service.py's ServerOptions)
 
-# Read by the Jinja templates (dojo/platform/web/templates/).
+# Read by the Jinja templates (dojo/platform/http/web/templates/).
 highlighted
 by_invite
 done_today
@@ -36,7 +36,7 @@ _.edited
 numbers  # a dashboard row's response numbers
 glimpses  # a dashboard row's glimpse of each response (_glimpse.html)
 scored_tasks  # Your work's summary
-better  # How to judge (dojo/platform/web/_guidelines.py)
+better  # How to judge (dojo/platform/http/web/_guidelines.py)
 look_for
 
 # The team (GET /api/v1/miner/team and /miner/team).

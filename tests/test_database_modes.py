@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dojo.miner.store import MinerStore
-from dojo.platform.db import Database
+from dojo.platform.storage.db import Database
 from dojo.synthetic.store import SyntheticStore
 from dojo.validator.store import TaskStore
 from template.chain.local import LocalChain

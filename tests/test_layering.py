@@ -22,6 +22,14 @@ ONE_WAY = {
     "dojo/localnet/__init__.py": ("dojo.localnet",),
     "dojo/localnet/view.py": ("dojo.localnet.net",),
     "dojo/localnet/state.py": ("dojo.localnet.net", "dojo.localnet.view"),
+    # The platform by role: http (routes) over services over storage; the modules at the
+    # package's top, which every layer uses, import none of the three.
+    "dojo/platform/storage": ("dojo.platform.services", "dojo.platform.http"),
+    "dojo/platform/services": ("dojo.platform.http",),
+    **{
+        f"dojo/platform/{name}.py": ("dojo.platform.storage", "dojo.platform.services", "dojo.platform.http")
+        for name in ("errors", "schemas", "security", "settings")
+    },
 }
 
 
@@ -160,5 +168,9 @@ def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path: Path) -> N
 
 def test_the_check_sees_an_offending_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from dojo.platform import app\n    import commons.scoring\n")
-    assert _names(module) == [(2, "dojo.platform"), (2, "dojo.platform.app"), (3, "commons.scoring")]
+    module.write_text("def f():\n    from dojo.platform.http import app\n    import commons.scoring\n")
+    assert _names(module) == [
+        (2, "dojo.platform.http"),
+        (2, "dojo.platform.http.app"),
+        (3, "commons.scoring"),
+    ]

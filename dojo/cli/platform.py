@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, TypedDict
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from dojo.platform.db import Database
     from dojo.platform.settings import PlatformSettings
+    from dojo.platform.storage.db import Database
 
 SETTINGS_ENV = "DOJO_PLATFORM_SETTINGS"
 
@@ -104,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from loguru import logger
 
-    from dojo.platform.db import Database
+    from dojo.platform.storage.db import Database
     from template.chain import ChainError
 
     settings = _settings(args, "dojo platform serve")
@@ -127,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
             **uvicorn_options(settings, args.log_level),
         )
         return 0
-    from dojo.platform.app import create_app
+    from dojo.platform.http.app import create_app
 
     try:
         app = create_app(settings)
@@ -143,7 +143,7 @@ def _record_base_url(database: Database, settings: PlatformSettings) -> None:
     """Write down the URL this platform serves at, for ``invite --db`` on the same host
     (which otherwise could only guess the default port). A port the system picks (0) is
     known only once bound, and no link could name it."""
-    from dojo.platform import state
+    from dojo.platform.storage import state
 
     if settings.public_url or settings.port:
         with database.session() as db:
@@ -192,7 +192,7 @@ def _freeze_heap() -> None:
 
 def app_from_environment() -> FastAPI:
     """The app for each process of ``serve --workers N`` (settings passed in the environment)."""
-    from dojo.platform.app import create_app
+    from dojo.platform.http.app import create_app
     from dojo.platform.settings import PlatformSettings
 
     app = create_app(PlatformSettings.model_validate_json(os.environ[SETTINGS_ENV]))
@@ -201,7 +201,7 @@ def app_from_environment() -> FastAPI:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from dojo.platform.db import Database, current_revision
+    from dojo.platform.storage.db import Database, current_revision
 
     settings = _settings(args, "dojo platform migrate")
     if isinstance(settings, int):
@@ -280,10 +280,11 @@ def _quiet_log() -> None:
 
 
 def _invite_on_host(args: argparse.Namespace) -> int:
-    from dojo.platform import auth, state
-    from dojo.platform.db import Database
     from dojo.platform.errors import PlatformError
-    from dojo.platform.registry import HotkeyRegistry
+    from dojo.platform.services import auth
+    from dojo.platform.services.registry import HotkeyRegistry
+    from dojo.platform.storage import state
+    from dojo.platform.storage.db import Database
     from template.chain import ChainError, open_chain
 
     if not args.miner:

@@ -1,23 +1,24 @@
 """The worker platform: the Dojo API (miners, keys, tasks, results) and the web UI.
 
 ``create_app(settings)`` builds the FastAPI application; ``dojo platform serve`` runs it
-under uvicorn. Module map (the UI in ``dojo.platform.web`` calls the service modules
-directly from its page routes):
+under uvicorn. The package by role, each layer importing only those below it:
 
+- ``http``          the app (``app``), the JSON routes under ``/api/v1`` (``api``), the web UI
+                    (``web``, which calls the services directly from its page routes), the
+                    queue's plain-ASGI hot path (``hotpath``), FastAPI dependencies (``deps``)
+                    and ``/docs`` (``apidocs``)
+- ``services``      log-in (``auth``), ``keys``, the miner's ``tasks``, the worker's ``queue``
+                    (``pgqueue`` on PostgreSQL), ``subscriptions``, ``drafts``, the miner's
+                    ``dashboard`` and ``team``, ``agreement``, the hotkey ``registry``, the
+                    log-in ``limits``
+- ``storage``       the database (``db``), its tables (``models``), ``migrations``, SQLite's
+                    writers (``groupcommit``), statements on the driver (``rawsql``), the
+                    platform's own values (``state``)
 - ``settings``      :class:`PlatformSettings`, resolved once per process
-- ``db``            engine, sessions (SQLite WAL / PostgreSQL) and migrations
-- ``models``        SQLAlchemy tables
+- ``schemas``       the bodies of the workers' API, the dashboard and the team (the miner's
+                    are :mod:`commons.dojo_wire`'s)
 - ``errors``        :class:`PlatformError` and its subclasses, each with its HTTP status
-- ``security``      secrets and key hashing, CSRF, rate limits, headers, body caps
-- ``registry``      the metagraph snapshot that answers "is this hotkey registered?"
-- ``auth``          miner and worker log-in (challenges, signatures, sessions, invites)
-- ``keys``          API keys and subscription keys
-- ``tasks``         create-tasks, task status, task results (miner side)
-- ``queue``         next task, submit, skip (worker side)
-- ``subscriptions`` a worker's subscriptions and the tasks they give access to
-- ``dashboard``     the miner dashboard: results and agreement per task
-- ``deps``          FastAPI dependencies: database session, current miner / worker
-- ``api``           the JSON routes under ``/api/v1``
+- ``security``      secrets and key hashing, CSRF, headers, body caps
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["PlatformSettings", "create_app"]
 
 if TYPE_CHECKING:
-    from dojo.platform.app import create_app
+    from dojo.platform.http.app import create_app
     from dojo.platform.settings import PlatformSettings
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `dojo --help` and the models do not import FastAPI.
     if name == "create_app":
-        from dojo.platform.app import create_app
+        from dojo.platform.http.app import create_app
 
         return create_app
     if name == "PlatformSettings":

@@ -19,7 +19,7 @@
     response to a request that lacks it and puts the token in ``request.state.csrf_token``
     for the page to embed, masked (:func:`mask_csrf`): a different string in every
     response. Bearer tokens and ``x-api-key`` are not ambient, so need neither check.
-- The log-in endpoints' rate limit per client address: :mod:`dojo.platform.limits`.
+- The log-in endpoints' rate limit per client address: :mod:`dojo.platform.services.limits`.
 - :class:`SecurityMiddleware`: body caps (413 before the app reads the body when
   Content-Length says so, and while streaming otherwise), the security headers, gzip for
   clients that accept it, and a 500 for any error the app lets out, which leaves the

@@ -56,7 +56,7 @@ _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 @dataclass
 class WorkerStats:
     """What one worker did. ``worker_id``: its platform id (a miner sees a pseudonym of it,
-    ``dojo.platform.auth.worker_pseudonym_for_miner``); ``missed``: tasks that filled up, expired or
+    ``dojo.platform.services.auth.worker_pseudonym_for_miner``); ``missed``: tasks that filled up, expired or
     went away before its answer; ``rate_limited``: 429s waited out; ``errors``: failed
     requests and refused answers; ``idle``: asks for a task that found none for it;
     ``failed``: why it stopped before it was told to."""

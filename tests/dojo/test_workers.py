@@ -26,7 +26,7 @@ import dojo.workers
 from commons.dojo_api import DojoAPI
 from commons.dojo_wire import TaskResultOut
 from dojo.localnet.net import free_port
-from dojo.platform.auth import worker_pseudonym_for_miner
+from dojo.platform.services.auth import worker_pseudonym_for_miner
 from dojo.workers import (
     Behaviour,
     DictOracle,
@@ -252,9 +252,9 @@ async def test_multi_score_answers_order_like_the_ranking(miner):
 
 
 async def test_a_worker_joins_by_invite_link(miner, platform, platform_dir):
-    from dojo.platform import auth
-    from dojo.platform.db import Database
+    from dojo.platform.services import auth
     from dojo.platform.settings import PlatformSettings
+    from dojo.platform.storage.db import Database
 
     def invite() -> str:
         url = f"sqlite:///{platform_dir / 'platform.sqlite'}"

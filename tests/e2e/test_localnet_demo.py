@@ -128,7 +128,7 @@ def _rank_a_task_in_the_browser(browser: Any, invite: str) -> dict[str, Any]:
 
 def test_the_demo_prints_a_link_a_person_ranks_with_and_its_supervisor_keeps_every_process(tmp_path, browser):
     from dojo.miner.neuron import worker_pseudonym_for_validators
-    from dojo.platform.auth import worker_pseudonym_for_miner
+    from dojo.platform.services.auth import worker_pseudonym_for_miner
 
     directory = tmp_path / "net"
     out, err = tmp_path / "up.out", tmp_path / "up.err"

@@ -25,7 +25,7 @@ from eth_account.messages import encode_defunct
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from dojo.platform.db import Database
+from dojo.platform.storage.db import Database
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 PG_USERS = ("postgres", "root")
@@ -255,9 +255,9 @@ def sql(database_url: str, statement: str, **params: Any) -> list[Any]:
 
 def workers_by_invite(database_url: str, miner_hotkey: str, count: int) -> list[WorkerClient]:
     """``count`` workers on the miner's team, made the way an invite link makes them (fast setup)."""
-    from dojo.platform import auth
-    from dojo.platform.models import Subscription
+    from dojo.platform.services import auth
     from dojo.platform.settings import PlatformSettings
+    from dojo.platform.storage.models import Subscription
 
     settings = PlatformSettings(database_url=database_url)
     database = Database(database_url, pool_size=1)

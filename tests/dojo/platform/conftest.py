@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from dojo.platform.app import create_app
-from dojo.platform.db import Database
-from dojo.platform.models import Base
+from dojo.platform.http.app import create_app
 from dojo.platform.settings import PlatformSettings
+from dojo.platform.storage.db import Database
+from dojo.platform.storage.models import Base
 from template.chain.local import LocalChain
 from tests.dojo.platform._support import (
     LiveServer,

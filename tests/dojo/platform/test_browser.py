@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from dojo.platform import PlatformSettings, create_app
-from dojo.platform.auth import create_invite
+from dojo.platform.services.auth import create_invite
 from template.chain.local import LocalChain
 from tests.dojo.platform._support import LiveServer, bound_socket
 

@@ -14,8 +14,8 @@ import pytest
 
 from dojo.cli import build_parser, main
 from dojo.localnet.net import free_port
-from dojo.platform.db import Database, current_revision, head_revision
 from dojo.platform.settings import PlatformSettings
+from dojo.platform.storage.db import Database, current_revision, head_revision
 from template.config import resolve_args
 
 

@@ -1,4 +1,4 @@
-"""The queue's hot path (dojo.platform.hotpath) answers as the FastAPI routes do.
+"""The queue's hot path (dojo.platform.http.hotpath) answers as the FastAPI routes do.
 
 Bearer-authenticated next-task and submit are answered in plain ASGI; everything else (no
 or unknown credentials, cookie sessions, unreadable or invalid bodies) goes to the routes.

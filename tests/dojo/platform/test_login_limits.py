@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from dojo.platform.db import Database
 from dojo.platform.errors import TooManyRequests
-from dojo.platform.limits import LoginLimiter
+from dojo.platform.services.limits import LoginLimiter
+from dojo.platform.storage.db import Database
 from tests.dojo.platform.conftest import empty_tables
 
 

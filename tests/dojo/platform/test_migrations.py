@@ -21,12 +21,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from dojo.cli import main as dojo_main
-from dojo.platform.app import create_app
-from dojo.platform.db import MIGRATIONS_DIR, Database, current_revision, head_revision, migrate
-from dojo.platform.models import Base, Result, Task
-from dojo.platform.rawsql import RawStatement
+from dojo.platform.http.app import create_app
 from dojo.platform.security import hash_secret
 from dojo.platform.settings import PlatformSettings
+from dojo.platform.storage.db import MIGRATIONS_DIR, Database, current_revision, head_revision, migrate
+from dojo.platform.storage.models import Base, Result, Task
+from dojo.platform.storage.rawsql import RawStatement
 from tests.dojo.platform._support import LiveServer, postgres_schema
 
 API_KEY = "sk-" + "k" * 43

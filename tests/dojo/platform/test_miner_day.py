@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import event
 
 from commons.scoring import ScoringParams, score_round
-from dojo.platform.auth import worker_pseudonym_for_miner
-from dojo.platform.dashboard import PAGE_SIZE, agreements, miner_dashboard
-from dojo.platform.db import Database
-from dojo.platform.keys import looks_like_api_key
-from dojo.platform.models import Flag, Miner, Result, Task, Worker
+from dojo.platform.services.auth import worker_pseudonym_for_miner
+from dojo.platform.services.dashboard import PAGE_SIZE, agreements, miner_dashboard
+from dojo.platform.services.keys import looks_like_api_key
+from dojo.platform.storage.db import Database
+from dojo.platform.storage.models import Flag, Miner, Result, Task, Worker
 from template.clock import utcnow
 from tests.dojo.platform._support import MinerClient, create_tasks, ranking, sql, subscribed_worker
 
@@ -292,8 +292,8 @@ def test_each_workers_agreement_leaves_a_partial_answer_out_wherever_it_is_store
     a partial answer stored first must not stand for the task's completions."""
     from sqlalchemy import select
 
-    from dojo.platform.models import Task
-    from dojo.platform.team import task_feedback
+    from dojo.platform.services.team import task_feedback
+    from dojo.platform.storage.models import Task
 
     scores = [{"type": "multi-score", "min": 0, "max": 10}]
     answers = [

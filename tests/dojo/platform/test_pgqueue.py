@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from dojo.platform.pgqueue import APPLICATION_NAME
+from dojo.platform.services.pgqueue import APPLICATION_NAME
 from tests.dojo.platform._support import create_tasks, ranking, sql, subscribed_worker
 
 NEXT = "/api/v1/worker/tasks/next"

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from dojo.platform import queue
+from dojo.platform.services import queue
 from tests.dojo.platform._support import (
     create_tasks,
     page_csrf,

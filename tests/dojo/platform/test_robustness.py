@@ -22,7 +22,7 @@ import uvicorn
 from commons.platform_contract import CSRF_COOKIE
 from dojo.cli import build_parser
 from dojo.cli.platform import uvicorn_options
-from dojo.platform.app import create_app
+from dojo.platform.http.app import create_app
 from dojo.platform.security import MAX_JSON_DEPTH
 from tests.dojo.platform._support import (
     create_tasks,

@@ -1,7 +1,7 @@
 """The queue's two copies of the rules on taking a task agree, on SQLite and PostgreSQL.
 
 Whether a worker may take a task is written twice (the rules are named in
-:mod:`dojo.platform.queue`'s docstring, "The rules on taking a task"): in prepared SQL for
+:mod:`dojo.platform.services.queue`'s docstring, "The rules on taking a task"): in prepared SQL for
 the hot path (``queue.next_task``, ``queue.submit_result``, ``queue.extend_hold``; on
 PostgreSQL the functions of revision 0008) and in the ORM for the pages
 (``subscriptions.worker_tasks``, ``subscriptions.worker_task``). Each case below builds one
@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from dojo.platform import queue, subscriptions
-from dojo.platform.db import Database
 from dojo.platform.errors import PlatformError
-from dojo.platform.models import (
+from dojo.platform.services import queue, subscriptions
+from dojo.platform.settings import PlatformSettings
+from dojo.platform.storage.db import Database
+from dojo.platform.storage.models import (
     DONE,
     HOLD,
     KEY_KIND_SUBSCRIPTION,
@@ -36,7 +37,6 @@ from dojo.platform.models import (
     Task,
     Worker,
 )
-from dojo.platform.settings import PlatformSettings
 from template.clock import utcnow
 from tests.dojo.platform.conftest import empty_tables
 

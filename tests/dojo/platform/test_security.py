@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from commons.platform_contract import CSRF_COOKIE
-from dojo.platform.registry import HotkeyRegistry
+from dojo.platform.services.registry import HotkeyRegistry
 from tests.dojo.platform._support import page_csrf, sign_in_worker
 from tests.dojo.platform.conftest import PUBLIC_URL
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from dojo.platform.db import Database
-from dojo.platform.groupcommit import WriteBusy
-from dojo.platform.rawsql import RawStatement
+from dojo.platform.storage.db import Database
+from dojo.platform.storage.groupcommit import WriteBusy
+from dojo.platform.storage.rawsql import RawStatement
 
 
 def _database(path: Path) -> Database:

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from dojo.platform import auth
-from dojo.platform.auth import worker_pseudonym_for_miner
-from dojo.platform.db import Database
+from dojo.platform.services import auth
+from dojo.platform.services.auth import worker_pseudonym_for_miner
+from dojo.platform.storage.db import Database
 from tests.dojo.platform._support import (
     MinerClient,
     WorkerClient,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timezone
 
-from dojo.platform.web._render import PREVIEW_CSP, completion_view, highlight_code, preview_document
+from dojo.platform.http.web._render import PREVIEW_CSP, completion_view, highlight_code, preview_document
 
 
 def test_text_completion_is_text_and_numbered():
@@ -76,9 +76,9 @@ def test_preview_policy_forbids_the_network():
 def test_a_hostile_completion_cannot_break_out_of_the_task_page():
     from types import SimpleNamespace as NS
 
-    from dojo.platform.web._guidelines import guidelines_for
-    from dojo.platform.web._render import completion_view
-    from dojo.platform.web._templating import render
+    from dojo.platform.http.web._guidelines import guidelines_for
+    from dojo.platform.http.web._render import completion_view
+    from dojo.platform.http.web._templating import render
 
     hostile = '"></iframe><script>window.owned = 1</script><iframe srcdoc="'
     completions = [
@@ -127,7 +127,7 @@ def test_a_hostile_completion_cannot_break_out_of_the_task_page():
 def test_deadlines_and_numbers_read_as_a_person_writes_them():
     from datetime import datetime, timedelta
 
-    from dojo.platform.web._templating import iso, num, short, until
+    from dojo.platform.http.web._templating import iso, num, short, until
 
     now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     naive = datetime(2026, 1, 1, 12, 0)  # the platform stores naive UTC

@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dojo.platform import auth
-from dojo.platform.db import Database
+from dojo.platform.services import auth
 from dojo.platform.settings import PlatformSettings
+from dojo.platform.storage.db import Database
 from tests.dojo.platform._support import (
     WorkerClient,
     create_tasks,

@@ -1,0 +1,276 @@
+"""The queue's two hottest calls answered in plain ASGI: next task and submit, bearer-authenticated.
+
+Every worker loops ``POST /api/v1/worker/tasks/next`` → ``POST …/tasks/{id}/result``, and
+FastAPI's routing, dependency solving and request/response objects cost more CPU than the
+queue's database work. :class:`QueueHotPath` sits in front of the FastAPI application,
+inside :class:`SecurityMiddleware` (so body caps, security headers and the CSRF cookie
+apply as everywhere), and answers those two calls itself only when the request is the
+ordinary one: a ``Bearer`` session token of a live worker session and, for a submission, a
+JSON body that :class:`SubmitResultIn` accepts. A body :func:`load_json` refuses (not
+JSON, too deep, a non-finite number) is answered here with the 400 the routes would give.
+Anything else — no or unknown credentials, a cookie session (which needs the CSRF check),
+a body the model refuses — goes on to the FastAPI routes unchanged (the body already read
+is handed on), so every error keeps its one wording. The routes remain the documented API
+(OpenAPI) and run the same functions (``api.worker``).
+
+Where the queue's transaction runs: on PostgreSQL, on the event loop, as one call of a
+function in the database on a pool of async connections (:class:`~dojo.platform.services.pgqueue.PostgresQueue`:
+one round trip a request, no thread). On SQLite, on the event loop itself, in the loop's group commit
+(``Database.write_group``): a claim or a submission is some 0.1 ms of SQLite, writers take
+turns anyway, and a thread would only add GIL hand-offs — the sqlite3 module lets go of
+the GIL around every statement, and each time the database thread then waits for the busy
+loop to let go of it again. When another writer holds the lock (a page route, the miner
+API, another process), the work goes to the database thread, which waits its turn.
+
+Where a request's time goes on PostgreSQL (``benchmarks/platform.py``, 200 workers, 2 cores
+shared with the database server, the client and other work; CPU time per request, which
+other load disturbs far less than throughput):
+
+- CPU per request: the database backends 0.74 ms (``database_cpu_ms_per_request``: a claim
+  0.86 ms, a submission 0.62 ms, measured one call at a time on one connection each), this
+  server 0.43–0.6 ms, the benchmark's client 0.09 ms. A submission is two requests, so some
+  2.6–2.9 ms of CPU: on 2 cores a ceiling of about 700–770 submissions/s, whatever the
+  latency, which is what quiet runs reached (595–653/s). 1 000/s needs at most 2 ms.
+- The database's share is mostly the claim's search (``dojo_next_task``): the soonest open
+  tasks it walks include every task whose places are all held by other workers (67 of the
+  83 rows one claim read with 200 workers), each counted from ``assignments``; the hold's
+  ``INSERT … ON CONFLICT`` is the next largest part. A count of held places kept on the
+  task itself would spare the search those rows (a migration). Lock waits are not the cause: sampling
+  ``pg_stat_activity`` every 10 ms found the 16 connections idle 87 % of the time, waiting
+  for the WAL (``LWLock:WALWrite``, ``IO:WALSync``) 10 %, for a row lock 1.3 %.
+- Round trips: one a request, plus a session look-up per worker and process every 4–5 s
+  (the session cache) and the recent lead times every 30 s: 1.01–1.07 a request. Waiting
+  for a free connection is rare (``Connections.take`` under 1 % of the samples).
+- This server's share (cProfile and py-spy of the server under load, callgrind of the
+  application without uvicorn): the driver (psycopg: query conversion, cursor, result
+  columns) is the largest part, then uvicorn's HTTP (parsing, the request's task, two
+  writes per response: head, then body), then JSON and the answer's check; the security
+  middleware, the session cache and the routing here are a few per cent each. FastAPI is
+  not on this path.
+- Wall time is not CPU time: on a loaded machine a write to a local socket wakes its reader
+  (the database backend, or the client), which may take the core at once. In the server's
+  profile 40 % of the samples sat in psycopg's ``send_query_prepared`` and 16 % in uvicorn's
+  write of a response head, at some 3 ms a call under a load average of 10–14, while the
+  whole process used 0.6 ms of CPU a request: the one event loop waits its turn for the
+  CPU. A second server process keeps a loop running meanwhile, hence its gain.
+
+Cut here: the queue's connections keep one cursor each (:class:`~dojo.platform.services.pgqueue.Connections`)
+rather than making one per call, and no call asks the cursor for its result's description
+(built afresh each time) before fetching. The driver's share of a call, measured alone: 145–166
+→ 97–120 µs of CPU. The application's handling of a request (this front, the queue and the
+driver, without uvicorn; 8 workers looping claim and submit, 1 600 requests, ``valgrind
+--tool=callgrind``, old and new in the same run): 701 000–716 000 → 611 000 instructions a
+request, 13 % fewer. End to end, within the benchmark's noise: old and new alternated at a
+load average of 5 gave 618 and 621 submissions/s with one process (607 and 568 with two),
+the server 0.41 ms of CPU a request both, the backends 0.63–0.76 ms.
+
+SQLite, the same way (the application alone, 6 000 requests, three alternating pairs): 189–200
+µs of CPU a request at commit 94b8c0b, 169–198 µs now; the full benchmark, alternated in one
+run, gave the server 0.26–0.37 and 0.28–0.35 ms a request: no regression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from dojo.platform.errors import PlatformError
+from dojo.platform.schemas import SubmitResultIn
+from dojo.platform.security import (
+    ASGIApp,
+    Disconnected,
+    Receive,
+    Scope,
+    Send,
+    is_json_content_type,
+    load_json,
+    read_body,
+    replay,
+)
+from dojo.platform.services.pgqueue import PostgresQueue
+from dojo.platform.settings import PlatformSettings
+from dojo.platform.storage.db import Database
+from dojo.platform.storage.groupcommit import WriteBusy
+
+NEXT_PATH = "/api/v1/worker/tasks/next"
+_RESULT_PATH = re.compile(r"^/api/v1/worker/tasks/([^/]+)/result$")
+_JSON = b"application/json"
+
+
+def _json_body(payload: Any) -> bytes:
+    # As starlette's JSONResponse renders it.
+    return json.dumps(
+        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
+
+
+async def _respond(send: Send, status: int, payload: Any = None) -> None:
+    if status == 204:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = _json_body(payload)
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class QueueHotPath:
+    """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``.
+
+    ``claim(db, settings, worker)`` and ``submit(db, settings, worker, task_id, data,
+    lead_time=…, rationale=…)`` (``queue.next_task``, ``queue.submit_result``) run inside a write
+    transaction on SQLite; on PostgreSQL ``postgres`` answers (and looks up sessions).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        database: Database,
+        settings: PlatformSettings,
+        sessions: Any,
+        executor: Executor,
+        lookup_worker: Callable[[str], Any],
+        claim: Callable[..., Any],
+        submit: Callable[..., Any],
+        render_task: Callable[[Any], dict[str, Any]],
+        render_submitted: Callable[[Any], dict[str, Any]],
+        postgres: PostgresQueue | None = None,
+    ):
+        self.app = app
+        self.database = database
+        self.settings = settings
+        self.sessions = sessions
+        self.executor = executor
+        self.lookup_worker = lookup_worker
+        self.claim = claim
+        self.submit = submit
+        self.render_task = render_task
+        self.render_submitted = render_submitted
+        self.postgres = postgres
+        self._group = database.write_group() if database.is_sqlite else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == NEXT_PATH:
+            task_id = None
+        else:
+            match = _RESULT_PATH.match(path) if path.endswith("/result") else None
+            if match is None:
+                await self.app(scope, receive, send)
+                return
+            task_id = match.group(1)
+        token = None
+        content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization" and token is None:
+                scheme, _, credentials = value.decode("latin-1").partition(" ")
+                token = credentials if scheme.lower() == "bearer" and credentials else ""
+            elif name == b"content-type" and not content_type:
+                content_type = value
+        try:
+            worker = await self._worker(token) if token else None
+        except PlatformError as exc:  # the database is unavailable
+            await _respond(send, exc.status_code, {"detail": exc.detail})
+            return
+        if worker is None:  # no, unknown or expired bearer session, or a cookie session
+            await self.app(scope, receive, send)
+            return
+        if task_id is None:
+            try:
+                if self.postgres is not None:
+                    view = await self.postgres.next_task(self.settings, worker)
+                else:
+                    view = await self._queue_work(self.claim, worker)
+            except PlatformError as exc:
+                await _respond(send, exc.status_code, {"detail": exc.detail})
+                return
+            if view is None:
+                await _respond(send, 204)
+            else:
+                await _respond(send, 200, self.render_task(view))
+            return
+
+        try:
+            body = await read_body(receive)
+        except HTTPException as exc:  # the body cap of SecurityMiddleware
+            await _respond(send, exc.status_code, {"detail": exc.detail})
+            return
+        except Disconnected:  # the client went away; nothing to answer
+            return
+        parsed = None
+        if body and is_json_content_type(content_type):
+            try:
+                payload = load_json(body)
+            except PlatformError as exc:
+                await _respond(send, exc.status_code, {"detail": exc.detail})
+                return
+            try:
+                # As FastAPI does: the model in Python mode.
+                parsed = SubmitResultIn.model_validate(payload)
+            except ValidationError:
+                parsed = None
+        if parsed is None:  # let FastAPI word the error
+            await self.app(scope, replay(body, receive), send)
+            return
+        data = [item.model_dump() for item in parsed.result_data]
+        try:
+            if self.postgres is not None:
+                done = await self.postgres.submit_result(
+                    self.settings,
+                    worker,
+                    task_id,
+                    data,
+                    lead_time=parsed.lead_time,
+                    rationale=parsed.rationale,
+                )
+            else:
+                submit = partial(self.submit, lead_time=parsed.lead_time, rationale=parsed.rationale)
+                done = await self._queue_work(submit, worker, task_id, data)
+        except PlatformError as exc:
+            await _respond(send, exc.status_code, {"detail": exc.detail})
+            return
+        await _respond(send, 200, self.render_submitted(done))
+
+    async def _queue_work(self, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(db, settings, *args)`` in a write transaction: on SQLite the loop's group
+        commit unless another writer holds the lock, else on the database threads (see the
+        module docstring)."""
+        if self._group is not None:
+            try:
+                return await self._group.run(lambda db: work(db, self.settings, *args))
+            except WriteBusy:
+                pass
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, self._in_transaction, work, *args
+        )
+
+    def _in_transaction(self, work: Callable[..., Any], *args: Any) -> Any:
+        with self.database.raw_write() as db:
+            return work(db, self.settings, *args)
+
+    async def _worker(self, token: str) -> Any:
+        cached = self.sessions.get(token)
+        if cached is not None:
+            return cached
+        if self.postgres is not None:
+            worker = await self.postgres.lookup_worker(token)
+        elif self.database.is_sqlite:  # a read: under WAL it never waits for a writer
+            worker = self.lookup_worker(token)
+        else:
+            worker = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.lookup_worker, token
+            )
+        self.sessions.put(token, worker)
+        return worker
