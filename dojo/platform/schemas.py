@@ -195,7 +195,7 @@ class SubmitResultIn(Camel):
 
 
 class DraftIn(Camel):
-    """The worker's answer so far, in completion ids (see ``dojo.platform.drafts``)."""
+    """The worker's answer so far, in completion ids (see ``dojo.platform.services.drafts``)."""
 
     order: list[str] = Field(
         min_length=MIN_COMPLETIONS,
