@@ -184,7 +184,7 @@ def task_list(request: Request) -> Response:
         visitor = _visitor(request, db)
         if visitor.worker is None:
             return _to_login(request)
-        page = views.task_list(db, visitor.worker)
+        page = views.task_list_page(db, visitor.worker)
     return _page(request, "tasks.html", visitor, title="Tasks", active="tasks", **page)
 
 
@@ -243,7 +243,7 @@ def task_page(request: Request, task_id: str) -> Response:
         if visitor.worker is None:
             return _to_login(request)
         try:
-            page = views.task_page(db, visitor.worker, task_id)
+            page = views.task_detail_page(db, visitor.worker, task_id)
         except PlatformError as exc:
             return _message(
                 request,
@@ -266,7 +266,7 @@ def task_preview(request: Request, task_id: str, label: str) -> Response:
         if visitor.worker is None:
             return Response("log in to see this preview", status_code=401, media_type="text/plain")
         try:
-            document = views.task_preview(db, visitor.worker, task_id, label)
+            document = views.task_preview_document(db, visitor.worker, task_id, label)
         except PlatformError as exc:
             return Response(exc.detail, status_code=exc.status_code, media_type="text/plain")
     if document is None:
@@ -306,13 +306,13 @@ def _image(read: Any, request: Request, task_id: str, cid: str, who: str) -> Res
 @router.get("/tasks/{task_id}/images/{cid}")
 def task_image(request: Request, task_id: str, cid: str) -> Response:
     """An image completion of a task the logged-in worker may see."""
-    return _image(views.task_image, request, task_id, cid, "worker")
+    return _image(views.task_image_bytes, request, task_id, cid, "worker")
 
 
 @router.get("/miner/tasks/{task_id}/images/{cid}")
 def miner_task_image(request: Request, task_id: str, cid: str) -> Response:
     """An image completion of one of the logged-in miner's tasks (the dashboard's thumbnails)."""
-    return _image(views.miner_task_image, request, task_id, cid, "miner")
+    return _image(views.miner_task_image_bytes, request, task_id, cid, "miner")
 
 
 @router.get("/miner")

@@ -137,7 +137,7 @@ class WorkerTaskRow:
     prompt_start: str = ""
 
 
-def task_list(db: Session, worker: Worker) -> dict[str, Any]:
+def task_list_page(db: Session, worker: Worker) -> dict[str, Any]:
     """The tasks this worker can work now (the service leaves out the others) and its day."""
     subs = subscription_service.list_subscriptions(db, worker)
     tasks = subscription_service.worker_tasks(db, worker)
@@ -205,7 +205,7 @@ def _draft_json(draft: drafts.Draft | None) -> str:
     return json.dumps(wire(draft, DraftOut), separators=(",", ":"))
 
 
-def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
+def task_detail_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
     """The task page: the task as the worker may see it, its earlier answer, and whether it
     can answer now. The page's script claims or extends the hold (POST …/hold) on load."""
     view = subscription_service.worker_task(db, worker, task_id)
@@ -261,7 +261,7 @@ def task_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
     }
 
 
-def task_preview(db: Session, worker: Worker, task_id: str, label: str) -> str | None:
+def task_preview_document(db: Session, worker: Worker, task_id: str, label: str) -> str | None:
     """The preview document of response ``label`` (1-based, as the pages number them) of a
     task the worker may see or answered; None when that response has none (or there is no
     such one)."""
@@ -303,7 +303,7 @@ def _image_of(completions: list[dict[str, Any]], cid: str) -> tuple[bytes, str]:
     raise NotFound("no such image in this task")
 
 
-def task_image(db: Session, worker: Worker, task_id: str, cid: str) -> tuple[bytes, str]:
+def task_image_bytes(db: Session, worker: Worker, task_id: str, cid: str) -> tuple[bytes, str]:
     """The bytes and type of an image completion of a task the worker may see, or answered."""
     task = db.scalar(select(Task).where(Task.id == task_id, live_subscription(worker.id)))
     if task is None:
@@ -317,7 +317,7 @@ def task_image(db: Session, worker: Worker, task_id: str, cid: str) -> tuple[byt
     return _image_of(task.completions, cid)
 
 
-def miner_task_image(db: Session, miner: Miner, task_id: str, cid: str) -> tuple[bytes, str]:
+def miner_task_image_bytes(db: Session, miner: Miner, task_id: str, cid: str) -> tuple[bytes, str]:
     """The bytes and type of an image completion of one of the miner's tasks."""
     task = db.scalar(select(Task).where(Task.id == task_id, Task.miner_id == miner.id))
     if task is None:
