@@ -23,7 +23,7 @@ validator database, a bad option). Modules: ``_reader`` (the snapshot, in batche
 ``_export`` (the whole), ``_scheduled`` (dated folders and ``latest``).
 """
 
-from dojo.export._export import ExportOptions, ExportSummary, export_dataset
+from dojo.export._export import ExportOptions, export_dataset
 from dojo.export._reader import ExportError
 from dojo.export._records import (
     DEFAULT_MIN_AGREEMENT,
@@ -34,6 +34,7 @@ from dojo.export._records import (
     render_content,
 )
 from dojo.export._scheduled import ScheduledExport, export_to_dated_folder, latest_export
+from dojo.export._summary import ExportSummary
 
 __all__ = [
     "DEFAULT_MIN_AGREEMENT",

@@ -7,8 +7,6 @@ how it was collected, how agreement and the consensus are measured, and the sche
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pyarrow as pa
 
 from dojo.export._schema import (
@@ -20,9 +18,7 @@ from dojo.export._schema import (
     preferences_schema,
     tasks_schema,
 )
-
-if TYPE_CHECKING:
-    from dojo.export._export import ExportSummary
+from dojo.export._summary import ExportSummary
 
 
 def _size_category(n: int) -> str:

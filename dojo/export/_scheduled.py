@@ -17,7 +17,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dojo.export._export import ExportOptions, ExportSummary, export_dataset
+from dojo.export._export import ExportOptions, export_dataset
+from dojo.export._summary import ExportSummary
 
 LATEST = "latest"
 _STAMP = re.compile(r"^\d{8}T\d{6}Z$")
