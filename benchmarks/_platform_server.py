@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,23 +54,9 @@ def serve_platform(
     """The platform on ``database_url`` (already migrated) at 127.0.0.1:``port``, with
     ``processes`` uvicorn workers (its default when None), once it accepts connections;
     RuntimeError with its stderr when it exits first, or after 120 s."""
-    command = [
-        sys.executable,
-        "-m",
-        "dojo",
-        "platform",
-        "serve",
-        "--db",
-        database_url,
-        "--port",
-        str(port),
-        "--subtensor.network",
-        str(chain_dir),
-        "--netuid",
-        "1",
-        "--log-level",
-        "warning",
-    ]
+    from dojo.platform import serve_command
+
+    command = serve_command(database_url, port, chain_dir, 1)
     if processes is not None:
         command += ["--workers", str(processes)]
     env = {**os.environ, "LOGURU_LEVEL": "WARNING"}

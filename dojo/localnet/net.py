@@ -64,6 +64,7 @@ from dojo.localnet.state import (
     write_state,
 )
 from dojo.localnet.view import show
+from dojo.platform import serve_command
 from template.chain.local import LocalChain
 from template.wallets import create_wallet, load_wallet
 
@@ -548,29 +549,16 @@ class LocalNet:
                 str(index),
             ]
         if neuron.role == "platform":
-            return [
-                sys.executable,
-                "-m",
-                "dojo",
-                "platform",
-                "serve",
-                "--db",
-                str(self.platform_db),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(neuron.port),
-                "--subtensor.network",
-                str(self.chain_dir),
-                "--netuid",
-                str(self.netuid),
-                "--log-level",
-                "warning",
+            return serve_command(
+                self.platform_db,
+                neuron.port,
+                self.chain_dir,
+                self.netuid,
                 # Tasks are handed out while a quarter of the deadline is left (a minute at most).
                 "--min-time-left",
                 f"{min(60.0, self.task_deadline / 4):g}",
                 *(["--login-rate-limit", str(self.login_rate_limit)] if self.login_rate_limit else []),
-            ]
+            )
         if neuron.role == "synthetic":
             return [
                 sys.executable,

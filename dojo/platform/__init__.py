@@ -23,9 +23,11 @@ under uvicorn. The package by role, each layer importing only those below it:
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["PlatformSettings", "create_app"]
+__all__ = ["PlatformSettings", "create_app", "serve_command"]
 
 if TYPE_CHECKING:
     from dojo.platform.http.app import create_app
@@ -43,3 +45,29 @@ def __getattr__(name: str) -> Any:
 
         return PlatformSettings
     raise AttributeError(name)
+
+
+def serve_command(db: str | Path, port: int, chain_dir: str | Path, netuid: int, *options: str) -> list[str]:
+    """The command line of ``dojo platform serve`` at 127.0.0.1:``port`` on the database ``db``
+    and the local chain in ``chain_dir``, logging warnings and worse; ``options``: more flags.
+    (The localnet, the benchmarks and the replica tests start the platform with it.)"""
+    return [
+        sys.executable,
+        "-m",
+        "dojo",
+        "platform",
+        "serve",
+        "--db",
+        str(db),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--subtensor.network",
+        str(chain_dir),
+        "--netuid",
+        str(netuid),
+        "--log-level",
+        "warning",
+        *options,
+    ]

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from dojo.localnet.net import free_port
+from dojo.platform import serve_command
 
 ROOT = Path(__file__).resolve().parents[3]
 HAPROXY = shutil.which("haproxy")
@@ -183,31 +183,18 @@ def balanced_platform(
     made = []
     for n in range(replicas):
         replica_port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "dojo",
-            "platform",
-            "serve",
-            "--db",
+        command = serve_command(
             database_url,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(replica_port),
+            replica_port,
+            chain_dir,
+            netuid,
             # Every replica signs the balancer's address into its log-in messages.
             "--public-url",
             f"http://127.0.0.1:{port}",
-            "--subtensor.network",
-            str(chain_dir),
-            "--netuid",
-            str(netuid),
             "--forwarded-allow-ips",
             "127.0.0.1",
             "--login-rate-limit",
             str(login_rate_limit),
-            "--log-level",
-            "warning",
-        ]
+        )
         made.append(Replica(f"r{n}", replica_port, command, workdir / f"replica-{n}.log"))
     return BalancedPlatform(database_url, port, made, workdir)
