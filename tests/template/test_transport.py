@@ -168,21 +168,9 @@ async def test_good_call(served, keys):
 async def test_bad_signature_is_401(served, keys):
     thread, _ = served
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(
-        keys["validator"],
-        method="POST",
-        path="/Heartbeat",
-        body=body,
-        receiver_ss58=keys["miner"].ss58_address,
-    )
+    headers = signed(keys, "/Heartbeat", body)
     # Signed by the stranger, claimed by the validator.
-    forged = bt.http_auth.sign(
-        keys["stranger"],
-        method="POST",
-        path="/Heartbeat",
-        body=body,
-        receiver_ss58=keys["miner"].ss58_address,
-    )
+    forged = signed(keys, "/Heartbeat", body, "stranger")
     headers["X-Bittensor-Signature"] = forged["X-Bittensor-Signature"]
     headers["X-Bittensor-Nonce"] = forged["X-Bittensor-Nonce"]
     status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
@@ -193,13 +181,7 @@ async def test_bad_signature_is_401(served, keys):
 async def test_tampered_body_is_401(served, keys):
     thread, handlers = served
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(
-        keys["validator"],
-        method="POST",
-        path="/Heartbeat",
-        body=body,
-        receiver_ss58=keys["miner"].ss58_address,
-    )
+    headers = signed(keys, "/Heartbeat", body)
     status, text = await raw_post(thread.url, "/Heartbeat", body.replace(b"1", b"2"), headers)
     assert status == 401 and "BadSignature" in text
     assert handlers.calls == []
@@ -208,13 +190,7 @@ async def test_tampered_body_is_401(served, keys):
 async def test_replay_is_401(served, keys):
     thread, handlers = served
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(
-        keys["validator"],
-        method="POST",
-        path="/Heartbeat",
-        body=body,
-        receiver_ss58=keys["miner"].ss58_address,
-    )
+    headers = signed(keys, "/Heartbeat", body)
     first = await raw_post(thread.url, "/Heartbeat", body, headers)
     second = await raw_post(thread.url, "/Heartbeat", body, headers)
     assert first[0] == 200
@@ -271,13 +247,7 @@ async def test_blacklisted_callers_get_403_with_reason(served, keys, sender, rea
 async def test_oversized_body_is_413(served, keys):
     thread, _ = served
     body = b'{"protocol_version": 1, "pad": "' + b"x" * (70 * 1024) + b'"}'
-    headers = bt.http_auth.sign(
-        keys["validator"],
-        method="POST",
-        path="/Heartbeat",
-        body=body,
-        receiver_ss58=keys["miner"].ss58_address,
-    )
+    headers = signed(keys, "/Heartbeat", body)
     status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
     assert status == 413 and "exceeds the limit of 65536 bytes" in text
 

@@ -7,13 +7,11 @@ import stat
 import time
 from pathlib import Path
 
-import bittensor as bt
-
 from commons.protocol import Heartbeat
 from template.storage import current_revision, database_url, head_revision, make_engine
 from template.transport import BlacklistPolicy, SignedServer
 from template.transport.nonces import MIGRATIONS_DIR, SQLiteNonceStore
-from tests.template.test_transport import Handlers, ServerThread, keys, metagraph, raw_post  # noqa: F401 - fixtures
+from tests.template.test_transport import Handlers, ServerThread, keys, metagraph, raw_post, signed  # noqa: F401 - fixtures
 
 DATA = Path(__file__).parent / "data"
 
@@ -30,13 +28,7 @@ def _server(keys, metagraph, nonce_path) -> tuple[SignedServer, Handlers]:  # no
 async def test_a_replay_is_refused_after_the_receiver_restarts_on_the_same_data(keys, metagraph, tmp_path):  # noqa: F811
     nonces = tmp_path / "data" / "miner-nonces.sqlite"
     body = Heartbeat().model_dump_json().encode()
-    headers = bt.http_auth.sign(
-        keys["validator"],
-        method="POST",
-        path="/Heartbeat",
-        body=body,
-        receiver_ss58=keys["miner"].ss58_address,
-    )
+    headers = signed(keys, "/Heartbeat", body)
     server, handlers = _server(keys, metagraph, nonces)
     with ServerThread(server) as thread:
         assert (await raw_post(thread.url, "/Heartbeat", body, headers))[0] == 200
@@ -48,13 +40,7 @@ async def test_a_replay_is_refused_after_the_receiver_restarts_on_the_same_data(
     with ServerThread(restarted) as thread:
         status, text = await raw_post(thread.url, "/Heartbeat", body, headers)
         assert status == 401 and "ReplayedRequest" in text
-        fresh = bt.http_auth.sign(
-            keys["validator"],
-            method="POST",
-            path="/Heartbeat",
-            body=body,
-            receiver_ss58=keys["miner"].ss58_address,
-        )
+        fresh = signed(keys, "/Heartbeat", body)
         assert (await raw_post(thread.url, "/Heartbeat", body, fresh))[0] == 200
     assert len(handlers.calls) == 1
     assert stat.S_IMODE(nonces.stat().st_mode) == 0o600

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dojo.localnet.net import free_port
 from template.chain.local import LocalChain
+from tests.dojo.validator.test_neuron import validator_flags
 
 NETUID = 1
 ROOT = Path(__file__).resolve().parents[3]
@@ -49,14 +50,7 @@ def test_a_validator_fed_by_the_synthetic_api_does_not_load_the_generator(tmp_pa
     wallet = make_wallet("validator")
     chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake=1000.0)
     flags = {
-        "--netuid": str(NETUID),
-        "--subtensor.network": str(tmp_path / "chain"),
-        "--wallet.name": "validator",
-        "--wallet.path": str(tmp_path / "wallets"),
-        "--axon.ip": "127.0.0.1",
-        "--axon.port": str(free_port()),
-        "--neuron.data_dir": str(tmp_path / "validator"),
-        "--wandb.off": "true",
+        **validator_flags(tmp_path),
         "--synthetic_api_url": f"http://127.0.0.1:{free_port()}",
     }
     done = subprocess.run(

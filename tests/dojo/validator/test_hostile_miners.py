@@ -17,13 +17,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dojo.localnet.net import free_port
 from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import Assignment, CollectStatus, SendStatus
 from dojo.validator.neuron import ValidatorNeuron
 from template.chain.local import LocalChain
 from template.clock import AdjustableClock
 from template.config import resolve
+from tests.dojo.validator.test_neuron import validator_flags
 from tests.hostile_miner import HostileMiner, PeakRss
 
 NETUID = 1
@@ -47,18 +47,11 @@ async def subnet(tmp_path: Path, make_wallet) -> AsyncIterator[Callable[..., Any
             chain.serve_axon(wallet, "127.0.0.1", miner.port)
             miners.append(miner)
         settings = {
-            "--netuid": str(NETUID),
-            "--subtensor.network": str(tmp_path / "chain"),
-            "--wallet.name": "validator",
-            "--wallet.path": str(tmp_path / "wallets"),
-            "--axon.ip": "127.0.0.1",
-            "--axon.port": str(free_port()),
-            "--neuron.data_dir": str(tmp_path / "validator"),
+            **validator_flags(tmp_path),
             "--neuron.timeout": "10",
             "--neuron.task_deadline": "1",
             "--neuron.collection_grace": "30",
             "--neuron.epoch_length": "1",
-            "--wandb.off": "true",
         }
         config = resolve(
             ValidatorConfig, [x for kv in settings.items() for x in kv], environ={}, env_file=None

@@ -59,6 +59,21 @@ from tests.dojo.synthetic.test_service import running as running_service
 NETUID = 1
 
 
+def validator_flags(tmp_path: Path) -> dict[str, str]:
+    """The command-line flags of a validator on the test's local chain, wallet and data folder,
+    with a free axon port and W&B off."""
+    return {
+        "--netuid": str(NETUID),
+        "--subtensor.network": str(tmp_path / "chain"),
+        "--wallet.name": "validator",
+        "--wallet.path": str(tmp_path / "wallets"),
+        "--axon.ip": "127.0.0.1",
+        "--axon.port": str(free_port()),
+        "--neuron.data_dir": str(tmp_path / "validator"),
+        "--wandb.off": "true",
+    }
+
+
 class FakeMiner:
     """A miner endpoint whose answers the test chooses; it remembers what it was sent."""
 
@@ -176,18 +191,11 @@ async def network(tmp_path: Path, make_wallet):
             chain.serve_axon(wallet, "127.0.0.1", miner.port)
             miners.append(miner)
         settings = {
-            "--netuid": str(NETUID),
-            "--subtensor.network": str(tmp_path / "chain"),
-            "--wallet.name": "validator",
-            "--wallet.path": str(tmp_path / "wallets"),
-            "--axon.ip": "127.0.0.1",
-            "--axon.port": str(free_port()),
-            "--neuron.data_dir": str(tmp_path / "validator"),
+            **validator_flags(tmp_path),
             "--neuron.timeout": "1",
             "--neuron.task_deadline": "1",
             "--neuron.collection_grace": "2",
             "--neuron.epoch_length": "1",
-            "--wandb.off": "true",
             **flags,
         }
         config = resolve(
