@@ -40,6 +40,7 @@ import tempfile
 import time
 
 from benchmarks.organic import _body, _cpu_seconds
+from dojo.localnet.net import free_port
 
 # The server: run as `python -c SERVER tmp port profile_prefix` with the tree under test first
 # on sys.path. It prints its API keys as one JSON line, then serves until stdin closes.
@@ -100,14 +101,6 @@ store.close()
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _send(url: str, keys: list[str], requests: int) -> int:
     import aiohttp
 
@@ -133,7 +126,7 @@ async def _send(url: str, keys: list[str], requests: int) -> int:
 def _round(tree: Path, requests: int, clients: int, prefix: str) -> dict[str, float]:
     """One server from ``tree``: warm-up, then ``requests`` timed requests; its CPU per 1000."""
     with tempfile.TemporaryDirectory(prefix="dojo-bench-organic-cpu-") as tmp:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PYTHONPATH": str(tree), "LOGURU_LEVEL": "WARNING"}
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER, tmp, str(port), str(clients), prefix],

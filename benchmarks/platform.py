@@ -486,8 +486,10 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
             return {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
         import psycopg
 
+        from dojo.platform.services.pgqueue import libpq_conninfo
+
         schema = f"bench_{os.getpid()}"
-        conninfo = base.replace("postgresql+psycopg://", "postgresql://")
+        conninfo = libpq_conninfo(base)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             conn.execute(f'CREATE SCHEMA "{schema}"')

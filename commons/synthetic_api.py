@@ -119,13 +119,15 @@ def parse_mix(value: str) -> dict[str, float]:
     return mix
 
 
-def _normalised_mix(value: str) -> str:
+def normalised_mix(value: str) -> str:
+    """A synthetic-task mix in its one written form (``code:1,text:0.5``); ValueError if it
+    is not one (:func:`parse_mix`)."""
     return ",".join(f"{k}:{v:g}" for k, v in parse_mix(value).items())
 
 
 # A synthetic-task mix as a setting takes it (``--synthetic.mix``, ``dojo synthetic serve
 # --mix``), normalised (``code:1,text:0.5``).
-Mix = Annotated[str, AfterValidator(_normalised_mix)]
+Mix = Annotated[str, AfterValidator(normalised_mix)]
 
 
 class _Model(BaseModel):

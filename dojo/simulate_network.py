@@ -245,17 +245,18 @@ def _honest_round(
     ``--neuron.scoring_interval``.
     """
     n = len(miners)
+    k = min(spec.sample_size, n)
+    hi = scenario.completions[1]
+    higher = scenario.criteria == "score"
     for chunk in np.array_split(np.arange(spec.tasks_per_round), spec.scoring_rounds):
         n_tasks = len(chunk)
         if not n_tasks:
             continue
         n_comp, items, true, held_gt, _ = _draw_tasks(rng, scenario, n_tasks)
-        k = min(spec.sample_size, n)
         # Each task to its own random sample of the miners, as the validator's task loop does.
         chosen = np.argsort(rng.random((n_tasks, n)), axis=1)[:, :k]
         assigned = np.zeros((n, n_tasks), dtype=bool)
         assigned[chosen.T, np.arange(n_tasks)[None, :]] = True
-        hi = scenario.completions[1]
         subs = np.full((n, n_tasks, hi), np.nan)
         for group in scenario.groups:
             ids = members[group.name]
@@ -263,7 +264,6 @@ def _honest_round(
             if not group.active(rnd):
                 subs[ids] = np.nan
         subs[~assigned] = np.nan
-        higher = scenario.criteria == "score"
         if higher:
             subs = hi + 1.0 - subs
         organic = rng.random(n_tasks) < scenario.organic_share

@@ -285,7 +285,8 @@ def _function_spans(tokens: Sequence[Token], match_close: _BracketPairs) -> list
     order among themselves is free; ``None`` when fewer than two, or when a name repeats
     (the last declaration wins, so order matters)."""
     found = _scan_declarations(tokens, match_close, starts_statement=True, local=False)
-    return None if found is _NOT_LOCAL else _movable(*found)
+    assert not isinstance(found, _NotLocal)  # a whole script has nothing past it to look at
+    return _movable(*found)
 
 
 def _movable(spans: Sequence[tuple[int, int]], names: Sequence[str]) -> list[tuple[int, int]] | None:

@@ -49,10 +49,10 @@ def _validators(text: str) -> int:
 
 
 def _mix(text: str) -> str:
-    from commons.synthetic_api import parse_mix
+    from commons.synthetic_api import normalised_mix
 
     try:
-        return ",".join(f"{kind}:{share:g}" for kind, share in parse_mix(text).items())
+        return normalised_mix(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 

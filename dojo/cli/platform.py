@@ -27,6 +27,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, TypedDict
 
+from template.heap import freeze_heap
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -134,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ChainError, ValueError) as exc:
         logger.error("cannot start the platform: {}", exc)
         return 1
-    _freeze_heap()
+    freeze_heap()
     uvicorn.run(app, **uvicorn_options(settings, args.log_level))
     return 0
 
@@ -180,23 +182,13 @@ def uvicorn_options(settings: PlatformSettings, log_level: str) -> UvicornOption
     }
 
 
-def _freeze_heap() -> None:
-    """Take what start-up allocated (modules, the app, ORM metadata) out of the garbage
-    collector's view. Under load a full collection over all of it took 100–140 ms each
-    time, stalling every request in flight; objects made later are collected as ever."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
 def app_from_environment() -> FastAPI:
     """The app for each process of ``serve --workers N`` (settings passed in the environment)."""
     from dojo.platform.http.app import create_app
     from dojo.platform.settings import PlatformSettings
 
     app = create_app(PlatformSettings.model_validate_json(os.environ[SETTINGS_ENV]))
-    _freeze_heap()
+    freeze_heap()
     return app
 
 

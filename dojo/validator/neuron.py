@@ -39,7 +39,6 @@ acted on; ``docs/lifecycle.md`` walks through what a crash at each step leaves b
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import random
 import secrets
@@ -95,6 +94,7 @@ from template.chain import Chain, ChainError, Metagraph, NeuronInfo, WeightsReje
 from template.chain.weights import check_weights
 from template.clock import Clock
 from template.failpoints import failpoint
+from template.heap import freeze_heap
 from template.log import quoted
 from template.neuron import BaseNeuron
 from template.transport import CallerInfo, Outcome, SignedClient, Status, Target
@@ -1115,15 +1115,3 @@ def _describe(outcome: Outcome[Any]) -> str:
     """``server_error 503: worker platform unavailable``: what a failed call is stored as."""
     code = f" {outcome.http_status}" if outcome.http_status else ""
     return f"{outcome.status.value}{code}: {outcome.detail}"[:2000]
-
-
-def freeze_heap(*, collect: bool) -> None:
-    """Take what is alive now (modules, classes, ORM metadata: 170 000 objects, 260 000 with
-    the in-process synthetic generator) out of the garbage collector's view. Each full
-    collection walked all of it, 150-300 ms with every thread of the process stopped (the
-    GIL held): the organic API's tail was these pauses, one every second or two under load.
-    Objects made later are collected as ever. ``collect`` first frees the garbage of
-    start-up (itself one such pause: at start-up only, not while the loops run)."""
-    if collect:
-        gc.collect()
-    gc.freeze()

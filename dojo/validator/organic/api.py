@@ -20,7 +20,7 @@ like an unknown one.
 Latency (``benchmarks/organic.py``, 50 callers, 2 cores; ``docs/organic.md`` has the table):
 the p99 of 380-420 ms came from stalls of about 230 ms every second or two that every request
 in flight shared, the validator's full garbage collections over its start-up heap (now frozen,
-``freeze_heap`` in :mod:`dojo.validator.neuron`), and from reads that took SQLite's write lock
+:func:`template.heap.freeze_heap`), and from reads that took SQLite's write lock
 (the key lookups: now deferred, read-only transactions). In a paired run on a busy machine p99
 went from 390 to 279 ms at the same rate (539 and 558 tasks/s); in a run with more CPU to spare,
 734 tasks/s with p99 132 ms. What remains follows the CPU the process gets.
