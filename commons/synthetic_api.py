@@ -85,6 +85,7 @@ __all__ = [
     "SyntheticResponse",
     "SyntheticTask",
     "SyntheticTaskSource",
+    "normalised_mix",
     "parse_mix",
     "task_source_for",
 ]

@@ -479,12 +479,14 @@ async def test_no_scores_is_logged_when_it_becomes_true_then_once_an_epoch(netwo
     sink = logger.add(lambda m: said.append(m.record["message"]), level="DEBUG")
     try:
         start = neuron.chain.block()
-        for _ in range(10):  # the weights loop polls every block; a second's worth of polls
+        assert await neuron.maybe_set_weights() is False
+        said_at = neuron.chain.block()  # the first line's block, or one past it
+        for _ in range(9):  # the weights loop polls every block; a second's worth of polls
             assert await neuron.maybe_set_weights() is False
         assert neuron.chain.block() - start < 5, "the chain ran an epoch ahead: the test proves nothing"
         assert said.count("no scores yet; no weights to set") == 1
         deadline = time.monotonic() + 30
-        while neuron.chain.block() - start < 5:  # an epoch of blocks later
+        while neuron.chain.block() - said_at < 5:  # an epoch of blocks after the first line
             assert time.monotonic() < deadline, "the local chain made no blocks"
             await asyncio.sleep(0.1)
         assert await neuron.maybe_set_weights() is False
