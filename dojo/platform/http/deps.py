@@ -30,12 +30,13 @@ import time
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
 from dojo.platform.errors import Unauthorized
+from dojo.platform.schemas import DB_INT_MAX
 from dojo.platform.security import WORKER_TOKEN_PREFIX, check_csrf, hash_secret
 from dojo.platform.services import auth
 from dojo.platform.services.keys import miner_for_api_key
@@ -241,5 +242,7 @@ CurrentMiner = Annotated[Miner, Depends(current_miner)]
 ApiKeyMiner = Annotated[Miner, Depends(api_key_miner)]
 OptionalWorker = Annotated[Worker | None, Depends(optional_worker)]
 CurrentWorker = Annotated[Worker, Depends(current_worker)]
+# A row's id in a path (``/invites/{invite_id}``): a positive 32-bit integer, as the database keeps it.
+RowId = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
 # For a route's ``dependencies=[...]``: it returns nothing the route reads.
 LOGIN_RATE_LIMIT = Depends(login_rate_limit)

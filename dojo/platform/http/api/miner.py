@@ -26,12 +26,12 @@ from dojo.platform.http.deps import (
     CurrentMiner,
     DatabaseDep,
     RegistryDep,
+    RowId,
     SettingsDep,
     session_token,
     set_session_cookie,
 )
 from dojo.platform.schemas import (
-    DB_INT_MAX,
     DashboardOut,
     InviteRevokedOut,
     TeamMessageIn,
@@ -54,7 +54,7 @@ def miner_challenge(
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.miner_challenge(db, settings, body.hotkey)
-    return ChallengeOut(nonce=challenge.nonce, expires_at=challenge.expires_at, message=challenge.message)
+    return ChallengeOut.model_validate(wire(challenge, ChallengeOut))
 
 
 @router.post(
@@ -152,11 +152,7 @@ def remove_team_member(
 
 
 @router.delete("/invites/{invite_id}", response_model=InviteRevokedOut)
-def revoke_invite(
-    miner: CurrentMiner,
-    database: DatabaseDep,
-    invite_id: int = Path(ge=1, le=DB_INT_MAX),
-) -> InviteRevokedOut:
+def revoke_invite(miner: CurrentMiner, database: DatabaseDep, invite_id: RowId) -> InviteRevokedOut:
     """Take back an unused invite link; 409 once it was used."""
     with database.session() as db:
         invite = team.revoke_invite(db, miner, invite_id)
@@ -200,11 +196,7 @@ def _key_routes(path: str, kind: str) -> None:
             return KeyListOut(keys=[_key_out(row, in_use) for row in rows])
 
     @router.delete(path + "/{key_id}", response_model=KeyDisabledOut, name=f"disable {label}")
-    def disable(
-        miner: CurrentMiner,
-        database: DatabaseDep,
-        key_id: int = Path(ge=1, le=DB_INT_MAX),
-    ) -> KeyDisabledOut:
+    def disable(miner: CurrentMiner, database: DatabaseDep, key_id: RowId) -> KeyDisabledOut:
         with database.session() as db:
             row = keys.disable_key(db, miner, kind, key_id)
         return KeyDisabledOut(id=row.id, disabled=True)

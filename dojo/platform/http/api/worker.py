@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -15,6 +17,7 @@ from dojo.platform.http.deps import (
     BearerCredentials,
     CurrentWorker,
     DatabaseDep,
+    RowId,
     SettingsDep,
     run_db,
     session_token,
@@ -51,7 +54,9 @@ from dojo.platform.services.subscriptions import SubscriptionView, WorkerTaskVie
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import Database
 from dojo.platform.storage.models import Worker
+from dojo.platform.storage.rawsql import RawDb
 
+T = TypeVar("T")
 router = APIRouter(prefix="/api/v1/worker", tags=["worker"])
 
 
@@ -67,7 +72,7 @@ def worker_challenge(
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.worker_challenge(db, settings, body.address)
-    return ChallengeOut(nonce=challenge.nonce, expires_at=challenge.expires_at, message=challenge.message)
+    return ChallengeOut.model_validate(wire(challenge, ChallengeOut))
 
 
 @router.post("/login", response_model=WorkerSessionOut, dependencies=[LOGIN_RATE_LIMIT])
@@ -126,15 +131,10 @@ def worker_me(worker: CurrentWorker, database: DatabaseDep) -> WorkerMeOut:
     with database.read_session() as db:
         progress = queue.worker_progress(db, worker)
         has_code = db.scalar(select(Worker.recovery_hash).where(Worker.id == worker.id)) is not None
-    return WorkerMeOut(
-        worker_id=worker.public_id,
-        address=worker.address,
-        results_today=progress.results_today,
-        results_total=progress.results_total,
-        skipped_total=progress.skipped_total,
-        lead_time_total=round(progress.lead_time_total, 3),
-        lead_time_median=None if progress.lead_time_median is None else round(progress.lead_time_median, 3),
-        has_recovery_code=has_code,
+    # The progress's counts as they are, its seconds to the millisecond.
+    figures = {name: round(v, 3) if isinstance(v, float) else v for name, v in asdict(progress).items()}
+    return WorkerMeOut.model_validate(
+        {"worker_id": worker.public_id, "address": worker.address, "has_recovery_code": has_code, **figures}
     )
 
 
@@ -172,11 +172,7 @@ def add_subscription(body: SubscriptionIn, worker: CurrentWorker, database: Data
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
-def remove_subscription(
-    worker: CurrentWorker,
-    database: DatabaseDep,
-    subscription_id: int = Path(ge=1, le=DB_INT_MAX),
-) -> None:
+def remove_subscription(worker: CurrentWorker, database: DatabaseDep, subscription_id: RowId) -> None:
     with database.session() as db:
         subscriptions.remove_subscription(db, worker, subscription_id)
 
@@ -198,29 +194,17 @@ def task_json(view: WorkerTaskView) -> dict[str, Any]:
     return wire(view, WorkerTaskOut)
 
 
-def claim_next(database: Database, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
-    """The queue work of ``POST /tasks/next`` (blocking; run it with ``run_db``)."""
-    # One write transaction for both halves. On PostgreSQL the look takes no locks; on
-    # SQLite this process runs its queue work on one thread (deps.run_db), so holding
-    # the write lock through the look costs no concurrency and saves a transaction.
-    with database.raw_write() as db:
-        return queue.next_task(db, settings, worker)
+async def _queue_write(request: Request, database: Database, work: Callable[[RawDb], T]) -> T:
+    """Queue work in one write transaction on the database threads (``run_db``)."""
 
+    # One write transaction for both halves of a claim. On PostgreSQL the look takes no
+    # locks; on SQLite this process runs its queue work on one thread (deps.run_db), so
+    # holding the write lock through the look costs no concurrency and saves a transaction.
+    def write() -> T:
+        with database.raw_write() as db:
+            return work(db)
 
-def submit_result_now(
-    database: Database,
-    settings: PlatformSettings,
-    worker: Worker,
-    task_id: str,
-    data: list[dict[str, Any]],
-    lead_time: float | None = None,
-    rationale: str | None = None,
-) -> queue.Submitted:
-    """The queue work of ``POST /tasks/{id}/result`` (blocking; run it with ``run_db``)."""
-    with database.raw_write() as db:
-        return queue.submit_result(
-            db, settings, worker, task_id, data, lead_time=lead_time, rationale=rationale
-        )
+    return await run_db(request, write)
 
 
 def submitted_json(done: queue.Submitted) -> dict[str, Any]:
@@ -244,7 +228,7 @@ async def next_task(
     database: DatabaseDep,
     settings: SettingsDep,
 ) -> Response:
-    view = await run_db(request, lambda: claim_next(database, settings, worker))
+    view = await _queue_write(request, database, lambda db: queue.next_task(db, settings, worker))
     if view is None:
         return Response(status_code=204)
     return JSONResponse(task_json(view))
@@ -266,10 +250,12 @@ async def submit_result(
     settings: SettingsDep,
 ) -> Response:
     data = [item.model_dump() for item in body.result_data]
-
-    done = await run_db(
+    done = await _queue_write(
         request,
-        lambda: submit_result_now(database, settings, worker, task_id, data, body.lead_time, body.rationale),
+        database,
+        lambda db: queue.submit_result(
+            db, settings, worker, task_id, data, lead_time=body.lead_time, rationale=body.rationale
+        ),
     )
     return JSONResponse(submitted_json(done))
 
@@ -284,12 +270,7 @@ async def hold_task(
 ) -> HoldOut:
     """Claim the task for this worker, or extend its hold: the page calls it while the
     worker is at work on the task, so the hold does not lapse under them."""
-
-    def hold() -> queue.Hold:
-        with database.raw_write() as db:
-            return queue.extend_hold(db, settings, worker, task_id)
-
-    held = await run_db(request, hold)
+    held = await _queue_write(request, database, lambda db: queue.extend_hold(db, settings, worker, task_id))
     return HoldOut(task_id=held.task_id, held_until=iso(held.held_until), expire_at=iso(held.expire_at))
 
 
