@@ -18,9 +18,10 @@ opaque origin (``sandbox allow-scripts``, as the iframe's ``sandbox`` attribute 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -125,6 +126,38 @@ def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
+# Where a visitor who is not logged in as the one a page is for goes instead.
+LOGIN_PAGES = {"worker": "/login", "miner": "/miner/login"}
+# What a page says when what it shows is refused (a PlatformError): a heading, and a link on.
+PROBLEMS = {
+    "answer.html": ("Answer not found", ("/history", "Your work")),
+    "task.html": ("Task not available", ("/tasks", "Back to tasks")),
+    "miner.html": ("Page not found", ("/miner", "Latest tasks")),  # a cursor the page did not give
+}
+
+
+def _own_page(
+    request: Request, who: str, template: str, build: Callable[[Session, Any], dict[str, Any]]
+) -> Response:
+    """A page of the logged-in worker's or miner's (``who``) own, of what ``build(db,
+    account)`` gives; a visitor who is not logged in as one is sent to log in. A
+    :class:`PlatformError` from ``build`` is shown in a message (:data:`PROBLEMS`), on the
+    pages that expect one."""
+    with _read(request) as db:
+        visitor = _visitor(request, db)
+        account = getattr(visitor, who)
+        if account is None:
+            return RedirectResponse(LOGIN_PAGES[who], status_code=303)
+        try:
+            context = build(db, account)
+        except PlatformError as exc:
+            if template not in PROBLEMS:
+                raise
+            heading, link = PROBLEMS[template]
+            return _message(request, visitor, exc.status_code, heading, exc.detail, link)
+    return _page(request, template, visitor, **context)
+
+
 @router.get("/static/{name}")
 def static_file(name: str) -> Response:
     body = static_body(name)
@@ -168,51 +201,25 @@ def miner_login(request: Request) -> Response:
 
 @router.get("/keys")
 def subscription_keys(request: Request) -> Response:
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.worker is None:
-            return _to_login(request)
-        subscriptions = views.subscription_rows(db, visitor.worker)
-    return _page(
-        request, "keys.html", visitor, title="Subscription keys", active="keys", subscriptions=subscriptions
-    )
+    return _own_page(request, "worker", "keys.html", views.keys_page)
 
 
 @router.get("/tasks")
 def task_list(request: Request) -> Response:
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.worker is None:
-            return _to_login(request)
-        page = views.task_list_page(db, visitor.worker)
-    return _page(request, "tasks.html", visitor, title="Tasks", active="tasks", **page)
+    return _own_page(request, "worker", "tasks.html", views.task_list_page)
 
 
 @router.get("/history")
 def history(request: Request, page: int = 1) -> Response:
     """The worker's own submissions, its totals, and its recovery code (invited workers)."""
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.worker is None:
-            return _to_login(request)
-        context = views.history_page(db, visitor.worker, max(1, min(page, 1_000_000)))
-    return _page(request, "history.html", visitor, title="Your work", active="history", **context)
+    number = max(1, min(page, 1_000_000))
+    return _own_page(request, "worker", "history.html", partial(views.history_page, page=number))
 
 
 @router.get("/history/{task_id}")
 def answer(request: Request, task_id: str) -> Response:
     """One of the worker's answers, read-only (from *Your work*)."""
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.worker is None:
-            return _to_login(request)
-        try:
-            context = views.answer_page(db, visitor.worker, task_id)
-        except PlatformError as exc:
-            return _message(
-                request, visitor, exc.status_code, "Answer not found", exc.detail, ("/history", "Your work")
-            )
-    return _page(request, "answer.html", visitor, title="Your answer", active="history", **context)
+    return _own_page(request, "worker", "answer.html", partial(views.answer_page, task_id=task_id))
 
 
 @router.get("/welcome")
@@ -238,22 +245,7 @@ def welcome(request: Request) -> Response:
 
 @router.get("/tasks/{task_id}")
 def task_page(request: Request, task_id: str) -> Response:
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.worker is None:
-            return _to_login(request)
-        try:
-            page = views.task_detail_page(db, visitor.worker, task_id)
-        except PlatformError as exc:
-            return _message(
-                request,
-                visitor,
-                exc.status_code,
-                "Task not available",
-                exc.detail,
-                ("/tasks", "Back to tasks"),
-            )
-    return _page(request, "task.html", visitor, title=page["task"].title, active="tasks", **page)
+    return _own_page(request, "worker", "task.html", partial(views.task_detail_page, task_id=task_id))
 
 
 @router.get("/tasks/{task_id}/preview/{label}")
@@ -323,27 +315,13 @@ def miner_home(
     until: str | None = None,
     cursor: str | None = None,
 ) -> Response:
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.miner is None:
-            return RedirectResponse("/miner/login", status_code=303)
-        try:
-            page = views.miner_dashboard_page(db, visitor.miner, status, since, until, cursor)
-        except PlatformError as exc:  # a cursor the page did not give
-            return _message(
-                request, visitor, exc.status_code, "Page not found", exc.detail, ("/miner", "Latest tasks")
-            )
-    return _page(request, "miner.html", visitor, title="Miner dashboard", active="miner", **page)
+    dashboard = partial(views.miner_dashboard_page, status=status, since=since, until=until, cursor=cursor)
+    return _own_page(request, "miner", "miner.html", dashboard)
 
 
 @router.get("/miner/team")
 def miner_team(request: Request) -> Response:
-    with _read(request) as db:
-        visitor = _visitor(request, db)
-        if visitor.miner is None:
-            return RedirectResponse("/miner/login", status_code=303)
-        page = views.team_page(db, visitor.miner)
-    return _page(request, "team.html", visitor, title="Your team", active="team", **page)
+    return _own_page(request, "miner", "team.html", views.team_page)
 
 
 # A used invite link is what someone who joined with it, then logged out, opens again.

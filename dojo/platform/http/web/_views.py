@@ -1,14 +1,16 @@
 """What each page shows, built from the platform's service modules.
 
 One function per page; each takes an open read session and returns the template's
-context. Nothing here writes: changes go through the JSON API.
+context, with the page's ``title`` and the ``active`` tab of its menu. Nothing here
+writes: changes go through the JSON API.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, select
@@ -89,6 +91,11 @@ def subscription_rows(db: Session, worker: Worker) -> list[SubscriptionRow]:
     ]
 
 
+def keys_page(db: Session, worker: Worker) -> dict[str, Any]:
+    """The worker's subscriptions, the keys and invites that give it its miners' tasks."""
+    return {"title": "Subscription keys", "active": "keys", "subscriptions": subscription_rows(db, worker)}
+
+
 @dataclass(frozen=True)
 class Progress:
     done_today: int
@@ -156,6 +163,8 @@ def task_list_page(db: Session, worker: Worker) -> dict[str, Any]:
         for t in tasks
     ]
     return {
+        "title": "Tasks",
+        "active": "tasks",
         "tasks": rows,
         "subscriptions_count": sum(1 for s in subs if s.active),
         "progress": _progress(db, worker, tasks),
@@ -229,6 +238,8 @@ def task_detail_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any
             scores = {cid: _number(v) for cid, v in item["value"].items()}
     criteria = _criteria(view.criteria)
     return {
+        "title": view.title,
+        "active": "tasks",
         # The worker's view of the task, as the API gives it (closed_reason: why it cannot
         # answer now), with what the page words differently.
         "task": view,
@@ -326,22 +337,48 @@ def miner_task_image_bytes(db: Session, miner: Miner, task_id: str, cid: str) ->
 
 
 @dataclass(frozen=True)
-class HistoryRow:
-    task_id: str
-    title: str
-    kind: str
-    state: str  # "open", "complete" or "expired"
-    submitted_at: Any
-    updated_at: Any
-    lead_time: float | None
-    order: list[str] | None  # the response numbers, best first, as the task page showed them
-    prompt_start: str = ""
-    agreement: float | None = None  # with the other workers' answers to the task
-    score: float | None = None  # the validator's score for the task
+class TaskShown:
+    """A service's record of a task as a page shows it: the record's fields read through as
+    they are, and what the page words differently as properties (a subclass adds its own)."""
+
+    record: Any
+
+    def __getattr__(self, name: str) -> Any:  # only for the names the row has not itself
+        if name == "record":  # not set yet: copy and pickle make the object without __init__
+            raise AttributeError(name)
+        return getattr(self.record, name)
+
+    @property
+    def kind(self) -> str:
+        return _kind(self.record.task_type)
+
+
+def _status_words(status: str) -> str:
+    """A task's status (``task_status``) as the pages say it."""
+    return STATUS_WORDS.get(status, status.lower())
+
+
+class HistoryRow(TaskShown):
+    """One of the worker's answers (:class:`subscription_service.HistoryEntry`) on its history page."""
+
+    record: subscription_service.HistoryEntry
+
+    @property
+    def state(self) -> str:  # "open", "complete" or "expired"
+        return _status_words(self.record.task_status)
+
+    @property
+    def order(self) -> list[str] | None:
+        """The response numbers, best first, as the task page showed them."""
+        return _labels_best_first(self.record.ranking, self.record.cids)
+
+    @property
+    def score(self) -> float | None:  # the validator's score for the task
+        return self.record.validator_score
 
     @property
     def edited(self) -> bool:
-        return self.updated_at is not None and self.updated_at != self.submitted_at
+        return self.record.updated_at is not None and self.record.updated_at != self.record.submitted_at
 
 
 HISTORY_PAGE_SIZE = 50
@@ -360,24 +397,11 @@ def history_page(db: Session, worker: Worker, page: int) -> dict[str, Any]:
     entries, total = subscription_service.history(
         db, worker, limit=HISTORY_PAGE_SIZE, offset=(page - 1) * HISTORY_PAGE_SIZE
     )
-    rows = [
-        HistoryRow(
-            task_id=e.task_id,
-            title=e.title,
-            kind=_kind(e.task_type),
-            state=STATUS_WORDS.get(e.task_status, e.task_status.lower()),
-            submitted_at=e.submitted_at,
-            updated_at=e.updated_at,
-            lead_time=e.lead_time,
-            order=_labels_best_first(e.ranking, e.cids),
-            prompt_start=e.prompt_start,
-            agreement=e.agreement,
-            score=e.validator_score,
-        )
-        for e in entries
-    ]
+    rows = [HistoryRow(e) for e in entries]
     pages = max(1, -(-total // HISTORY_PAGE_SIZE))
     return {
+        "title": "Your work",
+        "active": "history",
         "results": rows,
         "total": total,
         "page": page,
@@ -422,13 +446,15 @@ def answer_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any]:
         .where(Subscription.worker_id == worker.id, Subscription.miner_id == task.miner_id)
     )
     return {
+        "title": "Your answer",
+        "active": "history",
         "task": task,
         "kind": _kind(task.task_type),
         "prompt": task.prompt or task.body,
         "completions": shown,
         "ranking": ranking,
         "scores": {cid: _number(v) for cid, v in scores.items()},
-        "state": STATUS_WORDS.get(status, status.lower()),
+        "state": _status_words(status),
         "result": result,
         "order": _labels_best_first(ranking, tuple(c.cid for c in completions)),
         "agreement": feedback.agreement if feedback else None,
@@ -486,24 +512,29 @@ def _keys(db: Session, miner: Miner, kind: str) -> list[KeyRow]:
 STATUS_WORDS = {"IN_PROGRESS": "open", "COMPLETED": "complete", "EXPIRED": "expired"}
 
 
-@dataclass(frozen=True)
-class MinerTaskRow:
-    id: str
-    title: str
-    kind: str
-    status: str
-    num_results: int
-    max_results: int
-    expire_at: Any
-    created_at: Any
-    agreement: float | None
-    models: dict[str, str]  # cid -> model name
-    answers: list[dashboard.DashboardAnswer]
-    flags: list[dashboard.DashboardFlag]
-    numbers: dict[str, int]  # cid -> the response number the workers saw (1 first)
-    glimpses: dict[str, dict[str, str]] = field(default_factory=dict)  # cid -> {"kind", "glimpse"}
-    prompt_start: str = ""
-    score: float | None = None
+class MinerTaskRow(TaskShown):
+    """A task of the miner's (:class:`dashboard.DashboardTask`) on its dashboard."""
+
+    record: dashboard.DashboardTask
+
+    @property
+    def status(self) -> str:
+        return _status_words(self.record.status)
+
+    @cached_property
+    def models(self) -> dict[str, str]:
+        """cid -> model name."""
+        return {c["cid"]: c["model"] for c in self.record.completions}
+
+    @cached_property
+    def numbers(self) -> dict[str, int]:
+        """cid -> the response number the workers saw (1 first)."""
+        return {c["cid"]: i + 1 for i, c in enumerate(self.record.completions)}
+
+    @cached_property
+    def glimpses(self) -> dict[str, dict[str, str]]:
+        """cid -> {"kind", "glimpse"}."""
+        return {c["cid"]: {"kind": c["kind"], "glimpse": c["glimpse"]} for c in self.record.completions}
 
 
 @dataclass(frozen=True)
@@ -536,27 +567,7 @@ def miner_dashboard_page(
         state=status if status in dashboard.STATES else None, since=_day(since), until=_day(until)
     )
     board = dashboard.miner_dashboard(db, miner, cursor=cursor, filters=filters)
-    rows = [
-        MinerTaskRow(
-            id=t.id,
-            title=t.title,
-            kind=_kind(t.task_type),
-            status=STATUS_WORDS.get(t.status, t.status.lower()),
-            num_results=t.num_results,
-            max_results=t.max_results,
-            expire_at=t.expire_at,
-            created_at=t.created_at,
-            agreement=t.agreement,
-            models={c["cid"]: c["model"] for c in t.completions},
-            answers=t.answers,
-            flags=t.flags,
-            numbers={c["cid"]: i + 1 for i, c in enumerate(t.completions)},
-            glimpses={c["cid"]: {"kind": c["kind"], "glimpse": c["glimpse"]} for c in t.completions},
-            prompt_start=t.prompt_start,
-            score=t.score,
-        )
-        for t in board.tasks
-    ]
+    rows = [MinerTaskRow(t) for t in board.tasks]
     measured = [t.agreement for t in rows if t.agreement is not None]
     totals = MinerTotals(
         tasks=board.total_tasks,
@@ -571,6 +582,8 @@ def miner_dashboard_page(
         "until": filters.until.isoformat() if filters.until else "",
     }
     return {
+        "title": "Miner dashboard",
+        "active": "miner",
         "tasks": rows,
         "totals": totals,
         "filters": chosen,
@@ -587,6 +600,8 @@ def team_page(db: Session, miner: Miner) -> dict[str, Any]:
     """The miner's team: its workers and their figures, its invites, its message."""
     view = team.team_view(db, miner)
     return {
+        "title": "Your team",
+        "active": "team",
         "team": view,
         "members": [m for m in view.members if m.member],
         "former": [m for m in view.members if not m.member],
