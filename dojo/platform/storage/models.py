@@ -74,14 +74,20 @@ class LoginNonce(Base):
     used_at: Mapped[datetime | None]
 
 
-class MinerSession(Base):
-    __tablename__ = "miner_sessions"
+class LoginSession:
+    """The columns of a log-in session, a miner's or a worker's: the SHA-256 of its token, and
+    until when it is good."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class MinerSession(LoginSession, Base):
+    __tablename__ = "miner_sessions"
+
+    miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
 
 
 class ApiKey(Base):
@@ -113,14 +119,10 @@ class Worker(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class WorkerSession(Base):
+class WorkerSession(LoginSession, Base):
     __tablename__ = "worker_sessions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime]
 
 
 class Subscription(Base):
