@@ -136,6 +136,9 @@ def test_leaving_a_team_and_removing_a_key_ask_first(browser, platform, miners):
         expect(keyed).to_have_count(1)
         keyed.get_by_role("button", name="Remove key Team Beta").click()
         _confirm(page, "stop getting this miner's tasks", "Remove the key")
+        # The row goes once the platform has answered; only then does a reload show the result.
+        expect(keyed).to_have_count(0)
+        expect(page.locator("#flash")).to_contain_text("Key removed")
         page.reload()
         expect(page.locator("#no-subscriptions")).to_be_visible()
     finally:
