@@ -20,26 +20,8 @@ const path = require("path");
 
 const LOCAL = path.join(__dirname, "ecosystem.local.js");
 
-const DEFAULTS = {
-  NETWORK: "test",
-  NETUID: 98,
-  ROLE: "validator",
-  VALIDATOR_WALLET_NAME: "coldkey",
-  VALIDATOR_WALLET_HOTKEY: "hotkey",
-  MINER_WALLET_NAME: "coldkey",
-  MINER_WALLET_HOTKEY: "hotkey",
-  WALLET_PATH: "",
-  AUTOUPDATE: false,
-  AUTOUPDATE_ENV: {},
-  MINER_AXON_PORT: 9602,
-  VALIDATOR_AXON_PORT: 9603,
-  PLATFORM_HOST: "0.0.0.0",
-  PLATFORM_PORT: 8080,
-  PLATFORM_PUBLIC_URL: "",
-  SYNTHETIC_BACKEND: "procedural",
-  SYNTHETIC_PORT: 5003,
-  VENV: "",
-};
+// The settings and their defaults: those of the committed example, which explains each.
+const DEFAULTS = require(path.join(__dirname, "ecosystem.local.example.js"));
 
 function fail(message) {
   throw new Error(`ecosystem.config.js: ${message}`);

@@ -1,7 +1,7 @@
 // The settings of ecosystem.config.js for this machine. Copy this file to ecosystem.local.js
 // (git does not track that one, so the autoupdater can update the checkout) and edit it;
 // leave out what you keep at its default. After a change: pm2 restart ecosystem.config.js
-// --update-env.
+// --update-env. This file itself stays as it is: ecosystem.config.js reads the defaults from it.
 module.exports = {
   // Testnet: NETWORK "test", NETUID 98.  Mainnet: NETWORK "finney", NETUID 52.
   NETWORK: "test",

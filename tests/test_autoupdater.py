@@ -341,7 +341,9 @@ def test_an_edited_ecosystem_file_is_refused_with_where_its_settings_go(project:
     project.release("1.1.0")
     project.run()
     edited = project.deploy / "ecosystem.config.js"
-    edited.write_text(edited.read_text().replace('ROLE: "validator"', 'ROLE: "miner"'))
+    text = edited.read_text()
+    assert "const S = settings();" in text
+    edited.write_text(text.replace("const S = settings();", 'const S = { ...settings(), ROLE: "miner" };'))
     project.release("1.2.0")
     log = project.run(expect=1)
     assert "tracked files have local changes (ecosystem.config.js)" in log

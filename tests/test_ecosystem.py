@@ -28,9 +28,11 @@ NEEDS_NODE = pytest.mark.skipif(shutil.which("node") is None, reason="reading ec
 
 
 def _checkout(directory: Path, local: str | None = None) -> Path:
-    """A directory with the repository's ecosystem.config.js and, when given, ecosystem.local.js."""
+    """A directory with the repository's ecosystem.config.js, the example it reads its defaults
+    from, and, when given, ecosystem.local.js."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "ecosystem.config.js", directory / "ecosystem.config.js")
+    for name in ("ecosystem.config.js", "ecosystem.local.example.js"):
+        shutil.copy(REPO / name, directory / name)
     if local is not None:
         (directory / "ecosystem.local.js").write_text(local)
     return directory
