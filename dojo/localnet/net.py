@@ -525,6 +525,21 @@ class LocalNet:
         that sent it; a miner's workers cannot tell which, so they read them all."""
         return [arg for db in self.validator_dbs for arg in ("--oracle-db", str(db))]
 
+    def _worker_args(self, index: int) -> list[str]:
+        """What the workers of miner ``index`` do, on either worker platform: their mix, their
+        oracle, how long they think and poll, and their seed."""
+        return [
+            "--mix",
+            self.team(index),
+            *self._oracle_args(),
+            "--think",
+            f"{self.worker_think[0]},{self.worker_think[1]}",
+            "--poll",
+            "0.5",
+            "--seed",
+            str(index),
+        ]
+
     def command(self, neuron: NeuronProcess) -> list[str]:
         if neuron.role == "labelstudio":
             return list(self.label_studio_server().command())
@@ -538,15 +553,7 @@ class LocalNet:
                 self.label_studio_url,
                 "--project-prefix",
                 self.label_studio_prefix(f"miner{index}"),
-                "--mix",
-                self.team(index),
-                *self._oracle_args(),
-                "--think",
-                f"{self.worker_think[0]},{self.worker_think[1]}",
-                "--poll",
-                "0.5",
-                "--seed",
-                str(index),
+                *self._worker_args(index),
             ]
         if neuron.role == "platform":
             return serve_command(
@@ -591,15 +598,7 @@ class LocalNet:
                 self.platform_url,
                 # The subscription key comes in the environment (DOJO_SUBSCRIPTION_KEY, see
                 # _environment): a command line is readable by every local user through ps.
-                "--mix",
-                self.team(index),
-                *self._oracle_args(),
-                "--think",
-                f"{self.worker_think[0]},{self.worker_think[1]}",
-                "--poll",
-                "0.5",
-                "--seed",
-                str(index),
+                *self._worker_args(index),
                 "--identities",
                 str(self.data_dir(neuron.name) / "identities.json"),
                 *(["--stand-in", f"{self.stand_in_within:g}"] if self.stand_in_within else []),
