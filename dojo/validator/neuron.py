@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from loguru import logger
 
@@ -115,6 +115,19 @@ EXPORT_FIRST_DELAY = 60.0  # seconds from start to the first dataset export, whe
 MIX_WINDOW = 256
 # Between looks at an assignment before its deadline (--neuron.collect_at_results).
 EARLY_LOOK_INTERVAL = 5.0
+
+
+class _ToMiner(Protocol):
+    """An assignment on its way to or from a miner: whose it is, at which uid."""
+
+    @property
+    def miner_hotkey(self) -> str: ...
+
+    @property
+    def miner_uid(self) -> int: ...
+
+
+_A = TypeVar("_A", bound=_ToMiner)
 
 
 class ExportedDataset(Protocol):
@@ -638,22 +651,24 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             return None
         return Target(hotkey=hotkey, url=neuron.axon.url, uid=uid)
 
+    def _reachable(self, items: Sequence[_A]) -> tuple[list[tuple[_A, Target]], list[_A]]:
+        """Each item whose miner serves an endpoint at its uid, with that endpoint; and the
+        items whose miner does not (it left the subnet or stopped serving)."""
+        calls: list[tuple[_A, Target]] = []
+        gone: list[_A] = []
+        for item in items:
+            target = self._target(item.miner_hotkey, item.miner_uid)
+            if target is None:
+                gone.append(item)
+            else:
+                calls.append((item, target))
+        return calls, gone
+
     async def send(self, outgoing: list[Outgoing]) -> list[SendOutcome]:
         """Send each assignment its ``FeedbackRequest`` and record every outcome."""
-        results: list[SendOutcome] = []
-        calls: list[tuple[Outgoing, Target]] = []
-        for o in outgoing:
-            target = self._target(o.miner_hotkey, o.miner_uid)
-            if target is None:
-                results.append(
-                    SendOutcome(
-                        o.assignment_id,
-                        SendStatus.UNREACHABLE,
-                        "the miner no longer serves an endpoint at this uid",
-                    )
-                )
-            else:
-                calls.append((o, target))
+        calls, gone = self._reachable(outgoing)
+        unreachable = "the miner no longer serves an endpoint at this uid"
+        results = [SendOutcome(o.assignment_id, SendStatus.UNREACHABLE, unreachable) for o in gone]
         requests = [self.feedback_request(o) for o, _ in calls]
         # A miner may retry its worker platform before it answers; a timeout here would
         # leave it a task the validator never collects, so this call is given more time.
@@ -708,22 +723,14 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
         now = self.clock.now()
         early = self.config.neuron.collect_at_results > 0
         due = await asyncio.to_thread(self.store.due_collections, now, early=early)
-        outcomes: list[CollectionOutcome] = []
-        calls: list[tuple[DueCollection, Target]] = []
-        for d in due:
-            target = self._target(d.miner_hotkey, d.miner_uid)
-            if target is None and now < d.expire_at:
-                continue  # judged at the deadline
-            if target is None:
-                outcomes.append(
-                    CollectionOutcome(
-                        d.assignment_id,
-                        CollectStatus.NO_RESULT,
-                        "the miner left the subnet or stopped serving",
-                    )
-                )
-            else:
-                calls.append((d, target))
+        calls, gone = self._reachable(due)
+        # A miner that is gone before the deadline is judged at the deadline.
+        left = "the miner left the subnet or stopped serving"
+        outcomes = [
+            CollectionOutcome(d.assignment_id, CollectStatus.NO_RESULT, left)
+            for d in gone
+            if now >= d.expire_at
+        ]
         if calls:
             requests = [TaskResultRequest(request_id=d.request_id) for d, _ in calls]
             replies = await self.client.fanout([t for _, t in calls], requests, TaskResultReply)
