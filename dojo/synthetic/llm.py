@@ -314,6 +314,16 @@ def _strip_fences(content: str) -> str:
     return match.group(1) if match else content
 
 
+def new_task_prompt(examples: Sequence[str], themes: Sequence[str], clip: int | None = None) -> str:
+    """What an instructor asks the model for: a task clearly different from ``examples`` (each
+    cut to its first ``clip`` characters, when given), combining two ``themes``."""
+    shown = "\n".join(f"- {e[:clip]}" for e in examples) or "(none yet)"
+    return (
+        f"Existing tasks (write something clearly different):\n{shown}\n\n"
+        f"Write one new task that combines these themes: {themes[0]} and {themes[1]}."
+    )
+
+
 def _first_error(exc: ValidationError) -> str:
     return validation_messages(exc, where=lambda loc: dotted(loc) or "answer", limit=1)[0]
 
@@ -357,12 +367,7 @@ class LLMBackend:
         await self.chat.aclose()
 
     async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:
-        seeds = rng.sample(TASK_SEEDS, 2)
-        shown = "\n".join(f"- {e}" for e in examples) or "(none yet)"
-        prompt = (
-            f"Existing tasks (write something clearly different):\n{shown}\n\n"
-            f"Write one new task that combines these themes: {seeds[0]} and {seeds[1]}."
-        )
+        prompt = new_task_prompt(examples, rng.sample(TASK_SEEDS, 2))
         answer = await self.chat.ask(
             self.settings.instruction_model or self.settings.models[0],
             [{"role": "system", "content": _INSTRUCT_SYSTEM}, {"role": "user", "content": prompt}],
@@ -442,4 +447,13 @@ def llm_settings(service: ServiceSettings) -> LLMSettings:
     return settings
 
 
-__all__ = ["ChatClient", "ChatError", "LLMBackend", "LLMSettings", "PROVIDERS", "TASK_SEEDS", "llm_settings"]
+__all__ = [
+    "ChatClient",
+    "ChatError",
+    "LLMBackend",
+    "LLMSettings",
+    "PROVIDERS",
+    "TASK_SEEDS",
+    "llm_settings",
+    "new_task_prompt",
+]

@@ -54,7 +54,7 @@ from dojo.synthetic.kinds import (
     text_instruction,
     text_levels,
 )
-from dojo.synthetic.llm import ChatClient, LLMSettings
+from dojo.synthetic.llm import ChatClient, LLMSettings, new_task_prompt
 from dojo.synthetic.store import SyntheticStore
 from dojo.synthetic.textspec import Fact, TextKind, TextSpec
 
@@ -167,12 +167,7 @@ class LLMTextBackend:
             await self.chat.aclose()
 
     async def instruct(self, rng: random.Random, examples: Sequence[str], budget: TaskBudget) -> Instruction:
-        themes = rng.sample(TEXT_THEMES, 2)
-        shown = "\n".join(f"- {e[:300]}" for e in examples) or "(none yet)"
-        prompt = (
-            f"Existing tasks (write something clearly different):\n{shown}\n\n"
-            f"Write one new task combining these themes: {themes[0]} and {themes[1]}."
-        )
+        prompt = new_task_prompt(examples, rng.sample(TEXT_THEMES, 2), clip=300)
         system = _SCENARIO_SYSTEM if self.kind == "text" else _DIALOGUE_SYSTEM
         answer = await self.chat.ask(
             self.settings.instruction_model or self.settings.models[0],
