@@ -101,6 +101,16 @@ class SubnetParams:
     kappa: float = 0.5
     bonds_moving_average: float = 0.9
 
+    @property
+    def weight_rules(self) -> WeightRules:
+        """The hyperparameters among these that govern weights."""
+        return WeightRules(
+            min_allowed_weights=self.min_allowed_weights,
+            max_weight_limit=self.max_weight_limit,
+            weights_rate_limit=self.weights_rate_limit,
+            weights_version=self.weights_version,
+        )
+
     def validate(self) -> None:
         checks = {
             "tempo": self.tempo >= 1,
@@ -251,12 +261,7 @@ class LocalChain(Chain):
         p = self.params()
         return Hyperparameters(
             tempo=p.tempo,
-            weights=WeightRules(
-                min_allowed_weights=p.min_allowed_weights,
-                max_weight_limit=p.max_weight_limit,
-                weights_rate_limit=p.weights_rate_limit,
-                weights_version=p.weights_version,
-            ),
+            weights=p.weight_rules,
             commit_reveal=p.commit_reveal_period > 0,
             max_validators=p.max_validators,
         )
@@ -484,14 +489,13 @@ class LocalChain(Chain):
                     "hotkey_not_registered", f"hotkey {hotkey} is not registered on subnet {self.netuid}"
                 )
             own_uid = int(me["uid"])
-            rules = WeightRules(
-                min_allowed_weights=params.min_allowed_weights,
-                max_weight_limit=params.max_weight_limit,
-                weights_rate_limit=params.weights_rate_limit,
-                weights_version=params.weights_version,
-            )
             check_weights(
-                uids, weights, n_neurons=len(rows), own_uid=own_uid, rules=rules, version_key=version_key
+                uids,
+                weights,
+                n_neurons=len(rows),
+                own_uid=own_uid,
+                rules=params.weight_rules,
+                version_key=version_key,
             )
             nonzero = [(int(u), int(w)) for u, w in zip(uids, weights, strict=True) if int(w) > 0]
             self_only = len(nonzero) == 1 and nonzero[0][0] == own_uid
