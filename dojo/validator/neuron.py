@@ -77,6 +77,7 @@ from dojo.validator.results import ResultsRefused, check_results
 from dojo.validator.rounds import score_inputs
 from dojo.validator.store import (
     ORGANIC_SOURCE,
+    AcceptedResult,
     CollectionOutcome,
     DueCollection,
     NewAssignment,
@@ -756,13 +757,7 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
                     raise ResultsRefused(
                         f"reply names request {outcome.reply.request_id}, not {d.request_id}"
                     )
-                accepted = check_results(
-                    outcome.reply.results,
-                    completion_ids=d.completion_ids,
-                    criteria=d.criteria,
-                    sent_at=d.sent_at,
-                    now=now,
-                )
+                accepted = _checked(d, outcome.reply, now)
             except ResultsRefused as exc:
                 logger.warning("uid {} task {}: results refused: {}", d.miner_uid, d.task_id, quoted(exc))
                 return CollectionOutcome(d.assignment_id, CollectStatus.INVALID, str(exc))
@@ -809,13 +804,7 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
             and outcome.reply.request_id == d.request_id
         ):
             try:
-                accepted = check_results(
-                    outcome.reply.results,
-                    completion_ids=d.completion_ids,
-                    criteria=d.criteria,
-                    sent_at=d.sent_at,
-                    now=now,
-                )
+                accepted = _checked(d, outcome.reply, now)
             except ResultsRefused:
                 accepted = []
             if len({r.worker_id for r in accepted}) >= wanted:
@@ -1104,6 +1093,14 @@ def _obfuscated(content: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         except (ObfuscationError, ValueError, RecursionError) as exc:
             logger.debug("organic code not obfuscated (rename={}): {}", rename, exc)
     return content
+
+
+def _checked(d: DueCollection, reply: TaskResultReply, now: datetime) -> list[AcceptedResult]:
+    """The results of ``reply`` checked against what assignment ``d`` sent (raises
+    :class:`ResultsRefused`)."""
+    return check_results(
+        reply.results, completion_ids=d.completion_ids, criteria=d.criteria, sent_at=d.sent_at, now=now
+    )
 
 
 def _transient(outcome: Outcome[Any]) -> bool:
