@@ -5,13 +5,16 @@ synthetic service's hold ground truth, the platform's holds sessions and key has
 the wallets' key files, each is created readable and writable by its owner only (0600),
 whatever the process's umask. SQLite creates a database's ``-wal``, ``-shm`` and
 ``-journal`` files with the permissions of the database file itself, so making the
-database private first makes them private too.
+database private first makes them private too. Small files that hold keys or tokens (the
+local network's state and keys, the simulated workers' identities) are replaced whole by
+``write_private``, through a temporary file that is 0600 from the start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 PRIVATE = 0o600
@@ -34,4 +37,24 @@ def private_file(path: str | Path) -> Path:
     return path
 
 
-__all__ = ["PRIVATE", "private_file"]
+def write_private(path: str | os.PathLike[str], text: str) -> None:
+    """Replace ``path`` (creating its folder) with ``text``, readable and writable by this
+    user only: written to a temporary file of mode 0600 beside it, synced, then renamed over
+    ``path``, so a reader sees the old file or the new, never a part, and never the text
+    under another mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = ["PRIVATE", "private_file", "write_private"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import numpy as np
 from loguru import logger
 
 from template.chain.weights import WeightRules, weights_for_chain
+from template.private import write_private
 
 STATE_VERSION = 1
 
@@ -140,20 +140,9 @@ class MovingScores:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state as JSON atomically (temporary file in the same folder, then rename)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(self.to_dict(), indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write the state as JSON atomically (temporary file in the same folder, then rename),
+        private to this user (``template.private.write_private``)."""
+        write_private(path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], alpha: float = 0.1) -> MovingScores:

@@ -60,12 +60,12 @@ from dojo.localnet.state import (
     read_state,
     running_processes,
     strays,
-    write_private,
     write_state,
 )
 from dojo.localnet.view import show
 from dojo.platform import serve_command
 from template.chain.local import LocalChain
+from template.private import write_private
 from template.wallets import create_wallet, load_wallet
 
 ROOT = Path(__file__).resolve().parents[2]

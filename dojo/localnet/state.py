@@ -12,15 +12,14 @@ this module, ``view`` imports only this module, and this module neither
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from template.private import write_private
 
 STATE_FILE = "localnet.json"
 LOCK_FILE = "localnet.lock"
@@ -138,22 +137,6 @@ def strays(directory: Path, state: dict[str, Any] | None) -> list[int]:
 
 
 # --- DIR/localnet.json ----------------------------------------------------------------------
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a reader sees the old file or the new, never a
-    part), readable by this user only."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_state(directory: Path) -> dict[str, Any] | None:

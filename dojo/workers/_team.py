@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,6 +16,7 @@ from loguru import logger
 from dojo.workers._behaviours import Behaviour, parse_mix
 from dojo.workers._oracle import Oracle
 from dojo.workers._worker import SimulatedWorker, WorkerStats
+from template.private import write_private
 
 
 @dataclass
@@ -113,7 +112,7 @@ class SimulatedTeam:
         if self._identities is None:
             return
         kept = {w.name: {"key": w.key, "token": w.token} for w in self.workers if w.invite is None}
-        _write_private(self._identities, json.dumps({"workers": kept}, indent=1))
+        write_private(self._identities, json.dumps({"workers": kept}, indent=1))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every worker until ``stop`` is set (or until none can go on)."""
@@ -161,17 +160,3 @@ def _read_identities(path: Path | None) -> dict[str, dict[str, str]]:
     if not isinstance(workers, dict):
         raise ValueError(f"{path} is not an identities file; move it away to start new workers")
     return workers
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with ``text``, readable by this user only (it holds keys)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
