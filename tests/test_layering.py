@@ -26,6 +26,9 @@ ONE_WAY = {
     # package's top, which every layer uses, import none of the three.
     "dojo/platform/storage": ("dojo.platform.services", "dojo.platform.http"),
     "dojo/platform/services": ("dojo.platform.http",),
+    # SQLite's group commit is handed its lock and connections by the Database, which
+    # builds it: it names no Database, not even for its types.
+    "dojo/platform/storage/groupcommit.py": ("dojo.platform.storage.db",),
     **{
         f"dojo/platform/{name}.py": ("dojo.platform.storage", "dojo.platform.services", "dojo.platform.http")
         for name in ("errors", "schemas", "security", "settings")

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,12 @@ class Database:
         assert self._write_lock is not None, "write groups are for SQLite"
         if self._checkpointer is None:
             self._checkpointer = Checkpointer(self.engine)
-        return WriteGroup(self)
+        return WriteGroup(
+            self._write_lock,
+            connection=partial(self._thread_connection, wait=False),
+            after_failure=self._after_failure,
+            committed=self._checkpointer.written,
+        )
 
     @contextmanager
     def raw_read(self) -> Iterator[RawDb]:

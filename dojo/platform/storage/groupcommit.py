@@ -25,16 +25,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 from sqlalchemy import Engine
 
 from dojo.platform.errors import Unavailable
 from dojo.platform.storage.rawsql import RawDb
-
-if TYPE_CHECKING:
-    from dojo.platform.storage.db import Database
 
 T = TypeVar("T")
 # How long WriteGroup waits for another process's writer before giving up.
@@ -46,7 +43,7 @@ class WriterLock:
 
     A ``threading.Lock`` orders this process's threads; for a database file, an exclusive
     ``flock`` on ``<file>-writer.lock`` orders the processes (each opens the file itself,
-    so create the :class:`Database` after a fork, as ``uvicorn --workers`` does). A
+    so create the platform's ``Database`` after a fork, as ``uvicorn --workers`` does). A
     blocked ``flock`` sleeps in the kernel and wakes when the holder lets go: no polling.
     """
 
@@ -187,13 +184,25 @@ class WriteGroup:
     A write that raises rolls back to its savepoint and leaves the others be. If the
     transaction is lost (SQLite rolls it all back on a full disk or an I/O error) or the
     ``COMMIT`` fails, every write of the group fails with :class:`Unavailable`.
+
+    It is handed what it works with: the database's ``lock``; ``connection``, which gives
+    the event loop's connection (a pooled raw connection whose ``busy_timeout`` is 0, in
+    the driver's manual transaction mode); ``after_failure``, which rolls a connection back
+    (or drops it) once a ``COMMIT`` failed; and ``committed``, called after each commit
+    (:meth:`Checkpointer.written`).
     """
 
-    def __init__(self, database: Database):
-        self._database = database
-        lock = database._write_lock
-        assert lock is not None
-        self._lock: WriterLock = lock
+    def __init__(
+        self,
+        lock: WriterLock,
+        connection: Callable[[], Any],
+        after_failure: Callable[[Any], None],
+        committed: Callable[[], None],
+    ):
+        self._lock = lock
+        self._connect = connection
+        self._after_failure = after_failure
+        self._committed = committed
         self._connection: Any = None
         self._cursor: Any = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -229,7 +238,7 @@ class WriteGroup:
         if not self._lock.try_acquire():
             raise WriteBusy
         try:
-            connection = self._database._thread_connection(wait=False)
+            connection = self._connect()
             cursor = connection.cursor()
             cursor.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
@@ -247,12 +256,11 @@ class WriteGroup:
             self._cursor.execute("COMMIT")
         except Exception as exc:
             logger.error("a group commit failed: {}", exc)
-            self._database._after_failure(self._connection)
+            self._after_failure(self._connection)
             self._settle(Unavailable(f"the database could not commit ({exc}); nothing was stored, try again"))
             return
         self._settle(None)
-        if self._database._checkpointer is not None:
-            self._database._checkpointer.written()
+        self._committed()
 
     def _settle(self, failure: BaseException | None) -> None:
         waiters, self._waiters = self._waiters, []
