@@ -122,45 +122,16 @@ class BlacklistSettings(Section):
 
 
 class NeuronSettings(Section):
+    """The settings of any neuron (``--neuron.*``); a neuron's own extend them beside it
+    (``dojo.validator.config.ValidatorNeuronSettings``)."""
+
     type: Literal["miner", "validator"] = Field("miner", description="miner or validator")
     epoch_length: int = Field(100, ge=1, description="blocks between metagraph resyncs and weight updates")
-    sample_size: int = Field(8, ge=1, le=1024, description="miners queried per task (validator)")
-    moving_average_alpha: float = Field(
-        0.1, gt=0, le=1, description="weight of a new score in the moving average (validator)"
-    )
-    heartbeat_interval: float = Field(30.0, gt=0, description="seconds between heartbeats (validator)")
-    timeout: float = Field(12.0, gt=0, description="per-call timeout in seconds (validator)")
     data_dir: str = Field("~/.dojo", min_length=1, description="directory for databases and state")
     database_url: str | None = Field(
         None,
         description="database URL (postgresql://… or sqlite:///…); default: a SQLite file in the data dir",
         json_schema_extra={"env": "DATABASE_URL"},
-    )
-    task_interval: float = Field(300.0, gt=0, description="seconds between new synthetic tasks (validator)")
-    task_deadline: float = Field(
-        14400.0,
-        gt=0,
-        le=5 * 86400,
-        description="seconds workers have for a task before collection (validator)",
-    )
-    collection_grace: float = Field(
-        3600.0, ge=0, description="seconds after the deadline during which collection is retried (validator)"
-    )
-    collect_at_results: int = Field(
-        0,
-        ge=0,
-        le=100,
-        description="collect a miner's results before the deadline once it returns this many workers' rankings: "
-        "the places its tasks have, when every miner's are known (a local network); 0: at the deadline (validator)",
-    )
-    scoring_interval: float = Field(60.0, gt=0, description="seconds between scoring rounds (validator)")
-    # As the subnet template's: a neuron with a permit and this much stake is another validator
-    # (its endpoint answers heartbeats too), never sampled as a miner.
-    vpermit_tao_limit: float = Field(
-        4096.0,
-        ge=0,
-        description="a neuron holding a validator permit with more stake than this is a validator, not a miner "
-        "to send tasks to (validator)",
     )
 
 

@@ -7,10 +7,13 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from template.config import NeuronConfig, NeuronSettings, Section
+from dojo.validator.neuron_settings import ValidatorNeuronSettings
+from template.config import NeuronConfig, Section
 
 
-class MinerNeuronSettings(NeuronSettings):
+# The miner has always accepted the validator's --neuron.* flags (and their variables), which
+# it does not use, so that a command line or a .env shared by both neurons keeps working.
+class MinerNeuronSettings(ValidatorNeuronSettings):
     # Not DATABASE_URL: a miner often runs its worker platform beside it, whose database
     # that variable names, and the two must never share one.
     database_url: str | None = Field(

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from commons.synthetic_api import Mix
-from template.config import AxonSettings, NeuronConfig, NeuronSettings, Section
+from dojo.validator.neuron_settings import ValidatorNeuronSettings
+from template.config import AxonSettings, NeuronConfig, Section
 
 
 class SyntheticSettings(Section):
@@ -88,7 +89,7 @@ class OrganicSettings(Section):
 
 class ValidatorConfig(NeuronConfig):
     axon: AxonSettings = AxonSettings(port=9603)
-    neuron: NeuronSettings = NeuronSettings(type="validator")
+    neuron: ValidatorNeuronSettings = ValidatorNeuronSettings(type="validator")
     scoring_method: Literal["dojo"] = Field("dojo", description="dojo")
     synthetic_api_url: str | None = Field(
         None,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +252,132 @@ def test_the_worker_platform_and_its_label_studio_settings_resolve_like_every_ot
         resolve(MinerConfig, ["--worker_platform", "scale"], environ={}, env_file=None)
     with pytest.raises(ConfigError, match="webhook_port needs --label_studio.webhook_secret"):
         resolve(MinerConfig, ["--label_studio.webhook_port", "9700"], environ={}, env_file=None)
+
+
+def _flags(table: str) -> dict[str, tuple[str, object]]:
+    """Each line of ``table``: a flag, its environment variable and its default (a Python literal)."""
+    rows = (line.split(maxsplit=2) for line in table.strip().splitlines())
+    return {flag: (env, ast.literal_eval(default)) for flag, env, default in rows}
+
+
+# Every flag of the two entry points, with its environment variable and default, as they were
+# when the validator's own neuron settings moved out of template.config beside the validator:
+# a pm2 command or a .env written for either neuron keeps meaning what it meant.
+COMMON_FLAGS = _flags(
+    """
+--netuid                            NETUID                            52
+--wallet.name                       WALLET_NAME                       'default'
+--wallet.hotkey                     WALLET_HOTKEY                     'default'
+--wallet.path                       WALLET_PATH                       '~/.bittensor/wallets'
+--subtensor.network                 SUBTENSOR_NETWORK                 'finney'
+--subtensor.chain_endpoint          SUBTENSOR_CHAIN_ENDPOINT          None
+--axon.ip                           AXON_IP                           '0.0.0.0'
+--axon.external_ip                  AXON_EXTERNAL_IP                  None
+--axon.external_port                AXON_EXTERNAL_PORT                None
+--axon.max_body_bytes               AXON_MAX_BODY_BYTES               1048576
+--logging.debug                     LOGGING_DEBUG                     False
+--logging.trace                     LOGGING_TRACE                     False
+--blacklist.force_validator_permit  BLACKLIST_FORCE_VALIDATOR_PERMIT  True
+--blacklist.minimum_stake           BLACKLIST_MINIMUM_STAKE           0.0
+--neuron.epoch_length               NEURON_EPOCH_LENGTH               100
+--neuron.sample_size                NEURON_SAMPLE_SIZE                8
+--neuron.moving_average_alpha       NEURON_MOVING_AVERAGE_ALPHA       0.1
+--neuron.heartbeat_interval         NEURON_HEARTBEAT_INTERVAL         30.0
+--neuron.timeout                    NEURON_TIMEOUT                    12.0
+--neuron.data_dir                   NEURON_DATA_DIR                   '~/.dojo'
+--neuron.task_interval              NEURON_TASK_INTERVAL              300.0
+--neuron.task_deadline              NEURON_TASK_DEADLINE              14400.0
+--neuron.collection_grace           NEURON_COLLECTION_GRACE           3600.0
+--neuron.collect_at_results         NEURON_COLLECT_AT_RESULTS         0
+--neuron.scoring_interval           NEURON_SCORING_INTERVAL           60.0
+--neuron.vpermit_tao_limit          NEURON_VPERMIT_TAO_LIMIT          4096.0
+--scoring_method                    SCORING_METHOD                    'dojo'
+"""
+)
+MINER_OWN_FLAGS = _flags(
+    """
+--axon.port                    AXON_PORT                    9602
+--neuron.type                  NEURON_TYPE                  'miner'
+--neuron.database_url          MINER_DATABASE_URL           None
+--worker_platform              WORKER_PLATFORM              'dojo'
+--label_studio.url             LABEL_STUDIO_URL             'http://127.0.0.1:8081'
+--label_studio.api_key         LABEL_STUDIO_API_KEY         None
+--label_studio.project_prefix  LABEL_STUDIO_PROJECT_PREFIX  'Dojo'
+--label_studio.poll_interval   LABEL_STUDIO_POLL_INTERVAL   15.0
+--label_studio.webhook_port    LABEL_STUDIO_WEBHOOK_PORT    None
+--label_studio.webhook_host    LABEL_STUDIO_WEBHOOK_HOST    '127.0.0.1'
+--label_studio.webhook_url     LABEL_STUDIO_WEBHOOK_URL     None
+--label_studio.webhook_secret  LABEL_STUDIO_WEBHOOK_SECRET  None
+--dojo_api_base_url            DOJO_API_BASE_URL            'http://127.0.0.1:8080'
+--dojo_api_key                 DOJO_API_KEY                 None
+--task_max_results             TASK_MAX_RESULTS             3
+"""
+)
+VALIDATOR_OWN_FLAGS = _flags(
+    """
+--axon.port                        AXON_PORT                        9603
+--neuron.type                      NEURON_TYPE                      'validator'
+--neuron.database_url              DATABASE_URL                     None
+--synthetic_api_url                SYNTHETIC_API_URL                None
+--synthetic_api_token              SYNTHETIC_API_TOKEN              None
+--wandb_api_key                    WANDB_API_KEY                    None
+--synthetic.mix                    SYNTHETIC_MIX                    None
+--wandb.off                        WANDB_OFF                        False
+--wandb.project                    WANDB_PROJECT                    'dojo'
+--wandb.entity                     WANDB_ENTITY                     None
+--export.interval                  EXPORT_INTERVAL                  0.0
+--export.dir                       EXPORT_DIR                       None
+--export.keep                      EXPORT_KEEP                      3
+--organic.enabled                  ORGANIC_ENABLED                  False
+--organic.host                     ORGANIC_HOST                     '127.0.0.1'
+--organic.port                     ORGANIC_PORT                     9604
+--organic.caller_netuids           ORGANIC_CALLER_NETUIDS           []
+--organic.min_stake                ORGANIC_MIN_STAKE                1000.0
+--organic.hotkey_rate              ORGANIC_HOTKEY_RATE              600
+--organic.hotkey_daily_quota       ORGANIC_HOTKEY_DAILY_QUOTA       10000
+--organic.min_miner_score          ORGANIC_MIN_MINER_SCORE          0.1
+--organic.max_share                ORGANIC_MAX_SHARE                0.5
+--organic.tasks_per_round          ORGANIC_TASKS_PER_ROUND          1
+--organic.queue_timeout            ORGANIC_QUEUE_TIMEOUT            86400.0
+--organic.allow_private_callbacks  ORGANIC_ALLOW_PRIVATE_CALLBACKS  False
+--organic.max_body_bytes           ORGANIC_MAX_BODY_BYTES           1048576
+--organic.webhook_retry_base       ORGANIC_WEBHOOK_RETRY_BASE       30.0
+"""
+)
+
+
+def _defaults(model: type[MinerConfig] | type[ValidatorConfig], flags: list[str]) -> dict[str, object]:
+    config = resolve(model, [], environ={}, env_file=None)
+    values: dict[str, object] = {}
+    for flag in flags:
+        value: object = config
+        for key in flag.removeprefix("--").split("."):
+            value = getattr(value, key)
+        values[flag] = value
+    return values
+
+
+@pytest.mark.parametrize(
+    ("script", "model", "own"),
+    [
+        ("main_miner.py", MinerConfig, MINER_OWN_FLAGS),
+        ("main_validator.py", ValidatorConfig, VALIDATOR_OWN_FLAGS),
+    ],
+)
+def test_help_lists_the_same_flags_variables_and_defaults(script, model, own):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    options = result.stdout.split("\noptions:\n", 1)[1]
+    flags = [f for f in re.findall(r"(?m)^  (--[\w.-]+)", options) if f != "--env-file"]
+    envs = re.findall(r"\[env\s+(\w+)\]", options)
+    expected = {**COMMON_FLAGS, **own}
+    assert sorted(flags) == sorted(expected)
+    assert dict(zip(flags, envs, strict=True)) == {flag: env for flag, (env, _) in expected.items()}
+    assert _defaults(model, flags) == {flag: default for flag, (_, default) in expected.items()}
