@@ -23,15 +23,16 @@ ONE_WAY = {
     "dojo/localnet/view.py": ("dojo.localnet.net",),
     "dojo/localnet/state.py": ("dojo.localnet.net", "dojo.localnet.view"),
     # The platform by role: http (routes) over services over storage; the modules at the
-    # package's top, which every layer uses, import none of the three.
-    "dojo/platform/storage": ("dojo.platform.services", "dojo.platform.http"),
-    "dojo/platform/services": ("dojo.platform.http",),
+    # package's top, which every layer uses, import none of the three. Security's HTTP side
+    # (CSRF, headers, body caps) is the routes' alone; credentials are every layer's.
+    "dojo/platform/storage": ("dojo.platform.services", "dojo.platform.http", "dojo.platform.security"),
+    "dojo/platform/services": ("dojo.platform.http", "dojo.platform.security"),
     # SQLite's group commit is handed its lock and connections by the Database, which
     # builds it: it names no Database, not even for its types.
     "dojo/platform/storage/groupcommit.py": ("dojo.platform.storage.db",),
     **{
         f"dojo/platform/{name}.py": ("dojo.platform.storage", "dojo.platform.services", "dojo.platform.http")
-        for name in ("errors", "schemas", "security", "settings")
+        for name in ("credentials", "errors", "schemas", "security", "settings")
     },
 }
 

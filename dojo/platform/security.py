@@ -1,7 +1,7 @@
-"""Secrets, CSRF, log-in rate limits, security headers, request-size caps, the JSON we read.
+"""The HTTP side of security: CSRF, security headers, request-size caps, the JSON we read.
 
-- Secrets (session tokens, API/subscription keys, invite tokens) carry 256 random bits and
-  are stored as their SHA-256 (a slow hash buys nothing for secrets this long).
+- The credentials themselves (session tokens, API/subscription keys, invite tokens, made
+  and hashed): :mod:`dojo.platform.credentials`.
 - CSRF (:func:`check_csrf`), on every unsafe request a cookie authenticates (and the
   invite form of a visitor not logged in), two checks:
 
@@ -51,9 +51,6 @@ from commons.platform_contract import CSRF_COOKIE, CSRF_HEADER, MINER_COOKIE, WO
 from dojo.platform.errors import BadRequest, Forbidden
 from template.log import quoted
 
-MINER_TOKEN_PREFIX = "dms_"
-WORKER_TOKEN_PREFIX = "dws_"
-INVITE_PREFIX = "inv_"
 CSRF_FORM_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -62,15 +59,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def new_secret(prefix: str) -> str:
-    """``prefix`` followed by 256 random bits, URL-safe."""
-    return prefix + secrets.token_urlsafe(32)
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def mask_csrf(token: str) -> str:

@@ -35,9 +35,10 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from starlette.concurrency import run_in_threadpool
 
 from commons.platform_contract import MINER_COOKIE, WORKER_COOKIE
+from dojo.platform.credentials import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.errors import Unauthorized
 from dojo.platform.schemas import DB_INT_MAX
-from dojo.platform.security import WORKER_TOKEN_PREFIX, check_csrf, hash_secret
+from dojo.platform.security import check_csrf
 from dojo.platform.services import auth
 from dojo.platform.services.keys import miner_for_api_key
 from dojo.platform.services.limits import LoginLimiter

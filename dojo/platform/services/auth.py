@@ -31,14 +31,14 @@ from sqlalchemy.orm import Session
 
 from commons.dojo_wire import iso
 from commons.platform_contract import LOGIN_MESSAGE_HEADER
-from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
-from dojo.platform.security import (
+from dojo.platform.credentials import (
     INVITE_PREFIX,
     MINER_TOKEN_PREFIX,
     WORKER_TOKEN_PREFIX,
     hash_secret,
     new_secret,
 )
+from dojo.platform.errors import Forbidden, Gone, Invalid, NotFound, Unauthorized
 from dojo.platform.services.registry import HotkeyRegistry
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import (

@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from dojo.platform.credentials import hash_secret, new_secret
 from dojo.platform.errors import Conflict, NotFound, Unauthorized
-from dojo.platform.security import hash_secret, new_secret
 from dojo.platform.storage.models import KEY_KIND_API, KEY_KIND_SUBSCRIPTION, ApiKey, Miner
 from template.clock import utcnow
 

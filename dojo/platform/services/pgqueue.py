@@ -63,8 +63,8 @@ from loguru import logger
 from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import make_url
 
+from dojo.platform.credentials import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.errors import Unavailable
-from dojo.platform.security import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.services import queue
 from dojo.platform.services.subscriptions import WorkerTaskView
 from dojo.platform.settings import PlatformSettings

@@ -22,8 +22,8 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, defer
 
+from dojo.platform.credentials import hash_secret
 from dojo.platform.errors import Conflict, Invalid, NotFound
-from dojo.platform.security import hash_secret
 from dojo.platform.services.keys import active_subscription_key, looks_like_api_key
 from dojo.platform.services.team import answer_feedback
 from dojo.platform.storage.models import (

@@ -21,8 +21,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from dojo.cli import main as dojo_main
+from dojo.platform.credentials import hash_secret
 from dojo.platform.http.app import create_app
-from dojo.platform.security import hash_secret
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import MIGRATIONS_DIR, Database, current_revision, head_revision, migrate
 from dojo.platform.storage.models import Base, Result, Task
