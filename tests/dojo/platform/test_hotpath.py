@@ -6,12 +6,15 @@ or unknown credentials, cookie sessions, unreadable or invalid bodies) goes to t
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
+from dojo.platform.http.hotpath import QueueHotPath
+from dojo.platform.storage.groupcommit import WriterLock
 from tests.dojo.platform._support import create_tasks, page_csrf, ranking, sign_in_worker, subscribed_worker
 
 RESULT = {"resultData": ranking(["c1", "c0", "c2"])}
@@ -91,15 +94,40 @@ def test_a_logged_out_bearer_token_stops_working_at_once(client, miner):
     assert client.post("/api/v1/worker/tasks/next", headers=worker.auth).status_code == 401
 
 
+def _waiting_behind(database, holder_pid: int | None) -> bool:
+    """Whether a claim now waits for the other writer to let go. SQLite: a thread of the
+    platform (which runs in this process) blocked taking the writer lock in the hot path's
+    database thread (``QueueHotPath._in_transaction``). PostgreSQL: a backend that the
+    other writer's backend, ``holder_pid``, blocks."""
+    if database.is_sqlite:
+        for frame in sys._current_frames().values():
+            if frame.f_code is not WriterLock.__enter__.__code__:
+                continue
+            caller = frame.f_back
+            while caller is not None and caller.f_code is not QueueHotPath._in_transaction.__code__:
+                caller = caller.f_back
+            if caller is not None:
+                return True
+        return False
+    with database.engine.connect() as connection:
+        blocked = connection.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
+            {"holder": holder_pid},
+        ).scalar_one()
+    return blocked > 0
+
+
 def test_a_claim_waits_its_turn_behind_another_writer(platform, client, miner):
     """On SQLite the hot path writes on the event loop only when the lock is free; behind
     another writer it hands the work to the database thread, which waits. On PostgreSQL a
     claim skips a locked task, then waits for the first open one. Either way the claim
-    neither fails nor writes past the other transaction."""
+    neither fails nor writes past the other transaction: once it is seen waiting behind the
+    other writer it is not done, and it is answered when that writer lets go."""
     (task_id,) = create_tasks(client, miner)
     worker = subscribed_worker(client, miner)
     database = platform.app.state.db
     holding, release = threading.Event(), threading.Event()
+    holder: list[int] = []
 
     def other_writer() -> None:
         with database.session() as db:
@@ -108,8 +136,10 @@ def test_a_claim_waits_its_turn_behind_another_writer(platform, client, miner):
                 text("SELECT id FROM tasks WHERE id = :t" + ("" if database.is_sqlite else " FOR UPDATE")),
                 {"t": task_id},
             )
+            if not database.is_sqlite:
+                holder.append(db.execute(text("SELECT pg_backend_pid()")).scalar_one())
             holding.set()
-            release.wait(10)
+            release.wait(30)
 
     writer = threading.Thread(target=other_writer)
     writer.start()
@@ -117,7 +147,12 @@ def test_a_claim_waits_its_turn_behind_another_writer(platform, client, miner):
         assert holding.wait(5)
         with ThreadPoolExecutor(1) as pool:
             claim = pool.submit(client.post, "/api/v1/worker/tasks/next", headers=worker.auth)
-            time.sleep(0.3)
+            waiting = _waiting_behind(database, holder[0] if holder else None)
+            deadline = time.monotonic() + 10
+            while not waiting and not claim.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+                waiting = _waiting_behind(database, holder[0] if holder else None)
+            assert waiting, "the claim never waited behind the other writer"
             assert not claim.done()
             release.set()
             claimed = claim.result(timeout=10)
