@@ -150,6 +150,12 @@ class LocalChain(Chain):
     """
 
     def __init__(self, directory: Path | str, netuid: int = 1):
+        self._open(directory, netuid, migrated=None)
+
+    def _open(self, directory: Path | str, netuid: int, migrated: Engine | None) -> None:
+        """Open subnet ``netuid`` of the chain file in ``directory``: on ``migrated``, the
+        file's engine that :meth:`init` has just migrated, else on an engine of its own,
+        migrating the file if it is behind (once it is known to be a chain's)."""
         self.directory = Path(directory).expanduser()
         self.path = self.directory / DB_NAME
         self.netuid = int(netuid)
@@ -158,7 +164,7 @@ class LocalChain(Chain):
                 f"no local chain at {self.directory} ({DB_NAME} is missing); "
                 f"create one with `dojo chain init --dir {self.directory}`"
             )
-        self._engine = _engine(self.path)
+        self._engine = _engine(self.path) if migrated is None else migrated
         try:
             with self._read() as db:
                 row = db.execute("SELECT genesis_time, block_time FROM chain WHERE id = 0").fetchone()
@@ -174,9 +180,10 @@ class LocalChain(Chain):
             )
         self.genesis_time: float = float(row[0])
         self.block_time: float = float(row[1])
-        # What later versions store (commitments, epochs, bonds), added to an older file.
-        with self._unavailable_on_database_error():
-            migrate_if_behind(self._engine, MIGRATIONS_DIR, label="local chain")
+        if migrated is None:
+            # What later versions store (commitments, epochs, bonds), added to an older file.
+            with self._unavailable_on_database_error():
+                migrate_if_behind(self._engine, MIGRATIONS_DIR, label="local chain")
 
     # ----------------------------------------------------------------- creation
 
@@ -246,7 +253,9 @@ class LocalChain(Chain):
                     (netuid, *values.values(), _block_at(time.time(), genesis, chain_block_time)),
                 )
                 logger.info(f"local chain {directory}: created subnet {netuid} {params}")
-        return cls(directory, netuid=netuid)
+        chain = cls.__new__(cls)
+        chain._open(directory, netuid, migrated=engine)  # the file is at the head already
+        return chain
 
     # ----------------------------------------------------------------- reads
 
