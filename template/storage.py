@@ -10,7 +10,9 @@ first statement and a second writer waits (``busy_timeout``) instead of failing.
 
 Each database keeps its migrations in an Alembic script directory of its own package;
 :func:`migrate` upgrades one, safely from several processes at once (an advisory lock on
-PostgreSQL, the write lock on SQLite).
+PostgreSQL, the write lock on SQLite). Alembic is imported by the functions that migrate
+or read revisions, not with this module: a process that only reads a database (the export,
+the simulated workers' oracle) does not load it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,9 @@ import sqlite3
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from loguru import logger
 from sqlalchemy import DateTime, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -34,6 +32,9 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from template.private import private_file
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "READ_ONLY",
@@ -186,6 +187,8 @@ def read_only_engine(url: str) -> Engine:
 
 
 def _config(script_location: Path) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location))
     return config
@@ -201,6 +204,9 @@ def migrate(
     migrating one kind of database take turns on an advisory lock, keyed by ``label``
     unless ``lock_key`` names the key an earlier version of that database's code took.
     """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     config = _config(script_location)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -237,11 +243,15 @@ def run_migrations(target_metadata: Any) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision(script_location: Path) -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_config(script_location)).get_current_head()
     if head is None:
         raise RuntimeError(f"no migrations in {script_location}")

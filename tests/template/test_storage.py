@@ -4,6 +4,8 @@ per transaction; ``UTCDateTime`` reads the naive UTC a database holds as aware U
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,3 +121,21 @@ def test_make_engines_readers_do_not_take_the_write_lock(tmp_path: Path) -> None
         holder.execute("ROLLBACK")
         holder.close()
         engine.dispose()
+
+
+def test_alembic_is_loaded_only_to_migrate_or_read_a_revision() -> None:
+    # Alembic doubles the import time of the storage layer; a process that only reads a
+    # database (the export, the simulated workers' oracle) never needs it.
+    code = (
+        "import sys, template.storage, template.chain.local, dojo.export._reader, dojo.workers._oracle\n"
+        "print('alembic' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
