@@ -58,6 +58,7 @@ _.rate_limited
 missed
 _.missed
 judged_at  # the miner's answers: when each was judged, for the operator reading its database
+full_until  # tasks: written and read by the queue's PostgreSQL functions (revision 0009)
 
 # The substrate interface's methods and keywords, as the SDK calls them on the fake
 # substrate (tests/template/test_subtensor_chain.py).

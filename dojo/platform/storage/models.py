@@ -170,6 +170,8 @@ class Task(Base):
     # The validator's score for this task, as the miner reported it (0..1; revision 0006).
     score: Mapped[float | None] = mapped_column(Float)
     scored_at: Mapped[datetime | None]
+    # PostgreSQL's queue: every place is held until then at least (revision 0009); in no index.
+    full_until: Mapped[datetime | None]
 
 
 class Assignment(Base):

@@ -98,7 +98,7 @@ def test_upgrade_from_0001_keeps_data_and_backfills_counts(empty_database: Datab
     settings = PlatformSettings(database_url=empty_database.url, public_url="http://platform.test", netuid=7)
     server = LiveServer(create_app(settings, chain=chain)).start()  # migrates at start
     try:
-        assert current_revision(empty_database.engine) == head_revision() == "0008"
+        assert current_revision(empty_database.engine) == head_revision() == "0009"
         with empty_database.read_session() as db:
             counts = dict(db.execute(text("SELECT id, num_results FROM tasks")).all())
             # 0006: no task has a validator's score yet; no miner a message; the CSRF secret was made.
@@ -128,15 +128,15 @@ def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database
         command.downgrade(config, "base")
     assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
     migrate(empty_database.engine)
-    assert current_revision(empty_database.engine) == "0008"
+    assert current_revision(empty_database.engine) == "0009"
 
 
 def test_migrate_command(tmp_path: Path, capsys):
     path = tmp_path / "cli.sqlite"
     assert dojo_main(["platform", "migrate", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "platform database at revision 0008"
+    assert capsys.readouterr().out.strip() == "platform database at revision 0009"
     assert dojo_main(["platform", "migrate", "--db", f"sqlite:///{path}"]) == 0  # idempotent
-    assert current_revision(Database(f"sqlite:///{path}").engine) == "0008"
+    assert current_revision(Database(f"sqlite:///{path}").engine) == "0009"
 
 
 def test_times_of_a_database_written_before_aware_times_read_back_as_utc(empty_database: Database, chain):
@@ -208,3 +208,85 @@ def test_times_of_a_database_written_before_aware_times_read_back_as_utc(empty_d
         scored_at = db.execute(select(Task.scored_at).where(Task.id == "task-two-results")).scalar_one()
     assert scored_at is not None and scored_at.tzinfo is not None
     assert stored.startswith(scored_at.astimezone(utc).replace(tzinfo=None).isoformat(" ")[:19])
+
+
+def _claim_at_0008_or_later(database: Database, worker: int) -> str | None:
+    """The task PostgreSQL's claim function hands ``worker`` now (its hold kept)."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with database.session() as db:
+        return db.execute(
+            text(
+                "SELECT id FROM dojo_next_task(CAST(:w AS integer), CAST(:now AS timestamp),"
+                " CAST(:now AS timestamp), 60, 16, 8)"
+            ),
+            {"w": worker, "now": now},
+        ).scalar()
+
+
+def test_0009_upgrades_a_database_in_use_at_0008_and_downgrades_to_it(empty_database: Database):
+    """Revision 0009 (``tasks.full_until``, and on PostgreSQL the claim and submission that keep
+    it, with their triggers) on a database with tasks, results and live holds; then back to
+    0008's functions, which claim as before."""
+    engine = empty_database.engine
+    migrate(engine, "0001")
+    _fill_at_0001(empty_database)
+    migrate(engine, "0008")
+    with empty_database.session() as db:
+        db.execute(
+            text("INSERT INTO workers (id, public_id, created_at) VALUES (3, :p, '2026-11-20 10:00:00')"),
+            {"p": f"{3:032x}"},
+        )
+        for worker in (1, 2, 3):
+            db.execute(
+                text(
+                    "INSERT INTO subscriptions (worker_id, miner_id, name, created_at)"
+                    " VALUES (:w, 1, 'team', '2026-11-20 10:00:00')"
+                ),
+                {"w": worker},
+            )
+        # Worker 2 holds the task without results until long after now; worker 3 skipped it.
+        for worker, status in ((2, "held"), (3, "skipped")):
+            db.execute(
+                text(
+                    "INSERT INTO assignments (task_id, worker_id, status, held_until, created_at, updated_at)"
+                    " VALUES ('task-no-results', :w, :s, '2099-01-01 00:00:00', '2026-11-20 10:00:00',"
+                    " '2026-11-20 10:00:00')"
+                ),
+                {"w": worker, "s": status},
+            )
+    migrate(engine)
+    assert current_revision(engine) == "0009"
+    with empty_database.read_session() as db:
+        assert db.execute(text("SELECT id, full_until FROM tasks ORDER BY id")).all() == [
+            ("task-no-results", None),
+            ("task-two-results", None),
+        ]
+    postgres = not empty_database.is_sqlite
+    if postgres:
+        # Worker 3 takes the last place of the task with two results: it is marked full.
+        assert _claim_at_0008_or_later(empty_database, 3) == "task-two-results"
+        with empty_database.read_session() as db:
+            marked = db.execute(text("SELECT id FROM tasks WHERE full_until IS NOT NULL")).scalars().all()
+        assert marked == ["task-two-results"]
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0008")
+    assert current_revision(engine) == "0008"
+    assert "full_until" not in {c["name"] for c in inspect(engine).get_columns("tasks")}
+    if postgres:
+        with empty_database.read_session() as db:
+            leftovers = db.execute(
+                text(
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+                    " UNION ALL SELECT proname FROM pg_proc WHERE proname IN ('dojo_hold_ended', 'dojo_places_added')"
+                )
+            ).all()
+        assert leftovers == []
+        # 0008's claim again, which reads no full_until: the other task is full, so worker 1
+        # takes a place of the one worker 2 holds.
+        assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"
+    migrate(engine)
+    assert current_revision(engine) == "0009"
