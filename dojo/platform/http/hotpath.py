@@ -34,8 +34,8 @@ other load disturbs far less than throughput):
 - The database's share is mostly the claim's search (``dojo_next_task``): the soonest open
   tasks it walks include every task whose places are all held by other workers (67 of the
   83 rows one claim read with 200 workers), each counted from ``assignments``; the hold's
-  ``INSERT … ON CONFLICT`` is the next largest part. A count of held places kept on the
-  task itself would spare the search those rows (a migration). Lock waits are not the cause: sampling
+  ``INSERT … ON CONFLICT`` is the next largest part (revision 0009 now passes over most of
+  those rows without counting: below). Lock waits are not the cause: sampling
   ``pg_stat_activity`` every 10 ms found the 16 connections idle 87 % of the time, waiting
   for the WAL (``LWLock:WALWrite``, ``IO:WALSync``) 10 %, for a row lock 1.3 %.
 - Round trips: one a request, plus a session look-up per worker and process every 4–5 s
@@ -63,6 +63,37 @@ driver, without uvicorn; 8 workers looping claim and submit, 1 600 requests, ``v
 request, 13 % fewer. End to end, within the benchmark's noise: old and new alternated at a
 load average of 5 gave 618 and 621 submissions/s with one process (607 and 568 with two),
 the server 0.41 ms of CPU a request both, the backends 0.63–0.76 ms.
+
+Cut in revision 0009 (``tasks.full_until``): the claim whose hold takes a task's last place
+marks the task until the first of its holds lapses, and the search passes over a marked task
+before counting its holds; triggers clear the mark whenever a place comes free sooner (a
+holder's answer takes the place its hold had, so it keeps the mark). Measured on this
+machine under other work (load average 4–10), old and new alternated:
+
+- The search, read with ``EXPLAIN (ANALYZE, BUFFERS)`` every 2 s during the HTTP benchmark
+  (one server process, 200 workers): 0008 walked 42–63 tasks and counted the holds of each
+  (175–326 buffers in the count's index scans alone, 186–334 in all). Fewer tasks are wholly
+  held at any instant than the 67 above suggested: a benchmark worker submits as soon as it
+  claims, so of the 100 soonest open tasks 8–36 were full by holds at a sample.
+- 0009, the same way: the holds are counted for the 16 open tasks the search returns and no
+  others (43–68 buffers in the count's scans, 52–77 in all), 7–37 marked tasks passed over
+  a claim. A claim alone (200 workers each holding a task, answering in turn on one
+  connection, one call at a time): 319–343 → 118–137 buffers, 0.71–0.73 → 0.49–0.51 ms of
+  the backend's CPU; a submission unchanged (0.36–0.41 ms).
+- End to end, one server process: ``database_cpu_ms_per_request`` 0.78 and 0.79 (0008) →
+  0.67 and 0.71 (0009), two alternated pairs; submissions/s 434 and 585 → 534 and 632; the
+  server's CPU per request unchanged (0.48–0.55 ms). Two server processes: 0.80 and 0.77 →
+  0.66 and 0.68; 571 and 676 → 807 and 767 submissions/s, p99 419 and 373 → 422 and 288 ms.
+  No errors, no task over-filled. Still short of 1 000/s on this busy machine: the
+  database's share is now some 1.4 ms of the 2 ms a submission may cost.
+- What did not pay: marking in the submission instead (it already writes the task row, so
+  no write of the claim's own) gave 0.72 and 0.83 in the same run, as its count of the
+  others' holds costs every submission; a table ``fillfactor`` of 80 (tried on an earlier
+  form of the mark) gained nothing measurable. A third of the task rows' updates were HOT
+  in a run (``num_results`` is in ``ix_tasks_open``'s predicate, so its updates never are;
+  the mark's are when the page has room). The rest of the database's time is in the writes (a claim inserts a hold, a
+  submission inserts a result and updates the task and the hold, each touching three or
+  four indexes) and in each statement's own overhead: the next cut is fewer index writes.
 
 SQLite, the same way (the application alone, 6 000 requests, three alternating pairs): 189–200
 µs of CPU a request at commit 94b8c0b, 169–198 µs now; the full benchmark, alternated in one

@@ -27,6 +27,11 @@ database server; figures before → after are in docs/deployment.md):
   of the database's time. The benchmark now lets the warm-up run before ``ANALYZE``, as
   autovacuum does for a platform that has been running; the index
   ``ix_assignments_task_worker_state`` then answers each task's count from the index.
+- Wholly held tasks. The search for open tasks counted the live holds of every task it
+  passed, most of them with every place held by other workers; the claim whose hold takes a
+  task's last place now marks it (``tasks.full_until``, revision 0009: until the first of
+  its holds lapses, cleared by triggers whenever a place comes free sooner) and the search
+  passes over a marked task without counting. Figures: :mod:`dojo.platform.http.hotpath`.
 - Commits. A hold is soft state, so a claim does not wait for its WAL to reach the disk
   (``synchronous_commit`` off for that transaction only): a crash of the database server
   may forget the holds of its last instants, whose places then come free; any later commit

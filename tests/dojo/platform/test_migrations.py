@@ -280,8 +280,11 @@ def test_0009_upgrades_a_database_in_use_at_0008_and_downgrades_to_it(empty_data
         with empty_database.read_session() as db:
             leftovers = db.execute(
                 text(
-                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
-                    " UNION ALL SELECT proname FROM pg_proc WHERE proname IN ('dojo_hold_ended', 'dojo_places_added')"
+                    "SELECT g.tgname FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid"
+                    " WHERE NOT g.tgisinternal AND c.relnamespace = CAST(current_schema() AS regnamespace)"
+                    " UNION ALL SELECT proname FROM pg_proc"
+                    " WHERE pronamespace = CAST(current_schema() AS regnamespace)"
+                    " AND proname IN ('dojo_hold_ended', 'dojo_places_added')"
                 )
             ).all()
         assert leftovers == []

@@ -155,7 +155,11 @@ def test_the_hold_that_takes_the_last_place_marks_the_task_until_the_first_hold_
     assert _marked(database, task) is None  # a place is still free
     clock.advance(10)
     assert _claim(database, settings, second) == task
-    assert _marked(database, task) == clock.now - timedelta(seconds=10 - HOLD_SECONDS)
+    until = clock.now + timedelta(seconds=HOLD_SECONDS - 10)
+    assert _marked(database, task) == until
+    # A holder's answer takes the place its hold had: the mark stays (no search counts again).
+    assert _submit(database, settings, second, task) is None
+    assert _marked(database, task) == until
     clock.advance(HOLD_SECONDS - 10 - 1)
     assert _claim(database, settings, third) is None
     clock.advance(1)  # the first hold lapses: its place is free at once

@@ -4,9 +4,9 @@ Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-06
 
-With many workers most of the soonest open tasks have every place taken by other workers'
+With many workers many of the soonest open tasks have every place taken by other workers'
 holds, and ``dojo_next_task`` counted each one's live holds from ``assignments`` on every
-claim (67 of the 83 tasks one claim read with 200 workers). Now the claim whose hold fills a
+claim. Now the claim whose hold fills a
 task's last place writes on the task the moment the first of those holds lapses
 (``full_until``); until then the search passes over the task without counting (on
 PostgreSQL; SQLite's search ignores the column).
@@ -21,7 +21,8 @@ was already counted by its result), which clears it. The triggers take the task'
 before clearing, so a claim counting under that lock at the same moment either sees the hold
 gone or has its mark cleared after it commits.
 
-The column is in no index, so writing it keeps the row's update HOT.
+The column is in no index, so writing it can be a HOT update (when the task's page has room).
+Figures: ``dojo.platform.http.hotpath``'s docstring.
 """
 
 from __future__ import annotations
@@ -259,10 +260,12 @@ END
 $fn$
 """
 # Only rows that were holds: the trigger's condition is tested without calling the function.
+# A submission's 'done' row ends the hold at that instant too (held_until = now): not a hold
+# shortened, or every answer on a full task would clear its mark.
 HOLD_ENDED_TRIGGERS = (
     """CREATE TRIGGER assignments_hold_changed AFTER UPDATE ON assignments FOR EACH ROW
-    WHEN (OLD.status = 'held' AND (NEW.status NOT IN ('held', 'done') OR NEW.held_until < OLD.held_until
-                                   OR NEW.task_id <> OLD.task_id))
+    WHEN (OLD.status = 'held' AND (NEW.status NOT IN ('held', 'done') OR NEW.task_id <> OLD.task_id
+                                   OR (NEW.status = 'held' AND NEW.held_until < OLD.held_until)))
     EXECUTE FUNCTION dojo_hold_ended()""",
     """CREATE TRIGGER assignments_hold_deleted AFTER DELETE ON assignments FOR EACH ROW
     WHEN (OLD.status = 'held')
