@@ -641,16 +641,26 @@ FREES: dict[str, Callable[[Database, Clock, int, str], None]] = {
 }
 
 
+def _filled(database: Database, settings: PlatformSettings, first_answers: bool) -> tuple[int, int, str]:
+    """A task with two places: the first worker's hold (or its answer, if ``first_answers``)
+    and the second's hold take them, so it is marked full; the third finds no task. Returns
+    the first and third workers and the task."""
+    _postgres_only(database)
+    (first, second, third), (task,) = _scene(database, workers=3, tasks=1, max_results=2)
+    assert _claim(database, settings, first) == task
+    if first_answers:
+        assert _submit(database, settings, first, task) is None
+    assert _claim(database, settings, second) == task
+    assert _marked(database, task) is not None
+    assert _claim(database, settings, third) is None
+    return first, third, task
+
+
 @pytest.mark.parametrize("free", list(FREES), ids=list(FREES))
 def test_a_place_freed_before_the_mark_lapses_is_offered_again_at_once(
     database: Database, settings: PlatformSettings, clock: Clock, free: str
 ) -> None:
-    _postgres_only(database)
-    (first, second, third), (task,) = _scene(database, workers=3, tasks=1, max_results=2)
-    assert _claim(database, settings, first) == task
-    assert _claim(database, settings, second) == task
-    assert _marked(database, task) is not None
-    assert _claim(database, settings, third) is None
+    first, third, task = _filled(database, settings, first_answers=False)
     FREES[free](database, clock, first, task)
     assert _marked(database, task) is None
     assert _claim(database, settings, third) == task
@@ -659,12 +669,7 @@ def test_a_place_freed_before_the_mark_lapses_is_offered_again_at_once(
 def test_a_result_taken_back_frees_its_place_at_once(
     database: Database, settings: PlatformSettings, clock: Clock
 ) -> None:
-    _postgres_only(database)
-    (first, second, third), (task,) = _scene(database, workers=3, tasks=1, max_results=2)
-    assert _claim(database, settings, first) == task
-    assert _submit(database, settings, first, task) is None
-    assert _claim(database, settings, second) == task
-    assert _marked(database, task) is not None
+    first, third, task = _filled(database, settings, first_answers=True)
     with database.session() as db:
         db.execute(delete(Result).where(Result.task_id == task, Result.worker_id == first))
         db.execute(update(Task).where(Task.id == task).values(num_results=Task.num_results - 1))
