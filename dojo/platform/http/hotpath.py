@@ -80,12 +80,13 @@ machine under other work (load average 4–10), old and new alternated:
   a claim. A claim alone (200 workers each holding a task, answering in turn on one
   connection, one call at a time): 319–343 → 118–137 buffers, 0.71–0.73 → 0.49–0.51 ms of
   the backend's CPU; a submission unchanged (0.36–0.41 ms).
-- End to end, one server process: ``database_cpu_ms_per_request`` 0.78 and 0.79 (0008) →
-  0.67 and 0.71 (0009), two alternated pairs; submissions/s 434 and 585 → 534 and 632; the
-  server's CPU per request unchanged (0.48–0.55 ms). Two server processes: 0.80 and 0.77 →
-  0.66 and 0.68; 571 and 676 → 807 and 767 submissions/s, p99 419 and 373 → 422 and 288 ms.
-  No errors, no task over-filled. Still short of 1 000/s on this busy machine: the
-  database's share is now some 1.4 ms of the 2 ms a submission may cost.
+- End to end (``benchmarks/platform.py``, 200 workers, four pairs, 0008 then 0009 in each,
+  load average 2–10): ``database_cpu_ms_per_request`` with one server process 0.78, 0.79,
+  0.73, 0.68 (0008) → 0.67, 0.71, 0.82, 0.79 (0009), no gain beyond the noise; with two
+  0.80, 0.77, 0.73, 0.77 → 0.66, 0.68, 0.69, 0.74, some 10 % less. Submissions/s with two
+  processes 571, 676, 675, 674 → 807, 767, 724, 700. The server's CPU per request is
+  unchanged (0.44–0.58 ms); no errors, no task over-filled. Still short of 1 000/s: the
+  database's share, some 1.4–1.5 ms a submission, is most of the 2 ms a submission may cost.
 - What did not pay: marking in the submission instead (it already writes the task row, so
   no write of the claim's own) gave 0.72 and 0.83 in the same run, as its count of the
   others' holds costs every submission; a table ``fillfactor`` of 80 (tried on an earlier
