@@ -14,7 +14,7 @@ A hold lasts ``hold_ttl_seconds``; an expired hold frees its place. One result p
 per task: a resubmission before the task expires replaces it (and does not count twice).
 
 The rules on taking a task, by name. Each is written twice: in the prepared SQL here (and,
-on PostgreSQL, in the functions of revision 0008) for the hot path, and in the ORM of
+on PostgreSQL, in the functions of revisions 0008 and 0009) for the hot path, and in the ORM of
 :mod:`dojo.platform.services.subscriptions` for the pages; ``tests/dojo/platform/test_rule_parity.py``
 runs both over the same cases, on SQLite and PostgreSQL, and fails naming the rule where
 they part. Why two copies and not the hot path's statements compiled from the ORM's: on
@@ -58,7 +58,7 @@ paths of the API (the routes and the hot path) apply this one rule.
 This is the platform's hot path (every worker loops next → submit), so it runs a few
 prepared SQL statements instead of building ORM queries per call. On SQLite this module runs
 the rules itself. On PostgreSQL a claim and a submission are each one call of a function in
-the database (``dojo_next_task``, ``dojo_submit_result``, revision 0008) that applies the
+the database (``dojo_next_task``, ``dojo_submit_result``, revisions 0008 and 0009) that applies the
 same rules statement by statement, each statement with a fresh snapshot: one round trip
 instead of seven to nine (why, and the figures: :mod:`dojo.platform.services.pgqueue`). The answer
 itself is checked here first, against the task's criteria and completions, which never
@@ -295,7 +295,7 @@ def readable_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-# PostgreSQL: the claim and the submission in the database (revision 0008), and what the
+# PostgreSQL: the claim and the submission in the database (revisions 0008, 0009), and what the
 # submission's answer is checked against first.
 PG_NEXT_TASK = Stmt(
     "SELECT * FROM dojo_next_task(CAST(:w AS integer), :now, :soonest, CAST(:hold AS double precision),"
