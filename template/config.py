@@ -123,7 +123,7 @@ class BlacklistSettings(Section):
 
 class NeuronSettings(Section):
     """The settings of any neuron (``--neuron.*``); a neuron's own extend them beside it
-    (``dojo.validator.config.ValidatorNeuronSettings``)."""
+    (``dojo.validator.neuron_settings.ValidatorNeuronSettings``)."""
 
     type: Literal["miner", "validator"] = Field("miner", description="miner or validator")
     epoch_length: int = Field(100, ge=1, description="blocks between metagraph resyncs and weight updates")

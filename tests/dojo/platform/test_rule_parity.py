@@ -583,15 +583,16 @@ def _marked_with_a_free_place(database: Database, now: datetime) -> list[str]:
         )
 
 
-def _postgres_only(database: Database) -> None:
-    if database.is_sqlite:
-        pytest.skip("the mark is PostgreSQL's: SQLite's search counts every task it passes")
+# The mark is PostgreSQL's: SQLite's search counts every task it passes, so these run there only.
+postgres_only = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 
+@postgres_only
 def test_the_hold_that_takes_the_last_place_marks_the_task_until_the_first_hold_lapses(
     database: Database, settings: PlatformSettings, clock: Clock
 ) -> None:
-    _postgres_only(database)
     (first, second, third), (task,) = _scene(database, workers=3, tasks=1, max_results=2)
     assert _claim(database, settings, first) == task
     assert _marked(database, task) is None  # a place is still free
@@ -644,8 +645,7 @@ FREES: dict[str, Callable[[Database, Clock, int, str], None]] = {
 def _filled(database: Database, settings: PlatformSettings, first_answers: bool) -> tuple[int, int, str]:
     """A task with two places: the first worker's hold (or its answer, if ``first_answers``)
     and the second's hold take them, so it is marked full; the third finds no task. Returns
-    the first and third workers and the task."""
-    _postgres_only(database)
+    the first and third workers and the task (PostgreSQL's tests only: :data:`postgres_only`)."""
     (first, second, third), (task,) = _scene(database, workers=3, tasks=1, max_results=2)
     assert _claim(database, settings, first) == task
     if first_answers:
@@ -656,6 +656,7 @@ def _filled(database: Database, settings: PlatformSettings, first_answers: bool)
     return first, third, task
 
 
+@postgres_only
 @pytest.mark.parametrize("free", list(FREES), ids=list(FREES))
 def test_a_place_freed_before_the_mark_lapses_is_offered_again_at_once(
     database: Database, settings: PlatformSettings, clock: Clock, free: str
@@ -666,6 +667,7 @@ def test_a_place_freed_before_the_mark_lapses_is_offered_again_at_once(
     assert _claim(database, settings, third) == task
 
 
+@postgres_only
 def test_a_result_taken_back_frees_its_place_at_once(
     database: Database, settings: PlatformSettings, clock: Clock
 ) -> None:
@@ -676,12 +678,12 @@ def test_a_result_taken_back_frees_its_place_at_once(
     assert _claim(database, settings, third) == task
 
 
+@postgres_only
 def test_a_resubmission_ending_a_hold_frees_its_place(
     database: Database, settings: PlatformSettings, clock: Clock
 ) -> None:
     """A worker with a result that holds the task again (the state the module docstring of
     ``queue`` leaves as it is): its resubmission ends a hold whose place the result had."""
-    _postgres_only(database)
     (first, second, third), (task,) = _scene(database, workers=3, tasks=1, max_results=3)
     assert _claim(database, settings, first) == task
     assert _submit(database, settings, first, task) is None
