@@ -372,12 +372,17 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
             return await api.list_keys(KeyKind.API), await api.list_keys(KeyKind.SUBSCRIPTION)
 
     async def earlier_key():
+        """A key whose prefix is in mixed case, to be typed as it is shown: a key whose seven
+        random characters hold no capital (one in some forty) is disabled and another made."""
         async with DojoAPI(real_platform.url) as api:
             await api.login(miner.hotkey)
-            return await api.generate_api_key()
+            while True:
+                key = await api.generate_api_key()
+                if key.prefix != key.prefix.lower():
+                    return key
+                await api.disable_key(KeyKind.API, key.id)
 
     old_key = asyncio.run(earlier_key())
-    assert old_key.prefix != old_key.prefix.lower()  # a prefix in mixed case, typed as it is shown
     code, out = drive_shell(
         lines("n", str(wallet_path), "miner", "hot1", "")
         + lines("authenticate", f"API_KEY DELETE {old_key.prefix}")
@@ -391,7 +396,8 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
     )
     assert code == 0
 
-    [disabled, api_key], subs = asyncio.run(keys())
+    [*put_aside, disabled, api_key], subs = asyncio.run(keys())
+    assert all(k.disabled for k in put_aside)
     assert disabled.id == old_key.id and disabled.disabled
     assert f"✅ Disabled API key {old_key.prefix}." in out
     assert f"✅ Authenticated as {miner.hotkey.ss58_address} on {real_platform.url}" in out
