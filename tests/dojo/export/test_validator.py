@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from dojo.export import export_to_dated_folder, latest_export
-from dojo.localnet.net import free_port
 from dojo.validator.config import ValidatorConfig
 from dojo.validator.models import TaskCompletion
 from dojo.validator.neuron import ValidatorNeuron
@@ -26,7 +25,11 @@ from dojo.validator.wandb_log import RoundLogger
 from template.chain.local import LocalChain
 from template.config import resolve
 from tests.dojo.export.conftest import MINERS, ScoredTasks
-from tests.dojo.validator.test_neuron import _collect_until_settled, network  # noqa: F401 - the fixture
+from tests.dojo.validator.test_neuron import (  # noqa: F401 - network is the fixture
+    _collect_until_settled,
+    network,
+    validator_flags,
+)
 
 HK = [hotkey for _, hotkey in MINERS]
 ROOT = Path(__file__).resolve().parents[3]
@@ -156,14 +159,7 @@ def test_main_validator_hands_the_validator_its_scheduled_export(tmp_path, make_
     wallet = make_wallet("validator")
     chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake=1000.0)
     flags = {
-        "--netuid": "1",
-        "--subtensor.network": str(tmp_path / "chain"),
-        "--wallet.name": "validator",
-        "--wallet.path": str(tmp_path / "wallets"),
-        "--axon.ip": "127.0.0.1",
-        "--axon.port": str(free_port()),
-        "--neuron.data_dir": str(tmp_path / "data"),
-        "--wandb.off": "true",
+        **validator_flags(tmp_path),
         "--export.interval": "1",
         "--export.dir": str(tmp_path / "exports"),
     }
