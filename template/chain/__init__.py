@@ -5,36 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from template.chain.base import (
-    AxonEndpoint,
-    Chain,
-    ChainError,
-    ChainUnavailable,
-    EpochView,
-    Hyperparameters,
-    Metagraph,
-    MinerView,
-    NeuronInfo,
-    NotRegistered,
-    ValidatorView,
-)
+from template.chain import base
+from template.chain.base import *  # noqa: F403
 from template.chain.weights import WeightRules, WeightsRejected
 
 NAMED_NETWORKS = ("finney", "test", "local", "archive")
 
 __all__ = [
     "NAMED_NETWORKS",
-    "AxonEndpoint",
-    "Chain",
-    "ChainError",
-    "ChainUnavailable",
-    "EpochView",
-    "Hyperparameters",
-    "Metagraph",
-    "MinerView",
-    "NeuronInfo",
-    "NotRegistered",
-    "ValidatorView",
+    *base.__all__,
     "WeightRules",
     "WeightsRejected",
     "is_local_chain_dir",
@@ -47,7 +26,7 @@ def is_local_chain_dir(network: str) -> bool:
     return network not in NAMED_NETWORKS and (os.sep in network or Path(network).is_dir())
 
 
-def open_chain(network: str, netuid: int, chain_endpoint: str | None = None) -> Chain:
+def open_chain(network: str, netuid: int, chain_endpoint: str | None = None) -> base.Chain:
     """The chain for ``--subtensor.network``: a local-chain directory, or a subtensor network."""
     if is_local_chain_dir(network):
         from template.chain.local import LocalChain

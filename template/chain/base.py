@@ -189,3 +189,18 @@ class Chain(abc.ABC):
 
     def describe(self) -> str:
         return f"{type(self).__name__}(netuid={self.netuid})"
+
+
+__all__ = [
+    "AxonEndpoint",
+    "Chain",
+    "ChainError",
+    "ChainUnavailable",
+    "EpochView",
+    "Hyperparameters",
+    "Metagraph",
+    "MinerView",
+    "NeuronInfo",
+    "NotRegistered",
+    "ValidatorView",
+]
