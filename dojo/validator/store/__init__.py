@@ -41,33 +41,16 @@ from dojo.validator.models import (
     TaskStatus,
     WeightSet,
 )
+from dojo.validator.store import rounds, tasks
 from dojo.validator.store._base import DB_FILE, MIGRATIONS, ORGANIC_SOURCE, _iso
-from dojo.validator.store.rounds import (
-    RoundAssignment,
-    RoundInputs,
-    RoundRecords,
-    RoundScores,
-    RoundTask,
-    ScoreToSend,
-    TaskMinerScore,
-)
-from dojo.validator.store.tasks import (
-    AcceptedResult,
-    CollectionOutcome,
-    DueCollection,
-    NewAssignment,
-    NewCompletion,
-    NewTask,
-    Outgoing,
-    SendOutcome,
-    TaskRecords,
-)
+from dojo.validator.store.rounds import *  # noqa: F403
+from dojo.validator.store.tasks import *  # noqa: F403
 from dojo.validator.store.weights import WeightRecords, _weights_view
 from template.clock import utcnow
 from template.storage import database_url, read_only_engine
 
 
-class TaskStore(TaskRecords, RoundRecords, WeightRecords):
+class TaskStore(tasks.TaskRecords, rounds.RoundRecords, WeightRecords):
     """The validator's database at ``url`` (SQLAlchemy URL or SQLite file path), migrated on
     open: its tasks and assignments, its rounds and scores, and its weights."""
 
@@ -198,19 +181,7 @@ __all__ = [
     "DB_FILE",
     "MIGRATIONS",
     "ORGANIC_SOURCE",
-    "AcceptedResult",
-    "CollectionOutcome",
-    "DueCollection",
-    "NewAssignment",
-    "NewCompletion",
-    "NewTask",
-    "Outgoing",
-    "RoundAssignment",
-    "RoundInputs",
-    "RoundScores",
-    "RoundTask",
-    "ScoreToSend",
-    "SendOutcome",
-    "TaskMinerScore",
+    *rounds.__all__,
+    *tasks.__all__,
     "TaskStore",
 ]

@@ -379,3 +379,7 @@ class RoundRecords(StoreBase):
             if dropped:
                 db.execute(delete(MinerScore).where(MinerScore.miner_hotkey.in_(dropped)))
             return dropped
+
+
+# What the package re-exports; RoundRecords is a part of its TaskStore.
+__all__ = ["RoundAssignment", "RoundInputs", "RoundScores", "RoundTask", "ScoreToSend", "TaskMinerScore"]

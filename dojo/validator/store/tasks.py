@@ -4,7 +4,7 @@ collection of their results after the deadline (steps 1-3 of :mod:`dojo.validato
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,24 +124,19 @@ class CollectionOutcome:
     early: bool = False
 
 
+# What an Outgoing or a DueCollection takes from the assignment's row, and what an Outgoing
+# takes from its task, under the same names.
+_ASSIGNMENT = ("assignment_id", "task_id", "miner_hotkey", "miner_uid", "request_id")
+_TASK = ("prompt", "task_type", "criteria", "expire_at")
+
+
 class TaskRecords(StoreBase):
     """The tasks, their completions and ground truth, and each miner's assignment."""
 
     def add_task(self, task: NewTask, assignments: Sequence[NewAssignment]) -> list[Outgoing]:
         """Write the task and every assignment in one transaction; return what to send."""
         with self._sessions.begin() as db:
-            db.add(
-                Task(
-                    task_id=task.task_id,
-                    created_at=task.created_at,
-                    task_type=task.task_type,
-                    prompt=task.prompt,
-                    criteria=task.criteria,
-                    expire_at=task.expire_at,
-                    status=TaskStatus.SENDING,
-                    source=task.source,
-                )
-            )
+            db.add(Task(**_fields(task, "completions"), status=TaskStatus.SENDING))
             db.flush()  # no ORM relationships: the task row goes first for the foreign keys
             if task.source == ORGANIC_SOURCE:
                 # In the same transaction: the organic task is sent exactly when its task exists.
@@ -152,25 +147,11 @@ class TaskRecords(StoreBase):
                     task.created_at,
                 )
             for position, c in enumerate(task.completions):
-                db.add(
-                    TaskCompletion(
-                        task_id=task.task_id,
-                        completion_id=c.completion_id,
-                        position=position,
-                        model=c.model,
-                        content=c.content,
-                        ground_truth_rank=c.ground_truth_rank,
-                        original_content=c.original_content,
-                    )
-                )
+                db.add(TaskCompletion(task_id=task.task_id, position=position, **_fields(c, "label")))
             rows = []
             for a in assignments:
                 row = Assignment(
-                    task_id=task.task_id,
-                    miner_hotkey=a.miner_hotkey,
-                    miner_uid=a.miner_uid,
-                    request_id=a.request_id,
-                    send_status=SendStatus.PENDING,
+                    task_id=task.task_id, **_fields(a, "completions"), send_status=SendStatus.PENDING
                 )
                 db.add(row)
                 rows.append((row, a))
@@ -188,15 +169,8 @@ class TaskRecords(StoreBase):
             by_cid = {c.completion_id: c for c in task.completions}
             return [
                 Outgoing(
-                    assignment_id=row.assignment_id,
-                    task_id=task.task_id,
-                    miner_hotkey=a.miner_hotkey,
-                    miner_uid=a.miner_uid,
-                    request_id=a.request_id,
-                    prompt=task.prompt,
-                    task_type=task.task_type,
-                    criteria=task.criteria,
-                    expire_at=task.expire_at,
+                    **_attrs(row, _ASSIGNMENT),
+                    **_attrs(task, _TASK),
                     completions=tuple(
                         (miner_cid, by_cid[cid].model, by_cid[cid].content)
                         for miner_cid, cid in a.completions
@@ -249,15 +223,8 @@ class TaskRecords(StoreBase):
             .order_by(AssignmentCompletion.position)
         )
         return Outgoing(
-            assignment_id=assignment.assignment_id,
-            task_id=task.task_id,
-            miner_hotkey=assignment.miner_hotkey,
-            miner_uid=assignment.miner_uid,
-            request_id=assignment.request_id,
-            prompt=task.prompt,
-            task_type=task.task_type,
-            criteria=task.criteria,
-            expire_at=task.expire_at,
+            **_attrs(assignment, _ASSIGNMENT),
+            **_attrs(task, _TASK),
             completions=tuple(
                 (s.miner_completion_id, contents[s.completion_id].model, contents[s.completion_id].content)
                 for s in seen
@@ -323,11 +290,7 @@ class TaskRecords(StoreBase):
                     mapping[ac.assignment_id][ac.miner_completion_id] = ac.completion_id
             return [
                 DueCollection(
-                    assignment_id=a.assignment_id,
-                    task_id=t.task_id,
-                    miner_hotkey=a.miner_hotkey,
-                    miner_uid=a.miner_uid,
-                    request_id=a.request_id,
+                    **_attrs(a, _ASSIGNMENT),
                     expire_at=t.expire_at,
                     sent_at=a.sent_at,
                     attempts=a.collect_attempts,
@@ -369,17 +332,7 @@ class TaskRecords(StoreBase):
                 assignment.collected_at = now
                 assignment.next_collect_at = None
                 settle.add(assignment.task_id)
-                results.extend(
-                    {
-                        "assignment_id": o.assignment_id,
-                        "worker_id": r.worker_id,
-                        "criteria_type": r.criteria_type,
-                        "values": r.values,
-                        "submitted_at": r.submitted_at,
-                        "rationale": r.rationale,
-                    }
-                    for r in o.results
-                )
+                results.extend({"assignment_id": o.assignment_id, **_fields(r)} for r in o.results)
             db.flush()
             if results:
                 db.execute(insert(MinerResult), results)
@@ -425,3 +378,25 @@ class TaskRecords(StoreBase):
         )
         if not left:
             task.status = TaskStatus.COLLECTED
+
+
+def _attrs(obj: Any, names: Iterable[str]) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in names}
+
+
+def _fields(record: Any, *omit: str) -> dict[str, Any]:
+    """A record's fields by name, but those in ``omit``: the columns of the row it becomes."""
+    return _attrs(record, (f.name for f in fields(record) if f.name not in omit))
+
+
+# What the package re-exports; TaskRecords is a part of its TaskStore.
+__all__ = [
+    "AcceptedResult",
+    "CollectionOutcome",
+    "DueCollection",
+    "NewAssignment",
+    "NewCompletion",
+    "NewTask",
+    "Outgoing",
+    "SendOutcome",
+]
