@@ -473,18 +473,7 @@ def fill_database(
 
     from dojo.synthetic.procedural import FileLayout
     from dojo.synthetic.spec import sample_spec
-    from dojo.validator.models import (
-        Assignment,
-        AssignmentCompletion,
-        CollectStatus,
-        MinerResult,
-        Round,
-        SendStatus,
-        Task,
-        TaskCompletion,
-        TaskScore,
-        TaskStatus,
-    )
+    from dojo.validator import models
     from template.clock import utcnow
     from template.storage import database_url
 
@@ -507,19 +496,27 @@ def fill_database(
     }
     now = utcnow()
     with engine.begin() as db:
-        next_assignment = (db.scalar(select(func.max(Assignment.assignment_id))) or 0) + 1
-        next_round = (db.scalar(select(func.max(Round.round_id))) or 0) + 1
+        next_assignment = (db.scalar(select(func.max(models.Assignment.assignment_id))) or 0) + 1
+        next_round = (db.scalar(select(func.max(models.Round.round_id))) or 0) + 1
     batch = 100
     real_tasks = round(tasks * real_share)
     content_bytes = 0
     for first in range(0, tasks, batch):
         rows: dict[Any, list[dict[str, Any]]] = {
             t: []
-            for t in (Round, Task, TaskCompletion, Assignment, AssignmentCompletion, MinerResult, TaskScore)
+            for t in (
+                models.Round,
+                models.Task,
+                models.TaskCompletion,
+                models.Assignment,
+                models.AssignmentCompletion,
+                models.MinerResult,
+                models.TaskScore,
+            )
         }
         when = now - timedelta(days=30) + timedelta(minutes=5 * first)
         round_id = next_round + first // batch
-        rows[Round].append(
+        rows[models.Round].append(
             {
                 "round_id": round_id,
                 "created_at": when,
@@ -533,7 +530,7 @@ def fill_database(
         for k in range(first, min(first + batch, tasks)):
             task_id = uuid.uuid4().hex
             created = now - timedelta(days=30) + timedelta(minutes=5 * k)
-            rows[Task].append(
+            rows[models.Task].append(
                 {
                     "task_id": task_id,
                     "created_at": created,
@@ -541,7 +538,7 @@ def fill_database(
                     "prompt": f"filler task {k}: draw a scene",
                     "criteria": [{"type": "ranking"}],
                     "expire_at": created + timedelta(hours=4),
-                    "status": TaskStatus.SCORED,
+                    "status": models.TaskStatus.SCORED,
                     "source": "benchmark",
                     "round_id": round_id,
                     "task_agreement": 0.5,
@@ -554,7 +551,7 @@ def fill_database(
             for position, (cid, gt) in enumerate(zip(cids, ground_truth, strict=True)):
                 content = rng.choice(real_pool) if k < real_tasks else small
                 content_bytes += sum(len(f["content"]) for f in content["files"])
-                rows[TaskCompletion].append(
+                rows[models.TaskCompletion].append(
                     {
                         "task_id": task_id,
                         "completion_id": cid,
@@ -568,19 +565,19 @@ def fill_database(
                 aid = next_assignment
                 next_assignment += 1
                 score = rng.random()
-                rows[Assignment].append(
+                rows[models.Assignment].append(
                     {
                         "assignment_id": aid,
                         "task_id": task_id,
                         "miner_hotkey": hotkey,
                         "miner_uid": uid,
                         "request_id": uuid.uuid4().hex,
-                        "send_status": SendStatus.ACCEPTED,
+                        "send_status": models.SendStatus.ACCEPTED,
                         "send_detail": None,
                         "http_status": 200,
                         "dojo_task_id": uuid.uuid4().hex,
                         "sent_at": created,
-                        "collect_status": CollectStatus.COLLECTED,
+                        "collect_status": models.CollectStatus.COLLECTED,
                         "collect_detail": None,
                         "collect_attempts": 1,
                         "next_collect_at": None,
@@ -592,7 +589,7 @@ def fill_database(
                 order = cids[:]
                 rng.shuffle(order)
                 for position, cid in enumerate(order):
-                    rows[AssignmentCompletion].append(
+                    rows[models.AssignmentCompletion].append(
                         {
                             "assignment_id": aid,
                             "position": position,
@@ -602,7 +599,7 @@ def fill_database(
                     )
                 answer = noisy_ranking(ground_truth, 1.0, rng)
                 for w in range(3):
-                    rows[MinerResult].append(
+                    rows[models.MinerResult].append(
                         {
                             "assignment_id": aid,
                             "worker_id": f"worker-{uid}-{w}",
@@ -611,7 +608,7 @@ def fill_database(
                             "submitted_at": created + timedelta(hours=1),
                         }
                     )
-                rows[TaskScore].append(
+                rows[models.TaskScore].append(
                     {
                         "round_id": round_id,
                         "task_id": task_id,
