@@ -381,6 +381,7 @@ class TaskRecords(StoreBase):
 
 
 def _attrs(obj: Any, names: Iterable[str]) -> dict[str, Any]:
+    """``obj``'s attributes ``names``, by name: keyword arguments for a record of the same names."""
     return {name: getattr(obj, name) for name in names}
 
 
