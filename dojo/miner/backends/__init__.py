@@ -17,27 +17,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dojo.miner.backends._base import (
-    Answer,
-    BackendBroken,
-    BackendError,
-    BackendMisconfigured,
-    BackendTask,
-    BackendUnavailable,
-    Capabilities,
-    TaskKey,
-    TaskRefused,
-    WorkerBackend,
-    content_kind,
-)
+from dojo.miner.backends import _base
+from dojo.miner.backends._base import *  # noqa: F403
 
 if TYPE_CHECKING:
     from dojo.miner.config import MinerConfig
 
 BACKENDS = ("dojo", "label-studio")
+# The Label Studio settings the backend takes under the same names, as they are.
+_AS_GIVEN = {"project_prefix", "poll_interval", "webhook_host", "webhook_port", "webhook_url"}
 
 
-def open_backend(config: MinerConfig, *, hotkey: str, key_fix: str = "") -> WorkerBackend:
+def open_backend(config: MinerConfig, *, hotkey: str, key_fix: str = "") -> _base.WorkerBackend:
     """The backend ``config.worker_platform`` names, from its own settings.
 
     Raises ValueError naming the setting when one cannot be used (a URL that is not one).
@@ -50,11 +41,7 @@ def open_backend(config: MinerConfig, *, hotkey: str, key_fix: str = "") -> Work
             ls.url,
             ls.api_key.get_secret_value() if ls.api_key is not None else None,
             miner_hotkey=hotkey,
-            project_prefix=ls.project_prefix,
-            poll_interval=ls.poll_interval,
-            webhook_host=ls.webhook_host,
-            webhook_port=ls.webhook_port,
-            webhook_url=ls.webhook_url,
+            **ls.model_dump(include=_AS_GIVEN),
             webhook_secret=ls.webhook_secret.get_secret_value() if ls.webhook_secret is not None else None,
         )
     from dojo.miner.backends.dojo_platform import DojoPlatformBackend
@@ -66,18 +53,4 @@ def open_backend(config: MinerConfig, *, hotkey: str, key_fix: str = "") -> Work
         raise ValueError(f"--dojo_api_base_url (env DOJO_API_BASE_URL): {exc}") from exc
 
 
-__all__ = [
-    "BACKENDS",
-    "Answer",
-    "BackendBroken",
-    "BackendError",
-    "BackendMisconfigured",
-    "BackendTask",
-    "BackendUnavailable",
-    "Capabilities",
-    "TaskKey",
-    "TaskRefused",
-    "WorkerBackend",
-    "content_kind",
-    "open_backend",
-]
+__all__ = ["BACKENDS", *_base.__all__, "open_backend"]

@@ -30,6 +30,20 @@ from typing import ClassVar
 
 from commons.protocol import FeedbackRequest
 
+__all__ = [
+    "Answer",
+    "BackendBroken",
+    "BackendError",
+    "BackendMisconfigured",
+    "BackendTask",
+    "BackendUnavailable",
+    "Capabilities",
+    "TaskKey",
+    "TaskRefused",
+    "WorkerBackend",
+    "content_kind",
+]
+
 
 class BackendError(Exception):
     """A backend call failed; ``str(error)`` says what was wrong and what to do."""
