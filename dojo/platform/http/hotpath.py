@@ -108,6 +108,7 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -130,7 +131,7 @@ from dojo.platform.security import (
 from dojo.platform.services.pgqueue import PostgresQueue
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import Database
-from dojo.platform.storage.groupcommit import WriteBusy
+from dojo.platform.storage.groupcommit import WriteBusy, WriteGroup
 
 NEXT_PATH = "/api/v1/worker/tasks/next"
 _RESULT_PATH = re.compile(r"^/api/v1/worker/tasks/([^/]+)/result$")
@@ -155,6 +156,7 @@ async def _respond(send: Send, status: int, payload: Any = None) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclass(eq=False)
 class QueueHotPath:
     """Pure ASGI: next-task and submit for bearer sessions; everything else to ``app``.
 
@@ -163,32 +165,21 @@ class QueueHotPath:
     transaction on SQLite; on PostgreSQL ``postgres`` answers (and looks up sessions).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        database: Database,
-        settings: PlatformSettings,
-        sessions: Any,
-        executor: Executor,
-        lookup_worker: Callable[[str], Any],
-        claim: Callable[..., Any],
-        submit: Callable[..., Any],
-        render_task: Callable[[Any], dict[str, Any]],
-        render_submitted: Callable[[Any], dict[str, Any]],
-        postgres: PostgresQueue | None = None,
-    ):
-        self.app = app
-        self.database = database
-        self.settings = settings
-        self.sessions = sessions
-        self.executor = executor
-        self.lookup_worker = lookup_worker
-        self.claim = claim
-        self.submit = submit
-        self.render_task = render_task
-        self.render_submitted = render_submitted
-        self.postgres = postgres
-        self._group = database.write_group() if database.is_sqlite else None
+    app: ASGIApp
+    database: Database
+    settings: PlatformSettings
+    sessions: Any
+    executor: Executor
+    lookup_worker: Callable[[str], Any]
+    claim: Callable[..., Any]
+    submit: Callable[..., Any]
+    render_task: Callable[[Any], dict[str, Any]]
+    render_submitted: Callable[[Any], dict[str, Any]]
+    postgres: PostgresQueue | None = None
+    _group: WriteGroup | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._group = self.database.write_group() if self.database.is_sqlite else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
