@@ -67,17 +67,7 @@ class _Endpoint:
 
 
 def _routes(server, endpoint: _Endpoint) -> None:
-    from commons.protocol import (
-        Ack,
-        FeedbackReply,
-        FeedbackRequest,
-        Heartbeat,
-        HeartbeatReply,
-        ScoringResult,
-        TaskResultReply,
-        TaskResultRequest,
-        WorkerResult,
-    )
+    from commons import protocol
     from dojo.miner.answers import worker_pseudonym_for_validators
     from template.clock import utcnow
     from template.transport import HandlerRefusal
@@ -85,12 +75,12 @@ def _routes(server, endpoint: _Endpoint) -> None:
     def count(route: str) -> None:
         endpoint.counts[route] = endpoint.counts.get(route, 0) + 1
 
-    async def feedback(request: FeedbackRequest, caller) -> FeedbackReply:
+    async def feedback(request: protocol.FeedbackRequest, caller) -> protocol.FeedbackReply:
         count("FeedbackRequest")
         endpoint.sent[request.request_id] = [c.completion_id for c in request.completions]
-        return FeedbackReply(request_id=request.request_id, dojo_task_id=uuid.uuid4().hex)
+        return protocol.FeedbackReply(request_id=request.request_id, dojo_task_id=uuid.uuid4().hex)
 
-    async def results(request: TaskResultRequest, caller) -> TaskResultReply:
+    async def results(request: protocol.TaskResultRequest, caller) -> protocol.TaskResultReply:
         count("TaskResultRequest")
         ids = endpoint.sent.get(request.request_id)
         if ids is None:
@@ -101,27 +91,27 @@ def _routes(server, endpoint: _Endpoint) -> None:
             order = ids[:]
             endpoint.rng.shuffle(order)
             answers.append(
-                WorkerResult(
+                protocol.WorkerResult(
                     worker_id=worker_pseudonym_for_validators(endpoint.hotkey.encode(), str(w)),
                     criteria_type="ranking",
                     values={cid: float(rank) for rank, cid in enumerate(order, start=1)},
                     submitted_at=now,
                 )
             )
-        return TaskResultReply(request_id=request.request_id, results=answers)
+        return protocol.TaskResultReply(request_id=request.request_id, results=answers)
 
-    async def scored(request: ScoringResult, caller) -> Ack:
+    async def scored(request: protocol.ScoringResult, caller) -> protocol.Ack:
         count("ScoringResult")
-        return Ack()
+        return protocol.Ack()
 
-    async def heartbeat(request: Heartbeat, caller) -> HeartbeatReply:
+    async def heartbeat(request: protocol.Heartbeat, caller) -> protocol.HeartbeatReply:
         count("Heartbeat")
-        return HeartbeatReply(hotkey=endpoint.hotkey)
+        return protocol.HeartbeatReply(hotkey=endpoint.hotkey)
 
-    server.route(FeedbackRequest, feedback)
-    server.route(TaskResultRequest, results)
-    server.route(ScoringResult, scored)
-    server.route(Heartbeat, heartbeat)
+    server.route(protocol.FeedbackRequest, feedback)
+    server.route(protocol.TaskResultRequest, results)
+    server.route(protocol.ScoringResult, scored)
+    server.route(protocol.Heartbeat, heartbeat)
 
 
 async def _serve(
