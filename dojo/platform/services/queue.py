@@ -98,7 +98,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
-from dojo.platform.services.subscriptions import WorkerTaskView
+from dojo.platform.services.subscriptions import TaskRow, WorkerTaskView
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker
 from dojo.platform.storage.rawsql import RawDb, RawStatement
@@ -315,23 +315,6 @@ TASK_DEFINITION = Stmt(
 )
 
 
-@dataclass(frozen=True)
-class QueueTaskRow:
-    """A task as the queue reads it."""
-
-    id: str
-    miner_id: int
-    title: str
-    body: str
-    prompt: str
-    task_type: str
-    criteria: list[dict[str, Any]]
-    completions: list[dict[str, Any]]
-    num_results: int
-    max_results: int
-    expire_at: datetime
-
-
 def _is_postgres(db: Db) -> bool:
     if isinstance(db, RawDb):
         return not db.is_sqlite
@@ -339,12 +322,12 @@ def _is_postgres(db: Db) -> bool:
     return dialect.name == "postgresql"
 
 
-def _task(db: Db, statement: Stmt, task_id: str) -> QueueTaskRow | None:
+def _task(db: Db, statement: Stmt, task_id: str) -> TaskRow | None:
     row = _first(db, statement, {"t": task_id})
-    return None if row is None else QueueTaskRow(*row)
+    return None if row is None else TaskRow(*row)
 
 
-def _lock_task(db: Db, task_id: str) -> QueueTaskRow | None:
+def _lock_task(db: Db, task_id: str) -> TaskRow | None:
     return _task(db, TASK_FOR_UPDATE if _is_postgres(db) else TASK, task_id)
 
 
@@ -358,7 +341,7 @@ def _set_assignment(
     _rows(db, SET_ASSIGNMENT, {"t": task_id, "w": worker_id, "status": status, "until": until, "now": now})
 
 
-def _view(task: QueueTaskRow, held_until: datetime | None) -> WorkerTaskView:
+def _view(task: TaskRow, held_until: datetime | None) -> WorkerTaskView:
     # A held task has no result of this worker: submitting turns the hold into "done".
     return WorkerTaskView.of(task, held_until, None)
 
@@ -368,7 +351,7 @@ def _hold_seconds(settings: PlatformSettings, needed: float) -> float:
     return max(float(settings.hold_ttl_seconds), needed)
 
 
-def _hold(db: Db, worker: Worker, task: QueueTaskRow, now: datetime, hold_for: float) -> WorkerTaskView:
+def _hold(db: Db, worker: Worker, task: TaskRow, now: datetime, hold_for: float) -> WorkerTaskView:
     until = min(now + timedelta(seconds=hold_for), task.expire_at)
     _set_assignment(db, task.id, worker.id, HOLD, until, now)
     return _view(task, until)
@@ -401,7 +384,7 @@ def next_task_params(settings: PlatformSettings, worker: Worker, needed: float) 
 
 def task_view(row: tuple[Any, ...]) -> WorkerTaskView:
     """The view of a row of :data:`PG_NEXT_TASK`: the task's columns, then its hold's end."""
-    return _view(QueueTaskRow(*row[:-1]), row[-1])
+    return _view(TaskRow(*row[:-1]), row[-1])
 
 
 def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskView | None:
@@ -420,12 +403,12 @@ def next_task(db: Db, settings: PlatformSettings, worker: Worker) -> WorkerTaskV
     held = _live_hold(db, worker, now, soonest)
     if held is not None:
         return held
-    best: QueueTaskRow | None = None
+    best: TaskRow | None = None
     for (miner_id,) in _rows(db, LIVE_MINERS, {"w": worker.id}):
         params = {"m": miner_id, "w": worker.id, "now": now, "soonest": soonest, "limit": 1}
         row = _first(db, OPEN_TASK_ROWS, params)
         if row is not None and (best is None or (row[-1], row[0]) < (best.expire_at, best.id)):
-            best = QueueTaskRow(*row)
+            best = TaskRow(*row)
     return None if best is None else _hold(db, worker, best, now, _hold_seconds(settings, needed))
 
 
@@ -439,7 +422,7 @@ class Definition:
 
 
 def validate_result_data(
-    task: QueueTaskRow | Definition, result_data: list[dict[str, Any]]
+    task: TaskRow | Definition, result_data: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Check a result against the task's criteria; return it normalised (rankings as ``{cid: rank}``).
 
@@ -507,7 +490,7 @@ def _mine(db: Db, task_id: str, worker_id: int) -> Mine:
     return Mine(*_rows(db, MINE, {"t": task_id, "w": worker_id})[0])
 
 
-def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> QueueTaskRow:
+def _accessible_locked_task(db: Db, worker: Worker, task_id: str) -> TaskRow:
     task = _lock_task(db, task_id)
     if task is None or _first(db, ACCESS, {"w": worker.id, "m": task.miner_id}) is None:
         raise NotFound(NOT_YOURS)
@@ -521,7 +504,7 @@ def _expired(task_id: str, expire_at: datetime) -> Gone:
     return Gone(f"task {task_id} expired: its deadline passed at {readable_time(expire_at)}")
 
 
-def _refuse_closed(task: QueueTaskRow, now: datetime) -> None:
+def _refuse_closed(task: TaskRow, now: datetime) -> None:
     if task.expire_at <= now:
         raise _expired(task.id, task.expire_at)
 
@@ -529,7 +512,7 @@ def _refuse_closed(task: QueueTaskRow, now: datetime) -> None:
 SKIPPED_DETAIL = "you skipped this task; it takes no answer from you"
 
 
-def _no_free_place(db: Db, task: QueueTaskRow, worker: Worker, now: datetime) -> str | None:
+def _no_free_place(db: Db, task: TaskRow, worker: Worker, now: datetime) -> str | None:
     """Why the worker cannot take a place on ``task`` now (it holds none), or None."""
     if task.num_results >= task.max_results:
         return _full(task.id, task.max_results)
@@ -543,7 +526,7 @@ def _minutes(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
-def _too_late(task: QueueTaskRow, now: datetime, needed: float) -> str | None:
+def _too_late(task: TaskRow, now: datetime, needed: float) -> str | None:
     """Why a new hold on ``task`` would not let a person finish it, or None."""
     left = (task.expire_at - now).total_seconds()
     if left >= needed:

@@ -257,10 +257,11 @@ def worker_tasks(
 
 
 @dataclass(frozen=True)
-class WorkerTaskView:
-    """What the task page shows: the task without model names, and only this worker's result."""
+class TaskRow:
+    """A task's own columns, in the order the queue's statements select them."""
 
     id: str
+    miner_id: int
     title: str
     body: str
     prompt: str
@@ -270,6 +271,12 @@ class WorkerTaskView:
     num_results: int
     max_results: int
     expire_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkerTaskView(TaskRow):
+    """What the task page shows: the task without model names, and only this worker's result."""
+
     held_until: datetime | None
     my_result: list[dict[str, Any]] | None
     # The worker's live assignment ("held", "done", "skipped") and why it cannot answer now.
@@ -288,6 +295,7 @@ class WorkerTaskView:
         """The view of a task (an ORM ``Task`` or the queue's raw row); model names are left out."""
         return cls(
             id=task.id,
+            miner_id=task.miner_id,
             title=task.title,
             body=task.body,
             prompt=task.prompt,
@@ -425,3 +433,11 @@ def flag_completion(db: Session, worker: Worker, task_id: str, cid: str, reason:
         flag.reason, flag.updated_at = reason, now
     db.flush()
     return flag
+
+
+def my_flags(db: Session, worker: Worker, task_id: str) -> dict[str, str]:
+    """The reasons this worker gave for the completions it flagged on the task, by cid."""
+    rows = db.execute(
+        select(Flag.cid, Flag.reason).where(Flag.task_id == task_id, Flag.worker_id == worker.id)
+    )
+    return {cid: reason for cid, reason in rows}

@@ -32,7 +32,6 @@ from dojo.platform.storage.models import (
     KEY_KIND_API,
     KEY_KIND_SUBSCRIPTION,
     SKIPPED,
-    Flag,
     Miner,
     Result,
     Subscription,
@@ -200,14 +199,6 @@ def _criteria(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(criteria, key=lambda c: c["type"] != "ranking")
 
 
-def _my_flags(db: Session, worker: Worker, task_id: str) -> dict[str, str]:
-    """The reasons this worker gave for the completions it flagged on the task, by cid."""
-    rows = db.execute(
-        select(Flag.cid, Flag.reason).where(Flag.task_id == task_id, Flag.worker_id == worker.id)
-    )
-    return {cid: reason for cid, reason in rows}
-
-
 def _draft_json(draft: drafts.Draft | None) -> str:
     if draft is None:
         return ""
@@ -261,7 +252,7 @@ def task_detail_page(db: Session, worker: Worker, task_id: str) -> dict[str, Any
             select(Result.rationale).where(Result.task_id == view.id, Result.worker_id == worker.id)
         )
         or "",
-        "flags": _my_flags(db, worker, view.id),
+        "flags": subscription_service.my_flags(db, worker, view.id),
         # Keys the browser's draft of this answer (localStorage) to this worker.
         "worker_id": worker.public_id,
         # The draft kept on the platform (another browser's), for the page to take up.
