@@ -27,6 +27,9 @@ from pathlib import Path
 from template.config import positive_float
 
 DEFAULT_DIR = ".localnet"
+# The UpSettings fields no flag of the same name gives: the directory comes from --dir, the
+# Label Studio token from the environment; every other field is its flag's value.
+_NOT_FLAGS = ("directory", "label_studio_api_key")
 
 
 def _count(text: str) -> int:
@@ -200,6 +203,8 @@ def _add_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from loguru import logger
 
     from dojo.localnet.net import UpSettings, parse_backends, parse_stakes, run_localnet, team_mixes
@@ -239,26 +244,8 @@ def _up(args: argparse.Namespace) -> int:
         backtrace=False,
         diagnose=False,
     )
-    settings = UpSettings(
-        directory=directory,
-        miners=args.miners,
-        workers_per_miner=args.workers_per_miner,
-        worker_mix=args.worker_mix,
-        deadline=args.deadline,
-        person_window=args.person_window,
-        task_interval=args.task_interval,
-        block_time=args.block_time,
-        duration=args.duration,
-        debug=args.debug,
-        organic=args.organic,
-        organic_rate=args.organic_rate,
-        miner_backends=args.miner_backends,
-        label_studio_url=args.label_studio_url,
-        label_studio_api_key=label_studio_api_key,
-        synthetic_mix=args.synthetic_mix,
-        validators=args.validators,
-        validator_stakes=args.validator_stakes,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(UpSettings) if f.name not in _NOT_FLAGS}
+    settings = UpSettings(directory=directory, label_studio_api_key=label_studio_api_key, **given)
     return run_localnet(settings)
 
 
