@@ -152,15 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(debug=args.debug, neuron="workers")
     intended = IntendedOrders(args.oracle_intended) if args.oracle_intended else None
     oracle = ValidatorDatabasesOracle(args.oracle_db, intended) if args.oracle_db else None
+    # Either kind of team: the workers' pace and their dice.
+    pace = {"think_time": args.think, "poll_interval": args.poll, "seed": args.seed}
     if args.label_studio:
         annotators = LabelStudioTeam(
             args.label_studio,
             behaviours,
             oracle,
             project_prefix=args.project_prefix,
-            think_time=args.think,
-            poll_interval=args.poll,
-            seed=args.seed,
+            **pace,
         )
         logger.info(
             "simulated Label Studio team: {} annotators ({}) on {}, projects {}…, oracle {}",
@@ -182,9 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             behaviours,
             oracle,
             invites=args.invite,
-            think_time=args.think,
-            poll_interval=args.poll,
-            seed=args.seed,
+            **pace,
             identities=args.identities,
             stand_in=args.stand_in,
         )

@@ -31,7 +31,7 @@ from loguru import logger
 from dojo.workers._behaviours import Behaviour, parse_mix
 from dojo.workers._oracle import Oracle
 from dojo.workers._team import TeamStats, run_members
-from dojo.workers._worker import MAX_REPLY_BYTES, WorkerStats, _pause
+from dojo.workers._worker import MAX_REPLY_BYTES, SimulatedPerson, _pause
 from template.http_body import capped
 
 RANKER, LIST = "rank", "answers"
@@ -51,7 +51,7 @@ def ranker_result(order: Sequence[str]) -> list[dict[str, Any]]:
     ]
 
 
-class LabelStudioAnnotator:
+class LabelStudioAnnotator(SimulatedPerson):
     """One simulated annotator; ``email`` and ``password`` are made up when not given."""
 
     def __init__(
@@ -69,24 +69,14 @@ class LabelStudioAnnotator:
         email: str | None = None,
         password: str | None = None,
     ):
+        super().__init__(behaviour, oracle, name, think_time, poll_interval, rng, timeout)
         self.url = url.rstrip("/")
-        self.behaviour = behaviour
-        self.oracle = oracle
         self.project_prefix = project_prefix
-        self.think_time = think_time
-        self.poll_interval = poll_interval
-        self.rng = rng or random.Random()
-        self.timeout = timeout
         self.email = email or f"{name}-{secrets.token_hex(4)}@annotators.localhost"
         self.password = password or secrets.token_urlsafe(12)
         self.token: str | None = None
         self.user_id: int | None = None
-        self.stats = WorkerStats(name, str(behaviour))
         self._exhausted: dict[int, float] = {}
-
-    @property
-    def name(self) -> str:
-        return self.stats.name
 
     def client(self) -> httpx.AsyncClient:
         # A reply over MAX_REPLY_BYTES raises ResponseTooLarge, an httpx.HTTPError: counted as an error.
@@ -237,11 +227,8 @@ class LabelStudioAnnotator:
             reply = await self.skip(client, task)
             self.stats.skipped += reply.status_code == 201
             return
-        truth = None
-        if self.behaviour.needs_truth and self.oracle is not None:
-            truth = await asyncio.to_thread(self.oracle.true_ranks, cids)
-        order = self.behaviour.order(cids, truth, self.rng)
-        if await _pause(stop, self.rng.uniform(*self.think_time)):
+        order = self.behaviour.order(cids, await self._truth(cids), self.rng)
+        if await self._think(stop):
             return
         reply = await self.submit(client, task, order, time.monotonic() - started)
         if reply.status_code == 201:

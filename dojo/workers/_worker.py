@@ -92,7 +92,46 @@ def _detail(response: httpx.Response) -> str:
     return str(detail if detail is not None else body)[:200]
 
 
-class SimulatedWorker:
+class SimulatedPerson:
+    """What every simulated worker has, on the Dojo platform or on Label Studio: its behaviour
+    and the oracle it may ask for the true order, its pace (``think_time`` before each answer,
+    ``poll_interval`` between asks when there is no task), its dice, its requests' timeout and
+    the count of what it did, under its ``name``."""
+
+    def __init__(
+        self,
+        behaviour: Behaviour,
+        oracle: Oracle | None,
+        name: str,
+        think_time: tuple[float, float],
+        poll_interval: float,
+        rng: random.Random | None,
+        timeout: float,
+    ):
+        self.behaviour = behaviour
+        self.oracle = oracle
+        self.think_time = think_time
+        self.poll_interval = poll_interval
+        self.rng = rng or random.Random()
+        self.timeout = timeout
+        self.stats = WorkerStats(name, str(behaviour))
+
+    @property
+    def name(self) -> str:
+        return self.stats.name
+
+    async def _truth(self, cids: list[str]) -> dict[str, int] | None:
+        """The true ranks of ``cids`` when the behaviour wants them and the oracle knows them."""
+        if self.behaviour.needs_truth and self.oracle is not None:
+            return await asyncio.to_thread(self.oracle.true_ranks, cids)
+        return None
+
+    async def _think(self, stop: asyncio.Event) -> bool:
+        """Think over an answer for a while at the worker's pace; True if stopped meanwhile."""
+        return await _pause(stop, self.rng.uniform(*self.think_time))
+
+
+class SimulatedWorker(SimulatedPerson):
     """One simulated worker. ``invite`` (a link from ``dojo platform invite``) makes it join
     by invite instead of by wallet; ``subscription_key`` subscribes it to a miner.
 
@@ -122,17 +161,11 @@ class SimulatedWorker:
             raise ValueError(f"{name}: give a subscription key or an invite link, or it can see no task")
         if invite is not None and not urlsplit(invite).path.startswith("/invite/"):
             raise ValueError(f"{name}: {invite!r} is not an invite link (…/invite/<token>)")
+        super().__init__(behaviour, oracle, name, think_time, poll_interval, rng, timeout)
         self.platform_url = normalize_base_url(platform_url)
-        self.behaviour = behaviour
-        self.oracle = oracle
         self.subscription_key = subscription_key
         self.invite = invite
-        self.think_time = think_time
-        self.poll_interval = poll_interval
-        self.rng = rng or random.Random()
-        self.timeout = timeout
         self.account = Account.from_key(key) if key else Account.create()
-        self.stats = WorkerStats(name, str(behaviour))
         self._token: str | None = token if invite is None else None
         # A cookie session's CSRF token, as a page of the platform carries it (bound to the session).
         self._csrf: str | None = None
@@ -140,10 +173,6 @@ class SimulatedWorker:
         self.due_within = due_within
         # Backoff has dice of its own, so that timing cannot change a seeded worker's answers.
         self._backoff_rng = random.Random()
-
-    @property
-    def name(self) -> str:
-        return self.stats.name
 
     @property
     def key(self) -> str:
@@ -421,9 +450,7 @@ class SimulatedWorker:
         if not self.behaviour.takes_task(self.rng):
             await self._skip(client, stop, task_id, "not taking it")
             return
-        truth = None
-        if self.behaviour.needs_truth and self.oracle is not None:
-            truth = await asyncio.to_thread(self.oracle.true_ranks, cids)
+        truth = await self._truth(cids)
         if self.behaviour.needs_truth and truth is None:
             logger.debug("{}: no true order for task {}; ranking it at random", self.name, task_id)
         order = self.behaviour.order(cids, truth, self.rng)
@@ -433,7 +460,7 @@ class SimulatedWorker:
             self.stats.errors += 1
             await self._skip(client, stop, task_id, str(exc))
             return
-        if await _pause(stop, self.rng.uniform(*self.think_time)):
+        if await self._think(stop):
             return  # stopping: the hold lapses on its own
         path = f"/api/v1/worker/tasks/{quote(task_id, safe='')}/result"
         reply = await self._request(
