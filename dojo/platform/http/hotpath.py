@@ -94,7 +94,24 @@ machine under other work (load average 4–10), old and new alternated:
   in a run (``num_results`` is in ``ix_tasks_open``'s predicate, so its updates never are;
   the mark's are when the page has room). The rest of the database's time is in the writes (a claim inserts a hold, a
   submission inserts a result and updates the task and the hold, each touching three or
-  four indexes) and in each statement's own overhead: the next cut is fewer index writes.
+  four indexes) and in each statement's own overhead.
+
+Tried after 0009 and not kept, measured with ``benchmarks/platform_queue_calls.py`` (the two
+functions called as the platform calls them, one connection, one call at a time, 200 workers
+holding, 4 000 calls; CPU of the backend; quiet machine, load average 1.0):
+
+- Fewer index writes: ``(task_id, worker_id)``'s unique constraint carrying status and end
+  (``INCLUDE``) in place of ``ix_assignments_task_worker_state``, so that a hold's insert or
+  update writes three index entries instead of four. Three alternated pairs: a claim 0.48,
+  0.36, 0.43 ms before against 0.37, 0.41, 0.41 after; a submission 0.40, 0.32, 0.36 against
+  0.37, 0.42, 0.37. Over HTTP (two pairs, load 2–6) no gain either. An index entry is a
+  small part of a call; the functions' own statements are the rest.
+- Grouping calls: 8 submissions, then 8 claims, in one transaction each (``--batch 8``) cost
+  the backend 0.27 and 0.28 ms a submission against 0.37 and 0.34 one at a time, and 0.40
+  and 0.35 ms a claim against 0.45 and 0.42: some 20 % and 10 % less, before the fewer round
+  trips the server would make. The lead for the next cut: the hot path collecting the calls
+  of one pass of its event loop into one transaction, as SQLite's group commit does, with
+  each call's refusal kept its own and the task rows locked in one order across processes.
 
 SQLite, the same way (the application alone, 6 000 requests, three alternating pairs): 189–200
 µs of CPU a request at commit 94b8c0b, 169–198 µs now; the full benchmark, alternated in one
