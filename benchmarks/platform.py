@@ -367,10 +367,10 @@ def _load(
     time.sleep(max(0.0, measure_from - time.time()))
     cpu_before = _cpu_seconds(server_pid)
     database_pids = backends() if backends is not None else []
-    database_before = sum(_cpu_seconds(pid) or 0.0 for pid in database_pids)
+    database_before = sum(process_cpu(pid) or 0.0 for pid in database_pids)
     time.sleep(max(0.0, deadline - time.time()))
     cpu_after = _cpu_seconds(server_pid)
-    database_after = sum(_cpu_seconds(pid) or 0.0 for pid in database_pids)
+    database_after = sum(process_cpu(pid) or 0.0 for pid in database_pids)
     parts = []
     for process, receiver in runs:
         parts.append(receiver.recv())
@@ -417,21 +417,37 @@ def _load(
     return result
 
 
+def _stat(proc: Path) -> list[str]:
+    """The fields of a process's ``stat`` after its name: state, ppid, …; utime and stime
+    (fields 14 and 15 of the line) are items 11 and 12."""
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _seconds(fields: list[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU time of one process (a database backend), from /proc; None when it is gone."""
+    try:
+        return _seconds(_stat(Path(f"/proc/{pid}")))
+    except OSError:
+        return None
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """CPU time of a process and its children (uvicorn's workers), from /proc; None elsewhere."""
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     try:
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                fields = _stat(entry)
             except OSError:
                 continue
-            # After the name: state, ppid, …; utime and stime are fields 14 and 15 of the line.
             if int(entry.name) == pid or int(fields[1]) == pid:
-                total += (int(fields[11]) + int(fields[12])) / ticks
+                total += _seconds(fields)
     except OSError:
         return None
     return total
@@ -448,8 +464,7 @@ def _backends(server_pid: int, conninfo: str) -> list[int]:
     for proc in Path("/proc").iterdir():
         try:
             if not proc.name.isdigit() or (
-                int(proc.name) != server_pid
-                and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) != server_pid
+                int(proc.name) != server_pid and int(_stat(proc)[1]) != server_pid
             ):
                 continue
             for fd in (proc / "fd").iterdir():

@@ -47,7 +47,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare
+from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, process_cpu
 from dojo.platform.services import queue
 from dojo.platform.services.pgqueue import PostgresQueue, libpq_conninfo
 from dojo.platform.settings import PlatformSettings
@@ -58,8 +58,10 @@ RANKING = [{"type": "ranking", "value": {cid: i + 1 for i, cid in enumerate(CIDS
 
 
 def _backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    spent = process_cpu(pid)
+    if spent is None:
+        raise RuntimeError(f"the database backend {pid} is gone")
+    return spent
 
 
 class _Caller:
