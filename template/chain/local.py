@@ -149,13 +149,10 @@ class LocalChain(Chain):
     :meth:`LocalChain.init`.
     """
 
-    def __init__(self, directory: Path | str, netuid: int = 1):
-        self._open(directory, netuid, migrated=None)
-
-    def _open(self, directory: Path | str, netuid: int, migrated: Engine | None) -> None:
-        """Open subnet ``netuid`` of the chain file in ``directory``: on ``migrated``, the
-        file's engine that :meth:`init` has just migrated, else on an engine of its own,
-        migrating the file if it is behind (once it is known to be a chain's)."""
+    def __init__(self, directory: Path | str, netuid: int = 1, *, engine: Engine | None = None):
+        """Open subnet ``netuid`` of the chain file in ``directory`` on an engine of its own,
+        migrating the file if it is behind (once it is known to be a chain's); or on
+        ``engine``, one on that file already at the head (:meth:`init`'s)."""
         self.directory = Path(directory).expanduser()
         self.path = self.directory / DB_NAME
         self.netuid = int(netuid)
@@ -164,7 +161,7 @@ class LocalChain(Chain):
                 f"no local chain at {self.directory} ({DB_NAME} is missing); "
                 f"create one with `dojo chain init --dir {self.directory}`"
             )
-        self._engine = _engine(self.path) if migrated is None else migrated
+        self._engine = _engine(self.path) if engine is None else engine
         try:
             with self._read() as db:
                 row = db.execute("SELECT genesis_time, block_time FROM chain WHERE id = 0").fetchone()
@@ -180,7 +177,7 @@ class LocalChain(Chain):
             )
         self.genesis_time: float = float(row[0])
         self.block_time: float = float(row[1])
-        if migrated is None:
+        if engine is None:
             # What later versions store (commitments, epochs, bonds), added to an older file.
             with self._unavailable_on_database_error():
                 migrate_if_behind(self._engine, MIGRATIONS_DIR, label="local chain")
@@ -253,9 +250,7 @@ class LocalChain(Chain):
                     (netuid, *values.values(), _block_at(time.time(), genesis, chain_block_time)),
                 )
                 logger.info(f"local chain {directory}: created subnet {netuid} {params}")
-        chain = cls.__new__(cls)
-        chain._open(directory, netuid, migrated=engine)  # the file is at the head already
-        return chain
+        return cls(directory, netuid=netuid, engine=engine)
 
     # ----------------------------------------------------------------- reads
 
