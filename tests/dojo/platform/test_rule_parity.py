@@ -554,7 +554,7 @@ def _submit(database: Database, settings: PlatformSettings, worker: int, task: s
         with database.raw_write() as db:
             queue.submit_result(db, settings, Worker(id=worker), task, ANSWER)
     except PlatformError as exc:
-        return exc.detail if hasattr(exc, "detail") else str(exc)
+        return exc.detail
     return None
 
 
@@ -629,6 +629,18 @@ def _shorten(database: Database, clock: Clock, worker: int, task: str) -> None:
         )
 
 
+def _take_back(database: Database, task: str, worker: int | None = None) -> None:
+    """A result of ``task`` deleted (``worker``'s, or any one) and the task's count with it."""
+    with database.session() as db:
+        query = select(Result).where(Result.task_id == task)
+        if worker is not None:
+            query = query.where(Result.worker_id == worker)
+        result = db.scalar(query.limit(1))
+        if result is not None:
+            db.delete(result)
+            db.execute(update(Task).where(Task.id == task).values(num_results=Task.num_results - 1))
+
+
 def _more_places(database: Database, clock: Clock, worker: int, task: str) -> None:
     with database.session() as db:
         db.execute(update(Task).where(Task.id == task).values(max_results=Task.max_results + 1))
@@ -672,9 +684,7 @@ def test_a_result_taken_back_frees_its_place_at_once(
     database: Database, settings: PlatformSettings, clock: Clock
 ) -> None:
     first, third, task = _filled(database, settings, first_answers=True)
-    with database.session() as db:
-        db.execute(delete(Result).where(Result.task_id == task, Result.worker_id == first))
-        db.execute(update(Task).where(Task.id == task).values(num_results=Task.num_results - 1))
+    _take_back(database, task, first)
     assert _claim(database, settings, third) == task
 
 
@@ -764,11 +774,7 @@ def test_random_sequences_never_leave_a_free_place_marked_and_claims_follow_the_
         elif kind == "more places":
             _more_places(database, clock, worker, task)
         elif kind == "take back":
-            with database.session() as db:
-                result = db.scalar(select(Result).where(Result.task_id == task).limit(1))
-                if result is not None:
-                    db.delete(result)
-                    db.execute(update(Task).where(Task.id == task).values(num_results=Task.num_results - 1))
+            _take_back(database, task)
         else:
             clock.advance(rng.uniform(0, HOLD_SECONDS * 0.7))
         return kind
