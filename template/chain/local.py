@@ -86,14 +86,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 @dataclass(frozen=True)
-class SubnetParams:
-    """A local subnet's hyperparameters, as stored."""
+class SubnetParams(WeightRules):
+    """A local subnet's hyperparameters, as stored: the weight rules and the rest."""
 
     tempo: int = 360
-    min_allowed_weights: int = 1
-    max_weight_limit: float = 1.0
-    weights_rate_limit: int = 100
-    weights_version: int = 0
     max_validators: int = 64
     max_uids: int = 256
     immunity_period: int = 4096
