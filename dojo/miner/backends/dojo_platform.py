@@ -37,18 +37,7 @@ from commons.protocol import (
     TextContent,
     has_control_characters,
 )
-from dojo.miner.backends._base import (
-    Answer,
-    BackendBroken,
-    BackendError,
-    BackendMisconfigured,
-    BackendTask,
-    BackendUnavailable,
-    Capabilities,
-    TaskKey,
-    TaskRefused,
-    WorkerBackend,
-)
+from dojo.miner.backends import _base
 
 # Three attempts of at most 8 s with 0.5 s and 1 s between them stay within the endpoint's
 # 30 s handler timeout, so the validator gets our 503 rather than a bare 504.
@@ -106,12 +95,12 @@ def platform_task_data(request: FeedbackRequest) -> dict[str, Any]:
     }
 
 
-class DojoPlatformBackend(WorkerBackend):
+class DojoPlatformBackend(_base.WorkerBackend):
     """The Dojo platform at ``base_url`` under ``api_key``; ``key_fix`` tells the operator how
     to get a key (it names their wallet)."""
 
     name: ClassVar[str] = "dojo"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: ClassVar[_base.Capabilities] = _base.Capabilities(
         content_kinds=frozenset({"code", "text", "dialogue", "image"}),
         criteria=frozenset({"ranking", "multi-score"}),
     )
@@ -135,7 +124,7 @@ class DojoPlatformBackend(WorkerBackend):
     async def aclose(self) -> None:
         await self.api.aclose()
 
-    async def create_task(self, key: TaskKey, request: FeedbackRequest, max_results: int) -> str:
+    async def create_task(self, key: _base.TaskKey, request: FeedbackRequest, max_results: int) -> str:
         ids = await self._call(
             self.api.create_task(
                 title=TITLES[request.task_type],
@@ -148,16 +137,16 @@ class DojoPlatformBackend(WorkerBackend):
             "create",
         )
         if len(ids) != 1:
-            raise BackendBroken(
+            raise _base.BackendBroken(
                 f"the worker platform answered unexpectedly: one task sent, {len(ids)} task ids returned: {ids}"
             )
         return ids[0]
 
-    async def answers(self, task: BackendTask) -> list[Answer]:
+    async def answers(self, task: _base.BackendTask) -> list[_base.Answer]:
         results = await self._call(self.api.task_results(task.task_id), "results")
         return [_answer(result) for result in results]
 
-    async def report_score(self, task: BackendTask, score: float) -> None:
+    async def report_score(self, task: _base.BackendTask, score: float) -> None:
         """The platform shows the workers who answered the task what it earned."""
         await self._call(self.api.report_score(task.task_id, score), "score")
 
@@ -165,35 +154,35 @@ class DojoPlatformBackend(WorkerBackend):
         try:
             return await asyncio.wait_for(call, PLATFORM_DEADLINE)
         except asyncio.TimeoutError as exc:
-            raise BackendUnavailable(
+            raise _base.BackendUnavailable(
                 f"worker platform unavailable: the platform at {self.api.base_url} did not finish "
                 f"within {PLATFORM_DEADLINE:g} s"
             ) from exc
         except DojoAPIError as exc:
             raise self._error(exc, what) from exc
 
-    def _error(self, exc: DojoAPIError, what: str) -> BackendError:
+    def _error(self, exc: DojoAPIError, what: str) -> _base.BackendError:
         """A platform failure as the validator should see it: 503 when retrying later (or a
         fixed key) can help."""
         if isinstance(exc, (Unreachable, ServerError)):
-            return BackendUnavailable(f"worker platform unavailable: {exc}")
+            return _base.BackendUnavailable(f"worker platform unavailable: {exc}")
         if isinstance(exc, AuthRejected):
-            return BackendMisconfigured(
+            return _base.BackendMisconfigured(
                 f"the worker platform at {self.api.base_url} refused this miner's DOJO_API_KEY "
                 f"({exc.detail}). {self.key_fix}"
             )
         if isinstance(exc, RateLimited):
             later = f" for {exc.retry_after:g} s" if exc.retry_after is not None else ""
-            return BackendUnavailable(f"worker platform unavailable: it rate-limited this miner{later}")
+            return _base.BackendUnavailable(f"worker platform unavailable: it rate-limited this miner{later}")
         if isinstance(exc, RequestInvalid) and what == "create":
             # 409: the idempotency key was used for another body, i.e. this request id was
             # used before for another request (the mapping was lost in a crash).
             status = 409 if exc.status_code == 409 else 422
-            return TaskRefused(f"the worker platform refused the task: {exc.detail}", status=status)
-        return BackendBroken(f"the worker platform answered unexpectedly: {exc}")
+            return _base.TaskRefused(f"the worker platform refused the task: {exc.detail}", status=status)
+        return _base.BackendBroken(f"the worker platform answered unexpectedly: {exc}")
 
 
-def _answer(result: TaskResultOut) -> Answer:
+def _answer(result: TaskResultOut) -> _base.Answer:
     submitted_at = result.updated_at or result.created_at
     if submitted_at.tzinfo is None:  # the contract's times are UTC
         submitted_at = submitted_at.replace(tzinfo=timezone.utc)
@@ -203,7 +192,7 @@ def _answer(result: TaskResultOut) -> Answer:
         if item.type in values:
             problem = f"criterion {item.type!r} answered twice"
         values[item.type] = dict(item.value)
-    return Answer(
+    return _base.Answer(
         answer_id=str(result.id),
         worker_id=result.worker_id,
         submitted_at=submitted_at,

@@ -44,19 +44,7 @@ from loguru import logger
 
 from commons.dojo_api import normalize_base_url
 from commons.protocol import CodeContent, Content, DialogueContent, FeedbackRequest, TextContent
-from dojo.miner.backends._base import (
-    Answer,
-    BackendBroken,
-    BackendError,
-    BackendMisconfigured,
-    BackendTask,
-    BackendUnavailable,
-    Capabilities,
-    TaskKey,
-    TaskRefused,
-    WorkerBackend,
-    content_kind,
-)
+from dojo.miner.backends import _base
 from template.http_body import ResponseTooLarge, capped
 
 T = TypeVar("T")
@@ -105,7 +93,7 @@ def item_body(content: Content) -> str:
     raise TypeError(f"unknown content {type(content).__name__}")
 
 
-def task_data(request: FeedbackRequest, key: TaskKey) -> dict[str, Any]:
+def task_data(request: FeedbackRequest, key: _base.TaskKey) -> dict[str, Any]:
     """The Label Studio task of a request; the validator's completion ids are the items' ids."""
     letters = "ABCDEFGHIJ"
     return {
@@ -169,11 +157,11 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-class LabelStudioBackend(WorkerBackend):
+class LabelStudioBackend(_base.WorkerBackend):
     """The Label Studio server at ``url`` under the API token ``api_key``."""
 
     name: ClassVar[str] = "label-studio"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities: ClassVar[_base.Capabilities] = _base.Capabilities(
         content_kinds=frozenset(KINDS), criteria=frozenset({"ranking"})
     )
 
@@ -248,7 +236,7 @@ class LabelStudioBackend(WorkerBackend):
 
     def refusal(self, request: FeedbackRequest) -> str | None:
         reason = super().refusal(request)
-        if reason is None and content_kind(request) is None:
+        if reason is None and _base.content_kind(request) is None:
             reason = f"this miner's worker backend ({self.name}) cannot show one task with several kinds of content"
         return reason
 
@@ -261,14 +249,14 @@ class LabelStudioBackend(WorkerBackend):
         try:
             return await asyncio.wait_for(call, CALL_DEADLINE)
         except asyncio.TimeoutError as exc:
-            raise BackendUnavailable(
+            raise _base.BackendUnavailable(
                 f"Label Studio at {self.url} did not finish {what} within {CALL_DEADLINE:g} s; "
                 "check that it runs and is not overloaded"
             ) from exc
         except ResponseTooLarge as exc:
-            raise BackendBroken(f"Label Studio at {self.url}: {exc}") from exc
+            raise _base.BackendBroken(f"Label Studio at {self.url}: {exc}") from exc
         except httpx.TransportError as exc:
-            raise BackendUnavailable(
+            raise _base.BackendUnavailable(
                 f"Label Studio at {self.url} did not answer {what} ({type(exc).__name__}: {exc}); "
                 "start it (README: Mining with Label Studio) or fix --label_studio.url (env LABEL_STUDIO_URL)"
             ) from exc
@@ -276,7 +264,7 @@ class LabelStudioBackend(WorkerBackend):
             status = exc.status_code or 0
             detail = str(exc.body)[:300]
             if status in (401, 403):
-                raise BackendMisconfigured(
+                raise _base.BackendMisconfigured(
                     f"Label Studio at {self.url} refused this miner's LABEL_STUDIO_API_KEY ({status} {detail}). "
                     f"Copy the token from {self.url}/user/account and restart the miner with it; a server "
                     "1.17 or later needs --enable-legacy-api-token for a legacy token"
@@ -284,14 +272,14 @@ class LabelStudioBackend(WorkerBackend):
             if status == 404:
                 raise
             if status == 429 or status >= 500:
-                raise BackendUnavailable(
+                raise _base.BackendUnavailable(
                     f"Label Studio at {self.url} failed {what}: {status} {detail}"
                 ) from exc
             if what == "import":
-                raise TaskRefused(f"Label Studio refused the task: {status} {detail}") from exc
-            raise BackendBroken(f"Label Studio answered {what} with {status} {detail}") from exc
+                raise _base.TaskRefused(f"Label Studio refused the task: {status} {detail}") from exc
+            raise _base.BackendBroken(f"Label Studio answered {what} with {status} {detail}") from exc
         except pydantic.ValidationError as exc:
-            raise BackendBroken(
+            raise _base.BackendBroken(
                 f"Label Studio's answer to {what} does not match the SDK's models: {exc}"
             ) from exc
 
@@ -349,7 +337,7 @@ class LabelStudioBackend(WorkerBackend):
 
     def _check_config(self, config: str | None, title: str, project_id: int) -> None:
         if (config or "").strip() != LABEL_CONFIG.strip():
-            raise BackendMisconfigured(
+            raise _base.BackendMisconfigured(
                 f"the labelling config of Label Studio project {title!r} ({project_id}) was changed, and the "
                 "miner reads rankings only from its own; restore it (docs/miner-backends.md gives it) or "
                 "rename the project so that the miner makes a new one"
@@ -357,7 +345,7 @@ class LabelStudioBackend(WorkerBackend):
 
     # --- tasks ------------------------------------------------------------------------------
 
-    async def find_task(self, project: int, key: TaskKey) -> int | None:
+    async def find_task(self, project: int, key: _base.TaskKey) -> int | None:
         """The id of the project's task for ``key``, if it was imported before."""
         query = {
             "filters": {
@@ -380,10 +368,10 @@ class LabelStudioBackend(WorkerBackend):
         )
         return ids[0] if ids else None
 
-    async def create_task(self, key: TaskKey, request: FeedbackRequest, max_results: int) -> str:
-        kind = content_kind(request)
+    async def create_task(self, key: _base.TaskKey, request: FeedbackRequest, max_results: int) -> str:
+        kind = _base.content_kind(request)
         if kind is None:
-            raise TaskRefused(self.refusal(request) or "mixed content")
+            raise _base.TaskRefused(self.refusal(request) or "mixed content")
         project = await self.project(kind, max_results)
         await self._ensure_webhook(project)
         existing = await self.find_task(project, key)
@@ -405,7 +393,7 @@ class LabelStudioBackend(WorkerBackend):
         )
         return str(task.id)
 
-    async def answers(self, task: BackendTask) -> list[Answer]:
+    async def answers(self, task: _base.BackendTask) -> list[_base.Answer]:
         from label_studio_sdk.core.api_error import ApiError
 
         try:
@@ -422,12 +410,12 @@ class LabelStudioBackend(WorkerBackend):
                 )
             return []
         annotations = [_fields(a) for a in (getattr(found, "annotations", None) or [])]
-        out: list[Answer] = []
+        out: list[_base.Answer] = []
         for a in sorted(annotations, key=lambda a: int(a.get("id") or 0)):
             cancelled = bool(a.get("was_cancelled"))
             values, problem = read_ranking(a.get("result"), task.completion_ids)
             out.append(
-                Answer(
+                _base.Answer(
                     answer_id=str(a.get("id")),
                     worker_id=f"ls-user-{a.get('completed_by')}",
                     submitted_at=_when(a.get("created_at")),
@@ -497,7 +485,7 @@ class LabelStudioBackend(WorkerBackend):
                 await self._call(
                     self.client.webhooks.create(project=project, **settings), "creating the webhook"
                 )
-        except (BackendError, ApiError) as exc:
+        except (_base.BackendError, ApiError) as exc:
             logger.warning(
                 "no Label Studio webhook for project {} ({}); its answers are read every {:g} s",
                 project,
