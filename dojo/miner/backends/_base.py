@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from commons.protocol import FeedbackRequest
 
@@ -37,12 +37,20 @@ __all__ = [
     "BackendMisconfigured",
     "BackendTask",
     "BackendUnavailable",
+    "CALL_DEADLINE",
     "Capabilities",
     "TaskKey",
     "TaskRefused",
     "WorkerBackend",
     "content_kind",
+    "within_deadline",
 ]
+
+T = TypeVar("T")
+# A bound on one whole backend call (every attempt and wait, a client's own retries included),
+# for the rare call that is slow both to connect and to answer: past it the validator gets a
+# 503 it can retry, within the endpoint's 30 s handler timeout.
+CALL_DEADLINE = 25.0
 
 
 class BackendError(Exception):
@@ -78,6 +86,15 @@ class BackendBroken(BackendError):
     """The backend answered against its contract."""
 
     status = 502
+
+
+async def within_deadline(call: Awaitable[T], late: str) -> T:
+    """What ``call`` returns, or :class:`BackendUnavailable` saying ``late`` when it takes
+    longer than :data:`CALL_DEADLINE`."""
+    try:
+        return await asyncio.wait_for(call, CALL_DEADLINE)
+    except asyncio.TimeoutError as exc:
+        raise BackendUnavailable(late) from exc
 
 
 @dataclass(frozen=True)

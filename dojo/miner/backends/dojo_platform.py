@@ -9,7 +9,6 @@ same platform task on the validator's retry. The platform itself holds each task
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from datetime import timezone
 from typing import Any, ClassVar, TypeVar
@@ -43,9 +42,6 @@ from dojo.miner.backends import _base
 # 30 s handler timeout, so the validator gets our 503 rather than a bare 504.
 PLATFORM_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=2.0)
 PLATFORM_TIMEOUT = 8.0
-# A bound on one whole platform call (every attempt and wait), for the rare attempt that is
-# slow both to connect and to answer: past it the validator gets a 503 it can retry.
-PLATFORM_DEADLINE = 25.0
 
 TITLES = {
     "code_generation": "Which program does what the prompt asks best?",
@@ -151,13 +147,12 @@ class DojoPlatformBackend(_base.WorkerBackend):
         await self._call(self.api.report_score(task.task_id, score), "score")
 
     async def _call(self, call: Awaitable[T], what: str) -> T:
+        late = (
+            f"worker platform unavailable: the platform at {self.api.base_url} did not finish "
+            f"within {_base.CALL_DEADLINE:g} s"
+        )
         try:
-            return await asyncio.wait_for(call, PLATFORM_DEADLINE)
-        except asyncio.TimeoutError as exc:
-            raise _base.BackendUnavailable(
-                f"worker platform unavailable: the platform at {self.api.base_url} did not finish "
-                f"within {PLATFORM_DEADLINE:g} s"
-            ) from exc
+            return await _base.within_deadline(call, late)
         except DojoAPIError as exc:
             raise self._error(exc, what) from exc
 

@@ -71,9 +71,6 @@ you cannot judge; a skip is never counted against you.</p>"""
 
 WEBHOOK_HEADER = "X-Dojo-Webhook-Secret"
 WEBHOOK_PATH = "/label-studio/webhook"
-# A bound on one whole call (the SDK's own retries included): past it the validator gets a
-# 503 it can retry, within the endpoint's 30 s handler timeout.
-CALL_DEADLINE = 25.0
 CALL_TIMEOUT = 10.0
 # The most a Label Studio reply may take, compressed and decoded (template.http_body). The SDK
 # reads every body whole; it is given an httpx client whose transport caps them. A task's
@@ -246,13 +243,12 @@ class LabelStudioBackend(_base.WorkerBackend):
         """One SDK call as a :class:`BackendError` when it fails; ``ApiError`` 404 passes through."""
         from label_studio_sdk.core.api_error import ApiError
 
+        late = (
+            f"Label Studio at {self.url} did not finish {what} within {_base.CALL_DEADLINE:g} s; "
+            "check that it runs and is not overloaded"
+        )
         try:
-            return await asyncio.wait_for(call, CALL_DEADLINE)
-        except asyncio.TimeoutError as exc:
-            raise _base.BackendUnavailable(
-                f"Label Studio at {self.url} did not finish {what} within {CALL_DEADLINE:g} s; "
-                "check that it runs and is not overloaded"
-            ) from exc
+            return await _base.within_deadline(call, late)
         except ResponseTooLarge as exc:
             raise _base.BackendBroken(f"Label Studio at {self.url}: {exc}") from exc
         except httpx.TransportError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -18,7 +19,7 @@ from commons.protocol import (
     TextContent,
 )
 from dojo.miner.answers import judge, worker_pseudonym_for_validators
-from dojo.miner.backends import Answer, BackendTask, TaskKey
+from dojo.miner.backends import Answer, BackendTask, BackendUnavailable, TaskKey, _base, within_deadline
 from dojo.miner.backends.dojo_platform import DojoPlatformBackend
 from dojo.miner.backends.label_studio import LabelStudioBackend, read_ranking, task_data
 from dojo.workers import ranker_result
@@ -119,6 +120,18 @@ def _request(*contents, criteria=None) -> FeedbackRequest:
         completions=[Completion(completion_id=f"c{i}", model="m", content=c) for i, c in enumerate(contents)],
         expire_at=DEADLINE,
     )
+
+
+async def test_a_backend_call_past_its_deadline_is_unavailable(monkeypatch):
+    async def answer(after: float) -> str:
+        await asyncio.sleep(after)
+        return "answered"
+
+    monkeypatch.setattr(_base, "CALL_DEADLINE", 0.05)
+    assert await within_deadline(answer(0), "late") == "answered"
+    with pytest.raises(BackendUnavailable, match="^late$") as refused:
+        await within_deadline(answer(5), "late")
+    assert refused.value.status == 503
 
 
 def test_what_a_backend_cannot_show_is_refused_with_a_reason():
