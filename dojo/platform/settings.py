@@ -107,10 +107,11 @@ class PlatformSettings(BaseModel):
         4, ge=1, description="threads running the routes' queue work on PostgreSQL (SQLite: always 1)"
     )
     hot_path_connections: int = Field(
-        16,
+        8,
         ge=1,
         description="PostgreSQL connections each server process keeps for the queue's hot path "
-        "(next task, submit), on its event loop",
+        "(next task, submit), on its event loop; more than the database server's cores can run "
+        "at once cost each call more of its CPU (docs/deployment.md)",
         json_schema_extra={"flag": "--hot-path-connections", "env": "PLATFORM_HOT_PATH_CONNECTIONS"},
     )
 

@@ -96,6 +96,22 @@ machine under other work (load average 4–10), old and new alternated:
   submission inserts a result and updates the task and the hold, each touching three or
   four indexes) and in each statement's own overhead.
 
+Cut after 0009: fewer connections. The database's CPU for the same call grows with the
+connections that run calls at once, on a machine whose two cores also run this server and
+the client: ``database_cpu_ms_per_request`` 0.45–0.48 with 3–4 connections, 0.44–0.50 with
+6, 0.48–0.54 with 8, 0.54–0.62 with 16, 0.63 with two processes of 16. What grows was not
+isolated (a ``perf`` profile of the backends is flat: hash look-ups, heap and index visits,
+executor set-up); more backends than cores likely means more of them switched out mid-call and more
+claims meeting the same soonest tasks. Too few connections starve the event loop instead
+(3–4: 814–877 submissions/s against 894–946 with 6–8). The default went from 16 to 8 a
+process. Quiet machine, 30 s runs taken in turns: one process 845 and 879/s (16) against
+946, 894 (6) and 940, 901 (8); two processes 941/s with p99 301 ms (16) against 902–1 036/s
+(8, seven runs, median 978) and 925–1 035/s (4, three runs), p99 189–222 ms. Not kept from
+the same session: a claim's spread of 8 tasks instead of 16 (two processes: 973 and 1 001
+against 978 and 1 019/s, and 3 errors), and one write of a response's head and body together
+instead of two (uvicorn writes them apart; one process: 939, 910, 911 against 958, 876,
+865/s: within the noise).
+
 Tried after 0009 and not kept, measured with ``benchmarks/platform_queue_calls.py`` (the two
 functions called as the platform calls them, one connection, one call at a time, 200 workers
 holding, 4 000 calls; CPU of the backend; quiet machine, load average 1.0):
