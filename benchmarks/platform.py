@@ -29,7 +29,9 @@ p99 latency of the submissions and of all requests (ms), errors (non-2xx other t
 "no task", and transport errors) and over-filled tasks; also the CPU one request cost the
 server and the client (ms) in the measured window, and on a PostgreSQL server on this
 machine the CPU of the server's database connections (their backend processes), and the
-machine's 1-minute load average before and after (other work on the machine shows there).
+machine's 1-minute load average before and after (other work on the machine shows there),
+and the share of the machine's CPU that was busy in the measured window with what it comes
+to a submission (everything the machine ran, the kernel's work included).
 
 With N closed-loop workers the mean latency is N / (requests per second): p99 < 100 ms
 with 200 workers needs some 3000 requests/s. Targets on 2 cores with the database server on
@@ -368,7 +370,9 @@ def _load(
     cpu_before = _cpu_seconds(server_pid)
     database_pids = backends() if backends is not None else []
     database_before = sum(process_cpu(pid) or 0.0 for pid in database_pids)
+    machine_before = _machine_cpu()
     time.sleep(max(0.0, deadline - time.time()))
+    machine_after = _machine_cpu()
     cpu_after = _cpu_seconds(server_pid)
     database_after = sum(process_cpu(pid) or 0.0 for pid in database_pids)
     parts = []
@@ -410,6 +414,13 @@ def _load(
             spent = database_after - database_before
             result["database_cpu_ms_per_request"] = round(spent * 1000 / len(requests), 2)
             result["database_connections"] = len(database_pids)
+        if machine_before is not None and machine_after is not None and counts["submissions"]:
+            # The whole machine over the measured window (kernel, the database server's own
+            # processes and anything else running included): how busy its cores were, and
+            # what that comes to a submission. Below 1.0 busy, CPU is not what bounds the run.
+            busy = machine_after[0] - machine_before[0]
+            result["machine_busy_share"] = round(busy / max(1e-9, machine_after[1] - machine_before[1]), 3)
+            result["machine_cpu_ms_per_submission"] = round(busy * 1000 / counts["submissions"], 2)
         # Over the whole run, warm-up included, as the client processes cannot split it.
         client_cpu = sum(part["cpu"] for part in parts)
         client_requests = sum(part["counts"]["all_requests"] for part in parts)
@@ -433,6 +444,19 @@ def process_cpu(pid: int) -> float | None:
         return _seconds(_stat(Path(f"/proc/{pid}")))
     except OSError:
         return None
+
+
+def _machine_cpu() -> tuple[float, float] | None:
+    """The machine's CPU seconds since boot, busy and in all, over every core (``/proc/stat``:
+    idle and I/O wait are not busy); None where there is no /proc."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
 
 
 def _cpu_seconds(pid: int) -> float | None:
