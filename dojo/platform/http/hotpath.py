@@ -112,6 +112,16 @@ against 978 and 1 019/s, and 3 errors), and one write of a response's head and b
 instead of two (uvicorn writes them apart; one process: 939, 910, 911 against 958, 876,
 865/s: within the noise).
 
+Where the remaining gap is (the benchmark's ``machine_busy_share`` and
+``machine_cpu_ms_per_submission``: the whole machine's CPU in the measured window, the
+kernel and the database server's own processes included): one process left the cores 16 %
+idle (0.84 busy) at 1.82 ms of CPU a submission, 911/s; two kept them busy (0.99–0.996) at
+2.11–2.42 ms a submission, 819–940/s in the same hour. One process is bound by the
+hand-offs between its one event loop and the database, not by CPU; a second process fills
+the idle time but spends some 0.3 ms more a submission (in that run the database 0.50 →
+0.60 ms a request, the server 0.33 → 0.37), so on 2 cores 1 000/s needs either one process that keeps the cores
+busy or two that cost what one does.
+
 Tried after 0009 and not kept, measured with ``benchmarks/platform_queue_calls.py`` (the two
 functions called as the platform calls them, one connection, one call at a time, 200 workers
 holding, 4 000 calls; CPU of the backend; quiet machine, load average 1.0):
