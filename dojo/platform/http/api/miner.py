@@ -37,7 +37,7 @@ from dojo.platform.schemas import (
     TeamMessageIn,
     TeamMessageOut,
     TeamOut,
-    wire,
+    wired,
 )
 from dojo.platform.services import auth, keys, team
 from dojo.platform.services.dashboard import MAX_PAGE_SIZE, PAGE_SIZE, TaskFilter, miner_dashboard
@@ -54,7 +54,7 @@ def miner_challenge(
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.miner_challenge(db, settings, body.hotkey)
-    return ChallengeOut.model_validate(wire(challenge, ChallengeOut))
+    return wired(challenge, ChallengeOut)
 
 
 @router.post(
@@ -128,7 +128,7 @@ def dashboard(
     filters = TaskFilter(state=status, since=since, until=until)
     with database.read_session() as db:
         view = miner_dashboard(db, miner, limit=limit, cursor=cursor, filters=filters)
-    return DashboardOut.model_validate(wire(view, DashboardOut))
+    return wired(view, DashboardOut)
 
 
 @router.get("/team", response_model=TeamOut)
@@ -137,7 +137,7 @@ def team_members(miner: CurrentMiner, database: DatabaseDep) -> TeamOut:
     their counts, times, agreement and scores; the invite links and their use."""
     with database.read_session() as db:
         view = team.team_view(db, miner)
-    return TeamOut.model_validate(wire(view, TeamOut))
+    return wired(view, TeamOut)
 
 
 @router.delete("/team/{worker_id}", status_code=204)

@@ -23,7 +23,7 @@ from commons.dojo_wire import (
 )
 from dojo.platform.errors import BadRequest, Invalid
 from dojo.platform.http.deps import ApiKeyMiner, DatabaseDep
-from dojo.platform.schemas import wire
+from dojo.platform.schemas import wired
 from dojo.platform.security import load_json
 from dojo.platform.services import tasks
 from template.validation import validation_detail
@@ -143,4 +143,4 @@ def report_score(
 def task_status(task_id: str, miner: ApiKeyMiner, database: DatabaseDep) -> TaskStatusOut:
     with database.read_session() as db:
         view = tasks.get_task_status(db, miner, task_id)
-    return TaskStatusOut.model_validate(wire(view, TaskStatusOut))
+    return wired(view, TaskStatusOut)

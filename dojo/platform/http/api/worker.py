@@ -47,6 +47,7 @@ from dojo.platform.schemas import (
     WorkerTaskListOut,
     WorkerTaskOut,
     wire,
+    wired,
 )
 from dojo.platform.schemas import WorkerTaskSummary as WorkerTaskSummaryOut
 from dojo.platform.services import auth, drafts, queue, subscriptions
@@ -72,7 +73,7 @@ def worker_challenge(
 ) -> ChallengeOut:
     with database.session() as db:
         challenge = auth.worker_challenge(db, settings, body.address)
-    return ChallengeOut.model_validate(wire(challenge, ChallengeOut))
+    return wired(challenge, ChallengeOut)
 
 
 @router.post("/login", response_model=WorkerSessionOut, dependencies=[LOGIN_RATE_LIMIT])
@@ -148,13 +149,11 @@ def worker_history(
     """This worker's own submissions, newest first."""
     with database.read_session() as db:
         entries, total = subscriptions.history(db, worker, limit=limit, offset=offset)
-    return HistoryOut(
-        results=[HistoryItem.model_validate(wire(e, HistoryItem)) for e in entries], total=total
-    )
+    return HistoryOut(results=[wired(e, HistoryItem) for e in entries], total=total)
 
 
 def _subscription_out(view: SubscriptionView) -> SubscriptionOut:
-    return SubscriptionOut.model_validate(wire(view, SubscriptionOut))
+    return wired(view, SubscriptionOut)
 
 
 @router.get("/subscriptions", response_model=SubscriptionListOut)
@@ -275,7 +274,7 @@ async def hold_task(
 
 
 def _draft_out(draft: drafts.Draft) -> DraftOut:
-    return DraftOut.model_validate(wire(draft, DraftOut))
+    return wired(draft, DraftOut)
 
 
 @router.put("/tasks/{task_id}/draft", response_model=DraftOut)
