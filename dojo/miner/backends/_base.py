@@ -88,11 +88,11 @@ class BackendBroken(BackendError):
     status = 502
 
 
-async def within_deadline(call: Awaitable[T], late: str) -> T:
+async def within_deadline(call: Awaitable[T], late: str, seconds: float = CALL_DEADLINE) -> T:
     """What ``call`` returns, or :class:`BackendUnavailable` saying ``late`` when it takes
-    longer than :data:`CALL_DEADLINE`."""
+    longer than ``seconds``."""
     try:
-        return await asyncio.wait_for(call, CALL_DEADLINE)
+        return await asyncio.wait_for(call, seconds)
     except asyncio.TimeoutError as exc:
         raise BackendUnavailable(late) from exc
 

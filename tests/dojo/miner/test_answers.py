@@ -19,7 +19,7 @@ from commons.protocol import (
     TextContent,
 )
 from dojo.miner.answers import judge, worker_pseudonym_for_validators
-from dojo.miner.backends import Answer, BackendTask, BackendUnavailable, TaskKey, _base, within_deadline
+from dojo.miner.backends import Answer, BackendTask, BackendUnavailable, TaskKey, within_deadline
 from dojo.miner.backends.dojo_platform import DojoPlatformBackend
 from dojo.miner.backends.label_studio import LabelStudioBackend, read_ranking, task_data
 from dojo.workers import ranker_result
@@ -122,15 +122,14 @@ def _request(*contents, criteria=None) -> FeedbackRequest:
     )
 
 
-async def test_a_backend_call_past_its_deadline_is_unavailable(monkeypatch):
+async def test_a_backend_call_past_its_deadline_is_unavailable():
     async def answer(after: float) -> str:
         await asyncio.sleep(after)
         return "answered"
 
-    monkeypatch.setattr(_base, "CALL_DEADLINE", 0.05)
-    assert await within_deadline(answer(0), "late") == "answered"
+    assert await within_deadline(answer(0), "late", seconds=0.05) == "answered"
     with pytest.raises(BackendUnavailable, match="^late$") as refused:
-        await within_deadline(answer(5), "late")
+        await within_deadline(answer(5), "late", seconds=0.05)
     assert refused.value.status == 503
 
 
