@@ -112,6 +112,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, "dojo platform serve")
     if isinstance(settings, int):
         return settings
+    # Each process is handed its share of the hot path's connections.
+    settings = settings.model_copy(
+        update={"hot_path_connections": settings.hot_path_connections_for(max(1, args.workers))}
+    )
     print("worker platform settings:\n" + settings.describe(), flush=True)
     database = Database(settings.database_url)
     try:

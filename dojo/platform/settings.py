@@ -24,6 +24,10 @@ from template import storage
 from template.config import ChainEndpoint, NetworkOrPath
 
 DEFAULT_DB_PATH = "~/.dojo/platform.sqlite"
+# The hot path's PostgreSQL connections for a whole server (one process, or shared among its
+# processes) when none are given: on 2 cores shared with the database server, 8 in all beat
+# 16 in all with one process and with two (dojo.platform.http.hotpath's docstring).
+HOT_PATH_CONNECTIONS = 8
 
 
 def default_database_url() -> str:
@@ -106,14 +110,22 @@ class PlatformSettings(BaseModel):
     db_threads: int = Field(
         4, ge=1, description="threads running the routes' queue work on PostgreSQL (SQLite: always 1)"
     )
-    hot_path_connections: int = Field(
-        8,
+    hot_path_connections: int | None = Field(
+        None,
         ge=1,
         description="PostgreSQL connections each server process keeps for the queue's hot path "
-        "(next task, submit), on its event loop; more than the database server's cores can run "
-        "at once cost each call more of its CPU (docs/deployment.md)",
+        f"(next task, submit), on its event loop; by default {HOT_PATH_CONNECTIONS} for a server "
+        f"of one process and {HOT_PATH_CONNECTIONS // 2} for each of several: more than the "
+        "database server's cores can run at once cost each call more of its CPU (docs/deployment.md)",
         json_schema_extra={"flag": "--hot-path-connections", "env": "PLATFORM_HOT_PATH_CONNECTIONS"},
     )
+
+    def hot_path_connections_for(self, processes: int) -> int:
+        """The hot path's connections for each of a server's ``processes``: as given, else
+        :data:`HOT_PATH_CONNECTIONS` shared among them, at least half of it each."""
+        if self.hot_path_connections is not None:
+            return self.hot_path_connections
+        return max(HOT_PATH_CONNECTIONS // 2, HOT_PATH_CONNECTIONS // processes)
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -173,7 +173,9 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     )
     # PostgreSQL: the hot path's calls on the event loop (see dojo.platform.services.pgqueue).
     postgres = (
-        None if database.is_sqlite else PostgresQueue(settings.database_url, settings.hot_path_connections)
+        None
+        if database.is_sqlite
+        else PostgresQueue(settings.database_url, settings.hot_path_connections_for(1))
     )
 
     @asynccontextmanager

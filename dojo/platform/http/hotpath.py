@@ -104,13 +104,15 @@ isolated (a ``perf`` profile of the backends is flat: hash look-ups, heap and in
 executor set-up); more backends than cores likely means more of them switched out mid-call
 and more claims meeting the same soonest tasks. Too few connections starve the event loop
 instead (3–4: 814–869 submissions/s against 894–946 with 6–8). The default went from 16 to 8
-a process. Quiet machine, 30 s runs taken in turns: one process 845 and 879/s (16) against
-946, 894 (6) and 940, 901 (8); two processes 941/s with p99 301 ms (16) against 819–1 036/s
-(8, twelve runs over the afternoon, median 957) and 890–1 035/s (4, six runs, median 922),
-p99 189–230 ms but once 427. Not kept from the same session: a claim's spread of 8 tasks
-instead of 16 (two processes: 973 and 1 001 against 978 and 1 019/s, and 3 errors), and one
-write of a response's head and body together instead of two (uvicorn writes them apart; one
-process: 939, 910, 911 against 958, 876, 865/s: within the noise).
+for one process and 4 for each of several (six pairs of two processes in turns, 4 against 8:
+919, 905, 890, 936, 929, 961 against 871, 819, 908, 872, 921, 921/s). Quiet machine, 30 s
+runs taken in turns: one process 845 and 879/s (16) against 946, 894 (6) and 940, 901 (8);
+two processes 941/s with p99 301 ms (16) against 819–1 036/s (8, twelve runs over the
+afternoon, median 957) and 890–1 035/s (4, six runs, median 922), p99 189–230 ms but once
+427. Not kept from the same session: a claim's spread of 8 tasks instead of 16 (two
+processes: 973 and 1 001 against 978 and 1 019/s, and 3 errors), and one write of a
+response's head and body together instead of two (uvicorn writes them apart; one process:
+939, 910, 911 against 958, 876, 865/s: within the noise).
 
 Where the remaining gap is (the benchmark's ``machine_busy_share`` and
 ``machine_cpu_ms_per_submission``: the whole machine's CPU in the measured window, the

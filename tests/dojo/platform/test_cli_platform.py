@@ -172,6 +172,15 @@ def test_serve_takes_the_api_docs_switch_as_flag_and_variable(workdir: Path):
     assert _resolved("serve", [], {"PLATFORM_DOCS": "true"}).docs is True
 
 
+def test_the_hot_paths_connections_are_shared_among_the_servers_processes_unless_given(workdir: Path):
+    default = _resolved("serve", [], {})
+    assert [default.hot_path_connections_for(n) for n in (1, 2, 3)] == [8, 4, 4]
+    given = _resolved("serve", ["--hot-path-connections", "6"], {})
+    assert [given.hot_path_connections_for(n) for n in (1, 2)] == [6, 6]
+    from_env = _resolved("serve", [], {"PLATFORM_HOT_PATH_CONNECTIONS": "12"})
+    assert from_env.hot_path_connections_for(2) == 12
+
+
 def test_dotenv_is_read_under_the_environment(workdir: Path):
     (workdir / ".env").write_text(
         'PUBLIC_URL="https://from-file.example"\nNETUID=9\nSUBTENSOR_NETWORK=test\n'
