@@ -125,13 +125,14 @@ def _serve(args: argparse.Namespace) -> int:
         database.dispose()
     settings = settings.model_copy(update={"migrate_on_start": False})
     if args.workers > 1:
+        from template.serving import balanced, serve_processes
+
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run(
-            "dojo.cli.platform:app_from_environment",
-            factory=True,
-            workers=args.workers,
-            **uvicorn_options(settings, args.log_level),
-        )
+        app_path = "dojo.cli.platform:app_from_environment"
+        options = uvicorn_options(settings, args.log_level)
+        if balanced():  # each process its own socket: connections spread among them
+            return serve_processes(uvicorn.Config(app_path, factory=True, **options), args.workers)
+        uvicorn.run(app_path, factory=True, workers=args.workers, **options)
         return 0
     from dojo.platform.http.app import create_app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from dojo.cli import build_parser, main
 from dojo.localnet.net import free_port
+from dojo.platform import serve_command
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import Database, current_revision, head_revision
 from template.config import resolve_args
@@ -322,3 +324,116 @@ def test_invite_on_the_host_prints_the_port_the_platform_serves_at_and_no_debug_
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
+
+
+# --- serve --workers N: every process takes its share of the connections ------------------
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _tcp(port: int) -> list[tuple[str, int, str]]:
+    """(state, accept queue length, inode) of each IPv4 socket whose local port is ``port``
+    (state 0A: listening, 01: a connection)."""
+    rows = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port:
+                rows.append((fields[3], int(fields[4].split(":")[1], 16), fields[9]))
+    return rows
+
+
+def _servers(pid: int, port: int) -> list[int]:
+    """The child processes of ``pid`` that listen on ``port``."""
+    listening = {inode for state, _, inode in _tcp(port) if state == "0A"}
+    return [child for child in _children(pid) if _socket_inodes(child) & listening]
+
+
+def _until(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc; SO_REUSEPORT balances on Linux")
+def test_every_server_process_takes_its_share_of_a_burst_of_connections(tmp_path: Path, chain):
+    """A team of workers connecting at once, while one of the two server processes is busy:
+    when it comes back, it serves its share of the connections instead of the first process
+    having taken them all (which it did while both accepted from one socket)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *serve_command(tmp_path / "served.sqlite", port, chain.directory, chain.netuid),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    clients: list[socket.socket] = []
+    try:
+        _wait_for_health(process, port)
+        _until(lambda: len(_servers(process.pid, port)) == 2, "two server processes listening")
+        servers = _servers(process.pid, port)
+        first, second = servers
+        os.kill(second, signal.SIGSTOP)
+        try:
+            for _ in range(64):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=30))
+
+            def first_has_accepted_its_queue() -> bool:
+                mine = _socket_inodes(first)
+                return all(
+                    queued == 0 for state, queued, inode in _tcp(port) if state == "0A" and inode in mine
+                )
+
+            _until(first_has_accepted_its_queue, "the first process accepted what was queued for it")
+        finally:
+            os.kill(second, signal.SIGCONT)
+        request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        for client in clients:
+            client.sendall(request)
+        for client in clients:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200"), "every connection is answered"
+        held = {pid: _socket_inodes(pid) for pid in servers}
+        connections = [inode for state, _, inode in _tcp(port) if state == "01"]
+        shares = {pid: sum(inode in held[pid] for inode in connections) for pid in servers}
+        assert sum(shares.values()) == 64, shares
+        # The kernel hashes each connection to a process's socket: an even split is likeliest,
+        # fewer than 10 of 64 on either side has a chance of some 4e-9.
+        assert min(shares.values()) >= 10, shares
+
+        # A process killed is started again on the same socket, and what reaches that
+        # socket meanwhile waits for it rather than being refused.
+        os.kill(second, signal.SIGKILL)
+        _until(lambda: second not in _children(process.pid), "the killed process is reaped")
+        late = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(16)]
+        clients.extend(late)
+        for client in late:
+            client.sendall(request)
+        for client in late:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200"), "every new connection is answered"
+        assert len(_servers(process.pid, port)) == 2
+    finally:
+        for client in clients:
+            client.close()
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0, output
