@@ -4,8 +4,8 @@ serve`` in its own process."""
 
 from __future__ import annotations
 
+import http.client
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -52,7 +52,7 @@ def serve_platform(
     database_url: str, chain_dir: Path, port: int, processes: int | None = None
 ) -> subprocess.Popen[bytes]:
     """The platform on ``database_url`` (already migrated) at 127.0.0.1:``port``, with
-    ``processes`` uvicorn workers (its default when None), once it accepts connections;
+    ``processes`` server processes (its default when None), once it answers;
     RuntimeError with its stderr when it exits first, or after 120 s."""
     from dojo.platform import serve_command
 
@@ -67,10 +67,16 @@ def serve_platform(
             raise RuntimeError(
                 f"the platform exited: {process.stderr.read().decode() if process.stderr else ''}"
             )
+        # Answered, not only connected: the processes' sockets accept before their apps serve.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
                 return process
-        except OSError:
-            time.sleep(0.2)
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.2)
     process.kill()
     raise RuntimeError("the platform did not start within 120 s")
