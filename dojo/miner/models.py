@@ -4,7 +4,8 @@
 table                  one row per
 =====================  ==================================================================
 ``miner_tasks``        (validator hotkey, request id) the miner accepted: the platform
-                       task it became, a hash of the request, when results went back
+                       task it became, a hash of the request, when results went back,
+                       when it left the workers' reach after its deadline
 ``validator_scores``   (validator hotkey, request id) a validator scored; a repeat
                        overwrites the score
 ``miner_answers``      answer a backend reported for a task, judged once by the miner's
@@ -63,6 +64,9 @@ class MinerTask(Base):
     # (None: a task from before backends were recorded; the setting of the day applies).
     backend: Mapped[str] = mapped_column(String(32), server_default="dojo")
     max_results: Mapped[int | None] = mapped_column(Integer)
+    # When the task, past its deadline and its answers read a last time, was taken out of
+    # the workers' reach on its backend (None: still there, or a backend that needs none).
+    withdrawn_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("validator_hotkey", "request_id", name="uq_miner_tasks_validator_request"),

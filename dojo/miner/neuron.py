@@ -31,7 +31,11 @@ Every mapping is on disk before the miner replies. A miner killed between the ba
 create and that write is still safe: each backend's create is idempotent on the validator
 and the request id, so the validator's retry gets the same task. Every answer a backend
 reports is judged once and pinned (:mod:`dojo.miner.answers`); a backend that asks for it
-(Label Studio) has its open tasks' answers read on an interval as well.
+(Label Studio) has its open tasks' answers read on an interval as well, and each task, once
+its deadline has passed, read a last time and then withdrawn from the workers' reach
+(:meth:`~dojo.miner.backends.WorkerBackend.withdraw`); a task withdrawn is answered from what
+was pinned, without asking the backend. Deadlines and waits are kept by the neuron's
+:class:`~template.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -64,11 +68,19 @@ from commons.protocol import (
     WorkerResult,
 )
 from dojo.miner.answers import Verdict, judge, worker_pseudonym_for_validators
-from dojo.miner.backends import BackendError, BackendTask, TaskKey, WorkerBackend, open_backend
+from dojo.miner.backends import (
+    BackendError,
+    BackendMisconfigured,
+    BackendTask,
+    BackendUnavailable,
+    TaskKey,
+    WorkerBackend,
+    open_backend,
+)
 from dojo.miner.backends.dojo_platform import platform_completion, platform_task_data
 from dojo.miner.config import MinerConfig
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
-from template.clock import utcnow
+from template.clock import Clock, utcnow
 from template.failpoints import failpoint
 from template.log import quoted
 from template.neuron import BaseNeuron, StartupError
@@ -80,6 +92,12 @@ SCORE_REPORT_DEADLINE = 25.0
 # A task must leave the workers some time, and the platform keeps tasks at most 5 days.
 MIN_LEAD_TIME = timedelta(seconds=10)
 MAX_LIFETIME = timedelta(days=5)
+# A task is withdrawn from a polled backend this long after its deadline, so that the last
+# read sees an answer given just before it that the backend was still writing, or that a
+# backend clock a little behind the miner's stamped before the deadline.
+WITHDRAW_DELAY = timedelta(seconds=30)
+# The most tasks withdrawn in one round; the rest wait for the next.
+WITHDRAW_BATCH = 100
 
 
 # --- pure mappings ------------------------------------------------------------------------
@@ -197,6 +215,13 @@ class _KeyedLocks:
 class MinerNeuron(BaseNeuron[MinerConfig]):
     neuron_type = "miner"
 
+    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any):
+        """:class:`BaseNeuron`'s arguments, and the clock the deadlines of the miner's tasks and
+        the waits of its polling are kept by (a test hands an AdjustableClock to pass a
+        deadline without sleeping through it)."""
+        self.clock = clock or Clock()
+        super().__init__(*args, **kwargs)
+
     def setup(self) -> None:
         self.server.protocol_version = PROTOCOL_VERSION
         config = self.config
@@ -256,7 +281,8 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
 
     async def _backend_loop(self) -> None:
         """Start the backend; for one that asks for it, read its open tasks' answers on its
-        interval or sooner when it hints that answers came."""
+        interval or sooner when it hints that answers came, and withdraw the tasks whose
+        deadline has passed."""
         try:
             await self.backend.start()
         except Exception as exc:  # a hint listener that cannot start must not stop the polling
@@ -268,20 +294,29 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
             return
         while not self.stop_event.is_set():
             await self.poll_open_tasks()
-            waits = [
-                asyncio.ensure_future(self.stop_event.wait()),
-                asyncio.ensure_future(self.backend.hint.wait()),
-            ]
-            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
-            self.backend.hint.clear()
+            # The rest is counted from this reading of the clock, so that a clock moved on
+            # while the withdrawals run ends it at once.
+            now = self.clock.now()
+            await self.withdraw_expired_tasks(now)
+            await self._rest_until(now + timedelta(seconds=interval))
+
+    async def _rest_until(self, due: datetime) -> None:
+        """Until ``due`` by the miner's clock, the stop, or the backend's hint that answers came."""
+
+        async def rest() -> None:
+            await self.clock.wait((due - self.clock.now()).total_seconds(), self.stop_event)
+
+        waits = [asyncio.ensure_future(rest()), asyncio.ensure_future(self.backend.hint.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        self.backend.hint.clear()
 
     async def poll_open_tasks(self) -> int:
         """Judge and pin the new answers of every open task not yet full; the answers pinned."""
         if self.backend.problem():
             return 0
-        tasks = await asyncio.to_thread(self.store.open_tasks, self.backend.name, utcnow())
+        tasks = await asyncio.to_thread(self.store.open_tasks, self.backend.name, self.clock.now())
         pinned = 0
         for stored in tasks:
             key = TaskKey(stored.validator_hotkey, stored.request_id)
@@ -295,14 +330,58 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
                 break
         return pinned
 
+    async def withdraw_expired_tasks(self, now: datetime | None = None) -> int:
+        """Read each task :data:`WITHDRAW_DELAY` past its deadline a last time, pinning its
+        answers, then take it out of the workers' reach (:meth:`WorkerBackend.withdraw`) and
+        note so: it is neither read nor withdrawn again. A task whose read or withdrawal
+        fails stays as it is and is tried again in the next round. The tasks withdrawn."""
+        if self.backend.problem():
+            return 0
+        before = (now or self.clock.now()) - WITHDRAW_DELAY
+        tasks = await asyncio.to_thread(self.store.expired_tasks, self.backend.name, before, WITHDRAW_BATCH)
+        withdrawn = 0
+        for stored in tasks:
+            try:
+                async with self._locks.hold(TaskKey(stored.validator_hotkey, stored.request_id)):
+                    verdicts = await self._collect(stored)
+                    await self.backend.withdraw(backend_task(stored, self.config.task_max_results))
+                    await asyncio.to_thread(
+                        self.store.mark_withdrawn,
+                        stored.validator_hotkey,
+                        stored.request_id,
+                        self.clock.now(),
+                    )
+            except BackendError as exc:
+                logger.warning(
+                    "request {} ({} task {}): past its deadline, but not withdrawn ({}); tried again in the next round",
+                    stored.request_id,
+                    self.backend.name,
+                    quoted(stored.dojo_task_id),
+                    quoted(exc),
+                )
+                if isinstance(exc, (BackendUnavailable, BackendMisconfigured)):
+                    break  # the same for every task: the next round tries them all again
+                continue
+            withdrawn += 1
+            logger.info(
+                "request {} ({} task {}): due {}, read a last time and taken out of the annotators' reach; "
+                "{} answers counted",
+                stored.request_id,
+                self.backend.name,
+                quoted(stored.dojo_task_id),
+                stored.expire_at.isoformat(),
+                sum(v.counted for v in verdicts),
+            )
+        return withdrawn
+
     async def _collect(self, stored: StoredTask) -> list[Verdict]:
         """Every verdict pinned for the task, after reading the backend's new answers when the
-        task still wants some. Call under the task's lock."""
+        task still wants some and is still on the backend. Call under the task's lock."""
         task = backend_task(stored, self.config.task_max_results)
         pinned = await asyncio.to_thread(
             self.store.pinned_answers, stored.validator_hotkey, stored.request_id
         )
-        if sum(v.counted for v in pinned) >= task.max_results:
+        if stored.withdrawn_at is not None or sum(v.counted for v in pinned) >= task.max_results:
             return pinned
         answers = await self.backend.answers(task)
         new = judge(task, answers, pinned, self.worker_secret)
@@ -346,7 +425,7 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
                 # Checked before the deadline: a repeat gets its stored reply even when the
                 # deadline is now close.
                 return self._stored_reply(stored, digest, request, caller)
-            check_expiry(request.expire_at)
+            check_expiry(request.expire_at, self.clock.now())
             self._require_backend()
             refusal = self.backend.refusal(request)
             if refusal is not None:
@@ -429,7 +508,7 @@ class MinerNeuron(BaseNeuron[MinerConfig]):
         async with self._locks.hold(TaskKey(caller.hotkey, request.request_id)):
             pinned = await asyncio.to_thread(self.store.pinned_answers, caller.hotkey, request.request_id)
             task = backend_task(stored, self.config.task_max_results)
-            if sum(v.counted for v in pinned) < task.max_results:
+            if sum(v.counted for v in pinned) < task.max_results and stored.withdrawn_at is None:
                 self._require_backend()
             try:
                 verdicts = await self._collect(stored)

@@ -66,6 +66,7 @@ class StoredTask:
     results_returned: int | None
     backend: str = "dojo"
     max_results: int | None = None
+    withdrawn_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def _stored(row: MinerTask) -> StoredTask:
         results_returned=row.results_returned,
         backend=row.backend,
         max_results=row.max_results,
+        withdrawn_at=row.withdrawn_at,
     )
 
 
@@ -203,6 +205,30 @@ class MinerStore:
                 .limit(limit)
             ).scalars()
             return [_stored(row) for row in rows]
+
+    def expired_tasks(self, backend: str, before: datetime, limit: int = 100) -> list[StoredTask]:
+        """The tasks on ``backend`` due before ``before`` and not yet withdrawn, earliest due first."""
+        with Session(self.engine) as db, db.begin():
+            rows = db.execute(
+                select(MinerTask)
+                .where(
+                    MinerTask.backend == backend,
+                    MinerTask.expire_at < before,
+                    MinerTask.withdrawn_at.is_(None),
+                )
+                .order_by(MinerTask.expire_at, MinerTask.id)
+                .limit(limit)
+            ).scalars()
+            return [_stored(row) for row in rows]
+
+    def mark_withdrawn(self, validator_hotkey: str, request_id: str, at: datetime | None = None) -> None:
+        """Note that the task left its workers' reach: it is not read nor withdrawn again."""
+        with Session(self.engine) as db, db.begin():
+            db.execute(
+                update(MinerTask)
+                .where(MinerTask.validator_hotkey == validator_hotkey, MinerTask.request_id == request_id)
+                .values(withdrawn_at=at or utcnow())
+            )
 
     # --- answers -------------------------------------------------------------------------
 

@@ -182,7 +182,8 @@ class WorkerBackend(ABC):
 
     ``name`` is the ``--worker_platform`` value that selects it. ``poll_interval`` (seconds)
     asks the miner to read the answers of its open tasks on that interval, for a backend
-    whose answers must be pinned as they come (None: read them only when a validator asks).
+    whose answers must be pinned as they come (None: read them only when a validator asks),
+    and to :meth:`withdraw` each task once its deadline has passed.
     """
 
     name: ClassVar[str]
@@ -227,3 +228,13 @@ class WorkerBackend(ABC):
 
     async def report_score(self, task: BackendTask, score: float) -> None:  # noqa: B027 - optional
         """Tell the backend the validator's score for the task (default: nothing to tell)."""
+
+    async def withdraw(self, task: BackendTask) -> None:  # noqa: B027 - optional
+        """Take ``task`` out of the workers' reach for good: its deadline has passed and the
+        miner has read and pinned its answers a last time, so nothing given later can count.
+
+        Called once a task is past its deadline, for a backend with a ``poll_interval``; the
+        miner reads the task no more afterwards. A task already gone counts as withdrawn. The
+        default does nothing: for a backend that stops serving a task at its deadline itself
+        (the Dojo platform).
+        """

@@ -19,12 +19,19 @@ environment of its own) and this backend drives it through the official SDK
 - **Polling**: the miner reads its open tasks every ``poll_interval`` seconds; with a webhook
   port, Label Studio's ``ANNOTATION_CREATED`` webhook (with the secret header; Label Studio
   signs nothing, tries once, waits 1 s) makes it read them at once. The webhook is only a hint.
+- **Deadlines**: Label Studio has none, and would serve a task to its annotators long after
+  the miner could deliver a ranking of it. Once a task's deadline has passed (by 30 s, for
+  answers still being written), the miner reads it a last time, pinning its answers, and
+  then :meth:`LabelStudioBackend.withdraw` deletes it, with its annotations: deleting is the
+  community edition's one way to take a task out of both the label stream and the Data
+  Manager. The miner notes it and never reads it again; the validator gets what was pinned.
+  A deletion that fails (Label Studio down) is logged and tried again each poll.
 
 Failures, as the validator and the operator see them: Label Studio down or slow → 503 and
 a log line saying to start it; a token it refuses → 503 naming ``LABEL_STUDIO_API_KEY``; a
 project whose labelling config was changed → 503 saying how to restore it; a project or
-task deleted → that task's answers are lost (an empty result) and the log says so, and new
-tasks go to a new project.
+task deleted by hand before its deadline → that task's answers not yet read are lost (the
+result holds those already pinned) and the log says so, and new tasks go to a new project.
 """
 
 from __future__ import annotations
@@ -400,7 +407,7 @@ class LabelStudioBackend(_base.WorkerBackend):
                 self._gone.add(task.task_id)
                 logger.error(
                     "Label Studio task {} (request {}) is gone: it or its project was deleted; its answers "
-                    "are lost and the validator gets none",
+                    "not read before are lost",
                     task.task_id,
                     task.key.request_id,
                 )
@@ -422,6 +429,16 @@ class LabelStudioBackend(_base.WorkerBackend):
                 )
             )
         return out
+
+    async def withdraw(self, task: _base.BackendTask) -> None:
+        """Delete the task (and the annotations in it, which the miner has pinned): Label Studio
+        knows no deadline, and deleting is the community edition's one way to stop its label
+        stream and its Data Manager from serving a task. A task already gone is withdrawn."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        with contextlib.suppress(ApiError):  # 404: deleted before (by hand, or before a crash)
+            await self._call(self.client.tasks.delete(id=task.task_id), "deleting a task")
+        self._gone.discard(task.task_id)
 
     # --- the webhook ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ Everything is real: one Label Studio server for the session (``label_studio`` in
 tests/conftest.py, its own venv, SQLite, loopback, no call home), the miner's signed
 endpoint and SQLite store, validators' wallets on a LocalChain, and simulated annotators
 that sign up on Label Studio's pages and annotate through its HTTP API as its web UI does.
+A deadline is passed by moving the miner's clock (``AdjustableClock``), not slept through.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,15 @@ from commons.protocol import (
     TaskResultRequest,
 )
 from dojo.miner.backends.label_studio import LABEL_CONFIG, WEBHOOK_HEADER
+from dojo.miner.config import MinerConfig
+from dojo.miner.neuron import MinerNeuron
 from dojo.workers import Behaviour, LabelStudioAnnotator
+from template.chain.local import LocalChain
+from template.clock import AdjustableClock
+from template.config import resolve
 from template.transport import Status, Target
 from template.wallets import create_wallet
+from tests.dojo.live_platform import NETUID
 from tests.dojo.miner.test_neuron import (
     ROOT,
     call,
@@ -118,6 +125,38 @@ def log_lines(fragment: str) -> Iterator[list[str]]:
     sink = logger.add(lines.append, format="{message}", filter=lambda r: fragment in r["message"])
     try:
         yield lines
+    finally:
+        logger.remove(sink)
+
+
+@contextlib.asynccontextmanager
+async def clocked_miner(
+    net, miner: LSMiner, data_dir: Path, clock: AdjustableClock, extra: tuple[str, ...]
+) -> AsyncIterator[Target]:
+    """A Label Studio miner on the test's loop keeping its deadlines by ``clock``."""
+    port = free_port()
+    config = resolve(
+        MinerConfig, [*miner_flags(net, miner, data_dir, port), *extra], environ={}, env_file=None
+    )
+    chain = LocalChain(net.chain_dir, netuid=NETUID)
+    neuron = MinerNeuron(config, chain=chain, block_poll_interval=0.2, clock=clock)
+    running = asyncio.create_task(neuron.run())
+    try:
+        target = Target(hotkey=miner.hotkey, url=f"http://127.0.0.1:{port}", uid=neuron.uid)
+        await wait_until_serving(target, net.validator)
+        yield target
+    finally:
+        neuron.request_stop()
+        await asyncio.wait_for(running, 20)
+
+
+@contextlib.contextmanager
+def said(fragment: str) -> Iterator[asyncio.Event]:
+    """An event set when the log says ``fragment``."""
+    event = asyncio.Event()
+    sink = logger.add(lambda _: event.set(), filter=lambda r: fragment in r["message"])
+    try:
+        yield event
     finally:
         logger.remove(sink)
 
@@ -358,9 +397,7 @@ async def test_the_webhook_makes_the_miner_read_answers_at_once_and_needs_its_se
                     break
                 await asyncio.sleep(0.1)
             assert wrong.status_code == 401
-        counted = asyncio.Event()
-        sink = logger.add(lambda _: counted.set(), filter=lambda r: "counted answer" in r["message"])
-        try:
+        with said("counted answer") as counted:
             [task] = await asyncio.to_thread(project_tasks, label_studio, ls_miner)
             async with httpx.AsyncClient(base_url=label_studio.url, timeout=30) as http:
                 person = annotator(label_studio, ls_miner, "hooked")
@@ -370,7 +407,79 @@ async def test_the_webhook_makes_the_miner_read_answers_at_once_and_needs_its_se
                 assert (await person.submit(http, served, cids, 3.0)).status_code == 201
             # Polling is every 600 s: only the webhook can make the miner read it this soon.
             await asyncio.wait_for(counted.wait(), 60)
-        finally:
-            logger.remove(sink)
     hooks = await asyncio.to_thread(lambda: sdk(label_studio).webhooks.list())
     assert any(h.url == hook and h.headers.get(WEBHOOK_HEADER) == secret for h in hooks)
+
+
+async def test_a_task_past_its_deadline_is_read_once_more_then_leaves_label_studio_and_its_answers_are_kept(
+    net, ls_miner, label_studio, tmp_path
+):
+    clock = AdjustableClock()
+    request = feedback_request()  # due in an hour
+    a, b, c = (x.completion_id for x in request.completions)
+    # Polling every 600 s: after the import, only the read at the deadline sees the answers.
+    extra = ls_flags(label_studio, ls_miner, poll=600)
+    async with clocked_miner(net, ls_miner, tmp_path / "data", clock, extra) as target:
+        assert (await call(net.validator, target, request, FeedbackReply)).ok
+        [task] = await asyncio.to_thread(project_tasks, label_studio, ls_miner)
+        first, second, late, fresh = (annotator(label_studio, ls_miner, f"due{i}") for i in range(4))
+        async with httpx.AsyncClient(base_url=label_studio.url, timeout=30) as http:
+            for person in (first, second, late, fresh):
+                await person.join(http)
+            for person, order in ((first, [b, a, c]), (second, [b, c, a])):
+                served = await person.next_task(http, task.project)
+                assert served is not None and served["id"] == task.id
+                assert (await person.submit(http, served, order, 20.0)).status_code == 201
+            # The third annotator has it open when the deadline passes.
+            opened = await late.next_task(http, task.project)
+            assert opened is not None and opened["id"] == task.id
+            with said("out of the annotators' reach") as withdrawn:
+                clock.advance(3600 + 60)
+                await asyncio.wait_for(withdrawn.wait(), 60)
+            # Label Studio serves it to nobody, lists it no more, and takes no answer for it.
+            assert await late.next_task(http, task.project) is None
+            assert await fresh.next_task(http, task.project) is None
+            assert (await late.submit(http, opened, [a, b, c], 3700.0)).status_code == 404
+        assert await asyncio.to_thread(project_tasks, label_studio, ls_miner) == []
+        outcome = await call(
+            net.validator, target, TaskResultRequest(request_id=request.request_id), TaskResultReply
+        )
+    assert outcome.ok, outcome.detail
+    got = sorted(tuple(sorted(r.values, key=r.values.get)) for r in outcome.reply.results)
+    assert got == [(b, a, c), (b, c, a)]
+
+
+async def test_label_studio_down_at_the_deadline_keeps_the_task_until_it_is_back_and_loses_no_answer(
+    net, ls_miner, label_studio, tmp_path
+):
+    clock = AdjustableClock()
+    request = feedback_request()
+    cids = [x.completion_id for x in request.completions]
+    extra = ls_flags(label_studio, ls_miner, poll=600)
+    async with clocked_miner(net, ls_miner, tmp_path / "data", clock, extra) as target:
+        assert (await call(net.validator, target, request, FeedbackReply)).ok
+        [task] = await asyncio.to_thread(project_tasks, label_studio, ls_miner)
+        person = annotator(label_studio, ls_miner, "before-the-stop")
+        async with httpx.AsyncClient(base_url=label_studio.url, timeout=30) as http:
+            await person.join(http)
+            served = await person.next_task(http, task.project)
+            assert (await person.submit(http, served, cids, 9.0)).status_code == 201
+        await asyncio.to_thread(label_studio.stop)
+        try:
+            with said("tried again") as failed:
+                clock.advance(3600 + 60)
+                await asyncio.wait_for(failed.wait(), 60)
+        finally:
+            await asyncio.to_thread(label_studio.start)
+            await asyncio.to_thread(label_studio.wait_ready)
+        assert [t.id for t in await asyncio.to_thread(project_tasks, label_studio, ls_miner)] == [task.id]
+        with said("out of the annotators' reach") as withdrawn:
+            clock.advance(600)  # the next round
+            await asyncio.wait_for(withdrawn.wait(), 60)
+        assert await asyncio.to_thread(project_tasks, label_studio, ls_miner) == []
+        outcome = await call(
+            net.validator, target, TaskResultRequest(request_id=request.request_id), TaskResultReply
+        )
+    assert outcome.ok and [r.values for r in outcome.reply.results] == [
+        {cid: float(rank) for rank, cid in enumerate(cids, start=1)}
+    ], outcome.detail

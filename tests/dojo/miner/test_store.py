@@ -75,7 +75,7 @@ def test_the_database_is_the_configured_url_else_a_file_in_the_data_dir(tmp_path
 def test_the_schema_comes_from_the_migration_and_matches_the_models(url):
     store = MinerStore(url)
     try:
-        assert current_revision(store.engine) == head_revision(MIGRATIONS_DIR) == "0002"
+        assert current_revision(store.engine) == head_revision(MIGRATIONS_DIR) == "0003"
         assert set(inspect(store.engine).get_table_names()) == {
             "alembic_version",
             "miner_tasks",
@@ -114,10 +114,11 @@ def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are
     store = MinerStore(url)  # migrates to head with the old row in place
     try:
         old = store.find_task("5V", "old")
-        assert old is not None and (old.backend, old.max_results, old.completion_ids) == (
+        assert old is not None and (old.backend, old.max_results, old.completion_ids, old.withdrawn_at) == (
             "dojo",
             None,
             ("c1", "c2"),
+            None,
         )
         store.save_task(
             validator_hotkey="5V", request_id="new", dojo_task_id="42", request_hash="h2", completion_ids=["a", "b"],
@@ -146,6 +147,37 @@ def test_tasks_from_before_worker_backends_migrate_as_dojo_tasks_and_answers_are
         assert (pinned[0].rationale, pinned[1].rationale) == ("it runs", None)
     finally:
         store.close()
+
+
+def test_a_task_past_its_deadline_is_listed_for_withdrawal_once_and_only_on_its_backend(url):
+    store = MinerStore(url)
+    try:
+        for request_id, backend, due in (
+            ("late", "label-studio", EXPIRE),
+            ("early", "label-studio", EXPIRE - timedelta(hours=2)),
+            ("later", "label-studio", EXPIRE + timedelta(hours=1)),
+            ("platform", "dojo", EXPIRE - timedelta(hours=3)),
+        ):
+            store.save_task(
+                validator_hotkey="5V", request_id=request_id, dojo_task_id=request_id, request_hash="h",
+                completion_ids=["a", "b"], criteria_types=["ranking"], expire_at=due, backend=backend,
+            )  # fmt: skip
+        after = EXPIRE + timedelta(seconds=1)
+        assert [t.request_id for t in store.expired_tasks("label-studio", after)] == ["early", "late"]
+        assert [t.request_id for t in store.expired_tasks("label-studio", EXPIRE)] == ["early"]
+        assert [t.request_id for t in store.expired_tasks("label-studio", after, limit=1)] == ["early"]
+        assert store.find_task("5V", "early").withdrawn_at is None
+        store.mark_withdrawn("5V", "early", at=after)
+        assert [t.request_id for t in store.expired_tasks("label-studio", after)] == ["late"]
+        assert store.find_task("5V", "early").withdrawn_at == after
+        assert [t.request_id for t in store.expired_tasks("dojo", after)] == ["platform"]
+    finally:
+        store.close()
+    reopened = MinerStore(url)
+    try:
+        assert reopened.find_task("5V", "early").withdrawn_at == EXPIRE + timedelta(seconds=1)
+    finally:
+        reopened.close()
 
 
 def test_everything_survives_reopening(url):
