@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -130,16 +131,27 @@ def miner_flags(net: Net, account: MinerAccount, data_dir: Path, port: int) -> l
     ]  # fmt: skip
 
 
+# Bounds on waits for an event, not the time it should take: a miner process starting on a
+# busy machine may take tens of seconds to import and open its port.
+START_WITHIN = 180.0
+STOP_WITHIN = 60.0
+# An HTTP call of the test's own to the platform on loopback: only a hang takes this long.
+HTTP_TIMEOUT = 30.0
+
+
 async def wait_until_serving(target: Target, validator: Any, process: subprocess.Popen | None = None) -> None:
-    async with SignedClient(validator.hotkey, timeout=2) as client:
-        for _ in range(300):
+    """Until the miner answers a heartbeat (its port refuses connections before that)."""
+    deadline = time.monotonic() + START_WITHIN
+    async with SignedClient(validator.hotkey, timeout=10) as client:
+        while True:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"the miner exited with {process.returncode}")
             outcome = await client.call(target, Heartbeat(), HeartbeatReply)
             if outcome.ok:
                 return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the miner at {target.url} did not answer a heartbeat: {outcome.detail}")
             await asyncio.sleep(0.05)
-    raise TimeoutError(f"the miner at {target.url} did not answer a heartbeat")
 
 
 @contextlib.asynccontextmanager
@@ -168,7 +180,7 @@ async def running_miner(
         yield target
     finally:
         neuron.request_stop()
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(task, STOP_WITHIN)
 
 
 def feedback_request(
@@ -204,7 +216,9 @@ async def call(validator: Any, target: Target, request: Any, reply_model: type) 
 def dashboard(net: Net, account: MinerAccount) -> dict[str, Any]:
     """The miner's tasks as the platform itself reports them."""
     response = httpx.get(
-        f"{net.platform.url}/api/v1/miner/dashboard", headers={"authorization": f"Bearer {account.token}"}
+        f"{net.platform.url}/api/v1/miner/dashboard",
+        headers={"authorization": f"Bearer {account.token}"},
+        timeout=HTTP_TIMEOUT,
     )
     response.raise_for_status()
     return response.json()
@@ -212,7 +226,7 @@ def dashboard(net: Net, account: MinerAccount) -> dict[str, Any]:
 
 def worker_view(net: Net, account: MinerAccount, task_id: str) -> dict[str, Any]:
     """The task as a worker subscribed to the miner sees it in the web UI's API."""
-    with httpx.Client(base_url=net.platform.url) as http:
+    with httpx.Client(base_url=net.platform.url, timeout=HTTP_TIMEOUT) as http:
         worker = sign_in_worker(http)
         http.post(
             "/api/v1/worker/subscriptions",
@@ -293,14 +307,14 @@ async def test_a_request_becomes_one_platform_task_and_repeats_get_the_same_repl
 
 
 async def test_deadlines_the_platform_would_refuse_are_422(net, account, tmp_path):
-    now = utcnow()
     async with running_miner(net, account, tmp_path / "data") as target:
-        for expire_at, problem in (
-            (now - timedelta(minutes=1), "in the past"),
-            (now + timedelta(seconds=3), "less than 10 s ahead"),
-            (now + timedelta(days=6), "more than 5 days ahead"),
+        for ahead, problem in (
+            (timedelta(minutes=-1), "in the past"),
+            # From the moment it is sent: still ahead when it arrives unless the call hangs.
+            (timedelta(seconds=9.5), "less than 10 s ahead"),
+            (timedelta(days=6), "more than 5 days ahead"),
         ):
-            request = feedback_request(expire_at=expire_at)
+            request = feedback_request(expire_at=utcnow() + ahead)
             outcome = await call(net.validator, target, request, FeedbackReply)
             assert outcome.http_status == 422 and problem in outcome.detail, outcome.detail
             assert (
@@ -357,7 +371,7 @@ def _work(
     rationale: str | None = None,
 ) -> str:
     """A worker logs in (EIP-191), subscribes, takes the task and submits; returns its platform id."""
-    with httpx.Client(base_url=platform_url, timeout=30) as http:
+    with httpx.Client(base_url=platform_url, timeout=HTTP_TIMEOUT) as http:
         worker = sign_in_worker(http)
         http.post(
             "/api/v1/worker/subscriptions",
@@ -522,7 +536,7 @@ async def test_a_score_reaches_the_platform_for_the_workers_who_answered(net, ac
 
     def work(task_id: str) -> dict[str, str]:
         """A worker ranks the task on the platform; returns its credentials."""
-        with httpx.Client(base_url=net.platform.url, timeout=30) as http:
+        with httpx.Client(base_url=net.platform.url, timeout=HTTP_TIMEOUT) as http:
             worker = sign_in_worker(http)
             http.post(
                 "/api/v1/worker/subscriptions",
@@ -546,7 +560,7 @@ async def test_a_score_reaches_the_platform_for_the_workers_who_answered(net, ac
         ack = await call(net.validator, target, scored, Ack)
         assert ack.ok, ack.detail
     # The miner reports the score after its Ack, and stops only once the report is through.
-    async with httpx.AsyncClient(base_url=net.platform.url) as http:
+    async with httpx.AsyncClient(base_url=net.platform.url, timeout=HTTP_TIMEOUT) as http:
         history = (await http.get("/api/v1/worker/history", headers=worker)).json()["results"]
     assert [(h["taskId"], h["validatorScore"]) for h in history] == [(task_id, 0.625)]
     assert {t["id"]: t["score"] for t in dashboard(net, account)["tasks"]} == {task_id: 0.625}
@@ -602,7 +616,7 @@ async def test_a_miner_killed_after_the_platform_created_the_task_gets_that_task
         await wait_until_serving(target, net.validator, first)
         lost = await call(net.validator, target, request, FeedbackReply)
         assert lost.status is Status.REFUSED, (lost.status, lost.detail)  # the connection died with the miner
-        assert await asyncio.to_thread(first.wait, 20) == -signal.SIGKILL
+        assert await asyncio.to_thread(first.wait, STOP_WITHIN) == -signal.SIGKILL
     finally:
         if first.poll() is None:
             first.kill()
@@ -621,7 +635,7 @@ async def test_a_miner_killed_after_the_platform_created_the_task_gets_that_task
         assert retried.ok, retried.detail
     finally:
         second.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(second.wait, 20)
+        code = await asyncio.to_thread(second.wait, STOP_WITHIN)
     assert code == 0, (tmp_path / "second.log").read_text()[-2000:]
     board = await asyncio.to_thread(dashboard, net, account)
     assert board["totalTasks"] == 1 and [t["id"] for t in board["tasks"]] == [retried.reply.dojo_task_id]

@@ -4,6 +4,11 @@ The test of a platform run as replicas: each replica is the real command in a pr
 its own, HAProxy (Debian's package) balances the requests round robin and says which
 replica answered (``X-Served-By``, set by this test's configuration, not by the platform),
 and the replicas believe the balancer's ``X-Forwarded-For`` (``--forwarded-allow-ips``).
+
+A request that names a replica (``X-Replica: r0``, also this test's configuration) goes to
+that one while it is up: a test whose meaning is "this step on one replica, the next on the
+other" says so, rather than counting on the balancer's turn, which a health check that
+takes a replica out for a moment, or a retry, changes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dojo.platform import serve_command
 ROOT = Path(__file__).resolve().parents[3]
 HAPROXY = shutil.which("haproxy")
 SERVED_BY = "x-served-by"
+PINNED_TO = "x-replica"
 
 HAPROXY_CONFIG = """\
 global
@@ -39,6 +45,10 @@ defaults
     retries 3
     retry-on conn-failure
     option redispatch
+    # A health check may take this long to be answered before its replica counts as down
+    # (without it, the check interval, 200 ms, which a busy machine's replica can miss); a
+    # replica that is gone refuses the check's connection at once, whatever this is.
+    timeout check 10s
 
 frontend platform
     bind 127.0.0.1:{port}
@@ -51,6 +61,7 @@ backend replicas
     http-check expect status 200
     http-response set-header X-Served-By %s
 {servers}
+{pins}
 """
 
 
@@ -109,7 +120,10 @@ class BalancedPlatform:
             f"    server {r.name} 127.0.0.1:{r.port} check inter 200ms fall 1 rise 2" for r in self.replicas
         )
         config = self.workdir / "haproxy.cfg"
-        config.write_text(HAPROXY_CONFIG.format(port=self.port, servers=servers))
+        pins = "\n".join(
+            f"    use-server {r.name} if {{ req.hdr({PINNED_TO}) -m str {r.name} }}" for r in self.replicas
+        )
+        config.write_text(HAPROXY_CONFIG.format(port=self.port, servers=servers, pins=pins))
         log = (self.workdir / "haproxy.log").open("ab")
         assert HAPROXY is not None
         self.haproxy = subprocess.Popen([HAPROXY, "-db", "-f", str(config)], stdout=log, stderr=log)

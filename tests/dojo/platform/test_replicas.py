@@ -8,6 +8,7 @@ acknowledged and count none twice.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -15,7 +16,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.dojo.platform._replicas import SERVED_BY
+from tests.dojo.platform._replicas import PINNED_TO, SERVED_BY
 from tests.dojo.platform._support import (
     create_tasks,
     miner_with_keys,
@@ -43,8 +44,20 @@ def _result(task_id: str) -> str:
     return f"/api/v1/worker/tasks/{task_id}/result"
 
 
+def _taking_turns(replicas) -> httpx.Client:
+    """A client through the balancer whose requests go to the replicas in turn, r0, r1, r0, …:
+    round robin that a health check or a retry elsewhere cannot shift (each answer's
+    X-Served-By still says where it went)."""
+    turns = itertools.cycle([r.name for r in replicas.balanced.replicas])
+
+    def pin(request: httpx.Request) -> None:
+        request.headers[PINNED_TO] = next(turns)
+
+    return httpx.Client(base_url=replicas.url, timeout=30, event_hooks={"request": [pin]})
+
+
 def test_a_worker_claims_through_one_replica_and_submits_through_the_other(replicas):
-    with httpx.Client(base_url=replicas.url, timeout=30) as http:
+    with _taking_turns(replicas) as http:
         miner = miner_with_keys(http, replicas.miners[0])
         task_ids = create_tasks(http, miner, tasks=2, max_results=1)
         (worker,) = workers_by_invite(replicas.database_url, miner.hotkey, 1)
@@ -54,7 +67,7 @@ def test_a_worker_claims_through_one_replica_and_submits_through_the_other(repli
         submit = http.post(_result(task_id), json={"resultData": ranking(CIDS)}, headers=worker.auth)
         assert submit.status_code == 200, submit.text
         assert submit.json()["replaced"] is False
-        # Round robin: the claim and the submission went to different replicas.
+        # In turn: the claim and the submission went to different replicas.
         assert claim.headers[SERVED_BY] != submit.headers[SERVED_BY]
         # The other task is next, whichever replica is asked; the first one is full.
         following = http.post(NEXT, headers=worker.auth)
@@ -73,7 +86,7 @@ def test_a_worker_claims_through_one_replica_and_submits_through_the_other(repli
 
 
 def test_a_session_made_through_one_replica_works_on_the_other(replicas):
-    with httpx.Client(base_url=replicas.url, timeout=30) as http:
+    with _taking_turns(replicas) as http:
         # The challenge and the signed answer go to different replicas: the nonce is shared.
         token = sign_in_miner(http, replicas.miners[1])
         auth = {"authorization": f"Bearer {token}"}
@@ -95,7 +108,7 @@ def test_a_session_made_through_one_replica_works_on_the_other(replicas):
 
 def test_the_log_in_rate_limit_holds_across_replicas(replicas):
     limit = replicas.login_rate_limit
-    with httpx.Client(base_url=replicas.url, timeout=30) as http:
+    with _taking_turns(replicas) as http:
         answers = [
             http.post("/api/v1/miner/challenge", json={"hotkey": replicas.miners[2].ss58_address})
             for _ in range(limit + 2)

@@ -9,6 +9,7 @@ steps are called one by one so that each outcome can be checked in its database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from datetime import timedelta
@@ -47,7 +48,7 @@ from dojo.validator.models import (
     TaskStatus,
     WeightSet,
 )
-from dojo.validator.neuron import ValidatorNeuron
+from dojo.validator.neuron import EARLY_LOOK_INTERVAL, ValidatorNeuron
 from dojo.workers import ValidatorDatabaseOracle
 from template.chain import Metagraph
 from template.chain.local import LocalChain
@@ -57,6 +58,12 @@ from template.transport import HandlerRefusal, SignedServer
 from tests.dojo.synthetic.test_service import running as running_service
 
 NETUID = 1
+# --neuron.timeout where no call is meant to time out: a bound on a hang, which no answer on
+# loopback comes near however busy the machine. A test in which a call must time out gives a
+# short one, and its slow miner holds its answer until the test releases it.
+CALL_TIMEOUT = "30"
+# The bound on a wait for something the test expects to happen.
+WAIT_WITHIN = 60.0
 
 
 def validator_flags(tmp_path: Path) -> dict[str, str]:
@@ -84,11 +91,11 @@ class FakeMiner:
         self.behaviour = behaviour
         self.port = free_port()
         self.sent: dict[str, FeedbackRequest] = {}
-        self.received: dict[str, float] = {}  # request id -> when it came (time.monotonic)
         self.scores: list[ScoringResult] = []
         self.result_calls = 0
         self.oracle: Any = None
-        # A slow miner answers only once released (or after a minute); ``answered`` says it did.
+        # A slow or silent miner answers only once released (or after a minute); ``answered``
+        # says the slow one did.
         self.release = asyncio.Event()
         self.answered = False
         self.server = SignedServer(wallet.hotkey, chain.metagraph, handler_timeout=10)
@@ -104,14 +111,18 @@ class FakeMiner:
         if self.behaviour == "refuses":
             raise HandlerRefusal(503, "worker platform unavailable")
         self.sent[request.request_id] = request
-        self.received[request.request_id] = time.monotonic()
         if self.behaviour == "slow":
             try:
-                await asyncio.wait_for(self.release.wait(), 60)
+                await self._held()
             finally:
                 self.answered = True
         request_id = "someone-else" if self.behaviour == "wrong_id" else request.request_id
         return FeedbackReply(request_id=request_id, dojo_task_id=f"dojo-{request.request_id}")
+
+    async def _held(self) -> None:
+        """Until the test releases this miner (the fixture does at the end), at most a minute."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.release.wait(), WAIT_WITHIN)
 
     def _ranking(self, request: FeedbackRequest, best_first: bool = True) -> dict[str, float]:
         # The workers' side of the simulation learns the truth from the validator's database,
@@ -146,7 +157,7 @@ class FakeMiner:
         if self.behaviour == "liar":
             good = [g.model_copy(update={"values": self._ranking(sent, best_first=False)}) for g in good]
         if self.behaviour == "silent":
-            await asyncio.sleep(5)
+            await self._held()
         if self.behaviour == "empty":
             good = []
         if self.behaviour == "invents_workers":  # a thousand workers it was never asked for
@@ -173,18 +184,20 @@ async def network(tmp_path: Path, make_wallet):
     neurons: list[ValidatorNeuron] = []
 
     async def build(
-        behaviours: list[str], env_file: Path | None = None, **flags: str
+        behaviours: list[str], env_file: Path | None = None, block_time: float = 0.2, **flags: str
     ) -> tuple[ValidatorNeuron, list[FakeMiner]]:
         chain = LocalChain.init(
-            tmp_path / "chain", netuid=NETUID, block_time=0.2, weights_rate_limit=1, exist_ok=True
+            tmp_path / "chain", netuid=NETUID, block_time=block_time, weights_rate_limit=1, exist_ok=True
         )
         validator = make_wallet("validator")
         chain.register(validator.hotkey.ss58_address, validator.coldkeypub.ss58_address, stake=1000.0)
+        serving: set[int] = set()
         for i, behaviour in enumerate(behaviours):
             wallet = make_wallet(f"miner{i}")
-            chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
+            uid = chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
             miner = FakeMiner(f"miner{i}", wallet, chain, behaviour)
             if behaviour != "down":
+                serving.add(uid)
                 ready = asyncio.Event()
                 tasks.append(asyncio.create_task(miner.server.serve("127.0.0.1", miner.port, ready)))
                 await asyncio.wait_for(ready.wait(), 10)
@@ -192,7 +205,7 @@ async def network(tmp_path: Path, make_wallet):
             miners.append(miner)
         settings = {
             **validator_flags(tmp_path),
-            "--neuron.timeout": "1",
+            "--neuron.timeout": CALL_TIMEOUT,
             "--neuron.task_deadline": "1",
             "--neuron.collection_grace": "2",
             "--neuron.epoch_length": "1",
@@ -211,7 +224,11 @@ async def network(tmp_path: Path, make_wallet):
         neurons.append(neuron)
         for miner in miners:
             miner.oracle = ValidatorDatabaseOracle(neuron.store.url)
-        await neuron.heartbeat_round()
+        # Every miner that serves is seen active before the test starts: with a test's short
+        # --neuron.timeout a busy machine may make one miss a round, so ask again until none has.
+        deadline = time.monotonic() + WAIT_WITHIN
+        while not serving <= await neuron.heartbeat_round():
+            assert time.monotonic() < deadline, f"uids {sorted(serving)} did not all answer a heartbeat"
         return neuron, miners
 
     yield build
@@ -228,7 +245,7 @@ def _assignments(neuron: ValidatorNeuron) -> dict[str, Assignment]:
         return {a.miner_hotkey: a for a in db.scalars(select(Assignment))}
 
 
-async def _collect_until_settled(neuron: ValidatorNeuron, seconds: float = 8.0) -> None:
+async def _collect_until_settled(neuron: ValidatorNeuron, seconds: float = WAIT_WITHIN) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         await neuron.collect_due()
@@ -255,7 +272,10 @@ async def test_another_validator_answering_heartbeats_is_not_sampled_as_a_miner(
 
 
 async def test_every_send_outcome_is_recorded_and_a_slow_miner_stalls_nothing(network):
-    neuron, miners = await network(["good", "refuses", "slow", "wrong_id", "down"])
+    # The fan-out's time-out is 3 s (three times --neuron.timeout); the others answer at once.
+    neuron, miners = await network(
+        ["good", "refuses", "slow", "wrong_id", "down"], **{"--neuron.timeout": "1"}
+    )
     by_name = {m.name: m for m in miners}
     assert neuron.active_uids == {1, 2, 3, 4}  # the miner that is down did not answer its heartbeat
     neuron.active_uids = {1, 2, 3, 4, 5}  # send to it anyway: it was up at the last heartbeat
@@ -383,16 +403,21 @@ async def test_the_synthetic_api_token_in_dotenv_reaches_a_token_protected_servi
 
 
 async def test_collection_is_retried_within_the_grace_then_given_up(network):
-    neuron, miners = await network(["good", "good", "flaky", "silent"])
+    # A call times out after 2 s; the grace is the clock's, which the test moves past.
+    neuron, miners = await network(
+        ["good", "good", "flaky", "silent"],
+        **{"--neuron.timeout": "2", "--neuron.collection_grace": "60"},
+    )
     await neuron.task_round()
     neuron.clock.advance(1.2)  # past the 1 s deadline
-    for _ in range(5):
-        await neuron.collect_due()
-        rows = _assignments(neuron)
-        if all(a.collect_status != CollectStatus.PENDING for a in rows.values()):
-            break
-        # Past the next try, which the backoff puts at the end of the 2 s grace at the latest.
-        neuron.clock.advance(2.5)
+    await neuron.collect_due()
+    by_behaviour = {m.behaviour: _assignments(neuron)[m.hotkey] for m in miners}
+    # A 502 and no answer in time: each asked again within the grace.
+    for behaviour in ("flaky", "silent"):
+        assert by_behaviour[behaviour].collect_status == CollectStatus.PENDING
+        assert by_behaviour[behaviour].collect_attempts == 1
+    neuron.clock.advance(60)  # past the grace, where the last try comes however far the backoff
+    await neuron.collect_due()
     rows = _assignments(neuron)
     by_behaviour = {m.behaviour: rows[m.hotkey] for m in miners}
     # A 502 is the miner's answer (5xx: transient), so it is asked again and answers.
@@ -400,6 +425,7 @@ async def test_collection_is_retried_within_the_grace_then_given_up(network):
     assert by_behaviour["flaky"].collect_attempts == 2
     # A miner that never answers in time is given up on once the grace is over.
     assert by_behaviour["silent"].collect_status == CollectStatus.NO_RESULT
+    assert by_behaviour["silent"].collect_attempts == 2
     assert "grace" in by_behaviour["silent"].collect_detail
 
 
@@ -409,6 +435,7 @@ async def test_a_task_whose_places_are_all_filled_is_collected_and_scored_before
         **{"--neuron.task_deadline": "600", "--neuron.collect_at_results": "3"},
     )
     task_id = await neuron.task_round()
+    looked_at = neuron.clock.now()
     await neuron.collect_due()
     rows = {m.behaviour: _assignments(neuron)[m.hotkey] for m in miners}
     # Three workers' sound rankings: no more can come, so they are taken now.
@@ -417,7 +444,7 @@ async def test_a_task_whose_places_are_all_filled_is_collected_and_scored_before
     for behaviour in ("filling", "garbage"):
         assert rows[behaviour].collect_status == CollectStatus.PENDING
         assert rows[behaviour].collect_attempts == 0 and rows[behaviour].collect_detail is None
-        assert rows[behaviour].next_collect_at > utcnow()
+        assert rows[behaviour].next_collect_at >= looked_at + timedelta(seconds=EARLY_LOOK_INTERVAL)
     with Session(neuron.store.engine) as db:
         assert db.get(Task, task_id).status == TaskStatus.WAITING
         assert len(db.scalars(select(MinerResult)).all()) == 3
@@ -466,7 +493,7 @@ async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(
     await neuron.on_resync(Metagraph(netuid=metagraph.netuid, block=metagraph.block, neurons=replaced))
     with Session(neuron.store.engine) as db:
         assert miners[0].hotkey not in {s.miner_hotkey for s in db.scalars(select(MinerScore))}
-    await asyncio.to_thread(neuron.wandb.close, 20.0)
+    await asyncio.to_thread(neuron.wandb.close, WAIT_WITHIN)
     assert neuron.wandb.logged == 2 and not neuron.wandb.failed  # one round, one weight setting
     assert list((neuron.config.data_dir / "wandb").glob("offline-run-*/*.wandb"))
 
@@ -474,21 +501,26 @@ async def test_weights_follow_the_scores_and_a_replaced_hotkey_starts_from_zero(
 async def test_no_scores_is_logged_when_it_becomes_true_then_once_an_epoch(network):
     from loguru import logger
 
-    neuron, _ = await network(["good"], **{"--neuron.epoch_length": "5"})
+    # An hour a block: the chain's blocks (1 + (now - genesis) // block time) stand still but
+    # when the test moves them on, turning back the genesis of the chain the validator reads.
+    neuron, _ = await network(["good"], block_time=3600.0, **{"--neuron.epoch_length": "5"})
+    chain = neuron.chain
+    assert isinstance(chain, LocalChain)
+
+    def blocks_pass(n: int) -> None:
+        chain.genesis_time -= n * chain.block_time
+
     said: list[str] = []
     sink = logger.add(lambda m: said.append(m.record["message"]), level="DEBUG")
     try:
-        start = neuron.chain.block()
         assert await neuron.maybe_set_weights() is False
-        said_at = neuron.chain.block()  # the first line's block, or one past it
-        for _ in range(9):  # the weights loop polls every block; a second's worth of polls
+        for _ in range(9):  # the weights loop polls every block, and more than once a block
             assert await neuron.maybe_set_weights() is False
-        assert neuron.chain.block() - start < 5, "the chain ran an epoch ahead: the test proves nothing"
         assert said.count("no scores yet; no weights to set") == 1
-        deadline = time.monotonic() + 30
-        while neuron.chain.block() - said_at < 5:  # an epoch of blocks after the first line
-            assert time.monotonic() < deadline, "the local chain made no blocks"
-            await asyncio.sleep(0.1)
+        blocks_pass(4)  # still within the epoch of the first line
+        assert await neuron.maybe_set_weights() is False
+        assert said.count("no scores yet; no weights to set") == 1
+        blocks_pass(1)  # an epoch after the first line
         assert await neuron.maybe_set_weights() is False
         assert said.count("no scores yet; no weights to set") == 2
     finally:
@@ -512,7 +544,7 @@ async def test_wandb_rounds_name_running_totals_as_totals(network):
     await neuron.scoring_round()
     await neuron.task_round()
     neuron.clock.advance(1.2)
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + WAIT_WITHIN
     while (await asyncio.to_thread(neuron.store.status))["tasks"]["collected"] < 1:
         assert time.monotonic() < deadline, "the third task was not collected in time"
         await neuron.collect_due()
