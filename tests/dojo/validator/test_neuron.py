@@ -91,6 +91,7 @@ class FakeMiner:
         self.behaviour = behaviour
         self.port = free_port()
         self.sent: dict[str, FeedbackRequest] = {}
+        self.received: dict[str, float] = {}  # request id -> when it came (time.monotonic)
         self.scores: list[ScoringResult] = []
         self.result_calls = 0
         self.oracle: Any = None
@@ -111,6 +112,7 @@ class FakeMiner:
         if self.behaviour == "refuses":
             raise HandlerRefusal(503, "worker platform unavailable")
         self.sent[request.request_id] = request
+        self.received[request.request_id] = time.monotonic()
         if self.behaviour == "slow":
             try:
                 await self._held()
