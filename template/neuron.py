@@ -20,6 +20,7 @@ from loguru import logger
 
 from template import __version__, spec_version
 from template.chain import Chain, Metagraph, NotRegistered, is_local_chain_dir, open_chain
+from template.clock import Clock
 from template.config import NeuronConfig, describe
 from template.log import setup_logging
 from template.transport import BlacklistPolicy, SignedServer
@@ -43,7 +44,17 @@ class BaseNeuron(Generic[ConfigT]):
     # Seconds the loops get to finish their step in flight after SIGINT/SIGTERM.
     stop_grace = 10.0
 
-    def __init__(self, config: ConfigT, chain: Chain | None = None, *, block_poll_interval: float = 1.0):
+    def __init__(
+        self,
+        config: ConfigT,
+        chain: Chain | None = None,
+        *,
+        block_poll_interval: float = 1.0,
+        clock: Clock | None = None,
+    ):
+        # Every deadline and wait of the neuron's loops is kept by this clock; a test hands an
+        # AdjustableClock to pass a deadline without sleeping through it.
+        self.clock = clock or Clock()
         self.config = config
         setup_logging(config.logging.debug, config.logging.trace, self.neuron_type, split=True)
         # First, so that the log of every start (and after an update, every restart) says

@@ -80,7 +80,7 @@ from dojo.miner.backends import (
 from dojo.miner.backends.dojo_platform import platform_completion, platform_task_data
 from dojo.miner.config import MinerConfig
 from dojo.miner.store import MinerStore, StoredTask, miner_database_url
-from template.clock import Clock, utcnow
+from template.clock import utcnow
 from template.failpoints import failpoint
 from template.log import quoted
 from template.neuron import BaseNeuron, StartupError
@@ -214,13 +214,6 @@ class _KeyedLocks:
 
 class MinerNeuron(BaseNeuron[MinerConfig]):
     neuron_type = "miner"
-
-    def __init__(self, *args: Any, clock: Clock | None = None, **kwargs: Any):
-        """:class:`BaseNeuron`'s arguments, and the clock the deadlines of the miner's tasks and
-        the waits of its polling are kept by (a test hands an AdjustableClock to pass a
-        deadline without sleeping through it)."""
-        self.clock = clock or Clock()
-        super().__init__(*args, **kwargs)
 
     def setup(self) -> None:
         self.server.protocol_version = PROTOCOL_VERSION

@@ -181,11 +181,8 @@ class ValidatorNeuron(BaseNeuron[ValidatorConfig]):
     ):
         if config.export.interval > 0 and export is None:
             raise ValueError("--export.interval needs the dataset export (main_validator.py hands it in)")
-        # Every deadline and wait of the validator's loops is kept by this clock; a test
-        # hands an AdjustableClock to pass a deadline without sleeping through it.
-        self.clock = clock or Clock()
         self.dataset_export = export
-        super().__init__(config, chain, block_poll_interval=block_poll_interval)
+        super().__init__(config, chain, block_poll_interval=block_poll_interval, clock=clock)
 
     def setup(self) -> None:
         self.server.protocol_version = PROTOCOL_VERSION
