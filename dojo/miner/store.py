@@ -221,13 +221,14 @@ class MinerStore:
             ).scalars()
             return [_stored(row) for row in rows]
 
-    def mark_withdrawn(self, validator_hotkey: str, request_id: str, at: datetime | None = None) -> None:
-        """Note that the task left its workers' reach: it is not read nor withdrawn again."""
+    def mark_withdrawn(self, validator_hotkey: str, request_id: str, at: datetime) -> None:
+        """Note that the task left its workers' reach at ``at`` (by the miner's clock): it is
+        not read nor withdrawn again."""
         with Session(self.engine) as db, db.begin():
             db.execute(
                 update(MinerTask)
                 .where(MinerTask.validator_hotkey == validator_hotkey, MinerTask.request_id == request_id)
-                .values(withdrawn_at=at or utcnow())
+                .values(withdrawn_at=at)
             )
 
     # --- answers -------------------------------------------------------------------------
