@@ -113,14 +113,17 @@ class Checkpointer:
     for nor blocks readers and writers) at most every ``interval``, so that when the
     commit's own checkpoint comes, little is left to copy. That one still runs: only a
     checkpoint made while no writer is appending lets the next writer start the log
-    afresh, and without it the log grows for as long as writes keep coming.
+    afresh, and without it the log grows for as long as writes keep coming. A commit whose
+    checkpoint finds this thread's under way skips its own (passive checkpoints never
+    wait), so while this thread's ``fsync`` waits on a slow disk the log grows for that
+    long: seen to 13 MB in 6000 writes of 2 kB on a loaded machine, against 4 MB otherwise.
     """
 
     def __init__(self, engine: Engine, interval: float = 0.05):
         self._engine = engine
         self._interval = interval
         self._wake = threading.Event()
-        self._stopping = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dojo-sqlite-checkpoint", daemon=True)
         self._thread.start()
 
@@ -131,12 +134,12 @@ class Checkpointer:
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
-            while True:
+            while not self._stop.is_set():
                 self._wake.wait()
-                if self._stopping:
+                self._stop.wait(self._interval)  # let commits gather; a stop cuts it short
+                self._wake.clear()  # may clear a stop's wake too: hence the check below
+                if self._stop.is_set():
                     return
-                time.sleep(self._interval)  # let commits gather
-                self._wake.clear()
                 try:
                     cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     cursor.fetchall()
@@ -146,7 +149,7 @@ class Checkpointer:
             connection.invalidate()
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
 
