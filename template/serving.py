@@ -14,8 +14,11 @@ awake does not matter.
 
 The parent binds the sockets and keeps them open, so a connection arriving while a process
 restarts waits in its queue for the new process rather than being refused. A process that
-dies is started again on the same socket, unless it failed to start (the app or its
-settings are wrong: it would fail again). SIGINT or SIGTERM stops every process (each
+dies is started again on the same socket by a :class:`RestartPolicy` (after 1 s, then
+doubling while it keeps dying within 30 s of its start, up to 30 s), so a crash loop does
+not spend the machine on start-ups; after ten such deaths in a row, or if it failed to
+start at all (the app or its settings are wrong: it would fail again), the server stops
+with exit code 1, for its own supervisor to see. SIGINT or SIGTERM stops every process (each
 finishes the requests in flight, as uvicorn does) and then the parent. Linux only: elsewhere
 ``SO_REUSEPORT`` does not balance, and :func:`balanced` is false.
 """
@@ -27,12 +30,15 @@ import multiprocessing.connection
 import signal
 import socket
 import sys
+import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
 from loguru import logger
 from uvicorn.config import STARTUP_FAILURE
+
+from template.restart import RestartPolicy
 
 # How often the parent looks for a process that died, besides when one does.
 _POLL_SECONDS = 0.5
@@ -70,10 +76,11 @@ def _run(config: uvicorn.Config, sock: socket.socket) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_processes(config: uvicorn.Config, count: int) -> int:
+def serve_processes(config: uvicorn.Config, count: int, policy: RestartPolicy | None = None) -> int:
     """Serve ``config``'s app (an import string, as uvicorn's ``workers`` needs) from ``count``
-    processes until SIGINT or SIGTERM; the exit code (1 when the address cannot be bound or
-    a process fails to start)."""
+    processes until SIGINT or SIGTERM; the exit code (1 when the address cannot be bound, a
+    process fails to start, or one keeps dying: ``policy``)."""
+    policy = policy or RestartPolicy()
     try:
         sockets = bind(config.host, config.port, count, config.backlog)
     except OSError as exc:
@@ -96,12 +103,25 @@ def serve_processes(config: uvicorn.Config, count: int) -> int:
     host, port = sockets[0].getsockname()[:2]
     logger.info("serving http://{}:{} from {} processes, each with its own socket", host, port, count)
     processes = [start(sock) for sock in sockets]
+    started = [time.monotonic()] * count
+    quick = [0] * count  # quick deaths in a row, by socket
+    due: dict[int, float] = {}  # socket -> when its next process starts
     code = 0
     try:
         while not stopping:
-            multiprocessing.connection.wait([p.sentinel for p in processes], _POLL_SECONDS)
+            now = time.monotonic()
+            wait = min([_POLL_SECONDS, *(max(0.0, at - now) for at in due.values())])
+            multiprocessing.connection.wait(
+                [p.sentinel for i, p in enumerate(processes) if i not in due], wait
+            )
+            now = time.monotonic()
+            for index, at in list(due.items()):
+                if at <= now and not stopping:
+                    del due[index]
+                    processes[index] = start(sockets[index])
+                    started[index] = now
             for index, process in enumerate(processes):
-                if process.is_alive() or stopping:
+                if index in due or process.is_alive() or stopping:
                     continue
                 process.join()
                 if process.exitcode == STARTUP_FAILURE:
@@ -109,10 +129,25 @@ def serve_processes(config: uvicorn.Config, count: int) -> int:
                     stopping.append(0)
                     code = 1
                     break
+                quick[index] = policy.quick_exits(now - started[index], quick[index])
+                delay = policy.delay(quick[index])
+                if delay is None:
+                    logger.error(
+                        "server process {} ended ({}): {} ends in a row soon after a start; stopping",
+                        process.pid,
+                        process.exitcode,
+                        quick[index],
+                    )
+                    stopping.append(0)
+                    code = 1
+                    break
                 logger.warning(
-                    "server process {} ended ({}); starting another", process.pid, process.exitcode
+                    "server process {} ended ({}); starting another in {:g}s",
+                    process.pid,
+                    process.exitcode,
+                    delay,
                 )
-                processes[index] = start(sockets[index])
+                due[index] = now + delay
     finally:
         for process in processes:
             if process.is_alive():

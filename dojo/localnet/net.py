@@ -66,6 +66,7 @@ from dojo.localnet.view import show
 from dojo.platform import serve_command
 from template.chain.local import LocalChain
 from template.private import write_private
+from template.restart import RestartPolicy
 from template.wallets import create_wallet, load_wallet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -960,20 +961,6 @@ class LocalNet:
 # --- the supervisor -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
-    """pm2's way with a process that exits: start it again after a delay that doubles with
-    each exit that came soon after a start (``first_delay``, then twice that … up to
-    ``max_delay``); a run of ``stable_after`` seconds or more starts the count anew; after
-    ``give_up_after`` quick exits in a row the process is left stopped (a broken set-up
-    would only fill its log)."""
-
-    first_delay: float = 1.0
-    max_delay: float = 30.0
-    stable_after: float = 30.0
-    give_up_after: int = 10
-
-
 class Supervisor:
     """Starts again each process of ``net`` that exits, by :class:`RestartPolicy`.
 
@@ -1022,11 +1009,10 @@ class Supervisor:
             if code is None:
                 continue
             neuron.last_exit = code
-            quick = (
-                0 if now - neuron.started >= self.policy.stable_after else self._quick.get(neuron.name, 0) + 1
-            )
+            quick = self.policy.quick_exits(now - neuron.started, self._quick.get(neuron.name, 0))
             self._quick[neuron.name] = quick
-            if quick >= self.policy.give_up_after:
+            delay = self.policy.delay(quick)
+            if delay is None:
                 self.gave_up.add(neuron.name)
                 logger.error(
                     "{} exited with code {} {} times in a row soon after starting; not starting it "
@@ -1037,7 +1023,6 @@ class Supervisor:
                     neuron.log_path,
                 )
             else:
-                delay = min(self.policy.max_delay, self.policy.first_delay * 2 ** max(0, quick - 1))
                 self._due[neuron.name] = now + delay
                 logger.warning(
                     "{} (pid {}) exited with code {}; starting it again in {:g}s",

@@ -20,7 +20,6 @@ from rich.console import Console
 from dojo.localnet.net import (
     LocalNet,
     NeuronProcess,
-    RestartPolicy,
     Supervisor,
     stop_recorded,
     stop_summary,
@@ -32,6 +31,7 @@ from dojo.validator.store import NewAssignment, NewCompletion, NewTask, SendOutc
 from dojo.workers import WorkerSpecError
 from template.chain.local import LocalChain
 from template.clock import utcnow
+from template.restart import RestartPolicy
 
 
 def _snap(**changes: Any) -> dict[str, Any]:
