@@ -200,7 +200,9 @@ class MinerStore:
         with Session(self.engine) as db, db.begin():
             rows = db.execute(
                 select(MinerTask)
-                .where(MinerTask.backend == backend, MinerTask.expire_at > now)
+                .where(
+                    MinerTask.backend == backend, MinerTask.expire_at > now, MinerTask.withdrawn_at.is_(None)
+                )
                 .order_by(MinerTask.id)
                 .limit(limit)
             ).scalars()

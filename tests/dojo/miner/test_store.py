@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
 
 from commons.protocol import (
@@ -75,7 +75,7 @@ def test_the_database_is_the_configured_url_else_a_file_in_the_data_dir(tmp_path
 def test_the_schema_comes_from_the_migration_and_matches_the_models(url):
     store = MinerStore(url)
     try:
-        assert current_revision(store.engine) == head_revision(MIGRATIONS_DIR) == "0003"
+        assert current_revision(store.engine) == head_revision(MIGRATIONS_DIR) == "0004"
         assert set(inspect(store.engine).get_table_names()) == {
             "alembic_version",
             "miner_tasks",
@@ -89,6 +89,32 @@ def test_the_schema_comes_from_the_migration_and_matches_the_models(url):
             )
         assert diff == []
     finally:
+        store.close()
+
+
+def test_each_poll_reads_only_the_tasks_still_on_their_backend(tmp_path):
+    """The open tasks and those due to be withdrawn are found by an index of the tasks not
+    yet withdrawn, not by a scan of every task the miner ever took (it grows for ever)."""
+    store = MinerStore(miner_database_url(tmp_path / "data"))
+    reads: list[tuple[str, tuple]] = []
+
+    def note(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.startswith("SELECT") and "FROM miner_tasks" in statement:
+            reads.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        store.open_tasks("label-studio", EXPIRE)
+        store.expired_tasks("label-studio", EXPIRE)
+        assert len(reads) == 2
+        with store.engine.connect() as conn:
+            for statement, parameters in reads:
+                plan = " ".join(
+                    row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                )
+                assert "USING INDEX ix_miner_tasks_unwithdrawn_due (backend=? AND expire_at" in plan, plan
+    finally:
+        event.remove(store.engine, "before_cursor_execute", note)
         store.close()
 
 
