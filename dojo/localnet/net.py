@@ -608,17 +608,13 @@ class LocalNet:
                 cmd += ["--oracle-intended", str(self.organic_dir / "intended.jsonl")]
             return cmd
         if neuron.role == "organic":
-            key = self.keys()["organic"]
+            # The key and its webhook secret come in the environment (see _environment).
             return [
                 sys.executable,
                 "-m",
                 "dojo.localnet.organic",
                 "--validator",
                 self.organic_url,
-                "--key",
-                key["api_key"],
-                "--secret",
-                key["webhook_secret"],
                 "--rate",
                 str(self.organic_rate),
                 "--port",
@@ -724,6 +720,12 @@ class LocalNet:
         if neuron.role == "workers":
             miner = "miner" + neuron.name.removeprefix("workers")
             env["DOJO_SUBSCRIPTION_KEY"] = self.keys()[miner]["subscription_key"]
+        if neuron.role == "organic":
+            from dojo.cli.organic import KEY_ENV
+            from dojo.localnet.organic import SECRET_ENV
+
+            key = self.keys()["organic"]
+            env.update({KEY_ENV: key["api_key"], SECRET_ENV: key["webhook_secret"]})
         if neuron.role == "miner" and self.backend(self._miner_index(neuron)) == "label-studio":
             env.update(
                 WORKER_PLATFORM="label-studio", LABEL_STUDIO_URL=self.label_studio_url,

@@ -12,6 +12,10 @@ once. Everything it sees goes to JSON-lines files in ``--dir``:
 - ``webhooks.jsonl``: one line per attempt received: ``{webhook_id, task_id, type, verified,
   status, ranking}``;
 - ``results.jsonl``: one line per task scored (by ``GET``): ``{task_id, ranking, spearman}``.
+
+Its API key and the key's webhook secret come in the environment (``DOJO_ORGANIC_KEY``, as
+for ``dojo organic``, and ``DOJO_ORGANIC_WEBHOOK_SECRET``), not on its command line, which
+every local user can read through ``ps``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import uuid
@@ -36,8 +41,11 @@ from starlette.routing import Route
 
 from commons.organic import OrganicAPIError, OrganicClient, WebhookInvalid, verify_webhook
 from commons.scoring import spearman_rho
+from dojo.cli.organic import KEY_ENV
 from dojo.workers import IntendedOrders
 from template.log import setup_logging
+
+SECRET_ENV = "DOJO_ORGANIC_WEBHOOK_SECRET"
 
 
 def _append(path: Path, entry: dict[str, Any]) -> None:
@@ -206,8 +214,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dojo.localnet.organic", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--validator", required=True, help="the organic API's URL")
-    parser.add_argument("--key", required=True, help="the API key")
-    parser.add_argument("--secret", required=True, help="the key's webhook secret")
     parser.add_argument("--rate", type=float, default=0.2, help="tasks a second")
     parser.add_argument("--port", type=int, required=True, help="the webhook receiver's port")
     parser.add_argument("--dir", required=True, help="where its JSON-lines files go")
@@ -215,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.rate > 0:
         parser.error("--rate must be more than 0")
+    args.key, args.secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
+    if not args.key or not args.secret:
+        parser.error(f"${KEY_ENV} and ${SECRET_ENV} must hold the API key and its webhook secret")
     setup_logging(debug=args.debug, neuron="organic")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run(args))
