@@ -46,7 +46,6 @@ from dojo.platform.services.registry import HotkeyRegistry
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import Database
 from dojo.platform.storage.models import Miner, Worker
-from dojo.platform.storage.rawsql import RawStatement
 from template.clock import utcnow
 
 T = TypeVar("T")
@@ -114,15 +113,6 @@ async def run_db(request: Request, work: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(request.app.state.db_executor, work)
 
 
-_WORKER_FOR_TOKEN = RawStatement(
-    "SELECT w.id, w.public_id, w.address, w.created_at FROM workers w"
-    " JOIN worker_sessions s ON s.worker_id = w.id"
-    " WHERE s.token_hash = :token_hash AND s.expires_at > :now",
-    times=["now"],
-    columns=[None, None, None, "datetime"],
-)
-
-
 def lookup_worker(database: Database, token: str) -> Worker | None:
     """The worker of a live session token, or ``None`` (blocking; run it with :func:`run_db`).
 
@@ -132,7 +122,7 @@ def lookup_worker(database: Database, token: str) -> Worker | None:
     if not token.startswith(WORKER_TOKEN_PREFIX):
         return None
     with database.raw_read() as db:
-        rows = db.execute(_WORKER_FOR_TOKEN, {"token_hash": hash_secret(token), "now": utcnow()})
+        rows = db.execute(auth.WORKER_FOR_TOKEN, {"token_hash": hash_secret(token), "now": utcnow()})
     if not rows:
         return None
     worker_id, public_id, address, created_at = rows[0]

@@ -50,6 +50,7 @@ from dojo.platform.storage.models import (
     Worker,
     WorkerSession,
 )
+from dojo.platform.storage.rawsql import RawStatement
 from template.clock import utcnow
 from template.log import quoted
 
@@ -278,6 +279,17 @@ def open_worker_session(
     worker = db.scalar(select(Worker).where(Worker.address == address)) or _new_worker(db, address)
     logger.info("worker {} logged in with wallet", worker.public_id)
     return worker, open_worker_session_for(db, settings, worker)
+
+
+# worker_for_token in one statement on the driver's connection, for the queue's hot path
+# (dojo.platform.http.deps.lookup_worker on SQLite, pgqueue on PostgreSQL).
+WORKER_FOR_TOKEN = RawStatement(
+    "SELECT w.id, w.public_id, w.address, w.created_at FROM workers w"
+    " JOIN worker_sessions s ON s.worker_id = w.id"
+    " WHERE s.token_hash = :token_hash AND s.expires_at > :now",
+    times=["now"],
+    columns=[None, None, None, "datetime"],
+)
 
 
 def worker_for_token(db: Session, token: str) -> Worker | None:

@@ -70,7 +70,7 @@ from sqlalchemy.engine import make_url
 
 from dojo.platform.credentials import WORKER_TOKEN_PREFIX, hash_secret
 from dojo.platform.errors import Unavailable
-from dojo.platform.services import queue
+from dojo.platform.services import auth, queue
 from dojo.platform.services.subscriptions import WorkerTaskView
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import Worker
@@ -82,14 +82,6 @@ APPLICATION_NAME = "dojo-platform-queue"
 # Task definitions kept per process for checking answers (a few KiB each).
 DEFINITIONS_KEPT = 4096
 UNAVAILABLE = "the database is unavailable; nothing was stored, try again"
-
-WORKER_FOR_TOKEN = RawStatement(
-    "SELECT w.id, w.public_id, w.address, w.created_at FROM workers w"
-    " JOIN worker_sessions s ON s.worker_id = w.id"
-    " WHERE s.token_hash = :token_hash AND s.expires_at > :now",
-    times=["now"],
-    columns=[None, None, None, "datetime"],
-)
 
 
 def libpq_conninfo(database_url: str) -> str:
@@ -260,7 +252,7 @@ class PostgresQueue:
         if not token.startswith(WORKER_TOKEN_PREFIX):
             return None
         params = {"token_hash": hash_secret(token), "now": utcnow()}
-        rows = await self._rows(WORKER_FOR_TOKEN, params, again=True)
+        rows = await self._rows(auth.WORKER_FOR_TOKEN, params, again=True)
         if not rows:
             return None
         worker_id, public_id, address, created_at = rows[0]
