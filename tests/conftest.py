@@ -14,6 +14,25 @@ from template.wallets import create_wallet
 _counter = itertools.count()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of whole-system tests first, then those that drive a browser, then the rest
+    by their number of tests, most first.
+
+    ``scripts/test.sh`` hands each file whole to one of its workers, in this order
+    (``--dist loadfile --no-loadscope-reorder``): the longest start first, and the many
+    short files fill in around them, so that no worker is left alone at the end with a
+    minute-long run of processes (pytest-xdist's own order, by tests per file alone, put
+    those files last, since each holds one or two tests)."""
+    rank: dict[Path, int] = {}
+    tests: dict[Path, int] = {}
+    for item in items:
+        kind = 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("browser") else 2
+        rank[item.path] = min(kind, rank.get(item.path, 2))
+        tests[item.path] = tests.get(item.path, 0) + 1
+    # Stable: files of the same weight, and each file's own tests, keep their order.
+    items.sort(key=lambda item: (rank[item.path], -tests[item.path]))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty validator database: a SQLite file, or a fresh PostgreSQL schema."""
