@@ -721,8 +721,7 @@ class LocalNet:
             miner = "miner" + neuron.name.removeprefix("workers")
             env["DOJO_SUBSCRIPTION_KEY"] = self.keys()[miner]["subscription_key"]
         if neuron.role == "organic":
-            from dojo.cli.organic import KEY_ENV
-            from dojo.localnet.organic import SECRET_ENV
+            from dojo.localnet.organic import KEY_ENV, SECRET_ENV
 
             key = self.keys()["organic"]
             env.update({KEY_ENV: key["api_key"], SECRET_ENV: key["webhook_secret"]})

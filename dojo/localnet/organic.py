@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 import uuid
@@ -41,11 +40,13 @@ from starlette.routing import Route
 
 from commons.organic import OrganicAPIError, OrganicClient, WebhookInvalid, verify_webhook
 from commons.scoring import spearman_rho
-from dojo.cli.organic import KEY_ENV
 from dojo.workers import IntendedOrders
+from template.config import environment
 from template.log import setup_logging
 
-SECRET_ENV = "DOJO_ORGANIC_WEBHOOK_SECRET"
+# Where its key and the key's webhook secret come from; the key's name is the one ``dojo organic``
+# reads too.
+KEY_ENV, SECRET_ENV = "DOJO_ORGANIC_KEY", "DOJO_ORGANIC_WEBHOOK_SECRET"
 
 
 def _append(path: Path, entry: dict[str, Any]) -> None:
@@ -221,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.rate > 0:
         parser.error("--rate must be more than 0")
-    args.key, args.secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
+    env = environment()
+    args.key, args.secret = env.get(KEY_ENV), env.get(SECRET_ENV)
     if not args.key or not args.secret:
         parser.error(f"${KEY_ENV} and ${SECRET_ENV} must hold the API key and its webhook secret")
     setup_logging(debug=args.debug, neuron="organic")
