@@ -177,10 +177,16 @@ def test_a_database_closed_right_after_a_write_stops_its_checkpoint_thread(tmp_p
     """The thread lets commits gather for a moment after each; a stop that came in that
     moment was lost, and the thread waited for the next commit for ever (each ``dispose``
     then spent the join's 10 s, and left the thread behind)."""
+
+    def checkpointers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "dojo-sqlite-checkpoint"}
+
+    others = checkpointers()  # other tests' databases in this process, if any
     database = _database(tmp_path / "db.sqlite")
     _in_groups(database, [INCREMENT])
+    assert checkpointers() - others, "the write group started no checkpoint thread"
     database.dispose()
-    assert [t for t in threading.enumerate() if t.name == "dojo-sqlite-checkpoint"] == []
+    assert checkpointers() - others == set()
 
 
 def test_writes_of_one_pass_commit_together_and_a_failing_one_takes_only_itself_back(tmp_path: Path):
