@@ -51,6 +51,8 @@ from dojo.localnet.state import (
     KIND,
     LOCK_FILE,
     MARKER_ENV,
+    ORGANIC_KEY_ENV,
+    ORGANIC_SECRET_ENV,
     START_ORDER,
     STATE_FILE,
     STOP_ORDER,
@@ -721,10 +723,8 @@ class LocalNet:
             miner = "miner" + neuron.name.removeprefix("workers")
             env["DOJO_SUBSCRIPTION_KEY"] = self.keys()[miner]["subscription_key"]
         if neuron.role == "organic":
-            from dojo.localnet.organic import KEY_ENV, SECRET_ENV
-
             key = self.keys()["organic"]
-            env.update({KEY_ENV: key["api_key"], SECRET_ENV: key["webhook_secret"]})
+            env.update({ORGANIC_KEY_ENV: key["api_key"], ORGANIC_SECRET_ENV: key["webhook_secret"]})
         if neuron.role == "miner" and self.backend(self._miner_index(neuron)) == "label-studio":
             env.update(
                 WORKER_PLATFORM="label-studio", LABEL_STUDIO_URL=self.label_studio_url,

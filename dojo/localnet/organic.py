@@ -40,13 +40,10 @@ from starlette.routing import Route
 
 from commons.organic import OrganicAPIError, OrganicClient, WebhookInvalid, verify_webhook
 from commons.scoring import spearman_rho
+from dojo.localnet.state import ORGANIC_KEY_ENV, ORGANIC_SECRET_ENV
 from dojo.workers import IntendedOrders
 from template.config import environment
 from template.log import setup_logging
-
-# Where its key and the key's webhook secret come from; the key's name is the one ``dojo organic``
-# reads too.
-KEY_ENV, SECRET_ENV = "DOJO_ORGANIC_KEY", "DOJO_ORGANIC_WEBHOOK_SECRET"
 
 
 def _append(path: Path, entry: dict[str, Any]) -> None:
@@ -223,9 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.rate > 0:
         parser.error("--rate must be more than 0")
     env = environment()
-    args.key, args.secret = env.get(KEY_ENV), env.get(SECRET_ENV)
+    args.key, args.secret = env.get(ORGANIC_KEY_ENV), env.get(ORGANIC_SECRET_ENV)
     if not args.key or not args.secret:
-        parser.error(f"${KEY_ENV} and ${SECRET_ENV} must hold the API key and its webhook secret")
+        parser.error(
+            f"${ORGANIC_KEY_ENV} and ${ORGANIC_SECRET_ENV} must hold the API key and its webhook secret"
+        )
     setup_logging(debug=args.debug, neuron="organic")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run(args))

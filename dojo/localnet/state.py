@@ -61,6 +61,10 @@ STOP_ORDER = tuple(reversed(START_ORDER))
 # `status` and `down` find with it and have no record of (a supervisor killed between
 # starting a process and writing its pid down) is still theirs to show and stop.
 MARKER_ENV = "DOJO_LOCALNET"
+# The organic caller's API key and the key's webhook secret, which the network hands it in
+# its environment, not on a command line every local user reads with ps (the key's name is
+# the one ``dojo organic`` reads too).
+ORGANIC_KEY_ENV, ORGANIC_SECRET_ENV = "DOJO_ORGANIC_KEY", "DOJO_ORGANIC_WEBHOOK_SECRET"
 
 
 def clean_exit(role: str, code: int) -> bool:

@@ -43,9 +43,11 @@ def test_organic_tasks_come_back_ranked_as_intended_signed_and_private(tmp_path)
 
         wait_for(delivered_twice, 240, "six organic tasks scored and their webhooks delivered", net, poll=2.0)
         # No key or secret on any process's command line, which every local user reads with ps.
-        secrets = [v for entry in json.loads(net.keys_path.read_text()).values() for v in entry.values()]
-        secrets = [v for v in secrets if isinstance(v, str) and len(v) >= 16]
-        assert any(v in secrets for v in json.loads(net.keys_path.read_text())["organic"].values())
+        keys = json.loads(net.keys_path.read_text())
+        secrets = [
+            v for entry in keys.values() for v in entry.values() if isinstance(v, str) and len(v) >= 16
+        ]
+        assert any(v in secrets for v in keys["organic"].values())
         for neuron in net.neurons:
             if neuron.process is not None and neuron.process.poll() is None:
                 command = Path(f"/proc/{neuron.process.pid}/cmdline").read_bytes().decode()
