@@ -381,9 +381,15 @@ def test_a_deadline_that_passes_while_at_work_closes_the_page_and_keeps_the_draf
     task_id = _text_task(platform, miners["beta"], ["one", "two", "three"])
     with _worker_page(browser, platform, miners["beta"], clock=True) as (page, worker):
         _open(page, platform, task_id)
-        page.keyboard.press("2")
-        expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
-        page.clock.fast_forward("04:00:05")  # past the task's deadline, four hours out
+        # The platform's copy of the draft is saved after a pause in the work, at the latest as
+        # the page closes: the test reads it back once that save has been answered.
+        with page.expect_response(
+            lambda r: r.url.endswith(f"/tasks/{task_id}/draft") and r.request.method == "PUT"
+        ) as saved:
+            page.keyboard.press("2")
+            expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
+            page.clock.fast_forward("04:00:05")  # past the task's deadline, four hours out
+        assert saved.value.status == 200
         closed = page.locator("#task-closed")
         expect(closed).to_contain_text("its deadline passed at")
         expect(page.locator("#task-closed-draft")).to_be_visible()
