@@ -87,6 +87,12 @@ VERSION_TABLE = "alembic_version"
 # deferred ``BEGIN`` on SQLite, so it never takes the write lock nor waits for a writer.
 READ_ONLY = "dojo_read_only"
 
+# What a SQLite database's write-ahead log is cut back to each time it starts afresh. A
+# reader that holds one snapshot for long (an export, say) keeps the writers appending to
+# the log, which then stays at that size for as long as a connection is open; under steady
+# writes it stays within a few MB (see the platform's Checkpointer).
+WAL_SIZE_LIMIT = 64 << 20
+
 
 def make_engine(
     url: str,
@@ -96,6 +102,7 @@ def make_engine(
     pool_timeout: float = 30.0,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
     pooled: bool = True,
+    wal_size_limit: int = WAL_SIZE_LIMIT,
 ) -> Engine:
     """An engine for ``url`` (see :func:`database_url`); a SQLite file's folder is created.
 
@@ -105,6 +112,8 @@ def make_engine(
     write rate). ``engine.execution_options(**{READ_ONLY: True})`` gives the readers' engine.
     ``pooled=False`` (SQLite) opens a connection per checkout and closes it on return, so
     that no open connection is shared with a forked child (the local chain's choice).
+    ``wal_size_limit``: the bytes SQLite's write-ahead log is cut back to when it starts
+    afresh (:data:`WAL_SIZE_LIMIT`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -132,6 +141,7 @@ def make_engine(
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA journal_size_limit={int(wal_size_limit)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

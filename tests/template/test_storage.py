@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from template.storage import READ_ONLY, UTCDateTime, make_engine, read_only_engine
+from template.storage import READ_ONLY, WAL_SIZE_LIMIT, UTCDateTime, make_engine, read_only_engine
 from tests.dojo.platform._support import postgres_admin_url, postgres_schema
 
 metadata = sa.MetaData()
@@ -106,6 +106,49 @@ def test_the_read_only_engine_creates_no_file(tmp_path: Path) -> None:
     with pytest.raises(DBAPIError), engine.connect():
         pass
     assert not path.exists()
+
+
+def test_a_log_grown_behind_a_long_reader_is_cut_back_when_it_starts_afresh(tmp_path: Path) -> None:
+    """While a reader holds one snapshot, every write is appended to the log; once the
+    reader is done and a checkpoint has copied the log back, the next write starts it
+    afresh, and the file is cut back to the limit instead of keeping its largest size for
+    as long as the database is open."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    wal = tmp_path / "db.sqlite-wal"
+    engine = make_engine(url, wal_size_limit=1 << 20)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE log (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
+    reader = read_only_engine(url)
+    rows = [{"body": f"{n:06d}" + "x" * 2000} for n in range(2000)]
+    try:
+        with reader.connect() as held, held.begin():
+            assert held.execute(sa.text("SELECT count(*) FROM log")).scalar_one() == 0
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO log (body) VALUES (:body)"), rows)
+        assert wal.stat().st_size > 3 << 20  # 2000 rows of 2 kB
+        checkpointer = engine.raw_connection()  # outside a transaction, as a checkpoint runs
+        try:
+            busy, pages, copied = checkpointer.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert busy == 0 and pages == copied
+        finally:
+            checkpointer.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO log (body) VALUES ('the log starts afresh')"))
+        assert wal.stat().st_size <= 1 << 20
+        with reader.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM log")).scalar_one() == 2001
+    finally:
+        reader.dispose()
+        engine.dispose()
+
+
+def test_every_sqlite_connection_cuts_its_log_back_to_the_default_limit(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar_one() == WAL_SIZE_LIMIT
+    finally:
+        engine.dispose()
 
 
 def test_make_engines_readers_do_not_take_the_write_lock(tmp_path: Path) -> None:
