@@ -23,7 +23,7 @@ from tests.dojo.platform.test_browser import DESKTOP, PHONE, RANKING, Platform, 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Page, Route
 
 WORKER_COOKIE = "dojo_worker_session"
 # The same module-scoped fixtures: one platform and its miners for this module.
@@ -443,6 +443,7 @@ def test_the_draft_follows_the_worker_to_another_browser_and_the_rationale_to_th
         assert guide.evaluate("e => e.open")
         guide.locator("summary").click()
         assert not guide.evaluate("e => e.open")
+        page.wait_for_function("localStorage.getItem('dojo-guidelines') === 'closed'")
         page.reload()
         expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
         assert not page.locator("#guidelines").evaluate("e => e.open")
@@ -465,6 +466,44 @@ def test_the_draft_follows_the_worker_to_another_browser_and_the_rationale_to_th
     with _worker_page(browser, platform, beta, worker=worker) as (page, _):
         page.goto(f"{platform.url}/history/{task_id}")
         expect(page.locator("#answer-rationale")).to_have_text(why + " (checked twice)")
+
+
+def test_an_answer_sent_while_the_draft_is_being_saved_waits_for_that_save(browser, platform, miners):
+    """The page saves the draft after a pause in the work; an answer sent while that save is
+    still on its way goes after it, or the save could land after the answer and leave on the
+    platform a draft of a task already answered (the answer ends the draft)."""
+    beta = miners["beta"]
+    task_id = _text_task(platform, beta, ["one", "two", "three"])
+    with _worker_page(browser, platform, beta) as (page, worker):
+        _open(page, platform, task_id)
+        held: list[Route] = []
+
+        def hold_draft_saves(route: Route) -> None:
+            if route.request.method == "PUT":
+                held.append(route)
+            else:
+                route.continue_()
+
+        page.route(f"**/tasks/{task_id}/draft", hold_draft_saves)
+        seen: list[str] = []
+        page.on("request", lambda r: seen.append(f"sent {r.method} {r.url.rsplit('/', 1)[-1]}"))
+        page.on("response", lambda r: seen.append(f"answered {r.request.method} {r.url.rsplit('/', 1)[-1]}"))
+        with page.expect_request(lambda r: r.url.endswith(f"/tasks/{task_id}/draft") and r.method == "PUT"):
+            page.keyboard.press("2")
+            page.keyboard.press("3")
+        expect(page.locator("#ranking-count")).to_have_text("3 of 3 placed")
+        for _ in range(250):  # the handler runs as Playwright next reads the browser's events
+            if held:
+                break
+            page.wait_for_timeout(20)
+        assert len(held) == 1
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+            held[0].continue_()
+    assert seen.index("answered PUT draft") < seen.index("sent POST result")
+    assert _history(platform, worker)[task_id]["ranking"] == {"c2": 1, "c3": 2, "c1": 3}
+    kept = platform.client.get(f"/api/v1/worker/tasks/{task_id}/draft", headers=worker.auth)
+    assert kept.status_code == 204
 
 
 # --- names, touch screens, the skip link and the focus ring -----------------------------------------

@@ -352,6 +352,9 @@
   const DRAFT_DELAY_MS = 800; // the platform's copy follows a pause in the work
   let draftTimer = null;
   let draftDirty = false;
+  // The platform's save of the draft under way: an answer waits for it, or the save could
+  // land after the answer and leave a draft of a task already answered.
+  let draftSaving = null;
   let drafted = false; // this page holds a draft: one taken up, or work done here
 
   const scoreValues = () => {
@@ -393,8 +396,10 @@
       rationale: rationaleText() || null,
       leadTime: Math.round(spentMs) / 1000,
     };
+    const saving = Dojo.api("PUT", `${taskUrl}/draft`, body, { keepalive: Boolean(keepalive) });
+    draftSaving = saving.catch(() => null);
     try {
-      await Dojo.api("PUT", `${taskUrl}/draft`, body, { keepalive: Boolean(keepalive) });
+      await saving;
     } catch (err) {
       if (err.status === 410) expire();
       // Otherwise this browser's copy stands; the next change tries again.
@@ -591,6 +596,7 @@
     try {
       const body = { resultData: resultData(), leadTime: Math.round(spentMs) / 1000 };
       if (rationaleText()) body.rationale = rationaleText();
+      await draftSaving; // the answer as checked above, sent after the draft's save
       await Dojo.api("POST", `${taskUrl}/result`, body);
       forgetDraft();
       form.dataset.state = "submitted";
@@ -623,6 +629,7 @@
     error.hidden = true;
     clearTimeout(draftTimer);
     try {
+      await draftSaving;
       await Dojo.api("POST", `${taskUrl}/skip`);
       forgetDraft();
       form.dataset.state = "skipped";
