@@ -372,7 +372,6 @@ def test_html_completion_runs_sandboxed_without_cookies_or_network(browser, plat
         first = page.frame_locator("#completion-1 iframe")
         assert first.locator("h1").text_content() == "Bouncing ball"
         assert first.locator("h1").evaluate("e => getComputedStyle(e).color") == "rgb(51, 51, 51)"
-        page.wait_for_timeout(300)
         assert platform.canary.hits == [], f"a completion reached the network: {platform.canary.hits}"
     finally:
         context.close()

@@ -55,6 +55,7 @@ def test_the_invite_button_makes_a_link_that_is_copied_and_lets_a_worker_in(brow
         key = column.locator("[data-new-key]")
         expect(key).to_have_text(re.compile(r"dojo_api_[A-Za-z0-9_-]{43}"))
         column.get_by_role("button", name="Copy key").click()
+        expect(column.get_by_role("button", name="Copied")).to_be_visible()
         assert _clipboard(page) == key.text_content()
     finally:
         context.close()

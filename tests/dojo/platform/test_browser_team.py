@@ -373,7 +373,8 @@ def test_the_dashboard_shows_a_page_of_tasks_at_a_time_and_filters_them(browser,
         first_page = [rows.nth(i).get_attribute("data-task-id") for i in range(25)]
         assert set(first_page) <= set(created)  # the newest tasks first
         total = int(re.match(r"(\d+) tasks", page.locator("#task-count").text_content()).group(1))
-        page.get_by_role("link", name="Older tasks").click()
+        with page.expect_navigation():
+            page.get_by_role("link", name="Older tasks").click()
         expect(rows).to_have_count(min(25, total - 25))
         second_page = [rows.nth(i).get_attribute("data-task-id") for i in range(rows.count())]
         assert not set(first_page) & set(second_page)
