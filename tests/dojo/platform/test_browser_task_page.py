@@ -45,9 +45,12 @@ def _worker_page(
     browser, platform: Platform, miner, viewport=DESKTOP, clock=False, touch=False, worker=None
 ) -> Iterator[tuple[Page, WorkerClient]]:
     """A page logged in as a new worker on ``miner``'s team (or as ``worker``, in a browser of
-    its own); ``touch``: a phone's touch screen. No script error may happen on it."""
+    its own); ``touch``: a phone's touch screen. No script error may happen on it. The
+    browser asks for reduced motion, so a row's tint is read as it ends, not mid-transition."""
     worker = worker or _new_worker(platform, miner)
-    context = browser.new_context(viewport=viewport, has_touch=touch, is_mobile=touch)
+    context = browser.new_context(
+        viewport=viewport, has_touch=touch, is_mobile=touch, reduced_motion="reduce"
+    )
     context.add_cookies([{"name": WORKER_COOKIE, "value": worker.token, "url": platform.url}])
     page = context.new_page()
     if clock:
