@@ -39,12 +39,14 @@ def test_honest_annotators_on_label_studio_earn_like_honest_dojo_workers_and_a_r
         env={**os.environ, "LABEL_STUDIO_API_KEY": label_studio.token},
     )  # fmt: skip
     try:
-
+        # Some one task a round: the random team's weight rests on as many rankings as rounds,
+        # each scored 0 to 1 by chance. The validator's own scoring over 1 000 seeds put it at
+        # half the lower honest team's in 0.5 % of nets after four rounds, none after six.
         def scored():
             s = _status(directory)
-            return s if s and s["rounds_scored"] >= 4 and s["weights_set"] >= 2 and s["weights"] else None
+            return s if s and s["rounds_scored"] >= 6 and s["weights_set"] >= 2 and s["weights"] else None
 
-        snapshot = _wait(scored, 600, "four scored rounds and weights on chain", up, directory)
+        snapshot = _wait(scored, 600, "six scored rounds and weights on chain", up, directory)
     finally:
         result = _dojo("localnet", "down", "--dir", str(directory), timeout=180)
         code = up.wait(120)

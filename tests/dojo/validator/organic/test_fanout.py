@@ -290,4 +290,7 @@ async def test_a_miner_cannot_tell_organic_from_synthetic_tasks(network, tmp_pat
         ).mean()
         for seed in range(3)
     ]
-    assert np.mean(auc) <= 0.6, (auc, x[:4])
+    # With nothing to tell them apart the score is chance's: 0.44-0.61 over 13 runs here
+    # (mean 0.50, spread 0.045), so 0.6 failed about one run in ten. A tell (another
+    # deadline, a field set differently) scores near 1.
+    assert np.mean(auc) <= 0.7, (auc, x[:4])
