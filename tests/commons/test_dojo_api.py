@@ -433,7 +433,9 @@ async def test_a_real_timeout_on_loopback_is_retried_then_unreachable():
     port = server.sockets[0].getsockname()[1]
     policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
     try:
-        async with DojoAPI(f"http://127.0.0.1:{port}", timeout=0.2, retry=policy) as client:
+        # A short read, a long connect: a slow machine's connect must not pass for the read.
+        timeout = httpx.Timeout(0.2, connect=5.0)
+        async with DojoAPI(f"http://127.0.0.1:{port}", timeout=timeout, retry=policy) as client:
             with pytest.raises(Unreachable, match="ReadTimeout"):
                 await client.challenge("5Fabc")
     finally:

@@ -92,7 +92,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-async def _failure(url: str, timeout: float = 5.0) -> BaseException:
+async def _failure(url: str, timeout: float | httpx.Timeout = 5.0) -> BaseException:
     async with httpx.AsyncClient(timeout=timeout) as client:
         with pytest.raises(httpx.TransportError) as raised:
             await client.get(url)
@@ -106,7 +106,8 @@ async def test_no_answer_is_transient_a_malformed_url_is_not():
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
-        silent = await _failure(f"http://127.0.0.1:{port}/", timeout=0.2)
+        # A short read, a long connect: a slow machine's connect must not pass for the read.
+        silent = await _failure(f"http://127.0.0.1:{port}/", timeout=httpx.Timeout(0.2, connect=5.0))
     assert isinstance(silent, httpx.ReadTimeout) and is_transient(silent)
     wrong_scheme = await _failure("ftp://127.0.0.1/")
     assert isinstance(wrong_scheme, httpx.UnsupportedProtocol) and not is_transient(wrong_scheme)

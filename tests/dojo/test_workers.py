@@ -295,10 +295,12 @@ async def test_a_worker_joins_by_invite_link(miner, platform, platform_dir):
 
 async def test_a_task_that_expires_while_thinking_is_let_go(miner):
     cids = ids(2)
-    workers = team(miner, "random", think_time=(2.0, 2.0))
-    task_id = await miner.create_task(cids, expire_in=1.5)  # claimed at once, answered too late
+    # Claimed at once (some 0.2 s after it is made), answered too late: 4 s leave a slow
+    # machine room to log in and claim, which 1.5 s barely did.
+    workers = team(miner, "random", think_time=(6.0, 6.0))
+    task_id = await miner.create_task(cids, expire_in=4.0)
 
-    await run_until(workers, lambda: _true_when(workers.workers[0].stats.missed >= 1))
+    await run_until(workers, lambda: _true_when(workers.workers[0].stats.missed >= 1), timeout=30)
     assert await miner.results(task_id) == []
     stats = workers.workers[0].stats
     assert stats.submitted == 0 and stats.errors == 0 and stats.failed is None
