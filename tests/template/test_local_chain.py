@@ -152,17 +152,21 @@ def test_full_subnet_replaces_lowest_incentive_outside_immunity(new_chain, make_
 
 
 def test_full_subnet_with_every_neuron_immune_refuses(new_chain):
-    chain = new_chain(max_uids=2, immunity_period=10, block_time=FAST)
-    chain.register(_addr(0), _addr(10))
-    chain.register(_addr(1), _addr(11))
-    registered = chain.block()  # no earlier than either registration's block
-    # Three registrations take milliseconds; the window is half a second.
+    # Two subnets on one chain: a long immunity for the refusal, a short one to wait out, so
+    # that neither outcome depends on how fast a loaded machine (or its disk) runs the test.
+    lasting = new_chain(netuid=1, max_uids=2, immunity_period=100_000, block_time=FAST)
+    short = new_chain(netuid=2, max_uids=2, immunity_period=10, block_time=FAST)
+    for chain in (lasting, short):
+        chain.register(_addr(0), _addr(10))
+        chain.register(_addr(1), _addr(11))
+    registered = short.block()  # no earlier than either registration's block
     with pytest.raises(ChainError, match="immunity period"):
-        chain.register(_addr(2), _addr(12))
-    while chain.block() < registered + 10:
+        lasting.register(_addr(2), _addr(12))
+    assert lasting.metagraph().n == 2 and not lasting.is_registered(_addr(2))
+    while short.block() < registered + 10:
         time.sleep(FAST / 4)
-    assert chain.register(_addr(2), _addr(12)) == 0
-    assert not chain.is_registered(_addr(0))
+    assert short.register(_addr(2), _addr(12)) == 0
+    assert not short.is_registered(_addr(0))
 
 
 def test_add_stake(new_chain, make_wallet):
