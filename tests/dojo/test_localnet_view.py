@@ -289,7 +289,12 @@ def test_a_process_is_known_by_its_pid_and_start_time(tmp_path):
 
 def test_down_signals_only_the_processes_it_recorded_and_kills_those_that_do_not_stop(tmp_path):
     ours = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 30 & wait"], start_new_session=True)
+    stubborn = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; echo ready; sleep 30 & wait"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"  # SIGTERM now ignored
     stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)  # as if it had reused a recorded pid
     try:
 
@@ -324,6 +329,7 @@ def test_down_signals_only_the_processes_it_recorded_and_kills_those_that_do_not
         for p in (ours, stubborn, stranger):
             p.kill()
             p.wait()
+        stubborn.stdout.close()
 
 
 def test_while_the_validator_makes_its_database_the_view_says_starting_not_an_sql_error(tmp_path):
