@@ -446,7 +446,13 @@ def test_the_draft_follows_the_worker_to_another_browser_and_the_rationale_to_th
         assert guide.evaluate("e => e.open")
         guide.locator("summary").click()
         assert not guide.evaluate("e => e.open")
-        page.wait_for_function("localStorage.getItem('dojo-guidelines') === 'closed'")
+        # The page keeps the choice a moment after the toggle. (wait_for_function would poll
+        # by eval, which the page's policy forbids: page.evaluate is not the page's script.)
+        for _ in range(250):
+            if page.evaluate("localStorage.getItem('dojo-guidelines')") == "closed":
+                break
+            page.wait_for_timeout(20)
+        assert page.evaluate("localStorage.getItem('dojo-guidelines')") == "closed"
         page.reload()
         expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
         assert not page.locator("#guidelines").evaluate("e => e.open")
