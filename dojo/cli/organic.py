@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-KEY_ENV = "DOJO_ORGANIC_KEY"
+# The one name of the variable, which the local net's organic caller reads too.
+from dojo.localnet.state import ORGANIC_KEY_ENV as KEY_ENV
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -62,8 +62,8 @@ STOP_ORDER = tuple(reversed(START_ORDER))
 # starting a process and writing its pid down) is still theirs to show and stop.
 MARKER_ENV = "DOJO_LOCALNET"
 # The organic caller's API key and the key's webhook secret, which the network hands it in
-# its environment, not on a command line every local user reads with ps (the key's name is
-# the one ``dojo organic`` reads too).
+# its environment, not on a command line every local user reads with ps (``dojo organic``
+# reads the key from the same variable, this name).
 ORGANIC_KEY_ENV, ORGANIC_SECRET_ENV = "DOJO_ORGANIC_KEY", "DOJO_ORGANIC_WEBHOOK_SECRET"
 
 

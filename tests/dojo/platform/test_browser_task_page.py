@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -82,6 +82,16 @@ def _draft(page: Page, worker: WorkerClient, task_id: str) -> dict | None:
 def _open(page: Page, platform: Platform, task_id: str) -> None:
     page.goto(f"{platform.url}/tasks/{task_id}")
     expect(page.locator("#hold-status")).to_contain_text("Held for you")
+
+
+def _until(page: Page, condition: Callable[[], bool]) -> bool:
+    """Whether ``condition()`` came to hold within some 5 s, looked at every 20 ms: for what
+    no page element shows (Playwright's own route handlers, the page's storage)."""
+    for _ in range(250):
+        if condition():
+            return True
+        page.wait_for_timeout(20)
+    return condition()
 
 
 def _submit_by_enter(page: Page) -> None:
@@ -448,11 +458,7 @@ def test_the_draft_follows_the_worker_to_another_browser_and_the_rationale_to_th
         assert not guide.evaluate("e => e.open")
         # The page keeps the choice a moment after the toggle. (wait_for_function would poll
         # by eval, which the page's policy forbids: page.evaluate is not the page's script.)
-        for _ in range(250):
-            if page.evaluate("localStorage.getItem('dojo-guidelines')") == "closed":
-                break
-            page.wait_for_timeout(20)
-        assert page.evaluate("localStorage.getItem('dojo-guidelines')") == "closed"
+        assert _until(page, lambda: page.evaluate("localStorage.getItem('dojo-guidelines')") == "closed")
         page.reload()
         expect(page.locator("#ranking-count")).to_have_text("1 of 3 placed")
         assert not page.locator("#guidelines").evaluate("e => e.open")
@@ -501,10 +507,7 @@ def test_an_answer_sent_while_the_draft_is_being_saved_waits_for_that_save(brows
             page.keyboard.press("2")
             page.keyboard.press("3")
         expect(page.locator("#ranking-count")).to_have_text("3 of 3 placed")
-        for _ in range(250):  # the handler runs as Playwright next reads the browser's events
-            if held:
-                break
-            page.wait_for_timeout(20)
+        _until(page, lambda: bool(held))  # the handler runs as Playwright next reads the browser's events
         assert len(held) == 1
         with page.expect_navigation():
             page.keyboard.press("Enter")
