@@ -47,7 +47,7 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, process_cpu
+from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, in_schema, process_cpu
 from dojo.platform.services import queue
 from dojo.platform.services.pgqueue import PostgresQueue, libpq_conninfo
 from dojo.platform.settings import PlatformSettings
@@ -175,7 +175,7 @@ def main() -> int:
     conninfo = libpq_conninfo(base)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{base}?options=-csearch_path%3D{schema}"
+    url = in_schema(base, schema)
     try:
         load_before = os.getloadavg()[0]
         tasks = (args.warmup + args.calls + 2 * args.workers) // 2 + args.workers
