@@ -37,12 +37,12 @@ scripts/label_studio.sh || echo "could not install Label Studio: its tests will 
 .venv/bin/python -m mypy
 .venv/bin/vulture
 # Most of the suite's time is spent waiting on servers and subprocesses: one worker per core
-# (pytest-xdist), each test file on one worker, so that a server a module shares (the HAProxy
-# replicas, chromium) starts once per module; the files of a server started once per session
-# (Label Studio) go to one worker together (ONE_SERVER_FILES in tests/conftest.py: pytest-xdist
-# 3.8's own --dist loadgroup cannot group under pytest 9, whose node ids it no longer
-# rewrites); the files in the order tests/conftest.py gives them, the longest first. Extra
-# arguments come after: `-n 0` runs in one process.
+# (pytest-xdist), each test file whole on one worker, so that a server a file's tests share
+# (chromium) starts once for the file, and the files of an outside server started once per
+# session (Label Studio, the HAProxy replicas) go to one worker together, so that it starts
+# once (tests/_session_servers.py; pytest-xdist 3.8's own --dist loadgroup cannot group under
+# pytest 9, whose node ids it no longer rewrites); the files in the order tests/conftest.py
+# gives them, the longest first. Extra arguments come after: `-n 0` runs in one process.
 # The suite also measures line coverage of template, commons and dojo in the test processes
 # (settings in pyproject.toml) and fails under the floor, 90% (the whole suite reached 91.5% when
 # the floor was set). A run of part of the suite adds `--no-cov`.

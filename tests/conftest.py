@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import bittensor as bt
 import pytest
 
 from template.wallets import create_wallet
+from tests._session_servers import only_start_of_session, unit_of
 
 _counter = itertools.count()
 
@@ -35,47 +35,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: (rank[item.path], -tests[item.path]))
 
 
-# The test files that share a server started once per session of the suite, by that server.
-# ``scripts/test.sh`` hands each file whole to one worker (``--dist loadfile``); the files of one
-# server go together, as one unit, so that the server starts on one worker only. Label Studio's
-# first start migrates its database: over a minute of a core's time.
-ONE_SERVER_FILES = {
-    "label-studio": ("tests/dojo/miner/test_label_studio.py", "tests/e2e/test_localnet_label_studio.py"),
-}
-_UNIT_OF_FILE = {path: server for server, paths in ONE_SERVER_FILES.items() for path in paths}
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile`` with the files of :data:`ONE_SERVER_FILES` as one unit each."""
+    """``--dist loadfile`` with the files of each server in ``ONE_SERVER_FILES`` as one unit."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
     class OneServerScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = super()._split_scope(nodeid)
-            return _UNIT_OF_FILE.get(path, path)
+            return unit_of(super()._split_scope(nodeid))
 
     return OneServerScheduling(config, log)
-
-
-def _only_start_of_session(tmp_path_factory: pytest.TempPathFactory, server: str) -> None:
-    """Fail when another worker of this session of the suite already started ``server``: the
-    file now asking for it is missing from :data:`ONE_SERVER_FILES`."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:  # one process: a session fixture starts once anyway
-        return
-    # The workers' temporary directories share this session's parent.
-    marker = tmp_path_factory.getbasetemp().parent / f"{server}.started-by"
-    try:
-        with marker.open("x") as out:
-            out.write(worker)
-    except FileExistsError:
-        pytest.fail(
-            f"{server} was already started in this session by worker {marker.read_text()}: "
-            f"list this test file with the others of {server} in ONE_SERVER_FILES (tests/conftest.py)"
-        )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -147,7 +118,7 @@ def browser():
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory):
     """One real Label Studio server for the whole session of the suite (its files run on one
-    worker: :data:`ONE_SERVER_FILES`), on a free loopback port, with no call home
+    worker: ``tests/_session_servers.py``), on a free loopback port, with no call home
     (``dojo.label_studio_server``); skipped with the reason when it is not installed
     (``scripts/label_studio.sh``, which ``scripts/test.sh`` runs) or does not start."""
     from dojo.label_studio_server import DEFAULT_VENV, LabelStudioServer, installed
@@ -156,7 +127,7 @@ def label_studio(tmp_path_factory):
         pytest.skip(f"Label Studio is not installed in {DEFAULT_VENV}: run scripts/label_studio.sh")
     from dojo.localnet.net import free_port
 
-    _only_start_of_session(tmp_path_factory, "label-studio")
+    only_start_of_session(tmp_path_factory, "label-studio")
     server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"), free_port())
     server.start()
     try:

@@ -20,6 +20,7 @@ from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import Database
 from dojo.platform.storage.models import Base
 from template.chain.local import LocalChain
+from tests._session_servers import only_start_of_session
 from tests.dojo.platform._support import (
     LiveServer,
     MinerClient,
@@ -188,6 +189,7 @@ def replicated(
 
     if HAPROXY is None:
         pytest.skip("HAProxy is not installed (apt-get install haproxy; scripts/test.sh installs it)")
+    only_start_of_session(tmp_path_factory, "haproxy-replicas")
     workdir = tmp_path_factory.mktemp("replicas")
     # The replicas read the chain's registrations when they start (and every 12 s after).
     miners = []
