@@ -358,6 +358,20 @@ def _tcp(port: int) -> list[tuple[str, int, str]]:
     return rows
 
 
+def _accepted_from(port: int, peers: set[int]) -> list[str]:
+    """The inodes of the open connections on local port ``port`` whose other end is on one of
+    the ports ``peers`` (this test's own clients: another test's client may reach the same
+    port, as ports are reused across the suite's processes)."""
+    inodes = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
+            if local == port and remote in peers and fields[3] == "01":
+                inodes.append(fields[9])
+    return inodes
+
+
 def _servers(pid: int, port: int) -> list[int]:
     """The child processes of ``pid`` that listen on ``port``."""
     listening = {inode for state, _, inode in _tcp(port) if state == "0A"}
@@ -413,9 +427,11 @@ def test_every_server_process_takes_its_share_of_a_burst_of_connections(tmp_path
         for client in clients:
             assert client.recv(4096).startswith(b"HTTP/1.1 200"), "every connection is answered"
         held = {pid: _socket_inodes(pid) for pid in servers}
-        connections = [inode for state, _, inode in _tcp(port) if state == "01"]
-        shares = {pid: sum(inode in held[pid] for inode in connections) for pid in servers}
-        assert sum(shares.values()) == 64, shares
+        connections = _accepted_from(port, {client.getsockname()[1] for client in clients})
+        assert len(connections) == 64
+        holders = [[pid for pid in servers if inode in held[pid]] for inode in connections]
+        assert all(len(pids) == 1 for pids in holders), "each connection is held by one process"
+        shares = {pid: sum(pids == [pid] for pids in holders) for pid in servers}
         # The kernel hashes each connection to a process's socket: an even split is likeliest,
         # fewer than 10 of 64 on either side has a chance of some 4e-9.
         assert min(shares.values()) >= 10, shares
