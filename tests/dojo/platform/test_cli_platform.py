@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -346,15 +347,22 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def _tcp(port: int) -> list[tuple[str, int, str]]:
-    """(state, accept queue length, inode) of each IPv4 socket whose local port is ``port``
-    (state 0A: listening, 01: a connection)."""
+class _Socket(NamedTuple):
+    state: str  # 0A: listening, 01: a connection
+    queued: int  # a listening socket's accept queue
+    inode: str
+    peer: int  # the other end's port (0 for a listening socket)
+
+
+def _tcp(port: int) -> list[_Socket]:
+    """Each IPv4 socket whose local port is ``port``."""
     rows = []
     with open("/proc/net/tcp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port:
-                rows.append((fields[3], int(fields[4].split(":")[1], 16), fields[9]))
+            local, peer = (int(address.split(":")[1], 16) for address in fields[1:3])
+            if local == port:
+                rows.append(_Socket(fields[3], int(fields[4].split(":")[1], 16), fields[9], peer))
     return rows
 
 
@@ -362,19 +370,12 @@ def _accepted_from(port: int, peers: set[int]) -> list[str]:
     """The inodes of the open connections on local port ``port`` whose other end is on one of
     the ports ``peers`` (this test's own clients: another test's client may reach the same
     port, as ports are reused across the suite's processes)."""
-    inodes = []
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
-            if local == port and remote in peers and fields[3] == "01":
-                inodes.append(fields[9])
-    return inodes
+    return [s.inode for s in _tcp(port) if s.state == "01" and s.peer in peers]
 
 
 def _servers(pid: int, port: int) -> list[int]:
     """The child processes of ``pid`` that listen on ``port``."""
-    listening = {inode for state, _, inode in _tcp(port) if state == "0A"}
+    listening = {s.inode for s in _tcp(port) if s.state == "0A"}
     return [child for child in _children(pid) if _socket_inodes(child) & listening]
 
 
@@ -414,9 +415,7 @@ def test_every_server_process_takes_its_share_of_a_burst_of_connections(tmp_path
 
             def first_has_accepted_its_queue() -> bool:
                 mine = _socket_inodes(first)
-                return all(
-                    queued == 0 for state, queued, inode in _tcp(port) if state == "0A" and inode in mine
-                )
+                return all(s.queued == 0 for s in _tcp(port) if s.state == "0A" and s.inode in mine)
 
             _until(first_has_accepted_its_queue, "the first process accepted what was queued for it")
         finally:
