@@ -90,11 +90,15 @@ def postgres_admin_url() -> str | None:
 def postgres_schema(admin_url: str) -> Iterator[str]:
     """A fresh schema for one test; yields a URL whose connections use it; dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    conninfo = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = make_url(admin_url)
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield f"{admin_url}?options=-csearch_path%3D{schema}"
+        # Added to the URL's query, which may hold options of its own (a socket's host).
+        yield admin.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
     finally:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
