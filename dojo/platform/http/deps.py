@@ -202,12 +202,17 @@ async def api_key_miner(request: Request, key: ApiKey) -> Miner:
     return await run_in_threadpool(lookup)
 
 
+# Set in a request's scope by the hot path (dojo.platform.http.hotpath) to the bearer token it
+# looked up and found unknown or expired before handing the request on to the routes.
+UNKNOWN_BEARER = "dojo.unknown_bearer"
+
+
 async def optional_worker(
     request: Request, bearer: BearerCredentials, _cookie: WorkerCookie
 ) -> Worker | None:
     token, from_cookie = session_token(request, bearer, WORKER_COOKIE)
-    if token is None:
-        return None
+    if token is None or (not from_cookie and request.scope.get(UNKNOWN_BEARER) == token):
+        return None  # no session, or one the hot path has just found unknown: not asked twice
     cache: SessionCache = request.app.state.worker_sessions
     worker = cache.get(token)
     if worker is None:

@@ -10,8 +10,10 @@ JSON body that :class:`SubmitResultIn` accepts. A body :func:`load_json` refuses
 JSON, too deep, a non-finite number) is answered here with the 400 the routes would give.
 Anything else — no or unknown credentials, a cookie session (which needs the CSRF check),
 a body the model refuses — goes on to the FastAPI routes unchanged (the body already read
-is handed on), so every error keeps its one wording. The routes remain the documented API
-(OpenAPI) and run the same functions (``api.worker``).
+is handed on), so every error keeps its one wording; a bearer token found unknown or expired
+is named in the scope (``deps.UNKNOWN_BEARER``), so that the routes answer 401 without
+looking it up a second time. The routes remain the documented API (OpenAPI) and run the
+same functions (``api.worker``).
 
 Where the queue's transaction runs: on PostgreSQL, on the event loop, as one call of a
 function in the database on a pool of async connections (:class:`~dojo.platform.services.pgqueue.PostgresQueue`:
@@ -173,6 +175,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from dojo.platform.errors import PlatformError
+from dojo.platform.http.deps import UNKNOWN_BEARER
 from dojo.platform.schemas import SubmitResultIn
 from dojo.platform.security import (
     ASGIApp,
@@ -265,6 +268,8 @@ class QueueHotPath:
             await _respond(send, exc.status_code, {"detail": exc.detail})
             return
         if worker is None:  # no, unknown or expired bearer session, or a cookie session
+            if token:
+                scope[UNKNOWN_BEARER] = token  # the routes answer 401 without a second look-up
             await self.app(scope, receive, send)
             return
         if task_id is None:

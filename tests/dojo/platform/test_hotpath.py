@@ -11,11 +11,22 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import text
+import httpx
+import pytest
+from sqlalchemy import event, text
 
+from dojo.platform.http.app import create_app
 from dojo.platform.http.hotpath import QueueHotPath
 from dojo.platform.storage.groupcommit import WriterLock
-from tests.dojo.platform._support import create_tasks, page_csrf, ranking, sign_in_worker, subscribed_worker
+from tests.dojo.platform._support import (
+    LiveServer,
+    create_tasks,
+    page_csrf,
+    ranking,
+    sign_in_worker,
+    subscribed_worker,
+)
+from tests.dojo.platform.conftest import _settings
 
 RESULT = {"resultData": ranking(["c1", "c0", "c2"])}
 
@@ -84,6 +95,35 @@ def test_unknown_bearer_tokens_and_cookie_sessions_go_through_the_routes(client,
     csrf = {"x-csrf-token": page_csrf(client)}
     assert client.post("/api/v1/worker/tasks/next", headers=csrf).json()["id"] == task_id
     assert client.post(f"/api/v1/worker/tasks/{task_id}/result", json=RESULT, headers=csrf).status_code == 200
+
+
+def test_an_unknown_bearer_token_is_looked_up_once(platform, chain):
+    """The hot path hands a request whose bearer token it found unknown to the routes, which
+    answer 401 without looking the token up again: each forged or expired token costs the
+    database one look-up, not two."""
+    if not platform.database_url.startswith("sqlite"):
+        pytest.skip(
+            "on PostgreSQL the hot path looks sessions up on connections of its own, which the "
+            "engine observed here does not see; the hand-over to the routes is the same code"
+        )
+    app = create_app(_settings(platform.database_url), chain=chain)
+    statements: list[str] = []
+
+    def trace(connection, _record, _proxy) -> None:
+        connection.set_trace_callback(statements.append)
+
+    event.listen(app.state.db.engine, "checkout", trace)
+    server = LiveServer(app).start()
+    forged = {"authorization": "Bearer dws_forged"}
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for path in ("/api/v1/worker/tasks/next", "/api/v1/worker/tasks/some-task/result"):
+                statements.clear()
+                assert http.post(path, json=RESULT, headers=forged).status_code == 401
+                lookups = [sql for sql in statements if "worker_sessions" in sql]
+                assert len(lookups) == 1, (path, lookups)
+    finally:
+        server.stop()
 
 
 def test_a_logged_out_bearer_token_stops_working_at_once(client, miner):
