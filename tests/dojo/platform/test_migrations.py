@@ -98,7 +98,7 @@ def test_upgrade_from_0001_keeps_data_and_backfills_counts(empty_database: Datab
     settings = PlatformSettings(database_url=empty_database.url, public_url="http://platform.test", netuid=7)
     server = LiveServer(create_app(settings, chain=chain)).start()  # migrates at start
     try:
-        assert current_revision(empty_database.engine) == head_revision() == "0009"
+        assert current_revision(empty_database.engine) == head_revision() == "0010"
         with empty_database.read_session() as db:
             counts = dict(db.execute(text("SELECT id, num_results FROM tasks")).all())
             # 0006: no task has a validator's score yet; no miner a message; the CSRF secret was made.
@@ -128,15 +128,15 @@ def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database
         command.downgrade(config, "base")
     assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
     migrate(empty_database.engine)
-    assert current_revision(empty_database.engine) == "0009"
+    assert current_revision(empty_database.engine) == "0010"
 
 
 def test_migrate_command(tmp_path: Path, capsys):
     path = tmp_path / "cli.sqlite"
     assert dojo_main(["platform", "migrate", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "platform database at revision 0009"
+    assert capsys.readouterr().out.strip() == "platform database at revision 0010"
     assert dojo_main(["platform", "migrate", "--db", f"sqlite:///{path}"]) == 0  # idempotent
-    assert current_revision(Database(f"sqlite:///{path}").engine) == "0009"
+    assert current_revision(Database(f"sqlite:///{path}").engine) == "0010"
 
 
 def test_times_of_a_database_written_before_aware_times_read_back_as_utc(empty_database: Database, chain):
@@ -254,7 +254,7 @@ def test_0009_upgrades_a_database_in_use_at_0008_and_downgrades_to_it(empty_data
                 ),
                 {"w": worker, "s": status},
             )
-    migrate(engine)
+    migrate(engine, "0009")
     assert current_revision(engine) == "0009"
     with empty_database.read_session() as db:
         assert db.execute(text("SELECT id, full_until FROM tasks ORDER BY id")).all() == [
@@ -291,5 +291,62 @@ def test_0009_upgrades_a_database_in_use_at_0008_and_downgrades_to_it(empty_data
         # 0008's claim again, which reads no full_until: the other task is full, so worker 1
         # takes a place of the one worker 2 holds.
         assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"
-    migrate(engine)
+    migrate(engine, "0009")
     assert current_revision(engine) == "0009"
+
+
+def _claim_settings(database: Database) -> list[str]:
+    """How PostgreSQL plans the claim and the submission: their functions' own settings."""
+    with database.read_session() as db:
+        rows = db.execute(
+            text(
+                "SELECT proname, array_to_string(proconfig, ',') FROM pg_proc"
+                " WHERE pronamespace = CAST(current_schema() AS regnamespace)"
+                " AND proname IN ('dojo_next_task', 'dojo_submit_result') ORDER BY proname"
+            )
+        ).all()
+    return [f"{name}: {config}" for name, config in rows]
+
+
+def test_0010_upgrades_a_database_in_use_at_0009_and_downgrades_to_it(empty_database: Database):
+    """Revision 0010 (on PostgreSQL only: the claim asks about the worker's own answer task by
+    task, and both functions plan with their indexes) on a database with tasks and results,
+    then back to 0009; the claim hands out the open task at each."""
+    if empty_database.is_sqlite:
+        pytest.skip("0010 changes PostgreSQL's functions only; on SQLite it is an empty step")
+    engine = empty_database.engine
+    migrate(engine, "0001")
+    _fill_at_0001(empty_database)
+    migrate(engine, "0009")
+    with empty_database.session() as db:
+        db.execute(
+            text(
+                "INSERT INTO subscriptions (worker_id, miner_id, name, created_at) VALUES (1, 1, 'team', now())"
+            )
+        )
+        # Worker 1's answer to the task with two results, as the queue records it.
+        db.execute(
+            text(
+                "INSERT INTO assignments (task_id, worker_id, status, held_until, created_at, updated_at)"
+                " VALUES ('task-two-results', 1, 'done', now(), now(), now())"
+            )
+        )
+    at_0009 = _claim_settings(empty_database)
+    assert all("enable_seqscan" not in row for row in at_0009)
+    migrate(engine)
+    assert current_revision(engine) == "0010"
+    assert _claim_settings(empty_database) == [
+        "dojo_next_task: plan_cache_mode=force_generic_plan,enable_seqscan=off",
+        "dojo_submit_result: plan_cache_mode=force_generic_plan,enable_seqscan=off",
+    ]
+    # Worker 1 answered the task with two results; the other is open to it.
+    assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0009")
+    assert current_revision(engine) == "0009"
+    assert _claim_settings(empty_database) == at_0009
+    assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"  # its own hold, kept
