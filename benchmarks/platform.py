@@ -94,15 +94,6 @@ def _postgres_base(given: str | None = None) -> str | None:
     return None
 
 
-def in_schema(base: str, schema: str) -> str:
-    """The PostgreSQL URL ``base`` with its connections' ``search_path`` set to ``schema``, added
-    to the URL's query (a socket directory given as ``?host=…`` stays)."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
-
-
 def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_results: int) -> list[str]:
     """Chain, miner, tasks and workers; returns the workers' session tokens."""
     from commons.dojo_wire import CreateTasksIn
@@ -535,6 +526,7 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
         import psycopg
 
         from dojo.platform.services.pgqueue import libpq_conninfo
+        from template.storage import in_schema
 
         schema = f"bench_{os.getpid()}"
         conninfo = libpq_conninfo(base)

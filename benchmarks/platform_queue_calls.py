@@ -47,12 +47,13 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, in_schema, process_cpu
+from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, process_cpu
 from dojo.platform.services import queue
 from dojo.platform.services.pgqueue import PostgresQueue, libpq_conninfo
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import Worker
 from dojo.platform.storage.rawsql import RawStatement
+from template.storage import in_schema
 
 RANKING = [{"type": "ranking", "value": {cid: i + 1 for i, cid in enumerate(CIDS)}}]
 

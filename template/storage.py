@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from loguru import logger
 from sqlalchemy import DateTime, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
@@ -152,6 +152,22 @@ def make_engine(
     return engine
 
 
+def _libpq_options(url: URL) -> str:
+    """The libpq ``options`` the query of a PostgreSQL URL gives, in one string (the key may
+    stand more than once)."""
+    given = url.query.get("options", ())
+    return " ".join([given] if isinstance(given, str) else list(given))
+
+
+def in_schema(url: str, schema: str) -> str:
+    """The PostgreSQL ``url`` with its connections' ``search_path`` set to ``schema``: added to
+    the libpq options the URL gives, its other query parameters (a socket's ``host``) kept.
+    For the benchmarks and tests that give each run a schema of its own."""
+    parsed = make_url(url)
+    options = f"{_libpq_options(parsed)} -csearch_path={schema}".strip()
+    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
 def read_only_engine(url: str) -> Engine:
     """An engine that cannot write: a SQLite file opened ``mode=ro`` (no write lock, never
     created), or a PostgreSQL database whose sessions are ``default_transaction_read_only``.
@@ -164,14 +180,9 @@ def read_only_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # libpq's options, with those the URL gives (a search_path, say) kept
-        given = parsed.query.get("options", ())
-        options = " ".join([given] if isinstance(given, str) else list(given))
+        options = f"{_libpq_options(parsed)} -c default_transaction_read_only=on".strip()
         return create_engine(
-            url,
-            pool_pre_ping=True,
-            pool_size=2,
-            max_overflow=3,
-            connect_args={"options": f"{options} -c default_transaction_read_only=on".strip()},
+            url, pool_pre_ping=True, pool_size=2, max_overflow=3, connect_args={"options": options}
         )
     database = parsed.database or ""
     if not database or database == ":memory:":

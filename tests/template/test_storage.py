@@ -1,5 +1,6 @@
 """``template.storage``: the read-only engine cannot write nor create, and reads one snapshot
-per transaction; ``UTCDateTime`` reads the naive UTC a database holds as aware UTC."""
+per transaction; ``UTCDateTime`` reads the naive UTC a database holds as aware UTC; a URL put
+in a schema keeps what its query gave."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from template.storage import READ_ONLY, WAL_SIZE_LIMIT, UTCDateTime, make_engine, read_only_engine
+from template.storage import (
+    READ_ONLY,
+    WAL_SIZE_LIMIT,
+    UTCDateTime,
+    in_schema,
+    make_engine,
+    read_only_engine,
+)
 from tests.dojo.platform._support import postgres_admin_url, postgres_schema
 
 metadata = sa.MetaData()
@@ -182,3 +190,13 @@ def test_alembic_is_loaded_only_to_migrate_or_read_a_revision() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_url_put_in_a_schema_keeps_the_options_and_the_socket_it_gave() -> None:
+    given = "postgresql+psycopg://dojo@/dojo?host=/var/run/postgresql&options=-cstatement_timeout%3D5000"
+    url = sa.engine.make_url(in_schema(given, "run_1"))
+    assert dict(url.query) == {
+        "host": "/var/run/postgresql",
+        "options": "-cstatement_timeout=5000 -csearch_path=run_1",
+    }
+    assert (url.username, url.database) == ("dojo", "dojo")

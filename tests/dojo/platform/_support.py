@@ -23,9 +23,10 @@ import uvicorn
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 
+from dojo.platform.services.pgqueue import libpq_conninfo
 from dojo.platform.storage.db import Database
+from template.storage import in_schema
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 PG_USERS = ("postgres", "root")
@@ -90,15 +91,11 @@ def postgres_admin_url() -> str | None:
 def postgres_schema(admin_url: str) -> Iterator[str]:
     """A fresh schema for one test; yields a URL whose connections use it; dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_url(admin_url)
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = libpq_conninfo(admin_url)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        # Added to the URL's query, which may hold options of its own (a socket's host).
-        yield admin.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
+        yield in_schema(admin_url, schema)
     finally:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from dojo.cli import main as dojo_main
 from dojo.platform.credentials import hash_secret
@@ -89,6 +89,22 @@ def _fill_at_0001(database: Database) -> None:
             db.execute(text(statement), params)
 
 
+def _in_use_at(database: Database, revision: str) -> Engine:
+    """``database`` filled at 0001 (:func:`_fill_at_0001`) and migrated to ``revision``."""
+    migrate(database.engine, "0001")
+    _fill_at_0001(database)
+    migrate(database.engine, revision)
+    return database.engine
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
 def test_upgrade_from_0001_keeps_data_and_backfills_counts(empty_database: Database, chain):
     migrate(empty_database.engine, "0001")
     assert current_revision(empty_database.engine) == "0001"
@@ -121,11 +137,7 @@ def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database
     with empty_database.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with empty_database.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "base")
+    _downgrade(empty_database.engine, "base")
     assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
     migrate(empty_database.engine)
     assert current_revision(empty_database.engine) == "0010"
@@ -227,10 +239,7 @@ def test_0009_upgrades_a_database_in_use_at_0008_and_downgrades_to_it(empty_data
     """Revision 0009 (``tasks.full_until``, and on PostgreSQL the claim and submission that keep
     it, with their triggers) on a database with tasks, results and live holds; then back to
     0008's functions, which claim as before."""
-    engine = empty_database.engine
-    migrate(engine, "0001")
-    _fill_at_0001(empty_database)
-    migrate(engine, "0008")
+    engine = _in_use_at(empty_database, "0008")
     with empty_database.session() as db:
         db.execute(
             text("INSERT INTO workers (id, public_id, created_at) VALUES (3, :p, '2026-11-20 10:00:00')"),
@@ -269,11 +278,7 @@ def test_0009_upgrades_a_database_in_use_at_0008_and_downgrades_to_it(empty_data
             marked = db.execute(text("SELECT id FROM tasks WHERE full_until IS NOT NULL")).scalars().all()
         assert marked == ["task-two-results"]
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0008")
+    _downgrade(engine, "0008")
     assert current_revision(engine) == "0008"
     assert "full_until" not in {c["name"] for c in inspect(engine).get_columns("tasks")}
     if postgres:
@@ -314,10 +319,7 @@ def test_0010_upgrades_a_database_in_use_at_0009_and_downgrades_to_it(empty_data
     then back to 0009; the claim hands out the open task at each."""
     if empty_database.is_sqlite:
         pytest.skip("0010 changes PostgreSQL's functions only; on SQLite it is an empty step")
-    engine = empty_database.engine
-    migrate(engine, "0001")
-    _fill_at_0001(empty_database)
-    migrate(engine, "0009")
+    engine = _in_use_at(empty_database, "0009")
     with empty_database.session() as db:
         db.execute(
             text(
@@ -342,11 +344,7 @@ def test_0010_upgrades_a_database_in_use_at_0009_and_downgrades_to_it(empty_data
     # Worker 1 answered the task with two results; the other is open to it.
     assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0009")
+    _downgrade(engine, "0009")
     assert current_revision(engine) == "0009"
     assert _claim_settings(empty_database) == at_0009
     assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"  # its own hold, kept

@@ -35,7 +35,11 @@ depends_on = None
 # Fixed history, as 0009 reads 0008 (see there).
 _0009 = importlib.import_module("dojo.platform.storage.migrations.versions.0009_full_until")
 
-_OWN = "AND (a.status <> 'held' OR a.held_until > p_now))"
+# The end of the test of the worker's own assignment, in both walks.
+_OWN = (
+    "AND (a.status <> 'held' OR a.held_until > p_now))",
+    "AND (a.status <> 'held' OR a.held_until > p_now) OFFSET 0)",
+)
 
 # Planned once per connection, perhaps while the tables are nearly empty, where reading a
 # table whole looks cheaper than its index: every statement here has an index to use.
@@ -44,7 +48,7 @@ _INDEXED = (
     "SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS",
 )
 
-NEXT_TASK = _0009._changed(_0009.NEXT_TASK, (_OWN, _OWN.removesuffix(")") + " OFFSET 0)"), _INDEXED)
+NEXT_TASK = _0009._changed(_0009.NEXT_TASK, _OWN, _INDEXED)
 SUBMIT_RESULT = _0009._changed(_0009.SUBMIT_RESULT, _INDEXED)
 
 
