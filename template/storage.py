@@ -17,12 +17,13 @@ the simulated workers' oracle) does not load it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 from loguru import logger
@@ -34,7 +35,10 @@ from sqlalchemy.types import TypeDecorator
 from template.private import private_file
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
     from alembic.config import Config
+
+    RecordT = TypeVar("RecordT", bound=DataclassInstance)
 
 __all__ = [
     "READ_ONLY",
@@ -47,7 +51,21 @@ __all__ = [
     "migrate",
     "migrate_if_behind",
     "read_only_engine",
+    "record",
 ]
+
+
+def record(cls: type[RecordT], row: object, **given: Any) -> RecordT:
+    """The frozen dataclass ``cls`` made from ``row`` (an ORM object or a result row): each
+    field from the attribute of the same name, except those ``given``, which are taken as
+    given (a field the row names otherwise, or a value converted on the way)."""
+    names = _field_names(cls)
+    return cls(**{name: getattr(row, name) for name in names if name not in given}, **given)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -7,9 +7,12 @@ flag > environment > ``.env``): ``--db`` (the neuron's ``--neuron.database_url``
 ``MINER_DATABASE_URL``), else ``miner.sqlite`` in ``--data-dir`` (its ``--neuron.data_dir``,
 ``NEURON_DATA_DIR``, default ``~/.dojo``). It never creates or migrates anything. ``--json`` prints::
 
-    {"tasks_received": n, "results_returned": n, "scores_received": n,
-     "validators": {hotkey: {"tasks_received", "results_returned", "scores_received",
-                             "mean_score", "latest_score", "latest_score_at"}}}
+    {"tasks_received": n, "results_returned": n, "rankings_returned": n, "scores_received": n,
+     "validators": {hotkey: {"tasks_received", "results_returned", "rankings_returned",
+                             "scores_received", "mean_score", "latest_score", "latest_score_at"}}}
+
+``results_returned`` counts the tasks whose results went back to the validator,
+``rankings_returned`` the workers' rankings in them (each task's latest reply).
 
 Exit codes: 0 printed, 1 no miner database where it looked.
 """
@@ -101,18 +104,19 @@ def _table(summary: dict[str, Any], where: str) -> str:
 
     lines = [
         f"miner database {where}",
-        f"tasks received {summary['tasks_received']}, results returned {summary['results_returned']}, "
-        f"scores received {summary['scores_received']}",
+        f"tasks received {summary['tasks_received']}, results returned {summary['results_returned']} "
+        f"({summary['rankings_returned']} rankings), scores received {summary['scores_received']}",
     ]
     if not summary["validators"]:
         lines.append("no validator has sent a task yet")
         return "\n".join(lines)
-    header = ("validator", "tasks", "returned", "scores", "mean", "latest", "latest at")
+    header = ("validator", "tasks", "returned", "rankings", "scores", "mean", "latest", "latest at")
     rows = [
         (
             hotkey,
             str(v["tasks_received"]),
             str(v["results_returned"]),
+            str(v["rankings_returned"]),
             str(v["scores_received"]),
             score(v["mean_score"]),
             score(v["latest_score"]),

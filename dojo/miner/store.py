@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from dojo.miner.answers import Verdict
 from dojo.miner.models import MinerAnswer, MinerSecret, MinerTask, ValidatorScore
 from template.clock import utcnow
-from template.storage import database_url, make_engine, migrate
+from template.storage import database_url, make_engine, migrate, record
 
 __all__ = [
     "DB_FILENAME",
@@ -63,7 +63,6 @@ class StoredTask:
     expire_at: datetime
     created_at: datetime
     results_returned_at: datetime | None
-    results_returned: int | None
     backend: str = "dojo"
     max_results: int | None = None
     withdrawn_at: datetime | None = None
@@ -78,34 +77,13 @@ class StoredScore:
 
 
 def _stored(row: MinerTask) -> StoredTask:
-    return StoredTask(
-        validator_hotkey=row.validator_hotkey,
-        request_id=row.request_id,
-        dojo_task_id=row.dojo_task_id,
-        request_hash=row.request_hash,
-        completion_ids=tuple(row.completion_ids),
-        criteria_types=tuple(row.criteria_types),
-        expire_at=row.expire_at,
-        created_at=row.created_at,
-        results_returned_at=row.results_returned_at,
-        results_returned=row.results_returned,
-        backend=row.backend,
-        max_results=row.max_results,
-        withdrawn_at=row.withdrawn_at,
+    return record(
+        StoredTask, row, completion_ids=tuple(row.completion_ids), criteria_types=tuple(row.criteria_types)
     )
 
 
 def _verdict(row: MinerAnswer) -> Verdict:
-    return Verdict(
-        answer_id=row.answer_id,
-        worker=row.worker,
-        counted=row.counted,
-        reason=row.reason,
-        submitted_at=row.submitted_at,
-        lead_time=row.lead_time,
-        values=dict(row.answer_values),
-        rationale=row.rationale,
-    )
+    return record(Verdict, row, values=dict(row.answer_values))
 
 
 class MinerStore:
@@ -329,6 +307,7 @@ class MinerStore:
                     MinerTask.validator_hotkey,
                     func.count(),
                     func.count(MinerTask.results_returned_at),
+                    func.coalesce(func.sum(MinerTask.results_returned), 0),
                 ).group_by(MinerTask.validator_hotkey)
             ).all()
             score_rows = db.execute(
@@ -351,6 +330,7 @@ class MinerStore:
                 {
                     "tasks_received": 0,
                     "results_returned": 0,
+                    "rankings_returned": 0,
                     "scores_received": 0,
                     "mean_score": None,
                     "latest_score": None,
@@ -358,8 +338,10 @@ class MinerStore:
                 },
             )
 
-        for hotkey, received, returned in task_rows:
-            entry(hotkey).update(tasks_received=received, results_returned=returned)
+        for hotkey, received, returned, rankings in task_rows:
+            entry(hotkey).update(
+                tasks_received=received, results_returned=returned, rankings_returned=rankings
+            )
         for hotkey, count, mean in score_rows:
             entry(hotkey).update(scores_received=count, mean_score=float(mean))
         for hotkey, score, received_at in latest_rows:  # ordered by time: the last one stays
@@ -367,6 +349,7 @@ class MinerStore:
         return {
             "tasks_received": sum(v["tasks_received"] for v in validators.values()),
             "results_returned": sum(v["results_returned"] for v in validators.values()),
+            "rankings_returned": sum(v["rankings_returned"] for v in validators.values()),
             "scores_received": sum(v["scores_received"] for v in validators.values()),
             "validators": dict(sorted(validators.items())),
         }

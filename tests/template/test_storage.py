@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from template.storage import (
     in_schema,
     make_engine,
     read_only_engine,
+    record,
 )
 from tests.dojo.platform._support import postgres_admin_url, postgres_schema
 
@@ -200,3 +202,26 @@ def test_a_url_put_in_a_schema_keeps_the_options_and_the_socket_it_gave() -> Non
         "options": "-cstatement_timeout=5000 -csearch_path=run_1",
     }
     assert (url.username, url.database) == ("dojo", "dojo")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: datetime
+    label: str = "none"
+
+
+def test_a_record_takes_a_rows_fields_by_name_and_what_is_given_as_given(tmp_path: Path) -> None:
+    engine = make_engine(_filled(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    try:
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(events.c.id, events.c.at, sa.literal("stored").label("label"))).one()
+            bare = conn.execute(sa.select(events.c.id, events.c.at)).one()
+    finally:
+        engine.dispose()
+    at = datetime(2026, 11, 20, 10, 0, 0, 250000, tzinfo=timezone.utc)
+    assert record(Event, row) == Event(1, at, "stored")
+    assert record(Event, row, label="given", id=7) == Event(7, at, "given")
+    # A field the row lacks is an error, not its default: a record is the row, whole.
+    with pytest.raises(AttributeError, match="label"):
+        record(Event, bare)

@@ -34,6 +34,7 @@ from dojo.platform.services.auth import worker_pseudonym_for_miner
 from dojo.platform.services.subscriptions import PROMPT_START, task_status
 from dojo.platform.storage.models import Flag, Miner, Result, Task, Worker
 from template.clock import utcnow
+from template.storage import record
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
@@ -273,18 +274,12 @@ def miner_dashboard(
     return Dashboard(
         hotkey=miner.hotkey,
         tasks=[
-            DashboardTask(
-                id=t.id,
-                title=t.title,
+            record(
+                DashboardTask,
+                t,
                 prompt_start=starts[t.id],
-                task_type=t.task_type,
                 status=task_status(t, now),
-                num_results=t.num_results,
-                max_results=t.max_results,
-                expire_at=t.expire_at,
-                created_at=t.created_at,
                 agreement=agreement[i],
-                score=t.score,
                 completions=[
                     {"cid": str(c["cid"]), "model": str(c.get("model") or ""), **glimpse(c.get("completion"))}
                     for c in t.completions

@@ -41,6 +41,7 @@ from dojo.platform.storage.models import (
     Worker,
 )
 from template.clock import utcnow
+from template.storage import record
 
 # Enough of a task's prompt to tell it from the others in a list (a page shortens it at a word).
 PROMPT_START = 200
@@ -241,13 +242,9 @@ def worker_tasks(
         ):
             state = "HELD_BY_OTHERS"
         summaries.append(
-            WorkerTaskSummary(
-                id=t.id,
-                title=t.title,
-                task_type=t.task_type,
-                num_results=t.num_results,
-                max_results=t.max_results,
-                expire_at=t.expire_at,
+            record(
+                WorkerTaskSummary,
+                t,
                 status=state,
                 my_status=None if status == HOLD and not held else status,
                 prompt_start=t.prompt[:PROMPT_START],
@@ -293,18 +290,10 @@ class WorkerTaskView(TaskRow):
         closed_reason: str | None = None,
     ) -> WorkerTaskView:
         """The view of a task (an ORM ``Task`` or the queue's raw row); model names are left out."""
-        return cls(
-            id=task.id,
-            miner_id=task.miner_id,
-            title=task.title,
-            body=task.body,
-            prompt=task.prompt,
-            task_type=task.task_type,
-            criteria=task.criteria,
+        return record(
+            cls,
+            task,
             completions=[{"cid": c["cid"], "completion": c["completion"]} for c in task.completions],
-            num_results=task.num_results,
-            max_results=task.max_results,
-            expire_at=task.expire_at,
             held_until=held_until,
             my_result=my_result,
             my_status=my_status,

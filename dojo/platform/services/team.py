@@ -44,6 +44,7 @@ from dojo.platform.storage.models import (
     Worker,
 )
 from template.clock import utcnow
+from template.storage import record
 
 WINDOW = 1000
 INVITES_SHOWN = 100
@@ -283,12 +284,9 @@ def team_view(db: Session, miner: Miner) -> TeamView:
     ).all()
     for invite, public_id in rows:
         invites.append(
-            InviteView(
-                id=invite.id,
-                created_at=invite.created_at,
-                expires_at=invite.expires_at,
-                used_at=invite.used_at,
-                revoked_at=invite.revoked_at,
+            record(
+                InviteView,
+                invite,
                 worker=worker_pseudonym_for_miner(public_id, miner.hotkey) if public_id else None,
                 state=_invite_state(invite, now),
             )

@@ -392,7 +392,9 @@ def _work(
         return worker.worker_id
 
 
-async def test_results_are_the_workers_answers_in_the_validators_ids_under_pseudonyms(net, account, tmp_path):
+async def test_results_are_the_workers_answers_in_the_validators_ids_under_pseudonyms(
+    net, account, tmp_path, capsys
+):
     data_dir = tmp_path / "data"
     request = feedback_request(criteria=[RankingCriteria(), MultiScoreCriteria(min=1, max=10)])
     a, b, c = (x.completion_id for x in request.completions)
@@ -469,7 +471,11 @@ async def test_results_are_the_workers_answers_in_the_validators_ids_under_pseud
         )
     assert again.ok and {r.worker_id for r in again.reply.results} == pseudonyms
     stored = await asyncio.to_thread(stored_task, data_dir, net.validator, request.request_id)
-    assert stored.results_returned == 4 and stored.results_returned_at is not None
+    assert stored.results_returned_at is not None
+    code, out, err = await asyncio.to_thread(miner_status, capsys, "--data-dir", str(data_dir), "--json")
+    assert code == 0, err
+    status = json.loads(out)
+    assert (status["results_returned"], status["rankings_returned"]) == (1, 4)
 
 
 # --- ScoringResult and `dojo miner status` ------------------------------------------------

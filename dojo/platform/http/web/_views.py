@@ -39,6 +39,7 @@ from dojo.platform.storage.models import (
     Worker,
 )
 from template.clock import utcnow
+from template.storage import record
 
 
 @dataclass(frozen=True)
@@ -148,17 +149,7 @@ def task_list_page(db: Session, worker: Worker) -> dict[str, Any]:
     subs = subscription_service.list_subscriptions(db, worker)
     tasks = subscription_service.worker_tasks(db, worker)
     rows = [
-        WorkerTaskRow(
-            id=t.id,
-            title=t.title,
-            kind=_kind(t.task_type),
-            num_results=t.num_results,
-            max_results=t.max_results,
-            expire_at=t.expire_at,
-            my_status=t.my_status,
-            state=TASK_STATE_WORDS.get(t.status, "open"),
-            prompt_start=t.prompt_start,
-        )
+        record(WorkerTaskRow, t, kind=_kind(t.task_type), state=TASK_STATE_WORDS.get(t.status, "open"))
         for t in tasks
     ]
     return {
