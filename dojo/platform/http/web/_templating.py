@@ -18,6 +18,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from commons.dojo_wire import iso as wire_iso
+from commons.dojo_wire import to_utc
 from dojo.platform.http.web._render import highlight_css
 
 HERE = Path(__file__).parent
@@ -52,22 +54,16 @@ def static_url(name: str) -> str:
     return f"/static/{name}?v={_static_version(name)}"
 
 
-def _as_utc(value: datetime) -> datetime:
-    # The platform's times are aware UTC; a naive one is taken as UTC.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
 def iso(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """:func:`commons.dojo_wire.iso`, and an empty string for no time."""
+    return wire_iso(value) or ""
 
 
 def when(value: datetime | None) -> str:
     """A short absolute time in UTC, e.g. ``25 Nov 13:05 UTC``."""
     if value is None:
         return ""
-    return _as_utc(value).strftime("%d %b %H:%M UTC").lstrip("0")
+    return to_utc(value).strftime("%d %b %H:%M UTC").lstrip("0")
 
 
 def _span(seconds: float) -> str:
@@ -88,7 +84,7 @@ def until(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return ""
     now = now or datetime.now(timezone.utc)
-    delta = (_as_utc(value) - now).total_seconds()
+    delta = (to_utc(value) - now).total_seconds()
     return f"in {_span(delta)}" if delta >= 0 else f"ended {_span(delta)} ago"
 
 
@@ -96,7 +92,7 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     """How long ago, as a person says it: ``just now``, ``5 min ago``, ``3 h ago``."""
     if value is None:
         return ""
-    seconds = ((now or datetime.now(timezone.utc)) - _as_utc(value)).total_seconds()
+    seconds = ((now or datetime.now(timezone.utc)) - to_utc(value)).total_seconds()
     return "just now" if seconds < 60 else f"{_span(seconds)} ago"
 
 
