@@ -61,7 +61,8 @@ async def test_a_miner_that_predates_images_refuses_them_cleanly_and_scores_zero
     # Replace the third miner's endpoint by one of the previous release.
     old = miners[2]
     old.server.stop()
-    await asyncio.sleep(0.2)
+    assert old.serving is not None
+    await asyncio.wait_for(old.serving, 10)  # its port is free once its server has returned
     upgraded_port = old.port
     stale = OldMiner("old", old.wallet, chain, "good")
     stale.port = upgraded_port

@@ -99,6 +99,7 @@ class FakeMiner:
         # says the slow one did.
         self.release = asyncio.Event()
         self.answered = False
+        self.serving: asyncio.Task[None] | None = None  # the server's task, once it serves
         self.server = SignedServer(wallet.hotkey, chain.metagraph, handler_timeout=10)
         self.server.route(Heartbeat, self.heartbeat)
         self.server.route(FeedbackRequest, self.feedback)
@@ -201,7 +202,8 @@ async def network(tmp_path: Path, make_wallet):
             if behaviour != "down":
                 serving.add(uid)
                 ready = asyncio.Event()
-                tasks.append(asyncio.create_task(miner.server.serve("127.0.0.1", miner.port, ready)))
+                miner.serving = asyncio.create_task(miner.server.serve("127.0.0.1", miner.port, ready))
+                tasks.append(miner.serving)
                 await asyncio.wait_for(ready.wait(), 10)
             chain.serve_axon(wallet, "127.0.0.1", miner.port)
             miners.append(miner)
