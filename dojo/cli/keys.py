@@ -161,7 +161,7 @@ def run_with_account(args: argparse.Namespace, run: Callable[[Any], Awaitable[in
     import asyncio
 
     from commons.dojo_api import DojoAPI, DojoAPIError, normalize_base_url
-    from dojo.cli.platform_account import MinerAccount, SessionCache, cli_logging, default_platform_url
+    from dojo.cli.platform_account import MinerAccount, MinerSessionFiles, cli_logging, default_platform_url
     from template.wallets import WalletMissing, load_wallet
 
     try:
@@ -174,7 +174,7 @@ def run_with_account(args: argparse.Namespace, run: Callable[[Any], Awaitable[in
     except (WalletMissing, OSError, ValueError) as exc:
         _note(f"❌ {exc}")
         return EXIT_USAGE
-    cache = SessionCache(args.session_dir)
+    cache = MinerSessionFiles(args.session_dir)
 
     async def main() -> int:
         async with DojoAPI(platform) as api:

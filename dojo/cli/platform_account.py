@@ -97,7 +97,7 @@ class KeyNotFound(LookupError):
     """No active key matches what the user typed."""
 
 
-class SessionCache:
+class MinerSessionFiles:
     """Miner sessions on disk, one file per platform and hotkey, readable by the owner only."""
 
     def __init__(self, directory: Path | str | None = None):
@@ -198,7 +198,7 @@ class MinerAccount:
         self,
         api: DojoAPI,
         hotkey: Hotkey,
-        cache: SessionCache,
+        cache: MinerSessionFiles,
         on_event: Callable[[str], None] = lambda message: None,
     ):
         self.api = api

@@ -51,7 +51,7 @@ from dojo.cli.platform_account import (
     MINERS_KEY,
     KeyNotFound,
     MinerAccount,
-    SessionCache,
+    MinerSessionFiles,
     cli_logging,
     configured_api_key,
     default_platform_url,
@@ -136,7 +136,7 @@ class DojoShell:
         self,
         console: Console | None = None,
         *,
-        session_cache: SessionCache | None = None,
+        session_cache: MinerSessionFiles | None = None,
         default_wallet_path: str = DEFAULT_WALLET_PATH,
         default_platform: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -145,7 +145,7 @@ class DojoShell:
         self.out = ShellOutput(console or Console(highlight=False))
         # The DOJO_API_KEY of a miner started here (environment, else .env): its key is marked.
         self.miner_api_key = miner_api_key if miner_api_key is not None else configured_api_key()
-        self.cache = session_cache or SessionCache()
+        self.cache = session_cache or MinerSessionFiles()
         self.default_wallet_path = Path(default_wallet_path).expanduser()
         self.default_platform = default_platform or default_platform_url()
         self.transport = transport

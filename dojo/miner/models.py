@@ -94,7 +94,9 @@ def _of_task(name: str) -> ForeignKeyConstraint:
     )
 
 
-class MinerAnswer(Base):
+class JudgedAnswer(Base):
+    """A worker's answer as the miner judged it: counted, or not and why."""
+
     __tablename__ = "miner_answers"
 
     validator_hotkey: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dojo.miner.answers import Verdict
-from dojo.miner.models import MinerAnswer, MinerSecret, MinerTask, ValidatorScore
+from dojo.miner.models import JudgedAnswer, MinerSecret, MinerTask, ValidatorScore
 from template.clock import utcnow
 from template.storage import database_url, make_engine, migrate, record
 
@@ -82,7 +82,7 @@ def _stored(row: MinerTask) -> StoredTask:
     )
 
 
-def _verdict(row: MinerAnswer) -> Verdict:
+def _verdict(row: JudgedAnswer) -> Verdict:
     return record(Verdict, row, values=dict(row.answer_values))
 
 
@@ -217,9 +217,11 @@ class MinerStore:
         """Every answer judged for the task, in the order it was judged."""
         with Session(self.engine) as db, db.begin():
             rows = db.execute(
-                select(MinerAnswer)
-                .where(MinerAnswer.validator_hotkey == validator_hotkey, MinerAnswer.request_id == request_id)
-                .order_by(MinerAnswer.seq)
+                select(JudgedAnswer)
+                .where(
+                    JudgedAnswer.validator_hotkey == validator_hotkey, JudgedAnswer.request_id == request_id
+                )
+                .order_by(JudgedAnswer.seq)
             ).scalars()
             return [_verdict(row) for row in rows]
 
@@ -231,13 +233,13 @@ class MinerStore:
         now = utcnow()
         with Session(self.engine) as db, db.begin():
             last = db.execute(
-                select(func.max(MinerAnswer.seq)).where(
-                    MinerAnswer.validator_hotkey == validator_hotkey, MinerAnswer.request_id == request_id
+                select(func.max(JudgedAnswer.seq)).where(
+                    JudgedAnswer.validator_hotkey == validator_hotkey, JudgedAnswer.request_id == request_id
                 )
             ).scalar_one()
             start = (last or 0) + 1
             db.execute(
-                self._insert(MinerAnswer.__table__)
+                self._insert(JudgedAnswer.__table__)
                 .values(
                     [
                         {

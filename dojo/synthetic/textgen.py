@@ -1,6 +1,6 @@
 """The procedural grammar of text and dialogue tasks: scenarios, instructions, responses.
 
-Each :class:`Scenario` is an everyday writing job (an invitation, a recipe, a support reply,
+Each :class:`TextScenario` is an everyday writing job (an invitation, a recipe, a support reply,
 an itinerary, a status update, a training plan) with slots for facts and a pool of steps.
 :func:`sample_task` fills it: every fact gets a value and a decoy from the slot's pool, both
 written into the instruction (the date it moved from, the room under renovation), so that a
@@ -40,7 +40,7 @@ class Slot:
 
 
 @dataclass(frozen=True)
-class Scenario:
+class TextScenario:
     name: str
     # What is asked for: {topic} is drawn from topics, {who} from audiences ("who|name in the
     # greeting", when the greeting calls them otherwise).
@@ -73,8 +73,8 @@ _NAMES = (
     "Ines",
 )
 
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
+SCENARIOS: tuple[TextScenario, ...] = (
+    TextScenario(
         name="invitation",
         asks=(
             "Write a short email to {who} inviting them to the {topic}.",
@@ -193,7 +193,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         greetings=("Hello {who},", "Hi {who},", "Dear {who},"),
     ),
-    Scenario(
+    TextScenario(
         name="recipe",
         asks=(
             "Write clear instructions for making {topic} for {who}.",
@@ -281,7 +281,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         closings=("Enjoy it while it is fresh.", "It keeps for two days in a tin.", "Have fun baking."),
     ),
-    Scenario(
+    TextScenario(
         name="support",
         asks=(
             "Write the support team's reply to {who} about a problem with {topic}.",
@@ -371,7 +371,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         greetings=("Dear {who},", "Hello {who},"),
     ),
-    Scenario(
+    TextScenario(
         name="itinerary",
         asks=(
             "Write a message to {who} with the plan for our trip to {topic}.",
@@ -449,7 +449,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         closings=("Pack light.", "Call me if anything changes.", "It is going to be great."),
         greetings=("Hi {who},", "Hello {who},"),
     ),
-    Scenario(
+    TextScenario(
         name="status",
         asks=(
             "Write a status update on the {topic} project for {who}.",
@@ -544,7 +544,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         greetings=("Hello {who},", "Dear {who},"),
     ),
-    Scenario(
+    TextScenario(
         name="training",
         asks=(
             "Write a training plan for {who} focused on {topic}.",
@@ -692,7 +692,7 @@ def sample_task(kind: TextKind, rng: random.Random, n_steps: int = 4) -> TextSpe
     return TextSpec(kind=kind, facts=tuple(facts), steps=tuple(steps), scenario=scenario.name, style=style)
 
 
-def scenario_of(spec: TextSpec) -> Scenario:
+def scenario_of(spec: TextSpec) -> TextScenario:
     return next(s for s in SCENARIOS if s.name == spec.scenario)
 
 
@@ -732,4 +732,4 @@ def render_response(spec: TextSpec, plan: Plan, rng: random.Random) -> str:
     return text
 
 
-__all__ = ["SCENARIOS", "Scenario", "Slot", "render_response", "sample_task", "scenario_of"]
+__all__ = ["SCENARIOS", "TextScenario", "Slot", "render_response", "sample_task", "scenario_of"]

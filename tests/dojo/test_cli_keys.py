@@ -19,7 +19,7 @@ import pytest
 from commons.dojo_api import AuthRejected, DojoAPI
 from commons.dojo_wire import SessionOut
 from dojo.cli import main
-from dojo.cli.platform_account import SessionCache
+from dojo.cli.platform_account import MinerSessionFiles
 from tests.dojo.live_platform import NETUID
 
 
@@ -73,7 +73,7 @@ def test_authenticate_caches_the_session_owner_only(dojo, miner, real_platform, 
     assert code == 0, err
     address = miner.hotkey.ss58_address
     assert out.startswith(f"✅ Authenticated as {address} on {real_platform.url}; session valid until ")
-    path = SessionCache(session_dir).path_for(real_platform.url, address)
+    path = MinerSessionFiles(session_dir).path_for(real_platform.url, address)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text())["hotkey"] == address
 
@@ -181,7 +181,7 @@ def test_list_shows_each_keys_state_and_marks_the_miners_key(dojo, miner, monkey
 
 
 def test_expired_and_forgotten_sessions_log_in_again(dojo, miner, real_platform, session_dir):
-    cache = SessionCache(session_dir)
+    cache = MinerSessionFiles(session_dir)
     address = miner.hotkey.ss58_address
     cache.save(real_platform.url, address, SessionOut(token="stale", expires_at=datetime.now(timezone.utc)))
     code, out, err = dojo("api-key", "list", wallet=miner)

@@ -30,7 +30,7 @@ from rich.console import Console
 
 from commons.dojo_api import DojoAPI, KeyKind
 from commons.dojo_wire import SessionOut
-from dojo.cli.platform_account import SessionCache, hotkey_names, wallet_names
+from dojo.cli.platform_account import MinerSessionFiles, hotkey_names, wallet_names
 from dojo.cli.shell import CommandCompleter, run_shell
 from tests.commons.contract_platform import ContractPlatform
 
@@ -137,8 +137,8 @@ def miner(make_wallet, platform):
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> SessionCache:
-    return SessionCache(tmp_path / "sessions")
+def cache(tmp_path: Path) -> MinerSessionFiles:
+    return MinerSessionFiles(tmp_path / "sessions")
 
 
 @pytest.fixture
@@ -411,7 +411,7 @@ def test_whole_flow_against_the_real_platform(real_platform, make_wallet, wallet
 
 
 def test_session_cache_skips_what_it_cannot_trust(tmp_path):
-    cache = SessionCache(tmp_path / "s")
+    cache = MinerSessionFiles(tmp_path / "s")
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     path = cache.save("http://127.0.0.1:8080/", "5Fhot", SessionOut(token="t1", expires_at=later))
     assert path == tmp_path / "s" / "127.0.0.1_8080" / "5Fhot.json"

@@ -25,7 +25,7 @@ from dojo.platform.http.api import miner as miner_api
 from dojo.platform.http.api import tasks as tasks_api
 from dojo.platform.http.api import worker as worker_api
 from dojo.platform.http.apidocs import add_docs
-from dojo.platform.http.deps import SessionCache, lookup_worker
+from dojo.platform.http.deps import WorkerSessionCache, lookup_worker
 from dojo.platform.http.hotpath import QueueHotPath
 from dojo.platform.schemas import ErrorOut
 from dojo.platform.security import (
@@ -207,7 +207,7 @@ def create_app(settings: PlatformSettings, chain: Chain | None = None) -> Platfo
     app.state.db = database
     app.state.chain = chain
     app.state.registry = HotkeyRegistry(chain, settings.registration_refresh_seconds)
-    app.state.worker_sessions = SessionCache()
+    app.state.worker_sessions = WorkerSessionCache()
     app.state.db_executor = db_executor
     app.state.login_limiter = LoginLimiter(
         database, settings.login_rate_limit, settings.login_rate_window_seconds

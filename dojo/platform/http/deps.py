@@ -62,7 +62,7 @@ WorkerCookie = Annotated[str | None, Depends(worker_cookie_scheme)]
 ApiKey = Annotated[str | None, Depends(api_key_scheme)]
 
 
-class SessionCache:
+class WorkerSessionCache:
     """Worker session token → worker, for a few seconds: workers call next/submit in a loop.
 
     A log-out evicts its token at once in this process; other replicas forget it within
@@ -213,7 +213,7 @@ async def optional_worker(
     token, from_cookie = session_token(request, bearer, WORKER_COOKIE)
     if token is None or (not from_cookie and request.scope.get(UNKNOWN_BEARER) == token):
         return None  # no session, or one the hot path has just found unknown: not asked twice
-    cache: SessionCache = request.app.state.worker_sessions
+    cache: WorkerSessionCache = request.app.state.worker_sessions
     worker = cache.get(token)
     if worker is None:
         database: Database = request.app.state.db
