@@ -290,10 +290,19 @@ class WorkerTaskView(TaskRow):
         closed_reason: str | None = None,
     ) -> WorkerTaskView:
         """The view of a task (an ORM ``Task`` or the queue's raw row); model names are left out."""
-        return record(
-            cls,
-            task,
+        # Every claim makes one: keywords, not :func:`~template.storage.record` (3 µs less).
+        return cls(
+            id=task.id,
+            miner_id=task.miner_id,
+            title=task.title,
+            body=task.body,
+            prompt=task.prompt,
+            task_type=task.task_type,
+            criteria=task.criteria,
             completions=[{"cid": c["cid"], "completion": c["completion"]} for c in task.completions],
+            num_results=task.num_results,
+            max_results=task.max_results,
+            expire_at=task.expire_at,
             held_until=held_until,
             my_result=my_result,
             my_status=my_status,
