@@ -101,7 +101,9 @@ class WorkerMeOut(Camel):
     results_total: int
     skipped_total: int = 0
     lead_time_total: float = Field(0.0, description="seconds spent on all results")
-    lead_time_median: float | None = Field(None, description="median seconds per result")
+    lead_time_median: float | None = Field(
+        None, description="median seconds per result, over the latest 1000"
+    )
     has_recovery_code: bool = False
 
 

@@ -99,6 +99,7 @@ from sqlalchemy.orm import Session
 
 from dojo.platform.errors import Conflict, Gone, Invalid, NotFound
 from dojo.platform.services.subscriptions import TaskRow, WorkerTaskView
+from dojo.platform.services.team import WINDOW
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import DONE, HOLD, SKIPPED, Assignment, Result, Worker
 from dojo.platform.storage.rawsql import RawDb, RawStatement
@@ -712,32 +713,36 @@ class WorkerProgress:
     lead_time_median: float | None = None
 
 
-def worker_progress(db: Session, worker: Worker) -> WorkerProgress:
-    """Results this worker has submitted since midnight UTC and in all, tasks skipped, and
-    the time spent on results (in all, and the median per result where it was measured)."""
+def worker_progress(db: Session, worker: Worker, window: int = WINDOW) -> WorkerProgress:
+    """Results this worker has submitted since midnight UTC and in all, tasks skipped, the
+    time spent on results in all, and the median time of its latest ``window`` results where
+    it was measured. As the team's figures are (:mod:`dojo.platform.services.team`): counts
+    over all time, the median over a window, so that the pages a worker opens all day cost
+    the same after a year of work as after a week."""
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     today = db.scalar(
         select(func.count())
         .select_from(Result)
         .where(Result.worker_id == worker.id, Result.created_at >= midnight)
     )
-    total = db.scalar(select(func.count()).select_from(Result).where(Result.worker_id == worker.id))
+    total, time_total = db.execute(
+        select(func.count(), func.sum(Result.lead_time)).where(Result.worker_id == worker.id)
+    ).one()
     skipped = db.scalar(
         select(func.count())
         .select_from(Assignment)
         .where(Assignment.worker_id == worker.id, Assignment.status == SKIPPED)
     )
-    times = sorted(
-        t
-        for t in db.scalars(
-            select(Result.lead_time).where(Result.worker_id == worker.id, Result.lead_time.is_not(None))
-        )
-        if t is not None
-    )
+    times = db.scalars(
+        select(Result.lead_time)
+        .where(Result.worker_id == worker.id, Result.lead_time.is_not(None))
+        .order_by(Result.updated_at.desc(), Result.id.desc())
+        .limit(window)
+    ).all()
     return WorkerProgress(
         today or 0,
         total or 0,
         skipped or 0,
-        float(sum(times)),
-        statistics.median(times) if times else None,
+        float(time_total or 0.0),
+        statistics.median(t for t in times if t is not None) if times else None,
     )

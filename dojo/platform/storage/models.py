@@ -202,11 +202,15 @@ class Result(Base):
     """One worker's answer to one task; a resubmission before expiry replaces it."""
 
     __tablename__ = "results"
-    __table_args__ = (UniqueConstraint("task_id", "worker_id"),)
+    __table_args__ = (
+        UniqueConstraint("task_id", "worker_id"),
+        # A worker's answers, the latest first: what its pages read (revision 0011).
+        Index("ix_results_worker_latest", "worker_id", "updated_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
     result_data: Mapped[list[Any]]
     # Seconds the worker spent on it, summed over resubmissions (revision 0005).
     lead_time: Mapped[float | None] = mapped_column(Float)

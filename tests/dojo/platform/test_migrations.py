@@ -23,9 +23,10 @@ from sqlalchemy import Engine, inspect, select, text
 from dojo.cli import main as dojo_main
 from dojo.platform.credentials import hash_secret
 from dojo.platform.http.app import create_app
+from dojo.platform.services import subscriptions
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import MIGRATIONS_DIR, Database, current_revision, head_revision, migrate
-from dojo.platform.storage.models import Base, Result, Task
+from dojo.platform.storage.models import Base, Result, Task, Worker
 from dojo.platform.storage.rawsql import RawStatement
 from tests.dojo.platform._support import LiveServer, postgres_schema
 
@@ -114,7 +115,7 @@ def test_upgrade_from_0001_keeps_data_and_backfills_counts(empty_database: Datab
     settings = PlatformSettings(database_url=empty_database.url, public_url="http://platform.test", netuid=7)
     server = LiveServer(create_app(settings, chain=chain)).start()  # migrates at start
     try:
-        assert current_revision(empty_database.engine) == head_revision() == "0010"
+        assert current_revision(empty_database.engine) == head_revision() == "0011"
         with empty_database.read_session() as db:
             counts = dict(db.execute(text("SELECT id, num_results FROM tasks")).all())
             # 0006: no task has a validator's score yet; no miner a message; the CSRF secret was made.
@@ -140,15 +141,15 @@ def test_head_matches_the_models_and_downgrades_cleanly(empty_database: Database
     _downgrade(empty_database.engine, "base")
     assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
     migrate(empty_database.engine)
-    assert current_revision(empty_database.engine) == "0010"
+    assert current_revision(empty_database.engine) == "0011"
 
 
 def test_migrate_command(tmp_path: Path, capsys):
     path = tmp_path / "cli.sqlite"
     assert dojo_main(["platform", "migrate", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.strip() == "platform database at revision 0010"
+    assert capsys.readouterr().out.strip() == "platform database at revision 0011"
     assert dojo_main(["platform", "migrate", "--db", f"sqlite:///{path}"]) == 0  # idempotent
-    assert current_revision(Database(f"sqlite:///{path}").engine) == "0010"
+    assert current_revision(Database(f"sqlite:///{path}").engine) == "0011"
 
 
 def test_times_of_a_database_written_before_aware_times_read_back_as_utc(empty_database: Database, chain):
@@ -335,7 +336,7 @@ def test_0010_upgrades_a_database_in_use_at_0009_and_downgrades_to_it(empty_data
         )
     at_0009 = _claim_settings(empty_database)
     assert all("enable_seqscan" not in row for row in at_0009)
-    migrate(engine)
+    migrate(engine, "0010")
     assert current_revision(engine) == "0010"
     assert _claim_settings(empty_database) == [
         "dojo_next_task: plan_cache_mode=force_generic_plan,enable_seqscan=off",
@@ -348,3 +349,31 @@ def test_0010_upgrades_a_database_in_use_at_0009_and_downgrades_to_it(empty_data
     assert current_revision(engine) == "0009"
     assert _claim_settings(empty_database) == at_0009
     assert _claim_at_0008_or_later(empty_database, 1) == "task-no-results"  # its own hold, kept
+
+
+def _results_indexes(engine: Engine) -> dict[str, list[str | None]]:
+    return {index["name"]: index["column_names"] for index in inspect(engine).get_indexes("results")}
+
+
+def test_0011_upgrades_a_database_in_use_at_0010_and_downgrades_to_it(empty_database: Database):
+    """Revision 0011 replaces the index of a worker's results by one that gives them the
+    latest first, on a database with results; the worker's history reads the same, and back
+    at 0010 the old index is there again."""
+    engine = _in_use_at(empty_database, "0010")
+    at_0010 = _results_indexes(engine)
+    assert at_0010["ix_results_worker_id"] == ["worker_id"] and "ix_results_worker_latest" not in at_0010
+    with empty_database.read_session() as db:
+        before = db.execute(text("SELECT worker_id, task_id, result_data FROM results ORDER BY id")).all()
+    migrate(engine, "0011")
+    assert current_revision(engine) == "0011"
+    at_0011 = _results_indexes(engine)
+    assert at_0011["ix_results_worker_latest"] == ["worker_id", "updated_at", "id"]
+    assert "ix_results_worker_id" not in at_0011
+    with empty_database.session() as db:
+        after = db.execute(text("SELECT worker_id, task_id, result_data FROM results ORDER BY id")).all()
+        worker = db.get(Worker, before[0][0])
+        assert worker is not None
+        entries, total = subscriptions.history(db, worker)
+    assert after == before and total == 1 and [e.task_id for e in entries] == ["task-two-results"]
+    _downgrade(engine, "0010")
+    assert current_revision(engine) == "0010" and _results_indexes(engine) == at_0010

@@ -4,12 +4,18 @@ bring an invited worker back as the same person."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from typing import Any
+
 import httpx
 import pytest
+from sqlalchemy import event, make_url, select
 
-from dojo.platform.services import auth
+from dojo.platform.services import auth, queue, subscriptions, team
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.db import Database
+from dojo.platform.storage.models import Worker
 from tests.dojo.platform._support import (
     WorkerClient,
     create_tasks,
@@ -132,6 +138,72 @@ def test_lead_time_is_recorded_capped_and_summed(client, miner, platform):
     assert me["leadTimeMedian"] == pytest.approx(
         sorted(_lead_times(platform.database_url).values())[1], abs=0.01
     )
+
+
+def test_the_typical_time_covers_the_latest_answers_and_the_time_in_all_every_one(client, miner, platform):
+    """A worker's own figures are counted as the team's are: totals over all time, the median
+    over its latest answers, so that the pages a worker opens all day cost the same after a
+    year of work as after a week."""
+    ids = create_tasks(client, miner, tasks=5)
+    worker = subscribed_worker(client, miner)
+    for task_id in ids:
+        _hold(client, worker, task_id).raise_for_status()
+    sql(platform.database_url, "UPDATE assignments SET created_at = :t", t=_minutes_ago(10))
+    for task_id, lead in zip(ids, (300, 300, 300, 10, 20), strict=True):  # slow at first, then quick
+        assert _submit(client, worker, task_id, leadTime=lead).status_code == 200
+    database = Database(platform.database_url, pool_size=1)
+    try:
+        with database.session() as db:
+            me = db.scalars(select(Worker).where(Worker.address == worker.address)).one()
+            lately = queue.worker_progress(db, me, window=2)
+            every = queue.worker_progress(db, me, window=5)
+            default = queue.worker_progress(db, me)
+    finally:
+        database.dispose()
+    assert (lately.results_total, lately.lead_time_total, lately.lead_time_median) == (5, 930, 15)
+    assert (every.lead_time_total, every.lead_time_median) == (930, 300)
+    assert default == every  # the window a page uses holds a thousand answers
+
+
+def test_a_workers_latest_answers_are_read_from_an_index_not_sorted_from_all_of_them(client, miner, platform):
+    """The pages a worker opens all day (a task's page with its progress, the history, its
+    summary) read its latest answers: walking an index from the newest, not sorting every
+    answer it ever gave, which after a year of work is tens of thousands on every page."""
+    if not platform.settings.is_sqlite:
+        pytest.skip("the plan checked is SQLite's; PostgreSQL's follows the tables' statistics")
+    ids = create_tasks(client, miner, tasks=3)
+    worker = subscribed_worker(client, miner)
+    for task_id in ids:
+        _hold(client, worker, task_id).raise_for_status()
+        assert _submit(client, worker, task_id, leadTime=30).status_code == 200
+    database = Database(platform.database_url, pool_size=1)
+    statements: list[tuple[str, Any]] = []
+
+    def trace(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(database.engine, "before_cursor_execute", trace)
+    try:
+        with database.session() as db:
+            me = db.scalars(select(Worker).where(Worker.address == worker.address)).one()
+            queue.worker_progress(db, me)
+            team.worker_summary(db, me)
+            assert subscriptions.history(db, me)[1] == 3
+    finally:
+        database.dispose()
+    latest = [
+        (q, p) for q, p in statements if "FROM results" in q and "ORDER BY results.updated_at DESC" in q
+    ]
+    assert len(latest) == 3, statements  # one read of the latest answers by each
+    with contextlib.closing(sqlite3.connect(make_url(platform.database_url).database)) as raw:
+        sorted_all = [
+            q
+            for q, p in latest
+            if any("TEMP B-TREE FOR ORDER BY" in row[-1] for row in raw.execute(f"EXPLAIN QUERY PLAN {q}", p))
+        ]
+    assert sorted_all == []
 
 
 def _minutes_ago(minutes: float) -> str:
