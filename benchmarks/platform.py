@@ -61,7 +61,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -92,6 +93,26 @@ def _postgres_base(given: str | None = None) -> str | None:
         except psycopg.OperationalError:
             continue
     return None
+
+
+@contextmanager
+def postgres_schema(base: str, prefix: str) -> Iterator[str]:
+    """A fresh schema ``<prefix>_<pid>`` on the server at ``base``, dropped after: its URL."""
+    import psycopg
+
+    from dojo.platform.services.pgqueue import libpq_conninfo
+    from template.storage import in_schema
+
+    schema = f"{prefix}_{os.getpid()}"
+    conninfo = libpq_conninfo(base)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield in_schema(base, schema)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_results: int) -> list[str]:
@@ -517,27 +538,16 @@ def _backends(server_pid: int, conninfo: str) -> list[int]:
 
 def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) -> dict:
     if kind == "sqlite":
-        database_url = f"sqlite:///{workdir / 'platform.sqlite'}"
-        cleanup = None
-    else:
-        base = _postgres_base(args.postgres)
-        if base is None:
-            return {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
-        import psycopg
+        return _bench(kind, args, workdir, processes, f"sqlite:///{workdir / 'platform.sqlite'}")
+    base = _postgres_base(args.postgres)
+    if base is None:
+        return {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
+    with postgres_schema(base, "bench") as database_url:
+        return _bench(kind, args, workdir, processes, database_url)
 
-        from dojo.platform.services.pgqueue import libpq_conninfo
-        from template.storage import in_schema
 
-        schema = f"bench_{os.getpid()}"
-        conninfo = libpq_conninfo(base)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        database_url = in_schema(base, schema)
-
-        def cleanup() -> None:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def _bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int, database_url: str) -> dict:
+    from dojo.platform.services.pgqueue import libpq_conninfo
 
     chain_dir = workdir / f"chain-{kind}-{processes}"
     tasks = args.tasks or max(1000, int(args.duration * 4000 / args.max_results))
@@ -549,7 +559,7 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
         print(f"[{kind}] {args.workers} workers for {args.duration:.0f} s…", flush=True)
         load_before = os.getloadavg()[0]
         warmed = None if kind == "sqlite" else (lambda: _analyze(database_url))
-        backends = None if kind == "sqlite" else (lambda: _backends(server.pid, conninfo))
+        backends = None if kind == "sqlite" else (lambda: _backends(server.pid, libpq_conninfo(database_url)))
         result = _load(f"http://127.0.0.1:{port}", tokens, args, server.pid, warmed, backends)
         # The machine may be shared: the 1-minute load average before and after the run.
         result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -569,8 +579,6 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
         client=args.client,
         warmup_s=args.warmup,
     )
-    if cleanup:
-        cleanup()
     print(f"[{kind}] {json.dumps(result)}", flush=True)
     return result
 

@@ -47,13 +47,12 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, process_cpu
+from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, postgres_schema, process_cpu
 from dojo.platform.services import queue
 from dojo.platform.services.pgqueue import PostgresQueue, libpq_conninfo
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import Worker
 from dojo.platform.storage.rawsql import RawStatement
-from template.storage import in_schema
 
 RANKING = [{"type": "ranking", "value": {cid: i + 1 for i, cid in enumerate(CIDS)}}]
 
@@ -172,21 +171,13 @@ def main() -> int:
     if base is None:
         print(json.dumps({"skipped": "no PostgreSQL server on 127.0.0.1:5432"}))
         return 0
-    schema = f"calls_{os.getpid()}"
-    conninfo = libpq_conninfo(base)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    url = in_schema(base, schema)
-    try:
+    with postgres_schema(base, "calls") as url:
         load_before = os.getloadavg()[0]
         tasks = (args.warmup + args.calls + 2 * args.workers) // 2 + args.workers
         with tempfile.TemporaryDirectory() as workdir:
             print(f"preparing {tasks} tasks and {args.workers} workers…", flush=True)
             tokens = _prepare(url, Path(workdir) / "chain", tasks, args.workers, 3)
         result: dict[str, Any] = asyncio.run(_run(url, tokens, args))
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     result.update(
         workers=args.workers,
         batch=args.batch,
