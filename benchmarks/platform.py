@@ -61,8 +61,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,26 +92,6 @@ def _postgres_base(given: str | None = None) -> str | None:
         except psycopg.OperationalError:
             continue
     return None
-
-
-@contextmanager
-def postgres_schema(base: str, prefix: str) -> Iterator[str]:
-    """A fresh schema ``<prefix>_<pid>`` on the server at ``base``, dropped after: its URL."""
-    import psycopg
-
-    from dojo.platform.services.pgqueue import libpq_conninfo
-    from template.storage import in_schema
-
-    schema = f"{prefix}_{os.getpid()}"
-    conninfo = libpq_conninfo(base)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield in_schema(base, schema)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _prepare(database_url: str, chain_dir: Path, tasks: int, workers: int, max_results: int) -> list[str]:
@@ -542,7 +521,9 @@ def bench(kind: str, args: argparse.Namespace, workdir: Path, processes: int) ->
     base = _postgres_base(args.postgres)
     if base is None:
         return {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
-    with postgres_schema(base, "bench") as database_url:
+    from template.storage import own_schema
+
+    with own_schema(base, f"bench_{os.getpid()}") as database_url:
         return _bench(kind, args, workdir, processes, database_url)
 
 

@@ -47,12 +47,13 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, postgres_schema, process_cpu
+from benchmarks.platform import CIDS, _analyze, _postgres_base, _prepare, process_cpu
 from dojo.platform.services import queue
 from dojo.platform.services.pgqueue import PostgresQueue, libpq_conninfo
 from dojo.platform.settings import PlatformSettings
 from dojo.platform.storage.models import Worker
 from dojo.platform.storage.rawsql import RawStatement
+from template.storage import own_schema
 
 RANKING = [{"type": "ranking", "value": {cid: i + 1 for i, cid in enumerate(CIDS)}}]
 
@@ -171,7 +172,7 @@ def main() -> int:
     if base is None:
         print(json.dumps({"skipped": "no PostgreSQL server on 127.0.0.1:5432"}))
         return 0
-    with postgres_schema(base, "calls") as url:
+    with own_schema(base, f"calls_{os.getpid()}") as url:
         load_before = os.getloadavg()[0]
         tasks = (args.warmup + args.calls + 2 * args.workers) // 2 + args.workers
         with tempfile.TemporaryDirectory() as workdir:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -43,11 +44,12 @@ from typing import Any
 
 from sqlalchemy import insert, text
 
-from benchmarks.platform import _postgres_base, postgres_schema
+from benchmarks.platform import _postgres_base
 from dojo.platform.services import queue, subscriptions, team
 from dojo.platform.storage.db import Database
 from dojo.platform.storage.models import Miner, Result, Task, Worker
 from template.clock import utcnow
+from template.storage import own_schema
 
 PAGES: dict[str, Callable[[Any, Worker], object]] = {
     "progress": queue.worker_progress,
@@ -151,7 +153,7 @@ def main() -> int:
                     if base is None:
                         by_count = {"skipped": "no PostgreSQL server on 127.0.0.1:5432"}
                         break
-                    url = stack.enter_context(postgres_schema(base, "pages"))
+                    url = stack.enter_context(own_schema(base, f"pages_{os.getpid()}"))
                 by_count[str(answers)] = _measure(url, answers, args.repeat)
             print(f"[{kind}] {answers} answers: {json.dumps(by_count[str(answers)])}", flush=True)
         if len(counts) > 1 and "skipped" not in by_count:

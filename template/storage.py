@@ -17,10 +17,12 @@ the simulated workers' oracle) does not load it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sqlite3
 import zlib
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -50,6 +52,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "migrate_if_behind",
+    "own_schema",
     "read_only_engine",
     "record",
 ]
@@ -184,6 +187,23 @@ def in_schema(url: str, schema: str) -> str:
     parsed = make_url(url)
     options = f"{_libpq_options(parsed)} -csearch_path={schema}".strip()
     return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def own_schema(url: str, schema: str) -> Iterator[str]:
+    """A fresh ``schema`` on the PostgreSQL server at ``url`` (one a killed run left behind is
+    replaced), dropped afterwards: yields the URL of connections that use it (:func:`in_schema`)."""
+    admin = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    quoted = admin.dialect.identifier_preparer.quote(schema)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {quoted}")
+        yield in_schema(url, schema)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+        admin.dispose()
 
 
 def read_only_engine(url: str) -> Engine:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from template.storage import (
     UTCDateTime,
     in_schema,
     make_engine,
+    own_schema,
     read_only_engine,
     record,
 )
@@ -225,3 +227,37 @@ def test_a_record_takes_a_rows_fields_by_name_and_what_is_given_as_given(tmp_pat
     # A field the row lacks is an error, not its default: a record is the row, whole.
     with pytest.raises(AttributeError, match="label"):
         record(Event, bare)
+
+
+@pytest.mark.postgres
+def test_an_own_schema_holds_what_its_connections_make_and_is_gone_after() -> None:
+    admin = postgres_admin_url()
+    if admin is None:
+        pytest.skip("no PostgreSQL server accepts connections on 127.0.0.1:5432 (database test)")
+    name = f"own_{uuid.uuid4().hex[:8]}"
+    with own_schema(admin, name) as url:
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("CREATE TABLE made_here (id INTEGER)"))
+                where = (
+                    conn.execute(
+                        sa.text(
+                            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'made_here'"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+        finally:
+            engine.dispose()
+        assert where == [name]
+    engine = make_engine(admin)
+    try:
+        with engine.connect() as conn:
+            left = conn.execute(
+                sa.text("SELECT count(*) FROM pg_namespace WHERE nspname = :n"), {"n": name}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert left == 0

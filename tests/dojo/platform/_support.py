@@ -11,8 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -24,9 +23,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi import FastAPI
 
-from dojo.platform.services.pgqueue import libpq_conninfo
 from dojo.platform.storage.db import Database
-from template.storage import in_schema
+from template.storage import own_schema
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
 PG_USERS = ("postgres", "root")
@@ -87,18 +85,10 @@ def postgres_admin_url() -> str | None:
     return None
 
 
-@contextmanager
-def postgres_schema(admin_url: str) -> Iterator[str]:
-    """A fresh schema for one test; yields a URL whose connections use it; dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    conninfo = libpq_conninfo(admin_url)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield in_schema(admin_url, schema)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+def postgres_schema(admin_url: str) -> AbstractContextManager[str]:
+    """A fresh schema for one test (:func:`template.storage.own_schema`): the URL of its
+    connections while it lasts."""
+    return own_schema(admin_url, f"t_{uuid.uuid4().hex[:12]}")
 
 
 def iso_in(seconds: float) -> str:
