@@ -717,8 +717,8 @@ def worker_progress(db: Session, worker: Worker, window: int = WINDOW) -> Worker
     """Results this worker has submitted since midnight UTC and in all, tasks skipped, the
     time spent on results in all, and the median time of its latest ``window`` results where
     it was measured. As the team's figures are (:mod:`dojo.platform.services.team`): counts
-    over all time, the median over a window, so that the pages a worker opens all day cost
-    the same after a year of work as after a week."""
+    and sums over all time, in the database, and the median over a window, so that the pages
+    a worker opens all day never fetch every answer it ever gave (``benchmarks/worker_pages.py``)."""
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     today = db.scalar(
         select(func.count())

@@ -142,8 +142,7 @@ def test_lead_time_is_recorded_capped_and_summed(client, miner, platform):
 
 def test_the_typical_time_covers_the_latest_answers_and_the_time_in_all_every_one(client, miner, platform):
     """A worker's own figures are counted as the team's are: totals over all time, the median
-    over its latest answers, so that the pages a worker opens all day cost the same after a
-    year of work as after a week."""
+    over its latest answers, so that a page it opens all day does not fetch a year of them."""
     ids = create_tasks(client, miner, tasks=5)
     worker = subscribed_worker(client, miner)
     for task_id in ids:
