@@ -290,7 +290,7 @@ class WorkerTaskView(TaskRow):
         closed_reason: str | None = None,
     ) -> WorkerTaskView:
         """The view of a task (an ORM ``Task`` or the queue's raw row); model names are left out."""
-        # Every claim makes one: keywords, not :func:`~template.storage.record` (3 µs less).
+        # Every claim makes one: keywords, not :func:`~template.storage.record` (1.5 µs less a call).
         return cls(
             id=task.id,
             miner_id=task.miner_id,
