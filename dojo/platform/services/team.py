@@ -315,13 +315,21 @@ def remove_worker(db: Session, miner: Miner, pseudonym: str) -> None:
         raise NotFound(f"no worker {pseudonym!r} on your team")
     worker_id = match.worker_id
     db.delete(match)
-    db.execute(
-        delete(Assignment).where(
-            Assignment.worker_id == worker_id,
-            Assignment.status == HOLD,
-            Assignment.task_id.in_(select(Task.id).where(Task.miner_id == miner.id)),
-        )
+    holds = (
+        Assignment.worker_id == worker_id,
+        Assignment.status == HOLD,
+        Assignment.task_id.in_(select(Task.id).where(Task.miner_id == miner.id)),
     )
+    # Letting a hold go locks its task (on PostgreSQL, revision 0009's trigger), in the order
+    # the holds are found; two removals at once could each hold a task the other waits for.
+    # Take those tasks' locks first, in one order for everyone: by id.
+    db.execute(
+        select(Task.id)
+        .where(Task.id.in_(select(Assignment.task_id).where(*holds)))
+        .order_by(Task.id)
+        .with_for_update(key_share=True)
+    )
+    db.execute(delete(Assignment).where(*holds))
 
 
 def revoke_invite(db: Session, miner: Miner, invite_id: int) -> Invite:

@@ -6,13 +6,17 @@ a time with filters."""
 from __future__ import annotations
 
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 
 from dojo.platform.services import auth
 from dojo.platform.services.auth import worker_pseudonym_for_miner
+from dojo.platform.services.pgqueue import libpq_conninfo
 from dojo.platform.storage.db import Database
 from tests.dojo.platform._support import (
     MinerClient,
@@ -267,3 +271,62 @@ def test_the_key_the_running_miner_uses_is_the_api_key_it_used_last(client, plat
     # A use a day ago or more is no sign of a running miner.
     sql(platform.database_url, "UPDATE api_keys SET last_used_at = '2026-01-01 00:00:00.000000'")
     assert not any(k["inUse"] for k in listed("api-keys").values())
+
+
+# The backends waiting on backend :pid's row locks, or queued behind one that is.
+WAITING_ON = """
+SELECT count(*) FROM pg_stat_activity AS a
+WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(a.pid))
+   OR EXISTS (SELECT 1 FROM pg_stat_activity AS b
+              WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(b.pid)) AND b.pid = ANY(pg_blocking_pids(a.pid)))
+"""
+
+
+def _hold_in_order(client: httpx.Client, worker: WorkerClient, task_ids: tuple[str, ...]) -> None:
+    for task_id in task_ids:
+        held = client.post(f"/api/v1/worker/tasks/{task_id}/hold", headers=worker.auth)
+        assert held.status_code == 200, held.text
+
+
+def test_two_workers_taken_off_the_team_at_once_both_go_whatever_order_their_holds_are_in(
+    client, platform, register_hotkey
+):
+    """A miner clears out two workers at the same moment (two tabs, a script), each holding
+    the same two tasks, taken in opposite orders, while submissions on those tasks are in
+    flight. Letting a hold go locks its task, and each removal must take the tasks in one
+    order, or the two can wait for each other until PostgreSQL breaks one off (a 500). The
+    order a removal finds the holds in is its plan's, which a round may or may not make
+    opposite: eight rounds, each a new miner's (the plan of a small team's first removal)."""
+    if platform.settings.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time: nothing to interleave")
+
+    def remove(miner: MinerClient, worker: WorkerClient) -> httpx.Response:
+        with httpx.Client(base_url=platform.url, timeout=30) as http:
+            pseudonym = _pseudonym(platform, worker, miner)
+            return http.delete(f"/api/v1/miner/team/{pseudonym}", headers=miner.session)
+
+    for _ in range(8):
+        miner = miner_with_keys(client, register_hotkey())
+        first, second = create_tasks(client, miner, tasks=2, max_results=3)
+        one, two = subscribed_worker(client, miner), subscribed_worker(client, miner)
+        _hold_in_order(client, one, (first, second))
+        _hold_in_order(client, two, (second, first))
+        # Submissions in flight on the two tasks hold their rows until both removals wait.
+        with psycopg.connect(libpq_conninfo(platform.database_url)) as in_flight:
+            in_flight.execute("SELECT 1 FROM tasks WHERE id IN (%s, %s) FOR UPDATE", (first, second))
+            pid = in_flight.info.backend_pid
+            with ThreadPoolExecutor(2) as pool:
+                removals = [pool.submit(remove, miner, worker) for worker in (one, two)]
+                deadline = time.monotonic() + 30
+                while sql(platform.database_url, WAITING_ON, pid=pid)[0][0] < 2:
+                    assert time.monotonic() < deadline, "the removals did not reach the tasks' locks"
+                    assert not any(r.done() for r in removals), [
+                        r.result().text for r in removals if r.done()
+                    ]
+                    time.sleep(0.02)
+                in_flight.rollback()
+                replies = [r.result() for r in removals]
+        assert [r.status_code for r in replies] == [204, 204], [r.text for r in replies]
+        assert _team(client, miner)["members"] == []
+        held = "SELECT count(*) FROM assignments WHERE status = 'held' AND task_id IN (:a, :b)"
+        assert sql(platform.database_url, held, a=first, b=second)[0][0] == 0  # every hold let go
