@@ -182,8 +182,8 @@ def _libpq_options(url: URL) -> str:
 
 def in_schema(url: str, schema: str) -> str:
     """The PostgreSQL ``url`` with its connections' ``search_path`` set to ``schema``: added to
-    the libpq options the URL gives, its other query parameters (a socket's ``host``) kept.
-    For the benchmarks and tests that give each run a schema of its own."""
+    the libpq options the URL gives, its other query parameters (a socket's ``host``) kept
+    (:func:`own_schema`'s URL)."""
     parsed = make_url(url)
     options = f"{_libpq_options(parsed)} -csearch_path={schema}".strip()
     return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)

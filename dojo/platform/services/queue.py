@@ -720,13 +720,10 @@ def worker_progress(db: Session, worker: Worker, window: int = WINDOW) -> Worker
     and sums over all time, in the database, and the median over a window, so that the pages
     a worker opens all day never fetch every answer it ever gave (``benchmarks/worker_pages.py``)."""
     midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = db.scalar(
-        select(func.count())
-        .select_from(Result)
-        .where(Result.worker_id == worker.id, Result.created_at >= midnight)
-    )
-    total, time_total = db.execute(
-        select(func.count(), func.sum(Result.lead_time)).where(Result.worker_id == worker.id)
+    today, total, time_total = db.execute(
+        select(
+            func.count().filter(Result.created_at >= midnight), func.count(), func.sum(Result.lead_time)
+        ).where(Result.worker_id == worker.id)
     ).one()
     skipped = db.scalar(
         select(func.count())
